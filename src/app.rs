@@ -1,0 +1,77 @@
+//! The running registry: configuration, store, mailer and in-memory limits,
+//! shared by every request.
+
+use crate::auth::login::{self, Confirmations};
+use crate::config::Config;
+use crate::mail::{LocalSink, Mailer, Postmark};
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(60 * 60);
+/// Long-polling fetches may occupy at most this share of the connections.
+const WAITING_SHARE: usize = 4;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub mailer: Box<dyn Mailer>,
+    /// Base of e-mailed links, without a trailing slash.
+    pub public_url: String,
+    pub login_per_email: RateLimiter,
+    pub login_per_ip: RateLimiter,
+    pub confirmations: Confirmations,
+    stopping: AtomicBool,
+}
+
+impl App {
+    pub fn new(config: Config, store: Store, public_url: String) -> App {
+        let mailer: Box<dyn Mailer> = match &config.postmark_server_token {
+            Some(token) if !token.is_empty() => Box::new(Postmark::new(
+                &config.postmark_url,
+                token.clone(),
+                config.mail_from.clone(),
+            )),
+            _ => Box::new(LocalSink::new(store.root().join("mail"))),
+        };
+        App {
+            login_per_email: RateLimiter::new(config.login_limit_per_email, HOUR),
+            login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
+            confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
+            mailer,
+            public_url,
+            store,
+            config,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Periodic housekeeping: purges expired logins and idle rate-limit
+    /// entries, until [`App::stop`]. Runs on the calling thread.
+    pub fn housekeeping(&self) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            if let Err(err) = login::purge_expired(&self.store) {
+                eprintln!("housekeeping: purging expired logins failed: {err}");
+            }
+            self.login_per_email.prune();
+            self.login_per_ip.prune();
+            for _ in 0..60 {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Ends housekeeping and wakes long-polling requests so they answer now.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.confirmations.announce();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,266 @@
+//! Sessions: the long-lived tokens the CLI holds.
+//!
+//! A token is only ever seen by its holder. The registry keeps its SHA-256 as
+//! the record's file name (`sessions/<hash>.json`), so authenticating is one
+//! file lookup and a leaked data directory leaks no usable token.
+
+use super::email::Email;
+use super::secret;
+use super::user;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{RecordPath, Store};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `last_used` is refreshed at most this often, so reads stay reads.
+const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60 * 60);
+const SESSION_ID_LENGTH: usize = 16;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub email: Email,
+    pub created: Timestamp,
+    pub expires: Timestamp,
+    pub last_used: Timestamp,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A request's proven identity.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub email: Email,
+    pub token_hash: String,
+}
+
+/// What `GET /user/sessions` shows of a session: never the token or its hash.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub created: Timestamp,
+    pub last_used: Timestamp,
+    pub expires: Timestamp,
+    pub user_agent: Option<String>,
+    pub current: bool,
+}
+
+fn session_path(token_hash: &str) -> RecordPath {
+    RecordPath::new(["sessions", &format!("{token_hash}.json")])
+        .expect("a hex hash is a safe file name")
+}
+
+/// The public id of a session: the start of its token's hash (which is also
+/// how an operator finds it: `ls sessions/<id>*`).
+pub fn session_id(token_hash: &str) -> &str {
+    &token_hash[..SESSION_ID_LENGTH]
+}
+
+pub struct NewSession<'a> {
+    pub email: &'a Email,
+    pub lifetime: Duration,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<String>,
+}
+
+/// Creates a session and returns its token, the only time it exists in clear.
+pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
+    let token = secret::new_session_token();
+    let token_hash = secret::sha256_hex(token.as_bytes());
+    let now = Timestamp::now();
+    let session = Session {
+        email: new.email.clone(),
+        created: now,
+        expires: now.plus(new.lifetime),
+        last_used: now,
+        user_agent: new.user_agent.map(|agent| truncate(agent, 200)),
+        ip: new.ip,
+    };
+    user::update(store, new.email, |user| {
+        prune_dead_sessions(store, &mut user.sessions)?;
+        store.write_json(&session_path(&token_hash), &session)?;
+        user.sessions.push(token_hash.clone());
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+/// Resolves a bearer token to its user; 401 for anything else.
+pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticated> {
+    let token = token.ok_or_else(|| {
+        ApiError::unauthorized("This request needs an `Authorization: Bearer <token>` header.")
+    })?;
+    if !secret::is_session_token(token) {
+        return Err(ApiError::unauthorized(
+            "The token is not a Gren registry session token.",
+        ));
+    }
+    let token_hash = secret::sha256_hex(token.as_bytes());
+    let path = session_path(&token_hash);
+    let session: Session = store.read_json(&path)?.ok_or_else(|| {
+        ApiError::unauthorized("The token is unknown or has been revoked; log in again.")
+    })?;
+    if session.expires.has_passed() {
+        revoke(store, &session.email, &token_hash)?;
+        return Err(ApiError::unauthorized(
+            "The session has expired; log in again.",
+        ));
+    }
+    if session.last_used.elapsed() >= LAST_USED_GRANULARITY {
+        touch(store, &path)?;
+    }
+    Ok(Authenticated {
+        email: session.email,
+        token_hash,
+    })
+}
+
+fn touch(store: &Store, path: &RecordPath) -> ApiResult<()> {
+    let _guard = store.lock(path);
+    // Re-read under the lock: a revocation in between must not be undone.
+    if let Some(mut session) = store.read_json::<Session>(path)? {
+        session.last_used = Timestamp::now();
+        store.write_json(path, &session)?;
+    }
+    Ok(())
+}
+
+/// Revokes one session of a user. `false` when there was no such session.
+pub fn revoke(store: &Store, email: &Email, token_hash: &str) -> ApiResult<bool> {
+    user::update(store, email, |user| {
+        let known = user.sessions.iter().any(|hash| hash == token_hash);
+        user.sessions.retain(|hash| hash != token_hash);
+        let path = session_path(token_hash);
+        let _guard = store.lock(&path);
+        Ok(store.remove(&path)? || known)
+    })
+}
+
+/// Revokes the session whose public id is `id`. `false` when the user has none.
+pub fn revoke_by_id(store: &Store, email: &Email, id: &str) -> ApiResult<bool> {
+    let Some(user) = user::load(store, email)? else {
+        return Ok(false);
+    };
+    match user.sessions.iter().find(|hash| session_id(hash) == id) {
+        Some(hash) => revoke(store, email, hash),
+        None => Ok(false),
+    }
+}
+
+/// The live sessions of a user, oldest first.
+pub fn list(store: &Store, email: &Email, current_hash: &str) -> ApiResult<Vec<SessionView>> {
+    let Some(user) = user::load(store, email)? else {
+        return Ok(Vec::new());
+    };
+    let mut views = Vec::new();
+    for hash in &user.sessions {
+        let Some(session) = store.read_json::<Session>(&session_path(hash))? else {
+            continue;
+        };
+        if session.expires.has_passed() {
+            continue;
+        }
+        views.push(SessionView {
+            id: session_id(hash).to_string(),
+            created: session.created,
+            last_used: session.last_used,
+            expires: session.expires,
+            user_agent: session.user_agent,
+            current: hash == current_hash,
+        });
+    }
+    views.sort_by_key(|view| view.created);
+    Ok(views)
+}
+
+/// Drops expired or missing sessions from a user's list (deleting their records).
+fn prune_dead_sessions(store: &Store, hashes: &mut Vec<String>) -> ApiResult<()> {
+    let mut live = Vec::with_capacity(hashes.len());
+    for hash in hashes.drain(..) {
+        let path = session_path(&hash);
+        match store.read_json::<Session>(&path)? {
+            Some(session) if !session.expires.has_passed() => live.push(hash),
+            Some(_) => {
+                let _guard = store.lock(&path);
+                store.remove(&path)?;
+            }
+            None => {}
+        }
+    }
+    *hashes = live;
+    Ok(())
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_created_session_authenticates_until_revoked() {
+        let (_dir, store) = store();
+        let email = Email::parse("me@example.com").unwrap();
+        let token = create(
+            &store,
+            NewSession {
+                email: &email,
+                lifetime: Duration::from_secs(60),
+                user_agent: Some("test"),
+                ip: None,
+            },
+        )
+        .unwrap();
+        let auth = authenticate(&store, Some(&token)).unwrap();
+        assert_eq!(auth.email, email);
+        let on_disk = std::fs::read_to_string(store.full_path(&user::user_path(&email))).unwrap();
+        assert!(!on_disk.contains(&token), "only the hash is stored");
+        let sessions = list(&store, &email, &auth.token_hash).unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert!(sessions[0].current);
+        assert!(revoke_by_id(&store, &email, &sessions[0].id).unwrap());
+        assert_eq!(authenticate(&store, Some(&token)).unwrap_err().status, 401);
+        assert!(!revoke_by_id(&store, &email, &sessions[0].id).unwrap());
+    }
+
+    #[test]
+    fn an_expired_session_is_refused_and_removed() {
+        let (_dir, store) = store();
+        let email = Email::parse("me@example.com").unwrap();
+        let token = create(
+            &store,
+            NewSession {
+                email: &email,
+                lifetime: Duration::ZERO,
+                user_agent: None,
+                ip: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(authenticate(&store, Some(&token)).unwrap_err().status, 401);
+        let hash = secret::sha256_hex(token.as_bytes());
+        assert!(!store.full_path(&session_path(&hash)).exists());
+    }
+
+    #[test]
+    fn malformed_tokens_never_reach_the_store() {
+        let (_dir, store) = store();
+        for token in [
+            None,
+            Some(""),
+            Some("gren_../../etc/passwd"),
+            Some("Bearer x"),
+        ] {
+            assert_eq!(authenticate(&store, token).unwrap_err().status, 401);
+        }
+    }
+}

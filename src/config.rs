@@ -1,0 +1,75 @@
+//! Configuration: environment variables, mirrored by command-line flags of
+//! `gren-registry serve`. Every knob is documented in README.md.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Directory holding every record and bundle.
+    #[arg(long, env = "GREN_REGISTRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "GREN_REGISTRY_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: String,
+
+    /// Base URL used in e-mailed links [default: http://<listen address>].
+    #[arg(long, env = "GREN_REGISTRY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Postmark server token; without it, e-mails are written to <data-dir>/mail
+    /// and printed to the log.
+    #[arg(long, env = "POSTMARK_SERVER_TOKEN", hide_env_values = true)]
+    pub postmark_server_token: Option<String>,
+
+    #[arg(
+        long,
+        env = "GREN_REGISTRY_POSTMARK_URL",
+        default_value = "https://api.postmarkapp.com"
+    )]
+    pub postmark_url: String,
+
+    #[arg(
+        long,
+        env = "GREN_REGISTRY_MAIL_FROM",
+        default_value = "no-reply@gren-lang.org"
+    )]
+    pub mail_from: String,
+
+    /// Days a session token stays valid.
+    #[arg(long, env = "GREN_REGISTRY_SESSION_DAYS", default_value_t = 90)]
+    pub session_days: u64,
+
+    /// Logins that may be started per e-mail address per hour.
+    #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", default_value_t = 5)]
+    pub login_limit_per_email: u32,
+
+    /// Logins that may be started per client IP address per hour.
+    #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_IP", default_value_t = 30)]
+    pub login_limit_per_ip: u32,
+
+    /// Connections served at once; more are answered 503.
+    #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+
+    /// Seconds a request head may take from its first byte, and a body read
+    /// may go without progress.
+    #[arg(long, env = "GREN_REGISTRY_REQUEST_TIMEOUT", default_value_t = 10)]
+    pub request_timeout_secs: u64,
+}
+
+impl Config {
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(self.session_days * 24 * 60 * 60)
+    }
+
+    /// The public URL without a trailing slash, given the address actually bound.
+    pub fn public_url_for(&self, bound: std::net::SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Request handlers: parse the request, call domain code, shape the answer.
+
+pub mod health;
+pub mod session;
+pub mod user;

@@ -1,0 +1,191 @@
+//! Login and logout: `POST /session`, the magic-link page, `POST /session/fetch`,
+//! `DELETE /session`.
+
+use crate::app::App;
+use crate::auth::email::Email;
+use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login, escape_html};
+use crate::auth::session;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+/// Longest `?wait=` a fetch may long-poll.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// What a pending fetch suggests between polls.
+const POLL_SECONDS: u64 = 2;
+
+#[derive(Deserialize)]
+struct StartBody {
+    email: String,
+}
+
+pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
+    let body: StartBody = request.json()?;
+    let email = Email::parse(&body.email)?;
+    let ip = request.remote.ip().to_string();
+    app.login_per_ip.hit(&ip)?;
+    app.login_per_email.hit(email.as_str())?;
+    crate::auth::user::load_or_create(&app.store, &email)?;
+    let started = login::start(
+        &app.store,
+        &email,
+        Client {
+            ip,
+            user_agent: request.user_agent(),
+        },
+        &app.public_url,
+    )?;
+    if let Err(err) = app.mailer.send(&started.message) {
+        login::abandon(&app.store, &started.fetch_session_token)?;
+        eprintln!("login e-mail not sent: {err}");
+        return Err(ApiError::new(
+            502,
+            "email_failed",
+            "The confirmation e-mail could not be sent; try again in a few minutes.",
+        ));
+    }
+    Ok(Response::json(200, &started))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FetchBody {
+    fetch_session_token: String,
+    #[serde(default)]
+    email_confirmation_code: Option<String>,
+}
+
+pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
+    let body: FetchBody = request.json()?;
+    let wait = match request.query_param("wait") {
+        None => Duration::ZERO,
+        Some(text) => text
+            .parse::<u64>()
+            .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_wait",
+                    "`wait` must be a whole number of seconds (at most 30).",
+                )
+            })?,
+    };
+    let fetch_request = FetchRequest {
+        fetch_token: &body.fetch_session_token,
+        code: body.email_confirmation_code.as_deref(),
+        session_lifetime: app.config.session_lifetime(),
+        user_agent: request.user_agent(),
+        ip: request.remote.ip().to_string(),
+    };
+    let outcome = match login::fetch(&app.store, &fetch_request)? {
+        Fetched::Pending if !wait.is_zero() => app
+            .confirmations
+            .wait_for(wait, || match login::fetch(&app.store, &fetch_request)? {
+                Fetched::Pending if !app.is_stopping() => Ok(None),
+                outcome => Ok(Some(outcome)),
+            })?
+            .unwrap_or(Fetched::Pending),
+        outcome => outcome,
+    };
+    Ok(match outcome {
+        Fetched::Token(token) => Response::json(200, &json!({ "sessionToken": token })),
+        Fetched::Pending => Response::json(202, &json!({ "status": "pending" }))
+            .with_header("Retry-After", POLL_SECONDS.to_string()),
+    })
+}
+
+pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
+    let caller = session::authenticate(&app.store, request.bearer_token())?;
+    session::revoke(&app.store, &caller.email, &caller.token_hash)?;
+    Ok(Response::no_content())
+}
+
+/// `GET /session/confirm?token=`: shows who is logging in and a Confirm
+/// button. Only the button's POST confirms, so scanners that fetch links
+/// confirm nothing.
+pub fn confirm_page(app: &App, request: &Request) -> Response {
+    let token = request.query_param("token").unwrap_or_default();
+    match login::for_link(&app.store, &token) {
+        Ok(login) => Response::html(
+            200,
+            page("Confirm your login", &confirm_form(&login, &token)),
+        ),
+        Err(problem) => link_problem_page(problem),
+    }
+}
+
+/// `POST /session/confirm` (form field `token`).
+pub fn confirm(app: &App, request: &Request) -> Response {
+    let token = request.form_field("token").unwrap_or_default();
+    match login::confirm(&app.store, &token, &app.confirmations) {
+        Ok(login) => Response::html(
+            200,
+            page(
+                "Login confirmed",
+                &format!(
+                    "<p>You are now logged in as <b>{}</b>.</p><p>Go back to your terminal; you can close this page.</p>",
+                    escape_html(login.email.as_str())
+                ),
+            ),
+        ),
+        Err(problem) => link_problem_page(problem),
+    }
+}
+
+fn confirm_form(login: &Login, token: &str) -> String {
+    format!(
+        "<p>Someone is logging in to the Gren package registry as <b>{email}</b>.</p>\
+         <table>\
+         <tr><th>Started</th><td>{created}</td></tr>\
+         <tr><th>From</th><td>{ip}</td></tr>\
+         <tr><th>Client</th><td>{agent}</td></tr>\
+         <tr><th>Verification phrase</th><td><b>{phrase}</b></td></tr>\
+         </table>\
+         <p>Confirm only if you started this login and your terminal shows the same verification phrase.</p>\
+         <form method=\"post\" action=\"/session/confirm\">\
+         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <button type=\"submit\">Confirm</button>\
+         </form>",
+        email = escape_html(login.email.as_str()),
+        created = login.created,
+        ip = escape_html(&login.client_ip),
+        agent = escape_html(login.user_agent.as_deref().unwrap_or("unknown")),
+        phrase = escape_html(&login.verification),
+        token = escape_html(token),
+    )
+}
+
+fn link_problem_page(problem: LinkProblem) -> Response {
+    let (status, title, text) = match problem {
+        LinkProblem::Unknown => (
+            404,
+            "Unknown link",
+            "This login link is not valid. Copy the whole link from the e-mail, or start a new login.",
+        ),
+        LinkProblem::Expired => (
+            410,
+            "Link expired",
+            "This login link has expired. Start a new login from your terminal.",
+        ),
+        LinkProblem::Used => (
+            410,
+            "Link already used",
+            "This login has already been completed or cancelled. Start a new login if you need one.",
+        ),
+    };
+    Response::html(status, page(title, &format!("<p>{text}</p>")))
+}
+
+fn page(title: &str, content: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{title} · Gren package registry</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;color:#222}}\
+         th{{text-align:left;padding-right:1em;font-weight:normal;color:#666}}td,th{{padding:.2em 0}}\
+         button{{font-size:1.1em;padding:.5em 1.5em;margin-top:1em;cursor:pointer}}</style></head>\
+         <body><h1>{title}</h1>{content}</body></html>"
+    )
+}

@@ -1,0 +1,170 @@
+//! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
+//! handlers see, and the routing table ([`router`]).
+
+pub mod handlers;
+pub mod router;
+pub mod server;
+
+use crate::error::ApiError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
+/// A fully read request: head plus body, already bounded by the server.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string, percent-decoding not applied.
+    pub path: String,
+    pub query: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote: SocketAddr,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A decoded query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// The bearer token of the `Authorization` header, if any.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.header("user-agent")
+    }
+
+    /// Parses a JSON body into `T`, with errors a person can act on.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "The request needs a JSON body.",
+            ));
+        }
+        serde_json::from_slice(&self.body).map_err(|err| {
+            let code = if err.is_data() {
+                "invalid_field"
+            } else {
+                "invalid_json"
+            };
+            ApiError::bad_request(code, format!("The JSON body is not valid: {err}."))
+        })
+    }
+
+    /// A decoded `application/x-www-form-urlencoded` field.
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response {
+                status,
+                headers: vec![("Content-Type", "application/json".into())],
+                body,
+            },
+            Err(err) => Response::from_error(&ApiError::internal(err)),
+        }
+    }
+
+    pub fn html(status: u16, page: String) -> Response {
+        Response {
+            status,
+            headers: vec![
+                ("Content-Type", "text/html; charset=utf-8".into()),
+                // The confirmation page must not be framed (click-jacking) or cached.
+                ("X-Frame-Options", "DENY".into()),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'".into(),
+                ),
+                ("Cache-Control", "no-store".into()),
+            ],
+            body: page.into_bytes(),
+        }
+    }
+
+    pub fn no_content() -> Response {
+        Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The one place where an error becomes a response.
+    pub fn from_error(error: &ApiError) -> Response {
+        let body = serde_json::json!({ "error": error.code, "message": error.message });
+        let mut response = Response::json(error.status, &body);
+        response.headers.extend(error.headers.iter().cloned());
+        response
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Response {
+        Response::from_error(&error)
+    }
+}
+
+/// The text of a status code, for the status line.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}

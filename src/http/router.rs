@@ -1,0 +1,140 @@
+//! The routing table: which handler serves which method and path, with 404
+//! for unknown paths and 405 (with `Allow`) for known paths.
+
+use super::handlers::{health, session, user};
+use super::server::Service;
+use super::{Request, Response};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use std::sync::Arc;
+
+/// JSON bodies are small; anything larger is refused before it is read.
+pub const JSON_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Every resource the registry serves, with its path parameters decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Health,
+    Session,
+    SessionConfirm,
+    SessionFetch,
+    User,
+    UserSessions,
+    UserSession(String),
+}
+
+impl Route {
+    fn resolve(segments: &[String]) -> Option<Route> {
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        Some(match segments.as_slice() {
+            ["health"] => Route::Health,
+            ["session"] | ["users"] => Route::Session,
+            ["session", "confirm"] => Route::SessionConfirm,
+            ["session", "fetch"] => Route::SessionFetch,
+            ["user"] => Route::User,
+            ["user", "sessions"] => Route::UserSessions,
+            ["user", "sessions", id] => Route::UserSession(id.to_string()),
+            _ => return None,
+        })
+    }
+
+    /// The methods this resource answers (HEAD is implied by GET).
+    fn methods(&self) -> &'static [&'static str] {
+        match self {
+            Route::Health | Route::User | Route::UserSessions => &["GET"],
+            Route::Session => &["POST", "DELETE"],
+            Route::SessionConfirm => &["GET", "POST"],
+            Route::SessionFetch => &["POST"],
+            Route::UserSession(_) => &["DELETE"],
+        }
+    }
+}
+
+/// Splits a path into percent-decoded segments; `None` when a segment does
+/// not decode to UTF-8.
+fn segments(path: &str) -> Option<Vec<String>> {
+    path.trim_matches('/')
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
+        .collect()
+}
+
+fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
+    let route = segments(&request.path)
+        .and_then(|segments| Route::resolve(&segments))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "not_found",
+                format!("There is nothing at {}.", request.path),
+            )
+        })?;
+    let method = if request.method == "HEAD" {
+        "GET"
+    } else {
+        request.method.as_str()
+    };
+    if !route.methods().contains(&method) {
+        let mut allow: Vec<&str> = route.methods().to_vec();
+        if allow.contains(&"GET") {
+            allow.push("HEAD");
+        }
+        return Err(ApiError::new(
+            405,
+            "method_not_allowed",
+            format!(
+                "{} is not allowed here; use {}.",
+                request.method,
+                allow.join(" or ")
+            ),
+        )
+        .with_header("Allow", allow.join(", ")));
+    }
+    match (route, method) {
+        (Route::Health, _) => Ok(health::get()),
+        (Route::Session, "POST") => session::start(app, request),
+        (Route::Session, _) => session::logout(app, request),
+        (Route::SessionConfirm, "GET") => Ok(session::confirm_page(app, request)),
+        (Route::SessionConfirm, _) => Ok(session::confirm(app, request)),
+        (Route::SessionFetch, _) => session::fetch(app, request),
+        (Route::User, _) => user::get(app, request),
+        (Route::UserSessions, _) => user::sessions(app, request),
+        (Route::UserSession(id), _) => user::revoke_session(app, request, &id),
+    }
+}
+
+/// The registry as the HTTP server sees it.
+pub struct Registry(pub Arc<App>);
+
+impl Service for Registry {
+    fn body_limit(&self, _method: &str, _path: &str) -> u64 {
+        JSON_BODY_LIMIT
+    }
+
+    fn handle(&self, request: Request) -> Response {
+        dispatch(&self.0, &request).unwrap_or_else(Response::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths_with_decoding() {
+        let resolve = |path: &str| segments(path).and_then(|s| Route::resolve(&s));
+        assert_eq!(resolve("/health"), Some(Route::Health));
+        assert_eq!(resolve("/health/"), Some(Route::Health));
+        assert_eq!(
+            resolve("/user/sessions/ab%2Fcd"),
+            Some(Route::UserSession("ab/cd".into()))
+        );
+        assert_eq!(resolve("/nope"), None);
+        assert_eq!(resolve("/user/sessions/%FF"), None);
+    }
+}

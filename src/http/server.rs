@@ -1,0 +1,533 @@
+//! A small, defensive HTTP/1.1 server on `std::net`, with `httparse` for the
+//! request head.
+//!
+//! It exists because tiny_http 0.12 cannot be made safe from the application
+//! side (see README, "Why not tiny_http"): here every connection is bounded in
+//! count, in time and in size before a byte reaches a handler.
+//!
+//! - at most `max_connections` connections are served at once, one thread each;
+//!   beyond that a connection gets `503` with `Retry-After` and is closed;
+//! - the request head must arrive within `request_timeout` of its first byte and
+//!   fit in `max_header_bytes` (`431` otherwise); body reads time out after
+//!   `request_timeout` without progress (`408`);
+//! - a body larger than the route's limit is refused with `413` from its
+//!   declared `Content-Length`, before it is read or anything is allocated;
+//! - a panicking handler costs one `500`, not a worker.
+
+use super::{Request, Response, reason_phrase};
+use crate::error::ApiError;
+use crate::store::lock_ignoring_poison as lock;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the server asks of the application.
+pub trait Service: Send + Sync + 'static {
+    /// The largest body accepted for a request with this method and path;
+    /// consulted before any of the body is read.
+    fn body_limit(&self, method: &str, path: &str) -> u64;
+    fn handle(&self, request: Request) -> Response;
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Deadline for a request head from its first byte, and the longest a body
+    /// read may go without progress.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open.
+    pub keep_alive: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+            request_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+        }
+    }
+}
+
+/// How often an idle connection looks up from its socket to see whether the
+/// server is shutting down.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+const READ_CHUNK: usize = 16 * 1024;
+const THREAD_STACK: usize = 512 * 1024;
+
+pub struct Server {
+    listener: TcpListener,
+    limits: Limits,
+    state: Arc<State>,
+}
+
+#[derive(Default)]
+struct State {
+    shutting_down: AtomicBool,
+    active: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// Stops a running [`Server`] from another thread (a signal handler's).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Arc<State>,
+    wake_address: SocketAddr,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting connections; in-flight requests finish, idle
+    /// connections close.
+    pub fn shut_down(&self) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        // `accept` cannot be interrupted portably: wake it with a connection.
+        let _ = TcpStream::connect_timeout(&self.wake_address, Duration::from_secs(1));
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.state.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+impl Server {
+    pub fn bind(address: &str, limits: Limits) -> io::Result<Server> {
+        let listener = TcpListener::bind(address)?;
+        Ok(Server {
+            listener,
+            limits,
+            state: Arc::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
+        let mut wake_address = self.local_addr()?;
+        if wake_address.ip().is_unspecified() {
+            wake_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(ShutdownHandle {
+            state: self.state.clone(),
+            wake_address,
+        })
+    }
+
+    /// Serves until shut down, then waits for in-flight requests to finish.
+    pub fn run(self, service: Arc<dyn Service>) {
+        let limits = Arc::new(self.limits);
+        for stream in self.listener.incoming() {
+            if self.state.shutting_down.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let Ok(remote) = stream.peer_addr() else {
+                continue;
+            };
+            {
+                let mut active = lock(&self.state.active);
+                if *active >= limits.max_connections {
+                    drop(active);
+                    refuse_busy(stream);
+                    continue;
+                }
+                *active += 1;
+            }
+            let (service, limits, state) = (service.clone(), limits.clone(), self.state.clone());
+            let spawned = std::thread::Builder::new()
+                .name("connection".into())
+                .stack_size(THREAD_STACK)
+                .spawn(move || {
+                    let _slot = Slot(&state);
+                    Connection::new(stream, remote, &limits, &state).serve(service.as_ref());
+                });
+            if spawned.is_err() {
+                // The closure (and its slot) never ran: give the slot back.
+                *lock(&self.state.active) -= 1;
+            }
+        }
+        let mut active = lock(&self.state.active);
+        while *active > 0 {
+            active = self
+                .state
+                .idle
+                .wait(active)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Releases a connection slot when the connection's thread ends, however it ends.
+struct Slot<'a>(&'a State);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.active) -= 1;
+        self.0.idle.notify_all();
+    }
+}
+
+fn refuse_busy(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let error = ApiError::new(
+        503,
+        "server_busy",
+        "The registry is serving as many connections as it can; try again shortly.",
+    )
+    .with_header("Retry-After", "1");
+    let _ = write_response(&mut stream, &Response::from_error(&error), false, true);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+enum ReadOutcome {
+    /// The peer closed, went idle past the keep-alive, or the server is stopping.
+    Closed,
+    Fault(ApiError),
+}
+
+struct Head {
+    method: String,
+    target: String,
+    keep_alive: bool,
+    headers: Vec<(String, String)>,
+    /// Bytes of the head, including the blank line.
+    length: usize,
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    remote: SocketAddr,
+    limits: &'a Limits,
+    state: &'a State,
+    /// Bytes read but not consumed yet (the start of the next request).
+    buffer: Vec<u8>,
+}
+
+impl<'a> Connection<'a> {
+    fn new(
+        stream: TcpStream,
+        remote: SocketAddr,
+        limits: &'a Limits,
+        state: &'a State,
+    ) -> Connection<'a> {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(limits.request_timeout));
+        Connection {
+            stream,
+            remote,
+            limits,
+            state,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn serve(mut self, service: &dyn Service) {
+        let mut idle_limit = self.limits.request_timeout;
+        loop {
+            let head = match self.read_head(idle_limit) {
+                Ok(head) => head,
+                Err(ReadOutcome::Closed) => break,
+                Err(ReadOutcome::Fault(error)) => {
+                    self.fail(&error);
+                    break;
+                }
+            };
+            let started = Instant::now();
+            let (path, query) = match head.target.split_once('?') {
+                Some((path, query)) => (path.to_string(), query.to_string()),
+                None => (head.target.clone(), String::new()),
+            };
+            let body = match self.read_body(&head, service.body_limit(&head.method, &path)) {
+                Ok(body) => body,
+                Err(ReadOutcome::Closed) => break,
+                Err(ReadOutcome::Fault(error)) => {
+                    log_request(&head.method, &path, error.status, started);
+                    self.fail(&error);
+                    break;
+                }
+            };
+            let keep_alive = head.keep_alive && !self.state.shutting_down.load(Ordering::SeqCst);
+            let method = head.method.clone();
+            let request = Request {
+                method: head.method,
+                path: path.clone(),
+                query,
+                headers: head.headers,
+                body,
+                remote: self.remote,
+            };
+            let response = catch_unwind(AssertUnwindSafe(|| service.handle(request)))
+                .unwrap_or_else(|_| {
+                    Response::from_error(&ApiError::internal(format!(
+                        "handler panicked on {method} {path}"
+                    )))
+                });
+            let written =
+                write_response(&mut self.stream, &response, method == "HEAD", !keep_alive);
+            log_request(&method, &path, response.status, started);
+            if written.is_err() || !keep_alive {
+                break;
+            }
+            idle_limit = self.limits.keep_alive;
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Answers a request that could not be read, then the connection closes.
+    fn fail(&mut self, error: &ApiError) {
+        let _ = write_response(&mut self.stream, &Response::from_error(error), false, true);
+    }
+
+    fn read_head(&mut self, idle_limit: Duration) -> Result<Head, ReadOutcome> {
+        let idle_until = Instant::now() + idle_limit;
+        let mut head_deadline = None;
+        loop {
+            if !self.buffer.is_empty() {
+                if let Some(head) = self.parse_head()? {
+                    return Ok(head);
+                }
+                if self.buffer.len() >= self.limits.max_header_bytes {
+                    return Err(ReadOutcome::Fault(header_too_large(self.limits)));
+                }
+            }
+            let deadline = match head_deadline {
+                Some(deadline) => deadline,
+                None if self.buffer.is_empty() => {
+                    if self.state.shutting_down.load(Ordering::SeqCst)
+                        || Instant::now() >= idle_until
+                    {
+                        return Err(ReadOutcome::Closed);
+                    }
+                    // Idle: wake regularly to notice a shutdown.
+                    idle_until.min(Instant::now() + IDLE_POLL)
+                }
+                None => *head_deadline.insert(Instant::now() + self.limits.request_timeout),
+            };
+            match self.read_more(deadline) {
+                Ok(0) => return Err(ReadOutcome::Closed),
+                Ok(_) => {
+                    if head_deadline.is_none() {
+                        head_deadline = Some(Instant::now() + self.limits.request_timeout);
+                    }
+                }
+                Err(err) if is_timeout(&err) => {
+                    if let Some(deadline) = head_deadline
+                        && Instant::now() >= deadline
+                    {
+                        return Err(ReadOutcome::Fault(ApiError::new(
+                            408,
+                            "request_timeout",
+                            "The request head did not arrive in time.",
+                        )));
+                    }
+                }
+                Err(_) => return Err(ReadOutcome::Closed),
+            }
+        }
+    }
+
+    fn parse_head(&self) -> Result<Option<Head>, ReadOutcome> {
+        let mut slots = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        let mut parsed = httparse::Request::new(&mut slots);
+        let length = match parsed.parse(&self.buffer) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(ReadOutcome::Fault(header_too_large(self.limits)));
+            }
+            Err(err) => {
+                return Err(ReadOutcome::Fault(ApiError::bad_request(
+                    "malformed_request",
+                    format!("The request could not be parsed as HTTP/1.1: {err}."),
+                )));
+            }
+        };
+        if length > self.limits.max_header_bytes {
+            return Err(ReadOutcome::Fault(header_too_large(self.limits)));
+        }
+        let method = parsed.method.unwrap_or_default().to_string();
+        let target = parsed.path.unwrap_or_default().to_string();
+        if !target.starts_with('/') {
+            return Err(ReadOutcome::Fault(ApiError::bad_request(
+                "malformed_request",
+                "The request target must be a path starting with '/'.",
+            )));
+        }
+        let mut headers = Vec::with_capacity(parsed.headers.len());
+        for header in parsed.headers.iter() {
+            let Ok(value) = std::str::from_utf8(header.value) else {
+                return Err(ReadOutcome::Fault(ApiError::bad_request(
+                    "malformed_request",
+                    format!("The header {} is not valid UTF-8.", header.name),
+                )));
+            };
+            headers.push((header.name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let connection = header_value(&headers, "connection")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let keep_alive = match parsed.version {
+            Some(1) => !connection.split(',').any(|token| token.trim() == "close"),
+            _ => connection
+                .split(',')
+                .any(|token| token.trim() == "keep-alive"),
+        };
+        Ok(Some(Head {
+            method,
+            target,
+            keep_alive,
+            headers,
+            length,
+        }))
+    }
+
+    fn read_body(&mut self, head: &Head, limit: u64) -> Result<Vec<u8>, ReadOutcome> {
+        self.buffer.drain(..head.length);
+        if header_value(&head.headers, "transfer-encoding").is_some() {
+            return Err(ReadOutcome::Fault(ApiError::new(
+                411,
+                "length_required",
+                "Send the body with a Content-Length; chunked transfer encoding is not accepted.",
+            )));
+        }
+        let length = content_length(&head.headers).map_err(ReadOutcome::Fault)?;
+        if length > limit {
+            return Err(ReadOutcome::Fault(ApiError::too_large(format!(
+                "The body is {length} bytes; the limit for this request is {limit} bytes."
+            ))));
+        }
+        let length = length as usize; // bounded by `limit`, which fits in memory
+        let expects_continue = header_value(&head.headers, "expect")
+            .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"));
+        if expects_continue && self.buffer.len() < length {
+            let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        while self.buffer.len() < length {
+            let deadline = Instant::now() + self.limits.request_timeout;
+            match self.read_more(deadline) {
+                Ok(0) => return Err(ReadOutcome::Closed),
+                Ok(_) => {}
+                Err(err) if is_timeout(&err) => {
+                    return Err(ReadOutcome::Fault(ApiError::new(
+                        408,
+                        "request_timeout",
+                        "The request body stopped arriving.",
+                    )));
+                }
+                Err(_) => return Err(ReadOutcome::Closed),
+            }
+        }
+        let rest = self.buffer.split_off(length);
+        Ok(std::mem::replace(&mut self.buffer, rest))
+    }
+
+    /// One `read` into the buffer, giving up at `deadline`.
+    fn read_more(&mut self, deadline: Instant) -> io::Result<usize> {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        self.stream.set_read_timeout(Some(wait))?;
+        let start = self.buffer.len();
+        self.buffer.resize(start + READ_CHUNK, 0);
+        let result = self.stream.read(&mut self.buffer[start..]);
+        self.buffer.truncate(start + *result.as_ref().unwrap_or(&0));
+        result
+    }
+}
+
+fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// The declared body length: absent means none; several must agree.
+fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
+    let mut length = None;
+    for (_, value) in headers.iter().filter(|(key, _)| key == "content-length") {
+        let parsed =
+            (!value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "malformed_request",
+                        "The Content-Length header is not a valid length.",
+                    )
+                })?;
+        if length.is_some_and(|previous| previous != parsed) {
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                "The request has conflicting Content-Length headers.",
+            ));
+        }
+        length = Some(parsed);
+    }
+    Ok(length.unwrap_or(0))
+}
+
+fn header_too_large(limits: &Limits) -> ApiError {
+    ApiError::new(
+        431,
+        "headers_too_large",
+        format!(
+            "The request head is larger than {} bytes or has more than {} headers.",
+            limits.max_header_bytes, limits.max_headers
+        ),
+    )
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn write_response(
+    stream: &mut TcpStream,
+    response: &Response,
+    head_only: bool,
+    close: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256 + if head_only { 0 } else { response.body.len() });
+    write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason_phrase(response.status)
+    )?;
+    for (name, value) in &response.headers {
+        write!(out, "{name}: {value}\r\n")?;
+    }
+    // 204 and 304 carry no body and no length.
+    if !matches!(response.status, 204 | 304) {
+        write!(out, "Content-Length: {}\r\n", response.body.len())?;
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(&response.body);
+    }
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+fn log_request(method: &str, path: &str, status: u16, started: Instant) {
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    eprintln!(
+        "{} {method} {path} {status} {millis:.1}ms",
+        crate::time::Timestamp::now()
+    );
+}

@@ -1,0 +1,15 @@
+//! gren-registry: the package registry for the Gren programming language.
+//!
+//! Layout: [`http`] (server, routing, handlers) on top of domain modules
+//! ([`auth`]), the [`store`] (files and locks), [`mail`] and [`config`].
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod mail;
+pub mod ratelimit;
+pub mod serve;
+pub mod store;
+pub mod time;

@@ -1,0 +1,48 @@
+//! The development mailer: each message becomes `<data-dir>/mail/<time>-<n>.txt`
+//! and is printed to the log, so a local registry works with no mail service.
+
+use super::{MailError, Mailer, Message};
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct LocalSink {
+    dir: PathBuf,
+    counter: AtomicU64,
+}
+
+impl LocalSink {
+    pub fn new(dir: PathBuf) -> LocalSink {
+        LocalSink {
+            dir,
+            counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Mailer for LocalSink {
+    fn send(&self, message: &Message) -> Result<(), MailError> {
+        let text = format!(
+            "To: {}\nSubject: {}\n\n{}",
+            message.to, message.subject, message.text
+        );
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let name = format!(
+            "{stamp}-{}.txt",
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        );
+        fs::create_dir_all(&self.dir)
+            .and_then(|()| fs::write(self.dir.join(&name), &text))
+            .map_err(|err| MailError(format!("cannot write the local mail file: {err}")))?;
+        // Development only (no POSTMARK_SERVER_TOKEN): the person running the
+        // registry is the recipient, and needs the code.
+        eprintln!(
+            "---- e-mail (local sink, also in {}) ----\n{text}---- end of e-mail ----",
+            self.dir.join(&name).display()
+        );
+        Ok(())
+    }
+}

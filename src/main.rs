@@ -1,0 +1,27 @@
+use clap::{Parser, Subcommand};
+use gren_registry::config::Config;
+
+/// The package registry for the Gren programming language.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry's HTTP server.
+    Serve(Config),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(config) => gren_registry::serve::run(config),
+    };
+    if let Err(err) = result {
+        eprintln!("gren-registry: {err}");
+        std::process::exit(1);
+    }
+}

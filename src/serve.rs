@@ -1,0 +1,69 @@
+//! `gren-registry serve`: wires the store, the app and the HTTP server
+//! together, and shuts down cleanly on SIGINT/SIGTERM.
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::router::Registry;
+use crate::http::server::{Limits, Server};
+use crate::store::Store;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::open(&config.data_dir)?;
+    let limits = Limits {
+        max_connections: config.max_connections.max(1),
+        request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        ..Limits::default()
+    };
+    let server = Server::bind(&config.listen, limits)
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let bound = server.local_addr()?;
+    let public_url = config.public_url_for(bound);
+    let mail_mode = if config
+        .postmark_server_token
+        .as_deref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        "Postmark".to_string()
+    } else {
+        format!("local sink ({})", store.root().join("mail").display())
+    };
+    let app = Arc::new(App::new(config, store, public_url));
+
+    let shutdown = server.shutdown_handle()?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    eprintln!(
+                        "received signal {signal}: finishing in-flight requests, then stopping"
+                    );
+                    app.stop();
+                    shutdown.shut_down();
+                }
+            })?;
+    }
+    let housekeeping = {
+        let app = app.clone();
+        std::thread::Builder::new()
+            .name("housekeeping".into())
+            .spawn(move || app.housekeeping())?
+    };
+
+    eprintln!(
+        "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode})",
+        env!("CARGO_PKG_VERSION"),
+        app.store.root().display(),
+        app.public_url,
+    );
+    server.run(Arc::new(Registry(app.clone())));
+    app.stop();
+    let _ = housekeeping.join();
+    eprintln!("stopped");
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The filesystem is the database.
+//!
+//! Every record is a pretty-printed JSON file under the data directory. Writes go
+//! to a temporary file in the destination directory, are fsynced, renamed over the
+//! destination and the directory is fsynced, so a reader (or a restart after
+//! `kill -9`) sees either the old or the new record, never a torn one.
+//!
+//! Paths are only ever built from [`RecordPath`] values, whose components are
+//! checked against a strict whitelist, so no request can name a file outside the
+//! data directory.
+
+mod atomic;
+mod locks;
+
+pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Prefix of every temporary file; anything carrying it is debris of an
+/// interrupted write and is swept at start-up.
+pub const TEMP_PREFIX: &str = ".tmp-";
+const LOCK_FILE: &str = "registry.lock";
+
+/// A path relative to the data directory whose every component passed
+/// [`check_component`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordPath(PathBuf);
+
+impl RecordPath {
+    /// Builds a path from components, refusing any component that is not a
+    /// plain, safe file name.
+    pub fn new<'a>(components: impl IntoIterator<Item = &'a str>) -> io::Result<RecordPath> {
+        let mut path = PathBuf::new();
+        for component in components {
+            check_component(component)?;
+            path.push(component);
+        }
+        if path.as_os_str().is_empty() {
+            return Err(invalid_path("empty record path"));
+        }
+        Ok(RecordPath(path))
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The key under which writers of this record serialize.
+    pub fn lock_key(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+/// The whitelist every path component passes: 1 to 255 bytes of ASCII letters,
+/// digits and `.`, `_`, `-`, `@`, `+`, not starting with a dot (so no `.`,
+/// `..`, hidden or temporary names).
+pub fn check_component(component: &str) -> io::Result<()> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._-@+".contains(&b);
+    if component.is_empty()
+        || component.len() > 255
+        || component.starts_with('.')
+        || !component.bytes().all(allowed)
+    {
+        return Err(invalid_path(&format!(
+            "unsafe path component {component:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid_path(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_string())
+}
+
+/// Why a data directory could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another process holds the data directory's lock.
+    Locked(PathBuf),
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Locked(path) => write!(
+                f,
+                "the data directory {} is in use by another gren-registry process (lock held on {})",
+                path.parent().unwrap_or(path).display(),
+                path.display()
+            ),
+            OpenError::Io(path, err) => {
+                write!(f, "cannot open data directory {}: {err}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// The data directory, held exclusively by this process for its lifetime.
+pub struct Store {
+    root: PathBuf,
+    locks: KeyedLocks,
+    // Held open for the lock it carries; released when the store is dropped.
+    _lock_file: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory, takes its exclusive lock
+    /// and sweeps temporary files left by interrupted writes.
+    pub fn open(root: &Path) -> Result<Store, OpenError> {
+        let io_err = |err| OpenError::Io(root.to_path_buf(), err);
+        fs::create_dir_all(root).map_err(io_err)?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err)?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(lock_path)),
+            Err(fs::TryLockError::Error(err)) => return Err(io_err(err)),
+        }
+        sweep_temp_files(root).map_err(io_err)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            locks: KeyedLocks::default(),
+            _lock_file: lock_file,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn full_path(&self, path: &RecordPath) -> PathBuf {
+        self.root.join(path.as_path())
+    }
+
+    /// Reads and parses a record; `None` when it does not exist.
+    pub fn read_json<T: DeserializeOwned>(&self, path: &RecordPath) -> io::Result<Option<T>> {
+        let full = self.full_path(path);
+        let bytes = match fs::read(&full) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("corrupt record {}: {err}", full.display()),
+            )
+        })
+    }
+
+    /// Atomically replaces (or creates) a record with pretty-printed JSON.
+    pub fn write_json<T: Serialize>(&self, path: &RecordPath, value: &T) -> io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        self.write_bytes(path, &bytes)
+    }
+
+    /// Atomically replaces (or creates) a file with the given bytes.
+    pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> io::Result<()> {
+        atomic::write(&self.full_path(path), bytes)
+    }
+
+    /// Removes a record durably; `false` when it did not exist.
+    pub fn remove(&self, path: &RecordPath) -> io::Result<bool> {
+        let full = self.full_path(path);
+        match fs::remove_file(&full) {
+            Ok(()) => {
+                atomic::sync_parent(&full)?;
+                Ok(true)
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The names of the records (files ending in `.json`, without that suffix)
+    /// in a directory; empty when the directory does not exist.
+    pub fn list_json(&self, dir: &RecordPath) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(self.full_path(dir)) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(".json")
+                && check_component(name).is_ok()
+            {
+                names.push(stem.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Serializes read-modify-write cycles on one record. One server holds the
+    /// data directory, so in-process locks are enough.
+    pub fn lock(&self, path: &RecordPath) -> KeyGuard<'_> {
+        self.locks.lock(path.lock_key())
+    }
+}
+
+/// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
+/// Returns how many were removed.
+pub fn sweep_temp_files(root: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_whitelisted() {
+        for bad in [
+            "", ".", "..", "../x", "a/b", ".hidden", ".tmp-1", "a\0b", "é", "a b", "a\\b",
+        ] {
+            assert!(check_component(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["me@example.com", "gren-lang", "core", "7.0.0", "a+b_c"] {
+            assert!(check_component(good).is_ok(), "{good:?} should be accepted");
+        }
+        assert!(check_component(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn write_read_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = RecordPath::new(["users", "me@example.com.json"]).unwrap();
+        assert_eq!(store.read_json::<serde_json::Value>(&path).unwrap(), None);
+        store
+            .write_json(&path, &serde_json::json!({"a": 1}))
+            .unwrap();
+        store
+            .write_json(&path, &serde_json::json!({"a": 2}))
+            .unwrap();
+        let text = fs::read_to_string(store.full_path(&path)).unwrap();
+        assert_eq!(text, "{\n  \"a\": 2\n}\n", "records are pretty-printed");
+        let users = RecordPath::new(["users"]).unwrap();
+        assert_eq!(store.list_json(&users).unwrap(), vec!["me@example.com"]);
+        assert!(store.remove(&path).unwrap());
+        assert!(!store.remove(&path).unwrap());
+        let leftovers: Vec<_> = fs::read_dir(store.full_path(&users)).unwrap().collect();
+        assert!(leftovers.is_empty(), "no temporary files stay behind");
+    }
+
+    #[test]
+    fn second_open_of_a_data_directory_is_refused_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        match Store::open(dir.path()) {
+            Err(OpenError::Locked(path)) => assert!(path.ends_with(LOCK_FILE)),
+            other => panic!("expected a lock error, got {:?}", other.err()),
+        }
+        drop(first);
+        Store::open(dir.path()).expect("the lock is released with the store");
+    }
+
+    #[test]
+    fn start_up_sweeps_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("users")).unwrap();
+        fs::write(dir.path().join("users").join(".tmp-abc"), b"half").unwrap();
+        fs::write(dir.path().join("users").join("kept.json"), b"{}").unwrap();
+        let _store = Store::open(dir.path()).unwrap();
+        assert!(!dir.path().join("users/.tmp-abc").exists());
+        assert!(dir.path().join("users/kept.json").exists());
+    }
+
+    #[test]
+    fn keyed_lock_serializes_read_modify_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let path = RecordPath::new(["counter.json"]).unwrap();
+        store.write_json(&path, &0u64).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let _guard = store.lock(&path);
+                        let n: u64 = store.read_json(&path).unwrap().unwrap();
+                        store.write_json(&path, &(n + 1)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.read_json::<u64>(&path).unwrap(), Some(200));
+    }
+}
