@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// Long-polling fetches may occupy at most this share of the connections.
 const WAITING_SHARE: usize = 4;
 
@@ -21,6 +22,7 @@ pub struct App {
     pub public_url: String,
     pub login_per_email: RateLimiter,
     pub login_per_ip: RateLimiter,
+    pub identities_per_user: RateLimiter,
     pub confirmations: Confirmations,
     stopping: AtomicBool,
 }
@@ -38,6 +40,7 @@ impl App {
         App {
             login_per_email: RateLimiter::new(config.login_limit_per_email, HOUR),
             login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
+            identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
             confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
             mailer,
             public_url,
@@ -56,6 +59,7 @@ impl App {
             }
             self.login_per_email.prune();
             self.login_per_ip.prune();
+            self.identities_per_user.prune();
             for _ in 0..60 {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;

@@ -5,6 +5,14 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Names that would confuse people or tools if a user owned them: the
+/// registry's own words, mail roles, and Windows device names (which cannot
+/// be file names there).
+pub const DEFAULT_RESERVED: &str = "admin,administrator,api,registry,www,root,gren,help,support,security,abuse,\
+    mail,postmaster,webmaster,hostmaster,noreply,no-reply,login,logout,session,user,users,package,packages,\
+    publishing-identity,identity,static,assets,con,prn,aux,nul,com1,com2,com3,com4,com5,com6,com7,com8,com9,\
+    lpt1,lpt2,lpt3,lpt4,lpt5,lpt6,lpt7,lpt8,lpt9";
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Directory holding every record and bundle.
@@ -31,11 +39,7 @@ pub struct Config {
     )]
     pub postmark_url: String,
 
-    #[arg(
-        long,
-        env = "GREN_REGISTRY_MAIL_FROM",
-        default_value = "no-reply@gren-lang.org"
-    )]
+    #[arg(long, env = "GREN_REGISTRY_MAIL_FROM", default_value = "no-reply@gren-lang.org")]
     pub mail_from: String,
 
     /// Days a session token stays valid.
@@ -49,6 +53,14 @@ pub struct Config {
     /// Logins that may be started per client IP address per hour.
     #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_IP", default_value_t = 30)]
     pub login_limit_per_ip: u32,
+
+    /// Identities a user may create per day.
+    #[arg(long, env = "GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY", default_value_t = 10)]
+    pub identity_limit_per_day: u32,
+
+    /// Identity names users may not take (operators still can), comma-separated.
+    #[arg(long, env = "GREN_REGISTRY_RESERVED_IDENTITIES", value_delimiter = ',', default_value = DEFAULT_RESERVED)]
+    pub reserved_identities: Vec<String>,
 
     /// Connections served at once; more are answered 503.
     #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]

@@ -3,12 +3,15 @@
 //! Layout: [`http`] (server, routing, handlers) on top of domain modules
 //! ([`auth`]), the [`store`] (files and locks), [`mail`] and [`config`].
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod mail;
+pub mod package;
 pub mod ratelimit;
 pub mod serve;
 pub mod store;

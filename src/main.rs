@@ -13,12 +13,15 @@ struct Cli {
 enum Command {
     /// Run the registry's HTTP server.
     Serve(Config),
+    /// Operator commands on the data directory (the server must be stopped).
+    Admin(gren_registry::admin::AdminArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(config) => gren_registry::serve::run(config),
+        Command::Admin(args) => gren_registry::admin::run(args),
     };
     if let Err(err) = result {
         eprintln!("gren-registry: {err}");

@@ -28,10 +28,7 @@ impl RateLimiter {
         let now = Instant::now();
         let mut hits = lock_ignoring_poison(&self.hits);
         let recent = hits.entry(key.to_string()).or_default();
-        while recent
-            .front()
-            .is_some_and(|at| now.duration_since(*at) >= self.window)
-        {
+        while recent.front().is_some_and(|at| now.duration_since(*at) >= self.window) {
             recent.pop_front();
         }
         if recent.len() >= self.limit {
@@ -46,11 +43,8 @@ impl RateLimiter {
     /// Forgets keys with no hit inside the window, so memory stays bounded.
     pub fn prune(&self) {
         let now = Instant::now();
-        lock_ignoring_poison(&self.hits).retain(|_, recent| {
-            recent
-                .back()
-                .is_some_and(|at| now.duration_since(*at) < self.window)
-        });
+        lock_ignoring_poison(&self.hits)
+            .retain(|_, recent| recent.back().is_some_and(|at| now.duration_since(*at) < self.window));
     }
 }
 

@@ -17,15 +17,11 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
         ..Limits::default()
     };
-    let server = Server::bind(&config.listen, limits)
-        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let server =
+        Server::bind(&config.listen, limits).map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let bound = server.local_addr()?;
     let public_url = config.public_url_for(bound);
-    let mail_mode = if config
-        .postmark_server_token
-        .as_deref()
-        .is_some_and(|t| !t.is_empty())
-    {
+    let mail_mode = if config.postmark_server_token.as_deref().is_some_and(|t| !t.is_empty()) {
         "Postmark".to_string()
     } else {
         format!("local sink ({})", store.root().join("mail").display())
@@ -36,17 +32,13 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     {
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    eprintln!(
-                        "received signal {signal}: finishing in-flight requests, then stopping"
-                    );
-                    app.stop();
-                    shutdown.shut_down();
-                }
-            })?;
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("received signal {signal}: finishing in-flight requests, then stopping");
+                app.stop();
+                shutdown.shut_down();
+            }
+        })?;
     }
     let housekeeping = {
         let app = app.clone();

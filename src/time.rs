@@ -18,9 +18,7 @@ impl Timestamp {
 
     /// Time left until `self`, zero when it has passed.
     pub fn remaining(self) -> Duration {
-        self.0
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
+        self.0.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
     }
 
     pub fn has_passed(self) -> bool {
@@ -29,9 +27,7 @@ impl Timestamp {
 
     /// Time since `self`, zero when it is in the future.
     pub fn elapsed(self) -> Duration {
-        SystemTime::now()
-            .duration_since(self.0)
-            .unwrap_or(Duration::ZERO)
+        SystemTime::now().duration_since(self.0).unwrap_or(Duration::ZERO)
     }
 }
 
@@ -66,8 +62,6 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         assert!(json.ends_with("Z\""), "{json}");
         let back: Timestamp = serde_json::from_str(&json).unwrap();
-        assert!(
-            back.0.duration_since(t.0).unwrap_or_else(|e| e.duration()) < Duration::from_millis(1)
-        );
+        assert!(back.0.duration_since(t.0).unwrap_or_else(|e| e.duration()) < Duration::from_millis(1));
     }
 }

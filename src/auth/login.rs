@@ -79,10 +79,7 @@ fn split_token(token: &str) -> ApiResult<(&str, &str)> {
 }
 
 fn unknown_login() -> ApiError {
-    ApiError::bad_request(
-        "invalid_token",
-        "This login token is unknown; start a new login.",
-    )
+    ApiError::bad_request("invalid_token", "This login token is unknown; start a new login.")
 }
 
 /// Creates a pending login and the e-mail that announces it. The caller sends
@@ -102,9 +99,7 @@ pub fn start(store: &Store, email: &Email, client: Client, public_url: &str) -> 
         code_hash: code_hash(&id, &code),
         verification: secret::new_verification_phrase(),
         client_ip: client.ip,
-        user_agent: client
-            .user_agent
-            .map(|agent| agent.chars().take(200).collect()),
+        user_agent: client.user_agent.map(|agent| agent.chars().take(200).collect()),
         wrong_codes: 0,
         confirmed: None,
         used: None,
@@ -182,11 +177,7 @@ pub enum LinkProblem {
 pub fn for_link(store: &Store, link_token: &str) -> Result<Login, LinkProblem> {
     let (id, link_secret) = split_token(link_token).map_err(|_| LinkProblem::Unknown)?;
     let path = login_path(id).map_err(|_| LinkProblem::Unknown)?;
-    let login: Login = store
-        .read_json(&path)
-        .ok()
-        .flatten()
-        .ok_or(LinkProblem::Unknown)?;
+    let login: Login = store.read_json(&path).ok().flatten().ok_or(LinkProblem::Unknown)?;
     if !same_secret(&login.link_hash, &sha256_hex(link_secret.as_bytes())) {
         return Err(LinkProblem::Unknown);
     }
@@ -200,20 +191,14 @@ pub fn for_link(store: &Store, link_token: &str) -> Result<Login, LinkProblem> {
 }
 
 /// Confirms the login a magic link names (the page's button, never the GET).
-pub fn confirm(
-    store: &Store,
-    link_token: &str,
-    confirmations: &Confirmations,
-) -> Result<Login, LinkProblem> {
+pub fn confirm(store: &Store, link_token: &str, confirmations: &Confirmations) -> Result<Login, LinkProblem> {
     let (id, _) = split_token(link_token).map_err(|_| LinkProblem::Unknown)?;
     let path = login_path(id).map_err(|_| LinkProblem::Unknown)?;
     let _guard = store.lock(&path);
     let mut login = for_link(store, link_token)?;
     if login.confirmed.is_none() {
         login.confirmed = Some(Timestamp::now());
-        store
-            .write_json(&path, &login)
-            .map_err(|_| LinkProblem::Unknown)?;
+        store.write_json(&path, &login).map_err(|_| LinkProblem::Unknown)?;
         confirmations.announce();
     }
     Ok(login)
@@ -262,18 +247,14 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
             "This login has expired; start a new login.",
         ));
     }
-    let code = request
-        .code
-        .map(secret::normalize_code)
-        .filter(|code| !code.is_empty());
+    let code = request.code.map(secret::normalize_code).filter(|code| !code.is_empty());
     match code {
         Some(code) if !same_secret(&login.code_hash, &code_hash(id, &code)) => {
             login.wrong_codes += 1;
             store.write_json(&path, &login)?;
             let left = MAX_WRONG_CODES.saturating_sub(login.wrong_codes);
             let message = if left == 0 {
-                "The confirmation code is wrong, and that was the last attempt; start a new login."
-                    .to_string()
+                "The confirmation code is wrong, and that was the last attempt; start a new login.".to_string()
             } else {
                 format!("The confirmation code is wrong; {left} attempts left.")
             };
@@ -345,11 +326,7 @@ impl Confirmations {
 
     /// Polls `check` until it yields a value or `wait` has passed, sleeping
     /// between announcements. Waits not at all when too many already wait.
-    pub fn wait_for<T>(
-        &self,
-        wait: Duration,
-        mut check: impl FnMut() -> ApiResult<Option<T>>,
-    ) -> ApiResult<Option<T>> {
+    pub fn wait_for<T>(&self, wait: Duration, mut check: impl FnMut() -> ApiResult<Option<T>>) -> ApiResult<Option<T>> {
         let deadline = Instant::now() + wait;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -407,17 +384,12 @@ mod tests {
             .lines()
             .find(|line| line.starts_with("Your confirmation code is: "))
             .unwrap();
-        line.trim_start_matches("Your confirmation code is: ")
-            .to_string()
+        line.trim_start_matches("Your confirmation code is: ").to_string()
     }
 
     fn link_token_of(message: &Message) -> String {
         let start = message.text.find("token=").unwrap() + "token=".len();
-        message.text[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
+        message.text[start..].split_whitespace().next().unwrap().to_string()
     }
 
     #[test]
@@ -425,14 +397,9 @@ mod tests {
         let (_dir, store, email) = setup();
         let started = start(&store, &email, client(), "http://x").unwrap();
         let code = code_of(&started.message);
-        let on_disk = std::fs::read_to_string(
-            store.full_path(&login_path(&started.fetch_session_token[..32]).unwrap()),
-        )
-        .unwrap();
-        assert!(
-            !on_disk.contains(&code.replace('-', "")),
-            "the code is stored hashed"
-        );
+        let on_disk =
+            std::fs::read_to_string(store.full_path(&login_path(&started.fetch_session_token[..32]).unwrap())).unwrap();
+        assert!(!on_disk.contains(&code.replace('-', "")), "the code is stored hashed");
         assert!(
             !on_disk.contains(&started.fetch_session_token[33..]),
             "the fetch secret is stored hashed"

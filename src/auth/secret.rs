@@ -90,16 +90,14 @@ pub fn display_code(code: &str) -> String {
 }
 
 const PHRASE_WORDS: &[&str] = &[
-    "amber", "anchor", "apple", "arrow", "aspen", "badger", "bamboo", "beacon", "birch", "bison",
-    "bramble", "breeze", "brook", "cactus", "canyon", "cedar", "cobalt", "comet", "coral",
-    "cotton", "crane", "crystal", "daisy", "delta", "dune", "eagle", "ember", "falcon", "fern",
-    "fjord", "flint", "forest", "fox", "garnet", "glacier", "granite", "harbor", "hazel", "heron",
-    "indigo", "island", "ivory", "jade", "juniper", "kestrel", "lagoon", "lantern", "lemon",
-    "lilac", "linen", "lotus", "maple", "marble", "meadow", "mint", "moss", "nectar", "nutmeg",
-    "oak", "ocean", "olive", "onyx", "orchid", "otter", "pebble", "pepper", "pine", "plum",
-    "prairie", "quartz", "quill", "raven", "reef", "river", "robin", "saffron", "sage", "salmon",
-    "sparrow", "spruce", "summit", "thistle", "thunder", "tulip", "tundra", "velvet", "violet",
-    "walnut", "willow", "wren", "yarrow", "zephyr",
+    "amber", "anchor", "apple", "arrow", "aspen", "badger", "bamboo", "beacon", "birch", "bison", "bramble", "breeze",
+    "brook", "cactus", "canyon", "cedar", "cobalt", "comet", "coral", "cotton", "crane", "crystal", "daisy", "delta",
+    "dune", "eagle", "ember", "falcon", "fern", "fjord", "flint", "forest", "fox", "garnet", "glacier", "granite",
+    "harbor", "hazel", "heron", "indigo", "island", "ivory", "jade", "juniper", "kestrel", "lagoon", "lantern",
+    "lemon", "lilac", "linen", "lotus", "maple", "marble", "meadow", "mint", "moss", "nectar", "nutmeg", "oak",
+    "ocean", "olive", "onyx", "orchid", "otter", "pebble", "pepper", "pine", "plum", "prairie", "quartz", "quill",
+    "raven", "reef", "river", "robin", "saffron", "sage", "salmon", "sparrow", "spruce", "summit", "thistle",
+    "thunder", "tulip", "tundra", "velvet", "violet", "walnut", "willow", "wren", "yarrow", "zephyr",
 ];
 
 /// Three words shown both in the terminal and in the e-mail, so the person can
@@ -133,10 +131,7 @@ mod tests {
         }
         assert!(!is_session_token("gren_xyz"));
         assert!(!is_session_token(&format!("grex_{}", random_secret())));
-        assert!(!is_session_token(&format!(
-            "gren_{}",
-            random_secret().to_uppercase()
-        )));
+        assert!(!is_session_token(&format!("gren_{}", random_secret().to_uppercase())));
     }
 
     #[test]
@@ -150,11 +145,7 @@ mod tests {
                 seen.insert(c);
             }
         }
-        assert_eq!(
-            seen.len(),
-            CODE_ALPHABET.len(),
-            "every letter of the alphabet occurs"
-        );
+        assert_eq!(seen.len(), CODE_ALPHABET.len(), "every letter of the alphabet occurs");
         for confusing in b"0O1IL" {
             assert!(!CODE_ALPHABET.contains(confusing));
         }

@@ -47,8 +47,7 @@ pub struct SessionView {
 }
 
 fn session_path(token_hash: &str) -> RecordPath {
-    RecordPath::new(["sessions", &format!("{token_hash}.json")])
-        .expect("a hex hash is a safe file name")
+    RecordPath::new(["sessions", &format!("{token_hash}.json")]).expect("a hex hash is a safe file name")
 }
 
 /// The public id of a session: the start of its token's hash (which is also
@@ -88,9 +87,8 @@ pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
 
 /// Resolves a bearer token to its user; 401 for anything else.
 pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticated> {
-    let token = token.ok_or_else(|| {
-        ApiError::unauthorized("This request needs an `Authorization: Bearer <token>` header.")
-    })?;
+    let token =
+        token.ok_or_else(|| ApiError::unauthorized("This request needs an `Authorization: Bearer <token>` header."))?;
     if !secret::is_session_token(token) {
         return Err(ApiError::unauthorized(
             "The token is not a Gren registry session token.",
@@ -98,14 +96,12 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticat
     }
     let token_hash = secret::sha256_hex(token.as_bytes());
     let path = session_path(&token_hash);
-    let session: Session = store.read_json(&path)?.ok_or_else(|| {
-        ApiError::unauthorized("The token is unknown or has been revoked; log in again.")
-    })?;
+    let session: Session = store
+        .read_json(&path)?
+        .ok_or_else(|| ApiError::unauthorized("The token is unknown or has been revoked; log in again."))?;
     if session.expires.has_passed() {
         revoke(store, &session.email, &token_hash)?;
-        return Err(ApiError::unauthorized(
-            "The session has expired; log in again.",
-        ));
+        return Err(ApiError::unauthorized("The session has expired; log in again."));
     }
     if session.last_used.elapsed() >= LAST_USED_GRANULARITY {
         touch(store, &path)?;
@@ -254,12 +250,7 @@ mod tests {
     #[test]
     fn malformed_tokens_never_reach_the_store() {
         let (_dir, store) = store();
-        for token in [
-            None,
-            Some(""),
-            Some("gren_../../etc/passwd"),
-            Some("Bearer x"),
-        ] {
+        for token in [None, Some(""), Some("gren_../../etc/passwd"), Some("Bearer x")] {
             assert_eq!(authenticate(&store, token).unwrap_err().status, 401);
         }
     }

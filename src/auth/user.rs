@@ -14,11 +14,25 @@ pub struct User {
     /// `sessions/<hash>.json`.
     #[serde(default)]
     pub sessions: Vec<String>,
+    /// Keys of the identities this user belongs to: an index kept for
+    /// `GET /user`, checked against the identity records when read.
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+impl User {
+    fn new(email: &Email) -> User {
+        User {
+            email: email.clone(),
+            created: Timestamp::now(),
+            sessions: Vec::new(),
+            identities: Vec::new(),
+        }
+    }
 }
 
 pub fn user_path(email: &Email) -> RecordPath {
-    RecordPath::new(["users", &format!("{email}.json")])
-        .expect("validated e-mail addresses are safe file names")
+    RecordPath::new(["users", &format!("{email}.json")]).expect("validated e-mail addresses are safe file names")
 }
 
 pub fn load(store: &Store, email: &Email) -> ApiResult<Option<User>> {
@@ -32,31 +46,16 @@ pub fn load_or_create(store: &Store, email: &Email) -> ApiResult<User> {
     if let Some(user) = store.read_json(&path)? {
         return Ok(user);
     }
-    let user = User {
-        email: email.clone(),
-        created: Timestamp::now(),
-        sessions: Vec::new(),
-    };
+    let user = User::new(email);
     store.write_json(&path, &user)?;
     Ok(user)
 }
 
-/// Read-modify-write of an existing user record under its lock.
-pub fn update<T>(
-    store: &Store,
-    email: &Email,
-    change: impl FnOnce(&mut User) -> ApiResult<T>,
-) -> ApiResult<T> {
+/// Read-modify-write of a user record under its lock, creating it if needed.
+pub fn update<T>(store: &Store, email: &Email, change: impl FnOnce(&mut User) -> ApiResult<T>) -> ApiResult<T> {
     let path = user_path(email);
     let _guard = store.lock(&path);
-    let mut user: User = match store.read_json(&path)? {
-        Some(user) => user,
-        None => User {
-            email: email.clone(),
-            created: Timestamp::now(),
-            sessions: Vec::new(),
-        },
-    };
+    let mut user = store.read_json(&path)?.unwrap_or_else(|| User::new(email));
     let result = change(&mut user)?;
     store.write_json(&path, &user)?;
     Ok(result)

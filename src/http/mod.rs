@@ -52,17 +52,10 @@ impl Request {
     /// Parses a JSON body into `T`, with errors a person can act on.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "The request needs a JSON body.",
-            ));
+            return Err(ApiError::bad_request("invalid_json", "The request needs a JSON body."));
         }
         serde_json::from_slice(&self.body).map_err(|err| {
-            let code = if err.is_data() {
-                "invalid_field"
-            } else {
-                "invalid_json"
-            };
+            let code = if err.is_data() { "invalid_field" } else { "invalid_json" };
             ApiError::bad_request(code, format!("The JSON body is not valid: {err}."))
         })
     }

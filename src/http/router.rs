@@ -1,7 +1,7 @@
 //! The routing table: which handler serves which method and path, with 404
 //! for unknown paths and 405 (with `Allow`) for known paths.
 
-use super::handlers::{health, session, user};
+use super::handlers::{health, identity, session, user};
 use super::server::Service;
 use super::{Request, Response};
 use crate::app::App;
@@ -21,6 +21,10 @@ enum Route {
     User,
     UserSessions,
     UserSession(String),
+    Identities,
+    Identity(String),
+    IdentityMember(String, String),
+    IdentityAudit(String),
 }
 
 impl Route {
@@ -34,6 +38,12 @@ impl Route {
             ["user"] => Route::User,
             ["user", "sessions"] => Route::UserSessions,
             ["user", "sessions", id] => Route::UserSession(id.to_string()),
+            ["publishing-identity"] => Route::Identities,
+            ["publishing-identity", name] => Route::Identity(name.to_string()),
+            ["publishing-identity", name, "members", email] => {
+                Route::IdentityMember(name.to_string(), email.to_string())
+            }
+            ["publishing-identity", name, "audit"] => Route::IdentityAudit(name.to_string()),
             _ => return None,
         })
     }
@@ -41,7 +51,11 @@ impl Route {
     /// The methods this resource answers (HEAD is implied by GET).
     fn methods(&self) -> &'static [&'static str] {
         match self {
-            Route::Health | Route::User | Route::UserSessions => &["GET"],
+            Route::Health | Route::User | Route::UserSessions | Route::Identity(_) | Route::IdentityAudit(_) => {
+                &["GET"]
+            }
+            Route::Identities => &["POST"],
+            Route::IdentityMember(..) => &["PUT", "DELETE"],
             Route::Session => &["POST", "DELETE"],
             Route::SessionConfirm => &["GET", "POST"],
             Route::SessionFetch => &["POST"],
@@ -68,12 +82,7 @@ fn segments(path: &str) -> Option<Vec<String>> {
 fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
     let route = segments(&request.path)
         .and_then(|segments| Route::resolve(&segments))
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "not_found",
-                format!("There is nothing at {}.", request.path),
-            )
-        })?;
+        .ok_or_else(|| ApiError::not_found("not_found", format!("There is nothing at {}.", request.path)))?;
     let method = if request.method == "HEAD" {
         "GET"
     } else {
@@ -87,11 +96,7 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
         return Err(ApiError::new(
             405,
             "method_not_allowed",
-            format!(
-                "{} is not allowed here; use {}.",
-                request.method,
-                allow.join(" or ")
-            ),
+            format!("{} is not allowed here; use {}.", request.method, allow.join(" or ")),
         )
         .with_header("Allow", allow.join(", ")));
     }
@@ -105,6 +110,11 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
         (Route::User, _) => user::get(app, request),
         (Route::UserSessions, _) => user::sessions(app, request),
         (Route::UserSession(id), _) => user::revoke_session(app, request, &id),
+        (Route::Identities, _) => identity::create(app, request),
+        (Route::Identity(name), _) => identity::show(app, request, &name),
+        (Route::IdentityMember(name, email), "PUT") => identity::set_member(app, request, &name, &email),
+        (Route::IdentityMember(name, email), _) => identity::remove_member(app, request, &name, &email),
+        (Route::IdentityAudit(name), _) => identity::audit(app, request, &name),
     }
 }
 

@@ -156,11 +156,7 @@ impl Server {
         }
         let mut active = lock(&self.state.active);
         while *active > 0 {
-            active = self
-                .state
-                .idle
-                .wait(active)
-                .unwrap_or_else(|p| p.into_inner());
+            active = self.state.idle.wait(active).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -212,12 +208,7 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(
-        stream: TcpStream,
-        remote: SocketAddr,
-        limits: &'a Limits,
-        state: &'a State,
-    ) -> Connection<'a> {
+    fn new(stream: TcpStream, remote: SocketAddr, limits: &'a Limits, state: &'a State) -> Connection<'a> {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(limits.request_timeout));
         Connection {
@@ -264,14 +255,10 @@ impl<'a> Connection<'a> {
                 body,
                 remote: self.remote,
             };
-            let response = catch_unwind(AssertUnwindSafe(|| service.handle(request)))
-                .unwrap_or_else(|_| {
-                    Response::from_error(&ApiError::internal(format!(
-                        "handler panicked on {method} {path}"
-                    )))
-                });
-            let written =
-                write_response(&mut self.stream, &response, method == "HEAD", !keep_alive);
+            let response = catch_unwind(AssertUnwindSafe(|| service.handle(request))).unwrap_or_else(|_| {
+                Response::from_error(&ApiError::internal(format!("handler panicked on {method} {path}")))
+            });
+            let written = write_response(&mut self.stream, &response, method == "HEAD", !keep_alive);
             log_request(&method, &path, response.status, started);
             if written.is_err() || !keep_alive {
                 break;
@@ -301,9 +288,7 @@ impl<'a> Connection<'a> {
             let deadline = match head_deadline {
                 Some(deadline) => deadline,
                 None if self.buffer.is_empty() => {
-                    if self.state.shutting_down.load(Ordering::SeqCst)
-                        || Instant::now() >= idle_until
-                    {
+                    if self.state.shutting_down.load(Ordering::SeqCst) || Instant::now() >= idle_until {
                         return Err(ReadOutcome::Closed);
                     }
                     // Idle: wake regularly to notice a shutdown.
@@ -371,14 +356,10 @@ impl<'a> Connection<'a> {
             };
             headers.push((header.name.to_ascii_lowercase(), value.trim().to_string()));
         }
-        let connection = header_value(&headers, "connection")
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let connection = header_value(&headers, "connection").unwrap_or("").to_ascii_lowercase();
         let keep_alive = match parsed.version {
             Some(1) => !connection.split(',').any(|token| token.trim() == "close"),
-            _ => connection
-                .split(',')
-                .any(|token| token.trim() == "keep-alive"),
+            _ => connection.split(',').any(|token| token.trim() == "keep-alive"),
         };
         Ok(Some(Head {
             method,
@@ -405,8 +386,8 @@ impl<'a> Connection<'a> {
             ))));
         }
         let length = length as usize; // bounded by `limit`, which fits in memory
-        let expects_continue = header_value(&head.headers, "expect")
-            .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"));
+        let expects_continue =
+            header_value(&head.headers, "expect").is_some_and(|value| value.eq_ignore_ascii_case("100-continue"));
         if expects_continue && self.buffer.len() < length {
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
@@ -454,16 +435,12 @@ fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h s
 fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
     let mut length = None;
     for (_, value) in headers.iter().filter(|(key, _)| key == "content-length") {
-        let parsed =
-            (!value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| value.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "malformed_request",
-                        "The Content-Length header is not a valid length.",
-                    )
-                })?;
+        let parsed = (!value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                ApiError::bad_request("malformed_request", "The Content-Length header is not a valid length.")
+            })?;
         if length.is_some_and(|previous| previous != parsed) {
             return Err(ApiError::bad_request(
                 "malformed_request",
@@ -487,18 +464,10 @@ fn header_too_large(limits: &Limits) -> ApiError {
 }
 
 fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
-fn write_response(
-    stream: &mut TcpStream,
-    response: &Response,
-    head_only: bool,
-    close: bool,
-) -> io::Result<()> {
+fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, close: bool) -> io::Result<()> {
     let mut out = Vec::with_capacity(256 + if head_only { 0 } else { response.body.len() });
     write!(
         out,

@@ -22,18 +22,12 @@ impl LocalSink {
 
 impl Mailer for LocalSink {
     fn send(&self, message: &Message) -> Result<(), MailError> {
-        let text = format!(
-            "To: {}\nSubject: {}\n\n{}",
-            message.to, message.subject, message.text
-        );
+        let text = format!("To: {}\nSubject: {}\n\n{}", message.to, message.subject, message.text);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let name = format!(
-            "{stamp}-{}.txt",
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("{stamp}-{}.txt", self.counter.fetch_add(1, Ordering::Relaxed));
         fs::create_dir_all(&self.dir)
             .and_then(|()| fs::write(self.dir.join(&name), &text))
             .map_err(|err| MailError(format!("cannot write the local mail file: {err}")))?;

@@ -53,10 +53,7 @@ impl Mailer for Postmark {
             .limit(64 * 1024)
             .read_json()
             .unwrap_or_default();
-        let error_code = answer
-            .get("ErrorCode")
-            .and_then(|code| code.as_i64())
-            .unwrap_or(0);
+        let error_code = answer.get("ErrorCode").and_then(|code| code.as_i64()).unwrap_or(0);
         if (200..300).contains(&status) && error_code == 0 {
             Ok(())
         } else {

@@ -7,16 +7,11 @@ use std::io::{self, Write};
 use std::path::Path;
 
 pub(super) fn write(destination: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = destination.parent().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a record needs a parent directory",
-        )
-    })?;
+    let dir = destination
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a record needs a parent directory"))?;
     fs::create_dir_all(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(destination).map_err(|err| err.error)?;

@@ -63,9 +63,7 @@ impl Drop for KeyGuard<'_> {
 /// A panic while holding a lock must not take the lock out of service: what it
 /// protects lives on disk and is replaced atomically, never left half-done.
 pub fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -95,10 +93,7 @@ mod tests {
                 tx.send(()).unwrap();
             })
         };
-        assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(100))
-                .is_err()
-        );
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err());
         drop(guard);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         other.join().unwrap();

@@ -60,14 +60,8 @@ impl RecordPath {
 /// `..`, hidden or temporary names).
 pub fn check_component(component: &str) -> io::Result<()> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._-@+".contains(&b);
-    if component.is_empty()
-        || component.len() > 255
-        || component.starts_with('.')
-        || !component.bytes().all(allowed)
-    {
-        return Err(invalid_path(&format!(
-            "unsafe path component {component:?}"
-        )));
+    if component.is_empty() || component.len() > 255 || component.starts_with('.') || !component.bytes().all(allowed) {
+        return Err(invalid_path(&format!("unsafe path component {component:?}")));
     }
     Ok(())
 }
@@ -257,12 +251,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let path = RecordPath::new(["users", "me@example.com.json"]).unwrap();
         assert_eq!(store.read_json::<serde_json::Value>(&path).unwrap(), None);
-        store
-            .write_json(&path, &serde_json::json!({"a": 1}))
-            .unwrap();
-        store
-            .write_json(&path, &serde_json::json!({"a": 2}))
-            .unwrap();
+        store.write_json(&path, &serde_json::json!({"a": 1})).unwrap();
+        store.write_json(&path, &serde_json::json!({"a": 2})).unwrap();
         let text = fs::read_to_string(store.full_path(&path)).unwrap();
         assert_eq!(text, "{\n  \"a\": 2\n}\n", "records are pretty-printed");
         let users = RecordPath::new(["users"]).unwrap();

@@ -1,5 +1,6 @@
 //! Request handlers: parse the request, call domain code, shape the answer.
 
 pub mod health;
+pub mod identity;
 pub mod session;
 pub mod user;

@@ -65,10 +65,7 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
             .parse::<u64>()
             .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
             .map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_wait",
-                    "`wait` must be a whole number of seconds (at most 30).",
-                )
+                ApiError::bad_request("invalid_wait", "`wait` must be a whole number of seconds (at most 30).")
             })?,
     };
     let fetch_request = FetchRequest {
@@ -90,8 +87,9 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
     };
     Ok(match outcome {
         Fetched::Token(token) => Response::json(200, &json!({ "sessionToken": token })),
-        Fetched::Pending => Response::json(202, &json!({ "status": "pending" }))
-            .with_header("Retry-After", POLL_SECONDS.to_string()),
+        Fetched::Pending => {
+            Response::json(202, &json!({ "status": "pending" })).with_header("Retry-After", POLL_SECONDS.to_string())
+        }
     })
 }
 
@@ -107,10 +105,7 @@ pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
 pub fn confirm_page(app: &App, request: &Request) -> Response {
     let token = request.query_param("token").unwrap_or_default();
     match login::for_link(&app.store, &token) {
-        Ok(login) => Response::html(
-            200,
-            page("Confirm your login", &confirm_form(&login, &token)),
-        ),
+        Ok(login) => Response::html(200, page("Confirm your login", &confirm_form(&login, &token))),
         Err(problem) => link_problem_page(problem),
     }
 }

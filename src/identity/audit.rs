@@ -1,0 +1,107 @@
+//! The audit log of an identity: `identities/<name>/audit/<seq>.json`, one
+//! entry per change, numbered from 1.
+//!
+//! An entry is written before the identity record that counts it
+//! (`audit_seq`); the identity record is the commit point. After a crash
+//! between the two, the uncounted entry is ignored and overwritten by the
+//! next change, so the log never shows a change that did not happen.
+
+use super::{Actor, Identity, IdentityName, Role};
+use crate::auth::email::Email;
+use crate::error::ApiResult;
+use crate::store::{RecordPath, Store};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Created {
+        admin: Email,
+    },
+    MemberAdded {
+        member: Email,
+        role: Role,
+    },
+    RoleChanged {
+        member: Email,
+        from: Role,
+        to: Role,
+    },
+    MemberRemoved {
+        member: Email,
+        role: Role,
+    },
+    Published {
+        package: String,
+        version: String,
+    },
+    Revoked {
+        package: String,
+        version: String,
+        reason: String,
+    },
+    PrivacyChanged {
+        package: String,
+        private: bool,
+    },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Created { .. } => "created",
+            Action::MemberAdded { .. } => "member_added",
+            Action::RoleChanged { .. } => "role_changed",
+            Action::MemberRemoved { .. } => "member_removed",
+            Action::Published { .. } => "published",
+            Action::Revoked { .. } => "revoked",
+            Action::PrivacyChanged { .. } => "privacy_changed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+fn entry_path(name: &IdentityName, seq: u64) -> RecordPath {
+    RecordPath::new(["identities", name.key(), "audit", &format!("{seq:012}.json")]).expect("safe path")
+}
+
+/// Writes `identity` together with a new audit entry describing the change.
+/// The caller holds the identity's lock.
+pub fn commit(
+    store: &Store,
+    name: &IdentityName,
+    identity: &mut Identity,
+    actor: &Actor,
+    action: Action,
+) -> ApiResult<()> {
+    let entry = AuditEntry {
+        seq: identity.audit_seq + 1,
+        at: Timestamp::now(),
+        actor: actor.label(),
+        action,
+    };
+    store.write_json(&entry_path(name, entry.seq), &entry)?;
+    identity.audit_seq = entry.seq;
+    store.write_json(&super::identity_path(name), identity)?;
+    Ok(())
+}
+
+/// The committed entries, oldest first.
+pub fn read(store: &Store, name: &IdentityName, identity: &Identity) -> ApiResult<Vec<AuditEntry>> {
+    let mut entries = Vec::with_capacity(identity.audit_seq as usize);
+    for seq in 1..=identity.audit_seq {
+        if let Some(entry) = store.read_json(&entry_path(name, seq))? {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
