@@ -4,6 +4,7 @@
 use crate::auth::login::{self, Confirmations};
 use crate::config::Config;
 use crate::mail::{LocalSink, Mailer, Postmark};
+use crate::package::publish::Packages;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,12 +24,14 @@ pub struct App {
     pub login_per_email: RateLimiter,
     pub login_per_ip: RateLimiter,
     pub identities_per_user: RateLimiter,
+    pub publishes_per_user: RateLimiter,
+    pub packages: Packages,
     pub confirmations: Confirmations,
     stopping: AtomicBool,
 }
 
 impl App {
-    pub fn new(config: Config, store: Store, public_url: String) -> App {
+    pub fn new(config: Config, store: Store, packages: Packages, public_url: String) -> App {
         let mailer: Box<dyn Mailer> = match &config.postmark_server_token {
             Some(token) if !token.is_empty() => Box::new(Postmark::new(
                 &config.postmark_url,
@@ -41,6 +44,8 @@ impl App {
             login_per_email: RateLimiter::new(config.login_limit_per_email, HOUR),
             login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
             identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
+            publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
+            packages,
             confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
             mailer,
             public_url,
@@ -60,6 +65,7 @@ impl App {
             self.login_per_email.prune();
             self.login_per_ip.prune();
             self.identities_per_user.prune();
+            self.publishes_per_user.prune();
             for _ in 0..60 {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;
@@ -73,6 +79,7 @@ impl App {
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.confirmations.announce();
+        self.packages.events.wake();
     }
 
     pub fn is_stopping(&self) -> bool {

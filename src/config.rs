@@ -62,6 +62,27 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_RESERVED_IDENTITIES", value_delimiter = ',', default_value = DEFAULT_RESERVED)]
     pub reserved_identities: Vec<String>,
 
+    /// Largest bundle upload (compressed), checked before it is read.
+    #[arg(long, env = "GREN_REGISTRY_MAX_BUNDLE_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_bundle_bytes: u64,
+
+    /// Largest inflated bundle, enforced while inflating.
+    #[arg(long, env = "GREN_REGISTRY_MAX_INFLATED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflated_bytes: u64,
+
+    /// Publishes and revocations a user may make per hour.
+    #[arg(long, env = "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", default_value_t = 60)]
+    pub publish_limit_per_hour: u32,
+
+    /// The packages site to tell about publishes and revocations
+    /// (`POST <url>/import/init`); unset: nobody is told.
+    #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_URL")]
+    pub package_site_url: Option<String>,
+
+    /// Key for the `X-Gren-Registry-Signature` HMAC-SHA256 header on those calls.
+    #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_SECRET", hide_env_values = true)]
+    pub package_site_secret: Option<String>,
+
     /// Connections served at once; more are answered 503.
     #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,

@@ -13,6 +13,9 @@ pub struct ApiError {
     pub message: String,
     /// Extra headers the status calls for (`Allow`, `Retry-After`, ...).
     pub headers: Vec<(&'static str, String)>,
+    /// More members of the error body, such as `field` (the input field at
+    /// fault) or `reason` (why a version was revoked).
+    pub details: Vec<(&'static str, serde_json::Value)>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -24,12 +27,30 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            details: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
         self.headers.push((name, value.into()));
         self
+    }
+
+    pub fn with_detail(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.details.push((key, value.into()));
+        self
+    }
+
+    /// Names the input field at fault (`outline.license`).
+    pub fn with_field(self, field: impl Into<String>) -> ApiError {
+        self.with_detail("field", field.into())
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(key, _)| *key == "field")
+            .and_then(|(_, value)| value.as_str())
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {

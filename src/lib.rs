@@ -6,11 +6,13 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod bundle;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod identity;
 pub mod mail;
+pub mod notify;
 pub mod package;
 pub mod ratelimit;
 pub mod serve;

@@ -5,6 +5,8 @@ use crate::app::App;
 use crate::config::Config;
 use crate::http::router::Registry;
 use crate::http::server::{Limits, Server};
+use crate::notify;
+use crate::package::publish::Packages;
 use crate::store::Store;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
@@ -26,7 +28,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         format!("local sink ({})", store.root().join("mail").display())
     };
-    let app = Arc::new(App::new(config, store, public_url));
+    let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", err.message))?;
+    let app = Arc::new(App::new(config, store, packages, public_url));
 
     let shutdown = server.shutdown_handle()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -40,6 +43,17 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             }
         })?;
     }
+    let notifier = match app.config.package_site_url.clone() {
+        Some(url) => {
+            let app = app.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("notify".into())
+                    .spawn(move || notify::run(&app, &url))?,
+            )
+        }
+        None => None,
+    };
     let housekeeping = {
         let app = app.clone();
         std::thread::Builder::new()
@@ -56,6 +70,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     server.run(Arc::new(Registry(app.clone())));
     app.stop();
     let _ = housekeeping.join();
+    if let Some(notifier) = notifier {
+        let _ = notifier.join();
+    }
     eprintln!("stopped");
     Ok(())
 }

@@ -119,7 +119,10 @@ impl Response {
 
     /// The one place where an error becomes a response.
     pub fn from_error(error: &ApiError) -> Response {
-        let body = serde_json::json!({ "error": error.code, "message": error.message });
+        let mut body = serde_json::json!({ "error": error.code, "message": error.message });
+        for (key, value) in &error.details {
+            body[*key] = value.clone();
+        }
         let mut response = Response::json(error.status, &body);
         response.headers.extend(error.headers.iter().cloned());
         response

@@ -1,7 +1,7 @@
 //! The routing table: which handler serves which method and path, with 404
 //! for unknown paths and 405 (with `Allow`) for known paths.
 
-use super::handlers::{health, identity, session, user};
+use super::handlers::{health, identity, package, session, user};
 use super::server::Service;
 use super::{Request, Response};
 use crate::app::App;
@@ -25,6 +25,15 @@ enum Route {
     Identity(String),
     IdentityMember(String, String),
     IdentityAudit(String),
+    Packages,
+    Package(String, String),
+    PackageLatest(String, String),
+    PackageRevoke(String, String),
+    Version(String, String, String),
+    VersionBundle(String, String, String),
+    VersionPrevious(String, String, String),
+    VersionRevoke(String, String, String),
+    Events,
 }
 
 impl Route {
@@ -44,6 +53,15 @@ impl Route {
                 Route::IdentityMember(name.to_string(), email.to_string())
             }
             ["publishing-identity", name, "audit"] => Route::IdentityAudit(name.to_string()),
+            ["packages"] => Route::Packages,
+            ["packages", a, p] => Route::Package(a.to_string(), p.to_string()),
+            ["packages", a, p, "latest"] => Route::PackageLatest(a.to_string(), p.to_string()),
+            ["packages", a, p, "revoke"] => Route::PackageRevoke(a.to_string(), p.to_string()),
+            ["packages", a, p, v] => Route::Version(a.to_string(), p.to_string(), v.to_string()),
+            ["packages", a, p, v, "bundle"] => Route::VersionBundle(a.to_string(), p.to_string(), v.to_string()),
+            ["packages", a, p, v, "previous"] => Route::VersionPrevious(a.to_string(), p.to_string(), v.to_string()),
+            ["packages", a, p, v, "revoke"] => Route::VersionRevoke(a.to_string(), p.to_string(), v.to_string()),
+            ["events"] => Route::Events,
             _ => return None,
         })
     }
@@ -54,7 +72,14 @@ impl Route {
             Route::Health | Route::User | Route::UserSessions | Route::Identity(_) | Route::IdentityAudit(_) => {
                 &["GET"]
             }
-            Route::Identities => &["POST"],
+            Route::Identities | Route::PackageRevoke(..) | Route::VersionRevoke(..) => &["POST"],
+            Route::Packages => &["GET", "POST"],
+            Route::Package(..) => &["GET", "PATCH"],
+            Route::PackageLatest(..)
+            | Route::Version(..)
+            | Route::VersionBundle(..)
+            | Route::VersionPrevious(..)
+            | Route::Events => &["GET"],
             Route::IdentityMember(..) => &["PUT", "DELETE"],
             Route::Session => &["POST", "DELETE"],
             Route::SessionConfirm => &["GET", "POST"],
@@ -115,6 +140,17 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
         (Route::IdentityMember(name, email), "PUT") => identity::set_member(app, request, &name, &email),
         (Route::IdentityMember(name, email), _) => identity::remove_member(app, request, &name, &email),
         (Route::IdentityAudit(name), _) => identity::audit(app, request, &name),
+        (Route::Packages, "POST") => package::publish(app, request),
+        (Route::Packages, _) => package::list(app, request),
+        (Route::Package(a, p), "PATCH") => package::settings(app, request, &a, &p),
+        (Route::Package(a, p), _) => package::show(app, request, &a, &p),
+        (Route::PackageLatest(a, p), _) => package::latest(app, request, &a, &p),
+        (Route::PackageRevoke(a, p), _) => package::revoke(app, request, &a, &p, None),
+        (Route::Version(a, p, v), _) => package::show_version(app, request, &a, &p, &v),
+        (Route::VersionBundle(a, p, v), _) => package::bundle(app, request, &a, &p, &v),
+        (Route::VersionPrevious(a, p, v), _) => package::previous(app, request, &a, &p, &v),
+        (Route::VersionRevoke(a, p, v), _) => package::revoke(app, request, &a, &p, Some(&v)),
+        (Route::Events, _) => package::events(app, request),
     }
 }
 
@@ -122,8 +158,12 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
 pub struct Registry(pub Arc<App>);
 
 impl Service for Registry {
-    fn body_limit(&self, _method: &str, _path: &str) -> u64 {
-        JSON_BODY_LIMIT
+    fn body_limit(&self, method: &str, path: &str) -> u64 {
+        if method == "POST" && path.trim_end_matches('/') == "/packages" {
+            self.0.config.max_bundle_bytes
+        } else {
+            JSON_BODY_LIMIT
+        }
     }
 
     fn handle(&self, request: Request) -> Response {

@@ -254,6 +254,14 @@ pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &
     Ok(())
 }
 
+/// Appends an entry to an identity's audit log (publishes, revocations,
+/// package settings: changes made elsewhere that the identity answers for).
+pub fn record_action(store: &Store, name: &IdentityName, actor: &Actor, action: Action) -> ApiResult<()> {
+    let _guard = store.lock(&identity_path(name));
+    let mut identity = require(store, name)?;
+    audit::commit(store, name, &mut identity, actor, action)
+}
+
 /// Refuses with 403 unless `actor` holds at least `needed` (operators hold all).
 pub fn require_role(identity: &Identity, actor: &Actor, needed: Role) -> ApiResult<()> {
     let Actor::User(email) = actor else { return Ok(()) };

@@ -1,11 +1,267 @@
-//! Packages and their versions.
+//! Packages and their versions: records, the in-memory catalog that answers
+//! queries, publishing and revocation ([`publish`]) and the public event log
+//! ([`events`]).
+//!
+//! On disk, per package (author in lower case, as identity keys are):
+//!
+//! ```text
+//! packages/<author>/<project>/package.json              the record: privacy and every version
+//! packages/<author>/<project>/<version>/outline.json    the version's gren.json
+//! packages/<author>/<project>/<version>/<file>.pkg.gz   the bundle, bytes as uploaded
+//! ```
+//!
+//! `package.json` is the commit point of a publish or revocation: bundle and
+//! outline are written before it, and a bundle is deleted only after the
+//! record says the version is revoked.
 
-use crate::error::ApiResult;
+pub mod events;
+pub mod name;
+pub mod publish;
+pub mod version;
+
+pub use name::PackageName;
+pub use version::{Range, Version};
+
+use crate::error::{ApiError, ApiResult};
 use crate::identity::IdentityName;
-use crate::store::Store;
+use crate::store::{RecordPath, Store, lock_ignoring_poison};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageRecord {
+    pub name: PackageName,
+    pub private: bool,
+    pub created: Timestamp,
+    /// Ascending by version.
+    pub versions: Vec<VersionRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: Version,
+    #[serde(rename = "gren-version")]
+    pub gren_version: Range,
+    pub platform: String,
+    pub summary: String,
+    pub published: Timestamp,
+    /// SHA-256 (hex) of the bundle bytes as uploaded.
+    pub sha256: String,
+    pub size: u64,
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at: Timestamp,
+    pub reason: String,
+}
+
+impl PackageRecord {
+    pub fn version(&self, version: Version) -> Option<&VersionRecord> {
+        self.versions.iter().find(|record| record.version == version)
+    }
+
+    fn live(&self) -> impl DoubleEndedIterator<Item = &VersionRecord> {
+        self.versions.iter().filter(|record| record.revoked.is_none())
+    }
+
+    /// The highest unrevoked version for compiler `gren` (when given) and
+    /// platform `platform` (when given: equal, or `common`).
+    pub fn latest(&self, gren: Option<Version>, platform: Option<&str>) -> Option<&VersionRecord> {
+        self.live().rev().find(|record| {
+            gren.is_none_or(|gren| record.gren_version.contains(gren))
+                && platform.is_none_or(|platform| record.platform == platform || record.platform == "common")
+        })
+    }
+
+    /// The highest unrevoked version below `version`.
+    pub fn previous(&self, version: Version) -> Option<&VersionRecord> {
+        self.live().rev().find(|record| record.version < version)
+    }
+}
+
+pub fn package_dir(name: &PackageName) -> [String; 3] {
+    [
+        "packages".into(),
+        name.author.to_ascii_lowercase(),
+        name.project.clone(),
+    ]
+}
+
+pub fn record_path(name: &PackageName) -> RecordPath {
+    let [root, author, project] = package_dir(name);
+    RecordPath::new([root.as_str(), &author, &project, "package.json"]).expect("package names are safe paths")
+}
+
+fn version_file(name: &PackageName, version: Version, file: &str) -> RecordPath {
+    let [root, author, project] = package_dir(name);
+    RecordPath::new([root.as_str(), &author, &project, &version.to_string(), file]).expect("safe path")
+}
+
+pub fn bundle_path(name: &PackageName, version: Version) -> RecordPath {
+    version_file(name, version, &name.bundle_file_name(version))
+}
+
+pub fn outline_path(name: &PackageName, version: Version) -> RecordPath {
+    version_file(name, version, "outline.json")
+}
+
+/// Every package record, in memory: queries never touch the disk. Loaded at
+/// start-up from the records, replaced whenever a record is committed.
+#[derive(Default)]
+pub struct Catalog {
+    packages: Mutex<BTreeMap<String, Arc<PackageRecord>>>,
+}
+
+impl Catalog {
+    pub fn load(store: &Store) -> std::io::Result<Catalog> {
+        let catalog = Catalog::default();
+        let root = store.root().join("packages");
+        let Ok(authors) = std::fs::read_dir(&root) else {
+            return Ok(catalog);
+        };
+        for author in authors {
+            let author = author?.path();
+            if !author.is_dir() {
+                continue;
+            }
+            for project in std::fs::read_dir(&author)? {
+                let file = project?.path().join("package.json");
+                if !file.exists() {
+                    continue;
+                }
+                let record: PackageRecord = serde_json::from_slice(&std::fs::read(&file)?).map_err(|err| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {err}", file.display()))
+                })?;
+                catalog.put(record);
+            }
+        }
+        Ok(catalog)
+    }
+
+    pub fn get(&self, name: &PackageName) -> Option<Arc<PackageRecord>> {
+        lock_ignoring_poison(&self.packages).get(&name.key()).cloned()
+    }
+
+    pub fn put(&self, record: PackageRecord) {
+        lock_ignoring_poison(&self.packages).insert(record.name.key(), Arc::new(record));
+    }
+
+    pub fn all(&self) -> Vec<Arc<PackageRecord>> {
+        lock_ignoring_poison(&self.packages).values().cloned().collect()
+    }
+
+    /// The packages of one identity.
+    pub fn of_identity(&self, identity: &IdentityName) -> Vec<Arc<PackageRecord>> {
+        let prefix = format!("{}/", identity.key());
+        lock_ignoring_poison(&self.packages)
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, record)| record.clone())
+            .collect()
+    }
+}
+
+/// Identity keys whose private packages a caller may see.
+pub type Visibility = HashSet<String>;
+
+/// Looks a package up for a caller; private packages of identities the
+/// caller is not in are as absent as unknown ones.
+pub fn find_visible(catalog: &Catalog, name: &PackageName, visible: &Visibility) -> ApiResult<Arc<PackageRecord>> {
+    match catalog.get(name) {
+        Some(record) if !record.private || visible.contains(&name.author.to_ascii_lowercase()) => Ok(record),
+        _ => Err(ApiError::not_found(
+            "package_not_found",
+            format!("There is no package named {name}."),
+        )),
+    }
+}
+
+/// One line of a package listing.
+#[derive(Debug, Serialize)]
+pub struct ListingEntry {
+    pub name: PackageName,
+    pub summary: String,
+    pub latest: Version,
+    pub private: bool,
+}
+
+/// The listing line of a package: its latest version (for compiler `gren`,
+/// when given); `None` when no version qualifies.
+pub fn listing_entry(record: &PackageRecord, gren: Option<Version>) -> Option<ListingEntry> {
+    record.latest(gren, None).map(|latest| ListingEntry {
+        name: record.name.clone(),
+        summary: latest.summary.clone(),
+        latest: latest.version,
+        private: record.private,
+    })
+}
 
 /// The packages of an identity as shown on its page: all of them for
 /// members, public ones for everyone else.
-pub fn listing_for_identity(_store: &Store, _name: &IdentityName, _member: bool) -> ApiResult<Vec<serde_json::Value>> {
-    Ok(Vec::new())
+pub fn listing_for_identity(catalog: &Catalog, name: &IdentityName, member: bool) -> Vec<ListingEntry> {
+    catalog
+        .of_identity(name)
+        .iter()
+        .filter(|record| member || !record.private)
+        .filter_map(|record| listing_entry(record, None))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(versions: &[(&str, &str, &str, bool)]) -> PackageRecord {
+        PackageRecord {
+            name: PackageName::parse("blaix/gren-ws4sql").unwrap(),
+            private: false,
+            created: Timestamp::now(),
+            versions: versions
+                .iter()
+                .map(|(version, gren, platform, revoked)| VersionRecord {
+                    version: Version::parse(version).unwrap(),
+                    gren_version: Range::parse(gren).unwrap(),
+                    platform: platform.to_string(),
+                    summary: String::new(),
+                    published: Timestamp::now(),
+                    sha256: String::new(),
+                    size: 0,
+                    revoked: revoked.then(|| Revocation {
+                        at: Timestamp::now(),
+                        reason: "x".into(),
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn latest_honours_compiler_platform_and_revocation() {
+        let record = record(&[
+            ("2.0.0", "0.5.0 <= v < 0.6.0", "node", false),
+            ("3.0.0", "0.6.0 <= v < 0.7.0", "node", false),
+            ("3.1.0", "0.6.0 <= v < 0.7.0", "browser", false),
+            ("3.2.0", "0.6.0 <= v < 0.7.0", "common", true),
+        ]);
+        let v = |text| Version::parse(text).unwrap();
+        assert_eq!(record.latest(None, None).unwrap().version, v("3.1.0"));
+        assert_eq!(record.latest(Some(v("0.5.4")), None).unwrap().version, v("2.0.0"));
+        assert_eq!(
+            record.latest(Some(v("0.6.3")), Some("node")).unwrap().version,
+            v("3.0.0")
+        );
+        assert!(record.latest(Some(v("0.7.0")), None).is_none());
+        assert_eq!(record.previous(v("3.1.0")).unwrap().version, v("3.0.0"));
+        assert_eq!(record.previous(v("2.9.9")).unwrap().version, v("2.0.0"));
+        assert!(record.previous(v("2.0.0")).is_none());
+        assert_eq!(
+            record.previous(v("9.0.0")).unwrap().version,
+            v("3.1.0"),
+            "revoked versions are skipped"
+        );
+    }
 }

@@ -45,7 +45,7 @@ pub fn show(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
     let is_member = caller
         .as_ref()
         .is_some_and(|caller| found.role_of(&caller.email).is_some());
-    let packages = crate::package::listing_for_identity(&app.store, &name, is_member)?;
+    let packages = crate::package::listing_for_identity(&app.packages.catalog, &name, is_member);
     Ok(Response::json(
         200,
         &if is_member {

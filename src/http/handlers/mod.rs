@@ -2,5 +2,6 @@
 
 pub mod health;
 pub mod identity;
+pub mod package;
 pub mod session;
 pub mod user;

@@ -1,0 +1,339 @@
+//! The package outline (`gren.json`) inside a bundle, validated with the
+//! rules both of the Gren compiler's decoders enforce.
+
+use super::Bundle;
+use crate::error::{ApiError, ApiResult};
+use crate::package::{PackageName, Range, Version};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The compiler's accepted licence identifiers (exact, case-sensitive).
+const OSI_LICENSES: &str = include_str!("osi-licenses.txt");
+pub const PLATFORMS: [&str; 3] = ["common", "browser", "node"];
+const KERNEL_PREFIX: &str = "Gren.Kernel.";
+/// Only this author may ship kernel JavaScript.
+const KERNEL_AUTHOR: &str = "gren-lang";
+
+/// What the registry keeps of a valid outline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outline {
+    pub name: PackageName,
+    pub version: Version,
+    pub platform: String,
+    pub summary: String,
+    pub license: String,
+    pub gren_version: Range,
+    pub dependencies: BTreeMap<PackageName, Range>,
+    pub exposed_modules: Vec<String>,
+    /// `"private": true`, a registry extension.
+    pub private: bool,
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::bad_request("invalid_outline", format!("outline.{field}: {message}"))
+        .with_field(format!("outline.{field}"))
+}
+
+fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str> {
+    match outline.get(field) {
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(invalid(field, "must be a string.".into())),
+        None => Err(invalid(field, "is missing.".into())),
+    }
+}
+
+/// Validates a bundle's outline and sources together.
+pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
+    let outline = &bundle.outline;
+    if string(outline, "type")? != "package" {
+        return Err(invalid(
+            "type",
+            "must be \"package\": only packages can be published.".into(),
+        ));
+    }
+    let platform = string(outline, "platform")?;
+    if !PLATFORMS.contains(&platform) {
+        return Err(invalid(
+            "platform",
+            format!("{platform:?} is not one of common, browser or node."),
+        ));
+    }
+    let name_text = string(outline, "name")?;
+    let name = PackageName::parse(name_text).ok_or_else(|| {
+        invalid(
+            "name",
+            format!("{name_text:?} is not author/project (author: letters, digits, single dashes; project: lower-case letters, digits, single dashes, starting with a letter)."),
+        )
+    })?;
+    let summary = string(outline, "summary")?;
+    if summary.len() >= 80 {
+        return Err(invalid(
+            "summary",
+            format!("must be shorter than 80 bytes; it has {}.", summary.len()),
+        ));
+    }
+    let license = string(outline, "license")?;
+    if !OSI_LICENSES.lines().any(|known| known == license) {
+        return Err(invalid(
+            "license",
+            format!(
+                "{license:?} is not an OSI-approved SPDX identifier the compiler accepts (for example BSD-3-Clause or MIT)."
+            ),
+        ));
+    }
+    let version_text = string(outline, "version")?;
+    let version = Version::parse(version_text).ok_or_else(|| {
+        invalid(
+            "version",
+            format!("{version_text:?} is not X.Y.Z (no leading zeros, each part at most 65535, no suffix)."),
+        )
+    })?;
+    let gren_version = range(string(outline, "gren-version")?, "gren-version")?;
+    let dependencies = dependencies(outline, &name)?;
+    let exposed_modules = exposed_modules(outline)?;
+    check_sources(bundle, &name, &exposed_modules)?;
+    let private = match outline.get("private") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(invalid("private", "must be true or false.".into())),
+    };
+    Ok(Outline {
+        name,
+        version,
+        platform: platform.to_string(),
+        summary: summary.to_string(),
+        license: license.to_string(),
+        gren_version,
+        dependencies,
+        exposed_modules,
+        private,
+    })
+}
+
+fn range(text: &str, field: &str) -> ApiResult<Range> {
+    if text.starts_with("local:") {
+        return Err(invalid(field, "local dependencies cannot be published.".into()));
+    }
+    Range::parse(text).ok_or_else(|| {
+        invalid(
+            field,
+            format!("{text:?} is not a range like \"1.0.0 <= v < 2.0.0\" (operators < or <=, lower below upper)."),
+        )
+    })
+}
+
+fn dependencies(outline: &Map<String, Value>, own: &PackageName) -> ApiResult<BTreeMap<PackageName, Range>> {
+    let Some(Value::Object(entries)) = outline.get("dependencies") else {
+        return Err(invalid(
+            "dependencies",
+            "must be an object of package names to version ranges.".into(),
+        ));
+    };
+    let mut found = BTreeMap::new();
+    for (name_text, constraint) in entries {
+        let field = format!("dependencies.{name_text}");
+        let name = PackageName::parse(name_text)
+            .ok_or_else(|| invalid(&field, format!("{name_text:?} is not a valid package name.")))?;
+        if name.key() == own.key() {
+            return Err(invalid(&field, "a package cannot depend on itself.".into()));
+        }
+        let Value::String(text) = constraint else {
+            return Err(invalid(&field, "must be a version range string.".into()));
+        };
+        found.insert(name, range(text, &field)?);
+    }
+    Ok(found)
+}
+
+fn exposed_modules(outline: &Map<String, Value>) -> ApiResult<Vec<String>> {
+    const FIELD: &str = "exposed-modules";
+    let list = |value: &Value, field: &str| -> ApiResult<Vec<String>> {
+        let Value::Array(items) = value else {
+            return Err(invalid(field, "must be an array of module names.".into()));
+        };
+        items
+            .iter()
+            .map(|item| match item {
+                Value::String(module) if is_module_name(module) => Ok(module.clone()),
+                other => Err(invalid(field, format!("{other} is not a module name."))),
+            })
+            .collect()
+    };
+    let modules = match outline.get(FIELD) {
+        Some(Value::Array(_)) => list(&outline[FIELD], FIELD)?,
+        Some(Value::Object(categories)) => {
+            let mut all = Vec::new();
+            for (category, value) in categories {
+                if category.len() >= 20 {
+                    return Err(invalid(
+                        FIELD,
+                        format!("the category {category:?} must be shorter than 20 bytes."),
+                    ));
+                }
+                all.extend(list(value, &format!("{FIELD}.{category}"))?);
+            }
+            all
+        }
+        Some(_) => {
+            return Err(invalid(
+                FIELD,
+                "must be an array of module names, or an object of categories.".into(),
+            ));
+        }
+        None => return Err(invalid(FIELD, "is missing.".into())),
+    };
+    if modules.is_empty() {
+        return Err(invalid(FIELD, "a package must expose at least one module.".into()));
+    }
+    Ok(modules)
+}
+
+fn check_sources(bundle: &Bundle, name: &PackageName, exposed: &[String]) -> ApiResult<()> {
+    for module in bundle.sources.keys() {
+        let field = || format!("sources.{}", module.chars().take(80).collect::<String>());
+        if let Some(kernel) = module.strip_prefix(KERNEL_PREFIX) {
+            if !is_module_segment(kernel) {
+                return Err(bad_source(field(), format!("{module:?} is not Gren.Kernel.<Name>.")));
+            }
+            if name.author != KERNEL_AUTHOR {
+                return Err(bad_source(
+                    field(),
+                    format!("only {KERNEL_AUTHOR} packages may contain kernel code."),
+                ));
+            }
+        } else if !is_module_name(module) {
+            return Err(bad_source(field(), format!("{module:?} is not a module name.")));
+        }
+    }
+    if let Some(missing) = exposed.iter().find(|module| !bundle.sources.contains_key(*module)) {
+        return Err(invalid(
+            "exposed-modules",
+            format!("{missing} is exposed but not in the bundle's sources."),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_source(field: String, message: String) -> ApiError {
+    ApiError::bad_request("invalid_bundle", format!("{field}: {message}")).with_field(field)
+}
+
+/// `^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$`, shorter than 256 bytes.
+pub fn is_module_name(text: &str) -> bool {
+    text.len() < 256 && text.split('.').all(is_module_segment)
+}
+
+fn is_module_segment(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_uppercase()) && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bundle(outline: Value, sources: &[&str]) -> Bundle {
+        Bundle {
+            outline: outline.as_object().unwrap().clone(),
+            sources: sources
+                .iter()
+                .map(|module| (module.to_string(), String::new()))
+                .collect(),
+        }
+    }
+
+    fn outline() -> Value {
+        json!({
+            "type": "package", "platform": "common", "name": "gren-lang/url", "summary": "URLs",
+            "license": "BSD-3-Clause", "version": "6.0.0", "exposed-modules": ["Url"],
+            "gren-version": "0.6.0 <= v < 0.7.0", "dependencies": {"gren-lang/core": "7.0.0 <= v < 8.0.0"}
+        })
+    }
+
+    fn error_with(change: impl FnOnce(&mut Value), sources: &[&str]) -> ApiError {
+        let mut value = outline();
+        change(&mut value);
+        validate(&bundle(value, sources)).unwrap_err()
+    }
+
+    #[test]
+    fn the_licence_list_is_the_compilers() {
+        assert_eq!(OSI_LICENSES.lines().count(), 99);
+        if let Ok(reference) = std::fs::read_to_string("../shared/reference/osi-licenses.txt") {
+            assert_eq!(reference, OSI_LICENSES, "the embedded list matches shared/reference");
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_outline() {
+        let valid = validate(&bundle(outline(), &["Url", "Url.Parser"])).unwrap();
+        assert_eq!(valid.name.to_string(), "gren-lang/url");
+        assert_eq!(valid.version, Version::new(6, 0, 0));
+        assert!(!valid.private);
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+            (Box::new(|o| o["type"] = json!("application")), "outline.type"),
+            (Box::new(|o| o["platform"] = json!("wasm")), "outline.platform"),
+            (Box::new(|o| o["name"] = json!("gren-lang/Url")), "outline.name"),
+            (Box::new(|o| o["summary"] = json!("x".repeat(80))), "outline.summary"),
+            (Box::new(|o| o["license"] = json!("bsd-3-clause")), "outline.license"),
+            (Box::new(|o| o["version"] = json!("6.0.0-beta")), "outline.version"),
+            (
+                Box::new(|o| o["gren-version"] = json!("0.6.0 <= v < 0.6.0")),
+                "outline.gren-version",
+            ),
+            (
+                Box::new(|o| o["dependencies"] = json!({"gren-lang/core": "local:../core"})),
+                "outline.dependencies.gren-lang/core",
+            ),
+            (
+                Box::new(|o| o["dependencies"] = json!({"gren-lang/url": "1.0.0 <= v < 2.0.0"})),
+                "outline.dependencies.gren-lang/url",
+            ),
+            (
+                Box::new(|o| o["dependencies"] = json!({"Bad": "1.0.0 <= v < 2.0.0"})),
+                "outline.dependencies.Bad",
+            ),
+            (
+                Box::new(|o| o["exposed-modules"] = json!([])),
+                "outline.exposed-modules",
+            ),
+            (
+                Box::new(|o| o["exposed-modules"] = json!(["Missing"])),
+                "outline.exposed-modules",
+            ),
+            (
+                Box::new(|o| o["exposed-modules"] = json!({"a category name too long": ["Url"]})),
+                "outline.exposed-modules",
+            ),
+            (Box::new(|o| o["private"] = json!("yes")), "outline.private"),
+            (
+                Box::new(|o| {
+                    o.as_object_mut().unwrap().remove("license");
+                }),
+                "outline.license",
+            ),
+        ];
+        for (change, field) in cases {
+            let err = error_with(change, &["Url"]);
+            assert_eq!((err.status, err.field()), (400, Some(field)), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn sources_follow_module_and_kernel_rules() {
+        assert_eq!(
+            error_with(|_| {}, &["Url", "lower.Case"]).field(),
+            Some("sources.lower.Case")
+        );
+        validate(&bundle(outline(), &["Url", "Gren.Kernel.Url"])).expect("gren-lang may ship kernel code");
+        let err = error_with(|o| o["name"] = json!("someone/url"), &["Url", "Gren.Kernel.Url"]);
+        assert_eq!(err.field(), Some("sources.Gren.Kernel.Url"));
+        assert!(
+            is_module_name("Url.Parser.Query") && !is_module_name("Url..Parser") && !is_module_name(&"A".repeat(256))
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! `/packages` and `/events`: publish, browse, download, revoke.
+
+use super::identity::optional_caller;
+use crate::app::App;
+use crate::auth::session;
+use crate::bundle::outline::PLATFORMS;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Request, Response};
+use crate::identity::{self, Actor};
+use crate::package::publish::{Published, Upload, version_not_found};
+use crate::package::{self, PackageName, PackageRecord, Version, VersionRecord, Visibility, find_visible};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Events per page of `GET /events`.
+const EVENT_PAGE: u64 = 1000;
+
+pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
+    let caller = session::authenticate(&app.store, request.bearer_token())?;
+    app.publishes_per_user.hit(caller.email.as_str())?;
+    let private = match request.query_param("private").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`private` must be true or false.",
+            ));
+        }
+    };
+    let upload = Upload {
+        bytes: &request.body,
+        actor: &Actor::User(caller.email),
+        private,
+        max_inflated: app.config.max_inflated_bytes,
+        successor_rule: true,
+    };
+    let (name, published) = app.packages.publish(&app.store, upload)?;
+    let (status, version) = match published {
+        Published::Created(version) => (201, version),
+        Published::Existing(version) => (200, version),
+    };
+    Ok(Response::json(
+        status,
+        &json!({
+            "name": name,
+            "version": version.version,
+            "sha256": version.sha256,
+            "size": version.size,
+            "published": version.published,
+        }),
+    ))
+}
+
+/// Identity keys whose private packages the caller may see.
+fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
+    let Some(caller) = optional_caller(app, request)? else {
+        return Ok(Visibility::new());
+    };
+    Ok(identity::memberships(&app.store, &caller.email)?
+        .into_iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect())
+}
+
+fn visible_package(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Arc<PackageRecord>> {
+    let name = package_name(author, project)?;
+    find_visible(&app.packages.catalog, &name, &visibility(app, request)?)
+}
+
+fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
+    PackageName::parse(&format!("{author}/{project}")).ok_or_else(|| {
+        ApiError::not_found(
+            "package_not_found",
+            format!("There is no package named {author}/{project}."),
+        )
+    })
+}
+
+fn version_param(text: &str) -> ApiResult<Version> {
+    Version::parse(text).ok_or_else(|| {
+        ApiError::bad_request("invalid_version", format!("{text:?} is not a version (X.Y.Z).")).with_field("version")
+    })
+}
+
+fn version_of<'a>(record: &'a PackageRecord, text: &str) -> ApiResult<&'a VersionRecord> {
+    let version = version_param(text)?;
+    record
+        .version(version)
+        .ok_or_else(|| version_not_found(&record.name, version))
+}
+
+/// `?gren=X.Y.Z`, validated.
+fn gren_param(request: &Request) -> ApiResult<Option<Version>> {
+    request
+        .query_param("gren")
+        .map(|text| {
+            Version::parse(&text).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("`gren` must be a compiler version X.Y.Z, not {text:?}."),
+                )
+            })
+        })
+        .transpose()
+}
+
+pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
+    let gren = gren_param(request)?;
+    let visible = visibility(app, request)?;
+    let packages: Vec<_> = app
+        .packages
+        .catalog
+        .all()
+        .iter()
+        .filter(|record| !record.private || visible.contains(&record.name.author.to_ascii_lowercase()))
+        .filter_map(|record| package::listing_entry(record, gren))
+        .collect();
+    Ok(Response::json(200, &json!({ "packages": packages })))
+}
+
+pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
+    let record = visible_package(app, request, author, project)?;
+    Ok(Response::json(
+        200,
+        &json!({ "name": record.name, "private": record.private, "versions": record.versions }),
+    ))
+}
+
+fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
+    let mut body = serde_json::to_value(version).unwrap_or_default();
+    body["name"] = json!(name);
+    Response::json(200, &body)
+}
+
+pub fn show_version(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
+    let record = visible_package(app, request, author, project)?;
+    let version = version_of(&record, version)?;
+    let outline: Option<Value> = app
+        .store
+        .read_json(&package::outline_path(&record.name, version.version))?;
+    let mut body = serde_json::to_value(version).unwrap_or_default();
+    body["name"] = json!(record.name);
+    body["outline"] = outline.unwrap_or(Value::Null);
+    Ok(Response::json(200, &body))
+}
+
+pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
+    let record = visible_package(app, request, author, project)?;
+    let gren = gren_param(request)?;
+    let platform = request.query_param("platform");
+    if let Some(platform) = &platform
+        && !PLATFORMS.contains(&platform.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "`platform` must be common, browser or node.",
+        ));
+    }
+    let found = record.latest(gren, platform.as_deref()).ok_or_else(|| {
+        ApiError::not_found(
+            "no_compatible_version",
+            format!("{} has no unrevoked version that fits.", record.name),
+        )
+    })?;
+    Ok(version_answer(&record.name, found))
+}
+
+pub fn previous(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
+    let record = visible_package(app, request, author, project)?;
+    let version = version_param(version)?;
+    let found = record.previous(version).ok_or_else(|| {
+        ApiError::not_found(
+            "no_previous_version",
+            format!("{} has no unrevoked version below {version}.", record.name),
+        )
+    })?;
+    Ok(version_answer(&record.name, found))
+}
+
+pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
+    let record = visible_package(app, request, author, project)?;
+    let version = version_of(&record, version)?;
+    if let Some(revoked) = &version.revoked {
+        return Err(ApiError::new(
+            410,
+            "revoked",
+            format!("{} {} was revoked: {}", record.name, version.version, revoked.reason),
+        )
+        .with_detail("reason", revoked.reason.clone()));
+    }
+    let etag = format!("\"{}\"", version.sha256);
+    let cache = if record.private {
+        "private"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    let not_modified = request
+        .header("if-none-match")
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let response = if not_modified {
+        Response {
+            status: 304,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    } else {
+        let path = package::bundle_path(&record.name, version.version);
+        let bytes = std::fs::read(app.store.full_path(&path))?;
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", "application/gzip".into())],
+            body: bytes,
+        }
+        .with_header(
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"{}\"",
+                record.name.bundle_file_name(version.version)
+            ),
+        )
+    };
+    Ok(response.with_header("ETag", etag).with_header("Cache-Control", cache))
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    reason: String,
+}
+
+pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version: Option<&str>) -> ApiResult<Response> {
+    let caller = session::authenticate(&app.store, request.bearer_token())?;
+    let record = visible_package(app, request, author, project)?;
+    let body: RevokeBody = request.json()?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(
+            ApiError::bad_request("invalid_reason", "Give a reason of 1 to 500 characters.").with_field("reason"),
+        );
+    }
+    let version = version.map(version_param).transpose()?;
+    app.publishes_per_user.hit(caller.email.as_str())?;
+    let versions = app
+        .packages
+        .revoke(&app.store, &record.name, version, reason, &Actor::User(caller.email))?;
+    match version {
+        Some(version) => {
+            let revoked = versions
+                .iter()
+                .find(|record| record.version == version)
+                .expect("the version exists");
+            Ok(version_answer(&record.name, revoked))
+        }
+        None => Ok(Response::json(
+            200,
+            &json!({ "name": record.name, "versions": versions }),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct SettingsBody {
+    private: bool,
+}
+
+pub fn settings(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
+    let caller = session::authenticate(&app.store, request.bearer_token())?;
+    let record = visible_package(app, request, author, project)?;
+    let body: SettingsBody = request.json()?;
+    let updated = app
+        .packages
+        .set_private(&app.store, &record.name, body.private, &Actor::User(caller.email))?;
+    Ok(Response::json(
+        200,
+        &json!({ "name": updated.name, "private": updated.private }),
+    ))
+}
+
+pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
+    let since = match request.query_param("since") {
+        None => 0,
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("invalid_query", "`since` must be an event number (0 for the start).")
+        })?,
+    };
+    let events = app.packages.events.since(&app.store, since, EVENT_PAGE)?;
+    Ok(Response::json(
+        200,
+        &json!({ "events": events, "head": app.packages.events.head() }),
+    ))
+}

@@ -1,0 +1,114 @@
+//! Package names: `author/project`, with the compiler's rules.
+
+use crate::identity::IdentityName;
+use crate::identity::name::is_valid_author;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// The compiler refuses name parts of 256 bytes or more.
+const MAX_PART: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageName {
+    pub author: String,
+    pub project: String,
+}
+
+impl PackageName {
+    pub fn parse(text: &str) -> Option<PackageName> {
+        let (author, project) = text.split_once('/')?;
+        let valid = is_valid_author(author)
+            && author.len() <= MAX_PART
+            && is_valid_project(project)
+            && project.len() <= MAX_PART;
+        valid.then(|| PackageName {
+            author: author.to_string(),
+            project: project.to_string(),
+        })
+    }
+
+    /// The identity that owns the package, if the author part is a valid
+    /// identity name (it is longer than identities may be otherwise).
+    pub fn identity(&self) -> Option<IdentityName> {
+        IdentityName::parse(&self.author).ok()
+    }
+
+    /// The case-insensitive key of the package: authors compare without case,
+    /// projects are lower-case already.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.author.to_ascii_lowercase(), self.project)
+    }
+
+    /// The name the compiler gives this version's bundle in `gren_packages/`.
+    pub fn bundle_file_name(&self, version: super::Version) -> String {
+        format!("{self}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz"
+    }
+}
+
+/// `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`
+pub fn is_valid_project(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+impl fmt::Display for PackageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.author, self.project)
+    }
+}
+
+impl Serialize for PackageName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PackageName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PackageName, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PackageName::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid package name {text:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_compiler() {
+        for ok in [
+            "gren-lang/core",
+            "blaix/gren-ws4sql",
+            "A1/x",
+            "gren-lang/test-runner-node",
+        ] {
+            assert!(PackageName::parse(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "core",
+            "gren-lang/Core",
+            "gren-lang/1core",
+            "gren-lang/co--re",
+            "gren-lang/core-",
+            "-a/core",
+            "a/b/c",
+            "a/",
+            "/b",
+            "../x",
+            "a/..",
+        ] {
+            assert!(PackageName::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bundle_file_names_match_the_compiler() {
+        let name = PackageName::parse("gren-lang/test-runner-node").unwrap();
+        assert_eq!(
+            name.bundle_file_name(super::super::Version::new(7, 0, 0)),
+            "gren_lang_test_runner_node__7_0_0.pkg.gz"
+        );
+    }
+}

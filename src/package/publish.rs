@@ -1,0 +1,270 @@
+//! Changing packages: publishing a version, revoking versions, changing a
+//! package's privacy. Each runs under the package's lock and commits by
+//! writing `package.json` (through the event log when the package is public).
+
+use super::events::EventKind;
+use super::events::EventLog;
+use super::{
+    Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
+};
+use crate::auth::secret::sha256_hex;
+use crate::bundle;
+use crate::error::{ApiError, ApiResult};
+use crate::identity::{self, Action, Actor, IdentityName, Role};
+use crate::store::Store;
+use crate::time::Timestamp;
+
+/// The package catalog and the event log, which change together.
+pub struct Packages {
+    pub catalog: Catalog,
+    pub events: EventLog,
+}
+
+pub struct Upload<'a> {
+    pub bytes: &'a [u8],
+    pub actor: &'a Actor,
+    /// `?private=true`
+    pub private: bool,
+    pub max_inflated: u64,
+    /// Operators importing history skip the successor rule.
+    pub successor_rule: bool,
+}
+
+#[derive(Debug)]
+pub enum Published {
+    Created(VersionRecord),
+    /// The same bytes were already published: a safe retry.
+    Existing(VersionRecord),
+}
+
+impl Packages {
+    pub fn open(store: &Store) -> ApiResult<Packages> {
+        let catalog = Catalog::load(store)?;
+        let events = EventLog::open(store, &catalog)?;
+        Ok(Packages { catalog, events })
+    }
+
+    pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
+        let bundle = bundle::read(upload.bytes, upload.max_inflated)?;
+        let outline = bundle::outline::validate(&bundle)?;
+        let name = outline.name.clone();
+        let identity_name = owner(&name)?;
+        let owner = identity::require(store, &identity_name)?;
+        if name.author != owner.name {
+            return Err(ApiError::bad_request(
+                "invalid_outline",
+                format!(
+                    "outline.name: the publishing identity is spelled {}; use {}/{}.",
+                    owner.name, owner.name, name.project
+                ),
+            )
+            .with_field("outline.name"));
+        }
+        identity::require_role(&owner, upload.actor, Role::Publish)?;
+        let sha256 = sha256_hex(upload.bytes);
+
+        let path = record_path(&name);
+        let _guard = store.lock(&path);
+        let existing = self.catalog.get(&name).map(|record| (*record).clone());
+        if let Some(record) = &existing {
+            if let Some(taken) = record.version(outline.version) {
+                if taken.sha256 == sha256 && taken.revoked.is_none() {
+                    return Ok((name, Published::Existing(taken.clone())));
+                }
+                return Err(ApiError::conflict(
+                    "version_exists",
+                    format!(
+                        "{name} {} is already published{}; version numbers are never reused.",
+                        outline.version,
+                        if taken.revoked.is_some() { " (and revoked)" } else { "" }
+                    ),
+                ));
+            }
+            if (upload.private || outline.private) && !record.private {
+                return Err(ApiError::conflict(
+                    "privacy_mismatch",
+                    format!("{name} is public; an admin can make it private with PATCH /packages/{name}."),
+                ));
+            }
+            let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
+            let allowed = Version::successors(&taken);
+            if upload.successor_rule && !taken.is_empty() && !allowed.contains(&outline.version) {
+                let list: Vec<String> = allowed.iter().map(Version::to_string).collect();
+                return Err(ApiError::bad_request(
+                    "invalid_version",
+                    format!(
+                        "{name} cannot go to {} from its versions; the next version may be one of: {}.",
+                        outline.version,
+                        list.join(", ")
+                    ),
+                )
+                .with_field("outline.version"));
+            }
+        }
+        let mut record = existing.unwrap_or_else(|| PackageRecord {
+            name: name.clone(),
+            private: upload.private || outline.private,
+            created: Timestamp::now(),
+            versions: Vec::new(),
+        });
+        let version = VersionRecord {
+            version: outline.version,
+            gren_version: outline.gren_version,
+            platform: outline.platform.clone(),
+            summary: outline.summary.clone(),
+            published: Timestamp::now(),
+            sha256,
+            size: upload.bytes.len() as u64,
+            revoked: None,
+        };
+        store.write_bytes(&bundle_path(&name, version.version), upload.bytes)?;
+        store.write_json(&outline_path(&name, version.version), &bundle.outline)?;
+        record.versions.push(version.clone());
+        record.versions.sort_by_key(|version| version.version);
+        self.commit(store, &record, EventKind::Publish, &[version.version])?;
+        identity::record_action(
+            store,
+            &identity_name,
+            upload.actor,
+            Action::Published {
+                package: name.to_string(),
+                version: version.version.to_string(),
+            },
+        )?;
+        Ok((name, Published::Created(version)))
+    }
+
+    /// Revokes `versions` (all of them when `None`). Already revoked versions
+    /// stay as they are, so revoking is idempotent. Returns the package's
+    /// version records afterwards.
+    pub fn revoke(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        versions: Option<Version>,
+        reason: &str,
+        actor: &Actor,
+    ) -> ApiResult<Vec<VersionRecord>> {
+        let identity_name = owner(name)?;
+        identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
+        let _guard = store.lock(&record_path(name));
+        let mut record = self.require(name)?;
+        if let Some(version) = versions
+            && record.version(version).is_none()
+        {
+            return Err(version_not_found(name, version));
+        }
+        let targets: Vec<Version> = record
+            .versions
+            .iter()
+            .filter(|record| record.revoked.is_none() && versions.is_none_or(|version| version == record.version))
+            .map(|record| record.version)
+            .collect();
+        if targets.is_empty() {
+            return Ok(record.versions);
+        }
+        let revocation = Revocation {
+            at: Timestamp::now(),
+            reason: reason.to_string(),
+        };
+        for version in &mut record.versions {
+            if targets.contains(&version.version) {
+                version.revoked = Some(revocation.clone());
+            }
+        }
+        self.commit(store, &record, EventKind::Revoke, &targets)?;
+        for version in &targets {
+            // After the commit: the record already says the content is gone.
+            store.remove(&bundle_path(name, *version))?;
+            identity::record_action(
+                store,
+                &identity_name,
+                actor,
+                Action::Revoked {
+                    package: name.to_string(),
+                    version: version.to_string(),
+                    reason: reason.to_string(),
+                },
+            )?;
+        }
+        Ok(record.versions)
+    }
+
+    /// Makes a package private or public (identity admins). Going public
+    /// announces every live version as published.
+    pub fn set_private(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        private: bool,
+        actor: &Actor,
+    ) -> ApiResult<PackageRecord> {
+        let identity_name = owner(name)?;
+        identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Admin)?;
+        let _guard = store.lock(&record_path(name));
+        let mut record = self.require(name)?;
+        if record.private == private {
+            return Ok(record);
+        }
+        record.private = private;
+        let announced: Vec<Version> = record
+            .versions
+            .iter()
+            .filter(|version| version.revoked.is_none())
+            .map(|version| version.version)
+            .collect();
+        if private {
+            self.commit(store, &record, EventKind::Publish, &[])?;
+        } else {
+            self.commit(store, &record, EventKind::Publish, &announced)?;
+        }
+        identity::record_action(
+            store,
+            &identity_name,
+            actor,
+            Action::PrivacyChanged {
+                package: name.to_string(),
+                private,
+            },
+        )?;
+        Ok(record)
+    }
+
+    fn require(&self, name: &PackageName) -> ApiResult<PackageRecord> {
+        self.catalog
+            .get(name)
+            .map(|record| (*record).clone())
+            .ok_or_else(|| ApiError::not_found("package_not_found", format!("There is no package named {name}.")))
+    }
+
+    /// Writes the record (the commit point) and updates the catalog. Public
+    /// packages get one event per version in `announce`, the first written
+    /// before the record, so a crash cannot leave an event without its change.
+    fn commit(&self, store: &Store, record: &PackageRecord, kind: EventKind, announce: &[Version]) -> ApiResult<()> {
+        let write = || -> ApiResult<()> { Ok(store.write_json(&record_path(&record.name), record)?) };
+        match announce.split_first() {
+            Some((first, rest)) if !record.private => {
+                self.events.append(store, kind, &record.name, *first, write)?;
+                for version in rest {
+                    self.events.append(store, kind, &record.name, *version, || Ok(()))?;
+                }
+            }
+            _ => write()?,
+        }
+        self.catalog.put(record.clone());
+        Ok(())
+    }
+}
+
+fn owner(name: &PackageName) -> ApiResult<IdentityName> {
+    name.identity().ok_or_else(|| {
+        ApiError::not_found(
+            "identity_not_found",
+            format!("There is no publishing identity named {}.", name.author),
+        )
+    })
+}
+
+pub fn version_not_found(name: &PackageName, version: Version) -> ApiError {
+    ApiError::not_found("version_not_found", format!("{name} has no version {version}."))
+}
