@@ -24,7 +24,7 @@ pub const SIGNATURE_HEADER: &str = "X-Gren-Registry-Signature";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cursor {
-    /// The last event delivered (or deliberately skipped, being private).
+    /// The last event delivered.
     pub delivered: u64,
 }
 
@@ -70,7 +70,8 @@ pub fn run(app: &App, site_url: &str) {
         };
         let Some(first) = batch.first() else {
             let delivered = read_cursor(&app.store).map(|cursor| cursor.delivered).unwrap_or(0);
-            app.packages.events.wait_beyond(delivered, Duration::from_secs(30));
+            // Short waits: a wake-up at shutdown may come before the wait starts.
+            app.packages.events.wait_beyond(delivered, Duration::from_secs(1));
             continue;
         };
         let last = batch

@@ -40,9 +40,7 @@ impl Request {
 
     /// The bearer token of the `Authorization` header, if any.
     pub fn bearer_token(&self) -> Option<&str> {
-        let value = self.header("authorization")?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        bearer_token(&self.headers)
     }
 
     pub fn user_agent(&self) -> Option<&str> {
@@ -66,6 +64,17 @@ impl Request {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.into_owned())
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if any.
+pub fn bearer_token(headers: &[(String, String)]) -> Option<&str> {
+    let value = headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[derive(Debug)]

@@ -1,10 +1,11 @@
 //! The routing table: which handler serves which method and path, with 404
 //! for unknown paths and 405 (with `Allow`) for known paths.
 
-use super::handlers::{health, identity, package, session, user};
+use super::handlers::{health, identity, package, session as session_handlers, user};
 use super::server::Service;
 use super::{Request, Response};
 use crate::app::App;
+use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
 use std::sync::Arc;
 
@@ -127,11 +128,11 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
     }
     match (route, method) {
         (Route::Health, _) => Ok(health::get()),
-        (Route::Session, "POST") => session::start(app, request),
-        (Route::Session, _) => session::logout(app, request),
-        (Route::SessionConfirm, "GET") => Ok(session::confirm_page(app, request)),
-        (Route::SessionConfirm, _) => Ok(session::confirm(app, request)),
-        (Route::SessionFetch, _) => session::fetch(app, request),
+        (Route::Session, "POST") => session_handlers::start(app, request),
+        (Route::Session, _) => session_handlers::logout(app, request),
+        (Route::SessionConfirm, "GET") => Ok(session_handlers::confirm_page(app, request)),
+        (Route::SessionConfirm, _) => Ok(session_handlers::confirm(app, request)),
+        (Route::SessionFetch, _) => session_handlers::fetch(app, request),
         (Route::User, _) => user::get(app, request),
         (Route::UserSessions, _) => user::sessions(app, request),
         (Route::UserSession(id), _) => user::revoke_session(app, request, &id),
@@ -158,11 +159,13 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
 pub struct Registry(pub Arc<App>);
 
 impl Service for Registry {
-    fn body_limit(&self, method: &str, path: &str) -> u64 {
+    fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<u64> {
         if method == "POST" && path.trim_end_matches('/') == "/packages" {
-            self.0.config.max_bundle_bytes
+            // Bundles are large: only read them from signed-in users.
+            session::authenticate(&self.0.store, super::bearer_token(headers))?;
+            Ok(self.0.config.max_bundle_bytes)
         } else {
-            JSON_BODY_LIMIT
+            Ok(JSON_BODY_LIMIT)
         }
     }
 

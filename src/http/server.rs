@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 /// What the server asks of the application.
 pub trait Service: Send + Sync + 'static {
-    /// The largest body accepted for a request with this method and path;
-    /// consulted before any of the body is read.
-    fn body_limit(&self, method: &str, path: &str) -> u64;
+    /// The largest body accepted for a request with this head, or the error
+    /// that refuses it outright; consulted before any of the body is read.
+    fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> Result<u64, ApiError>;
     fn handle(&self, request: Request) -> Response;
 }
 
@@ -236,7 +236,11 @@ impl<'a> Connection<'a> {
                 Some((path, query)) => (path.to_string(), query.to_string()),
                 None => (head.target.clone(), String::new()),
             };
-            let body = match self.read_body(&head, service.body_limit(&head.method, &path)) {
+            let limit = service.body_limit(&head.method, &path, &head.headers);
+            let body = match limit
+                .map_err(ReadOutcome::Fault)
+                .and_then(|limit| self.read_body(&head, limit))
+            {
                 Ok(body) => body,
                 Err(ReadOutcome::Closed) => break,
                 Err(ReadOutcome::Fault(error)) => {
