@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 /// Prefix of every temporary file; anything carrying it is debris of an
 /// interrupted write and is swept at start-up.
 pub const TEMP_PREFIX: &str = ".tmp-";
-const LOCK_FILE: &str = "registry.lock";
+pub const LOCK_FILE: &str = "registry.lock";
+pub const WRITERS_LOCK_FILE: &str = "writers.lock";
 
 /// A path relative to the data directory whose every component passed
 /// [`check_component`].
@@ -202,10 +203,71 @@ impl Store {
     }
 
     /// Serializes read-modify-write cycles on one record. One server holds the
-    /// data directory, so in-process locks are enough.
-    pub fn lock(&self, path: &RecordPath) -> KeyGuard<'_> {
-        self.locks.lock(path.lock_key())
+    /// data directory, so in-process locks are enough between writers; the
+    /// guard also holds the writers' gate (see [`hold_writers`]).
+    pub fn lock(&self, path: &RecordPath) -> RecordGuard<'_> {
+        let key = self.locks.lock(path.lock_key());
+        let gate = WriterGate::enter(&self.root);
+        RecordGuard { _gate: gate, _key: key }
     }
+}
+
+/// A record lock plus the writers' gate.
+pub struct RecordGuard<'a> {
+    // Declared first: released before the key, so a snapshot waiting for the
+    // gate does not wait on lock hand-overs.
+    _gate: WriterGate,
+    _key: KeyGuard<'a>,
+}
+
+thread_local! {
+    /// How many record guards this thread holds: only the outermost one takes
+    /// the gate, so nested record locks never queue behind a snapshot.
+    static GATE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A shared lock on `writers.lock`, held by every change to records. An
+/// operator's snapshot takes it exclusively ([`hold_writers`]) to copy the
+/// data directory while no change is half-made.
+struct WriterGate(Option<File>);
+
+impl WriterGate {
+    fn enter(root: &Path) -> WriterGate {
+        let outermost = GATE_DEPTH.with(|depth| {
+            depth.set(depth.get() + 1);
+            depth.get() == 1
+        });
+        if !outermost {
+            return WriterGate(None);
+        }
+        let file = open_writers_lock(root).and_then(|file| file.lock_shared().map(|()| file));
+        match file {
+            Ok(file) => WriterGate(Some(file)),
+            Err(err) => {
+                // Writing on is better than refusing service; only snapshots lose.
+                eprintln!("cannot take the writers' gate: {err}");
+                WriterGate(None)
+            }
+        }
+    }
+}
+
+impl Drop for WriterGate {
+    fn drop(&mut self) {
+        GATE_DEPTH.with(|depth| depth.set(depth.get() - 1));
+    }
+}
+
+fn open_writers_lock(root: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).truncate(false).write(true).open(root.join(WRITERS_LOCK_FILE))
+}
+
+/// Holds off every writer of the data directory at `root` (in this process or
+/// a running server) until the returned file is dropped.
+pub fn hold_writers(root: &Path) -> io::Result<File> {
+    let file = open_writers_lock(root)?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
@@ -273,6 +335,28 @@ mod tests {
         }
         drop(first);
         Store::open(dir.path()).expect("the lock is released with the store");
+    }
+
+    #[test]
+    fn holding_writers_blocks_record_locks_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let held = hold_writers(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let path = RecordPath::new(["a.json"]).unwrap();
+                let _outer = store.lock(&path);
+                // Nested record locks never wait for the gate again.
+                let _inner = store.lock(&RecordPath::new(["b.json"]).unwrap());
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "the writer waits");
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the writer proceeds");
+        writer.join().unwrap();
     }
 
     #[test]
