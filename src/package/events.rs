@@ -45,8 +45,10 @@ pub fn event_path(seq: u64) -> RecordPath {
 }
 
 impl EventLog {
-    /// Finds the newest event and drops it if its change was never committed.
-    pub fn open(store: &Store, catalog: &Catalog) -> ApiResult<EventLog> {
+    /// Opens the log. Trailing events whose package record never committed
+    /// them (a crash between the two) are removed when `repair` is set, and
+    /// left out of the log either way.
+    pub fn open(store: &Store, catalog: &Catalog, repair: bool) -> ApiResult<EventLog> {
         let exists = |seq: u64| store.full_path(&event_path(seq)).exists();
         // Events are numbered without gaps: find the last by doubling, then bisecting.
         let mut high = 1;
@@ -56,60 +58,69 @@ impl EventLog {
         let mut low = high / 2; // exists (or is 0)
         while high - low > 1 {
             let middle = low + (high - low) / 2;
-            if exists(middle) { low = middle } else { high = middle }
-        }
-        let mut head = low;
-        if head > 0 {
-            let newest: Option<Event> = store.read_json(&event_path(head))?;
-            let committed = newest.is_some_and(|event| {
-                catalog.get(&event.package).is_some_and(|record| {
-                    !record.private
-                        && record.version(event.version).is_some_and(|version| match event.kind {
-                            EventKind::Publish => true,
-                            EventKind::Revoke => version.revoked.is_some(),
-                        })
-                })
-            });
-            if !committed {
-                store.remove(&event_path(head))?;
-                head -= 1;
+            if exists(middle) {
+                low = middle
+            } else {
+                high = middle
             }
         }
-        Ok(EventLog {
-            append: Mutex::new(()),
-            head: Mutex::new(head),
-            appended: Condvar::new(),
-        })
+        let mut head = low;
+        while head > 0 {
+            let event: Option<Event> = store.read_json(&event_path(head))?;
+            let committed = event.is_some_and(|event| {
+                catalog.get(&event.package).is_some_and(|record| record.last_event >= event.seq)
+            });
+            if committed {
+                break;
+            }
+            if repair {
+                store.remove(&event_path(head))?;
+            }
+            head -= 1;
+        }
+        Ok(EventLog { append: Mutex::new(()), head: Mutex::new(head), appended: Condvar::new() })
     }
 
-    /// Appends an event and runs `commit` (which writes the package record)
-    /// before anyone can see it. If `commit` fails, the event is withdrawn.
+    /// Appends events for `versions` of `package`, then runs `commit` with
+    /// the last new sequence number (which the package record must store as
+    /// `last_event`) before anyone can see them. If `commit` fails, the
+    /// events are withdrawn.
     pub fn append<T>(
         &self,
         store: &Store,
         kind: EventKind,
         package: &PackageName,
-        version: Version,
-        commit: impl FnOnce() -> ApiResult<T>,
+        versions: &[Version],
+        commit: impl FnOnce(u64) -> ApiResult<T>,
     ) -> ApiResult<T> {
         let _serial = lock_ignoring_poison(&self.append);
-        let seq = self.head() + 1;
-        let event = Event {
-            seq,
-            at: Timestamp::now(),
-            kind,
-            package: package.clone(),
-            version,
-        };
-        store.write_json(&event_path(seq), &event)?;
-        match commit() {
+        let first = self.head() + 1;
+        if versions.is_empty() {
+            return commit(first - 1);
+        }
+        let at = Timestamp::now();
+        let mut written = Vec::with_capacity(versions.len());
+        let mut result = Ok(());
+        for (offset, version) in versions.iter().enumerate() {
+            let event = Event { seq: first + offset as u64, at, kind, package: package.clone(), version: *version };
+            result = store.write_json(&event_path(event.seq), &event);
+            if result.is_err() {
+                break;
+            }
+            written.push(event.seq);
+        }
+        let last = first + versions.len() as u64 - 1;
+        let outcome = result.map_err(Into::into).and_then(|()| commit(last));
+        match outcome {
             Ok(value) => {
-                *lock_ignoring_poison(&self.head) = seq;
+                *lock_ignoring_poison(&self.head) = last;
                 self.appended.notify_all();
                 Ok(value)
             }
             Err(err) => {
-                store.remove(&event_path(seq))?;
+                for seq in written {
+                    store.remove(&event_path(seq))?;
+                }
                 Err(err)
             }
         }

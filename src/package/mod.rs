@@ -37,6 +37,10 @@ pub struct PackageRecord {
     pub created: Timestamp,
     /// Ascending by version.
     pub versions: Vec<VersionRecord>,
+    /// The sequence number of the newest public event about this package:
+    /// events above it were never committed (see [`events`]).
+    #[serde(default)]
+    pub last_event: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,7 +40,7 @@ pub enum Published {
 impl Packages {
     pub fn open(store: &Store) -> ApiResult<Packages> {
         let catalog = Catalog::load(store)?;
-        let events = EventLog::open(store, &catalog)?;
+        let events = EventLog::open(store, &catalog, true)?;
         Ok(Packages { catalog, events })
     }
 
@@ -106,6 +106,7 @@ impl Packages {
             private: upload.private || outline.private,
             created: Timestamp::now(),
             versions: Vec::new(),
+            last_event: 0,
         });
         let version = VersionRecord {
             version: outline.version,
@@ -121,7 +122,7 @@ impl Packages {
         store.write_json(&outline_path(&name, version.version), &bundle.outline)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
-        self.commit(store, &record, EventKind::Publish, &[version.version])?;
+        self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
         identity::record_action(
             store,
             &identity_name,
@@ -172,7 +173,7 @@ impl Packages {
                 version.revoked = Some(revocation.clone());
             }
         }
-        self.commit(store, &record, EventKind::Revoke, &targets)?;
+        self.commit(store, &mut record, EventKind::Revoke, &targets)?;
         for version in &targets {
             // After the commit: the record already says the content is gone.
             store.remove(&bundle_path(name, *version))?;
@@ -213,11 +214,8 @@ impl Packages {
             .filter(|version| version.revoked.is_none())
             .map(|version| version.version)
             .collect();
-        if private {
-            self.commit(store, &record, EventKind::Publish, &[])?;
-        } else {
-            self.commit(store, &record, EventKind::Publish, &announced)?;
-        }
+        let announce = if private { &[][..] } else { &announced[..] };
+        self.commit(store, &mut record, EventKind::Publish, announce)?;
         identity::record_action(
             store,
             &identity_name,
@@ -238,18 +236,19 @@ impl Packages {
     }
 
     /// Writes the record (the commit point) and updates the catalog. Public
-    /// packages get one event per version in `announce`, the first written
-    /// before the record, so a crash cannot leave an event without its change.
-    fn commit(&self, store: &Store, record: &PackageRecord, kind: EventKind, announce: &[Version]) -> ApiResult<()> {
-        let write = || -> ApiResult<()> { Ok(store.write_json(&record_path(&record.name), record)?) };
-        match announce.split_first() {
-            Some((first, rest)) if !record.private => {
-                self.events.append(store, kind, &record.name, *first, write)?;
-                for version in rest {
-                    self.events.append(store, kind, &record.name, *version, || Ok(()))?;
-                }
-            }
-            _ => write()?,
+    /// packages get one event per version in `announce`, written before the
+    /// record, which then counts them (`last_event`): a crash in between
+    /// leaves events that the log drops when it is opened again.
+    fn commit(&self, store: &Store, record: &mut PackageRecord, kind: EventKind, announce: &[Version]) -> ApiResult<()> {
+        let path = record_path(&record.name);
+        if record.private || announce.is_empty() {
+            store.write_json(&path, &*record)?;
+        } else {
+            let name = record.name.clone();
+            self.events.append(store, kind, &name, announce, |last| {
+                record.last_event = last;
+                Ok(store.write_json(&path, &*record)?)
+            })?;
         }
         self.catalog.put(record.clone());
         Ok(())

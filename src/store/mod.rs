@@ -229,7 +229,10 @@ thread_local! {
 /// A shared lock on `writers.lock`, held by every change to records. An
 /// operator's snapshot takes it exclusively ([`hold_writers`]) to copy the
 /// data directory while no change is half-made.
-struct WriterGate(Option<File>);
+struct WriterGate {
+    // Held for the shared lock it carries.
+    _file: Option<File>,
+}
 
 impl WriterGate {
     fn enter(root: &Path) -> WriterGate {
@@ -238,15 +241,15 @@ impl WriterGate {
             depth.get() == 1
         });
         if !outermost {
-            return WriterGate(None);
+            return WriterGate { _file: None };
         }
         let file = open_writers_lock(root).and_then(|file| file.lock_shared().map(|()| file));
         match file {
-            Ok(file) => WriterGate(Some(file)),
+            Ok(file) => WriterGate { _file: Some(file) },
             Err(err) => {
                 // Writing on is better than refusing service; only snapshots lose.
                 eprintln!("cannot take the writers' gate: {err}");
-                WriterGate(None)
+                WriterGate { _file: None }
             }
         }
     }
