@@ -240,6 +240,7 @@ mod tests {
                     }),
                 })
                 .collect(),
+            last_event: 0,
         }
     }
 
