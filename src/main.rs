@@ -13,18 +13,22 @@ struct Cli {
 enum Command {
     /// Run the registry's HTTP server.
     Serve(Config),
-    /// Operator commands on the data directory (the server must be stopped).
+    /// Operator commands on the data directory.
     Admin(gren_registry::admin::AdminArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(config) => gren_registry::serve::run(config),
+        Command::Serve(config) => gren_registry::serve::run(config).map(|()| true),
         Command::Admin(args) => gren_registry::admin::run(args),
     };
-    if let Err(err) = result {
-        eprintln!("gren-registry: {err}");
-        std::process::exit(1);
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(err) => {
+            eprintln!("gren-registry: {err}");
+            std::process::exit(1);
+        }
     }
 }

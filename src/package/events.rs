@@ -22,6 +22,15 @@ pub enum EventKind {
     Revoke,
 }
 
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Publish => "publish",
+            EventKind::Revoke => "revoke",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,

@@ -44,6 +44,14 @@ impl Packages {
         Ok(Packages { catalog, events })
     }
 
+    /// Loads the packages without repairing anything, to read beside a
+    /// running server.
+    pub fn open_read_only(store: &Store) -> ApiResult<Packages> {
+        let catalog = Catalog::load(store)?;
+        let events = EventLog::open(store, &catalog, false)?;
+        Ok(Packages { catalog, events })
+    }
+
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
         let bundle = bundle::read(upload.bytes, upload.max_inflated)?;
         let outline = bundle::outline::validate(&bundle)?;

@@ -97,12 +97,13 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// The data directory, held exclusively by this process for its lifetime.
+/// The data directory, held exclusively by this process for its lifetime
+/// (or, from [`Store::inspect`], only read).
 pub struct Store {
     root: PathBuf,
     locks: KeyedLocks,
     // Held open for the lock it carries; released when the store is dropped.
-    _lock_file: File,
+    _lock_file: Option<File>,
 }
 
 impl Store {
@@ -127,8 +128,20 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             locks: KeyedLocks::default(),
-            _lock_file: lock_file,
+            _lock_file: Some(lock_file),
         })
+    }
+
+    /// Opens a data directory to read it, without its lock, beside a server
+    /// that may be running. Callers must not write through it.
+    pub fn inspect(root: &Path) -> Result<Store, OpenError> {
+        if !root.join(LOCK_FILE).exists() {
+            return Err(OpenError::Io(
+                root.to_path_buf(),
+                io::Error::new(io::ErrorKind::NotFound, "not a gren-registry data directory (no registry.lock)"),
+            ));
+        }
+        Ok(Store { root: root.to_path_buf(), locks: KeyedLocks::default(), _lock_file: None })
     }
 
     pub fn root(&self) -> &Path {

@@ -1,0 +1,280 @@
+//! `admin fsck [--repair]`: checks that every record parses, every reference
+//! resolves, every live bundle matches its SHA-256, the event log has no gap
+//! and no temporary file is left. `--repair` fixes what is safe to fix:
+//! stray temporary files, indexes derivable from records (users' session
+//! and identity lists), debris of interrupted writes (orphan sessions,
+//! bundles of revoked or unrecorded versions, uncommitted events).
+
+use super::Report;
+use crate::auth::secret::sha256_hex;
+use crate::auth::session::Session;
+use crate::auth::user::User;
+use crate::identity::{Identity, Role};
+use crate::package::events::{Event, event_path};
+use crate::package::{self, PackageRecord};
+use crate::store::{RecordPath, Store, TEMP_PREFIX};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+struct Fsck<'a> {
+    store: &'a Store,
+    repair: bool,
+    problems: Vec<String>,
+    repaired: Vec<String>,
+    checked: BTreeMap<&'static str, usize>,
+}
+
+pub fn run(store: &Store, repair: bool) -> Report {
+    let mut fsck = Fsck { store, repair, problems: Vec::new(), repaired: Vec::new(), checked: BTreeMap::new() };
+    fsck.temp_files(store.root());
+    let memberships = fsck.identities();
+    fsck.users(&memberships);
+    fsck.sessions();
+    fsck.logins();
+    let catalog = fsck.packages();
+    fsck.events(&catalog);
+    let mut text = String::new();
+    for (what, count) in &fsck.checked {
+        text += &format!("checked {count} {what}\n");
+    }
+    for line in &fsck.repaired {
+        text += &format!("repaired: {line}\n");
+    }
+    for line in &fsck.problems {
+        text += &format!("problem: {line}\n");
+    }
+    text += &if fsck.problems.is_empty() { "clean\n".to_string() } else { format!("{} problem(s)\n", fsck.problems.len()) };
+    Report {
+        text,
+        json: json!({ "checked": fsck.checked, "repaired": fsck.repaired, "problems": fsck.problems, "clean": fsck.problems.is_empty() }),
+        failed: !fsck.problems.is_empty(),
+    }
+}
+
+impl Fsck<'_> {
+    /// Reports a problem, or fixes it with `fix` when repairing.
+    fn found(&mut self, problem: String, fix: Option<&dyn Fn() -> std::io::Result<()>>) {
+        match fix {
+            Some(fix) if self.repair => match fix() {
+                Ok(()) => self.repaired.push(problem),
+                Err(err) => self.problems.push(format!("{problem} (repair failed: {err})")),
+            },
+            _ => self.problems.push(problem),
+        }
+    }
+
+    fn count(&mut self, what: &'static str) {
+        *self.checked.entry(what).or_default() += 1;
+    }
+
+    fn parse<T: DeserializeOwned>(&mut self, path: &Path) -> Option<T> {
+        match fs::read(path).map_err(|err| err.to_string()).and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string())) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.found(format!("{} does not parse: {err}", self.relative(path)), None);
+                None
+            }
+        }
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(self.store.root()).unwrap_or(path).display().to_string()
+    }
+
+    fn json_files(&self, dir: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.store.root().join(dir))
+            .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+            .unwrap_or_default();
+        files.retain(|path| path.extension().is_some_and(|ext| ext == "json"));
+        files.sort();
+        files
+    }
+
+    fn temp_files(&mut self, dir: &Path) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                self.temp_files(&path);
+            } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let fix = || fs::remove_file(&path);
+                self.found(format!("stray temporary file {}", self.relative(&path)), Some(&fix));
+            }
+        }
+    }
+
+    /// Checks identities and returns who belongs to which (by e-mail).
+    fn identities(&mut self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut memberships: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let root = self.store.root().join("identities");
+        let mut dirs: Vec<PathBuf> = fs::read_dir(&root).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        dirs.sort();
+        for dir in dirs {
+            self.count("identities");
+            let Some(identity) = self.parse::<Identity>(&dir.join("identity.json")) else { continue };
+            let key = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            if identity.name.to_ascii_lowercase() != key {
+                self.found(format!("identities/{key} holds the identity {}", identity.name), None);
+            }
+            if !identity.members.iter().any(|member| member.role == Role::Admin) {
+                self.found(format!("identity {} has no admin", identity.name), None);
+            }
+            for member in &identity.members {
+                memberships.entry(member.email.to_string()).or_default().insert(key.clone());
+            }
+            for seq in 1..=identity.audit_seq {
+                let path = dir.join("audit").join(format!("{seq:012}.json"));
+                if !path.exists() {
+                    self.found(format!("identity {}: audit entry {seq} is missing", identity.name), None);
+                } else if let Some(entry) = self.parse::<crate::identity::AuditEntry>(&path)
+                    && entry.seq != seq
+                {
+                    self.found(format!("identity {}: audit entry {seq} says it is {}", identity.name, entry.seq), None);
+                }
+            }
+        }
+        memberships
+    }
+
+    fn users(&mut self, memberships: &BTreeMap<String, BTreeSet<String>>) {
+        for path in self.json_files("users") {
+            self.count("users");
+            let Some(user) = self.parse::<User>(&path) else { continue };
+            let live: Vec<String> = user
+                .sessions
+                .iter()
+                .filter(|hash| self.store.root().join("sessions").join(format!("{hash}.json")).exists())
+                .cloned()
+                .collect();
+            let members_of: Vec<String> = memberships.get(user.email.as_str()).map(|set| set.iter().cloned().collect()).unwrap_or_default();
+            let mut listed = user.identities.clone();
+            listed.sort();
+            if live != user.sessions || listed != members_of {
+                let mut fixed = user.clone();
+                fixed.sessions = live;
+                fixed.identities = members_of;
+                let record = RecordPath::new(["users", &format!("{}.json", user.email)]);
+                let fix = || self.store.write_json(record.as_ref().map_err(|err| std::io::Error::other(err.to_string()))?, &fixed);
+                self.found(format!("user {}: session or identity index out of date", user.email), Some(&fix));
+            }
+        }
+    }
+
+    fn sessions(&mut self) {
+        for path in self.json_files("sessions") {
+            self.count("sessions");
+            let Some(session) = self.parse::<Session>(&path) else { continue };
+            let hash = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+            let user: Option<User> = self.store.read_json(&crate::auth::user::user_path(&session.email)).ok().flatten();
+            if !user.is_some_and(|user| user.sessions.contains(&hash)) {
+                let fix = || fs::remove_file(&path);
+                self.found(format!("session {} of {} is not listed by its user", &hash[..16.min(hash.len())], session.email), Some(&fix));
+            }
+        }
+    }
+
+    fn logins(&mut self) {
+        for path in self.json_files("logins") {
+            self.count("pending logins");
+            self.parse::<crate::auth::login::Login>(&path);
+        }
+    }
+
+    fn packages(&mut self) -> BTreeMap<String, PackageRecord> {
+        let mut catalog = BTreeMap::new();
+        let root = self.store.root().join("packages");
+        let mut package_dirs = Vec::new();
+        for author in fs::read_dir(&root).map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default() {
+            package_dirs.extend(fs::read_dir(&author).map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default());
+        }
+        package_dirs.sort();
+        for dir in package_dirs {
+            self.count("packages");
+            let Some(record) = self.parse::<PackageRecord>(&dir.join("package.json")) else { continue };
+            if self.store.full_path(&package::record_path(&record.name)) != dir.join("package.json") {
+                self.found(format!("{} holds the package {}", self.relative(&dir), record.name), None);
+                continue;
+            }
+            match record.name.identity() {
+                Some(name) if self.store.full_path(&RecordPath::new(["identities", name.key(), "identity.json"]).expect("safe")).exists() => {}
+                _ => self.found(format!("package {}: its identity {} does not exist", record.name, record.name.author), None),
+            }
+            self.versions(&dir, &record);
+            catalog.insert(record.name.key(), record);
+        }
+        catalog
+    }
+
+    fn versions(&mut self, dir: &Path, record: &PackageRecord) {
+        let known: BTreeSet<String> = record.versions.iter().map(|version| version.version.to_string()).collect();
+        for version in &record.versions {
+            self.count("versions");
+            let bundle = self.store.full_path(&package::bundle_path(&record.name, version.version));
+            if !self.store.full_path(&package::outline_path(&record.name, version.version)).exists() {
+                self.found(format!("{} {}: outline.json is missing", record.name, version.version), None);
+            }
+            match (&version.revoked, fs::read(&bundle)) {
+                (None, Ok(bytes)) if sha256_hex(&bytes) == version.sha256 && bytes.len() as u64 == version.size => {}
+                (None, Ok(_)) => self.found(format!("{} {}: the bundle does not match its SHA-256", record.name, version.version), None),
+                (None, Err(_)) => self.found(format!("{} {}: the bundle is missing", record.name, version.version), None),
+                (Some(_), Ok(_)) => {
+                    let fix = || fs::remove_file(&bundle);
+                    self.found(format!("{} {}: revoked, but its bundle is still on disk", record.name, version.version), Some(&fix));
+                }
+                (Some(_), Err(_)) => {}
+            }
+        }
+        for entry in fs::read_dir(dir).map(|e| e.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if entry.path().is_dir() && !known.contains(&name) {
+                let path = entry.path();
+                let fix = || fs::remove_dir_all(&path);
+                self.found(format!("{} {name}: files of a version that was never committed", record.name), Some(&fix));
+            }
+        }
+    }
+
+    fn events(&mut self, catalog: &BTreeMap<String, PackageRecord>) {
+        let files = self.json_files("events");
+        let mut head = 0;
+        while self.store.full_path(&event_path(head + 1)).exists() {
+            head += 1;
+        }
+        if files.len() as u64 != head {
+            self.found(format!("the event log has a gap after event {head} ({} files)", files.len()), None);
+        }
+        let committed = |event: &Event| {
+            catalog
+                .get(&event.package.key())
+                .is_some_and(|record| record.last_event >= event.seq && record.version(event.version).is_some())
+        };
+        // Trailing events whose record never counted them: a crash between the two.
+        while head > 0 {
+            let path = self.store.full_path(&event_path(head));
+            match self.store.read_json::<Event>(&event_path(head)) {
+                Ok(Some(event)) if !committed(&event) => {
+                    let fix = || fs::remove_file(&path);
+                    self.found(format!("event {head} ({} {}) was never committed", event.package, event.version), Some(&fix));
+                    head -= 1;
+                }
+                _ => break,
+            }
+        }
+        for seq in 1..=head {
+            self.count("events");
+            let Some(event) = self.parse::<Event>(&self.store.full_path(&event_path(seq))) else { continue };
+            if event.seq != seq {
+                self.found(format!("event {seq} says it is {}", event.seq), None);
+            } else if !committed(&event) {
+                self.found(format!("event {seq} names {} {}, which its record does not have", event.package, event.version), None);
+            }
+        }
+        let delivered = crate::notify::read_cursor(self.store).map(|cursor| cursor.delivered).unwrap_or(0);
+        if delivered > head {
+            self.found(format!("the outbox cursor ({delivered}) is past the last event ({head})"), None);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! `gren-registry admin ...`: operator commands on the data directory.
+//!
+//! Commands that change records take the data directory's lock, like the
+//! server, so they refuse clearly while a server runs on it (the server keeps
+//! the catalog in memory and would not see their changes). Commands that only
+//! read work beside a running server; `snapshot` holds the server's writers
+//! off while it links files.
+
+mod fsck;
+mod snapshot;
+
+use crate::auth::email::Email;
+use crate::auth::{session, user};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::{self, Actor, IdentityName};
+use crate::notify;
+use crate::package::publish::{Packages, Published, Upload};
+use crate::package::{PackageName, Version};
+use crate::store::{RecordPath, Store};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// The inflated-size cap for imports, as for uploads by default.
+const IMPORT_MAX_INFLATED: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[arg(long, env = "GREN_REGISTRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Check every record, reference, bundle hash and the event log.
+    Fsck {
+        /// Fix what is safe to fix (needs the server stopped).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Copy the data directory (hard links) at one point in time.
+    Snapshot { destination: PathBuf },
+    /// Add existing bundles (a package's history) without the successor rule.
+    Import {
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// Make newly created packages private.
+        #[arg(long)]
+        private: bool,
+    },
+    /// Publishing identities.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Revoke a version.
+    Revoke {
+        /// author/project
+        package: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Notifications not yet delivered to the packages site.
+    Outbox,
+    /// Counts of users, identities, packages, versions and bytes.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity, reserved names included.
+    Create {
+        name: String,
+        /// The first admin's e-mail address.
+        #[arg(long)]
+        admin: String,
+    },
+    /// Show an identity, its members and packages.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Show a user, their sessions and identities.
+    Show { email: String },
+    /// Revoke every session of a user.
+    RevokeSessions { email: String },
+}
+
+/// What a command found: text for people, JSON for scripts, and whether it
+/// should exit non-zero.
+pub struct Report {
+    pub text: String,
+    pub json: Value,
+    pub failed: bool,
+}
+
+impl Report {
+    fn ok(text: String, json: Value) -> Report {
+        Report { text, json, failed: false }
+    }
+}
+
+pub fn run(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
+    let report = execute(&args).map_err(|err| err.message)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json)?);
+    } else {
+        println!("{}", report.text.trim_end());
+    }
+    Ok(!report.failed)
+}
+
+/// Opens the data directory for changes: refuses while a server holds it.
+fn open_for_changes(args: &AdminArgs) -> ApiResult<Store> {
+    Store::open(&args.data_dir).map_err(|err| {
+        ApiError::conflict("data_dir_in_use", format!("{err}.\nStop the server first: this command changes records the running server keeps in memory."))
+    })
+}
+
+fn open_for_reading(args: &AdminArgs) -> ApiResult<Store> {
+    Store::inspect(&args.data_dir).map_err(|err| ApiError::not_found("no_data_dir", err.to_string()))
+}
+
+fn execute(args: &AdminArgs) -> ApiResult<Report> {
+    match &args.command {
+        AdminCommand::Fsck { repair } => {
+            let store = if *repair { open_for_changes(args)? } else { open_for_reading(args)? };
+            Ok(fsck::run(&store, *repair))
+        }
+        AdminCommand::Snapshot { destination } => snapshot::run(&args.data_dir, destination),
+        AdminCommand::Import { bundles, private } => import(&open_for_changes(args)?, bundles, *private),
+        AdminCommand::Identity(IdentityCommand::Create { name, admin }) => {
+            let store = open_for_changes(args)?;
+            let name = IdentityName::parse(name)?;
+            let admin = Email::parse(admin)?;
+            let created = identity::create(&store, &name, &admin, &Actor::Operator, &[])?;
+            Ok(Report::ok(
+                format!("created identity {} with admin {admin}", created.name),
+                json!({ "name": created.name, "admin": admin }),
+            ))
+        }
+        AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
+        AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
+        AdminCommand::User(UserCommand::RevokeSessions { email }) => {
+            let store = open_for_changes(args)?;
+            let email = Email::parse(email)?;
+            let hashes = user::load(&store, &email)?.map(|user| user.sessions).unwrap_or_default();
+            for hash in &hashes {
+                session::revoke(&store, &email, hash)?;
+            }
+            Ok(Report::ok(
+                format!("revoked {} session(s) of {email}", hashes.len()),
+                json!({ "email": email, "revoked": hashes.len() }),
+            ))
+        }
+        AdminCommand::Revoke { package, version, reason } => {
+            let store = open_for_changes(args)?;
+            let name = PackageName::parse(package)
+                .ok_or_else(|| ApiError::bad_request("invalid_name", format!("{package:?} is not author/project.")))?;
+            let version = Version::parse(version)
+                .ok_or_else(|| ApiError::bad_request("invalid_version", format!("{version:?} is not X.Y.Z.")))?;
+            let packages = Packages::open(&store)?;
+            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator)?;
+            Ok(Report::ok(format!("revoked {name} {version}: {reason}"), json!({ "package": name, "version": version, "reason": reason })))
+        }
+        AdminCommand::Outbox => outbox(&open_for_reading(args)?),
+        AdminCommand::Stats => stats(&open_for_reading(args)?),
+    }
+}
+
+fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report> {
+    let packages = Packages::open(store)?;
+    let mut lines = Vec::new();
+    let mut results = Vec::new();
+    let mut failed = false;
+    for path in bundles {
+        let outcome = std::fs::read(path)
+            .map_err(|err| ApiError::bad_request("unreadable", format!("cannot read {}: {err}", path.display())))
+            .and_then(|bytes| {
+                let upload = Upload { bytes: &bytes, actor: &Actor::Operator, private, max_inflated: IMPORT_MAX_INFLATED, successor_rule: false };
+                packages.publish(store, upload)
+            });
+        match outcome {
+            Ok((name, published)) => {
+                let (verb, version) = match published {
+                    Published::Created(version) => ("imported", version),
+                    Published::Existing(version) => ("already present", version),
+                };
+                lines.push(format!("{verb}: {name} {} ({})", version.version, path.display()));
+                results.push(json!({ "file": path, "package": name, "version": version.version, "status": verb }));
+            }
+            Err(err) => {
+                failed = true;
+                lines.push(format!("failed: {}: {}", path.display(), err.message));
+                results.push(json!({ "file": path, "error": err.code, "message": err.message }));
+            }
+        }
+    }
+    Ok(Report { text: lines.join("\n"), json: json!({ "results": results }), failed })
+}
+
+fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let found = identity::require(store, &name)?;
+    let packages = Packages::open_read_only(store)?;
+    let listing = crate::package::listing_for_identity(&packages.catalog, &name, true);
+    let mut text = format!("identity {} (created {})\nmembers:\n", found.name, found.created);
+    for member in &found.members {
+        text += &format!("  {} {} (added {})\n", member.role.as_str(), member.email, member.added);
+    }
+    text += "packages:\n";
+    for entry in &listing {
+        text += &format!("  {} {}{}\n", entry.name, entry.latest, if entry.private { " (private)" } else { "" });
+    }
+    let audit = identity::audit::read(store, &name, &found)?;
+    Ok(Report::ok(text, json!({ "name": found.name, "created": found.created, "members": found.members, "packages": listing, "audit": audit })))
+}
+
+fn user_show(store: &Store, email: &str) -> ApiResult<Report> {
+    let email = Email::parse(email)?;
+    let found = user::load(store, &email)?
+        .ok_or_else(|| ApiError::not_found("user_not_found", format!("There is no user {email}.")))?;
+    let sessions = session::list(store, &email, "")?;
+    let identities = identity::memberships(store, &email)?;
+    let mut text = format!("user {email} (created {})\nsessions:\n", found.created);
+    for view in &sessions {
+        text += &format!("  {} created {} last used {} ({})\n", view.id, view.created, view.last_used, view.user_agent.as_deref().unwrap_or("unknown client"));
+    }
+    text += "identities:\n";
+    for (name, role) in &identities {
+        text += &format!("  {name} ({})\n", role.as_str());
+    }
+    let identities: Vec<Value> = identities.iter().map(|(name, role)| json!({ "name": name, "role": role })).collect();
+    Ok(Report::ok(text, json!({ "email": email, "created": found.created, "sessions": sessions, "identities": identities })))
+}
+
+fn outbox(store: &Store) -> ApiResult<Report> {
+    let packages = Packages::open_read_only(store)?;
+    let delivered = notify::read_cursor(store)?.delivered;
+    let pending = packages.events.since(store, delivered, u64::MAX)?;
+    let mut text = format!("delivered up to event {delivered} of {}; {} pending\n", packages.events.head(), pending.len());
+    for event in &pending {
+        text += &format!("  {} {} {} {} at {}\n", event.seq, event.kind.as_str(), event.package, event.version, event.at);
+    }
+    Ok(Report::ok(text, json!({ "delivered": delivered, "head": packages.events.head(), "pending": pending })))
+}
+
+fn count_json(store: &Store, dir: &str) -> ApiResult<usize> {
+    Ok(store.list_json(&RecordPath::new([dir])?)?.len())
+}
+
+fn stats(store: &Store) -> ApiResult<Report> {
+    let packages = Packages::open_read_only(store)?;
+    let all = packages.catalog.all();
+    let versions: usize = all.iter().map(|record| record.versions.len()).sum();
+    let revoked: usize = all.iter().flat_map(|record| &record.versions).filter(|version| version.revoked.is_some()).count();
+    let bytes: u64 = all.iter().flat_map(|record| &record.versions).filter(|version| version.revoked.is_none()).map(|version| version.size).sum();
+    let identities = std::fs::read_dir(store.root().join("identities")).map(|dir| dir.count()).unwrap_or(0);
+    let stats = json!({
+        "users": count_json(store, "users")?,
+        "sessions": count_json(store, "sessions")?,
+        "pending_logins": count_json(store, "logins")?,
+        "identities": identities,
+        "packages": all.len(),
+        "private_packages": all.iter().filter(|record| record.private).count(),
+        "versions": versions,
+        "revoked_versions": revoked,
+        "bundle_bytes": bytes,
+        "events": packages.events.head(),
+    });
+    let text = stats
+        .as_object()
+        .map(|fields| fields.iter().map(|(key, value)| format!("{key}: {value}")).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    Ok(Report::ok(text, stats))
+}

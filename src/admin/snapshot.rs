@@ -1,0 +1,91 @@
+//! `admin snapshot <dir>`: a point-in-time copy of the data directory.
+//!
+//! Records are never rewritten in place (only replaced by rename, or
+//! deleted), so a hard link is a frozen copy of a file. Writers are held off
+//! through the writers' gate only while the links are made: no change is
+//! half-made in the copy, and no bytes are copied while writers wait.
+
+use super::Report;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{LOCK_FILE, TEMP_PREFIX, WRITERS_LOCK_FILE, hold_writers};
+use serde_json::json;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::Instant;
+
+/// Not part of a snapshot: the running server's locks (linking them would
+/// share their lock with the original) and local development mail.
+const SKIPPED: [&str; 3] = [LOCK_FILE, WRITERS_LOCK_FILE, "mail"];
+
+pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
+    if !root.join(LOCK_FILE).exists() {
+        return Err(ApiError::not_found("no_data_dir", format!("{} is not a gren-registry data directory.", root.display())));
+    }
+    if destination.exists() {
+        return Err(ApiError::conflict("destination_exists", format!("{} already exists; snapshots go to a new directory.", destination.display())));
+    }
+    let failed = |err: io::Error| ApiError::internal(format!("snapshot failed: {err}"));
+    fs::create_dir_all(destination).map_err(failed)?;
+    let gate = hold_writers(root).map_err(failed)?;
+    let held = Instant::now();
+    let mut counts = Counts::default();
+    let copied = link_tree(root, destination, true, &mut counts);
+    let held_for = held.elapsed();
+    drop(gate);
+    copied.map_err(failed)?;
+    // An empty lock file makes the copy a data directory of its own.
+    fs::File::create(destination.join(LOCK_FILE)).and_then(|file| file.sync_all()).map_err(failed)?;
+    sync_tree(destination).map_err(failed)?;
+    Ok(Report::ok(
+        format!(
+            "snapshot of {} in {}: {} files ({} linked, {} copied); writers held off for {:.1} ms",
+            root.display(),
+            destination.display(),
+            counts.linked + counts.copied,
+            counts.linked,
+            counts.copied,
+            held_for.as_secs_f64() * 1000.0
+        ),
+        json!({ "destination": destination, "linked": counts.linked, "copied": counts.copied, "held_ms": held_for.as_secs_f64() * 1000.0 }),
+    ))
+}
+
+#[derive(Default)]
+struct Counts {
+    linked: usize,
+    copied: usize,
+}
+
+fn link_tree(from: &Path, to: &Path, top: bool, counts: &mut Counts) -> io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with(TEMP_PREFIX) || (top && SKIPPED.contains(&name_text.as_ref())) {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type()?.is_dir() {
+            fs::create_dir(&target)?;
+            link_tree(&entry.path(), &target, false, counts)?;
+        } else if fs::hard_link(entry.path(), &target).is_ok() {
+            counts.linked += 1;
+        } else {
+            // Another file system: copy instead.
+            fs::copy(entry.path(), &target)?;
+            counts.copied += 1;
+        }
+    }
+    Ok(())
+}
+
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        }
+    }
+    fs::File::open(dir)?.sync_all()
+}
