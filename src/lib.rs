@@ -9,6 +9,8 @@ pub mod auth;
 pub mod bundle;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod mail;

@@ -105,6 +105,12 @@ fn segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
+/// The methods a path answers, `None` for unknown paths (for fuzzing the
+/// routing table without a running registry).
+pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
+    segments(path).and_then(|segments| Route::resolve(&segments)).map(|route| route.methods())
+}
+
 fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
     let route = segments(&request.path)
         .and_then(|segments| Route::resolve(&segments))

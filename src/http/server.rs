@@ -189,13 +189,14 @@ enum ReadOutcome {
     Fault(ApiError),
 }
 
-struct Head {
-    method: String,
-    target: String,
-    keep_alive: bool,
-    headers: Vec<(String, String)>,
+#[derive(Debug)]
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    pub keep_alive: bool,
+    pub headers: Vec<(String, String)>,
     /// Bytes of the head, including the blank line.
-    length: usize,
+    pub length: usize,
 }
 
 struct Connection<'a> {
@@ -282,7 +283,7 @@ impl<'a> Connection<'a> {
         let mut head_deadline = None;
         loop {
             if !self.buffer.is_empty() {
-                if let Some(head) = self.parse_head()? {
+                if let Some(head) = parse_head(&self.buffer, self.limits).map_err(ReadOutcome::Fault)? {
                     return Ok(head);
                 }
                 if self.buffer.len() >= self.limits.max_header_bytes {
@@ -321,57 +322,6 @@ impl<'a> Connection<'a> {
                 Err(_) => return Err(ReadOutcome::Closed),
             }
         }
-    }
-
-    fn parse_head(&self) -> Result<Option<Head>, ReadOutcome> {
-        let mut slots = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        let mut parsed = httparse::Request::new(&mut slots);
-        let length = match parsed.parse(&self.buffer) {
-            Ok(httparse::Status::Complete(length)) => length,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(ReadOutcome::Fault(header_too_large(self.limits)));
-            }
-            Err(err) => {
-                return Err(ReadOutcome::Fault(ApiError::bad_request(
-                    "malformed_request",
-                    format!("The request could not be parsed as HTTP/1.1: {err}."),
-                )));
-            }
-        };
-        if length > self.limits.max_header_bytes {
-            return Err(ReadOutcome::Fault(header_too_large(self.limits)));
-        }
-        let method = parsed.method.unwrap_or_default().to_string();
-        let target = parsed.path.unwrap_or_default().to_string();
-        if !target.starts_with('/') {
-            return Err(ReadOutcome::Fault(ApiError::bad_request(
-                "malformed_request",
-                "The request target must be a path starting with '/'.",
-            )));
-        }
-        let mut headers = Vec::with_capacity(parsed.headers.len());
-        for header in parsed.headers.iter() {
-            let Ok(value) = std::str::from_utf8(header.value) else {
-                return Err(ReadOutcome::Fault(ApiError::bad_request(
-                    "malformed_request",
-                    format!("The header {} is not valid UTF-8.", header.name),
-                )));
-            };
-            headers.push((header.name.to_ascii_lowercase(), value.trim().to_string()));
-        }
-        let connection = header_value(&headers, "connection").unwrap_or("").to_ascii_lowercase();
-        let keep_alive = match parsed.version {
-            Some(1) => !connection.split(',').any(|token| token.trim() == "close"),
-            _ => connection.split(',').any(|token| token.trim() == "keep-alive"),
-        };
-        Ok(Some(Head {
-            method,
-            target,
-            keep_alive,
-            headers,
-            length,
-        }))
     }
 
     fn read_body(&mut self, head: &Head, limit: u64) -> Result<Vec<u8>, ReadOutcome> {
@@ -428,7 +378,60 @@ impl<'a> Connection<'a> {
     }
 }
 
-fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+/// Parses a request head from the start of `buffer`: `None` while it is
+/// incomplete, an error (400 or 431) when it can never be a valid head.
+pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let length = match parsed.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(header_too_large(limits));
+        }
+        Err(err) => {
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                format!("The request could not be parsed as HTTP/1.1: {err}."),
+            ));
+        }
+    };
+    if length > limits.max_header_bytes {
+        return Err(header_too_large(limits));
+    }
+    let method = parsed.method.unwrap_or_default().to_string();
+    let target = parsed.path.unwrap_or_default().to_string();
+    if !target.starts_with('/') {
+        return Err(ApiError::bad_request(
+            "malformed_request",
+            "The request target must be a path starting with '/'.",
+        ));
+    }
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for header in parsed.headers.iter() {
+        let Ok(value) = std::str::from_utf8(header.value) else {
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                format!("The header {} is not valid UTF-8.", header.name),
+            ));
+        };
+        headers.push((header.name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let connection = header_value(&headers, "connection").unwrap_or("").to_ascii_lowercase();
+    let keep_alive = match parsed.version {
+        Some(1) => !connection.split(',').any(|token| token.trim() == "close"),
+        _ => connection.split(',').any(|token| token.trim() == "keep-alive"),
+    };
+    Ok(Some(Head {
+        method,
+        target,
+        keep_alive,
+        headers,
+        length,
+    }))
+}
+fn header_value<'h>
+(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
         .find(|(key, _)| key == name)

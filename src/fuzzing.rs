@@ -1,0 +1,42 @@
+//! Entry points of the fuzz targets in `fuzz/`. The regression test
+//! `tests/fuzz_regressions.rs` replays every saved input through the same
+//! functions on stable Rust, so a crash once found stays fixed.
+
+use crate::bundle::{self, outline};
+use crate::http::router;
+use crate::http::server::{Limits, parse_head};
+use crate::package::{Range, Version};
+
+/// The bundle reader and validator: never panics, whatever the bytes.
+pub fn bundle(data: &[u8]) {
+    if let Ok(bundle) = bundle::read(data, 1 << 20) {
+        let _ = outline::validate(&bundle);
+    }
+}
+
+/// Versions and ranges: whatever parses prints back to itself.
+pub fn version_range(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Some(version) = Version::parse(text) {
+        assert_eq!(Version::parse(&version.to_string()), Some(version));
+    }
+    if let Some(range) = Range::parse(text) {
+        assert!(range.lower < range.upper);
+        assert_eq!(Range::parse(&range.to_string()), Some(range));
+    }
+    let versions: Vec<Version> = text.split_whitespace().filter_map(Version::parse).collect();
+    for next in Version::successors(&versions) {
+        assert!(!versions.contains(&next), "a successor is never a taken version");
+    }
+}
+
+/// The request head parser and the routing table.
+pub fn router(data: &[u8]) {
+    if let Ok(Some(head)) = parse_head(data, &Limits::default()) {
+        assert!(head.length <= data.len());
+        let path = head.target.split('?').next().unwrap_or_default();
+        if let Some(methods) = router::allowed_methods(path) {
+            assert!(!methods.is_empty());
+        }
+    }
+}
