@@ -76,12 +76,15 @@ pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
         user_agent: new.user_agent.map(|agent| truncate(agent, 200)),
         ip: new.ip,
     };
+    // The user's list first: after a crash in between, the list names a
+    // session that does not exist (harmless, pruned later), rather than a
+    // session existing that no list knows of.
     user::update(store, new.email, |user| {
         prune_dead_sessions(store, &mut user.sessions)?;
-        store.write_json(&session_path(&token_hash), &session)?;
         user.sessions.push(token_hash.clone());
         Ok(())
     })?;
+    store.write_json(&session_path(&token_hash), &session)?;
     Ok(token)
 }
 
@@ -123,6 +126,8 @@ fn touch(store: &Store, path: &RecordPath) -> ApiResult<()> {
 }
 
 /// Revokes one session of a user. `false` when there was no such session.
+/// The session record goes first, so a crash cannot leave a revoked token
+/// working.
 pub fn revoke(store: &Store, email: &Email, token_hash: &str) -> ApiResult<bool> {
     user::update(store, email, |user| {
         let known = user.sessions.iter().any(|hash| hash == token_hash);

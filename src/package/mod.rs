@@ -121,7 +121,10 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn load(store: &Store) -> std::io::Result<Catalog> {
+    /// Loads every package record. With `repair`, also removes the debris of
+    /// interrupted changes: files of versions the record never committed, and
+    /// bundles of revoked versions (deleted just after their revocation).
+    pub fn load(store: &Store, repair: bool) -> std::io::Result<Catalog> {
         let catalog = Catalog::default();
         let root = store.root().join("packages");
         let Ok(authors) = std::fs::read_dir(&root) else {
@@ -140,6 +143,9 @@ impl Catalog {
                 let record: PackageRecord = serde_json::from_slice(&std::fs::read(&file)?).map_err(|err| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {err}", file.display()))
                 })?;
+                if repair {
+                    remove_debris(store, &record)?;
+                }
                 catalog.put(record);
             }
         }
@@ -167,6 +173,28 @@ impl Catalog {
             .map(|(_, record)| record.clone())
             .collect()
     }
+}
+
+/// Removes version directories that `record` does not list and bundles of
+/// its revoked versions.
+fn remove_debris(store: &Store, record: &PackageRecord) -> std::io::Result<()> {
+    let [root, author, project] = package_dir(&record.name);
+    let dir = store.root().join(root).join(author).join(project);
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let listed = Version::parse(&name).is_some_and(|version| record.version(version).is_some());
+        if entry.file_type()?.is_dir() && !listed {
+            eprintln!("removing {}: a version that was never committed", entry.path().display());
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    for version in record.versions.iter().filter(|version| version.revoked.is_some()) {
+        if store.remove(&bundle_path(&record.name, version.version))? {
+            eprintln!("removed the bundle of revoked {} {}", record.name, version.version);
+        }
+    }
+    Ok(())
 }
 
 /// Identity keys whose private packages a caller may see.

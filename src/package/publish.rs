@@ -39,7 +39,7 @@ pub enum Published {
 
 impl Packages {
     pub fn open(store: &Store) -> ApiResult<Packages> {
-        let catalog = Catalog::load(store)?;
+        let catalog = Catalog::load(store, true)?;
         let events = EventLog::open(store, &catalog, true)?;
         Ok(Packages { catalog, events })
     }
@@ -47,7 +47,7 @@ impl Packages {
     /// Loads the packages without repairing anything, to read beside a
     /// running server.
     pub fn open_read_only(store: &Store) -> ApiResult<Packages> {
-        let catalog = Catalog::load(store)?;
+        let catalog = Catalog::load(store, false)?;
         let events = EventLog::open(store, &catalog, false)?;
         Ok(Packages { catalog, events })
     }
