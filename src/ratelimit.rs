@@ -25,9 +25,12 @@ impl RateLimiter {
     /// Counts a hit for `key`, or refuses with 429 and the seconds until the
     /// oldest hit leaves the window.
     pub fn hit(&self, key: &str) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut hits = lock_ignoring_poison(&self.hits);
-        let recent = hits.entry(key.to_string()).or_default();
+        hit_all(&[(self, key)])
+    }
+
+    /// Refuses when `key` is at its limit, counting nothing.
+    fn check(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> Result<(), ApiError> {
+        let Some(recent) = hits.get_mut(key) else { return Ok(()) };
         while recent.front().is_some_and(|at| now.duration_since(*at) >= self.window) {
             recent.pop_front();
         }
@@ -36,8 +39,11 @@ impl RateLimiter {
             let wait = self.window.saturating_sub(now.duration_since(oldest));
             return Err(ApiError::rate_limited(wait.as_secs().max(1)));
         }
-        recent.push_back(now);
         Ok(())
+    }
+
+    fn record(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) {
+        hits.entry(key.to_string()).or_default().push_back(now);
     }
 
     /// Forgets keys with no hit inside the window, so memory stays bounded.
@@ -46,6 +52,22 @@ impl RateLimiter {
         lock_ignoring_poison(&self.hits)
             .retain(|_, recent| recent.back().is_some_and(|at| now.duration_since(*at) < self.window));
     }
+}
+
+/// Counts a hit in every `(limiter, key)` pair, or in none of them when one
+/// refuses: a refused request uses up no other limit.
+pub fn hit_all(pairs: &[(&RateLimiter, &str)]) -> Result<(), ApiError> {
+    let now = Instant::now();
+    let mut guards: Vec<_> = Vec::with_capacity(pairs.len());
+    for (limiter, key) in pairs {
+        let mut hits = lock_ignoring_poison(&limiter.hits);
+        limiter.check(&mut hits, key, now)?;
+        guards.push(hits);
+    }
+    for ((limiter, key), hits) in pairs.iter().zip(guards.iter_mut()) {
+        limiter.record(hits, key, now);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -69,6 +91,14 @@ mod tests {
             .unwrap();
         assert!((3590..=3600).contains(&retry), "{retry}");
         limiter.hit("b").expect("other keys are independent");
+    }
+
+    #[test]
+    fn a_refusal_counts_against_no_limit() {
+        let (per_ip, per_email) = (RateLimiter::new(2, Duration::from_secs(60)), RateLimiter::new(1, Duration::from_secs(60)));
+        hit_all(&[(&per_ip, "ip"), (&per_email, "a")]).unwrap();
+        assert!(hit_all(&[(&per_ip, "ip"), (&per_email, "a")]).is_err());
+        hit_all(&[(&per_ip, "ip"), (&per_email, "b")]).expect("the refusal did not use up the IP's limit");
     }
 
     #[test]

@@ -52,10 +52,13 @@ impl Request {
         if self.body.is_empty() {
             return Err(ApiError::bad_request("invalid_json", "The request needs a JSON body."));
         }
-        serde_json::from_slice(&self.body).map_err(|err| {
-            let code = if err.is_data() { "invalid_field" } else { "invalid_json" };
-            ApiError::bad_request(code, format!("The JSON body is not valid: {err}."))
-        })
+        let value: serde_json::Value = serde_json::from_slice(&self.body)
+            .map_err(|err| ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {err}.")))?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request("invalid_json", "The body must be a JSON object."));
+        }
+        serde_json::from_value(value)
+            .map_err(|err| ApiError::bad_request("invalid_field", format!("The JSON body does not fit: {err}.")))
     }
 
     /// A decoded `application/x-www-form-urlencoded` field.

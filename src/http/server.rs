@@ -60,6 +60,8 @@ impl Default for Limits {
 /// server is shutting down.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes per second a request body must average (beyond the timeout).
+const MIN_BODY_RATE: u64 = 16 * 1024;
 const THREAD_STACK: usize = 512 * 1024;
 
 pub struct Server {
@@ -128,7 +130,15 @@ impl Server {
             if self.state.shutting_down.load(Ordering::SeqCst) {
                 break;
             }
-            let Ok(stream) = stream else { continue };
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(err) => {
+                    // Out of file descriptors, typically: breathe instead of spinning.
+                    eprintln!("accept failed: {err}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
             let Ok(remote) = stream.peer_addr() else {
                 continue;
             };
@@ -280,7 +290,9 @@ impl<'a> Connection<'a> {
 
     fn read_head(&mut self, idle_limit: Duration) -> Result<Head, ReadOutcome> {
         let idle_until = Instant::now() + idle_limit;
-        let mut head_deadline = None;
+        // Set once the head has started: it must be complete by then, however
+        // its bytes trickle in.
+        let mut head_deadline = (!self.buffer.is_empty()).then(|| Instant::now() + self.limits.request_timeout);
         loop {
             if !self.buffer.is_empty() {
                 if let Some(head) = parse_head(&self.buffer, self.limits).map_err(ReadOutcome::Fault)? {
@@ -290,35 +302,28 @@ impl<'a> Connection<'a> {
                     return Err(ReadOutcome::Fault(header_too_large(self.limits)));
                 }
             }
-            let deadline = match head_deadline {
-                Some(deadline) => deadline,
-                None if self.buffer.is_empty() => {
-                    if self.state.shutting_down.load(Ordering::SeqCst) || Instant::now() >= idle_until {
-                        return Err(ReadOutcome::Closed);
-                    }
-                    // Idle: wake regularly to notice a shutdown.
-                    idle_until.min(Instant::now() + IDLE_POLL)
+            let now = Instant::now();
+            let wait_until = match head_deadline {
+                Some(deadline) if now >= deadline => {
+                    return Err(ReadOutcome::Fault(ApiError::new(
+                        408,
+                        "request_timeout",
+                        "The request head did not arrive in time.",
+                    )));
                 }
-                None => *head_deadline.insert(Instant::now() + self.limits.request_timeout),
+                Some(deadline) => deadline,
+                None if self.state.shutting_down.load(Ordering::SeqCst) || now >= idle_until => {
+                    return Err(ReadOutcome::Closed);
+                }
+                // Idle: wake regularly to notice a shutdown.
+                None => idle_until.min(now + IDLE_POLL),
             };
-            match self.read_more(deadline) {
+            match self.read_more(wait_until) {
                 Ok(0) => return Err(ReadOutcome::Closed),
                 Ok(_) => {
-                    if head_deadline.is_none() {
-                        head_deadline = Some(Instant::now() + self.limits.request_timeout);
-                    }
+                    head_deadline.get_or_insert(Instant::now() + self.limits.request_timeout);
                 }
-                Err(err) if is_timeout(&err) => {
-                    if let Some(deadline) = head_deadline
-                        && Instant::now() >= deadline
-                    {
-                        return Err(ReadOutcome::Fault(ApiError::new(
-                            408,
-                            "request_timeout",
-                            "The request head did not arrive in time.",
-                        )));
-                    }
-                }
+                Err(err) if is_timeout(&err) => {}
                 Err(_) => return Err(ReadOutcome::Closed),
             }
         }
@@ -345,19 +350,21 @@ impl<'a> Connection<'a> {
         if expects_continue && self.buffer.len() < length {
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        // Each read must make progress within the timeout, and the whole body
+        // must come at a minimum average rate, so a drip cannot hold a slot.
+        let body_deadline = Instant::now()
+            + self.limits.request_timeout
+            + Duration::from_secs((length as u64).div_ceil(MIN_BODY_RATE));
         while self.buffer.len() < length {
-            let deadline = Instant::now() + self.limits.request_timeout;
+            let deadline = (Instant::now() + self.limits.request_timeout).min(body_deadline);
+            let slow = |message: &str| ReadOutcome::Fault(ApiError::new(408, "request_timeout", message.to_string()));
             match self.read_more(deadline) {
                 Ok(0) => return Err(ReadOutcome::Closed),
+                Ok(_) if self.buffer.len() >= length => {}
+                Err(err) if !is_timeout(&err) => return Err(ReadOutcome::Closed),
+                _ if Instant::now() >= body_deadline => return Err(slow("The request body arrived too slowly.")),
                 Ok(_) => {}
-                Err(err) if is_timeout(&err) => {
-                    return Err(ReadOutcome::Fault(ApiError::new(
-                        408,
-                        "request_timeout",
-                        "The request body stopped arriving.",
-                    )));
-                }
-                Err(_) => return Err(ReadOutcome::Closed),
+                Err(_) => return Err(slow("The request body stopped arriving.")),
             }
         }
         let rest = self.buffer.split_off(length);
@@ -400,7 +407,14 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
         return Err(header_too_large(limits));
     }
     let method = parsed.method.unwrap_or_default().to_string();
-    let target = parsed.path.unwrap_or_default().to_string();
+    let mut target = parsed.path.unwrap_or_default().to_string();
+    // HTTP/1.1 servers must accept the absolute form (`http://host/path`).
+    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+        target = match rest.find('/') {
+            Some(start) => rest[start..].to_string(),
+            None => "/".to_string(),
+        };
+    }
     if !target.starts_with('/') {
         return Err(ApiError::bad_request(
             "malformed_request",

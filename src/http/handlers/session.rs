@@ -7,6 +7,7 @@ use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login
 use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
+use crate::ratelimit::hit_all;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -25,8 +26,7 @@ pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
     let body: StartBody = request.json()?;
     let email = Email::parse(&body.email)?;
     let ip = request.remote.ip().to_string();
-    app.login_per_ip.hit(&ip)?;
-    app.login_per_email.hit(email.as_str())?;
+    hit_all(&[(&app.login_per_ip, &ip), (&app.login_per_email, email.as_str())])?;
     crate::auth::user::load_or_create(&app.store, &email)?;
     let started = login::start(
         &app.store,

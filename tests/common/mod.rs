@@ -1,0 +1,820 @@
+//! Test harness: runs the real `gren-registry serve` binary in a child process
+//! against a temporary data directory and a local Postmark stub, and talks
+//! HTTP/1.1 to it over raw TCP (so every header and byte is under the test's
+//! control).
+
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a started server may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `stop` waits for the process after SIGTERM before killing it.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read timeout of the test's HTTP client (long polls in tests wait ≤ 10 s).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const USER_AGENT: &str = "gren-registry-tests/1";
+
+// ---------------------------------------------------------------------------
+// The server under test
+// ---------------------------------------------------------------------------
+
+pub struct Server {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub postmark: PostmarkStub,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    log_done: Arc<AtomicBool>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Why a server did not come up.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// The exit status, when the process ended.
+    pub status: Option<ExitStatus>,
+    pub log: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::with_env(&[])
+    }
+
+    pub fn with_env(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("gren-registry-test-")
+            .tempdir()
+            .expect("cannot create a temporary data directory");
+        let mut server = Server::start_in(dir.path(), env);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server on an existing data directory, which it does not own.
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        match Server::try_start_in(data_dir, env) {
+            Ok(server) => server,
+            Err(failure) => panic!(
+                "the registry did not start (exit status {:?}); its log:\n{}",
+                failure.status, failure.log
+            ),
+        }
+    }
+
+    /// Like [`Server::start_in`], but a server that exits or never listens is
+    /// an `Err` rather than a panic.
+    pub fn try_start_in(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server, StartFailure> {
+        let postmark = PostmarkStub::start();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+        command.arg("serve");
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy().to_ascii_uppercase();
+            if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") || name.ends_with("_PROXY") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .env("GREN_REGISTRY_DATA_DIR", data_dir)
+            .env("GREN_REGISTRY_LISTEN", "127.0.0.1:0")
+            .env("POSTMARK_SERVER_TOKEN", "test-server-token")
+            .env("GREN_REGISTRY_POSTMARK_URL", postmark.url())
+            .env("NO_PROXY", "*");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("cannot run the gren-registry binary");
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let log_done = Arc::new(AtomicBool::new(false));
+        {
+            let stderr = child.stderr.take().expect("stderr is piped");
+            let (log, log_done) = (log.clone(), log_done.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stderr);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => log.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
+                    }
+                }
+                log_done.store(true, Ordering::SeqCst);
+            });
+        }
+
+        let started = Instant::now();
+        let addr = loop {
+            if let Some(addr) = listening_address(&log.lock().unwrap()) {
+                break addr;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Let the reader drain what the process wrote before it ended.
+                let drained = Instant::now();
+                while !log_done.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return Err(StartFailure {
+                    status: Some(status),
+                    log: log.lock().unwrap().clone(),
+                });
+            }
+            if started.elapsed() > START_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StartFailure {
+                    status: None,
+                    log: log.lock().unwrap().clone(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(Server {
+            base: format!("http://{addr}"),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            postmark,
+            child: Some(child),
+            log,
+            log_done,
+            _dir: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the child is running").id()
+    }
+
+    /// SIGTERM, then wait (killing after 10 s); returns the exit status.
+    pub fn stop(self) -> ExitStatus {
+        self.stop_with_log().0
+    }
+
+    /// Like [`Server::stop`], also returning the complete log.
+    pub fn stop_with_log(self) -> (ExitStatus, String) {
+        self.signal("TERM");
+        self.wait_with_log(STOP_TIMEOUT)
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (then kills it);
+    /// returns the exit status and the complete log.
+    pub fn wait_with_log(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("the child is running");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    break child.wait().expect("cannot wait for the registry");
+                }
+            }
+        };
+        let drained = Instant::now();
+        while !self.log_done.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (status, self.log())
+    }
+
+    /// SIGKILL.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the child wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for the log to contain `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn is_alive(&self) -> bool {
+        match proc_stat_state(self.pid()) {
+            Some(state) => state != 'Z' && state != 'X',
+            None => false,
+        }
+    }
+
+    /// The `Threads:` count of the process.
+    pub fn threads(&self) -> usize {
+        proc_status_number(self.pid(), "Threads:").expect("cannot read Threads from /proc") as usize
+    }
+
+    /// The resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_number(self.pid(), "VmRSS:").expect("cannot read VmRSS from /proc")
+    }
+
+    // ---- HTTP -------------------------------------------------------------
+
+    /// A fresh TCP connection to the server, with a read timeout.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("cannot connect to the registry");
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let _ = stream.set_nodelay(true);
+        stream
+    }
+
+    pub fn conn(&self) -> HttpConn {
+        HttpConn::new(self.connect())
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("GET", path, None, token)
+    }
+
+    pub fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("DELETE", path, None, token)
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value, token: Option<&str>) -> Reply {
+        self.request("POST", path, Some(body), token)
+    }
+
+    pub fn put_json(&self, path: &str, body: &serde_json::Value, token: Option<&str>) -> Reply {
+        self.request("PUT", path, Some(body), token)
+    }
+
+    pub fn patch_json(&self, path: &str, body: &serde_json::Value, token: Option<&str>) -> Reply {
+        self.request("PATCH", path, Some(body), token)
+    }
+
+    /// A form POST (`application/x-www-form-urlencoded`), as a browser sends it.
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.send(
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&serde_json::Value>, token: Option<&str>) -> Reply {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer));
+        }
+        let bytes = match body {
+            Some(body) => {
+                headers.push(("Content-Type", "application/json"));
+                serde_json::to_vec(body).unwrap()
+            }
+            None => Vec::new(),
+        };
+        self.send(method, path, &headers, &bytes)
+    }
+
+    /// One request on a fresh connection. `Host`, `User-Agent`, `Connection:
+    /// close` and `Content-Length` are added unless given in `headers`
+    /// (Content-Length only for a body or a method that carries one).
+    /// Interim (1xx) responses are skipped.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let given = |name: &str| headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name));
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !given("host") {
+            head.push_str(&format!("Host: {}\r\n", self.addr));
+        }
+        if !given("user-agent") {
+            head.push_str(&format!("User-Agent: {USER_AGENT}\r\n"));
+        }
+        if !given("connection") {
+            head.push_str("Connection: close\r\n");
+        }
+        if !given("content-length")
+            && !given("transfer-encoding")
+            && (!body.is_empty() || !matches!(method, "GET" | "HEAD"))
+        {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        for (key, value) in headers {
+            head.push_str(&format!("{key}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut message = head.into_bytes();
+        message.extend_from_slice(body);
+        let mut conn = self.conn();
+        conn.stream
+            .write_all(&message)
+            .unwrap_or_else(|err| panic!("cannot send {method} {path}: {err}"));
+        loop {
+            let reply = conn
+                .read_response(method == "HEAD")
+                .unwrap_or_else(|err| panic!("no response to {method} {path}: {err}"));
+            if !(100..200).contains(&reply.status) {
+                return reply;
+            }
+        }
+    }
+
+    /// A full code login via the Postmark stub; returns the `gren_` token.
+    pub fn login(&self, email: &str) -> String {
+        let started = self.post_json("/session", &serde_json::json!({ "email": email }), None);
+        assert_eq!(started.status, 200, "POST /session: {}", started.text());
+        let started = started.json();
+        let fetch = started["fetchSessionToken"].as_str().unwrap().to_string();
+        let phrase = started["verification"].as_str().unwrap().to_string();
+        let mail = self
+            .postmark
+            .wait_for_message(|mail| mail.text_body().contains(&format!("\"{phrase}\"")));
+        let fetched = self.post_json(
+            "/session/fetch",
+            &serde_json::json!({
+                "fetchSessionToken": fetch,
+                "emailConfirmationCode": mail.code(),
+            }),
+            None,
+        );
+        assert_eq!(fetched.status, 200, "POST /session/fetch: {}", fetched.text());
+        fetched.json()["sessionToken"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn listening_address(log: &str) -> Option<SocketAddr> {
+    let start = log.find("listening on http://")? + "listening on http://".len();
+    let rest = &log[start..];
+    let end = rest.find(|c: char| c.is_whitespace())?;
+    rest[..end].parse().ok()
+}
+
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+fn proc_status_number(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn proc_stat_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')'.
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP/1.1 client
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("the {} response is not JSON ({err}): {:?}", self.status, self.text()))
+    }
+
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a JSON error response: status, `error` code, a message and
+    /// `Content-Type: application/json`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "status; body: {}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "an error is JSON: {self:?}"
+        );
+        let json = self.json();
+        assert_eq!(json["error"], code, "error code in {json}");
+        assert!(
+            json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "an error has a message: {json}"
+        );
+    }
+}
+
+/// A connection that can carry several requests (keep-alive, pipelining).
+pub struct HttpConn {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl HttpConn {
+    pub fn new(stream: TcpStream) -> HttpConn {
+        HttpConn {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Bytes received but not yet part of a returned response.
+    pub fn leftover(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buffer.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response (a 1xx included). A body without `Content-Length`
+    /// runs to the end of the stream. If the connection breaks after a complete
+    /// head, the bytes received so far are the body.
+    pub fn read_response(&mut self, head_only: bool) -> io::Result<Reply> {
+        let (status, headers, head_length) = loop {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut slots);
+            match parsed.parse(&self.buffer) {
+                Ok(httparse::Status::Complete(length)) => {
+                    let headers = parsed
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect::<Vec<_>>();
+                    break (parsed.code.unwrap_or(0), headers, length);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(err) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "not an HTTP response ({err}): {:?}",
+                            String::from_utf8_lossy(&self.buffer)
+                        ),
+                    ));
+                }
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a complete response head: {:?}",
+                        String::from_utf8_lossy(&self.buffer)
+                    ),
+                ));
+            }
+        };
+        self.buffer.drain(..head_length);
+        let length = headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| value.trim().parse::<usize>().ok());
+        let no_body = head_only || (100..200).contains(&status) || status == 204 || status == 304;
+        let body = if no_body {
+            Vec::new()
+        } else if let Some(length) = length {
+            while self.buffer.len() < length {
+                match self.fill() {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let rest = self.buffer.split_off(length.min(self.buffer.len()));
+            std::mem::replace(&mut self.buffer, rest)
+        } else {
+            loop {
+                match self.fill() {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            std::mem::take(&mut self.buffer)
+        };
+        Ok(Reply { status, headers, body })
+    }
+
+    /// Whether the peer has closed the connection (EOF or reset) within
+    /// `timeout`, after any pending bytes.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = self.stream.set_read_timeout(Some(left));
+            match self.fill() {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Postmark stub
+// ---------------------------------------------------------------------------
+
+/// One request the stub received.
+#[derive(Debug, Clone)]
+pub struct CapturedMail {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` if it was not JSON).
+    pub json: serde_json::Value,
+}
+
+impl CapturedMail {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
+    pub fn text_body(&self) -> &str {
+        self.json["TextBody"].as_str().unwrap_or("")
+    }
+
+    pub fn html_body(&self) -> &str {
+        self.json["HtmlBody"].as_str().unwrap_or("")
+    }
+
+    /// The code as shown, `XXXX-XXXX`.
+    pub fn code(&self) -> String {
+        self.text_line_after("Your confirmation code is: ")
+    }
+
+    /// The magic link URL.
+    pub fn link(&self) -> String {
+        self.text_line_after("Or confirm in your browser: ")
+    }
+
+    /// The `token` parameter of the magic link.
+    pub fn link_token(&self) -> String {
+        let link = self.link();
+        let start = link.find("token=").expect("the link has a token") + "token=".len();
+        link[start..].to_string()
+    }
+
+    fn text_line_after(&self, prefix: &str) -> String {
+        self.text_body()
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in {:?}", self.text_body()))
+            .trim()
+            .to_string()
+    }
+}
+
+#[derive(Default)]
+struct StubState {
+    requests: Mutex<Vec<CapturedMail>>,
+    failing: AtomicBool,
+}
+
+/// A Postmark `POST /email` endpoint on 127.0.0.1 that records everything.
+pub struct PostmarkStub {
+    server: Arc<tiny_http::Server>,
+    url: String,
+    state: Arc<StubState>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PostmarkStub {
+    pub fn start() -> PostmarkStub {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("cannot start the Postmark stub"));
+        let addr = server.server_addr().to_ip().expect("the stub listens on IP");
+        let state = Arc::new(StubState::default());
+        let thread = {
+            let (server, state) = (server.clone(), state.clone());
+            std::thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let mut body = Vec::new();
+                    let _ = request.as_reader().read_to_end(&mut body);
+                    let captured = CapturedMail {
+                        method: request.method().as_str().to_string(),
+                        path: request.url().to_string(),
+                        headers: request
+                            .headers()
+                            .iter()
+                            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+                            .collect(),
+                        json: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                    };
+                    let is_email = captured.method == "POST" && captured.path == "/email";
+                    let to = captured.json["To"].clone();
+                    state.requests.lock().unwrap().push(captured);
+                    let json_header =
+                        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap();
+                    let (status, answer) = if !is_email {
+                        (404, serde_json::json!({"ErrorCode": 404, "Message": "Not found"}))
+                    } else if state.failing.load(Ordering::SeqCst) {
+                        (
+                            422,
+                            serde_json::json!({"ErrorCode": 300, "Message": "Invalid email request"}),
+                        )
+                    } else {
+                        (
+                            200,
+                            serde_json::json!({
+                                "To": to,
+                                "SubmittedAt": "2024-01-01T00:00:00.0000000Z",
+                                "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c2f817",
+                                "ErrorCode": 0,
+                                "Message": "OK",
+                            }),
+                        )
+                    };
+                    let response = tiny_http::Response::from_string(answer.to_string())
+                        .with_status_code(status)
+                        .with_header(json_header);
+                    let _ = request.respond(response);
+                }
+            })
+        };
+        PostmarkStub {
+            server,
+            url: format!("http://{addr}"),
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Every request received so far, whatever its method and path.
+    pub fn requests(&self) -> Vec<CapturedMail> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Every `POST /email` received so far (answered 200 or, when failing, 422).
+    pub fn messages(&self) -> Vec<CapturedMail> {
+        self.requests()
+            .into_iter()
+            .filter(|mail| mail.method == "POST" && mail.path == "/email")
+            .collect()
+    }
+
+    /// The newest message to `to`, waiting up to 5 s.
+    pub fn wait_for_message_to(&self, to: &str) -> CapturedMail {
+        self.wait_for_message(|mail| mail.json["To"] == to)
+    }
+
+    /// The newest message matching `matches`, waiting up to 5 s.
+    pub fn wait_for_message(&self, matches: impl Fn(&CapturedMail) -> bool) -> CapturedMail {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(mail) = self.messages().into_iter().rev().find(|m| matches(m)) {
+                return mail;
+            }
+            if Instant::now() >= deadline {
+                panic!("no matching e-mail within 5 s; received: {:#?}", self.messages());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// When failing, `POST /email` answers 422 with Postmark's error shape.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+}
+
+impl Drop for PostmarkStub {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------
+
+/// Every regular file below `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(kind) if kind.is_file() => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The files below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read(path).is_ok_and(|bytes| {
+                bytes
+                    .windows(needle.len().max(1))
+                    .any(|window| window == needle.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// Replaces a file's contents atomically (temp file + rename), so a server
+/// reading it concurrently never sees half a file.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let temp = path.with_file_name(format!(".edit-{}", path.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}

@@ -1,0 +1,614 @@
+//! The hazards that rule out tiny_http 0.12 for the registry (unbounded
+//! `Content-Length`, a thread per connection without a cap, no timeouts, no
+//! header limits), each provoked against the real binary and each followed by
+//! a normal `GET /health` that must succeed. Plus the HTTP/1.1 details a
+//! client may rely on: pipelining, chunked bodies, conflicting lengths and
+//! `Expect: 100-continue`.
+
+mod common;
+
+use common::{HttpConn, Reply, Server};
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A connection that has sent `bytes`.
+fn open(server: &Server, bytes: &[u8]) -> HttpConn {
+    let mut conn = server.conn();
+    conn.write(bytes).expect("cannot send to the registry");
+    conn
+}
+
+/// `GET /health` answers 200, retrying for up to `within` (connection slots
+/// are released a moment after the peer closes).
+#[track_caller]
+fn assert_healthy_within(server: &Server, within: Duration) {
+    assert!(server.is_alive(), "the process died; log:\n{}", server.log());
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = server.get("/health", None);
+        if reply.status == 200 {
+            assert_eq!(reply.json()["status"], "ok");
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "GET /health still answers {} after {within:?}: {}",
+                reply.status,
+                reply.text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (up to 2 s) for the thread count to fall to `threads`.
+fn wait_for_threads(server: &Server, threads: usize) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.threads() > threads && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[track_caller]
+fn assert_healthy(server: &Server) {
+    assert_healthy_within(server, Duration::ZERO);
+}
+
+/// Reads one response, or `None` when the server closed or reset the
+/// connection without a complete one.
+fn response_or_closed(conn: &mut HttpConn) -> Option<Reply> {
+    conn.read_response(false).ok()
+}
+
+/// `POST /session` head with the given extra header lines, no body.
+fn session_head(extra: &str) -> Vec<u8> {
+    format!("POST /session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\r\n").into_bytes()
+}
+
+// ---------------------------------------------------------------------------
+// (a) Content-Length: refused from the header, never waited for
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_huge_content_length_is_413_at_once() {
+    let server = Server::start();
+    let began = Instant::now();
+    let mut conn = open(&server, &session_head("Content-Length: 1000000000000000\r\n"));
+    let reply = conn.read_response(false).expect("an answer, not a hang or a crash");
+    reply.assert_error(413, "body_too_large");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "answered without waiting for the body: {:?}",
+        began.elapsed()
+    );
+    assert!(conn.closed_within(Duration::from_secs(2)), "the connection is closed");
+    assert!(server.is_alive());
+    assert_healthy(&server);
+}
+
+#[test]
+fn many_max_u64_content_lengths_are_answered_while_they_stay_open() {
+    let server = Server::start();
+    let head = session_head("Content-Length: 18446744073709551615\r\n");
+    let began = Instant::now();
+    let mut conns: Vec<HttpConn> = (0..8).map(|_| open(&server, &head)).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let reply = conn
+            .read_response(false)
+            .unwrap_or_else(|err| panic!("connection {i}: {err}"));
+        reply.assert_error(413, "body_too_large");
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "all eight answered without waiting for a body: {:?}",
+        began.elapsed()
+    );
+    // The clients keep their ends open and send nothing; the registry works.
+    assert_healthy(&server);
+    for conn in &mut conns {
+        assert!(conn.closed_within(Duration::from_secs(1)), "the server closed its end");
+    }
+    assert_healthy(&server);
+    drop(conns);
+    assert_healthy(&server);
+}
+
+#[test]
+fn content_lengths_that_are_not_numbers_are_400() {
+    let server = Server::start();
+    for value in [
+        "18446744073709551616",
+        "123456789012345678901",
+        "-1",
+        "+5",
+        "1e3",
+        "0x10",
+        "",
+    ] {
+        let mut conn = open(&server, &session_head(&format!("Content-Length: {value}\r\n")));
+        let reply = conn.read_response(false).unwrap();
+        assert_eq!(reply.status, 400, "Content-Length: {value:?}: {}", reply.text());
+        assert_eq!(reply.json()["error"], "malformed_request");
+    }
+    assert_healthy(&server);
+}
+
+// ---------------------------------------------------------------------------
+// (b) Connections are capped; threads are bounded
+// ---------------------------------------------------------------------------
+
+#[test]
+fn connections_beyond_the_cap_get_503_and_threads_stay_bounded() {
+    const CAP: usize = 16;
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_CONNECTIONS", "16")]);
+    let idle_threads = server.threads();
+    assert_healthy(&server);
+    wait_for_threads(&server, idle_threads);
+
+    let conns: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    let mut most_threads = 0;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(50));
+        most_threads = most_threads.max(server.threads());
+    }
+    assert!(
+        most_threads <= CAP + 10,
+        "{most_threads} threads with 100 idle connections and a cap of {CAP} (idle: {idle_threads})"
+    );
+
+    // Every connection either holds a slot (and has been sent nothing: the
+    // server waits for its request) or was refused with a 503.
+    let mut conns: Vec<HttpConn> = conns.into_iter().map(HttpConn::new).collect();
+    let (mut held, mut refused) = (0, 0);
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.stream.set_nonblocking(true).unwrap();
+        match conn.read_response(false) {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => held += 1,
+            Err(err) => panic!("connection {i}: {err}"),
+            Ok(reply) => {
+                reply.assert_error(503, "server_busy");
+                let retry = reply.header("retry-after").expect("503 has Retry-After");
+                assert!(retry.parse::<u64>().is_ok(), "{retry}");
+                conn.stream.set_nonblocking(false).unwrap();
+                assert!(
+                    conn.closed_within(Duration::from_secs(1)),
+                    "connection {i} is closed after the 503"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((held, refused), (CAP, 100 - CAP), "slots held and connections refused");
+    // While the slots are taken, a new client is refused promptly, not queued.
+    let busy = server.get("/health", None);
+    busy.assert_error(503, "server_busy");
+    assert!(server.threads() <= CAP + 10);
+
+    drop(conns);
+    assert_healthy_within(&server, Duration::from_secs(2));
+    wait_for_threads(&server, idle_threads);
+    assert_eq!(server.threads(), idle_threads, "every connection thread ended");
+}
+
+// ---------------------------------------------------------------------------
+// (c) Timeouts: stalled heads and bodies, slowloris
+// ---------------------------------------------------------------------------
+
+fn timeout_server() -> Server {
+    Server::with_env(&[
+        ("GREN_REGISTRY_REQUEST_TIMEOUT", "1"),
+        ("GREN_REGISTRY_MAX_CONNECTIONS", "8"),
+    ])
+}
+
+/// Every connection gets a 408 (or is closed) within `within` of `began`.
+#[track_caller]
+fn assert_all_timed_out(conns: &mut [HttpConn], began: Instant, within: Duration, what: &str) {
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let left = within.saturating_sub(began.elapsed()).max(Duration::from_millis(1));
+        conn.stream.set_read_timeout(Some(left)).unwrap();
+        match conn.read_response(false) {
+            Ok(reply) => reply.assert_error(408, "request_timeout"),
+            Err(err) => assert!(
+                !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{what} {i}: neither answered nor closed after {:?}",
+                began.elapsed()
+            ),
+        }
+        assert!(
+            conn.closed_within(Duration::from_millis(500)),
+            "{what} {i}: still open after the 408"
+        );
+    }
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(800),
+        "{what}: cut off before the timeout: {took:?}"
+    );
+    assert!(took <= within, "{what}: {took:?}");
+}
+
+#[test]
+fn stalled_heads_and_bodies_are_cut_off_after_the_request_timeout() {
+    let server = timeout_server();
+    let idle_threads = server.threads();
+
+    // Eight heads that never end: every slot is taken...
+    let began = Instant::now();
+    let mut heads: Vec<HttpConn> = (0..8)
+        .map(|_| open(&server, b"POST /session HTTP/1.1\r\nHost: x\r\n"))
+        .collect();
+    assert_all_timed_out(&mut heads, began, Duration::from_secs(3), "stalled head");
+    drop(heads);
+    assert_healthy_within(&server, Duration::from_secs(1));
+    // Every slot is free again before the next eight.
+    wait_for_threads(&server, idle_threads);
+    assert_eq!(
+        server.threads(),
+        idle_threads,
+        "the timed-out connections' threads ended"
+    );
+
+    // ...and eight bodies that stop after 10 of 100 bytes.
+    let began = Instant::now();
+    let mut bodies: Vec<HttpConn> = (0..8)
+        .map(|_| {
+            let mut request = session_head("Content-Length: 100\r\n");
+            request.extend_from_slice(b"{\"email\":");
+            request.push(b' ');
+            open(&server, &request)
+        })
+        .collect();
+    assert_all_timed_out(&mut bodies, began, Duration::from_secs(3), "stalled body");
+    drop(bodies);
+    assert_healthy_within(&server, Duration::from_secs(1));
+}
+
+#[test]
+fn all_slots_stalled_recover_without_help() {
+    // Sixteen stalled clients against eight slots: the first eight time out,
+    // the rest are refused at once; nobody has to close anything.
+    let server = timeout_server();
+    let began = Instant::now();
+    let mut conns: Vec<HttpConn> = (0..16)
+        .map(|_| open(&server, b"POST /session HTTP/1.1\r\nHost: x\r\n"))
+        .collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let reply = conn.read_response(false);
+        let status = reply.as_ref().map(|r| r.status).ok();
+        assert!(
+            matches!(status, Some(408 | 503)) || reply.is_err(),
+            "connection {i}: {reply:?}"
+        );
+    }
+    assert!(began.elapsed() < Duration::from_secs(3), "{:?}", began.elapsed());
+    // The clients never closed: the server did.
+    assert_healthy_within(&server, Duration::from_secs(1));
+}
+
+/// Trickles a `GET /health` head whose `X-Slow` value is `value_length`
+/// bytes: the start at once, then the value one byte at a time from `writers`
+/// threads (each pausing `pause` between bytes, so that the bytes keep coming
+/// even when one thread is descheduled), then the end of the head. Stops early
+/// when the connection breaks or `stop` is set; returns the bytes sent.
+fn trickle_head(
+    stream: TcpStream,
+    value_length: usize,
+    writers: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let _ = stream.set_nodelay(true);
+        let start = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a";
+        if (&stream).write_all(start).is_err() {
+            return 0;
+        }
+        let broken = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..writers)
+            .map(|_| {
+                let (stream, stop, broken) = (stream.try_clone().unwrap(), stop.clone(), broken.clone());
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    while sent < value_length / writers {
+                        if stop.load(Ordering::SeqCst) || broken.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if (&stream).write_all(b"a").is_err() {
+                            broken.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        sent += 1;
+                        std::thread::sleep(pause);
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let mut sent = start.len() + threads.into_iter().map(|t| t.join().unwrap()).sum::<usize>();
+        if !stop.load(Ordering::SeqCst) && !broken.load(Ordering::SeqCst) && (&stream).write_all(b"\r\n\r\n").is_ok() {
+            sent += 4;
+        }
+        sent
+    })
+}
+
+/// A head trickled in must be answered 408 between 0.8 s and `within` after
+/// its first byte (the request timeout is 1 s).
+fn assert_trickled_head_is_cut_off(value_length: usize, writers: usize, pause: Duration, within: Duration) {
+    let server = timeout_server();
+    let mut conn = server.conn();
+    let stop = Arc::new(AtomicBool::new(false));
+    let began = Instant::now();
+    let writer = trickle_head(
+        conn.stream.try_clone().unwrap(),
+        value_length,
+        writers,
+        pause,
+        stop.clone(),
+    );
+    conn.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let reply = conn.read_response(false);
+    let took = began.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let sent = writer.join().unwrap();
+    match reply {
+        Ok(reply) if reply.status == 408 => reply.assert_error(408, "request_timeout"),
+        Ok(reply) => panic!(
+            "the head, trickled by {writers} writer(s) at one byte per {pause:?} each, was still read \
+             after {took:?} ({sent} bytes, the whole head) and answered {} instead of 408; \
+             the request timeout is 1 s from the first byte",
+            reply.status
+        ),
+        Err(err) => panic!("no 408 after {took:?} ({sent} bytes sent): {err}"),
+    }
+    assert!(
+        took >= Duration::from_millis(800) && took <= within,
+        "the head was cut off after {took:?} ({sent} bytes sent); \
+         the request timeout is 1 s from the first byte"
+    );
+    assert_healthy(&server);
+}
+
+#[test]
+fn a_slowloris_head_is_cut_off_after_the_request_timeout() {
+    // One byte every 300 ms: each read makes progress, the head never ends.
+    assert_trickled_head_is_cut_off(200, 1, Duration::from_millis(300), Duration::from_millis(2000));
+}
+
+#[test]
+fn a_fast_trickle_head_is_cut_off_after_the_request_timeout_too() {
+    // The same attack, only with the bytes coming faster than the server's
+    // 1 ms minimum read wait: three writers at one byte per 0.7 ms each, so
+    // about one byte per 0.25 ms for over 3 s. 13 500 bytes stay under the
+    // 16 KiB head limit, so only the deadline can end it.
+    assert_trickled_head_is_cut_off(13_500, 3, Duration::from_micros(700), Duration::from_millis(1800));
+}
+
+// ---------------------------------------------------------------------------
+// (d) Header limits
+// ---------------------------------------------------------------------------
+
+/// Sends `request` from a separate thread (ignoring write errors: the server
+/// may close early), and returns the response if one arrives before the
+/// connection ends, plus how many bytes were written and how long that took.
+fn send_oversized(server: &Server, request: Vec<u8>) -> (Option<Reply>, usize, Duration) {
+    let mut conn = server.conn();
+    let mut writer_stream = conn.stream.try_clone().unwrap();
+    writer_stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let writer = std::thread::spawn(move || {
+        let began = Instant::now();
+        let mut sent = 0;
+        for chunk in request.chunks(64 * 1024) {
+            match writer_stream.write(chunk) {
+                Ok(n) => {
+                    sent += n;
+                    if n < chunk.len() {
+                        // A short write: finish the chunk or give up.
+                        if writer_stream.write_all(&chunk[n..]).is_err() {
+                            break;
+                        }
+                        sent += chunk.len() - n;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (sent, began.elapsed())
+    });
+    let reply = response_or_closed(&mut conn);
+    let (sent, took) = writer.join().unwrap();
+    (reply, sent, took)
+}
+
+#[track_caller]
+fn assert_431_or_closed(reply: Option<Reply>, what: &str) {
+    if let Some(reply) = reply {
+        assert_eq!(reply.status, 431, "{what}: {}", reply.text());
+        reply.assert_error(431, "headers_too_large");
+    }
+}
+
+#[test]
+fn a_one_mib_header_value_is_431_and_costs_no_memory() {
+    let server = Server::start();
+    assert_healthy(&server);
+    let rss_before = server.rss_kib();
+    for _ in 0..3 {
+        let mut request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        request.resize(request.len() + 1024 * 1024, b'a');
+        request.extend_from_slice(b"\r\n\r\n");
+        let (reply, _, _) = send_oversized(&server, request);
+        assert_431_or_closed(reply, "1 MiB header");
+    }
+    assert!(server.is_alive());
+    let grown = server.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 4 * 1024, "RSS grew by {grown} KiB");
+    assert_healthy(&server);
+}
+
+#[test]
+fn five_hundred_headers_are_431() {
+    let server = Server::start();
+    let mut request = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..500 {
+        request.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let mut conn = open(&server, &request);
+    let reply = conn.read_response(false).expect("a 431 for a head that was read whole");
+    reply.assert_error(431, "headers_too_large");
+    assert_healthy(&server);
+}
+
+#[test]
+fn an_endless_header_stream_is_cut_off_early() {
+    let server = Server::start();
+    assert_healthy(&server);
+    let rss_before = server.rss_kib();
+    let mut request = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+    let line = format!("X-A: {}\r\n", "a".repeat(100));
+    while request.len() < 20 * 1024 * 1024 {
+        request.extend_from_slice(line.as_bytes());
+    }
+    let total = request.len();
+    let (reply, sent, took) = send_oversized(&server, request);
+    assert_431_or_closed(reply, "endless headers");
+    assert!(sent < total, "the server read all {total} bytes of headers");
+    assert!(took < Duration::from_secs(5), "cut off only after {took:?}");
+    assert!(server.is_alive());
+    let grown = server.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 4 * 1024, "RSS grew by {grown} KiB");
+    assert_healthy(&server);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/1.1 details
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = Server::start();
+    let mut conn = open(
+        &server,
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let first = conn.read_response(false).unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["status"], "ok");
+    assert_eq!(
+        first.header("connection"),
+        None,
+        "the first response keeps the connection"
+    );
+    let second = conn.read_response(false).unwrap();
+    second.assert_error(404, "not_found");
+    assert_eq!(second.header("connection"), Some("close"));
+    assert!(conn.closed_within(Duration::from_secs(2)));
+
+    // A keep-alive connection serves request after request.
+    let mut conn = server.conn();
+    for _ in 0..3 {
+        conn.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(conn.read_response(false).unwrap().status, 200);
+    }
+    // Including POST bodies followed directly by the next request.
+    let body = br#"{"fetchSessionToken": "x"}"#;
+    let mut pipelined = format!(
+        "POST /session/fetch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    pipelined.extend_from_slice(body);
+    pipelined.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.write(&pipelined).unwrap();
+    conn.read_response(false).unwrap().assert_error(400, "invalid_token");
+    assert_eq!(conn.read_response(false).unwrap().status, 200);
+    assert_healthy(&server);
+}
+
+#[test]
+fn chunked_bodies_are_411() {
+    let server = Server::start();
+    let body = br#"{"email": "me@example.com"}"#;
+    let mut request = session_head("Transfer-Encoding: chunked\r\n");
+    request.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+    request.extend_from_slice(body);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut conn = open(&server, &request);
+    let reply = conn.read_response(false).unwrap();
+    reply.assert_error(411, "length_required");
+    // Also alongside a Content-Length (the request-smuggling shape).
+    let mut request = session_head(&format!(
+        "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+        body.len()
+    ));
+    request.extend_from_slice(body);
+    let mut conn = open(&server, &request);
+    conn.read_response(false).unwrap().assert_error(411, "length_required");
+    assert!(server.postmark.requests().is_empty(), "no login was started");
+    assert_healthy(&server);
+}
+
+#[test]
+fn conflicting_content_lengths_are_400() {
+    let server = Server::start();
+    let body = br#"{"email": "me@example.com"}"#;
+    let mut request = session_head(&format!(
+        "Content-Length: {}\r\nContent-Length: {}\r\n",
+        body.len(),
+        body.len() + 1
+    ));
+    request.extend_from_slice(body);
+    request.push(b' ');
+    let mut conn = open(&server, &request);
+    conn.read_response(false)
+        .unwrap()
+        .assert_error(400, "malformed_request");
+    assert!(server.postmark.requests().is_empty());
+
+    // Repeating the same length is harmless.
+    let mut request = session_head(&format!(
+        "Content-Length: {}\r\nContent-Length: {}\r\n",
+        body.len(),
+        body.len()
+    ));
+    request.extend_from_slice(body);
+    let mut conn = open(&server, &request);
+    let reply = conn.read_response(false).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_healthy(&server);
+}
+
+#[test]
+fn expect_100_continue_gets_100_then_the_answer() {
+    let server = Server::start();
+    let body = br#"{"email": "me@example.com"}"#;
+    let mut conn = open(
+        &server,
+        &session_head(&format!("Content-Length: {}\r\nExpect: 100-continue\r\n", body.len())),
+    );
+    let interim = conn.read_response(false).expect("an interim response");
+    assert_eq!(interim.status, 100, "{interim:?}");
+    conn.write(body).unwrap();
+    let reply = conn.read_response(false).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.json()["fetchSessionToken"].is_string());
+
+    // Too large: refused at once, no 100.
+    let mut conn = open(
+        &server,
+        &session_head("Content-Length: 100000\r\nExpect: 100-continue\r\n"),
+    );
+    conn.read_response(false).unwrap().assert_error(413, "body_too_large");
+    assert_healthy(&server);
+}
