@@ -28,7 +28,16 @@ impl RateLimiter {
         hit_all(&[(self, key)])
     }
 
-    /// Refuses when `key` is at its limit, counting nothing.
+    /// Refuses when `key` is at its limit, counting nothing; see [`RateLimiter::count`].
+    pub fn allow(&self, key: &str) -> Result<(), ApiError> {
+        self.check(&mut lock_ignoring_poison(&self.hits), key, Instant::now())
+    }
+
+    /// Counts a hit for `key` after the fact (for limits on successes).
+    pub fn count(&self, key: &str) {
+        self.record(&mut lock_ignoring_poison(&self.hits), key, Instant::now());
+    }
+
     fn check(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> Result<(), ApiError> {
         let Some(recent) = hits.get_mut(key) else { return Ok(()) };
         while recent.front().is_some_and(|at| now.duration_since(*at) >= self.window) {

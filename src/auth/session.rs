@@ -88,10 +88,13 @@ pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
     Ok(token)
 }
 
+pub fn missing_token() -> ApiError {
+    ApiError::unauthorized("This request needs an `Authorization: Bearer <token>` header.")
+}
+
 /// Resolves a bearer token to its user; 401 for anything else.
 pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticated> {
-    let token =
-        token.ok_or_else(|| ApiError::unauthorized("This request needs an `Authorization: Bearer <token>` header."))?;
+    let token = token.ok_or_else(missing_token)?;
     if !secret::is_session_token(token) {
         return Err(ApiError::unauthorized(
             "The token is not a Gren registry session token.",

@@ -165,15 +165,23 @@ pub fn create(
     Ok(identity)
 }
 
+/// What [`set_member`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Added,
+    RoleChanged,
+    Unchanged,
+}
+
 /// Sets a member's role, adding them (and their user record) if needed. The
-/// caller must hold `admin`. Returns the member and whether they are new.
+/// caller must hold `admin`.
 pub fn set_member(
     store: &Store,
     name: &IdentityName,
     actor: &Actor,
     email: &Email,
     role: Role,
-) -> ApiResult<(Member, bool)> {
+) -> ApiResult<(Member, MemberChange)> {
     let path = identity_path(name);
     let _guard = store.lock(&path);
     let mut identity = require(store, name)?;
@@ -183,7 +191,7 @@ pub fn set_member(
         Some(index) => {
             let from = identity.members[index].role;
             if from == role {
-                return Ok((identity.members[index].clone(), false));
+                return Ok((identity.members[index].clone(), MemberChange::Unchanged));
             }
             if from == Role::Admin && identity.admin_count() == 1 {
                 return Err(last_admin(name));
@@ -211,7 +219,8 @@ pub fn set_member(
     };
     audit::commit(store, name, &mut identity, actor, action)?;
     let member = identity.members.iter().find(|member| &member.email == email).cloned();
-    Ok((member.expect("the member was just set"), position.is_none()))
+    let change = if position.is_none() { MemberChange::Added } else { MemberChange::RoleChanged };
+    Ok((member.expect("the member was just set"), change))
 }
 
 /// Removes a member: admins may remove anyone, members themselves.

@@ -6,7 +6,7 @@ use crate::auth::login::escape_html;
 use crate::auth::session::{self, Authenticated};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
-use crate::identity::{self, Actor, IdentityName, Member, Role};
+use crate::identity::{self, Actor, IdentityName, Member, MemberChange, Role};
 use crate::mail::Message;
 use serde::Deserialize;
 use serde_json::json;
@@ -20,10 +20,17 @@ struct CreateBody {
 }
 
 pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
-    let body: CreateBody = request.json()?;
+    let body: CreateBody = match request.json() {
+        Ok(body) => body,
+        // Who is asking comes first: without a bearer token, the body was
+        // the only place a token could be.
+        Err(_) if request.bearer_token().is_none() => return Err(session::missing_token()),
+        Err(err) => return Err(err),
+    };
     let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
     let name = IdentityName::parse(&body.name)?;
-    app.identities_per_user.hit(caller.email.as_str())?;
+    // Only creations count against the limit; refusals (taken, reserved) do not.
+    app.identities_per_user.allow(caller.email.as_str())?;
     let actor = Actor::User(caller.email.clone());
     let created = identity::create(
         &app.store,
@@ -32,6 +39,7 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
         &actor,
         &app.config.reserved_identities,
     )?;
+    app.identities_per_user.count(caller.email.as_str());
     Ok(Response::json(
         200,
         &json!({ "name": created.name, "role": Role::Admin }),
@@ -67,8 +75,10 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
     let role = Role::parse(&body.role)?;
     let name = IdentityName::parse(name).map_err(|_| identity_not_found(name))?;
     let email = Email::parse(email)?;
-    let (member, added) = identity::set_member(&app.store, &name, &Actor::User(caller.email.clone()), &email, role)?;
-    tell_member(app, &name, &member, &caller, added);
+    let (member, change) = identity::set_member(&app.store, &name, &Actor::User(caller.email.clone()), &email, role)?;
+    if change != MemberChange::Unchanged {
+        tell_member(app, &name, &member, &caller, change == MemberChange::Added);
+    }
     Ok(Response::json(200, &member))
 }
 
