@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bundle;
+pub mod client;
 pub mod config;
 pub mod error;
 #[doc(hidden)]

@@ -5,6 +5,8 @@ use gren_registry::config::Config;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(flatten)]
+    target: gren_registry::client::Target,
     #[command(subcommand)]
     command: Command,
 }
@@ -15,6 +17,8 @@ enum Command {
     Serve(Config),
     /// Operator commands on the data directory.
     Admin(gren_registry::admin::AdminArgs),
+    #[command(flatten)]
+    Client(gren_registry::client::ClientCommand),
 }
 
 fn main() {
@@ -22,6 +26,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(config) => gren_registry::serve::run(config).map(|()| true),
         Command::Admin(args) => gren_registry::admin::run(args),
+        Command::Client(command) => gren_registry::client::run(&cli.target, command).map(|()| true).map_err(Into::into),
     };
     match result {
         Ok(true) => {}

@@ -1,0 +1,210 @@
+//! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
+//! `identity`, `private` and `install`, speaking the registry's HTTP API. It
+//! is the reference for how the `gren` CLI talks to a registry.
+
+mod api;
+mod credentials;
+mod install;
+mod login;
+pub mod project;
+
+use api::Registry;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::fmt;
+use std::path::PathBuf;
+
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:3000";
+
+/// A failure, worded for the person at the terminal: what went wrong and,
+/// where there is one, what to do next.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<crate::error::ApiError> for CliError {
+    fn from(err: crate::error::ApiError) -> CliError {
+        CliError(err.message)
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The registry to talk to.
+    #[arg(long, env = "GREN_REGISTRY_URL", default_value = DEFAULT_REGISTRY, global = true)]
+    pub registry: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Log in by e-mail (a code or a link) and store the token in ~/.gren/user.
+    Login {
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Show who the stored token belongs to.
+    Whoami,
+    /// Publish a bundle file, or a package project directory (default: .).
+    Publish {
+        path: Option<PathBuf>,
+        /// Validate and show what would be published, then stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Make the package private (on its first publish).
+        #[arg(long)]
+        private: bool,
+    },
+    /// Revoke a version: it stays listed, its content is removed.
+    Revoke {
+        /// author/project
+        package: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Publishing identities and their members.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Make a package private or public.
+    Private {
+        /// author/project
+        package: String,
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
+    /// Download a project's dependencies into <DIR>/gren_packages.
+    Install { dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity; you become its admin.
+    Create { name: String },
+    /// Show an identity, its members and packages.
+    Show { name: String },
+    /// Add a member with a role (download, publish or admin).
+    Add {
+        name: String,
+        email: String,
+        #[arg(long, default_value = "publish")]
+        role: String,
+    },
+    /// Remove a member.
+    Remove { name: String, email: String },
+    /// Change a member's role.
+    Role { name: String, email: String, role: String },
+}
+
+pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
+    let registry = Registry::new(&target.registry);
+    match command {
+        ClientCommand::Login { email } => login::run(&registry, email),
+        ClientCommand::Logout => login::logout(&registry),
+        ClientCommand::Whoami => {
+            let token = credentials::token_for(&registry.url)?;
+            let user = registry.get("/user", Some(&token))?;
+            println!("{} on {}", user["email"].as_str().unwrap_or("?"), registry.url);
+            for identity in user["identities"].as_array().into_iter().flatten() {
+                println!("  {} ({})", identity["name"].as_str().unwrap_or("?"), identity["role"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }
+        ClientCommand::Publish { path, dry_run, private } => publish(&registry, path, dry_run, private),
+        ClientCommand::Revoke { package, version, reason } => {
+            let token = credentials::token_for(&registry.url)?;
+            registry.post(&format!("/packages/{package}/{version}/revoke"), &json!({ "reason": reason }), Some(&token))?;
+            println!("Revoked {package} {version}: {reason}");
+            Ok(())
+        }
+        ClientCommand::Identity(command) => identity(&registry, command),
+        ClientCommand::Private { package, setting } => {
+            let token = credentials::token_for(&registry.url)?;
+            let private = setting == "on";
+            registry.send("PATCH", &format!("/packages/{package}"), Some(&json!({ "private": private })), Some(&token))?;
+            println!("{package} is now {}", if private { "private" } else { "public" });
+            Ok(())
+        }
+        ClientCommand::Install { dir } => {
+            let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
+            install::run(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
+        }
+    }
+}
+
+fn publish(registry: &Registry, path: Option<PathBuf>, dry_run: bool, private: bool) -> CliResult<()> {
+    let path = path.unwrap_or_else(|| PathBuf::from("."));
+    let bytes = if path.is_dir() {
+        project::build_bundle(&path)?
+    } else {
+        std::fs::read(&path).map_err(|err| CliError(format!("Cannot read {}: {err}", path.display())))?
+    };
+    let bundle = crate::bundle::read(&bytes, 64 * 1024 * 1024)?;
+    let outline = crate::bundle::outline::validate(&bundle)?;
+    println!(
+        "{} {} {} ({} modules, {} bytes compressed) to {}",
+        if dry_run { "Would publish" } else { "Publishing" },
+        outline.name,
+        outline.version,
+        bundle.sources.len(),
+        bytes.len(),
+        registry.url
+    );
+    if dry_run {
+        println!("The bundle is valid. Nothing was published (--dry-run).");
+        return Ok(());
+    }
+    let token = credentials::token_for(&registry.url)?;
+    let query = if private { "?private=true" } else { "" };
+    let published = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
+    println!("Published {} {} (sha256 {})", outline.name, outline.version, published["sha256"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+fn identity(registry: &Registry, command: IdentityCommand) -> CliResult<()> {
+    let token = credentials::token_for(&registry.url)?;
+    let member_path = |name: &str, email: &str| format!("/publishing-identity/{name}/members/{email}");
+    match command {
+        IdentityCommand::Create { name } => {
+            registry.post("/publishing-identity", &json!({ "name": name }), Some(&token))?;
+            println!("Created the identity {name}; you are its admin.");
+        }
+        IdentityCommand::Show { name } => {
+            let found = registry.get(&format!("/publishing-identity/{name}"), Some(&token))?;
+            print_identity(&found);
+        }
+        IdentityCommand::Add { name, email, role } | IdentityCommand::Role { name, email, role } => {
+            let member = registry.send("PUT", &member_path(&name, &email), Some(&json!({ "role": role })), Some(&token))?;
+            println!("{} is now {} in {name}", member["email"].as_str().unwrap_or(&email), member["role"].as_str().unwrap_or(&role));
+        }
+        IdentityCommand::Remove { name, email } => {
+            registry.send("DELETE", &member_path(&name, &email), None, Some(&token))?;
+            println!("Removed {email} from {name}");
+        }
+    }
+    Ok(())
+}
+
+fn print_identity(found: &Value) {
+    println!("{}", found["name"].as_str().unwrap_or("?"));
+    if let Some(members) = found["members"].as_array() {
+        println!("members:");
+        for member in members {
+            println!("  {} {}", member["role"].as_str().unwrap_or("?"), member["email"].as_str().unwrap_or("?"));
+        }
+    }
+    println!("packages:");
+    for package in found["packages"].as_array().into_iter().flatten() {
+        println!("  {} {}", package["name"].as_str().unwrap_or("?"), package["latest"].as_str().unwrap_or("?"));
+    }
+}
