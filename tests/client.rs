@@ -1,0 +1,476 @@
+//! The command-line client against the real server: bundles built from
+//! project directories, login with a typed code, identities, publishing,
+//! installing, and the real Gren compiler accepting what `install` wrote.
+
+mod common;
+
+use common::bundles::{self, all_real_bundles, gunzip, real_bundle};
+use common::*;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A person at a terminal: their own HOME (for ~/.gren/user) and registry.
+struct Cli {
+    home: tempfile::TempDir,
+    registry: String,
+}
+
+impl Cli {
+    fn new(server: &Server) -> Cli {
+        Cli {
+            home: tempfile::tempdir().unwrap(),
+            registry: server.base.clone(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("GREN_REGISTRY_URL", &self.registry);
+        command
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs and asserts success, returning stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "gren-registry {args:?} failed:\n{}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// Runs and asserts failure, returning stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "gren-registry {args:?} should fail:\n{}",
+            text(&output.stdout)
+        );
+        text(&output.stderr)
+    }
+
+    /// `login`, typing the code from the e-mail at the prompt.
+    fn login(&self, server: &Server, email: &str) {
+        let mut child = self
+            .command(&["login", "--email", email])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut phrase = String::new();
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap() > 0 {
+            if let Some(rest) = line.trim().strip_prefix("It should show the verification phrase: ") {
+                phrase = rest.to_string();
+                break;
+            }
+            line.clear();
+        }
+        assert!(!phrase.is_empty(), "login printed no verification phrase");
+        let mail = server
+            .postmark
+            .wait_for_message(|mail| mail.text_body().contains(&phrase));
+        // Typed as a person might: lower case, with the dash.
+        writeln!(child.stdin.as_mut().unwrap(), "{}", mail.code().to_lowercase()).unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "login failed: {rest}");
+        assert!(
+            rest.contains(&format!("Logged in to {} as {email}", self.registry)),
+            "{rest}"
+        );
+    }
+
+    fn credentials(&self) -> PathBuf {
+        self.home.path().join(".gren/user")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Unpacks a real bundle into a fresh project directory.
+fn project_of(file_name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    gren_registry::client::project::unpack(&real_bundle(file_name), dir.path()).unwrap();
+    dir
+}
+
+fn application(dir: &Path, platform: &str, gren: &str, direct: serde_json::Value, indirect: serde_json::Value) {
+    let outline = json!({
+        "type": "application",
+        "platform": platform,
+        "source-directories": ["src"],
+        "gren-version": gren,
+        "dependencies": { "direct": direct, "indirect": indirect }
+    });
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("gren.json"), serde_json::to_vec_pretty(&outline).unwrap()).unwrap();
+}
+
+fn node_application(dir: &Path) {
+    application(
+        dir,
+        "node",
+        "0.6.3",
+        json!({ "gren-lang/core": "7.0.0", "gren-lang/node": "6.1.0" }),
+        json!({ "gren-lang/url": "6.0.0" }),
+    );
+}
+
+#[test]
+fn every_real_bundle_round_trips_through_a_project_directory() {
+    for (name, bytes) in all_real_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        gren_registry::client::project::unpack(&bytes, dir.path()).unwrap();
+        let rebuilt = gren_registry::client::project::bundle_json(dir.path()).unwrap();
+        assert!(
+            rebuilt == gunzip(&bytes),
+            "{name}: the rebuilt bundle differs from the compiler's"
+        );
+        let compressed = gren_registry::client::project::build_bundle(dir.path()).unwrap();
+        assert_eq!(gunzip(&compressed), rebuilt, "{name}: build_bundle gzips bundle_json");
+    }
+}
+
+#[test]
+fn publish_dry_run_validates_a_project_locally() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    let project = project_of("gren_lang_url__6_0_0.pkg.gz");
+    let out = cli.ok(&["publish", "--dry-run", project.path().to_str().unwrap()]);
+    assert!(
+        out.contains("Would publish gren-lang/url 6.0.0") && out.contains("Nothing was published"),
+        "{out}"
+    );
+    // Not logged in and nothing sent: a dry run needs neither.
+    assert_eq!(server.get("/packages/gren-lang/url", None).status, 404);
+    // An invalid outline is refused locally, naming the field.
+    let manifest = project.path().join("gren.json");
+    let mut outline: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    outline["license"] = json!("WTFPL");
+    std::fs::write(&manifest, serde_json::to_vec(&outline).unwrap()).unwrap();
+    let err = cli.fails(&["publish", "--dry-run", project.path().to_str().unwrap()]);
+    assert!(err.contains("outline.license"), "{err}");
+}
+
+#[test]
+fn login_identity_publish_and_install_end_to_end() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.fails(&["whoami"]);
+    cli.login(&server, "me@example.com");
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(cli.credentials()).unwrap()).unwrap();
+    assert_eq!(stored[0]["registry"], server.base);
+    assert_eq!(stored[0]["email"], "me@example.com");
+    assert!(stored[0]["token"].as_str().unwrap().starts_with("gren_"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cli.credentials()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "~/.gren/user is readable by its owner only");
+    assert!(cli.ok(&["whoami"]).contains("me@example.com"));
+
+    cli.ok(&["identity", "create", "gren-lang"]);
+    assert!(cli.ok(&["whoami"]).contains("gren-lang (admin)"));
+    for file in [
+        "gren_lang_core__7_0_0.pkg.gz",
+        "gren_lang_url__6_0_0.pkg.gz",
+        "gren_lang_node__6_1_0.pkg.gz",
+    ] {
+        let project = project_of(file);
+        let out = cli.ok(&["publish", project.path().to_str().unwrap()]);
+        assert!(out.contains("Published gren-lang/"), "{out}");
+    }
+    let app = tempfile::tempdir().unwrap();
+    node_application(app.path());
+    let out = cli.ok(&["install", app.path().to_str().unwrap()]);
+    assert!(out.contains("Installed 3 package(s)"), "{out}");
+    for file in [
+        "gren_lang_core__7_0_0.pkg.gz",
+        "gren_lang_url__6_0_0.pkg.gz",
+        "gren_lang_node__6_1_0.pkg.gz",
+    ] {
+        let installed = std::fs::read(app.path().join("gren_packages").join(file)).unwrap();
+        assert_eq!(
+            gunzip(&installed),
+            gunzip(&real_bundle(file)),
+            "{file} installed as the compiler made it"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(app.path().join("gren_packages"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".pkg.gz"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files stay behind: {leftovers:?}");
+
+    cli.ok(&[
+        "identity",
+        "add",
+        "gren-lang",
+        "friend@example.com",
+        "--role",
+        "download",
+    ]);
+    assert!(
+        cli.ok(&["identity", "show", "gren-lang"])
+            .contains("download friend@example.com")
+    );
+    cli.ok(&["revoke", "gren-lang/url", "6.0.0", "--reason", "test"]);
+    let err = cli.fails(&["install", app.path().to_str().unwrap()]);
+    assert!(err.contains("gren-lang/url 6.0.0 was revoked: test"), "{err}");
+
+    cli.ok(&["logout"]);
+    assert_eq!(
+        server.get("/user", Some(stored[0]["token"].as_str().unwrap())).status,
+        401,
+        "logout revokes the token"
+    );
+    assert!(cli.fails(&["whoami"]).contains("not logged in"));
+}
+
+#[test]
+fn private_packages_install_with_the_stored_token_only() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    cli.ok(&["publish", "--private", core.path().to_str().unwrap()]);
+    let url = project_of("gren_lang_url__6_0_0.pkg.gz");
+    cli.ok(&["publish", url.path().to_str().unwrap()]);
+    let app = tempfile::tempdir().unwrap();
+    application(
+        app.path(),
+        "common",
+        "0.6.3",
+        json!({ "gren-lang/url": "6.0.0" }),
+        json!({ "gren-lang/core": "7.0.0" }),
+    );
+    cli.ok(&["install", app.path().to_str().unwrap()]);
+    assert!(app.path().join("gren_packages/gren_lang_core__7_0_0.pkg.gz").exists());
+
+    let stranger = Cli::new(&server);
+    let fresh = tempfile::tempdir().unwrap();
+    application(
+        fresh.path(),
+        "common",
+        "0.6.3",
+        json!({ "gren-lang/url": "6.0.0" }),
+        json!({ "gren-lang/core": "7.0.0" }),
+    );
+    let err = stranger.fails(&["install", fresh.path().to_str().unwrap()]);
+    assert!(
+        err.contains("gren-lang/core") && err.contains("no package named"),
+        "{err}"
+    );
+}
+
+#[test]
+fn install_reports_conflicts_and_incompatibilities_clearly() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    for file in [
+        "gren_lang_core__6_0_1.pkg.gz",
+        "gren_lang_core__7_0_0.pkg.gz",
+        "gren_lang_url__5_0_0.pkg.gz",
+        "gren_lang_url__6_0_0.pkg.gz",
+        "gren_lang_node__6_1_0.pkg.gz",
+    ] {
+        cli.ok(&["publish", project_of(file).path().to_str().unwrap()]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    // A package: lower bounds, transitively. acme/a 1.0.0 needs acme/b 1.x,
+    // but the project asks for acme/b 2.x.
+    cli.ok(&["identity", "create", "acme"]);
+    let with_dependencies = |name: &str, version: &str, dependencies: serde_json::Value| {
+        let bytes = bundles::rewrite(&bundles::synthetic(name, version, "x"), |bundle| {
+            bundle["outline"]["dependencies"] = dependencies;
+        });
+        let file = dir.path().join(format!("{}-{version}.pkg.gz", name.replace('/', "-")));
+        std::fs::write(&file, bytes).unwrap();
+        cli.ok(&["publish", file.to_str().unwrap()]);
+    };
+    let core = json!({ "gren-lang/core": "7.0.0 <= v < 8.0.0" });
+    with_dependencies("acme/b", "1.0.0", core.clone());
+    with_dependencies("acme/b", "2.0.0", core.clone());
+    with_dependencies(
+        "acme/a",
+        "1.0.0",
+        json!({ "gren-lang/core": "7.0.0 <= v < 8.0.0", "acme/b": "1.0.0 <= v < 2.0.0" }),
+    );
+    let project = tempfile::tempdir().unwrap();
+    let package = json!({
+        "type": "package", "platform": "node", "name": "acme/thing", "summary": "x", "license": "MIT",
+        "version": "1.0.0", "exposed-modules": ["Thing"], "gren-version": "0.6.0 <= v < 0.7.0",
+        "dependencies": { "acme/b": "2.0.0 <= v < 3.0.0", "acme/a": "1.0.0 <= v < 2.0.0" }
+    });
+    std::fs::write(project.path().join("gren.json"), serde_json::to_vec(&package).unwrap()).unwrap();
+    let err = cli.fails(&["install", project.path().to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "Conflicting versions of acme/b: acme/a 1.0.0 needs 1.0.0 <= v < 2.0.0, but 2.0.0 is already chosen"
+        ),
+        "{err}"
+    );
+    let mut fixed = package.clone();
+    fixed["dependencies"]["acme/b"] = json!("1.0.0 <= v < 3.0.0");
+    std::fs::write(project.path().join("gren.json"), serde_json::to_vec(&fixed).unwrap()).unwrap();
+    assert!(
+        cli.ok(&["install", project.path().to_str().unwrap()])
+            .contains("Installed 3 package(s)")
+    );
+    assert!(
+        project.path().join("gren_packages/acme_b__1_0_0.pkg.gz").exists(),
+        "the lower bound is chosen"
+    );
+
+    // An application for an older compiler.
+    let old = tempfile::tempdir().unwrap();
+    application(
+        old.path(),
+        "node",
+        "0.5.4",
+        json!({ "gren-lang/core": "7.0.0" }),
+        json!({}),
+    );
+    let err = cli.fails(&["install", old.path().to_str().unwrap()]);
+    assert!(
+        err.contains("gren-lang/core 7.0.0 is for Gren 0.6.0 <= v < 0.7.0, not 0.5.4"),
+        "{err}"
+    );
+
+    // A browser application cannot use a node package.
+    let browser = tempfile::tempdir().unwrap();
+    application(
+        browser.path(),
+        "browser",
+        "0.6.3",
+        json!({ "gren-lang/core": "7.0.0", "gren-lang/node": "6.1.0" }),
+        json!({ "gren-lang/url": "6.0.0" }),
+    );
+    let err = cli.fails(&["install", browser.path().to_str().unwrap()]);
+    assert!(err.contains("runs on the node platform"), "{err}");
+
+    // An application must list its indirect dependencies.
+    let incomplete = tempfile::tempdir().unwrap();
+    application(
+        incomplete.path(),
+        "node",
+        "0.6.3",
+        json!({ "gren-lang/core": "7.0.0", "gren-lang/node": "6.1.0" }),
+        json!({}),
+    );
+    let err = cli.fails(&["install", incomplete.path().to_str().unwrap()]);
+    assert!(
+        err.contains("needs gren-lang/url, which gren.json does not list"),
+        "{err}"
+    );
+}
+
+/// The Gren compiler from npm (`gren-lang` 0.6.x), installed on first use
+/// under target/ (`.ci/run` installs it up front).
+fn gren_compiler() -> PathBuf {
+    let prefix = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/gren-compiler");
+    let compiler = prefix.join("node_modules/gren-lang/bin/compiler");
+    if !compiler.exists() {
+        let status = Command::new("npm")
+            .args(["install", "--no-save", "--prefix"])
+            .arg(&prefix)
+            .arg("gren-lang@0.6.3")
+            .status()
+            .expect("npm is needed to install the Gren compiler for this test");
+        assert!(status.success(), "npm could not install gren-lang@0.6.3");
+    }
+    compiler
+}
+
+/// `gren package install` with no network (a fresh network namespace when
+/// the machine allows one) and GREN_BIN set, so the compiler neither
+/// downloads its backend nor any package.
+fn compiler_package_install(compiler: &Path, project: &Path) -> Output {
+    let isolated = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    let mut command = if isolated {
+        let mut command = Command::new("unshare");
+        command.args(["-n", "node"]);
+        command
+    } else {
+        Command::new("node")
+    };
+    command
+        .arg(compiler)
+        .args(["package", "install"])
+        .current_dir(project)
+        .env("GREN_BIN", "/bin/true")
+        .env("HOME", project)
+        .stdin(Stdio::null());
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs the compiler");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the compiler hung");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_real_compiler_accepts_what_install_wrote() {
+    let compiler = gren_compiler();
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    for file in [
+        "gren_lang_core__7_0_0.pkg.gz",
+        "gren_lang_url__6_0_0.pkg.gz",
+        "gren_lang_node__6_1_0.pkg.gz",
+    ] {
+        cli.ok(&["publish", project_of(file).path().to_str().unwrap()]);
+    }
+    let app = tempfile::tempdir().unwrap();
+    node_application(app.path());
+    cli.ok(&["install", app.path().to_str().unwrap()]);
+    let accepted = compiler_package_install(&compiler, app.path());
+    assert!(
+        accepted.status.success(),
+        "the compiler refused gren_packages:\n{}{}",
+        text(&accepted.stdout),
+        text(&accepted.stderr)
+    );
+
+    // The same check fails when a bundle is missing: the test can fail.
+    std::fs::remove_file(app.path().join("gren_packages/gren_lang_url__6_0_0.pkg.gz")).unwrap();
+    let refused = compiler_package_install(&compiler, app.path());
+    assert!(!refused.status.success(), "the compiler must notice a missing package");
+}
