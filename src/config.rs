@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_SECRET", hide_env_values = true)]
     pub package_site_secret: Option<String>,
 
+    /// Reverse proxies (IP addresses, comma-separated) whose
+    /// `X-Forwarded-For` names the real client, for per-IP limits and logs.
+    #[arg(long, env = "GREN_REGISTRY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Connections served at once; more are answered 503.
     #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,

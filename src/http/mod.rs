@@ -43,6 +43,20 @@ impl Request {
         bearer_token(&self.headers)
     }
 
+    /// The client's address: the connection's peer, or, when the peer is a
+    /// trusted reverse proxy, the last address its `X-Forwarded-For` names
+    /// (the one the proxy itself saw; earlier ones are the client's word).
+    pub fn client_ip(&self, trusted_proxies: &[std::net::IpAddr]) -> std::net::IpAddr {
+        let peer = self.remote.ip();
+        if !trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        self.header("x-forwarded-for")
+            .and_then(|chain| chain.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
     pub fn user_agent(&self) -> Option<&str> {
         self.header("user-agent")
     }

@@ -25,7 +25,7 @@ struct StartBody {
 pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
     let body: StartBody = request.json()?;
     let email = Email::parse(&body.email)?;
-    let ip = request.remote.ip().to_string();
+    let ip = request.client_ip(&app.config.trusted_proxies).to_string();
     hit_all(&[(&app.login_per_ip, &ip), (&app.login_per_email, email.as_str())])?;
     crate::auth::user::load_or_create(&app.store, &email)?;
     let started = login::start(
@@ -73,7 +73,7 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
         code: body.email_confirmation_code.as_deref(),
         session_lifetime: app.config.session_lifetime(),
         user_agent: request.user_agent(),
-        ip: request.remote.ip().to_string(),
+        ip: request.client_ip(&app.config.trusted_proxies).to_string(),
     };
     let outcome = match login::fetch(&app.store, &fetch_request)? {
         Fetched::Pending if !wait.is_zero() => app
