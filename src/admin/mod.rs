@@ -16,7 +16,7 @@ use crate::identity::{self, Actor, IdentityName};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
-use crate::store::{RecordPath, Store};
+use crate::store::{RecordPath, Store, hold_writers};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -131,9 +131,17 @@ fn open_for_reading(args: &AdminArgs) -> ApiResult<Store> {
 
 fn execute(args: &AdminArgs) -> ApiResult<Report> {
     match &args.command {
-        AdminCommand::Fsck { repair } => {
-            let store = if *repair { open_for_changes(args)? } else { open_for_reading(args)? };
-            Ok(fsck::run(&store, *repair))
+        AdminCommand::Fsck { repair: true } => Ok(fsck::run(&open_for_changes(args)?, true)),
+        AdminCommand::Fsck { repair: false } => {
+            let store = open_for_reading(args)?;
+            let report = fsck::run(&store, false);
+            if !report.failed {
+                return Ok(report);
+            }
+            // A running server may have been mid-change: look again with its
+            // writers held off, so only real problems are reported.
+            let _gate = hold_writers(&args.data_dir).map_err(ApiError::from)?;
+            Ok(fsck::run(&store, false))
         }
         AdminCommand::Snapshot { destination } => snapshot::run(&args.data_dir, destination),
         AdminCommand::Import { bundles, private } => import(&open_for_changes(args)?, bundles, *private),

@@ -177,11 +177,13 @@ impl Store {
 
     /// Atomically replaces (or creates) a file with the given bytes.
     pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> io::Result<()> {
+        let _gate = WriterGate::enter(&self.root);
         atomic::write(&self.full_path(path), bytes)
     }
 
     /// Removes a record durably; `false` when it did not exist.
     pub fn remove(&self, path: &RecordPath) -> io::Result<bool> {
+        let _gate = WriterGate::enter(&self.root);
         let full = self.full_path(path);
         match fs::remove_file(&full) {
             Ok(()) => {
@@ -239,9 +241,10 @@ thread_local! {
     static GATE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// A shared lock on `writers.lock`, held by every change to records. An
-/// operator's snapshot takes it exclusively ([`hold_writers`]) to copy the
-/// data directory while no change is half-made.
+/// A shared lock on `writers.lock`, held by every write and, around whole
+/// read-modify-write changes, by every record guard. An operator's snapshot
+/// or check takes it exclusively ([`hold_writers`]) to see the data
+/// directory with no change half-made.
 struct WriterGate {
     // Held for the shared lock it carries.
     _file: Option<File>,

@@ -1,0 +1,285 @@
+//! The documented nginx front (docs/deploy/nginx.conf), run for real with a
+//! self-signed certificate in front of the real binary: TLS, uploads and
+//! downloads, the body cap, long-polls, and client addresses passed through
+//! X-Forwarded-For. Needs nginx, openssl and curl (.ci/run installs nginx).
+
+mod common;
+
+use common::bundles::real_bundle;
+use common::*;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOST: &str = "registry.gren-lang.org";
+
+fn nginx_binary() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs docs/deploy/nginx.conf with only its ports, upstream and certificate
+/// paths replaced.
+fn start_nginx(binary: &Path, upstream: &str) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
+        .arg(format!("/CN={HOST}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{HOST}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl could not make a certificate");
+    let (port, plain_port) = (free_port(), free_port());
+    let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/nginx.conf")).unwrap();
+    let site = documented
+        .replace("server 127.0.0.1:3000;", &format!("server {upstream};"))
+        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+        .replace("listen 80;", &format!("listen 127.0.0.1:{plain_port};"))
+        .replace(
+            &format!("/etc/letsencrypt/live/{HOST}/fullchain.pem"),
+            cert.to_str().unwrap(),
+        )
+        .replace(
+            &format!("/etc/letsencrypt/live/{HOST}/privkey.pem"),
+            key.to_str().unwrap(),
+        );
+    assert!(
+        site.contains(&format!("listen 127.0.0.1:{port} ssl;")) && site.contains(cert.to_str().unwrap()),
+        "the documented config changed shape"
+    );
+    let temp = dir.path().display();
+    let config = format!(
+        "worker_processes 1;\npid {temp}/nginx.pid;\nerror_log {temp}/error.log;\nevents {{}}\nhttp {{\n\
+         access_log {temp}/access.log;\nclient_body_temp_path {temp}/body;\nproxy_temp_path {temp}/proxy;\n\
+         fastcgi_temp_path {temp}/fastcgi;\nuwsgi_temp_path {temp}/uwsgi;\nscgi_temp_path {temp}/scgi;\n{site}\n}}\n"
+    );
+    let config_path = dir.path().join("nginx.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&config_path)
+        .args(["-g", "daemon off; master_process off;"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nginx { child, port, dir }
+}
+
+/// `curl` over TLS through nginx, from the loopback address `from`.
+fn curl(nginx: &Nginx, from: &str, args: &[&str]) -> (u16, Vec<u8>) {
+    let out = nginx.dir.path().join(format!("body-{}", free_port()));
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "30",
+            "--interface",
+            from,
+            "--cacert",
+        ])
+        .arg(nginx.dir.path().join("cert.pem"))
+        .arg("--resolve")
+        .arg(format!("{HOST}:{}:127.0.0.1", nginx.port))
+        .arg("-o")
+        .arg(&out)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+    (status, std::fs::read(&out).unwrap_or_default())
+}
+
+fn url(nginx: &Nginx, path: &str) -> String {
+    format!("https://{HOST}:{}{path}", nginx.port)
+}
+
+fn nginx_or_skip() -> Option<PathBuf> {
+    let found = nginx_binary();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have nginx: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx-light, as .ci/run does)");
+    }
+    found
+}
+
+#[test]
+fn the_documented_nginx_config_fronts_the_registry() {
+    let Some(binary) = nginx_or_skip() else { return };
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_TRUSTED_PROXIES", "127.0.0.1"),
+        ("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "1"),
+    ]);
+    let nginx = start_nginx(&binary, &server.addr.to_string());
+
+    let (status, body) = curl(&nginx, "127.0.0.1", &[&url(&nginx, "/health")]);
+    assert_eq!(
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"].clone()
+        ),
+        (200, "ok".into())
+    );
+
+    // Publish and download through the proxy.
+    let token = server.login("me@example.com");
+    assert_eq!(
+        server
+            .post_json(
+                "/publishing-identity",
+                &serde_json::json!({"name": "gren-lang"}),
+                Some(&token)
+            )
+            .status,
+        200
+    );
+    let bundle_file = common::bundles::real_bundles_dir().join("gren_lang_core__7_0_0.pkg.gz");
+    let auth = format!("Authorization: Bearer {token}");
+    let upload = format!("@{}", bundle_file.display());
+    let (status, _) = curl(
+        &nginx,
+        "127.0.0.1",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/gzip",
+            "--data-binary",
+            &upload,
+            &url(&nginx, "/packages"),
+        ],
+    );
+    assert_eq!(status, 201);
+    let (status, body) = curl(
+        &nginx,
+        "127.0.0.1",
+        &[&url(&nginx, "/packages/gren-lang/core/7.0.0/bundle")],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body == real_bundle("gren_lang_core__7_0_0.pkg.gz"),
+        "the bundle comes through byte-identical"
+    );
+
+    // nginx refuses bodies over the registry's bundle cap itself.
+    let big = nginx.dir.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; 11 * 1024 * 1024]).unwrap();
+    let (status, _) = curl(
+        &nginx,
+        "127.0.0.1",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "--data-binary",
+            &format!("@{}", big.display()),
+            &url(&nginx, "/packages"),
+        ],
+    );
+    assert_eq!(status, 413);
+
+    // Per-IP login limits see the real client, not the proxy: one login each
+    // from two addresses passes a limit of one, a second from the first does not.
+    let login = |from: &str, email: &str| {
+        curl(
+            &nginx,
+            from,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &format!("{{\"email\":\"{email}\"}}"),
+                &url(&nginx, "/session"),
+            ],
+        )
+        .0
+    };
+    assert_eq!(login("127.0.0.2", "a@example.com"), 200);
+    assert_eq!(login("127.0.0.3", "b@example.com"), 200);
+    assert_eq!(login("127.0.0.2", "c@example.com"), 429);
+
+    // Long-polls (up to 30 s, below proxy_read_timeout) wait behind the proxy.
+    let (status, body) = curl(
+        &nginx,
+        "127.0.0.4",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            "{\"email\":\"poll@example.com\"}",
+            &url(&nginx, "/session"),
+        ],
+    );
+    assert_eq!(status, 200);
+    let started: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let fetch = serde_json::json!({ "fetchSessionToken": started["fetchSessionToken"] }).to_string();
+    let begun = Instant::now();
+    let (status, body) = curl(
+        &nginx,
+        "127.0.0.4",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &fetch,
+            &url(&nginx, "/session/fetch?wait=2"),
+        ],
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        begun.elapsed() >= Duration::from_secs(2),
+        "the long-poll waited behind the proxy"
+    );
+}

@@ -1,0 +1,1814 @@
+//! Packages against the real binary: publishing real compiler bundles,
+//! downloading them, queries, immutability, the successor rule, validation,
+//! paths, permissions, revocation, privacy, the event log, the packages-site
+//! notifier, rate limits, the audit log and crash consistency.
+
+mod common;
+
+use common::*;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/bundles");
+const ME: &str = "me@example.com";
+
+/// Every real bundle, in publishing order (versions ascending per package).
+const REAL: [(&str, &str); 12] = [
+    ("gren-lang/core", "6.0.1"),
+    ("gren-lang/core", "7.0.0"),
+    ("gren-lang/url", "5.0.0"),
+    ("gren-lang/url", "6.0.0"),
+    ("gren-lang/node", "5.0.2"),
+    ("gren-lang/node", "6.0.0"),
+    ("gren-lang/node", "6.1.0"),
+    ("gren-lang/test-runner-node", "6.0.0"),
+    ("gren-lang/test-runner-node", "7.0.0"),
+    ("blaix/gren-ws4sql", "2.0.0"),
+    ("blaix/gren-ws4sql", "3.0.0"),
+    ("blaix/gren-effectful-tests", "6.0.0"),
+];
+
+// ---------------------------------------------------------------------------
+// Bundles
+// ---------------------------------------------------------------------------
+
+/// The file name the compiler gives a bundle: `gren_lang_core__7_0_0.pkg.gz`.
+fn file_name(name: &str, version: &str) -> String {
+    format!("{name}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz"
+}
+
+fn real_path(name: &str, version: &str) -> PathBuf {
+    Path::new(BUNDLES).join(file_name(name, version))
+}
+
+/// The bytes of a real bundle made by the compiler.
+fn real(name: &str, version: &str) -> Vec<u8> {
+    let path = real_path(name, version);
+    std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("a real bundle inflates");
+    out
+}
+
+/// A real bundle's content: `{"outline": ..., "sources": ...}`.
+fn content(name: &str, version: &str) -> Value {
+    serde_json::from_slice(&gunzip(&real(name, version))).expect("a real bundle is JSON")
+}
+
+/// Gzip of compact JSON, as the compiler writes bundles.
+fn encode(content: &Value) -> Vec<u8> {
+    gzip(&serde_json::to_vec(content).unwrap())
+}
+
+/// A real bundle with its content changed by `change`, re-gzipped.
+fn modified(name: &str, version: &str, change: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut value = content(name, version);
+    change(&mut value);
+    encode(&value)
+}
+
+/// A real bundle with outline fields replaced.
+fn with_outline(name: &str, version: &str, fields: Value) -> Vec<u8> {
+    modified(name, version, |content| {
+        for (key, value) in fields.as_object().unwrap() {
+            content["outline"][key] = value.clone();
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Registry helpers
+// ---------------------------------------------------------------------------
+
+/// Logs in as ME and creates the identities `gren-lang` and `blaix`.
+fn prepare(server: &Server) -> String {
+    let token = server.login(ME);
+    create_identity(server, &token, "gren-lang");
+    create_identity(server, &token, "blaix");
+    token
+}
+
+fn create_identity(server: &Server, token: &str, name: &str) {
+    let reply = server.post_json("/publishing-identity", &json!({ "name": name }), Some(token));
+    assert_eq!(reply.status, 200, "creating {name}: {}", reply.text());
+}
+
+/// Adds (or changes) a member; the caller must be admin.
+fn add_member(server: &Server, admin: &str, identity: &str, email: &str, role: &str) {
+    let reply = server.put_json(
+        &format!("/publishing-identity/{identity}/members/{email}"),
+        &json!({ "role": role }),
+        Some(admin),
+    );
+    assert_eq!(reply.status, 200, "adding {email} to {identity}: {}", reply.text());
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// `POST <path>` with a raw gzip body, as `gren package publish` does.
+fn publish_to(server: &Server, path: &str, token: Option<&str>, bytes: &[u8]) -> Reply {
+    let auth = token.map(bearer);
+    let mut headers = vec![("Content-Type", "application/gzip")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    server.send("POST", path, &headers, bytes)
+}
+
+fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
+    publish_to(server, "/packages", Some(token), bytes)
+}
+
+/// Publishes a bundle and asserts the status.
+#[track_caller]
+fn publish_ok(server: &Server, token: &str, bytes: &[u8], status: u16) -> Value {
+    let reply = publish(server, token, bytes);
+    assert_eq!(reply.status, status, "publish: {}", reply.text());
+    reply.json()
+}
+
+/// Publishes a real bundle and asserts 201.
+#[track_caller]
+fn publish_real(server: &Server, token: &str, name: &str, version: &str) -> Value {
+    let reply = publish(server, token, &real(name, version));
+    assert_eq!(reply.status, 201, "publish {name} {version}: {}", reply.text());
+    reply.json()
+}
+
+/// Any request with an optional bearer token and no body.
+fn send_as(server: &Server, method: &str, path: &str, token: Option<&str>) -> Reply {
+    let auth = token.map(bearer);
+    let headers: Vec<(&str, &str)> = auth.iter().map(|auth| ("Authorization", auth.as_str())).collect();
+    server.send(method, path, &headers, b"")
+}
+
+/// A GET with extra headers (and a bearer token).
+fn get_with(server: &Server, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Reply {
+    let auth = token.map(bearer);
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    server.send("GET", path, &headers, b"")
+}
+
+fn bundle_url(name: &str, version: &str) -> String {
+    format!("/packages/{name}/{version}/bundle")
+}
+
+#[track_caller]
+fn version_of(reply: &Reply) -> String {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["version"].as_str().expect("a version").to_string()
+}
+
+fn events(server: &Server, since: u64) -> Value {
+    let reply = server.get(&format!("/events?since={since}"), None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// `(seq, type, package, version)` of each event in a `GET /events` answer.
+fn event_list(answer: &Value) -> Vec<(u64, String, String, String)> {
+    answer["events"]
+        .as_array()
+        .expect("events is an array")
+        .iter()
+        .map(|event| {
+            (
+                event["seq"].as_u64().expect("seq"),
+                event["type"].as_str().expect("type").to_string(),
+                event["package"].as_str().expect("package").to_string(),
+                event["version"].as_str().expect("version").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_gap_free(list: &[(u64, String, String, String)]) {
+    let seqs: Vec<u64> = list.iter().map(|event| event.0).collect();
+    let expected: Vec<u64> = (1..=list.len() as u64).collect();
+    assert_eq!(seqs, expected, "events are numbered 1..N without gaps: {list:?}");
+}
+
+/// The bundle files (`*.pkg.gz`) in a directory.
+fn bundle_files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.to_string_lossy().ends_with(".pkg.gz"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gren-registry-packages-")
+        .tempdir()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// A packages-site stub
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct SiteRequest {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// The status the stub answered.
+    answered: u16,
+}
+
+impl SiteRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn package(&self) -> String {
+        self.json()["packageName"].as_str().unwrap_or("").to_string()
+    }
+}
+
+#[derive(Default)]
+struct SiteState {
+    requests: Mutex<Vec<SiteRequest>>,
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+}
+
+/// The packages site: records every request, answers with a settable status.
+struct SiteStub {
+    server: Arc<tiny_http::Server>,
+    url: String,
+    state: Arc<SiteState>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SiteStub {
+    fn start(status: u16) -> SiteStub {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("cannot start the site stub"));
+        let addr = server.server_addr().to_ip().expect("the stub listens on IP");
+        let state = Arc::new(SiteState::default());
+        state.status.store(status, Ordering::SeqCst);
+        let thread = {
+            let (server, state) = (server.clone(), state.clone());
+            std::thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let mut body = Vec::new();
+                    let _ = request.as_reader().read_to_end(&mut body);
+                    let answered = state.status.load(Ordering::SeqCst);
+                    state.requests.lock().unwrap().push(SiteRequest {
+                        method: request.method().as_str().to_string(),
+                        path: request.url().to_string(),
+                        headers: request
+                            .headers()
+                            .iter()
+                            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+                            .collect(),
+                        body,
+                        answered,
+                    });
+                    let delay = state.delay_ms.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        std::thread::sleep(Duration::from_millis(delay));
+                    }
+                    let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(answered));
+                }
+            })
+        };
+        SiteStub {
+            server,
+            url: format!("http://{addr}"),
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> Vec<SiteRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for more than `count` requests; returns them all.
+    fn wait_for_more_than(&self, count: usize, timeout: Duration) -> Vec<SiteRequest> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let requests = self.requests();
+            if requests.len() > count {
+                return requests;
+            }
+            if Instant::now() >= deadline {
+                panic!("the packages site got no request beyond the first {count} within {timeout:?}: {requests:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for SiteStub {
+    fn drop(&mut self) {
+        self.state.delay_ms.store(0, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex(&mac.finalize().into_bytes())
+}
+
+// ---------------------------------------------------------------------------
+// 1. Publishing and downloading real bundles
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_real_bundle_publishes_and_downloads_byte_identical() {
+    let server = Server::start();
+    let token = prepare(&server);
+    for (name, version) in REAL {
+        let bytes = real(name, version);
+        let sha = sha256_hex(&bytes);
+        let reply = publish(&server, &token, &bytes);
+        assert_eq!(reply.status, 201, "publish {name} {version}: {}", reply.text());
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let answer = reply.json();
+        assert_eq!(answer["name"], name, "{answer}");
+        assert_eq!(answer["version"], version, "{answer}");
+        assert_eq!(answer["sha256"], sha.as_str(), "{answer}");
+        assert_eq!(answer["size"], bytes.len() as u64, "{answer}");
+        assert!(
+            answer["published"].as_str().is_some_and(|at| !at.is_empty()),
+            "{answer}"
+        );
+        let keys: Vec<&String> = answer.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys.len(),
+            5,
+            "exactly name, version, sha256, size, published: {answer}"
+        );
+    }
+    for (name, version) in REAL {
+        let bytes = real(name, version);
+        let sha = sha256_hex(&bytes);
+        let etag = format!("\"{sha}\"");
+        let url = bundle_url(name, version);
+
+        let download = server.get(&url, None);
+        assert_eq!(download.status, 200, "GET {url}: {}", download.text());
+        assert!(download.body == bytes, "{url} is byte-identical to the upload");
+        assert_eq!(download.header("content-type"), Some("application/gzip"), "{url}");
+        assert_eq!(download.header("etag"), Some(etag.as_str()), "{url}");
+        let disposition = download.header("content-disposition").unwrap_or_default();
+        assert!(
+            disposition.contains(&file_name(name, version)),
+            "{url}: Content-Disposition {disposition:?} names {}",
+            file_name(name, version)
+        );
+        let cache = download.header("cache-control").unwrap_or_default();
+        assert!(
+            cache.contains("public") && cache.contains("immutable"),
+            "{url}: {cache:?}"
+        );
+
+        let cached = get_with(&server, &url, None, &[("If-None-Match", &etag)]);
+        assert_eq!(cached.status, 304, "{url} If-None-Match: {}", cached.text());
+        assert!(cached.body.is_empty(), "a 304 has no body");
+        assert_eq!(cached.header("etag"), Some(etag.as_str()));
+
+        let other = get_with(&server, &url, None, &[("If-None-Match", "\"0000\"")]);
+        assert_eq!(other.status, 200, "another ETag gets the bundle");
+
+        let head = server.send("HEAD", &url, &[], b"");
+        assert_eq!(head.status, 200, "HEAD {url}");
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.header("content-length"),
+            Some(bytes.len().to_string().as_str()),
+            "HEAD {url} gives the length"
+        );
+    }
+    // The compiler's file name, as in `gren_packages/`.
+    let reply = server.get("/packages/gren-lang/core/7.0.0/bundle", None);
+    assert!(
+        reply
+            .header("content-disposition")
+            .unwrap_or_default()
+            .contains("gren_lang_core__7_0_0.pkg.gz")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Queries
+// ---------------------------------------------------------------------------
+
+#[test]
+fn latest_previous_and_listing_answer_by_compiler_and_platform() {
+    let server = Server::start();
+    let token = prepare(&server);
+    for (name, version) in REAL {
+        publish_real(&server, &token, name, version);
+    }
+    let ws = "/packages/blaix/gren-ws4sql";
+    let get = |path: &str| server.get(path, None);
+
+    assert_eq!(version_of(&get(&format!("{ws}/latest?gren=0.5.4"))), "2.0.0");
+    assert_eq!(version_of(&get(&format!("{ws}/latest?gren=0.6.3"))), "3.0.0");
+    get(&format!("{ws}/latest?gren=0.7.0")).assert_error(404, "no_compatible_version");
+    assert_eq!(version_of(&get(&format!("{ws}/latest"))), "3.0.0");
+    let latest = get(&format!("{ws}/latest")).json();
+    assert_eq!(latest["name"], "blaix/gren-ws4sql");
+    assert_eq!(latest["gren-version"], "0.6.0 <= v < 0.7.0");
+    get(&format!("{ws}/latest?gren=0.6")).assert_error(400, "invalid_query");
+
+    // Platforms: ws4sql and node are `node`, core and url are `common`.
+    assert_eq!(version_of(&get(&format!("{ws}/latest?platform=node"))), "3.0.0");
+    assert_eq!(
+        version_of(&get(&format!("{ws}/latest?platform=node&gren=0.5.0"))),
+        "2.0.0"
+    );
+    get(&format!("{ws}/latest?platform=browser")).assert_error(404, "no_compatible_version");
+    get("/packages/gren-lang/node/latest?platform=browser").assert_error(404, "no_compatible_version");
+    assert_eq!(
+        version_of(&get("/packages/gren-lang/core/latest?platform=browser")),
+        "7.0.0",
+        "common matches every platform"
+    );
+    assert_eq!(
+        version_of(&get("/packages/gren-lang/url/latest?platform=node&gren=0.5.1")),
+        "5.0.0"
+    );
+    get(&format!("{ws}/latest?platform=wasm")).assert_error(400, "invalid_query");
+
+    assert_eq!(version_of(&get(&format!("{ws}/3.0.0/previous"))), "2.0.0");
+    get(&format!("{ws}/2.0.0/previous")).assert_error(404, "no_previous_version");
+    assert_eq!(version_of(&get(&format!("{ws}/2.5.0/previous"))), "2.0.0");
+    assert_eq!(version_of(&get("/packages/gren-lang/node/6.1.0/previous")), "6.0.0");
+    assert_eq!(version_of(&get("/packages/gren-lang/node/9.0.0/previous")), "6.1.0");
+    get(&format!("{ws}/2.x/previous")).assert_error(400, "invalid_version");
+    get("/packages/blaix/nothing-here/latest").assert_error(404, "package_not_found");
+
+    let listing = |path: &str| -> BTreeMap<String, String> {
+        let reply = get(path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        reply.json()["packages"]
+            .as_array()
+            .expect("packages is an array")
+            .iter()
+            .map(|entry| {
+                (
+                    entry["name"].as_str().unwrap().to_string(),
+                    entry["latest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(
+        listing("/packages?gren=0.5.0"),
+        expect(&[
+            ("blaix/gren-ws4sql", "2.0.0"),
+            ("gren-lang/core", "6.0.1"),
+            ("gren-lang/node", "5.0.2"),
+            ("gren-lang/test-runner-node", "6.0.0"),
+            ("gren-lang/url", "5.0.0"),
+        ])
+    );
+    assert_eq!(
+        listing("/packages"),
+        expect(&[
+            ("blaix/gren-effectful-tests", "6.0.0"),
+            ("blaix/gren-ws4sql", "3.0.0"),
+            ("gren-lang/core", "7.0.0"),
+            ("gren-lang/node", "6.1.0"),
+            ("gren-lang/test-runner-node", "7.0.0"),
+            ("gren-lang/url", "6.0.0"),
+        ])
+    );
+    get("/packages?gren=x").assert_error(400, "invalid_query");
+
+    let node = get("/packages/gren-lang/node");
+    assert_eq!(node.status, 200, "{}", node.text());
+    let node = node.json();
+    assert_eq!(node["name"], "gren-lang/node");
+    assert_eq!(node["private"], false);
+    let versions = node["versions"].as_array().unwrap();
+    let numbers: Vec<&str> = versions.iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(numbers, ["5.0.2", "6.0.0", "6.1.0"], "ascending");
+    for (entry, version) in versions.iter().zip(["5.0.2", "6.0.0", "6.1.0"]) {
+        let bytes = real("gren-lang/node", version);
+        for field in [
+            "version",
+            "gren-version",
+            "platform",
+            "published",
+            "sha256",
+            "size",
+            "revoked",
+        ] {
+            assert!(entry.get(field).is_some(), "{field} in {entry}");
+        }
+        assert_eq!(entry["platform"], "node");
+        assert_eq!(entry["sha256"], sha256_hex(&bytes).as_str());
+        assert_eq!(entry["size"], bytes.len() as u64);
+        assert_eq!(entry["revoked"], Value::Null);
+    }
+    assert_eq!(versions[0]["gren-version"], "0.5.0 <= v < 0.6.0");
+
+    let one = get("/packages/gren-lang/node/6.1.0");
+    assert_eq!(one.status, 200, "{}", one.text());
+    let one = one.json();
+    assert_eq!(one["version"], "6.1.0");
+    assert_eq!(one["outline"], content("gren-lang/node", "6.1.0")["outline"], "{one}");
+    get("/packages/gren-lang/node/6.2.0").assert_error(404, "version_not_found");
+    get("/packages/gren-lang/node/6.2.0/bundle").assert_error(404, "version_not_found");
+}
+
+// ---------------------------------------------------------------------------
+// 3. Immutability
+// ---------------------------------------------------------------------------
+
+#[test]
+fn versions_are_immutable() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let bytes = real("gren-lang/url", "5.0.0");
+    let first = publish_ok(&server, &token, &bytes, 201);
+    let again = publish_ok(&server, &token, &bytes, 200);
+    assert_eq!(again, first, "a retry answers 200 with the same record");
+
+    let changed = with_outline("gren-lang/url", "5.0.0", json!({ "summary": "Something else" }));
+    assert_ne!(changed, bytes);
+    publish(&server, &token, &changed).assert_error(409, "version_exists");
+    // The same content gzipped differently is different bytes, too.
+    let regzipped = encode(&content("gren-lang/url", "5.0.0"));
+    assert_ne!(regzipped, bytes);
+    publish(&server, &token, &regzipped).assert_error(409, "version_exists");
+    let download = server.get(&bundle_url("gren-lang/url", "5.0.0"), None);
+    assert!(download.body == bytes, "the first bytes stay");
+
+    let revoked = server.post_json(
+        "/packages/gren-lang/url/5.0.0/revoke",
+        &json!({ "reason": "broken" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    publish(&server, &token, &bytes).assert_error(409, "version_exists");
+    let record = server.get("/packages/gren-lang/url", None).json();
+    assert_eq!(record["versions"].as_array().unwrap().len(), 1, "{record}");
+}
+
+// ---------------------------------------------------------------------------
+// 4. The successor rule
+// ---------------------------------------------------------------------------
+
+#[test]
+fn new_versions_must_follow_the_successor_rule() {
+    let server = Server::start();
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+
+    let core = |version: &str| with_outline("gren-lang/core", "7.0.0", json!({ "version": version }));
+    let refused = publish(&server, &token, &core("7.0.2"));
+    refused.assert_error(400, "invalid_version");
+    let refusal = refused.json();
+    assert_eq!(refusal["field"], "outline.version", "{refusal}");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(
+        message.contains("6.0.2, 6.1.0, 7.0.1, 7.1.0, 8.0.0"),
+        "the message lists the allowed versions: {message}"
+    );
+    for skipped in ["9.0.0", "7.2.0", "6.0.3", "5.0.0", "6.0.0"] {
+        publish(&server, &token, &core(skipped)).assert_error(400, "invalid_version");
+    }
+
+    publish_ok(&server, &token, &core("8.0.0"), 201);
+    let old_line = with_outline("gren-lang/core", "6.0.1", json!({ "version": "6.0.2" }));
+    publish_ok(&server, &token, &old_line, 201);
+    // After 8.0.0, 7.0.x may still get its patch.
+    publish_ok(&server, &token, &core("7.0.1"), 201);
+    let listed = server.get("/packages/gren-lang/core", None).json();
+    let numbers: Vec<&str> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["6.0.1", "6.0.2", "7.0.0", "7.0.1", "8.0.0"]);
+
+    // The first version of a new package may be anything.
+    let first = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "version": "3.4.5" }));
+    let answer = publish_ok(&server, &token, &first, 201);
+    assert_eq!(answer["version"], "3.4.5");
+    // Revoked numbers still count as taken.
+    let revoked = server.post_json(
+        "/packages/blaix/gren-ws4sql/3.4.5/revoke",
+        &json!({ "reason": "oops" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    let next = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "version": "3.4.6" }));
+    publish_ok(&server, &token, &next, 201);
+}
+
+// ---------------------------------------------------------------------------
+// 5. Validation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn invalid_outlines_and_sources_are_400_naming_the_field() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let ws = |fields: Value| with_outline("blaix/gren-ws4sql", "3.0.0", fields);
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "type application",
+            ws(json!({ "type": "application" })),
+            "invalid_outline",
+            "outline.type",
+        ),
+        (
+            "platform wasm",
+            ws(json!({ "platform": "wasm" })),
+            "invalid_outline",
+            "outline.platform",
+        ),
+        (
+            "name case",
+            ws(json!({ "name": "Gren-lang/Core" })),
+            "invalid_outline",
+            "outline.name",
+        ),
+        (
+            "name without author",
+            ws(json!({ "name": "gren-ws4sql" })),
+            "invalid_outline",
+            "outline.name",
+        ),
+        (
+            "summary of 80 bytes",
+            ws(json!({ "summary": "x".repeat(80) })),
+            "invalid_outline",
+            "outline.summary",
+        ),
+        (
+            "summary of 80 bytes in 40 characters",
+            ws(json!({ "summary": "é".repeat(40) })),
+            "invalid_outline",
+            "outline.summary",
+        ),
+        (
+            "licence case",
+            ws(json!({ "license": "bsd-3-clause" })),
+            "invalid_outline",
+            "outline.license",
+        ),
+        (
+            "licence WTFPL",
+            ws(json!({ "license": "WTFPL" })),
+            "invalid_outline",
+            "outline.license",
+        ),
+        (
+            "version suffix",
+            ws(json!({ "version": "1.0.0-beta" })),
+            "invalid_outline",
+            "outline.version",
+        ),
+        (
+            "version leading zero",
+            ws(json!({ "version": "01.0.0" })),
+            "invalid_outline",
+            "outline.version",
+        ),
+        (
+            "version too big",
+            ws(json!({ "version": "65536.0.0" })),
+            "invalid_outline",
+            "outline.version",
+        ),
+        (
+            "version number",
+            ws(json!({ "version": 3 })),
+            "invalid_outline",
+            "outline.version",
+        ),
+        (
+            "empty gren range",
+            ws(json!({ "gren-version": "0.6.0 <= v < 0.6.0" })),
+            "invalid_outline",
+            "outline.gren-version",
+        ),
+        (
+            "gren range without spaces",
+            ws(json!({ "gren-version": "0.6.0<=v<0.7.0" })),
+            "invalid_outline",
+            "outline.gren-version",
+        ),
+        (
+            "local dependency",
+            ws(json!({ "dependencies": { "gren-lang/core": "local:../x" } })),
+            "invalid_outline",
+            "outline.dependencies.gren-lang/core",
+        ),
+        (
+            "self-dependency",
+            ws(json!({ "dependencies": { "blaix/gren-ws4sql": "1.0.0 <= v < 2.0.0" } })),
+            "invalid_outline",
+            "outline.dependencies.blaix/gren-ws4sql",
+        ),
+        (
+            "invalid dependency name",
+            ws(json!({ "dependencies": { "gren-lang/Core": "7.0.0 <= v < 8.0.0" } })),
+            "invalid_outline",
+            "outline.dependencies.gren-lang/Core",
+        ),
+        (
+            "no exposed modules",
+            ws(json!({ "exposed-modules": [] })),
+            "invalid_outline",
+            "outline.exposed-modules",
+        ),
+        (
+            "no exposed categories",
+            ws(json!({ "exposed-modules": {} })),
+            "invalid_outline",
+            "outline.exposed-modules",
+        ),
+        (
+            "exposed module not in sources",
+            ws(json!({ "exposed-modules": ["Db", "Db.Nope"] })),
+            "invalid_outline",
+            "outline.exposed-modules",
+        ),
+        (
+            "category of 20 bytes",
+            ws(json!({ "exposed-modules": { "abcdefghijklmnopqrst": ["Db"] } })),
+            "invalid_outline",
+            "outline.exposed-modules",
+        ),
+        (
+            "outline name escaping",
+            ws(json!({ "name": "../../x" })),
+            "invalid_outline",
+            "outline.name",
+        ),
+        (
+            "private not a boolean",
+            ws(json!({ "private": "yes" })),
+            "invalid_outline",
+            "outline.private",
+        ),
+        (
+            "lower-case source",
+            modified("blaix/gren-ws4sql", "3.0.0", |c| {
+                c["sources"]["lower.case"] = json!("module lower.case")
+            }),
+            "invalid_bundle",
+            "sources.lower.case",
+        ),
+        (
+            "kernel code outside gren-lang",
+            modified("blaix/gren-ws4sql", "3.0.0", |c| {
+                c["sources"]["Gren.Kernel.X"] = json!("var x = 1;")
+            }),
+            "invalid_bundle",
+            "sources.Gren.Kernel.X",
+        ),
+    ];
+    for (what, bytes, code, field) in &cases {
+        let reply = publish(&server, &token, bytes);
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+        let answer = reply.json();
+        assert_eq!(answer["error"], *code, "{what}: {answer}");
+        assert_eq!(answer["field"], *field, "{what}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+    }
+    // Kernel code in a gren-lang package is fine (core has it), and the
+    // boundaries are exact: 79-byte summaries and 19-byte categories pass.
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    let boundary = with_outline(
+        "blaix/gren-ws4sql",
+        "3.0.0",
+        json!({
+            "name": "blaix/boundary",
+            "summary": "y".repeat(79),
+            "exposed-modules": { "abcdefghijklmnopqrs": ["Db"], "Other": ["Db.Encode"] },
+        }),
+    );
+    publish_ok(&server, &token, &boundary, 201);
+    // None of the refusals took the version.
+    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    let listed = server.get("/packages/blaix/gren-ws4sql", None).json();
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[test]
+fn broken_bundles_are_400_invalid_bundle() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let good = real("gren-lang/url", "6.0.0");
+    let json_without_sources =
+        serde_json::to_vec(&json!({ "outline": content("gren-lang/url", "6.0.0")["outline"] })).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not gzip", b"this is not gzip at all".to_vec()),
+        (
+            "plain JSON",
+            serde_json::to_vec(&content("gren-lang/url", "6.0.0")).unwrap(),
+        ),
+        ("empty body", Vec::new()),
+        ("truncated gzip", good[..good.len() / 2].to_vec()),
+        ("gzip without its trailer", good[..good.len() - 4].to_vec()),
+        ("junk after the gzip stream", [good.clone(), b"junk".to_vec()].concat()),
+        ("gzip of non-UTF-8", gzip(b"{\"outline\": \"\xff\xfe\"}")),
+        ("gzip of JSON without sources", gzip(&json_without_sources)),
+        ("gzip of a JSON array", gzip(b"[]")),
+        (
+            "gzip of sources that are not text",
+            gzip(b"{\"outline\":{},\"sources\":{\"A\":1}}"),
+        ),
+    ];
+    for (what, bytes) in &cases {
+        let reply = publish(&server, &token, bytes);
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+        assert_eq!(reply.json()["error"], "invalid_bundle", "{what}: {}", reply.text());
+    }
+    publish_ok(&server, &token, &good, 201);
+}
+
+#[test]
+fn a_gzip_bomb_is_413_and_the_server_survives() {
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_INFLATED_BYTES", "1048576")]);
+    let token = prepare(&server);
+    let bomb = gzip(&vec![b' '; 20 << 20]);
+    assert!(bomb.len() < 40 << 10, "20 MiB of spaces gzip to {} bytes", bomb.len());
+    let started = Instant::now();
+    publish(&server, &token, &bomb).assert_error(413, "bundle_too_large");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(server.is_alive());
+    assert_eq!(server.get("/health", None).status, 200);
+    // A real bundle below the cap (url 6.0.0 inflates to ~40 KB) still goes through.
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+}
+
+#[test]
+fn an_oversized_upload_is_413_before_its_body_is_sent() {
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_BUNDLE_BYTES", "50000")]);
+    let token = prepare(&server);
+    let core = real("gren-lang/core", "7.0.0");
+    assert!(core.len() > 100_000);
+
+    // Only the head: a server that waited for the body would never answer.
+    let mut conn = server.conn();
+    let head = format!(
+        "POST /packages HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        core.len()
+    );
+    conn.write(head.as_bytes()).unwrap();
+    conn.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let started = Instant::now();
+    let reply = conn.read_response(false).expect("an answer before the body");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    reply.assert_error(413, "body_too_large");
+
+    // Smaller bundles pass the same limit.
+    publish_real(&server, &token, "gren-lang/test-runner-node", "7.0.0");
+    assert!(server.get("/packages/gren-lang/core", None).status == 404);
+
+    // Without a token, even the limit is not consulted: 401 before the body.
+    let mut conn = server.conn();
+    let head = format!(
+        "POST /packages HTTP/1.1\r\nHost: {}\r\nContent-Type: application/gzip\r\nContent-Length: 1000\r\n\r\n",
+        server.addr
+    );
+    conn.write(head.as_bytes()).unwrap();
+    conn.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    conn.read_response(false)
+        .expect("an answer before the body")
+        .assert_error(401, "unauthorized");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Paths
+// ---------------------------------------------------------------------------
+
+#[test]
+fn paths_cannot_escape_the_data_directory() {
+    let outer = temp_dir();
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let server = Server::start_in(&data, &[]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    std::fs::write(outer.path().join("secret.txt"), b"outside").unwrap();
+
+    let attacks = [
+        "/packages/..%2F..%2Fetc/passwd",
+        "/packages/..%2F..%2F..%2F..%2Fetc/passwd",
+        "/packages/gren-lang/core/..%2F..%2F..%2Fregistry.lock/bundle",
+        "/packages/gren-lang/core/..%2F..%2F..%2F..%2Fsecret.txt/bundle",
+        "/packages/gren-lang/core/7.0.0%2F..%2F..%2F..%2F..%2Fsecret.txt/bundle",
+        "/packages/gren-lang/core/..%2F7.0.0/bundle",
+        "/packages/gren-lang/..",
+        "/packages/gren-lang/../latest",
+        "/packages/../../registry.lock",
+        "/packages/..%2F..%2F/registry.lock",
+        "/packages/%2E%2E/%2E%2E/7.0.0/bundle",
+        "/packages/gren-lang/core/../../../registry.lock",
+        "/packages/gren-lang%2Fcore/7.0.0/bundle",
+        "/packages/gren-lang/core%00/7.0.0/bundle",
+        "/packages/gren-lang%00/core/7.0.0/bundle",
+        "/packages/gren-lang/core/7.0.0%00/bundle",
+        "/packages/gren-lang/core%00.json",
+        "/packages/GREN-LANG%2F..%2F..%2Fidentities/gren-lang",
+        "/packages/gren-lang/core/7.0.0%2Foutline.json/bundle",
+    ];
+    for path in attacks {
+        for method in ["GET", "HEAD"] {
+            let reply = server.send(method, path, &[], b"");
+            assert!(
+                matches!(reply.status, 400 | 404),
+                "{method} {path} must be 400 or 404, not {}: {}",
+                reply.status,
+                reply.text()
+            );
+        }
+        let revoke = server.post_json(&format!("{path}/revoke"), &json!({ "reason": "x" }), Some(&token));
+        assert!(
+            matches!(revoke.status, 400 | 404 | 405),
+            "POST {path}/revoke: {}",
+            revoke.status
+        );
+    }
+    for outline_name in [
+        "../../x",
+        "gren-lang/../../x",
+        "gren-lang/core/../../x",
+        "..%2F..%2Fx/y",
+    ] {
+        let bytes = with_outline(
+            "gren-lang/core",
+            "7.0.0",
+            json!({ "name": outline_name, "version": "7.0.1" }),
+        );
+        let reply = publish(&server, &token, &bytes);
+        reply.assert_error(400, "invalid_outline");
+        assert_eq!(reply.json()["field"], "outline.name", "{outline_name}");
+    }
+    let bytes = with_outline("gren-lang/core", "7.0.0", json!({ "version": "7.0.1/../../../x" }));
+    publish(&server, &token, &bytes).assert_error(400, "invalid_outline");
+
+    let mut outside: Vec<PathBuf> = files_under(outer.path())
+        .into_iter()
+        .filter(|path| !path.starts_with(&data))
+        .collect();
+    outside.sort();
+    assert_eq!(
+        outside,
+        vec![outer.path().join("secret.txt")],
+        "nothing is written outside the data directory"
+    );
+    let top: Vec<String> = std::fs::read_dir(outer.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut top = top;
+    top.sort();
+    assert_eq!(top, ["data", "secret.txt"]);
+    let inside: Vec<PathBuf> = files_under(&data)
+        .into_iter()
+        .map(|path| path.strip_prefix(&data).unwrap().to_path_buf())
+        .collect();
+    assert!(
+        inside
+            .iter()
+            .all(|path| path.file_name().is_some_and(|name| name != "x" && name != "passwd")),
+        "{inside:#?}"
+    );
+    // The one real package is intact.
+    let download = server.get(&bundle_url("gren-lang/core", "7.0.0"), None);
+    assert!(download.status == 200 && download.body == real("gren-lang/core", "7.0.0"));
+}
+
+// ---------------------------------------------------------------------------
+// 7. Permissions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn publishing_revoking_and_settings_need_the_right_role() {
+    let server = Server::start();
+    let admin = prepare(&server);
+    let stranger = server.login("stranger@example.com");
+    add_member(&server, &admin, "gren-lang", "reader@example.com", "download");
+    add_member(&server, &admin, "gren-lang", "writer@example.com", "publish");
+    let reader = server.login("reader@example.com");
+    let writer = server.login("writer@example.com");
+    let url5 = real("gren-lang/url", "5.0.0");
+
+    publish_to(&server, "/packages", None, &url5).assert_error(401, "unauthorized");
+    publish_to(&server, "/packages", Some("gren_not-a-real-token"), &url5).assert_error(401, "unauthorized");
+    publish(&server, &stranger, &url5).assert_error(403, "forbidden");
+    publish(&server, &reader, &url5).assert_error(403, "forbidden");
+    server
+        .get("/packages/gren-lang/url", None)
+        .assert_error(404, "package_not_found");
+
+    let published = publish_ok(&server, &writer, &url5, 201);
+    assert_eq!(published["version"], "5.0.0");
+    publish_real(&server, &writer, "gren-lang/url", "6.0.0");
+
+    let revoke = |token: Option<&str>, version: &str| {
+        server.post_json(
+            &format!("/packages/gren-lang/url/{version}/revoke"),
+            &json!({ "reason": "security" }),
+            token,
+        )
+    };
+    revoke(None, "5.0.0").assert_error(401, "unauthorized");
+    revoke(Some(&stranger), "5.0.0").assert_error(403, "forbidden");
+    revoke(Some(&reader), "5.0.0").assert_error(403, "forbidden");
+    server
+        .post_json(
+            "/packages/gren-lang/url/revoke",
+            &json!({ "reason": "x" }),
+            Some(&reader),
+        )
+        .assert_error(403, "forbidden");
+    assert_eq!(server.get(&bundle_url("gren-lang/url", "5.0.0"), None).status, 200);
+    let revoked = revoke(Some(&writer), "5.0.0");
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_eq!(revoked.json()["revoked"]["reason"], "security");
+
+    let settings =
+        |token: Option<&str>| server.patch_json("/packages/gren-lang/url", &json!({ "private": true }), token);
+    settings(None).assert_error(401, "unauthorized");
+    settings(Some(&stranger)).assert_error(403, "forbidden");
+    settings(Some(&reader)).assert_error(403, "forbidden");
+    settings(Some(&writer)).assert_error(403, "forbidden");
+    assert_eq!(server.get("/packages/gren-lang/url", None).json()["private"], false);
+    let changed = settings(Some(&admin));
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(changed.json(), json!({ "name": "gren-lang/url", "private": true }));
+    let back = server.patch_json("/packages/gren-lang/url", &json!({ "private": false }), Some(&admin));
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert_eq!(back.json()["private"], false);
+
+    // An author nobody has claimed.
+    let someone = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/pkg" }));
+    publish(&server, &admin, &someone).assert_error(404, "identity_not_found");
+    // An author longer than any identity name.
+    let long = with_outline(
+        "blaix/gren-ws4sql",
+        "3.0.0",
+        json!({ "name": format!("{}/pkg", "a".repeat(60)) }),
+    );
+    publish(&server, &admin, &long).assert_error(404, "identity_not_found");
+    // The identity spelled differently from its creation.
+    let spelled = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "Blaix/gren-ws4sql" }));
+    let reply = publish(&server, &admin, &spelled);
+    reply.assert_error(400, "invalid_outline");
+    assert_eq!(reply.json()["field"], "outline.name");
+    server
+        .get("/packages/blaix/gren-ws4sql", None)
+        .assert_error(404, "package_not_found");
+}
+
+// ---------------------------------------------------------------------------
+// 8. Revocation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn revocation_removes_the_bundle_and_shows_everywhere() {
+    let server = Server::start();
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    let version_dir = server.data_dir.join("packages/gren-lang/core/6.0.1");
+    assert_eq!(
+        bundle_files_in(&version_dir),
+        vec![version_dir.join("gren_lang_core__6_0_1.pkg.gz")],
+        "the bundle is stored under its compiler name"
+    );
+
+    let revoke_url = "/packages/gren-lang/core/6.0.1/revoke";
+    server
+        .post_json(revoke_url, &json!({}), Some(&token))
+        .assert_error(400, "invalid_field");
+    server
+        .post_json(revoke_url, &json!({ "reason": "" }), Some(&token))
+        .assert_error(400, "invalid_reason");
+    server
+        .post_json(revoke_url, &json!({ "reason": "   " }), Some(&token))
+        .assert_error(400, "invalid_reason");
+    server
+        .send("POST", revoke_url, &[("Authorization", &bearer(&token))], b"")
+        .assert_error(400, "invalid_json");
+    server
+        .post_json(
+            "/packages/gren-lang/core/6.0.9/revoke",
+            &json!({ "reason": "x" }),
+            Some(&token),
+        )
+        .assert_error(404, "version_not_found");
+    assert_eq!(server.get(&bundle_url("gren-lang/core", "6.0.1"), None).status, 200);
+
+    let reply = server.post_json(revoke_url, &json!({ "reason": "security" }), Some(&token));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["version"], "6.0.1");
+    assert_eq!(answer["revoked"]["reason"], "security", "{answer}");
+    assert!(
+        answer["revoked"]["at"].as_str().is_some_and(|at| !at.is_empty()),
+        "{answer}"
+    );
+    assert!(
+        bundle_files_in(&version_dir).is_empty(),
+        "the bundle file is gone: {:?}",
+        files_under(&version_dir)
+    );
+
+    let gone = server.get(&bundle_url("gren-lang/core", "6.0.1"), None);
+    gone.assert_error(410, "revoked");
+    assert_eq!(gone.json()["reason"], "security");
+    let head = server.send("HEAD", &bundle_url("gren-lang/core", "6.0.1"), &[], b"");
+    assert_eq!(head.status, 410, "HEAD of a revoked bundle");
+    let record = server.get("/packages/gren-lang/core", None).json();
+    let versions = record["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "a revoked version is still listed");
+    assert_eq!(versions[0]["revoked"]["reason"], "security");
+    assert_eq!(versions[1]["revoked"], Value::Null);
+    let one = server.get("/packages/gren-lang/core/6.0.1", None);
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["revoked"]["reason"], "security");
+
+    server
+        .get("/packages/gren-lang/core/latest?gren=0.5.0", None)
+        .assert_error(404, "no_compatible_version");
+    server
+        .get("/packages/gren-lang/core/7.0.0/previous", None)
+        .assert_error(404, "no_previous_version");
+    assert_eq!(
+        version_of(&server.get("/packages/gren-lang/core/latest", None)),
+        "7.0.0"
+    );
+    let old_compilers = server.get("/packages?gren=0.5.0", None).json();
+    assert_eq!(old_compilers["packages"], json!([]), "{old_compilers}");
+
+    // Idempotent: the first reason stays.
+    let again = server.post_json(revoke_url, &json!({ "reason": "another" }), Some(&token));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["revoked"], answer["revoked"]);
+
+    // Revoking a whole package.
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    let all = server.post_json(
+        "/packages/gren-lang/url/revoke",
+        &json!({ "reason": "abandoned" }),
+        Some(&token),
+    );
+    assert_eq!(all.status, 200, "{}", all.text());
+    let all = all.json();
+    let versions = all["versions"].as_array().expect("the versions");
+    assert_eq!(versions.len(), 2, "{all}");
+    assert!(versions.iter().all(|v| v["revoked"]["reason"] == "abandoned"), "{all}");
+    for version in ["5.0.0", "6.0.0"] {
+        server
+            .get(&bundle_url("gren-lang/url", version), None)
+            .assert_error(410, "revoked");
+        let dir = server.data_dir.join("packages/gren-lang/url").join(version);
+        assert!(bundle_files_in(&dir).is_empty(), "{version}: {:?}", files_under(&dir));
+    }
+    server
+        .get("/packages/gren-lang/url/latest", None)
+        .assert_error(404, "no_compatible_version");
+    let listing = server.get("/packages", None).json();
+    let names: Vec<&str> = listing["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["gren-lang/core"],
+        "a fully revoked package has no latest: {listing}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 9. Privacy
+// ---------------------------------------------------------------------------
+
+/// `(status, error code)` of a reply, for comparing "absent" answers.
+fn outcome(reply: &Reply) -> (u16, String) {
+    let code = serde_json::from_slice::<Value>(&reply.body)
+        .ok()
+        .and_then(|json| json["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (reply.status, code)
+}
+
+#[test]
+fn private_packages_are_invisible_to_outsiders() {
+    let server = Server::start();
+    let admin = prepare(&server);
+    let stranger = server.login("stranger@example.com");
+    add_member(&server, &admin, "blaix", "reader@example.com", "download");
+    let reader = server.login("reader@example.com");
+
+    let first = publish_to(
+        &server,
+        "/packages?private=true",
+        Some(&admin),
+        &real("blaix/gren-ws4sql", "2.0.0"),
+    );
+    assert_eq!(first.status, 201, "{}", first.text());
+    // Later versions stay private without asking.
+    publish_real(&server, &admin, "blaix/gren-ws4sql", "3.0.0");
+    // `"private": true` in the outline works too.
+    let outlined = with_outline("blaix/gren-effectful-tests", "6.0.0", json!({ "private": true }));
+    publish_ok(&server, &admin, &outlined, 201);
+    publish_to(
+        &server,
+        "/packages?private=maybe",
+        Some(&admin),
+        &real("gren-lang/url", "5.0.0"),
+    )
+    .assert_error(400, "invalid_query");
+    // A public package cannot take a private version.
+    publish_real(&server, &admin, "gren-lang/url", "5.0.0");
+    publish_to(
+        &server,
+        "/packages?private=true",
+        Some(&admin),
+        &real("gren-lang/url", "6.0.0"),
+    )
+    .assert_error(409, "privacy_mismatch");
+
+    let paths = |package: &str| -> Vec<String> {
+        vec![
+            format!("/packages/{package}"),
+            format!("/packages/{package}/latest"),
+            format!("/packages/{package}/latest?gren=0.6.0"),
+            format!("/packages/{package}/3.0.0"),
+            format!("/packages/{package}/3.0.0/previous"),
+            format!("/packages/{package}/3.0.0/bundle"),
+            format!("/packages/{package}/2.0.0/bundle"),
+            format!("/packages/{package}/9.9.9"),
+            format!("/packages/{package}/9.9.9/bundle"),
+        ]
+    };
+    let listed = |token: Option<&str>| -> Vec<String> {
+        let reply = server.get("/packages", token);
+        assert_eq!(reply.status, 200);
+        reply.json()["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (who, token) in [("anonymous", None), ("stranger", Some(stranger.as_str()))] {
+        for (private, absent) in paths("blaix/gren-ws4sql").iter().zip(paths("blaix/no-such-package")) {
+            let seen = server.get(private, token);
+            let missing = server.get(&absent, token);
+            assert_eq!(seen.status, 404, "{who}: {private}: {}", seen.text());
+            assert_eq!(
+                outcome(&seen),
+                outcome(&missing),
+                "{who}: {private} answers as a package that does not exist"
+            );
+            let head = send_as(&server, "HEAD", private, token);
+            assert_eq!(head.status, 404, "{who}: HEAD {private}");
+        }
+        let cached = get_with(
+            &server,
+            "/packages/blaix/gren-ws4sql/3.0.0/bundle",
+            token,
+            &[(
+                "If-None-Match",
+                &format!("\"{}\"", sha256_hex(&real("blaix/gren-ws4sql", "3.0.0"))),
+            )],
+        );
+        assert_eq!(cached.status, 404, "{who}: a known ETag reveals nothing");
+        let names = listed(token);
+        assert_eq!(names, ["gren-lang/url"], "{who} sees only public packages");
+        let filtered = server.get("/packages?gren=0.5.0", token).json();
+        assert!(!filtered.to_string().contains("ws4sql"), "{who}: {filtered}");
+        let identity = server.get("/publishing-identity/blaix", token);
+        assert_eq!(identity.status, 200, "{}", identity.text());
+        assert!(
+            !identity.text().contains("gren-ws4sql") && !identity.text().contains("effectful"),
+            "{who}: the identity page hides private packages: {}",
+            identity.text()
+        );
+        let revoke = server.post_json(
+            "/packages/blaix/gren-ws4sql/3.0.0/revoke",
+            &json!({ "reason": "x" }),
+            token,
+        );
+        assert!(matches!(revoke.status, 401 | 404), "{who}: revoke {}", revoke.status);
+    }
+
+    // A download member sees everything.
+    for path in paths("blaix/gren-ws4sql").iter().take(6) {
+        let reply = server.get(path, Some(&reader));
+        assert_eq!(reply.status, 200, "reader: {path}: {}", reply.text());
+    }
+    let record = server.get("/packages/blaix/gren-ws4sql", Some(&reader)).json();
+    assert_eq!(record["private"], true);
+    assert_eq!(record["versions"].as_array().unwrap().len(), 2);
+    let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", Some(&reader));
+    assert!(download.body == real("blaix/gren-ws4sql", "3.0.0"));
+    let cache = download.header("cache-control").unwrap_or_default();
+    assert!(cache.contains("private"), "{cache:?}");
+    assert!(!cache.contains("public"), "{cache:?}");
+    let mut names = listed(Some(&reader));
+    names.sort();
+    assert_eq!(
+        names,
+        ["blaix/gren-effectful-tests", "blaix/gren-ws4sql", "gren-lang/url"],
+        "members list their private packages"
+    );
+    let entry = server.get("/packages", Some(&reader)).json()["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["name"] == "blaix/gren-ws4sql")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["private"], true);
+    assert_eq!(entry["latest"], "3.0.0");
+
+    // No event mentions private publishes.
+    let before = events(&server, 0);
+    assert_eq!(
+        event_list(&before),
+        vec![(
+            1,
+            "publish".to_string(),
+            "gren-lang/url".to_string(),
+            "5.0.0".to_string()
+        )],
+        "{before}"
+    );
+
+    // An admin makes it public: everyone sees it, and it is announced.
+    let public = server.patch_json(
+        "/packages/blaix/gren-ws4sql",
+        &json!({ "private": false }),
+        Some(&admin),
+    );
+    assert_eq!(public.status, 200, "{}", public.text());
+    assert_eq!(public.json(), json!({ "name": "blaix/gren-ws4sql", "private": false }));
+    assert_eq!(
+        version_of(&server.get("/packages/blaix/gren-ws4sql/latest", None)),
+        "3.0.0"
+    );
+    let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", None);
+    assert_eq!(download.status, 200);
+    assert!(download.header("cache-control").unwrap_or_default().contains("public"));
+    let after = event_list(&events(&server, 0));
+    assert_gap_free(&after);
+    let announced: Vec<(String, String)> = after[1..].iter().map(|e| (e.2.clone(), e.3.clone())).collect();
+    assert_eq!(
+        announced,
+        [
+            ("blaix/gren-ws4sql".to_string(), "2.0.0".to_string()),
+            ("blaix/gren-ws4sql".to_string(), "3.0.0".to_string()),
+        ]
+    );
+    // The other private package is still hidden.
+    server
+        .get("/packages/blaix/gren-effectful-tests", None)
+        .assert_error(404, "package_not_found");
+}
+
+// ---------------------------------------------------------------------------
+// 10. Events
+// ---------------------------------------------------------------------------
+
+#[test]
+fn events_are_numbered_without_gaps() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let empty = events(&server, 0);
+    assert_eq!(empty["events"], json!([]));
+    assert_eq!(empty["head"], 0);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    // Refused and repeated publishes are not events.
+    publish_ok(&server, &token, &real("gren-lang/core", "6.0.1"), 200);
+    publish_ok(&server, &token, &real("gren-lang/url", "5.0.0"), 200);
+    let revoked = server.post_json(
+        "/packages/gren-lang/url/5.0.0/revoke",
+        &json!({ "reason": "security" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200);
+    let all = events(&server, 0);
+    let list = event_list(&all);
+    let expected: Vec<(u64, String, String, String)> = [
+        (1, "publish", "gren-lang/url", "5.0.0"),
+        (2, "publish", "gren-lang/url", "6.0.0"),
+        (3, "publish", "gren-lang/core", "6.0.1"),
+        (4, "revoke", "gren-lang/url", "5.0.0"),
+    ]
+    .iter()
+    .map(|(s, t, p, v)| (*s, t.to_string(), p.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(list, expected, "{all}");
+    assert_eq!(all["head"], 4);
+    for event in all["events"].as_array().unwrap() {
+        let mut keys: Vec<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["at", "package", "seq", "type", "version"], "{event}");
+        assert!(event["at"].as_str().is_some_and(|at| !at.is_empty()));
+    }
+    assert_eq!(event_list(&events(&server, 2)), expected[2..].to_vec());
+    assert_eq!(event_list(&events(&server, 4)), vec![]);
+    assert_eq!(event_list(&events(&server, 99)), vec![]);
+    let no_since = server.get("/events", None);
+    assert_eq!(event_list(&no_since.json()), expected);
+    for bad in ["abc", "-1", "1.5", ""] {
+        server
+            .get(&format!("/events?since={bad}"), None)
+            .assert_error(400, "invalid_query");
+    }
+    // Revoking a whole package: one event per version revoked.
+    let all = server.post_json(
+        "/packages/gren-lang/url/revoke",
+        &json!({ "reason": "gone" }),
+        Some(&token),
+    );
+    assert_eq!(all.status, 200);
+    let list = event_list(&events(&server, 4));
+    assert_eq!(
+        list,
+        vec![(
+            5,
+            "revoke".to_string(),
+            "gren-lang/url".to_string(),
+            "6.0.0".to_string()
+        )],
+        "5.0.0 was revoked already"
+    );
+}
+
+#[test]
+fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    let private = server.patch_json("/packages/gren-lang/url", &json!({ "private": true }), Some(&token));
+    assert_eq!(private.status, 200, "{}", private.text());
+    let before = event_list(&events(&server, 0));
+    assert_eq!(before.len(), 2);
+    server.stop();
+
+    let server = Server::start_in(dir.path(), &[]);
+    let after = event_list(&events(&server, 0));
+    assert_eq!(after, before, "a restart keeps every committed event");
+    let token = server.login(ME);
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    let list = event_list(&events(&server, 0));
+    assert_gap_free(&list);
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list[2].2, "gren-lang/core");
+    assert_eq!(list[1].2, "gren-lang/url", "event 2 is not reused: {list:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 11. The packages site
+// ---------------------------------------------------------------------------
+
+fn site_env(site: &SiteStub) -> Vec<(&'static str, String)> {
+    vec![
+        ("GREN_REGISTRY_PACKAGE_SITE_URL", site.url.clone()),
+        ("GREN_REGISTRY_PACKAGE_SITE_SECRET", "s3cret".to_string()),
+    ]
+}
+
+fn as_env<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(key, value)| (*key, value.as_str())).collect()
+}
+
+#[track_caller]
+fn assert_signed_import(request: &SiteRequest, package: &str) {
+    assert_eq!(request.method, "POST", "{request:?}");
+    assert_eq!(request.path, "/import/init", "{request:?}");
+    assert_eq!(request.json(), json!({ "packageName": package }), "{request:?}");
+    let expected = format!("sha256={}", hmac_hex("s3cret", &request.body));
+    assert_eq!(
+        request.header("X-Gren-Registry-Signature"),
+        Some(expected.as_str()),
+        "the signature is the HMAC-SHA256 of the exact body"
+    );
+    assert!(
+        request
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{request:?}"
+    );
+}
+
+#[test]
+fn publishing_notifies_the_packages_site_with_a_signature() {
+    let site = SiteStub::start(200);
+    let env = site_env(&site);
+    let server = Server::with_env(&as_env(&env));
+    let token = prepare(&server);
+
+    // Private first: it must never be announced.
+    let private = publish_to(
+        &server,
+        "/packages?private=true",
+        Some(&token),
+        &real("blaix/gren-ws4sql", "2.0.0"),
+    );
+    assert_eq!(private.status, 201, "{}", private.text());
+
+    site.set_delay(Duration::from_secs(2));
+    let started = Instant::now();
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "the publish waited for the site: {took:?}"
+    );
+    let requests = site.wait_for_more_than(0, Duration::from_secs(5));
+    assert_eq!(requests.len(), 1, "only the public publish is announced: {requests:#?}");
+    assert_signed_import(&requests[0], "gren-lang/url");
+    assert_eq!(
+        requests[0].body,
+        br#"{"packageName":"gren-lang/url"}"#.to_vec(),
+        "{:?}",
+        String::from_utf8_lossy(&requests[0].body)
+    );
+    site.set_delay(Duration::ZERO);
+
+    // A revocation is announced too.
+    let revoked = server.post_json(
+        "/packages/gren-lang/url/5.0.0/revoke",
+        &json!({ "reason": "x" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200);
+    let requests = site.wait_for_more_than(1, Duration::from_secs(5));
+    assert_signed_import(&requests[1], "gren-lang/url");
+    // Private revocations and private versions are not.
+    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    let quiet = server.post_json(
+        "/packages/blaix/gren-ws4sql/2.0.0/revoke",
+        &json!({ "reason": "x" }),
+        Some(&token),
+    );
+    assert_eq!(quiet.status, 200);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    let requests = site.wait_for_more_than(2, Duration::from_secs(5));
+    assert_signed_import(&requests[2], "gren-lang/core");
+    assert!(
+        requests.iter().all(|request| !request.package().contains("ws4sql")),
+        "{requests:#?}"
+    );
+}
+
+#[test]
+fn notifications_survive_a_site_outage_and_a_restart() {
+    let site = SiteStub::start(503);
+    let env = site_env(&site);
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &as_env(&env));
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    let requests = site.wait_for_more_than(0, Duration::from_secs(5));
+    assert_eq!(requests[0].answered, 503);
+    assert_signed_import(&requests[0], "gren-lang/url");
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let seen = site.requests().len();
+
+    // The site is back (and redirects), the registry restarts: the pending
+    // notification goes out.
+    site.set_status(303);
+    let server = Server::start_in(dir.path(), &as_env(&env));
+    let requests = site.wait_for_more_than(seen, Duration::from_secs(5));
+    let delivered = &requests[seen];
+    assert_eq!(delivered.answered, 303);
+    assert_signed_import(delivered, "gren-lang/url");
+
+    // A 303 counts as delivered (the next call is the next event, not a
+    // retry), and so does a 409 (the import exists already).
+    site.set_status(409);
+    let token = server.login(ME);
+    let seen = site.requests().len();
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    let requests = site.wait_for_more_than(seen, Duration::from_secs(5));
+    assert_signed_import(&requests[seen], "gren-lang/core");
+    site.set_status(200);
+    let seen = requests.len();
+    publish_real(&server, &token, "gren-lang/test-runner-node", "7.0.0");
+    let requests = site.wait_for_more_than(seen, Duration::from_secs(5));
+    assert_signed_import(&requests[seen], "gren-lang/test-runner-node");
+    let url_delivered = requests
+        .iter()
+        .filter(|request| request.package() == "gren-lang/url" && request.answered != 503)
+        .count();
+    assert_eq!(
+        url_delivered, 1,
+        "url is delivered once, after the outage: {requests:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 12. Rate limit
+// ---------------------------------------------------------------------------
+
+#[test]
+fn publishing_is_rate_limited_per_user() {
+    let server = Server::with_env(&[("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "2")]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    let third = publish(&server, &token, &real("gren-lang/core", "6.0.1"));
+    third.assert_error(429, "rate_limited");
+    let retry: u64 = third
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=3600).contains(&retry), "{retry}");
+    server
+        .get("/packages/gren-lang/core", None)
+        .assert_error(404, "package_not_found");
+    // Another user has their own budget.
+    add_member(&server, &token, "gren-lang", "other@example.com", "publish");
+    let other = server.login("other@example.com");
+    publish_real(&server, &other, "gren-lang/core", "6.0.1");
+}
+
+// ---------------------------------------------------------------------------
+// 13. Audit
+// ---------------------------------------------------------------------------
+
+#[test]
+fn publishes_and_revocations_are_audited() {
+    let server = Server::start();
+    let token = prepare(&server);
+    add_member(&server, &token, "gren-lang", "writer@example.com", "publish");
+    let writer = server.login("writer@example.com");
+    publish_real(&server, &writer, "gren-lang/url", "5.0.0");
+    let revoked = server.post_json(
+        "/packages/gren-lang/url/5.0.0/revoke",
+        &json!({ "reason": "security" }),
+        Some(&writer),
+    );
+    assert_eq!(revoked.status, 200);
+    server
+        .get("/publishing-identity/gren-lang/audit", None)
+        .assert_error(401, "unauthorized");
+    server
+        .get("/publishing-identity/gren-lang/audit", Some(&writer))
+        .assert_error(403, "forbidden");
+    let audit = server.get("/publishing-identity/gren-lang/audit", Some(&token));
+    assert_eq!(audit.status, 200, "{}", audit.text());
+    let entries = audit.json()["entries"].as_array().cloned().expect("entries");
+    let published = entries
+        .iter()
+        .find(|entry| entry["action"] == "published")
+        .unwrap_or_else(|| panic!("a published entry: {entries:#?}"));
+    assert_eq!(published["package"], "gren-lang/url");
+    assert_eq!(published["version"], "5.0.0");
+    assert_eq!(published["actor"], "writer@example.com");
+    let revoked = entries
+        .iter()
+        .find(|entry| entry["action"] == "revoked")
+        .unwrap_or_else(|| panic!("a revoked entry: {entries:#?}"));
+    assert_eq!(revoked["package"], "gren-lang/url");
+    assert_eq!(revoked["version"], "5.0.0");
+    assert_eq!(revoked["reason"], "security");
+    assert_eq!(revoked["actor"], "writer@example.com");
+    let seqs: Vec<u64> = entries.iter().map(|entry| entry["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=entries.len() as u64).collect::<Vec<_>>());
+    let position = |action: &str| entries.iter().position(|entry| entry["action"] == action).unwrap();
+    assert!(position("published") < position("revoked"));
+    // The other identity's log has none of it.
+    let blaix = server.get("/publishing-identity/blaix/audit", Some(&token)).json();
+    assert!(!blaix.to_string().contains("gren-lang/url"), "{blaix}");
+}
+
+// ---------------------------------------------------------------------------
+// 14. Crash consistency
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_killed_server_keeps_what_it_published() {
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    let revoked = server.post_json(
+        "/packages/gren-lang/url/5.0.0/revoke",
+        &json!({ "reason": "security" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    let before = event_list(&events(&server, 0));
+    assert_eq!(before.len(), 4);
+    server.kill();
+
+    let server = Server::start_in(dir.path(), &[]);
+    for (name, version) in [("gren-lang/url", "6.0.0"), ("gren-lang/core", "6.0.1")] {
+        let download = server.get(&bundle_url(name, version), None);
+        assert_eq!(download.status, 200, "{name} {version}: {}", download.text());
+        assert!(
+            download.body == real(name, version),
+            "{name} {version} is byte-identical"
+        );
+        assert_eq!(
+            download.header("etag"),
+            Some(format!("\"{}\"", sha256_hex(&real(name, version))).as_str())
+        );
+    }
+    server
+        .get(&bundle_url("gren-lang/url", "5.0.0"), None)
+        .assert_error(410, "revoked");
+    let after = event_list(&events(&server, 0));
+    assert_eq!(after, before, "the events survive a SIGKILL");
+    assert_gap_free(&after);
+
+    // The token and identities survived too, and numbering continues.
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    publish_ok(&server, &token, &real("gren-lang/url", "6.0.0"), 200);
+    let list = event_list(&events(&server, 0));
+    assert_gap_free(&list);
+    assert_eq!(list.len(), 5);
+    assert_eq!(list[4], (5, "publish".into(), "gren-lang/core".into(), "7.0.0".into()));
+}
