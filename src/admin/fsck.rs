@@ -290,6 +290,13 @@ impl Fsck<'_> {
                 self.found(format!("event {seq} says it is {}", event.seq), None);
             } else if !committed(&event) {
                 self.found(format!("event {seq} names {} {}, which its record does not have", event.package, event.version), None);
+            } else if let Some(recorded) = catalog.get(&event.package.key()).and_then(|record| record.version(event.version))
+                && recorded.sha256 != event.sha256
+            {
+                self.found(
+                    format!("event {seq}: {} {} was announced with SHA-256 {}, but its record says {}", event.package, event.version, event.sha256, recorded.sha256),
+                    None,
+                );
             }
         }
         let delivered = crate::notify::read_cursor(self.store).map(|cursor| cursor.delivered).unwrap_or(0);

@@ -39,6 +39,9 @@ pub struct Event {
     pub kind: EventKind,
     pub package: PackageName,
     pub version: Version,
+    /// SHA-256 of the version's bundle, so mirrors can check what they copy.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 pub struct EventLog {
@@ -90,7 +93,7 @@ impl EventLog {
         Ok(EventLog { append: Mutex::new(()), head: Mutex::new(head), appended: Condvar::new() })
     }
 
-    /// Appends events for `versions` of `package`, then runs `commit` with
+    /// Appends events for `versions` (with their bundles' SHA-256) of `package`, then runs `commit` with
     /// the last new sequence number (which the package record must store as
     /// `last_event`) before anyone can see them. If `commit` fails, the
     /// events are withdrawn.
@@ -99,7 +102,7 @@ impl EventLog {
         store: &Store,
         kind: EventKind,
         package: &PackageName,
-        versions: &[Version],
+        versions: &[(Version, String)],
         commit: impl FnOnce(u64) -> ApiResult<T>,
     ) -> ApiResult<T> {
         let _serial = lock_ignoring_poison(&self.append);
@@ -110,8 +113,15 @@ impl EventLog {
         let at = Timestamp::now();
         let mut written = Vec::with_capacity(versions.len());
         let mut result = Ok(());
-        for (offset, version) in versions.iter().enumerate() {
-            let event = Event { seq: first + offset as u64, at, kind, package: package.clone(), version: *version };
+        for (offset, (version, sha256)) in versions.iter().enumerate() {
+            let event = Event {
+                seq: first + offset as u64,
+                at,
+                kind,
+                package: package.clone(),
+                version: *version,
+                sha256: sha256.clone(),
+            };
             result = store.write_json(&event_path(event.seq), &event);
             if result.is_err() {
                 break;

@@ -253,7 +253,11 @@ impl Packages {
             store.write_json(&path, &*record)?;
         } else {
             let name = record.name.clone();
-            self.events.append(store, kind, &name, announce, |last| {
+            let announce: Vec<(Version, String)> = announce
+                .iter()
+                .filter_map(|version| record.version(*version).map(|found| (*version, found.sha256.clone())))
+                .collect();
+            self.events.append(store, kind, &name, &announce, |last| {
                 record.last_event = last;
                 Ok(store.write_json(&path, &*record)?)
             })?;
