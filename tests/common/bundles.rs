@@ -27,7 +27,10 @@ pub fn all_real_bundles() -> Vec<(String, Vec<u8>)> {
         .filter(|name| name.ends_with(".pkg.gz"))
         .collect();
     names.sort();
-    names.into_iter().map(|name| (name.clone(), real_bundle(&name))).collect()
+    names
+        .into_iter()
+        .map(|name| (name.clone(), real_bundle(&name)))
+        .collect()
 }
 
 pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
