@@ -104,13 +104,14 @@ pub struct Response {
 impl Response {
     pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
-            Ok(body) => Response {
-                status,
-                headers: vec![("Content-Type", "application/json".into())],
-                body,
-            },
+            Ok(body) => Response::json_bytes(status, body),
             Err(err) => Response::from_error(&ApiError::internal(err)),
         }
+    }
+
+    /// Already serialized JSON.
+    pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+        Response { status, headers: vec![("Content-Type", "application/json".into())], body }
     }
 
     pub fn html(status: u16, page: String) -> Response {

@@ -488,8 +488,13 @@ fn is_timeout(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
+/// Bodies up to this size go out in one write with the head; larger ones
+/// (bundles) are written after it, not copied next to it.
+const INLINE_BODY: usize = 16 * 1024;
+
 fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, close: bool) -> io::Result<()> {
-    let mut out = Vec::with_capacity(256 + if head_only { 0 } else { response.body.len() });
+    let inline = !head_only && response.body.len() <= INLINE_BODY;
+    let mut out = Vec::with_capacity(256 + if inline { response.body.len() } else { 0 });
     write!(
         out,
         "HTTP/1.1 {} {}\r\n",
@@ -507,10 +512,13 @@ fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, 
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only {
+    if inline {
         out.extend_from_slice(&response.body);
     }
     stream.write_all(&out)?;
+    if !inline && !head_only {
+        stream.write_all(&response.body)?;
+    }
     stream.flush()
 }
 

@@ -27,7 +27,7 @@ use crate::identity::IdentityName;
 use crate::store::{RecordPath, Store, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +118,9 @@ pub fn outline_path(name: &PackageName, version: Version) -> RecordPath {
 #[derive(Default)]
 pub struct Catalog {
     packages: Mutex<BTreeMap<String, Arc<PackageRecord>>>,
+    /// `GET /packages/<a>/<p>` answers, serialized once per change: the
+    /// most frequent metadata request costs a copy, not a serialization.
+    views: Mutex<HashMap<String, Arc<Vec<u8>>>>,
 }
 
 impl Catalog {
@@ -157,7 +160,31 @@ impl Catalog {
     }
 
     pub fn put(&self, record: PackageRecord) {
-        lock_ignoring_poison(&self.packages).insert(record.name.key(), Arc::new(record));
+        let key = record.name.key();
+        lock_ignoring_poison(&self.views).remove(&key);
+        lock_ignoring_poison(&self.packages).insert(key, Arc::new(record));
+    }
+
+    /// The JSON of a package's page: `{"name", "private", "versions"}`.
+    pub fn view(&self, record: &PackageRecord) -> Arc<Vec<u8>> {
+        let key = record.name.key();
+        if let Some(view) = lock_ignoring_poison(&self.views).get(&key) {
+            return view.clone();
+        }
+        #[derive(Serialize)]
+        struct View<'a> {
+            name: &'a PackageName,
+            private: bool,
+            versions: &'a [VersionRecord],
+        }
+        let view = View { name: &record.name, private: record.private, versions: &record.versions };
+        let bytes = Arc::new(serde_json::to_vec(&view).expect("records serialize"));
+        // Only cache what is still current: a put may have raced this view.
+        let current = lock_ignoring_poison(&self.packages).get(&key).is_some_and(|now| std::ptr::eq(&**now, record));
+        if current {
+            lock_ignoring_poison(&self.views).insert(key, bytes.clone());
+        }
+        bytes
     }
 
     pub fn all(&self) -> Vec<Arc<PackageRecord>> {

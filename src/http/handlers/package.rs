@@ -9,7 +9,7 @@ use crate::http::{Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
 use crate::package::{self, PackageName, PackageRecord, Version, VersionRecord, Visibility, find_visible};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -122,16 +122,19 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
 
 pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
     let record = visible_package(app, request, author, project)?;
-    Ok(Response::json(
-        200,
-        &json!({ "name": record.name, "private": record.private, "versions": record.versions }),
-    ))
+    Ok(Response::json_bytes(200, app.packages.catalog.view(&record).to_vec()))
+}
+
+/// A version record with its package's name.
+#[derive(Serialize)]
+struct VersionAnswer<'a> {
+    name: &'a PackageName,
+    #[serde(flatten)]
+    version: &'a VersionRecord,
 }
 
 fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
-    let mut body = serde_json::to_value(version).unwrap_or_default();
-    body["name"] = json!(name);
-    Response::json(200, &body)
+    Response::json(200, &VersionAnswer { name, version })
 }
 
 pub fn show_version(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
