@@ -82,6 +82,18 @@ impl Fsck<'_> {
         }
     }
 
+    /// A directory whose commit record (`record`) was never written: the
+    /// leftover of an interrupted creation, removed by `--repair` (and by the
+    /// server at start-up, for packages).
+    fn uncommitted(&mut self, dir: &Path, record: &str, what: &str) -> bool {
+        if !dir.is_dir() || dir.join(record).exists() {
+            return false;
+        }
+        let fix = || fs::remove_dir_all(dir);
+        self.leftover(format!("{}: {what} was interrupted before its commit", self.relative(dir)), &fix);
+        true
+    }
+
     fn count(&mut self, what: &'static str) {
         *self.checked.entry(what).or_default() += 1;
     }
@@ -129,6 +141,9 @@ impl Fsck<'_> {
         let mut dirs: Vec<PathBuf> = fs::read_dir(&root).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         dirs.sort();
         for dir in dirs {
+            if self.uncommitted(&dir, "identity.json", "an identity whose creation") {
+                continue;
+            }
             self.count("identities");
             let Some(identity) = self.parse::<Identity>(&dir.join("identity.json")) else { continue };
             let key = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
@@ -212,6 +227,9 @@ impl Fsck<'_> {
         }
         package_dirs.sort();
         for dir in package_dirs {
+            if self.uncommitted(&dir, "package.json", "a package whose first version") {
+                continue;
+            }
             self.count("packages");
             let Some(record) = self.parse::<PackageRecord>(&dir.join("package.json")) else { continue };
             if self.store.full_path(&package::record_path(&record.name)) != dir.join("package.json") {

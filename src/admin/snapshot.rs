@@ -7,7 +7,7 @@
 
 use super::Report;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{LOCK_FILE, TEMP_PREFIX, WRITERS_LOCK_FILE, hold_writers};
+use crate::store::{LOCK_FILE, TEMP_PREFIX, TURNSTILE_FILE, WRITERS_LOCK_FILE, hold_writers};
 use serde_json::json;
 use std::fs;
 use std::io;
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 /// Not part of a snapshot: the running server's locks (linking them would
 /// share their lock with the original) and local development mail.
-const SKIPPED: [&str; 3] = [LOCK_FILE, WRITERS_LOCK_FILE, "mail"];
+const SKIPPED: [&str; 4] = [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, "mail"];
 
 pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
     if !root.join(LOCK_FILE).exists() {

@@ -139,8 +139,14 @@ impl Catalog {
                 continue;
             }
             for project in std::fs::read_dir(&author)? {
-                let file = project?.path().join("package.json");
+                let dir = project?.path();
+                let file = dir.join("package.json");
                 if !file.exists() {
+                    // The first publish of a package was interrupted before its commit.
+                    if repair && dir.is_dir() {
+                        eprintln!("removing {}: a package whose first version was never committed", dir.display());
+                        std::fs::remove_dir_all(&dir)?;
+                    }
                     continue;
                 }
                 let record: PackageRecord = serde_json::from_slice(&std::fs::read(&file)?).map_err(|err| {

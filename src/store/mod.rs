@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub const TEMP_PREFIX: &str = ".tmp-";
 pub const LOCK_FILE: &str = "registry.lock";
 pub const WRITERS_LOCK_FILE: &str = "writers.lock";
+pub const TURNSTILE_FILE: &str = "snapshot.lock";
 
 /// A path relative to the data directory whose every component passed
 /// [`check_component`].
@@ -245,6 +246,12 @@ thread_local! {
 /// read-modify-write changes, by every record guard. An operator's snapshot
 /// or check takes it exclusively ([`hold_writers`]) to see the data
 /// directory with no change half-made.
+///
+/// Shared `flock`s never queue behind a waiting exclusive one, so a steady
+/// stream of overlapping writers could starve a snapshot. A turnstile
+/// (`snapshot.lock`) prevents that: the snapshot holds it exclusively while
+/// it waits for the gate, and a writer passes it (shared, for an instant)
+/// before taking the gate, so new writers queue while old ones drain.
 struct WriterGate {
     // Held for the shared lock it carries.
     _file: Option<File>,
@@ -259,8 +266,11 @@ impl WriterGate {
         if !outermost {
             return WriterGate { _file: None };
         }
-        let file = open_writers_lock(root).and_then(|file| file.lock_shared().map(|()| file));
-        match file {
+        let gate = open_lock_file(root, TURNSTILE_FILE)
+            .and_then(|turnstile| turnstile.lock_shared())
+            .and_then(|()| open_lock_file(root, WRITERS_LOCK_FILE))
+            .and_then(|file| file.lock_shared().map(|()| file));
+        match gate {
             Ok(file) => WriterGate { _file: Some(file) },
             Err(err) => {
                 // Writing on is better than refusing service; only snapshots lose.
@@ -277,16 +287,24 @@ impl Drop for WriterGate {
     }
 }
 
-fn open_writers_lock(root: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).truncate(false).write(true).open(root.join(WRITERS_LOCK_FILE))
+fn open_lock_file(root: &Path, name: &str) -> io::Result<File> {
+    OpenOptions::new().create(true).truncate(false).write(true).open(root.join(name))
+}
+
+/// Every writer of a data directory held off; released when dropped.
+pub struct WritersHeld {
+    _turnstile: File,
+    _gate: File,
 }
 
 /// Holds off every writer of the data directory at `root` (in this process or
-/// a running server) until the returned file is dropped.
-pub fn hold_writers(root: &Path) -> io::Result<File> {
-    let file = open_writers_lock(root)?;
-    file.lock()?;
-    Ok(file)
+/// a running server) until the returned value is dropped.
+pub fn hold_writers(root: &Path) -> io::Result<WritersHeld> {
+    let turnstile = open_lock_file(root, TURNSTILE_FILE)?;
+    turnstile.lock()?;
+    let gate = open_lock_file(root, WRITERS_LOCK_FILE)?;
+    gate.lock()?;
+    Ok(WritersHeld { _turnstile: turnstile, _gate: gate })
 }
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.

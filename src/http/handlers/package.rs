@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
-use crate::package::{self, PackageName, PackageRecord, Version, VersionRecord, Visibility, find_visible};
+use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -186,12 +186,7 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
     let record = visible_package(app, request, author, project)?;
     let version = version_of(&record, version)?;
     if let Some(revoked) = &version.revoked {
-        return Err(ApiError::new(
-            410,
-            "revoked",
-            format!("{} {} was revoked: {}", record.name, version.version, revoked.reason),
-        )
-        .with_detail("reason", revoked.reason.clone()));
+        return Err(revoked_error(&record.name, version.version, revoked));
     }
     let etag = format!("\"{}\"", version.sha256);
     let cache = if record.private {
@@ -210,7 +205,19 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
         }
     } else {
         let path = package::bundle_path(&record.name, version.version);
-        let bytes = std::fs::read(app.store.full_path(&path))?;
+        let bytes = match std::fs::read(app.store.full_path(&path)) {
+            Ok(bytes) => bytes,
+            // Revoked between the look-up and the read: answer as revoked.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let now = app.packages.catalog.get(&record.name);
+                let revoked = now.as_ref().and_then(|now| now.version(version.version)).and_then(|v| v.revoked.clone());
+                return Err(match revoked {
+                    Some(revoked) => revoked_error(&record.name, version.version, &revoked),
+                    None => ApiError::from(err),
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
         Response {
             status: 200,
             headers: vec![("Content-Type", "application/gzip".into())],
@@ -225,6 +232,12 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
         )
     };
     Ok(response.with_header("ETag", etag).with_header("Cache-Control", cache))
+}
+
+/// `410 {"error": "revoked", "reason"}`.
+fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> ApiError {
+    ApiError::new(410, "revoked", format!("{name} {version} was revoked: {}", revoked.reason))
+        .with_detail("reason", revoked.reason.clone())
 }
 
 #[derive(Deserialize)]
