@@ -1485,7 +1485,8 @@ fn events_are_numbered_without_gaps() {
     for event in all["events"].as_array().unwrap() {
         let mut keys: Vec<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["at", "package", "seq", "type", "version"], "{event}");
+        assert_eq!(keys, ["at", "package", "seq", "sha256", "type", "version"], "{event}");
+        assert_eq!(event["sha256"].as_str().map(str::len), Some(64), "{event}");
         assert!(event["at"].as_str().is_some_and(|at| !at.is_empty()));
     }
     assert_eq!(event_list(&events(&server, 2)), expected[2..].to_vec());
