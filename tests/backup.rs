@@ -12,6 +12,7 @@
 mod common;
 
 use common::bundles::*;
+use common::proofs::*;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,27 +27,6 @@ const IDENTITY: &str = "bak";
 const OWNER: &str = "owner@example.com";
 /// No rate limit may refuse the load.
 const ENV: [(&str, &str); 1] = [("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000000")];
-
-fn scale() -> usize {
-    std::env::var("GREN_PROOF_SCALE")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1)
-}
-
-fn version(patch: u64) -> String {
-    format!("1.0.{patch}")
-}
-
-fn patch_of(version: &str) -> u64 {
-    let parts: Vec<&str> = version.split('.').collect();
-    assert!(
-        parts.len() == 3 && parts[0] == "1" && parts[1] == "0",
-        "only 1.0.x versions are published: {version}"
-    );
-    parts[2].parse().expect("a patch number")
-}
 
 /// Runs `gren-registry admin --data-dir DIR ARGS...`: (success, stdout+stderr).
 fn admin(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -81,30 +61,6 @@ fn copy_tree(from: &Path, to: &Path) {
                 "a snapshot holds only files and directories: {}",
                 entry.path().display()
             );
-        }
-    }
-}
-
-/// Every event, paging through `GET /events`; checks the numbering.
-fn all_events(server: &Server) -> Vec<Value> {
-    let mut events: Vec<Value> = Vec::new();
-    loop {
-        let reply = server.get(&format!("/events?since={}", events.len()), None);
-        assert_eq!(reply.status, 200, "GET /events: {}", reply.text());
-        let page = reply.json();
-        let head = page["head"].as_u64().expect("head");
-        let batch = page["events"].as_array().expect("events").clone();
-        for event in &batch {
-            assert_eq!(
-                event["seq"].as_u64(),
-                Some(events.len() as u64 + 1),
-                "events are numbered without gaps: {event}"
-            );
-            events.push(event.clone());
-        }
-        if batch.is_empty() || events.len() as u64 == head {
-            assert_eq!(events.len() as u64, head, "the event log reaches its head");
-            return events;
         }
     }
 }

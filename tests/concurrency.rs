@@ -13,11 +13,10 @@
 mod common;
 
 use common::bundles::*;
+use common::proofs::*;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
@@ -35,14 +34,6 @@ const ROLES: [&str; 3] = ["download", "publish", "admin"];
 // ---------------------------------------------------------------------------
 // Small tools
 // ---------------------------------------------------------------------------
-
-fn scale() -> usize {
-    std::env::var("GREN_PROOF_SCALE")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1)
-}
 
 /// xorshift64*, seeded per thread.
 struct Rng(u64);
@@ -69,19 +60,6 @@ fn clock_seed() -> u64 {
         .ok()
         .and_then(|text| text.trim().parse::<u64>().ok())
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
-}
-
-fn version(patch: u64) -> String {
-    format!("1.0.{patch}")
-}
-
-fn patch_of(version: &str) -> u64 {
-    let parts: Vec<&str> = version.split('.').collect();
-    assert!(
-        parts.len() == 3 && parts[0] == "1" && parts[1] == "0",
-        "only 1.0.x versions are published: {version}"
-    );
-    parts[2].parse().expect("a patch number")
 }
 
 fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
@@ -116,46 +94,6 @@ fn listing(server: &Server, project: &str) -> BTreeMap<u64, Value> {
         versions.insert(patch, entry.clone());
     }
     versions
-}
-
-/// Every event, paging through `GET /events`; checks the numbering.
-fn all_events(server: &Server) -> Vec<Value> {
-    let mut events: Vec<Value> = Vec::new();
-    loop {
-        let reply = server.get(&format!("/events?since={}", events.len()), None);
-        assert_eq!(reply.status, 200, "GET /events: {}", reply.text());
-        let page = reply.json();
-        let head = page["head"].as_u64().expect("head");
-        let batch = page["events"].as_array().expect("events").clone();
-        for event in &batch {
-            assert_eq!(
-                event["seq"].as_u64(),
-                Some(events.len() as u64 + 1),
-                "events are numbered without gaps: {event}"
-            );
-            events.push(event.clone());
-        }
-        if batch.is_empty() || events.len() as u64 == head {
-            assert_eq!(events.len() as u64, head, "the event log reaches its head");
-            return events;
-        }
-    }
-}
-
-fn fsck_text(dir: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .arg("fsck")
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {

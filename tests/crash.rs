@@ -19,6 +19,7 @@
 mod common;
 
 use common::bundles::*;
+use common::proofs::*;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,14 +39,6 @@ const ENV: [(&str, &str); 1] = [("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "100000
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)
 // ---------------------------------------------------------------------------
-
-fn scale() -> usize {
-    std::env::var("GREN_PROOF_SCALE")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1)
-}
 
 fn seed() -> u64 {
     std::env::var("GREN_PROOF_SEED")
@@ -122,21 +115,6 @@ fn try_request(
     Ok(reply)
 }
 
-fn version(patch: u64) -> String {
-    format!("1.0.{patch}")
-}
-
-fn patch_of(version: &str) -> u64 {
-    let parts: Vec<&str> = version.split('.').collect();
-    assert_eq!(parts.len(), 3, "version {version:?}");
-    assert_eq!(
-        (parts[0], parts[1]),
-        ("1", "0"),
-        "only 1.0.x versions are published: {version}"
-    );
-    parts[2].parse().expect("a patch number")
-}
-
 /// Runs `gren-registry admin --data-dir DIR --json fsck`; returns (exit
 /// success, parsed report, raw output).
 fn fsck(dir: &Path) -> (bool, Value, String) {
@@ -151,57 +129,6 @@ fn fsck(dir: &Path) -> (bool, Value, String) {
     let report: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     let text = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     (output.status.success(), report, text)
-}
-
-/// Runs the text form of fsck: exit status and output.
-fn fsck_text(dir: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .arg("fsck")
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// Every event, paging through `GET /events`; checks the numbering.
-fn all_events(server: &Server) -> Vec<Value> {
-    let mut events: Vec<Value> = Vec::new();
-    let mut head_seen = None;
-    loop {
-        let since = events.len();
-        let reply = server.get(&format!("/events?since={since}"), None);
-        assert_eq!(reply.status, 200, "GET /events: {}", reply.text());
-        let page = reply.json();
-        let head = page["head"].as_u64().expect("head");
-        if let Some(previous) = head_seen {
-            assert_eq!(head, previous, "the head moved while nothing was written");
-        }
-        head_seen = Some(head);
-        let batch = page["events"].as_array().expect("events").clone();
-        if batch.is_empty() {
-            assert_eq!(events.len() as u64, head, "the event log ends before its head");
-            return events;
-        }
-        for event in batch {
-            let expected = events.len() as u64 + 1;
-            assert_eq!(
-                event["seq"].as_u64(),
-                Some(expected),
-                "events are numbered without gaps: {event}"
-            );
-            events.push(event);
-        }
-        if events.len() as u64 == head {
-            return events;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bundles;
+pub mod proofs;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
