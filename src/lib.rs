@@ -19,5 +19,6 @@ pub mod notify;
 pub mod package;
 pub mod ratelimit;
 pub mod serve;
+mod serde_text;
 pub mod store;
 pub mod time;

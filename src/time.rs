@@ -1,7 +1,7 @@
 //! Wall-clock timestamps, stored and served as RFC 3339 (UTC, milliseconds) so
 //! that records stay readable by hand.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::serde_text::serde_as_text;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,20 +37,7 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_rfc3339(&text)
-            .map(Timestamp)
-            .map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Timestamp, |text| humantime::parse_rfc3339(text).ok().map(Timestamp), "RFC 3339 time");
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 
 use crate::identity::IdentityName;
 use crate::identity::name::is_valid_author;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::serde_text::serde_as_text;
 use std::fmt;
 
 /// The compiler refuses name parts of 256 bytes or more.
@@ -45,6 +45,8 @@ impl PackageName {
     }
 }
 
+serde_as_text!(PackageName, PackageName::parse, "package name");
+
 /// `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`
 pub fn is_valid_project(text: &str) -> bool {
     text.starts_with(|c: char| c.is_ascii_lowercase())
@@ -56,19 +58,6 @@ pub fn is_valid_project(text: &str) -> bool {
 impl fmt::Display for PackageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.author, self.project)
-    }
-}
-
-impl Serialize for PackageName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PackageName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PackageName, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        PackageName::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid package name {text:?}")))
     }
 }
 

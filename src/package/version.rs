@@ -1,7 +1,7 @@
 //! Versions (`7.0.0`) and ranges (`7.0.0 <= v < 8.0.0`) as the Gren compiler
 //! reads them.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::serde_text::serde_as_text;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,31 +73,8 @@ impl fmt::Display for Version {
     }
 }
 
-impl Serialize for Version {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Version {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Version, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Version::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid version {text:?}")))
-    }
-}
-
-impl Serialize for Range {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Range {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Range, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Range::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid range {text:?}")))
-    }
-}
+serde_as_text!(Version, Version::parse, "version");
+serde_as_text!(Range, Range::parse, "range");
 
 /// `A.B.C <= v < D.E.F`, each operator `<` or `<=`, lower below upper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
