@@ -54,6 +54,21 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    // Temporary files of interrupted writes are swept in the background: the
+    // walk covers the whole data directory and must not delay start-up. It
+    // holds the writers' gate from before the first request until it is done.
+    let (swept, sweeping) = std::sync::mpsc::channel();
+    {
+        let app = app.clone();
+        std::thread::Builder::new().name("sweep".into()).spawn(move || {
+            match app.store.sweep_temp_files_then(|| swept.send(()).unwrap_or(())) {
+                Ok(0) => {}
+                Ok(count) => eprintln!("removed {count} temporary file(s) of interrupted writes"),
+                Err(err) => eprintln!("sweeping temporary files failed: {err}"),
+            }
+        })?;
+    }
+    let _ = sweeping.recv();
     let housekeeping = {
         let app = app.clone();
         std::thread::Builder::new()

@@ -120,9 +120,11 @@ pub fn run(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
 
 /// Opens the data directory for changes: refuses while a server holds it.
 fn open_for_changes(args: &AdminArgs) -> ApiResult<Store> {
-    Store::open(&args.data_dir).map_err(|err| {
+    let store = Store::open(&args.data_dir).map_err(|err| {
         ApiError::conflict("data_dir_in_use", format!("{err}.\nStop the server first: this command changes records the running server keeps in memory."))
-    })
+    })?;
+    store.sweep_temp_files()?;
+    Ok(store)
 }
 
 fn open_for_reading(args: &AdminArgs) -> ApiResult<Store> {

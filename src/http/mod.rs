@@ -98,7 +98,38 @@ pub fn bearer_token(headers: &[(String, String)]) -> Option<&str> {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// A response body: bytes of this response, or bytes shared with a cache
+/// (bundles, package pages) that are sent without being copied first.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<Vec<u8>>),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Owned(bytes) => bytes,
+            Body::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl From<std::sync::Arc<Vec<u8>>> for Body {
+    fn from(bytes: std::sync::Arc<Vec<u8>>) -> Body {
+        Body::Shared(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body::Owned(bytes)
+    }
 }
 
 impl Response {
@@ -110,8 +141,8 @@ impl Response {
     }
 
     /// Already serialized JSON.
-    pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-        Response { status, headers: vec![("Content-Type", "application/json".into())], body }
+    pub fn json_bytes(status: u16, body: impl Into<Body>) -> Response {
+        Response { status, headers: vec![("Content-Type", "application/json".into())], body: body.into() }
     }
 
     pub fn html(status: u16, page: String) -> Response {
@@ -127,16 +158,17 @@ impl Response {
                 ),
                 ("Cache-Control", "no-store".into()),
             ],
-            body: page.into_bytes(),
+            body: page.into_bytes().into(),
         }
     }
 
     pub fn no_content() -> Response {
-        Response {
-            status: 204,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response::no_content_with(204)
+    }
+
+    /// A status that carries no body (204, 304).
+    pub fn no_content_with(status: u16) -> Response {
+        Response { status, headers: Vec::new(), body: Vec::new().into() }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {

@@ -515,11 +515,28 @@ fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, 
     if inline {
         out.extend_from_slice(&response.body);
     }
-    stream.write_all(&out)?;
-    if !inline && !head_only {
-        stream.write_all(&response.body)?;
+    if inline || head_only {
+        stream.write_all(&out)?;
+    } else {
+        write_both(stream, &out, &response.body)?;
     }
     stream.flush()
+}
+
+/// Writes `head` then `body` with vectored writes: one system call for both
+/// in the usual case, and no copy of the body next to the head.
+fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let written = stream.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_head = written.min(head.len());
+        head = &head[from_head..];
+        body = &body[written - from_head..];
+    }
+    Ok(())
 }
 
 fn log_request(method: &str, path: &str, status: u16, started: Instant) {

@@ -14,6 +14,7 @@
 //! outline are written before it, and a bundle is deleted only after the
 //! record says the version is revoked.
 
+pub mod bundle_cache;
 pub mod events;
 pub mod name;
 pub mod publish;
@@ -24,11 +25,11 @@ pub use version::{Range, Version};
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::IdentityName;
-use crate::store::{RecordPath, Store, lock_ignoring_poison};
+use crate::store::{RecordPath, Store, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageRecord {
@@ -117,10 +118,10 @@ pub fn outline_path(name: &PackageName, version: Version) -> RecordPath {
 /// start-up from the records, replaced whenever a record is committed.
 #[derive(Default)]
 pub struct Catalog {
-    packages: Mutex<BTreeMap<String, Arc<PackageRecord>>>,
+    packages: RwLock<BTreeMap<String, Arc<PackageRecord>>>,
     /// `GET /packages/<a>/<p>` answers, serialized once per change: the
     /// most frequent metadata request costs a copy, not a serialization.
-    views: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    views: RwLock<HashMap<String, Arc<Vec<u8>>>>,
 }
 
 impl Catalog {
@@ -162,19 +163,21 @@ impl Catalog {
     }
 
     pub fn get(&self, name: &PackageName) -> Option<Arc<PackageRecord>> {
-        lock_ignoring_poison(&self.packages).get(&name.key()).cloned()
+        read_ignoring_poison(&self.packages).get(&name.key()).cloned()
     }
 
     pub fn put(&self, record: PackageRecord) {
         let key = record.name.key();
-        lock_ignoring_poison(&self.views).remove(&key);
-        lock_ignoring_poison(&self.packages).insert(key, Arc::new(record));
+        // Lock order, here and in `view`: packages, then views.
+        let mut packages = write_ignoring_poison(&self.packages);
+        write_ignoring_poison(&self.views).remove(&key);
+        packages.insert(key, Arc::new(record));
     }
 
     /// The JSON of a package's page: `{"name", "private", "versions"}`.
     pub fn view(&self, record: &PackageRecord) -> Arc<Vec<u8>> {
         let key = record.name.key();
-        if let Some(view) = lock_ignoring_poison(&self.views).get(&key) {
+        if let Some(view) = read_ignoring_poison(&self.views).get(&key) {
             return view.clone();
         }
         #[derive(Serialize)]
@@ -186,21 +189,22 @@ impl Catalog {
         let view = View { name: &record.name, private: record.private, versions: &record.versions };
         let bytes = Arc::new(serde_json::to_vec(&view).expect("records serialize"));
         // Only cache what is still current: a put may have raced this view.
-        let current = lock_ignoring_poison(&self.packages).get(&key).is_some_and(|now| std::ptr::eq(&**now, record));
-        if current {
-            lock_ignoring_poison(&self.views).insert(key, bytes.clone());
+        // Holding the packages lock keeps the next put out until it is cached.
+        let packages = read_ignoring_poison(&self.packages);
+        if packages.get(&key).is_some_and(|now| std::ptr::eq(&**now, record)) {
+            write_ignoring_poison(&self.views).insert(key, bytes.clone());
         }
         bytes
     }
 
     pub fn all(&self) -> Vec<Arc<PackageRecord>> {
-        lock_ignoring_poison(&self.packages).values().cloned().collect()
+        read_ignoring_poison(&self.packages).values().cloned().collect()
     }
 
     /// The packages of one identity.
     pub fn of_identity(&self, identity: &IdentityName) -> Vec<Arc<PackageRecord>> {
         let prefix = format!("{}/", identity.key());
-        lock_ignoring_poison(&self.packages)
+        read_ignoring_poison(&self.packages)
             .range(prefix.clone()..)
             .take_while(|(key, _)| key.starts_with(&prefix))
             .map(|(_, record)| record.clone())

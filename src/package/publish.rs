@@ -3,6 +3,7 @@
 //! writing `package.json` (through the event log when the package is public).
 
 use super::events::EventKind;
+use super::bundle_cache::BundleCache;
 use super::events::EventLog;
 use super::{
     Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
@@ -18,6 +19,7 @@ use crate::time::Timestamp;
 pub struct Packages {
     pub catalog: Catalog,
     pub events: EventLog,
+    pub bundles: BundleCache,
 }
 
 pub struct Upload<'a> {
@@ -41,7 +43,7 @@ impl Packages {
     pub fn open(store: &Store) -> ApiResult<Packages> {
         let catalog = Catalog::load(store, true)?;
         let events = EventLog::open(store, &catalog, true)?;
-        Ok(Packages { catalog, events })
+        Ok(Packages { catalog, events, bundles: BundleCache::default() })
     }
 
     /// Loads the packages without repairing anything, to read beside a
@@ -49,7 +51,7 @@ impl Packages {
     pub fn open_read_only(store: &Store) -> ApiResult<Packages> {
         let catalog = Catalog::load(store, false)?;
         let events = EventLog::open(store, &catalog, false)?;
-        Ok(Packages { catalog, events })
+        Ok(Packages { catalog, events, bundles: BundleCache::default() })
     }
 
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
@@ -184,7 +186,9 @@ impl Packages {
         self.commit(store, &mut record, EventKind::Revoke, &targets)?;
         for version in &targets {
             // After the commit: the record already says the content is gone.
-            store.remove(&bundle_path(name, *version))?;
+            let path = bundle_path(name, *version);
+            self.bundles.forget(&store.full_path(&path));
+            store.remove(&path)?;
             identity::record_action(
                 store,
                 &identity_name,

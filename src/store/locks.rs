@@ -1,7 +1,7 @@
 //! Per-key mutual exclusion for read-modify-write cycles on records.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A table of locks created on demand, one per key, and dropped again when
 /// nobody holds or waits for them (so random keys such as login ids do not
@@ -64,6 +64,16 @@ impl Drop for KeyGuard<'_> {
 /// protects lives on disk and is replaced atomically, never left half-done.
 pub fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`lock_ignoring_poison`] for readers of an `RwLock`.
+pub fn read_ignoring_poison<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`lock_ignoring_poison`] for writers of an `RwLock`.
+pub fn write_ignoring_poison<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 mod atomic;
 mod locks;
 
-pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison};
+pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -108,8 +108,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the data directory, takes its exclusive lock
-    /// and sweeps temporary files left by interrupted writes.
+    /// Opens (creating if needed) the data directory and takes its exclusive
+    /// lock. Temporary files left by interrupted writes are swept by
+    /// [`Store::sweep_temp_files`], which the caller runs when it suits it.
     pub fn open(root: &Path) -> Result<Store, OpenError> {
         let io_err = |err| OpenError::Io(root.to_path_buf(), err);
         fs::create_dir_all(root).map_err(io_err)?;
@@ -125,7 +126,6 @@ impl Store {
             Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(lock_path)),
             Err(fs::TryLockError::Error(err)) => return Err(io_err(err)),
         }
-        sweep_temp_files(root).map_err(io_err)?;
         Ok(Store {
             root: root.to_path_buf(),
             locks: KeyedLocks::default(),
@@ -147,6 +147,21 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Removes the temporary files of interrupted writes, as a writer (so a
+    /// snapshot or a check waits for it to finish). Returns how many.
+    pub fn sweep_temp_files(&self) -> io::Result<usize> {
+        self.sweep_temp_files_then(|| {})
+    }
+
+    /// As [`Store::sweep_temp_files`], calling `started` once the sweep holds
+    /// the writers' gate (the server starts serving then, so nobody can see
+    /// the data directory unswept).
+    pub fn sweep_temp_files_then(&self, started: impl FnOnce()) -> io::Result<usize> {
+        let _gate = WriterGate::enter(&self.root);
+        started();
+        sweep_temp_files(&self.root)
     }
 
     pub fn full_path(&self, path: &RecordPath) -> PathBuf {
@@ -309,7 +324,7 @@ pub fn hold_writers(root: &Path) -> io::Result<WritersHeld> {
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
 /// Returns how many were removed.
-pub fn sweep_temp_files(root: &Path) -> io::Result<usize> {
+fn sweep_temp_files(root: &Path) -> io::Result<usize> {
     let mut removed = 0;
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -402,7 +417,8 @@ mod tests {
         fs::create_dir_all(dir.path().join("users")).unwrap();
         fs::write(dir.path().join("users").join(".tmp-abc"), b"half").unwrap();
         fs::write(dir.path().join("users").join("kept.json"), b"{}").unwrap();
-        let _store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.sweep_temp_files().unwrap(), 1);
         assert!(!dir.path().join("users/.tmp-abc").exists());
         assert!(dir.path().join("users/kept.json").exists());
     }

@@ -122,7 +122,7 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
 
 pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
     let record = visible_package(app, request, author, project)?;
-    Ok(Response::json_bytes(200, app.packages.catalog.view(&record).to_vec()))
+    Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
 }
 
 /// A version record with its package's name.
@@ -198,14 +198,10 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
         .header("if-none-match")
         .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
     let response = if not_modified {
-        Response {
-            status: 304,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response::no_content_with(304)
     } else {
         let path = package::bundle_path(&record.name, version.version);
-        let bytes = match std::fs::read(app.store.full_path(&path)) {
+        let bytes = match app.packages.bundles.read(&app.store.full_path(&path)) {
             Ok(bytes) => bytes,
             // Revoked between the look-up and the read: answer as revoked.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -218,11 +214,7 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
             }
             Err(err) => return Err(err.into()),
         };
-        Response {
-            status: 200,
-            headers: vec![("Content-Type", "application/gzip".into())],
-            body: bytes,
-        }
+        Response { status: 200, headers: vec![("Content-Type", "application/gzip".into())], body: bytes.into() }
         .with_header(
             "Content-Disposition",
             format!(
