@@ -61,9 +61,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     {
         let app = app.clone();
         std::thread::Builder::new().name("sweep".into()).spawn(move || {
+            let started = std::time::Instant::now();
             match app.store.sweep_temp_files_then(|| swept.send(()).unwrap_or(())) {
-                Ok(0) => {}
-                Ok(count) => eprintln!("removed {count} temporary file(s) of interrupted writes"),
+                Ok(count) => eprintln!(
+                    "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
+                    started.elapsed().as_millis()
+                ),
                 Err(err) => eprintln!("sweeping temporary files failed: {err}"),
             }
         })?;

@@ -57,6 +57,7 @@ fn main() {
     let server = Registry::start(&binary, &big, &mailer.url(), &work.join("server.log"));
     let startup = started.elapsed();
     let rss_after_start = server.rss_kib("VmRSS");
+    let server = server.settle();
     let nginx = Nginx::start(&work, &real_bundles);
 
     // 1. Bundle download.
@@ -85,7 +86,7 @@ fn main() {
     // 3. The same query at 100 versions and at the full size, one connection.
     let query = format!("/packages/{}/latest?gren=0.6.3", "author-000/pkg-00000");
     let at_full = wrk(&server.url(&query), 1, settings.seconds, None);
-    let small_server = Registry::start(&binary, &small, &mailer.url(), &work.join("server-small.log"));
+    let small_server = Registry::start(&binary, &small, &mailer.url(), &work.join("server-small.log")).settle();
     let at_small = wrk(&small_server.url(&query), 1, settings.seconds, None);
     drop(small_server);
     let ratio = at_full.mean_ms / at_small.mean_ms;
@@ -134,7 +135,8 @@ fn main() {
     let report = render(&settings, versions, &rows);
     println!("{report}");
     if !settings.quick {
-        std::fs::write(root.join("docs/PERFORMANCE.md"), report).unwrap();
+        let path = root.join("docs/PERFORMANCE.md");
+        std::fs::write(&path, splice(&std::fs::read_to_string(&path).unwrap_or_default(), &report)).unwrap();
         println!("written to docs/PERFORMANCE.md");
     }
 }
@@ -286,6 +288,7 @@ fn generate(store: &Store, packages: usize) {
 struct Registry {
     child: Child,
     port: u16,
+    log: PathBuf,
 }
 
 impl Registry {
@@ -317,7 +320,18 @@ impl Registry {
             let mut log_file = log_file;
             let _ = std::io::copy(&mut stderr, &mut log_file);
         });
-        Registry { child, port }
+        Registry { child, port, log: log.to_path_buf() }
+    }
+
+    /// Waits for the background sweep of the data directory that follows
+    /// start-up, so that measurements see the steady state.
+    fn settle(self) -> Registry {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&self.log).unwrap_or_default().contains("temporary-file sweep done") {
+            assert!(Instant::now() < deadline, "the start-up sweep did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -603,9 +617,21 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {memory} RAM, Linux {}; {wrk}; {nginx}", kernel.trim())
 }
 
+const START: &str = "<!-- bench/run writes from here -->";
+const END: &str = "<!-- bench/run writes up to here -->";
+
+/// Replaces the measured part of the document, keeping the analysis around it.
+fn splice(document: &str, report: &str) -> String {
+    match (document.find(START), document.find(END)) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{START}\n{report}{}", &document[..start], &document[end..])
+        }
+        _ => format!("# Performance\n\n{START}\n{report}{END}\n"),
+    }
+}
+
 fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Performance\n");
     let _ = writeln!(
         out,
         "Measured by `bench/run` on {} ({} packages × {VERSIONS_PER_PACKAGE} versions = {versions} synthetic versions plus the 12 real bundles; wrk, 2 threads, {} s per run, on loopback; the registry's release build logging every request to a file, nginx with its access log on).\n",
