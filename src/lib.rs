@@ -18,7 +18,7 @@ pub mod mail;
 pub mod notify;
 pub mod package;
 pub mod ratelimit;
-pub mod serve;
 mod serde_text;
+pub mod serve;
 pub mod store;
 pub mod time;

@@ -26,7 +26,9 @@ fn main() {
     let result = match cli.command {
         Command::Serve(config) => gren_registry::serve::run(config).map(|()| true),
         Command::Admin(args) => gren_registry::admin::run(args),
-        Command::Client(command) => gren_registry::client::run(&cli.target, command).map(|()| true).map_err(Into::into),
+        Command::Client(command) => gren_registry::client::run(&cli.target, command)
+            .map(|()| true)
+            .map_err(Into::into),
     };
     match result {
         Ok(true) => {}

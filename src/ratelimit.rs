@@ -104,7 +104,10 @@ mod tests {
 
     #[test]
     fn a_refusal_counts_against_no_limit() {
-        let (per_ip, per_email) = (RateLimiter::new(2, Duration::from_secs(60)), RateLimiter::new(1, Duration::from_secs(60)));
+        let (per_ip, per_email) = (
+            RateLimiter::new(2, Duration::from_secs(60)),
+            RateLimiter::new(1, Duration::from_secs(60)),
+        );
         hit_all(&[(&per_ip, "ip"), (&per_email, "a")]).unwrap();
         assert!(hit_all(&[(&per_ip, "ip"), (&per_email, "a")]).is_err());
         hit_all(&[(&per_ip, "ip"), (&per_email, "b")]).expect("the refusal did not use up the IP's limit");

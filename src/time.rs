@@ -37,7 +37,11 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
-serde_as_text!(Timestamp, |text| humantime::parse_rfc3339(text).ok().map(Timestamp), "RFC 3339 time");
+serde_as_text!(
+    Timestamp,
+    |text| humantime::parse_rfc3339(text).ok().map(Timestamp),
+    "RFC 3339 time"
+);
 
 #[cfg(test)]
 mod tests {

@@ -252,7 +252,7 @@ fn concurrent_publishes_and_member_changes_lose_nothing_and_duplicate_nothing() 
     let mut member_threads = Vec::new();
     for index in 0..changers {
         let (server, barrier, token) = (server.clone(), barrier.clone(), owner_token.clone());
-        let mut rng = Rng::new(seed ^ (index as u64 + 1) * 0x1000);
+        let mut rng = Rng::new(seed ^ ((index as u64 + 1) * 0x1000));
         member_threads.push(std::thread::spawn(move || {
             barrier.wait();
             let mut log = MemberLog::default();

@@ -69,7 +69,7 @@ impl Rng {
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 }
 
@@ -175,6 +175,7 @@ struct Publisher {
     next: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn publisher_thread(
     addr: SocketAddr,
     token: String,

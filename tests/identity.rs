@@ -856,7 +856,7 @@ fn concurrent_member_changes_lose_nothing() {
     let email = |t: usize, i: usize| format!("t{t}-m{i}@example.com");
     // Each thread adds its ten as `publish`, then makes every other one
     // `download` while the other threads are still adding.
-    let changed = |i: usize| i % 2 == 0;
+    let changed = |i: usize| i.is_multiple_of(2);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {

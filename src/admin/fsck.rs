@@ -30,7 +30,14 @@ struct Fsck<'a> {
 }
 
 pub fn run(store: &Store, repair: bool) -> Report {
-    let mut fsck = Fsck { store, repair, problems: Vec::new(), notes: Vec::new(), repaired: Vec::new(), checked: BTreeMap::new() };
+    let mut fsck = Fsck {
+        store,
+        repair,
+        problems: Vec::new(),
+        notes: Vec::new(),
+        repaired: Vec::new(),
+        checked: BTreeMap::new(),
+    };
     fsck.temp_files(store.root());
     let memberships = fsck.identities();
     fsck.users(&memberships);
@@ -51,7 +58,11 @@ pub fn run(store: &Store, repair: bool) -> Report {
     for line in &fsck.problems {
         text += &format!("problem: {line}\n");
     }
-    text += &if fsck.problems.is_empty() { "clean\n".to_string() } else { format!("{} problem(s)\n", fsck.problems.len()) };
+    text += &if fsck.problems.is_empty() {
+        "clean\n".to_string()
+    } else {
+        format!("{} problem(s)\n", fsck.problems.len())
+    };
     Report {
         text,
         json: json!({ "checked": fsck.checked, "repaired": fsck.repaired, "notes": fsck.notes, "problems": fsck.problems, "clean": fsck.problems.is_empty() }),
@@ -90,7 +101,10 @@ impl Fsck<'_> {
             return false;
         }
         let fix = || fs::remove_dir_all(dir);
-        self.leftover(format!("{}: {what} was interrupted before its commit", self.relative(dir)), &fix);
+        self.leftover(
+            format!("{}: {what} was interrupted before its commit", self.relative(dir)),
+            &fix,
+        );
         true
     }
 
@@ -99,7 +113,10 @@ impl Fsck<'_> {
     }
 
     fn parse<T: DeserializeOwned>(&mut self, path: &Path) -> Option<T> {
-        match fs::read(path).map_err(|err| err.to_string()).and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string())) {
+        match fs::read(path)
+            .map_err(|err| err.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
+        {
             Ok(value) => Some(value),
             Err(err) => {
                 self.found(format!("{} does not parse: {err}", self.relative(path)), None);
@@ -109,12 +126,19 @@ impl Fsck<'_> {
     }
 
     fn relative(&self, path: &Path) -> String {
-        path.strip_prefix(self.store.root()).unwrap_or(path).display().to_string()
+        path.strip_prefix(self.store.root())
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 
     fn json_files(&self, dir: &str) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = fs::read_dir(self.store.root().join(dir))
-            .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                    .collect()
+            })
             .unwrap_or_default();
         files.retain(|path| path.extension().is_some_and(|ext| ext == "json"));
         files.sort();
@@ -138,14 +162,18 @@ impl Fsck<'_> {
     fn identities(&mut self) -> BTreeMap<String, BTreeSet<String>> {
         let mut memberships: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let root = self.store.root().join("identities");
-        let mut dirs: Vec<PathBuf> = fs::read_dir(&root).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
         dirs.sort();
         for dir in dirs {
             if self.uncommitted(&dir, "identity.json", "an identity whose creation") {
                 continue;
             }
             self.count("identities");
-            let Some(identity) = self.parse::<Identity>(&dir.join("identity.json")) else { continue };
+            let Some(identity) = self.parse::<Identity>(&dir.join("identity.json")) else {
+                continue;
+            };
             let key = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
             if identity.name.to_ascii_lowercase() != key {
                 self.found(format!("identities/{key} holds the identity {}", identity.name), None);
@@ -154,16 +182,25 @@ impl Fsck<'_> {
                 self.found(format!("identity {} has no admin", identity.name), None);
             }
             for member in &identity.members {
-                memberships.entry(member.email.to_string()).or_default().insert(key.clone());
+                memberships
+                    .entry(member.email.to_string())
+                    .or_default()
+                    .insert(key.clone());
             }
             for seq in 1..=identity.audit_seq {
                 let path = dir.join("audit").join(format!("{seq:012}.json"));
                 if !path.exists() {
-                    self.found(format!("identity {}: audit entry {seq} is missing", identity.name), None);
+                    self.found(
+                        format!("identity {}: audit entry {seq} is missing", identity.name),
+                        None,
+                    );
                 } else if let Some(entry) = self.parse::<crate::identity::AuditEntry>(&path)
                     && entry.seq != seq
                 {
-                    self.found(format!("identity {}: audit entry {seq} says it is {}", identity.name, entry.seq), None);
+                    self.found(
+                        format!("identity {}: audit entry {seq} says it is {}", identity.name, entry.seq),
+                        None,
+                    );
                 }
             }
         }
@@ -173,14 +210,19 @@ impl Fsck<'_> {
     fn users(&mut self, memberships: &BTreeMap<String, BTreeSet<String>>) {
         for path in self.json_files("users") {
             self.count("users");
-            let Some(user) = self.parse::<User>(&path) else { continue };
+            let Some(user) = self.parse::<User>(&path) else {
+                continue;
+            };
             let live: Vec<String> = user
                 .sessions
                 .iter()
                 .filter(|hash| self.store.root().join("sessions").join(format!("{hash}.json")).exists())
                 .cloned()
                 .collect();
-            let members_of: Vec<String> = memberships.get(user.email.as_str()).map(|set| set.iter().cloned().collect()).unwrap_or_default();
+            let members_of: Vec<String> = memberships
+                .get(user.email.as_str())
+                .map(|set| set.iter().cloned().collect())
+                .unwrap_or_default();
             if live == user.sessions && user.identities.iter().collect::<BTreeSet<_>>() == members_of.iter().collect() {
                 continue;
             }
@@ -191,9 +233,18 @@ impl Fsck<'_> {
             let fix = || self.store.write_json(&record, &fixed);
             let missing = fixed.identities.iter().any(|key| !user.identities.contains(key));
             if missing {
-                self.found(format!("user {}: the identity index misses memberships", user.email), Some(&fix));
+                self.found(
+                    format!("user {}: the identity index misses memberships", user.email),
+                    Some(&fix),
+                );
             } else {
-                self.leftover(format!("user {}: the index names sessions or identities that are gone", user.email), &fix);
+                self.leftover(
+                    format!(
+                        "user {}: the index names sessions or identities that are gone",
+                        user.email
+                    ),
+                    &fix,
+                );
             }
         }
     }
@@ -201,12 +252,25 @@ impl Fsck<'_> {
     fn sessions(&mut self) {
         for path in self.json_files("sessions") {
             self.count("sessions");
-            let Some(session) = self.parse::<Session>(&path) else { continue };
+            let Some(session) = self.parse::<Session>(&path) else {
+                continue;
+            };
             let hash = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
-            let user: Option<User> = self.store.read_json(&crate::auth::user::user_path(&session.email)).ok().flatten();
+            let user: Option<User> = self
+                .store
+                .read_json(&crate::auth::user::user_path(&session.email))
+                .ok()
+                .flatten();
             if !user.is_some_and(|user| user.sessions.contains(&hash)) {
                 let fix = || fs::remove_file(&path);
-                self.found(format!("session {} of {} is not listed by its user", &hash[..16.min(hash.len())], session.email), Some(&fix));
+                self.found(
+                    format!(
+                        "session {} of {} is not listed by its user",
+                        &hash[..16.min(hash.len())],
+                        session.email
+                    ),
+                    Some(&fix),
+                );
             }
         }
     }
@@ -222,8 +286,15 @@ impl Fsck<'_> {
         let mut catalog = BTreeMap::new();
         let root = self.store.root().join("packages");
         let mut package_dirs = Vec::new();
-        for author in fs::read_dir(&root).map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default() {
-            package_dirs.extend(fs::read_dir(&author).map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default());
+        for author in fs::read_dir(&root)
+            .map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            package_dirs.extend(
+                fs::read_dir(&author)
+                    .map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
         }
         package_dirs.sort();
         for dir in package_dirs {
@@ -231,14 +302,29 @@ impl Fsck<'_> {
                 continue;
             }
             self.count("packages");
-            let Some(record) = self.parse::<PackageRecord>(&dir.join("package.json")) else { continue };
+            let Some(record) = self.parse::<PackageRecord>(&dir.join("package.json")) else {
+                continue;
+            };
             if self.store.full_path(&package::record_path(&record.name)) != dir.join("package.json") {
-                self.found(format!("{} holds the package {}", self.relative(&dir), record.name), None);
+                self.found(
+                    format!("{} holds the package {}", self.relative(&dir), record.name),
+                    None,
+                );
                 continue;
             }
             match record.name.identity() {
-                Some(name) if self.store.full_path(&RecordPath::new(["identities", name.key(), "identity.json"]).expect("safe")).exists() => {}
-                _ => self.found(format!("package {}: its identity {} does not exist", record.name, record.name.author), None),
+                Some(name)
+                    if self
+                        .store
+                        .full_path(&RecordPath::new(["identities", name.key(), "identity.json"]).expect("safe"))
+                        .exists() => {}
+                _ => self.found(
+                    format!(
+                        "package {}: its identity {} does not exist",
+                        record.name, record.name.author
+                    ),
+                    None,
+                ),
             }
             self.versions(&dir, &record);
             catalog.insert(record.name.key(), record);
@@ -247,30 +333,64 @@ impl Fsck<'_> {
     }
 
     fn versions(&mut self, dir: &Path, record: &PackageRecord) {
-        let known: BTreeSet<String> = record.versions.iter().map(|version| version.version.to_string()).collect();
+        let known: BTreeSet<String> = record
+            .versions
+            .iter()
+            .map(|version| version.version.to_string())
+            .collect();
         for version in &record.versions {
             self.count("versions");
-            let bundle = self.store.full_path(&package::bundle_path(&record.name, version.version));
-            if !self.store.full_path(&package::outline_path(&record.name, version.version)).exists() {
-                self.found(format!("{} {}: outline.json is missing", record.name, version.version), None);
+            let bundle = self
+                .store
+                .full_path(&package::bundle_path(&record.name, version.version));
+            if !self
+                .store
+                .full_path(&package::outline_path(&record.name, version.version))
+                .exists()
+            {
+                self.found(
+                    format!("{} {}: outline.json is missing", record.name, version.version),
+                    None,
+                );
             }
             match (&version.revoked, fs::read(&bundle)) {
                 (None, Ok(bytes)) if sha256_hex(&bytes) == version.sha256 && bytes.len() as u64 == version.size => {}
-                (None, Ok(_)) => self.found(format!("{} {}: the bundle does not match its SHA-256", record.name, version.version), None),
-                (None, Err(_)) => self.found(format!("{} {}: the bundle is missing", record.name, version.version), None),
+                (None, Ok(_)) => self.found(
+                    format!(
+                        "{} {}: the bundle does not match its SHA-256",
+                        record.name, version.version
+                    ),
+                    None,
+                ),
+                (None, Err(_)) => self.found(
+                    format!("{} {}: the bundle is missing", record.name, version.version),
+                    None,
+                ),
                 (Some(_), Ok(_)) => {
                     let fix = || fs::remove_file(&bundle);
-                    self.found(format!("{} {}: revoked, but its bundle is still on disk", record.name, version.version), Some(&fix));
+                    self.found(
+                        format!(
+                            "{} {}: revoked, but its bundle is still on disk",
+                            record.name, version.version
+                        ),
+                        Some(&fix),
+                    );
                 }
                 (Some(_), Err(_)) => {}
             }
         }
-        for entry in fs::read_dir(dir).map(|e| e.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        for entry in fs::read_dir(dir)
+            .map(|e| e.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             let name = entry.file_name().to_string_lossy().to_string();
             if entry.path().is_dir() && !known.contains(&name) {
                 let path = entry.path();
                 let fix = || fs::remove_dir_all(&path);
-                self.found(format!("{} {name}: files of a version that was never committed", record.name), Some(&fix));
+                self.found(
+                    format!("{} {name}: files of a version that was never committed", record.name),
+                    Some(&fix),
+                );
             }
         }
     }
@@ -282,7 +402,10 @@ impl Fsck<'_> {
             head += 1;
         }
         if files.len() as u64 != head {
-            self.found(format!("the event log has a gap after event {head} ({} files)", files.len()), None);
+            self.found(
+                format!("the event log has a gap after event {head} ({} files)", files.len()),
+                None,
+            );
         }
         let committed = |event: &Event| {
             catalog
@@ -295,7 +418,10 @@ impl Fsck<'_> {
             match self.store.read_json::<Event>(&event_path(head)) {
                 Ok(Some(event)) if !committed(&event) => {
                     let fix = || fs::remove_file(&path);
-                    self.found(format!("event {head} ({} {}) was never committed", event.package, event.version), Some(&fix));
+                    self.found(
+                        format!("event {head} ({} {}) was never committed", event.package, event.version),
+                        Some(&fix),
+                    );
                     head -= 1;
                 }
                 _ => break,
@@ -303,23 +429,41 @@ impl Fsck<'_> {
         }
         for seq in 1..=head {
             self.count("events");
-            let Some(event) = self.parse::<Event>(&self.store.full_path(&event_path(seq))) else { continue };
+            let Some(event) = self.parse::<Event>(&self.store.full_path(&event_path(seq))) else {
+                continue;
+            };
             if event.seq != seq {
                 self.found(format!("event {seq} says it is {}", event.seq), None);
             } else if !committed(&event) {
-                self.found(format!("event {seq} names {} {}, which its record does not have", event.package, event.version), None);
-            } else if let Some(recorded) = catalog.get(&event.package.key()).and_then(|record| record.version(event.version))
+                self.found(
+                    format!(
+                        "event {seq} names {} {}, which its record does not have",
+                        event.package, event.version
+                    ),
+                    None,
+                );
+            } else if let Some(recorded) = catalog
+                .get(&event.package.key())
+                .and_then(|record| record.version(event.version))
                 && recorded.sha256 != event.sha256
             {
                 self.found(
-                    format!("event {seq}: {} {} was announced with SHA-256 {}, but its record says {}", event.package, event.version, event.sha256, recorded.sha256),
+                    format!(
+                        "event {seq}: {} {} was announced with SHA-256 {}, but its record says {}",
+                        event.package, event.version, event.sha256, recorded.sha256
+                    ),
                     None,
                 );
             }
         }
-        let delivered = crate::notify::read_cursor(self.store).map(|cursor| cursor.delivered).unwrap_or(0);
+        let delivered = crate::notify::read_cursor(self.store)
+            .map(|cursor| cursor.delivered)
+            .unwrap_or(0);
         if delivered > head {
-            self.found(format!("the outbox cursor ({delivered}) is past the last event ({head})"), None);
+            self.found(
+                format!("the outbox cursor ({delivered}) is past the last event ({head})"),
+                None,
+            );
         }
     }
 }

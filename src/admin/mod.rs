@@ -104,7 +104,11 @@ pub struct Report {
 
 impl Report {
     fn ok(text: String, json: Value) -> Report {
-        Report { text, json, failed: false }
+        Report {
+            text,
+            json,
+            failed: false,
+        }
     }
 }
 
@@ -121,7 +125,10 @@ pub fn run(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
 /// Opens the data directory for changes: refuses while a server holds it.
 fn open_for_changes(args: &AdminArgs) -> ApiResult<Store> {
     let store = Store::open(&args.data_dir).map_err(|err| {
-        ApiError::conflict("data_dir_in_use", format!("{err}.\nStop the server first: this command changes records the running server keeps in memory."))
+        ApiError::conflict(
+            "data_dir_in_use",
+            format!("{err}.\nStop the server first: this command changes records the running server keeps in memory."),
+        )
     })?;
     store.sweep_temp_files()?;
     Ok(store)
@@ -162,7 +169,9 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
         AdminCommand::User(UserCommand::RevokeSessions { email }) => {
             let store = open_for_changes(args)?;
             let email = Email::parse(email)?;
-            let hashes = user::load(&store, &email)?.map(|user| user.sessions).unwrap_or_default();
+            let hashes = user::load(&store, &email)?
+                .map(|user| user.sessions)
+                .unwrap_or_default();
             for hash in &hashes {
                 session::revoke(&store, &email, hash)?;
             }
@@ -171,7 +180,11 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
                 json!({ "email": email, "revoked": hashes.len() }),
             ))
         }
-        AdminCommand::Revoke { package, version, reason } => {
+        AdminCommand::Revoke {
+            package,
+            version,
+            reason,
+        } => {
             let store = open_for_changes(args)?;
             let name = PackageName::parse(package)
                 .ok_or_else(|| ApiError::bad_request("invalid_name", format!("{package:?} is not author/project.")))?;
@@ -179,7 +192,10 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
                 .ok_or_else(|| ApiError::bad_request("invalid_version", format!("{version:?} is not X.Y.Z.")))?;
             let packages = Packages::open(&store)?;
             packages.revoke(&store, &name, Some(version), reason, &Actor::Operator)?;
-            Ok(Report::ok(format!("revoked {name} {version}: {reason}"), json!({ "package": name, "version": version, "reason": reason })))
+            Ok(Report::ok(
+                format!("revoked {name} {version}: {reason}"),
+                json!({ "package": name, "version": version, "reason": reason }),
+            ))
         }
         AdminCommand::Outbox => outbox(&open_for_reading(args)?),
         AdminCommand::Stats => stats(&open_for_reading(args)?),
@@ -195,7 +211,13 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report
         let outcome = std::fs::read(path)
             .map_err(|err| ApiError::bad_request("unreadable", format!("cannot read {}: {err}", path.display())))
             .and_then(|bytes| {
-                let upload = Upload { bytes: &bytes, actor: &Actor::Operator, private, max_inflated: IMPORT_MAX_INFLATED, successor_rule: false };
+                let upload = Upload {
+                    bytes: &bytes,
+                    actor: &Actor::Operator,
+                    private,
+                    max_inflated: IMPORT_MAX_INFLATED,
+                    successor_rule: false,
+                };
                 packages.publish(store, upload)
             });
         match outcome {
@@ -214,7 +236,11 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report
             }
         }
     }
-    Ok(Report { text: lines.join("\n"), json: json!({ "results": results }), failed })
+    Ok(Report {
+        text: lines.join("\n"),
+        json: json!({ "results": results }),
+        failed,
+    })
 }
 
 fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
@@ -228,10 +254,18 @@ fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
     }
     text += "packages:\n";
     for entry in &listing {
-        text += &format!("  {} {}{}\n", entry.name, entry.latest, if entry.private { " (private)" } else { "" });
+        text += &format!(
+            "  {} {}{}\n",
+            entry.name,
+            entry.latest,
+            if entry.private { " (private)" } else { "" }
+        );
     }
     let audit = identity::audit::read(store, &name, &found)?;
-    Ok(Report::ok(text, json!({ "name": found.name, "created": found.created, "members": found.members, "packages": listing, "audit": audit })))
+    Ok(Report::ok(
+        text,
+        json!({ "name": found.name, "created": found.created, "members": found.members, "packages": listing, "audit": audit }),
+    ))
 }
 
 fn user_show(store: &Store, email: &str) -> ApiResult<Report> {
@@ -242,25 +276,51 @@ fn user_show(store: &Store, email: &str) -> ApiResult<Report> {
     let identities = identity::memberships(store, &email)?;
     let mut text = format!("user {email} (created {})\nsessions:\n", found.created);
     for view in &sessions {
-        text += &format!("  {} created {} last used {} ({})\n", view.id, view.created, view.last_used, view.user_agent.as_deref().unwrap_or("unknown client"));
+        text += &format!(
+            "  {} created {} last used {} ({})\n",
+            view.id,
+            view.created,
+            view.last_used,
+            view.user_agent.as_deref().unwrap_or("unknown client")
+        );
     }
     text += "identities:\n";
     for (name, role) in &identities {
         text += &format!("  {name} ({})\n", role.as_str());
     }
-    let identities: Vec<Value> = identities.iter().map(|(name, role)| json!({ "name": name, "role": role })).collect();
-    Ok(Report::ok(text, json!({ "email": email, "created": found.created, "sessions": sessions, "identities": identities })))
+    let identities: Vec<Value> = identities
+        .iter()
+        .map(|(name, role)| json!({ "name": name, "role": role }))
+        .collect();
+    Ok(Report::ok(
+        text,
+        json!({ "email": email, "created": found.created, "sessions": sessions, "identities": identities }),
+    ))
 }
 
 fn outbox(store: &Store) -> ApiResult<Report> {
     let packages = Packages::open_read_only(store)?;
     let delivered = notify::read_cursor(store)?.delivered;
     let pending = packages.events.since(store, delivered, u64::MAX)?;
-    let mut text = format!("delivered up to event {delivered} of {}; {} pending\n", packages.events.head(), pending.len());
+    let mut text = format!(
+        "delivered up to event {delivered} of {}; {} pending\n",
+        packages.events.head(),
+        pending.len()
+    );
     for event in &pending {
-        text += &format!("  {} {} {} {} at {}\n", event.seq, event.kind.as_str(), event.package, event.version, event.at);
+        text += &format!(
+            "  {} {} {} {} at {}\n",
+            event.seq,
+            event.kind.as_str(),
+            event.package,
+            event.version,
+            event.at
+        );
     }
-    Ok(Report::ok(text, json!({ "delivered": delivered, "head": packages.events.head(), "pending": pending })))
+    Ok(Report::ok(
+        text,
+        json!({ "delivered": delivered, "head": packages.events.head(), "pending": pending }),
+    ))
 }
 
 fn count_json(store: &Store, dir: &str) -> ApiResult<usize> {
@@ -271,9 +331,20 @@ fn stats(store: &Store) -> ApiResult<Report> {
     let packages = Packages::open_read_only(store)?;
     let all = packages.catalog.all();
     let versions: usize = all.iter().map(|record| record.versions.len()).sum();
-    let revoked: usize = all.iter().flat_map(|record| &record.versions).filter(|version| version.revoked.is_some()).count();
-    let bytes: u64 = all.iter().flat_map(|record| &record.versions).filter(|version| version.revoked.is_none()).map(|version| version.size).sum();
-    let identities = std::fs::read_dir(store.root().join("identities")).map(|dir| dir.count()).unwrap_or(0);
+    let revoked: usize = all
+        .iter()
+        .flat_map(|record| &record.versions)
+        .filter(|version| version.revoked.is_some())
+        .count();
+    let bytes: u64 = all
+        .iter()
+        .flat_map(|record| &record.versions)
+        .filter(|version| version.revoked.is_none())
+        .map(|version| version.size)
+        .sum();
+    let identities = std::fs::read_dir(store.root().join("identities"))
+        .map(|dir| dir.count())
+        .unwrap_or(0);
     let stats = json!({
         "users": count_json(store, "users")?,
         "sessions": count_json(store, "sessions")?,
@@ -288,7 +359,13 @@ fn stats(store: &Store) -> ApiResult<Report> {
     });
     let text = stats
         .as_object()
-        .map(|fields| fields.iter().map(|(key, value)| format!("{key}: {value}")).collect::<Vec<_>>().join("\n"))
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|(key, value)| format!("{key}: {value}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default();
     Ok(Report::ok(text, stats))
 }

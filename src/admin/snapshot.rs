@@ -20,10 +20,19 @@ const SKIPPED: [&str; 4] = [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, "mail"
 
 pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
     if !root.join(LOCK_FILE).exists() {
-        return Err(ApiError::not_found("no_data_dir", format!("{} is not a gren-registry data directory.", root.display())));
+        return Err(ApiError::not_found(
+            "no_data_dir",
+            format!("{} is not a gren-registry data directory.", root.display()),
+        ));
     }
     if destination.exists() {
-        return Err(ApiError::conflict("destination_exists", format!("{} already exists; snapshots go to a new directory.", destination.display())));
+        return Err(ApiError::conflict(
+            "destination_exists",
+            format!(
+                "{} already exists; snapshots go to a new directory.",
+                destination.display()
+            ),
+        ));
     }
     let failed = |err: io::Error| ApiError::internal(format!("snapshot failed: {err}"));
     fs::create_dir_all(destination).map_err(failed)?;
@@ -35,7 +44,9 @@ pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
     drop(gate);
     copied.map_err(failed)?;
     // An empty lock file makes the copy a data directory of its own.
-    fs::File::create(destination.join(LOCK_FILE)).and_then(|file| file.sync_all()).map_err(failed)?;
+    fs::File::create(destination.join(LOCK_FILE))
+        .and_then(|file| file.sync_all())
+        .map_err(failed)?;
     sync_tree(destination).map_err(failed)?;
     Ok(Report::ok(
         format!(

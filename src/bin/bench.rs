@@ -37,9 +37,19 @@ struct Settings {
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let settings = if quick {
-        Settings { packages: 500, seconds: 3, publishes: 20, quick }
+        Settings {
+            packages: 500,
+            seconds: 3,
+            publishes: 20,
+            quick,
+        }
     } else {
-        Settings { packages: 5000, seconds: 10, publishes: 100, quick }
+        Settings {
+            packages: 5000,
+            seconds: 10,
+            publishes: 100,
+            quick,
+        }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let work = root.join("target/bench");
@@ -64,14 +74,22 @@ fn main() {
     let bundle = "/packages/gren-lang/core/7.0.0/bundle";
     let ours = wrk(&server.url(bundle), 16, settings.seconds, None);
     let theirs = wrk(&nginx.url("/gren_lang_core__7_0_0.pkg.gz"), 16, settings.seconds, None);
-    rows.push(compare("Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections", &ours, &theirs, "≥ 0.7× nginx"));
+    rows.push(compare(
+        "Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections",
+        &ours,
+        &theirs,
+        "≥ 0.7× nginx",
+    ));
 
     // 2. Metadata, against nginx serving a static file of the same bytes.
     let index = settings.packages * 2 / 5 + 42;
     let sample = format!("author-{:03}/pkg-{index:05}", index % AUTHORS);
     for (label, path) in [
         ("GET /packages/<a>/<p>", format!("/packages/{sample}")),
-        ("GET …/latest?gren=0.6.3", format!("/packages/{sample}/latest?gren=0.6.3")),
+        (
+            "GET …/latest?gren=0.6.3",
+            format!("/packages/{sample}/latest?gren=0.6.3"),
+        ),
         ("GET …/<v>/previous", format!("/packages/{sample}/3.2.0/previous")),
     ] {
         let body = http_get(server.port, &path);
@@ -79,8 +97,16 @@ fn main() {
         std::fs::write(nginx.root.join(&file[1..]), &body).unwrap();
         let ours = wrk(&server.url(&path), 16, settings.seconds, None);
         let theirs = wrk(&nginx.url(&file), 16, settings.seconds, None);
-        let target = format!("≥ 0.7× nginx, p99 < 2 ms (ours: {})", if ours.p99_ms < 2.0 { "met" } else { "missed" });
-        rows.push(compare(&format!("{label} ({} bytes), 16 connections", body.len()), &ours, &theirs, &target));
+        let target = format!(
+            "≥ 0.7× nginx, p99 < 2 ms (ours: {})",
+            if ours.p99_ms < 2.0 { "met" } else { "missed" }
+        );
+        rows.push(compare(
+            &format!("{label} ({} bytes), 16 connections", body.len()),
+            &ours,
+            &theirs,
+            &target,
+        ));
     }
 
     // 3. The same query at 100 versions and at the full size, one connection.
@@ -94,7 +120,10 @@ fn main() {
         format!("latest?gren at {versions} vs 100 versions, 1 connection: mean latency"),
         format!("{:.3} ms", at_full.mean_ms),
         format!("{:.3} ms", at_small.mean_ms),
-        format!("ratio {ratio:.2} (target ≤ 1.2: {})", if ratio <= 1.2 { "met" } else { "missed" }),
+        format!(
+            "ratio {ratio:.2} (target ≤ 1.2: {})",
+            if ratio <= 1.2 { "met" } else { "missed" }
+        ),
     ]);
 
     // 4. Publish, against write + fsync + rename + fsync(dir) of the same bytes.
@@ -104,11 +133,19 @@ fn main() {
         format!("Publish, {} sequential versions: median latency", settings.publishes),
         format!("{ours_ms:.2} ms"),
         format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
-        format!("ratio {ratio:.2} (target ≤ 2: {})", if ratio <= 2.0 { "met" } else { "missed" }),
+        format!(
+            "ratio {ratio:.2} (target ≤ 2: {})",
+            if ratio <= 2.0 { "met" } else { "missed" }
+        ),
     ]);
 
     // 6. Logins (stub Postmark, limits raised).
-    let login = wrk(&server.url("/session"), 16, settings.seconds, Some(&work.join("login.lua")));
+    let login = wrk(
+        &server.url("/session"),
+        16,
+        settings.seconds,
+        Some(&work.join("login.lua")),
+    );
     rows.push([
         "Login (POST /session), 16 connections".into(),
         format!("{:.0} req/s, p99 {:.2} ms", login.requests_per_second, login.p99_ms),
@@ -122,11 +159,22 @@ fn main() {
         format!("Start-up with {versions} versions (spawn → listening)"),
         format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
         "—".into(),
-        format!("target < 1 s: {}", if startup < Duration::from_secs(1) { "met" } else { "missed" }),
+        format!(
+            "target < 1 s: {}",
+            if startup < Duration::from_secs(1) {
+                "met"
+            } else {
+                "missed"
+            }
+        ),
     ]);
     rows.push([
         format!("Resident memory with {versions} versions"),
-        format!("{:.1} MB after start, {:.1} MB peak", rss_after_start as f64 / 1024.0, peak as f64 / 1024.0),
+        format!(
+            "{:.1} MB after start, {:.1} MB peak",
+            rss_after_start as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
         "—".into(),
         format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
     ]);
@@ -136,7 +184,11 @@ fn main() {
     println!("{report}");
     if !settings.quick {
         let path = root.join("docs/PERFORMANCE.md");
-        std::fs::write(&path, splice(&std::fs::read_to_string(&path).unwrap_or_default(), &report)).unwrap();
+        std::fs::write(
+            &path,
+            splice(&std::fs::read_to_string(&path).unwrap_or_default(), &report),
+        )
+        .unwrap();
         println!("written to docs/PERFORMANCE.md");
     }
 }
@@ -156,7 +208,10 @@ fn prepare(work: &Path, binary: &Path, real: &Path, packages: usize) -> PathBuf 
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("generating {packages} packages × {VERSIONS_PER_PACKAGE} versions in {}", dir.display());
+    eprintln!(
+        "generating {packages} packages × {VERSIONS_PER_PACKAGE} versions in {}",
+        dir.display()
+    );
     let started = Instant::now();
     {
         let store = Store::open(&dir).unwrap();
@@ -235,35 +290,73 @@ fn generate(store: &Store, packages: usize) {
         let identity = Identity {
             name: name.clone(),
             created: now,
-            members: vec![Member { email: email.clone(), role: Role::Admin, added: now }],
+            members: vec![Member {
+                email: email.clone(),
+                role: Role::Admin,
+                added: now,
+            }],
             audit_seq: 0,
         };
-        write_json(store, &RecordPath::new(["identities", &name, "identity.json"]).unwrap(), &identity);
+        write_json(
+            store,
+            &RecordPath::new(["identities", &name, "identity.json"]).unwrap(),
+            &identity,
+        );
         identities.push(name);
     }
     let token_hash = sha256_hex(TOKEN.as_bytes());
-    let user = User { email: email.clone(), created: now, sessions: vec![token_hash.clone()], identities };
-    write_json(store, &RecordPath::new(["users", &format!("{EMAIL}.json")]).unwrap(), &user);
+    let user = User {
+        email: email.clone(),
+        created: now,
+        sessions: vec![token_hash.clone()],
+        identities,
+    };
+    write_json(
+        store,
+        &RecordPath::new(["users", &format!("{EMAIL}.json")]).unwrap(),
+        &user,
+    );
     let session = json!({
         "email": EMAIL, "created": now, "expires": now.plus(Duration::from_secs(3650 * 86400)),
         "last_used": now, "user_agent": "bench", "ip": "127.0.0.1"
     });
-    write_json(store, &RecordPath::new(["sessions", &format!("{token_hash}.json")]).unwrap(), &session);
+    write_json(
+        store,
+        &RecordPath::new(["sessions", &format!("{token_hash}.json")]).unwrap(),
+        &session,
+    );
 
     let mut seq = 0u64;
     for index in 0..packages {
         let name = PackageName::parse(&format!("author-{:03}/pkg-{index:05}", index % AUTHORS)).unwrap();
-        let mut record = PackageRecord { name: name.clone(), private: false, created: now, versions: Vec::new(), last_event: 0 };
+        let mut record = PackageRecord {
+            name: name.clone(),
+            private: false,
+            created: now,
+            versions: Vec::new(),
+            last_event: 0,
+        };
         for step in 0..VERSIONS_PER_PACKAGE {
             let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
             // The older half is for Gren 0.5, the newer for 0.6.
-            let gren = if step < VERSIONS_PER_PACKAGE / 2 { "0.5.0 <= v < 0.6.0" } else { "0.6.0 <= v < 0.7.0" };
+            let gren = if step < VERSIONS_PER_PACKAGE / 2 {
+                "0.5.0 <= v < 0.6.0"
+            } else {
+                "0.6.0 <= v < 0.7.0"
+            };
             let (outline, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
             write_file(store, &bundle_path(&name, version), &bytes);
             write_json(store, &outline_path(&name, version), &outline);
             seq += 1;
             let sha256 = sha256_hex(&bytes);
-            let event = Event { seq, at: now, kind: EventKind::Publish, package: name.clone(), version, sha256: sha256.clone() };
+            let event = Event {
+                seq,
+                at: now,
+                kind: EventKind::Publish,
+                package: name.clone(),
+                version,
+                sha256: sha256.clone(),
+            };
             write_json(store, &event_path(seq), &event);
             record.versions.push(VersionRecord {
                 version,
@@ -320,14 +413,21 @@ impl Registry {
             let mut log_file = log_file;
             let _ = std::io::copy(&mut stderr, &mut log_file);
         });
-        Registry { child, port, log: log.to_path_buf() }
+        Registry {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
     }
 
     /// Waits for the background sweep of the data directory that follows
     /// start-up, so that measurements see the steady state.
     fn settle(self) -> Registry {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !std::fs::read_to_string(&self.log).unwrap_or_default().contains("temporary-file sweep done") {
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains("temporary-file sweep done")
+        {
             assert!(Instant::now() < deadline, "the start-up sweep did not finish");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -368,7 +468,11 @@ impl Nginx {
         let _ = std::fs::remove_dir_all(&dir);
         let root = dir.join("root");
         std::fs::create_dir_all(&root).unwrap();
-        std::fs::copy(real.join("gren_lang_core__7_0_0.pkg.gz"), root.join("gren_lang_core__7_0_0.pkg.gz")).unwrap();
+        std::fs::copy(
+            real.join("gren_lang_core__7_0_0.pkg.gz"),
+            root.join("gren_lang_core__7_0_0.pkg.gz"),
+        )
+        .unwrap();
         let port = free_port();
         let d = dir.display();
         // Two workers for two cores, sendfile and keep-alive: nginx at its usual best.
@@ -406,7 +510,9 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGQUIT: a graceful stop that takes the workers along.
-        let _ = Command::new("kill").args(["-QUIT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -465,8 +571,15 @@ fn serve_mail(stream: TcpStream, counter: &std::sync::atomic::AtomicUsize) {
         }
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let answer = br#"{"ErrorCode":0,"Message":"OK"}"#;
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", answer.len());
-        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(answer)).is_err() {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(answer))
+            .is_err()
+        {
             return;
         }
     }
@@ -518,21 +631,32 @@ fn wrk(url: &str, connections: usize, seconds: u64, script: Option<&Path>) -> Lo
     }
     let mut command = Command::new("wrk");
     let threads = connections.min(2);
-    command.args([&format!("-t{threads}"), &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
+    command.args([
+        &format!("-t{threads}"),
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
     if let Some(script) = script {
         command.arg("-s").arg(script);
     }
     let output = command.arg(url).output().expect("wrk runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let field = |prefix: &str| -> Option<&str> {
-        text.lines().map(str::trim).find(|line| line.starts_with(prefix)).and_then(|line| line.split_whitespace().nth(1))
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.split_whitespace().nth(1))
     };
     let load = Load {
         requests_per_second: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
         mean_ms: field("Latency").map(to_ms).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(to_ms).unwrap_or(f64::NAN),
     };
-    assert!(!text.contains("Non-2xx") || script.is_some(), "wrk saw errors from {url}:\n{text}");
+    assert!(
+        !text.contains("Non-2xx") || script.is_some(),
+        "wrk saw errors from {url}:\n{text}"
+    );
     load
 }
 
@@ -555,7 +679,10 @@ fn compare(label: &str, ours: &Load, theirs: &Load, target: &str) -> [String; 4]
         label.to_string(),
         format!("{:.0} req/s, p99 {:.2} ms", ours.requests_per_second, ours.p99_ms),
         format!("{:.0} req/s, p99 {:.2} ms", theirs.requests_per_second, theirs.p99_ms),
-        format!("{ratio:.2}× ({target}{})", if ratio >= 0.7 { "" } else { "; throughput target missed" }),
+        format!(
+            "{ratio:.2}× ({target}{})",
+            if ratio >= 0.7 { "" } else { "; throughput target missed" }
+        ),
     ]
 }
 
@@ -603,18 +730,44 @@ fn publish_vs_baseline(server: &Registry, work: &Path, count: usize) -> (f64, f6
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|line| line.starts_with("model name")).map(|line| line.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|info| info.lines().next().and_then(|line| line.split_whitespace().nth(1)).and_then(|kib| kib.parse::<u64>().ok()))
+        .and_then(|info| {
+            info.lines()
+                .next()
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
         .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let wrk = Command::new("wrk").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
-    let nginx = Command::new("/usr/sbin/nginx").arg("-v").output().map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_default();
-    format!("{cpu}, {cores} cores, {memory} RAM, Linux {}; {wrk}; {nginx}", kernel.trim())
+    let wrk = Command::new("wrk")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let nginx = Command::new("/usr/sbin/nginx")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {memory} RAM, Linux {}; {wrk}; {nginx}",
+        kernel.trim()
+    )
 }
 
 const START: &str = "<!-- bench/run writes from here -->";
@@ -640,7 +793,10 @@ fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String 
         settings.seconds
     );
     let _ = writeln!(out, "Machine: {}\n", machine());
-    let _ = writeln!(out, "| measurement | gren-registry | baseline (same run) | ratio / target |");
+    let _ = writeln!(
+        out,
+        "| measurement | gren-registry | baseline (same run) | ratio / target |"
+    );
     let _ = writeln!(out, "| --- | --- | --- | --- |");
     for row in rows {
         let _ = writeln!(out, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);

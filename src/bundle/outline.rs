@@ -272,9 +272,12 @@ mod tests {
         assert!(!valid.private);
     }
 
+    /// A change to a valid outline, and the field its error must name.
+    type Corruption = (Box<dyn FnOnce(&mut Value)>, &'static str);
+
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        let cases: Vec<Corruption> = vec![
             (Box::new(|o| o["type"] = json!("application")), "outline.type"),
             (Box::new(|o| o["platform"] = json!("wasm")), "outline.platform"),
             (Box::new(|o| o["name"] = json!("gren-lang/Url")), "outline.name"),

@@ -38,7 +38,10 @@ impl Registry {
             .user_agent(concat!("gren-registry/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Registry { url: url.trim_end_matches('/').to_string(), agent }
+        Registry {
+            url: url.trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> CliResult<Value> {
@@ -54,8 +57,20 @@ impl Registry {
     }
 
     /// A JSON request; `Err(Failure)` for any status of 400 or more.
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>, token: Option<&str>) -> Result<Value, Failure> {
-        let (status, bytes) = self.exchange(method, path, body.map(|body| serde_json::to_vec(body).unwrap_or_default()), "application/json", token)?;
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Result<Value, Failure> {
+        let (status, bytes) = self.exchange(
+            method,
+            path,
+            body.map(|body| serde_json::to_vec(body).unwrap_or_default()),
+            "application/json",
+            token,
+        )?;
         parse(status, &bytes)
     }
 
@@ -73,13 +88,19 @@ impl Registry {
         }
         let mut response = request.call().map_err(|err| unreachable(&self.url, err))?;
         let status = response.status().as_u16();
-        let total: Option<u64> = response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let total: Option<u64> = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let mut reader = response.body_mut().with_config().limit(256 * 1024 * 1024).reader();
         let mut bytes = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         let mut shown = 0;
         loop {
-            let read = reader.read(&mut chunk).map_err(|err| CliError(format!("The download of {label} broke off: {err}")))?;
+            let read = reader
+                .read(&mut chunk)
+                .map_err(|err| CliError(format!("The download of {label} broke off: {err}")))?;
             if read == 0 {
                 break;
             }
@@ -96,12 +117,22 @@ impl Registry {
             eprintln!();
         }
         if status >= 400 {
-            return Err(parse(status, &bytes).err().map(CliError::from).unwrap_or_else(|| CliError(format!("HTTP {status}"))));
+            return Err(parse(status, &bytes)
+                .err()
+                .map(CliError::from)
+                .unwrap_or_else(|| CliError(format!("HTTP {status}"))));
         }
         Ok(bytes)
     }
 
-    fn exchange(&self, method: &str, path: &str, body: Option<Vec<u8>>, content_type: &str, token: Option<&str>) -> Result<(u16, Vec<u8>), Failure> {
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let url = format!("{}{path}", self.url);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(token) = token {
@@ -109,7 +140,10 @@ impl Registry {
         }
         let result = match body {
             Some(body) => {
-                let request = request.header("Content-Type", content_type).body(body).map_err(|err| local_failure(err.to_string()))?;
+                let request = request
+                    .header("Content-Type", content_type)
+                    .body(body)
+                    .map_err(|err| local_failure(err.to_string()))?;
                 self.agent.run(request)
             }
             None => {
@@ -119,28 +153,46 @@ impl Registry {
         };
         let mut response = result.map_err(|err| local_failure(unreachable(&self.url, err).0))?;
         let status = response.status().as_u16();
-        let bytes = response.body_mut().with_config().limit(16 * 1024 * 1024).read_to_vec().map_err(|err| local_failure(format!("The registry's answer broke off: {err}")))?;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|err| local_failure(format!("The registry's answer broke off: {err}")))?;
         Ok((status, bytes))
     }
 }
 
 fn local_failure(message: String) -> Failure {
-    Failure { status: 0, code: "unreachable".into(), message }
+    Failure {
+        status: 0,
+        code: "unreachable".into(),
+        message,
+    }
 }
 
 fn unreachable(url: &str, err: ureq::Error) -> CliError {
-    CliError(format!("Cannot reach the registry at {url}: {err}.\nCheck the address (--registry or GREN_REGISTRY_URL) and your connection."))
+    CliError(format!(
+        "Cannot reach the registry at {url}: {err}.\nCheck the address (--registry or GREN_REGISTRY_URL) and your connection."
+    ))
 }
 
 fn parse(status: u16, bytes: &[u8]) -> Result<Value, Failure> {
-    let value: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).unwrap_or(Value::Null) };
+    let value: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).unwrap_or(Value::Null)
+    };
     if status < 400 {
         return Ok(value);
     }
     Err(Failure {
         status,
         code: value["error"].as_str().unwrap_or("http_error").to_string(),
-        message: value["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("The registry answered HTTP {status}.")),
+        message: value["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("The registry answered HTTP {status}.")),
     })
 }
 
@@ -151,7 +203,11 @@ impl Registry {
         if let Some(code) = code {
             body["emailConfirmationCode"] = code.into();
         }
-        let path = if wait > 0 { format!("/session/fetch?wait={wait}") } else { "/session/fetch".to_string() };
+        let path = if wait > 0 {
+            format!("/session/fetch?wait={wait}")
+        } else {
+            "/session/fetch".to_string()
+        };
         let answer = self.request("POST", &path, Some(&body), None)?;
         Ok(answer["sessionToken"].as_str().map(str::to_string))
     }

@@ -14,15 +14,20 @@ pub struct Entry {
 }
 
 fn path() -> CliResult<PathBuf> {
-    let home = std::env::var_os("HOME").ok_or_else(|| CliError("HOME is not set, so there is nowhere to keep the login.".into()))?;
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| CliError("HOME is not set, so there is nowhere to keep the login.".into()))?;
     Ok(PathBuf::from(home).join(".gren").join("user"))
 }
 
 fn load() -> CliResult<Vec<Entry>> {
     let path = path()?;
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|err| CliError(format!("{} is damaged ({err}); delete it and log in again.", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+            CliError(format!(
+                "{} is damaged ({err}); delete it and log in again.",
+                path.display()
+            ))
+        }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(err) => Err(CliError(format!("Cannot read {}: {err}", path.display()))),
     }
@@ -34,7 +39,10 @@ fn save(entries: &[Entry]) -> CliResult<()> {
     let dir = path.parent().expect("the file is in ~/.gren");
     let failed = |err: std::io::Error| CliError(format!("Cannot write {}: {err}", path.display()));
     create_private_dir(dir).map_err(failed)?;
-    let mut temp = tempfile::Builder::new().prefix(".tmp-user").tempfile_in(dir).map_err(failed)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-user")
+        .tempfile_in(dir)
+        .map_err(failed)?;
     set_private(temp.as_file()).map_err(failed)?;
     let mut bytes = serde_json::to_vec_pretty(entries).map_err(|err| CliError(err.to_string()))?;
     bytes.push(b'\n');
@@ -72,9 +80,11 @@ pub fn stored(registry: &str) -> CliResult<Option<Entry>> {
 
 /// The token for `registry`, or an error telling how to get one.
 pub fn token_for(registry: &str) -> CliResult<String> {
-    stored(registry)?
-        .map(|entry| entry.token)
-        .ok_or_else(|| CliError(format!("You are not logged in to {registry}.\nLog in with `gren-registry login`.")))
+    stored(registry)?.map(|entry| entry.token).ok_or_else(|| {
+        CliError(format!(
+            "You are not logged in to {registry}.\nLog in with `gren-registry login`."
+        ))
+    })
 }
 
 pub fn remember(entry: Entry) -> CliResult<()> {

@@ -38,11 +38,23 @@ enum Want {
 
 fn read_project(dir: &Path) -> CliResult<Project> {
     let path = dir.join("gren.json");
-    let text = std::fs::read(&path).map_err(|err| CliError(format!("Cannot read {}: {err}\nRun install in a Gren project directory.", path.display())))?;
-    let outline: Value = serde_json::from_slice(&text).map_err(|err| CliError(format!("{} is not valid JSON: {err}", path.display())))?;
-    let field = |name: &str| outline[name].as_str().ok_or_else(|| CliError(format!("{}: `{name}` is missing.", path.display())));
+    let text = std::fs::read(&path).map_err(|err| {
+        CliError(format!(
+            "Cannot read {}: {err}\nRun install in a Gren project directory.",
+            path.display()
+        ))
+    })?;
+    let outline: Value = serde_json::from_slice(&text)
+        .map_err(|err| CliError(format!("{} is not valid JSON: {err}", path.display())))?;
+    let field = |name: &str| {
+        outline[name]
+            .as_str()
+            .ok_or_else(|| CliError(format!("{}: `{name}` is missing.", path.display())))
+    };
     let platform = field("platform")?.to_string();
-    let parse_name = |name: &str| PackageName::parse(name).ok_or_else(|| CliError(format!("{}: {name:?} is not a package name.", path.display())));
+    let parse_name = |name: &str| {
+        PackageName::parse(name).ok_or_else(|| CliError(format!("{}: {name:?} is not a package name.", path.display())))
+    };
     match field("type")? {
         "application" => {
             let gren = Version::parse(field("gren-version")?)
@@ -51,12 +63,20 @@ fn read_project(dir: &Path) -> CliResult<Project> {
             for group in ["direct", "indirect"] {
                 for (name, version) in outline["dependencies"][group].as_object().into_iter().flatten() {
                     let version = version.as_str().and_then(Version::parse).ok_or_else(|| {
-                        CliError(format!("{}: {name} must be an exact version in an application.", path.display()))
+                        CliError(format!(
+                            "{}: {name} must be an exact version in an application.",
+                            path.display()
+                        ))
                     })?;
                     wanted.push((parse_name(name)?, Want::Exactly(version)));
                 }
             }
-            Ok(Project { platform, gren, application: true, wanted })
+            Ok(Project {
+                platform,
+                gren,
+                application: true,
+                wanted,
+            })
         }
         "package" => {
             let gren = Range::parse(field("gren-version")?)
@@ -65,11 +85,19 @@ fn read_project(dir: &Path) -> CliResult<Project> {
             let mut wanted = Vec::new();
             for (name, range) in outline["dependencies"].as_object().into_iter().flatten() {
                 let range = range.as_str().and_then(Range::parse).ok_or_else(|| {
-                    CliError(format!("{}: the range of {name} is not like \"1.0.0 <= v < 2.0.0\".", path.display()))
+                    CliError(format!(
+                        "{}: the range of {name} is not like \"1.0.0 <= v < 2.0.0\".",
+                        path.display()
+                    ))
                 })?;
                 wanted.push((parse_name(name)?, Want::Within(range)));
             }
-            Ok(Project { platform, gren, application: false, wanted })
+            Ok(Project {
+                platform,
+                gren,
+                application: false,
+                wanted,
+            })
         }
         other => Err(CliError(format!("{}: unknown project type {other:?}.", path.display()))),
     }
@@ -86,8 +114,11 @@ pub fn run(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()
     let project = read_project(dir)?;
     let mut chosen: BTreeMap<PackageName, Fetched> = BTreeMap::new();
     // (package, what is wanted, who wants it)
-    let mut queue: VecDeque<(PackageName, Want, String)> =
-        project.wanted.iter().map(|(name, want)| (name.clone(), *want, "your project".to_string())).collect();
+    let mut queue: VecDeque<(PackageName, Want, String)> = project
+        .wanted
+        .iter()
+        .map(|(name, want)| (name.clone(), *want, "your project".to_string()))
+        .collect();
     while let Some((name, want, wanted_by)) = queue.pop_front() {
         if let Some(existing) = chosen.get(&name) {
             check_fits(&name, existing.version, want, &wanted_by)?;
@@ -152,8 +183,16 @@ fn check_compatible(project: &Project, outline: &Outline) -> CliResult<()> {
 }
 
 /// The lowest unrevoked published version of `name` within `range`.
-fn lowest_in(registry: &Registry, token: Option<&str>, name: &PackageName, range: Range, wanted_by: &str) -> CliResult<Version> {
-    let package = registry.get(&format!("/packages/{name}"), token).map_err(|err| not_found(name, wanted_by, err))?;
+fn lowest_in(
+    registry: &Registry,
+    token: Option<&str>,
+    name: &PackageName,
+    range: Range,
+    wanted_by: &str,
+) -> CliResult<Version> {
+    let package = registry
+        .get(&format!("/packages/{name}"), token)
+        .map_err(|err| not_found(name, wanted_by, err))?;
     package["versions"]
         .as_array()
         .into_iter()
@@ -162,7 +201,11 @@ fn lowest_in(registry: &Registry, token: Option<&str>, name: &PackageName, range
         .filter_map(|version| version["version"].as_str().and_then(Version::parse))
         .filter(|version| range.contains(*version))
         .min()
-        .ok_or_else(|| CliError(format!("No published version of {name} is in {range} (needed by {wanted_by}).")))
+        .ok_or_else(|| {
+            CliError(format!(
+                "No published version of {name} is in {range} (needed by {wanted_by})."
+            ))
+        })
 }
 
 fn not_found(name: &PackageName, wanted_by: &str, err: CliError) -> CliError {
@@ -170,10 +213,20 @@ fn not_found(name: &PackageName, wanted_by: &str, err: CliError) -> CliError {
 }
 
 /// Downloads (or reuses) a bundle and checks it against its published SHA-256.
-fn fetch(registry: &Registry, token: Option<&str>, dir: &Path, name: &PackageName, version: Version) -> CliResult<Fetched> {
-    let record = registry.get(&format!("/packages/{name}/{version}"), token).map_err(|err| not_found(name, "your project", err))?;
+fn fetch(
+    registry: &Registry,
+    token: Option<&str>,
+    dir: &Path,
+    name: &PackageName,
+    version: Version,
+) -> CliResult<Fetched> {
+    let record = registry
+        .get(&format!("/packages/{name}/{version}"), token)
+        .map_err(|err| not_found(name, "your project", err))?;
     if let Some(reason) = record["revoked"]["reason"].as_str() {
-        return Err(CliError(format!("{name} {version} was revoked: {reason}\nChoose another version.")));
+        return Err(CliError(format!(
+            "{name} {version} was revoked: {reason}\nChoose another version."
+        )));
     }
     let expected = record["sha256"].as_str().unwrap_or_default().to_string();
     let existing = dir.join("gren_packages").join(name.bundle_file_name(version));
@@ -195,15 +248,25 @@ fn fetch(registry: &Registry, token: Option<&str>, dir: &Path, name: &PackageNam
     let bundle = crate::bundle::read(&bytes, 256 * 1024 * 1024)?;
     let outline = crate::bundle::outline::validate(&bundle)?;
     if outline.name != *name || outline.version != version {
-        return Err(CliError(format!("The bundle of {name} {version} says it is {} {}.", outline.name, outline.version)));
+        return Err(CliError(format!(
+            "The bundle of {name} {version} says it is {} {}.",
+            outline.name, outline.version
+        )));
     }
-    Ok(Fetched { version, bytes, outline })
+    Ok(Fetched {
+        version,
+        bytes,
+        outline,
+    })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> CliResult<()> {
     let dir = path.parent().expect("gren_packages/<file>");
     let failed = |err: std::io::Error| CliError(format!("Cannot write {}: {err}", path.display()));
-    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(failed)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(failed)?;
     temp.write_all(bytes).map_err(failed)?;
     temp.as_file().sync_all().map_err(failed)?;
     temp.persist(path).map_err(|err| failed(err.error))?;

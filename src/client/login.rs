@@ -24,9 +24,15 @@ pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
         None => prompt("E-mail address: ")?,
     };
     let started = registry.post("/session", &json!({ "email": email }), None)?;
-    let fetch_token = started["fetchSessionToken"].as_str().ok_or_else(|| CliError("The registry gave no login token.".into()))?.to_string();
+    let fetch_token = started["fetchSessionToken"]
+        .as_str()
+        .ok_or_else(|| CliError("The registry gave no login token.".into()))?
+        .to_string();
     println!("We sent an e-mail to {email}.");
-    println!("It should show the verification phrase: {}", started["verification"].as_str().unwrap_or("?"));
+    println!(
+        "It should show the verification phrase: {}",
+        started["verification"].as_str().unwrap_or("?")
+    );
     println!("Type the code from the e-mail, or open its link and confirm.");
 
     let (events, waiting) = mpsc::channel();
@@ -80,7 +86,11 @@ pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
     };
     let user = registry.get("/user", Some(&token))?;
     let email = user["email"].as_str().unwrap_or(&email).to_string();
-    credentials::remember(Entry { registry: registry.url.clone(), email: email.clone(), token })?;
+    credentials::remember(Entry {
+        registry: registry.url.clone(),
+        email: email.clone(),
+        token,
+    })?;
     println!("Logged in to {} as {email}.", registry.url);
     Ok(())
 }
@@ -105,7 +115,9 @@ fn prompt(question: &str) -> CliResult<String> {
     print!("{question}");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(|err| CliError(err.to_string()))?;
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|err| CliError(err.to_string()))?;
     let answer = answer.trim().to_string();
     if answer.is_empty() {
         return Err(CliError("No e-mail address given; use --email or type one.".into()));

@@ -116,14 +116,26 @@ pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
             let user = registry.get("/user", Some(&token))?;
             println!("{} on {}", user["email"].as_str().unwrap_or("?"), registry.url);
             for identity in user["identities"].as_array().into_iter().flatten() {
-                println!("  {} ({})", identity["name"].as_str().unwrap_or("?"), identity["role"].as_str().unwrap_or("?"));
+                println!(
+                    "  {} ({})",
+                    identity["name"].as_str().unwrap_or("?"),
+                    identity["role"].as_str().unwrap_or("?")
+                );
             }
             Ok(())
         }
         ClientCommand::Publish { path, dry_run, private } => publish(&registry, path, dry_run, private),
-        ClientCommand::Revoke { package, version, reason } => {
+        ClientCommand::Revoke {
+            package,
+            version,
+            reason,
+        } => {
             let token = credentials::token_for(&registry.url)?;
-            registry.post(&format!("/packages/{package}/{version}/revoke"), &json!({ "reason": reason }), Some(&token))?;
+            registry.post(
+                &format!("/packages/{package}/{version}/revoke"),
+                &json!({ "reason": reason }),
+                Some(&token),
+            )?;
             println!("Revoked {package} {version}: {reason}");
             Ok(())
         }
@@ -131,7 +143,12 @@ pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
         ClientCommand::Private { package, setting } => {
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
-            registry.send("PATCH", &format!("/packages/{package}"), Some(&json!({ "private": private })), Some(&token))?;
+            registry.send(
+                "PATCH",
+                &format!("/packages/{package}"),
+                Some(&json!({ "private": private })),
+                Some(&token),
+            )?;
             println!("{package} is now {}", if private { "private" } else { "public" });
             Ok(())
         }
@@ -167,7 +184,12 @@ fn publish(registry: &Registry, path: Option<PathBuf>, dry_run: bool, private: b
     let token = credentials::token_for(&registry.url)?;
     let query = if private { "?private=true" } else { "" };
     let published = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
-    println!("Published {} {} (sha256 {})", outline.name, outline.version, published["sha256"].as_str().unwrap_or("?"));
+    println!(
+        "Published {} {} (sha256 {})",
+        outline.name,
+        outline.version,
+        published["sha256"].as_str().unwrap_or("?")
+    );
     Ok(())
 }
 
@@ -184,8 +206,17 @@ fn identity(registry: &Registry, command: IdentityCommand) -> CliResult<()> {
             print_identity(&found);
         }
         IdentityCommand::Add { name, email, role } | IdentityCommand::Role { name, email, role } => {
-            let member = registry.send("PUT", &member_path(&name, &email), Some(&json!({ "role": role })), Some(&token))?;
-            println!("{} is now {} in {name}", member["email"].as_str().unwrap_or(&email), member["role"].as_str().unwrap_or(&role));
+            let member = registry.send(
+                "PUT",
+                &member_path(&name, &email),
+                Some(&json!({ "role": role })),
+                Some(&token),
+            )?;
+            println!(
+                "{} is now {} in {name}",
+                member["email"].as_str().unwrap_or(&email),
+                member["role"].as_str().unwrap_or(&role)
+            );
         }
         IdentityCommand::Remove { name, email } => {
             registry.send("DELETE", &member_path(&name, &email), None, Some(&token))?;
@@ -200,11 +231,19 @@ fn print_identity(found: &Value) {
     if let Some(members) = found["members"].as_array() {
         println!("members:");
         for member in members {
-            println!("  {} {}", member["role"].as_str().unwrap_or("?"), member["email"].as_str().unwrap_or("?"));
+            println!(
+                "  {} {}",
+                member["role"].as_str().unwrap_or("?"),
+                member["email"].as_str().unwrap_or("?")
+            );
         }
     }
     println!("packages:");
     for package in found["packages"].as_array().into_iter().flatten() {
-        println!("  {} {}", package["name"].as_str().unwrap_or("?"), package["latest"].as_str().unwrap_or("?"));
+        println!(
+            "  {} {}",
+            package["name"].as_str().unwrap_or("?"),
+            package["latest"].as_str().unwrap_or("?")
+        );
     }
 }

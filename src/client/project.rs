@@ -58,7 +58,8 @@ fn text_field(outline: &Map<String, Value>, field: &str) -> CliResult<String> {
 }
 
 fn module_list(value: &Value, field: &str) -> CliResult<Vec<String>> {
-    serde_json::from_value(value.clone()).map_err(|_| CliError(format!("gren.json: `{field}` must be a list of module names.")))
+    serde_json::from_value(value.clone())
+        .map_err(|_| CliError(format!("gren.json: `{field}` must be a list of module names.")))
 }
 
 fn compiler_outline(outline: &Map<String, Value>) -> CliResult<CompilerOutline> {
@@ -70,14 +71,20 @@ fn compiler_outline(outline: &Map<String, Value>) -> CliResult<CompilerOutline> 
                 .map(|(category, modules)| Ok((category.clone(), module_list(modules, "exposed-modules")?)))
                 .collect::<CliResult<_>>()?,
         ),
-        _ => return Err(CliError("gren.json: `exposed-modules` must be a list or an object of lists.".into())),
+        _ => {
+            return Err(CliError(
+                "gren.json: `exposed-modules` must be a list or an object of lists.".into(),
+            ));
+        }
     };
     let dependencies = match outline.get("dependencies") {
         Some(Value::Object(entries)) => entries
             .iter()
             .map(|(name, range)| match range {
                 Value::String(range) => Ok((name.clone(), range.clone())),
-                _ => Err(CliError(format!("gren.json: the dependency {name} must be a version range."))),
+                _ => Err(CliError(format!(
+                    "gren.json: the dependency {name} must be a version range."
+                ))),
             })
             .collect::<CliResult<_>>()?,
         _ => return Err(CliError("gren.json: `dependencies` must be an object.".into())),
@@ -98,13 +105,20 @@ fn compiler_outline(outline: &Map<String, Value>) -> CliResult<CompilerOutline> 
 /// The bundle's JSON for the project in `dir`, before compression.
 pub fn bundle_json(dir: &Path) -> CliResult<Vec<u8>> {
     let manifest = dir.join("gren.json");
-    let text = std::fs::read(&manifest).map_err(|err| CliError(format!("Cannot read {}: {err}", manifest.display())))?;
+    let text =
+        std::fs::read(&manifest).map_err(|err| CliError(format!("Cannot read {}: {err}", manifest.display())))?;
     let outline: Map<String, Value> = serde_json::from_slice(&text)
         .map_err(|err| CliError(format!("{} is not a JSON object: {err}", manifest.display())))?;
     if outline.get("type").and_then(Value::as_str) != Some("package") {
-        return Err(CliError(format!("{} describes an application; only packages are published.", manifest.display())));
+        return Err(CliError(format!(
+            "{} describes an application; only packages are published.",
+            manifest.display()
+        )));
     }
-    let bundle = CompilerBundle { outline: compiler_outline(&outline)?, sources: read_sources(&dir.join("src"))? };
+    let bundle = CompilerBundle {
+        outline: compiler_outline(&outline)?,
+        sources: read_sources(&dir.join("src"))?,
+    };
     serde_json::to_vec(&bundle).map_err(|err| CliError(err.to_string()))
 }
 
@@ -112,7 +126,10 @@ pub fn bundle_json(dir: &Path) -> CliResult<Vec<u8>> {
 pub fn build_bundle(dir: &Path) -> CliResult<Vec<u8>> {
     let json = bundle_json(dir)?;
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-    encoder.write_all(&json).and_then(|()| encoder.finish()).map_err(|err| CliError(err.to_string()))
+    encoder
+        .write_all(&json)
+        .and_then(|()| encoder.finish())
+        .map_err(|err| CliError(err.to_string()))
 }
 
 /// Every `.gren` module under `src/`, and `src/Gren/Kernel/*.js`, by module name.
@@ -120,7 +137,8 @@ fn read_sources(src: &Path) -> CliResult<BTreeMap<String, String>> {
     let mut sources = BTreeMap::new();
     let mut pending = vec![(src.to_path_buf(), Vec::<String>::new())];
     while let Some((dir, module_path)) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|err| CliError(format!("Cannot read {}: {err}", dir.display())))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|err| CliError(format!("Cannot read {}: {err}", dir.display())))?;
         for entry in entries {
             let entry = entry.map_err(|err| CliError(err.to_string()))?;
             let path = entry.path();
@@ -137,8 +155,14 @@ fn read_sources(src: &Path) -> CliResult<BTreeMap<String, String>> {
                 (None, Some(stem)) if kernel => stem,
                 _ => continue,
             };
-            let module = module_path.iter().map(String::as_str).chain([stem]).collect::<Vec<_>>().join(".");
-            let text = std::fs::read_to_string(&path).map_err(|err| CliError(format!("Cannot read {}: {err}", path.display())))?;
+            let module = module_path
+                .iter()
+                .map(String::as_str)
+                .chain([stem])
+                .collect::<Vec<_>>()
+                .join(".");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|err| CliError(format!("Cannot read {}: {err}", path.display())))?;
             sources.insert(module, text);
         }
     }
@@ -155,14 +179,21 @@ pub fn unpack(bundle: &[u8], dir: &Path) -> CliResult<()> {
         }
         std::fs::write(&path, text).map_err(|err| CliError(format!("Cannot write {}: {err}", path.display())))
     };
-    let manifest = serde_json::to_vec_pretty(&Value::Object(decoded.outline)).map_err(|err| CliError(err.to_string()))?;
+    let manifest =
+        serde_json::to_vec_pretty(&Value::Object(decoded.outline)).map_err(|err| CliError(err.to_string()))?;
     write(dir.join("gren.json"), &manifest)?;
     for (module, text) in &decoded.sources {
         let parts: Vec<&str> = module.split('.').collect();
         if parts.iter().any(|part| crate::store::check_component(part).is_err()) {
-            return Err(CliError(format!("The bundle has a module with an unsafe name: {module:?}")));
+            return Err(CliError(format!(
+                "The bundle has a module with an unsafe name: {module:?}"
+            )));
         }
-        let extension = if module.starts_with("Gren.Kernel.") { "js" } else { "gren" };
+        let extension = if module.starts_with("Gren.Kernel.") {
+            "js"
+        } else {
+            "gren"
+        };
         let mut path = dir.join("src");
         path.extend(&parts);
         path.set_extension(extension);

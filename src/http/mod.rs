@@ -142,7 +142,11 @@ impl Response {
 
     /// Already serialized JSON.
     pub fn json_bytes(status: u16, body: impl Into<Body>) -> Response {
-        Response { status, headers: vec![("Content-Type", "application/json".into())], body: body.into() }
+        Response {
+            status,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: body.into(),
+        }
     }
 
     pub fn html(status: u16, page: String) -> Response {
@@ -168,7 +172,11 @@ impl Response {
 
     /// A status that carries no body (204, 304).
     pub fn no_content_with(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new().into() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new().into(),
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {

@@ -108,7 +108,9 @@ fn segments(path: &str) -> Option<Vec<String>> {
 /// The methods a path answers, `None` for unknown paths (for fuzzing the
 /// routing table without a running registry).
 pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
-    segments(path).and_then(|segments| Route::resolve(&segments)).map(|route| route.methods())
+    segments(path)
+        .and_then(|segments| Route::resolve(&segments))
+        .map(|route| route.methods())
 }
 
 fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {

@@ -352,9 +352,8 @@ impl<'a> Connection<'a> {
         }
         // Each read must make progress within the timeout, and the whole body
         // must come at a minimum average rate, so a drip cannot hold a slot.
-        let body_deadline = Instant::now()
-            + self.limits.request_timeout
-            + Duration::from_secs((length as u64).div_ceil(MIN_BODY_RATE));
+        let body_deadline =
+            Instant::now() + self.limits.request_timeout + Duration::from_secs((length as u64).div_ceil(MIN_BODY_RATE));
         while self.buffer.len() < length {
             let deadline = (Instant::now() + self.limits.request_timeout).min(body_deadline);
             let slow = |message: &str| ReadOutcome::Fault(ApiError::new(408, "request_timeout", message.to_string()));
@@ -409,7 +408,10 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
     let method = parsed.method.unwrap_or_default().to_string();
     let mut target = parsed.path.unwrap_or_default().to_string();
     // HTTP/1.1 servers must accept the absolute form (`http://host/path`).
-    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
         target = match rest.find('/') {
             Some(start) => rest[start..].to_string(),
             None => "/".to_string(),
@@ -444,8 +446,7 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
         length,
     }))
 }
-fn header_value<'h>
-(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
         .find(|(key, _)| key == name)

@@ -219,7 +219,11 @@ pub fn set_member(
     };
     audit::commit(store, name, &mut identity, actor, action)?;
     let member = identity.members.iter().find(|member| &member.email == email).cloned();
-    let change = if position.is_none() { MemberChange::Added } else { MemberChange::RoleChanged };
+    let change = if position.is_none() {
+        MemberChange::Added
+    } else {
+        MemberChange::RoleChanged
+    };
     Ok((member.expect("the member was just set"), change))
 }
 

@@ -70,17 +70,15 @@ impl EventLog {
         let mut low = high / 2; // exists (or is 0)
         while high - low > 1 {
             let middle = low + (high - low) / 2;
-            if exists(middle) {
-                low = middle
-            } else {
-                high = middle
-            }
+            if exists(middle) { low = middle } else { high = middle }
         }
         let mut head = low;
         while head > 0 {
             let event: Option<Event> = store.read_json(&event_path(head))?;
             let committed = event.is_some_and(|event| {
-                catalog.get(&event.package).is_some_and(|record| record.last_event >= event.seq)
+                catalog
+                    .get(&event.package)
+                    .is_some_and(|record| record.last_event >= event.seq)
             });
             if committed {
                 break;
@@ -90,7 +88,11 @@ impl EventLog {
             }
             head -= 1;
         }
-        Ok(EventLog { append: Mutex::new(()), head: Mutex::new(head), appended: Condvar::new() })
+        Ok(EventLog {
+            append: Mutex::new(()),
+            head: Mutex::new(head),
+            appended: Condvar::new(),
+        })
     }
 
     /// Appends events for `versions` (with their bundles' SHA-256) of `package`, then runs `commit` with

@@ -145,7 +145,10 @@ impl Catalog {
                 if !file.exists() {
                     // The first publish of a package was interrupted before its commit.
                     if repair && dir.is_dir() {
-                        eprintln!("removing {}: a package whose first version was never committed", dir.display());
+                        eprintln!(
+                            "removing {}: a package whose first version was never committed",
+                            dir.display()
+                        );
                         std::fs::remove_dir_all(&dir)?;
                     }
                     continue;
@@ -186,7 +189,11 @@ impl Catalog {
             private: bool,
             versions: &'a [VersionRecord],
         }
-        let view = View { name: &record.name, private: record.private, versions: &record.versions };
+        let view = View {
+            name: &record.name,
+            private: record.private,
+            versions: &record.versions,
+        };
         let bytes = Arc::new(serde_json::to_vec(&view).expect("records serialize"));
         // Only cache what is still current: a put may have raced this view.
         // Holding the packages lock keeps the next put out until it is cached.
@@ -222,7 +229,10 @@ fn remove_debris(store: &Store, record: &PackageRecord) -> std::io::Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let listed = Version::parse(&name).is_some_and(|version| record.version(version).is_some());
         if entry.file_type()?.is_dir() && !listed {
-            eprintln!("removing {}: a version that was never committed", entry.path().display());
+            eprintln!(
+                "removing {}: a version that was never committed",
+                entry.path().display()
+            );
             std::fs::remove_dir_all(entry.path())?;
         }
     }

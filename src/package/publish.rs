@@ -2,8 +2,8 @@
 //! package's privacy. Each runs under the package's lock and commits by
 //! writing `package.json` (through the event log when the package is public).
 
-use super::events::EventKind;
 use super::bundle_cache::BundleCache;
+use super::events::EventKind;
 use super::events::EventLog;
 use super::{
     Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
@@ -43,7 +43,11 @@ impl Packages {
     pub fn open(store: &Store) -> ApiResult<Packages> {
         let catalog = Catalog::load(store, true)?;
         let events = EventLog::open(store, &catalog, true)?;
-        Ok(Packages { catalog, events, bundles: BundleCache::default() })
+        Ok(Packages {
+            catalog,
+            events,
+            bundles: BundleCache::default(),
+        })
     }
 
     /// Loads the packages without repairing anything, to read beside a
@@ -51,7 +55,11 @@ impl Packages {
     pub fn open_read_only(store: &Store) -> ApiResult<Packages> {
         let catalog = Catalog::load(store, false)?;
         let events = EventLog::open(store, &catalog, false)?;
-        Ok(Packages { catalog, events, bundles: BundleCache::default() })
+        Ok(Packages {
+            catalog,
+            events,
+            bundles: BundleCache::default(),
+        })
     }
 
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
@@ -251,7 +259,13 @@ impl Packages {
     /// packages get one event per version in `announce`, written before the
     /// record, which then counts them (`last_event`): a crash in between
     /// leaves events that the log drops when it is opened again.
-    fn commit(&self, store: &Store, record: &mut PackageRecord, kind: EventKind, announce: &[Version]) -> ApiResult<()> {
+    fn commit(
+        &self,
+        store: &Store,
+        record: &mut PackageRecord,
+        kind: EventKind,
+        announce: &[Version],
+    ) -> ApiResult<()> {
         let path = record_path(&record.name);
         if record.private || announce.is_empty() {
             store.write_json(&path, &*record)?;

@@ -139,10 +139,17 @@ impl Store {
         if !root.join(LOCK_FILE).exists() {
             return Err(OpenError::Io(
                 root.to_path_buf(),
-                io::Error::new(io::ErrorKind::NotFound, "not a gren-registry data directory (no registry.lock)"),
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "not a gren-registry data directory (no registry.lock)",
+                ),
             ));
         }
-        Ok(Store { root: root.to_path_buf(), locks: KeyedLocks::default(), _lock_file: None })
+        Ok(Store {
+            root: root.to_path_buf(),
+            locks: KeyedLocks::default(),
+            _lock_file: None,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -303,7 +310,11 @@ impl Drop for WriterGate {
 }
 
 fn open_lock_file(root: &Path, name: &str) -> io::Result<File> {
-    OpenOptions::new().create(true).truncate(false).write(true).open(root.join(name))
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join(name))
 }
 
 /// Every writer of a data directory held off; released when dropped.
@@ -319,7 +330,10 @@ pub fn hold_writers(root: &Path) -> io::Result<WritersHeld> {
     turnstile.lock()?;
     let gate = open_lock_file(root, WRITERS_LOCK_FILE)?;
     gate.lock()?;
-    Ok(WritersHeld { _turnstile: turnstile, _gate: gate })
+    Ok(WritersHeld {
+        _turnstile: turnstile,
+        _gate: gate,
+    })
 }
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
@@ -405,9 +419,13 @@ mod tests {
                 tx.send(()).unwrap();
             })
         };
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "the writer waits");
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(),
+            "the writer waits"
+        );
         drop(held);
-        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the writer proceeds");
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the writer proceeds");
         writer.join().unwrap();
     }
 

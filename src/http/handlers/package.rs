@@ -206,7 +206,10 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
             // Revoked between the look-up and the read: answer as revoked.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let now = app.packages.catalog.get(&record.name);
-                let revoked = now.as_ref().and_then(|now| now.version(version.version)).and_then(|v| v.revoked.clone());
+                let revoked = now
+                    .as_ref()
+                    .and_then(|now| now.version(version.version))
+                    .and_then(|v| v.revoked.clone());
                 return Err(match revoked {
                     Some(revoked) => revoked_error(&record.name, version.version, &revoked),
                     None => ApiError::from(err),
@@ -214,7 +217,11 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
             }
             Err(err) => return Err(err.into()),
         };
-        Response { status: 200, headers: vec![("Content-Type", "application/gzip".into())], body: bytes.into() }
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", "application/gzip".into())],
+            body: bytes.into(),
+        }
         .with_header(
             "Content-Disposition",
             format!(
@@ -228,8 +235,12 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
 
 /// `410 {"error": "revoked", "reason"}`.
 fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> ApiError {
-    ApiError::new(410, "revoked", format!("{name} {version} was revoked: {}", revoked.reason))
-        .with_detail("reason", revoked.reason.clone())
+    ApiError::new(
+        410,
+        "revoked",
+        format!("{name} {version} was revoked: {}", revoked.reason),
+    )
+    .with_detail("reason", revoked.reason.clone())
 }
 
 #[derive(Deserialize)]
