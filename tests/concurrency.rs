@@ -35,26 +35,6 @@ const ROLES: [&str; 3] = ["download", "publish", "admin"];
 // Small tools
 // ---------------------------------------------------------------------------
 
-/// xorshift64*, seeded per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn clock_seed() -> u64 {
     std::env::var("GREN_PROOF_SEED")
         .ok()

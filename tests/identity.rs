@@ -403,16 +403,37 @@ fn setting_an_unchanged_role_sends_no_email() {
 // Showing
 // ---------------------------------------------------------------------------
 
+/// Tokens of the identity gren-lang's admin, a publish and a download
+/// member, and someone outside it.
+struct Team {
+    admin: String,
+    publisher: String,
+    downloader: String,
+    stranger: String,
+}
+
+fn team(server: &Server) -> Team {
+    let team = Team {
+        admin: server.login("admin@example.com"),
+        publisher: server.login("pub@example.com"),
+        downloader: server.login("down@example.com"),
+        stranger: server.login("stranger@example.com"),
+    };
+    create_ok(server, &team.admin, "gren-lang");
+    put_member_ok(server, &team.admin, "gren-lang", "pub@example.com", "publish");
+    put_member_ok(server, &team.admin, "gren-lang", "down@example.com", "download");
+    team
+}
+
 #[test]
 fn members_see_members_and_others_see_only_name_and_packages() {
     let server = Server::start();
-    let admin = server.login("admin@example.com");
-    let publisher = server.login("pub@example.com");
-    let downloader = server.login("down@example.com");
-    let stranger = server.login("stranger@example.com");
-    create_ok(&server, &admin, "gren-lang");
-    put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
-    put_member_ok(&server, &admin, "gren-lang", "down@example.com", "download");
+    let Team {
+        admin,
+        publisher,
+        downloader,
+        stranger,
+    } = team(&server);
 
     let expected = map(&[
         ("admin@example.com", "admin"),
@@ -524,13 +545,12 @@ fn roles_change_and_bad_input_is_refused() {
 #[test]
 fn only_admins_manage_members() {
     let server = Server::start();
-    let admin = server.login("admin@example.com");
-    let publisher = server.login("pub@example.com");
-    let downloader = server.login("down@example.com");
-    let stranger = server.login("stranger@example.com");
-    create_ok(&server, &admin, "gren-lang");
-    put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
-    put_member_ok(&server, &admin, "gren-lang", "down@example.com", "download");
+    let Team {
+        admin,
+        publisher,
+        downloader,
+        stranger,
+    } = team(&server);
 
     for token in [&publisher, &downloader, &stranger] {
         put_member(&server, token, "gren-lang", "new@example.com", "download").assert_error(403, "forbidden");
