@@ -28,14 +28,12 @@ impl RateLimiter {
         hit_all(&[(self, key)])
     }
 
-    /// Refuses when `key` is at its limit, counting nothing; see [`RateLimiter::count`].
-    pub fn allow(&self, key: &str) -> Result<(), ApiError> {
-        self.check(&mut lock_ignoring_poison(&self.hits), key, Instant::now())
-    }
-
-    /// Counts a hit for `key` after the fact (for limits on successes).
-    pub fn count(&self, key: &str) {
-        self.record(&mut lock_ignoring_poison(&self.hits), key, Instant::now());
+    /// Takes back the newest hit of `key`: the request it counted did not
+    /// happen after all (for limits that count only successes).
+    pub fn give_back(&self, key: &str) {
+        if let Some(recent) = lock_ignoring_poison(&self.hits).get_mut(key) {
+            recent.pop_back();
+        }
     }
 
     fn check(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> Result<(), ApiError> {

@@ -58,11 +58,15 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // walk covers the whole data directory and must not delay start-up. It
     // holds the writers' gate from before the first request until it is done.
     let (swept, sweeping) = std::sync::mpsc::channel();
+    let process_start = std::time::SystemTime::now();
     {
         let app = app.clone();
         std::thread::Builder::new().name("sweep".into()).spawn(move || {
             let started = std::time::Instant::now();
-            match app.store.sweep_temp_files_then(|| swept.send(()).unwrap_or(())) {
+            match app
+                .store
+                .sweep_temp_files_then(process_start, || swept.send(()).unwrap_or(()))
+            {
                 Ok(count) => eprintln!(
                     "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
                     started.elapsed().as_millis()

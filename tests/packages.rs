@@ -195,7 +195,11 @@ fn version_of(reply: &Reply) -> String {
 }
 
 fn events(server: &Server, since: u64) -> Value {
-    let reply = server.get(&format!("/events?since={since}"), None);
+    events_as(server, since, None)
+}
+
+fn events_as(server: &Server, since: u64, token: Option<&str>) -> Value {
+    let reply = server.get(&format!("/events?since={since}"), token);
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()
 }
@@ -1520,6 +1524,18 @@ fn events_are_numbered_without_gaps() {
 }
 
 #[test]
+fn unauthenticated_uploads_are_refused_before_their_body_whatever_the_path_spelling() {
+    let server = Server::start();
+    for path in ["/packages", "//packages", "/%70ackages", "/packages/"] {
+        let mut conn = server.conn();
+        conn.write(format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n").as_bytes())
+            .unwrap();
+        let reply = conn.read_response(false).unwrap();
+        reply.assert_error(401, "unauthorized");
+    }
+}
+
+#[test]
 fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     let dir = temp_dir();
     let server = Server::start_in(dir.path(), &[]);
@@ -1528,16 +1544,22 @@ fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     publish_real(&server, &token, "gren-lang/url", "5.0.0");
     let private = server.patch_json("/packages/gren-lang/url", &json!({ "private": true }), Some(&token));
     assert_eq!(private.status, 200, "{}", private.text());
-    let before = event_list(&events(&server, 0));
+    let before = event_list(&events_as(&server, 0, Some(&token)));
     assert_eq!(before.len(), 2);
+    let outsiders = event_list(&events(&server, 0));
+    assert_eq!(
+        outsiders,
+        before[..1].to_vec(),
+        "the now-private package's history is its members' only"
+    );
     server.stop();
 
     let server = Server::start_in(dir.path(), &[]);
-    let after = event_list(&events(&server, 0));
-    assert_eq!(after, before, "a restart keeps every committed event");
     let token = server.login(ME);
+    let after = event_list(&events_as(&server, 0, Some(&token)));
+    assert_eq!(after, before, "a restart keeps every committed event");
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
-    let list = event_list(&events(&server, 0));
+    let list = event_list(&events_as(&server, 0, Some(&token)));
     assert_gap_free(&list);
     assert_eq!(list.len(), 3, "{list:?}");
     assert_eq!(list[2].2, "gren-lang/core");

@@ -262,6 +262,10 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
         }
         None if login.confirmed.is_none() => Ok(Fetched::Pending),
         _ => {
+            // Used up first: whatever happens next, the login never gives
+            // out a second token (at worst, none, and the person logs in again).
+            login.used = Some(Timestamp::now());
+            store.write_json(&path, &login)?;
             let token = session::create(
                 store,
                 NewSession {
@@ -271,8 +275,6 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
                     ip: Some(request.ip.clone()),
                 },
             )?;
-            login.used = Some(Timestamp::now());
-            store.write_json(&path, &login)?;
             Ok(Fetched::Token(token))
         }
     }

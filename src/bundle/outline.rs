@@ -88,6 +88,14 @@ pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
             format!("{version_text:?} is not X.Y.Z (no leading zeros, each part at most 65535, no suffix)."),
         )
     })?;
+    // The compiler's file name for the bundle is also the registry's: it
+    // must fit in a file name (the name parts alone may be 255 bytes each).
+    if name.bundle_file_name(version).len() > 255 {
+        return Err(invalid(
+            "name",
+            "is too long: its bundle's file name would pass 255 bytes.".into(),
+        ));
+    }
     let gren_version = range(string(outline, "gren-version")?, "gren-version")?;
     let dependencies = dependencies(outline, &name)?;
     let exposed_modules = exposed_modules(outline)?;
@@ -313,6 +321,10 @@ mod tests {
                 "outline.exposed-modules",
             ),
             (Box::new(|o| o["private"] = json!("yes")), "outline.private"),
+            (
+                Box::new(|o| o["name"] = json!(format!("gren-lang/{}", "a".repeat(240)))),
+                "outline.name",
+            ),
             (
                 Box::new(|o| {
                     o.as_object_mut().unwrap().remove("license");

@@ -51,8 +51,13 @@ impl Request {
         if !trusted_proxies.contains(&peer) {
             return peer;
         }
-        self.header("x-forwarded-for")
-            .and_then(|chain| chain.rsplit(',').next())
+        // The last header line's last address: a proxy that adds a line of
+        // its own instead of appending must not let the client's line win.
+        self.headers
+            .iter()
+            .rev()
+            .find(|(key, _)| key.eq_ignore_ascii_case("x-forwarded-for"))
+            .and_then(|(_, chain)| chain.rsplit(',').next())
             .and_then(|last| last.trim().parse().ok())
             .unwrap_or(peer)
     }
@@ -229,5 +234,46 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: &str, forwarded: &[&str]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: forwarded
+                .iter()
+                .map(|value| ("x-forwarded-for".to_string(), value.to_string()))
+                .collect(),
+            body: Vec::new(),
+            remote: format!("{peer}:1234").parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_client_ip_comes_from_trusted_proxies_only_and_from_their_own_entry() {
+        let proxy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let ip = |peer, forwarded: &[&str]| request(peer, forwarded).client_ip(&[proxy]).to_string();
+        assert_eq!(
+            ip("127.0.0.1", &["6.6.6.6, 1.2.3.4"]),
+            "1.2.3.4",
+            "the proxy appends the address it saw"
+        );
+        assert_eq!(
+            ip("127.0.0.1", &["6.6.6.6", "1.2.3.4"]),
+            "1.2.3.4",
+            "the client's own line does not win"
+        );
+        assert_eq!(
+            ip("10.0.0.9", &["1.2.3.4"]),
+            "10.0.0.9",
+            "untrusted peers cannot claim an address"
+        );
+        assert_eq!(ip("127.0.0.1", &["not an address"]), "127.0.0.1");
     }
 }

@@ -168,7 +168,8 @@ pub struct Registry(pub Arc<App>);
 
 impl Service for Registry {
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<u64> {
-        if method == "POST" && path.trim_end_matches('/') == "/packages" {
+        let route = segments(path).and_then(|segments| Route::resolve(&segments));
+        if method == "POST" && route == Some(Route::Packages) {
             // Bundles are large: only read them from signed-in users.
             session::authenticate(&self.0.store, super::bearer_token(headers))?;
             Ok(self.0.config.max_bundle_bytes)

@@ -60,7 +60,12 @@ impl Default for Limits {
 /// server is shutting down.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 * 1024;
-/// Bytes per second a request body must average (beyond the timeout).
+/// How long, and how much, a refused request is drained before closing,
+/// and the pause in its bytes that ends the draining early.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+const LINGER_PAUSE: Duration = Duration::from_millis(200);
+/// Bytes per second a request or response body must average (beyond the timeout).
 const MIN_BODY_RATE: u64 = 16 * 1024;
 const THREAD_STACK: usize = 512 * 1024;
 
@@ -125,7 +130,7 @@ impl Server {
 
     /// Serves until shut down, then waits for in-flight requests to finish.
     pub fn run(self, service: Arc<dyn Service>) {
-        let limits = Arc::new(self.limits);
+        let limits = Arc::new(self.limits.clone());
         for stream in self.listener.incoming() {
             if self.state.shutting_down.load(Ordering::SeqCst) {
                 break;
@@ -164,6 +169,9 @@ impl Server {
                 *lock(&self.state.active) -= 1;
             }
         }
+        // Close the listening socket first: new connections are refused at
+        // once instead of waiting, unanswered, for in-flight requests.
+        drop(self.listener);
         let mut active = lock(&self.state.active);
         while *active > 0 {
             active = self.state.idle.wait(active).unwrap_or_else(|p| p.into_inner());
@@ -284,8 +292,33 @@ impl<'a> Connection<'a> {
     }
 
     /// Answers a request that could not be read, then the connection closes.
+    /// Unread request bytes would make the kernel reset the connection and
+    /// destroy the answer before the client reads it, so the rest of the
+    /// request is read and dropped first, within bounds ("lingering close").
     fn fail(&mut self, error: &ApiError) {
-        let _ = write_response(&mut self.stream, &Response::from_error(error), false, true);
+        if write_response(&mut self.stream, &Response::from_error(error), false, true).is_err() || error.status == 408 {
+            // A client too slow to be served has nothing worth draining.
+            return;
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER;
+        let mut drained = 0;
+        let mut sink = [0u8; READ_CHUNK];
+        while drained < LINGER_BYTES && Instant::now() < deadline {
+            // A client still sending keeps the bytes coming; one that pauses is done.
+            let wait = deadline.saturating_duration_since(Instant::now()).min(LINGER_PAUSE);
+            if self
+                .stream
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+                .is_err()
+            {
+                return;
+            }
+            match self.stream.read(&mut sink) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => drained += read,
+            }
+        }
     }
 
     fn read_head(&mut self, idle_limit: Duration) -> Result<Head, ReadOutcome> {
@@ -527,8 +560,23 @@ fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, 
 /// Writes `head` then `body` with vectored writes: one system call for both
 /// in the usual case, and no copy of the body next to the head.
 fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let timeout = stream.write_timeout()?.unwrap_or(Duration::from_secs(10));
+    let result = write_both_within(stream, head, body, timeout);
+    stream.set_write_timeout(Some(timeout))?;
+    result
+}
+
+fn write_both_within(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: Duration) -> io::Result<()> {
+    // Like request bodies, responses must leave at a minimum average rate:
+    // a client reading a bundle a byte at a time must not keep its slot.
+    let deadline = Instant::now() + timeout + Duration::from_secs((body.len() as u64).div_ceil(MIN_BODY_RATE));
     let (mut head, mut body) = (head, body);
     while !head.is_empty() || !body.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left.min(timeout)))?;
         let written = stream.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());

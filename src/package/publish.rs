@@ -141,15 +141,18 @@ impl Packages {
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
-        identity::record_action(
-            store,
-            &identity_name,
-            upload.actor,
-            Action::Published {
-                package: name.to_string(),
-                version: version.version.to_string(),
-            },
-        )?;
+        after_commit(
+            "audit entry",
+            identity::record_action(
+                store,
+                &identity_name,
+                upload.actor,
+                Action::Published {
+                    package: name.to_string(),
+                    version: version.version.to_string(),
+                },
+            ),
+        );
         Ok((name, Published::Created(version)))
     }
 
@@ -196,17 +199,20 @@ impl Packages {
             // After the commit: the record already says the content is gone.
             let path = bundle_path(name, *version);
             self.bundles.forget(&store.full_path(&path));
-            store.remove(&path)?;
-            identity::record_action(
-                store,
-                &identity_name,
-                actor,
-                Action::Revoked {
-                    package: name.to_string(),
-                    version: version.to_string(),
-                    reason: reason.to_string(),
-                },
-            )?;
+            after_commit("bundle removal", store.remove(&path).map(drop).map_err(Into::into));
+            after_commit(
+                "audit entry",
+                identity::record_action(
+                    store,
+                    &identity_name,
+                    actor,
+                    Action::Revoked {
+                        package: name.to_string(),
+                        version: version.to_string(),
+                        reason: reason.to_string(),
+                    },
+                ),
+            );
         }
         Ok(record.versions)
     }
@@ -236,15 +242,18 @@ impl Packages {
             .collect();
         let announce = if private { &[][..] } else { &announced[..] };
         self.commit(store, &mut record, EventKind::Publish, announce)?;
-        identity::record_action(
-            store,
-            &identity_name,
-            actor,
-            Action::PrivacyChanged {
-                package: name.to_string(),
-                private,
-            },
-        )?;
+        after_commit(
+            "audit entry",
+            identity::record_action(
+                store,
+                &identity_name,
+                actor,
+                Action::PrivacyChanged {
+                    package: name.to_string(),
+                    private,
+                },
+            ),
+        );
         Ok(record)
     }
 
@@ -282,6 +291,15 @@ impl Packages {
         }
         self.catalog.put(record.clone());
         Ok(())
+    }
+}
+
+/// Work after a commit: the change has happened and its answer must say so,
+/// so a failure here is logged for the operator (`admin fsck` finds what it
+/// left behind) instead of turning a success into an error.
+fn after_commit(what: &str, result: ApiResult<()>) {
+    if let Err(err) = result {
+        eprintln!("after a committed change, the {what} failed: {}", err.message);
     }
 }
 

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Prefix of every temporary file; anything carrying it is debris of an
 /// interrupted write and is swept at start-up.
@@ -159,16 +160,17 @@ impl Store {
     /// Removes the temporary files of interrupted writes, as a writer (so a
     /// snapshot or a check waits for it to finish). Returns how many.
     pub fn sweep_temp_files(&self) -> io::Result<usize> {
-        self.sweep_temp_files_then(|| {})
+        self.sweep_temp_files_then(SystemTime::now(), || {})
     }
 
-    /// As [`Store::sweep_temp_files`], calling `started` once the sweep holds
-    /// the writers' gate (the server starts serving then, so nobody can see
-    /// the data directory unswept).
-    pub fn sweep_temp_files_then(&self, started: impl FnOnce()) -> io::Result<usize> {
+    /// As [`Store::sweep_temp_files`], for files last written before
+    /// `older_than` (a running server's own writes are newer and in
+    /// progress), calling `started` once the sweep holds the writers' gate
+    /// (the server starts serving then, so nobody sees the directory unswept).
+    pub fn sweep_temp_files_then(&self, older_than: SystemTime, started: impl FnOnce()) -> io::Result<usize> {
         let _gate = WriterGate::enter(&self.root);
         started();
-        sweep_temp_files(&self.root)
+        sweep_temp_files(&self.root, older_than)
     }
 
     pub fn full_path(&self, path: &RecordPath) -> PathBuf {
@@ -244,18 +246,21 @@ impl Store {
     /// data directory, so in-process locks are enough between writers; the
     /// guard also holds the writers' gate (see [`hold_writers`]).
     pub fn lock(&self, path: &RecordPath) -> RecordGuard<'_> {
-        let key = self.locks.lock(path.lock_key());
+        // The gate first: a thread may wait for the gate (behind a snapshot)
+        // only while it holds no record lock, or it could block a writer the
+        // snapshot is waiting for.
         let gate = WriterGate::enter(&self.root);
-        RecordGuard { _gate: gate, _key: key }
+        let key = self.locks.lock(path.lock_key());
+        RecordGuard { _key: key, _gate: gate }
     }
 }
 
 /// A record lock plus the writers' gate.
 pub struct RecordGuard<'a> {
-    // Declared first: released before the key, so a snapshot waiting for the
-    // gate does not wait on lock hand-overs.
-    _gate: WriterGate,
+    // Fields drop in order: the record lock is released before the gate,
+    // the reverse of how they were taken.
     _key: KeyGuard<'a>,
+    _gate: WriterGate,
 }
 
 thread_local! {
@@ -338,7 +343,7 @@ pub fn hold_writers(root: &Path) -> io::Result<WritersHeld> {
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
 /// Returns how many were removed.
-fn sweep_temp_files(root: &Path) -> io::Result<usize> {
+fn sweep_temp_files(root: &Path, older_than: SystemTime) -> io::Result<usize> {
     let mut removed = 0;
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -348,8 +353,19 @@ fn sweep_temp_files(root: &Path) -> io::Result<usize> {
             if file_type.is_dir() {
                 pending.push(entry.path());
             } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                fs::remove_file(entry.path())?;
-                removed += 1;
+                // Gone already (renamed into place by a write in progress) is fine.
+                let stale = entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .is_ok_and(|at| at < older_than);
+                if !stale {
+                    continue;
+                }
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
             }
         }
     }

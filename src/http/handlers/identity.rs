@@ -29,8 +29,10 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     };
     let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
     let name = IdentityName::parse(&body.name)?;
-    // Only creations count against the limit; refusals (taken, reserved) do not.
-    app.identities_per_user.allow(caller.email.as_str())?;
+    // Only creations count against the limit: the slot is taken before
+    // creating (so parallel requests cannot all pass) and given back when
+    // the name is refused (taken, reserved).
+    app.identities_per_user.hit(caller.email.as_str())?;
     let actor = Actor::User(caller.email.clone());
     let created = identity::create(
         &app.store,
@@ -38,8 +40,8 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
         &caller.email,
         &actor,
         &app.config.reserved_identities,
-    )?;
-    app.identities_per_user.count(caller.email.as_str());
+    )
+    .inspect_err(|_| app.identities_per_user.give_back(caller.email.as_str()))?;
     Ok(Response::json(
         200,
         &json!({ "name": created.name, "role": Role::Admin }),

@@ -303,7 +303,10 @@ pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
             ApiError::bad_request("invalid_query", "`since` must be an event number (0 for the start).")
         })?,
     };
-    let events = app.packages.events.since(&app.store, since, EVENT_PAGE)?;
+    let mut events = app.packages.events.since(&app.store, since, EVENT_PAGE)?;
+    // Events of a package made private since are history only its members see.
+    let visible = visibility(app, request)?;
+    events.retain(|event| find_visible(&app.packages.catalog, &event.package, &visible).is_ok());
     Ok(Response::json(
         200,
         &json!({ "events": events, "head": app.packages.events.head() }),
