@@ -304,18 +304,13 @@ impl SiteStub {
             let (server, state) = (server.clone(), state.clone());
             std::thread::spawn(move || {
                 for mut request in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
+                    let received = receive(&mut request);
                     let answered = state.status.load(Ordering::SeqCst);
                     state.requests.lock().unwrap().push(SiteRequest {
-                        method: request.method().as_str().to_string(),
-                        path: request.url().to_string(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-                            .collect(),
-                        body,
+                        method: received.method,
+                        path: received.path,
+                        headers: received.headers,
+                        body: received.body,
                         answered,
                     });
                     let delay = state.delay_ms.load(Ordering::SeqCst);

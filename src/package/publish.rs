@@ -40,21 +40,20 @@ pub enum Published {
 }
 
 impl Packages {
+    /// Loads the packages, removing the debris of interrupted changes.
     pub fn open(store: &Store) -> ApiResult<Packages> {
-        let catalog = Catalog::load(store, true)?;
-        let events = EventLog::open(store, &catalog, true)?;
-        Ok(Packages {
-            catalog,
-            events,
-            bundles: BundleCache::default(),
-        })
+        Packages::load(store, true)
     }
 
     /// Loads the packages without repairing anything, to read beside a
     /// running server.
     pub fn open_read_only(store: &Store) -> ApiResult<Packages> {
-        let catalog = Catalog::load(store, false)?;
-        let events = EventLog::open(store, &catalog, false)?;
+        Packages::load(store, false)
+    }
+
+    fn load(store: &Store, repair: bool) -> ApiResult<Packages> {
+        let catalog = Catalog::load(store, repair)?;
+        let events = EventLog::open(store, &catalog, repair)?;
         Ok(Packages {
             catalog,
             events,

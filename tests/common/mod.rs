@@ -589,7 +589,32 @@ impl HttpConn {
 // Postmark stub
 // ---------------------------------------------------------------------------
 
-/// One request the stub received.
+/// What a stub server received: method, path, headers and body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Reads a request a `tiny_http` stub received, body included.
+pub fn receive(request: &mut tiny_http::Request) -> Received {
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    Received {
+        method: request.method().as_str().to_string(),
+        path: request.url().to_string(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+            .collect(),
+        body,
+    }
+}
+
+/// One request the Postmark stub received.
 #[derive(Debug, Clone)]
 pub struct CapturedMail {
     pub method: String,
@@ -673,17 +698,12 @@ impl PostmarkStub {
             let (server, state) = (server.clone(), state.clone());
             std::thread::spawn(move || {
                 for mut request in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
+                    let received = receive(&mut request);
                     let captured = CapturedMail {
-                        method: request.method().as_str().to_string(),
-                        path: request.url().to_string(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-                            .collect(),
-                        json: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                        json: serde_json::from_slice(&received.body).unwrap_or(serde_json::Value::Null),
+                        method: received.method,
+                        path: received.path,
+                        headers: received.headers,
                     };
                     let is_email = captured.method == "POST" && captured.path == "/email";
                     let to = captured.json["To"].clone();
