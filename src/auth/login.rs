@@ -482,6 +482,25 @@ mod tests {
     }
 
     #[test]
+    fn logins_long_expired_are_purged() {
+        let (_dir, store, email) = setup();
+        let fresh = start(&store, &email, client(), "http://x").unwrap();
+        let stale = start(&store, &email, client(), "http://x").unwrap();
+        let stale_path = login_path(&stale.fetch_session_token[..32]).unwrap();
+        let mut login: Login = store.read_json(&stale_path).unwrap().unwrap();
+        // Expired long before PURGE_AFTER_EXPIRY ago.
+        login.expires = serde_json::from_value(serde_json::json!("2020-01-01T00:00:00Z")).unwrap();
+        store.write_json(&stale_path, &login).unwrap();
+        assert_eq!(purge_expired(&store).unwrap(), 1);
+        assert!(!store.full_path(&stale_path).exists());
+        assert!(
+            store
+                .full_path(&login_path(&fresh.fetch_session_token[..32]).unwrap())
+                .exists()
+        );
+    }
+
+    #[test]
     fn waiting_ends_at_an_announcement() {
         let confirmations = std::sync::Arc::new(Confirmations::new(4));
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

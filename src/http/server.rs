@@ -595,3 +595,51 @@ fn log_request(method: &str, path: &str, status: u16, started: Instant) {
         crate::time::Timestamp::now()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Panics on `/panic`, answers 200 elsewhere.
+    struct Fragile;
+
+    impl Service for Fragile {
+        fn body_limit(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<u64, ApiError> {
+            Ok(1024)
+        }
+
+        fn handle(&self, request: Request) -> Response {
+            if request.path == "/panic" {
+                panic!("a handler bug");
+            }
+            Response::no_content_with(200)
+        }
+    }
+
+    fn status_of(address: SocketAddr, path: &str) -> u16 {
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer[9..12].parse().unwrap()
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_one_500_and_no_capacity() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let server = Server::bind("127.0.0.1:0", limits).unwrap();
+        let address = server.local_addr().unwrap();
+        let shutdown = server.shutdown_handle().unwrap();
+        let running = std::thread::spawn(move || server.run(Arc::new(Fragile)));
+        // More panics than connection slots: each must give its slot back.
+        for _ in 0..5 {
+            assert_eq!(status_of(address, "/panic"), 500);
+        }
+        assert_eq!(status_of(address, "/fine"), 200);
+        shutdown.shut_down();
+        running.join().unwrap();
+    }
+}
