@@ -140,17 +140,14 @@ impl Packages {
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
-        after_commit(
-            "audit entry",
-            identity::record_action(
-                store,
-                &identity_name,
-                upload.actor,
-                Action::Published {
-                    package: name.to_string(),
-                    version: version.version.to_string(),
-                },
-            ),
+        audit_after_commit(
+            store,
+            &identity_name,
+            upload.actor,
+            Action::Published {
+                package: name.to_string(),
+                version: version.version.to_string(),
+            },
         );
         Ok((name, Published::Created(version)))
     }
@@ -199,18 +196,15 @@ impl Packages {
             let path = bundle_path(name, *version);
             self.bundles.forget(&store.full_path(&path));
             after_commit("bundle removal", store.remove(&path).map(drop).map_err(Into::into));
-            after_commit(
-                "audit entry",
-                identity::record_action(
-                    store,
-                    &identity_name,
-                    actor,
-                    Action::Revoked {
-                        package: name.to_string(),
-                        version: version.to_string(),
-                        reason: reason.to_string(),
-                    },
-                ),
+            audit_after_commit(
+                store,
+                &identity_name,
+                actor,
+                Action::Revoked {
+                    package: name.to_string(),
+                    version: version.to_string(),
+                    reason: reason.to_string(),
+                },
             );
         }
         Ok(record.versions)
@@ -241,17 +235,14 @@ impl Packages {
             .collect();
         let announce = if private { &[][..] } else { &announced[..] };
         self.commit(store, &mut record, EventKind::Publish, announce)?;
-        after_commit(
-            "audit entry",
-            identity::record_action(
-                store,
-                &identity_name,
-                actor,
-                Action::PrivacyChanged {
-                    package: name.to_string(),
-                    private,
-                },
-            ),
+        audit_after_commit(
+            store,
+            &identity_name,
+            actor,
+            Action::PrivacyChanged {
+                package: name.to_string(),
+                private,
+            },
         );
         Ok(record)
     }
@@ -300,6 +291,11 @@ fn after_commit(what: &str, result: ApiResult<()>) {
     if let Err(err) = result {
         eprintln!("after a committed change, the {what} failed: {}", err.message);
     }
+}
+
+/// Writes the identity's audit entry for a change already committed.
+fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
+    after_commit("audit entry", identity::record_action(store, identity, actor, action));
 }
 
 fn owner(name: &PackageName) -> ApiResult<IdentityName> {

@@ -446,6 +446,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sweep_leaves_temporary_files_newer_than_its_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cutoff = SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::write(dir.path().join(".tmp-in-progress"), b"a write of the running server").unwrap();
+        assert_eq!(store.sweep_temp_files_then(cutoff, || {}).unwrap(), 0);
+        assert!(dir.path().join(".tmp-in-progress").exists(), "a live write keeps its file");
+        assert_eq!(store.sweep_temp_files().unwrap(), 1);
+    }
+
+    #[test]
     fn start_up_sweeps_temporary_files() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("users")).unwrap();
