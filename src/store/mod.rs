@@ -452,7 +452,10 @@ mod tests {
         let cutoff = SystemTime::now() - std::time::Duration::from_secs(60);
         fs::write(dir.path().join(".tmp-in-progress"), b"a write of the running server").unwrap();
         assert_eq!(store.sweep_temp_files_then(cutoff, || {}).unwrap(), 0);
-        assert!(dir.path().join(".tmp-in-progress").exists(), "a live write keeps its file");
+        assert!(
+            dir.path().join(".tmp-in-progress").exists(),
+            "a live write keeps its file"
+        );
         assert_eq!(store.sweep_temp_files().unwrap(), 1);
     }
 
