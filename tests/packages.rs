@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/bundles");
+const BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bundles");
 const ME: &str = "me@example.com";
 
 /// Every real bundle, in publishing order (versions ascending per package).

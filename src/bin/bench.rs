@@ -55,7 +55,7 @@ fn main() {
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).unwrap();
     let binary = root.join("target/release/gren-registry");
-    let real_bundles = root.join("../shared/testdata/bundles");
+    let real_bundles = root.join("tests/fixtures/bundles");
 
     let big = prepare(&work, &binary, &real_bundles, settings.packages);
     let small = prepare(&work, &binary, &real_bundles, 5);

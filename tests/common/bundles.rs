@@ -1,5 +1,5 @@
 //! Package bundles for tests: the real ones the Gren compiler made
-//! (`../shared/testdata/bundles`), variants of them, and synthetic ones.
+//! (`tests/fixtures/bundles`), variants of them, and synthetic ones.
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub fn real_bundles_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/bundles"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bundles"))
 }
 
 /// The bytes of a real bundle, by file name (`gren_lang_core__7_0_0.pkg.gz`).
@@ -22,7 +22,7 @@ pub fn real_bundle(file_name: &str) -> Vec<u8> {
 /// package come in ascending order).
 pub fn all_real_bundles() -> Vec<(String, Vec<u8>)> {
     let mut names: Vec<String> = std::fs::read_dir(real_bundles_dir())
-        .expect("the shared test bundles")
+        .expect("the test bundles in tests/fixtures/bundles")
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".pkg.gz"))
         .collect();
