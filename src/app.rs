@@ -60,7 +60,7 @@ impl App {
     pub fn housekeeping(&self) {
         while !self.stopping.load(Ordering::SeqCst) {
             if let Err(err) = login::purge_expired(&self.store) {
-                eprintln!("housekeeping: purging expired logins failed: {err}");
+                log::error!("housekeeping: purging expired logins failed: {err}");
             }
             self.login_per_email.prune();
             self.login_per_ip.prune();

@@ -88,7 +88,7 @@ impl ApiError {
 
     /// A fault of ours. The detail goes to the log, never to the client.
     pub fn internal(detail: impl fmt::Display) -> ApiError {
-        eprintln!("internal error: {detail}");
+        log::error!("internal error: {detail}");
         ApiError::new(
             500,
             "internal_error",

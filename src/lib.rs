@@ -14,6 +14,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod identity;
+pub mod logging;
 pub mod mail;
 pub mod notify;
 pub mod package;

@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
 use gren_registry::config::Config;
+use std::io::Write;
 
 /// The package registry for the Gren programming language.
 #[derive(Parser)]
@@ -23,6 +24,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    gren_registry::logging::init();
     let result = match cli.command {
         Command::Serve(config) => gren_registry::serve::run(config).map(|()| true),
         Command::Admin(args) => gren_registry::admin::run(args),
@@ -34,7 +36,8 @@ fn main() {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(err) => {
-            eprintln!("gren-registry: {err}");
+            // Not eprintln!: a closed or full standard error must not panic.
+            let _ = writeln!(std::io::stderr(), "gren-registry: {err}");
             std::process::exit(1);
         }
     }

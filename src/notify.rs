@@ -63,7 +63,7 @@ pub fn run(app: &App, site_url: &str) {
         let batch = match pending(app, 100) {
             Ok(batch) => batch,
             Err(err) => {
-                eprintln!("notify: cannot read the outbox: {}", err.message);
+                log::error!("notify: cannot read the outbox: {}", err.message);
                 pause(app, backoff);
                 continue;
             }
@@ -83,11 +83,11 @@ pub fn run(app: &App, site_url: &str) {
             Ok(()) => {
                 backoff = FIRST_BACKOFF;
                 if let Err(err) = app.store.write_json(&cursor_path(), &Cursor { delivered: last.seq }) {
-                    eprintln!("notify: cannot move the outbox cursor: {err}");
+                    log::error!("notify: cannot move the outbox cursor: {err}");
                 }
             }
             Err(reason) => {
-                eprintln!(
+                log::warn!(
                     "notify: telling the packages site about {} failed ({reason}); retrying in {}s",
                     first.package,
                     backoff.as_secs()

@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use crate::store::lock_ignoring_poison;
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,24 @@ impl RateLimiter {
     }
 }
 
+/// The client network a limit counts against: an IPv4 address on its own, an
+/// IPv6 address by its /64 (one subscriber or host usually holds a whole /64,
+/// so counting single IPv6 addresses would give each client 2^64 budgets).
+/// IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
+pub fn client_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                let prefix = Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+    }
+}
+
 /// Counts a hit in every `(limiter, key)` pair, or in none of them when one
 /// refuses: a refused request uses up no other limit.
 pub fn hit_all(pairs: &[(&RateLimiter, &str)]) -> Result<(), ApiError> {
@@ -109,6 +128,17 @@ mod tests {
         hit_all(&[(&per_ip, "ip"), (&per_email, "a")]).unwrap();
         assert!(hit_all(&[(&per_ip, "ip"), (&per_email, "a")]).is_err());
         hit_all(&[(&per_ip, "ip"), (&per_email, "b")]).expect("the refusal did not use up the IP's limit");
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_their_64_and_ipv4_by_address() {
+        let network = |text: &str| client_network(text.parse().unwrap());
+        assert_eq!(network("2001:db8:1:2:aaaa::1"), network("2001:db8:1:2:bbbb::2"));
+        assert_eq!(network("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(network("2001:db8:1:2::1"), network("2001:db8:1:3::1"));
+        assert_eq!(network("192.0.2.7"), "192.0.2.7");
+        assert_ne!(network("192.0.2.7"), network("192.0.2.8"));
+        assert_eq!(network("::ffff:192.0.2.7"), "192.0.2.7");
     }
 
     #[test]

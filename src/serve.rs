@@ -37,7 +37,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let (app, shutdown) = (app.clone(), shutdown.clone());
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                eprintln!("received signal {signal}: finishing in-flight requests, then stopping");
+                log::info!("received signal {signal}: finishing in-flight requests, then stopping");
                 app.stop();
                 shutdown.shut_down();
             }
@@ -67,11 +67,11 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 .store
                 .sweep_temp_files_then(process_start, || swept.send(()).unwrap_or(()))
             {
-                Ok(count) => eprintln!(
+                Ok(count) => log::info!(
                     "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
                     started.elapsed().as_millis()
                 ),
-                Err(err) => eprintln!("sweeping temporary files failed: {err}"),
+                Err(err) => log::error!("sweeping temporary files failed: {err}"),
             }
         })?;
     }
@@ -83,7 +83,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             .spawn(move || app.housekeeping())?
     };
 
-    eprintln!(
+    log::info!(
         "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode})",
         env!("CARGO_PKG_VERSION"),
         app.store.root().display(),
@@ -95,6 +95,6 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(notifier) = notifier {
         let _ = notifier.join();
     }
-    eprintln!("stopped");
+    log::info!("stopped");
     Ok(())
 }

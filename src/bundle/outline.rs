@@ -267,8 +267,9 @@ mod tests {
     #[test]
     fn the_licence_list_is_the_compilers() {
         assert_eq!(OSI_LICENSES.lines().count(), 99);
-        let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/osi-licenses.txt"))
-            .expect("tests/fixtures/osi-licenses.txt");
+        let reference =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/osi-licenses.txt"))
+                .expect("tests/fixtures/osi-licenses.txt");
         assert_eq!(reference, OSI_LICENSES, "the embedded list matches tests/fixtures");
     }
 

@@ -139,7 +139,7 @@ impl Server {
                 Ok(stream) => stream,
                 Err(err) => {
                     // Out of file descriptors, typically: breathe instead of spinning.
-                    eprintln!("accept failed: {err}");
+                    log::error!("accept failed: {err}");
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -590,10 +590,7 @@ fn write_both_within(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: 
 
 fn log_request(method: &str, path: &str, status: u16, started: Instant) {
     let millis = started.elapsed().as_secs_f64() * 1000.0;
-    eprintln!(
-        "{} {method} {path} {status} {millis:.1}ms",
-        crate::time::Timestamp::now()
-    );
+    log::info!("{method} {path} {status} {millis:.1}ms");
 }
 
 #[cfg(test)]

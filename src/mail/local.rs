@@ -33,10 +33,15 @@ impl Mailer for LocalSink {
             .map_err(|err| MailError(format!("cannot write the local mail file: {err}")))?;
         // Development only (no POSTMARK_SERVER_TOKEN): the person running the
         // registry is the recipient, and needs the code.
-        eprintln!(
-            "---- e-mail (local sink, also in {}) ----\n{text}---- end of e-mail ----",
+        // One log record per line: the log escapes newlines inside a record.
+        log::info!(
+            "---- e-mail (local sink, also in {}) ----",
             self.dir.join(&name).display()
         );
+        for line in text.lines() {
+            log::info!("{line}");
+        }
+        log::info!("---- end of e-mail ----");
         Ok(())
     }
 }

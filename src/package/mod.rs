@@ -145,7 +145,7 @@ impl Catalog {
                 if !file.exists() {
                     // The first publish of a package was interrupted before its commit.
                     if repair && dir.is_dir() {
-                        eprintln!(
+                        log::warn!(
                             "removing {}: a package whose first version was never committed",
                             dir.display()
                         );
@@ -229,7 +229,7 @@ fn remove_debris(store: &Store, record: &PackageRecord) -> std::io::Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let listed = Version::parse(&name).is_some_and(|version| record.version(version).is_some());
         if entry.file_type()?.is_dir() && !listed {
-            eprintln!(
+            log::warn!(
                 "removing {}: a version that was never committed",
                 entry.path().display()
             );
@@ -238,7 +238,7 @@ fn remove_debris(store: &Store, record: &PackageRecord) -> std::io::Result<()> {
     }
     for version in record.versions.iter().filter(|version| version.revoked.is_some()) {
         if store.remove(&bundle_path(&record.name, version.version))? {
-            eprintln!("removed the bundle of revoked {} {}", record.name, version.version);
+            log::warn!("removed the bundle of revoked {} {}", record.name, version.version);
         }
     }
     Ok(())

@@ -289,7 +289,7 @@ impl Packages {
 /// left behind) instead of turning a success into an error.
 fn after_commit(what: &str, result: ApiResult<()>) {
     if let Err(err) = result {
-        eprintln!("after a committed change, the {what} failed: {}", err.message);
+        log::error!("after a committed change, the {what} failed: {}", err.message);
     }
 }
 

@@ -301,7 +301,7 @@ impl WriterGate {
             Ok(file) => WriterGate { _file: Some(file) },
             Err(err) => {
                 // Writing on is better than refusing service; only snapshots lose.
-                eprintln!("cannot take the writers' gate: {err}");
+                log::error!("cannot take the writers' gate: {err}");
                 WriterGate { _file: None }
             }
         }

@@ -133,6 +133,6 @@ fn tell_member(app: &App, name: &IdentityName, member: &Member, by: &Authenticat
         text,
     };
     if let Err(err) = app.mailer.send(&message) {
-        eprintln!("membership e-mail not sent: {err}");
+        log::warn!("membership e-mail not sent: {err}");
     }
 }

@@ -39,7 +39,7 @@ pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
     )?;
     if let Err(err) = app.mailer.send(&started.message) {
         login::abandon(&app.store, &started.fetch_session_token)?;
-        eprintln!("login e-mail not sent: {err}");
+        log::warn!("login e-mail not sent: {err}");
         return Err(ApiError::new(
             502,
             "email_failed",
