@@ -2,8 +2,16 @@
 //! `gren-registry serve`. Every knob is documented in README.md.
 
 use clap::Args;
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Longest session lifetime: a century keeps every expiry far inside what a
+/// timestamp can hold and print (RFC 3339 ends with the year 9999).
+pub const MAX_SESSION_DAYS: u64 = 36_500;
+/// Longest request timeout: an hour is already far beyond any real client,
+/// and deadlines computed from it can never overflow.
+pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 60 * 60;
 
 /// Names that would confuse people or tools if a user owned them: the
 /// registry's own words, mail roles, and Windows device names (which cannot
@@ -99,8 +107,127 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks every setting before anything is opened or served, naming each
+    /// bad one by its environment variable (the flag mirrors it). One rule
+    /// per line: a new setting adds its line here.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut rule = |ok: bool, variable: &str, requirement: String| {
+            if !ok {
+                problems.push(format!("{variable} {requirement}"));
+            }
+        };
+        rule(
+            !self.data_dir.as_os_str().is_empty(),
+            "GREN_REGISTRY_DATA_DIR",
+            "must not be empty".into(),
+        );
+        rule(
+            is_listen_address(&self.listen),
+            "GREN_REGISTRY_LISTEN",
+            format!(
+                "must be an address with a port such as 127.0.0.1:3000, not {:?}",
+                self.listen
+            ),
+        );
+        rule(
+            self.public_url.as_deref().is_none_or(is_http_url),
+            "GREN_REGISTRY_PUBLIC_URL",
+            format!(
+                "must be an http(s) URL without query, not {:?}",
+                self.public_url.as_deref().unwrap_or_default()
+            ),
+        );
+        rule(
+            is_http_url(&self.postmark_url),
+            "GREN_REGISTRY_POSTMARK_URL",
+            format!("must be an http(s) URL without query, not {:?}", self.postmark_url),
+        );
+        rule(
+            is_mail_from(&self.mail_from),
+            "GREN_REGISTRY_MAIL_FROM",
+            format!(
+                "must be an e-mail address (optionally with a name) on one line, not {:?}",
+                self.mail_from
+            ),
+        );
+        rule(
+            self.session_days <= MAX_SESSION_DAYS,
+            "GREN_REGISTRY_SESSION_DAYS",
+            format!(
+                "must be at most {MAX_SESSION_DAYS} (100 years), not {}",
+                self.session_days
+            ),
+        );
+        rule(
+            self.login_limit_per_email > 0,
+            "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL",
+            "must be at least 1".into(),
+        );
+        rule(
+            self.login_limit_per_ip > 0,
+            "GREN_REGISTRY_LOGIN_LIMIT_PER_IP",
+            "must be at least 1".into(),
+        );
+        rule(
+            self.identity_limit_per_day > 0,
+            "GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY",
+            "must be at least 1".into(),
+        );
+        rule(
+            self.max_bundle_bytes > 0,
+            "GREN_REGISTRY_MAX_BUNDLE_BYTES",
+            "must be at least 1".into(),
+        );
+        rule(
+            self.max_inflated_bytes > 0,
+            "GREN_REGISTRY_MAX_INFLATED_BYTES",
+            "must be at least 1".into(),
+        );
+        rule(
+            self.publish_limit_per_hour > 0,
+            "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR",
+            "must be at least 1".into(),
+        );
+        rule(
+            self.package_site_url.as_deref().is_none_or(is_http_url),
+            "GREN_REGISTRY_PACKAGE_SITE_URL",
+            format!(
+                "must be an http(s) URL without query, not {:?}",
+                self.package_site_url.as_deref().unwrap_or_default()
+            ),
+        );
+        rule(
+            self.package_site_secret
+                .as_deref()
+                .is_none_or(|secret| !secret.is_empty()),
+            "GREN_REGISTRY_PACKAGE_SITE_SECRET",
+            "must not be empty (unset it to send no signature)".into(),
+        );
+        rule(
+            self.max_connections > 0,
+            "GREN_REGISTRY_MAX_CONNECTIONS",
+            "must be at least 1".into(),
+        );
+        rule(
+            (1..=MAX_REQUEST_TIMEOUT_SECS).contains(&self.request_timeout_secs),
+            "GREN_REGISTRY_REQUEST_TIMEOUT",
+            format!(
+                "must be 1 to {MAX_REQUEST_TIMEOUT_SECS} seconds, not {}",
+                self.request_timeout_secs
+            ),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("invalid configuration: {}", problems.join("; ")))
+        }
+    }
+
+    /// Saturates rather than overflows; [`Config::validate`] keeps it far
+    /// below that anyway.
     pub fn session_lifetime(&self) -> Duration {
-        Duration::from_secs(self.session_days * 24 * 60 * 60)
+        Duration::from_secs(self.session_days.saturating_mul(24 * 60 * 60))
     }
 
     /// The public URL without a trailing slash, given the address actually bound.
@@ -109,5 +236,167 @@ impl Config {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{bound}"),
         }
+    }
+}
+
+/// What `TcpListener::bind` accepts: a host or IP address with a port.
+fn is_listen_address(listen: &str) -> bool {
+    listen
+        .to_socket_addrs()
+        .is_ok_and(|mut addresses| addresses.next().is_some())
+}
+
+/// An absolute http(s) URL with a host and no query (links and API paths are
+/// appended to it).
+fn is_http_url(text: &str) -> bool {
+    text.parse::<ureq::http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+            && uri.query().is_none()
+    })
+}
+
+/// `me@example.org` or `Name <me@example.org>`; never a line break, which
+/// would let the setting add headers to every e-mail.
+fn is_mail_from(from: &str) -> bool {
+    from.contains('@') && !from.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    /// The configuration the flags give, on top of the defaults.
+    fn config(flags: &[&str]) -> Config {
+        let args = std::iter::once("serve").chain(flags.iter().copied());
+        Serve::try_parse_from(args).expect("the flags parse").config
+    }
+
+    /// Asserts the flags are refused with a message naming `variable`.
+    #[track_caller]
+    fn refused(flags: &[&str], variable: &str) {
+        let message = config(flags).validate().expect_err("refused");
+        assert!(message.contains(variable), "{flags:?}: {message}");
+        assert!(message.starts_with("invalid configuration: "), "{message}");
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        config(&[]).validate().unwrap();
+    }
+
+    #[test]
+    fn session_days_stop_at_a_century() {
+        config(&["--session-days", "0"]).validate().unwrap();
+        config(&["--session-days", "36500"]).validate().unwrap();
+        refused(&["--session-days", "36501"], "GREN_REGISTRY_SESSION_DAYS");
+        refused(&["--session-days", "3000000"], "GREN_REGISTRY_SESSION_DAYS");
+        assert_eq!(
+            config(&["--session-days", &u64::MAX.to_string()]).session_lifetime(),
+            Duration::from_secs(u64::MAX),
+            "the lifetime saturates rather than overflows"
+        );
+    }
+
+    #[test]
+    fn limits_must_be_at_least_one() {
+        for (flag, variable) in [
+            ("--login-limit-per-email", "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL"),
+            ("--login-limit-per-ip", "GREN_REGISTRY_LOGIN_LIMIT_PER_IP"),
+            ("--identity-limit-per-day", "GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY"),
+            ("--max-bundle-bytes", "GREN_REGISTRY_MAX_BUNDLE_BYTES"),
+            ("--max-inflated-bytes", "GREN_REGISTRY_MAX_INFLATED_BYTES"),
+            ("--publish-limit-per-hour", "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR"),
+            ("--max-connections", "GREN_REGISTRY_MAX_CONNECTIONS"),
+        ] {
+            refused(&[flag, "0"], variable);
+            config(&[flag, "1"]).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_request_timeout_is_one_second_to_an_hour() {
+        refused(&["--request-timeout-secs", "0"], "GREN_REGISTRY_REQUEST_TIMEOUT");
+        refused(&["--request-timeout-secs", "3601"], "GREN_REGISTRY_REQUEST_TIMEOUT");
+        refused(
+            &["--request-timeout-secs", &u64::MAX.to_string()],
+            "GREN_REGISTRY_REQUEST_TIMEOUT",
+        );
+        config(&["--request-timeout-secs", "3600"]).validate().unwrap();
+    }
+
+    #[test]
+    fn urls_must_be_http_or_https_with_a_host_and_no_query() {
+        for (flag, variable) in [
+            ("--public-url", "GREN_REGISTRY_PUBLIC_URL"),
+            ("--postmark-url", "GREN_REGISTRY_POSTMARK_URL"),
+            ("--package-site-url", "GREN_REGISTRY_PACKAGE_SITE_URL"),
+        ] {
+            for bad in [
+                "",
+                "registry.example.com",
+                "ftp://example.com",
+                "http://",
+                "https://x.org/?a=1",
+                "http://a b",
+            ] {
+                refused(&[flag, bad], variable);
+            }
+            for good in [
+                "https://registry.example.com",
+                "http://127.0.0.1:3000/",
+                "https://x.org/registry",
+            ] {
+                config(&[flag, good]).validate().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn the_listen_address_needs_a_port() {
+        refused(&["--listen", "not an address"], "GREN_REGISTRY_LISTEN");
+        refused(&["--listen", "127.0.0.1"], "GREN_REGISTRY_LISTEN");
+        refused(&["--listen", "127.0.0.1:99999"], "GREN_REGISTRY_LISTEN");
+        config(&["--listen", "[::1]:0"]).validate().unwrap();
+    }
+
+    #[test]
+    fn the_sender_is_an_address_on_one_line() {
+        refused(&["--mail-from", ""], "GREN_REGISTRY_MAIL_FROM");
+        refused(&["--mail-from", "nobody"], "GREN_REGISTRY_MAIL_FROM");
+        refused(
+            &["--mail-from", "a@example.org\r\nBcc: b@example.org"],
+            "GREN_REGISTRY_MAIL_FROM",
+        );
+        config(&["--mail-from", "Gren <login@example.org>"]).validate().unwrap();
+    }
+
+    #[test]
+    fn the_data_directory_and_the_package_site_secret_must_not_be_empty() {
+        // clap refuses an empty path itself; a Config built in code may not.
+        let mut unset = config(&[]);
+        unset.data_dir = PathBuf::new();
+        assert!(unset.validate().unwrap_err().contains("GREN_REGISTRY_DATA_DIR"));
+        refused(&["--package-site-secret", ""], "GREN_REGISTRY_PACKAGE_SITE_SECRET");
+        config(&["--package-site-secret", "s3cret"]).validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let message = config(&["--session-days", "3000000", "--login-limit-per-ip", "0"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            message.contains("GREN_REGISTRY_SESSION_DAYS") && message.contains("3000000"),
+            "{message}"
+        );
+        assert!(message.contains("GREN_REGISTRY_LOGIN_LIMIT_PER_IP"), "{message}");
     }
 }

@@ -789,6 +789,55 @@ fn session_expiry_follows_session_days() {
     );
 }
 
+#[test]
+fn a_session_lifetime_that_would_overflow_is_refused_at_start_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    match Server::try_start_in(dir.path(), &[("GREN_REGISTRY_SESSION_DAYS", "3000000")]) {
+        Ok(server) => panic!("the registry started at {} with 3000000 session days", server.base),
+        Err(failure) => {
+            let status = failure.status.expect("the process exits by itself, at once");
+            assert_eq!(status.code(), Some(1), "{status:?}\n{}", failure.log);
+            assert!(
+                failure.log.contains("GREN_REGISTRY_SESSION_DAYS") && failure.log.contains("3000000"),
+                "the message names the variable and its value: {}",
+                failure.log
+            );
+            assert!(!failure.log.contains("panicked"), "{}", failure.log);
+        }
+    }
+    let touched: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(
+        touched.is_empty(),
+        "nothing is created in the data directory: {touched:?}"
+    );
+}
+
+#[test]
+fn every_invalid_setting_stops_the_start_with_a_message_naming_it() {
+    for (variable, value) in [
+        ("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "0"),
+        ("GREN_REGISTRY_REQUEST_TIMEOUT", "0"),
+        ("GREN_REGISTRY_PUBLIC_URL", "registry.example.com"),
+        (
+            "GREN_REGISTRY_MAIL_FROM",
+            "no-reply@gren-lang.org\r\nBcc: x@example.com",
+        ),
+        ("GREN_REGISTRY_LISTEN", "not an address"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(failure) = Server::try_start_in(dir.path(), &[(variable, value)]) else {
+            panic!("the registry started with {variable}={value:?}");
+        };
+        assert_eq!(
+            failure.status.and_then(|s| s.code()),
+            Some(1),
+            "{variable}: {}",
+            failure.log
+        );
+        assert!(failure.log.contains(variable), "{variable}: {}", failure.log);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Rate limits
 // ---------------------------------------------------------------------------
