@@ -54,9 +54,17 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_SESSION_DAYS", default_value_t = 90)]
     pub session_days: u64,
 
-    /// Logins that may be started per e-mail address per hour.
+    /// Logins that may be started per e-mail address from one client network
+    /// (an IPv4 address, an IPv6 /64) per hour; `+tag` variants count as the
+    /// address.
     #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", default_value_t = 5)]
     pub login_limit_per_email: u32,
+
+    /// Logins that may be started per e-mail address from all networks
+    /// together per hour (against mail bombing); networks the address holds
+    /// a live session from are exempt.
+    #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", default_value_t = 20)]
+    pub login_limit_per_email_total: u32,
 
     /// Logins that may be started per client IP address per hour.
     #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_IP", default_value_t = 30)]
@@ -111,117 +119,57 @@ impl Config {
     /// bad one by its environment variable (the flag mirrors it). One rule
     /// per line: a new setting adds its line here.
     pub fn validate(&self) -> Result<(), String> {
-        let mut problems = Vec::new();
-        let mut rule = |ok: bool, variable: &str, requirement: String| {
-            if !ok {
-                problems.push(format!("{variable} {requirement}"));
-            }
-        };
-        rule(
-            !self.data_dir.as_os_str().is_empty(),
+        let mut problems = Problems::default();
+        problems.require(
             "GREN_REGISTRY_DATA_DIR",
-            "must not be empty".into(),
+            !self.data_dir.as_os_str().is_empty(),
+            || "must not be empty",
         );
-        rule(
-            is_listen_address(&self.listen),
-            "GREN_REGISTRY_LISTEN",
-            format!(
-                "must be an address with a port such as 127.0.0.1:3000, not {:?}",
-                self.listen
-            ),
-        );
-        rule(
-            self.public_url.as_deref().is_none_or(is_http_url),
-            "GREN_REGISTRY_PUBLIC_URL",
-            format!(
-                "must be an http(s) URL without query, not {:?}",
-                self.public_url.as_deref().unwrap_or_default()
-            ),
-        );
-        rule(
-            is_http_url(&self.postmark_url),
-            "GREN_REGISTRY_POSTMARK_URL",
-            format!("must be an http(s) URL without query, not {:?}", self.postmark_url),
-        );
-        rule(
-            is_mail_from(&self.mail_from),
-            "GREN_REGISTRY_MAIL_FROM",
-            format!(
-                "must be an e-mail address (optionally with a name) on one line, not {:?}",
-                self.mail_from
-            ),
-        );
-        rule(
-            self.session_days <= MAX_SESSION_DAYS,
+        problems.listen_address("GREN_REGISTRY_LISTEN", &self.listen);
+        problems.http_url("GREN_REGISTRY_PUBLIC_URL", self.public_url.as_deref());
+        problems.http_url("GREN_REGISTRY_POSTMARK_URL", Some(&self.postmark_url));
+        problems.mail_from("GREN_REGISTRY_MAIL_FROM", &self.mail_from);
+        problems.at_most(
             "GREN_REGISTRY_SESSION_DAYS",
-            format!(
-                "must be at most {MAX_SESSION_DAYS} (100 years), not {}",
-                self.session_days
-            ),
+            self.session_days,
+            MAX_SESSION_DAYS,
+            "(100 years)",
         );
-        rule(
-            self.login_limit_per_email > 0,
-            "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL",
-            "must be at least 1".into(),
+        problems.at_least_one("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", self.login_limit_per_email.into());
+        problems.at_least_one(
+            "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL",
+            self.login_limit_per_email_total.into(),
         );
-        rule(
-            self.login_limit_per_ip > 0,
-            "GREN_REGISTRY_LOGIN_LIMIT_PER_IP",
-            "must be at least 1".into(),
-        );
-        rule(
-            self.identity_limit_per_day > 0,
+        problems.at_least_one("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", self.login_limit_per_ip.into());
+        problems.at_least_one(
             "GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY",
-            "must be at least 1".into(),
+            self.identity_limit_per_day.into(),
         );
-        rule(
-            self.max_bundle_bytes > 0,
-            "GREN_REGISTRY_MAX_BUNDLE_BYTES",
-            "must be at least 1".into(),
-        );
-        rule(
-            self.max_inflated_bytes > 0,
-            "GREN_REGISTRY_MAX_INFLATED_BYTES",
-            "must be at least 1".into(),
-        );
-        rule(
-            self.publish_limit_per_hour > 0,
+        problems.at_least_one("GREN_REGISTRY_MAX_BUNDLE_BYTES", self.max_bundle_bytes);
+        problems.at_least_one("GREN_REGISTRY_MAX_INFLATED_BYTES", self.max_inflated_bytes);
+        problems.at_least_one(
             "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR",
-            "must be at least 1".into(),
+            self.publish_limit_per_hour.into(),
         );
-        rule(
-            self.package_site_url.as_deref().is_none_or(is_http_url),
-            "GREN_REGISTRY_PACKAGE_SITE_URL",
-            format!(
-                "must be an http(s) URL without query, not {:?}",
-                self.package_site_url.as_deref().unwrap_or_default()
-            ),
-        );
-        rule(
-            self.package_site_secret
-                .as_deref()
-                .is_none_or(|secret| !secret.is_empty()),
+        problems.http_url("GREN_REGISTRY_PACKAGE_SITE_URL", self.package_site_url.as_deref());
+        let secret_set = self
+            .package_site_secret
+            .as_deref()
+            .is_none_or(|secret| !secret.is_empty());
+        problems.require(
             "GREN_REGISTRY_PACKAGE_SITE_SECRET",
-            "must not be empty (unset it to send no signature)".into(),
+            secret_set,
+            || "must not be empty (unset it instead)",
         );
-        rule(
-            self.max_connections > 0,
-            "GREN_REGISTRY_MAX_CONNECTIONS",
-            "must be at least 1".into(),
-        );
-        rule(
-            (1..=MAX_REQUEST_TIMEOUT_SECS).contains(&self.request_timeout_secs),
+        problems.at_least_one("GREN_REGISTRY_MAX_CONNECTIONS", self.max_connections as u64);
+        problems.at_least_one("GREN_REGISTRY_REQUEST_TIMEOUT", self.request_timeout_secs);
+        problems.at_most(
             "GREN_REGISTRY_REQUEST_TIMEOUT",
-            format!(
-                "must be 1 to {MAX_REQUEST_TIMEOUT_SECS} seconds, not {}",
-                self.request_timeout_secs
-            ),
+            self.request_timeout_secs,
+            MAX_REQUEST_TIMEOUT_SECS,
+            "seconds",
         );
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("invalid configuration: {}", problems.join("; ")))
-        }
+        problems.into_result()
     }
 
     /// Saturates rather than overflows; [`Config::validate`] keeps it far
@@ -239,27 +187,70 @@ impl Config {
     }
 }
 
-/// What `TcpListener::bind` accepts: a host or IP address with a port.
-fn is_listen_address(listen: &str) -> bool {
-    listen
-        .to_socket_addrs()
-        .is_ok_and(|mut addresses| addresses.next().is_some())
-}
+/// What is wrong with a configuration: one sentence per bad setting.
+#[derive(Default)]
+struct Problems(Vec<String>);
 
-/// An absolute http(s) URL with a host and no query (links and API paths are
-/// appended to it).
-fn is_http_url(text: &str) -> bool {
-    text.parse::<ureq::http::Uri>().is_ok_and(|uri| {
-        matches!(uri.scheme_str(), Some("http" | "https"))
-            && uri.host().is_some_and(|host| !host.is_empty())
-            && uri.query().is_none()
-    })
-}
+impl Problems {
+    fn require<T: std::fmt::Display>(&mut self, variable: &str, ok: bool, requirement: impl FnOnce() -> T) {
+        if !ok {
+            self.0.push(format!("{variable} {}", requirement()));
+        }
+    }
 
-/// `me@example.org` or `Name <me@example.org>`; never a line break, which
-/// would let the setting add headers to every e-mail.
-fn is_mail_from(from: &str) -> bool {
-    from.contains('@') && !from.chars().any(char::is_control)
+    fn at_least_one(&mut self, variable: &str, value: u64) {
+        self.require(variable, value > 0, || "must be at least 1");
+    }
+
+    fn at_most(&mut self, variable: &str, value: u64, max: u64, unit: &str) {
+        self.require(variable, value <= max, || {
+            format!("must be at most {max} {unit}, not {value}")
+        });
+    }
+
+    /// An absolute http(s) URL with a host and no query (paths are appended).
+    fn http_url(&mut self, variable: &str, value: Option<&str>) {
+        let ok = value.is_none_or(|text| {
+            text.parse::<ureq::http::Uri>().is_ok_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some_and(|host| !host.is_empty())
+                    && uri.query().is_none()
+            })
+        });
+        self.require(variable, ok, || {
+            format!(
+                "must be an http(s) URL with a host and no query, not {:?}",
+                value.unwrap_or_default()
+            )
+        });
+    }
+
+    /// What `TcpListener::bind` accepts: a host or IP address with a port.
+    fn listen_address(&mut self, variable: &str, listen: &str) {
+        let ok = listen
+            .to_socket_addrs()
+            .is_ok_and(|mut addresses| addresses.next().is_some());
+        self.require(variable, ok, || {
+            format!("must be an address with a port, such as 127.0.0.1:3000, not {listen:?}")
+        });
+    }
+
+    /// `me@example.org` or `Name <me@example.org>`; never a line break, which
+    /// would add headers to every e-mail.
+    fn mail_from(&mut self, variable: &str, from: &str) {
+        let ok = from.contains('@') && !from.chars().any(char::is_control);
+        self.require(variable, ok, || {
+            format!("must be an e-mail address (with an optional name) on one line, not {from:?}")
+        });
+    }
+
+    fn into_result(self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("invalid configuration: {}", self.0.join("; ")))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +300,10 @@ mod tests {
     fn limits_must_be_at_least_one() {
         for (flag, variable) in [
             ("--login-limit-per-email", "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL"),
+            (
+                "--login-limit-per-email-total",
+                "GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL",
+            ),
             ("--login-limit-per-ip", "GREN_REGISTRY_LOGIN_LIMIT_PER_IP"),
             ("--identity-limit-per-day", "GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY"),
             ("--max-bundle-bytes", "GREN_REGISTRY_MAX_BUNDLE_BYTES"),
