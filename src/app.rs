@@ -41,7 +41,7 @@ impl App {
                 token.clone(),
                 config.mail_from.clone(),
             )),
-            _ => Box::new(LocalSink::new(store.root().join("mail"))),
+            _ => Box::new(LocalSink::new(store.root().to_path_buf())),
         };
         App {
             login_per_email: RateLimiter::new(config.login_limit_per_email, HOUR),
