@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::Server;
 use common::bundles::synthetic;
-use common::{Reply, Server};
 use serde_json::{Value, json};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -66,16 +66,15 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
     found
 }
 
-fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
-    server.send(
-        "POST",
-        "/packages",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/gzip"),
-        ],
-        bytes,
-    )
+/// Asserts the log refused a symbolic link and names it by `path_end`.
+#[track_caller]
+fn assert_logged_refusal(server: &Server, path_end: &str) {
+    assert!(
+        server.wait_for_log("refusing to follow the symbolic link", Duration::from_secs(2))
+            && server.log().contains(path_end),
+        "the log names the link {path_end}: {}",
+        server.log()
+    );
 }
 
 #[test]
@@ -90,7 +89,7 @@ fn every_file_and_directory_the_registry_writes_is_private_whatever_the_umask() 
         Some(&token),
     );
     assert_eq!(identity.status, 200, "{}", identity.text());
-    let published = publish(&server, &token, &synthetic("private-modes/thing", "1.0.0", "x"));
+    let published = server.publish(&token, &synthetic("private-modes/thing", "1.0.0", "x"));
     assert_eq!(published.status, 201, "{}", published.text());
     let stopped = server.stop();
     assert!(stopped.success(), "{stopped:?}");
@@ -131,11 +130,7 @@ fn a_planted_mail_directory_symlink_is_not_followed() {
         .assert_error(502, "email_failed");
     let written: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
     assert!(written.is_empty(), "nothing was written through the link: {written:?}");
-    assert!(
-        server.wait_for_log("symbolic link", Duration::from_secs(2)) && server.log().contains("/mail"),
-        "the log names the link: {}",
-        server.log()
-    );
+    assert_logged_refusal(&server, "/mail ");
 }
 
 #[test]
@@ -171,11 +166,7 @@ fn a_planted_symlink_in_place_of_a_record_directory_is_not_followed() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec!["identity.json"], "nothing new through the link");
-    assert!(
-        server.wait_for_log("symbolic link", Duration::from_secs(2)) && server.log().contains("identities/planted"),
-        "the log names the link: {}",
-        server.log()
-    );
+    assert_logged_refusal(&server, "identities/planted ");
 }
 
 #[test]
@@ -195,10 +186,5 @@ fn a_planted_symlink_in_place_of_a_record_file_is_not_followed() {
         .post_json("/session", &json!({ "email": "victim@example.com" }), None)
         .assert_error(500, "internal_error");
     assert!(server.postmark.messages().is_empty(), "no login was started");
-    assert!(
-        server.wait_for_log("symbolic link", Duration::from_secs(2))
-            && server.log().contains("users/victim@example.com.json"),
-        "the log names the link: {}",
-        server.log()
-    );
+    assert_logged_refusal(&server, "users/victim@example.com.json ");
 }

@@ -1049,13 +1049,7 @@ fn json_routes_refuse_what_a_browser_form_may_send_with_415() {
             .status,
         200
     );
-    let bundle = common::bundles::synthetic("browser/thing", "1.0.0", "x");
-    let published = server.send(
-        "POST",
-        "/packages",
-        &[("Authorization", &bearer), ("Content-Type", "application/gzip")],
-        &bundle,
-    );
+    let published = server.publish(&token, &common::bundles::synthetic("browser/thing", "1.0.0", "x"));
     assert_eq!(published.status, 201, "{}", published.text());
     let routes: [(&str, &str, &[u8]); 6] = [
         ("POST", "/session", br#"{"email": "victim@example.com"}"#),

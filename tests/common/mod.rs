@@ -303,6 +303,13 @@ impl Server {
         self.request("PATCH", path, Some(body), token)
     }
 
+    /// `POST /packages` with a bundle, as `gren package publish` sends it.
+    pub fn publish(&self, token: &str, bundle: &[u8]) -> Reply {
+        let bearer = format!("Bearer {token}");
+        let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/gzip")];
+        self.send("POST", "/packages", &headers, bundle)
+    }
+
     /// A form POST (`application/x-www-form-urlencoded`), as a browser sends it.
     pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let body: String = form_urlencoded::Serializer::new(String::new())
