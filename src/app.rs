@@ -21,7 +21,10 @@ pub struct App {
     pub mailer: Box<dyn Mailer>,
     /// Base of e-mailed links, without a trailing slash.
     pub public_url: String,
+    /// Keyed on an address's mailbox and the client network.
     pub login_per_email: RateLimiter,
+    /// Keyed on an address's mailbox alone.
+    pub login_per_email_total: RateLimiter,
     pub login_per_ip: RateLimiter,
     pub identities_per_user: RateLimiter,
     pub publishes_per_user: RateLimiter,
@@ -38,10 +41,11 @@ impl App {
                 token.clone(),
                 config.mail_from.clone(),
             )),
-            _ => Box::new(LocalSink::new(store.root().join("mail"))),
+            _ => Box::new(LocalSink::new(store.root().to_path_buf())),
         };
         App {
             login_per_email: RateLimiter::new(config.login_limit_per_email, HOUR),
+            login_per_email_total: RateLimiter::new(config.login_limit_per_email_total, HOUR),
             login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
             identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
             publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
@@ -63,6 +67,7 @@ impl App {
                 log::error!("housekeeping: purging expired logins failed: {err}");
             }
             self.login_per_email.prune();
+            self.login_per_email_total.prune();
             self.login_per_ip.prune();
             self.identities_per_user.prune();
             self.publishes_per_user.prune();

@@ -29,6 +29,12 @@ impl RateLimiter {
         hit_all(&[(self, key)])
     }
 
+    /// Whether a hit for `key` would be refused now; counts nothing.
+    pub fn is_exhausted(&self, key: &str) -> bool {
+        self.check(&mut lock_ignoring_poison(&self.hits), key, Instant::now())
+            .is_err()
+    }
+
     /// Takes back the newest hit of `key`: the request it counted did not
     /// happen after all (for limits that count only successes).
     pub fn give_back(&self, key: &str) {
@@ -117,6 +123,16 @@ mod tests {
             .unwrap();
         assert!((3590..=3600).contains(&retry), "{retry}");
         limiter.hit("b").expect("other keys are independent");
+    }
+
+    #[test]
+    fn asking_whether_a_key_is_exhausted_counts_nothing() {
+        let limiter = RateLimiter::new(1, Duration::from_secs(60));
+        assert!(!limiter.is_exhausted("a"));
+        assert!(!limiter.is_exhausted("a"));
+        limiter.hit("a").unwrap();
+        assert!(limiter.is_exhausted("a"));
+        assert!(!limiter.is_exhausted("b"));
     }
 
     #[test]

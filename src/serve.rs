@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything is opened: a bad setting must not cost a data
+    // directory lock, a port, or (later) a login it cannot complete.
+    config.validate()?;
     let store = Store::open(&config.data_dir)?;
     let limits = Limits {
         max_connections: config.max_connections.max(1),

@@ -12,8 +12,19 @@ impl Timestamp {
         Timestamp(SystemTime::now())
     }
 
+    /// `self` plus `duration`, but never past [`Timestamp::latest`]: adding
+    /// must not panic, and every timestamp must stay printable.
     pub fn plus(self, duration: Duration) -> Timestamp {
-        Timestamp(self.0 + duration)
+        let latest = Timestamp::latest();
+        match self.0.checked_add(duration) {
+            Some(time) if time <= latest.0 => Timestamp(time),
+            _ => latest,
+        }
+    }
+
+    /// 9999-12-31T23:59:59Z, the last second RFC 3339 can write.
+    pub fn latest() -> Timestamp {
+        Timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799))
     }
 
     /// Time left until `self`, zero when it has passed.
@@ -46,6 +57,17 @@ serde_as_text!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adding_any_duration_neither_panics_nor_leaves_what_rfc3339_can_write() {
+        let far = Timestamp::now().plus(Duration::from_secs(u64::MAX));
+        assert_eq!(far, Timestamp::latest());
+        assert_eq!(far.to_string(), "9999-12-31T23:59:59.000Z");
+        let json = serde_json::to_string(&far).unwrap();
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), far);
+        let soon = Timestamp::now().plus(Duration::from_secs(60));
+        assert!(soon < far && !soon.has_passed());
+    }
 
     #[test]
     fn round_trips_through_json_as_rfc3339() {

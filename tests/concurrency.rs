@@ -42,18 +42,6 @@ fn clock_seed() -> u64 {
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
 }
 
-fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
-    server.send(
-        "POST",
-        "/packages",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/gzip"),
-        ],
-        bytes,
-    )
-}
-
 /// `(versions by patch)` of a package as listed, or empty when it does not exist.
 fn listing(server: &Server, project: &str) -> BTreeMap<u64, Value> {
     let reply = server.get(&format!("/packages/{IDENTITY}/{project}"), None);
@@ -168,7 +156,7 @@ fn concurrent_publishes_and_member_changes_lose_nothing_and_duplicate_nothing() 
                     &version(next),
                     &format!("racer {index} try {attempt}"),
                 );
-                let reply = publish(&server, &token, &bytes);
+                let reply = server.publish(&token, &bytes);
                 let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                 match (reply.status, body["error"].as_str()) {
                     (201, _) | (409, Some("version_exists")) | (400, Some("invalid_version")) => {}
@@ -203,11 +191,11 @@ fn concurrent_publishes_and_member_changes_lose_nothing_and_duplicate_nothing() 
                     &version(patch),
                     &format!("owner {index}"),
                 );
-                let reply = publish(&server, &token, &bytes);
+                let reply = server.publish(&token, &bytes);
                 assert_eq!(reply.status, 201, "{project} {}: {}", version(patch), reply.text());
                 let body = reply.json();
                 if patch % 3 == 1 {
-                    let again = publish(&server, &token, &bytes);
+                    let again = server.publish(&token, &bytes);
                     assert_eq!(
                         again.status,
                         200,
@@ -630,7 +618,7 @@ fn downloads_racing_revocations_answer_the_bytes_or_410() {
     let mut shas = Vec::new();
     for patch in 0..versions {
         let bytes = synthetic(&format!("{IDENTITY}/target"), &version(patch), "revoked soon");
-        let reply = publish(&server, &owner, &bytes);
+        let reply = server.publish(&owner, &bytes);
         assert_eq!(reply.status, 201, "{}", reply.text());
         shas.push(sha256_hex(&bytes));
     }

@@ -789,6 +789,55 @@ fn session_expiry_follows_session_days() {
     );
 }
 
+#[test]
+fn a_session_lifetime_that_would_overflow_is_refused_at_start_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    match Server::try_start_in(dir.path(), &[("GREN_REGISTRY_SESSION_DAYS", "3000000")]) {
+        Ok(server) => panic!("the registry started at {} with 3000000 session days", server.base),
+        Err(failure) => {
+            let status = failure.status.expect("the process exits by itself, at once");
+            assert_eq!(status.code(), Some(1), "{status:?}\n{}", failure.log);
+            assert!(
+                failure.log.contains("GREN_REGISTRY_SESSION_DAYS") && failure.log.contains("3000000"),
+                "the message names the variable and its value: {}",
+                failure.log
+            );
+            assert!(!failure.log.contains("panicked"), "{}", failure.log);
+        }
+    }
+    let touched: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(
+        touched.is_empty(),
+        "nothing is created in the data directory: {touched:?}"
+    );
+}
+
+#[test]
+fn every_invalid_setting_stops_the_start_with_a_message_naming_it() {
+    for (variable, value) in [
+        ("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "0"),
+        ("GREN_REGISTRY_REQUEST_TIMEOUT", "0"),
+        ("GREN_REGISTRY_PUBLIC_URL", "registry.example.com"),
+        (
+            "GREN_REGISTRY_MAIL_FROM",
+            "no-reply@gren-lang.org\r\nBcc: x@example.com",
+        ),
+        ("GREN_REGISTRY_LISTEN", "not an address"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(failure) = Server::try_start_in(dir.path(), &[(variable, value)]) else {
+            panic!("the registry started with {variable}={value:?}");
+        };
+        assert_eq!(
+            failure.status.and_then(|s| s.code()),
+            Some(1),
+            "{variable}: {}",
+            failure.log
+        );
+        assert!(failure.log.contains(variable), "{variable}: {}", failure.log);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Rate limits
 // ---------------------------------------------------------------------------
@@ -842,6 +891,204 @@ fn logins_per_client_address_are_rate_limited() {
     reply.assert_error(429, "rate_limited");
     assert!(reply.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok()));
     assert_eq!(server.postmark.messages().len(), 3);
+}
+
+/// `POST /session` for `email` from `client`, as a trusted proxy on
+/// 127.0.0.1 reports it in `X-Forwarded-For`.
+fn start_from(server: &Server, client: &str, email: &str) -> Reply {
+    let body = serde_json::to_vec(&json!({ "email": email })).unwrap();
+    server.send(
+        "POST",
+        "/session",
+        &[("Content-Type", "application/json"), ("X-Forwarded-For", client)],
+        &body,
+    )
+}
+
+/// A server behind a trusted proxy on 127.0.0.1, with these settings.
+fn behind_proxy(env: &[(&str, &str)]) -> Server {
+    let mut env = env.to_vec();
+    env.push(("GREN_REGISTRY_TRUSTED_PROXIES", "127.0.0.1"));
+    Server::with_env(&env)
+}
+
+#[test]
+fn an_attacker_on_another_network_cannot_lock_the_owner_of_an_address_out() {
+    let server = behind_proxy(&[("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "2")]);
+    for _ in 0..2 {
+        assert_eq!(start_from(&server, "203.0.113.9", "victim@example.com").status, 200);
+    }
+    start_from(&server, "203.0.113.9", "victim@example.com").assert_error(429, "rate_limited");
+    // The owner, elsewhere, still logs in.
+    let reply = start_from(&server, "198.51.100.7", "victim@example.com");
+    assert_eq!(
+        reply.status,
+        200,
+        "the owner's network has its own budget: {}",
+        reply.text()
+    );
+    let started = reply.json();
+    let code = mail_for(&server, &started).code();
+    assert_eq!(fetch(&server, &fetch_token(&started), Some(&code)).status, 200);
+}
+
+#[test]
+fn logins_for_one_address_from_all_networks_together_are_capped_against_mail_bombing() {
+    let server = behind_proxy(&[
+        ("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "2"),
+        ("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", "3"),
+    ]);
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        assert_eq!(
+            start_from(&server, client, "victim@example.com").status,
+            200,
+            "{client}"
+        );
+    }
+    let reply = start_from(&server, "203.0.113.4", "victim@example.com");
+    reply.assert_error(429, "rate_limited");
+    assert!(reply.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok()));
+    assert_eq!(server.postmark.messages().len(), 3, "three e-mails, no more");
+    assert_eq!(start_from(&server, "203.0.113.4", "other@example.com").status, 200);
+}
+
+#[test]
+fn the_owner_passes_the_overall_cap_from_a_network_they_logged_in_from() {
+    let server = behind_proxy(&[("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", "3")]);
+    // The owner logged in from home once (a session from 198.51.100.7).
+    let started = start_from(&server, "198.51.100.7", "victim@example.com").json();
+    let code = mail_for(&server, &started).code();
+    let body = json!({ "fetchSessionToken": fetch_token(&started), "emailConfirmationCode": code });
+    let fetched = server.send(
+        "POST",
+        "/session/fetch",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Forwarded-For", "198.51.100.7"),
+        ],
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(fetched.status, 200, "{}", fetched.text());
+    // Attackers fill the overall cap from other networks.
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(start_from(&server, client, "victim@example.com").status, 200);
+    }
+    start_from(&server, "203.0.113.3", "victim@example.com").assert_error(429, "rate_limited");
+    // Home still works.
+    assert_eq!(start_from(&server, "198.51.100.7", "victim@example.com").status, 200);
+}
+
+#[test]
+fn tag_variants_of_an_address_share_its_limit_and_the_mail_goes_to_the_address_typed() {
+    let server = Server::with_env(&[("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "2")]);
+    start_login(&server, "me+one@example.com");
+    start_login(&server, "Me+Two@Example.com");
+    server
+        .post_json("/session", &json!({ "email": "me+three@example.com" }), None)
+        .assert_error(429, "rate_limited");
+    server
+        .post_json("/session", &json!({ "email": "me@example.com" }), None)
+        .assert_error(429, "rate_limited");
+    let to: Vec<_> = server
+        .postmark
+        .messages()
+        .iter()
+        .map(|m| m.json["To"].clone())
+        .collect();
+    assert_eq!(to, vec![json!("me+one@example.com"), json!("me+two@example.com")]);
+    start_login(&server, "me-too@example.com");
+}
+
+#[test]
+fn ipv6_clients_in_one_64_share_one_budget() {
+    let server = behind_proxy(&[("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "2")]);
+    assert_eq!(start_from(&server, "2001:db8:1:2::1", "a@example.com").status, 200);
+    assert_eq!(start_from(&server, "2001:db8:1:2:ffff::2", "b@example.com").status, 200);
+    start_from(&server, "2001:db8:1:2:abcd:ef01:2345:6789", "c@example.com").assert_error(429, "rate_limited");
+    assert_eq!(
+        start_from(&server, "2001:db8:1:3::1", "c@example.com").status,
+        200,
+        "the next /64 is another client"
+    );
+}
+
+#[test]
+fn every_login_request_gets_its_own_fetch_token_code_and_link() {
+    let server = Server::start();
+    let first = start_login(&server, "me@example.com");
+    let second = start_login(&server, "me@example.com");
+    let (first_token, second_token) = (fetch_token(&first), fetch_token(&second));
+    assert_ne!(
+        first_token.split('.').next(),
+        second_token.split('.').next(),
+        "two logins, not one shared"
+    );
+    let (first_mail, second_mail) = (mail_for(&server, &first), mail_for(&server, &second));
+    assert_ne!(first_mail.link_token(), second_mail.link_token());
+    // The second requester cannot finish the first login, with its code or its link.
+    fetch(&server, &second_token, Some(&first_mail.code())).assert_error(400, "invalid_code");
+    assert_eq!(
+        server
+            .post_form("/session/confirm", &[("token", &first_mail.link_token())])
+            .status,
+        200
+    );
+    assert_eq!(fetch(&server, &second_token, None).status, 202, "still pending");
+    assert_eq!(fetch(&server, &first_token, None).status, 200);
+}
+
+#[test]
+fn json_routes_refuse_what_a_browser_form_may_send_with_415() {
+    let server = Server::start();
+    let token = server.login("me@example.com");
+    let bearer = format!("Bearer {token}");
+    // A package to change, so that the package routes reach their body.
+    assert_eq!(
+        server
+            .post_json("/publishing-identity", &json!({ "name": "browser" }), Some(&token))
+            .status,
+        200
+    );
+    let published = server.publish(&token, &common::bundles::synthetic("browser/thing", "1.0.0", "x"));
+    assert_eq!(published.status, 201, "{}", published.text());
+    let routes: [(&str, &str, &[u8]); 6] = [
+        ("POST", "/session", br#"{"email": "victim@example.com"}"#),
+        ("POST", "/session/fetch", br#"{"fetchSessionToken": "x"}"#),
+        ("POST", "/publishing-identity", br#"{"name": "other"}"#),
+        (
+            "PUT",
+            "/publishing-identity/browser/members/x@example.com",
+            br#"{"role": "admin"}"#,
+        ),
+        ("PATCH", "/packages/browser/thing", br#"{"private": false}"#),
+        ("POST", "/packages/browser/thing/1.0.0/revoke", br#"{"reason": "no"}"#),
+    ];
+    let mails = server.postmark.messages().len();
+    for (method, path, body) in routes {
+        for content_type in [
+            Some("text/plain"),
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            None,
+        ] {
+            let mut headers = vec![("Authorization", bearer.as_str())];
+            headers.extend(content_type.map(|value| ("Content-Type", value)));
+            let reply = server.send(method, path, &headers, body);
+            reply.assert_error(415, "unsupported_media_type");
+        }
+    }
+    assert_eq!(server.postmark.messages().len(), mails, "no e-mail was sent");
+    // JSON with parameters or in capitals is JSON.
+    for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
+        let reply = server.send(
+            "POST",
+            "/session",
+            &[("Content-Type", content_type)],
+            br#"{"email": "me@example.com"}"#,
+        );
+        assert_eq!(reply.status, 200, "{content_type}: {}", reply.text());
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -7,10 +7,11 @@
 
 use super::Report;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{LOCK_FILE, TEMP_PREFIX, TURNSTILE_FILE, WRITERS_LOCK_FILE, hold_writers};
+use crate::store::{DIR_MODE, FILE_MODE, LOCK_FILE, TEMP_PREFIX, TURNSTILE_FILE, WRITERS_LOCK_FILE, hold_writers};
 use serde_json::json;
-use std::fs;
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
 
@@ -35,7 +36,12 @@ pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
         ));
     }
     let failed = |err: io::Error| ApiError::internal(format!("snapshot failed: {err}"));
-    fs::create_dir_all(destination).map_err(failed)?;
+    // Private like the data directory: the copy holds the same records.
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(destination)
+        .map_err(failed)?;
     let gate = hold_writers(root).map_err(failed)?;
     let held = Instant::now();
     let mut counts = Counts::default();
@@ -44,7 +50,12 @@ pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
     drop(gate);
     copied.map_err(failed)?;
     // An empty lock file makes the copy a data directory of its own.
-    fs::File::create(destination.join(LOCK_FILE))
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(destination.join(LOCK_FILE))
         .and_then(|file| file.sync_all())
         .map_err(failed)?;
     sync_tree(destination).map_err(failed)?;
@@ -78,7 +89,7 @@ fn link_tree(from: &Path, to: &Path, top: bool, counts: &mut Counts) -> io::Resu
         }
         let target = to.join(&name);
         if entry.file_type()?.is_dir() {
-            fs::create_dir(&target)?;
+            DirBuilder::new().mode(DIR_MODE).create(&target)?;
             link_tree(&entry.path(), &target, false, counts)?;
         } else if fs::hard_link(entry.path(), &target).is_ok() {
             counts.linked += 1;

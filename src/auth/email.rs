@@ -27,6 +27,16 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The mailbox that per-address limits count against: the address
+    /// without a `+tag` (`me+1@example.com` and `me+2@example.com` reach
+    /// the same inbox at most providers). Logins still go to the address
+    /// as typed.
+    pub fn mailbox(&self) -> String {
+        let (local, domain) = self.0.split_once('@').unwrap_or((&self.0, ""));
+        let untagged = local.split_once('+').map_or(local, |(untagged, _)| untagged);
+        format!("{untagged}@{domain}")
+    }
 }
 
 fn is_valid(address: &str) -> bool {
@@ -84,6 +94,16 @@ mod tests {
             let email = Email::parse(ok).unwrap();
             check_component(&format!("{email}.json")).expect("an address is a safe file name");
         }
+    }
+
+    #[test]
+    fn the_mailbox_drops_a_tag_and_keeps_everything_else() {
+        let mailbox = |text: &str| Email::parse(text).unwrap().mailbox();
+        assert_eq!(mailbox("Me+Work@Example.com"), "me@example.com");
+        assert_eq!(mailbox("me+a+b@example.com"), "me@example.com");
+        assert_eq!(mailbox("me@example.com"), "me@example.com");
+        assert_eq!(mailbox("me.too-x_y@example.com"), "me.too-x_y@example.com");
+        assert_ne!(mailbox("me@example.com"), mailbox("me@example.org"));
     }
 
     #[test]

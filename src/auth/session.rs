@@ -8,6 +8,7 @@ use super::email::Email;
 use super::secret;
 use super::user;
 use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::client_network;
 use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -154,28 +155,45 @@ pub fn revoke_by_id(store: &Store, email: &Email, id: &str) -> ApiResult<bool> {
 
 /// The live sessions of a user, oldest first.
 pub fn list(store: &Store, email: &Email, current_hash: &str) -> ApiResult<Vec<SessionView>> {
-    let Some(user) = user::load(store, email)? else {
-        return Ok(Vec::new());
-    };
-    let mut views = Vec::new();
-    for hash in &user.sessions {
-        let Some(session) = store.read_json::<Session>(&session_path(hash))? else {
-            continue;
-        };
-        if session.expires.has_passed() {
-            continue;
-        }
-        views.push(SessionView {
-            id: session_id(hash).to_string(),
+    let mut views: Vec<SessionView> = live_sessions(store, email)?
+        .into_iter()
+        .map(|(hash, session)| SessionView {
+            id: session_id(&hash).to_string(),
             created: session.created,
             last_used: session.last_used,
             expires: session.expires,
             user_agent: session.user_agent,
             current: hash == current_hash,
-        });
-    }
+        })
+        .collect();
     views.sort_by_key(|view| view.created);
     Ok(views)
+}
+
+/// Whether the user holds a live session started from the client network
+/// `network` (as [`client_network`] names it): the owner of the address
+/// was there.
+pub fn has_session_from(store: &Store, email: &Email, network: &str) -> ApiResult<bool> {
+    Ok(live_sessions(store, email)?.iter().any(|(_, session)| {
+        let ip = session.ip.as_deref().and_then(|ip| ip.parse().ok());
+        ip.is_some_and(|ip| client_network(ip) == network)
+    }))
+}
+
+/// A user's unexpired sessions with their token hashes.
+fn live_sessions(store: &Store, email: &Email) -> ApiResult<Vec<(String, Session)>> {
+    let Some(user) = user::load(store, email)? else {
+        return Ok(Vec::new());
+    };
+    let mut live = Vec::new();
+    for hash in user.sessions {
+        if let Some(session) = store.read_json::<Session>(&session_path(&hash))?
+            && !session.expires.has_passed()
+        {
+            live.push((hash, session));
+        }
+    }
+    Ok(live)
 }
 
 /// Drops expired or missing sessions from a user's list (deleting their records).

@@ -397,6 +397,7 @@ impl Registry {
             .env("POSTMARK_SERVER_TOKEN", "bench")
             .env("GREN_REGISTRY_POSTMARK_URL", postmark)
             .env("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "100000000")
+            .env("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", "100000000")
             .env("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "100000000")
             .env("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "100000000")
             .stderr(Stdio::piped())

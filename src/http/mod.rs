@@ -67,7 +67,26 @@ impl Request {
     }
 
     /// Parses a JSON body into `T`, with errors a person can act on.
+    ///
+    /// Only `Content-Type: application/json` is read: a web page can make a
+    /// visitor's browser post `text/plain`, form encodings or an untyped body
+    /// to any site without asking first (no CORS preflight), and must not be
+    /// able to start logins or changes that way.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let media_type = self
+            .header("content-type")
+            .map(|value| value.split(';').next().unwrap_or("").trim());
+        match media_type {
+            Some(media_type) if media_type.eq_ignore_ascii_case("application/json") => {}
+            None if self.body.is_empty() => {}
+            _ => {
+                return Err(ApiError::new(
+                    415,
+                    "unsupported_media_type",
+                    "This route takes a JSON body with `Content-Type: application/json`.",
+                ));
+            }
+        }
         if self.body.is_empty() {
             return Err(ApiError::bad_request("invalid_json", "The request needs a JSON body."));
         }
@@ -226,6 +245,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         410 => "Gone",
         411 => "Length Required",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

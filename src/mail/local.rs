@@ -1,20 +1,23 @@
 //! The development mailer: each message becomes `<data-dir>/mail/<time>-<n>.txt`
 //! and is printed to the log, so a local registry works with no mail service.
+//! The files hold live codes: they are written like records, atomically,
+//! `0600` in a `0700` directory, never through a symbolic link.
 
 use super::{MailError, Mailer, Message};
-use std::fs;
+use crate::store::{self, RecordPath};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct LocalSink {
-    dir: PathBuf,
+    /// The data directory.
+    root: PathBuf,
     counter: AtomicU64,
 }
 
 impl LocalSink {
-    pub fn new(dir: PathBuf) -> LocalSink {
+    pub fn new(root: PathBuf) -> LocalSink {
         LocalSink {
-            dir,
+            root,
             counter: AtomicU64::new(0),
         }
     }
@@ -28,15 +31,15 @@ impl Mailer for LocalSink {
             .unwrap_or_default()
             .as_millis();
         let name = format!("{stamp}-{}.txt", self.counter.fetch_add(1, Ordering::Relaxed));
-        fs::create_dir_all(&self.dir)
-            .and_then(|()| fs::write(self.dir.join(&name), &text))
+        let path = RecordPath::new(["mail", &name]).expect("digits, a dash and .txt are a safe file name");
+        store::write_file(&self.root, &path, text.as_bytes())
             .map_err(|err| MailError(format!("cannot write the local mail file: {err}")))?;
         // Development only (no POSTMARK_SERVER_TOKEN): the person running the
         // registry is the recipient, and needs the code.
         // One log record per line: the log escapes newlines inside a record.
         log::info!(
             "---- e-mail (local sink, also in {}) ----",
-            self.dir.join(&name).display()
+            self.root.join(path.as_path()).display()
         );
         for line in text.lines() {
             log::info!("{line}");

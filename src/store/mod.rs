@@ -7,17 +7,21 @@
 //!
 //! Paths are only ever built from [`RecordPath`] values, whose components are
 //! checked against a strict whitelist, so no request can name a file outside the
-//! data directory.
+//! data directory. Directories are created `0700`, files `0600`, and no
+//! symbolic link inside the data directory is followed ([`safe_fs`]).
 
 mod atomic;
 mod locks;
+mod safe_fs;
 
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
+pub use safe_fs::{DIR_MODE, FILE_MODE};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::fs::{self, DirBuilder, File};
+use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -114,14 +118,13 @@ impl Store {
     /// [`Store::sweep_temp_files`], which the caller runs when it suits it.
     pub fn open(root: &Path) -> Result<Store, OpenError> {
         let io_err = |err| OpenError::Io(root.to_path_buf(), err);
-        fs::create_dir_all(root).map_err(io_err)?;
-        let lock_path = root.join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(root)
             .map_err(io_err)?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock_file = safe_fs::open_lock_file(&lock_path).map_err(io_err)?;
         match lock_file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(lock_path)),
@@ -180,11 +183,12 @@ impl Store {
     /// Reads and parses a record; `None` when it does not exist.
     pub fn read_json<T: DeserializeOwned>(&self, path: &RecordPath) -> io::Result<Option<T>> {
         let full = self.full_path(path);
-        let bytes = match fs::read(&full) {
-            Ok(bytes) => bytes,
+        let mut bytes = Vec::new();
+        match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
+            Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
-        };
+        }
         serde_json::from_slice(&bytes).map(Some).map_err(|err| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -202,13 +206,16 @@ impl Store {
 
     /// Atomically replaces (or creates) a file with the given bytes.
     pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> io::Result<()> {
-        let _gate = WriterGate::enter(&self.root);
-        atomic::write(&self.full_path(path), bytes)
+        write_file(&self.root, path, bytes)
     }
 
-    /// Removes a record durably; `false` when it did not exist.
+    /// Removes a record durably; `false` when it did not exist. A link in
+    /// its place is removed itself (unlink never follows one).
     pub fn remove(&self, path: &RecordPath) -> io::Result<bool> {
         let _gate = WriterGate::enter(&self.root);
+        if let Some(parent) = path.as_path().parent() {
+            safe_fs::refuse_symlinks(&self.root, parent)?;
+        }
         let full = self.full_path(path);
         match fs::remove_file(&full) {
             Ok(()) => {
@@ -223,6 +230,7 @@ impl Store {
     /// The names of the records (files ending in `.json`, without that suffix)
     /// in a directory; empty when the directory does not exist.
     pub fn list_json(&self, dir: &RecordPath) -> io::Result<Vec<String>> {
+        safe_fs::refuse_symlinks(&self.root, dir.as_path())?;
         let entries = match fs::read_dir(self.full_path(dir)) {
             Ok(entries) => entries,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -253,6 +261,14 @@ impl Store {
         let key = self.locks.lock(path.lock_key());
         RecordGuard { _key: key, _gate: gate }
     }
+}
+
+/// Atomically replaces (or creates) the file `path` below the data directory
+/// `root`, as a writer: for writers that hold no [`Store`] (the local mail
+/// sink).
+pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> io::Result<()> {
+    let _gate = WriterGate::enter(root);
+    atomic::write(root, path.as_path(), bytes)
 }
 
 /// A record lock plus the writers' gate.
@@ -315,11 +331,7 @@ impl Drop for WriterGate {
 }
 
 fn open_lock_file(root: &Path, name: &str) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join(name))
+    safe_fs::open_lock_file(&root.join(name))
 }
 
 /// Every writer of a data directory held off; released when dropped.
@@ -405,6 +417,80 @@ mod tests {
         assert!(!store.remove(&path).unwrap());
         let leftovers: Vec<_> = fs::read_dir(store.full_path(&users)).unwrap().collect();
         assert!(leftovers.is_empty(), "no temporary files stay behind");
+    }
+
+    #[test]
+    fn a_link_on_the_way_to_a_record_is_refused_by_every_operation_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        fs::write(elsewhere.path().join("me@example.com.json"), b"{\"a\": 1}").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("users")).unwrap();
+        let users = RecordPath::new(["users"]).unwrap();
+        let record = RecordPath::new(["users", "me@example.com.json"]).unwrap();
+        let deeper = RecordPath::new(["users", "x", "y.json"]).unwrap();
+        let named = |err: io::Error| {
+            let text = err.to_string();
+            assert!(text.contains("symbolic link") && text.contains("users"), "{text}");
+        };
+        named(store.read_json::<serde_json::Value>(&record).unwrap_err());
+        named(store.write_json(&record, &2).unwrap_err());
+        named(store.write_json(&deeper, &2).unwrap_err());
+        named(store.list_json(&users).unwrap_err());
+        named(store.remove(&record).unwrap_err());
+        let left: Vec<_> = fs::read_dir(elsewhere.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec!["me@example.com.json"],
+            "nothing was written or removed through the link"
+        );
+        assert_eq!(
+            fs::read(elsewhere.path().join("me@example.com.json")).unwrap(),
+            b"{\"a\": 1}"
+        );
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_record_is_neither_read_nor_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("target.json");
+        fs::write(&target, b"1").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = RecordPath::new(["users", "me@example.com.json"]).unwrap();
+        store.write_json(&record, &0).unwrap();
+        fs::remove_file(store.full_path(&record)).unwrap();
+        std::os::unix::fs::symlink(&target, store.full_path(&record)).unwrap();
+        let refused = store.read_json::<u64>(&record).unwrap_err().to_string();
+        assert!(refused.contains("me@example.com.json"), "{refused}");
+        assert!(store.write_json(&record, &2).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"1");
+    }
+
+    #[test]
+    fn created_directories_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("data");
+        let store = Store::open(&root).unwrap();
+        store
+            .write_json(&RecordPath::new(["packages", "a", "b", "package.json"]).unwrap(), &1)
+            .unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        for dir in ["", "packages", "packages/a", "packages/a/b"] {
+            assert_eq!(mode(&root.join(dir)), DIR_MODE, "{dir}/");
+        }
+        for file in [
+            LOCK_FILE,
+            WRITERS_LOCK_FILE,
+            TURNSTILE_FILE,
+            "packages/a/b/package.json",
+        ] {
+            assert_eq!(mode(&root.join(file)), FILE_MODE, "{file}");
+        }
     }
 
     #[test]

@@ -78,9 +78,31 @@ impl Server {
     /// Like [`Server::start_in`], but a server that exits or never listens is
     /// an `Err` rather than a panic.
     pub fn try_start_in(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server, StartFailure> {
+        Server::try_start_with_umask(data_dir, env, None)
+    }
+
+    /// Like [`Server::try_start_in`], the process running under `umask`
+    /// (`"000"`, say) when one is given.
+    pub fn try_start_with_umask(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        umask: Option<&str>,
+    ) -> Result<Server, StartFailure> {
         let postmark = PostmarkStub::start();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
-        command.arg("serve");
+        let binary = env!("CARGO_BIN_EXE_gren-registry");
+        let mut command = match umask {
+            // `exec` keeps the process id, so signals reach the registry.
+            Some(umask) => {
+                let mut shell = Command::new("sh");
+                shell.args(["-c", "umask \"$1\" && exec \"$2\" serve", "sh", umask, binary]);
+                shell
+            }
+            None => {
+                let mut command = Command::new(binary);
+                command.arg("serve");
+                command
+            }
+        };
         for (key, _) in std::env::vars_os() {
             let name = key.to_string_lossy().to_ascii_uppercase();
             if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") || name.ends_with("_PROXY") {
@@ -279,6 +301,13 @@ impl Server {
 
     pub fn patch_json(&self, path: &str, body: &serde_json::Value, token: Option<&str>) -> Reply {
         self.request("PATCH", path, Some(body), token)
+    }
+
+    /// `POST /packages` with a bundle, as `gren package publish` sends it.
+    pub fn publish(&self, token: &str, bundle: &[u8]) -> Reply {
+        let bearer = format!("Bearer {token}");
+        let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/gzip")];
+        self.send("POST", "/packages", &headers, bundle)
     }
 
     /// A form POST (`application/x-www-form-urlencoded`), as a browser sends it.

@@ -7,9 +7,10 @@ use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login
 use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
-use crate::ratelimit::hit_all;
+use crate::ratelimit::{client_network, hit_all};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Longest `?wait=` a fetch may long-poll.
@@ -25,14 +26,14 @@ struct StartBody {
 pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
     let body: StartBody = request.json()?;
     let email = Email::parse(&body.email)?;
-    let ip = request.client_ip(&app.config.trusted_proxies).to_string();
-    hit_all(&[(&app.login_per_ip, &ip), (&app.login_per_email, email.as_str())])?;
+    let ip = request.client_ip(&app.config.trusted_proxies);
+    count_login(app, &email, ip)?;
     crate::auth::user::load_or_create(&app.store, &email)?;
     let started = login::start(
         &app.store,
         &email,
         Client {
-            ip,
+            ip: ip.to_string(),
             user_agent: request.user_agent(),
         },
         &app.public_url,
@@ -47,6 +48,26 @@ pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
         ));
     }
     Ok(Response::json(200, &started))
+}
+
+/// Counts a login against the limits, or refuses it with 429. The
+/// per-address limit counts per client network, so that logins started
+/// elsewhere cannot use up the owner's; the overall cap per address stops
+/// mail bombing from many networks, but not the owner on a network they are
+/// logged in from. Addresses count by mailbox (`+tag`s removed).
+fn count_login(app: &App, email: &Email, ip: IpAddr) -> ApiResult<()> {
+    let network = client_network(ip);
+    let mailbox = email.mailbox();
+    let from_network = format!("{mailbox} {network}");
+    let mut limits = vec![
+        (&app.login_per_ip, network.as_str()),
+        (&app.login_per_email, from_network.as_str()),
+    ];
+    // Sessions are only read when the cap is reached, not on every login.
+    if !app.login_per_email_total.is_exhausted(&mailbox) || !session::has_session_from(&app.store, email, &network)? {
+        limits.push((&app.login_per_email_total, mailbox.as_str()));
+    }
+    hit_all(&limits)
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,122 @@
+//! File-system calls that keep the data directory private and never follow
+//! a symbolic link inside it.
+//!
+//! Every directory the registry creates is `0700` and every file `0600`,
+//! whatever the umask: records name users and private packages, pending
+//! logins and local e-mails hold live codes. A symbolic link below the data
+//! directory (planted, or left by a careless copy) is an error naming it,
+//! never followed: directories on the way to a record are checked with
+//! `lstat`, and records are opened with `O_NOFOLLOW`. The data directory
+//! itself may be a link (an operator's choice).
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const DIR_MODE: u32 = 0o700;
+pub const FILE_MODE: u32 = 0o600;
+
+/// The error for a symbolic link found at `path`.
+pub fn symlink_refused(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "refusing to follow the symbolic link {} inside the data directory (it must hold only plain files and directories)",
+            path.display()
+        ),
+    )
+}
+
+/// Refuses `relative` (below `root`) when one of its existing components is
+/// a symbolic link. Components from the first missing one on cannot be.
+pub fn refuse_symlinks(root: &Path, relative: &Path) -> io::Result<()> {
+    let mut current = root.to_path_buf();
+    for component in relative.components() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(&current)),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Opens the file `relative` below `root` for reading, refusing symbolic
+/// links on the way and in its place (`O_NOFOLLOW`, so a link planted after
+/// the check is refused too).
+pub fn open_for_reading(root: &Path, relative: &Path) -> io::Result<File> {
+    if let Some(parent) = relative.parent() {
+        refuse_symlinks(root, parent)?;
+    }
+    open_nofollow(OpenOptions::new().read(true), 0, &root.join(relative))
+}
+
+/// Opens (creating it `0600` if needed) a lock file, refusing a link.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true).mode(FILE_MODE);
+    open_nofollow(&mut options, 0, path)
+}
+
+/// Gives a file the registry just created exactly [`FILE_MODE`] (the umask
+/// may have taken bits away; nothing may add any).
+pub fn make_private(file: &File) -> io::Result<()> {
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+}
+
+/// Creates the directory `relative` below `root` and every missing one on
+/// the way, `0700`, refusing links and anything that is not a directory.
+/// Returns the directories it created (or found created by another thread
+/// just now), whose parents the caller must make durable.
+pub fn create_dirs(root: &Path, relative: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
+    let mut dir = root.to_path_buf();
+    for component in relative.components() {
+        dir.push(component);
+        if is_plain_dir(&dir)? {
+            continue;
+        }
+        match DirBuilder::new().mode(DIR_MODE).create(&dir) {
+            Ok(()) => {
+                // Exact, whatever the umask; through the directory itself,
+                // which is not a link (O_NOFOLLOW).
+                open_nofollow(OpenOptions::new().read(true), libc::O_DIRECTORY, &dir)?
+                    .set_permissions(Permissions::from_mode(DIR_MODE))?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists && is_plain_dir(&dir)? => {}
+            Err(err) => return Err(err),
+        }
+        created.push(dir.clone());
+    }
+    Ok(created)
+}
+
+/// Whether `dir` is a directory (not a link to one); `false` when missing;
+/// an error naming it when it is a link or a file.
+fn is_plain_dir(dir: &Path) -> io::Result<bool> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(meta) if meta.file_type().is_symlink() => Err(symlink_refused(dir)),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} should be a directory, but is a file", dir.display()),
+        )),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Opens with `O_NOFOLLOW` (plus `flags`): a link in `path`'s place is
+/// refused with an error naming it.
+fn open_nofollow(options: &mut OpenOptions, flags: i32, path: &Path) -> io::Result<File> {
+    options
+        .custom_flags(libc::O_NOFOLLOW | flags)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => symlink_refused(path),
+            _ => err,
+        })
+}
