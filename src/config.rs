@@ -92,10 +92,20 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
 
+    /// Connections served at once to one client (an IPv4 address, an IPv6
+    /// /64); trusted proxies are exempt. More are answered 503.
+    #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 32)]
+    pub max_connections_per_client: usize,
+
     /// Seconds a request head may take from its first byte, and a body read
     /// may go without progress.
     #[arg(long, env = "GREN_REGISTRY_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout_secs: u64,
+
+    /// Seconds in-flight requests may go on after SIGTERM or SIGINT before
+    /// they are abandoned and the process exits.
+    #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Config {
