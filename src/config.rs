@@ -12,6 +12,8 @@ pub const MAX_SESSION_DAYS: u64 = 36_500;
 /// Longest request timeout: an hour is already far beyond any real client,
 /// and deadlines computed from it can never overflow.
 pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 60 * 60;
+/// Longer than any service manager waits for a stop (systemd: 90 s by default).
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 300;
 
 /// Names that would confuse people or tools if a user owned them: the
 /// registry's own words, mail roles, and Windows device names (which cannot
@@ -108,10 +110,20 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
 
+    /// Connections served at once to one client (an IPv4 address, an IPv6
+    /// /64); trusted proxies are exempt. More are answered 503.
+    #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 32)]
+    pub max_connections_per_client: usize,
+
     /// Seconds a request head may take from its first byte, and a body read
     /// may go without progress.
     #[arg(long, env = "GREN_REGISTRY_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout_secs: u64,
+
+    /// Seconds in-flight requests may go on after SIGTERM or SIGINT before
+    /// they are abandoned and the process exits.
+    #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Config {
@@ -167,6 +179,16 @@ impl Config {
             "GREN_REGISTRY_REQUEST_TIMEOUT",
             self.request_timeout_secs,
             MAX_REQUEST_TIMEOUT_SECS,
+            "seconds",
+        );
+        problems.at_least_one(
+            "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT",
+            self.max_connections_per_client as u64,
+        );
+        problems.at_most(
+            "GREN_REGISTRY_SHUTDOWN_GRACE",
+            self.shutdown_grace_secs,
+            MAX_SHUTDOWN_GRACE_SECS,
             "seconds",
         );
         problems.into_result()

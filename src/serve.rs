@@ -1,5 +1,6 @@
 //! `gren-registry serve`: wires the store, the app and the HTTP server
-//! together, and shuts down cleanly on SIGINT/SIGTERM.
+//! together, and shuts down cleanly on SIGINT/SIGTERM: in-flight requests get
+//! `GREN_REGISTRY_SHUTDOWN_GRACE` seconds, then the process exits.
 
 use crate::app::App;
 use crate::config::Config;
@@ -19,7 +20,13 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&config.data_dir)?;
     let limits = Limits {
         max_connections: config.max_connections.max(1),
+        max_connections_per_client: config.max_connections_per_client.max(1),
+        trusted_proxies: config.trusted_proxies.clone(),
         request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        // A proxy in front passes bodies up to the bundle limit: that much of
+        // a refused body is read, so the proxy gets the answer.
+        max_drain_bytes: config.max_bundle_bytes,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         ..Limits::default()
     };
     let server =
@@ -37,10 +44,10 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = server.shutdown_handle()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (app, shutdown, grace) = (app.clone(), shutdown.clone(), app.config.shutdown_grace_secs);
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                log::info!("received signal {signal}: finishing in-flight requests, then stopping");
+                log::info!("received signal {signal}: finishing in-flight requests (at most {grace} s), then stopping");
                 app.stop();
                 shutdown.shut_down();
             }

@@ -28,7 +28,7 @@ const PUBLISHER: &str = "publisher@example.com";
 /// The member every member-changing thread fights over.
 const CONTESTED: &str = "contested@example.com";
 /// No rate limit may refuse the load.
-const ENV: [(&str, &str); 1] = [("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000000")];
+const ENV: [(&str, &str); 2] = common::proofs::PROOF_ENV;
 const ROLES: [&str; 3] = ["download", "publish", "admin"];
 
 // ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const IDENTITY: &str = "crash";
 const ADMIN: &str = "admin@example.com";
 /// No rate limit may refuse the load (limits are per user and in memory).
-const ENV: [(&str, &str); 1] = [("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000000")];
+const ENV: [(&str, &str); 2] = common::proofs::PROOF_ENV;
 
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)

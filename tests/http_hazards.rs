@@ -9,7 +9,7 @@ mod common;
 
 use common::{HttpConn, Reply, Server};
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -193,6 +193,80 @@ fn connections_beyond_the_cap_get_503_and_threads_stay_bounded() {
     assert_healthy_within(&server, Duration::from_secs(2));
     wait_for_threads(&server, idle_threads);
     assert_eq!(server.threads(), idle_threads, "every connection thread ended");
+}
+
+/// Whether each connection holds a slot (no answer within `wait`: the server
+/// waits for its request) or was refused with a 503 of `code`; returns how
+/// many were held and how many refused.
+fn held_and_refused(conns: &mut [HttpConn], code: &str, wait: Duration) -> (usize, usize) {
+    let (mut held, mut refused) = (0, 0);
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.stream.set_read_timeout(Some(wait)).unwrap();
+        match conn.read_response(false) {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                held += 1
+            }
+            Err(err) => panic!("connection {i}: {err}"),
+            Ok(reply) => {
+                reply.assert_error(503, code);
+                let retry = reply.header("retry-after").expect("503 has Retry-After");
+                assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "{retry}");
+                refused += 1;
+            }
+        }
+    }
+    (held, refused)
+}
+
+#[test]
+fn one_client_over_its_connection_cap_cannot_stop_another_client_from_being_served() {
+    const PER_CLIENT: usize = 4;
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_MAX_CONNECTIONS", "16"),
+        ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "4"),
+    ]);
+    // One client opens more connections than the whole registry serves, and
+    // sends nothing on them: only its own share is held.
+    let mut hog: Vec<HttpConn> = (0..20).map(|_| server.conn()).collect();
+    let (held, refused) = held_and_refused(&mut hog, "too_many_connections", Duration::from_millis(300));
+    assert_eq!(
+        (held, refused),
+        (PER_CLIENT, 20 - PER_CLIENT),
+        "slots held and connections refused"
+    );
+    server.get("/health", None).assert_error(503, "too_many_connections");
+
+    // Another client (127.0.0.2: all of 127/8 is loopback) is served.
+    let other = server.send_from(Ipv4Addr::new(127, 0, 0, 2), "GET", "/health", &[], b"");
+    assert_eq!(other.status, 200, "{}", other.text());
+
+    drop(hog);
+    assert_healthy_within(&server, Duration::from_secs(2));
+}
+
+#[test]
+fn connections_from_a_trusted_proxy_are_not_capped_per_client() {
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "2"),
+        ("GREN_REGISTRY_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    // A proxy carries many clients over its connections.
+    let mut proxied: Vec<HttpConn> = (0..6).map(|_| server.conn()).collect();
+    let (held, refused) = held_and_refused(&mut proxied, "too_many_connections", Duration::from_millis(200));
+    assert_eq!((held, refused), (6, 0));
+    assert_healthy(&server);
+    // Other peers still are.
+    let from = Ipv4Addr::new(127, 0, 0, 2);
+    let mut direct: Vec<HttpConn> = (0..3).map(|_| HttpConn::new(server.connect_from(from))).collect();
+    assert_eq!(
+        held_and_refused(&mut direct, "too_many_connections", Duration::from_millis(200)),
+        (2, 1)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -489,6 +563,94 @@ fn an_endless_header_stream_is_cut_off_early() {
     let grown = server.rss_kib().saturating_sub(rss_before);
     assert!(grown < 4 * 1024, "RSS grew by {grown} KiB");
     assert_healthy(&server);
+}
+
+/// `POST path` with a `Content-Length` body of `length` zero bytes, sent in
+/// full before the answer is read (as a proxy that buffered it does); the
+/// reply, and whether every byte could be sent.
+fn post_whole_body(server: &Server, path: &str, length: usize) -> (Reply, std::io::Result<()>) {
+    let mut conn = server.conn();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    let sent = conn
+        .write(head.as_bytes())
+        .and_then(|()| conn.write(&vec![0u8; length]));
+    let reply = conn.read_response(false).expect("an answer");
+    assert!(conn.closed_within(Duration::from_secs(2)), "closed after the answer");
+    (reply, sent)
+}
+
+#[test]
+fn a_refused_body_within_the_bundle_limit_is_read_to_its_end_so_the_answer_arrives() {
+    let server = Server::start();
+    // An upload without a token, and a JSON body over its 64 KiB limit: both
+    // refused from the head, both far beyond what a lingering close reads.
+    for (path, length, status, code) in [
+        ("/packages", 8 << 20, 401, "unauthorized"),
+        ("/session", 3 << 20, 413, "body_too_large"),
+    ] {
+        let (reply, sent) = post_whole_body(&server, path, length);
+        assert!(
+            sent.is_ok(),
+            "POST {path}: the registry reset the connection instead of reading the refused body: {sent:?}"
+        );
+        reply.assert_error(status, code);
+    }
+    assert_healthy(&server);
+}
+
+// ---------------------------------------------------------------------------
+// What every response carries
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_response_says_nosniff_including_those_of_the_connection_layer() {
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "2")]);
+    // Each from its own client, so that none waits for another's slot.
+    let from = |n| Ipv4Addr::new(127, 0, 0, n);
+    let big_header = "a".repeat(20_000);
+    let mut replies = vec![
+        server.send_from(from(2), "GET", "/health", &[], b""),
+        server.send_from(from(3), "GET", "/nope", &[], b""),
+        server.send_from(from(4), "POST", "/session", &[("Content-Length", "100000000")], b""),
+        server.send_from(from(5), "GET", "/health", &[("X-Big", &big_header)], b""),
+    ];
+    let _held: Vec<HttpConn> = (0..2).map(|_| server.hold_connection(None)).collect();
+    replies.push(server.get("/health", None));
+    let statuses: Vec<u16> = replies.iter().map(|reply| reply.status).collect();
+    assert_eq!(statuses, [200, 404, 413, 431, 503]);
+    for reply in &replies {
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{} {}",
+            reply.status,
+            reply.text()
+        );
+    }
+}
+
+#[test]
+fn error_messages_do_not_echo_the_request_path() {
+    let server = Server::start();
+    for path in [
+        "/%3Cscript%3Ealert(1)%3C/script%3E",
+        "/<img-src=x>/%1b%5b31m",
+        "/packages/%0aforged/x/1.0.0/bundle/extra",
+    ] {
+        let reply = server.get(path, None);
+        reply.assert_error(404, "not_found");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        for fragment in ["script", "img", "31m", "forged", "%"] {
+            assert!(!message.contains(fragment), "GET {path}: {message}");
+        }
+    }
+    // Nor does a name that is not a package name.
+    let reply = server.get("/packages/%1b%5b31m/x%0ay", None);
+    reply.assert_error(404, "package_not_found");
+    let message = reply.json()["message"].as_str().unwrap().to_string();
+    assert!(!message.chars().any(char::is_control), "{message:?}");
 }
 
 // ---------------------------------------------------------------------------

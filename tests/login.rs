@@ -1253,3 +1253,25 @@ fn requests_are_logged_without_their_query() {
     assert!(!log.contains(&link), "{log}");
     assert!(!log.contains(link.split_once('.').unwrap().1), "{log}");
 }
+
+#[test]
+fn postmark_error_text_reaches_the_log_escaped_on_one_line() {
+    let server = Server::start();
+    server
+        .postmark
+        .fail_with("Bad request\n2099-01-01T00:00:00.000Z GET /forged 200 0.1ms\r\n\u{1b}[2Jcleared");
+    let reply = server.post_json("/session", &json!({ "email": "me@example.com" }), None);
+    reply.assert_error(502, "email_failed");
+    assert!(server.wait_for_log("login e-mail not sent", Duration::from_secs(2)));
+    let log = server.log();
+    let line = log.lines().find(|line| line.contains("login e-mail not sent")).unwrap();
+    assert!(
+        line.ends_with(r"Bad request\n2099-01-01T00:00:00.000Z GET /forged 200 0.1ms\r\n\u{1b}[2Jcleared"),
+        "the whole text, escaped, on the line: {line}"
+    );
+    assert!(!log.contains('\u{1b}'), "no raw escape sequence: {log:?}");
+    assert!(
+        !log.lines().any(|line| line.starts_with("2099")),
+        "no forged line: {log}"
+    );
+}

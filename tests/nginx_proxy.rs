@@ -283,3 +283,47 @@ fn the_documented_nginx_config_fronts_the_registry() {
         "the long-poll waited behind the proxy"
     );
 }
+
+#[test]
+fn uploads_the_registry_refuses_keep_their_status_through_nginx() {
+    let Some(binary) = nginx_or_skip() else { return };
+    let server = Server::with_env(&[("GREN_REGISTRY_TRUSTED_PROXIES", "127.0.0.1")]);
+    let nginx = start_nginx(&binary, &server.addr.to_string());
+    // Bodies over a megabyte, within nginx's cap: nginx buffers them, then
+    // sends them on while the registry has already answered from the head.
+    let big = nginx.dir.path().join("big.bin");
+    std::fs::write(&big, vec![b' '; 9 << 20]).unwrap();
+    let upload = format!("@{}", big.display());
+    let post = |path: &str, content_type: &str| {
+        curl(
+            &nginx,
+            "127.0.0.1",
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                &upload,
+                &url(&nginx, path),
+            ],
+        )
+    };
+    // Whether nginx is still sending when the registry closes depends on
+    // timing: a few tries each.
+    for attempt in 0..10 {
+        for (path, content_type, status, code) in [
+            ("/packages", "application/gzip", 401, "unauthorized"),
+            ("/session", "application/json", 413, "body_too_large"),
+        ] {
+            let (answered, body) = post(path, content_type);
+            let text = String::from_utf8_lossy(&body);
+            let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default();
+            assert_eq!(
+                answered, status,
+                "POST {path} (try {attempt}): {text}\nnginx's log:\n{log}"
+            );
+            assert!(text.contains(code), "the registry's own answer: {text}");
+        }
+    }
+}

@@ -281,7 +281,12 @@ fn idle_threads(server: &Server) -> usize {
 
 #[test]
 fn many_slow_connections_do_not_stop_other_clients_from_being_served() {
-    let server = Server::with_env(&[("GREN_REGISTRY_REQUEST_TIMEOUT", TIMEOUT_ENV)]);
+    // All 150 slow connections come from 127.0.0.1: this is about the
+    // threads and timeouts, not the per-client cap (see http_hazards.rs).
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_REQUEST_TIMEOUT", TIMEOUT_ENV),
+        ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "256"),
+    ]);
     let idle = idle_threads(&server);
 
     let slow = SlowClients::open(&server, 100, 50);
@@ -415,4 +420,48 @@ fn slow_clients_filling_every_slot_make_newcomers_get_503_promptly_until_they_ti
     let threads = wait_for_threads(&server, idle, Duration::from_secs(2));
     assert!(threads <= idle + 2, "{threads} threads (idle {idle})");
     server.stop();
+}
+
+#[test]
+fn a_slow_upload_does_not_keep_the_process_alive_past_the_shutdown_grace() {
+    const GRACE: Duration = Duration::from_secs(2);
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_REQUEST_TIMEOUT", "30"),
+        ("GREN_REGISTRY_SHUTDOWN_GRACE", "2"),
+    ]);
+    // A JSON body of 60 000 bytes dripping a byte every 50 ms: within the
+    // request timeout for every read, so only the grace period can end it.
+    let mut stream = server.connect();
+    stream
+        .write_all(
+            b"POST /session HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+        )
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let dripper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) && stream.write_all(b" ").is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let (status, log) = server.wait_with_log(Duration::from_secs(10));
+    let took = signalled.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    dripper.join().unwrap();
+    assert!(
+        took < GRACE + Duration::from_secs(2),
+        "the process stopped {took:?} after SIGTERM, grace {GRACE:?}; log:\n{log}"
+    );
+    assert!(
+        took >= GRACE - Duration::from_millis(200),
+        "the upload had its grace: {took:?}"
+    );
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("1 connection(s) still open"), "{log}");
+    assert!(log.trim_end().ends_with("stopped"), "{log}");
 }

@@ -4,6 +4,7 @@
 pub mod handlers;
 pub mod router;
 pub mod server;
+pub mod warnings;
 
 use crate::error::ApiError;
 use serde::Serialize;
@@ -47,19 +48,7 @@ impl Request {
     /// trusted reverse proxy, the last address its `X-Forwarded-For` names
     /// (the one the proxy itself saw; earlier ones are the client's word).
     pub fn client_ip(&self, trusted_proxies: &[std::net::IpAddr]) -> std::net::IpAddr {
-        let peer = self.remote.ip();
-        if !trusted_proxies.contains(&peer) {
-            return peer;
-        }
-        // The last header line's last address: a proxy that adds a line of
-        // its own instead of appending must not let the client's line win.
-        self.headers
-            .iter()
-            .rev()
-            .find(|(key, _)| key.eq_ignore_ascii_case("x-forwarded-for"))
-            .and_then(|(_, chain)| chain.rsplit(',').next())
-            .and_then(|last| last.trim().parse().ok())
-            .unwrap_or(peer)
+        client_ip(self.remote, &self.headers, trusted_proxies)
     }
 
     pub fn user_agent(&self) -> Option<&str> {
@@ -105,6 +94,27 @@ impl Request {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.into_owned())
     }
+}
+
+/// The client of a request from `remote` with `headers`: see [`Request::client_ip`].
+pub fn client_ip(
+    remote: SocketAddr,
+    headers: &[(String, String)],
+    trusted_proxies: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    let peer = remote.ip();
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    // The last header line's last address: a proxy that adds a line of
+    // its own instead of appending must not let the client's line win.
+    headers
+        .iter()
+        .rev()
+        .find(|(key, _)| key.eq_ignore_ascii_case("x-forwarded-for"))
+        .and_then(|(_, chain)| chain.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if any.

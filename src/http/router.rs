@@ -116,7 +116,8 @@ pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
 fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
     let route = segments(&request.path)
         .and_then(|segments| Route::resolve(&segments))
-        .ok_or_else(|| ApiError::not_found("not_found", format!("There is nothing at {}.", request.path)))?;
+        // The path is not echoed: error messages carry no raw request input.
+        .ok_or_else(|| ApiError::not_found("not_found", "There is nothing at this path."))?;
     let method = if request.method == "HEAD" {
         "GET"
     } else {
@@ -130,7 +131,7 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
         return Err(ApiError::new(
             405,
             "method_not_allowed",
-            format!("{} is not allowed here; use {}.", request.method, allow.join(" or ")),
+            format!("This method is not allowed here; use {}.", allow.join(" or ")),
         )
         .with_header("Allow", allow.join(", ")));
     }

@@ -5,20 +5,35 @@
 //! side (see README, "Why not tiny_http"): here every connection is bounded in
 //! count, in time and in size before a byte reaches a handler.
 //!
-//! - at most `max_connections` connections are served at once, one thread each;
-//!   beyond that a connection gets `503` with `Retry-After` and is closed;
+//! - at most `max_connections` connections are served at once, one thread each,
+//!   and at most `max_connections_per_client` from one client network (an IPv4
+//!   address, an IPv6 /64; trusted proxies are exempt, they carry many
+//!   clients); beyond that a connection gets `503` with `Retry-After` and is
+//!   closed;
 //! - the request head must arrive within `request_timeout` of its first byte and
 //!   fit in `max_header_bytes` (`431` otherwise); body reads time out after
 //!   `request_timeout` without progress (`408`);
 //! - a body larger than the route's limit is refused with `413` from its
 //!   declared `Content-Length`, before it is read or anything is allocated;
-//! - a panicking handler costs one `500`, not a worker.
+//!   a refused body up to `max_drain_bytes` is then read and dropped, so that
+//!   a proxy still sending it gets the answer rather than a reset (`502`);
+//! - a panicking handler costs one `500`, not a worker;
+//! - on shutdown, in-flight connections get `shutdown_grace` to finish, then
+//!   are abandoned ([`Server::run`] returns).
+//!
+//! Every request that reaches a handler is one `info` line of the log; what
+//! the connection layer decides on its own (refusals, bad or slow heads,
+//! responses the client did not take in full) is a rate-limited warning
+//! ([`super::warnings`]). Every response says `X-Content-Type-Options: nosniff`.
 
+use super::warnings::Warnings;
 use super::{Request, Response, reason_phrase};
 use crate::error::ApiError;
+use crate::ratelimit::client_network;
 use crate::store::lock_ignoring_poison as lock;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -35,6 +50,10 @@ pub trait Service: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections from one client network (see [`client_network`]).
+    pub max_connections_per_client: usize,
+    /// Peers exempt from the per-client cap: proxies carry many clients.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Deadline for a request head from its first byte, and the longest a body
     /// read may go without progress.
     pub request_timeout: Duration,
@@ -42,16 +61,25 @@ pub struct Limits {
     pub keep_alive: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    /// The largest refused body read to its end before the connection closes
+    /// (the largest body a proxy in front would pass on).
+    pub max_drain_bytes: u64,
+    /// How long in-flight connections may go on after a shutdown begins.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 256,
+            max_connections_per_client: 32,
+            trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
+            max_drain_bytes: 10 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -60,8 +88,8 @@ impl Default for Limits {
 /// server is shutting down.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 * 1024;
-/// How long, and how much, a refused request is drained before closing,
-/// and the pause in its bytes that ends the draining early.
+/// How long, and how much, a refused request of unknown length is drained
+/// before closing, and the pause in its bytes that ends the draining early.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 const LINGER_PAUSE: Duration = Duration::from_millis(200);
@@ -78,8 +106,16 @@ pub struct Server {
 #[derive(Default)]
 struct State {
     shutting_down: AtomicBool,
-    active: Mutex<usize>,
+    open: Mutex<Open>,
     idle: Condvar,
+    warnings: Warnings,
+}
+
+/// The connections being served: in all, and per client network.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_client: HashMap<String, usize>,
 }
 
 /// Stops a running [`Server`] from another thread (a signal handler's).
@@ -90,8 +126,8 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    /// Stops accepting connections; in-flight requests finish, idle
-    /// connections close.
+    /// Stops accepting connections; in-flight requests get the grace period
+    /// to finish, idle connections close.
     pub fn shut_down(&self) {
         self.state.shutting_down.store(true, Ordering::SeqCst);
         // `accept` cannot be interrupted portably: wake it with a connection.
@@ -128,7 +164,8 @@ impl Server {
         })
     }
 
-    /// Serves until shut down, then waits for in-flight requests to finish.
+    /// Serves until shut down, then waits for in-flight requests to finish,
+    /// for at most the grace period.
     pub fn run(self, service: Arc<dyn Service>) {
         let limits = Arc::new(self.limits.clone());
         for stream in self.listener.incoming() {
@@ -147,58 +184,128 @@ impl Server {
             let Ok(remote) = stream.peer_addr() else {
                 continue;
             };
-            {
-                let mut active = lock(&self.state.active);
-                if *active >= limits.max_connections {
-                    drop(active);
-                    refuse_busy(stream);
+            let slot = match Slot::take(&self.state, &limits, remote.ip()) {
+                Ok(slot) => slot,
+                Err(error) => {
+                    refuse(stream, remote, &error, &self.state.warnings);
                     continue;
                 }
-                *active += 1;
-            }
-            let (service, limits, state) = (service.clone(), limits.clone(), self.state.clone());
-            let spawned = std::thread::Builder::new()
+            };
+            let (service, limits) = (service.clone(), limits.clone());
+            // If the thread cannot start, the closure is dropped with the slot,
+            // which gives the slot back.
+            let _ = std::thread::Builder::new()
                 .name("connection".into())
                 .stack_size(THREAD_STACK)
                 .spawn(move || {
-                    let _slot = Slot(&state);
-                    Connection::new(stream, remote, &limits, &state).serve(service.as_ref());
+                    Connection::new(stream, remote, &limits, &slot.state).serve(service.as_ref());
+                    drop(slot);
                 });
-            if spawned.is_err() {
-                // The closure (and its slot) never ran: give the slot back.
-                *lock(&self.state.active) -= 1;
-            }
         }
         // Close the listening socket first: new connections are refused at
         // once instead of waiting, unanswered, for in-flight requests.
         drop(self.listener);
-        let mut active = lock(&self.state.active);
-        while *active > 0 {
-            active = self.state.idle.wait(active).unwrap_or_else(|p| p.into_inner());
+        self.state.wait_for_connections(limits.shutdown_grace);
+        self.state.warnings.flush();
+    }
+}
+
+impl State {
+    /// Waits until no connection is open, or `grace` has passed. Connections
+    /// still open then are abandoned: the process is about to end, and the
+    /// store's writes are atomic, so they leave nothing half-written.
+    fn wait_for_connections(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut open = lock(&self.open);
+        while open.total > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::warn!(
+                    "shutdown: {} connection(s) still open after the {:.0} s grace period are abandoned",
+                    open.total,
+                    grace.as_secs_f64()
+                );
+                return;
+            }
+            open = self.idle.wait_timeout(open, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }
 
-/// Releases a connection slot when the connection's thread ends, however it ends.
-struct Slot<'a>(&'a State);
+/// A connection's share of the limits, given back when the connection's
+/// thread ends, however it ends.
+struct Slot {
+    state: Arc<State>,
+    /// The client network counted, unless the peer is a trusted proxy.
+    client: Option<String>,
+}
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.active) -= 1;
-        self.0.idle.notify_all();
+impl Slot {
+    /// Takes a slot for a connection from `peer`, or the `503` refusing it.
+    fn take(state: &Arc<State>, limits: &Limits, peer: IpAddr) -> Result<Slot, ApiError> {
+        let client = (!limits.trusted_proxies.contains(&peer)).then(|| client_network(peer));
+        let mut open = lock(&state.open);
+        if open.total >= limits.max_connections {
+            return Err(busy(
+                "server_busy",
+                "The registry is serving as many connections as it can; try again shortly.",
+            ));
+        }
+        if let Some(client) = &client {
+            let count = open.per_client.entry(client.clone()).or_default();
+            if *count >= limits.max_connections_per_client {
+                return Err(busy(
+                    "too_many_connections",
+                    format!(
+                        "This client has {} connections open, as many as the registry serves to one client; \
+                         close some or try again shortly.",
+                        limits.max_connections_per_client
+                    ),
+                ));
+            }
+            *count += 1;
+        }
+        open.total += 1;
+        Ok(Slot {
+            state: state.clone(),
+            client,
+        })
     }
 }
 
-fn refuse_busy(mut stream: TcpStream) {
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.state.open);
+        open.total -= 1;
+        if let Some(client) = &self.client
+            && let Some(count) = open.per_client.get_mut(client)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.per_client.remove(client);
+            }
+        }
+        drop(open);
+        self.state.idle.notify_all();
+    }
+}
+
+fn busy(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(503, code, message).with_header("Retry-After", "1")
+}
+
+/// Answers a connection that gets no slot, from the accepting thread: the
+/// short answer fits in the socket's buffer, so the write does not wait.
+fn refuse(mut stream: TcpStream, remote: SocketAddr, error: &ApiError, warnings: &Warnings) {
+    warnings.warn(error.code, || connection_line(remote, error));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let error = ApiError::new(
-        503,
-        "server_busy",
-        "The registry is serving as many connections as it can; try again shortly.",
-    )
-    .with_header("Retry-After", "1");
-    let _ = write_response(&mut stream, &Response::from_error(&error), false, true);
+    let _ = write_response(&mut stream, &Response::from_error(error), false, true);
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// The log line of a connection refused before it had a request line.
+fn connection_line(remote: SocketAddr, error: &ApiError) -> String {
+    format!("connection from {}: {} {}", remote.ip(), error.status, error.code)
 }
 
 enum ReadOutcome {
@@ -246,44 +353,12 @@ impl<'a> Connection<'a> {
                 Ok(head) => head,
                 Err(ReadOutcome::Closed) => break,
                 Err(ReadOutcome::Fault(error)) => {
-                    self.fail(&error);
+                    self.warn(&error, || connection_line(self.remote, &error));
+                    self.fail(&error, None);
                     break;
                 }
             };
-            let started = Instant::now();
-            let (path, query) = match head.target.split_once('?') {
-                Some((path, query)) => (path.to_string(), query.to_string()),
-                None => (head.target.clone(), String::new()),
-            };
-            let limit = service.body_limit(&head.method, &path, &head.headers);
-            let body = match limit
-                .map_err(ReadOutcome::Fault)
-                .and_then(|limit| self.read_body(&head, limit))
-            {
-                Ok(body) => body,
-                Err(ReadOutcome::Closed) => break,
-                Err(ReadOutcome::Fault(error)) => {
-                    log_request(&head.method, &path, error.status, started);
-                    self.fail(&error);
-                    break;
-                }
-            };
-            let keep_alive = head.keep_alive && !self.state.shutting_down.load(Ordering::SeqCst);
-            let method = head.method.clone();
-            let request = Request {
-                method: head.method,
-                path: path.clone(),
-                query,
-                headers: head.headers,
-                body,
-                remote: self.remote,
-            };
-            let response = catch_unwind(AssertUnwindSafe(|| service.handle(request))).unwrap_or_else(|_| {
-                Response::from_error(&ApiError::internal(format!("handler panicked on {method} {path}")))
-            });
-            let written = write_response(&mut self.stream, &response, method == "HEAD", !keep_alive);
-            log_request(&method, &path, response.status, started);
-            if written.is_err() || !keep_alive {
+            if !self.exchange(service, head) {
                 break;
             }
             idle_limit = self.limits.keep_alive;
@@ -291,16 +366,135 @@ impl<'a> Connection<'a> {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
+    /// Reads the body of the request `head` starts, has `service` answer it
+    /// and writes the answer; whether the connection may carry another request.
+    fn exchange(&mut self, service: &dyn Service, head: Head) -> bool {
+        let started = Instant::now();
+        let (path, query) = match head.target.split_once('?') {
+            Some((path, query)) => (path.to_string(), query.to_string()),
+            None => (head.target.clone(), String::new()),
+        };
+        let seen = Seen {
+            line: format!("{} {path}", head.method),
+            client: super::client_ip(self.remote, &head.headers, &self.limits.trusted_proxies),
+            started,
+        };
+        let body = match service.body_limit(&head.method, &path, &head.headers) {
+            Ok(limit) => self.read_body(&head, limit),
+            Err(error) => {
+                // What follows the head is (the start of) the refused body.
+                self.buffer.drain(..head.length);
+                Err(ReadOutcome::Fault(error))
+            }
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(ReadOutcome::Closed) => return false,
+            Err(ReadOutcome::Fault(error)) => {
+                self.warn(&error, || {
+                    format!(
+                        "{} {} {} {}, from {}",
+                        seen.line,
+                        error.status,
+                        seen.took(),
+                        error.code,
+                        seen.client
+                    )
+                });
+                self.fail(&error, drainable_length(&head));
+                return false;
+            }
+        };
+        let keep_alive = head.keep_alive && !self.state.shutting_down.load(Ordering::SeqCst);
+        let head_only = head.method == "HEAD";
+        let request = Request {
+            method: head.method,
+            path,
+            query,
+            headers: head.headers,
+            body,
+            remote: self.remote,
+        };
+        let response = catch_unwind(AssertUnwindSafe(|| service.handle(request))).unwrap_or_else(|_| {
+            Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))
+        });
+        self.respond(&seen, &response, head_only, keep_alive)
+    }
+
+    /// Writes a handler's response and logs it: one `info` line when it got
+    /// out whole, a warning saying how much did when not. Whether the
+    /// connection may carry another request.
+    fn respond(&mut self, seen: &Seen, response: &Response, head_only: bool, keep_alive: bool) -> bool {
+        let status = response.status;
+        match write_response(&mut self.stream, response, head_only, !keep_alive) {
+            Ok(()) => {
+                log::info!("{} {status} {}", seen.line, seen.took());
+                keep_alive
+            }
+            Err(cut) => {
+                let length = if head_only { 0 } else { response.body.len() };
+                self.state.warnings.warn("aborted", || {
+                    format!(
+                        "{} {status} aborted after {} of {length} bytes ({}), {}, from {}",
+                        seen.line,
+                        cut.body_sent,
+                        cut.error.kind(),
+                        seen.took(),
+                        seen.client
+                    )
+                });
+                false
+            }
+        }
+    }
+
+    /// Logs a refusal of the connection layer, at a bounded rate.
+    fn warn(&self, error: &ApiError, line: impl FnOnce() -> String) {
+        self.state.warnings.warn(error.code, line);
+    }
+
     /// Answers a request that could not be read, then the connection closes.
     /// Unread request bytes would make the kernel reset the connection and
     /// destroy the answer before the client reads it, so the rest of the
-    /// request is read and dropped first, within bounds ("lingering close").
-    fn fail(&mut self, error: &ApiError) {
+    /// request is read and dropped first, within bounds ("lingering close"):
+    /// all of a body of known length up to `max_drain_bytes`, for a proxy
+    /// that sends what it buffered whatever the answer; otherwise what
+    /// arrives within [`LINGER`].
+    fn fail(&mut self, error: &ApiError, declared: Option<u64>) {
         if write_response(&mut self.stream, &Response::from_error(error), false, true).is_err() || error.status == 408 {
             // A client too slow to be served has nothing worth draining.
             return;
         }
         let _ = self.stream.shutdown(Shutdown::Write);
+        match declared {
+            Some(length) if length <= self.limits.max_drain_bytes => self.drain(length),
+            _ => self.linger(),
+        }
+    }
+
+    /// Reads and drops the rest of a body of `length` bytes, at the pace
+    /// asked of bodies that are accepted.
+    fn drain(&mut self, length: u64) {
+        let mut left = length.saturating_sub(self.buffer.len() as u64);
+        self.buffer = Vec::new();
+        let deadline = transfer_deadline(self.limits.request_timeout, left);
+        let mut sink = [0u8; READ_CHUNK];
+        while left > 0 {
+            let wait = (Instant::now() + self.limits.request_timeout)
+                .min(deadline)
+                .saturating_duration_since(Instant::now());
+            if wait.is_zero() || self.stream.set_read_timeout(Some(wait)).is_err() {
+                return;
+            }
+            let chunk = left.min(READ_CHUNK as u64) as usize;
+            match self.stream.read(&mut sink[..chunk]) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => left -= read as u64,
+            }
+        }
+    }
+
+    fn linger(&mut self) {
         let deadline = Instant::now() + LINGER;
         let mut drained = 0;
         let mut sink = [0u8; READ_CHUNK];
@@ -378,15 +572,12 @@ impl<'a> Connection<'a> {
             ))));
         }
         let length = length as usize; // bounded by `limit`, which fits in memory
-        let expects_continue =
-            header_value(&head.headers, "expect").is_some_and(|value| value.eq_ignore_ascii_case("100-continue"));
-        if expects_continue && self.buffer.len() < length {
+        if expects_continue(&head.headers) && self.buffer.len() < length {
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         // Each read must make progress within the timeout, and the whole body
         // must come at a minimum average rate, so a drip cannot hold a slot.
-        let body_deadline =
-            Instant::now() + self.limits.request_timeout + Duration::from_secs((length as u64).div_ceil(MIN_BODY_RATE));
+        let body_deadline = transfer_deadline(self.limits.request_timeout, length as u64);
         while self.buffer.len() < length {
             let deadline = (Instant::now() + self.limits.request_timeout).min(body_deadline);
             let slow = |message: &str| ReadOutcome::Fault(ApiError::new(408, "request_timeout", message.to_string()));
@@ -526,50 +717,63 @@ fn is_timeout(err: &io::Error) -> bool {
 /// (bundles) are written after it, not copied next to it.
 const INLINE_BODY: usize = 16 * 1024;
 
-fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, close: bool) -> io::Result<()> {
+/// A response that did not get out whole.
+struct Cut {
+    error: io::Error,
+    /// Bytes of the body that did.
+    body_sent: usize,
+}
+
+fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, close: bool) -> Result<(), Cut> {
     let inline = !head_only && response.body.len() <= INLINE_BODY;
     let mut out = Vec::with_capacity(256 + if inline { response.body.len() } else { 0 });
-    write!(
-        out,
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason_phrase(response.status)
-    )?;
+    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", response.status, reason_phrase(response.status)).as_bytes());
     for (name, value) in &response.headers {
-        write!(out, "{name}: {value}\r\n")?;
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
+    // Browsers must not guess a type (say, HTML) for what is JSON or a bundle.
+    out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
     // 204 and 304 carry no body and no length.
     if !matches!(response.status, 204 | 304) {
-        write!(out, "Content-Length: {}\r\n", response.body.len())?;
+        out.extend_from_slice(format!("Content-Length: {}\r\n", response.body.len()).as_bytes());
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    let head_length = out.len();
+    let body: &[u8] = if inline || head_only { &[] } else { &response.body };
     if inline {
         out.extend_from_slice(&response.body);
     }
-    if inline || head_only {
-        stream.write_all(&out)?;
-    } else {
-        write_both(stream, &out, &response.body)?;
-    }
-    stream.flush()
+    let mut sent = 0;
+    let result = write_both(stream, &out, body, &mut sent).and_then(|()| stream.flush());
+    result.map_err(|error| Cut {
+        error,
+        body_sent: sent.saturating_sub(head_length),
+    })
 }
 
 /// Writes `head` then `body` with vectored writes: one system call for both
-/// in the usual case, and no copy of the body next to the head.
-fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+/// in the usual case, and no copy of the body next to the head. `sent`
+/// counts the bytes written, also when it fails.
+fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8], sent: &mut usize) -> io::Result<()> {
     let timeout = stream.write_timeout()?.unwrap_or(Duration::from_secs(10));
-    let result = write_both_within(stream, head, body, timeout);
+    let result = write_both_within(stream, head, body, timeout, sent);
     stream.set_write_timeout(Some(timeout))?;
     result
 }
 
-fn write_both_within(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: Duration) -> io::Result<()> {
+fn write_both_within(
+    stream: &mut TcpStream,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+    sent: &mut usize,
+) -> io::Result<()> {
     // Like request bodies, responses must leave at a minimum average rate:
     // a client reading a bundle a byte at a time must not keep its slot.
-    let deadline = Instant::now() + timeout + Duration::from_secs((body.len() as u64).div_ceil(MIN_BODY_RATE));
+    let deadline = transfer_deadline(timeout, body.len() as u64);
     let (mut head, mut body) = (head, body);
     while !head.is_empty() || !body.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -581,6 +785,7 @@ fn write_both_within(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: 
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        *sent += written;
         let from_head = written.min(head.len());
         head = &head[from_head..];
         body = &body[written - from_head..];
@@ -588,9 +793,38 @@ fn write_both_within(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: 
     Ok(())
 }
 
-fn log_request(method: &str, path: &str, status: u16, started: Instant) {
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    log::info!("{method} {path} {status} {millis:.1}ms");
+/// When a transfer of `bytes` must be done: the progress timeout plus the
+/// time the bytes take at [`MIN_BODY_RATE`], so a drip cannot hold a slot.
+fn transfer_deadline(timeout: Duration, bytes: u64) -> Instant {
+    Instant::now() + timeout + Duration::from_secs(bytes.div_ceil(MIN_BODY_RATE))
+}
+
+/// The declared length of a body that is worth reading to its end after
+/// refusing it: not one that is chunked (its length is unknown), nor one
+/// whose client waits for `100 Continue` before sending it.
+fn drainable_length(head: &Head) -> Option<u64> {
+    if expects_continue(&head.headers) || header_value(&head.headers, "transfer-encoding").is_some() {
+        return None;
+    }
+    content_length(&head.headers).ok()
+}
+
+fn expects_continue(headers: &[(String, String)]) -> bool {
+    header_value(headers, "expect").is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
+}
+
+/// What the log says about a request: its method and path (no query: it
+/// may hold secrets), the client, and when its head was read.
+struct Seen {
+    line: String,
+    client: IpAddr,
+    started: Instant,
+}
+
+impl Seen {
+    fn took(&self) -> String {
+        format!("{:.1}ms", self.started.elapsed().as_secs_f64() * 1000.0)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod bundles;
 pub mod proofs;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -283,6 +283,46 @@ impl Server {
         HttpConn::new(self.connect())
     }
 
+    /// A fresh TCP connection from the loopback address `from` (any address
+    /// of 127/8 reaches the server), so that a test can be another client.
+    pub fn connect_from(&self, from: Ipv4Addr) -> TcpStream {
+        let options = SocketOptions {
+            from: Some(from),
+            ..SocketOptions::default()
+        };
+        let stream = connect_with(self.addr, options).unwrap_or_else(|err| panic!("cannot connect from {from}: {err}"));
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let _ = stream.set_nodelay(true);
+        stream
+    }
+
+    /// An idle connection the server holds a slot for (from `from`, or
+    /// 127.0.0.1): one that is refused at once, because earlier connections
+    /// have not given their slots back yet, is retried for up to 3 s.
+    pub fn hold_connection(&self, from: Option<Ipv4Addr>) -> HttpConn {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let stream = match from {
+                Some(from) => self.connect_from(from),
+                None => self.connect(),
+            };
+            let mut conn = HttpConn::new(stream);
+            conn.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            match conn.read_response(false) {
+                Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    conn.stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                    return conn;
+                }
+                answered => assert!(
+                    Instant::now() < deadline,
+                    "the server does not hold a new connection: {answered:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.request("GET", path, None, token)
     }
@@ -344,6 +384,15 @@ impl Server {
     /// (Content-Length only for a body or a method that carries one).
     /// Interim (1xx) responses are skipped.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send_on(self.conn(), method, path, headers, body)
+    }
+
+    /// Like [`Server::send`], from the loopback address `from`.
+    pub fn send_from(&self, from: Ipv4Addr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send_on(HttpConn::new(self.connect_from(from)), method, path, headers, body)
+    }
+
+    fn send_on(&self, mut conn: HttpConn, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let given = |name: &str| headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name));
         let mut head = format!("{method} {path} HTTP/1.1\r\n");
         if !given("host") {
@@ -367,7 +416,6 @@ impl Server {
         head.push_str("\r\n");
         let mut message = head.into_bytes();
         message.extend_from_slice(body);
-        let mut conn = self.conn();
         conn.stream
             .write_all(&message)
             .unwrap_or_else(|err| panic!("cannot send {method} {path}: {err}"));
@@ -427,6 +475,68 @@ pub fn send_signal(pid: u32, signal: &str) {
         .status()
         .expect("cannot run kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// What [`connect_with`] sets on a client socket before it connects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketOptions {
+    /// The local address (any of 127/8 reaches a loopback server).
+    pub from: Option<Ipv4Addr>,
+    /// `SO_RCVBUF`: a small one makes a client that stops reading push back
+    /// on the server at once, instead of the kernel taking megabytes for it.
+    pub receive_buffer: Option<usize>,
+}
+
+/// A TCP connection to `to` with `options`, which std cannot set before
+/// connecting, so this goes through libc.
+pub fn connect_with(to: SocketAddr, options: SocketOptions) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv4 only"));
+    };
+    let address = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let remote = address(*to.ip(), to.port());
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let failed = |result: libc::c_int| {
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns (the
+    // `TcpStream` closes it on every path), with arguments that outlive them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        if let Some(bytes) = options.receive_buffer {
+            let bytes = bytes as libc::c_int;
+            let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            failed(libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const bytes).cast(),
+                size,
+            ))?;
+        }
+        if let Some(from) = options.from {
+            let local = address(from, 0);
+            failed(libc::bind(fd, (&raw const local).cast(), length))?;
+        }
+        failed(libc::connect(fd, (&raw const remote).cast(), length))?;
+        Ok(stream)
+    }
 }
 
 fn proc_status_number(pid: u32, field: &str) -> Option<u64> {
@@ -708,6 +818,8 @@ impl CapturedMail {
 struct StubState {
     requests: Mutex<Vec<CapturedMail>>,
     failing: AtomicBool,
+    /// The `Message` of the failing answers, when not the usual one.
+    failure_message: Mutex<Option<String>>,
 }
 
 /// A Postmark `POST /email` endpoint on 127.0.0.1 that records everything.
@@ -742,10 +854,9 @@ impl PostmarkStub {
                     let (status, answer) = if !is_email {
                         (404, serde_json::json!({"ErrorCode": 404, "Message": "Not found"}))
                     } else if state.failing.load(Ordering::SeqCst) {
-                        (
-                            422,
-                            serde_json::json!({"ErrorCode": 300, "Message": "Invalid email request"}),
-                        )
+                        let message = state.failure_message.lock().unwrap().clone();
+                        let message = message.unwrap_or_else(|| "Invalid email request".to_string());
+                        (422, serde_json::json!({"ErrorCode": 300, "Message": message}))
                     } else {
                         (
                             200,
@@ -812,6 +923,12 @@ impl PostmarkStub {
     /// When failing, `POST /email` answers 422 with Postmark's error shape.
     pub fn set_failing(&self, failing: bool) {
         self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Fails like [`PostmarkStub::set_failing`], with `message` as Postmark's reason.
+    pub fn fail_with(&self, message: &str) {
+        *self.state.failure_message.lock().unwrap() = Some(message.to_string());
+        self.set_failing(true);
     }
 }
 

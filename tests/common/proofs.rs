@@ -5,6 +5,14 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
+/// The environment of the proofs' servers: they publish far more than people
+/// do, and all their client threads (more than 32 at larger scales) connect
+/// from 127.0.0.1.
+pub const PROOF_ENV: [(&str, &str); 2] = [
+    ("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000000"),
+    ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "1024"),
+];
+
 pub fn scale() -> usize {
     std::env::var("GREN_PROOF_SCALE")
         .ok()

@@ -73,7 +73,8 @@ fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
     PackageName::parse(&format!("{author}/{project}")).ok_or_else(|| {
         ApiError::not_found(
             "package_not_found",
-            format!("There is no package named {author}/{project}."),
+            // Not a valid name: quoted and escaped, as it is the client's input.
+            format!("There is no package named {:?}.", format!("{author}/{project}")),
         )
     })
 }
