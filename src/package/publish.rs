@@ -9,6 +9,7 @@ use super::{
     Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
 };
 use crate::auth::secret::sha256_hex;
+use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
@@ -30,6 +31,8 @@ pub struct Upload<'a> {
     pub max_inflated: u64,
     /// Operators importing history skip the successor rule.
     pub successor_rule: bool,
+    /// The server's slots for inflating bundles; `None` for operators.
+    pub inflations: Option<&'a Budget>,
 }
 
 #[derive(Debug)]
@@ -62,22 +65,19 @@ impl Packages {
     }
 
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
-        let bundle = bundle::read(upload.bytes, upload.max_inflated)?;
-        let outline = bundle::outline::validate(&bundle)?;
+        let checked = {
+            // Inflating is what costs memory: only so many at once.
+            let _slot = upload
+                .inflations
+                .map(|slots| slots.reserve(1, budget::WAIT))
+                .transpose()?;
+            bundle::check(upload.bytes, upload.max_inflated, |outline| {
+                may_publish(store, &outline.name, upload.actor)
+            })?
+        };
+        let outline = checked.outline;
         let name = outline.name.clone();
         let identity_name = owner(&name)?;
-        let owner = identity::require(store, &identity_name)?;
-        if name.author != owner.name {
-            return Err(ApiError::bad_request(
-                "invalid_outline",
-                format!(
-                    "outline.name: the publishing identity is spelled {}; use {}/{}.",
-                    owner.name, owner.name, name.project
-                ),
-            )
-            .with_field("outline.name"));
-        }
-        identity::require_role(&owner, upload.actor, Role::Publish)?;
         let sha256 = sha256_hex(upload.bytes);
 
         let path = record_path(&name);
@@ -136,7 +136,7 @@ impl Packages {
             revoked: None,
         };
         store.write_bytes(&bundle_path(&name, version.version), upload.bytes)?;
-        store.write_json(&outline_path(&name, version.version), &bundle.outline)?;
+        store.write_json(&outline_path(&name, version.version), &checked.manifest)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
@@ -296,6 +296,23 @@ fn after_commit(what: &str, result: ApiResult<()>) {
 /// Writes the identity's audit entry for a change already committed.
 fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
     after_commit("audit entry", identity::record_action(store, identity, actor, action));
+}
+
+/// Whether `actor` may publish `name`: its identity exists, is spelled as in
+/// the name, and the actor has the publish role there.
+fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> ApiResult<()> {
+    let owner = identity::require(store, &owner(name)?)?;
+    if name.author != owner.name {
+        return Err(ApiError::bad_request(
+            "invalid_outline",
+            format!(
+                "outline.name: the publishing identity is spelled {}; use {}/{}.",
+                owner.name, owner.name, name.project
+            ),
+        )
+        .with_field("outline.name"));
+    }
+    identity::require_role(&owner, actor, Role::Publish)
 }
 
 fn owner(name: &PackageName) -> ApiResult<IdentityName> {
