@@ -13,7 +13,7 @@ use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
-use crate::store::Store;
+use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
 
 /// The package catalog and the event log, which change together.
@@ -81,8 +81,16 @@ impl Packages {
         let sha256 = sha256_hex(upload.bytes);
 
         let path = record_path(&name);
+        // Packages sharing a file name share this lock, taken before their
+        // own: two of them cannot both pass the check below at once.
+        let _file_name = store.lock(&file_name_lock(&name));
         let _guard = store.lock(&path);
         let existing = self.catalog.get(&name).map(|record| (*record).clone());
+        if existing.is_none()
+            && let Some(twin) = self.catalog.file_name_twin(&name)
+        {
+            return Err(file_name_collision(&name, &twin));
+        }
         if let Some(record) = &existing {
             if let Some(taken) = record.version(outline.version) {
                 if taken.sha256 == sha256 && taken.revoked.is_none() {
@@ -296,6 +304,28 @@ fn after_commit(what: &str, result: ApiResult<()>) {
 /// Writes the identity's audit entry for a change already committed.
 fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
     after_commit("audit entry", identity::record_action(store, identity, actor, action));
+}
+
+/// The lock of every package with `name`'s file names (a lock key, not a file).
+fn file_name_lock(name: &PackageName) -> RecordPath {
+    RecordPath::new(["file-names", &name.file_stem().to_ascii_lowercase()])
+        .expect("a validated package name makes a safe file name")
+}
+
+/// `409 package_name_collision`, naming the other package only if it is public.
+fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> ApiError {
+    let other = if twin.private {
+        "another package".to_string()
+    } else {
+        twin.name.to_string()
+    };
+    ApiError::conflict(
+        "package_name_collision",
+        format!(
+            "{name} cannot be published: its bundles would have the same file names as those of {other} (gren_packages/{}__<version>.pkg.gz), which the compiler cannot tell apart. Choose another name.",
+            name.file_stem()
+        ),
+    )
 }
 
 /// Whether `actor` may publish `name`: its identity exists, is spelled as in
