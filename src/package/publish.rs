@@ -1,6 +1,9 @@
 //! Changing packages: publishing a version, revoking versions, changing a
 //! package's privacy. Each runs under the package's lock and commits by
 //! writing `package.json` (through the event log when the package is public).
+//! A publish first takes the lock of its compiler file name, which packages
+//! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
+//! (streaming, see [`crate::bundle`]) before taking any lock.
 
 use super::bundle_cache::BundleCache;
 use super::events::EventKind;
