@@ -68,16 +68,7 @@ impl Packages {
     }
 
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
-        let checked = {
-            // Inflating is what costs memory: only so many at once.
-            let _slot = upload
-                .inflations
-                .map(|slots| slots.reserve(1, budget::WAIT))
-                .transpose()?;
-            bundle::check(upload.bytes, upload.max_inflated, |outline| {
-                may_publish(store, &outline.name, upload.actor)
-            })?
-        };
+        let checked = check_upload(store, &upload)?;
         let outline = checked.outline;
         let name = outline.name.clone();
         let identity_name = owner(&name)?;
@@ -307,6 +298,19 @@ fn after_commit(what: &str, result: ApiResult<()>) {
 /// Writes the identity's audit entry for a change already committed.
 fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
     after_commit("audit entry", identity::record_action(store, identity, actor, action));
+}
+
+/// Checks an upload's bundle, refusing it from its outline when the actor
+/// may not publish it.
+fn check_upload(store: &Store, upload: &Upload) -> ApiResult<bundle::Checked> {
+    // Inflating is what costs memory: only so many at once.
+    let _slot = upload
+        .inflations
+        .map(|slots| slots.reserve(1, budget::WAIT))
+        .transpose()?;
+    bundle::check(upload.bytes, upload.max_inflated, |outline| {
+        may_publish(store, &outline.name, upload.actor)
+    })
 }
 
 /// The lock of every package with `name`'s file names (a lock key, not a file).
