@@ -2,6 +2,7 @@
 //! shared by every request.
 
 use crate::auth::login::{self, Confirmations};
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::mail::{LocalSink, Mailer, Postmark};
 use crate::package::publish::Packages;
@@ -28,6 +29,10 @@ pub struct App {
     pub login_per_ip: RateLimiter,
     pub identities_per_user: RateLimiter,
     pub publishes_per_user: RateLimiter,
+    /// Bytes of upload bodies in flight.
+    pub upload_bodies: Budget,
+    /// Bundles being inflated.
+    pub inflations: Budget,
     pub packages: Packages,
     pub confirmations: Confirmations,
     stopping: AtomicBool,
@@ -49,6 +54,8 @@ impl App {
             login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
             identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
             publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
+            upload_bodies: Budget::new(config.upload_budget_bytes, "uploads"),
+            inflations: Budget::new(config.max_inflations, "bundle checks"),
             packages,
             confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
             mailer,

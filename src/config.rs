@@ -88,6 +88,15 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_MAX_INFLATED_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflated_bytes: u64,
 
+    /// Bytes of bundle uploads in flight at once (reserved from each
+    /// upload's Content-Length before its body is read); more wait, then 503.
+    #[arg(long, env = "GREN_REGISTRY_UPLOAD_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub upload_budget_bytes: u64,
+
+    /// Bundles inflated and checked at once; more wait, then 503.
+    #[arg(long, env = "GREN_REGISTRY_MAX_INFLATIONS", default_value_t = 2)]
+    pub max_inflations: u64,
+
     /// Publishes and revocations a user may make per hour.
     #[arg(long, env = "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", default_value_t = 60)]
     pub publish_limit_per_hour: u32,
@@ -181,6 +190,8 @@ impl Config {
             MAX_REQUEST_TIMEOUT_SECS,
             "seconds",
         );
+        problems.at_least_one("GREN_REGISTRY_UPLOAD_BUDGET_BYTES", self.upload_budget_bytes);
+        problems.at_least_one("GREN_REGISTRY_MAX_INFLATIONS", self.max_inflations);
         problems.at_least_one(
             "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT",
             self.max_connections_per_client as u64,

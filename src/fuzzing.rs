@@ -7,11 +7,13 @@ use crate::http::router;
 use crate::http::server::{Limits, parse_head};
 use crate::package::{Range, Version};
 
-/// The bundle reader and validator: never panics, whatever the bytes.
+/// The bundle reader and validator: never panics, whatever the bytes, and
+/// the streaming check of a publish accepts exactly what reading the whole
+/// bundle and validating it accepts, with the same outline.
 pub fn bundle(data: &[u8]) {
-    if let Ok(bundle) = bundle::read(data, 1 << 20) {
-        let _ = outline::validate(&bundle);
-    }
+    let read = bundle::read(data, 1 << 20).and_then(|bundle| outline::validate(&bundle));
+    let checked = bundle::check(data, 1 << 20, |_| Ok(())).map(|checked| checked.outline);
+    assert_eq!(read.ok(), checked.ok(), "read + validate and check disagree");
 }
 
 /// Versions and ranges: whatever parses prints back to itself.

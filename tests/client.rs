@@ -392,6 +392,75 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
     );
 }
 
+/// A synthetic package without dependencies, so an application needs nothing else.
+fn standalone(name: &str) -> Vec<u8> {
+    bundles::rewrite(&bundles::synthetic(name, "1.0.0", name), |bundle| {
+        bundle["outline"]["dependencies"] = json!({});
+    })
+}
+
+/// Adds `twin` 1.0.0 to a stopped registry's data directory by copying the
+/// records of `original` 1.0.0 (public, published) and putting `twin`'s
+/// bundle in: the registry no longer publishes packages whose file names
+/// collide, but older data may hold them.
+fn forge_package(data: &Path, original: &str, twin: &str) {
+    let from = data.join("packages").join(original);
+    let to = data.join("packages").join(twin);
+    std::fs::create_dir_all(to.join("1.0.0")).unwrap();
+    let bytes = standalone(twin);
+    let file = format!("{}__1_0_0.pkg.gz", twin.replace(['-', '/'], "_"));
+    std::fs::write(to.join("1.0.0").join(file), &bytes).unwrap();
+    let mut outline: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from.join("1.0.0/outline.json")).unwrap()).unwrap();
+    outline["name"] = json!(twin);
+    std::fs::write(to.join("1.0.0/outline.json"), outline.to_string()).unwrap();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from.join("package.json")).unwrap()).unwrap();
+    record["name"] = json!(twin);
+    record["versions"][0]["sha256"] = json!(bundles::sha256_hex(&bytes));
+    record["versions"][0]["size"] = json!(bytes.len());
+    std::fs::write(to.join("package.json"), record.to_string()).unwrap();
+}
+
+#[test]
+fn install_refuses_two_packages_the_compiler_would_give_one_file_name() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in(data.path(), &[]);
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "acme"]);
+    let bundle = data.path().join("tools-x.pkg.gz");
+    std::fs::write(&bundle, standalone("acme/tools-x")).unwrap();
+    cli.ok(&["publish", bundle.to_str().unwrap()]);
+    server.stop();
+    forge_package(data.path(), "acme/tools-x", "acme-tools/x");
+
+    let server = Server::start_in(data.path(), &[]);
+    assert_eq!(
+        server.get("/packages/acme-tools/x", None).status,
+        200,
+        "both are served"
+    );
+    let app = tempfile::tempdir().unwrap();
+    application(
+        app.path(),
+        "common",
+        "0.6.3",
+        json!({ "acme/tools-x": "1.0.0", "acme-tools/x": "1.0.0" }),
+        json!({}),
+    );
+    let err = Cli::new(&server).fails(&["install", app.path().to_str().unwrap()]);
+    assert!(
+        err.contains("acme/tools-x and acme-tools/x would both be installed")
+            && err.contains("gren_packages/acme_tools_x__1_0_0.pkg.gz"),
+        "{err}"
+    );
+    assert!(
+        !app.path().join("gren_packages/acme_tools_x__1_0_0.pkg.gz").exists(),
+        "neither was installed"
+    );
+}
+
 /// The Gren compiler from npm (`gren-lang` 0.6.x), installed on first use
 /// under target/ (`.ci/run` installs it up front).
 fn gren_compiler() -> PathBuf {

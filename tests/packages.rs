@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::bundles::{self, inflating};
 use common::*;
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -866,8 +867,8 @@ fn broken_bundles_are_400_invalid_bundle() {
     let server = Server::start();
     let token = prepare(&server);
     let good = real("gren-lang/url", "6.0.0");
-    let json_without_sources =
-        serde_json::to_vec(&json!({ "outline": content("gren-lang/url", "6.0.0")["outline"] })).unwrap();
+    let outline = content("gren-lang/url", "6.0.0")["outline"].clone();
+    let json_without_sources = serde_json::to_vec(&json!({ "outline": outline })).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("not gzip", b"this is not gzip at all".to_vec()),
         (
@@ -883,7 +884,15 @@ fn broken_bundles_are_400_invalid_bundle() {
         ("gzip of a JSON array", gzip(b"[]")),
         (
             "gzip of sources that are not text",
-            gzip(b"{\"outline\":{},\"sources\":{\"A\":1}}"),
+            gzip(&serde_json::to_vec(&json!({ "outline": outline, "sources": { "Url": 1 } })).unwrap()),
+        ),
+        (
+            "gzip of sources before the outline",
+            gzip(format!(r#"{{"sources":{{}},"outline":{outline}}}"#).as_bytes()),
+        ),
+        (
+            "gzip of a member besides outline and sources",
+            modified("gren-lang/url", "6.0.0", |content| content["readme"] = json!("hi")),
         ),
     ];
     for (what, bytes) in &cases {
@@ -1829,4 +1838,195 @@ fn a_killed_server_keeps_what_it_published() {
     assert_gap_free(&list);
     assert_eq!(list.len(), 5);
     assert_eq!(list[4], (5, "publish".into(), "gren-lang/core".into(), "7.0.0".into()));
+}
+
+// ---------------------------------------------------------------------------
+// 15. Abuse resistance: duplicate keys, bombs, bursts of uploads
+// ---------------------------------------------------------------------------
+
+/// The registry's default cap on inflated bundles.
+const DEFAULT_MAX_INFLATED: usize = 64 << 20;
+
+#[test]
+fn duplicate_keys_anywhere_in_a_bundle_are_refused() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let text = String::from_utf8(gunzip(&real("gren-lang/url", "6.0.0"))).unwrap();
+    // Each variant's first value differs from its last: a reader keeping the
+    // last validates one document while the registry would serve the other.
+    let cases = [
+        (
+            "the top level",
+            format!(
+                "{},\"sources\":{{\"Url\":\"module Url exposing (evil)\"}}}}",
+                &text[..text.len() - 1]
+            ),
+            "sources",
+        ),
+        (
+            "the outline",
+            text.replacen(r#"{"outline":{"#, r#"{"outline":{"name":"gren-lang/evil","#, 1),
+            "outline.name",
+        ),
+        (
+            "the sources",
+            text.replacen(r#""sources":{"#, r#""sources":{"Url":"module Url exposing (evil)","#, 1),
+            "sources.Url",
+        ),
+        (
+            "the dependencies",
+            text.replacen(
+                r#""dependencies":{"#,
+                r#""dependencies":{"gren-lang/core":"1.0.0 <= v < 2.0.0","#,
+                1,
+            ),
+            "outline.dependencies.gren-lang/core",
+        ),
+    ];
+    for (where_, bundle, path) in &cases {
+        assert_ne!(bundle, &text, "{where_}: the variant differs");
+        let reply = publish(&server, &token, &gzip(bundle.as_bytes()));
+        reply.assert_error(400, "invalid_bundle");
+        let json = reply.json();
+        assert_eq!(json["field"], *path, "{where_}: {json}");
+        assert!(
+            json["message"].as_str().unwrap().contains("more than once"),
+            "{where_}: {json}"
+        );
+    }
+    server
+        .get("/packages/gren-lang/url", None)
+        .assert_error(404, "package_not_found");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+}
+
+#[test]
+fn a_strangers_gzip_bomb_is_refused_from_its_outline_before_it_is_inflated() {
+    let server = Server::start();
+    prepare(&server);
+    let stranger = server.login("stranger@example.com");
+    let peak_before = server.peak_rss_kib();
+    // Inflates to just under the cap: only the owner and role checks can stop it early.
+    let not_theirs = inflating("gren-lang/bomb", DEFAULT_MAX_INFLATED - 1024);
+    let nobodys = inflating("nobody-at-all/bomb", DEFAULT_MAX_INFLATED - 1024);
+    assert!(not_theirs.len() < 100 << 10, "{} bytes", not_theirs.len());
+    publish(&server, &stranger, &not_theirs).assert_error(403, "forbidden");
+    publish(&server, &stranger, &nobodys).assert_error(404, "identity_not_found");
+    let grown = server.peak_rss_kib().saturating_sub(peak_before);
+    assert!(
+        grown < 16 * 1024,
+        "the sources were inflated: the peak RSS grew by {grown} KiB"
+    );
+}
+
+#[test]
+fn a_user_at_the_publish_limit_is_refused_before_sending_the_body() {
+    let server = Server::with_env(&[("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1")]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    let mut conn = server.conn();
+    let head = format!(
+        "POST /packages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/gzip\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    conn.write(head.as_bytes()).unwrap();
+    conn.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // No `100 Continue` first: the answer comes before the body is asked for.
+    let reply = conn.read_response(false).expect("an answer before the body");
+    reply.assert_error(429, "rate_limited");
+    assert!(reply.header("retry-after").is_some());
+}
+
+#[test]
+fn uploads_over_the_body_budget_wait_then_get_503_and_use_up_no_publish() {
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_UPLOAD_BUDGET_BYTES", "145000"),
+        ("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "2"),
+    ]);
+    let token = prepare(&server);
+    // A slow upload holds most of the budget while its body arrives.
+    let mut slow = server.conn();
+    let head = format!(
+        "POST /packages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/gzip\r\nContent-Length: 140000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    slow.write(head.as_bytes()).unwrap();
+    assert_eq!(slow.read_response(false).unwrap().status, 100, "its share is reserved");
+
+    let started = Instant::now();
+    let busy = publish(&server, &token, &real("gren-lang/url", "6.0.0"));
+    busy.assert_error(503, "server_busy");
+    assert!(busy.header("retry-after").is_some());
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited briefly first");
+
+    slow.write(&vec![b'x'; 140000]).unwrap();
+    slow.read_response(false).unwrap().assert_error(400, "invalid_bundle");
+    // The slow upload counted, the refused one did not: one publish is left.
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    publish(&server, &token, &real("gren-lang/core", "7.0.0")).assert_error(429, "rate_limited");
+}
+
+#[test]
+fn thirty_two_concurrent_worst_case_uploads_keep_the_peak_memory_under_300_mb() {
+    let server = Arc::new(Server::start());
+    let token = prepare(&server);
+    let bundle = Arc::new(inflating("gren-lang/bomb", DEFAULT_MAX_INFLATED + 1));
+    let uploads: Vec<JoinHandle<u16>> = (0..32)
+        .map(|_| {
+            let (server, bundle, token) = (server.clone(), bundle.clone(), token.clone());
+            std::thread::spawn(move || publish(&server, &token, &bundle).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = uploads.into_iter().map(|upload| upload.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|status| [413, 503].contains(status)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&413),
+        "some were inflated up to the cap: {statuses:?}"
+    );
+    let peak = server.peak_rss_kib();
+    println!("peak RSS {} MB; answers {statuses:?}", peak / 1024);
+    assert!(peak < 300 * 1024, "peak RSS {} MB", peak / 1024);
+    assert!(server.is_alive());
+    assert_eq!(server.get("/health", None).status, 200);
+}
+
+// ---------------------------------------------------------------------------
+// 16. File-name collisions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_new_package_whose_file_name_another_has_is_refused() {
+    let server = Server::start();
+    let token = server.login(ME);
+    for identity in ["acme", "acme-tools"] {
+        create_identity(&server, &token, identity);
+    }
+    publish_ok(&server, &token, &bundles::synthetic("acme/tools-x", "1.0.0", "a"), 201);
+    // acme/tools-x and acme-tools/x are both acme_tools_x__1_0_0.pkg.gz to the compiler.
+    for version in ["1.0.0", "2.0.0"] {
+        let reply = publish(&server, &token, &bundles::synthetic("acme-tools/x", version, "b"));
+        reply.assert_error(409, "package_name_collision");
+        assert!(
+            reply.text().contains("acme/tools-x"),
+            "a public package is named: {}",
+            reply.text()
+        );
+    }
+    server
+        .get("/packages/acme-tools/x", None)
+        .assert_error(404, "package_not_found");
+    // The package itself goes on publishing.
+    publish_ok(&server, &token, &bundles::synthetic("acme/tools-x", "1.0.1", "a"), 201);
+
+    // A private package is not named to someone who cannot see it.
+    let private = bundles::rewrite(&bundles::synthetic("acme/tools-y", "1.0.0", "a"), |bundle| {
+        bundle["outline"]["private"] = json!(true);
+    });
+    publish_ok(&server, &token, &private, 201);
+    add_member(&server, &token, "acme-tools", "other@example.com", "publish");
+    let other = server.login("other@example.com");
+    let reply = publish(&server, &other, &bundles::synthetic("acme-tools/y", "1.0.0", "b"));
+    reply.assert_error(409, "package_name_collision");
+    assert!(!reply.text().contains("tools-y"), "{}", reply.text());
 }

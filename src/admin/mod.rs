@@ -217,6 +217,7 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report
                     private,
                     max_inflated: IMPORT_MAX_INFLATED,
                     successor_rule: false,
+                    inflations: None,
                 };
                 packages.publish(store, upload)
             });

@@ -36,6 +36,9 @@ struct Settings {
 
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
+    // Only the upload-memory row, e.g. against a debug build:
+    // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --uploads-only
+    let uploads_only = std::env::args().any(|arg| arg == "--uploads-only");
     let settings = if quick {
         Settings {
             packages: 500,
@@ -54,8 +57,21 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).unwrap();
-    let binary = root.join("target/release/gren-registry");
+    let binary = std::env::var_os("GREN_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/gren-registry"));
     let real_bundles = root.join("tests/fixtures/bundles");
+    if uploads_only {
+        let small = prepare(&work, &binary, &real_bundles, 5);
+        let row = upload_burst(
+            &binary,
+            &small,
+            &MailStub::start().url(),
+            &work.join("server-uploads.log"),
+        );
+        println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        return;
+    }
 
     let big = prepare(&work, &binary, &real_bundles, settings.packages);
     let small = prepare(&work, &binary, &real_bundles, 5);
@@ -179,6 +195,14 @@ fn main() {
         format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
     ]);
     drop(server);
+
+    // 7. Memory under a burst of worst-case uploads, on a fresh process.
+    rows.push(upload_burst(
+        &binary,
+        &small,
+        &mailer.url(),
+        &work.join("server-uploads.log"),
+    ));
 
     let report = render(&settings, versions, &rows);
     println!("{report}");
@@ -722,6 +746,59 @@ fn publish_vs_baseline(server: &Registry, work: &Path, count: usize) -> (f64, f6
         baseline.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     (median(ours), median(baseline))
+}
+
+/// Concurrent uploads of the burst, and the registry's default inflated cap.
+const BURST_UPLOADS: usize = 32;
+const DEFAULT_MAX_INFLATED: usize = 64 << 20;
+
+/// A valid outline for a package of the benchmark user's, then one module
+/// whose text inflates past the registry's cap: a publish that can only be
+/// refused after inflating and parsing as much as the registry allows.
+fn worst_case_bundle() -> Vec<u8> {
+    let name = PackageName::parse("author-000/upload-burst").unwrap();
+    let (outline, _) = synthetic_bundle(&name, Version::new(1, 0, 0), "0.6.0 <= v < 0.7.0", 0);
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    write!(encoder, r#"{{"outline":{outline},"sources":{{"Bench":""#).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..DEFAULT_MAX_INFLATED / chunk.len() {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.write_all(br#""}}"#).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Peak RSS of a fresh registry while 32 clients upload the worst-case
+/// bundle at once, and what they were answered (413 after inflating to the
+/// cap, or 503 when no inflation slot came free in time).
+fn upload_burst(binary: &Path, data: &Path, postmark: &str, log: &Path) -> [String; 4] {
+    let server = Registry::start(binary, data, postmark, log).settle();
+    let bundle = std::sync::Arc::new(worst_case_bundle());
+    let headers = format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/gzip\r\n");
+    let uploads: Vec<_> = (0..BURST_UPLOADS)
+        .map(|_| {
+            let (bundle, headers, port) = (bundle.clone(), headers.clone(), server.port);
+            std::thread::spawn(move || http(port, "POST", "/packages", &headers, &bundle).0)
+        })
+        .collect();
+    let mut answers = std::collections::BTreeMap::new();
+    for upload in uploads {
+        *answers.entry(upload.join().unwrap()).or_insert(0) += 1;
+    }
+    let peak = server.rss_kib("VmHWM");
+    let answers: Vec<String> = answers
+        .iter()
+        .map(|(status, count)| format!("{count}× {status}"))
+        .collect();
+    [
+        format!(
+            "Peak RSS, {BURST_UPLOADS} concurrent worst-case uploads ({} KB bundles inflating past the 64 MiB cap)",
+            bundle.len() / 1000
+        ),
+        format!("{:.1} MB peak; answers: {}", peak as f64 / 1024.0, answers.join(", ")),
+        "—".into(),
+        format!("target < 300 MB: {}", if peak < 300 * 1024 { "met" } else { "missed" }),
+    ]
 }
 
 // ---------------------------------------------------------------------------

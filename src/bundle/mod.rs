@@ -1,59 +1,601 @@
 //! Package bundles exactly as the Gren compiler writes them: gzip (one member)
 //! of compact UTF-8 JSON `{"outline": <gren.json>, "sources": {"Module": text}}`.
 //!
-//! Reading is bounded: the inflated size is capped while inflating, so a gzip
-//! bomb costs at most the cap.
+//! Reading streams the JSON out of the gzip decoder: the inflated text is
+//! never held whole, and what is kept of it is bounded.
+//!
+//! - The inflated size is capped while inflating (`413 bundle_too_large`), so
+//!   a gzip bomb costs at most the time to inflate the cap.
+//! - The outline must come first, as the compiler writes it, and is read on
+//!   its own (at most [`MAX_OUTLINE_BYTES`]): a publish is refused from its
+//!   outline (name, owner, role) before a byte of the sources is inflated.
+//! - A key repeated anywhere is refused, with its path: a reader keeping the
+//!   last value would validate one document while the registry serves
+//!   another whose first value differs.
+//! - Members other than `outline` and `sources` are refused, module names
+//!   longer than 255 bytes are refused before they are copied, and a bundle
+//!   has at most [`MAX_MODULES`] modules. Publishing ([`check`]) keeps no
+//!   source text at all.
 
 pub mod outline;
 
 use crate::error::{ApiError, ApiResult};
 use flate2::bufread::GzDecoder;
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::io::Read;
+use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::io::{BufReader, Read};
 
 pub use outline::Outline;
 
-/// A bundle's decoded content.
-#[derive(Debug, Deserialize)]
+/// The largest outline (`gren.json`) read; the compiler's are a few hundred bytes.
+pub const MAX_OUTLINE_BYTES: u64 = 256 * 1024;
+/// The most modules a bundle may have (the largest real packages have dozens).
+pub const MAX_MODULES: usize = 10_000;
+/// Module names are shorter than 256 bytes (the compiler's rule).
+const MAX_MODULE_NAME: usize = 255;
+/// Inflated bytes read ahead of the JSON parser.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// A bundle's decoded content, sources included (for the client).
+#[derive(Debug)]
 pub struct Bundle {
-    pub outline: serde_json::Map<String, serde_json::Value>,
+    pub outline: Map<String, Value>,
     pub sources: BTreeMap<String, String>,
 }
 
+/// A bundle checked for publishing: its outline as uploaded and validated;
+/// the sources were checked against it and not kept.
+#[derive(Debug)]
+pub struct Checked {
+    pub manifest: Map<String, Value>,
+    pub outline: Outline,
+}
+
 /// Inflates `compressed` (refusing more than `max_inflated` bytes) and parses
-/// the bundle JSON.
+/// the whole bundle, strictly; the outline is not validated.
 pub fn read(compressed: &[u8], max_inflated: u64) -> ApiResult<Bundle> {
-    let mut decoder = GzDecoder::new(compressed);
-    let mut json = Vec::new();
-    decoder
-        .by_ref()
-        .take(max_inflated + 1)
-        .read_to_end(&mut json)
-        .map_err(|err| invalid(format!("The body is not a complete gzip stream: {err}.")))?;
-    if json.len() as u64 > max_inflated {
-        return Err(ApiError::new(
-            413,
-            "bundle_too_large",
-            format!("The bundle inflates to more than {max_inflated} bytes."),
-        ));
-    }
-    if decoder.header().is_none() {
-        return Err(invalid("The body is not gzip data.".into()));
-    }
-    if !decoder.into_inner().is_empty() {
-        return Err(invalid("The body has data after the end of its gzip stream.".into()));
-    }
-    let text = std::str::from_utf8(&json).map_err(|err| invalid(format!("The bundle is not UTF-8: {err}.")))?;
-    serde_json::from_str(text).map_err(|err| {
-        invalid(format!(
-            "The bundle is not {{\"outline\": {{...}}, \"sources\": {{\"Module.Name\": \"text\"}}}}: {err}."
-        ))
+    let mut collected = Collect::default();
+    parse(compressed, max_inflated, &mut collected)?;
+    Ok(Bundle {
+        outline: collected.outline.unwrap_or_default(),
+        sources: collected.sources,
     })
+}
+
+/// Validates a bundle for publishing without keeping its text: the outline is
+/// read and validated first, then `authorize` decides whether the caller may
+/// publish it (an error stops reading there), then every module is checked
+/// against the outline as it streams past.
+pub fn check(
+    compressed: &[u8],
+    max_inflated: u64,
+    authorize: impl FnOnce(&Outline) -> ApiResult<()>,
+) -> ApiResult<Checked> {
+    let mut checker = Checker {
+        authorize: Some(authorize),
+        read: None,
+    };
+    parse(compressed, max_inflated, &mut checker)?;
+    let (manifest, outline, sources) = checker.read.expect("a parsed bundle has an outline");
+    sources.finish()?;
+    Ok(Checked { manifest, outline })
 }
 
 fn invalid(message: String) -> ApiError {
     ApiError::bad_request("invalid_bundle", message)
+}
+
+// ---------------------------------------------------------------------------
+// What is done with the parts of a bundle as they are read
+// ---------------------------------------------------------------------------
+
+trait Sink {
+    /// Whether module texts are handed to [`Sink::source`], or only checked
+    /// to be strings and dropped.
+    const KEEPS_TEXT: bool;
+    /// The outline, read before anything else; an error stops reading.
+    fn outline(&mut self, outline: Map<String, Value>) -> ApiResult<()>;
+    /// A module's name, before its text is read; an error stops reading.
+    fn module(&mut self, module: &str) -> ApiResult<()>;
+    fn source(&mut self, module: String, text: Option<String>);
+}
+
+#[derive(Default)]
+struct Collect {
+    outline: Option<Map<String, Value>>,
+    sources: BTreeMap<String, String>,
+}
+
+impl Sink for Collect {
+    const KEEPS_TEXT: bool = true;
+
+    fn outline(&mut self, outline: Map<String, Value>) -> ApiResult<()> {
+        self.outline = Some(outline);
+        Ok(())
+    }
+
+    fn module(&mut self, _: &str) -> ApiResult<()> {
+        Ok(())
+    }
+
+    fn source(&mut self, module: String, text: Option<String>) {
+        self.sources.insert(module, text.unwrap_or_default());
+    }
+}
+
+struct Checker<F> {
+    authorize: Option<F>,
+    read: Option<(Map<String, Value>, Outline, outline::SourceCheck)>,
+}
+
+impl<F: FnOnce(&Outline) -> ApiResult<()>> Sink for Checker<F> {
+    const KEEPS_TEXT: bool = false;
+
+    fn outline(&mut self, manifest: Map<String, Value>) -> ApiResult<()> {
+        let outline = outline::validate_outline(&manifest)?;
+        let authorize = self.authorize.take().expect("a bundle has one outline");
+        authorize(&outline)?;
+        let sources = outline::SourceCheck::new(&outline);
+        self.read = Some((manifest, outline, sources));
+        Ok(())
+    }
+
+    fn module(&mut self, module: &str) -> ApiResult<()> {
+        let (_, _, sources) = self.read.as_mut().expect("the outline comes first");
+        sources.module(module)
+    }
+
+    fn source(&mut self, _: String, _: Option<String>) {}
+}
+
+// ---------------------------------------------------------------------------
+// The inflated size, metered
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Overflow {
+    Bundle,
+    Outline,
+}
+
+/// Counts inflated bytes against the cap in force: the bundle's, or the
+/// outline's while the outline is read.
+struct Meter {
+    read: Cell<u64>,
+    max: u64,
+    limit: Cell<(u64, Overflow)>,
+    tripped: Cell<Option<Overflow>>,
+}
+
+impl Meter {
+    fn new(max: u64) -> Meter {
+        Meter {
+            read: Cell::new(0),
+            max,
+            limit: Cell::new((max, Overflow::Bundle)),
+            tripped: Cell::new(None),
+        }
+    }
+
+    /// The outline starts: it may use [`MAX_OUTLINE_BYTES`] from here (plus
+    /// what was read ahead, so that an outline under the limit always passes).
+    fn outline_starts(&self) {
+        let outline = self.read.get() + MAX_OUTLINE_BYTES + READ_AHEAD as u64;
+        self.limit.set(if outline < self.max {
+            (outline, Overflow::Outline)
+        } else {
+            (self.max, Overflow::Bundle)
+        });
+    }
+
+    fn outline_ends(&self) {
+        self.limit.set((self.max, Overflow::Bundle));
+    }
+}
+
+struct Metered<'m, R> {
+    inner: R,
+    meter: &'m Meter,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (limit, overflow) = self.meter.limit.get();
+        // One byte past the limit is enough to know it was passed.
+        let room = limit.saturating_sub(self.meter.read.get()).saturating_add(1);
+        let wanted = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let count = self.inner.read(&mut buf[..wanted])?;
+        self.meter.read.set(self.meter.read.get() + count as u64);
+        if self.meter.read.get() > limit {
+            self.meter.tripped.set(Some(overflow));
+            return Err(std::io::Error::other("the inflated size limit was passed"));
+        }
+        Ok(count)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The strict, streaming parser
+// ---------------------------------------------------------------------------
+
+/// Shared by the visitors of one parse: the meter, and the error that
+/// stopped it when it was ours rather than the JSON's (serde can only carry
+/// a message, so the error itself waits here).
+struct Context<'m> {
+    meter: &'m Meter,
+    failure: RefCell<Option<ApiError>>,
+}
+
+impl Context<'_> {
+    fn fail<E: de::Error>(&self, error: ApiError) -> E {
+        let message = error.message.clone();
+        self.failure.borrow_mut().get_or_insert(error);
+        E::custom(message)
+    }
+}
+
+fn parse<S: Sink>(compressed: &[u8], max_inflated: u64, sink: &mut S) -> ApiResult<()> {
+    let mut decoder = GzDecoder::new(compressed);
+    let meter = Meter::new(max_inflated);
+    let context = Context {
+        meter: &meter,
+        failure: RefCell::new(None),
+    };
+    let parsed = {
+        let metered = Metered {
+            inner: &mut decoder,
+            meter: &meter,
+        };
+        let mut json = serde_json::Deserializer::from_reader(BufReader::with_capacity(READ_AHEAD, metered));
+        json.deserialize_map(Top {
+            context: &context,
+            sink,
+        })
+        .and_then(|()| json.end())
+    };
+    if let Err(err) = parsed {
+        return Err(parse_error(err, context, max_inflated, decoder.header().is_some()));
+    }
+    if !decoder.into_inner().is_empty() {
+        return Err(invalid("The body has data after the end of its gzip stream.".into()));
+    }
+    Ok(())
+}
+
+fn parse_error(err: serde_json::Error, context: Context, max_inflated: u64, gzip: bool) -> ApiError {
+    if let Some(ours) = context.failure.into_inner() {
+        return ours;
+    }
+    match context.meter.tripped.get() {
+        Some(Overflow::Bundle) => {
+            return ApiError::new(
+                413,
+                "bundle_too_large",
+                format!("The bundle inflates to more than {max_inflated} bytes."),
+            );
+        }
+        Some(Overflow::Outline) => {
+            return ApiError::bad_request(
+                "invalid_outline",
+                format!("outline: larger than {MAX_OUTLINE_BYTES} bytes (gren.json is a few hundred)."),
+            )
+            .with_field("outline");
+        }
+        None => {}
+    }
+    if !gzip {
+        invalid("The body is not gzip data.".into())
+    } else if err.is_io() {
+        invalid(format!("The body is not a complete gzip stream: {err}."))
+    } else {
+        invalid(format!(
+            "The bundle is not {{\"outline\": {{...}}, \"sources\": {{\"Module.Name\": \"text\"}}}}: {err}."
+        ))
+    }
+}
+
+/// Where a value is in the document, for messages: `outline.dependencies`.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Top,
+    Member(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Top => Ok(()),
+            Path::Member(parent, key) => {
+                if !matches!(parent, Path::Top) {
+                    write!(f, "{parent}.")?;
+                }
+                // Keys may be long; the start is enough to find them.
+                f.write_str(&key.chars().take(80).collect::<String>())
+            }
+            Path::Item(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
+fn duplicate(path: &Path) -> ApiError {
+    invalid(format!(
+        "The key {path} appears more than once; every key of a bundle must be unique."
+    ))
+    .with_field(path.to_string())
+}
+
+/// The top-level object: `outline`, then `sources`.
+struct Top<'c, 'm, S> {
+    context: &'c Context<'m>,
+    sink: &'c mut S,
+}
+
+impl<'de, S: Sink> Visitor<'de> for Top<'_, '_, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with outline and sources")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let context = self.context;
+        let (mut outline, mut sources) = (false, false);
+        while let Some(key) = map.next_key::<TopKey>()? {
+            match key {
+                TopKey::Outline if !outline => {
+                    outline = true;
+                    context.meter.outline_starts();
+                    let path = Path::Member(&Path::Top, "outline");
+                    let value = map.next_value_seed(Strict { path: &path, context })?;
+                    context.meter.outline_ends();
+                    let Value::Object(value) = value else {
+                        return Err(context.fail(invalid("The bundle's outline is not an object.".into())));
+                    };
+                    self.sink.outline(value).map_err(|err| context.fail(err))?;
+                }
+                TopKey::Sources if !outline => {
+                    return Err(context.fail(invalid(
+                        "The bundle's sources come before its outline; the outline must come first, as the compiler writes it.".into(),
+                    )));
+                }
+                TopKey::Sources if !sources => {
+                    sources = true;
+                    map.next_value_seed(Sources {
+                        context,
+                        sink: &mut *self.sink,
+                    })?;
+                }
+                TopKey::Outline => return Err(context.fail(duplicate(&Path::Member(&Path::Top, "outline")))),
+                TopKey::Sources => return Err(context.fail(duplicate(&Path::Member(&Path::Top, "sources")))),
+                TopKey::Other(name) => {
+                    return Err(context.fail(invalid(format!(
+                        "The bundle has a member {name:?}; it may only have outline and sources."
+                    ))));
+                }
+            }
+        }
+        if !(outline && sources) {
+            let missing = if outline { "sources" } else { "outline" };
+            return Err(context.fail(invalid(format!("The bundle has no {missing}."))));
+        }
+        Ok(())
+    }
+}
+
+/// A top-level key, recognized without copying a long one.
+enum TopKey {
+    Outline,
+    Sources,
+    /// The start of an unexpected key.
+    Other(String),
+}
+
+impl<'de> de::Deserialize<'de> for TopKey {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<TopKey, D::Error> {
+        deserializer.deserialize_str(TopKeyVisitor)
+    }
+}
+
+struct TopKeyVisitor;
+
+impl<'de> Visitor<'de> for TopKeyVisitor {
+    type Value = TopKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<TopKey, E> {
+        Ok(match key {
+            "outline" => TopKey::Outline,
+            "sources" => TopKey::Sources,
+            other => TopKey::Other(other.chars().take(80).collect()),
+        })
+    }
+}
+
+/// `sources`: module names checked by the sink before their text is read.
+struct Sources<'c, 'm, S> {
+    context: &'c Context<'m>,
+    sink: &'c mut S,
+}
+
+impl<'de, S: Sink> DeserializeSeed<'de> for Sources<'_, '_, S> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, S: Sink> Visitor<'de> for Sources<'_, '_, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of module names to texts")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let context = self.context;
+        let mut seen = HashSet::new();
+        while let Some(module) = map.next_key_seed(ModuleName(context))? {
+            let path = Path::Member(&Path::Member(&Path::Top, "sources"), &module);
+            if seen.contains(&module) {
+                return Err(context.fail(duplicate(&path)));
+            }
+            if seen.len() == MAX_MODULES {
+                return Err(context.fail(invalid(format!("The bundle has more than {MAX_MODULES} modules."))));
+            }
+            self.sink.module(&module).map_err(|err| context.fail(err))?;
+            let text = map.next_value_seed(Text { keep: S::KEEPS_TEXT })?;
+            seen.insert(module.clone());
+            self.sink.source(module, text);
+        }
+        Ok(())
+    }
+}
+
+/// A module name, refused before it is copied when it is too long.
+struct ModuleName<'c, 'm>(&'c Context<'m>);
+
+impl<'de> DeserializeSeed<'de> for ModuleName<'_, '_> {
+    type Value = String;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ModuleName<'_, '_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a module name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<String, E> {
+        if name.len() > MAX_MODULE_NAME {
+            let start: String = name.chars().take(80).collect();
+            return Err(self.0.fail(
+                invalid(format!(
+                    "sources.{start}: a module name must be shorter than 256 bytes."
+                ))
+                .with_field(format!("sources.{start}")),
+            ));
+        }
+        Ok(name.to_string())
+    }
+}
+
+/// A module's text: checked to be a string, kept only when asked.
+struct Text {
+    keep: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Text {
+    type Value = Option<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Option<String>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a module's text")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Option<String>, E> {
+        Ok(self.keep.then(|| text.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Option<String>, E> {
+        Ok(self.keep.then_some(text))
+    }
+}
+
+/// Any JSON value, refusing repeated keys at every depth.
+#[derive(Clone, Copy)]
+struct Strict<'p, 'c, 'm> {
+    path: &'p Path<'p>,
+    context: &'c Context<'m>,
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_, '_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_, '_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict {
+            path: &Path::Item(self.path, items.len()),
+            context: self.context,
+        })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = Path::Member(self.path, &key);
+            if object.contains_key(&key) {
+                return Err(self.context.fail(duplicate(&path)));
+            }
+            let value = map.next_value_seed(Strict {
+                path: &path,
+                context: self.context,
+            })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +611,17 @@ mod tests {
         encoder.finish().unwrap()
     }
 
+    const OUTLINE: &str = r#"{"type":"package","platform":"common","name":"gren-lang/url","summary":"URLs","license":"BSD-3-Clause","version":"6.0.0","exposed-modules":["Url"],"gren-version":"0.6.0 <= v < 0.7.0","dependencies":{"gren-lang/core":"7.0.0 <= v < 8.0.0"}}"#;
+
+    /// A valid bundle with `sources` as given (JSON text).
+    fn valid_with(sources: &str) -> Vec<u8> {
+        gzip(format!(r#"{{"outline":{OUTLINE},"sources":{sources}}}"#).as_bytes())
+    }
+
+    fn allow(_: &Outline) -> ApiResult<()> {
+        Ok(())
+    }
+
     #[test]
     fn reads_a_minimal_bundle() {
         let bundle = read(
@@ -77,26 +630,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bundle.sources["A"], "module A");
+        assert_eq!(bundle.outline["type"], "package");
+    }
+
+    #[test]
+    fn checks_a_valid_bundle_without_keeping_its_sources() {
+        let checked = check(&valid_with(r#"{"Url":"module Url","Url.Parser":"x"}"#), 1 << 20, allow).unwrap();
+        assert_eq!(checked.outline.name.to_string(), "gren-lang/url");
+        assert_eq!(checked.manifest["license"], "BSD-3-Clause");
     }
 
     #[test]
     fn refuses_bad_gzip_and_bad_json() {
         let good = gzip(br#"{"outline":{},"sources":{}}"#);
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"not gzip".to_vec(), "invalid_bundle"),
-            (good[..good.len() - 4].to_vec(), "invalid_bundle"),
-            ([good.clone(), b"junk".to_vec()].concat(), "invalid_bundle"),
-            (gzip(b"\xff\xfe{}"), "invalid_bundle"),
-            (gzip(br#"{"outline":{}}"#), "invalid_bundle"),
-            (gzip(br#"{"outline":{},"sources":{"A":1}}"#), "invalid_bundle"),
-            (gzip(br#"[]"#), "invalid_bundle"),
+            (b"not gzip".to_vec(), "not gzip data"),
+            (Vec::new(), "not gzip data"),
+            (good[..good.len() - 4].to_vec(), "not a complete gzip stream"),
+            (good[..good.len() / 2].to_vec(), "not a complete gzip stream"),
+            (
+                [good.clone(), b"junk".to_vec()].concat(),
+                "after the end of its gzip stream",
+            ),
+            (
+                [good.clone(), good.clone()].concat(),
+                "after the end of its gzip stream",
+            ),
+            (gzip(b"\xff\xfe{}"), "is not"),
+            (gzip(b"{\"outline\":{\"a\":\"\xff\"},\"sources\":{}}"), "is not"),
+            (gzip(br#"{"outline":{}}"#), "no sources"),
+            (gzip(br#"{"sources":{}}"#), "before its outline"),
+            (gzip(br#"{"outline":{},"sources":{"A":1}}"#), "a module's text"),
+            (gzip(br#"{"outline":[],"sources":{}}"#), "outline is not an object"),
+            (
+                gzip(br#"{"outline":{},"sources":{},"extra":1}"#),
+                "may only have outline and sources",
+            ),
+            (gzip(br#"{"outline":{},"sources":{}} {}"#), "trailing characters"),
+            (gzip(br#"[]"#), "is not"),
         ];
-        for (index, (body, code)) in cases.into_iter().enumerate() {
+        for (index, (body, expected)) in cases.into_iter().enumerate() {
             match read(&body, 1 << 20) {
                 Ok(_) => panic!("case {index} was accepted"),
-                Err(err) => assert_eq!(err.code, code, "case {index}"),
+                Err(err) => {
+                    assert_eq!(err.code, "invalid_bundle", "case {index}: {}", err.message);
+                    assert!(err.message.contains(expected), "case {index}: {}", err.message);
+                }
             }
         }
+        read(&good, 1 << 20).expect("the intact bundle reads");
     }
 
     #[test]
@@ -105,5 +687,137 @@ mod tests {
         assert!(bomb.len() < 100 << 10, "50 MiB of spaces compresses well");
         let err = read(&bomb, 1 << 20).unwrap_err();
         assert_eq!((err.status, err.code), (413, "bundle_too_large"));
+        let text = format!(
+            r#"{{"outline":{OUTLINE},"sources":{{"Url":"{}"}}}}"#,
+            "a".repeat(2 << 20)
+        );
+        let err = check(&gzip(text.as_bytes()), 1 << 20, allow).unwrap_err();
+        assert_eq!((err.status, err.code), (413, "bundle_too_large"));
+        check(&gzip(text.as_bytes()), 3 << 20, allow).expect("the same bundle under a higher cap");
+    }
+
+    #[test]
+    fn the_inflated_cap_is_exact() {
+        let text = format!(r#"{{"outline":{OUTLINE},"sources":{{"Url":"x"}}}}"#);
+        let size = text.len() as u64;
+        check(&gzip(text.as_bytes()), size, allow).expect("exactly the cap");
+        let err = check(&gzip(text.as_bytes()), size - 1, allow).unwrap_err();
+        assert_eq!(err.code, "bundle_too_large");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_their_path_at_every_depth() {
+        let outline_with = |extra: &str| OUTLINE.replacen('{', &format!("{{{extra},"), 1);
+        let cases = [
+            (
+                format!(r#"{{"outline":{OUTLINE},"sources":{{"Url":"x"}},"outline":{OUTLINE}}}"#),
+                "outline",
+            ),
+            (
+                format!(r#"{{"outline":{OUTLINE},"sources":{{"Url":"x"}},"sources":{{}}}}"#),
+                "sources",
+            ),
+            (
+                format!(
+                    r#"{{"outline":{},"sources":{{"Url":"x"}}}}"#,
+                    outline_with(r#""name":"a/b""#)
+                ),
+                "outline.name",
+            ),
+            (
+                format!(r#"{{"outline":{OUTLINE},"sources":{{"Url":"x","Url":"y"}}}}"#),
+                "sources.Url",
+            ),
+            (
+                format!(
+                    r#"{{"outline":{},"sources":{{"Url":"x"}}}}"#,
+                    OUTLINE.replace(
+                        r#""dependencies":{"#,
+                        r#""dependencies":{"gren-lang/core":"1.0.0 <= v < 2.0.0","#
+                    )
+                ),
+                "outline.dependencies.gren-lang/core",
+            ),
+            (
+                format!(
+                    r#"{{"outline":{},"sources":{{"Url":"x"}}}}"#,
+                    outline_with(r#""extra":[{"a":1},{"b":1,"b":2}]"#)
+                ),
+                "outline.extra[1].b",
+            ),
+        ];
+        for (text, path) in cases {
+            for result in [
+                read(&gzip(text.as_bytes()), 1 << 20).map(drop),
+                check(&gzip(text.as_bytes()), 1 << 20, allow).map(drop),
+            ] {
+                let err = result.expect_err(path);
+                assert_eq!(
+                    (err.code, err.field()),
+                    ("invalid_bundle", Some(path)),
+                    "{}",
+                    err.message
+                );
+                assert!(
+                    err.message.contains(&format!("The key {path} appears")),
+                    "{}",
+                    err.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_stops_at_the_outline_when_the_caller_may_not_publish() {
+        // The sources are not even valid JSON: they are never read.
+        let text = format!(r#"{{"outline":{OUTLINE},"sources":{{"Url": this is never parsed"#);
+        let err = check(&gzip(text.as_bytes()), 1 << 20, |outline| {
+            assert_eq!(outline.name.to_string(), "gren-lang/url");
+            Err(ApiError::forbidden("not yours"))
+        })
+        .unwrap_err();
+        assert_eq!((err.status, err.message.as_str()), (403, "not yours"));
+    }
+
+    #[test]
+    fn an_invalid_outline_is_refused_before_the_sources_are_read() {
+        let text = format!(
+            r#"{{"outline":{},"sources":{{"Url": this is never parsed"#,
+            OUTLINE.replace("BSD-3-Clause", "WTFPL")
+        );
+        let err = check(&gzip(text.as_bytes()), 1 << 20, allow).unwrap_err();
+        assert_eq!(err.field(), Some("outline.license"), "{}", err.message);
+    }
+
+    #[test]
+    fn modules_are_checked_as_they_stream_past() {
+        let err = check(&valid_with(r#"{"Url":"x","lower":"y"}"#), 1 << 20, allow).unwrap_err();
+        assert_eq!(err.field(), Some("sources.lower"), "{}", err.message);
+        let err = check(&valid_with(r#"{"Other":"x"}"#), 1 << 20, allow).unwrap_err();
+        assert_eq!(err.field(), Some("outline.exposed-modules"), "{}", err.message);
+        let long = format!(r#"{{"Url":"x","{}":"y"}}"#, "A".repeat(300));
+        let err = check(&valid_with(&long), 1 << 20, allow).unwrap_err();
+        assert!(err.message.contains("shorter than 256 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn outlines_and_module_counts_are_bounded() {
+        let huge = OUTLINE.replacen('{', &format!(r#"{{"padding":"{}","#, "x".repeat(400 << 10)), 1);
+        let text = format!(r#"{{"outline":{huge},"sources":{{"Url":"x"}}}}"#);
+        let err = check(&gzip(text.as_bytes()), 64 << 20, allow).unwrap_err();
+        assert_eq!(
+            (err.code, err.field()),
+            ("invalid_outline", Some("outline")),
+            "{}",
+            err.message
+        );
+        let fits = OUTLINE.replacen('{', &format!(r#"{{"padding":"{}","#, "x".repeat(250 << 10)), 1);
+        let text = format!(r#"{{"outline":{fits},"sources":{{"Url":"x"}}}}"#);
+        check(&gzip(text.as_bytes()), 64 << 20, allow).expect("an outline under the limit");
+
+        let modules: Vec<String> = (0..=MAX_MODULES).map(|n| format!(r#""M{n}":"""#)).collect();
+        let text = format!(r#"{{"Url":"x",{}}}"#, modules.join(","));
+        let err = check(&valid_with(&text), 64 << 20, allow).unwrap_err();
+        assert!(err.message.contains("more than 10000 modules"), "{}", err.message);
     }
 }

@@ -5,7 +5,7 @@ use super::Bundle;
 use crate::error::{ApiError, ApiResult};
 use crate::package::{PackageName, Range, Version};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The compiler's accepted licence identifiers (exact, case-sensitive).
 const OSI_LICENSES: &str = include_str!("osi-licenses.txt");
@@ -44,7 +44,17 @@ fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str
 
 /// Validates a bundle's outline and sources together.
 pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
-    let outline = &bundle.outline;
+    let outline = validate_outline(&bundle.outline)?;
+    let mut sources = SourceCheck::new(&outline);
+    for module in bundle.sources.keys() {
+        sources.module(module)?;
+    }
+    sources.finish()?;
+    Ok(outline)
+}
+
+/// Validates an outline on its own, before the sources are read.
+pub fn validate_outline(outline: &Map<String, Value>) -> ApiResult<Outline> {
     if string(outline, "type")? != "package" {
         return Err(invalid(
             "type",
@@ -99,7 +109,6 @@ pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
     let gren_version = range(string(outline, "gren-version")?, "gren-version")?;
     let dependencies = dependencies(outline, &name)?;
     let exposed_modules = exposed_modules(outline)?;
-    check_sources(bundle, &name, &exposed_modules)?;
     let private = match outline.get("private") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -196,14 +205,36 @@ fn exposed_modules(outline: &Map<String, Value>) -> ApiResult<Vec<String>> {
     Ok(modules)
 }
 
-fn check_sources(bundle: &Bundle, name: &PackageName, exposed: &[String]) -> ApiResult<()> {
-    for module in bundle.sources.keys() {
+/// The rules of a bundle's sources, checked one module at a time as they
+/// stream past (so that no module name needs to be kept but the exposed ones).
+pub struct SourceCheck {
+    kernel_allowed: bool,
+    /// The exposed modules in the outline's order, and whether each was seen.
+    exposed: Vec<String>,
+    seen: HashMap<String, bool>,
+}
+
+impl SourceCheck {
+    pub fn new(outline: &Outline) -> SourceCheck {
+        SourceCheck {
+            kernel_allowed: outline.name.author == KERNEL_AUTHOR,
+            exposed: outline.exposed_modules.clone(),
+            seen: outline
+                .exposed_modules
+                .iter()
+                .map(|module| (module.clone(), false))
+                .collect(),
+        }
+    }
+
+    /// Checks one module name (kernel code only from gren-lang).
+    pub fn module(&mut self, module: &str) -> ApiResult<()> {
         let field = || format!("sources.{}", module.chars().take(80).collect::<String>());
         if let Some(kernel) = module.strip_prefix(KERNEL_PREFIX) {
             if !is_module_segment(kernel) {
                 return Err(bad_source(field(), format!("{module:?} is not Gren.Kernel.<Name>.")));
             }
-            if name.author != KERNEL_AUTHOR {
+            if !self.kernel_allowed {
                 return Err(bad_source(
                     field(),
                     format!("only {KERNEL_AUTHOR} packages may contain kernel code."),
@@ -212,14 +243,22 @@ fn check_sources(bundle: &Bundle, name: &PackageName, exposed: &[String]) -> Api
         } else if !is_module_name(module) {
             return Err(bad_source(field(), format!("{module:?} is not a module name.")));
         }
+        if let Some(seen) = self.seen.get_mut(module) {
+            *seen = true;
+        }
+        Ok(())
     }
-    if let Some(missing) = exposed.iter().find(|module| !bundle.sources.contains_key(*module)) {
-        return Err(invalid(
-            "exposed-modules",
-            format!("{missing} is exposed but not in the bundle's sources."),
-        ));
+
+    /// After the last module: every exposed module was among them.
+    pub fn finish(self) -> ApiResult<()> {
+        match self.exposed.iter().find(|module| !self.seen[*module]) {
+            Some(missing) => Err(invalid(
+                "exposed-modules",
+                format!("{missing} is exposed but not in the bundle's sources."),
+            )),
+            None => Ok(()),
+        }
     }
-    Ok(())
 }
 
 fn bad_source(field: String, message: String) -> ApiError {

@@ -8,7 +8,8 @@
 //!   in it), and the same for dependencies of dependencies.
 //!
 //! Every package is checked against the project's compiler version and
-//! platform, and every dependency's range against the version chosen.
+//! platform, and every dependency's range against the version chosen; two
+//! packages the compiler would give one file name are refused.
 
 use super::api::Registry;
 use super::{CliError, CliResult};
@@ -140,12 +141,30 @@ pub fn run(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()
         }
         chosen.insert(name, fetched);
     }
+    check_file_names(&chosen)?;
     let target = dir.join("gren_packages");
     std::fs::create_dir_all(&target).map_err(|err| CliError(format!("Cannot create {}: {err}", target.display())))?;
     for (name, fetched) in &chosen {
         write_atomically(&target.join(name.bundle_file_name(fetched.version)), &fetched.bytes)?;
     }
     println!("Installed {} package(s) in {}", chosen.len(), target.display());
+    Ok(())
+}
+
+/// The compiler finds a package in `gren_packages/` by its file name alone,
+/// in which `x/y-z` and `x-y/z` are the same (and so are names differing in
+/// case, on macOS and Windows): two such packages cannot be installed
+/// together, since one file would silently replace the other.
+fn check_file_names(chosen: &BTreeMap<PackageName, Fetched>) -> CliResult<()> {
+    let mut files: BTreeMap<String, &PackageName> = BTreeMap::new();
+    for (name, fetched) in chosen {
+        let file = name.bundle_file_name(fetched.version);
+        if let Some(other) = files.insert(file.to_ascii_lowercase(), name) {
+            return Err(CliError(format!(
+                "{other} and {name} would both be installed as gren_packages/{file}, and the compiler cannot tell them apart.\nDepend on only one of them."
+            )));
+        }
+    }
     Ok(())
 }
 

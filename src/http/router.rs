@@ -2,10 +2,11 @@
 //! for unknown paths and 405 (with `Allow`) for known paths.
 
 use super::handlers::{health, identity, package, session as session_handlers, user};
-use super::server::Service;
+use super::server::{self, Allowance, Service};
 use super::{Request, Response};
 use crate::app::App;
 use crate::auth::session;
+use crate::budget;
 use crate::error::{ApiError, ApiResult};
 use std::sync::Arc;
 
@@ -164,18 +165,35 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
     }
 }
 
+/// A bundle upload, decided before its body is read, since bodies are large:
+/// only from a signed-in user, within the size limit and the user's publish
+/// limit, and with a share of the budget of upload bytes in flight, held
+/// until the upload is answered. A refusal here uses up no publish.
+fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowance> {
+    let caller = session::authenticate(&app.store, super::bearer_token(headers))?;
+    let length = server::declared_length(headers, app.config.max_bundle_bytes)?;
+    let email = caller.email.as_str();
+    app.publishes_per_user.hit(email)?;
+    let share = app
+        .upload_bodies
+        .reserve(length, budget::WAIT)
+        .inspect_err(|_| app.publishes_per_user.give_back(email))?;
+    Ok(Allowance {
+        max_body: app.config.max_bundle_bytes,
+        permit: Some(Box::new(share)),
+    })
+}
+
 /// The registry as the HTTP server sees it.
 pub struct Registry(pub Arc<App>);
 
 impl Service for Registry {
-    fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<u64> {
+    fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<Allowance> {
         let route = segments(path).and_then(|segments| Route::resolve(&segments));
         if method == "POST" && route == Some(Route::Packages) {
-            // Bundles are large: only read them from signed-in users.
-            session::authenticate(&self.0.store, super::bearer_token(headers))?;
-            Ok(self.0.config.max_bundle_bytes)
+            upload_allowance(&self.0, headers)
         } else {
-            Ok(JSON_BODY_LIMIT)
+            Ok(JSON_BODY_LIMIT.into())
         }
     }
 

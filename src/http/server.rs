@@ -17,6 +17,8 @@
 //!   declared `Content-Length`, before it is read or anything is allocated;
 //!   a refused body up to `max_drain_bytes` is then read and dropped, so that
 //!   a proxy still sending it gets the answer rather than a reset (`502`);
+//!   the application may refuse a request from its head alone, or hand back
+//!   a permit (an upload's share of a memory budget) held until it is answered;
 //! - a panicking handler costs one `500`, not a worker;
 //! - on shutdown, in-flight connections get `shutdown_grace` to finish, then
 //!   are abandoned ([`Server::run`] returns).
@@ -41,10 +43,25 @@ use std::time::{Duration, Instant};
 
 /// What the server asks of the application.
 pub trait Service: Send + Sync + 'static {
-    /// The largest body accepted for a request with this head, or the error
-    /// that refuses it outright; consulted before any of the body is read.
-    fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> Result<u64, ApiError>;
+    /// What a request with this head is allowed, or the error that refuses
+    /// it outright; consulted before any of the body is read.
+    fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> Result<Allowance, ApiError>;
     fn handle(&self, request: Request) -> Response;
+}
+
+/// What the application allows a request before its body is read.
+pub struct Allowance {
+    /// The largest body accepted.
+    pub max_body: u64,
+    /// Held while the body is read and handled, dropped once the response
+    /// is written: an upload's share of a memory budget, say.
+    pub permit: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl From<u64> for Allowance {
+    fn from(max_body: u64) -> Allowance {
+        Allowance { max_body, permit: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -379,12 +396,13 @@ impl<'a> Connection<'a> {
             client: super::client_ip(self.remote, &head.headers, &self.limits.trusted_proxies),
             started,
         };
-        let body = match service.body_limit(&head.method, &path, &head.headers) {
-            Ok(limit) => self.read_body(&head, limit),
+        // The permit (if any) is held until the response is written.
+        let (body, _permit) = match service.body_limit(&head.method, &path, &head.headers) {
+            Ok(allowance) => (self.read_body(&head, allowance.max_body), allowance.permit),
             Err(error) => {
                 // What follows the head is (the start of) the refused body.
                 self.buffer.drain(..head.length);
-                Err(ReadOutcome::Fault(error))
+                (Err(ReadOutcome::Fault(error)), None)
             }
         };
         let body = match body {
@@ -558,20 +576,7 @@ impl<'a> Connection<'a> {
 
     fn read_body(&mut self, head: &Head, limit: u64) -> Result<Vec<u8>, ReadOutcome> {
         self.buffer.drain(..head.length);
-        if header_value(&head.headers, "transfer-encoding").is_some() {
-            return Err(ReadOutcome::Fault(ApiError::new(
-                411,
-                "length_required",
-                "Send the body with a Content-Length; chunked transfer encoding is not accepted.",
-            )));
-        }
-        let length = content_length(&head.headers).map_err(ReadOutcome::Fault)?;
-        if length > limit {
-            return Err(ReadOutcome::Fault(ApiError::too_large(format!(
-                "The body is {length} bytes; the limit for this request is {limit} bytes."
-            ))));
-        }
-        let length = length as usize; // bounded by `limit`, which fits in memory
+        let length = declared_length(&head.headers, limit).map_err(ReadOutcome::Fault)? as usize; // bounded by `limit`, which fits in memory
         if expects_continue(&head.headers) && self.buffer.len() < length {
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
@@ -675,6 +680,25 @@ fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h s
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
+}
+
+/// The body length a request head declares, within `limit`: `411` for a
+/// chunked body, `400` for a malformed length, `413` over the limit.
+pub fn declared_length(headers: &[(String, String)], limit: u64) -> Result<u64, ApiError> {
+    if header_value(headers, "transfer-encoding").is_some() {
+        return Err(ApiError::new(
+            411,
+            "length_required",
+            "Send the body with a Content-Length; chunked transfer encoding is not accepted.",
+        ));
+    }
+    let length = content_length(headers)?;
+    if length > limit {
+        return Err(ApiError::too_large(format!(
+            "The body is {length} bytes; the limit for this request is {limit} bytes."
+        )));
+    }
+    Ok(length)
 }
 
 /// The declared body length: absent means none; several must agree.
@@ -835,8 +859,8 @@ mod tests {
     struct Fragile;
 
     impl Service for Fragile {
-        fn body_limit(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<u64, ApiError> {
-            Ok(1024)
+        fn body_limit(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<Allowance, ApiError> {
+            Ok(1024.into())
         }
 
         fn handle(&self, request: Request) -> Response {

@@ -208,6 +208,16 @@ impl Catalog {
         read_ignoring_poison(&self.packages).values().cloned().collect()
     }
 
+    /// Another package whose bundles the compiler would give the same file
+    /// names (compared without case, as macOS and Windows file systems do).
+    pub fn file_name_twin(&self, name: &PackageName) -> Option<Arc<PackageRecord>> {
+        let (key, stem) = (name.key(), name.file_stem().to_ascii_lowercase());
+        read_ignoring_poison(&self.packages)
+            .values()
+            .find(|record| record.name.key() != key && record.name.file_stem().to_ascii_lowercase() == stem)
+            .cloned()
+    }
+
     /// The packages of one identity.
     pub fn of_identity(&self, identity: &IdentityName) -> Vec<Arc<PackageRecord>> {
         let prefix = format!("{}/", identity.key());

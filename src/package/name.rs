@@ -41,7 +41,13 @@ impl PackageName {
 
     /// The name the compiler gives this version's bundle in `gren_packages/`.
     pub fn bundle_file_name(&self, version: super::Version) -> String {
-        format!("{self}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz"
+        format!("{}__{}.pkg.gz", self.file_stem(), version.to_string().replace('.', "_"))
+    }
+
+    /// The start of the compiler's file names for this package's bundles:
+    /// `-`, `.` and `/` all become `_`, so `x/y-z` and `x-y/z` share it.
+    pub fn file_stem(&self) -> String {
+        self.to_string().replace(['-', '.', '/'], "_")
     }
 }
 
@@ -99,5 +105,7 @@ mod tests {
             name.bundle_file_name(super::super::Version::new(7, 0, 0)),
             "gren_lang_test_runner_node__7_0_0.pkg.gz"
         );
+        let twin = PackageName::parse("gren/lang-test-runner-node").unwrap();
+        assert_eq!(twin.file_stem(), name.file_stem(), "the compiler's names collide");
     }
 }

@@ -1,6 +1,9 @@
 //! Changing packages: publishing a version, revoking versions, changing a
 //! package's privacy. Each runs under the package's lock and commits by
 //! writing `package.json` (through the event log when the package is public).
+//! A publish first takes the lock of its compiler file name, which packages
+//! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
+//! (streaming, see [`crate::bundle`]) before taking any lock.
 
 use super::bundle_cache::BundleCache;
 use super::events::EventKind;
@@ -9,10 +12,11 @@ use super::{
     Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
 };
 use crate::auth::secret::sha256_hex;
+use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
-use crate::store::Store;
+use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
 
 /// The package catalog and the event log, which change together.
@@ -30,6 +34,8 @@ pub struct Upload<'a> {
     pub max_inflated: u64,
     /// Operators importing history skip the successor rule.
     pub successor_rule: bool,
+    /// The server's slots for inflating bundles; `None` for operators.
+    pub inflations: Option<&'a Budget>,
 }
 
 #[derive(Debug)]
@@ -62,27 +68,23 @@ impl Packages {
     }
 
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
-        let bundle = bundle::read(upload.bytes, upload.max_inflated)?;
-        let outline = bundle::outline::validate(&bundle)?;
+        let checked = check_upload(store, &upload)?;
+        let outline = checked.outline;
         let name = outline.name.clone();
         let identity_name = owner(&name)?;
-        let owner = identity::require(store, &identity_name)?;
-        if name.author != owner.name {
-            return Err(ApiError::bad_request(
-                "invalid_outline",
-                format!(
-                    "outline.name: the publishing identity is spelled {}; use {}/{}.",
-                    owner.name, owner.name, name.project
-                ),
-            )
-            .with_field("outline.name"));
-        }
-        identity::require_role(&owner, upload.actor, Role::Publish)?;
         let sha256 = sha256_hex(upload.bytes);
 
         let path = record_path(&name);
+        // Packages sharing a file name share this lock, taken before their
+        // own: two of them cannot both pass the check below at once.
+        let _file_name = store.lock(&file_name_lock(&name));
         let _guard = store.lock(&path);
         let existing = self.catalog.get(&name).map(|record| (*record).clone());
+        if existing.is_none()
+            && let Some(twin) = self.catalog.file_name_twin(&name)
+        {
+            return Err(file_name_collision(&name, &twin));
+        }
         if let Some(record) = &existing {
             if let Some(taken) = record.version(outline.version) {
                 if taken.sha256 == sha256 && taken.revoked.is_none() {
@@ -136,7 +138,7 @@ impl Packages {
             revoked: None,
         };
         store.write_bytes(&bundle_path(&name, version.version), upload.bytes)?;
-        store.write_json(&outline_path(&name, version.version), &bundle.outline)?;
+        store.write_json(&outline_path(&name, version.version), &checked.manifest)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
@@ -296,6 +298,58 @@ fn after_commit(what: &str, result: ApiResult<()>) {
 /// Writes the identity's audit entry for a change already committed.
 fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
     after_commit("audit entry", identity::record_action(store, identity, actor, action));
+}
+
+/// Checks an upload's bundle, refusing it from its outline when the actor
+/// may not publish it.
+fn check_upload(store: &Store, upload: &Upload) -> ApiResult<bundle::Checked> {
+    // Inflating is what costs memory: only so many at once.
+    let _slot = upload
+        .inflations
+        .map(|slots| slots.reserve(1, budget::WAIT))
+        .transpose()?;
+    bundle::check(upload.bytes, upload.max_inflated, |outline| {
+        may_publish(store, &outline.name, upload.actor)
+    })
+}
+
+/// The lock of every package with `name`'s file names (a lock key, not a file).
+fn file_name_lock(name: &PackageName) -> RecordPath {
+    RecordPath::new(["file-names", &name.file_stem().to_ascii_lowercase()])
+        .expect("a validated package name makes a safe file name")
+}
+
+/// `409 package_name_collision`, naming the other package only if it is public.
+fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> ApiError {
+    let other = if twin.private {
+        "another package".to_string()
+    } else {
+        twin.name.to_string()
+    };
+    ApiError::conflict(
+        "package_name_collision",
+        format!(
+            "{name} cannot be published: its bundles would have the same file names as those of {other} (gren_packages/{}__<version>.pkg.gz), which the compiler cannot tell apart. Choose another name.",
+            name.file_stem()
+        ),
+    )
+}
+
+/// Whether `actor` may publish `name`: its identity exists, is spelled as in
+/// the name, and the actor has the publish role there.
+fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> ApiResult<()> {
+    let owner = identity::require(store, &owner(name)?)?;
+    if name.author != owner.name {
+        return Err(ApiError::bad_request(
+            "invalid_outline",
+            format!(
+                "outline.name: the publishing identity is spelled {}; use {}/{}.",
+                owner.name, owner.name, name.project
+            ),
+        )
+        .with_field("outline.name"));
+    }
+    identity::require_role(&owner, actor, Role::Publish)
 }
 
 fn owner(name: &PackageName) -> ApiResult<IdentityName> {

@@ -57,24 +57,48 @@ pub fn rewrite(bytes: &[u8], change: impl FnOnce(&mut Value)) -> Vec<u8> {
     gzip(&serde_json::to_vec(&bundle).unwrap())
 }
 
+/// A valid outline for `author/project` at `version`, compiler 0.6, exposing
+/// the module `Synthetic`.
+fn synthetic_outline(name: &str, version: &str) -> Value {
+    json!({
+        "type": "package",
+        "platform": "common",
+        "name": name,
+        "summary": "A synthetic package for tests",
+        "license": "BSD-3-Clause",
+        "version": version,
+        "exposed-modules": ["Synthetic"],
+        "gren-version": "0.6.0 <= v < 0.7.0",
+        "dependencies": { "gren-lang/core": "7.0.0 <= v < 8.0.0" }
+    })
+}
+
 /// A small valid bundle for `author/project` at `version`, compiler 0.6.
 /// `salt` changes the bytes without changing the meaning.
 pub fn synthetic(name: &str, version: &str, salt: &str) -> Vec<u8> {
     let bundle = json!({
-        "outline": {
-            "type": "package",
-            "platform": "common",
-            "name": name,
-            "summary": "A synthetic package for tests",
-            "license": "BSD-3-Clause",
-            "version": version,
-            "exposed-modules": ["Synthetic"],
-            "gren-version": "0.6.0 <= v < 0.7.0",
-            "dependencies": { "gren-lang/core": "7.0.0 <= v < 8.0.0" }
-        },
+        "outline": synthetic_outline(name, version),
         "sources": { "Synthetic": format!("module Synthetic exposing (salt)\n\nsalt = \"{salt}\"\n") }
     });
     gzip(&serde_json::to_vec(&bundle).unwrap())
+}
+
+/// The worst case for a registry's memory: a valid outline for `name`, then
+/// one module whose text is `text_bytes` bytes of `a` (gzip shrinks it about
+/// a thousandfold), written to the encoder a chunk at a time.
+pub fn inflating(name: &str, text_bytes: usize) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    let outline = synthetic_outline(name, "1.0.0");
+    write!(encoder, r#"{{"outline":{outline},"sources":{{"Synthetic":""#).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut left = text_bytes;
+    while left > 0 {
+        let now = left.min(chunk.len());
+        encoder.write_all(&chunk[..now]).unwrap();
+        left -= now;
+    }
+    encoder.write_all(br#""}}"#).unwrap();
+    encoder.finish().unwrap()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

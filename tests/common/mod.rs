@@ -268,6 +268,11 @@ impl Server {
         proc_status_number(self.pid(), "VmRSS:").expect("cannot read VmRSS from /proc")
     }
 
+    /// The peak resident set size so far (the kernel's high-water mark), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_number(self.pid(), "VmHWM:").expect("cannot read VmHWM from /proc")
+    }
+
     // ---- HTTP -------------------------------------------------------------
 
     /// A fresh TCP connection to the server, with a read timeout.

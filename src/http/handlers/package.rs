@@ -16,9 +16,11 @@ use std::sync::Arc;
 /// Events per page of `GET /events`.
 const EVENT_PAGE: u64 = 1000;
 
+/// `POST /packages`. The caller was authenticated and counted against the
+/// publish limit before the body was read (`Registry::body_limit`).
 pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    app.publishes_per_user.hit(caller.email.as_str())?;
+    let email = caller.email.as_str().to_string();
     let private = match request.query_param("private").as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -35,8 +37,14 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
         private,
         max_inflated: app.config.max_inflated_bytes,
         successor_rule: true,
+        inflations: Some(&app.inflations),
     };
-    let (name, published) = app.packages.publish(&app.store, upload)?;
+    let result = app.packages.publish(&app.store, upload);
+    if result.as_ref().is_err_and(|err| err.code == "server_busy") {
+        // Refused for the registry's load, not for the bundle: no publish happened.
+        app.publishes_per_user.give_back(&email);
+    }
+    let (name, published) = result?;
     let (status, version) = match published {
         Published::Created(version) => (201, version),
         Published::Existing(version) => (200, version),

@@ -1,0 +1,133 @@
+//! Budgets shared by concurrent requests: the bytes of upload bodies in
+//! flight, and the bundles being inflated at once. A request reserves its
+//! share before it spends the memory and gives it back when it is done (the
+//! reservation is dropped); when the budget is spent it waits briefly, then
+//! is refused with `503 server_busy` and `Retry-After`, so a burst of uploads
+//! costs bounded memory instead of growing with the number of connections.
+
+use crate::error::ApiError;
+use crate::store::lock_ignoring_poison;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a request waits for its share before it is refused.
+pub const WAIT: Duration = Duration::from_secs(3);
+/// The `Retry-After` of a refusal, in seconds.
+const RETRY_AFTER_SECS: u64 = 2;
+
+/// A counted budget (bytes, or slots), shared between threads.
+#[derive(Clone)]
+pub struct Budget(Arc<Inner>);
+
+struct Inner {
+    total: u64,
+    /// What is being rationed, for the refusal's message ("uploads", ...).
+    what: &'static str,
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+/// A share of a [`Budget`], given back when dropped.
+pub struct Reservation {
+    budget: Arc<Inner>,
+    amount: u64,
+}
+
+impl Budget {
+    pub fn new(total: u64, what: &'static str) -> Budget {
+        Budget(Arc::new(Inner {
+            total,
+            what,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }))
+    }
+
+    /// Reserves `amount` (at most the whole budget: a request larger than
+    /// the budget waits until it has the budget to itself), waiting up to
+    /// `wait` for others to give theirs back.
+    pub fn reserve(&self, amount: u64, wait: Duration) -> Result<Reservation, ApiError> {
+        let inner = &self.0;
+        let amount = amount.min(inner.total);
+        let deadline = Instant::now() + wait;
+        let mut used = lock_ignoring_poison(&inner.used);
+        while *used + amount > inner.total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(busy(inner.what));
+            }
+            used = inner
+                .freed
+                .wait_timeout(used, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        *used += amount;
+        Ok(Reservation {
+            budget: inner.clone(),
+            amount,
+        })
+    }
+
+    /// What is reserved now.
+    pub fn in_use(&self) -> u64 {
+        *lock_ignoring_poison(&self.0.used)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        *lock_ignoring_poison(&self.budget.used) -= self.amount;
+        self.budget.freed.notify_all();
+    }
+}
+
+/// `503 server_busy`: the request was fine, the registry is busy with others.
+pub fn busy(what: &str) -> ApiError {
+    ApiError::new(
+        503,
+        "server_busy",
+        format!("The registry is handling as many {what} as it can at once; try again in a few seconds."),
+    )
+    .with_header("Retry-After", RETRY_AFTER_SECS.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spent_budget_refuses_after_waiting_and_a_returned_share_lets_the_next_in() {
+        let budget = Budget::new(100, "uploads");
+        let first = budget.reserve(60, Duration::ZERO).unwrap();
+        let started = Instant::now();
+        let refused = budget
+            .reserve(50, Duration::from_millis(100))
+            .err()
+            .expect("over budget");
+        assert!(started.elapsed() >= Duration::from_millis(100), "it waited first");
+        assert_eq!((refused.status, refused.code), (503, "server_busy"));
+        assert!(refused.headers.iter().any(|(name, _)| *name == "Retry-After"));
+        let waiting = {
+            let budget = budget.clone();
+            std::thread::spawn(move || budget.reserve(50, Duration::from_secs(5)).map(|_| ()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        drop(first);
+        waiting
+            .join()
+            .unwrap()
+            .expect("the share given back lets the waiting request in");
+        assert_eq!(budget.in_use(), 0, "every reservation was given back");
+    }
+
+    #[test]
+    fn a_request_larger_than_the_budget_waits_for_the_whole_budget() {
+        let budget = Budget::new(10, "uploads");
+        let whole = budget.reserve(1000, Duration::ZERO).expect("an empty budget takes it");
+        assert_eq!(budget.in_use(), 10);
+        assert!(budget.reserve(1, Duration::ZERO).is_err());
+        drop(whole);
+        budget.reserve(1, Duration::ZERO).unwrap();
+    }
+}
