@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Names that would confuse people or tools if a user owned them: the
-/// registry's own words, mail roles, and Windows device names (which cannot
-/// be file names there).
-pub const DEFAULT_RESERVED: &str = "admin,administrator,api,registry,www,root,gren,help,support,security,abuse,\
+/// language's own identity (`gren-lang`, which ships the core packages and,
+/// by default, kernel code), the registry's own words, mail roles, and
+/// Windows device names (which cannot be file names there).
+pub const DEFAULT_RESERVED: &str = "gren-lang,admin,administrator,api,registry,www,root,gren,help,support,security,abuse,\
     mail,postmaster,webmaster,hostmaster,noreply,no-reply,login,logout,session,user,users,package,packages,\
     publishing-identity,identity,static,assets,con,prn,aux,nul,com1,com2,com3,com4,com5,com6,com7,com8,com9,\
     lpt1,lpt2,lpt3,lpt4,lpt5,lpt6,lpt7,lpt8,lpt9";
+
+/// The identities whose packages may contain kernel JavaScript by default.
+pub const DEFAULT_KERNEL_CODE_AUTHORS: &str = "gren-lang";
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -61,6 +65,18 @@ pub struct Config {
     /// Identity names users may not take (operators still can), comma-separated.
     #[arg(long, env = "GREN_REGISTRY_RESERVED_IDENTITIES", value_delimiter = ',', default_value = DEFAULT_RESERVED)]
     pub reserved_identities: Vec<String>,
+
+    /// Identities whose packages may contain kernel JavaScript
+    /// (`Gren.Kernel.*` sources), comma-separated. Kernel code runs unchecked
+    /// in every program that depends on the package, so this is an operator's
+    /// decision, not a privilege of whoever holds a name.
+    #[arg(
+        long,
+        env = "GREN_REGISTRY_KERNEL_CODE_AUTHORS",
+        value_delimiter = ',',
+        default_value = DEFAULT_KERNEL_CODE_AUTHORS
+    )]
+    pub kernel_code_authors: Vec<String>,
 
     /// Largest bundle upload (compressed), checked before it is read.
     #[arg(long, env = "GREN_REGISTRY_MAX_BUNDLE_BYTES", default_value_t = 10 * 1024 * 1024)]

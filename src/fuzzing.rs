@@ -10,7 +10,8 @@ use crate::package::{Range, Version};
 /// The bundle reader and validator: never panics, whatever the bytes.
 pub fn bundle(data: &[u8]) {
     if let Ok(bundle) = bundle::read(data, 1 << 20) {
-        let _ = outline::validate(&bundle);
+        let authors = [crate::config::DEFAULT_KERNEL_CODE_AUTHORS.to_string()];
+        let _ = outline::validate(&bundle, outline::KernelCode::Authors(&authors));
     }
 }
 

@@ -524,6 +524,20 @@ fn import_private_makes_new_packages_private() {
 }
 
 #[test]
+fn import_follows_the_kernel_code_setting_of_the_server() {
+    let dir = with_identities();
+    let url = real_path("gren_lang_url__5_0_0.pkg.gz");
+    // gren-lang/url has kernel code: refused when the setting leaves gren-lang out.
+    let out = admin(&dir.path, &["import", "--kernel-code-authors", "blaix", s(&url)]).failure();
+    out.assert_stdout_has("only the identities named in GREN_REGISTRY_KERNEL_CODE_AUTHORS");
+    assert!(!dir.join("packages/gren-lang/url/package.json").exists());
+    // The default names gren-lang.
+    admin(&dir.path, &["import", s(&url)])
+        .success()
+        .assert_stdout_has("imported: gren-lang/url 5.0.0");
+}
+
+#[test]
 fn importing_the_same_file_twice_says_already_present() {
     let dir = imported();
     let core = real_path("gren_lang_core__7_0_0.pkg.gz");

@@ -947,6 +947,60 @@ fn an_oversized_upload_is_413_before_its_body_is_sent() {
         .assert_error(401, "unauthorized");
 }
 
+#[test]
+fn gren_lang_is_reserved_for_operators_by_default() {
+    // The registry's own default list, not the test harness's.
+    let server = Server::with_env(&[("GREN_REGISTRY_RESERVED_IDENTITIES", UNSET)]);
+    let token = server.login(ME);
+    for name in ["gren-lang", "Gren-Lang"] {
+        server
+            .post_json("/publishing-identity", &json!({ "name": name }), Some(&token))
+            .assert_error(409, "name_reserved");
+    }
+    server
+        .get("/publishing-identity/gren-lang", None)
+        .assert_error(404, "identity_not_found");
+}
+
+#[test]
+fn kernel_code_is_refused_to_a_gren_lang_the_operator_left_out_of_the_setting() {
+    // The operator gave gren-lang away and took kernel code from it.
+    let server = Server::with_env(&[("GREN_REGISTRY_KERNEL_CODE_AUTHORS", "blaix")]);
+    let token = prepare(&server);
+    let reply = publish(&server, &token, &real("gren-lang/url", "5.0.0"));
+    reply.assert_error(400, "invalid_bundle");
+    assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Url", "{}", reply.text());
+    server
+        .get("/packages/gren-lang/url", None)
+        .assert_error(404, "package_not_found");
+    // Packages without kernel code are still welcome.
+    let plain = modified("gren-lang/url", "5.0.0", |content| {
+        let sources = content["sources"].as_object_mut().unwrap();
+        sources.retain(|module, _| !module.starts_with("Gren.Kernel."));
+    });
+    publish_ok(&server, &token, &plain, 201);
+}
+
+#[test]
+fn identities_named_in_the_setting_may_publish_kernel_code() {
+    let server = Server::with_env(&[("GREN_REGISTRY_KERNEL_CODE_AUTHORS", "gren-lang, Blaix")]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    let kernel = modified("blaix/gren-ws4sql", "3.0.0", |content| {
+        content["sources"]["Gren.Kernel.Db"] = json!("var _Db_x = 1;");
+    });
+    publish_ok(&server, &token, &kernel, 201);
+    // Everyone else still may not.
+    create_identity(&server, &token, "someone");
+    let stranger = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/db" }));
+    let stranger = bundles::rewrite(&stranger, |content| {
+        content["sources"]["Gren.Kernel.Db"] = json!("var _Db_x = 1;");
+    });
+    let reply = publish(&server, &token, &stranger);
+    reply.assert_error(400, "invalid_bundle");
+    assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Db");
+}
+
 // ---------------------------------------------------------------------------
 // 6. Paths
 // ---------------------------------------------------------------------------

@@ -11,8 +11,28 @@ use std::collections::BTreeMap;
 const OSI_LICENSES: &str = include_str!("osi-licenses.txt");
 pub const PLATFORMS: [&str; 3] = ["common", "browser", "node"];
 const KERNEL_PREFIX: &str = "Gren.Kernel.";
-/// Only this author may ship kernel JavaScript.
-const KERNEL_AUTHOR: &str = "gren-lang";
+
+/// Who may ship kernel JavaScript (`Gren.Kernel.*` sources), which runs
+/// unchecked in every program depending on the package.
+#[derive(Debug, Clone, Copy)]
+pub enum KernelCode<'a> {
+    /// The identities an operator named (`GREN_REGISTRY_KERNEL_CODE_AUTHORS`),
+    /// in any case.
+    Authors(&'a [String]),
+    /// Any author: for the client, which cannot know the registry's setting
+    /// (the registry decides when the bundle arrives), and for bundles the
+    /// registry has already accepted.
+    AnyAuthor,
+}
+
+impl KernelCode<'_> {
+    fn allows(self, author: &str) -> bool {
+        match self {
+            KernelCode::Authors(authors) => authors.iter().any(|name| name.trim().eq_ignore_ascii_case(author)),
+            KernelCode::AnyAuthor => true,
+        }
+    }
+}
 
 /// What the registry keeps of a valid outline.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +62,9 @@ fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str
     }
 }
 
-/// Validates a bundle's outline and sources together.
-pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
+/// Validates a bundle's outline and sources together; `kernel` says whose
+/// packages may contain kernel code.
+pub fn validate(bundle: &Bundle, kernel: KernelCode) -> ApiResult<Outline> {
     let outline = &bundle.outline;
     if string(outline, "type")? != "package" {
         return Err(invalid(
@@ -99,7 +120,7 @@ pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
     let gren_version = range(string(outline, "gren-version")?, "gren-version")?;
     let dependencies = dependencies(outline, &name)?;
     let exposed_modules = exposed_modules(outline)?;
-    check_sources(bundle, &name, &exposed_modules)?;
+    check_sources(bundle, &name, &exposed_modules, kernel)?;
     let private = match outline.get("private") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -196,17 +217,21 @@ fn exposed_modules(outline: &Map<String, Value>) -> ApiResult<Vec<String>> {
     Ok(modules)
 }
 
-fn check_sources(bundle: &Bundle, name: &PackageName, exposed: &[String]) -> ApiResult<()> {
+fn check_sources(bundle: &Bundle, name: &PackageName, exposed: &[String], kernel_code: KernelCode) -> ApiResult<()> {
     for module in bundle.sources.keys() {
         let field = || format!("sources.{}", module.chars().take(80).collect::<String>());
         if let Some(kernel) = module.strip_prefix(KERNEL_PREFIX) {
             if !is_module_segment(kernel) {
                 return Err(bad_source(field(), format!("{module:?} is not Gren.Kernel.<Name>.")));
             }
-            if name.author != KERNEL_AUTHOR {
+            if !kernel_code.allows(&name.author) {
                 return Err(bad_source(
                     field(),
-                    format!("only {KERNEL_AUTHOR} packages may contain kernel code."),
+                    format!(
+                        "only the identities named in GREN_REGISTRY_KERNEL_CODE_AUTHORS may publish kernel code, \
+                         and {} is not one of them.",
+                        name.author
+                    ),
                 ));
             }
         } else if !is_module_name(module) {
@@ -250,6 +275,10 @@ mod tests {
         }
     }
 
+    fn gren_lang() -> Vec<String> {
+        vec!["gren-lang".to_string()]
+    }
+
     fn outline() -> Value {
         json!({
             "type": "package", "platform": "common", "name": "gren-lang/url", "summary": "URLs",
@@ -261,7 +290,7 @@ mod tests {
     fn error_with(change: impl FnOnce(&mut Value), sources: &[&str]) -> ApiError {
         let mut value = outline();
         change(&mut value);
-        validate(&bundle(value, sources)).unwrap_err()
+        validate(&bundle(value, sources), KernelCode::Authors(&gren_lang())).unwrap_err()
     }
 
     #[test]
@@ -275,7 +304,7 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_outline() {
-        let valid = validate(&bundle(outline(), &["Url", "Url.Parser"])).unwrap();
+        let valid = validate(&bundle(outline(), &["Url", "Url.Parser"]), KernelCode::AnyAuthor).unwrap();
         assert_eq!(valid.name.to_string(), "gren-lang/url");
         assert_eq!(valid.version, Version::new(6, 0, 0));
         assert!(!valid.private);
@@ -345,9 +374,15 @@ mod tests {
             error_with(|_| {}, &["Url", "lower.Case"]).field(),
             Some("sources.lower.Case")
         );
-        validate(&bundle(outline(), &["Url", "Gren.Kernel.Url"])).expect("gren-lang may ship kernel code");
+        let kernel = bundle(outline(), &["Url", "Gren.Kernel.Url"]);
+        validate(&kernel, KernelCode::Authors(&gren_lang())).expect("gren-lang may ship kernel code");
         let err = error_with(|o| o["name"] = json!("someone/url"), &["Url", "Gren.Kernel.Url"]);
         assert_eq!(err.field(), Some("sources.Gren.Kernel.Url"));
+        let others = ["someone".to_string(), " Gren-Lang".to_string()];
+        validate(&kernel, KernelCode::Authors(&others)).expect("names match in any case, trimmed");
+        let err = validate(&kernel, KernelCode::Authors(&others[..1])).unwrap_err();
+        assert_eq!(err.field(), Some("sources.Gren.Kernel.Url"), "the name alone grants nothing");
+        validate(&kernel, KernelCode::Authors(&[])).expect_err("an empty setting allows nobody");
         assert!(
             is_module_name("Url.Parser.Query") && !is_module_name("Url..Parser") && !is_module_name(&"A".repeat(256))
         );

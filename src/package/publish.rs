@@ -10,6 +10,7 @@ use super::{
 };
 use crate::auth::secret::sha256_hex;
 use crate::bundle;
+use crate::bundle::outline::KernelCode;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
 use crate::store::Store;
@@ -28,6 +29,8 @@ pub struct Upload<'a> {
     /// `?private=true`
     pub private: bool,
     pub max_inflated: u64,
+    /// Identities whose packages may contain kernel code (`GREN_REGISTRY_KERNEL_CODE_AUTHORS`).
+    pub kernel_authors: &'a [String],
     /// Operators importing history skip the successor rule.
     pub successor_rule: bool,
 }
@@ -63,7 +66,7 @@ impl Packages {
 
     pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
         let bundle = bundle::read(upload.bytes, upload.max_inflated)?;
-        let outline = bundle::outline::validate(&bundle)?;
+        let outline = bundle::outline::validate(&bundle, KernelCode::Authors(upload.kernel_authors))?;
         let name = outline.name.clone();
         let identity_name = owner(&name)?;
         let owner = identity::require(store, &identity_name)?;

@@ -34,6 +34,7 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
         actor: &Actor::User(caller.email),
         private,
         max_inflated: app.config.max_inflated_bytes,
+        kernel_authors: &app.config.kernel_code_authors,
         successor_rule: true,
     };
     let (name, published) = app.packages.publish(&app.store, upload)?;
