@@ -14,8 +14,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    // Boxed: the configuration dwarfs the other commands (clippy::large_enum_variant).
     /// Run the registry's HTTP server.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Operator commands on the data directory.
     Admin(gren_registry::admin::AdminArgs),
     #[command(flatten)]
@@ -26,7 +27,7 @@ fn main() {
     let cli = Cli::parse();
     gren_registry::logging::init();
     let result = match cli.command {
-        Command::Serve(config) => gren_registry::serve::run(config).map(|()| true),
+        Command::Serve(config) => gren_registry::serve::run(*config).map(|()| true),
         Command::Admin(args) => gren_registry::admin::run(args),
         Command::Client(command) => gren_registry::client::run(&cli.target, command)
             .map(|()| true)
