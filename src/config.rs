@@ -90,8 +90,8 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", default_value_t = 60)]
     pub publish_limit_per_hour: u32,
 
-    /// The packages site to tell about publishes and revocations
-    /// (`POST <url>/import/init`); unset: nobody is told.
+    /// The packages site to tell about publishes, revocations and privacy
+    /// changes (`POST <url>/import/init`); unset: nobody is told.
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_URL")]
     pub package_site_url: Option<String>,
 

@@ -204,21 +204,107 @@ fn events_as(server: &Server, since: u64, token: Option<&str>) -> Value {
     reply.json()
 }
 
-/// `(seq, type, package, version)` of each event in a `GET /events` answer.
+/// `(seq, type, package, version)` of each event in a `GET /events` answer;
+/// the version is empty for the package's own events (`private`, `public`),
+/// which have none.
 fn event_list(answer: &Value) -> Vec<(u64, String, String, String)> {
     answer["events"]
         .as_array()
         .expect("events is an array")
         .iter()
         .map(|event| {
+            let kind = event["type"].as_str().expect("type").to_string();
+            let version = match kind.as_str() {
+                "publish" | "revoke" => event["version"].as_str().expect("version").to_string(),
+                _ => {
+                    assert!(
+                        event.get("version").is_none(),
+                        "a package event has no version: {event}"
+                    );
+                    String::new()
+                }
+            };
             (
                 event["seq"].as_u64().expect("seq"),
-                event["type"].as_str().expect("type").to_string(),
+                kind,
                 event["package"].as_str().expect("package").to_string(),
-                event["version"].as_str().expect("version").to_string(),
+                version,
             )
         })
         .collect()
+}
+
+/// `(seq, type, package, version)` tuples from string literals.
+fn expected_events(list: &[(u64, &str, &str, &str)]) -> Vec<(u64, String, String, String)> {
+    list.iter()
+        .map(|(seq, kind, package, version)| (*seq, kind.to_string(), package.to_string(), version.to_string()))
+        .collect()
+}
+
+/// What a mirror that replays `events` from the start serves: the live
+/// versions of each public package that has any.
+fn mirror_replay(events: &[(u64, String, String, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut packages: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+    for (_, kind, package, version) in events {
+        let (public, live) = packages.entry(package.clone()).or_insert((true, Vec::new()));
+        match kind.as_str() {
+            "publish" => live.push(version.clone()),
+            "revoke" => live.retain(|live| live != version),
+            "private" => *public = false,
+            "public" => *public = true,
+            other => panic!("unknown event type {other}"),
+        }
+    }
+    packages
+        .into_iter()
+        .filter(|(_, (public, live))| *public && !live.is_empty())
+        .map(|(package, (_, mut live))| {
+            live.sort();
+            (package, live)
+        })
+        .collect()
+}
+
+/// What the registry itself serves to everyone: the unrevoked versions of
+/// each package it lists.
+fn served_to_everyone(server: &Server) -> BTreeMap<String, Vec<String>> {
+    let listing = server.get("/packages", None).json();
+    listing["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let name = entry["name"].as_str().unwrap().to_string();
+            let record = server.get(&format!("/packages/{name}"), None).json();
+            let mut live: Vec<String> = record["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|version| version["revoked"].is_null())
+                .map(|version| version["version"].as_str().unwrap().to_string())
+                .collect();
+            live.sort();
+            (name, live)
+        })
+        .collect()
+}
+
+fn set_private(server: &Server, token: &str, package: &str, private: bool) {
+    let reply = server.patch_json(
+        &format!("/packages/{package}"),
+        &json!({ "private": private }),
+        Some(token),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+fn revoke_version(server: &Server, token: &str, package: &str, version: &str) {
+    let reply = server.post_json(
+        &format!("/packages/{package}/{version}/revoke"),
+        &json!({ "reason": "broken" }),
+        Some(token),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 #[track_caller]
@@ -1485,12 +1571,24 @@ fn private_packages_are_invisible_to_outsiders() {
     assert!(download.header("cache-control").unwrap_or_default().contains("public"));
     let after = event_list(&events(&server, 0));
     assert_gap_free(&after);
-    let announced: Vec<(String, String)> = after[1..].iter().map(|e| (e.2.clone(), e.3.clone())).collect();
+    let announced: Vec<(String, String, String)> = after[1..]
+        .iter()
+        .map(|e| (e.1.clone(), e.2.clone(), e.3.clone()))
+        .collect();
     assert_eq!(
         announced,
         [
-            ("blaix/gren-ws4sql".to_string(), "2.0.0".to_string()),
-            ("blaix/gren-ws4sql".to_string(), "3.0.0".to_string()),
+            ("public".to_string(), "blaix/gren-ws4sql".to_string(), String::new()),
+            (
+                "publish".to_string(),
+                "blaix/gren-ws4sql".to_string(),
+                "2.0.0".to_string()
+            ),
+            (
+                "publish".to_string(),
+                "blaix/gren-ws4sql".to_string(),
+                "3.0.0".to_string()
+            ),
         ]
     );
     // The other private package is still hidden.
@@ -1591,15 +1689,13 @@ fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     let token = prepare(&server);
     publish_real(&server, &token, "gren-lang/core", "6.0.1");
     publish_real(&server, &token, "gren-lang/url", "5.0.0");
-    let private = server.patch_json("/packages/gren-lang/url", &json!({ "private": true }), Some(&token));
-    assert_eq!(private.status, 200, "{}", private.text());
+    set_private(&server, &token, "gren-lang/url", true);
     let before = event_list(&events_as(&server, 0, Some(&token)));
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 3);
     let outsiders = event_list(&events(&server, 0));
     assert_eq!(
-        outsiders,
-        before[..1].to_vec(),
-        "the now-private package's history is its members' only"
+        outsiders, before,
+        "the log is public history, the same for everyone; its `private` event tells mirrors to drop the package"
     );
     server.stop();
 
@@ -1610,9 +1706,151 @@ fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
     let list = event_list(&events_as(&server, 0, Some(&token)));
     assert_gap_free(&list);
-    assert_eq!(list.len(), 3, "{list:?}");
-    assert_eq!(list[2].2, "gren-lang/core");
+    assert_eq!(list.len(), 4, "{list:?}");
+    assert_eq!(list[3].2, "gren-lang/core");
     assert_eq!(list[1].2, "gren-lang/url", "event 2 is not reused: {list:?}");
+}
+
+#[test]
+fn a_revocation_while_private_reaches_mirrors_when_the_package_is_public_again() {
+    let server = Server::start();
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    set_private(&server, &token, "gren-lang/url", true);
+    let going_private = expected_events(&[
+        (1, "publish", "gren-lang/url", "5.0.0"),
+        (2, "publish", "gren-lang/url", "6.0.0"),
+        (3, "private", "gren-lang/url", ""),
+    ]);
+    assert_eq!(event_list(&events(&server, 0)), going_private);
+    assert_eq!(
+        mirror_replay(&going_private),
+        BTreeMap::new(),
+        "mirrors stop serving it"
+    );
+
+    revoke_version(&server, &token, "gren-lang/url", "5.0.0");
+    let quiet = events(&server, 0);
+    assert_eq!(event_list(&quiet), going_private, "nothing is said while it is private");
+    assert_eq!(quiet["head"], 3);
+
+    set_private(&server, &token, "gren-lang/url", false);
+    let all = events(&server, 0);
+    let list = event_list(&all);
+    assert_eq!(
+        list,
+        expected_events(&[
+            (1, "publish", "gren-lang/url", "5.0.0"),
+            (2, "publish", "gren-lang/url", "6.0.0"),
+            (3, "private", "gren-lang/url", ""),
+            (4, "public", "gren-lang/url", ""),
+            (5, "revoke", "gren-lang/url", "5.0.0"),
+        ]),
+        "{all}"
+    );
+    let revoke = &all["events"][4];
+    assert_eq!(
+        revoke["sha256"],
+        sha256_hex(&real("gren-lang/url", "5.0.0")),
+        "{revoke}"
+    );
+    assert_eq!(
+        mirror_replay(&list),
+        BTreeMap::from([("gren-lang/url".to_string(), vec!["6.0.0".to_string()])])
+    );
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
+    // Members see the same log as everyone else.
+    assert_eq!(event_list(&events_as(&server, 0, Some(&token))), list);
+}
+
+#[test]
+fn going_public_announces_exactly_what_mirrors_have_not_seen() {
+    let server = Server::start();
+    let token = prepare(&server);
+    // Private from the start: 2.0.0 stays, 3.0.0 is revoked before anyone saw it.
+    let first = publish_to(
+        &server,
+        "/packages?private=true",
+        Some(&token),
+        &real("blaix/gren-ws4sql", "2.0.0"),
+    );
+    assert_eq!(first.status, 201, "{}", first.text());
+    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    revoke_version(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    // Public, then private again with a new version published meanwhile.
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    set_private(&server, &token, "gren-lang/url", true);
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    assert_eq!(
+        event_list(&events(&server, 0)),
+        expected_events(&[
+            (1, "publish", "gren-lang/url", "5.0.0"),
+            (2, "private", "gren-lang/url", ""),
+        ]),
+        "a private package's publishes and revocations are not public events"
+    );
+
+    set_private(&server, &token, "blaix/gren-ws4sql", false);
+    set_private(&server, &token, "gren-lang/url", false);
+    // Asking for what already is changes nothing.
+    set_private(&server, &token, "gren-lang/url", false);
+    let list = event_list(&events(&server, 0));
+    assert_eq!(
+        list[2..],
+        expected_events(&[
+            (3, "public", "blaix/gren-ws4sql", ""),
+            (4, "publish", "blaix/gren-ws4sql", "2.0.0"),
+            (5, "public", "gren-lang/url", ""),
+            (6, "publish", "gren-lang/url", "6.0.0"),
+        ])[..],
+        "no revocation of a version nobody saw, no second publish of 5.0.0"
+    );
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
+    // Revoking the whole package while public: one event per live version.
+    let all = server.post_json(
+        "/packages/gren-lang/url/revoke",
+        &json!({ "reason": "gone" }),
+        Some(&token),
+    );
+    assert_eq!(all.status, 200, "{}", all.text());
+    let list = event_list(&events(&server, 0));
+    assert_eq!(list.len(), 8, "{list:?}");
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
+}
+
+#[test]
+fn records_written_before_announcements_were_tracked_learn_them_from_the_log() {
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    set_private(&server, &token, "gren-lang/url", true);
+    revoke_version(&server, &token, "gren-lang/url", "5.0.0");
+    server.stop();
+    // As an older registry wrote the record: without `announced`.
+    let path = dir.path().join("packages/gren-lang/url/package.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let told = json!({ "5.0.0": "publish", "6.0.0": "publish" });
+    assert_eq!(record["announced"], told, "{record}");
+    record.as_object_mut().unwrap().remove("announced");
+    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+
+    let server = Server::start_in(dir.path(), &[]);
+    let migrated: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(migrated["announced"], told, "read from the log and written back");
+    let token = server.login(ME);
+    set_private(&server, &token, "gren-lang/url", false);
+    let list = event_list(&events(&server, 0));
+    assert_eq!(
+        list[3..],
+        expected_events(&[
+            (4, "public", "gren-lang/url", ""),
+            (5, "revoke", "gren-lang/url", "5.0.0")
+        ])[..]
+    );
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
 }
 
 // ---------------------------------------------------------------------------
@@ -1707,6 +1945,33 @@ fn publishing_notifies_the_packages_site_with_a_signature() {
     assert!(
         requests.iter().all(|request| !request.package().contains("ws4sql")),
         "{requests:#?}"
+    );
+}
+
+#[test]
+fn the_packages_site_is_told_when_a_package_goes_private_and_public() {
+    let site = SiteStub::start(200);
+    let env = site_env(&site);
+    let server = Server::with_env(&as_env(&env));
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    site.wait_for_more_than(0, Duration::from_secs(5));
+    set_private(&server, &token, "gren-lang/url", true);
+    let requests = site.wait_for_more_than(1, Duration::from_secs(5));
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_signed_import(&requests[1], "gren-lang/url");
+    assert_eq!(
+        requests[1].header("X-Gren-Registry-Event"),
+        Some("2"),
+        "the `private` event"
+    );
+    set_private(&server, &token, "gren-lang/url", false);
+    let requests = site.wait_for_more_than(2, Duration::from_secs(5));
+    assert_signed_import(&requests[2], "gren-lang/url");
+    assert_eq!(
+        requests[2].header("X-Gren-Registry-Event"),
+        Some("3"),
+        "the `public` event"
     );
 }
 

@@ -322,14 +322,11 @@ fn outbox(store: &Store) -> ApiResult<Report> {
         pending.len()
     );
     for event in &pending {
-        text += &format!(
-            "  {} {} {} {} at {}\n",
-            event.seq,
-            event.kind.as_str(),
-            event.package,
-            event.version,
-            event.at
-        );
+        let subject = match event.version {
+            Some(version) => format!("{} {version}", event.package),
+            None => event.package.to_string(),
+        };
+        text += &format!("  {} {} {subject} at {}\n", event.seq, event.kind.as_str(), event.at);
     }
     Ok(Report::ok(
         text,

@@ -381,7 +381,11 @@ mod tests {
         let others = ["someone".to_string(), " Gren-Lang".to_string()];
         validate(&kernel, KernelCode::Authors(&others)).expect("names match in any case, trimmed");
         let err = validate(&kernel, KernelCode::Authors(&others[..1])).unwrap_err();
-        assert_eq!(err.field(), Some("sources.Gren.Kernel.Url"), "the name alone grants nothing");
+        assert_eq!(
+            err.field(),
+            Some("sources.Gren.Kernel.Url"),
+            "the name alone grants nothing"
+        );
         validate(&kernel, KernelCode::Authors(&[])).expect_err("an empty setting allows nobody");
         assert!(
             is_module_name("Url.Parser.Query") && !is_module_name("Url..Parser") && !is_module_name(&"A".repeat(256))

@@ -1,25 +1,39 @@
-//! The public event log: `events/<seq>.json`, one file per publish or
-//! revocation of a public version, numbered 1, 2, 3... without gaps, for
-//! mirrors and the packages site to follow (`GET /events?since=N`).
+//! The public event log: `events/<seq>.json`, numbered 1, 2, 3... without
+//! gaps, for mirrors and the packages site to follow (`GET /events?since=N`).
+//! Kinds: `publish` and `revoke` of a version of a public package, and
+//! `private` and `public` when a package changes privacy. Nothing is logged
+//! about a package while it is private; when it goes public, `public` is
+//! followed by what mirrors missed (see [`PackageRecord::going_public`]), so
+//! replaying the log always ends with what the registry serves. The log is
+//! history: it never changes once written, and is the same for everyone.
 //!
-//! Appends are serialized, and each event file is written just before the
-//! package record that it describes is committed. Only the newest event can
-//! therefore be dangling after a crash, and opening the log removes it, so
-//! the log never shows a change that did not happen and never has a gap.
+//! Appends are serialized, and the event files of a change are written just
+//! before the package record that counts them (`last_event`) is committed.
+//! Only the newest events can therefore be dangling after a crash, and
+//! opening the log removes them, so the log never shows a change that did
+//! not happen and never has a gap.
 
-use super::{Catalog, PackageName, Version};
+use super::{Catalog, PackageName, PackageRecord, Version, record_path};
 use crate::error::ApiResult;
 use crate::store::{RecordPath, Store, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
+    /// A version was published (or, for a package going public, was live
+    /// and never announced).
     Publish,
+    /// A version was revoked.
     Revoke,
+    /// The package went private: mirrors stop serving it.
+    Private,
+    /// The package went public (again).
+    Public,
 }
 
 impl EventKind {
@@ -27,6 +41,8 @@ impl EventKind {
         match self {
             EventKind::Publish => "publish",
             EventKind::Revoke => "revoke",
+            EventKind::Private => "private",
+            EventKind::Public => "public",
         }
     }
 }
@@ -38,10 +54,43 @@ pub struct Event {
     #[serde(rename = "type")]
     pub kind: EventKind,
     pub package: PackageName,
-    pub version: Version,
-    /// SHA-256 of the version's bundle, so mirrors can check what they copy.
-    #[serde(default)]
+    /// The version, for `publish` and `revoke`; absent for the package's own
+    /// events (`private`, `public`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// SHA-256 of the version's bundle, so mirrors can check what they copy;
+    /// absent when there is no version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+}
+
+impl Event {
+    /// `author/project X.Y.Z`, or `author/project (private)` for package events.
+    pub fn subject(&self) -> String {
+        match self.version {
+            Some(version) => format!("{} {version}", self.package),
+            None => format!("{} ({})", self.package, self.kind.as_str()),
+        }
+    }
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub version: Option<Version>,
+    pub sha256: String,
+}
+
+impl NewEvent {
+    /// An event about the package itself (`private`, `public`).
+    pub fn about_package(kind: EventKind) -> NewEvent {
+        NewEvent {
+            kind,
+            version: None,
+            sha256: String::new(),
+        }
+    }
 }
 
 pub struct EventLog {
@@ -95,34 +144,33 @@ impl EventLog {
         })
     }
 
-    /// Appends events for `versions` (with their bundles' SHA-256) of `package`, then runs `commit` with
-    /// the last new sequence number (which the package record must store as
+    /// Appends `events` about `package`, then runs `commit` with the last
+    /// new sequence number (which the package record must store as
     /// `last_event`) before anyone can see them. If `commit` fails, the
     /// events are withdrawn.
     pub fn append<T>(
         &self,
         store: &Store,
-        kind: EventKind,
         package: &PackageName,
-        versions: &[(Version, String)],
+        events: &[NewEvent],
         commit: impl FnOnce(u64) -> ApiResult<T>,
     ) -> ApiResult<T> {
         let _serial = lock_ignoring_poison(&self.append);
         let first = self.head() + 1;
-        if versions.is_empty() {
+        if events.is_empty() {
             return commit(first - 1);
         }
         let at = Timestamp::now();
-        let mut written = Vec::with_capacity(versions.len());
+        let mut written = Vec::with_capacity(events.len());
         let mut result = Ok(());
-        for (offset, (version, sha256)) in versions.iter().enumerate() {
+        for (offset, new) in events.iter().enumerate() {
             let event = Event {
                 seq: first + offset as u64,
                 at,
-                kind,
+                kind: new.kind,
                 package: package.clone(),
-                version: *version,
-                sha256: sha256.clone(),
+                version: new.version,
+                sha256: new.sha256.clone(),
             };
             result = store.write_json(&event_path(event.seq), &event);
             if result.is_err() {
@@ -130,7 +178,7 @@ impl EventLog {
             }
             written.push(event.seq);
         }
-        let last = first + versions.len() as u64 - 1;
+        let last = first + events.len() as u64 - 1;
         let outcome = result.map_err(Into::into).and_then(|()| commit(last));
         match outcome {
             Ok(value) => {
@@ -175,4 +223,49 @@ impl EventLog {
     pub fn wake(&self) {
         self.appended.notify_all();
     }
+}
+
+/// What the log has said about each version, by package key: the kind of
+/// the last `publish` or `revoke` event about it.
+pub type Announcements = HashMap<String, BTreeMap<Version, EventKind>>;
+
+/// Adds `event` (read in order) to `announced`.
+pub fn note_announcement(announced: &mut Announcements, event: &Event) {
+    if let Some(version) = event.version {
+        announced
+            .entry(event.package.key())
+            .or_default()
+            .insert(version, event.kind);
+    }
+}
+
+/// Fills in `announced` for package records written before it was kept,
+/// from the log (one pass over it, only when such a record exists). With
+/// `repair`, those records are rewritten, so that this happens once.
+pub fn learn_announcements(store: &Store, catalog: &Catalog, events: &EventLog, repair: bool) -> ApiResult<()> {
+    let legacy: Vec<PackageRecord> = catalog
+        .all()
+        .iter()
+        .filter(|record| record.announced.is_none())
+        .map(|record| (**record).clone())
+        .collect();
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    let mut announced = Announcements::new();
+    // One event at a time: the whole log need not fit in memory.
+    for seq in 1..=events.head() {
+        if let Some(event) = store.read_json::<Event>(&event_path(seq))? {
+            note_announcement(&mut announced, &event);
+        }
+    }
+    for mut record in legacy {
+        record.announced = Some(announced.remove(&record.name.key()).unwrap_or_default());
+        if repair {
+            store.write_json(&record_path(&record.name), &record)?;
+        }
+        catalog.put(record);
+    }
+    log::info!("read from the event log what mirrors were told about each version of older package records");
+    Ok(())
 }

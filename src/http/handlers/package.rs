@@ -304,10 +304,10 @@ pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
             ApiError::bad_request("invalid_query", "`since` must be an event number (0 for the start).")
         })?,
     };
-    let mut events = app.packages.events.since(&app.store, since, EVENT_PAGE)?;
-    // Events of a package made private since are history only its members see.
-    let visible = visibility(app, request)?;
-    events.retain(|event| find_visible(&app.packages.catalog, &event.package, &visible).is_ok());
+    // The log is public history, the same for everyone: a package made
+    // private since keeps its past events, and its `private` event tells
+    // mirrors to stop serving it.
+    let events = app.packages.events.since(&app.store, since, EVENT_PAGE)?;
     Ok(Response::json(
         200,
         &json!({ "events": events, "head": app.packages.events.head() }),
