@@ -1670,6 +1670,130 @@ fn events_are_numbered_without_gaps() {
     );
 }
 
+/// The sequence numbers in a `GET /events` answer.
+fn seqs(answer: &Value) -> Vec<u64> {
+    event_list(answer).iter().map(|event| event.0).collect()
+}
+
+#[test]
+fn events_come_in_pages_with_a_cursor_to_the_next() {
+    let server = Server::with_env(&[("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000")]);
+    let token = prepare(&server);
+    for patch in 0..=100 {
+        let bytes = bundles::synthetic("blaix/paged", &format!("1.0.{patch}"), "paging");
+        publish_ok(&server, &token, &bytes, 201);
+    }
+    // By default 100 events a page, and where the next page starts.
+    let first = events(&server, 0);
+    assert_eq!(seqs(&first), (1..=100).collect::<Vec<_>>());
+    assert_eq!(first["next"], 100);
+    assert!(
+        first.get("head").is_none(),
+        "a full page never changes, so it does not carry the moving head: {first}"
+    );
+    let tail = events(&server, 100);
+    assert_eq!(seqs(&tail), [101]);
+    assert_eq!((&tail["next"], &tail["head"]), (&json!(101), &json!(101)));
+    let caught_up = events(&server, 101);
+    assert_eq!(seqs(&caught_up), Vec::<u64>::new());
+    assert_eq!((&caught_up["next"], &caught_up["head"]), (&json!(101), &json!(101)));
+
+    let page = server.get("/events?since=10&limit=5", None).json();
+    assert_eq!(seqs(&page), [11, 12, 13, 14, 15]);
+    assert_eq!(page["next"], 15);
+    let most = server.get("/events?limit=1000", None).json();
+    assert_eq!(seqs(&most), (1..=101).collect::<Vec<_>>());
+    assert_eq!(most["head"], 101);
+    for bad in ["0", "1001", "-1", "ten", "", "99999999999999999999"] {
+        let reply = server.get(&format!("/events?limit={bad}"), None);
+        reply.assert_error(400, "invalid_query");
+        assert!(
+            reply.json()["message"].as_str().unwrap().contains("1000"),
+            "{}",
+            reply.text()
+        );
+    }
+
+    // A mirror following `next` sees every event once, in order.
+    let (mut since, mut seen) = (0, Vec::new());
+    loop {
+        let page = server.get(&format!("/events?since={since}&limit=7"), None).json();
+        seen.extend(seqs(&page));
+        if page.get("head").is_some() {
+            break;
+        }
+        since = page["next"].as_u64().unwrap();
+    }
+    assert_eq!(seen, (1..=101).collect::<Vec<_>>());
+}
+
+#[test]
+fn full_event_pages_are_cacheable_and_the_last_page_is_revalidated() {
+    let server = Server::start();
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+
+    let full = server.get("/events?since=0&limit=2", None);
+    assert_eq!(full.status, 200);
+    assert_eq!(
+        full.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let etag = full.header("etag").expect("an ETag").to_string();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+        "a strong ETag: {etag}"
+    );
+    let again = get_with(&server, "/events?since=0&limit=2", None, &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304, "{}", again.text());
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(
+        again.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let other = get_with(
+        &server,
+        "/events?since=0&limit=2",
+        None,
+        &[("If-None-Match", "\"other\"")],
+    );
+    assert_eq!(other.status, 200);
+
+    let last = server.get("/events?since=2&limit=2", None);
+    assert_eq!(seqs(&last.json()), [3]);
+    assert_eq!(last.header("cache-control"), Some("no-cache"));
+    let last_tag = last.header("etag").expect("an ETag").to_string();
+    let unchanged = get_with(
+        &server,
+        "/events?since=2&limit=2",
+        None,
+        &[("If-None-Match", &last_tag)],
+    );
+    assert_eq!(unchanged.status, 304);
+
+    // The log grows: the full page is byte for byte the same, the last page is not.
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    let later = server.get("/events?since=0&limit=2", None);
+    assert!(later.body == full.body, "a full page never changes");
+    assert_eq!(later.header("etag"), Some(etag.as_str()));
+    let grown = get_with(
+        &server,
+        "/events?since=2&limit=2",
+        None,
+        &[("If-None-Match", &last_tag)],
+    );
+    assert_eq!(grown.status, 200);
+    assert_eq!(seqs(&grown.json()), [3, 4]);
+    assert_eq!(
+        grown.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_ne!(grown.header("etag"), Some(last_tag.as_str()));
+}
+
 #[test]
 fn unauthenticated_uploads_are_refused_before_their_body_whatever_the_path_spelling() {
     let server = Server::start();

@@ -201,6 +201,13 @@ impl EventLog {
 
     /// Up to `limit` committed events after `after`, oldest first.
     pub fn since(&self, store: &Store, after: u64, limit: u64) -> ApiResult<Vec<Event>> {
+        Ok(self.page(store, after, limit)?.0)
+    }
+
+    /// Up to `limit` committed events after `after`, oldest first, and the
+    /// head they were read below. Reads only those events' files: the cost of
+    /// a page is its length, not the log's.
+    pub fn page(&self, store: &Store, after: u64, limit: u64) -> ApiResult<(Vec<Event>, u64)> {
         let head = self.head();
         let mut events = Vec::new();
         for seq in after.saturating_add(1)..=head.min(after.saturating_add(limit)) {
@@ -208,7 +215,7 @@ impl EventLog {
                 events.push(event);
             }
         }
-        Ok(events)
+        Ok((events, head))
     }
 
     /// Sleeps until an event after `seq` is committed, or `timeout` passes.
@@ -268,4 +275,63 @@ pub fn learn_announcements(store: &Store, catalog: &Catalog, events: &EventLog, 
     }
     log::info!("read from the event log what mirrors were told about each version of older package records");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(count: u64) -> (tempfile::TempDir, Store, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store, &Catalog::default(), false).unwrap();
+        let package = PackageName::parse("gren-lang/core").unwrap();
+        let events: Vec<NewEvent> = (0..count)
+            .map(|patch| NewEvent {
+                kind: EventKind::Publish,
+                version: Some(Version::new(1, 0, patch as u16)),
+                sha256: "0".repeat(64),
+            })
+            .collect();
+        log.append(&store, &package, &events, |_| Ok(())).unwrap();
+        (dir, store, log)
+    }
+
+    #[test]
+    fn a_page_reads_its_own_events_only() {
+        let (_dir, store, log) = log_of(5);
+        // Events outside the page are not even read.
+        for seq in [1, 2, 5] {
+            std::fs::write(store.full_path(&event_path(seq)), b"not json").unwrap();
+        }
+        let (events, head) = log.page(&store, 2, 2).unwrap();
+        let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
+        assert_eq!((seqs, head), (vec![3, 4], 5));
+        assert!(
+            log.page(&store, 0, 2).is_err(),
+            "a damaged event in the page is an error"
+        );
+        assert_eq!(log.page(&store, 5, 100).unwrap(), (vec![], 5));
+        assert_eq!(log.page(&store, u64::MAX, u64::MAX).unwrap(), (vec![], 5));
+    }
+
+    #[test]
+    fn package_events_have_no_version_in_their_json() {
+        let event = Event {
+            seq: 3,
+            at: Timestamp::now(),
+            kind: EventKind::Private,
+            package: PackageName::parse("gren-lang/url").unwrap(),
+            version: None,
+            sha256: String::new(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["at", "package", "seq", "type"]);
+        assert_eq!(json["type"], "private");
+        let read: Event = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!((read.kind, read.version), (EventKind::Private, None));
+        assert_eq!(serde_json::to_value(&read).unwrap(), json, "it reads back as written");
+    }
 }
