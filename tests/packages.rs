@@ -168,6 +168,12 @@ fn publish_real(server: &Server, token: &str, name: &str, version: &str) -> Valu
 }
 
 /// Any request with an optional bearer token and no body.
+/// Publishes a real bundle as the first version of a private package.
+fn publish_private(server: &Server, token: &str, name: &str, version: &str) {
+    let reply = publish_to(server, "/packages?private=true", Some(token), &real(name, version));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
 fn send_as(server: &Server, method: &str, path: &str, token: Option<&str>) -> Reply {
     let auth = token.map(bearer);
     let headers: Vec<(&str, &str)> = auth.iter().map(|auth| ("Authorization", auth.as_str())).collect();
@@ -1417,13 +1423,7 @@ fn private_packages_are_invisible_to_outsiders() {
     add_member(&server, &admin, "blaix", "reader@example.com", "download");
     let reader = server.login("reader@example.com");
 
-    let first = publish_to(
-        &server,
-        "/packages?private=true",
-        Some(&admin),
-        &real("blaix/gren-ws4sql", "2.0.0"),
-    );
-    assert_eq!(first.status, 201, "{}", first.text());
+    publish_private(&server, &admin, "blaix/gren-ws4sql", "2.0.0");
     // Later versions stay private without asking.
     publish_real(&server, &admin, "blaix/gren-ws4sql", "3.0.0");
     // `"private": true` in the outline works too.
@@ -1893,13 +1893,7 @@ fn going_public_announces_exactly_what_mirrors_have_not_seen() {
     let server = Server::start();
     let token = prepare(&server);
     // Private from the start: 2.0.0 stays, 3.0.0 is revoked before anyone saw it.
-    let first = publish_to(
-        &server,
-        "/packages?private=true",
-        Some(&token),
-        &real("blaix/gren-ws4sql", "2.0.0"),
-    );
-    assert_eq!(first.status, 201, "{}", first.text());
+    publish_private(&server, &token, "blaix/gren-ws4sql", "2.0.0");
     publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
     revoke_version(&server, &token, "blaix/gren-ws4sql", "3.0.0");
     // Public, then private again with a new version published meanwhile.
@@ -2019,13 +2013,7 @@ fn publishing_notifies_the_packages_site_with_a_signature() {
     let token = prepare(&server);
 
     // Private first: it must never be announced.
-    let private = publish_to(
-        &server,
-        "/packages?private=true",
-        Some(&token),
-        &real("blaix/gren-ws4sql", "2.0.0"),
-    );
-    assert_eq!(private.status, 201, "{}", private.text());
+    publish_private(&server, &token, "blaix/gren-ws4sql", "2.0.0");
 
     site.set_delay(Duration::from_secs(2));
     let started = Instant::now();

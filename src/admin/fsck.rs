@@ -1,6 +1,7 @@
 //! `admin fsck [--repair]`: checks that every record parses, every reference
 //! resolves, every live bundle matches its SHA-256, the event log has no gap
-//! and no temporary file is left. `--repair` fixes what is safe to fix:
+//! and matches the package records (versions, hashes, what each record says
+//! mirrors were told, privacy), and no temporary file is left. `--repair` fixes what is safe to fix:
 //! stray temporary files, indexes derivable from records (users' session
 //! and identity lists), debris of interrupted writes (orphan sessions,
 //! bundles of revoked or unrecorded versions, uncommitted events).
