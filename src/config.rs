@@ -16,12 +16,16 @@ pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 60 * 60;
 pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 300;
 
 /// Names that would confuse people or tools if a user owned them: the
-/// registry's own words, mail roles, and Windows device names (which cannot
-/// be file names there).
-pub const DEFAULT_RESERVED: &str = "admin,administrator,api,registry,www,root,gren,help,support,security,abuse,\
+/// language's own identity (`gren-lang`, which ships the core packages and,
+/// by default, kernel code), the registry's own words, mail roles, and
+/// Windows device names (which cannot be file names there).
+pub const DEFAULT_RESERVED: &str = "gren-lang,admin,administrator,api,registry,www,root,gren,help,support,security,abuse,\
     mail,postmaster,webmaster,hostmaster,noreply,no-reply,login,logout,session,user,users,package,packages,\
     publishing-identity,identity,static,assets,con,prn,aux,nul,com1,com2,com3,com4,com5,com6,com7,com8,com9,\
     lpt1,lpt2,lpt3,lpt4,lpt5,lpt6,lpt7,lpt8,lpt9";
+
+/// The identities whose packages may contain kernel JavaScript by default.
+pub const DEFAULT_KERNEL_CODE_AUTHORS: &str = "gren-lang";
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -80,6 +84,18 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_RESERVED_IDENTITIES", value_delimiter = ',', default_value = DEFAULT_RESERVED)]
     pub reserved_identities: Vec<String>,
 
+    /// Identities whose packages may contain kernel JavaScript
+    /// (`Gren.Kernel.*` sources), comma-separated. Kernel code runs unchecked
+    /// in every program that depends on the package, so this is an operator's
+    /// decision, not a privilege of whoever holds a name.
+    #[arg(
+        long,
+        env = "GREN_REGISTRY_KERNEL_CODE_AUTHORS",
+        value_delimiter = ',',
+        default_value = DEFAULT_KERNEL_CODE_AUTHORS
+    )]
+    pub kernel_code_authors: Vec<String>,
+
     /// Largest bundle upload (compressed), checked before it is read.
     #[arg(long, env = "GREN_REGISTRY_MAX_BUNDLE_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
@@ -101,8 +117,8 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", default_value_t = 60)]
     pub publish_limit_per_hour: u32,
 
-    /// The packages site to tell about publishes and revocations
-    /// (`POST <url>/import/init`); unset: nobody is told.
+    /// The packages site to tell about publishes, revocations and privacy
+    /// changes (`POST <url>/import/init`); unset: nobody is told.
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_URL")]
     pub package_site_url: Option<String>,
 

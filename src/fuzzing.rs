@@ -11,8 +11,10 @@ use crate::package::{Range, Version};
 /// the streaming check of a publish accepts exactly what reading the whole
 /// bundle and validating it accepts, with the same outline.
 pub fn bundle(data: &[u8]) {
-    let read = bundle::read(data, 1 << 20).and_then(|bundle| outline::validate(&bundle));
-    let checked = bundle::check(data, 1 << 20, |_| Ok(())).map(|checked| checked.outline);
+    let read =
+        bundle::read(data, 1 << 20).and_then(|bundle| outline::validate(&bundle, outline::KernelCode::AnyAuthor));
+    let checked =
+        bundle::check(data, 1 << 20, outline::KernelCode::AnyAuthor, |_| Ok(())).map(|checked| checked.outline);
     assert_eq!(read.ok(), checked.ok(), "read + validate and check disagree");
 }
 

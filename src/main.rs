@@ -14,6 +14,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    // Boxed: the configuration dwarfs the other commands (clippy::large_enum_variant).
     /// Run the registry's HTTP server.
     // Boxed: the configuration is far larger than the other commands.
     Serve(Box<Config>),

@@ -1,4 +1,6 @@
-//! Telling the packages site about publishes and revocations.
+//! Telling the packages site about publishes, revocations and privacy
+//! changes: every event of the public log, so that the site re-imports the
+//! package and finds it updated, revoked, gone private (404) or back.
 //!
 //! The outbox is the public event log itself plus a cursor,
 //! `outbox/cursor.json`, naming the last event delivered: nothing extra is

@@ -524,6 +524,20 @@ fn import_private_makes_new_packages_private() {
 }
 
 #[test]
+fn import_follows_the_kernel_code_setting_of_the_server() {
+    let dir = with_identities();
+    let url = real_path("gren_lang_url__5_0_0.pkg.gz");
+    // gren-lang/url has kernel code: refused when the setting leaves gren-lang out.
+    let out = admin(&dir.path, &["import", "--kernel-code-authors", "blaix", s(&url)]).failure();
+    out.assert_stdout_has("only the identities named in GREN_REGISTRY_KERNEL_CODE_AUTHORS");
+    assert!(!dir.join("packages/gren-lang/url/package.json").exists());
+    // The default names gren-lang.
+    admin(&dir.path, &["import", s(&url)])
+        .success()
+        .assert_stdout_has("imported: gren-lang/url 5.0.0");
+}
+
+#[test]
 fn importing_the_same_file_twice_says_already_present() {
     let dir = imported();
     let core = real_path("gren_lang_core__7_0_0.pkg.gz");
@@ -1294,6 +1308,62 @@ fn fsck_finds_and_repairs_a_revoked_bundle_left_on_disk() {
     assert!(
         dir.join("packages/gren-lang/url/5.0.0/outline.json").exists(),
         "the outline of a revoked version stays"
+    );
+}
+
+#[test]
+fn fsck_understands_privacy_events_and_checks_the_records_against_them() {
+    let dir = fsck_base();
+    let server = Server::start_in(&dir.path, &[]);
+    let token = server.login(ME);
+    let private = |private: bool| {
+        let reply = server.patch_json("/packages/gren-lang/url", &json!({ "private": private }), Some(&token));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+    private(true);
+    let revoked = server.post_json(
+        "/packages/gren-lang/url/6.0.0/revoke",
+        &json!({ "reason": "while private" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    private(false);
+    server.stop();
+
+    let outbox = admin(&dir.path, &["outbox"]).success();
+    outbox
+        .assert_stdout_has("14 private gren-lang/url at")
+        .assert_stdout_has("15 public gren-lang/url at")
+        .assert_stdout_has("16 revoke gren-lang/url 6.0.0 at");
+    let out = admin(&dir.path, &["fsck"]).success();
+    out.assert_stdout_has("checked 16 events");
+    assert_eq!(out.stdout.lines().last(), Some("clean"), "{}", out.stdout);
+
+    // A record that lost its privacy change.
+    let record_path = dir.join("packages/gren-lang/url/package.json");
+    let mut record = read_json(&record_path);
+    record["private"] = json!(true);
+    write_json(&record_path, &record);
+    admin(&dir.path, &["fsck"]).failure().assert_stdout_has(
+        "problem: gren-lang/url: the record says it is private, but the event log's last privacy event says otherwise",
+    );
+}
+
+fn tell_mirrors_core_7_was_revoked(dir: &Dir) {
+    let path = dir.join("packages/gren-lang/core/package.json");
+    let mut record = read_json(&path);
+    assert_eq!(record["announced"]["7.0.0"], "publish", "{record}");
+    record["announced"]["7.0.0"] = json!("revoke");
+    write_json(&path, &record);
+}
+
+#[test]
+fn fsck_finds_a_record_that_disagrees_with_the_log_about_what_mirrors_were_told() {
+    check_damage(
+        tell_mirrors_core_7_was_revoked,
+        "gren-lang/core: the record says mirrors were told [6.0.1 publish, 7.0.0 revoke], \
+         but the event log says [6.0.1 publish, 7.0.0 publish]",
+        false,
     );
 }
 

@@ -276,7 +276,8 @@ fn concurrent_publishes_and_member_changes_lose_nothing_and_duplicate_nothing() 
                 let reply = server.get(&format!("/events?since={since}"), None);
                 assert_eq!(reply.status, 200, "{}", reply.text());
                 let page = reply.json();
-                let head = page["head"].as_u64().unwrap();
+                // Full pages leave out the head, which is at least their `next`.
+                let head = page["head"].as_u64().or(page["next"].as_u64()).unwrap();
                 for event in page["events"].as_array().unwrap() {
                     since += 1;
                     assert_eq!(

@@ -169,6 +169,12 @@ fn publish_real(server: &Server, token: &str, name: &str, version: &str) -> Valu
 }
 
 /// Any request with an optional bearer token and no body.
+/// Publishes a real bundle as the first version of a private package.
+fn publish_private(server: &Server, token: &str, name: &str, version: &str) {
+    let reply = publish_to(server, "/packages?private=true", Some(token), &real(name, version));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
 fn send_as(server: &Server, method: &str, path: &str, token: Option<&str>) -> Reply {
     let auth = token.map(bearer);
     let headers: Vec<(&str, &str)> = auth.iter().map(|auth| ("Authorization", auth.as_str())).collect();
@@ -205,21 +211,107 @@ fn events_as(server: &Server, since: u64, token: Option<&str>) -> Value {
     reply.json()
 }
 
-/// `(seq, type, package, version)` of each event in a `GET /events` answer.
+/// `(seq, type, package, version)` of each event in a `GET /events` answer;
+/// the version is empty for the package's own events (`private`, `public`),
+/// which have none.
 fn event_list(answer: &Value) -> Vec<(u64, String, String, String)> {
     answer["events"]
         .as_array()
         .expect("events is an array")
         .iter()
         .map(|event| {
+            let kind = event["type"].as_str().expect("type").to_string();
+            let version = match kind.as_str() {
+                "publish" | "revoke" => event["version"].as_str().expect("version").to_string(),
+                _ => {
+                    assert!(
+                        event.get("version").is_none(),
+                        "a package event has no version: {event}"
+                    );
+                    String::new()
+                }
+            };
             (
                 event["seq"].as_u64().expect("seq"),
-                event["type"].as_str().expect("type").to_string(),
+                kind,
                 event["package"].as_str().expect("package").to_string(),
-                event["version"].as_str().expect("version").to_string(),
+                version,
             )
         })
         .collect()
+}
+
+/// `(seq, type, package, version)` tuples from string literals.
+fn expected_events(list: &[(u64, &str, &str, &str)]) -> Vec<(u64, String, String, String)> {
+    list.iter()
+        .map(|(seq, kind, package, version)| (*seq, kind.to_string(), package.to_string(), version.to_string()))
+        .collect()
+}
+
+/// What a mirror that replays `events` from the start serves: the live
+/// versions of each public package that has any.
+fn mirror_replay(events: &[(u64, String, String, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut packages: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+    for (_, kind, package, version) in events {
+        let (public, live) = packages.entry(package.clone()).or_insert((true, Vec::new()));
+        match kind.as_str() {
+            "publish" => live.push(version.clone()),
+            "revoke" => live.retain(|live| live != version),
+            "private" => *public = false,
+            "public" => *public = true,
+            other => panic!("unknown event type {other}"),
+        }
+    }
+    packages
+        .into_iter()
+        .filter(|(_, (public, live))| *public && !live.is_empty())
+        .map(|(package, (_, mut live))| {
+            live.sort();
+            (package, live)
+        })
+        .collect()
+}
+
+/// What the registry itself serves to everyone: the unrevoked versions of
+/// each package it lists.
+fn served_to_everyone(server: &Server) -> BTreeMap<String, Vec<String>> {
+    let listing = server.get("/packages", None).json();
+    listing["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let name = entry["name"].as_str().unwrap().to_string();
+            let record = server.get(&format!("/packages/{name}"), None).json();
+            let mut live: Vec<String> = record["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|version| version["revoked"].is_null())
+                .map(|version| version["version"].as_str().unwrap().to_string())
+                .collect();
+            live.sort();
+            (name, live)
+        })
+        .collect()
+}
+
+fn set_private(server: &Server, token: &str, package: &str, private: bool) {
+    let reply = server.patch_json(
+        &format!("/packages/{package}"),
+        &json!({ "private": private }),
+        Some(token),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+fn revoke_version(server: &Server, token: &str, package: &str, version: &str) {
+    let reply = server.post_json(
+        &format!("/packages/{package}/{version}/revoke"),
+        &json!({ "reason": "broken" }),
+        Some(token),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 #[track_caller]
@@ -956,6 +1048,60 @@ fn an_oversized_upload_is_413_before_its_body_is_sent() {
         .assert_error(401, "unauthorized");
 }
 
+#[test]
+fn gren_lang_is_reserved_for_operators_by_default() {
+    // The registry's own default list, not the test harness's.
+    let server = Server::with_env(&[("GREN_REGISTRY_RESERVED_IDENTITIES", UNSET)]);
+    let token = server.login(ME);
+    for name in ["gren-lang", "Gren-Lang"] {
+        server
+            .post_json("/publishing-identity", &json!({ "name": name }), Some(&token))
+            .assert_error(409, "name_reserved");
+    }
+    server
+        .get("/publishing-identity/gren-lang", None)
+        .assert_error(404, "identity_not_found");
+}
+
+#[test]
+fn kernel_code_is_refused_to_a_gren_lang_the_operator_left_out_of_the_setting() {
+    // The operator gave gren-lang away and took kernel code from it.
+    let server = Server::with_env(&[("GREN_REGISTRY_KERNEL_CODE_AUTHORS", "blaix")]);
+    let token = prepare(&server);
+    let reply = publish(&server, &token, &real("gren-lang/url", "5.0.0"));
+    reply.assert_error(400, "invalid_bundle");
+    assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Url", "{}", reply.text());
+    server
+        .get("/packages/gren-lang/url", None)
+        .assert_error(404, "package_not_found");
+    // Packages without kernel code are still welcome.
+    let plain = modified("gren-lang/url", "5.0.0", |content| {
+        let sources = content["sources"].as_object_mut().unwrap();
+        sources.retain(|module, _| !module.starts_with("Gren.Kernel."));
+    });
+    publish_ok(&server, &token, &plain, 201);
+}
+
+#[test]
+fn identities_named_in_the_setting_may_publish_kernel_code() {
+    let server = Server::with_env(&[("GREN_REGISTRY_KERNEL_CODE_AUTHORS", "gren-lang, Blaix")]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    let kernel = modified("blaix/gren-ws4sql", "3.0.0", |content| {
+        content["sources"]["Gren.Kernel.Db"] = json!("var _Db_x = 1;");
+    });
+    publish_ok(&server, &token, &kernel, 201);
+    // Everyone else still may not.
+    create_identity(&server, &token, "someone");
+    let stranger = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/db" }));
+    let stranger = bundles::rewrite(&stranger, |content| {
+        content["sources"]["Gren.Kernel.Db"] = json!("var _Db_x = 1;");
+    });
+    let reply = publish(&server, &token, &stranger);
+    reply.assert_error(400, "invalid_bundle");
+    assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Db");
+}
+
 // ---------------------------------------------------------------------------
 // 6. Paths
 // ---------------------------------------------------------------------------
@@ -1286,13 +1432,7 @@ fn private_packages_are_invisible_to_outsiders() {
     add_member(&server, &admin, "blaix", "reader@example.com", "download");
     let reader = server.login("reader@example.com");
 
-    let first = publish_to(
-        &server,
-        "/packages?private=true",
-        Some(&admin),
-        &real("blaix/gren-ws4sql", "2.0.0"),
-    );
-    assert_eq!(first.status, 201, "{}", first.text());
+    publish_private(&server, &admin, "blaix/gren-ws4sql", "2.0.0");
     // Later versions stay private without asking.
     publish_real(&server, &admin, "blaix/gren-ws4sql", "3.0.0");
     // `"private": true` in the outline works too.
@@ -1440,12 +1580,24 @@ fn private_packages_are_invisible_to_outsiders() {
     assert!(download.header("cache-control").unwrap_or_default().contains("public"));
     let after = event_list(&events(&server, 0));
     assert_gap_free(&after);
-    let announced: Vec<(String, String)> = after[1..].iter().map(|e| (e.2.clone(), e.3.clone())).collect();
+    let announced: Vec<(String, String, String)> = after[1..]
+        .iter()
+        .map(|e| (e.1.clone(), e.2.clone(), e.3.clone()))
+        .collect();
     assert_eq!(
         announced,
         [
-            ("blaix/gren-ws4sql".to_string(), "2.0.0".to_string()),
-            ("blaix/gren-ws4sql".to_string(), "3.0.0".to_string()),
+            ("public".to_string(), "blaix/gren-ws4sql".to_string(), String::new()),
+            (
+                "publish".to_string(),
+                "blaix/gren-ws4sql".to_string(),
+                "2.0.0".to_string()
+            ),
+            (
+                "publish".to_string(),
+                "blaix/gren-ws4sql".to_string(),
+                "3.0.0".to_string()
+            ),
         ]
     );
     // The other private package is still hidden.
@@ -1527,6 +1679,130 @@ fn events_are_numbered_without_gaps() {
     );
 }
 
+/// The sequence numbers in a `GET /events` answer.
+fn seqs(answer: &Value) -> Vec<u64> {
+    event_list(answer).iter().map(|event| event.0).collect()
+}
+
+#[test]
+fn events_come_in_pages_with_a_cursor_to_the_next() {
+    let server = Server::with_env(&[("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000")]);
+    let token = prepare(&server);
+    for patch in 0..=100 {
+        let bytes = bundles::synthetic("blaix/paged", &format!("1.0.{patch}"), "paging");
+        publish_ok(&server, &token, &bytes, 201);
+    }
+    // By default 100 events a page, and where the next page starts.
+    let first = events(&server, 0);
+    assert_eq!(seqs(&first), (1..=100).collect::<Vec<_>>());
+    assert_eq!(first["next"], 100);
+    assert!(
+        first.get("head").is_none(),
+        "a full page never changes, so it does not carry the moving head: {first}"
+    );
+    let tail = events(&server, 100);
+    assert_eq!(seqs(&tail), [101]);
+    assert_eq!((&tail["next"], &tail["head"]), (&json!(101), &json!(101)));
+    let caught_up = events(&server, 101);
+    assert_eq!(seqs(&caught_up), Vec::<u64>::new());
+    assert_eq!((&caught_up["next"], &caught_up["head"]), (&json!(101), &json!(101)));
+
+    let page = server.get("/events?since=10&limit=5", None).json();
+    assert_eq!(seqs(&page), [11, 12, 13, 14, 15]);
+    assert_eq!(page["next"], 15);
+    let most = server.get("/events?limit=1000", None).json();
+    assert_eq!(seqs(&most), (1..=101).collect::<Vec<_>>());
+    assert_eq!(most["head"], 101);
+    for bad in ["0", "1001", "-1", "ten", "", "99999999999999999999"] {
+        let reply = server.get(&format!("/events?limit={bad}"), None);
+        reply.assert_error(400, "invalid_query");
+        assert!(
+            reply.json()["message"].as_str().unwrap().contains("1000"),
+            "{}",
+            reply.text()
+        );
+    }
+
+    // A mirror following `next` sees every event once, in order.
+    let (mut since, mut seen) = (0, Vec::new());
+    loop {
+        let page = server.get(&format!("/events?since={since}&limit=7"), None).json();
+        seen.extend(seqs(&page));
+        if page.get("head").is_some() {
+            break;
+        }
+        since = page["next"].as_u64().unwrap();
+    }
+    assert_eq!(seen, (1..=101).collect::<Vec<_>>());
+}
+
+#[test]
+fn full_event_pages_are_cacheable_and_the_last_page_is_revalidated() {
+    let server = Server::start();
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+
+    let full = server.get("/events?since=0&limit=2", None);
+    assert_eq!(full.status, 200);
+    assert_eq!(
+        full.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let etag = full.header("etag").expect("an ETag").to_string();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+        "a strong ETag: {etag}"
+    );
+    let again = get_with(&server, "/events?since=0&limit=2", None, &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304, "{}", again.text());
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(
+        again.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let other = get_with(
+        &server,
+        "/events?since=0&limit=2",
+        None,
+        &[("If-None-Match", "\"other\"")],
+    );
+    assert_eq!(other.status, 200);
+
+    let last = server.get("/events?since=2&limit=2", None);
+    assert_eq!(seqs(&last.json()), [3]);
+    assert_eq!(last.header("cache-control"), Some("no-cache"));
+    let last_tag = last.header("etag").expect("an ETag").to_string();
+    let unchanged = get_with(
+        &server,
+        "/events?since=2&limit=2",
+        None,
+        &[("If-None-Match", &last_tag)],
+    );
+    assert_eq!(unchanged.status, 304);
+
+    // The log grows: the full page is byte for byte the same, the last page is not.
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    let later = server.get("/events?since=0&limit=2", None);
+    assert!(later.body == full.body, "a full page never changes");
+    assert_eq!(later.header("etag"), Some(etag.as_str()));
+    let grown = get_with(
+        &server,
+        "/events?since=2&limit=2",
+        None,
+        &[("If-None-Match", &last_tag)],
+    );
+    assert_eq!(grown.status, 200);
+    assert_eq!(seqs(&grown.json()), [3, 4]);
+    assert_eq!(
+        grown.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_ne!(grown.header("etag"), Some(last_tag.as_str()));
+}
+
 #[test]
 fn unauthenticated_uploads_are_refused_before_their_body_whatever_the_path_spelling() {
     let server = Server::start();
@@ -1546,15 +1822,13 @@ fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     let token = prepare(&server);
     publish_real(&server, &token, "gren-lang/core", "6.0.1");
     publish_real(&server, &token, "gren-lang/url", "5.0.0");
-    let private = server.patch_json("/packages/gren-lang/url", &json!({ "private": true }), Some(&token));
-    assert_eq!(private.status, 200, "{}", private.text());
+    set_private(&server, &token, "gren-lang/url", true);
     let before = event_list(&events_as(&server, 0, Some(&token)));
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 3);
     let outsiders = event_list(&events(&server, 0));
     assert_eq!(
-        outsiders,
-        before[..1].to_vec(),
-        "the now-private package's history is its members' only"
+        outsiders, before,
+        "the log is public history, the same for everyone; its `private` event tells mirrors to drop the package"
     );
     server.stop();
 
@@ -1565,9 +1839,145 @@ fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
     let list = event_list(&events_as(&server, 0, Some(&token)));
     assert_gap_free(&list);
-    assert_eq!(list.len(), 3, "{list:?}");
-    assert_eq!(list[2].2, "gren-lang/core");
+    assert_eq!(list.len(), 4, "{list:?}");
+    assert_eq!(list[3].2, "gren-lang/core");
     assert_eq!(list[1].2, "gren-lang/url", "event 2 is not reused: {list:?}");
+}
+
+#[test]
+fn a_revocation_while_private_reaches_mirrors_when_the_package_is_public_again() {
+    let server = Server::start();
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    set_private(&server, &token, "gren-lang/url", true);
+    let going_private = expected_events(&[
+        (1, "publish", "gren-lang/url", "5.0.0"),
+        (2, "publish", "gren-lang/url", "6.0.0"),
+        (3, "private", "gren-lang/url", ""),
+    ]);
+    assert_eq!(event_list(&events(&server, 0)), going_private);
+    assert_eq!(
+        mirror_replay(&going_private),
+        BTreeMap::new(),
+        "mirrors stop serving it"
+    );
+
+    revoke_version(&server, &token, "gren-lang/url", "5.0.0");
+    let quiet = events(&server, 0);
+    assert_eq!(event_list(&quiet), going_private, "nothing is said while it is private");
+    assert_eq!(quiet["head"], 3);
+
+    set_private(&server, &token, "gren-lang/url", false);
+    let all = events(&server, 0);
+    let list = event_list(&all);
+    assert_eq!(
+        list,
+        expected_events(&[
+            (1, "publish", "gren-lang/url", "5.0.0"),
+            (2, "publish", "gren-lang/url", "6.0.0"),
+            (3, "private", "gren-lang/url", ""),
+            (4, "public", "gren-lang/url", ""),
+            (5, "revoke", "gren-lang/url", "5.0.0"),
+        ]),
+        "{all}"
+    );
+    let revoke = &all["events"][4];
+    assert_eq!(
+        revoke["sha256"],
+        sha256_hex(&real("gren-lang/url", "5.0.0")),
+        "{revoke}"
+    );
+    assert_eq!(
+        mirror_replay(&list),
+        BTreeMap::from([("gren-lang/url".to_string(), vec!["6.0.0".to_string()])])
+    );
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
+    // Members see the same log as everyone else.
+    assert_eq!(event_list(&events_as(&server, 0, Some(&token))), list);
+}
+
+#[test]
+fn going_public_announces_exactly_what_mirrors_have_not_seen() {
+    let server = Server::start();
+    let token = prepare(&server);
+    // Private from the start: 2.0.0 stays, 3.0.0 is revoked before anyone saw it.
+    publish_private(&server, &token, "blaix/gren-ws4sql", "2.0.0");
+    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    revoke_version(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    // Public, then private again with a new version published meanwhile.
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    set_private(&server, &token, "gren-lang/url", true);
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    assert_eq!(
+        event_list(&events(&server, 0)),
+        expected_events(&[
+            (1, "publish", "gren-lang/url", "5.0.0"),
+            (2, "private", "gren-lang/url", ""),
+        ]),
+        "a private package's publishes and revocations are not public events"
+    );
+
+    set_private(&server, &token, "blaix/gren-ws4sql", false);
+    set_private(&server, &token, "gren-lang/url", false);
+    // Asking for what already is changes nothing.
+    set_private(&server, &token, "gren-lang/url", false);
+    let list = event_list(&events(&server, 0));
+    assert_eq!(
+        list[2..],
+        expected_events(&[
+            (3, "public", "blaix/gren-ws4sql", ""),
+            (4, "publish", "blaix/gren-ws4sql", "2.0.0"),
+            (5, "public", "gren-lang/url", ""),
+            (6, "publish", "gren-lang/url", "6.0.0"),
+        ])[..],
+        "no revocation of a version nobody saw, no second publish of 5.0.0"
+    );
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
+    // Revoking the whole package while public: one event per live version.
+    let all = server.post_json(
+        "/packages/gren-lang/url/revoke",
+        &json!({ "reason": "gone" }),
+        Some(&token),
+    );
+    assert_eq!(all.status, 200, "{}", all.text());
+    let list = event_list(&events(&server, 0));
+    assert_eq!(list.len(), 8, "{list:?}");
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
+}
+
+#[test]
+fn records_written_before_announcements_were_tracked_learn_them_from_the_log() {
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+    set_private(&server, &token, "gren-lang/url", true);
+    revoke_version(&server, &token, "gren-lang/url", "5.0.0");
+    server.stop();
+    // As an older registry wrote the record: without `announced`.
+    let path = dir.path().join("packages/gren-lang/url/package.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let told = json!({ "5.0.0": "publish", "6.0.0": "publish" });
+    assert_eq!(record["announced"], told, "{record}");
+    record.as_object_mut().unwrap().remove("announced");
+    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+
+    let server = Server::start_in(dir.path(), &[]);
+    let migrated: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(migrated["announced"], told, "read from the log and written back");
+    let token = server.login(ME);
+    set_private(&server, &token, "gren-lang/url", false);
+    let list = event_list(&events(&server, 0));
+    assert_eq!(
+        list[3..],
+        expected_events(&[
+            (4, "public", "gren-lang/url", ""),
+            (5, "revoke", "gren-lang/url", "5.0.0")
+        ])[..]
+    );
+    assert_eq!(mirror_replay(&list), served_to_everyone(&server));
 }
 
 // ---------------------------------------------------------------------------
@@ -1612,13 +2022,7 @@ fn publishing_notifies_the_packages_site_with_a_signature() {
     let token = prepare(&server);
 
     // Private first: it must never be announced.
-    let private = publish_to(
-        &server,
-        "/packages?private=true",
-        Some(&token),
-        &real("blaix/gren-ws4sql", "2.0.0"),
-    );
-    assert_eq!(private.status, 201, "{}", private.text());
+    publish_private(&server, &token, "blaix/gren-ws4sql", "2.0.0");
 
     site.set_delay(Duration::from_secs(2));
     let started = Instant::now();
@@ -1662,6 +2066,33 @@ fn publishing_notifies_the_packages_site_with_a_signature() {
     assert!(
         requests.iter().all(|request| !request.package().contains("ws4sql")),
         "{requests:#?}"
+    );
+}
+
+#[test]
+fn the_packages_site_is_told_when_a_package_goes_private_and_public() {
+    let site = SiteStub::start(200);
+    let env = site_env(&site);
+    let server = Server::with_env(&as_env(&env));
+    let token = prepare(&server);
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    site.wait_for_more_than(0, Duration::from_secs(5));
+    set_private(&server, &token, "gren-lang/url", true);
+    let requests = site.wait_for_more_than(1, Duration::from_secs(5));
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_signed_import(&requests[1], "gren-lang/url");
+    assert_eq!(
+        requests[1].header("X-Gren-Registry-Event"),
+        Some("2"),
+        "the `private` event"
+    );
+    set_private(&server, &token, "gren-lang/url", false);
+    let requests = site.wait_for_more_than(2, Duration::from_secs(5));
+    assert_signed_import(&requests[2], "gren-lang/url");
+    assert_eq!(
+        requests[2].header("X-Gren-Registry-Event"),
+        Some("3"),
+        "the `public` event"
     );
 }
 

@@ -1,6 +1,7 @@
 //! `admin fsck [--repair]`: checks that every record parses, every reference
 //! resolves, every live bundle matches its SHA-256, the event log has no gap
-//! and no temporary file is left. `--repair` fixes what is safe to fix:
+//! and matches the package records (versions, hashes, what each record says
+//! mirrors were told, privacy), and no temporary file is left. `--repair` fixes what is safe to fix:
 //! stray temporary files, indexes derivable from records (users' session
 //! and identity lists), debris of interrupted writes (orphan sessions,
 //! bundles of revoked or unrecorded versions, uncommitted events).
@@ -10,7 +11,7 @@ use crate::auth::secret::sha256_hex;
 use crate::auth::session::Session;
 use crate::auth::user::User;
 use crate::identity::{Identity, Role};
-use crate::package::events::{Event, event_path};
+use crate::package::events::{Announcements, Event, EventKind, event_path, note_announcement};
 use crate::package::{self, PackageRecord};
 use crate::store::{RecordPath, Store, TEMP_PREFIX};
 use serde::de::DeserializeOwned;
@@ -396,6 +397,36 @@ impl Fsck<'_> {
     }
 
     fn events(&mut self, catalog: &BTreeMap<String, PackageRecord>) {
+        let head = self.event_head(catalog);
+        let mut announced = Announcements::new();
+        let mut private_in_log = BTreeMap::new();
+        for seq in 1..=head {
+            self.count("events");
+            let Some(event) = self.parse::<Event>(&self.store.full_path(&event_path(seq))) else {
+                continue;
+            };
+            self.event(seq, &event, catalog);
+            note_announcement(&mut announced, &event);
+            if matches!(event.kind, EventKind::Private | EventKind::Public) {
+                private_in_log.insert(event.package.key(), event.kind == EventKind::Private);
+            }
+        }
+        self.announcements(catalog, &announced, &private_in_log);
+        let delivered = crate::notify::read_cursor(self.store)
+            .map(|cursor| cursor.delivered)
+            .unwrap_or(0);
+        if delivered > head {
+            self.found(
+                format!("the outbox cursor ({delivered}) is past the last event ({head})"),
+                None,
+            );
+        }
+    }
+
+    /// The last committed event: checks the log has no gap, and finds (and
+    /// with `--repair` removes) trailing events whose record never counted
+    /// them, which a crash between the two leaves.
+    fn event_head(&mut self, catalog: &BTreeMap<String, PackageRecord>) -> u64 {
         let files = self.json_files("events");
         let mut head = 0;
         while self.store.full_path(&event_path(head + 1)).exists() {
@@ -407,19 +438,13 @@ impl Fsck<'_> {
                 None,
             );
         }
-        let committed = |event: &Event| {
-            catalog
-                .get(&event.package.key())
-                .is_some_and(|record| record.last_event >= event.seq && record.version(event.version).is_some())
-        };
-        // Trailing events whose record never counted them: a crash between the two.
         while head > 0 {
             let path = self.store.full_path(&event_path(head));
             match self.store.read_json::<Event>(&event_path(head)) {
-                Ok(Some(event)) if !committed(&event) => {
+                Ok(Some(event)) if !committed(catalog, &event) => {
                     let fix = || fs::remove_file(&path);
                     self.found(
-                        format!("event {head} ({} {}) was never committed", event.package, event.version),
+                        format!("event {head} ({}) was never committed", event.subject()),
                         Some(&fix),
                     );
                     head -= 1;
@@ -427,43 +452,84 @@ impl Fsck<'_> {
                 _ => break,
             }
         }
-        for seq in 1..=head {
-            self.count("events");
-            let Some(event) = self.parse::<Event>(&self.store.full_path(&event_path(seq))) else {
-                continue;
-            };
-            if event.seq != seq {
-                self.found(format!("event {seq} says it is {}", event.seq), None);
-            } else if !committed(&event) {
+        head
+    }
+
+    /// One committed event against the records.
+    fn event(&mut self, seq: u64, event: &Event, catalog: &BTreeMap<String, PackageRecord>) {
+        if event.seq != seq {
+            self.found(format!("event {seq} says it is {}", event.seq), None);
+        } else if !committed(catalog, event) {
+            self.found(
+                format!("event {seq} names {}, which its record does not have", event.subject()),
+                None,
+            );
+        } else if let Some(recorded) = catalog
+            .get(&event.package.key())
+            .zip(event.version)
+            .and_then(|(record, version)| record.version(version))
+            && recorded.sha256 != event.sha256
+        {
+            self.found(
+                format!(
+                    "event {seq}: {} was announced with SHA-256 {}, but its record says {}",
+                    event.subject(),
+                    event.sha256,
+                    recorded.sha256
+                ),
+                None,
+            );
+        }
+    }
+
+    /// Each record says what mirrors were told (`announced`, privacy) as the
+    /// log does: going public again relies on it.
+    fn announcements(
+        &mut self,
+        catalog: &BTreeMap<String, PackageRecord>,
+        log: &Announcements,
+        private_in_log: &BTreeMap<String, bool>,
+    ) {
+        let none = BTreeMap::new();
+        for (key, record) in catalog {
+            let in_log = log.get(key).unwrap_or(&none);
+            if let Some(announced) = &record.announced
+                && announced != in_log
+            {
+                let show = |map: &BTreeMap<package::Version, EventKind>| {
+                    let list: Vec<String> = map.iter().map(|(v, kind)| format!("{v} {}", kind.as_str())).collect();
+                    format!("[{}]", list.join(", "))
+                };
                 self.found(
                     format!(
-                        "event {seq} names {} {}, which its record does not have",
-                        event.package, event.version
+                        "{}: the record says mirrors were told {}, but the event log says {}",
+                        record.name,
+                        show(announced),
+                        show(in_log)
                     ),
                     None,
                 );
-            } else if let Some(recorded) = catalog
-                .get(&event.package.key())
-                .and_then(|record| record.version(event.version))
-                && recorded.sha256 != event.sha256
+            }
+            if private_in_log
+                .get(key)
+                .is_some_and(|private| *private != record.private)
             {
                 self.found(
                     format!(
-                        "event {seq}: {} {} was announced with SHA-256 {}, but its record says {}",
-                        event.package, event.version, event.sha256, recorded.sha256
+                        "{}: the record says it is {}, but the event log's last privacy event says otherwise",
+                        record.name,
+                        if record.private { "private" } else { "public" }
                     ),
                     None,
                 );
             }
         }
-        let delivered = crate::notify::read_cursor(self.store)
-            .map(|cursor| cursor.delivered)
-            .unwrap_or(0);
-        if delivered > head {
-            self.found(
-                format!("the outbox cursor ({delivered}) is past the last event ({head})"),
-                None,
-            );
-        }
     }
+}
+
+/// Whether the record of the event's package counts it (and has its version).
+fn committed(catalog: &BTreeMap<String, PackageRecord>, event: &Event) -> bool {
+    catalog.get(&event.package.key()).is_some_and(|record| {
+        record.last_event >= event.seq && event.version.is_none_or(|version| record.version(version).is_some())
+    })
 }

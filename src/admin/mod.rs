@@ -11,6 +11,7 @@ mod snapshot;
 
 use crate::auth::email::Email;
 use crate::auth::{session, user};
+use crate::config::DEFAULT_KERNEL_CODE_AUTHORS;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Actor, IdentityName};
 use crate::notify;
@@ -52,6 +53,14 @@ pub enum AdminCommand {
         /// Make newly created packages private.
         #[arg(long)]
         private: bool,
+        /// Identities whose packages may contain kernel code, as for `serve`.
+        #[arg(
+            long,
+            env = "GREN_REGISTRY_KERNEL_CODE_AUTHORS",
+            value_delimiter = ',',
+            default_value = DEFAULT_KERNEL_CODE_AUTHORS
+        )]
+        kernel_code_authors: Vec<String>,
     },
     /// Publishing identities.
     #[command(subcommand)]
@@ -153,7 +162,11 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
             Ok(fsck::run(&store, false))
         }
         AdminCommand::Snapshot { destination } => snapshot::run(&args.data_dir, destination),
-        AdminCommand::Import { bundles, private } => import(&open_for_changes(args)?, bundles, *private),
+        AdminCommand::Import {
+            bundles,
+            private,
+            kernel_code_authors,
+        } => import(&open_for_changes(args)?, bundles, *private, kernel_code_authors),
         AdminCommand::Identity(IdentityCommand::Create { name, admin }) => {
             let store = open_for_changes(args)?;
             let name = IdentityName::parse(name)?;
@@ -202,7 +215,7 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
     }
 }
 
-fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report> {
+fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[String]) -> ApiResult<Report> {
     let packages = Packages::open(store)?;
     let mut lines = Vec::new();
     let mut results = Vec::new();
@@ -216,6 +229,7 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report
                     actor: &Actor::Operator,
                     private,
                     max_inflated: IMPORT_MAX_INFLATED,
+                    kernel_authors,
                     successor_rule: false,
                     inflations: None,
                 };
@@ -309,14 +323,11 @@ fn outbox(store: &Store) -> ApiResult<Report> {
         pending.len()
     );
     for event in &pending {
-        text += &format!(
-            "  {} {} {} {} at {}\n",
-            event.seq,
-            event.kind.as_str(),
-            event.package,
-            event.version,
-            event.at
-        );
+        let subject = match event.version {
+            Some(version) => format!("{} {version}", event.package),
+            None => event.package.to_string(),
+        };
+        text += &format!("  {} {} {subject} at {}\n", event.seq, event.kind.as_str(), event.at);
     }
     Ok(Report::ok(
         text,

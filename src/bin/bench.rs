@@ -359,6 +359,7 @@ fn generate(store: &Store, packages: usize) {
             created: now,
             versions: Vec::new(),
             last_event: 0,
+            announced: Some(Default::default()),
         };
         for step in 0..VERSIONS_PER_PACKAGE {
             let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
@@ -378,7 +379,7 @@ fn generate(store: &Store, packages: usize) {
                 at: now,
                 kind: EventKind::Publish,
                 package: name.clone(),
-                version,
+                version: Some(version),
                 sha256: sha256.clone(),
             };
             write_json(store, &event_path(seq), &event);
@@ -394,6 +395,13 @@ fn generate(store: &Store, packages: usize) {
             });
         }
         record.last_event = seq;
+        record.announced = Some(
+            record
+                .versions
+                .iter()
+                .map(|v| (v.version, EventKind::Publish))
+                .collect(),
+        );
         write_json(store, &record_path(&name), &record);
     }
 }

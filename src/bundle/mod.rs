@@ -72,10 +72,12 @@ pub fn read(compressed: &[u8], max_inflated: u64) -> ApiResult<Bundle> {
 pub fn check(
     compressed: &[u8],
     max_inflated: u64,
+    kernel: outline::KernelCode,
     authorize: impl FnOnce(&Outline) -> ApiResult<()>,
 ) -> ApiResult<Checked> {
     let mut checker = Checker {
         authorize: Some(authorize),
+        kernel,
         read: None,
     };
     parse(compressed, max_inflated, &mut checker)?;
@@ -126,19 +128,20 @@ impl Sink for Collect {
     }
 }
 
-struct Checker<F> {
+struct Checker<'k, F> {
     authorize: Option<F>,
+    kernel: outline::KernelCode<'k>,
     read: Option<(Map<String, Value>, Outline, outline::SourceCheck)>,
 }
 
-impl<F: FnOnce(&Outline) -> ApiResult<()>> Sink for Checker<F> {
+impl<F: FnOnce(&Outline) -> ApiResult<()>> Sink for Checker<'_, F> {
     const KEEPS_TEXT: bool = false;
 
     fn outline(&mut self, manifest: Map<String, Value>) -> ApiResult<()> {
         let outline = outline::validate_outline(&manifest)?;
         let authorize = self.authorize.take().expect("a bundle has one outline");
         authorize(&outline)?;
-        let sources = outline::SourceCheck::new(&outline);
+        let sources = outline::SourceCheck::new(&outline, self.kernel);
         self.read = Some((manifest, outline, sources));
         Ok(())
     }
@@ -603,6 +606,7 @@ mod tests {
     use super::*;
     use flate2::Compression;
     use flate2::write::GzEncoder;
+    use outline::KernelCode;
     use std::io::Write;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
@@ -635,7 +639,13 @@ mod tests {
 
     #[test]
     fn checks_a_valid_bundle_without_keeping_its_sources() {
-        let checked = check(&valid_with(r#"{"Url":"module Url","Url.Parser":"x"}"#), 1 << 20, allow).unwrap();
+        let checked = check(
+            &valid_with(r#"{"Url":"module Url","Url.Parser":"x"}"#),
+            1 << 20,
+            KernelCode::AnyAuthor,
+            allow,
+        )
+        .unwrap();
         assert_eq!(checked.outline.name.to_string(), "gren-lang/url");
         assert_eq!(checked.manifest["license"], "BSD-3-Clause");
     }
@@ -691,17 +701,18 @@ mod tests {
             r#"{{"outline":{OUTLINE},"sources":{{"Url":"{}"}}}}"#,
             "a".repeat(2 << 20)
         );
-        let err = check(&gzip(text.as_bytes()), 1 << 20, allow).unwrap_err();
+        let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert_eq!((err.status, err.code), (413, "bundle_too_large"));
-        check(&gzip(text.as_bytes()), 3 << 20, allow).expect("the same bundle under a higher cap");
+        check(&gzip(text.as_bytes()), 3 << 20, KernelCode::AnyAuthor, allow)
+            .expect("the same bundle under a higher cap");
     }
 
     #[test]
     fn the_inflated_cap_is_exact() {
         let text = format!(r#"{{"outline":{OUTLINE},"sources":{{"Url":"x"}}}}"#);
         let size = text.len() as u64;
-        check(&gzip(text.as_bytes()), size, allow).expect("exactly the cap");
-        let err = check(&gzip(text.as_bytes()), size - 1, allow).unwrap_err();
+        check(&gzip(text.as_bytes()), size, KernelCode::AnyAuthor, allow).expect("exactly the cap");
+        let err = check(&gzip(text.as_bytes()), size - 1, KernelCode::AnyAuthor, allow).unwrap_err();
         assert_eq!(err.code, "bundle_too_large");
     }
 
@@ -749,7 +760,7 @@ mod tests {
         for (text, path) in cases {
             for result in [
                 read(&gzip(text.as_bytes()), 1 << 20).map(drop),
-                check(&gzip(text.as_bytes()), 1 << 20, allow).map(drop),
+                check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).map(drop),
             ] {
                 let err = result.expect_err(path);
                 assert_eq!(
@@ -771,7 +782,7 @@ mod tests {
     fn the_check_stops_at_the_outline_when_the_caller_may_not_publish() {
         // The sources are not even valid JSON: they are never read.
         let text = format!(r#"{{"outline":{OUTLINE},"sources":{{"Url": this is never parsed"#);
-        let err = check(&gzip(text.as_bytes()), 1 << 20, |outline| {
+        let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, |outline| {
             assert_eq!(outline.name.to_string(), "gren-lang/url");
             Err(ApiError::forbidden("not yours"))
         })
@@ -785,18 +796,24 @@ mod tests {
             r#"{{"outline":{},"sources":{{"Url": this is never parsed"#,
             OUTLINE.replace("BSD-3-Clause", "WTFPL")
         );
-        let err = check(&gzip(text.as_bytes()), 1 << 20, allow).unwrap_err();
+        let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert_eq!(err.field(), Some("outline.license"), "{}", err.message);
     }
 
     #[test]
     fn modules_are_checked_as_they_stream_past() {
-        let err = check(&valid_with(r#"{"Url":"x","lower":"y"}"#), 1 << 20, allow).unwrap_err();
+        let err = check(
+            &valid_with(r#"{"Url":"x","lower":"y"}"#),
+            1 << 20,
+            KernelCode::AnyAuthor,
+            allow,
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("sources.lower"), "{}", err.message);
-        let err = check(&valid_with(r#"{"Other":"x"}"#), 1 << 20, allow).unwrap_err();
+        let err = check(&valid_with(r#"{"Other":"x"}"#), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert_eq!(err.field(), Some("outline.exposed-modules"), "{}", err.message);
         let long = format!(r#"{{"Url":"x","{}":"y"}}"#, "A".repeat(300));
-        let err = check(&valid_with(&long), 1 << 20, allow).unwrap_err();
+        let err = check(&valid_with(&long), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert!(err.message.contains("shorter than 256 bytes"), "{}", err.message);
     }
 
@@ -804,7 +821,7 @@ mod tests {
     fn outlines_and_module_counts_are_bounded() {
         let huge = OUTLINE.replacen('{', &format!(r#"{{"padding":"{}","#, "x".repeat(400 << 10)), 1);
         let text = format!(r#"{{"outline":{huge},"sources":{{"Url":"x"}}}}"#);
-        let err = check(&gzip(text.as_bytes()), 64 << 20, allow).unwrap_err();
+        let err = check(&gzip(text.as_bytes()), 64 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert_eq!(
             (err.code, err.field()),
             ("invalid_outline", Some("outline")),
@@ -813,11 +830,11 @@ mod tests {
         );
         let fits = OUTLINE.replacen('{', &format!(r#"{{"padding":"{}","#, "x".repeat(250 << 10)), 1);
         let text = format!(r#"{{"outline":{fits},"sources":{{"Url":"x"}}}}"#);
-        check(&gzip(text.as_bytes()), 64 << 20, allow).expect("an outline under the limit");
+        check(&gzip(text.as_bytes()), 64 << 20, KernelCode::AnyAuthor, allow).expect("an outline under the limit");
 
         let modules: Vec<String> = (0..=MAX_MODULES).map(|n| format!(r#""M{n}":"""#)).collect();
         let text = format!(r#"{{"Url":"x",{}}}"#, modules.join(","));
-        let err = check(&valid_with(&text), 64 << 20, allow).unwrap_err();
+        let err = check(&valid_with(&text), 64 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert!(err.message.contains("more than 10000 modules"), "{}", err.message);
     }
 }

@@ -11,8 +11,28 @@ use std::collections::{BTreeMap, HashMap};
 const OSI_LICENSES: &str = include_str!("osi-licenses.txt");
 pub const PLATFORMS: [&str; 3] = ["common", "browser", "node"];
 const KERNEL_PREFIX: &str = "Gren.Kernel.";
-/// Only this author may ship kernel JavaScript.
-const KERNEL_AUTHOR: &str = "gren-lang";
+
+/// Who may ship kernel JavaScript (`Gren.Kernel.*` sources), which runs
+/// unchecked in every program depending on the package.
+#[derive(Debug, Clone, Copy)]
+pub enum KernelCode<'a> {
+    /// The identities an operator named (`GREN_REGISTRY_KERNEL_CODE_AUTHORS`),
+    /// in any case.
+    Authors(&'a [String]),
+    /// Any author: for the client, which cannot know the registry's setting
+    /// (the registry decides when the bundle arrives), and for bundles the
+    /// registry has already accepted.
+    AnyAuthor,
+}
+
+impl KernelCode<'_> {
+    fn allows(self, author: &str) -> bool {
+        match self {
+            KernelCode::Authors(authors) => authors.iter().any(|name| name.trim().eq_ignore_ascii_case(author)),
+            KernelCode::AnyAuthor => true,
+        }
+    }
+}
 
 /// What the registry keeps of a valid outline.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,10 +62,11 @@ fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str
     }
 }
 
-/// Validates a bundle's outline and sources together.
-pub fn validate(bundle: &Bundle) -> ApiResult<Outline> {
+/// Validates a bundle's outline and sources together; `kernel` says whose
+/// packages may contain kernel code.
+pub fn validate(bundle: &Bundle, kernel: KernelCode) -> ApiResult<Outline> {
     let outline = validate_outline(&bundle.outline)?;
-    let mut sources = SourceCheck::new(&outline);
+    let mut sources = SourceCheck::new(&outline, kernel);
     for module in bundle.sources.keys() {
         sources.module(module)?;
     }
@@ -208,6 +229,7 @@ fn exposed_modules(outline: &Map<String, Value>) -> ApiResult<Vec<String>> {
 /// The rules of a bundle's sources, checked one module at a time as they
 /// stream past (so that no module name needs to be kept but the exposed ones).
 pub struct SourceCheck {
+    author: String,
     kernel_allowed: bool,
     /// The exposed modules in the outline's order, and whether each was seen.
     exposed: Vec<String>,
@@ -215,9 +237,10 @@ pub struct SourceCheck {
 }
 
 impl SourceCheck {
-    pub fn new(outline: &Outline) -> SourceCheck {
+    pub fn new(outline: &Outline, kernel: KernelCode) -> SourceCheck {
         SourceCheck {
-            kernel_allowed: outline.name.author == KERNEL_AUTHOR,
+            author: outline.name.author.clone(),
+            kernel_allowed: kernel.allows(&outline.name.author),
             exposed: outline.exposed_modules.clone(),
             seen: outline
                 .exposed_modules
@@ -227,7 +250,7 @@ impl SourceCheck {
         }
     }
 
-    /// Checks one module name (kernel code only from gren-lang).
+    /// Checks one module name (kernel code only from the authors the setting names).
     pub fn module(&mut self, module: &str) -> ApiResult<()> {
         let field = || format!("sources.{}", module.chars().take(80).collect::<String>());
         if let Some(kernel) = module.strip_prefix(KERNEL_PREFIX) {
@@ -237,7 +260,11 @@ impl SourceCheck {
             if !self.kernel_allowed {
                 return Err(bad_source(
                     field(),
-                    format!("only {KERNEL_AUTHOR} packages may contain kernel code."),
+                    format!(
+                        "only the identities named in GREN_REGISTRY_KERNEL_CODE_AUTHORS may publish kernel code, \
+                         and {} is not one of them.",
+                        self.author
+                    ),
                 ));
             }
         } else if !is_module_name(module) {
@@ -289,6 +316,10 @@ mod tests {
         }
     }
 
+    fn gren_lang() -> Vec<String> {
+        vec!["gren-lang".to_string()]
+    }
+
     fn outline() -> Value {
         json!({
             "type": "package", "platform": "common", "name": "gren-lang/url", "summary": "URLs",
@@ -300,7 +331,7 @@ mod tests {
     fn error_with(change: impl FnOnce(&mut Value), sources: &[&str]) -> ApiError {
         let mut value = outline();
         change(&mut value);
-        validate(&bundle(value, sources)).unwrap_err()
+        validate(&bundle(value, sources), KernelCode::Authors(&gren_lang())).unwrap_err()
     }
 
     #[test]
@@ -314,7 +345,7 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_outline() {
-        let valid = validate(&bundle(outline(), &["Url", "Url.Parser"])).unwrap();
+        let valid = validate(&bundle(outline(), &["Url", "Url.Parser"]), KernelCode::AnyAuthor).unwrap();
         assert_eq!(valid.name.to_string(), "gren-lang/url");
         assert_eq!(valid.version, Version::new(6, 0, 0));
         assert!(!valid.private);
@@ -384,9 +415,19 @@ mod tests {
             error_with(|_| {}, &["Url", "lower.Case"]).field(),
             Some("sources.lower.Case")
         );
-        validate(&bundle(outline(), &["Url", "Gren.Kernel.Url"])).expect("gren-lang may ship kernel code");
+        let kernel = bundle(outline(), &["Url", "Gren.Kernel.Url"]);
+        validate(&kernel, KernelCode::Authors(&gren_lang())).expect("gren-lang may ship kernel code");
         let err = error_with(|o| o["name"] = json!("someone/url"), &["Url", "Gren.Kernel.Url"]);
         assert_eq!(err.field(), Some("sources.Gren.Kernel.Url"));
+        let others = ["someone".to_string(), " Gren-Lang".to_string()];
+        validate(&kernel, KernelCode::Authors(&others)).expect("names match in any case, trimmed");
+        let err = validate(&kernel, KernelCode::Authors(&others[..1])).unwrap_err();
+        assert_eq!(
+            err.field(),
+            Some("sources.Gren.Kernel.Url"),
+            "the name alone grants nothing"
+        );
+        validate(&kernel, KernelCode::Authors(&[])).expect_err("an empty setting allows nobody");
         assert!(
             is_module_name("Url.Parser.Query") && !is_module_name("Url..Parser") && !is_module_name(&"A".repeat(256))
         );

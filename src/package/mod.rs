@@ -10,9 +10,11 @@
 //! packages/<author>/<project>/<version>/<file>.pkg.gz   the bundle, bytes as uploaded
 //! ```
 //!
-//! `package.json` is the commit point of a publish or revocation: bundle and
-//! outline are written before it, and a bundle is deleted only after the
-//! record says the version is revoked.
+//! `package.json` is the commit point of a publish, revocation or privacy
+//! change: bundle and outline are written before it, and a bundle is deleted
+//! only after the record says the version is revoked. It also says what the
+//! public event log last said about each version (`announced`), so that a
+//! package going public again tells mirrors exactly what they missed.
 
 pub mod bundle_cache;
 pub mod events;
@@ -27,6 +29,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::identity::IdentityName;
 use crate::store::{RecordPath, Store, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
+use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -42,6 +45,13 @@ pub struct PackageRecord {
     /// events above it were never committed (see [`events`]).
     #[serde(default)]
     pub last_event: u64,
+    /// The kind of the last public event about each version (`publish` or
+    /// `revoke`): what mirrors were told. Versions the log never mentioned
+    /// (published while private) are absent. `None` only in records written
+    /// before this was kept, until [`events::learn_announcements`] reads it
+    /// from the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<BTreeMap<Version, EventKind>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +95,45 @@ impl PackageRecord {
     /// The highest unrevoked version below `version`.
     pub fn previous(&self, version: Version) -> Option<&VersionRecord> {
         self.live().rev().find(|record| record.version < version)
+    }
+
+    /// The kind of the last public event about `version`, if any.
+    pub fn announced(&self, version: Version) -> Option<EventKind> {
+        self.announced.as_ref()?.get(&version).copied()
+    }
+
+    /// The `kind` event announcing `version` (with its bundle's SHA-256),
+    /// noted as what mirrors now know; `None` for a version the record lacks.
+    pub fn announce(&mut self, kind: EventKind, version: Version) -> Option<NewEvent> {
+        let sha256 = self.version(version)?.sha256.clone();
+        self.announced.get_or_insert_default().insert(version, kind);
+        Some(NewEvent {
+            kind,
+            version: Some(version),
+            sha256,
+        })
+    }
+
+    /// The events that bring mirrors up to date as the package goes public:
+    /// `public`, then a `revoke` for each version they saw published that was
+    /// revoked meanwhile, and a `publish` for each live one they never saw.
+    pub fn going_public(&mut self) -> Vec<NewEvent> {
+        let mut events = vec![NewEvent::about_package(EventKind::Public)];
+        let versions: Vec<(Version, bool)> = self
+            .versions
+            .iter()
+            .map(|version| (version.version, version.revoked.is_some()))
+            .collect();
+        for (version, revoked) in versions {
+            let seen_live = self.announced(version) == Some(EventKind::Publish);
+            let missed = match (revoked, seen_live) {
+                (true, true) => Some(EventKind::Revoke),
+                (false, false) => Some(EventKind::Publish),
+                _ => None,
+            };
+            events.extend(missed.and_then(|kind| self.announce(kind, version)));
+        }
+        events
     }
 }
 
@@ -326,7 +375,50 @@ mod tests {
                 })
                 .collect(),
             last_event: 0,
+            announced: Some(BTreeMap::new()),
         }
+    }
+
+    fn event_list(events: &[NewEvent]) -> Vec<(EventKind, Option<String>)> {
+        events
+            .iter()
+            .map(|event| (event.kind, event.version.map(|version| version.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn going_public_tells_mirrors_what_they_missed_and_nothing_else() {
+        let v = |text| Version::parse(text).unwrap();
+        let mut record = record(&[
+            ("1.0.0", "0.6.0 <= v < 0.7.0", "common", true), // seen published, revoked since
+            ("1.0.1", "0.6.0 <= v < 0.7.0", "common", false), // seen published
+            ("1.0.2", "0.6.0 <= v < 0.7.0", "common", true), // seen revoked
+            ("1.0.3", "0.6.0 <= v < 0.7.0", "common", true), // never seen, revoked
+            ("1.0.4", "0.6.0 <= v < 0.7.0", "common", false), // never seen
+        ]);
+        let seen = [
+            ("1.0.0", EventKind::Publish),
+            ("1.0.1", EventKind::Publish),
+            ("1.0.2", EventKind::Revoke),
+        ];
+        record.announced = Some(seen.iter().map(|(version, kind)| (v(version), *kind)).collect());
+        let events = record.going_public();
+        assert_eq!(
+            event_list(&events),
+            [
+                (EventKind::Public, None),
+                (EventKind::Revoke, Some("1.0.0".to_string())),
+                (EventKind::Publish, Some("1.0.4".to_string())),
+            ]
+        );
+        assert_eq!(record.announced(v("1.0.0")), Some(EventKind::Revoke));
+        assert_eq!(record.announced(v("1.0.3")), None);
+        assert_eq!(record.announced(v("1.0.4")), Some(EventKind::Publish));
+        assert_eq!(
+            event_list(&record.going_public()),
+            [(EventKind::Public, None)],
+            "a second time, mirrors know everything"
+        );
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! Changing packages: publishing a version, revoking versions, changing a
 //! package's privacy. Each runs under the package's lock and commits by
-//! writing `package.json` (through the event log when the package is public).
+//! writing `package.json`, through the event log when there is something to
+//! announce: publishes and revocations of a public package, and every
+//! privacy change (see [`super::events`]).
 //! A publish first takes the lock of its compiler file name, which packages
 //! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
 //! (streaming, see [`crate::bundle`]) before taking any lock.
 
 use super::bundle_cache::BundleCache;
-use super::events::EventKind;
-use super::events::EventLog;
+use super::events::{self, EventKind, EventLog, NewEvent};
 use super::{
     Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
 };
 use crate::auth::secret::sha256_hex;
 use crate::budget::{self, Budget};
 use crate::bundle;
+use crate::bundle::outline::KernelCode;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
 use crate::store::{RecordPath, Store};
@@ -32,6 +34,8 @@ pub struct Upload<'a> {
     /// `?private=true`
     pub private: bool,
     pub max_inflated: u64,
+    /// Identities whose packages may contain kernel code (`GREN_REGISTRY_KERNEL_CODE_AUTHORS`).
+    pub kernel_authors: &'a [String],
     /// Operators importing history skip the successor rule.
     pub successor_rule: bool,
     /// The server's slots for inflating bundles; `None` for operators.
@@ -60,6 +64,7 @@ impl Packages {
     fn load(store: &Store, repair: bool) -> ApiResult<Packages> {
         let catalog = Catalog::load(store, repair)?;
         let events = EventLog::open(store, &catalog, repair)?;
+        events::learn_announcements(store, &catalog, &events, repair)?;
         Ok(Packages {
             catalog,
             events,
@@ -126,6 +131,7 @@ impl Packages {
             created: Timestamp::now(),
             versions: Vec::new(),
             last_event: 0,
+            announced: Some(Default::default()),
         });
         let version = VersionRecord {
             version: outline.version,
@@ -212,8 +218,9 @@ impl Packages {
         Ok(record.versions)
     }
 
-    /// Makes a package private or public (identity admins). Going public
-    /// announces every live version as published.
+    /// Makes a package private or public (identity admins), with a `private`
+    /// or `public` event. Going public also announces what mirrors missed
+    /// while it was private ([`PackageRecord::going_public`]).
     pub fn set_private(
         &self,
         store: &Store,
@@ -229,14 +236,12 @@ impl Packages {
             return Ok(record);
         }
         record.private = private;
-        let announced: Vec<Version> = record
-            .versions
-            .iter()
-            .filter(|version| version.revoked.is_none())
-            .map(|version| version.version)
-            .collect();
-        let announce = if private { &[][..] } else { &announced[..] };
-        self.commit(store, &mut record, EventKind::Publish, announce)?;
+        let events = if private {
+            vec![NewEvent::about_package(EventKind::Private)]
+        } else {
+            record.going_public()
+        };
+        self.commit_events(store, &mut record, &events)?;
         audit_after_commit(
             store,
             &identity_name,
@@ -256,31 +261,38 @@ impl Packages {
             .ok_or_else(|| ApiError::not_found("package_not_found", format!("There is no package named {name}.")))
     }
 
-    /// Writes the record (the commit point) and updates the catalog. Public
-    /// packages get one event per version in `announce`, written before the
-    /// record, which then counts them (`last_event`): a crash in between
-    /// leaves events that the log drops when it is opened again.
+    /// Commits a publish or revocation of `versions`: public packages get a
+    /// `kind` event for each; nothing is said about private ones (going
+    /// public makes up for it).
     fn commit(
         &self,
         store: &Store,
         record: &mut PackageRecord,
         kind: EventKind,
-        announce: &[Version],
+        versions: &[Version],
     ) -> ApiResult<()> {
-        let path = record_path(&record.name);
-        if record.private || announce.is_empty() {
-            store.write_json(&path, &*record)?;
+        let events: Vec<NewEvent> = if record.private {
+            Vec::new()
         } else {
-            let name = record.name.clone();
-            let announce: Vec<(Version, String)> = announce
+            versions
                 .iter()
-                .filter_map(|version| record.version(*version).map(|found| (*version, found.sha256.clone())))
-                .collect();
-            self.events.append(store, kind, &name, &announce, |last| {
-                record.last_event = last;
-                Ok(store.write_json(&path, &*record)?)
-            })?;
-        }
+                .filter_map(|version| record.announce(kind, *version))
+                .collect()
+        };
+        self.commit_events(store, record, &events)
+    }
+
+    /// Writes the record (the commit point) and updates the catalog. The
+    /// `events` are written before the record, which then counts them
+    /// (`last_event`): a crash in between leaves events that the log drops
+    /// when it is opened again.
+    fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> ApiResult<()> {
+        let path = record_path(&record.name);
+        let name = record.name.clone();
+        self.events.append(store, &name, events, |last| {
+            record.last_event = last;
+            Ok(store.write_json(&path, &*record)?)
+        })?;
         self.catalog.put(record.clone());
         Ok(())
     }
@@ -308,7 +320,8 @@ fn check_upload(store: &Store, upload: &Upload) -> ApiResult<bundle::Checked> {
         .inflations
         .map(|slots| slots.reserve(1, budget::WAIT))
         .transpose()?;
-    bundle::check(upload.bytes, upload.max_inflated, |outline| {
+    let kernel = KernelCode::Authors(upload.kernel_authors);
+    bundle::check(upload.bytes, upload.max_inflated, kernel, |outline| {
         may_publish(store, &outline.name, upload.actor)
     })
 }

@@ -24,6 +24,23 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read timeout of the test's HTTP client (long polls in tests wait ≤ 10 s).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const USER_AGENT: &str = "gren-registry-tests/1";
+/// An environment value meaning "leave the variable unset", so that a test can
+/// run the registry with its built-in default where the harness sets one.
+pub const UNSET: &str = "\0unset";
+
+/// The identity names test servers reserve unless a test says otherwise: the
+/// registry's default without `gren-lang`. The registry reserves that one for
+/// operators, but the tests play the Gren team publishing the real fixture
+/// bundles (`gren-lang/core`, …) through the API, with a fresh server each.
+/// `tests/packages.rs` checks the real default with [`UNSET`].
+pub fn test_reserved_identities() -> String {
+    gren_registry::config::DEFAULT_RESERVED
+        .split(',')
+        .map(str::trim)
+        .filter(|name| *name != "gren-lang")
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 // ---------------------------------------------------------------------------
 // The server under test
@@ -114,9 +131,14 @@ impl Server {
             .env("GREN_REGISTRY_LISTEN", "127.0.0.1:0")
             .env("POSTMARK_SERVER_TOKEN", "test-server-token")
             .env("GREN_REGISTRY_POSTMARK_URL", postmark.url())
+            .env("GREN_REGISTRY_RESERVED_IDENTITIES", test_reserved_identities())
             .env("NO_PROXY", "*");
         for (key, value) in env {
-            command.env(key, value);
+            if *value == UNSET {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
         }
         command
             .stdin(Stdio::null())

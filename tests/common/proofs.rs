@@ -36,26 +36,16 @@ pub fn patch_of(version: &str) -> u64 {
     parts[2].parse().expect("a patch number")
 }
 
-/// Every event, paging through `GET /events`; checks the numbering.
+/// Every event, paging through `GET /events` as a mirror does (following
+/// `next` until the last page, the one with the head); checks the numbering.
 pub fn all_events(server: &Server) -> Vec<Value> {
     let mut events: Vec<Value> = Vec::new();
-    let mut head_seen = None;
     loop {
         let since = events.len();
         let reply = server.get(&format!("/events?since={since}"), None);
         assert_eq!(reply.status, 200, "GET /events: {}", reply.text());
         let page = reply.json();
-        let head = page["head"].as_u64().expect("head");
-        if let Some(previous) = head_seen {
-            assert_eq!(head, previous, "the head moved while nothing was written");
-        }
-        head_seen = Some(head);
-        let batch = page["events"].as_array().expect("events").clone();
-        if batch.is_empty() {
-            assert_eq!(events.len() as u64, head, "the event log ends before its head");
-            return events;
-        }
-        for event in batch {
+        for event in page["events"].as_array().expect("events").clone() {
             let expected = events.len() as u64 + 1;
             assert_eq!(
                 event["seq"].as_u64(),
@@ -64,7 +54,13 @@ pub fn all_events(server: &Server) -> Vec<Value> {
             );
             events.push(event);
         }
-        if events.len() as u64 == head {
+        assert_eq!(
+            page["next"].as_u64(),
+            Some(events.len() as u64),
+            "next follows the page: {page}"
+        );
+        if let Some(head) = page["head"].as_u64() {
+            assert_eq!(events.len() as u64, head, "the event log ends before its head");
             return events;
         }
     }

@@ -2,6 +2,7 @@
 
 use super::identity::optional_caller;
 use crate::app::App;
+use crate::auth::secret::sha256_hex;
 use crate::auth::session;
 use crate::bundle::outline::PLATFORMS;
 use crate::error::{ApiError, ApiResult};
@@ -13,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Events per page of `GET /events`.
-const EVENT_PAGE: u64 = 1000;
+/// Events per page of `GET /events`: without `limit`, and at most.
+const EVENT_PAGE: u64 = 100;
+const MAX_EVENT_PAGE: u64 = 1000;
+/// `Cache-Control` of what never changes: bundles, full pages of events.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// `POST /packages`. The caller was authenticated and counted against the
 /// publish limit before the body was read (`Registry::body_limit`).
@@ -36,6 +40,7 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
         actor: &Actor::User(caller.email),
         private,
         max_inflated: app.config.max_inflated_bytes,
+        kernel_authors: &app.config.kernel_code_authors,
         successor_rule: true,
         inflations: Some(&app.inflations),
     };
@@ -198,15 +203,8 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
         return Err(revoked_error(&record.name, version.version, revoked));
     }
     let etag = format!("\"{}\"", version.sha256);
-    let cache = if record.private {
-        "private"
-    } else {
-        "public, max-age=31536000, immutable"
-    };
-    let not_modified = request
-        .header("if-none-match")
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
-    let response = if not_modified {
+    let cache = if record.private { "private" } else { IMMUTABLE };
+    let response = if not_modified(request, &etag) {
         Response::no_content_with(304)
     } else {
         let path = package::bundle_path(&record.name, version.version);
@@ -240,6 +238,26 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
         )
     };
     Ok(response.with_header("ETag", etag).with_header("Cache-Control", cache))
+}
+
+/// Whether the request's `If-None-Match` names `etag`.
+fn not_modified(request: &Request, etag: &str) -> bool {
+    request
+        .header("if-none-match")
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+}
+
+/// `value` as JSON with a strong `ETag` (its SHA-256) and `cache`, or `304`
+/// when the request already has it.
+fn json_with_etag(request: &Request, value: &Value, cache: &'static str) -> Response {
+    let body = serde_json::to_vec(value).expect("JSON values serialize");
+    let etag = format!("\"{}\"", sha256_hex(&body));
+    let response = if not_modified(request, &etag) {
+        Response::no_content_with(304)
+    } else {
+        Response::json_bytes(200, body)
+    };
+    response.with_header("ETag", etag).with_header("Cache-Control", cache)
 }
 
 /// `410 {"error": "revoked", "reason"}`.
@@ -305,19 +323,42 @@ pub fn settings(app: &App, request: &Request, author: &str, project: &str) -> Ap
     ))
 }
 
+/// A whole-number query parameter, `default` when absent.
+fn number_param(request: &Request, name: &str, default: u64, message: &str) -> ApiResult<u64> {
+    match request.query_param(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("invalid_query", message.to_string())),
+    }
+}
+
 pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
-    let since = match request.query_param("since") {
-        None => 0,
-        Some(text) => text.parse::<u64>().map_err(|_| {
-            ApiError::bad_request("invalid_query", "`since` must be an event number (0 for the start).")
-        })?,
-    };
-    let mut events = app.packages.events.since(&app.store, since, EVENT_PAGE)?;
-    // Events of a package made private since are history only its members see.
-    let visible = visibility(app, request)?;
-    events.retain(|event| find_visible(&app.packages.catalog, &event.package, &visible).is_ok());
-    Ok(Response::json(
-        200,
-        &json!({ "events": events, "head": app.packages.events.head() }),
-    ))
+    let since = number_param(
+        request,
+        "since",
+        0,
+        "`since` must be an event number (0 for the start).",
+    )?;
+    let limit_message = format!("`limit` must be a number of events from 1 to {MAX_EVENT_PAGE}.");
+    let limit = number_param(request, "limit", EVENT_PAGE, &limit_message)?;
+    if !(1..=MAX_EVENT_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", limit_message));
+    }
+    // The log is public history, the same for everyone: a package made
+    // private since keeps its past events, and its `private` event tells
+    // mirrors to stop serving it.
+    let (events, head) = app.packages.events.page(&app.store, since, limit)?;
+    let next = head.min(since.saturating_add(limit)).max(since);
+    // Events are never rewritten, so a full page never changes: cacheable
+    // for ever, and without the head, which moves. The last page is not.
+    Ok(if events.len() as u64 == limit {
+        json_with_etag(request, &json!({ "events": events, "next": next }), IMMUTABLE)
+    } else {
+        json_with_etag(
+            request,
+            &json!({ "events": events, "next": next, "head": head }),
+            "no-cache",
+        )
+    })
 }
