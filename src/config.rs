@@ -62,6 +62,10 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_RESERVED_IDENTITIES", value_delimiter = ',', default_value = DEFAULT_RESERVED)]
     pub reserved_identities: Vec<String>,
 
+    /// Invitations an identity may have pending at once; more are refused (409).
+    #[arg(long, env = "GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", default_value_t = 20)]
+    pub pending_invitations_per_identity: usize,
+
     /// Largest bundle upload (compressed), checked before it is read.
     #[arg(long, env = "GREN_REGISTRY_MAX_BUNDLE_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_bundle_bytes: u64,

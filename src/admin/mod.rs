@@ -12,7 +12,7 @@ mod snapshot;
 use crate::auth::email::Email;
 use crate::auth::{session, user};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::{self, Actor, IdentityName};
+use crate::identity::{self, Actor, IdentityName, MemberChange, Role};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
@@ -82,8 +82,17 @@ pub enum IdentityCommand {
         #[arg(long)]
         admin: String,
     },
-    /// Show an identity, its members and packages.
+    /// Show an identity, its members, invitations and packages.
     Show { name: String },
+    /// Add a member or change their role, directly: no invitation, no
+    /// e-mail (for an identity left without an admin, for instance).
+    SetMember {
+        name: String,
+        email: String,
+        /// download, publish or admin.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +174,9 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
             ))
         }
         AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
+        AdminCommand::Identity(IdentityCommand::SetMember { name, email, role }) => {
+            identity_set_member(&open_for_changes(args)?, name, email, role)
+        }
         AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
         AdminCommand::User(UserCommand::RevokeSessions { email }) => {
             let store = open_for_changes(args)?;
@@ -252,6 +264,15 @@ fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
     for member in &found.members {
         text += &format!("  {} {} (added {})\n", member.role.as_str(), member.email, member.added);
     }
+    for invitation in found.pending_invitations() {
+        text += &format!(
+            "  invited: {} {} (by {}, expires {})\n",
+            invitation.role.as_str(),
+            invitation.email,
+            invitation.invited_by,
+            invitation.expires
+        );
+    }
     text += "packages:\n";
     for entry in &listing {
         text += &format!(
@@ -264,7 +285,31 @@ fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
     let audit = identity::audit::read(store, &name, &found)?;
     Ok(Report::ok(
         text,
-        json!({ "name": found.name, "created": found.created, "members": found.members, "packages": listing, "audit": audit }),
+        json!({
+            "name": found.name,
+            "created": found.created,
+            "members": found.members,
+            "invitations": found.pending_invitations().collect::<Vec<_>>(),
+            "packages": listing,
+            "audit": audit,
+        }),
+    ))
+}
+
+/// The operator is trusted: members are set directly, never invited.
+fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> ApiResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let email = Email::parse(email)?;
+    let role = Role::parse(role)?;
+    let change = identity::set_member(store, &name, &Actor::Operator, &email, role, usize::MAX)?;
+    let what = match change {
+        MemberChange::Added(_) => "added",
+        MemberChange::RoleChanged(_) => "changed the role of",
+        _ => "left unchanged",
+    };
+    Ok(Report::ok(
+        format!("{what} {email} in {name}: {}", role.as_str()),
+        json!({ "name": name.as_str(), "email": email, "role": role, "changed": change.changed() }),
     ))
 }
 

@@ -1,13 +1,24 @@
 //! Publishing identities: the author half of a package name (`gren-lang` in
 //! `gren-lang/core`), and the users who may act for it.
 //!
-//! On disk: `identities/<lower-case name>/identity.json` holds the identity
-//! and its members; `identities/<name>/audit/<seq>.json` its audit log. The
-//! identity record is the source of truth; each user record keeps an index
-//! of its memberships for `GET /user`, which is only trusted after checking
-//! it against the identity (see [`memberships`]).
+//! On disk: `identities/<lower-case name>/identity.json` holds the identity,
+//! its members and its pending invitations (`invitations`, absent from
+//! records written before invitations existed: read as none);
+//! `identities/<name>/audit/<seq>.json` its audit log. The identity record
+//! is the source of truth and each change's commit point (see [`audit`]);
+//! each member's user record keeps an index of its memberships for
+//! `GET /user`, which is only trusted after checking it against the identity
+//! (see [`memberships`]). The index is written before the identity record
+//! when someone joins and after it when someone leaves, so it may say too
+//! much, never too little. Invitations touch no user record: people who were
+//! only invited have none until they log in.
+//!
+//! Nobody becomes a member without consent: an admin's `set_member` for a
+//! non-member records an invitation ([`invitation`]), which the invitee
+//! accepts or declines. Only operators add members directly.
 
 pub mod audit;
+pub mod invitation;
 pub mod name;
 
 use crate::auth::email::Email;
@@ -16,6 +27,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
 pub use audit::{Action, AuditEntry};
+pub use invitation::Invitation;
 pub use name::IdentityName;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +75,10 @@ pub struct Identity {
     pub name: String,
     pub created: Timestamp,
     pub members: Vec<Member>,
+    /// Invitations not yet accepted or declined; expired ones are dropped at
+    /// the next change and never shown.
+    #[serde(default)]
+    pub invitations: Vec<Invitation>,
     /// Number of audit entries committed (see [`audit`]).
     #[serde(default)]
     pub audit_seq: u64,
@@ -78,6 +94,15 @@ impl Identity {
 
     fn admin_count(&self) -> usize {
         self.members.iter().filter(|member| member.role == Role::Admin).count()
+    }
+
+    /// The invitations that can still be accepted.
+    pub fn pending_invitations(&self) -> impl Iterator<Item = &Invitation> {
+        self.invitations.iter().filter(|invitation| invitation.is_pending())
+    }
+
+    pub fn pending_invitation(&self, email: &Email) -> Option<&Invitation> {
+        self.pending_invitations().find(|invitation| &invitation.email == email)
     }
 }
 
@@ -152,6 +177,7 @@ pub fn create(
             role: Role::Admin,
             added: now,
         }],
+        invitations: Vec::new(),
         audit_seq: 0,
     };
     index_membership(store, admin, name, true)?;
@@ -166,112 +192,160 @@ pub fn create(
 }
 
 /// What [`set_member`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberChange {
-    Added,
-    RoleChanged,
-    Unchanged,
+    /// A member's role changed.
+    RoleChanged(Member),
+    /// The member already had that role: nothing was written.
+    Unchanged(Member),
+    /// An operator added the person directly.
+    Added(Member),
+    /// The person was invited, or their pending invitation now offers another role.
+    Invited(Invitation),
+    /// The person was already invited with that role: nothing was written.
+    AlreadyInvited(Invitation),
 }
 
-/// Sets a member's role, adding them (and their user record) if needed. The
-/// caller must hold `admin`.
+impl MemberChange {
+    /// Whether anything was written (and so whether anyone should be told).
+    pub fn changed(&self) -> bool {
+        !matches!(self, MemberChange::Unchanged(_) | MemberChange::AlreadyInvited(_))
+    }
+}
+
+/// Sets a member's role. For someone who is not a member, a user's change is
+/// an invitation (see [`invitation`]); an operator's adds them directly. The
+/// actor must hold `admin`; at most `max_pending` invitations may be pending.
 pub fn set_member(
     store: &Store,
     name: &IdentityName,
     actor: &Actor,
     email: &Email,
     role: Role,
-) -> ApiResult<(Member, MemberChange)> {
-    let path = identity_path(name);
-    let _guard = store.lock(&path);
-    let mut identity = require(store, name)?;
+    max_pending: usize,
+) -> ApiResult<MemberChange> {
+    let _guard = store.lock(&identity_path(name));
+    let mut identity = require_for_change(store, name)?;
     require_role(&identity, actor, Role::Admin)?;
-    let position = identity.members.iter().position(|member| &member.email == email);
-    let action = match position {
-        Some(index) => {
-            let from = identity.members[index].role;
-            if from == role {
-                return Ok((identity.members[index].clone(), MemberChange::Unchanged));
-            }
-            if from == Role::Admin && identity.admin_count() == 1 {
-                return Err(last_admin(name));
-            }
-            identity.members[index].role = role;
-            Action::RoleChanged {
-                member: email.clone(),
-                from,
-                to: role,
-            }
+    match identity.members.iter().position(|member| &member.email == email) {
+        Some(index) => change_role(store, name, &mut identity, actor, index, role),
+        None if matches!(actor, Actor::Operator) => {
+            add_member(store, name, &mut identity, actor, email, role).map(MemberChange::Added)
         }
-        None => {
-            // Before the identity: the index may say too much, never too little.
-            index_membership(store, email, name, true)?;
-            identity.members.push(Member {
-                email: email.clone(),
-                role,
-                added: Timestamp::now(),
-            });
-            Action::MemberAdded {
-                member: email.clone(),
-                role,
-            }
-        }
-    };
-    audit::commit(store, name, &mut identity, actor, action)?;
-    let member = identity.members.iter().find(|member| &member.email == email).cloned();
-    let change = if position.is_none() {
-        MemberChange::Added
-    } else {
-        MemberChange::RoleChanged
-    };
-    Ok((member.expect("the member was just set"), change))
+        None => invitation::invite(store, name, &mut identity, actor, email, role, max_pending),
+    }
 }
 
-/// Removes a member: admins may remove anyone, members themselves.
-pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &Email) -> ApiResult<()> {
-    let path = identity_path(name);
-    let _guard = store.lock(&path);
-    let mut identity = require(store, name)?;
-    let removing_self = matches!(actor, Actor::User(caller) if caller == email);
-    if !removing_self {
-        require_role(&identity, actor, Role::Admin)?;
-    } else if identity.role_of(email).is_none() {
-        // A stranger naming themself learns nothing beyond a 403.
-        return Err(ApiError::forbidden(format!(
-            "You are not a member of {}.",
-            identity.name
-        )));
+fn change_role(
+    store: &Store,
+    name: &IdentityName,
+    identity: &mut Identity,
+    actor: &Actor,
+    index: usize,
+    role: Role,
+) -> ApiResult<MemberChange> {
+    let from = identity.members[index].role;
+    if from == role {
+        return Ok(MemberChange::Unchanged(identity.members[index].clone()));
     }
-    let role = identity.role_of(email).ok_or_else(|| {
-        ApiError::not_found(
-            "member_not_found",
-            format!("{email} is not a member of {}.", identity.name),
-        )
-    })?;
-    if role == Role::Admin && identity.admin_count() == 1 {
+    if from == Role::Admin && identity.admin_count() == 1 {
         return Err(last_admin(name));
     }
+    identity.members[index].role = role;
+    let member = identity.members[index].clone();
+    let action = Action::RoleChanged {
+        member: member.email.clone(),
+        from,
+        to: role,
+    };
+    audit::commit(store, name, identity, actor, action)?;
+    Ok(MemberChange::RoleChanged(member))
+}
+
+/// Makes `email` a member (the caller holds the identity's lock): an
+/// operator's direct addition, or an accepted invitation. A pending
+/// invitation of theirs is used up.
+fn add_member(
+    store: &Store,
+    name: &IdentityName,
+    identity: &mut Identity,
+    actor: &Actor,
+    email: &Email,
+    role: Role,
+) -> ApiResult<Member> {
+    // Before the identity: the index may say too much, never too little.
+    index_membership(store, email, name, true)?;
+    identity.invitations.retain(|invitation| &invitation.email != email);
+    let member = Member {
+        email: email.clone(),
+        role,
+        added: Timestamp::now(),
+    };
+    identity.members.push(member.clone());
+    let action = Action::MemberAdded {
+        member: email.clone(),
+        role,
+    };
+    audit::commit(store, name, identity, actor, action)?;
+    Ok(member)
+}
+
+/// Removes a member, or withdraws an invitation. Admins may remove anyone
+/// but the last admin, and cancel invitations; everyone may leave (even the
+/// last admin: nobody is held in an identity, and an operator can name a new
+/// admin) or decline their own invitation.
+pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &Email) -> ApiResult<()> {
+    let _guard = store.lock(&identity_path(name));
+    let mut identity = require_for_change(store, name)?;
+    let removing_self = matches!(actor, Actor::User(caller) if caller == email);
+    let role = identity.role_of(email);
+    if removing_self {
+        match role {
+            Some(role) => return drop_member(store, name, &mut identity, actor, email, role),
+            None if identity.pending_invitation(email).is_some() => {
+                return invitation::withdraw(store, name, &mut identity, actor, email);
+            }
+            // A stranger naming themself learns nothing beyond a 403.
+            None => return Err(not_a_member(&identity)),
+        }
+    }
+    require_role(&identity, actor, Role::Admin)?;
+    match role {
+        Some(Role::Admin) if identity.admin_count() == 1 => Err(last_admin(name)),
+        Some(role) => drop_member(store, name, &mut identity, actor, email, role),
+        None if identity.pending_invitation(email).is_some() => {
+            invitation::withdraw(store, name, &mut identity, actor, email)
+        }
+        None => Err(ApiError::not_found(
+            "member_not_found",
+            format!("{email} is neither a member of {} nor invited.", identity.name),
+        )),
+    }
+}
+
+fn drop_member(
+    store: &Store,
+    name: &IdentityName,
+    identity: &mut Identity,
+    actor: &Actor,
+    email: &Email,
+    role: Role,
+) -> ApiResult<()> {
     identity.members.retain(|member| &member.email != email);
-    audit::commit(
-        store,
-        name,
-        &mut identity,
-        actor,
-        Action::MemberRemoved {
-            member: email.clone(),
-            role,
-        },
-    )?;
+    let action = Action::MemberRemoved {
+        member: email.clone(),
+        role,
+    };
+    audit::commit(store, name, identity, actor, action)?;
     // After the identity: the index may say too much, never too little.
-    index_membership(store, email, name, false)?;
-    Ok(())
+    index_membership(store, email, name, false)
 }
 
 /// Appends an entry to an identity's audit log (publishes, revocations,
 /// package settings: changes made elsewhere that the identity answers for).
 pub fn record_action(store: &Store, name: &IdentityName, actor: &Actor, action: Action) -> ApiResult<()> {
     let _guard = store.lock(&identity_path(name));
-    let mut identity = require(store, name)?;
+    let mut identity = require_for_change(store, name)?;
     audit::commit(store, name, &mut identity, actor, action)
 }
 
@@ -286,11 +360,20 @@ pub fn require_role(identity: &Identity, actor: &Actor, needed: Role) -> ApiResu
             identity.name,
             role.as_str()
         ))),
-        None => Err(ApiError::forbidden(format!(
-            "You are not a member of {}.",
-            identity.name
-        ))),
+        None => Err(not_a_member(identity)),
     }
+}
+
+fn not_a_member(identity: &Identity) -> ApiError {
+    ApiError::forbidden(format!("You are not a member of {}.", identity.name))
+}
+
+/// Loads an identity to change it (the caller holds its lock), forgetting
+/// expired invitations: the write that commits the change drops them.
+fn require_for_change(store: &Store, name: &IdentityName) -> ApiResult<Identity> {
+    let mut identity = require(store, name)?;
+    identity.invitations.retain(Invitation::is_pending);
+    Ok(identity)
 }
 
 fn last_admin(name: &IdentityName) -> ApiError {
@@ -386,31 +469,188 @@ mod tests {
         create(&store, &name, &email("a@example.com"), &Actor::Operator, &reserved).unwrap();
     }
 
+    const PENDING: usize = 20;
+
+    /// Invites `who` to `team` as `role` and accepts for them.
+    fn join(store: &Store, name: &IdentityName, admin: &Actor, who: &str, role: Role) {
+        let change = set_member(store, name, admin, &email(who), role, PENDING).unwrap();
+        assert!(matches!(change, MemberChange::Invited(_)), "{change:?}");
+        invitation::accept(store, name, &email(who)).unwrap();
+    }
+
     #[test]
-    fn the_last_admin_stays() {
+    fn the_last_admin_is_neither_demoted_nor_removed_by_others_but_may_leave() {
         let (_dir, store) = setup();
         let name = IdentityName::parse("team").unwrap();
         let admin = user("a@example.com");
         create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
         assert_eq!(
-            set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish)
+            set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish, PENDING)
                 .unwrap_err()
                 .code,
             "last_admin"
         );
         assert_eq!(
-            remove_member(&store, &name, &admin, &email("a@example.com"))
+            remove_member(&store, &name, &Actor::Operator, &email("a@example.com"))
                 .unwrap_err()
                 .code,
             "last_admin"
         );
-        set_member(&store, &name, &admin, &email("b@example.com"), Role::Admin).unwrap();
+        join(&store, &name, &admin, "b@example.com", Role::Admin);
         remove_member(&store, &name, &admin, &email("a@example.com")).unwrap();
         assert_eq!(memberships(&store, &email("a@example.com")).unwrap(), vec![]);
         assert_eq!(
             memberships(&store, &email("b@example.com")).unwrap(),
             vec![("team".to_string(), Role::Admin)]
         );
+        // Now b is the last admin, and leaves all the same.
+        remove_member(&store, &name, &user("b@example.com"), &email("b@example.com")).unwrap();
+        assert!(require(&store, &name).unwrap().members.is_empty());
+        assert_eq!(memberships(&store, &email("b@example.com")).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn adding_someone_invites_them_and_only_their_acceptance_makes_them_a_member() {
+        let (_dir, store) = setup();
+        let name = IdentityName::parse("team").unwrap();
+        let admin = user("a@example.com");
+        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
+        let change = set_member(&store, &name, &admin, &email("b@example.com"), Role::Publish, PENDING).unwrap();
+        let MemberChange::Invited(invited) = change else {
+            panic!("{change:?}")
+        };
+        assert_eq!(
+            (invited.role, invited.invited_by.as_str()),
+            (Role::Publish, "a@example.com")
+        );
+        let again = set_member(&store, &name, &admin, &email("b@example.com"), Role::Publish, PENDING).unwrap();
+        assert!(!again.changed(), "{again:?}");
+        assert_eq!(require(&store, &name).unwrap().role_of(&email("b@example.com")), None);
+        assert!(
+            user::load(&store, &email("b@example.com")).unwrap().is_none(),
+            "an invitation makes no user record"
+        );
+        let member = invitation::accept(&store, &name, &email("b@example.com")).unwrap();
+        assert_eq!(member.role, Role::Publish);
+        assert_eq!(
+            memberships(&store, &email("b@example.com")).unwrap(),
+            vec![("team".to_string(), Role::Publish)]
+        );
+        set_member(&store, &name, &admin, &email("c@example.com"), Role::Download, PENDING).unwrap();
+        invitation::decline(&store, &name, &email("c@example.com")).unwrap();
+        assert_eq!(
+            invitation::accept(&store, &name, &email("c@example.com"))
+                .unwrap_err()
+                .code,
+            "invitation_not_found"
+        );
+        set_member(&store, &name, &admin, &email("d@example.com"), Role::Download, PENDING).unwrap();
+        remove_member(&store, &name, &admin, &email("d@example.com")).unwrap();
+        let found = require(&store, &name).unwrap();
+        assert!(found.invitations.is_empty(), "{:?}", found.invitations);
+        let actions: Vec<&str> = audit::read(&store, &name, &found)
+            .unwrap()
+            .iter()
+            .map(|entry| entry.action.kind())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "created",
+                "invited",
+                "member_added",
+                "invited",
+                "invitation_declined",
+                "invited",
+                "invitation_cancelled"
+            ]
+        );
+    }
+
+    #[test]
+    fn operators_add_members_directly() {
+        let (_dir, store) = setup();
+        let name = IdentityName::parse("team").unwrap();
+        create(&store, &name, &email("a@example.com"), &user("a@example.com"), &[]).unwrap();
+        let change = set_member(&store, &name, &Actor::Operator, &email("b@example.com"), Role::Admin, 0).unwrap();
+        assert!(matches!(change, MemberChange::Added(_)), "{change:?}");
+        assert_eq!(
+            memberships(&store, &email("b@example.com")).unwrap(),
+            vec![("team".to_string(), Role::Admin)]
+        );
+    }
+
+    #[test]
+    fn pending_invitations_are_bounded_and_expired_ones_neither_count_nor_show() {
+        let (_dir, store) = setup();
+        let name = IdentityName::parse("team").unwrap();
+        let admin = user("a@example.com");
+        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
+        for who in ["x@example.com", "y@example.com"] {
+            set_member(&store, &name, &admin, &email(who), Role::Download, 2).unwrap();
+        }
+        let refused = set_member(&store, &name, &admin, &email("z@example.com"), Role::Download, 2).unwrap_err();
+        assert_eq!((refused.status, refused.code), (409, "too_many_invitations"));
+        // Changing the role a pending invitation offers is not a new one.
+        set_member(&store, &name, &admin, &email("y@example.com"), Role::Publish, 2).unwrap();
+
+        let mut record = require(&store, &name).unwrap();
+        record.invitations[0].expires = serde_json::from_str("\"2001-01-01T00:00:00.000Z\"").unwrap();
+        store.write_json(&identity_path(&name), &record).unwrap();
+        assert!(
+            invitation::received(&store, &email("x@example.com"))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            invitation::accept(&store, &name, &email("x@example.com"))
+                .unwrap_err()
+                .code,
+            "invitation_not_found"
+        );
+        set_member(&store, &name, &admin, &email("z@example.com"), Role::Download, 2).unwrap();
+        let emails: Vec<String> = require(&store, &name)
+            .unwrap()
+            .invitations
+            .iter()
+            .map(|invitation| invitation.email.to_string())
+            .collect();
+        assert_eq!(
+            emails,
+            ["y@example.com", "z@example.com"],
+            "the expired one was dropped"
+        );
+        let received = invitation::received(&store, &email("y@example.com")).unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(
+            (received[0].identity.as_str(), received[0].invitation.role),
+            ("team", Role::Publish)
+        );
+    }
+
+    #[test]
+    fn records_written_before_invitations_existed_still_load() {
+        let (_dir, store) = setup();
+        let name = IdentityName::parse("old").unwrap();
+        let record = serde_json::json!({
+            "name": "old",
+            "created": "2025-01-01T00:00:00.000Z",
+            "members": [{ "email": "a@example.com", "role": "admin", "added": "2025-01-01T00:00:00.000Z" }],
+            "audit_seq": 0
+        });
+        store.write_json(&identity_path(&name), &record).unwrap();
+        let found = require(&store, &name).unwrap();
+        assert!(found.invitations.is_empty());
+        set_member(
+            &store,
+            &name,
+            &user("a@example.com"),
+            &email("b@example.com"),
+            Role::Publish,
+            PENDING,
+        )
+        .unwrap();
+        assert_eq!(require(&store, &name).unwrap().invitations.len(), 1);
     }
 
     #[test]
@@ -419,12 +659,19 @@ mod tests {
         let name = IdentityName::parse("team").unwrap();
         let admin = user("a@example.com");
         create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
-        set_member(&store, &name, &admin, &email("p@example.com"), Role::Publish).unwrap();
+        join(&store, &name, &admin, "p@example.com", Role::Publish);
         let publisher = user("p@example.com");
         assert_eq!(
-            set_member(&store, &name, &publisher, &email("x@example.com"), Role::Download)
-                .unwrap_err()
-                .status,
+            set_member(
+                &store,
+                &name,
+                &publisher,
+                &email("x@example.com"),
+                Role::Download,
+                PENDING
+            )
+            .unwrap_err()
+            .status,
             403
         );
         assert_eq!(
@@ -436,6 +683,6 @@ mod tests {
         remove_member(&store, &name, &publisher, &email("p@example.com")).unwrap();
         let entries = audit::read(&store, &name, &require(&store, &name).unwrap()).unwrap();
         let actions: Vec<&str> = entries.iter().map(|entry| entry.action.kind()).collect();
-        assert_eq!(actions, ["created", "member_added", "member_removed"]);
+        assert_eq!(actions, ["created", "invited", "member_added", "member_removed"]);
     }
 }
