@@ -25,6 +25,10 @@ pub struct App {
     pub login_per_ip: RateLimiter,
     pub identities_per_user: RateLimiter,
     pub publishes_per_user: RateLimiter,
+    /// Member changes per acting user.
+    pub member_changes_per_user: RateLimiter,
+    /// Membership e-mails per recipient address.
+    pub member_mails_per_email: RateLimiter,
     pub packages: Packages,
     pub confirmations: Confirmations,
     stopping: AtomicBool,
@@ -45,6 +49,8 @@ impl App {
             login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
             identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
             publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
+            member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
+            member_mails_per_email: RateLimiter::new(config.member_mail_limit_per_email, HOUR),
             packages,
             confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
             mailer,
@@ -66,6 +72,8 @@ impl App {
             self.login_per_ip.prune();
             self.identities_per_user.prune();
             self.publishes_per_user.prune();
+            self.member_changes_per_user.prune();
+            self.member_mails_per_email.prune();
             for _ in 0..60 {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;

@@ -62,6 +62,16 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_RESERVED_IDENTITIES", value_delimiter = ',', default_value = DEFAULT_RESERVED)]
     pub reserved_identities: Vec<String>,
 
+    /// Member changes (invitations, role changes, removals, cancellations)
+    /// one user may make per hour, across identities.
+    #[arg(long, env = "GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", default_value_t = 30)]
+    pub member_change_limit_per_hour: u32,
+
+    /// Membership e-mails (invitations, role changes) one address may get per
+    /// hour; past it, changes are still made, without e-mail.
+    #[arg(long, env = "GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL", default_value_t = 5)]
+    pub member_mail_limit_per_email: u32,
+
     /// Invitations an identity may have pending at once; more are refused (409).
     #[arg(long, env = "GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", default_value_t = 20)]
     pub pending_invitations_per_identity: usize,

@@ -813,6 +813,126 @@ fn an_admin_among_two_may_be_demoted() {
 }
 
 // ---------------------------------------------------------------------------
+// Abuse limits
+// ---------------------------------------------------------------------------
+
+/// The membership e-mails (invitations, role changes) sent to `to`.
+fn membership_mails(server: &Server, to: &str) -> usize {
+    server
+        .postmark
+        .messages()
+        .iter()
+        .filter(|mail| mail.json["To"] == to && !mail.json["Subject"].as_str().unwrap_or("").contains("Confirm"))
+        .count()
+}
+
+#[test]
+fn a_role_toggle_storm_sends_at_most_five_emails_and_is_then_refused_429() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    let second = server.add_member("gren-lang", &admin, "second@example.com", "admin");
+    server.add_member("gren-lang", &admin, "victim@example.com", "publish");
+
+    let mut answers = Vec::new();
+    for toggle in 0..100 {
+        let role = if toggle % 2 == 0 { "download" } else { "publish" };
+        let reply = put_member(&server, &admin, "gren-lang", "victim@example.com", role);
+        if reply.status == 429 {
+            reply.assert_error(429, "rate_limited");
+            let retry: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+            assert!((3500..=3600).contains(&retry), "about an hour: {retry}");
+        }
+        answers.push((reply.status, role));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    // 30 changes an hour per admin, two of which were the invitations.
+    let allowed = statuses.iter().take_while(|status| **status == 200).count();
+    assert_eq!(allowed, 28, "{statuses:?}");
+    assert!(statuses[allowed..].iter().all(|status| *status == 429), "{statuses:?}");
+    assert_eq!(
+        membership_mails(&server, "victim@example.com"),
+        5,
+        "the invitation and four role changes are e-mailed, no more"
+    );
+
+    // The changes went on without e-mail; the limit is per admin.
+    let last_role = answers[allowed - 1].1;
+    let view = show_ok(&server, "gren-lang", Some(&admin));
+    assert_eq!(roles(&view)["victim@example.com"], last_role);
+    put_member_ok(&server, &second, "gren-lang", "victim@example.com", "admin");
+    assert_eq!(membership_mails(&server, "victim@example.com"), 5);
+    let other = invite_ok(&server, &second, "gren-lang", "other@example.com", "download");
+    assert_eq!(other["invited_by"], "second@example.com");
+    assert_eq!(
+        membership_mails(&server, "other@example.com"),
+        1,
+        "other addresses have their own allowance"
+    );
+}
+
+#[test]
+fn inviting_a_thousand_addresses_creates_no_user_records_and_stops_at_the_pending_bound() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    let mut statuses = BTreeMap::new();
+    for n in 0..1000 {
+        let reply = put_member(
+            &server,
+            &admin,
+            "gren-lang",
+            &format!("spam{n}@example.com"),
+            "download",
+        );
+        if reply.status == 409 {
+            reply.assert_error(409, "too_many_invitations");
+        }
+        *statuses.entry(reply.status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        BTreeMap::from([(202, 20), (409, 980)]),
+        "refusals cost no allowance"
+    );
+    let users: Vec<PathBuf> = files_under(&server.data_dir.join("users"));
+    assert_eq!(
+        users,
+        [server.data_dir.join("users/admin@example.com.json")],
+        "only people who logged in have user records"
+    );
+    assert_eq!(invited(&show_ok(&server, "gren-lang", Some(&admin))).len(), 20);
+
+    // A cancelled invitation frees its place.
+    let reply = server.delete(&member_path("gren-lang", "spam0@example.com"), Some(&admin));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    invite_ok(&server, &admin, "gren-lang", "wanted@example.com", "publish");
+}
+
+#[test]
+fn member_change_limits_come_from_the_environment() {
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", "3"),
+        ("GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL", "1"),
+        ("GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", "2"),
+    ]);
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    invite_ok(&server, &admin, "gren-lang", "a@example.com", "download");
+    invite_ok(&server, &admin, "gren-lang", "b@example.com", "download");
+    put_member(&server, &admin, "gren-lang", "c@example.com", "download").assert_error(409, "too_many_invitations");
+    invite_ok(&server, &admin, "gren-lang", "a@example.com", "publish");
+    assert_eq!(membership_mails(&server, "a@example.com"), 1, "one e-mail per address");
+    let reply = server.delete(&member_path("gren-lang", "b@example.com"), Some(&admin));
+    reply.assert_error(429, "rate_limited");
+    assert_eq!(
+        invited(&show_ok(&server, "gren-lang", Some(&admin))).len(),
+        2,
+        "refused: nothing changed"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // GET /user
 // ---------------------------------------------------------------------------
 

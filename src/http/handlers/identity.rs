@@ -30,19 +30,21 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     };
     let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
     let name = IdentityName::parse(&body.name)?;
-    // Only creations count against the limit: the slot is taken before
-    // creating (so parallel requests cannot all pass) and given back when
-    // the name is refused (taken, reserved).
-    app.identities_per_user.hit(caller.email.as_str())?;
     let actor = Actor::User(caller.email.clone());
-    let created = identity::create(
-        &app.store,
-        &name,
-        &caller.email,
-        &actor,
-        &app.config.reserved_identities,
-    )
-    .inspect_err(|_| app.identities_per_user.give_back(caller.email.as_str()))?;
+    // Only creations count against the limit, not refused names.
+    let created = app.identities_per_user.counting(
+        caller.email.as_str(),
+        || {
+            identity::create(
+                &app.store,
+                &name,
+                &caller.email,
+                &actor,
+                &app.config.reserved_identities,
+            )
+        },
+        |_| true,
+    )?;
     Ok(Response::json(
         200,
         &json!({ "name": created.name, "role": Role::Admin }),
@@ -80,7 +82,11 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
     let email = Email::parse(email)?;
     let actor = Actor::User(caller.email.clone());
     let limit = app.config.pending_invitations_per_identity;
-    let change = identity::set_member(&app.store, &name, &actor, &email, role, limit)?;
+    let change = app.member_changes_per_user.counting(
+        caller.email.as_str(),
+        || identity::set_member(&app.store, &name, &actor, &email, role, limit),
+        MemberChange::changed,
+    )?;
     if change.changed() {
         tell(app, &name, &change, &caller.email);
     }
@@ -100,7 +106,15 @@ pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> A
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let name = parse_name(name)?;
     let email = Email::parse(email)?;
-    identity::remove_member(&app.store, &name, &Actor::User(caller.email), &email)?;
+    let actor = Actor::User(caller.email.clone());
+    let remove = || identity::remove_member(&app.store, &name, &actor, &email);
+    if email == caller.email {
+        // Leaving (or declining) is always possible.
+        remove()?;
+    } else {
+        app.member_changes_per_user
+            .counting(caller.email.as_str(), remove, |_| true)?;
+    }
     Ok(Response::no_content())
 }
 
@@ -132,7 +146,9 @@ pub fn parse_name(name: &str) -> ApiResult<IdentityName> {
 }
 
 /// Tells a person about an invitation or a new role. Best effort: the
-/// change is made whether or not the e-mail goes out.
+/// change is made whether or not the e-mail goes out, and an address gets
+/// at most `GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL` of these an hour, so
+/// nobody's inbox can be flooded by toggling their role.
 fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
     let (to, subject, text) = match change {
         MemberChange::Invited(invitation) => (
@@ -160,6 +176,10 @@ fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
         ),
         _ => return,
     };
+    if app.member_mails_per_email.hit(to.as_str()).is_err() {
+        log::info!("membership e-mail about {name} not sent: its recipient's hourly limit is reached");
+        return;
+    }
     let message = Message {
         to: to.to_string(),
         subject,
