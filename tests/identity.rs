@@ -420,6 +420,144 @@ fn operators_create_reserved_identities_with_the_server_stopped() {
 }
 
 #[test]
+fn look_alike_names_are_refused_naming_the_identity_they_imitate() {
+    let server = Server::with_env(&[("GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY", "3")]);
+    let first = server.login("first@example.com");
+    let squatter = server.login("squatter@example.com");
+    create_ok(&server, &first, "gren-lang");
+    for look_alike in [
+        "gren-Iang",
+        "gren-1ang",
+        "GREN-1ANG",
+        "grenlang",
+        "gren-la-ng",
+        "gren-l4ng-x",
+    ] {
+        let reply = create(&server, &squatter, look_alike);
+        if look_alike == "gren-l4ng-x" {
+            assert_eq!(reply.status, 200, "{look_alike} is a different name: {}", reply.text());
+            continue;
+        }
+        reply.assert_error(409, "identity_name_confusable");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("gren-lang"),
+            "the message names the original: {message}"
+        );
+        assert!(
+            !identity_dir(&server, &look_alike.to_ascii_lowercase()).exists(),
+            "{look_alike} was not created"
+        );
+    }
+    // Refusals used none of the day's allowance.
+    create_ok(&server, &squatter, "gren-long");
+    create_ok(&server, &squatter, "blaix");
+    // And the original's own owner gets no exception.
+    create(&server, &first, "gren-1ang").assert_error(409, "identity_name_confusable");
+}
+
+#[test]
+fn look_alikes_of_reserved_names_are_refused() {
+    let server = Server::start();
+    let token = server.login("me@example.com");
+    for (look_alike, reserved) in [
+        ("adm1n", "admin"),
+        ("ADMlN", "admin"),
+        ("adrnin", "admin"),
+        ("r00t", "root"),
+        ("vvvvvv", "www"),
+        ("c0n", "con"),
+        ("no-rep1y", "noreply"),
+    ] {
+        let reply = create(&server, &token, look_alike);
+        reply.assert_error(409, "identity_name_confusable");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains(&format!("reserved name {reserved}")) || message.contains("reserved name no-reply"),
+            "{look_alike}: {message}"
+        );
+    }
+    create_ok(&server, &token, "admins");
+}
+
+#[test]
+fn operators_are_refused_look_alikes_unless_they_insist() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| {
+        let output = run_admin(dir.path(), args);
+        assert!(output.status.success(), "admin {args:?}: {output:?}");
+    };
+    ok(&["identity", "create", "gren-lang", "--admin", "ops@example.com"]);
+    let output = run_admin(
+        dir.path(),
+        &["identity", "create", "gren-1ang", "--admin", "ops@example.com"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a look-alike was created: {output:?}");
+    assert!(
+        stderr.contains("gren-lang") && stderr.contains("--allow-confusable"),
+        "stderr names the original and the way out: {stderr}"
+    );
+    assert!(!dir.path().join("identities/gren-1ang").exists());
+    ok(&[
+        "identity",
+        "create",
+        "gren-1ang",
+        "--admin",
+        "ops@example.com",
+        "--allow-confusable",
+    ]);
+    assert!(dir.path().join("identities/gren-1ang/identity.json").exists());
+    // Reserved names (and their look-alikes) are the operators' to create.
+    ok(&["identity", "create", "adm1n", "--admin", "ops@example.com"]);
+}
+
+#[test]
+fn concurrent_creations_of_look_alike_names_have_one_winner() {
+    let server = Server::start();
+    let spellings = [
+        "gren-lang",
+        "gren-1ang",
+        "gren-Iang",
+        "grenlang",
+        "gren-lan-g",
+        "GREN-LANG",
+    ];
+    let tokens: Vec<String> = (0..spellings.len())
+        .map(|i| server.login(&format!("u{i}@example.com")))
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = spellings
+            .iter()
+            .zip(&tokens)
+            .map(|(name, token)| {
+                let server = &server;
+                scope.spawn(move || {
+                    let reply = create(server, token, name);
+                    if reply.status != 200 {
+                        let code = reply.json()["error"].as_str().unwrap().to_string();
+                        assert!(
+                            reply.status == 409 && ["name_taken", "identity_name_confusable"].contains(&code.as_str()),
+                            "{name}: {}",
+                            reply.text()
+                        );
+                    }
+                    reply.status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "exactly one creation wins: {statuses:?}"
+    );
+    let dirs = std::fs::read_dir(server.data_dir.join("identities")).unwrap().count();
+    assert_eq!(dirs, 1, "one identity directory");
+}
+
+#[test]
 fn the_daily_creation_limit_answers_429_with_retry_after() {
     let server = Server::with_env(&[("GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY", "2")]);
     let token = server.login("me@example.com");

@@ -12,7 +12,7 @@ mod snapshot;
 use crate::auth::email::Email;
 use crate::auth::{session, user};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::{self, Actor, IdentityName, MemberChange, Role};
+use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
@@ -81,6 +81,10 @@ pub enum IdentityCommand {
         /// The first admin's e-mail address.
         #[arg(long)]
         admin: String,
+        /// Create it even if its name looks like an existing identity's
+        /// (`gren-1ang` beside `gren-lang`).
+        #[arg(long)]
+        allow_confusable: bool,
     },
     /// Show an identity, its members, invitations and packages.
     Show { name: String },
@@ -163,16 +167,11 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
         }
         AdminCommand::Snapshot { destination } => snapshot::run(&args.data_dir, destination),
         AdminCommand::Import { bundles, private } => import(&open_for_changes(args)?, bundles, *private),
-        AdminCommand::Identity(IdentityCommand::Create { name, admin }) => {
-            let store = open_for_changes(args)?;
-            let name = IdentityName::parse(name)?;
-            let admin = Email::parse(admin)?;
-            let created = identity::create(&store, &name, &admin, &Actor::Operator, &[])?;
-            Ok(Report::ok(
-                format!("created identity {} with admin {admin}", created.name),
-                json!({ "name": created.name, "admin": admin }),
-            ))
-        }
+        AdminCommand::Identity(IdentityCommand::Create {
+            name,
+            admin,
+            allow_confusable,
+        }) => identity_create(&open_for_changes(args)?, name, admin, *allow_confusable),
         AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
         AdminCommand::Identity(IdentityCommand::SetMember { name, email, role }) => {
             identity_set_member(&open_for_changes(args)?, name, email, role)
@@ -253,6 +252,26 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool) -> ApiResult<Report
         json: json!({ "results": results }),
         failed,
     })
+}
+
+fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: bool) -> ApiResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let admin = Email::parse(admin)?;
+    let look_alikes = if allow_confusable {
+        LookAlikes::Allow
+    } else {
+        LookAlikes::Refuse
+    };
+    let created = identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|mut err| {
+        if err.code == "identity_name_confusable" {
+            err.message += "\nIf it is meant to be, run again with --allow-confusable.";
+        }
+        err
+    })?;
+    Ok(Report::ok(
+        format!("created identity {} with admin {admin}", created.name),
+        json!({ "name": created.name, "admin": admin }),
+    ))
 }
 
 fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {

@@ -19,7 +19,7 @@
 use super::{Action, Actor, Identity, IdentityName, Member, MemberChange, Role, audit};
 use crate::auth::email::Email;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{RecordPath, Store};
+use crate::store::Store;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -162,7 +162,7 @@ pub struct Received {
 /// identities and a request people make by hand.
 pub fn received(store: &Store, email: &Email) -> ApiResult<Vec<Received>> {
     let mut found = Vec::new();
-    for key in store.list_dirs(&RecordPath::new(["identities"])?)? {
+    for key in store.list_dirs(&super::identities_dir())? {
         let Ok(name) = IdentityName::parse(&key) else { continue };
         // A directory without its record is a creation in progress.
         let Some(identity) = super::load(store, &name)? else {

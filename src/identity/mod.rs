@@ -122,6 +122,10 @@ impl Actor {
     }
 }
 
+fn identities_dir() -> RecordPath {
+    RecordPath::new(["identities"]).expect("a safe path")
+}
+
 fn identity_path(name: &IdentityName) -> RecordPath {
     RecordPath::new(["identities", name.key(), "identity.json"]).expect("identity names are safe file names")
 }
@@ -142,21 +146,33 @@ fn not_found(name: &IdentityName) -> ApiError {
     )
 }
 
-/// Creates an identity whose first admin is `admin`. Reserved names are only
-/// refused for users, never for operators.
+/// Whether [`create`] may make an identity whose name looks like an
+/// existing one's (see [`name::skeleton`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookAlikes {
+    Refuse,
+    /// Operators who know what they are doing (`--allow-confusable`).
+    Allow,
+}
+
+/// Creates an identity whose first admin is `admin`. Reserved names, and
+/// names that look like them, are only refused for users, never for
+/// operators; names that look like an existing identity's are refused
+/// unless `look_alikes` allows them.
 pub fn create(
     store: &Store,
     name: &IdentityName,
     admin: &Email,
     actor: &Actor,
     reserved: &[String],
+    look_alikes: LookAlikes,
 ) -> ApiResult<Identity> {
-    if matches!(actor, Actor::User(_)) && reserved.iter().any(|word| word.eq_ignore_ascii_case(name.as_str())) {
-        return Err(ApiError::conflict(
-            "name_reserved",
-            format!("The name {name} is reserved."),
-        ));
+    if matches!(actor, Actor::User(_)) {
+        refuse_reserved(name, reserved)?;
     }
+    // One creation at a time: a look-alike is a different record, so the
+    // record's own lock cannot keep two look-alikes from being created at once.
+    let _creating = store.lock(&identities_dir());
     let path = identity_path(name);
     let _guard = store.lock(&path);
     if let Some(existing) = store.read_json::<Identity>(&path)? {
@@ -167,6 +183,11 @@ pub fn create(
                 existing.name
             ),
         ));
+    }
+    if look_alikes == LookAlikes::Refuse
+        && let Some(original) = look_alike_of(store, name)?
+    {
+        return Err(confusable(name, &format!("the identity {original}")));
     }
     let now = Timestamp::now();
     let mut identity = Identity {
@@ -189,6 +210,47 @@ pub fn create(
         Action::Created { admin: admin.clone() },
     )?;
     Ok(identity)
+}
+
+fn refuse_reserved(name: &IdentityName, reserved: &[String]) -> ApiResult<()> {
+    if reserved.iter().any(|word| word.eq_ignore_ascii_case(name.as_str())) {
+        return Err(ApiError::conflict(
+            "name_reserved",
+            format!("The name {name} is reserved."),
+        ));
+    }
+    let skeleton = name.skeleton();
+    match reserved.iter().find(|word| name::skeleton(word) == skeleton) {
+        Some(word) => Err(confusable(name, &format!("the reserved name {word}"))),
+        None => Ok(()),
+    }
+}
+
+/// The spelling of an existing identity whose name looks like `name`.
+fn look_alike_of(store: &Store, name: &IdentityName) -> ApiResult<Option<String>> {
+    let skeleton = name.skeleton();
+    for key in store.list_dirs(&identities_dir())? {
+        if key == name.key() || name::skeleton(&key) != skeleton {
+            continue;
+        }
+        // A directory without its record is a creation interrupted by a crash.
+        if let Ok(other) = IdentityName::parse(&key)
+            && let Some(found) = load(store, &other)?
+        {
+            return Ok(Some(found.name));
+        }
+    }
+    Ok(None)
+}
+
+fn confusable(name: &IdentityName, original: &str) -> ApiError {
+    ApiError::conflict(
+        "identity_name_confusable",
+        format!(
+            "The name {name} looks like {original} (case, I, l and 1, O and 0, rn and m, vv and w, and dashes \
+             are easily mistaken); choose a name that is clearly different."
+        ),
+    )
 }
 
 /// What [`set_member`] did.
@@ -442,9 +504,25 @@ mod tests {
     fn names_are_unique_regardless_of_case_and_keep_their_spelling() {
         let (_dir, store) = setup();
         let name = IdentityName::parse("Gren-Lang").unwrap();
-        create(&store, &name, &email("a@example.com"), &user("a@example.com"), &[]).unwrap();
+        create(
+            &store,
+            &name,
+            &email("a@example.com"),
+            &user("a@example.com"),
+            &[],
+            LookAlikes::Refuse,
+        )
+        .unwrap();
         let other = IdentityName::parse("gren-lang").unwrap();
-        let err = create(&store, &other, &email("b@example.com"), &user("b@example.com"), &[]).unwrap_err();
+        let err = create(
+            &store,
+            &other,
+            &email("b@example.com"),
+            &user("b@example.com"),
+            &[],
+            LookAlikes::Refuse,
+        )
+        .unwrap_err();
         assert_eq!(err.code, "name_taken");
         assert_eq!(require(&store, &other).unwrap().name, "Gren-Lang");
     }
@@ -460,13 +538,79 @@ mod tests {
                 &name,
                 &email("a@example.com"),
                 &user("a@example.com"),
-                &reserved
+                &reserved,
+                LookAlikes::Refuse,
             )
             .unwrap_err()
             .code,
             "name_reserved"
         );
-        create(&store, &name, &email("a@example.com"), &Actor::Operator, &reserved).unwrap();
+        create(
+            &store,
+            &name,
+            &email("a@example.com"),
+            &Actor::Operator,
+            &reserved,
+            LookAlikes::Refuse,
+        )
+        .unwrap();
+        let look_alike = IdentityName::parse("adm1n").unwrap();
+        let refused = create(
+            &store,
+            &look_alike,
+            &email("b@example.com"),
+            &user("b@example.com"),
+            &reserved,
+            LookAlikes::Refuse,
+        );
+        assert_eq!(refused.unwrap_err().code, "identity_name_confusable");
+    }
+
+    #[test]
+    fn look_alikes_of_existing_identities_are_refused_unless_allowed() {
+        let (_dir, store) = setup();
+        let original = IdentityName::parse("gren-lang").unwrap();
+        let look_alike = IdentityName::parse("Gren-1ang").unwrap();
+        create(
+            &store,
+            &original,
+            &email("a@example.com"),
+            &user("a@example.com"),
+            &[],
+            LookAlikes::Refuse,
+        )
+        .unwrap();
+        let err = create(
+            &store,
+            &look_alike,
+            &email("b@example.com"),
+            &user("b@example.com"),
+            &[],
+            LookAlikes::Refuse,
+        )
+        .unwrap_err();
+        assert_eq!((err.status, err.code), (409, "identity_name_confusable"));
+        assert!(err.message.contains("the identity gren-lang"), "{}", err.message);
+        // An interrupted creation (a directory without its record) is no original.
+        std::fs::create_dir_all(store.root().join("identities/blaix")).unwrap();
+        create(
+            &store,
+            &IdentityName::parse("b1aix").unwrap(),
+            &email("b@example.com"),
+            &user("b@example.com"),
+            &[],
+            LookAlikes::Refuse,
+        )
+        .unwrap();
+        create(
+            &store,
+            &look_alike,
+            &email("c@example.com"),
+            &Actor::Operator,
+            &[],
+            LookAlikes::Allow,
+        )
+        .unwrap();
     }
 
     const PENDING: usize = 20;
@@ -483,7 +627,7 @@ mod tests {
         let (_dir, store) = setup();
         let name = IdentityName::parse("team").unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
+        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         assert_eq!(
             set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish, PENDING)
                 .unwrap_err()
@@ -514,7 +658,7 @@ mod tests {
         let (_dir, store) = setup();
         let name = IdentityName::parse("team").unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
+        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         let change = set_member(&store, &name, &admin, &email("b@example.com"), Role::Publish, PENDING).unwrap();
         let MemberChange::Invited(invited) = change else {
             panic!("{change:?}")
@@ -571,7 +715,15 @@ mod tests {
     fn operators_add_members_directly() {
         let (_dir, store) = setup();
         let name = IdentityName::parse("team").unwrap();
-        create(&store, &name, &email("a@example.com"), &user("a@example.com"), &[]).unwrap();
+        create(
+            &store,
+            &name,
+            &email("a@example.com"),
+            &user("a@example.com"),
+            &[],
+            LookAlikes::Refuse,
+        )
+        .unwrap();
         let change = set_member(&store, &name, &Actor::Operator, &email("b@example.com"), Role::Admin, 0).unwrap();
         assert!(matches!(change, MemberChange::Added(_)), "{change:?}");
         assert_eq!(
@@ -585,7 +737,7 @@ mod tests {
         let (_dir, store) = setup();
         let name = IdentityName::parse("team").unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
+        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         for who in ["x@example.com", "y@example.com"] {
             set_member(&store, &name, &admin, &email(who), Role::Download, 2).unwrap();
         }
@@ -658,7 +810,7 @@ mod tests {
         let (_dir, store) = setup();
         let name = IdentityName::parse("team").unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
+        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         join(&store, &name, &admin, "p@example.com", Role::Publish);
         let publisher = user("p@example.com");
         assert_eq!(

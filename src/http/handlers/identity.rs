@@ -7,7 +7,7 @@ use crate::auth::login::escape_html;
 use crate::auth::session::{self, Authenticated};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
-use crate::identity::{self, Actor, IdentityName, MemberChange, Role};
+use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
 use serde::Deserialize;
 use serde_json::json;
@@ -41,6 +41,7 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
                 &caller.email,
                 &actor,
                 &app.config.reserved_identities,
+                LookAlikes::Refuse,
             )
         },
         |_| true,
