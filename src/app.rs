@@ -3,6 +3,7 @@
 
 use crate::auth::login::{self, Confirmations};
 use crate::config::Config;
+use crate::identity::invitation;
 use crate::mail::{LocalSink, Mailer, Postmark};
 use crate::package::publish::Packages;
 use crate::ratelimit::RateLimiter;
@@ -30,6 +31,8 @@ pub struct App {
     /// Membership e-mails per recipient address.
     pub member_mails_per_email: RateLimiter,
     pub packages: Packages,
+    /// Who is invited where, for `GET /user/invitations`.
+    pub invitations: invitation::Index,
     pub confirmations: Confirmations,
     stopping: AtomicBool,
 }
@@ -52,6 +55,7 @@ impl App {
             member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
             member_mails_per_email: RateLimiter::new(config.member_mail_limit_per_email, HOUR),
             packages,
+            invitations: invitation::Index::default(),
             confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
             mailer,
             public_url,

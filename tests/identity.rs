@@ -74,23 +74,25 @@ fn invite_ok(server: &Server, token: &str, identity: &str, email: &str, role: &s
 
 #[track_caller]
 fn assert_invitation_shape(invitation: &Value) {
-    let keys: BTreeSet<&str> = invitation
-        .as_object()
-        .unwrap_or_else(|| panic!("an invitation is an object: {invitation}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["email", "role", "invited_by", "invited", "expires"]),
-        "invitation keys: {invitation}"
-    );
+    assert_keys(invitation, &["email", "role", "invited_by", "invited", "expires"]);
     for time in ["invited", "expires"] {
         assert!(
             invitation[time].as_str().is_some_and(is_rfc3339),
             "{time} is an RFC 3339 time: {invitation}"
         );
     }
+}
+
+/// An object with exactly these keys.
+#[track_caller]
+fn assert_keys(object: &Value, expected: &[&str]) {
+    let keys: BTreeSet<&str> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, expected.iter().copied().collect(), "keys of {object}");
 }
 
 fn invitation_path(identity: &str) -> String {
@@ -115,15 +117,21 @@ fn received_invitations(server: &Server, token: &str) -> Vec<Value> {
 /// The pending invitations as `email → role`, from an admin's view.
 #[track_caller]
 fn invited(view: &Value) -> BTreeMap<String, String> {
-    view["invitations"]
+    people(view, "invitations", assert_invitation_shape)
+}
+
+/// A view's `members` or `invitations` as `email → role`, each checked by `shape`.
+#[track_caller]
+fn people(view: &Value, key: &str, shape: fn(&Value)) -> BTreeMap<String, String> {
+    view[key]
         .as_array()
-        .unwrap_or_else(|| panic!("no invitations list in {view}"))
+        .unwrap_or_else(|| panic!("no {key} list in {view}"))
         .iter()
-        .map(|invitation| {
-            assert_invitation_shape(invitation);
+        .map(|person| {
+            shape(person);
             (
-                invitation["email"].as_str().unwrap().to_string(),
-                invitation["role"].as_str().unwrap().to_string(),
+                person["email"].as_str().unwrap().to_string(),
+                person["role"].as_str().unwrap().to_string(),
             )
         })
         .collect()
@@ -135,17 +143,7 @@ fn user_record_exists(server: &Server, email: &str) -> bool {
 
 #[track_caller]
 fn assert_member_shape(member: &Value) {
-    let keys: BTreeSet<&str> = member
-        .as_object()
-        .unwrap_or_else(|| panic!("a member is an object: {member}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["email", "role", "added"]),
-        "member keys: {member}"
-    );
+    assert_keys(member, &["email", "role", "added"]);
     assert!(
         member["added"].as_str().is_some_and(is_rfc3339),
         "added is an RFC 3339 time: {member}"
@@ -170,18 +168,7 @@ fn show_ok(server: &Server, identity: &str, token: Option<&str>) -> Value {
 /// The members as `email → role`, from a member's view of the identity.
 #[track_caller]
 fn roles(view: &Value) -> BTreeMap<String, String> {
-    view["members"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no members list in {view}"))
-        .iter()
-        .map(|member| {
-            assert_member_shape(member);
-            (
-                member["email"].as_str().unwrap().to_string(),
-                member["role"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    people(view, "members", assert_member_shape)
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -242,6 +229,22 @@ fn run_admin(data_dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run gren-registry admin")
+}
+
+/// Runs an admin command that must succeed; returns its standard output.
+#[track_caller]
+fn admin_ok(data_dir: &Path, args: &[&str]) -> String {
+    let output = run_admin(data_dir, args);
+    assert!(output.status.success(), "admin {args:?} failed: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs an admin command that must fail; returns its standard error.
+#[track_caller]
+fn admin_fails(data_dir: &Path, args: &[&str]) -> String {
+    let output = run_admin(data_dir, args);
+    assert!(!output.status.success(), "admin {args:?} succeeded: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 // ---------------------------------------------------------------------------
@@ -404,12 +407,10 @@ fn operators_create_reserved_identities_with_the_server_stopped() {
     assert_eq!(entries[0]["admin"], "ops@example.com");
 
     // While the server holds the data directory, the command refuses.
-    let output = run_admin(
+    let stderr = admin_fails(
         dir.path(),
         &["identity", "create", "other", "--admin", "ops@example.com"],
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "ran beside a server: {output:?}");
     assert!(
         stderr.contains("lock") && stderr.contains("Stop the server"),
         "stderr mentions the lock and stopping the server: {stderr}"
@@ -483,33 +484,20 @@ fn look_alikes_of_reserved_names_are_refused() {
 #[test]
 fn operators_are_refused_look_alikes_unless_they_insist() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = |args: &[&str]| {
-        let output = run_admin(dir.path(), args);
-        assert!(output.status.success(), "admin {args:?}: {output:?}");
-    };
-    ok(&["identity", "create", "gren-lang", "--admin", "ops@example.com"]);
-    let output = run_admin(
-        dir.path(),
-        &["identity", "create", "gren-1ang", "--admin", "ops@example.com"],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "a look-alike was created: {output:?}");
+    fn create(name: &str) -> Vec<&str> {
+        vec!["identity", "create", name, "--admin", "ops@example.com"]
+    }
+    admin_ok(dir.path(), &create("gren-lang"));
+    let stderr = admin_fails(dir.path(), &create("gren-1ang"));
     assert!(
         stderr.contains("gren-lang") && stderr.contains("--allow-confusable"),
         "stderr names the original and the way out: {stderr}"
     );
     assert!(!dir.path().join("identities/gren-1ang").exists());
-    ok(&[
-        "identity",
-        "create",
-        "gren-1ang",
-        "--admin",
-        "ops@example.com",
-        "--allow-confusable",
-    ]);
+    admin_ok(dir.path(), &[create("gren-1ang"), vec!["--allow-confusable"]].concat());
     assert!(dir.path().join("identities/gren-1ang/identity.json").exists());
     // Reserved names (and their look-alikes) are the operators' to create.
-    ok(&["identity", "create", "adm1n", "--admin", "ops@example.com"]);
+    admin_ok(dir.path(), &create("adm1n"));
 }
 
 #[test]
@@ -1177,6 +1165,15 @@ fn people_who_never_logged_in_are_invited_and_accept_after_logging_in() {
     let (_, record) = read_json_file(&server.data_dir.join("users/new@example.com.json"));
     assert_eq!(record["identities"], json!(["gren-lang"]), "{record}");
     accept(&server, "gren-lang", Some(&token)).assert_error(404, "invitation_not_found");
+
+    // Invitations made after the first listing are listed too.
+    create_ok(&server, &admin, "third");
+    invite_ok(&server, &admin, "third", "new@example.com", "admin");
+    let identities: Vec<Value> = received_invitations(&server, &token)
+        .iter()
+        .map(|invitation| invitation["identity"].clone())
+        .collect();
+    assert_eq!(identities, ["blaix", "third"]);
 }
 
 #[test]
@@ -1310,41 +1307,17 @@ fn operators_name_a_new_admin_for_an_identity_whose_last_admin_left() {
     assert_eq!(reply.status, 204, "{}", reply.text());
     server.stop();
 
-    let fsck = run_admin(dir.path(), &["fsck"]);
-    let out = String::from_utf8_lossy(&fsck.stdout);
-    assert!(fsck.status.success(), "an identity without admin is no fault: {out}");
+    let out = admin_ok(dir.path(), &["fsck"]);
     assert!(
         out.contains("note: identity gren-lang has no admin") && out.contains("admin identity set-member"),
-        "fsck says how to fix it: {out}"
+        "an identity without admin is no fault, and fsck says how to fix it: {out}"
     );
-    let output = run_admin(
-        dir.path(),
-        &[
-            "identity",
-            "set-member",
-            "gren-lang",
-            "Heir@example.com",
-            "--role",
-            "admin",
-        ],
-    );
-    assert!(output.status.success(), "admin identity set-member failed: {output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("added heir@example.com"),
-        "{output:?}"
-    );
-    let output = run_admin(
-        dir.path(),
-        &[
-            "identity",
-            "set-member",
-            "gren-lang",
-            "heir@example.com",
-            "--role",
-            "owner",
-        ],
-    );
-    assert!(!output.status.success(), "a bad role is refused: {output:?}");
+    fn set_member<'a>(email: &'a str, role: &'a str) -> Vec<&'a str> {
+        vec!["identity", "set-member", "gren-lang", email, "--role", role]
+    }
+    let out = admin_ok(dir.path(), &set_member("Heir@example.com", "admin"));
+    assert!(out.contains("added heir@example.com"), "{out}");
+    admin_fails(dir.path(), &set_member("heir@example.com", "owner"));
 
     let server = Server::start_in(dir.path(), &[]);
     let heir = server.login("heir@example.com");
@@ -1359,21 +1332,17 @@ fn operators_name_a_new_admin_for_an_identity_whose_last_admin_left() {
         (Some("member_added"), Some("operator"), Some("heir@example.com"))
     );
     server.stop();
-    let fsck = run_admin(dir.path(), &["fsck"]);
-    assert!(
-        !String::from_utf8_lossy(&fsck.stdout).contains("has no admin"),
-        "{fsck:?}"
-    );
+    let out = admin_ok(dir.path(), &["fsck"]);
+    assert!(!out.contains("has no admin"), "{out}");
 }
 
 #[test]
 fn an_identity_record_from_before_invitations_still_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_admin(
+    admin_ok(
         dir.path(),
         &["identity", "create", "old", "--admin", "admin@example.com"],
     );
-    assert!(output.status.success(), "{output:?}");
     let path = dir.path().join("identities/old/identity.json");
     let (_, mut record) = read_json_file(&path);
     record.as_object_mut().unwrap().remove("invitations");

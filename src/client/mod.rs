@@ -268,6 +268,20 @@ fn print_member_change(answer: &Value, name: &str) {
     }
 }
 
+/// `found[key]` (members or invitations), when there: role, address and `more`.
+fn print_people(found: &Value, key: &str, more: impl Fn(&Value) -> String) {
+    let Some(people) = found[key].as_array() else { return };
+    println!("{key}:");
+    for person in people {
+        println!(
+            "  {} {}{}",
+            person["role"].as_str().unwrap_or("?"),
+            person["email"].as_str().unwrap_or("?"),
+            more(person)
+        );
+    }
+}
+
 fn print_invitations(answer: &Value) {
     let invitations = answer["invitations"].as_array().cloned().unwrap_or_default();
     if invitations.is_empty() {
@@ -287,27 +301,10 @@ fn print_invitations(answer: &Value) {
 
 fn print_identity(found: &Value) {
     println!("{}", found["name"].as_str().unwrap_or("?"));
-    if let Some(members) = found["members"].as_array() {
-        println!("members:");
-        for member in members {
-            println!(
-                "  {} {}",
-                member["role"].as_str().unwrap_or("?"),
-                member["email"].as_str().unwrap_or("?")
-            );
-        }
-    }
-    if let Some(invitations) = found["invitations"].as_array() {
-        println!("invitations:");
-        for invitation in invitations {
-            println!(
-                "  {} {} (expires {})",
-                invitation["role"].as_str().unwrap_or("?"),
-                invitation["email"].as_str().unwrap_or("?"),
-                invitation["expires"].as_str().unwrap_or("?")
-            );
-        }
-    }
+    print_people(found, "members", |_| String::new());
+    print_people(found, "invitations", |invitation| {
+        format!(" (expires {})", invitation["expires"].as_str().unwrap_or("?"))
+    });
     println!("packages:");
     for package in found["packages"].as_array().into_iter().flatten() {
         println!(

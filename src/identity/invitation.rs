@@ -16,12 +16,14 @@
 //! identity record (see [`super::audit`]); accepting also writes the
 //! invitee's membership index first (it may say too much, never too little).
 
-use super::{Action, Actor, Identity, IdentityName, Member, MemberChange, Role, audit};
+use super::{Action, Actor, Identity, IdentityName, Locked, Member, MemberChange, Role};
 use crate::auth::email::Email;
 use crate::error::{ApiError, ApiResult};
-use crate::store::Store;
+use crate::store::{Store, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long an invitation may be accepted.
@@ -44,29 +46,23 @@ impl Invitation {
 }
 
 /// Invites `email` (not a member) with `role`, or changes the role a pending
-/// invitation offers. The caller holds the identity's lock and checked that
-/// the actor is an admin.
+/// invitation offers. The caller checked that the actor is an admin.
 pub(super) fn invite(
-    store: &Store,
-    name: &IdentityName,
-    identity: &mut Identity,
+    locked: &mut Locked,
     actor: &Actor,
     email: &Email,
     role: Role,
     max_pending: usize,
 ) -> ApiResult<MemberChange> {
-    let existing = identity
-        .invitations
-        .iter()
-        .position(|invitation| &invitation.email == email);
-    match existing {
-        Some(index) if identity.invitations[index].role == role => {
-            return Ok(MemberChange::AlreadyInvited(identity.invitations[index].clone()));
+    let invitations = &mut locked.identity.invitations;
+    match invitations.iter().position(|invitation| &invitation.email == email) {
+        Some(index) if invitations[index].role == role => {
+            return Ok(MemberChange::AlreadyInvited(invitations[index].clone()));
         }
         Some(index) => {
-            identity.invitations.remove(index);
+            invitations.remove(index);
         }
-        None if identity.invitations.len() >= max_pending => return Err(too_many(identity, max_pending)),
+        None if invitations.len() >= max_pending => return Err(too_many(&locked.identity, max_pending)),
         None => {}
     }
     let now = Timestamp::now();
@@ -77,12 +73,12 @@ pub(super) fn invite(
         invited: now,
         expires: now.plus(LIFETIME),
     };
-    identity.invitations.push(invitation.clone());
+    locked.identity.invitations.push(invitation.clone());
     let action = Action::Invited {
         member: email.clone(),
         role,
     };
-    audit::commit(store, name, identity, actor, action)?;
+    locked.commit(actor, action)?;
     Ok(MemberChange::Invited(invitation))
 }
 
@@ -97,45 +93,36 @@ fn too_many(identity: &Identity, max_pending: usize) -> ApiError {
 }
 
 /// Removes `email`'s pending invitation: declined when the actor is the
-/// invitee, cancelled otherwise. The caller holds the identity's lock.
-pub(super) fn withdraw(
-    store: &Store,
-    name: &IdentityName,
-    identity: &mut Identity,
-    actor: &Actor,
-    email: &Email,
-) -> ApiResult<()> {
-    let index = identity
+/// invitee, cancelled otherwise.
+pub(super) fn withdraw(locked: &mut Locked, actor: &Actor, email: &Email) -> ApiResult<()> {
+    let index = locked
+        .identity
         .invitations
         .iter()
         .position(|invitation| &invitation.email == email)
-        .ok_or_else(|| not_invited(identity))?;
-    let role = identity.invitations.remove(index).role;
+        .ok_or_else(|| not_invited(&locked.identity))?;
+    let role = locked.identity.invitations.remove(index).role;
     let member = email.clone();
     let action = match actor {
         Actor::User(caller) if caller == email => Action::InvitationDeclined { member, role },
         _ => Action::InvitationCancelled { member, role },
     };
-    audit::commit(store, name, identity, actor, action)
+    locked.commit(actor, action)
 }
 
 /// Accepts the caller's pending invitation: they become a member with the
 /// role it offers.
 pub fn accept(store: &Store, name: &IdentityName, email: &Email) -> ApiResult<Member> {
-    let _guard = store.lock(&super::identity_path(name));
-    let mut identity = super::require_for_change(store, name)?;
-    let role = identity
-        .pending_invitation(email)
-        .ok_or_else(|| not_invited(&identity))?
-        .role;
-    super::add_member(store, name, &mut identity, &Actor::User(email.clone()), email, role)
+    let mut locked = Locked::open(store, name)?;
+    let invitation = locked.identity.pending_invitation(email);
+    let role = invitation.ok_or_else(|| not_invited(&locked.identity))?.role;
+    super::add_member(&mut locked, &Actor::User(email.clone()), email, role)
 }
 
 /// Declines the caller's pending invitation.
 pub fn decline(store: &Store, name: &IdentityName, email: &Email) -> ApiResult<()> {
-    let _guard = store.lock(&super::identity_path(name));
-    let mut identity = super::require_for_change(store, name)?;
-    withdraw(store, name, &mut identity, &Actor::User(email.clone()), email)
+    let mut locked = Locked::open(store, name)?;
+    withdraw(&mut locked, &Actor::User(email.clone()), email)
 }
 
 fn not_invited(identity: &Identity) -> ApiError {
@@ -156,24 +143,80 @@ pub struct Received {
     pub invitation: Invitation,
 }
 
-/// Every pending invitation for `email`. Invitations live in the identity
-/// records (no user record is made for people who are only invited), so
-/// this reads every identity: fine for a registry of thousands of
-/// identities and a request people make by hand.
-pub fn received(store: &Store, email: &Email) -> ApiResult<Vec<Received>> {
-    let mut found = Vec::new();
+/// Who is invited where: an index for `GET /user/invitations`, so that
+/// listing one person's invitations does not read every identity record.
+/// Kept in memory only: built from the identity records on first use (they
+/// are the truth, and only this process writes them while it runs), then
+/// told of each invitation the server makes ([`Index::invited`]). It may
+/// name invitations that are gone (accepted, declined, cancelled, expired),
+/// never miss one: [`Index::received`] checks every entry against its
+/// record and forgets those that are gone.
+#[derive(Default)]
+pub struct Index(Mutex<Option<HashMap<Email, BTreeSet<String>>>>);
+
+impl Index {
+    /// Notes an invitation just committed (before the index is built, the
+    /// build will find it in the record).
+    pub fn invited(&self, email: &Email, name: &IdentityName) {
+        if let Some(index) = lock_ignoring_poison(&self.0).as_mut() {
+            index.entry(email.clone()).or_default().insert(name.key().to_string());
+        }
+    }
+
+    /// Every pending invitation for `email`.
+    pub fn received(&self, store: &Store, email: &Email) -> ApiResult<Vec<Received>> {
+        // Held while reading the records: an invitation committed meanwhile
+        // is noted only after this has pruned, so it is never forgotten.
+        let mut guard = lock_ignoring_poison(&self.0);
+        if guard.is_none() {
+            *guard = Some(build(store)?);
+        }
+        let index = guard.as_mut().expect("just built");
+        let Some(keys) = index.get_mut(email) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for key in keys.clone() {
+            match pending_in(store, &key, email)? {
+                Some(received) => found.push(received),
+                None => {
+                    keys.remove(&key);
+                }
+            }
+        }
+        if keys.is_empty() {
+            index.remove(email);
+        }
+        Ok(found)
+    }
+}
+
+/// The index from the records: every pending invitation of every identity.
+fn build(store: &Store) -> ApiResult<HashMap<Email, BTreeSet<String>>> {
+    let mut index: HashMap<Email, BTreeSet<String>> = HashMap::new();
     for key in store.list_dirs(&super::identities_dir())? {
         let Ok(name) = IdentityName::parse(&key) else { continue };
         // A directory without its record is a creation in progress.
         let Some(identity) = super::load(store, &name)? else {
             continue;
         };
-        if let Some(invitation) = identity.pending_invitation(email) {
-            found.push(Received {
-                identity: identity.name.clone(),
-                invitation: invitation.clone(),
-            });
+        for invitation in identity.pending_invitations() {
+            index.entry(invitation.email.clone()).or_default().insert(key.clone());
         }
     }
-    Ok(found)
+    Ok(index)
+}
+
+/// `email`'s pending invitation to the identity `key`, if there is one.
+fn pending_in(store: &Store, key: &str, email: &Email) -> ApiResult<Option<Received>> {
+    let Ok(name) = IdentityName::parse(key) else {
+        return Ok(None);
+    };
+    let Some(identity) = super::load(store, &name)? else {
+        return Ok(None);
+    };
+    Ok(identity.pending_invitation(email).map(|invitation| Received {
+        identity: identity.name.clone(),
+        invitation: invitation.clone(),
+    }))
 }

@@ -24,7 +24,7 @@ pub mod name;
 use crate::auth::email::Email;
 use crate::auth::user;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{RecordPath, Store};
+use crate::store::{RecordGuard, RecordPath, Store};
 use crate::time::Timestamp;
 pub use audit::{Action, AuditEntry};
 pub use invitation::Invitation;
@@ -275,6 +275,35 @@ impl MemberChange {
     }
 }
 
+/// An identity loaded for a change, its record locked until this is
+/// dropped. Expired invitations are forgotten on loading, so the write that
+/// commits the change drops them.
+struct Locked<'a> {
+    store: &'a Store,
+    name: &'a IdentityName,
+    identity: Identity,
+    _guard: RecordGuard<'a>,
+}
+
+impl<'a> Locked<'a> {
+    fn open(store: &'a Store, name: &'a IdentityName) -> ApiResult<Locked<'a>> {
+        let guard = store.lock(&identity_path(name));
+        let mut identity = require(store, name)?;
+        identity.invitations.retain(Invitation::is_pending);
+        Ok(Locked {
+            store,
+            name,
+            identity,
+            _guard: guard,
+        })
+    }
+
+    /// Writes the audit entry, then the record: the change's commit point.
+    fn commit(&mut self, actor: &Actor, action: Action) -> ApiResult<()> {
+        audit::commit(self.store, self.name, &mut self.identity, actor, action)
+    }
+}
+
 /// Sets a member's role. For someone who is not a member, a user's change is
 /// an invitation (see [`invitation`]); an operator's adds them directly. The
 /// actor must hold `admin`; at most `max_pending` invitations may be pending.
@@ -286,69 +315,56 @@ pub fn set_member(
     role: Role,
     max_pending: usize,
 ) -> ApiResult<MemberChange> {
-    let _guard = store.lock(&identity_path(name));
-    let mut identity = require_for_change(store, name)?;
-    require_role(&identity, actor, Role::Admin)?;
-    match identity.members.iter().position(|member| &member.email == email) {
-        Some(index) => change_role(store, name, &mut identity, actor, index, role),
+    let mut locked = Locked::open(store, name)?;
+    require_role(&locked.identity, actor, Role::Admin)?;
+    match locked.identity.members.iter().position(|member| &member.email == email) {
+        Some(index) => change_role(&mut locked, actor, index, role),
         None if matches!(actor, Actor::Operator) => {
-            add_member(store, name, &mut identity, actor, email, role).map(MemberChange::Added)
+            add_member(&mut locked, actor, email, role).map(MemberChange::Added)
         }
-        None => invitation::invite(store, name, &mut identity, actor, email, role, max_pending),
+        None => invitation::invite(&mut locked, actor, email, role, max_pending),
     }
 }
 
-fn change_role(
-    store: &Store,
-    name: &IdentityName,
-    identity: &mut Identity,
-    actor: &Actor,
-    index: usize,
-    role: Role,
-) -> ApiResult<MemberChange> {
-    let from = identity.members[index].role;
+fn change_role(locked: &mut Locked, actor: &Actor, index: usize, role: Role) -> ApiResult<MemberChange> {
+    let from = locked.identity.members[index].role;
     if from == role {
-        return Ok(MemberChange::Unchanged(identity.members[index].clone()));
+        return Ok(MemberChange::Unchanged(locked.identity.members[index].clone()));
     }
-    if from == Role::Admin && identity.admin_count() == 1 {
-        return Err(last_admin(name));
+    if from == Role::Admin && locked.identity.admin_count() == 1 {
+        return Err(last_admin(locked.name));
     }
-    identity.members[index].role = role;
-    let member = identity.members[index].clone();
+    locked.identity.members[index].role = role;
+    let member = locked.identity.members[index].clone();
     let action = Action::RoleChanged {
         member: member.email.clone(),
         from,
         to: role,
     };
-    audit::commit(store, name, identity, actor, action)?;
+    locked.commit(actor, action)?;
     Ok(MemberChange::RoleChanged(member))
 }
 
-/// Makes `email` a member (the caller holds the identity's lock): an
-/// operator's direct addition, or an accepted invitation. A pending
-/// invitation of theirs is used up.
-fn add_member(
-    store: &Store,
-    name: &IdentityName,
-    identity: &mut Identity,
-    actor: &Actor,
-    email: &Email,
-    role: Role,
-) -> ApiResult<Member> {
+/// Makes `email` a member: an operator's direct addition, or an accepted
+/// invitation. A pending invitation of theirs is used up.
+fn add_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) -> ApiResult<Member> {
     // Before the identity: the index may say too much, never too little.
-    index_membership(store, email, name, true)?;
-    identity.invitations.retain(|invitation| &invitation.email != email);
+    index_membership(locked.store, email, locked.name, true)?;
+    locked
+        .identity
+        .invitations
+        .retain(|invitation| &invitation.email != email);
     let member = Member {
         email: email.clone(),
         role,
         added: Timestamp::now(),
     };
-    identity.members.push(member.clone());
+    locked.identity.members.push(member.clone());
     let action = Action::MemberAdded {
         member: email.clone(),
         role,
     };
-    audit::commit(store, name, identity, actor, action)?;
+    locked.commit(actor, action)?;
     Ok(member)
 }
 
@@ -357,58 +373,45 @@ fn add_member(
 /// last admin: nobody is held in an identity, and an operator can name a new
 /// admin) or decline their own invitation.
 pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &Email) -> ApiResult<()> {
-    let _guard = store.lock(&identity_path(name));
-    let mut identity = require_for_change(store, name)?;
+    let mut locked = Locked::open(store, name)?;
     let removing_self = matches!(actor, Actor::User(caller) if caller == email);
-    let role = identity.role_of(email);
+    let role = locked.identity.role_of(email);
+    let invited = locked.identity.pending_invitation(email).is_some();
     if removing_self {
-        match role {
-            Some(role) => return drop_member(store, name, &mut identity, actor, email, role),
-            None if identity.pending_invitation(email).is_some() => {
-                return invitation::withdraw(store, name, &mut identity, actor, email);
-            }
+        return match role {
+            Some(role) => drop_member(&mut locked, actor, email, role),
+            None if invited => invitation::withdraw(&mut locked, actor, email),
             // A stranger naming themself learns nothing beyond a 403.
-            None => return Err(not_a_member(&identity)),
-        }
+            None => Err(not_a_member(&locked.identity)),
+        };
     }
-    require_role(&identity, actor, Role::Admin)?;
+    require_role(&locked.identity, actor, Role::Admin)?;
     match role {
-        Some(Role::Admin) if identity.admin_count() == 1 => Err(last_admin(name)),
-        Some(role) => drop_member(store, name, &mut identity, actor, email, role),
-        None if identity.pending_invitation(email).is_some() => {
-            invitation::withdraw(store, name, &mut identity, actor, email)
-        }
+        Some(Role::Admin) if locked.identity.admin_count() == 1 => Err(last_admin(name)),
+        Some(role) => drop_member(&mut locked, actor, email, role),
+        None if invited => invitation::withdraw(&mut locked, actor, email),
         None => Err(ApiError::not_found(
             "member_not_found",
-            format!("{email} is neither a member of {} nor invited.", identity.name),
+            format!("{email} is neither a member of {} nor invited.", locked.identity.name),
         )),
     }
 }
 
-fn drop_member(
-    store: &Store,
-    name: &IdentityName,
-    identity: &mut Identity,
-    actor: &Actor,
-    email: &Email,
-    role: Role,
-) -> ApiResult<()> {
-    identity.members.retain(|member| &member.email != email);
+fn drop_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) -> ApiResult<()> {
+    locked.identity.members.retain(|member| &member.email != email);
     let action = Action::MemberRemoved {
         member: email.clone(),
         role,
     };
-    audit::commit(store, name, identity, actor, action)?;
+    locked.commit(actor, action)?;
     // After the identity: the index may say too much, never too little.
-    index_membership(store, email, name, false)
+    index_membership(locked.store, email, locked.name, false)
 }
 
 /// Appends an entry to an identity's audit log (publishes, revocations,
 /// package settings: changes made elsewhere that the identity answers for).
 pub fn record_action(store: &Store, name: &IdentityName, actor: &Actor, action: Action) -> ApiResult<()> {
-    let _guard = store.lock(&identity_path(name));
-    let mut identity = require_for_change(store, name)?;
-    audit::commit(store, name, &mut identity, actor, action)
+    Locked::open(store, name)?.commit(actor, action)
 }
 
 /// Refuses with 403 unless `actor` holds at least `needed` (operators hold all).
@@ -428,14 +431,6 @@ pub fn require_role(identity: &Identity, actor: &Actor, needed: Role) -> ApiResu
 
 fn not_a_member(identity: &Identity) -> ApiError {
     ApiError::forbidden(format!("You are not a member of {}.", identity.name))
-}
-
-/// Loads an identity to change it (the caller holds its lock), forgetting
-/// expired invitations: the write that commits the change drops them.
-fn require_for_change(store: &Store, name: &IdentityName) -> ApiResult<Identity> {
-    let mut identity = require(store, name)?;
-    identity.invitations.retain(Invitation::is_pending);
-    Ok(identity)
 }
 
 fn last_admin(name: &IdentityName) -> ApiError {
@@ -500,108 +495,54 @@ mod tests {
         assert_eq!(Role::parse("owner").unwrap_err().code, "invalid_role");
     }
 
+    /// Creates `name` as the user `who`, its first admin.
+    fn create_by(store: &Store, name: &str, who: &str, reserved: &[String]) -> ApiResult<IdentityName> {
+        let name = IdentityName::parse(name).unwrap();
+        create(store, &name, &email(who), &user(who), reserved, LookAlikes::Refuse).map(|_| name)
+    }
+
     #[test]
     fn names_are_unique_regardless_of_case_and_keep_their_spelling() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("Gren-Lang").unwrap();
-        create(
-            &store,
-            &name,
-            &email("a@example.com"),
-            &user("a@example.com"),
-            &[],
-            LookAlikes::Refuse,
-        )
-        .unwrap();
-        let other = IdentityName::parse("gren-lang").unwrap();
-        let err = create(
-            &store,
-            &other,
-            &email("b@example.com"),
-            &user("b@example.com"),
-            &[],
-            LookAlikes::Refuse,
-        )
-        .unwrap_err();
+        create_by(&store, "Gren-Lang", "a@example.com", &[]).unwrap();
+        let err = create_by(&store, "gren-lang", "b@example.com", &[]).unwrap_err();
         assert_eq!(err.code, "name_taken");
+        let other = IdentityName::parse("gren-lang").unwrap();
         assert_eq!(require(&store, &other).unwrap().name, "Gren-Lang");
     }
 
     #[test]
-    fn reserved_names_are_for_operators_only() {
+    fn reserved_names_and_their_look_alikes_are_for_operators_only() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("Admin").unwrap();
         let reserved = vec!["admin".to_string()];
-        assert_eq!(
-            create(
-                &store,
-                &name,
-                &email("a@example.com"),
-                &user("a@example.com"),
-                &reserved,
-                LookAlikes::Refuse,
-            )
-            .unwrap_err()
-            .code,
-            "name_reserved"
-        );
+        let err = create_by(&store, "Admin", "a@example.com", &reserved).unwrap_err();
+        assert_eq!(err.code, "name_reserved");
+        let err = create_by(&store, "adm1n", "a@example.com", &reserved).unwrap_err();
+        assert_eq!(err.code, "identity_name_confusable");
+        let name = IdentityName::parse("Admin").unwrap();
+        let operator = Actor::Operator;
         create(
             &store,
             &name,
             &email("a@example.com"),
-            &Actor::Operator,
+            &operator,
             &reserved,
             LookAlikes::Refuse,
         )
         .unwrap();
-        let look_alike = IdentityName::parse("adm1n").unwrap();
-        let refused = create(
-            &store,
-            &look_alike,
-            &email("b@example.com"),
-            &user("b@example.com"),
-            &reserved,
-            LookAlikes::Refuse,
-        );
-        assert_eq!(refused.unwrap_err().code, "identity_name_confusable");
     }
 
     #[test]
     fn look_alikes_of_existing_identities_are_refused_unless_allowed() {
         let (_dir, store) = setup();
-        let original = IdentityName::parse("gren-lang").unwrap();
-        let look_alike = IdentityName::parse("Gren-1ang").unwrap();
-        create(
-            &store,
-            &original,
-            &email("a@example.com"),
-            &user("a@example.com"),
-            &[],
-            LookAlikes::Refuse,
-        )
-        .unwrap();
-        let err = create(
-            &store,
-            &look_alike,
-            &email("b@example.com"),
-            &user("b@example.com"),
-            &[],
-            LookAlikes::Refuse,
-        )
-        .unwrap_err();
+        create_by(&store, "gren-lang", "a@example.com", &[]).unwrap();
+        let err = create_by(&store, "Gren-1ang", "b@example.com", &[]).unwrap_err();
         assert_eq!((err.status, err.code), (409, "identity_name_confusable"));
         assert!(err.message.contains("the identity gren-lang"), "{}", err.message);
         // An interrupted creation (a directory without its record) is no original.
         std::fs::create_dir_all(store.root().join("identities/blaix")).unwrap();
-        create(
-            &store,
-            &IdentityName::parse("b1aix").unwrap(),
-            &email("b@example.com"),
-            &user("b@example.com"),
-            &[],
-            LookAlikes::Refuse,
-        )
-        .unwrap();
+        create_by(&store, "b1aix", "b@example.com", &[]).unwrap();
+        let look_alike = IdentityName::parse("Gren-1ang").unwrap();
         create(
             &store,
             &look_alike,
@@ -625,9 +566,8 @@ mod tests {
     #[test]
     fn the_last_admin_is_neither_demoted_nor_removed_by_others_but_may_leave() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         assert_eq!(
             set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish, PENDING)
                 .unwrap_err()
@@ -656,9 +596,8 @@ mod tests {
     #[test]
     fn adding_someone_invites_them_and_only_their_acceptance_makes_them_a_member() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         let change = set_member(&store, &name, &admin, &email("b@example.com"), Role::Publish, PENDING).unwrap();
         let MemberChange::Invited(invited) = change else {
             panic!("{change:?}")
@@ -714,16 +653,7 @@ mod tests {
     #[test]
     fn operators_add_members_directly() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
-        create(
-            &store,
-            &name,
-            &email("a@example.com"),
-            &user("a@example.com"),
-            &[],
-            LookAlikes::Refuse,
-        )
-        .unwrap();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let change = set_member(&store, &name, &Actor::Operator, &email("b@example.com"), Role::Admin, 0).unwrap();
         assert!(matches!(change, MemberChange::Added(_)), "{change:?}");
         assert_eq!(
@@ -735,9 +665,8 @@ mod tests {
     #[test]
     fn pending_invitations_are_bounded_and_expired_ones_neither_count_nor_show() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         for who in ["x@example.com", "y@example.com"] {
             set_member(&store, &name, &admin, &email(who), Role::Download, 2).unwrap();
         }
@@ -749,11 +678,8 @@ mod tests {
         let mut record = require(&store, &name).unwrap();
         record.invitations[0].expires = serde_json::from_str("\"2001-01-01T00:00:00.000Z\"").unwrap();
         store.write_json(&identity_path(&name), &record).unwrap();
-        assert!(
-            invitation::received(&store, &email("x@example.com"))
-                .unwrap()
-                .is_empty()
-        );
+        let index = invitation::Index::default();
+        assert!(index.received(&store, &email("x@example.com")).unwrap().is_empty());
         assert_eq!(
             invitation::accept(&store, &name, &email("x@example.com"))
                 .unwrap_err()
@@ -772,12 +698,40 @@ mod tests {
             ["y@example.com", "z@example.com"],
             "the expired one was dropped"
         );
-        let received = invitation::received(&store, &email("y@example.com")).unwrap();
+        let received = index.received(&store, &email("y@example.com")).unwrap();
         assert_eq!(received.len(), 1);
         assert_eq!(
             (received[0].identity.as_str(), received[0].invitation.role),
             ("team", Role::Publish)
         );
+    }
+
+    #[test]
+    fn the_invitation_index_misses_no_invitation_and_forgets_those_that_are_gone() {
+        let (_dir, store) = setup();
+        let admin = user("a@example.com");
+        let invitee = email("b@example.com");
+        let invite = |name: &IdentityName| set_member(&store, name, &admin, &invitee, Role::Publish, PENDING).unwrap();
+        let team = create_by(&store, "team", "a@example.com", &[]).unwrap();
+        let other = create_by(&store, "other", "a@example.com", &[]).unwrap();
+        invite(&team);
+        let index = invitation::Index::default();
+        let identities = |index: &invitation::Index| -> Vec<String> {
+            let received = index.received(&store, &invitee).unwrap();
+            received.into_iter().map(|received| received.identity).collect()
+        };
+        assert_eq!(identities(&index), ["team"], "built from the records");
+        invite(&other);
+        index.invited(&invitee, &other);
+        assert_eq!(identities(&index), ["other", "team"]);
+        invitation::decline(&store, &team, &invitee).unwrap();
+        assert_eq!(identities(&index), ["other"]);
+        invitation::accept(&store, &other, &invitee).unwrap();
+        assert!(identities(&index).is_empty());
+        // Declined, then invited again: noted, and found.
+        invite(&team);
+        index.invited(&invitee, &team);
+        assert_eq!(identities(&index), ["team"]);
     }
 
     #[test]
@@ -808,9 +762,8 @@ mod tests {
     #[test]
     fn only_admins_manage_members_but_anyone_may_leave() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[], LookAlikes::Refuse).unwrap();
         join(&store, &name, &admin, "p@example.com", Role::Publish);
         let publisher = user("p@example.com");
         assert_eq!(

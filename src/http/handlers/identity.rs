@@ -88,6 +88,9 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
         || identity::set_member(&app.store, &name, &actor, &email, role, limit),
         MemberChange::changed,
     )?;
+    if let MemberChange::Invited(invitation) = &change {
+        app.invitations.invited(&invitation.email, &name);
+    }
     if change.changed() {
         tell(app, &name, &change, &caller.email);
     }

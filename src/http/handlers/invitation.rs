@@ -11,7 +11,7 @@ use serde_json::json;
 
 pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let invitations = invitation::received(&app.store, &caller.email)?;
+    let invitations = app.invitations.received(&app.store, &caller.email)?;
     Ok(Response::json(200, &json!({ "invitations": invitations })))
 }
 
