@@ -4,6 +4,7 @@
 use crate::auth::login::{self, Confirmations};
 use crate::budget::Budget;
 use crate::config::Config;
+use crate::identity::invitation;
 use crate::mail::{LocalSink, Mailer, Postmark};
 use crate::package::publish::Packages;
 use crate::ratelimit::RateLimiter;
@@ -33,7 +34,13 @@ pub struct App {
     pub upload_bodies: Budget,
     /// Bundles being inflated.
     pub inflations: Budget,
+    /// Member changes per acting user.
+    pub member_changes_per_user: RateLimiter,
+    /// Membership e-mails per recipient address.
+    pub member_mails_per_email: RateLimiter,
     pub packages: Packages,
+    /// Who is invited where, for `GET /user/invitations`.
+    pub invitations: invitation::Index,
     pub confirmations: Confirmations,
     stopping: AtomicBool,
 }
@@ -56,7 +63,10 @@ impl App {
             publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
             upload_bodies: Budget::new(config.upload_budget_bytes, "uploads"),
             inflations: Budget::new(config.max_inflations, "bundle checks"),
+            member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
+            member_mails_per_email: RateLimiter::new(config.member_mail_limit_per_email, HOUR),
             packages,
+            invitations: invitation::Index::default(),
             confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
             mailer,
             public_url,
@@ -78,6 +88,8 @@ impl App {
             self.login_per_ip.prune();
             self.identities_per_user.prune();
             self.publishes_per_user.prune();
+            self.member_changes_per_user.prune();
+            self.member_mails_per_email.prune();
             for _ in 0..60 {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;

@@ -96,6 +96,20 @@ pub struct Config {
     )]
     pub kernel_code_authors: Vec<String>,
 
+    /// Member changes (invitations, role changes, removals, cancellations)
+    /// one user may make per hour, across identities.
+    #[arg(long, env = "GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", default_value_t = 30)]
+    pub member_change_limit_per_hour: u32,
+
+    /// Membership e-mails (invitations, role changes) one address may get per
+    /// hour; past it, changes are still made, without e-mail.
+    #[arg(long, env = "GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL", default_value_t = 5)]
+    pub member_mail_limit_per_email: u32,
+
+    /// Invitations an identity may have pending at once; more are refused (409).
+    #[arg(long, env = "GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", default_value_t = 20)]
+    pub pending_invitations_per_identity: usize,
+
     /// Largest bundle upload (compressed), checked before it is read.
     #[arg(long, env = "GREN_REGISTRY_MAX_BUNDLE_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
@@ -205,6 +219,18 @@ impl Config {
             self.request_timeout_secs,
             MAX_REQUEST_TIMEOUT_SECS,
             "seconds",
+        );
+        problems.at_least_one(
+            "GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR",
+            self.member_change_limit_per_hour.into(),
+        );
+        problems.at_least_one(
+            "GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL",
+            self.member_mail_limit_per_email.into(),
+        );
+        problems.at_least_one(
+            "GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY",
+            self.pending_invitations_per_identity as u64,
         );
         problems.at_least_one("GREN_REGISTRY_UPLOAD_BUDGET_BYTES", self.upload_budget_bytes);
         problems.at_least_one("GREN_REGISTRY_MAX_INFLATIONS", self.max_inflations);

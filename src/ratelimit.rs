@@ -43,6 +43,24 @@ impl RateLimiter {
         }
     }
 
+    /// Runs `action` as one hit of `key`: the slot is taken first (so
+    /// parallel requests cannot all pass) and given back unless the action
+    /// succeeded and `counts` says its outcome is one the limit is about
+    /// (limits on changes, not on refusals or no-ops).
+    pub fn counting<T>(
+        &self,
+        key: &str,
+        action: impl FnOnce() -> Result<T, ApiError>,
+        counts: impl FnOnce(&T) -> bool,
+    ) -> Result<T, ApiError> {
+        self.hit(key)?;
+        let outcome = action();
+        if !outcome.as_ref().is_ok_and(counts) {
+            self.give_back(key);
+        }
+        outcome
+    }
+
     fn check(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> Result<(), ApiError> {
         let Some(recent) = hits.get_mut(key) else { return Ok(()) };
         while recent.front().is_some_and(|at| now.duration_since(*at) >= self.window) {
@@ -133,6 +151,29 @@ mod tests {
         limiter.hit("a").unwrap();
         assert!(limiter.is_exhausted("a"));
         assert!(!limiter.is_exhausted("b"));
+    }
+
+    #[test]
+    fn counting_keeps_the_hit_only_for_outcomes_that_count() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let failed: Result<(), ApiError> = limiter.counting("a", || Err(ApiError::forbidden("no")), |_| true);
+        assert_eq!(failed.unwrap_err().status, 403);
+        assert!(!limiter.counting("a", || Ok(false), |changed| *changed).unwrap());
+        limiter.counting("a", || Ok(()), |_| true).unwrap();
+        limiter.counting("a", || Ok(()), |_| true).unwrap();
+        let mut ran = false;
+        let refused = limiter
+            .counting(
+                "a",
+                || {
+                    ran = true;
+                    Ok(())
+                },
+                |_| true,
+            )
+            .unwrap_err();
+        assert_eq!(refused.status, 429);
+        assert!(!ran, "a refused action does not run");
     }
 
     #[test]

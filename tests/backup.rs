@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const IDENTITY: &str = "bak";
 const OWNER: &str = "owner@example.com";
 /// No rate limit may refuse the load.
-const ENV: [(&str, &str); 2] = common::proofs::PROOF_ENV;
+const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
 
 /// Runs `gren-registry admin --data-dir DIR ARGS...`: (success, stdout+stderr).
 fn admin(dir: &Path, args: &[&str]) -> (bool, String) {

@@ -225,7 +225,7 @@ fn login_identity_publish_and_install_end_to_end() {
         .collect();
     assert!(leftovers.is_empty(), "no temporary files stay behind: {leftovers:?}");
 
-    cli.ok(&[
+    let out = cli.ok(&[
         "identity",
         "add",
         "gren-lang",
@@ -234,9 +234,11 @@ fn login_identity_publish_and_install_end_to_end() {
         "download",
     ]);
     assert!(
-        cli.ok(&["identity", "show", "gren-lang"])
-            .contains("download friend@example.com")
+        out.contains("Invited friend@example.com to gren-lang as download"),
+        "{out}"
     );
+    let shown = cli.ok(&["identity", "show", "gren-lang"]);
+    assert!(shown.contains("invitations:\n  download friend@example.com"), "{shown}");
     cli.ok(&["revoke", "gren-lang/url", "6.0.0", "--reason", "test"]);
     let err = cli.fails(&["install", app.path().to_str().unwrap()]);
     assert!(err.contains("gren-lang/url 6.0.0 was revoked: test"), "{err}");
@@ -248,6 +250,59 @@ fn login_identity_publish_and_install_end_to_end() {
         "logout revokes the token"
     );
     assert!(cli.fails(&["whoami"]).contains("not logged in"));
+}
+
+#[test]
+fn invitations_are_listed_accepted_declined_and_members_leave_from_the_command_line() {
+    let server = Server::start();
+    let admin = Cli::new(&server);
+    admin.login(&server, "admin@example.com");
+    admin.ok(&["identity", "create", "gren-lang"]);
+    admin.ok(&["identity", "create", "blaix"]);
+    admin.ok(&[
+        "identity",
+        "add",
+        "gren-lang",
+        "friend@example.com",
+        "--role",
+        "publish",
+    ]);
+    admin.ok(&["identity", "add", "blaix", "friend@example.com"]);
+
+    let friend = Cli::new(&server);
+    friend.login(&server, "friend@example.com");
+    let listed = friend.ok(&["identity", "invitations"]);
+    for line in [
+        "gren-lang as publish, from admin@example.com",
+        "`gren-registry identity accept gren-lang`",
+        "blaix as publish",
+    ] {
+        assert!(listed.contains(line), "{line:?} in:\n{listed}");
+    }
+    let out = friend.ok(&["identity", "accept", "gren-lang"]);
+    assert!(out.contains("You are now publish in gren-lang"), "{out}");
+    let out = friend.ok(&["identity", "decline", "blaix"]);
+    assert!(out.contains("Declined the invitation to blaix"), "{out}");
+    assert!(
+        friend
+            .ok(&["identity", "invitations"])
+            .contains("No invitations are waiting for you.")
+    );
+    assert!(friend.ok(&["whoami"]).contains("gren-lang (publish)"));
+    let err = friend.fails(&["identity", "accept", "blaix"]);
+    assert!(err.contains("no pending invitation to blaix"), "{err}");
+
+    let out = admin.ok(&["identity", "role", "gren-lang", "friend@example.com", "admin"]);
+    assert!(out.contains("friend@example.com is now admin in gren-lang"), "{out}");
+    // Even the last admin may leave.
+    admin.ok(&["identity", "leave", "gren-lang"]);
+    let out = friend.ok(&["identity", "leave", "gren-lang"]);
+    assert!(out.contains("You left gren-lang"), "{out}");
+    assert!(!friend.ok(&["whoami"]).contains("gren-lang"));
+    for command in ["invitations", "accept", "decline", "leave"] {
+        let help = friend.ok(&["identity", command, "--help"]);
+        assert!(help.lines().count() > 2, "{command} has help:\n{help}");
+    }
 }
 
 #[test]

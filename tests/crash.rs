@@ -33,8 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const IDENTITY: &str = "crash";
 const ADMIN: &str = "admin@example.com";
-/// No rate limit may refuse the load (limits are per user and in memory).
-const ENV: [(&str, &str); 2] = common::proofs::PROOF_ENV;
+/// Members who joined before the first kill, whose roles the load changes.
+const POOL: [&str; 2] = ["pool1@example.com", "pool2@example.com"];
+/// No rate limit or bound may refuse the load (limits are per user and in memory).
+const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
 
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)
@@ -125,9 +127,10 @@ struct Model {
     revoke_acked: BTreeSet<Key>,
     /// Versions seen revoked after a restart.
     revoked_durable: BTreeSet<Key>,
-    /// Member roles: acknowledged, or seen after a restart.
-    members: BTreeMap<String, String>,
-    /// The member change in flight when the server was killed.
+    /// Members and invitations (but the creator) with their roles:
+    /// acknowledged, or seen after a restart.
+    people: People,
+    /// The member change or invitation in flight when the server was killed.
     member_in_flight: Option<(String, String)>,
     member_counter: usize,
     counts: Counts,
@@ -258,20 +261,19 @@ fn revoker_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, sto
     }
 }
 
+/// Changes a member's role (answered 200) or invites someone, or changes
+/// the role an invitation offers (answered 202), at random moments.
 fn member_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, stop: Arc<AtomicBool>, mut rng: Rng) {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(rng.range(2, 25)));
         let (email, role) = {
             let mut model = model.lock().unwrap();
-            let existing: Vec<(String, String)> = model
-                .members
-                .iter()
-                .map(|(email, role)| (email.clone(), role.clone()))
-                .collect();
-            let change = if !existing.is_empty() && rng.one_in(3) {
-                let (email, current) = existing[(rng.next() % existing.len() as u64) as usize].clone();
-                let others: Vec<&str> = ROLES.iter().copied().filter(|role| *role != current).collect();
-                (email, others[(rng.next() % 2) as usize].to_string())
+            let members: Vec<(String, String)> = model.people.members.clone().into_iter().collect();
+            let invitations: Vec<(String, String)> = model.people.invitations.clone().into_iter().collect();
+            let change = if !members.is_empty() && rng.one_in(3) {
+                another_role(&members[rng.below(members.len())], &mut rng)
+            } else if !invitations.is_empty() && rng.one_in(3) {
+                another_role(&invitations[rng.below(invitations.len())], &mut rng)
             } else {
                 model.member_counter += 1;
                 let email = format!("m{}@example.com", model.member_counter);
@@ -283,12 +285,17 @@ fn member_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, stop
         let path = format!("/publishing-identity/{IDENTITY}/members/{email}");
         let body = serde_json::to_vec(&json!({ "role": role })).unwrap();
         match try_request(addr, "PUT", &path, Some(&token), Some("application/json"), &body) {
-            Ok(reply) if reply.status == 200 => {
+            Ok(reply) if reply.status == 200 || reply.status == 202 => {
                 let body = reply.json();
                 assert_eq!(body["email"], email.as_str(), "PUT member answer: {body}");
                 assert_eq!(body["role"], role.as_str(), "PUT member answer: {body}");
                 let mut model = model.lock().unwrap();
-                model.members.insert(email, role);
+                let people = if reply.status == 200 {
+                    &mut model.people.members
+                } else {
+                    &mut model.people.invitations
+                };
+                people.insert(email, role);
                 model.member_in_flight = None;
                 model.counts.member_changes += 1;
             }
@@ -299,6 +306,12 @@ fn member_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, stop
             }
         }
     }
+}
+
+/// `(email, a role other than the current one)`.
+fn another_role((email, current): &(String, String), rng: &mut Rng) -> (String, String) {
+    let others: Vec<&str> = ROLES.iter().copied().filter(|role| role != current).collect();
+    (email.clone(), others[(rng.next() % 2) as usize].to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -476,50 +489,34 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
         }
     }
 
-    // Members: every acknowledged change holds; the one in flight may or may
-    // not have happened; nothing else appears.
+    // Members and invitations: every acknowledged change holds; the one in
+    // flight may or may not have happened; nothing else appears.
     let identity = server.get(&format!("/publishing-identity/{IDENTITY}"), Some(token));
     assert_eq!(identity.status, 200, "{context}: GET identity: {}", identity.text());
-    let identity = identity.json();
-    let mut actual: BTreeMap<String, String> = BTreeMap::new();
-    for member in identity["members"].as_array().expect("members") {
-        let email = member["email"].as_str().unwrap().to_string();
-        let role = member["role"].as_str().unwrap().to_string();
-        assert!(
-            actual.insert(email.clone(), role).is_none(),
-            "{context}: {email} is listed twice"
-        );
-    }
+    let mut actual = People::from_view(&identity.json());
     assert_eq!(
-        actual.remove(ADMIN).as_deref(),
+        actual.members.remove(ADMIN).as_deref(),
         Some("admin"),
         "{context}: the creator stays admin"
     );
     let in_flight = model.member_in_flight.take();
-    for (email, role) in &model.members {
-        let found = actual.get(email);
-        let allowed_in_flight = in_flight.as_ref().is_some_and(|(e, r)| e == email && Some(r) == found);
-        assert!(
-            found == Some(role) || allowed_in_flight,
-            "{context}: member {email} was acknowledged as {role}, the identity says {found:?} (in flight: {in_flight:?})"
-        );
-    }
-    for (email, role) in &actual {
-        let known = model.members.contains_key(email);
-        let was_in_flight = in_flight.as_ref().is_some_and(|(e, r)| e == email && r == role);
-        assert!(
-            known || was_in_flight,
-            "{context}: member {email} ({role}) appeared without being added"
-        );
-    }
+    let context = format!("{context} (in flight: {in_flight:?})");
+    check_people(&context, "member", &model.people.members, &actual.members, &in_flight);
+    check_people(
+        &context,
+        "invitation",
+        &model.people.invitations,
+        &actual.invitations,
+        &in_flight,
+    );
 
     // The audit log: numbered without gaps; replaying its member entries
-    // gives exactly the members; every acknowledged publish and revocation
-    // is in it once, nothing is in it twice.
+    // gives exactly the members and invitations; every acknowledged publish
+    // and revocation is in it once, nothing is in it twice.
     let audit = server.get(&format!("/publishing-identity/{IDENTITY}/audit"), Some(token));
     assert_eq!(audit.status, 200, "{context}: GET audit: {}", audit.text());
     let audit = audit.json();
-    let mut replayed: BTreeMap<String, String> = BTreeMap::new();
+    let mut replayed = People::default();
     let mut published: BTreeMap<Key, usize> = BTreeMap::new();
     let mut revoked: BTreeMap<Key, usize> = BTreeMap::new();
     for (index, entry) in audit["entries"].as_array().expect("entries").iter().enumerate() {
@@ -537,37 +534,19 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
                 .to_string();
             (project, patch_of(entry["version"].as_str().unwrap()))
         };
+        if replayed.apply(entry) {
+            continue;
+        }
         match entry["action"].as_str().unwrap() {
-            "created" => {
-                replayed.insert(entry["admin"].as_str().unwrap().to_string(), "admin".into());
-            }
-            "member_added" => {
-                let email = entry["member"].as_str().unwrap().to_string();
-                assert!(!replayed.contains_key(&email), "{context}: {entry} adds a member twice");
-                replayed.insert(email, entry["role"].as_str().unwrap().to_string());
-            }
-            "role_changed" => {
-                let email = entry["member"].as_str().unwrap().to_string();
-                let current = replayed.get(&email).cloned();
-                assert_eq!(
-                    current.as_deref(),
-                    entry["from"].as_str(),
-                    "{context}: {entry} does not chain"
-                );
-                replayed.insert(email, entry["to"].as_str().unwrap().to_string());
-            }
-            "member_removed" => {
-                replayed.remove(entry["member"].as_str().unwrap());
-            }
             "published" => *published.entry(key_of(entry)).or_default() += 1,
             "revoked" => *revoked.entry(key_of(entry)).or_default() += 1,
             other => panic!("{context}: unexpected audit action {other}: {entry}"),
         }
     }
-    actual.insert(ADMIN.to_string(), "admin".to_string());
+    actual.members.insert(ADMIN.to_string(), "admin".to_string());
     assert_eq!(
         replayed, actual,
-        "{context}: the audit log's member changes replay to the members"
+        "{context}: the audit log's member changes replay to the members and invitations"
     );
     for (key, count) in published.iter().chain(revoked.iter()) {
         assert!(*count <= 1, "{context}: {key:?} is in the audit log {count} times");
@@ -603,9 +582,35 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             }
         }
     }
-    actual.remove(ADMIN);
-    model.members = actual;
+    actual.members.remove(ADMIN);
+    model.people = actual;
     listed
+}
+
+/// Every acknowledged member (or invitation) is there with its role, but the
+/// change in flight may or may not have happened; nobody else appears.
+fn check_people(
+    context: &str,
+    kind: &str,
+    acknowledged: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+    in_flight: &Option<(String, String)>,
+) {
+    let was_in_flight =
+        |email: &String, role: Option<&String>| in_flight.as_ref().is_some_and(|(e, r)| e == email && Some(r) == role);
+    for (email, role) in acknowledged {
+        let found = actual.get(email);
+        assert!(
+            found == Some(role) || was_in_flight(email, found),
+            "{context}: {kind} {email} was acknowledged as {role}, the identity says {found:?}"
+        );
+    }
+    for (email, role) in actual {
+        assert!(
+            acknowledged.contains_key(email) || was_in_flight(email, Some(role)),
+            "{context}: {kind} {email} ({role}) appeared without being added"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -636,6 +641,10 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
             token = server.login(ADMIN);
             let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
             assert_eq!(created.status, 200, "create identity: {}", created.text());
+            for email in POOL {
+                server.add_member(IDENTITY, &token, email, "download");
+                model.people.members.insert(email.to_string(), "download".to_string());
+            }
         } else {
             let listed = verify(&server, &token, &mut model, &context);
             // Each publisher goes on from what is listed now.

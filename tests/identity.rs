@@ -1,7 +1,7 @@
 //! Publishing identities, rule by rule, against the real binary: creation,
-//! names, reservations, the rate limit, visibility, members and roles, the
-//! last admin, `GET /user`, the audit log, concurrency, the records on disk
-//! and the operator command.
+//! names, reservations, the rate limit, visibility, invitations, members and
+//! roles, the last admin, `GET /user`, the audit log, concurrency, the
+//! records on disk and the operator commands.
 
 mod common;
 
@@ -54,19 +54,96 @@ fn put_member_ok(server: &Server, token: &str, identity: &str, email: &str, role
     member
 }
 
+/// Invites someone who is not a member, asserting 202 and the invitation JSON.
 #[track_caller]
-fn assert_member_shape(member: &Value) {
-    let keys: BTreeSet<&str> = member
+fn invite_ok(server: &Server, token: &str, identity: &str, email: &str, role: &str) -> Value {
+    let reply = put_member(server, token, identity, email, role);
+    assert_eq!(
+        reply.status,
+        202,
+        "PUT {}: {}",
+        member_path(identity, email),
+        reply.text()
+    );
+    let invitation = reply.json();
+    assert_invitation_shape(&invitation);
+    assert_eq!(invitation["email"], email.replace("%40", "@").to_ascii_lowercase());
+    assert_eq!(invitation["role"], role, "{invitation}");
+    invitation
+}
+
+#[track_caller]
+fn assert_invitation_shape(invitation: &Value) {
+    assert_keys(invitation, &["email", "role", "invited_by", "invited", "expires"]);
+    for time in ["invited", "expires"] {
+        assert!(
+            invitation[time].as_str().is_some_and(is_rfc3339),
+            "{time} is an RFC 3339 time: {invitation}"
+        );
+    }
+}
+
+/// An object with exactly these keys.
+#[track_caller]
+fn assert_keys(object: &Value, expected: &[&str]) {
+    let keys: BTreeSet<&str> = object
         .as_object()
-        .unwrap_or_else(|| panic!("a member is an object: {member}"))
+        .unwrap_or_else(|| panic!("not an object: {object}"))
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["email", "role", "added"]),
-        "member keys: {member}"
-    );
+    assert_eq!(keys, expected.iter().copied().collect(), "keys of {object}");
+}
+
+fn invitation_path(identity: &str) -> String {
+    format!("/publishing-identity/{identity}/invitation")
+}
+
+fn accept(server: &Server, identity: &str, token: Option<&str>) -> Reply {
+    server.post_json(&invitation_path(identity), &json!({}), token)
+}
+
+/// `GET /user/invitations`' list.
+#[track_caller]
+fn received_invitations(server: &Server, token: &str) -> Vec<Value> {
+    let reply = server.get("/user/invitations", Some(token));
+    assert_eq!(reply.status, 200, "GET /user/invitations: {}", reply.text());
+    reply.json()["invitations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invitations list in {}", reply.text()))
+        .clone()
+}
+
+/// The pending invitations as `email → role`, from an admin's view.
+#[track_caller]
+fn invited(view: &Value) -> BTreeMap<String, String> {
+    people(view, "invitations", assert_invitation_shape)
+}
+
+/// A view's `members` or `invitations` as `email → role`, each checked by `shape`.
+#[track_caller]
+fn people(view: &Value, key: &str, shape: fn(&Value)) -> BTreeMap<String, String> {
+    view[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} list in {view}"))
+        .iter()
+        .map(|person| {
+            shape(person);
+            (
+                person["email"].as_str().unwrap().to_string(),
+                person["role"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn user_record_exists(server: &Server, email: &str) -> bool {
+    server.data_dir.join("users").join(format!("{email}.json")).exists()
+}
+
+#[track_caller]
+fn assert_member_shape(member: &Value) {
+    assert_keys(member, &["email", "role", "added"]);
     assert!(
         member["added"].as_str().is_some_and(is_rfc3339),
         "added is an RFC 3339 time: {member}"
@@ -91,18 +168,7 @@ fn show_ok(server: &Server, identity: &str, token: Option<&str>) -> Value {
 /// The members as `email → role`, from a member's view of the identity.
 #[track_caller]
 fn roles(view: &Value) -> BTreeMap<String, String> {
-    view["members"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no members list in {view}"))
-        .iter()
-        .map(|member| {
-            assert_member_shape(member);
-            (
-                member["email"].as_str().unwrap().to_string(),
-                member["role"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    people(view, "members", assert_member_shape)
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -163,6 +229,22 @@ fn run_admin(data_dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run gren-registry admin")
+}
+
+/// Runs an admin command that must succeed; returns its standard output.
+#[track_caller]
+fn admin_ok(data_dir: &Path, args: &[&str]) -> String {
+    let output = run_admin(data_dir, args);
+    assert!(output.status.success(), "admin {args:?} failed: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs an admin command that must fail; returns its standard error.
+#[track_caller]
+fn admin_fails(data_dir: &Path, args: &[&str]) -> String {
+    let output = run_admin(data_dir, args);
+    assert!(!output.status.success(), "admin {args:?} succeeded: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 // ---------------------------------------------------------------------------
@@ -325,12 +407,10 @@ fn operators_create_reserved_identities_with_the_server_stopped() {
     assert_eq!(entries[0]["admin"], "ops@example.com");
 
     // While the server holds the data directory, the command refuses.
-    let output = run_admin(
+    let stderr = admin_fails(
         dir.path(),
         &["identity", "create", "other", "--admin", "ops@example.com"],
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "ran beside a server: {output:?}");
     assert!(
         stderr.contains("lock") && stderr.contains("Stop the server"),
         "stderr mentions the lock and stopping the server: {stderr}"
@@ -338,6 +418,131 @@ fn operators_create_reserved_identities_with_the_server_stopped() {
     assert!(!dir.path().join("identities/other").exists());
     show(&server, "other", None).assert_error(404, "identity_not_found");
     server.stop();
+}
+
+#[test]
+fn look_alike_names_are_refused_naming_the_identity_they_imitate() {
+    let server = Server::with_env(&[("GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY", "3")]);
+    let first = server.login("first@example.com");
+    let squatter = server.login("squatter@example.com");
+    create_ok(&server, &first, "gren-lang");
+    for look_alike in [
+        "gren-Iang",
+        "gren-1ang",
+        "GREN-1ANG",
+        "grenlang",
+        "gren-la-ng",
+        "gren-l4ng-x",
+    ] {
+        let reply = create(&server, &squatter, look_alike);
+        if look_alike == "gren-l4ng-x" {
+            assert_eq!(reply.status, 200, "{look_alike} is a different name: {}", reply.text());
+            continue;
+        }
+        reply.assert_error(409, "identity_name_confusable");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("gren-lang"),
+            "the message names the original: {message}"
+        );
+        assert!(
+            !identity_dir(&server, &look_alike.to_ascii_lowercase()).exists(),
+            "{look_alike} was not created"
+        );
+    }
+    // Refusals used none of the day's allowance.
+    create_ok(&server, &squatter, "gren-long");
+    create_ok(&server, &squatter, "blaix");
+    // And the original's own owner gets no exception.
+    create(&server, &first, "gren-1ang").assert_error(409, "identity_name_confusable");
+}
+
+#[test]
+fn look_alikes_of_reserved_names_are_refused() {
+    let server = Server::start();
+    let token = server.login("me@example.com");
+    for (look_alike, reserved) in [
+        ("adm1n", "admin"),
+        ("ADMlN", "admin"),
+        ("adrnin", "admin"),
+        ("r00t", "root"),
+        ("vvvvvv", "www"),
+        ("c0n", "con"),
+        ("no-rep1y", "noreply"),
+    ] {
+        let reply = create(&server, &token, look_alike);
+        reply.assert_error(409, "identity_name_confusable");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains(&format!("reserved name {reserved}")) || message.contains("reserved name no-reply"),
+            "{look_alike}: {message}"
+        );
+    }
+    create_ok(&server, &token, "admins");
+}
+
+#[test]
+fn operators_are_refused_look_alikes_unless_they_insist() {
+    let dir = tempfile::tempdir().unwrap();
+    fn create(name: &str) -> Vec<&str> {
+        vec!["identity", "create", name, "--admin", "ops@example.com"]
+    }
+    admin_ok(dir.path(), &create("gren-lang"));
+    let stderr = admin_fails(dir.path(), &create("gren-1ang"));
+    assert!(
+        stderr.contains("gren-lang") && stderr.contains("--allow-confusable"),
+        "stderr names the original and the way out: {stderr}"
+    );
+    assert!(!dir.path().join("identities/gren-1ang").exists());
+    admin_ok(dir.path(), &[create("gren-1ang"), vec!["--allow-confusable"]].concat());
+    assert!(dir.path().join("identities/gren-1ang/identity.json").exists());
+    // Reserved names (and their look-alikes) are the operators' to create.
+    admin_ok(dir.path(), &create("adm1n"));
+}
+
+#[test]
+fn concurrent_creations_of_look_alike_names_have_one_winner() {
+    let server = Server::start();
+    let spellings = [
+        "gren-lang",
+        "gren-1ang",
+        "gren-Iang",
+        "grenlang",
+        "gren-lan-g",
+        "GREN-LANG",
+    ];
+    let tokens: Vec<String> = (0..spellings.len())
+        .map(|i| server.login(&format!("u{i}@example.com")))
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = spellings
+            .iter()
+            .zip(&tokens)
+            .map(|(name, token)| {
+                let server = &server;
+                scope.spawn(move || {
+                    let reply = create(server, token, name);
+                    if reply.status != 200 {
+                        let code = reply.json()["error"].as_str().unwrap().to_string();
+                        assert!(
+                            reply.status == 409 && ["name_taken", "identity_name_confusable"].contains(&code.as_str()),
+                            "{name}: {}",
+                            reply.text()
+                        );
+                    }
+                    reply.status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "exactly one creation wins: {statuses:?}"
+    );
+    let dirs = std::fs::read_dir(server.data_dir.join("identities")).unwrap().count();
+    assert_eq!(dirs, 1, "one identity directory");
 }
 
 #[test]
@@ -383,8 +588,7 @@ fn setting_an_unchanged_role_sends_no_email() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
     create_ok(&server, &admin, "gren-lang");
-    put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
-    server.postmark.wait_for_message_to("pub@example.com");
+    server.add_member("gren-lang", &admin, "pub@example.com", "publish");
     let before = server.postmark.messages().len();
     put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
     put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "download");
@@ -413,16 +617,14 @@ struct Team {
 }
 
 fn team(server: &Server) -> Team {
-    let team = Team {
-        admin: server.login("admin@example.com"),
-        publisher: server.login("pub@example.com"),
-        downloader: server.login("down@example.com"),
+    let admin = server.login("admin@example.com");
+    create_ok(server, &admin, "gren-lang");
+    Team {
+        publisher: server.add_member("gren-lang", &admin, "pub@example.com", "publish"),
+        downloader: server.add_member("gren-lang", &admin, "down@example.com", "download"),
         stranger: server.login("stranger@example.com"),
-    };
-    create_ok(server, &team.admin, "gren-lang");
-    put_member_ok(server, &team.admin, "gren-lang", "pub@example.com", "publish");
-    put_member_ok(server, &team.admin, "gren-lang", "down@example.com", "download");
-    team
+        admin,
+    }
 }
 
 #[test]
@@ -475,33 +677,52 @@ fn members_see_members_and_others_see_only_name_and_packages() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn an_admin_adds_a_member_who_is_told_by_email() {
+fn adding_someone_invites_them_by_email_and_makes_no_member_nor_user_record() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
     create_ok(&server, &admin, "gren-lang");
     let before = server.postmark.messages().len();
-    let member = put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
-    assert_eq!(member["email"], "pub@example.com");
-    assert_eq!(member["role"], "publish");
+    let invitation = invite_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
+    assert_eq!(invitation["invited_by"], "admin@example.com");
+    let (invited_at, expires) = (
+        humantime::parse_rfc3339(invitation["invited"].as_str().unwrap()).unwrap(),
+        humantime::parse_rfc3339(invitation["expires"].as_str().unwrap()).unwrap(),
+    );
+    assert_eq!(
+        expires.duration_since(invited_at).unwrap().as_secs(),
+        14 * 24 * 3600,
+        "invitations last 14 days: {invitation}"
+    );
 
     let mail = server.postmark.wait_for_message_to("pub@example.com");
-    assert_eq!(mail.json["To"], "pub@example.com");
     let subject = mail.json["Subject"].as_str().unwrap_or("");
     assert!(
         subject.contains("gren-lang"),
         "the subject names the identity: {subject:?}"
     );
-    assert!(
-        mail.text_body().contains("admin@example.com") && mail.text_body().contains("publish"),
-        "the text says who and which role: {}",
-        mail.text_body()
-    );
+    for needle in [
+        "admin@example.com",
+        "publish",
+        "gren-registry identity accept gren-lang",
+    ] {
+        assert!(
+            mail.text_body().contains(needle),
+            "the text says {needle:?}: {}",
+            mail.text_body()
+        );
+    }
     assert_eq!(server.postmark.messages().len(), before + 1);
 
     let view = show_ok(&server, "gren-lang", Some(&admin));
+    assert_eq!(roles(&view), map(&[("admin@example.com", "admin")]), "not a member yet");
+    assert_eq!(invited(&view), map(&[("pub@example.com", "publish")]));
     assert_eq!(
-        roles(&view),
-        map(&[("admin@example.com", "admin"), ("pub@example.com", "publish")])
+        view["invitations"][0], invitation,
+        "admins see the invitation as answered"
+    );
+    assert!(
+        !user_record_exists(&server, "pub@example.com"),
+        "an invitation makes no user record"
     );
 }
 
@@ -510,7 +731,7 @@ fn roles_change_and_bad_input_is_refused() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
     create_ok(&server, &admin, "gren-lang");
-    put_member_ok(&server, &admin, "gren-lang", "m@example.com", "publish");
+    server.add_member("gren-lang", &admin, "m@example.com", "publish");
     put_member_ok(&server, &admin, "gren-lang", "m@example.com", "download");
     put_member_ok(&server, &admin, "gren-lang", "m@example.com", "admin");
     assert_eq!(
@@ -519,27 +740,19 @@ fn roles_change_and_bad_input_is_refused() {
     );
 
     // The address may be percent-encoded, and is lower-cased.
-    put_member_ok(&server, &admin, "gren-lang", "me%40example.com", "publish");
-    put_member_ok(&server, &admin, "gren-lang", "Me@Example.com", "download");
-    assert_eq!(
-        roles(&show_ok(&server, "gren-lang", Some(&admin))),
-        map(&[
-            ("admin@example.com", "admin"),
-            ("m@example.com", "admin"),
-            ("me@example.com", "download"),
-        ])
-    );
+    invite_ok(&server, &admin, "gren-lang", "me%40example.com", "publish");
+    invite_ok(&server, &admin, "gren-lang", "Me@Example.com", "download");
+    let view = show_ok(&server, "gren-lang", Some(&admin));
+    assert_eq!(invited(&view), map(&[("me@example.com", "download")]));
 
     put_member(&server, &admin, "gren-lang", "x@example.com", "owner").assert_error(400, "invalid_role");
     put_member(&server, &admin, "gren-lang", "x@example.com", "Admin").assert_error(400, "invalid_role");
     put_member(&server, &admin, "gren-lang", "x@example.com", "").assert_error(400, "invalid_role");
     put_member(&server, &admin, "gren-lang", "not-an-email", "publish").assert_error(400, "invalid_email");
     put_member(&server, &admin, "gren-lang", "me@localhost", "publish").assert_error(400, "invalid_email");
-    assert_eq!(
-        roles(&show_ok(&server, "gren-lang", Some(&admin))).len(),
-        3,
-        "refused changes changed nothing"
-    );
+    let view = show_ok(&server, "gren-lang", Some(&admin));
+    assert_eq!(roles(&view).len(), 2, "refused changes changed nothing");
+    assert_eq!(invited(&view).len(), 1, "refused changes invited nobody");
 }
 
 #[test]
@@ -587,13 +800,11 @@ fn only_admins_manage_members() {
 fn removing_members() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
-    let publisher = server.login("pub@example.com");
-    let leaver = server.login("leaver@example.com");
     create_ok(&server, &admin, "gren-lang");
-    put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
-    put_member_ok(&server, &admin, "gren-lang", "leaver@example.com", "download");
-    put_member_ok(&server, &admin, "gren-lang", "gone@example.com", "download");
-    put_member_ok(&server, &admin, "gren-lang", "kept@example.com", "download");
+    let publisher = server.add_member("gren-lang", &admin, "pub@example.com", "publish");
+    let leaver = server.add_member("gren-lang", &admin, "leaver@example.com", "download");
+    server.add_member("gren-lang", &admin, "gone@example.com", "download");
+    server.add_member("gren-lang", &admin, "kept@example.com", "download");
 
     // A publish member may not remove someone else.
     server
@@ -643,23 +854,19 @@ fn removing_members() {
 }
 
 #[test]
-fn the_last_admin_can_neither_be_demoted_nor_leave() {
+fn the_last_admin_cannot_be_demoted_but_may_leave() {
     let server = Server::start();
     let first = server.login("first@example.com");
-    let second = server.login("second@example.com");
     create_ok(&server, &first, "gren-lang");
 
     put_member(&server, &first, "gren-lang", "first@example.com", "publish").assert_error(409, "last_admin");
     put_member(&server, &first, "gren-lang", "first@example.com", "download").assert_error(409, "last_admin");
-    server
-        .delete(&member_path("gren-lang", "first@example.com"), Some(&first))
-        .assert_error(409, "last_admin");
     assert_eq!(
         roles(&show_ok(&server, "gren-lang", Some(&first))),
         map(&[("first@example.com", "admin")])
     );
 
-    put_member_ok(&server, &first, "gren-lang", "second@example.com", "admin");
+    let second = server.add_member("gren-lang", &first, "second@example.com", "admin");
     let reply = server.delete(&member_path("gren-lang", "first@example.com"), Some(&first));
     assert_eq!(reply.status, 204, "{}", reply.text());
     assert_eq!(
@@ -667,15 +874,53 @@ fn the_last_admin_can_neither_be_demoted_nor_leave() {
         map(&[("second@example.com", "admin")])
     );
     assert_eq!(user_identities(&server, &first), json!([]));
-    assert_eq!(
-        user_identities(&server, &second),
-        json!([{ "name": "gren-lang", "role": "admin" }])
-    );
-    // Now the second is the last admin.
+    // Now the second is the last admin: no demotion, but they may leave.
     put_member(&server, &second, "gren-lang", "second@example.com", "publish").assert_error(409, "last_admin");
-    server
-        .delete(&member_path("gren-lang", "second@example.com"), Some(&second))
-        .assert_error(409, "last_admin");
+    let reply = server.delete(&member_path("gren-lang", "second@example.com"), Some(&second));
+    assert_eq!(reply.status, 204, "the last admin may leave: {}", reply.text());
+    assert_eq!(user_identities(&server, &second), json!([]));
+    assert_eq!(
+        show_ok(&server, "gren-lang", Some(&second)),
+        json!({ "name": "gren-lang", "packages": [] }),
+        "the identity stays, without members"
+    );
+    let (_, record) = read_json_file(&identity_dir(&server, "gren-lang").join("identity.json"));
+    assert_eq!(record["members"], json!([]), "{record}");
+}
+
+#[test]
+fn a_stranger_cannot_make_someone_the_admin_of_an_identity_without_consent() {
+    let server = Server::start();
+    let mallory = server.login("mallory@example.com");
+    create_ok(&server, &mallory, "trouble");
+    invite_ok(&server, &mallory, "trouble", "victim@example.com", "admin");
+    let reply = server.delete(&member_path("trouble", "mallory@example.com"), Some(&mallory));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+
+    let victim = server.login("victim@example.com");
+    assert_eq!(
+        user_identities(&server, &victim),
+        json!([]),
+        "the victim belongs to nothing"
+    );
+    assert_eq!(
+        show_ok(&server, "trouble", Some(&victim)),
+        json!({ "name": "trouble", "packages": [] })
+    );
+    let reply = server.delete(&invitation_path("trouble"), Some(&victim));
+    assert_eq!(reply.status, 204, "the victim declines: {}", reply.text());
+    assert!(received_invitations(&server, &victim).is_empty());
+    accept(&server, "trouble", Some(&victim)).assert_error(404, "invitation_not_found");
+
+    // Had they accepted, they could still leave, as the last admin.
+    let mallory_two = server.login("mallory2@example.com");
+    create_ok(&server, &mallory_two, "trouble-two");
+    let victim = server.add_member("trouble-two", &mallory_two, "victim@example.com", "admin");
+    let reply = server.delete(&member_path("trouble-two", "mallory2@example.com"), Some(&mallory_two));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    let reply = server.delete(&member_path("trouble-two", "victim@example.com"), Some(&victim));
+    assert_eq!(reply.status, 204, "the sole admin may leave: {}", reply.text());
+    assert_eq!(user_identities(&server, &victim), json!([]));
 }
 
 #[test]
@@ -683,7 +928,7 @@ fn an_admin_among_two_may_be_demoted() {
     let server = Server::start();
     let first = server.login("first@example.com");
     create_ok(&server, &first, "gren-lang");
-    put_member_ok(&server, &first, "gren-lang", "second@example.com", "admin");
+    server.add_member("gren-lang", &first, "second@example.com", "admin");
     put_member_ok(&server, &first, "gren-lang", "first@example.com", "publish");
     assert_eq!(
         roles(&show_ok(&server, "gren-lang", Some(&first))),
@@ -694,6 +939,126 @@ fn an_admin_among_two_may_be_demoted() {
 }
 
 // ---------------------------------------------------------------------------
+// Abuse limits
+// ---------------------------------------------------------------------------
+
+/// The membership e-mails (invitations, role changes) sent to `to`.
+fn membership_mails(server: &Server, to: &str) -> usize {
+    server
+        .postmark
+        .messages()
+        .iter()
+        .filter(|mail| mail.json["To"] == to && !mail.json["Subject"].as_str().unwrap_or("").contains("Confirm"))
+        .count()
+}
+
+#[test]
+fn a_role_toggle_storm_sends_at_most_five_emails_and_is_then_refused_429() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    let second = server.add_member("gren-lang", &admin, "second@example.com", "admin");
+    server.add_member("gren-lang", &admin, "victim@example.com", "publish");
+
+    let mut answers = Vec::new();
+    for toggle in 0..100 {
+        let role = if toggle % 2 == 0 { "download" } else { "publish" };
+        let reply = put_member(&server, &admin, "gren-lang", "victim@example.com", role);
+        if reply.status == 429 {
+            reply.assert_error(429, "rate_limited");
+            let retry: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+            assert!((3500..=3600).contains(&retry), "about an hour: {retry}");
+        }
+        answers.push((reply.status, role));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    // 30 changes an hour per admin, two of which were the invitations.
+    let allowed = statuses.iter().take_while(|status| **status == 200).count();
+    assert_eq!(allowed, 28, "{statuses:?}");
+    assert!(statuses[allowed..].iter().all(|status| *status == 429), "{statuses:?}");
+    assert_eq!(
+        membership_mails(&server, "victim@example.com"),
+        5,
+        "the invitation and four role changes are e-mailed, no more"
+    );
+
+    // The changes went on without e-mail; the limit is per admin.
+    let last_role = answers[allowed - 1].1;
+    let view = show_ok(&server, "gren-lang", Some(&admin));
+    assert_eq!(roles(&view)["victim@example.com"], last_role);
+    put_member_ok(&server, &second, "gren-lang", "victim@example.com", "admin");
+    assert_eq!(membership_mails(&server, "victim@example.com"), 5);
+    let other = invite_ok(&server, &second, "gren-lang", "other@example.com", "download");
+    assert_eq!(other["invited_by"], "second@example.com");
+    assert_eq!(
+        membership_mails(&server, "other@example.com"),
+        1,
+        "other addresses have their own allowance"
+    );
+}
+
+#[test]
+fn inviting_a_thousand_addresses_creates_no_user_records_and_stops_at_the_pending_bound() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    let mut statuses = BTreeMap::new();
+    for n in 0..1000 {
+        let reply = put_member(
+            &server,
+            &admin,
+            "gren-lang",
+            &format!("spam{n}@example.com"),
+            "download",
+        );
+        if reply.status == 409 {
+            reply.assert_error(409, "too_many_invitations");
+        }
+        *statuses.entry(reply.status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        BTreeMap::from([(202, 20), (409, 980)]),
+        "refusals cost no allowance"
+    );
+    let users: Vec<PathBuf> = files_under(&server.data_dir.join("users"));
+    assert_eq!(
+        users,
+        [server.data_dir.join("users/admin@example.com.json")],
+        "only people who logged in have user records"
+    );
+    assert_eq!(invited(&show_ok(&server, "gren-lang", Some(&admin))).len(), 20);
+
+    // A cancelled invitation frees its place.
+    let reply = server.delete(&member_path("gren-lang", "spam0@example.com"), Some(&admin));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    invite_ok(&server, &admin, "gren-lang", "wanted@example.com", "publish");
+}
+
+#[test]
+fn member_change_limits_come_from_the_environment() {
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", "3"),
+        ("GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL", "1"),
+        ("GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", "2"),
+    ]);
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    invite_ok(&server, &admin, "gren-lang", "a@example.com", "download");
+    invite_ok(&server, &admin, "gren-lang", "b@example.com", "download");
+    put_member(&server, &admin, "gren-lang", "c@example.com", "download").assert_error(409, "too_many_invitations");
+    invite_ok(&server, &admin, "gren-lang", "a@example.com", "publish");
+    assert_eq!(membership_mails(&server, "a@example.com"), 1, "one e-mail per address");
+    let reply = server.delete(&member_path("gren-lang", "b@example.com"), Some(&admin));
+    reply.assert_error(429, "rate_limited");
+    assert_eq!(
+        invited(&show_ok(&server, "gren-lang", Some(&admin))).len(),
+        2,
+        "refused: nothing changed"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // GET /user
 // ---------------------------------------------------------------------------
 
@@ -701,7 +1066,6 @@ fn an_admin_among_two_may_be_demoted() {
 fn get_user_lists_identities_and_follows_changes() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
-    let member = server.login("member@example.com");
     create_ok(&server, &admin, "Gren-Lang");
     create_ok(&server, &admin, "blaix");
     assert_eq!(
@@ -711,14 +1075,20 @@ fn get_user_lists_identities_and_follows_changes() {
             { "name": "Gren-Lang", "role": "admin" },
         ])
     );
-    assert_eq!(user_identities(&server, &member), json!([]));
 
-    put_member_ok(&server, &admin, "gren-lang", "member@example.com", "publish");
+    let member = server.add_member("gren-lang", &admin, "member@example.com", "publish");
     assert_eq!(
         user_identities(&server, &member),
         json!([{ "name": "Gren-Lang", "role": "publish" }])
     );
-    put_member_ok(&server, &admin, "blaix", "member@example.com", "admin");
+    invite_ok(&server, &admin, "blaix", "member@example.com", "admin");
+    assert_eq!(
+        user_identities(&server, &member),
+        json!([{ "name": "Gren-Lang", "role": "publish" }]),
+        "an invitation is not a membership"
+    );
+    let reply = accept(&server, "blaix", Some(&member));
+    assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         user_identities(&server, &member),
         json!([
@@ -746,34 +1116,246 @@ fn get_user_lists_identities_and_follows_changes() {
 }
 
 #[test]
-fn people_who_never_logged_in_can_be_added_and_see_it_after_login() {
+fn people_who_never_logged_in_are_invited_and_accept_after_logging_in() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
     create_ok(&server, &admin, "gren-lang");
-    assert!(!server.data_dir.join("users/new@example.com.json").exists());
-    put_member_ok(&server, &admin, "gren-lang", "new@example.com", "publish");
-    let mail = server.postmark.wait_for_message_to("new@example.com");
-    assert!(mail.json["Subject"].as_str().unwrap_or("").contains("gren-lang"));
-
-    let (_, record) = read_json_file(&server.data_dir.join("users/new@example.com.json"));
-    assert_eq!(record["identities"], json!(["gren-lang"]), "{record}");
+    create_ok(&server, &admin, "blaix");
+    let invitation = invite_ok(&server, &admin, "gren-lang", "new@example.com", "publish");
+    invite_ok(&server, &admin, "blaix", "new@example.com", "download");
+    assert!(!user_record_exists(&server, "new@example.com"));
 
     let token = server.login("new@example.com");
+    assert_eq!(user_identities(&server, &token), json!([]));
+    let mut received = received_invitations(&server, &token);
+    received.sort_by_key(|invitation| invitation["identity"].as_str().unwrap().to_string());
+    let mut expected = invitation.clone();
+    expected["identity"] = json!("gren-lang");
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0]["identity"], "blaix");
+    assert_eq!(received[0]["role"], "download");
+    assert_eq!(received[1], expected, "the invitation, with the identity it is to");
+    // Others see none of them.
+    assert!(received_invitations(&server, &admin).is_empty());
+    server.get("/user/invitations", None).assert_error(401, "unauthorized");
+
+    let reply = accept(&server, "GREN-LANG", Some(&token));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let member = reply.json();
+    assert_member_shape(&member);
+    assert_eq!(
+        (member["email"].as_str(), member["role"].as_str()),
+        (Some("new@example.com"), Some("publish"))
+    );
     assert_eq!(
         user_identities(&server, &token),
         json!([{ "name": "gren-lang", "role": "publish" }])
     );
-    let view = show_ok(&server, "gren-lang", Some(&token));
+    let view = show_ok(&server, "gren-lang", Some(&admin));
     assert_eq!(
         roles(&view),
         map(&[("admin@example.com", "admin"), ("new@example.com", "publish")])
     );
+    assert_eq!(invited(&view), map(&[]), "an accepted invitation is gone");
+    let left: Vec<Value> = received_invitations(&server, &token)
+        .iter()
+        .map(|invitation| invitation["identity"].clone())
+        .collect();
+    assert_eq!(left, ["blaix"]);
     let (_, record) = read_json_file(&server.data_dir.join("users/new@example.com.json"));
+    assert_eq!(record["identities"], json!(["gren-lang"]), "{record}");
+    accept(&server, "gren-lang", Some(&token)).assert_error(404, "invitation_not_found");
+
+    // Invitations made after the first listing are listed too.
+    create_ok(&server, &admin, "third");
+    invite_ok(&server, &admin, "third", "new@example.com", "admin");
+    let identities: Vec<Value> = received_invitations(&server, &token)
+        .iter()
+        .map(|invitation| invitation["identity"].clone())
+        .collect();
+    assert_eq!(identities, ["blaix", "third"]);
+}
+
+#[test]
+fn an_invitee_may_decline_and_an_admin_may_cancel() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    invite_ok(&server, &admin, "gren-lang", "no@example.com", "publish");
+    invite_ok(&server, &admin, "gren-lang", "later@example.com", "download");
+
+    let no = server.login("no@example.com");
+    let reply = server.delete(&invitation_path("gren-lang"), Some(&no));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    assert!(received_invitations(&server, &no).is_empty());
+    server
+        .delete(&invitation_path("gren-lang"), Some(&no))
+        .assert_error(404, "invitation_not_found");
+
+    let reply = server.delete(&member_path("gren-lang", "later@example.com"), Some(&admin));
+    assert_eq!(reply.status, 204, "an admin cancels: {}", reply.text());
+    let later = server.login("later@example.com");
+    assert!(received_invitations(&server, &later).is_empty());
+    accept(&server, "gren-lang", Some(&later)).assert_error(404, "invitation_not_found");
+
+    let view = show_ok(&server, "gren-lang", Some(&admin));
+    assert_eq!(roles(&view), map(&[("admin@example.com", "admin")]));
+    assert_eq!(invited(&view), map(&[]));
+    let actions: Vec<(String, String)> = audit_entries(&server, "gren-lang", &admin)
+        .iter()
+        .map(|entry| {
+            (
+                entry["action"].as_str().unwrap().to_string(),
+                entry["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pair = |action: &str, actor: &str| (action.to_string(), actor.to_string());
     assert_eq!(
-        record["identities"],
-        json!(["gren-lang"]),
-        "logging in keeps the index: {record}"
+        actions,
+        [
+            pair("created", "admin@example.com"),
+            pair("invited", "admin@example.com"),
+            pair("invited", "admin@example.com"),
+            pair("invitation_declined", "no@example.com"),
+            pair("invitation_cancelled", "admin@example.com"),
+        ]
     );
+}
+
+#[test]
+fn accepting_needs_a_pending_invitation_of_ones_own() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    let stranger = server.login("stranger@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    invite_ok(&server, &admin, "gren-lang", "invited@example.com", "publish");
+
+    accept(&server, "gren-lang", Some(&stranger)).assert_error(404, "invitation_not_found");
+    server
+        .delete(&invitation_path("gren-lang"), Some(&stranger))
+        .assert_error(404, "invitation_not_found");
+    accept(&server, "gren-lang", Some(&admin)).assert_error(404, "invitation_not_found");
+    accept(&server, "nope", Some(&stranger)).assert_error(404, "identity_not_found");
+    accept(&server, "a_b", Some(&stranger)).assert_error(404, "identity_not_found");
+    let reply = accept(&server, "gren-lang", None);
+    reply.assert_error(401, "unauthorized");
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    let reply = server.get(&invitation_path("gren-lang"), Some(&stranger));
+    reply.assert_error(405, "method_not_allowed");
+    assert_eq!(reply.header("allow"), Some("POST, DELETE"));
+
+    // An expired invitation is neither shown nor accepted.
+    let path = identity_dir(&server, "gren-lang").join("identity.json");
+    let (_, mut record) = read_json_file(&path);
+    record["invitations"][0]["expires"] = json!("2001-01-01T00:00:00.000Z");
+    replace_file(&path, serde_json::to_string_pretty(&record).unwrap().as_bytes());
+    let invitee = server.login("invited@example.com");
+    assert!(received_invitations(&server, &invitee).is_empty());
+    accept(&server, "gren-lang", Some(&invitee)).assert_error(404, "invitation_not_found");
+    assert_eq!(invited(&show_ok(&server, "gren-lang", Some(&admin))), map(&[]));
+    assert_eq!(user_identities(&server, &invitee), json!([]));
+}
+
+#[test]
+fn only_admins_see_invitations_and_a_repeated_invitation_sends_no_second_email() {
+    let server = Server::start();
+    let Team {
+        admin,
+        publisher,
+        downloader,
+        ..
+    } = team(&server);
+    invite_ok(&server, &admin, "gren-lang", "new@example.com", "download");
+    server.postmark.wait_for_message_to("new@example.com");
+    let before = server.postmark.messages().len();
+    invite_ok(&server, &admin, "gren-lang", "new@example.com", "download");
+    invite_ok(&server, &admin, "gren-lang", "new@example.com", "publish");
+    let mail = server
+        .postmark
+        .wait_for_message(|mail| mail.json["To"] == "new@example.com" && mail.text_body().contains("role publish"));
+    assert!(mail.text_body().contains("gren-registry identity accept gren-lang"));
+    assert_eq!(
+        server.postmark.messages().len(),
+        before + 1,
+        "only the changed invitation was announced"
+    );
+    assert_eq!(
+        invited(&show_ok(&server, "gren-lang", Some(&admin))),
+        map(&[("new@example.com", "publish")])
+    );
+    for token in [&publisher, &downloader] {
+        let view = show_ok(&server, "gren-lang", Some(token));
+        assert!(
+            view.get("invitations").is_none(),
+            "members who are not admins see no invitations: {view}"
+        );
+    }
+    put_member(&server, &publisher, "gren-lang", "other@example.com", "download").assert_error(403, "forbidden");
+    server
+        .delete(&member_path("gren-lang", "new@example.com"), Some(&publisher))
+        .assert_error(403, "forbidden");
+}
+
+#[test]
+fn operators_name_a_new_admin_for_an_identity_whose_last_admin_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    let reply = server.delete(&member_path("gren-lang", "admin@example.com"), Some(&admin));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    server.stop();
+
+    let out = admin_ok(dir.path(), &["fsck"]);
+    assert!(
+        out.contains("note: identity gren-lang has no admin") && out.contains("admin identity set-member"),
+        "an identity without admin is no fault, and fsck says how to fix it: {out}"
+    );
+    fn set_member<'a>(email: &'a str, role: &'a str) -> Vec<&'a str> {
+        vec!["identity", "set-member", "gren-lang", email, "--role", role]
+    }
+    let out = admin_ok(dir.path(), &set_member("Heir@example.com", "admin"));
+    assert!(out.contains("added heir@example.com"), "{out}");
+    admin_fails(dir.path(), &set_member("heir@example.com", "owner"));
+
+    let server = Server::start_in(dir.path(), &[]);
+    let heir = server.login("heir@example.com");
+    assert_eq!(
+        user_identities(&server, &heir),
+        json!([{ "name": "gren-lang", "role": "admin" }])
+    );
+    let entries = audit_entries(&server, "gren-lang", &heir);
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (last["action"].as_str(), last["actor"].as_str(), last["member"].as_str()),
+        (Some("member_added"), Some("operator"), Some("heir@example.com"))
+    );
+    server.stop();
+    let out = admin_ok(dir.path(), &["fsck"]);
+    assert!(!out.contains("has no admin"), "{out}");
+}
+
+#[test]
+fn an_identity_record_from_before_invitations_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    admin_ok(
+        dir.path(),
+        &["identity", "create", "old", "--admin", "admin@example.com"],
+    );
+    let path = dir.path().join("identities/old/identity.json");
+    let (_, mut record) = read_json_file(&path);
+    record.as_object_mut().unwrap().remove("invitations");
+    replace_file(&path, serde_json::to_string_pretty(&record).unwrap().as_bytes());
+
+    let server = Server::start_in(dir.path(), &[]);
+    let admin = server.login("admin@example.com");
+    let view = show_ok(&server, "old", Some(&admin));
+    assert_eq!(roles(&view), map(&[("admin@example.com", "admin")]));
+    assert_eq!(invited(&view), map(&[]));
+    invite_ok(&server, &admin, "old", "new@example.com", "publish");
+    let (_, record) = read_json_file(&path);
+    assert_eq!(record["invitations"][0]["email"], "new@example.com", "{record}");
 }
 
 // ---------------------------------------------------------------------------
@@ -784,13 +1366,15 @@ fn people_who_never_logged_in_can_be_added_and_see_it_after_login() {
 fn the_audit_log_lists_every_change_in_order() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
-    let publisher = server.login("pub@example.com");
     let stranger = server.login("stranger@example.com");
     create_ok(&server, &admin, "Gren-Lang");
-    put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
-    put_member_ok(&server, &admin, "gren-lang", "m@example.com", "download");
+    let publisher = server.add_member("gren-lang", &admin, "pub@example.com", "publish");
+    server.add_member("gren-lang", &admin, "m@example.com", "download");
     put_member_ok(&server, &admin, "gren-lang", "m@example.com", "admin");
     let reply = server.delete(&member_path("gren-lang", "m@example.com"), Some(&admin));
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    invite_ok(&server, &admin, "gren-lang", "x@example.com", "publish");
+    let reply = server.delete(&member_path("gren-lang", "x@example.com"), Some(&admin));
     assert_eq!(reply.status, 204, "{}", reply.text());
     // A no-op and refused changes are not changes.
     put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
@@ -818,10 +1402,14 @@ fn the_audit_log_lists_every_change_in_order() {
         without_times,
         vec![
             json!({ "seq": 1, "actor": actor, "action": "created", "admin": actor }),
-            json!({ "seq": 2, "actor": actor, "action": "member_added", "member": "pub@example.com", "role": "publish" }),
-            json!({ "seq": 3, "actor": actor, "action": "member_added", "member": "m@example.com", "role": "download" }),
-            json!({ "seq": 4, "actor": actor, "action": "role_changed", "member": "m@example.com", "from": "download", "to": "admin" }),
-            json!({ "seq": 5, "actor": actor, "action": "member_removed", "member": "m@example.com", "role": "admin" }),
+            json!({ "seq": 2, "actor": actor, "action": "invited", "member": "pub@example.com", "role": "publish" }),
+            json!({ "seq": 3, "actor": "pub@example.com", "action": "member_added", "member": "pub@example.com", "role": "publish" }),
+            json!({ "seq": 4, "actor": actor, "action": "invited", "member": "m@example.com", "role": "download" }),
+            json!({ "seq": 5, "actor": "m@example.com", "action": "member_added", "member": "m@example.com", "role": "download" }),
+            json!({ "seq": 6, "actor": actor, "action": "role_changed", "member": "m@example.com", "from": "download", "to": "admin" }),
+            json!({ "seq": 7, "actor": actor, "action": "member_removed", "member": "m@example.com", "role": "admin" }),
+            json!({ "seq": 8, "actor": actor, "action": "invited", "member": "x@example.com", "role": "publish" }),
+            json!({ "seq": 9, "actor": actor, "action": "invitation_cancelled", "member": "x@example.com", "role": "publish" }),
         ]
     );
     let times: Vec<&str> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
@@ -866,16 +1454,19 @@ fn the_audit_log_lists_every_change_in_order() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn concurrent_member_changes_lose_nothing() {
+fn concurrent_invitations_lose_nothing_and_make_no_user_records() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 10;
-    let server = Server::start();
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", "1000"),
+        ("GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", "1000"),
+    ]);
     let admin = server.login("admin@example.com");
     create_ok(&server, &admin, "gren-lang");
 
     let email = |t: usize, i: usize| format!("t{t}-m{i}@example.com");
-    // Each thread adds its ten as `publish`, then makes every other one
-    // `download` while the other threads are still adding.
+    // Each thread invites its ten as `publish`, then changes every other
+    // invitation to `download` while the other threads are still inviting.
     let changed = |i: usize| i.is_multiple_of(2);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -884,10 +1475,10 @@ fn concurrent_member_changes_lose_nothing() {
                 scope.spawn(move || {
                     for i in 0..PER_THREAD {
                         let reply = put_member(server, admin, "gren-lang", &email(t, i), "publish");
-                        assert_eq!(reply.status, 200, "add {}: {}", email(t, i), reply.text());
+                        assert_eq!(reply.status, 202, "invite {}: {}", email(t, i), reply.text());
                         if i >= 1 && changed(i - 1) {
                             let reply = put_member(server, admin, "gren-lang", &email(t, i - 1), "download");
-                            assert_eq!(reply.status, 200, "change {}: {}", email(t, i - 1), reply.text());
+                            assert_eq!(reply.status, 202, "change {}: {}", email(t, i - 1), reply.text());
                         }
                     }
                 })
@@ -898,7 +1489,7 @@ fn concurrent_member_changes_lose_nothing() {
         }
     });
 
-    let mut expected = map(&[("admin@example.com", "admin")]);
+    let mut expected = BTreeMap::new();
     let mut role_changes = 0;
     for t in 0..THREADS {
         for i in 0..PER_THREAD {
@@ -908,8 +1499,9 @@ fn concurrent_member_changes_lose_nothing() {
         }
     }
     let view = show_ok(&server, "gren-lang", Some(&admin));
-    assert_eq!(view["members"].as_array().unwrap().len(), 1 + THREADS * PER_THREAD);
-    assert_eq!(roles(&view), expected);
+    assert_eq!(roles(&view), map(&[("admin@example.com", "admin")]));
+    assert_eq!(view["invitations"].as_array().unwrap().len(), THREADS * PER_THREAD);
+    assert_eq!(invited(&view), expected);
 
     let entries = audit_entries(&server, "gren-lang", &admin);
     assert_eq!(entries.len(), 1 + THREADS * PER_THREAD + role_changes);
@@ -918,23 +1510,17 @@ fn concurrent_member_changes_lose_nothing() {
     assert_eq!(seqs, want, "seq runs 1..N without gaps");
     let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
     assert_eq!(count("created"), 1);
-    assert_eq!(count("member_added"), THREADS * PER_THREAD);
-    assert_eq!(count("role_changed"), role_changes);
+    assert_eq!(count("invited"), THREADS * PER_THREAD + role_changes);
     assert_eq!(
         files_under(&identity_dir(&server, "gren-lang").join("audit")).len(),
         entries.len()
     );
-
-    // The identity record and every user's index agree.
-    let (_, record) = read_json_file(&identity_dir(&server, "gren-lang").join("identity.json"));
-    assert_eq!(record["members"].as_array().unwrap().len(), expected.len());
-    for t in 0..THREADS {
-        for i in 0..PER_THREAD {
-            let path = server.data_dir.join("users").join(format!("{}.json", email(t, i)));
-            let (_, user) = read_json_file(&path);
-            assert_eq!(user["identities"], json!(["gren-lang"]), "{}", path.display());
-        }
-    }
+    let users: Vec<PathBuf> = files_under(&server.data_dir.join("users"));
+    assert_eq!(
+        users,
+        [server.data_dir.join("users/admin@example.com.json")],
+        "invitations make no user records"
+    );
 }
 
 #[test]
@@ -1002,7 +1588,8 @@ fn identity_and_user_records_on_disk() {
     let server = Server::start();
     let admin = server.login("admin@example.com");
     create_ok(&server, &admin, "Gren-Lang");
-    put_member_ok(&server, &admin, "gren-lang", "pub@example.com", "publish");
+    server.add_member("gren-lang", &admin, "pub@example.com", "publish");
+    invite_ok(&server, &admin, "gren-lang", "invited@example.com", "download");
 
     let path = identity_dir(&server, "gren-lang").join("identity.json");
     let (text, record) = read_json_file(&path);
@@ -1018,6 +1605,11 @@ fn identity_and_user_records_on_disk() {
     assert_eq!(members[0]["role"], "admin");
     assert_eq!(members[1]["email"], "pub@example.com");
     assert_eq!(members[1]["role"], "publish");
+    let invitations = record["invitations"].as_array().expect("invitations in the record");
+    assert_eq!(invitations.len(), 1, "{record}");
+    assert_invitation_shape(&invitations[0]);
+    assert_eq!(invitations[0]["email"], "invited@example.com");
+    assert!(!user_record_exists(&server, "invited@example.com"));
     assert!(
         !server.data_dir.join("identities/Gren-Lang").exists(),
         "the directory is the lower-case key"

@@ -124,16 +124,6 @@ fn create_identity(server: &Server, token: &str, name: &str) {
     assert_eq!(reply.status, 200, "creating {name}: {}", reply.text());
 }
 
-/// Adds (or changes) a member; the caller must be admin.
-fn add_member(server: &Server, admin: &str, identity: &str, email: &str, role: &str) {
-    let reply = server.put_json(
-        &format!("/publishing-identity/{identity}/members/{email}"),
-        &json!({ "role": role }),
-        Some(admin),
-    );
-    assert_eq!(reply.status, 200, "adding {email} to {identity}: {}", reply.text());
-}
-
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -1214,10 +1204,8 @@ fn publishing_revoking_and_settings_need_the_right_role() {
     let server = Server::start();
     let admin = prepare(&server);
     let stranger = server.login("stranger@example.com");
-    add_member(&server, &admin, "gren-lang", "reader@example.com", "download");
-    add_member(&server, &admin, "gren-lang", "writer@example.com", "publish");
-    let reader = server.login("reader@example.com");
-    let writer = server.login("writer@example.com");
+    let reader = server.add_member("gren-lang", &admin, "reader@example.com", "download");
+    let writer = server.add_member("gren-lang", &admin, "writer@example.com", "publish");
     let url5 = real("gren-lang/url", "5.0.0");
 
     publish_to(&server, "/packages", None, &url5).assert_error(401, "unauthorized");
@@ -1429,8 +1417,7 @@ fn private_packages_are_invisible_to_outsiders() {
     let server = Server::start();
     let admin = prepare(&server);
     let stranger = server.login("stranger@example.com");
-    add_member(&server, &admin, "blaix", "reader@example.com", "download");
-    let reader = server.login("reader@example.com");
+    let reader = server.add_member("blaix", &admin, "reader@example.com", "download");
 
     publish_private(&server, &admin, "blaix/gren-ws4sql", "2.0.0");
     // Later versions stay private without asking.
@@ -2165,8 +2152,7 @@ fn publishing_is_rate_limited_per_user() {
         .get("/packages/gren-lang/core", None)
         .assert_error(404, "package_not_found");
     // Another user has their own budget.
-    add_member(&server, &token, "gren-lang", "other@example.com", "publish");
-    let other = server.login("other@example.com");
+    let other = server.add_member("gren-lang", &token, "other@example.com", "publish");
     publish_real(&server, &other, "gren-lang/core", "6.0.1");
 }
 
@@ -2178,8 +2164,7 @@ fn publishing_is_rate_limited_per_user() {
 fn publishes_and_revocations_are_audited() {
     let server = Server::start();
     let token = prepare(&server);
-    add_member(&server, &token, "gren-lang", "writer@example.com", "publish");
-    let writer = server.login("writer@example.com");
+    let writer = server.add_member("gren-lang", &token, "writer@example.com", "publish");
     publish_real(&server, &writer, "gren-lang/url", "5.0.0");
     let revoked = server.post_json(
         "/packages/gren-lang/url/5.0.0/revoke",

@@ -180,7 +180,11 @@ impl Fsck<'_> {
                 self.found(format!("identities/{key} holds the identity {}", identity.name), None);
             }
             if !identity.members.iter().any(|member| member.role == Role::Admin) {
-                self.found(format!("identity {} has no admin", identity.name), None);
+                // Its last admin left, which members may always do.
+                self.notes.push(format!(
+                    "identity {} has no admin; name one with `admin identity set-member {} <email> --role admin`",
+                    identity.name, identity.name
+                ));
             }
             for member in &identity.members {
                 memberships

@@ -13,7 +13,7 @@ use crate::auth::email::Email;
 use crate::auth::{session, user};
 use crate::config::DEFAULT_KERNEL_CODE_AUTHORS;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::{self, Actor, IdentityName};
+use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
@@ -90,9 +90,22 @@ pub enum IdentityCommand {
         /// The first admin's e-mail address.
         #[arg(long)]
         admin: String,
+        /// Create it even if its name looks like an existing identity's
+        /// (`gren-1ang` beside `gren-lang`).
+        #[arg(long)]
+        allow_confusable: bool,
     },
-    /// Show an identity, its members and packages.
+    /// Show an identity, its members, invitations and packages.
     Show { name: String },
+    /// Add a member or change their role, directly: no invitation, no
+    /// e-mail (for an identity left without an admin, for instance).
+    SetMember {
+        name: String,
+        email: String,
+        /// download, publish or admin.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,17 +180,15 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
             private,
             kernel_code_authors,
         } => import(&open_for_changes(args)?, bundles, *private, kernel_code_authors),
-        AdminCommand::Identity(IdentityCommand::Create { name, admin }) => {
-            let store = open_for_changes(args)?;
-            let name = IdentityName::parse(name)?;
-            let admin = Email::parse(admin)?;
-            let created = identity::create(&store, &name, &admin, &Actor::Operator, &[])?;
-            Ok(Report::ok(
-                format!("created identity {} with admin {admin}", created.name),
-                json!({ "name": created.name, "admin": admin }),
-            ))
-        }
+        AdminCommand::Identity(IdentityCommand::Create {
+            name,
+            admin,
+            allow_confusable,
+        }) => identity_create(&open_for_changes(args)?, name, admin, *allow_confusable),
         AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
+        AdminCommand::Identity(IdentityCommand::SetMember { name, email, role }) => {
+            identity_set_member(&open_for_changes(args)?, name, email, role)
+        }
         AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
         AdminCommand::User(UserCommand::RevokeSessions { email }) => {
             let store = open_for_changes(args)?;
@@ -258,6 +269,26 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
     })
 }
 
+fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: bool) -> ApiResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let admin = Email::parse(admin)?;
+    let look_alikes = if allow_confusable {
+        LookAlikes::Allow
+    } else {
+        LookAlikes::Refuse
+    };
+    let created = identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|mut err| {
+        if err.code == "identity_name_confusable" {
+            err.message += "\nIf it is meant to be, run again with --allow-confusable.";
+        }
+        err
+    })?;
+    Ok(Report::ok(
+        format!("created identity {} with admin {admin}", created.name),
+        json!({ "name": created.name, "admin": admin }),
+    ))
+}
+
 fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
     let name = IdentityName::parse(name)?;
     let found = identity::require(store, &name)?;
@@ -266,6 +297,15 @@ fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
     let mut text = format!("identity {} (created {})\nmembers:\n", found.name, found.created);
     for member in &found.members {
         text += &format!("  {} {} (added {})\n", member.role.as_str(), member.email, member.added);
+    }
+    for invitation in found.pending_invitations() {
+        text += &format!(
+            "  invited: {} {} (by {}, expires {})\n",
+            invitation.role.as_str(),
+            invitation.email,
+            invitation.invited_by,
+            invitation.expires
+        );
     }
     text += "packages:\n";
     for entry in &listing {
@@ -279,7 +319,31 @@ fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
     let audit = identity::audit::read(store, &name, &found)?;
     Ok(Report::ok(
         text,
-        json!({ "name": found.name, "created": found.created, "members": found.members, "packages": listing, "audit": audit }),
+        json!({
+            "name": found.name,
+            "created": found.created,
+            "members": found.members,
+            "invitations": found.pending_invitations().collect::<Vec<_>>(),
+            "packages": listing,
+            "audit": audit,
+        }),
+    ))
+}
+
+/// The operator is trusted: members are set directly, never invited.
+fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> ApiResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let email = Email::parse(email)?;
+    let role = Role::parse(role)?;
+    let change = identity::set_member(store, &name, &Actor::Operator, &email, role, usize::MAX)?;
+    let what = match change {
+        MemberChange::Added(_) => "added",
+        MemberChange::RoleChanged(_) => "changed the role of",
+        _ => "left unchanged",
+    };
+    Ok(Report::ok(
+        format!("{what} {email} in {name}: {}", role.as_str()),
+        json!({ "name": name.as_str(), "email": email, "role": role, "changed": change.changed() }),
     ))
 }
 

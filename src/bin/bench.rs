@@ -319,6 +319,7 @@ fn generate(store: &Store, packages: usize) {
                 role: Role::Admin,
                 added: now,
             }],
+            invitations: Vec::new(),
             audit_seq: 0,
         };
         write_json(

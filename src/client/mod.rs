@@ -92,19 +92,28 @@ pub enum ClientCommand {
 pub enum IdentityCommand {
     /// Create an identity; you become its admin.
     Create { name: String },
-    /// Show an identity, its members and packages.
+    /// Show an identity, its members and packages (and, to admins, its pending invitations).
     Show { name: String },
-    /// Add a member with a role (download, publish or admin).
+    /// Invite someone with a role (download, publish or admin); they become a
+    /// member once they accept.
     Add {
         name: String,
         email: String,
         #[arg(long, default_value = "publish")]
         role: String,
     },
-    /// Remove a member.
+    /// Remove a member, or cancel their invitation.
     Remove { name: String, email: String },
-    /// Change a member's role.
+    /// Change a member's role (or the role an invitation offers).
     Role { name: String, email: String, role: String },
+    /// List the invitations waiting for you.
+    Invitations,
+    /// Accept an invitation: you become a member of the identity.
+    Accept { name: String },
+    /// Decline an invitation.
+    Decline { name: String },
+    /// Leave an identity (even as its last admin).
+    Leave { name: String },
 }
 
 pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
@@ -198,6 +207,7 @@ fn publish(registry: &Registry, path: Option<PathBuf>, dry_run: bool, private: b
 fn identity(registry: &Registry, command: IdentityCommand) -> CliResult<()> {
     let token = credentials::token_for(&registry.url)?;
     let member_path = |name: &str, email: &str| format!("/publishing-identity/{name}/members/{email}");
+    let invitation_path = |name: &str| format!("/publishing-identity/{name}/invitation");
     match command {
         IdentityCommand::Create { name } => {
             registry.post("/publishing-identity", &json!({ "name": name }), Some(&token))?;
@@ -208,38 +218,95 @@ fn identity(registry: &Registry, command: IdentityCommand) -> CliResult<()> {
             print_identity(&found);
         }
         IdentityCommand::Add { name, email, role } | IdentityCommand::Role { name, email, role } => {
-            let member = registry.send(
+            let answer = registry.send(
                 "PUT",
                 &member_path(&name, &email),
                 Some(&json!({ "role": role })),
                 Some(&token),
             )?;
-            println!(
-                "{} is now {} in {name}",
-                member["email"].as_str().unwrap_or(&email),
-                member["role"].as_str().unwrap_or(&role)
-            );
+            print_member_change(&answer, &name);
         }
         IdentityCommand::Remove { name, email } => {
             registry.send("DELETE", &member_path(&name, &email), None, Some(&token))?;
-            println!("Removed {email} from {name}");
+            println!("Removed {email} from {name} (or cancelled their invitation)");
+        }
+        IdentityCommand::Invitations => {
+            let answer = registry.get("/user/invitations", Some(&token))?;
+            print_invitations(&answer);
+        }
+        IdentityCommand::Accept { name } => {
+            let member = registry.post(&invitation_path(&name), &json!({}), Some(&token))?;
+            println!(
+                "You are now {} in {name}",
+                member["role"].as_str().unwrap_or("a member")
+            );
+        }
+        IdentityCommand::Decline { name } => {
+            registry.send("DELETE", &invitation_path(&name), None, Some(&token))?;
+            println!("Declined the invitation to {name}");
+        }
+        IdentityCommand::Leave { name } => {
+            let user = registry.get("/user", Some(&token))?;
+            let email = user["email"].as_str().unwrap_or_default();
+            registry.send("DELETE", &member_path(&name, email), None, Some(&token))?;
+            println!("You left {name}");
         }
     }
     Ok(())
 }
 
+/// A `PUT …/members/<email>` answer: a member (role set) or an invitation.
+fn print_member_change(answer: &Value, name: &str) {
+    let email = answer["email"].as_str().unwrap_or("?");
+    let role = answer["role"].as_str().unwrap_or("?");
+    if answer.get("expires").is_some() {
+        println!(
+            "Invited {email} to {name} as {role}; they become a member once they run \
+             `gren-registry identity accept {name}` (the invitation expires {}).",
+            answer["expires"].as_str().unwrap_or("?")
+        );
+    } else {
+        println!("{email} is now {role} in {name}");
+    }
+}
+
+/// `found[key]` (members or invitations), when there: role, address and `more`.
+fn print_people(found: &Value, key: &str, more: impl Fn(&Value) -> String) {
+    let Some(people) = found[key].as_array() else { return };
+    println!("{key}:");
+    for person in people {
+        println!(
+            "  {} {}{}",
+            person["role"].as_str().unwrap_or("?"),
+            person["email"].as_str().unwrap_or("?"),
+            more(person)
+        );
+    }
+}
+
+fn print_invitations(answer: &Value) {
+    let invitations = answer["invitations"].as_array().cloned().unwrap_or_default();
+    if invitations.is_empty() {
+        println!("No invitations are waiting for you.");
+    }
+    for invitation in &invitations {
+        println!(
+            "{} as {}, from {} (expires {}): `gren-registry identity accept {}`",
+            invitation["identity"].as_str().unwrap_or("?"),
+            invitation["role"].as_str().unwrap_or("?"),
+            invitation["invited_by"].as_str().unwrap_or("?"),
+            invitation["expires"].as_str().unwrap_or("?"),
+            invitation["identity"].as_str().unwrap_or("?"),
+        );
+    }
+}
+
 fn print_identity(found: &Value) {
     println!("{}", found["name"].as_str().unwrap_or("?"));
-    if let Some(members) = found["members"].as_array() {
-        println!("members:");
-        for member in members {
-            println!(
-                "  {} {}",
-                member["role"].as_str().unwrap_or("?"),
-                member["email"].as_str().unwrap_or("?")
-            );
-        }
-    }
+    print_people(found, "members", |_| String::new());
+    print_people(found, "invitations", |invitation| {
+        format!(" (expires {})", invitation["expires"].as_str().unwrap_or("?"))
+    });
     println!("packages:");
     for package in found["packages"].as_array().into_iter().flatten() {
         println!(

@@ -1,7 +1,7 @@
 //! The routing table: which handler serves which method and path, with 404
 //! for unknown paths and 405 (with `Allow`) for known paths.
 
-use super::handlers::{health, identity, package, session as session_handlers, user};
+use super::handlers::{health, identity, invitation, package, session as session_handlers, user};
 use super::server::{self, Allowance, Service};
 use super::{Request, Response};
 use crate::app::App;
@@ -23,10 +23,12 @@ enum Route {
     User,
     UserSessions,
     UserSession(String),
+    UserInvitations,
     Identities,
     Identity(String),
     IdentityMember(String, String),
     IdentityAudit(String),
+    IdentityInvitation(String),
     Packages,
     Package(String, String),
     PackageLatest(String, String),
@@ -49,12 +51,14 @@ impl Route {
             ["user"] => Route::User,
             ["user", "sessions"] => Route::UserSessions,
             ["user", "sessions", id] => Route::UserSession(id.to_string()),
+            ["user", "invitations"] => Route::UserInvitations,
             ["publishing-identity"] => Route::Identities,
             ["publishing-identity", name] => Route::Identity(name.to_string()),
             ["publishing-identity", name, "members", email] => {
                 Route::IdentityMember(name.to_string(), email.to_string())
             }
             ["publishing-identity", name, "audit"] => Route::IdentityAudit(name.to_string()),
+            ["publishing-identity", name, "invitation"] => Route::IdentityInvitation(name.to_string()),
             ["packages"] => Route::Packages,
             ["packages", a, p] => Route::Package(a.to_string(), p.to_string()),
             ["packages", a, p, "latest"] => Route::PackageLatest(a.to_string(), p.to_string()),
@@ -71,9 +75,12 @@ impl Route {
     /// The methods this resource answers (HEAD is implied by GET).
     fn methods(&self) -> &'static [&'static str] {
         match self {
-            Route::Health | Route::User | Route::UserSessions | Route::Identity(_) | Route::IdentityAudit(_) => {
-                &["GET"]
-            }
+            Route::Health
+            | Route::User
+            | Route::UserSessions
+            | Route::UserInvitations
+            | Route::Identity(_)
+            | Route::IdentityAudit(_) => &["GET"],
             Route::Identities | Route::PackageRevoke(..) | Route::VersionRevoke(..) => &["POST"],
             Route::Packages => &["GET", "POST"],
             Route::Package(..) => &["GET", "PATCH"],
@@ -83,6 +90,7 @@ impl Route {
             | Route::VersionPrevious(..)
             | Route::Events => &["GET"],
             Route::IdentityMember(..) => &["PUT", "DELETE"],
+            Route::IdentityInvitation(_) => &["POST", "DELETE"],
             Route::Session => &["POST", "DELETE"],
             Route::SessionConfirm => &["GET", "POST"],
             Route::SessionFetch => &["POST"],
@@ -146,11 +154,14 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
         (Route::User, _) => user::get(app, request),
         (Route::UserSessions, _) => user::sessions(app, request),
         (Route::UserSession(id), _) => user::revoke_session(app, request, &id),
+        (Route::UserInvitations, _) => invitation::list(app, request),
         (Route::Identities, _) => identity::create(app, request),
         (Route::Identity(name), _) => identity::show(app, request, &name),
         (Route::IdentityMember(name, email), "PUT") => identity::set_member(app, request, &name, &email),
         (Route::IdentityMember(name, email), _) => identity::remove_member(app, request, &name, &email),
         (Route::IdentityAudit(name), _) => identity::audit(app, request, &name),
+        (Route::IdentityInvitation(name), "POST") => invitation::accept(app, request, &name),
+        (Route::IdentityInvitation(name), _) => invitation::decline(app, request, &name),
         (Route::Packages, "POST") => package::publish(app, request),
         (Route::Packages, _) => package::list(app, request),
         (Route::Package(a, p), "PATCH") => package::settings(app, request, &a, &p),
@@ -214,6 +225,11 @@ mod tests {
         assert_eq!(
             resolve("/user/sessions/ab%2Fcd"),
             Some(Route::UserSession("ab/cd".into()))
+        );
+        assert_eq!(resolve("/user/invitations"), Some(Route::UserInvitations));
+        assert_eq!(
+            resolve("/publishing-identity/gren-lang/invitation"),
+            Some(Route::IdentityInvitation("gren-lang".into()))
         );
         assert_eq!(resolve("/nope"), None);
         assert_eq!(resolve("/user/sessions/%FF"), None);

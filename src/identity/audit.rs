@@ -32,6 +32,21 @@ pub enum Action {
         member: Email,
         role: Role,
     },
+    /// An admin invited someone (or changed the role an invitation offers).
+    Invited {
+        member: Email,
+        role: Role,
+    },
+    /// An admin withdrew an invitation.
+    InvitationCancelled {
+        member: Email,
+        role: Role,
+    },
+    /// The invitee turned it down.
+    InvitationDeclined {
+        member: Email,
+        role: Role,
+    },
     Published {
         package: String,
         version: String,
@@ -54,6 +69,9 @@ impl Action {
             Action::MemberAdded { .. } => "member_added",
             Action::RoleChanged { .. } => "role_changed",
             Action::MemberRemoved { .. } => "member_removed",
+            Action::Invited { .. } => "invited",
+            Action::InvitationCancelled { .. } => "invitation_cancelled",
+            Action::InvitationDeclined { .. } => "invitation_declined",
             Action::Published { .. } => "published",
             Action::Revoked { .. } => "revoked",
             Action::PrivacyChanged { .. } => "privacy_changed",

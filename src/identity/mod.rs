@@ -1,21 +1,33 @@
 //! Publishing identities: the author half of a package name (`gren-lang` in
 //! `gren-lang/core`), and the users who may act for it.
 //!
-//! On disk: `identities/<lower-case name>/identity.json` holds the identity
-//! and its members; `identities/<name>/audit/<seq>.json` its audit log. The
-//! identity record is the source of truth; each user record keeps an index
-//! of its memberships for `GET /user`, which is only trusted after checking
-//! it against the identity (see [`memberships`]).
+//! On disk: `identities/<lower-case name>/identity.json` holds the identity,
+//! its members and its pending invitations (`invitations`, absent from
+//! records written before invitations existed: read as none);
+//! `identities/<name>/audit/<seq>.json` its audit log. The identity record
+//! is the source of truth and each change's commit point (see [`audit`]);
+//! each member's user record keeps an index of its memberships for
+//! `GET /user`, which is only trusted after checking it against the identity
+//! (see [`memberships`]). The index is written before the identity record
+//! when someone joins and after it when someone leaves, so it may say too
+//! much, never too little. Invitations touch no user record: people who were
+//! only invited have none until they log in.
+//!
+//! Nobody becomes a member without consent: an admin's `set_member` for a
+//! non-member records an invitation ([`invitation`]), which the invitee
+//! accepts or declines. Only operators add members directly.
 
 pub mod audit;
+pub mod invitation;
 pub mod name;
 
 use crate::auth::email::Email;
 use crate::auth::user;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{RecordPath, Store};
+use crate::store::{RecordGuard, RecordPath, Store};
 use crate::time::Timestamp;
 pub use audit::{Action, AuditEntry};
+pub use invitation::Invitation;
 pub use name::IdentityName;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +75,10 @@ pub struct Identity {
     pub name: String,
     pub created: Timestamp,
     pub members: Vec<Member>,
+    /// Invitations not yet accepted or declined; expired ones are dropped at
+    /// the next change and never shown.
+    #[serde(default)]
+    pub invitations: Vec<Invitation>,
     /// Number of audit entries committed (see [`audit`]).
     #[serde(default)]
     pub audit_seq: u64,
@@ -78,6 +94,15 @@ impl Identity {
 
     fn admin_count(&self) -> usize {
         self.members.iter().filter(|member| member.role == Role::Admin).count()
+    }
+
+    /// The invitations that can still be accepted.
+    pub fn pending_invitations(&self) -> impl Iterator<Item = &Invitation> {
+        self.invitations.iter().filter(|invitation| invitation.is_pending())
+    }
+
+    pub fn pending_invitation(&self, email: &Email) -> Option<&Invitation> {
+        self.pending_invitations().find(|invitation| &invitation.email == email)
     }
 }
 
@@ -95,6 +120,10 @@ impl Actor {
             Actor::Operator => "operator".into(),
         }
     }
+}
+
+fn identities_dir() -> RecordPath {
+    RecordPath::new(["identities"]).expect("a safe path")
 }
 
 fn identity_path(name: &IdentityName) -> RecordPath {
@@ -117,21 +146,33 @@ fn not_found(name: &IdentityName) -> ApiError {
     )
 }
 
-/// Creates an identity whose first admin is `admin`. Reserved names are only
-/// refused for users, never for operators.
+/// Whether [`create`] may make an identity whose name looks like an
+/// existing one's (see [`name::skeleton`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookAlikes {
+    Refuse,
+    /// Operators who know what they are doing (`--allow-confusable`).
+    Allow,
+}
+
+/// Creates an identity whose first admin is `admin`. Reserved names, and
+/// names that look like them, are only refused for users, never for
+/// operators; names that look like an existing identity's are refused
+/// unless `look_alikes` allows them.
 pub fn create(
     store: &Store,
     name: &IdentityName,
     admin: &Email,
     actor: &Actor,
     reserved: &[String],
+    look_alikes: LookAlikes,
 ) -> ApiResult<Identity> {
-    if matches!(actor, Actor::User(_)) && reserved.iter().any(|word| word.eq_ignore_ascii_case(name.as_str())) {
-        return Err(ApiError::conflict(
-            "name_reserved",
-            format!("The name {name} is reserved."),
-        ));
+    if matches!(actor, Actor::User(_)) {
+        refuse_reserved(name, reserved)?;
     }
+    // One creation at a time: a look-alike is a different record, so the
+    // record's own lock cannot keep two look-alikes from being created at once.
+    let _creating = store.lock(&identities_dir());
     let path = identity_path(name);
     let _guard = store.lock(&path);
     if let Some(existing) = store.read_json::<Identity>(&path)? {
@@ -143,6 +184,11 @@ pub fn create(
             ),
         ));
     }
+    if look_alikes == LookAlikes::Refuse
+        && let Some(original) = look_alike_of(store, name)?
+    {
+        return Err(confusable(name, &format!("the identity {original}")));
+    }
     let now = Timestamp::now();
     let mut identity = Identity {
         name: name.as_str().to_string(),
@@ -152,6 +198,7 @@ pub fn create(
             role: Role::Admin,
             added: now,
         }],
+        invitations: Vec::new(),
         audit_seq: 0,
     };
     index_membership(store, admin, name, true)?;
@@ -165,114 +212,206 @@ pub fn create(
     Ok(identity)
 }
 
-/// What [`set_member`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberChange {
-    Added,
-    RoleChanged,
-    Unchanged,
+fn refuse_reserved(name: &IdentityName, reserved: &[String]) -> ApiResult<()> {
+    if reserved.iter().any(|word| word.eq_ignore_ascii_case(name.as_str())) {
+        return Err(ApiError::conflict(
+            "name_reserved",
+            format!("The name {name} is reserved."),
+        ));
+    }
+    let skeleton = name.skeleton();
+    match reserved.iter().find(|word| name::skeleton(word) == skeleton) {
+        Some(word) => Err(confusable(name, &format!("the reserved name {word}"))),
+        None => Ok(()),
+    }
 }
 
-/// Sets a member's role, adding them (and their user record) if needed. The
-/// caller must hold `admin`.
+/// The spelling of an existing identity whose name looks like `name`.
+fn look_alike_of(store: &Store, name: &IdentityName) -> ApiResult<Option<String>> {
+    let skeleton = name.skeleton();
+    for key in store.list_dirs(&identities_dir())? {
+        if key == name.key() || name::skeleton(&key) != skeleton {
+            continue;
+        }
+        // A directory without its record is a creation interrupted by a crash.
+        if let Ok(other) = IdentityName::parse(&key)
+            && let Some(found) = load(store, &other)?
+        {
+            return Ok(Some(found.name));
+        }
+    }
+    Ok(None)
+}
+
+fn confusable(name: &IdentityName, original: &str) -> ApiError {
+    ApiError::conflict(
+        "identity_name_confusable",
+        format!(
+            "The name {name} looks like {original} (case, I, l and 1, O and 0, rn and m, vv and w, and dashes \
+             are easily mistaken); choose a name that is clearly different."
+        ),
+    )
+}
+
+/// What [`set_member`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// A member's role changed.
+    RoleChanged(Member),
+    /// The member already had that role: nothing was written.
+    Unchanged(Member),
+    /// An operator added the person directly.
+    Added(Member),
+    /// The person was invited, or their pending invitation now offers another role.
+    Invited(Invitation),
+    /// The person was already invited with that role: nothing was written.
+    AlreadyInvited(Invitation),
+}
+
+impl MemberChange {
+    /// Whether anything was written (and so whether anyone should be told).
+    pub fn changed(&self) -> bool {
+        !matches!(self, MemberChange::Unchanged(_) | MemberChange::AlreadyInvited(_))
+    }
+}
+
+/// An identity loaded for a change, its record locked until this is
+/// dropped. Expired invitations are forgotten on loading, so the write that
+/// commits the change drops them.
+struct Locked<'a> {
+    store: &'a Store,
+    name: &'a IdentityName,
+    identity: Identity,
+    _guard: RecordGuard<'a>,
+}
+
+impl<'a> Locked<'a> {
+    fn open(store: &'a Store, name: &'a IdentityName) -> ApiResult<Locked<'a>> {
+        let guard = store.lock(&identity_path(name));
+        let mut identity = require(store, name)?;
+        identity.invitations.retain(Invitation::is_pending);
+        Ok(Locked {
+            store,
+            name,
+            identity,
+            _guard: guard,
+        })
+    }
+
+    /// Writes the audit entry, then the record: the change's commit point.
+    fn commit(&mut self, actor: &Actor, action: Action) -> ApiResult<()> {
+        audit::commit(self.store, self.name, &mut self.identity, actor, action)
+    }
+}
+
+/// Sets a member's role. For someone who is not a member, a user's change is
+/// an invitation (see [`invitation`]); an operator's adds them directly. The
+/// actor must hold `admin`; at most `max_pending` invitations may be pending.
 pub fn set_member(
     store: &Store,
     name: &IdentityName,
     actor: &Actor,
     email: &Email,
     role: Role,
-) -> ApiResult<(Member, MemberChange)> {
-    let path = identity_path(name);
-    let _guard = store.lock(&path);
-    let mut identity = require(store, name)?;
-    require_role(&identity, actor, Role::Admin)?;
-    let position = identity.members.iter().position(|member| &member.email == email);
-    let action = match position {
-        Some(index) => {
-            let from = identity.members[index].role;
-            if from == role {
-                return Ok((identity.members[index].clone(), MemberChange::Unchanged));
-            }
-            if from == Role::Admin && identity.admin_count() == 1 {
-                return Err(last_admin(name));
-            }
-            identity.members[index].role = role;
-            Action::RoleChanged {
-                member: email.clone(),
-                from,
-                to: role,
-            }
+    max_pending: usize,
+) -> ApiResult<MemberChange> {
+    let mut locked = Locked::open(store, name)?;
+    require_role(&locked.identity, actor, Role::Admin)?;
+    match locked.identity.members.iter().position(|member| &member.email == email) {
+        Some(index) => change_role(&mut locked, actor, index, role),
+        None if matches!(actor, Actor::Operator) => {
+            add_member(&mut locked, actor, email, role).map(MemberChange::Added)
         }
-        None => {
-            // Before the identity: the index may say too much, never too little.
-            index_membership(store, email, name, true)?;
-            identity.members.push(Member {
-                email: email.clone(),
-                role,
-                added: Timestamp::now(),
-            });
-            Action::MemberAdded {
-                member: email.clone(),
-                role,
-            }
-        }
-    };
-    audit::commit(store, name, &mut identity, actor, action)?;
-    let member = identity.members.iter().find(|member| &member.email == email).cloned();
-    let change = if position.is_none() {
-        MemberChange::Added
-    } else {
-        MemberChange::RoleChanged
-    };
-    Ok((member.expect("the member was just set"), change))
+        None => invitation::invite(&mut locked, actor, email, role, max_pending),
+    }
 }
 
-/// Removes a member: admins may remove anyone, members themselves.
+fn change_role(locked: &mut Locked, actor: &Actor, index: usize, role: Role) -> ApiResult<MemberChange> {
+    let from = locked.identity.members[index].role;
+    if from == role {
+        return Ok(MemberChange::Unchanged(locked.identity.members[index].clone()));
+    }
+    if from == Role::Admin && locked.identity.admin_count() == 1 {
+        return Err(last_admin(locked.name));
+    }
+    locked.identity.members[index].role = role;
+    let member = locked.identity.members[index].clone();
+    let action = Action::RoleChanged {
+        member: member.email.clone(),
+        from,
+        to: role,
+    };
+    locked.commit(actor, action)?;
+    Ok(MemberChange::RoleChanged(member))
+}
+
+/// Makes `email` a member: an operator's direct addition, or an accepted
+/// invitation. A pending invitation of theirs is used up.
+fn add_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) -> ApiResult<Member> {
+    // Before the identity: the index may say too much, never too little.
+    index_membership(locked.store, email, locked.name, true)?;
+    locked
+        .identity
+        .invitations
+        .retain(|invitation| &invitation.email != email);
+    let member = Member {
+        email: email.clone(),
+        role,
+        added: Timestamp::now(),
+    };
+    locked.identity.members.push(member.clone());
+    let action = Action::MemberAdded {
+        member: email.clone(),
+        role,
+    };
+    locked.commit(actor, action)?;
+    Ok(member)
+}
+
+/// Removes a member, or withdraws an invitation. Admins may remove anyone
+/// but the last admin, and cancel invitations; everyone may leave (even the
+/// last admin: nobody is held in an identity, and an operator can name a new
+/// admin) or decline their own invitation.
 pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &Email) -> ApiResult<()> {
-    let path = identity_path(name);
-    let _guard = store.lock(&path);
-    let mut identity = require(store, name)?;
+    let mut locked = Locked::open(store, name)?;
     let removing_self = matches!(actor, Actor::User(caller) if caller == email);
-    if !removing_self {
-        require_role(&identity, actor, Role::Admin)?;
-    } else if identity.role_of(email).is_none() {
-        // A stranger naming themself learns nothing beyond a 403.
-        return Err(ApiError::forbidden(format!(
-            "You are not a member of {}.",
-            identity.name
-        )));
+    let role = locked.identity.role_of(email);
+    let invited = locked.identity.pending_invitation(email).is_some();
+    if removing_self {
+        return match role {
+            Some(role) => drop_member(&mut locked, actor, email, role),
+            None if invited => invitation::withdraw(&mut locked, actor, email),
+            // A stranger naming themself learns nothing beyond a 403.
+            None => Err(not_a_member(&locked.identity)),
+        };
     }
-    let role = identity.role_of(email).ok_or_else(|| {
-        ApiError::not_found(
+    require_role(&locked.identity, actor, Role::Admin)?;
+    match role {
+        Some(Role::Admin) if locked.identity.admin_count() == 1 => Err(last_admin(name)),
+        Some(role) => drop_member(&mut locked, actor, email, role),
+        None if invited => invitation::withdraw(&mut locked, actor, email),
+        None => Err(ApiError::not_found(
             "member_not_found",
-            format!("{email} is not a member of {}.", identity.name),
-        )
-    })?;
-    if role == Role::Admin && identity.admin_count() == 1 {
-        return Err(last_admin(name));
+            format!("{email} is neither a member of {} nor invited.", locked.identity.name),
+        )),
     }
-    identity.members.retain(|member| &member.email != email);
-    audit::commit(
-        store,
-        name,
-        &mut identity,
-        actor,
-        Action::MemberRemoved {
-            member: email.clone(),
-            role,
-        },
-    )?;
+}
+
+fn drop_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) -> ApiResult<()> {
+    locked.identity.members.retain(|member| &member.email != email);
+    let action = Action::MemberRemoved {
+        member: email.clone(),
+        role,
+    };
+    locked.commit(actor, action)?;
     // After the identity: the index may say too much, never too little.
-    index_membership(store, email, name, false)?;
-    Ok(())
+    index_membership(locked.store, email, locked.name, false)
 }
 
 /// Appends an entry to an identity's audit log (publishes, revocations,
 /// package settings: changes made elsewhere that the identity answers for).
 pub fn record_action(store: &Store, name: &IdentityName, actor: &Actor, action: Action) -> ApiResult<()> {
-    let _guard = store.lock(&identity_path(name));
-    let mut identity = require(store, name)?;
-    audit::commit(store, name, &mut identity, actor, action)
+    Locked::open(store, name)?.commit(actor, action)
 }
 
 /// Refuses with 403 unless `actor` holds at least `needed` (operators hold all).
@@ -286,11 +425,12 @@ pub fn require_role(identity: &Identity, actor: &Actor, needed: Role) -> ApiResu
             identity.name,
             role.as_str()
         ))),
-        None => Err(ApiError::forbidden(format!(
-            "You are not a member of {}.",
-            identity.name
-        ))),
+        None => Err(not_a_member(identity)),
     }
+}
+
+fn not_a_member(identity: &Identity) -> ApiError {
+    ApiError::forbidden(format!("You are not a member of {}.", identity.name))
 }
 
 fn last_admin(name: &IdentityName) -> ApiError {
@@ -355,58 +495,167 @@ mod tests {
         assert_eq!(Role::parse("owner").unwrap_err().code, "invalid_role");
     }
 
+    /// Creates `name` as the user `who`, its first admin.
+    fn create_by(store: &Store, name: &str, who: &str, reserved: &[String]) -> ApiResult<IdentityName> {
+        let name = IdentityName::parse(name).unwrap();
+        create(store, &name, &email(who), &user(who), reserved, LookAlikes::Refuse).map(|_| name)
+    }
+
     #[test]
     fn names_are_unique_regardless_of_case_and_keep_their_spelling() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("Gren-Lang").unwrap();
-        create(&store, &name, &email("a@example.com"), &user("a@example.com"), &[]).unwrap();
-        let other = IdentityName::parse("gren-lang").unwrap();
-        let err = create(&store, &other, &email("b@example.com"), &user("b@example.com"), &[]).unwrap_err();
+        create_by(&store, "Gren-Lang", "a@example.com", &[]).unwrap();
+        let err = create_by(&store, "gren-lang", "b@example.com", &[]).unwrap_err();
         assert_eq!(err.code, "name_taken");
+        let other = IdentityName::parse("gren-lang").unwrap();
         assert_eq!(require(&store, &other).unwrap().name, "Gren-Lang");
     }
 
     #[test]
-    fn reserved_names_are_for_operators_only() {
+    fn reserved_names_and_their_look_alikes_are_for_operators_only() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("Admin").unwrap();
         let reserved = vec!["admin".to_string()];
-        assert_eq!(
-            create(
-                &store,
-                &name,
-                &email("a@example.com"),
-                &user("a@example.com"),
-                &reserved
-            )
-            .unwrap_err()
-            .code,
-            "name_reserved"
-        );
-        create(&store, &name, &email("a@example.com"), &Actor::Operator, &reserved).unwrap();
+        let err = create_by(&store, "Admin", "a@example.com", &reserved).unwrap_err();
+        assert_eq!(err.code, "name_reserved");
+        let err = create_by(&store, "adm1n", "a@example.com", &reserved).unwrap_err();
+        assert_eq!(err.code, "identity_name_confusable");
+        let name = IdentityName::parse("Admin").unwrap();
+        let operator = Actor::Operator;
+        create(
+            &store,
+            &name,
+            &email("a@example.com"),
+            &operator,
+            &reserved,
+            LookAlikes::Refuse,
+        )
+        .unwrap();
     }
 
     #[test]
-    fn the_last_admin_stays() {
+    fn look_alikes_of_existing_identities_are_refused_unless_allowed() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
+        create_by(&store, "gren-lang", "a@example.com", &[]).unwrap();
+        let err = create_by(&store, "Gren-1ang", "b@example.com", &[]).unwrap_err();
+        assert_eq!((err.status, err.code), (409, "identity_name_confusable"));
+        assert!(err.message.contains("the identity gren-lang"), "{}", err.message);
+        // An interrupted creation (a directory without its record) is no original.
+        std::fs::create_dir_all(store.root().join("identities/blaix")).unwrap();
+        create_by(&store, "b1aix", "b@example.com", &[]).unwrap();
+        let look_alike = IdentityName::parse("Gren-1ang").unwrap();
+        create(
+            &store,
+            &look_alike,
+            &email("c@example.com"),
+            &Actor::Operator,
+            &[],
+            LookAlikes::Allow,
+        )
+        .unwrap();
+    }
+
+    const PENDING: usize = 20;
+
+    /// Invites `who` to `team` as `role` and accepts for them.
+    fn join(store: &Store, name: &IdentityName, admin: &Actor, who: &str, role: Role) {
+        let change = set_member(store, name, admin, &email(who), role, PENDING).unwrap();
+        assert!(matches!(change, MemberChange::Invited(_)), "{change:?}");
+        invitation::accept(store, name, &email(who)).unwrap();
+    }
+
+    #[test]
+    fn the_last_admin_is_neither_demoted_nor_removed_by_others_but_may_leave() {
+        let (_dir, store) = setup();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
         assert_eq!(
-            set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish)
+            set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish, PENDING)
                 .unwrap_err()
                 .code,
             "last_admin"
         );
         assert_eq!(
-            remove_member(&store, &name, &admin, &email("a@example.com"))
+            remove_member(&store, &name, &Actor::Operator, &email("a@example.com"))
                 .unwrap_err()
                 .code,
             "last_admin"
         );
-        set_member(&store, &name, &admin, &email("b@example.com"), Role::Admin).unwrap();
+        join(&store, &name, &admin, "b@example.com", Role::Admin);
         remove_member(&store, &name, &admin, &email("a@example.com")).unwrap();
         assert_eq!(memberships(&store, &email("a@example.com")).unwrap(), vec![]);
+        assert_eq!(
+            memberships(&store, &email("b@example.com")).unwrap(),
+            vec![("team".to_string(), Role::Admin)]
+        );
+        // Now b is the last admin, and leaves all the same.
+        remove_member(&store, &name, &user("b@example.com"), &email("b@example.com")).unwrap();
+        assert!(require(&store, &name).unwrap().members.is_empty());
+        assert_eq!(memberships(&store, &email("b@example.com")).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn adding_someone_invites_them_and_only_their_acceptance_makes_them_a_member() {
+        let (_dir, store) = setup();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
+        let admin = user("a@example.com");
+        let change = set_member(&store, &name, &admin, &email("b@example.com"), Role::Publish, PENDING).unwrap();
+        let MemberChange::Invited(invited) = change else {
+            panic!("{change:?}")
+        };
+        assert_eq!(
+            (invited.role, invited.invited_by.as_str()),
+            (Role::Publish, "a@example.com")
+        );
+        let again = set_member(&store, &name, &admin, &email("b@example.com"), Role::Publish, PENDING).unwrap();
+        assert!(!again.changed(), "{again:?}");
+        assert_eq!(require(&store, &name).unwrap().role_of(&email("b@example.com")), None);
+        assert!(
+            user::load(&store, &email("b@example.com")).unwrap().is_none(),
+            "an invitation makes no user record"
+        );
+        let member = invitation::accept(&store, &name, &email("b@example.com")).unwrap();
+        assert_eq!(member.role, Role::Publish);
+        assert_eq!(
+            memberships(&store, &email("b@example.com")).unwrap(),
+            vec![("team".to_string(), Role::Publish)]
+        );
+        set_member(&store, &name, &admin, &email("c@example.com"), Role::Download, PENDING).unwrap();
+        invitation::decline(&store, &name, &email("c@example.com")).unwrap();
+        assert_eq!(
+            invitation::accept(&store, &name, &email("c@example.com"))
+                .unwrap_err()
+                .code,
+            "invitation_not_found"
+        );
+        set_member(&store, &name, &admin, &email("d@example.com"), Role::Download, PENDING).unwrap();
+        remove_member(&store, &name, &admin, &email("d@example.com")).unwrap();
+        let found = require(&store, &name).unwrap();
+        assert!(found.invitations.is_empty(), "{:?}", found.invitations);
+        let actions: Vec<&str> = audit::read(&store, &name, &found)
+            .unwrap()
+            .iter()
+            .map(|entry| entry.action.kind())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "created",
+                "invited",
+                "member_added",
+                "invited",
+                "invitation_declined",
+                "invited",
+                "invitation_cancelled"
+            ]
+        );
+    }
+
+    #[test]
+    fn operators_add_members_directly() {
+        let (_dir, store) = setup();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
+        let change = set_member(&store, &name, &Actor::Operator, &email("b@example.com"), Role::Admin, 0).unwrap();
+        assert!(matches!(change, MemberChange::Added(_)), "{change:?}");
         assert_eq!(
             memberships(&store, &email("b@example.com")).unwrap(),
             vec![("team".to_string(), Role::Admin)]
@@ -414,17 +663,120 @@ mod tests {
     }
 
     #[test]
+    fn pending_invitations_are_bounded_and_expired_ones_neither_count_nor_show() {
+        let (_dir, store) = setup();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
+        let admin = user("a@example.com");
+        for who in ["x@example.com", "y@example.com"] {
+            set_member(&store, &name, &admin, &email(who), Role::Download, 2).unwrap();
+        }
+        let refused = set_member(&store, &name, &admin, &email("z@example.com"), Role::Download, 2).unwrap_err();
+        assert_eq!((refused.status, refused.code), (409, "too_many_invitations"));
+        // Changing the role a pending invitation offers is not a new one.
+        set_member(&store, &name, &admin, &email("y@example.com"), Role::Publish, 2).unwrap();
+
+        let mut record = require(&store, &name).unwrap();
+        record.invitations[0].expires = serde_json::from_str("\"2001-01-01T00:00:00.000Z\"").unwrap();
+        store.write_json(&identity_path(&name), &record).unwrap();
+        let index = invitation::Index::default();
+        assert!(index.received(&store, &email("x@example.com")).unwrap().is_empty());
+        assert_eq!(
+            invitation::accept(&store, &name, &email("x@example.com"))
+                .unwrap_err()
+                .code,
+            "invitation_not_found"
+        );
+        set_member(&store, &name, &admin, &email("z@example.com"), Role::Download, 2).unwrap();
+        let emails: Vec<String> = require(&store, &name)
+            .unwrap()
+            .invitations
+            .iter()
+            .map(|invitation| invitation.email.to_string())
+            .collect();
+        assert_eq!(
+            emails,
+            ["y@example.com", "z@example.com"],
+            "the expired one was dropped"
+        );
+        let received = index.received(&store, &email("y@example.com")).unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(
+            (received[0].identity.as_str(), received[0].invitation.role),
+            ("team", Role::Publish)
+        );
+    }
+
+    #[test]
+    fn the_invitation_index_misses_no_invitation_and_forgets_those_that_are_gone() {
+        let (_dir, store) = setup();
+        let admin = user("a@example.com");
+        let invitee = email("b@example.com");
+        let invite = |name: &IdentityName| set_member(&store, name, &admin, &invitee, Role::Publish, PENDING).unwrap();
+        let team = create_by(&store, "team", "a@example.com", &[]).unwrap();
+        let other = create_by(&store, "other", "a@example.com", &[]).unwrap();
+        invite(&team);
+        let index = invitation::Index::default();
+        let identities = |index: &invitation::Index| -> Vec<String> {
+            let received = index.received(&store, &invitee).unwrap();
+            received.into_iter().map(|received| received.identity).collect()
+        };
+        assert_eq!(identities(&index), ["team"], "built from the records");
+        invite(&other);
+        index.invited(&invitee, &other);
+        assert_eq!(identities(&index), ["other", "team"]);
+        invitation::decline(&store, &team, &invitee).unwrap();
+        assert_eq!(identities(&index), ["other"]);
+        invitation::accept(&store, &other, &invitee).unwrap();
+        assert!(identities(&index).is_empty());
+        // Declined, then invited again: noted, and found.
+        invite(&team);
+        index.invited(&invitee, &team);
+        assert_eq!(identities(&index), ["team"]);
+    }
+
+    #[test]
+    fn records_written_before_invitations_existed_still_load() {
+        let (_dir, store) = setup();
+        let name = IdentityName::parse("old").unwrap();
+        let record = serde_json::json!({
+            "name": "old",
+            "created": "2025-01-01T00:00:00.000Z",
+            "members": [{ "email": "a@example.com", "role": "admin", "added": "2025-01-01T00:00:00.000Z" }],
+            "audit_seq": 0
+        });
+        store.write_json(&identity_path(&name), &record).unwrap();
+        let found = require(&store, &name).unwrap();
+        assert!(found.invitations.is_empty());
+        set_member(
+            &store,
+            &name,
+            &user("a@example.com"),
+            &email("b@example.com"),
+            Role::Publish,
+            PENDING,
+        )
+        .unwrap();
+        assert_eq!(require(&store, &name).unwrap().invitations.len(), 1);
+    }
+
+    #[test]
     fn only_admins_manage_members_but_anyone_may_leave() {
         let (_dir, store) = setup();
-        let name = IdentityName::parse("team").unwrap();
+        let name = create_by(&store, "team", "a@example.com", &[]).unwrap();
         let admin = user("a@example.com");
-        create(&store, &name, &email("a@example.com"), &admin, &[]).unwrap();
-        set_member(&store, &name, &admin, &email("p@example.com"), Role::Publish).unwrap();
+        join(&store, &name, &admin, "p@example.com", Role::Publish);
         let publisher = user("p@example.com");
         assert_eq!(
-            set_member(&store, &name, &publisher, &email("x@example.com"), Role::Download)
-                .unwrap_err()
-                .status,
+            set_member(
+                &store,
+                &name,
+                &publisher,
+                &email("x@example.com"),
+                Role::Download,
+                PENDING
+            )
+            .unwrap_err()
+            .status,
             403
         );
         assert_eq!(
@@ -436,6 +788,6 @@ mod tests {
         remove_member(&store, &name, &publisher, &email("p@example.com")).unwrap();
         let entries = audit::read(&store, &name, &require(&store, &name).unwrap()).unwrap();
         let actions: Vec<&str> = entries.iter().map(|entry| entry.action.kind()).collect();
-        assert_eq!(actions, ["created", "member_added", "member_removed"]);
+        assert_eq!(actions, ["created", "invited", "member_added", "member_removed"]);
     }
 }

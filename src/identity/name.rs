@@ -1,4 +1,6 @@
-//! Identity names follow the Gren compiler's package-author rule.
+//! Identity names follow the Gren compiler's package-author rule, and are
+//! compared by their [`skeleton`] so that look-alikes (`gren-1ang` beside
+//! `gren-lang`) cannot be created.
 
 use crate::error::{ApiError, ApiResult};
 use std::fmt;
@@ -39,6 +41,32 @@ impl IdentityName {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    pub fn skeleton(&self) -> String {
+        skeleton(&self.key)
+    }
+}
+
+/// What a name looks like, for telling look-alikes apart: two names with the
+/// same skeleton are easily mistaken for each other. Case is folded; `i`,
+/// `l`, `1` and `|` count as `l`, and `o` and `0` as `o` (the pairs most
+/// fonts draw alike); dashes (and `_`, `.`) are ignored, so `grenlang` and
+/// `gren-lan-g` imitate `gren-lang`; then `rn` counts as `m` and `vv` as `w`
+/// (indistinguishable in many sans-serif fonts at a glance). Other digits
+/// (`5`/`s`, `8`/`b`) are left alone: they look different in the fonts
+/// terminals and the packages site use, and refusing them would forbid many
+/// real names.
+pub fn skeleton(text: &str) -> String {
+    let folded: String = text
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .map(|c| match c.to_ascii_lowercase() {
+            'i' | '1' | '|' => 'l',
+            '0' => 'o',
+            other => other,
+        })
+        .collect();
+    folded.replace("rn", "m").replace("vv", "w")
 }
 
 /// `^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$`: the compiler's rule for a package author.
@@ -68,5 +96,39 @@ mod tests {
             assert_eq!(IdentityName::parse(bad).unwrap_err().code, "invalid_name", "{bad}");
         }
         assert_eq!(IdentityName::parse("Gren-Lang").unwrap().key(), "gren-lang");
+    }
+
+    #[test]
+    fn look_alikes_share_a_skeleton() {
+        let same = |a: &str, b: &str| skeleton(a) == skeleton(b);
+        for look_alike in [
+            "gren-Iang",
+            "gren-1ang",
+            "GREN-LANG",
+            "grenlang",
+            "gren--lang",
+            "gren-|ang",
+            "gren_lang",
+        ] {
+            assert!(same("gren-lang", look_alike), "{look_alike}");
+        }
+        for look_alike in ["adm1n", "ADMIN", "admln", "adrnin", "adm-in"] {
+            assert!(same("admin", look_alike), "{look_alike}");
+        }
+        assert!(same("g00gle", "google") && same("gOOgle", "goog1e"));
+        assert!(same("www", "vvvvvv") && same("vvw", "wvv"));
+        for different in [
+            "gren-long",
+            "gren-langs",
+            "gren-lang2",
+            "grenlan",
+            "gren-1ong",
+            "s-lang",
+        ] {
+            assert!(!same("gren-lang", different), "{different}");
+        }
+        assert!(!same("admin", "admins") && !same("root", "r00ts") && !same("b8", "bb"));
+        assert_eq!(skeleton("Gren-1ang"), "grenlang");
+        assert_eq!(IdentityName::parse("ADRNIN").unwrap().skeleton(), "admln");
     }
 }

@@ -230,6 +230,26 @@ impl Store {
     /// The names of the records (files ending in `.json`, without that suffix)
     /// in a directory; empty when the directory does not exist.
     pub fn list_json(&self, dir: &RecordPath) -> io::Result<Vec<String>> {
+        self.list_entries(dir, |name, _| name.strip_suffix(".json").map(str::to_string))
+    }
+
+    /// The names of the subdirectories of a directory; empty when it does
+    /// not exist.
+    pub fn list_dirs(&self, dir: &RecordPath) -> io::Result<Vec<String>> {
+        self.list_entries(dir, |name, entry| {
+            entry
+                .file_type()
+                .is_ok_and(|kind| kind.is_dir())
+                .then(|| name.to_string())
+        })
+    }
+
+    /// The entries of a directory with safe names that `pick` names, sorted.
+    fn list_entries(
+        &self,
+        dir: &RecordPath,
+        pick: impl Fn(&str, &fs::DirEntry) -> Option<String>,
+    ) -> io::Result<Vec<String>> {
         safe_fs::refuse_symlinks(&self.root, dir.as_path())?;
         let entries = match fs::read_dir(self.full_path(dir)) {
             Ok(entries) => entries,
@@ -238,12 +258,13 @@ impl Store {
         };
         let mut names = Vec::new();
         for entry in entries {
-            let name = entry?.file_name();
+            let entry = entry?;
+            let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(stem) = name.strip_suffix(".json")
-                && check_component(name).is_ok()
+            if check_component(name).is_ok()
+                && let Some(picked) = pick(name, &entry)
             {
-                names.push(stem.to_string());
+                names.push(picked);
             }
         }
         names.sort();

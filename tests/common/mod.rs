@@ -477,6 +477,35 @@ impl Server {
         assert_eq!(fetched.status, 200, "POST /session/fetch: {}", fetched.text());
         fetched.json()["sessionToken"].as_str().unwrap().to_string()
     }
+
+    /// Makes `email` a member of `identity` with `role` the way people join:
+    /// an admin invites them, they log in and accept. Returns their token.
+    #[track_caller]
+    pub fn add_member(&self, identity: &str, admin_token: &str, email: &str, role: &str) -> String {
+        let path = format!("/publishing-identity/{identity}/members/{email}");
+        let invited = self.put_json(&path, &serde_json::json!({ "role": role }), Some(admin_token));
+        assert_eq!(
+            invited.status,
+            202,
+            "inviting {email} to {identity}: {}",
+            invited.text()
+        );
+        let token = self.login(email);
+        let accepted = self.request(
+            "POST",
+            &format!("/publishing-identity/{identity}/invitation"),
+            None,
+            Some(&token),
+        );
+        assert_eq!(
+            accepted.status,
+            200,
+            "{email} accepting {identity}: {}",
+            accepted.text()
+        );
+        assert_eq!(accepted.json()["role"], role, "{}", accepted.text());
+        token
+    }
 }
 
 impl Drop for Server {

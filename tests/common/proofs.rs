@@ -2,15 +2,18 @@
 
 use super::Server;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 /// The environment of the proofs' servers: they publish far more than people
 /// do, and all their client threads (more than 32 at larger scales) connect
 /// from 127.0.0.1.
-pub const PROOF_ENV: [(&str, &str); 2] = [
+pub const PROOF_ENV: [(&str, &str); 4] = [
     ("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000000"),
     ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "1024"),
+    ("GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", "1000000"),
+    ("GREN_REGISTRY_PENDING_INVITATIONS_PER_IDENTITY", "1000000"),
 ];
 
 pub fn scale() -> usize {
@@ -110,5 +113,82 @@ impl Rng {
 
     pub fn one_in(&mut self, n: u64) -> bool {
         self.next().is_multiple_of(n)
+    }
+}
+
+/// An identity's people: members and pending invitations (e-mail → role).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct People {
+    pub members: BTreeMap<String, String>,
+    pub invitations: BTreeMap<String, String>,
+}
+
+impl People {
+    /// As an admin's `GET /publishing-identity/<name>` lists them; nobody
+    /// may be listed twice.
+    pub fn from_view(view: &Value) -> People {
+        let list = |key: &str| {
+            let mut found = BTreeMap::new();
+            for person in view[key].as_array().unwrap_or_else(|| panic!("no {key} in {view}")) {
+                let email = person["email"].as_str().unwrap().to_string();
+                let role = person["role"].as_str().unwrap().to_string();
+                assert!(
+                    found.insert(email.clone(), role).is_none(),
+                    "{email} is listed twice in {key}"
+                );
+            }
+            found
+        };
+        People {
+            members: list("members"),
+            invitations: list("invitations"),
+        }
+    }
+
+    /// Replays one audit entry, checking that the change follows from the
+    /// ones before it; `false` (and nothing changes) when it is not about
+    /// members or invitations.
+    /// Applies one audit entry; `false` (and nothing changes) when it is not
+    /// about members or invitations.
+    pub fn apply(&mut self, entry: &Value) -> bool {
+        let text = |key: &str| {
+            entry[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key} in {entry}"))
+                .to_string()
+        };
+        match entry["action"].as_str().unwrap_or_default() {
+            "created" => {
+                self.members.insert(text("admin"), "admin".into());
+            }
+            "invited" => {
+                assert!(!self.members.contains_key(&text("member")), "{entry} invites a member");
+                self.invitations.insert(text("member"), text("role"));
+            }
+            "invitation_cancelled" | "invitation_declined" => {
+                let removed = self.invitations.remove(&text("member"));
+                assert_eq!(removed, Some(text("role")), "{entry} withdraws no such invitation");
+            }
+            "member_added" => {
+                let email = text("member");
+                assert!(!self.members.contains_key(&email), "{entry} adds a present member");
+                // Accepted, or added by an operator (who needs no invitation).
+                let invitation = self.invitations.remove(&email);
+                if entry["actor"] != "operator" {
+                    assert_eq!(invitation, Some(text("role")), "{entry} accepts no such invitation");
+                }
+                self.members.insert(email, text("role"));
+            }
+            "role_changed" => {
+                let previous = self.members.insert(text("member"), text("to"));
+                assert_eq!(previous, Some(text("from")), "{entry} does not chain");
+            }
+            "member_removed" => {
+                let removed = self.members.remove(&text("member"));
+                assert_eq!(removed, Some(text("role")), "{entry} removes a non-member");
+            }
+            _ => return false,
+        }
+        true
     }
 }

@@ -1,4 +1,5 @@
-//! `/publishing-identity`: create, show, manage members, read the audit log.
+//! `/publishing-identity`: create, show, manage members and invitations,
+//! read the audit log.
 
 use crate::app::App;
 use crate::auth::email::Email;
@@ -6,7 +7,7 @@ use crate::auth::login::escape_html;
 use crate::auth::session::{self, Authenticated};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
-use crate::identity::{self, Actor, IdentityName, Member, MemberChange, Role};
+use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,19 +30,22 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     };
     let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
     let name = IdentityName::parse(&body.name)?;
-    // Only creations count against the limit: the slot is taken before
-    // creating (so parallel requests cannot all pass) and given back when
-    // the name is refused (taken, reserved).
-    app.identities_per_user.hit(caller.email.as_str())?;
     let actor = Actor::User(caller.email.clone());
-    let created = identity::create(
-        &app.store,
-        &name,
-        &caller.email,
-        &actor,
-        &app.config.reserved_identities,
-    )
-    .inspect_err(|_| app.identities_per_user.give_back(caller.email.as_str()))?;
+    // Only creations count against the limit, not refused names.
+    let created = app.identities_per_user.counting(
+        caller.email.as_str(),
+        || {
+            identity::create(
+                &app.store,
+                &name,
+                &caller.email,
+                &actor,
+                &app.config.reserved_identities,
+                LookAlikes::Refuse,
+            )
+        },
+        |_| true,
+    )?;
     Ok(Response::json(
         200,
         &json!({ "name": created.name, "role": Role::Admin }),
@@ -49,21 +53,20 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
 }
 
 pub fn show(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
-    let name = IdentityName::parse(name).map_err(|_| identity_not_found(name))?;
+    let name = parse_name(name)?;
     let caller = optional_caller(app, request)?;
     let found = identity::require(&app.store, &name)?;
-    let is_member = caller
-        .as_ref()
-        .is_some_and(|caller| found.role_of(&caller.email).is_some());
-    let packages = crate::package::listing_for_identity(&app.packages.catalog, &name, is_member);
-    Ok(Response::json(
-        200,
-        &if is_member {
-            json!({ "name": found.name, "created": found.created, "members": found.members, "packages": packages })
-        } else {
-            json!({ "name": found.name, "packages": packages })
-        },
-    ))
+    let role = caller.as_ref().and_then(|caller| found.role_of(&caller.email));
+    let packages = crate::package::listing_for_identity(&app.packages.catalog, &name, role.is_some());
+    let mut view = json!({ "name": found.name, "packages": packages });
+    if role.is_some() {
+        view["created"] = json!(found.created);
+        view["members"] = json!(found.members);
+    }
+    if role == Some(Role::Admin) {
+        view["invitations"] = json!(found.pending_invitations().collect::<Vec<_>>());
+    }
+    Ok(Response::json(200, &view))
 }
 
 #[derive(Deserialize)]
@@ -71,30 +74,57 @@ struct MemberBody {
     role: String,
 }
 
+/// Changes a member's role (200), or invites someone who is not a member (202).
 pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let body: MemberBody = request.json()?;
     let role = Role::parse(&body.role)?;
-    let name = IdentityName::parse(name).map_err(|_| identity_not_found(name))?;
+    let name = parse_name(name)?;
     let email = Email::parse(email)?;
-    let (member, change) = identity::set_member(&app.store, &name, &Actor::User(caller.email.clone()), &email, role)?;
-    if change != MemberChange::Unchanged {
-        tell_member(app, &name, &member, &caller, change == MemberChange::Added);
+    let actor = Actor::User(caller.email.clone());
+    let limit = app.config.pending_invitations_per_identity;
+    let change = app.member_changes_per_user.counting(
+        caller.email.as_str(),
+        || identity::set_member(&app.store, &name, &actor, &email, role, limit),
+        MemberChange::changed,
+    )?;
+    if let MemberChange::Invited(invitation) = &change {
+        app.invitations.invited(&invitation.email, &name);
     }
-    Ok(Response::json(200, &member))
+    if change.changed() {
+        tell(app, &name, &change, &caller.email);
+    }
+    Ok(match change {
+        MemberChange::Invited(invitation) | MemberChange::AlreadyInvited(invitation) => {
+            Response::json(202, &invitation)
+        }
+        MemberChange::RoleChanged(member) | MemberChange::Unchanged(member) | MemberChange::Added(member) => {
+            Response::json(200, &member)
+        }
+    })
 }
 
+/// Removes a member, cancels an invitation, or (for one's own address)
+/// leaves or declines.
 pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = IdentityName::parse(name).map_err(|_| identity_not_found(name))?;
+    let name = parse_name(name)?;
     let email = Email::parse(email)?;
-    identity::remove_member(&app.store, &name, &Actor::User(caller.email), &email)?;
+    let actor = Actor::User(caller.email.clone());
+    let remove = || identity::remove_member(&app.store, &name, &actor, &email);
+    if email == caller.email {
+        // Leaving (or declining) is always possible.
+        remove()?;
+    } else {
+        app.member_changes_per_user
+            .counting(caller.email.as_str(), remove, |_| true)?;
+    }
     Ok(Response::no_content())
 }
 
 pub fn audit(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = IdentityName::parse(name).map_err(|_| identity_not_found(name))?;
+    let name = parse_name(name)?;
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
     let entries = identity::audit::read(&app.store, &name, &found)?;
@@ -109,26 +139,54 @@ pub fn optional_caller(app: &App, request: &Request) -> ApiResult<Option<Authent
     }
 }
 
-fn identity_not_found(name: &str) -> ApiError {
-    ApiError::not_found(
-        "identity_not_found",
-        format!("There is no publishing identity named {name:?}."),
-    )
+/// An identity name from a path: one that cannot exist is simply not found.
+pub fn parse_name(name: &str) -> ApiResult<IdentityName> {
+    IdentityName::parse(name).map_err(|_| {
+        ApiError::not_found(
+            "identity_not_found",
+            format!("There is no publishing identity named {name:?}."),
+        )
+    })
 }
 
-/// Tells a person that they joined an identity or that their role changed.
-/// Best effort: the change is made whether or not the e-mail goes out.
-fn tell_member(app: &App, name: &IdentityName, member: &Member, by: &Authenticated, added: bool) {
-    let what = if added { "added you to" } else { "changed your role in" };
-    let text = format!(
-        "{by} {what} the Gren publishing identity {name}. Your role is now: {role}.\n\n\
-         Log in with `gren-registry login` to use it. If this is unexpected, contact {by}.\n",
-        by = by.email,
-        role = member.role.as_str(),
-    );
+/// Tells a person about an invitation or a new role. Best effort: the
+/// change is made whether or not the e-mail goes out, and an address gets
+/// at most `GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL` of these an hour, so
+/// nobody's inbox can be flooded by toggling their role.
+fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
+    let (to, subject, text) = match change {
+        MemberChange::Invited(invitation) => (
+            &invitation.email,
+            format!("Gren: invitation to {name}"),
+            format!(
+                "{by} invited you to the Gren publishing identity {name}, with the role {role}.\n\n\
+                 To accept, log in as {to} with `gren-registry login`, then run \
+                 `gren-registry identity accept {name}` (or `gren-registry identity decline {name}`). \
+                 The invitation expires on {expires}.\n\n\
+                 If you do not know {by}, ignore this e-mail: nothing changes unless you accept.\n",
+                role = invitation.role.as_str(),
+                to = invitation.email,
+                expires = invitation.expires,
+            ),
+        ),
+        MemberChange::RoleChanged(member) => (
+            &member.email,
+            format!("Gren: your role in {name}"),
+            format!(
+                "{by} changed your role in the Gren publishing identity {name}. Your role is now: {role}.\n\n\
+                 If this is unexpected, contact {by}; you can leave with `gren-registry identity leave {name}`.\n",
+                role = member.role.as_str(),
+            ),
+        ),
+        _ => return,
+    };
+    if app.member_mails_per_email.hit(to.as_str()).is_err() {
+        log::info!("membership e-mail about {name} not sent: its recipient's hourly limit is reached");
+        return;
+    }
     let message = Message {
-        to: member.email.to_string(),
-        subject: format!("Gren: your role in {name}"),
+        to: to.to_string(),
+        subject,
         html: format!("<p>{}</p>", escape_html(&text).replace("\n\n", "</p><p>")),
         text,
     };

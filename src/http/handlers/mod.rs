@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod identity;
+pub mod invitation;
 pub mod package;
 pub mod session;
 pub mod user;
