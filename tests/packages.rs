@@ -2440,8 +2440,7 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
         bundle["outline"]["private"] = json!(true);
     });
     publish_ok(&server, &token, &private, 201);
-    add_member(&server, &token, "acme-tools", "other@example.com", "publish");
-    let other = server.login("other@example.com");
+    let other = server.add_member("acme-tools", &token, "other@example.com", "publish");
     let reply = publish(&server, &other, &bundles::synthetic("acme-tools/y", "1.0.0", "b"));
     reply.assert_error(409, "package_name_collision");
     assert!(!reply.text().contains("tools-y"), "{}", reply.text());
