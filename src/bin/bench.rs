@@ -420,7 +420,7 @@ struct Registry {
 impl Registry {
     fn start(binary: &Path, data: &Path, postmark: &str, log: &Path) -> Registry {
         let port = free_port();
-        let log_file = std::fs::File::create(log).unwrap();
+        let mut log_file = std::fs::File::create(log).unwrap();
         let mut child = Command::new(binary)
             .arg("serve")
             .env_clear()
@@ -438,9 +438,12 @@ impl Registry {
             .unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
+        // The lines before "listening" go to the log too: the background
+        // sweep of a small directory may finish first.
         while !line.contains("listening on") {
             line.clear();
             assert!(stderr.read_line(&mut line).unwrap() > 0, "the registry did not start");
+            log_file.write_all(line.as_bytes()).unwrap();
         }
         // Keep draining the log into a file, as an operator's journal would.
         std::thread::spawn(move || {
