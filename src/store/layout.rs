@@ -5,17 +5,17 @@
 //!
 //! ```text
 //! registry.lock                                  held by the running server
-//! writers.lock, snapshot.lock                    writers' gate and its turnstile
+//! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
 //! users/<email>.json                             one user (lower-cased address)
 //! sessions/<sha256 of token>.json                one session token
 //! logins/<login id>.json                         one pending e-mail login
-//! mail/<time>-<n>.txt                            e-mails of the local sink (no Postmark token)
+//! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
 //! identities/<name>/identity.json                a publishing identity and its members
 //! identities/<name>/audit/<seq>.json             its audit log, one entry per change
 //! packages/<author>/<project>/package.json       a package: privacy and all its versions
 //! packages/<author>/<project>/<v>/outline.json   the version's gren.json
 //! packages/<author>/<project>/<v>/<file>.pkg.gz  the bundle, exactly as uploaded
-//! events/<seq>.json                              the public event log
+//! events/<seq>.json                              the public event log (publish, revoke, private, public)
 //! outbox/cursor.json                             the last event told to the packages site
 //! ```
 //!
@@ -332,6 +332,20 @@ mod tests {
         for (path, expected) in cases {
             assert_eq!(text(path), expected);
         }
+    }
+
+    #[test]
+    fn the_map_in_this_header_is_the_one_in_data_readme() {
+        let header: String = include_str!("layout.rs")
+            .lines()
+            .map_while(|line| line.strip_prefix("//!"))
+            .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+            .collect();
+        let map = |text: &str| {
+            let start = text.find("```text\n").expect("a map") + "```text\n".len();
+            text[start..][..text[start..].find("```").expect("its end")].to_string()
+        };
+        assert_eq!(map(&header), map(include_str!("../../data/README.md")));
     }
 
     #[test]
