@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::auth::secret::hex;
 use crate::error::ApiResult;
 use crate::package::events::Event;
-use crate::store::{RecordPath, Store};
+use crate::store::{Store, layout};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -30,12 +30,8 @@ pub struct Cursor {
     pub delivered: u64,
 }
 
-fn cursor_path() -> RecordPath {
-    RecordPath::new(["outbox", "cursor.json"]).expect("safe path")
-}
-
 pub fn read_cursor(store: &Store) -> ApiResult<Cursor> {
-    Ok(store.read_json(&cursor_path())?.unwrap_or_default())
+    Ok(store.read_json(&layout::outbox_cursor())?.unwrap_or_default())
 }
 
 /// The events not yet delivered, oldest first.
@@ -84,7 +80,10 @@ pub fn run(app: &App, site_url: &str) {
         match deliver(&agent, &endpoint, secret, first) {
             Ok(()) => {
                 backoff = FIRST_BACKOFF;
-                if let Err(err) = app.store.write_json(&cursor_path(), &Cursor { delivered: last.seq }) {
+                if let Err(err) = app
+                    .store
+                    .write_json(&layout::outbox_cursor(), &Cursor { delivered: last.seq })
+                {
                     log::error!("notify: cannot move the outbox cursor: {err}");
                 }
             }

@@ -8,7 +8,7 @@ use crate::http::router::Registry;
 use crate::http::server::{Limits, Server};
 use crate::notify;
 use crate::package::publish::Packages;
-use crate::store::Store;
+use crate::store::{Store, layout};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mail_mode = if config.postmark_server_token.as_deref().is_some_and(|t| !t.is_empty()) {
         "Postmark".to_string()
     } else {
-        format!("local sink ({})", store.root().join("mail").display())
+        format!("local sink ({})", store.full_path(&layout::mail_dir()).display())
     };
     let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", err.message))?;
     let app = Arc::new(App::new(config, store, packages, public_url));

@@ -1204,6 +1204,15 @@ fn fsck_finds_a_package_record_that_is_not_json() {
 }
 
 #[test]
+fn fsck_finds_a_file_where_a_package_directory_belongs() {
+    check_damage(
+        |dir| std::fs::write(dir.join("packages/blaix/not-a-package"), b"").unwrap(),
+        "packages/blaix/not-a-package is a file where a package directory belongs",
+        false,
+    );
+}
+
+#[test]
 fn fsck_finds_a_gap_in_the_event_log() {
     check_damage(
         |dir| std::fs::remove_file(dir.join("events/000000000005.json")).unwrap(),

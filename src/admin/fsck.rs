@@ -11,8 +11,9 @@ use crate::auth::secret::sha256_hex;
 use crate::auth::session::Session;
 use crate::auth::user::User;
 use crate::identity::{Identity, Role};
-use crate::package::events::{Announcements, Event, EventKind, event_path, note_announcement};
-use crate::package::{self, PackageRecord};
+use crate::package::events::{Announcements, Event, EventKind, note_announcement};
+use crate::package::{self, Catalog, Found, PackageRecord};
+use crate::store::layout::{self, PackageDir};
 use crate::store::{RecordPath, Store, TEMP_PREFIX};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -94,19 +95,25 @@ impl Fsck<'_> {
         }
     }
 
-    /// A directory whose commit record (`record`) was never written: the
-    /// leftover of an interrupted creation, removed by `--repair` (and by the
-    /// server at start-up, for packages).
-    fn uncommitted(&mut self, dir: &Path, record: &str, what: &str) -> bool {
-        if !dir.is_dir() || dir.join(record).exists() {
+    /// Whether `dir` is a directory whose commit record (`record`) was never
+    /// written; if so, notes it as [`Fsck::interrupted`].
+    fn uncommitted(&mut self, dir: &Path, record: &Path, what: &str) -> bool {
+        if !dir.is_dir() || record.exists() {
             return false;
         }
+        self.interrupted(dir, what);
+        true
+    }
+
+    /// A directory without its commit record: the leftover of an
+    /// interrupted creation, removed by `--repair` (and by the server at
+    /// start-up, for packages).
+    fn interrupted(&mut self, dir: &Path, what: &str) {
         let fix = || fs::remove_dir_all(dir);
         self.leftover(
             format!("{}: {what} was interrupted before its commit", self.relative(dir)),
             &fix,
         );
-        true
     }
 
     fn count(&mut self, what: &'static str) {
@@ -133,17 +140,8 @@ impl Fsck<'_> {
             .to_string()
     }
 
-    fn json_files(&self, dir: &str) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(self.store.root().join(dir))
-            .map(|entries| {
-                entries
-                    .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.retain(|path| path.extension().is_some_and(|ext| ext == "json"));
-        files.sort();
-        files
+    fn json_files(&self, dir: &RecordPath) -> Vec<PathBuf> {
+        layout::json_files(self.store, dir)
     }
 
     fn temp_files(&mut self, dir: &Path) {
@@ -162,22 +160,18 @@ impl Fsck<'_> {
     /// Checks identities and returns who belongs to which (by e-mail).
     fn identities(&mut self) -> BTreeMap<String, BTreeSet<String>> {
         let mut memberships: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let root = self.store.root().join("identities");
-        let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
-            .map(|e| e.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        dirs.sort();
-        for dir in dirs {
-            if self.uncommitted(&dir, "identity.json", "an identity whose creation") {
+        for dir in layout::identity_dirs(self.store) {
+            if self.uncommitted(dir.path(), &dir.record(), "an identity whose creation") {
                 continue;
             }
             self.count("identities");
-            let Some(identity) = self.parse::<Identity>(&dir.join("identity.json")) else {
+            let Some(identity) = self.parse::<Identity>(&dir.record()) else {
                 continue;
             };
-            let key = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let key = dir.key();
             if identity.name.to_ascii_lowercase() != key {
-                self.found(format!("identities/{key} holds the identity {}", identity.name), None);
+                let problem = format!("{} holds the identity {}", self.relative(dir.path()), identity.name);
+                self.found(problem, None);
             }
             if !identity.members.iter().any(|member| member.role == Role::Admin) {
                 // Its last admin left, which members may always do.
@@ -193,7 +187,7 @@ impl Fsck<'_> {
                     .insert(key.clone());
             }
             for seq in 1..=identity.audit_seq {
-                let path = dir.join("audit").join(format!("{seq:012}.json"));
+                let path = dir.audit_entry(seq);
                 if !path.exists() {
                     self.found(
                         format!("identity {}: audit entry {seq} is missing", identity.name),
@@ -213,7 +207,7 @@ impl Fsck<'_> {
     }
 
     fn users(&mut self, memberships: &BTreeMap<String, BTreeSet<String>>) {
-        for path in self.json_files("users") {
+        for path in self.json_files(&layout::users_dir()) {
             self.count("users");
             let Some(user) = self.parse::<User>(&path) else {
                 continue;
@@ -221,7 +215,7 @@ impl Fsck<'_> {
             let live: Vec<String> = user
                 .sessions
                 .iter()
-                .filter(|hash| self.store.root().join("sessions").join(format!("{hash}.json")).exists())
+                .filter(|hash| layout::session(hash).is_ok_and(|path| self.store.full_path(&path).exists()))
                 .cloned()
                 .collect();
             let members_of: Vec<String> = memberships
@@ -234,7 +228,7 @@ impl Fsck<'_> {
             let mut fixed = user.clone();
             fixed.sessions = live;
             fixed.identities = members_of;
-            let record = crate::auth::user::user_path(&user.email);
+            let record = layout::user(&user.email);
             let fix = || self.store.write_json(&record, &fixed);
             let missing = fixed.identities.iter().any(|key| !user.identities.contains(key));
             if missing {
@@ -255,17 +249,13 @@ impl Fsck<'_> {
     }
 
     fn sessions(&mut self) {
-        for path in self.json_files("sessions") {
+        for path in self.json_files(&layout::sessions_dir()) {
             self.count("sessions");
             let Some(session) = self.parse::<Session>(&path) else {
                 continue;
             };
             let hash = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
-            let user: Option<User> = self
-                .store
-                .read_json(&crate::auth::user::user_path(&session.email))
-                .ok()
-                .flatten();
+            let user: Option<User> = self.store.read_json(&layout::user(&session.email)).ok().flatten();
             if !user.is_some_and(|user| user.sessions.contains(&hash)) {
                 let fix = || fs::remove_file(&path);
                 self.found(
@@ -281,48 +271,54 @@ impl Fsck<'_> {
     }
 
     fn logins(&mut self) {
-        for path in self.json_files("logins") {
+        for path in self.json_files(&layout::logins_dir()) {
             self.count("pending logins");
             self.parse::<crate::auth::login::Login>(&path);
         }
     }
 
+    /// Checks the package records the catalog's loader finds, and returns them.
     fn packages(&mut self) -> BTreeMap<String, PackageRecord> {
         let mut catalog = BTreeMap::new();
-        let root = self.store.root().join("packages");
-        let mut package_dirs = Vec::new();
-        for author in fs::read_dir(&root)
-            .map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            package_dirs.extend(
-                fs::read_dir(&author)
-                    .map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-            );
-        }
-        package_dirs.sort();
-        for dir in package_dirs {
-            if self.uncommitted(&dir, "package.json", "a package whose first version") {
-                continue;
+        let scanned = match Catalog::scan(self.store) {
+            Ok(scanned) => scanned,
+            Err(err) => {
+                self.found(format!("the package directories cannot be listed: {err}"), None);
+                return catalog;
             }
-            self.count("packages");
-            let Some(record) = self.parse::<PackageRecord>(&dir.join("package.json")) else {
-                continue;
+        };
+        for (dir, found) in scanned {
+            let record = match found {
+                Found::Uncommitted => {
+                    self.interrupted(dir.path(), "a package whose first version");
+                    continue;
+                }
+                Found::NotADirectory => {
+                    self.count("packages");
+                    let problem = format!(
+                        "{} is a file where a package directory belongs",
+                        self.relative(dir.path())
+                    );
+                    self.found(problem, None);
+                    continue;
+                }
+                Found::Record(Err(err)) => {
+                    self.count("packages");
+                    self.found(format!("{} does not parse: {err}", self.relative(&dir.record())), None);
+                    continue;
+                }
+                Found::Record(Ok(record)) => record,
             };
-            if self.store.full_path(&package::record_path(&record.name)) != dir.join("package.json") {
+            self.count("packages");
+            if self.store.full_path(&layout::package(&record.name)) != dir.record() {
                 self.found(
-                    format!("{} holds the package {}", self.relative(&dir), record.name),
+                    format!("{} holds the package {}", self.relative(dir.path()), record.name),
                     None,
                 );
                 continue;
             }
             match record.name.identity() {
-                Some(name)
-                    if self
-                        .store
-                        .full_path(&RecordPath::new(["identities", name.key(), "identity.json"]).expect("safe"))
-                        .exists() => {}
+                Some(name) if self.store.full_path(&layout::identity(&name)).exists() => {}
                 _ => self.found(
                     format!(
                         "package {}: its identity {} does not exist",
@@ -337,20 +333,15 @@ impl Fsck<'_> {
         catalog
     }
 
-    fn versions(&mut self, dir: &Path, record: &PackageRecord) {
-        let known: BTreeSet<String> = record
-            .versions
-            .iter()
-            .map(|version| version.version.to_string())
-            .collect();
+    fn versions(&mut self, dir: &PackageDir, record: &PackageRecord) {
         for version in &record.versions {
             self.count("versions");
             let bundle = self
                 .store
-                .full_path(&package::bundle_path(&record.name, version.version));
+                .full_path(&layout::version_bundle(&record.name, version.version));
             if !self
                 .store
-                .full_path(&package::outline_path(&record.name, version.version))
+                .full_path(&layout::version_outline(&record.name, version.version))
                 .exists()
             {
                 self.found(
@@ -384,13 +375,8 @@ impl Fsck<'_> {
                 (Some(_), Err(_)) => {}
             }
         }
-        for entry in fs::read_dir(dir)
-            .map(|e| e.flatten().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if entry.path().is_dir() && !known.contains(&name) {
-                let path = entry.path();
+        for (name, path) in dir.version_dirs().unwrap_or_default() {
+            if !record.lists_version_dir(&name) {
                 let fix = || fs::remove_dir_all(&path);
                 self.found(
                     format!("{} {name}: files of a version that was never committed", record.name),
@@ -406,7 +392,7 @@ impl Fsck<'_> {
         let mut private_in_log = BTreeMap::new();
         for seq in 1..=head {
             self.count("events");
-            let Some(event) = self.parse::<Event>(&self.store.full_path(&event_path(seq))) else {
+            let Some(event) = self.parse::<Event>(&self.store.full_path(&layout::event(seq))) else {
                 continue;
             };
             self.event(seq, &event, catalog);
@@ -431,9 +417,9 @@ impl Fsck<'_> {
     /// with `--repair` removes) trailing events whose record never counted
     /// them, which a crash between the two leaves.
     fn event_head(&mut self, catalog: &BTreeMap<String, PackageRecord>) -> u64 {
-        let files = self.json_files("events");
+        let files = self.json_files(&layout::events_dir());
         let mut head = 0;
-        while self.store.full_path(&event_path(head + 1)).exists() {
+        while self.store.full_path(&layout::event(head + 1)).exists() {
             head += 1;
         }
         if files.len() as u64 != head {
@@ -443,8 +429,8 @@ impl Fsck<'_> {
             );
         }
         while head > 0 {
-            let path = self.store.full_path(&event_path(head));
-            match self.store.read_json::<Event>(&event_path(head)) {
+            let path = self.store.full_path(&layout::event(head));
+            match self.store.read_json::<Event>(&layout::event(head)) {
                 Ok(Some(event)) if !committed(catalog, &event) => {
                     let fix = || fs::remove_file(&path);
                     self.found(

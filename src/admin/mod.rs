@@ -17,7 +17,7 @@ use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role}
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
-use crate::store::{RecordPath, Store, hold_writers};
+use crate::store::{RecordPath, Store, hold_writers, layout};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -399,8 +399,8 @@ fn outbox(store: &Store) -> ApiResult<Report> {
     ))
 }
 
-fn count_json(store: &Store, dir: &str) -> ApiResult<usize> {
-    Ok(store.list_json(&RecordPath::new([dir])?)?.len())
+fn count_json(store: &Store, dir: &RecordPath) -> ApiResult<usize> {
+    Ok(store.list_json(dir)?.len())
 }
 
 fn stats(store: &Store) -> ApiResult<Report> {
@@ -418,13 +418,13 @@ fn stats(store: &Store) -> ApiResult<Report> {
         .filter(|version| version.revoked.is_none())
         .map(|version| version.size)
         .sum();
-    let identities = std::fs::read_dir(store.root().join("identities"))
+    let identities = std::fs::read_dir(store.full_path(&layout::identities_dir()))
         .map(|dir| dir.count())
         .unwrap_or(0);
     let stats = json!({
-        "users": count_json(store, "users")?,
-        "sessions": count_json(store, "sessions")?,
-        "pending_logins": count_json(store, "logins")?,
+        "users": count_json(store, &layout::users_dir())?,
+        "sessions": count_json(store, &layout::sessions_dir())?,
+        "pending_logins": count_json(store, &layout::logins_dir())?,
         "identities": identities,
         "packages": all.len(),
         "private_packages": all.iter().filter(|record| record.private).count(),

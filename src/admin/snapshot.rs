@@ -7,7 +7,8 @@
 
 use super::Report;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{DIR_MODE, FILE_MODE, LOCK_FILE, TEMP_PREFIX, TURNSTILE_FILE, WRITERS_LOCK_FILE, hold_writers};
+use crate::store::layout::{self, LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
+use crate::store::{DIR_MODE, FILE_MODE, TEMP_PREFIX, hold_writers};
 use serde_json::json;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io;
@@ -17,7 +18,10 @@ use std::time::Instant;
 
 /// Not part of a snapshot: the running server's locks (linking them would
 /// share their lock with the original) and local development mail.
-const SKIPPED: [&str; 4] = [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, "mail"];
+fn skipped(top_level_name: &str) -> bool {
+    [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE].contains(&top_level_name)
+        || Path::new(top_level_name) == layout::mail_dir().as_path()
+}
 
 pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
     if !root.join(LOCK_FILE).exists() {
@@ -84,7 +88,7 @@ fn link_tree(from: &Path, to: &Path, top: bool, counts: &mut Counts) -> io::Resu
         let entry = entry?;
         let name = entry.file_name();
         let name_text = name.to_string_lossy();
-        if name_text.starts_with(TEMP_PREFIX) || (top && SKIPPED.contains(&name_text.as_ref())) {
+        if name_text.starts_with(TEMP_PREFIX) || (top && skipped(&name_text)) {
             continue;
         }
         let target = to.join(&name);

@@ -10,7 +10,7 @@ use super::secret::{self, same_secret, sha256_hex};
 use super::session::{self, NewSession};
 use crate::error::{ApiError, ApiResult};
 use crate::mail::Message;
-use crate::store::{RecordPath, Store, lock_ignoring_poison};
+use crate::store::{RecordPath, Store, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,7 +61,7 @@ fn login_path(id: &str) -> ApiResult<RecordPath> {
     if id.len() != 32 || !secret::is_lower_hex(id) {
         return Err(unknown_login());
     }
-    Ok(RecordPath::new(["logins", &format!("{id}.json")])?)
+    Ok(layout::login(id)?)
 }
 
 fn code_hash(id: &str, code: &str) -> String {
@@ -283,8 +283,7 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
 /// Removes logins long past their expiry. Returns how many were removed.
 pub fn purge_expired(store: &Store) -> ApiResult<usize> {
     let mut removed = 0;
-    let logins = RecordPath::new(["logins"])?;
-    for id in store.list_json(&logins)? {
+    for id in store.list_json(&layout::logins_dir())? {
         let Ok(path) = login_path(&id) else { continue };
         let _guard = store.lock(&path);
         let stale = match store.read_json::<Login>(&path) {

@@ -9,7 +9,7 @@ use super::secret;
 use super::user;
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::client_network;
-use crate::store::{RecordPath, Store};
+use crate::store::{RecordPath, Store, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -47,10 +47,6 @@ pub struct SessionView {
     pub current: bool,
 }
 
-fn session_path(token_hash: &str) -> RecordPath {
-    RecordPath::new(["sessions", &format!("{token_hash}.json")]).expect("a hex hash is a safe file name")
-}
-
 /// The public id of a session: the start of its token's hash (which is also
 /// how an operator finds it: `ls sessions/<id>*`).
 pub fn session_id(token_hash: &str) -> &str {
@@ -85,7 +81,7 @@ pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
         user.sessions.push(token_hash.clone());
         Ok(())
     })?;
-    store.write_json(&session_path(&token_hash), &session)?;
+    store.write_json(&layout::session(&token_hash)?, &session)?;
     Ok(token)
 }
 
@@ -102,7 +98,7 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticat
         ));
     }
     let token_hash = secret::sha256_hex(token.as_bytes());
-    let path = session_path(&token_hash);
+    let path = layout::session(&token_hash)?;
     let session: Session = store
         .read_json(&path)?
         .ok_or_else(|| ApiError::unauthorized("The token is unknown or has been revoked; log in again."))?;
@@ -136,7 +132,7 @@ pub fn revoke(store: &Store, email: &Email, token_hash: &str) -> ApiResult<bool>
     user::update(store, email, |user| {
         let known = user.sessions.iter().any(|hash| hash == token_hash);
         user.sessions.retain(|hash| hash != token_hash);
-        let path = session_path(token_hash);
+        let path = layout::session(token_hash)?;
         let _guard = store.lock(&path);
         Ok(store.remove(&path)? || known)
     })
@@ -187,7 +183,7 @@ fn live_sessions(store: &Store, email: &Email) -> ApiResult<Vec<(String, Session
     };
     let mut live = Vec::new();
     for hash in user.sessions {
-        if let Some(session) = store.read_json::<Session>(&session_path(&hash))?
+        if let Some(session) = store.read_json::<Session>(&layout::session(&hash)?)?
             && !session.expires.has_passed()
         {
             live.push((hash, session));
@@ -200,7 +196,7 @@ fn live_sessions(store: &Store, email: &Email) -> ApiResult<Vec<(String, Session
 fn prune_dead_sessions(store: &Store, hashes: &mut Vec<String>) -> ApiResult<()> {
     let mut live = Vec::with_capacity(hashes.len());
     for hash in hashes.drain(..) {
-        let path = session_path(&hash);
+        let path = layout::session(&hash)?;
         match store.read_json::<Session>(&path)? {
             Some(session) if !session.expires.has_passed() => live.push(hash),
             Some(_) => {
@@ -244,7 +240,7 @@ mod tests {
         .unwrap();
         let auth = authenticate(&store, Some(&token)).unwrap();
         assert_eq!(auth.email, email);
-        let on_disk = std::fs::read_to_string(store.full_path(&user::user_path(&email))).unwrap();
+        let on_disk = std::fs::read_to_string(store.full_path(&layout::user(&email))).unwrap();
         assert!(!on_disk.contains(&token), "only the hash is stored");
         let sessions = list(&store, &email, &auth.token_hash).unwrap();
         assert_eq!(sessions.len(), 1);
@@ -270,7 +266,7 @@ mod tests {
         .unwrap();
         assert_eq!(authenticate(&store, Some(&token)).unwrap_err().status, 401);
         let hash = secret::sha256_hex(token.as_bytes());
-        assert!(!store.full_path(&session_path(&hash)).exists());
+        assert!(!store.full_path(&layout::session(&hash).unwrap()).exists());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::email::Email;
 use crate::error::ApiResult;
-use crate::store::{RecordPath, Store};
+use crate::store::{Store, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -31,17 +31,13 @@ impl User {
     }
 }
 
-pub fn user_path(email: &Email) -> RecordPath {
-    RecordPath::new(["users", &format!("{email}.json")]).expect("validated e-mail addresses are safe file names")
-}
-
 pub fn load(store: &Store, email: &Email) -> ApiResult<Option<User>> {
-    Ok(store.read_json(&user_path(email))?)
+    Ok(store.read_json(&layout::user(email))?)
 }
 
 /// Loads a user, creating the record if this address was never seen.
 pub fn load_or_create(store: &Store, email: &Email) -> ApiResult<User> {
-    let path = user_path(email);
+    let path = layout::user(email);
     let _guard = store.lock(&path);
     if let Some(user) = store.read_json(&path)? {
         return Ok(user);
@@ -53,7 +49,7 @@ pub fn load_or_create(store: &Store, email: &Email) -> ApiResult<User> {
 
 /// Read-modify-write of a user record under its lock, creating it if needed.
 pub fn update<T>(store: &Store, email: &Email, change: impl FnOnce(&mut User) -> ApiResult<T>) -> ApiResult<T> {
-    let path = user_path(email);
+    let path = layout::user(email);
     let _guard = store.lock(&path);
     let mut user = store.read_json(&path)?.unwrap_or_else(|| User::new(email));
     let result = change(&mut user)?;

@@ -7,12 +7,10 @@ use flate2::write::GzEncoder;
 use gren_registry::auth::email::Email;
 use gren_registry::auth::secret::sha256_hex;
 use gren_registry::auth::user::User;
-use gren_registry::identity::{Identity, Member, Role};
-use gren_registry::package::events::{Event, EventKind, event_path};
-use gren_registry::package::{
-    PackageName, PackageRecord, Range, Version, VersionRecord, bundle_path, outline_path, record_path,
-};
-use gren_registry::store::{RecordPath, Store};
+use gren_registry::identity::{Identity, IdentityName, Member, Role};
+use gren_registry::package::events::{Event, EventKind};
+use gren_registry::package::{PackageName, PackageRecord, Range, Version, VersionRecord};
+use gren_registry::store::{RecordPath, Store, layout};
 use gren_registry::time::Timestamp;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -26,6 +24,8 @@ const TOKEN: &str = "gren_0123456789abcdef0123456789abcdef0123456789abcdef";
 const EMAIL: &str = "bench@example.com";
 const AUTHORS: usize = 100;
 const VERSIONS_PER_PACKAGE: usize = 20;
+/// The package the publish benchmark publishes (removed before each run).
+const PUBLISH_BENCH: &str = "author-000/publish-bench";
 
 struct Settings {
     packages: usize,
@@ -228,7 +228,8 @@ fn prepare(work: &Path, binary: &Path, real: &Path, packages: usize) -> PathBuf 
     let dir = work.join(format!("registry-{packages}"));
     let done = dir.join(".bench-ready");
     if done.exists() {
-        let _ = std::fs::remove_dir_all(dir.join("packages/author-000/publish-bench"));
+        let publish_bench = PackageName::parse(PUBLISH_BENCH).unwrap();
+        let _ = std::fs::remove_dir_all(dir.join(layout::package_dir(&publish_bench).as_path()));
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -324,7 +325,7 @@ fn generate(store: &Store, packages: usize) {
         };
         write_json(
             store,
-            &RecordPath::new(["identities", &name, "identity.json"]).unwrap(),
+            &layout::identity(&IdentityName::parse(&name).unwrap()),
             &identity,
         );
         identities.push(name);
@@ -336,20 +337,12 @@ fn generate(store: &Store, packages: usize) {
         sessions: vec![token_hash.clone()],
         identities,
     };
-    write_json(
-        store,
-        &RecordPath::new(["users", &format!("{EMAIL}.json")]).unwrap(),
-        &user,
-    );
+    write_json(store, &layout::user(&email), &user);
     let session = json!({
         "email": EMAIL, "created": now, "expires": now.plus(Duration::from_secs(3650 * 86400)),
         "last_used": now, "user_agent": "bench", "ip": "127.0.0.1"
     });
-    write_json(
-        store,
-        &RecordPath::new(["sessions", &format!("{token_hash}.json")]).unwrap(),
-        &session,
-    );
+    write_json(store, &layout::session(&token_hash).unwrap(), &session);
 
     let mut seq = 0u64;
     for index in 0..packages {
@@ -371,8 +364,8 @@ fn generate(store: &Store, packages: usize) {
                 "0.6.0 <= v < 0.7.0"
             };
             let (outline, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
-            write_file(store, &bundle_path(&name, version), &bytes);
-            write_json(store, &outline_path(&name, version), &outline);
+            write_file(store, &layout::version_bundle(&name, version), &bytes);
+            write_json(store, &layout::version_outline(&name, version), &outline);
             seq += 1;
             let sha256 = sha256_hex(&bytes);
             let event = Event {
@@ -383,7 +376,7 @@ fn generate(store: &Store, packages: usize) {
                 version: Some(version),
                 sha256: sha256.clone(),
             };
-            write_json(store, &event_path(seq), &event);
+            write_json(store, &layout::event(seq), &event);
             record.versions.push(VersionRecord {
                 version,
                 gren_version: Range::parse(gren).unwrap(),
@@ -403,7 +396,7 @@ fn generate(store: &Store, packages: usize) {
                 .map(|v| (v.version, EventKind::Publish))
                 .collect(),
         );
-        write_json(store, &record_path(&name), &record);
+        write_json(store, &layout::package(&name), &record);
     }
 }
 
@@ -731,7 +724,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 /// Median latency of sequential publishes, and of the baseline: the same
 /// bytes written to a temporary file, fsynced, renamed, directory fsynced.
 fn publish_vs_baseline(server: &Registry, work: &Path, count: usize) -> (f64, f64) {
-    let name = PackageName::parse("author-000/publish-bench").unwrap();
+    let name = PackageName::parse(PUBLISH_BENCH).unwrap();
     let bundles: Vec<Vec<u8>> = (0..count)
         .map(|patch| synthetic_bundle(&name, Version::new(1, 0, patch as u16), "0.6.0 <= v < 0.7.0", patch).1)
         .collect();

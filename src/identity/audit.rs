@@ -9,7 +9,7 @@
 use super::{Actor, Identity, IdentityName, Role};
 use crate::auth::email::Email;
 use crate::error::ApiResult;
-use crate::store::{RecordPath, Store};
+use crate::store::{Store, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -88,10 +88,6 @@ pub struct AuditEntry {
     pub action: Action,
 }
 
-fn entry_path(name: &IdentityName, seq: u64) -> RecordPath {
-    RecordPath::new(["identities", name.key(), "audit", &format!("{seq:012}.json")]).expect("safe path")
-}
-
 /// Writes `identity` together with a new audit entry describing the change.
 /// The caller holds the identity's lock.
 pub fn commit(
@@ -107,9 +103,9 @@ pub fn commit(
         actor: actor.label(),
         action,
     };
-    store.write_json(&entry_path(name, entry.seq), &entry)?;
+    store.write_json(&layout::audit_entry(name, entry.seq), &entry)?;
     identity.audit_seq = entry.seq;
-    store.write_json(&super::identity_path(name), identity)?;
+    store.write_json(&layout::identity(name), identity)?;
     Ok(())
 }
 
@@ -117,7 +113,7 @@ pub fn commit(
 pub fn read(store: &Store, name: &IdentityName, identity: &Identity) -> ApiResult<Vec<AuditEntry>> {
     let mut entries = Vec::with_capacity(identity.audit_seq as usize);
     for seq in 1..=identity.audit_seq {
-        if let Some(entry) = store.read_json(&entry_path(name, seq))? {
+        if let Some(entry) = store.read_json(&layout::audit_entry(name, seq))? {
             entries.push(entry);
         }
     }

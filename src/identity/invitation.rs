@@ -19,7 +19,7 @@
 use super::{Action, Actor, Identity, IdentityName, Locked, Member, MemberChange, Role};
 use crate::auth::email::Email;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Store, lock_ignoring_poison};
+use crate::store::{Store, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -194,7 +194,7 @@ impl Index {
 /// The index from the records: every pending invitation of every identity.
 fn build(store: &Store) -> ApiResult<HashMap<Email, BTreeSet<String>>> {
     let mut index: HashMap<Email, BTreeSet<String>> = HashMap::new();
-    for key in store.list_dirs(&super::identities_dir())? {
+    for key in layout::identity_keys(store)? {
         let Ok(name) = IdentityName::parse(&key) else { continue };
         // A directory without its record is a creation in progress.
         let Some(identity) = super::load(store, &name)? else {

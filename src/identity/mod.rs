@@ -1,9 +1,9 @@
 //! Publishing identities: the author half of a package name (`gren-lang` in
 //! `gren-lang/core`), and the users who may act for it.
 //!
-//! On disk: `identities/<lower-case name>/identity.json` holds the identity,
-//! its members and its pending invitations (`invitations`, absent from
-//! records written before invitations existed: read as none);
+//! On disk ([`layout`]): `identities/<lower-case name>/identity.json` holds
+//! the identity, its members and its pending invitations (`invitations`,
+//! absent from records written before invitations existed: read as none);
 //! `identities/<name>/audit/<seq>.json` its audit log. The identity record
 //! is the source of truth and each change's commit point (see [`audit`]);
 //! each member's user record keeps an index of its memberships for
@@ -24,7 +24,7 @@ pub mod name;
 use crate::auth::email::Email;
 use crate::auth::user;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{RecordGuard, RecordPath, Store};
+use crate::store::{RecordGuard, Store, layout};
 use crate::time::Timestamp;
 pub use audit::{Action, AuditEntry};
 pub use invitation::Invitation;
@@ -122,16 +122,8 @@ impl Actor {
     }
 }
 
-fn identities_dir() -> RecordPath {
-    RecordPath::new(["identities"]).expect("a safe path")
-}
-
-fn identity_path(name: &IdentityName) -> RecordPath {
-    RecordPath::new(["identities", name.key(), "identity.json"]).expect("identity names are safe file names")
-}
-
 pub fn load(store: &Store, name: &IdentityName) -> ApiResult<Option<Identity>> {
-    Ok(store.read_json(&identity_path(name))?)
+    Ok(store.read_json(&layout::identity(name))?)
 }
 
 /// Loads an identity or answers 404 `identity_not_found`.
@@ -172,8 +164,8 @@ pub fn create(
     }
     // One creation at a time: a look-alike is a different record, so the
     // record's own lock cannot keep two look-alikes from being created at once.
-    let _creating = store.lock(&identities_dir());
-    let path = identity_path(name);
+    let _creating = store.lock(&layout::identity_creation_lock());
+    let path = layout::identity(name);
     let _guard = store.lock(&path);
     if let Some(existing) = store.read_json::<Identity>(&path)? {
         return Err(ApiError::conflict(
@@ -229,7 +221,7 @@ fn refuse_reserved(name: &IdentityName, reserved: &[String]) -> ApiResult<()> {
 /// The spelling of an existing identity whose name looks like `name`.
 fn look_alike_of(store: &Store, name: &IdentityName) -> ApiResult<Option<String>> {
     let skeleton = name.skeleton();
-    for key in store.list_dirs(&identities_dir())? {
+    for key in layout::identity_keys(store)? {
         if key == name.key() || name::skeleton(&key) != skeleton {
             continue;
         }
@@ -287,7 +279,7 @@ struct Locked<'a> {
 
 impl<'a> Locked<'a> {
     fn open(store: &'a Store, name: &'a IdentityName) -> ApiResult<Locked<'a>> {
-        let guard = store.lock(&identity_path(name));
+        let guard = store.lock(&layout::identity(name));
         let mut identity = require(store, name)?;
         identity.invitations.retain(Invitation::is_pending);
         Ok(Locked {
@@ -540,7 +532,8 @@ mod tests {
         assert_eq!((err.status, err.code), (409, "identity_name_confusable"));
         assert!(err.message.contains("the identity gren-lang"), "{}", err.message);
         // An interrupted creation (a directory without its record) is no original.
-        std::fs::create_dir_all(store.root().join("identities/blaix")).unwrap();
+        let blaix = IdentityName::parse("blaix").unwrap();
+        std::fs::create_dir_all(store.full_path(&layout::identity(&blaix)).parent().unwrap()).unwrap();
         create_by(&store, "b1aix", "b@example.com", &[]).unwrap();
         let look_alike = IdentityName::parse("Gren-1ang").unwrap();
         create(
@@ -677,7 +670,7 @@ mod tests {
 
         let mut record = require(&store, &name).unwrap();
         record.invitations[0].expires = serde_json::from_str("\"2001-01-01T00:00:00.000Z\"").unwrap();
-        store.write_json(&identity_path(&name), &record).unwrap();
+        store.write_json(&layout::identity(&name), &record).unwrap();
         let index = invitation::Index::default();
         assert!(index.received(&store, &email("x@example.com")).unwrap().is_empty());
         assert_eq!(
@@ -744,7 +737,7 @@ mod tests {
             "members": [{ "email": "a@example.com", "role": "admin", "added": "2025-01-01T00:00:00.000Z" }],
             "audit_seq": 0
         });
-        store.write_json(&identity_path(&name), &record).unwrap();
+        store.write_json(&layout::identity(&name), &record).unwrap();
         let found = require(&store, &name).unwrap();
         assert!(found.invitations.is_empty());
         set_member(

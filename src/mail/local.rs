@@ -4,7 +4,7 @@
 //! `0600` in a `0700` directory, never through a symbolic link.
 
 use super::{MailError, Mailer, Message};
-use crate::store::{self, RecordPath};
+use crate::store::{self, layout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,8 +30,7 @@ impl Mailer for LocalSink {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let name = format!("{stamp}-{}.txt", self.counter.fetch_add(1, Ordering::Relaxed));
-        let path = RecordPath::new(["mail", &name]).expect("digits, a dash and .txt are a safe file name");
+        let path = layout::mail_message(stamp, self.counter.fetch_add(1, Ordering::Relaxed));
         store::write_file(&self.root, &path, text.as_bytes())
             .map_err(|err| MailError(format!("cannot write the local mail file: {err}")))?;
         // Development only (no POSTMARK_SERVER_TOKEN): the person running the

@@ -13,9 +13,9 @@
 //! opening the log removes them, so the log never shows a change that did
 //! not happen and never has a gap.
 
-use super::{Catalog, PackageName, PackageRecord, Version, record_path};
+use super::{Catalog, PackageName, PackageRecord, Version};
 use crate::error::ApiResult;
-use crate::store::{RecordPath, Store, lock_ignoring_poison};
+use crate::store::{Store, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -101,16 +101,12 @@ pub struct EventLog {
     appended: Condvar,
 }
 
-pub fn event_path(seq: u64) -> RecordPath {
-    RecordPath::new(["events", &format!("{seq:012}.json")]).expect("safe path")
-}
-
 impl EventLog {
     /// Opens the log. Trailing events whose package record never committed
     /// them (a crash between the two) are removed when `repair` is set, and
     /// left out of the log either way.
     pub fn open(store: &Store, catalog: &Catalog, repair: bool) -> ApiResult<EventLog> {
-        let exists = |seq: u64| store.full_path(&event_path(seq)).exists();
+        let exists = |seq: u64| store.full_path(&layout::event(seq)).exists();
         // Events are numbered without gaps: find the last by doubling, then bisecting.
         let mut high = 1;
         while exists(high) {
@@ -123,7 +119,7 @@ impl EventLog {
         }
         let mut head = low;
         while head > 0 {
-            let event: Option<Event> = store.read_json(&event_path(head))?;
+            let event: Option<Event> = store.read_json(&layout::event(head))?;
             let committed = event.is_some_and(|event| {
                 catalog
                     .get(&event.package)
@@ -133,7 +129,7 @@ impl EventLog {
                 break;
             }
             if repair {
-                store.remove(&event_path(head))?;
+                store.remove(&layout::event(head))?;
             }
             head -= 1;
         }
@@ -172,7 +168,7 @@ impl EventLog {
                 version: new.version,
                 sha256: new.sha256.clone(),
             };
-            result = store.write_json(&event_path(event.seq), &event);
+            result = store.write_json(&layout::event(event.seq), &event);
             if result.is_err() {
                 break;
             }
@@ -188,7 +184,7 @@ impl EventLog {
             }
             Err(err) => {
                 for seq in written {
-                    store.remove(&event_path(seq))?;
+                    store.remove(&layout::event(seq))?;
                 }
                 Err(err)
             }
@@ -211,7 +207,7 @@ impl EventLog {
         let head = self.head();
         let mut events = Vec::new();
         for seq in after.saturating_add(1)..=head.min(after.saturating_add(limit)) {
-            if let Some(event) = store.read_json(&event_path(seq))? {
+            if let Some(event) = store.read_json(&layout::event(seq))? {
                 events.push(event);
             }
         }
@@ -262,14 +258,14 @@ pub fn learn_announcements(store: &Store, catalog: &Catalog, events: &EventLog, 
     let mut announced = Announcements::new();
     // One event at a time: the whole log need not fit in memory.
     for seq in 1..=events.head() {
-        if let Some(event) = store.read_json::<Event>(&event_path(seq))? {
+        if let Some(event) = store.read_json::<Event>(&layout::event(seq))? {
             note_announcement(&mut announced, &event);
         }
     }
     for mut record in legacy {
         record.announced = Some(announced.remove(&record.name.key()).unwrap_or_default());
         if repair {
-            store.write_json(&record_path(&record.name), &record)?;
+            store.write_json(&layout::package(&record.name), &record)?;
         }
         catalog.put(record);
     }
@@ -302,7 +298,7 @@ mod tests {
         let (_dir, store, log) = log_of(5);
         // Events outside the page are not even read.
         for seq in [1, 2, 5] {
-            std::fs::write(store.full_path(&event_path(seq)), b"not json").unwrap();
+            std::fs::write(store.full_path(&layout::event(seq)), b"not json").unwrap();
         }
         let (events, head) = log.page(&store, 2, 2).unwrap();
         let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();

@@ -2,7 +2,8 @@
 //! queries, publishing and revocation ([`publish`]) and the public event log
 //! ([`events`]).
 //!
-//! On disk, per package (author in lower case, as identity keys are):
+//! On disk, per package (author in lower case, as identity keys are; the
+//! paths are [`layout`]'s):
 //!
 //! ```text
 //! packages/<author>/<project>/package.json              the record: privacy and every version
@@ -27,11 +28,14 @@ pub use version::{Range, Version};
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::IdentityName;
-use crate::store::{RecordPath, Store, read_ignoring_poison, write_ignoring_poison};
+use crate::store::layout::{self, PackageDir};
+use crate::store::{Store, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +81,12 @@ pub struct Revocation {
 impl PackageRecord {
     pub fn version(&self, version: Version) -> Option<&VersionRecord> {
         self.versions.iter().find(|record| record.version == version)
+    }
+
+    /// Whether the version directory called `dir_name` holds a version this
+    /// record committed.
+    pub fn lists_version_dir(&self, dir_name: &str) -> bool {
+        Version::parse(dir_name).is_some_and(|version| self.version(version).is_some())
     }
 
     fn live(&self) -> impl DoubleEndedIterator<Item = &VersionRecord> {
@@ -137,32 +147,6 @@ impl PackageRecord {
     }
 }
 
-pub fn package_dir(name: &PackageName) -> [String; 3] {
-    [
-        "packages".into(),
-        name.author.to_ascii_lowercase(),
-        name.project.clone(),
-    ]
-}
-
-pub fn record_path(name: &PackageName) -> RecordPath {
-    let [root, author, project] = package_dir(name);
-    RecordPath::new([root.as_str(), &author, &project, "package.json"]).expect("package names are safe paths")
-}
-
-fn version_file(name: &PackageName, version: Version, file: &str) -> RecordPath {
-    let [root, author, project] = package_dir(name);
-    RecordPath::new([root.as_str(), &author, &project, &version.to_string(), file]).expect("safe path")
-}
-
-pub fn bundle_path(name: &PackageName, version: Version) -> RecordPath {
-    version_file(name, version, &name.bundle_file_name(version))
-}
-
-pub fn outline_path(name: &PackageName, version: Version) -> RecordPath {
-    version_file(name, version, "outline.json")
-}
-
 /// Every package record, in memory: queries never touch the disk. Loaded at
 /// start-up from the records, replaced whenever a record is committed.
 #[derive(Default)]
@@ -177,41 +161,53 @@ impl Catalog {
     /// Loads every package record. With `repair`, also removes the debris of
     /// interrupted changes: files of versions the record never committed, and
     /// bundles of revoked versions (deleted just after their revocation).
-    pub fn load(store: &Store, repair: bool) -> std::io::Result<Catalog> {
+    pub fn load(store: &Store, repair: bool) -> io::Result<Catalog> {
         let catalog = Catalog::default();
-        let root = store.root().join("packages");
-        let Ok(authors) = std::fs::read_dir(&root) else {
-            return Ok(catalog);
-        };
-        for author in authors {
-            let author = author?.path();
-            if !author.is_dir() {
-                continue;
-            }
-            for project in std::fs::read_dir(&author)? {
-                let dir = project?.path();
-                let file = dir.join("package.json");
-                if !file.exists() {
-                    // The first publish of a package was interrupted before its commit.
-                    if repair && dir.is_dir() {
-                        log::warn!(
-                            "removing {}: a package whose first version was never committed",
-                            dir.display()
-                        );
-                        std::fs::remove_dir_all(&dir)?;
+        for (dir, found) in Catalog::scan(store)? {
+            match found {
+                Found::Record(Ok(record)) => {
+                    if repair {
+                        remove_debris(store, &record)?;
                     }
-                    continue;
+                    catalog.put(record);
                 }
-                let record: PackageRecord = serde_json::from_slice(&std::fs::read(&file)?).map_err(|err| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {err}", file.display()))
-                })?;
-                if repair {
-                    remove_debris(store, &record)?;
+                Found::Record(Err(RecordError::Read(err))) => return Err(err),
+                Found::Record(Err(RecordError::Parse(err))) => {
+                    let message = format!("{}: {err}", dir.record().display());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, message));
                 }
-                catalog.put(record);
+                // The first publish of a package was interrupted before its commit.
+                Found::Uncommitted if repair => {
+                    log::warn!(
+                        "removing {}: a package whose first version was never committed",
+                        dir.path().display()
+                    );
+                    std::fs::remove_dir_all(dir.path())?;
+                }
+                Found::Uncommitted | Found::NotADirectory => {}
             }
         }
         Ok(catalog)
+    }
+
+    /// What each entry under `packages/<author>/` holds, sorted: the one walk
+    /// of the package directories, which [`Catalog::load`] and `admin fsck`
+    /// share. Fails only when a directory cannot be listed.
+    pub fn scan(store: &Store) -> io::Result<Vec<(PackageDir, Found)>> {
+        let dirs = layout::package_dirs(store)?;
+        Ok(dirs
+            .into_iter()
+            .map(|dir| {
+                let found = if !dir.path().is_dir() {
+                    Found::NotADirectory
+                } else if !dir.record().exists() {
+                    Found::Uncommitted
+                } else {
+                    Found::Record(read_record(&dir.record()))
+                };
+                (dir, found)
+            })
+            .collect())
     }
 
     pub fn get(&self, name: &PackageName) -> Option<Arc<PackageRecord>> {
@@ -278,25 +274,49 @@ impl Catalog {
     }
 }
 
+/// What [`Catalog::scan`] found in one entry under `packages/<author>/`.
+pub enum Found {
+    /// A directory without `package.json`: the first publish of a package,
+    /// interrupted before its commit.
+    Uncommitted,
+    /// A file where a package directory belongs: no package lives there.
+    NotADirectory,
+    /// `package.json`, or why it could not be read.
+    Record(Result<PackageRecord, RecordError>),
+}
+
+/// Why a package record could not be read; the message names no path.
+#[derive(Debug)]
+pub enum RecordError {
+    Read(io::Error),
+    Parse(serde_json::Error),
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::Read(err) => err.fmt(f),
+            RecordError::Parse(err) => err.fmt(f),
+        }
+    }
+}
+
+fn read_record(path: &Path) -> Result<PackageRecord, RecordError> {
+    let bytes = std::fs::read(path).map_err(RecordError::Read)?;
+    serde_json::from_slice(&bytes).map_err(RecordError::Parse)
+}
+
 /// Removes version directories that `record` does not list and bundles of
 /// its revoked versions.
-fn remove_debris(store: &Store, record: &PackageRecord) -> std::io::Result<()> {
-    let [root, author, project] = package_dir(&record.name);
-    let dir = store.root().join(root).join(author).join(project);
-    for entry in std::fs::read_dir(&dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let listed = Version::parse(&name).is_some_and(|version| record.version(version).is_some());
-        if entry.file_type()?.is_dir() && !listed {
-            log::warn!(
-                "removing {}: a version that was never committed",
-                entry.path().display()
-            );
-            std::fs::remove_dir_all(entry.path())?;
+fn remove_debris(store: &Store, record: &PackageRecord) -> io::Result<()> {
+    for (name, path) in PackageDir::of(store, &record.name).version_dirs()? {
+        if !record.lists_version_dir(&name) {
+            log::warn!("removing {}: a version that was never committed", path.display());
+            std::fs::remove_dir_all(&path)?;
         }
     }
     for version in record.versions.iter().filter(|version| version.revoked.is_some()) {
-        if store.remove(&bundle_path(&record.name, version.version))? {
+        if store.remove(&layout::version_bundle(&record.name, version.version))? {
             log::warn!("removed the bundle of revoked {} {}", record.name, version.version);
         }
     }
@@ -384,6 +404,60 @@ mod tests {
             .iter()
             .map(|event| (event.kind, event.version.map(|version| version.to_string())))
             .collect()
+    }
+
+    #[test]
+    fn the_loader_and_fsck_see_every_package_directory_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let committed = record(&[("1.0.0", "0.6.0 <= v < 0.7.0", "common", false)]);
+        store.write_json(&layout::package(&committed.name), &committed).unwrap();
+        let debris = layout::version_dir(&committed.name, Version::new(9, 9, 9));
+        std::fs::create_dir_all(store.full_path(&debris)).unwrap();
+        let interrupted = PackageName::parse("blaix/ghost").unwrap();
+        std::fs::create_dir_all(store.full_path(&layout::package_dir(&interrupted))).unwrap();
+        std::fs::write(dir.path().join("packages/blaix/stray"), b"").unwrap();
+        let found: Vec<(String, &str)> = Catalog::scan(&store)
+            .unwrap()
+            .into_iter()
+            .map(|(package, found)| {
+                let kind = match found {
+                    Found::Uncommitted => "uncommitted",
+                    Found::NotADirectory => "not a directory",
+                    Found::Record(Ok(_)) => "record",
+                    Found::Record(Err(_)) => "unreadable",
+                };
+                let name = package.path().file_name().unwrap().to_string_lossy().into_owned();
+                (name, kind)
+            })
+            .collect();
+        let expected = [
+            ("ghost", "uncommitted"),
+            ("gren-ws4sql", "record"),
+            ("stray", "not a directory"),
+        ];
+        assert_eq!(found, expected.map(|(name, kind)| (name.to_string(), kind)));
+
+        let catalog = Catalog::load(&store, true).unwrap();
+        assert!(catalog.get(&committed.name).is_some());
+        assert!(
+            !store.full_path(&debris).exists(),
+            "a version never committed is removed"
+        );
+        assert!(!store.full_path(&layout::package_dir(&interrupted)).exists());
+        assert!(
+            dir.path().join("packages/blaix/stray").exists(),
+            "a stray file is passed by"
+        );
+
+        std::fs::write(store.full_path(&layout::package(&committed.name)), b"{").unwrap();
+        let err = Catalog::load(&store, false)
+            .err()
+            .expect("a damaged record stops the loader");
+        assert!(
+            err.to_string().contains("packages/blaix/gren-ws4sql/package.json: "),
+            "{err}"
+        );
     }
 
     #[test]

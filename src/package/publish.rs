@@ -9,16 +9,14 @@
 
 use super::bundle_cache::BundleCache;
 use super::events::{self, EventKind, EventLog, NewEvent};
-use super::{
-    Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord, bundle_path, outline_path, record_path,
-};
+use super::{Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord};
 use crate::auth::secret::sha256_hex;
 use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::bundle::outline::KernelCode;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
-use crate::store::{RecordPath, Store};
+use crate::store::{Store, layout};
 use crate::time::Timestamp;
 
 /// The package catalog and the event log, which change together.
@@ -79,10 +77,10 @@ impl Packages {
         let identity_name = owner(&name)?;
         let sha256 = sha256_hex(upload.bytes);
 
-        let path = record_path(&name);
+        let path = layout::package(&name);
         // Packages sharing a file name share this lock, taken before their
         // own: two of them cannot both pass the check below at once.
-        let _file_name = store.lock(&file_name_lock(&name));
+        let _file_name = store.lock(&layout::file_name_lock(&name));
         let _guard = store.lock(&path);
         let existing = self.catalog.get(&name).map(|record| (*record).clone());
         if existing.is_none()
@@ -143,8 +141,8 @@ impl Packages {
             size: upload.bytes.len() as u64,
             revoked: None,
         };
-        store.write_bytes(&bundle_path(&name, version.version), upload.bytes)?;
-        store.write_json(&outline_path(&name, version.version), &checked.manifest)?;
+        store.write_bytes(&layout::version_bundle(&name, version.version), upload.bytes)?;
+        store.write_json(&layout::version_outline(&name, version.version), &checked.manifest)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
@@ -173,7 +171,7 @@ impl Packages {
     ) -> ApiResult<Vec<VersionRecord>> {
         let identity_name = owner(name)?;
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
-        let _guard = store.lock(&record_path(name));
+        let _guard = store.lock(&layout::package(name));
         let mut record = self.require(name)?;
         if let Some(version) = versions
             && record.version(version).is_none()
@@ -201,7 +199,7 @@ impl Packages {
         self.commit(store, &mut record, EventKind::Revoke, &targets)?;
         for version in &targets {
             // After the commit: the record already says the content is gone.
-            let path = bundle_path(name, *version);
+            let path = layout::version_bundle(name, *version);
             self.bundles.forget(&store.full_path(&path));
             after_commit("bundle removal", store.remove(&path).map(drop).map_err(Into::into));
             audit_after_commit(
@@ -230,7 +228,7 @@ impl Packages {
     ) -> ApiResult<PackageRecord> {
         let identity_name = owner(name)?;
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Admin)?;
-        let _guard = store.lock(&record_path(name));
+        let _guard = store.lock(&layout::package(name));
         let mut record = self.require(name)?;
         if record.private == private {
             return Ok(record);
@@ -287,7 +285,7 @@ impl Packages {
     /// (`last_event`): a crash in between leaves events that the log drops
     /// when it is opened again.
     fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> ApiResult<()> {
-        let path = record_path(&record.name);
+        let path = layout::package(&record.name);
         let name = record.name.clone();
         self.events.append(store, &name, events, |last| {
             record.last_event = last;
@@ -324,12 +322,6 @@ fn check_upload(store: &Store, upload: &Upload) -> ApiResult<bundle::Checked> {
     bundle::check(upload.bytes, upload.max_inflated, kernel, |outline| {
         may_publish(store, &outline.name, upload.actor)
     })
-}
-
-/// The lock of every package with `name`'s file names (a lock key, not a file).
-fn file_name_lock(name: &PackageName) -> RecordPath {
-    RecordPath::new(["file-names", &name.file_stem().to_ascii_lowercase()])
-        .expect("a validated package name makes a safe file name")
 }
 
 /// `409 package_name_collision`, naming the other package only if it is public.

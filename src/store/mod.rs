@@ -9,11 +9,14 @@
 //! checked against a strict whitelist, so no request can name a file outside the
 //! data directory. Directories are created `0700`, files `0600`, and no
 //! symbolic link inside the data directory is followed ([`safe_fs`]).
+//! Where each record lives is [`layout`]'s alone to know.
 
 mod atomic;
+pub mod layout;
 mod locks;
 mod safe_fs;
 
+pub use layout::{LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 pub use safe_fs::{DIR_MODE, FILE_MODE};
 
@@ -28,9 +31,6 @@ use std::time::SystemTime;
 /// Prefix of every temporary file; anything carrying it is debris of an
 /// interrupted write and is swept at start-up.
 pub const TEMP_PREFIX: &str = ".tmp-";
-pub const LOCK_FILE: &str = "registry.lock";
-pub const WRITERS_LOCK_FILE: &str = "writers.lock";
-pub const TURNSTILE_FILE: &str = "snapshot.lock";
 
 /// A path relative to the data directory whose every component passed
 /// [`check_component`].
@@ -145,7 +145,7 @@ impl Store {
                 root.to_path_buf(),
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    "not a gren-registry data directory (no registry.lock)",
+                    format!("not a gren-registry data directory (no {LOCK_FILE})"),
                 ),
             ));
         }

@@ -10,6 +10,7 @@ use crate::http::{Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
 use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
+use crate::store::layout;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -156,7 +157,7 @@ pub fn show_version(app: &App, request: &Request, author: &str, project: &str, v
     let version = version_of(&record, version)?;
     let outline: Option<Value> = app
         .store
-        .read_json(&package::outline_path(&record.name, version.version))?;
+        .read_json(&layout::version_outline(&record.name, version.version))?;
     let mut body = serde_json::to_value(version).unwrap_or_default();
     body["name"] = json!(record.name);
     body["outline"] = outline.unwrap_or(Value::Null);
@@ -207,7 +208,7 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
     let response = if not_modified(request, &etag) {
         Response::no_content_with(304)
     } else {
-        let path = package::bundle_path(&record.name, version.version);
+        let path = layout::version_bundle(&record.name, version.version);
         let bytes = match app.packages.bundles.read(&app.store.full_path(&path)) {
             Ok(bytes) => bytes,
             // Revoked between the look-up and the read: answer as revoked.
