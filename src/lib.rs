@@ -4,6 +4,7 @@
 //! ([`auth`]), the [`store`] (files and locks), [`mail`] and [`config`].
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod budget;

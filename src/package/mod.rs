@@ -319,7 +319,7 @@ pub fn find_visible(catalog: &Catalog, name: &PackageName, visible: &Visibility)
 }
 
 /// One line of a package listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ListingEntry {
     pub name: PackageName,
     pub summary: String,
