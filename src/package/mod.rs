@@ -31,6 +31,7 @@ use crate::store::{RecordPath, Store, read_ignoring_poison, write_ignoring_poiso
 use crate::time::Timestamp;
 use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
@@ -226,22 +227,16 @@ impl Catalog {
         packages.insert(key, Arc::new(record));
     }
 
-    /// The JSON of a package's page: `{"name", "private", "versions"}`.
+    /// The JSON of a package's page ([`crate::api::PackagePage`]).
     pub fn view(&self, record: &PackageRecord) -> Arc<Vec<u8>> {
         let key = record.name.key();
         if let Some(view) = read_ignoring_poison(&self.views).get(&key) {
             return view.clone();
         }
-        #[derive(Serialize)]
-        struct View<'a> {
-            name: &'a PackageName,
-            private: bool,
-            versions: &'a [VersionRecord],
-        }
-        let view = View {
-            name: &record.name,
+        let view = crate::api::PackagePage {
+            name: Cow::Borrowed(&record.name),
             private: record.private,
-            versions: &record.versions,
+            versions: Cow::Borrowed(&record.versions),
         };
         let bytes = Arc::new(serde_json::to_vec(&view).expect("records serialize"));
         // Only cache what is still current: a put may have raced this view.

@@ -2,17 +2,17 @@
 //! `POST` (accept) / `DELETE` (decline) `/publishing-identity/<name>/invitation`.
 
 use super::identity::parse_name;
+use crate::api::{InvitationList, MemberAnswer, SortedKeys};
 use crate::app::App;
 use crate::auth::session;
 use crate::error::ApiResult;
 use crate::http::{Request, Response};
 use crate::identity::invitation;
-use serde_json::json;
 
 pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let invitations = app.invitations.received(&app.store, &caller.email)?;
-    Ok(Response::json(200, &json!({ "invitations": invitations })))
+    Ok(Response::json(200, &SortedKeys(InvitationList { invitations })))
 }
 
 /// Accepts: the caller becomes a member with the invited role.
@@ -20,7 +20,7 @@ pub fn accept(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let name = parse_name(name)?;
     let member = invitation::accept(&app.store, &name, &caller.email)?;
-    Ok(Response::json(200, &member))
+    Ok(Response::json(200, &MemberAnswer::Member(member)))
 }
 
 pub fn decline(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
