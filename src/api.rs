@@ -165,8 +165,8 @@ pub struct MemberRequest {
 
 /// `PUT /publishing-identity/<name>/members/<email>` → 202 with the
 /// invitation for someone not yet a member, 200 with the member whose role
-/// is set (in field order). `POST …/invitation` (accept) → 200 with the
-/// new member.
+/// is set (in field order). (`POST …/invitation`, accepting, answers 200
+/// with the new [`Member`] alone.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MemberAnswer {

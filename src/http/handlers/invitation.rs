@@ -2,7 +2,7 @@
 //! `POST` (accept) / `DELETE` (decline) `/publishing-identity/<name>/invitation`.
 
 use super::identity::parse_name;
-use crate::api::{InvitationList, MemberAnswer, SortedKeys};
+use crate::api::{InvitationList, SortedKeys};
 use crate::app::App;
 use crate::auth::session;
 use crate::error::ApiResult;
@@ -20,7 +20,7 @@ pub fn accept(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let name = parse_name(name)?;
     let member = invitation::accept(&app.store, &name, &caller.email)?;
-    Ok(Response::json(200, &MemberAnswer::Member(member)))
+    Ok(Response::json(200, &member))
 }
 
 pub fn decline(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
