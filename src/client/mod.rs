@@ -124,7 +124,7 @@ pub enum IdentityCommand {
 pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
     let registry = RemoteRegistry::new(&target.registry);
     match command {
-        ClientCommand::Login { email } => login::run(&registry, email),
+        ClientCommand::Login { email } => login::log_in(&registry, email),
         ClientCommand::Logout => login::logout(&registry),
         ClientCommand::Whoami => {
             let token = credentials::token_for(&registry.url)?;
@@ -158,7 +158,7 @@ pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
         }
         ClientCommand::Install { dir } => {
             let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
-            install::run(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
+            install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
     }
 }

@@ -15,6 +15,7 @@ pub struct RemoteRegistry {
 }
 
 /// A response the client did not expect, kept whole so callers can decide.
+#[derive(Debug)]
 pub struct Failure {
     pub status: u16,
     pub code: String,
@@ -234,5 +235,58 @@ impl RemoteRegistry {
             SessionFetchAnswer::Token { session_token } => Some(session_token),
             SessionFetchAnswer::Pending { .. } => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{SessionFetchAnswer, UserAnswer};
+
+    #[test]
+    fn an_error_answer_gives_the_registrys_code_and_message() {
+        let body = br#"{"error":"revoked","message":"a/b 1.0.0 was revoked: broken","reason":"broken"}"#;
+        let failure = parse::<IgnoredAny>(410, body).unwrap_err();
+        assert_eq!(
+            (failure.status, failure.code.as_str(), failure.message.as_str()),
+            (410, "revoked", "a/b 1.0.0 was revoked: broken")
+        );
+    }
+
+    #[test]
+    fn an_error_answer_that_is_not_the_registrys_json_is_named_by_its_status() {
+        for body in [b"<html>Bad gateway</html>".as_slice(), b"", br#"{"status":"down"}"#] {
+            let failure = parse::<IgnoredAny>(502, body).unwrap_err();
+            assert_eq!(
+                (failure.code.as_str(), failure.message.as_str()),
+                ("http_error", "The registry answered HTTP 502.")
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_answer_reads_as_nothing() {
+        parse::<IgnoredAny>(204, b"").unwrap();
+        assert_eq!(
+            parse::<Option<UserAnswer>>(204, b"").unwrap().map(|user| user.email),
+            None
+        );
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_an_error_that_says_so() {
+        let failure = parse::<UserAnswer>(200, br#"{"email":"me@example.com"}"#).unwrap_err();
+        assert_eq!(failure.code, "unexpected_answer");
+        assert!(
+            failure.message.contains("missing field `identities`"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            parse::<SessionFetchAnswer>(202, br#"{"status":"pending"}"#).unwrap(),
+            SessionFetchAnswer::Pending {
+                status: crate::api::LoginStatus::Pending
+            }
+        );
     }
 }
