@@ -6,9 +6,10 @@
 //!
 //! Key order on the wire: answers first written as `serde_json::json!` maps
 //! have always had their keys sorted at every depth (serde_json's map is
-//! ordered by key), and keep exactly those bytes: the handlers send them in
-//! [`SortedKeys`], and their fields are listed here in that order. The other
-//! answers (marked "in field order") are sent as declared.
+//! ordered by key), and keep exactly those bytes (the ETag of an `/events`
+//! page is a hash of them): the handlers send them in [`SortedKeys`], and
+//! their fields are listed here in that order. The other answers (marked
+//! "in field order") are sent as declared.
 //!
 //! Answers made of catalog records borrow them (`Cow`): the server sends them
 //! without copying, the client reads them owned.
@@ -35,8 +36,9 @@ impl<T: Serialize> Serialize for SortedKeys<T> {
     }
 }
 
-/// Every error answer (sorted): `code` is [`crate::error::ApiError::code`];
-/// `details` holds the extra members some errors have (`field`, `reason`).
+/// Every error answer (sorted): `error` is the code
+/// ([`crate::error::ApiError::code`]); `details` holds the extra members some
+/// errors have (`field`, `reason`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
@@ -45,7 +47,8 @@ pub struct ErrorBody {
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The body of a route that takes no input but a JSON object: `{}`.
+/// `{}`: what the client sends to `POST …/invitation` (accept), which reads
+/// no body.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Empty {}
 

@@ -318,7 +318,7 @@ pub fn settings(app: &App, request: &Request, author: &str, project: &str) -> Ap
     Ok(Response::json(
         200,
         &SortedKeys(PrivacyAnswer {
-            name: updated.name.clone(),
+            name: updated.name,
             private: updated.private,
         }),
     ))
