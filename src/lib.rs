@@ -1,9 +1,12 @@
 //! gren-registry: the package registry for the Gren programming language.
 //!
 //! Layout: [`http`] (server, routing, handlers) on top of domain modules
-//! ([`auth`]), the [`store`] (files and locks), [`mail`] and [`config`].
+//! ([`auth`]), the [`store`] (files and locks), [`mail`] and [`config`];
+//! [`api`] holds the request and answer bodies that [`http`] and the
+//! [`client`] share.
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod budget;

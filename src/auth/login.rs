@@ -40,15 +40,13 @@ pub struct Login {
     pub used: Option<Timestamp>,
 }
 
-/// What `POST /session` answers.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A started login: what `POST /session` answers ([`crate::api::LoginStarted`])
+/// and the e-mail with the code and the link, which only the e-mail carries.
+#[derive(Debug)]
 pub struct Started {
     pub fetch_session_token: String,
     pub verification: String,
     pub expires_in: u64,
-    /// Not serialized: only e-mailed.
-    #[serde(skip)]
     pub message: Message,
 }
 

@@ -36,7 +36,7 @@ pub struct Authenticated {
 }
 
 /// What `GET /user/sessions` shows of a session: never the token or its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub id: String,

@@ -11,8 +11,9 @@
 //! platform, and every dependency's range against the version chosen; two
 //! packages the compiler would give one file name are refused.
 
-use super::api::Registry;
+use super::remote::RemoteRegistry;
 use super::{CliError, CliResult};
+use crate::api::{PackagePage, VersionPage};
 use crate::bundle::outline::{KernelCode, Outline};
 use crate::package::{PackageName, Range, Version};
 use serde_json::Value;
@@ -105,15 +106,15 @@ fn read_project(dir: &Path) -> CliResult<Project> {
 }
 
 /// A chosen version, with the bundle and its outline.
-struct Fetched {
+struct Chosen {
     version: Version,
     bytes: Vec<u8>,
     outline: Outline,
 }
 
-pub fn run(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()> {
+pub fn install(registry: &RemoteRegistry, token: Option<&str>, dir: &Path) -> CliResult<()> {
     let project = read_project(dir)?;
-    let mut chosen: BTreeMap<PackageName, Fetched> = BTreeMap::new();
+    let mut chosen: BTreeMap<PackageName, Chosen> = BTreeMap::new();
     // (package, what is wanted, who wants it)
     let mut queue: VecDeque<(PackageName, Want, String)> = project
         .wanted
@@ -155,7 +156,7 @@ pub fn run(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()
 /// in which `x/y-z` and `x-y/z` are the same (and so are names differing in
 /// case, on macOS and Windows): two such packages cannot be installed
 /// together, since one file would silently replace the other.
-fn check_file_names(chosen: &BTreeMap<PackageName, Fetched>) -> CliResult<()> {
+fn check_file_names(chosen: &BTreeMap<PackageName, Chosen>) -> CliResult<()> {
     let mut files: BTreeMap<String, &PackageName> = BTreeMap::new();
     for (name, fetched) in chosen {
         let file = name.bundle_file_name(fetched.version);
@@ -203,21 +204,20 @@ fn check_compatible(project: &Project, outline: &Outline) -> CliResult<()> {
 
 /// The lowest unrevoked published version of `name` within `range`.
 fn lowest_in(
-    registry: &Registry,
+    registry: &RemoteRegistry,
     token: Option<&str>,
     name: &PackageName,
     range: Range,
     wanted_by: &str,
 ) -> CliResult<Version> {
-    let package = registry
+    let package: PackagePage = registry
         .get(&format!("/packages/{name}"), token)
         .map_err(|err| not_found(name, wanted_by, err))?;
-    package["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|version| version["revoked"].is_null())
-        .filter_map(|version| version["version"].as_str().and_then(Version::parse))
+    package
+        .versions
+        .iter()
+        .filter(|version| version.revoked.is_none())
+        .map(|version| version.version)
         .filter(|version| range.contains(*version))
         .min()
         .ok_or_else(|| {
@@ -233,21 +233,22 @@ fn not_found(name: &PackageName, wanted_by: &str, err: CliError) -> CliError {
 
 /// Downloads (or reuses) a bundle and checks it against its published SHA-256.
 fn fetch(
-    registry: &Registry,
+    registry: &RemoteRegistry,
     token: Option<&str>,
     dir: &Path,
     name: &PackageName,
     version: Version,
-) -> CliResult<Fetched> {
-    let record = registry
+) -> CliResult<Chosen> {
+    let page: VersionPage = registry
         .get(&format!("/packages/{name}/{version}"), token)
         .map_err(|err| not_found(name, "your project", err))?;
-    if let Some(reason) = record["revoked"]["reason"].as_str() {
+    if let Some(revoked) = &page.version.revoked {
         return Err(CliError(format!(
-            "{name} {version} was revoked: {reason}\nChoose another version."
+            "{name} {version} was revoked: {}\nChoose another version.",
+            revoked.reason
         )));
     }
-    let expected = record["sha256"].as_str().unwrap_or_default().to_string();
+    let expected = page.version.sha256.clone();
     let existing = dir.join("gren_packages").join(name.bundle_file_name(version));
     let bytes = match std::fs::read(&existing) {
         Ok(bytes) if crate::auth::secret::sha256_hex(&bytes) == expected => bytes,
@@ -273,7 +274,7 @@ fn fetch(
             outline.name, outline.version
         )));
     }
-    Ok(Fetched {
+    Ok(Chosen {
         version,
         bytes,
         outline,

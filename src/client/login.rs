@@ -4,10 +4,10 @@
 //! for whichever comes first: the magic link confirmed in a browser (a
 //! long-poll in the background) or the code typed at the terminal.
 
-use super::api::Registry;
 use super::credentials::{self, Entry};
+use super::remote::RemoteRegistry;
 use super::{CliError, CliResult};
-use serde_json::json;
+use crate::api::{LoginRequest, LoginStarted, UserAnswer};
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
 
@@ -18,21 +18,16 @@ enum Event {
     StdinClosed,
 }
 
-pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
+pub fn log_in(registry: &RemoteRegistry, email: Option<String>) -> CliResult<()> {
     let email = match email {
         Some(email) => email,
         None => prompt("E-mail address: ")?,
     };
-    let started = registry.post("/session", &json!({ "email": email }), None)?;
-    let fetch_token = started["fetchSessionToken"]
-        .as_str()
-        .ok_or_else(|| CliError("The registry gave no login token.".into()))?
-        .to_string();
+    let body = LoginRequest { email: email.clone() };
+    let started: LoginStarted = registry.post("/session", &body, None)?;
+    let fetch_token = started.fetch_session_token;
     println!("We sent an e-mail to {email}.");
-    println!(
-        "It should show the verification phrase: {}",
-        started["verification"].as_str().unwrap_or("?")
-    );
+    println!("It should show the verification phrase: {}", started.verification);
     println!("Type the code from the e-mail, or open its link and confirm.");
 
     let (events, waiting) = mpsc::channel();
@@ -48,7 +43,7 @@ pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
         });
     }
     {
-        let (registry, fetch_token) = (Registry::new(&registry.url), fetch_token.clone());
+        let (registry, fetch_token) = (RemoteRegistry::new(&registry.url), fetch_token.clone());
         std::thread::spawn(move || {
             loop {
                 let asked = std::time::Instant::now();
@@ -84,8 +79,8 @@ pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
             Err(_) => return Err(CliError("The login was interrupted.".into())),
         }
     };
-    let user = registry.get("/user", Some(&token))?;
-    let email = user["email"].as_str().unwrap_or(&email).to_string();
+    let user: UserAnswer = registry.get("/user", Some(&token))?;
+    let email = user.email.to_string();
     credentials::remember(Entry {
         registry: registry.url.clone(),
         email: email.clone(),
@@ -95,12 +90,12 @@ pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
     Ok(())
 }
 
-pub fn logout(registry: &Registry) -> CliResult<()> {
+pub fn logout(registry: &RemoteRegistry) -> CliResult<()> {
     let Some(entry) = credentials::stored(&registry.url)? else {
         println!("You were not logged in to {}.", registry.url);
         return Ok(());
     };
-    match registry.request("DELETE", "/session", None, Some(&entry.token)) {
+    match registry.delete("/session", Some(&entry.token)) {
         // Already revoked or expired: forgetting it is all that is left to do.
         Ok(_) => {}
         Err(failure) if failure.status == 401 => {}

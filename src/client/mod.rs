@@ -2,16 +2,21 @@
 //! `identity`, `private` and `install`, speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
-mod api;
 mod credentials;
 mod install;
 mod login;
 pub mod project;
+mod remote;
 
+use crate::api::{
+    Empty, IdentityPage, IdentityRequest, InvitationList, MemberAnswer, MemberRequest, PrivacyRequest, PublishReceipt,
+    RevokeRequest, UserAnswer,
+};
 use crate::bundle::outline::KernelCode;
-use api::Registry;
+use crate::identity::Member;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use remote::RemoteRegistry;
+use serde::de::IgnoredAny;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -117,20 +122,16 @@ pub enum IdentityCommand {
 }
 
 pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
-    let registry = Registry::new(&target.registry);
+    let registry = RemoteRegistry::new(&target.registry);
     match command {
-        ClientCommand::Login { email } => login::run(&registry, email),
+        ClientCommand::Login { email } => login::log_in(&registry, email),
         ClientCommand::Logout => login::logout(&registry),
         ClientCommand::Whoami => {
             let token = credentials::token_for(&registry.url)?;
-            let user = registry.get("/user", Some(&token))?;
-            println!("{} on {}", user["email"].as_str().unwrap_or("?"), registry.url);
-            for identity in user["identities"].as_array().into_iter().flatten() {
-                println!(
-                    "  {} ({})",
-                    identity["name"].as_str().unwrap_or("?"),
-                    identity["role"].as_str().unwrap_or("?")
-                );
+            let user: UserAnswer = registry.get("/user", Some(&token))?;
+            println!("{} on {}", user.email, registry.url);
+            for identity in &user.identities {
+                println!("  {} ({})", identity.name, identity.role.as_str());
             }
             Ok(())
         }
@@ -141,11 +142,8 @@ pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
             reason,
         } => {
             let token = credentials::token_for(&registry.url)?;
-            registry.post(
-                &format!("/packages/{package}/{version}/revoke"),
-                &json!({ "reason": reason }),
-                Some(&token),
-            )?;
+            let body = RevokeRequest { reason: reason.clone() };
+            let _: IgnoredAny = registry.post(&format!("/packages/{package}/{version}/revoke"), &body, Some(&token))?;
             println!("Revoked {package} {version}: {reason}");
             Ok(())
         }
@@ -153,23 +151,19 @@ pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
         ClientCommand::Private { package, setting } => {
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
-            registry.send(
-                "PATCH",
-                &format!("/packages/{package}"),
-                Some(&json!({ "private": private })),
-                Some(&token),
-            )?;
+            let body = PrivacyRequest { private };
+            let _: IgnoredAny = registry.send("PATCH", &format!("/packages/{package}"), &body, Some(&token))?;
             println!("{package} is now {}", if private { "private" } else { "public" });
             Ok(())
         }
         ClientCommand::Install { dir } => {
             let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
-            install::run(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
+            install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
     }
 }
 
-fn publish(registry: &Registry, path: Option<PathBuf>, dry_run: bool, private: bool) -> CliResult<()> {
+fn publish(registry: &RemoteRegistry, path: Option<PathBuf>, dry_run: bool, private: bool) -> CliResult<()> {
     let path = path.unwrap_or_else(|| PathBuf::from("."));
     let bytes = if path.is_dir() {
         project::build_bundle(&path)?
@@ -194,61 +188,55 @@ fn publish(registry: &Registry, path: Option<PathBuf>, dry_run: bool, private: b
     }
     let token = credentials::token_for(&registry.url)?;
     let query = if private { "?private=true" } else { "" };
-    let published = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
+    let published: PublishReceipt = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
     println!(
         "Published {} {} (sha256 {})",
-        outline.name,
-        outline.version,
-        published["sha256"].as_str().unwrap_or("?")
+        outline.name, outline.version, published.sha256
     );
     Ok(())
 }
 
-fn identity(registry: &Registry, command: IdentityCommand) -> CliResult<()> {
+fn identity(registry: &RemoteRegistry, command: IdentityCommand) -> CliResult<()> {
     let token = credentials::token_for(&registry.url)?;
     let member_path = |name: &str, email: &str| format!("/publishing-identity/{name}/members/{email}");
     let invitation_path = |name: &str| format!("/publishing-identity/{name}/invitation");
     match command {
         IdentityCommand::Create { name } => {
-            registry.post("/publishing-identity", &json!({ "name": name }), Some(&token))?;
+            let body = IdentityRequest {
+                name: name.clone(),
+                session: None,
+            };
+            let _: IgnoredAny = registry.post("/publishing-identity", &body, Some(&token))?;
             println!("Created the identity {name}; you are its admin.");
         }
         IdentityCommand::Show { name } => {
-            let found = registry.get(&format!("/publishing-identity/{name}"), Some(&token))?;
+            let found: IdentityPage = registry.get(&format!("/publishing-identity/{name}"), Some(&token))?;
             print_identity(&found);
         }
         IdentityCommand::Add { name, email, role } | IdentityCommand::Role { name, email, role } => {
-            let answer = registry.send(
-                "PUT",
-                &member_path(&name, &email),
-                Some(&json!({ "role": role })),
-                Some(&token),
-            )?;
+            let body = MemberRequest { role };
+            let answer = registry.send("PUT", &member_path(&name, &email), &body, Some(&token))?;
             print_member_change(&answer, &name);
         }
         IdentityCommand::Remove { name, email } => {
-            registry.send("DELETE", &member_path(&name, &email), None, Some(&token))?;
+            registry.delete(&member_path(&name, &email), Some(&token))?;
             println!("Removed {email} from {name} (or cancelled their invitation)");
         }
         IdentityCommand::Invitations => {
-            let answer = registry.get("/user/invitations", Some(&token))?;
+            let answer: InvitationList = registry.get("/user/invitations", Some(&token))?;
             print_invitations(&answer);
         }
         IdentityCommand::Accept { name } => {
-            let member = registry.post(&invitation_path(&name), &json!({}), Some(&token))?;
-            println!(
-                "You are now {} in {name}",
-                member["role"].as_str().unwrap_or("a member")
-            );
+            let member: Member = registry.post(&invitation_path(&name), &Empty {}, Some(&token))?;
+            println!("You are now {} in {name}", member.role.as_str());
         }
         IdentityCommand::Decline { name } => {
-            registry.send("DELETE", &invitation_path(&name), None, Some(&token))?;
+            registry.delete(&invitation_path(&name), Some(&token))?;
             println!("Declined the invitation to {name}");
         }
         IdentityCommand::Leave { name } => {
-            let user = registry.get("/user", Some(&token))?;
-            let email = user["email"].as_str().unwrap_or_default();
-            registry.send("DELETE", &member_path(&name, email), None, Some(&token))?;
+            let user: UserAnswer = registry.get("/user", Some(&token))?;
+            registry.delete(&member_path(&name, user.email.as_str()), Some(&token))?;
             println!("You left {name}");
         }
     }
@@ -256,63 +244,56 @@ fn identity(registry: &Registry, command: IdentityCommand) -> CliResult<()> {
 }
 
 /// A `PUT …/members/<email>` answer: a member (role set) or an invitation.
-fn print_member_change(answer: &Value, name: &str) {
-    let email = answer["email"].as_str().unwrap_or("?");
-    let role = answer["role"].as_str().unwrap_or("?");
-    if answer.get("expires").is_some() {
-        println!(
-            "Invited {email} to {name} as {role}; they become a member once they run \
+fn print_member_change(answer: &MemberAnswer, name: &str) {
+    match answer {
+        MemberAnswer::Invited(invitation) => println!(
+            "Invited {} to {name} as {}; they become a member once they run \
              `gren-registry identity accept {name}` (the invitation expires {}).",
-            answer["expires"].as_str().unwrap_or("?")
-        );
-    } else {
-        println!("{email} is now {role} in {name}");
+            invitation.email,
+            invitation.role.as_str(),
+            invitation.expires
+        ),
+        MemberAnswer::Member(member) => println!("{} is now {} in {name}", member.email, member.role.as_str()),
     }
 }
 
-/// `found[key]` (members or invitations), when there: role, address and `more`.
-fn print_people(found: &Value, key: &str, more: impl Fn(&Value) -> String) {
-    let Some(people) = found[key].as_array() else { return };
-    println!("{key}:");
-    for person in people {
-        println!(
-            "  {} {}{}",
-            person["role"].as_str().unwrap_or("?"),
-            person["email"].as_str().unwrap_or("?"),
-            more(person)
-        );
-    }
-}
-
-fn print_invitations(answer: &Value) {
-    let invitations = answer["invitations"].as_array().cloned().unwrap_or_default();
-    if invitations.is_empty() {
+fn print_invitations(answer: &InvitationList) {
+    if answer.invitations.is_empty() {
         println!("No invitations are waiting for you.");
     }
-    for invitation in &invitations {
+    for received in &answer.invitations {
         println!(
             "{} as {}, from {} (expires {}): `gren-registry identity accept {}`",
-            invitation["identity"].as_str().unwrap_or("?"),
-            invitation["role"].as_str().unwrap_or("?"),
-            invitation["invited_by"].as_str().unwrap_or("?"),
-            invitation["expires"].as_str().unwrap_or("?"),
-            invitation["identity"].as_str().unwrap_or("?"),
+            received.identity,
+            received.invitation.role.as_str(),
+            received.invitation.invited_by,
+            received.invitation.expires,
+            received.identity,
         );
     }
 }
 
-fn print_identity(found: &Value) {
-    println!("{}", found["name"].as_str().unwrap_or("?"));
-    print_people(found, "members", |_| String::new());
-    print_people(found, "invitations", |invitation| {
-        format!(" (expires {})", invitation["expires"].as_str().unwrap_or("?"))
-    });
+fn print_identity(found: &IdentityPage) {
+    println!("{}", found.name);
+    if let Some(members) = &found.members {
+        println!("members:");
+        for member in members {
+            println!("  {} {}", member.role.as_str(), member.email);
+        }
+    }
+    if let Some(invitations) = &found.invitations {
+        println!("invitations:");
+        for invitation in invitations {
+            println!(
+                "  {} {} (expires {})",
+                invitation.role.as_str(),
+                invitation.email,
+                invitation.expires
+            );
+        }
+    }
     println!("packages:");
-    for package in found["packages"].as_array().into_iter().flatten() {
-        println!(
-            "  {} {}",
-            package["name"].as_str().unwrap_or("?"),
-            package["latest"].as_str().unwrap_or("?")
-        );
+    for package in &found.packages {
+        println!("  {} {}", package.name, package.latest);
     }
 }

@@ -220,11 +220,16 @@ impl Response {
 
     /// The one place where an error becomes a response.
     pub fn from_error(error: &ApiError) -> Response {
-        let mut body = serde_json::json!({ "error": error.code, "message": error.message });
-        for (key, value) in &error.details {
-            body[*key] = value.clone();
-        }
-        let mut response = Response::json(error.status, &body);
+        let body = crate::api::ErrorBody {
+            error: error.code.to_string(),
+            message: error.message.clone(),
+            details: error
+                .details
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.clone()))
+                .collect(),
+        };
+        let mut response = Response::json(error.status, &crate::api::SortedKeys(body));
         response.headers.extend(error.headers.iter().cloned());
         response
     }

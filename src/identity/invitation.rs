@@ -136,7 +136,7 @@ fn not_invited(identity: &Identity) -> ApiError {
 }
 
 /// An invitation as its invitee sees it: which identity it is to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Received {
     pub identity: String,
     #[serde(flatten)]

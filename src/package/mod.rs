@@ -33,6 +33,7 @@ use crate::store::{Store, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -222,22 +223,16 @@ impl Catalog {
         packages.insert(key, Arc::new(record));
     }
 
-    /// The JSON of a package's page: `{"name", "private", "versions"}`.
+    /// The JSON of a package's page ([`crate::api::PackagePage`]).
     pub fn view(&self, record: &PackageRecord) -> Arc<Vec<u8>> {
         let key = record.name.key();
         if let Some(view) = read_ignoring_poison(&self.views).get(&key) {
             return view.clone();
         }
-        #[derive(Serialize)]
-        struct View<'a> {
-            name: &'a PackageName,
-            private: bool,
-            versions: &'a [VersionRecord],
-        }
-        let view = View {
-            name: &record.name,
+        let view = crate::api::PackagePage {
+            name: Cow::Borrowed(&record.name),
             private: record.private,
-            versions: &record.versions,
+            versions: Cow::Borrowed(&record.versions),
         };
         let bytes = Arc::new(serde_json::to_vec(&view).expect("records serialize"));
         // Only cache what is still current: a put may have raced this view.
@@ -339,7 +334,7 @@ pub fn find_visible(catalog: &Catalog, name: &PackageName, visible: &Visibility)
 }
 
 /// One line of a package listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ListingEntry {
     pub name: PackageName,
     pub summary: String,

@@ -1,6 +1,12 @@
+use crate::api::{Health, SortedKeys};
 use crate::http::Response;
-use serde_json::json;
 
 pub fn get() -> Response {
-    Response::json(200, &json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+    Response::json(
+        200,
+        &SortedKeys(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }),
+    )
 }

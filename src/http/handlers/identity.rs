@@ -1,6 +1,7 @@
 //! `/publishing-identity`: create, show, manage members and invitations,
 //! read the audit log.
 
+use crate::api::{AuditLog, IdentityPage, IdentityRequest, IdentityRole, MemberAnswer, MemberRequest, SortedKeys};
 use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::escape_html;
@@ -9,19 +10,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
-use serde::Deserialize;
-use serde_json::json;
-
-#[derive(Deserialize)]
-struct CreateBody {
-    name: String,
-    /// The upstream Gren registry sends the session token in the body.
-    #[serde(default)]
-    session: Option<String>,
-}
 
 pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
-    let body: CreateBody = match request.json() {
+    let body: IdentityRequest = match request.json() {
         Ok(body) => body,
         // Who is asking comes first: without a bearer token, the body was
         // the only place a token could be.
@@ -48,7 +39,10 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     )?;
     Ok(Response::json(
         200,
-        &json!({ "name": created.name, "role": Role::Admin }),
+        &SortedKeys(IdentityRole {
+            name: created.name,
+            role: Role::Admin,
+        }),
     ))
 }
 
@@ -57,27 +51,24 @@ pub fn show(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
     let caller = optional_caller(app, request)?;
     let found = identity::require(&app.store, &name)?;
     let role = caller.as_ref().and_then(|caller| found.role_of(&caller.email));
-    let packages = crate::package::listing_for_identity(&app.packages.catalog, &name, role.is_some());
-    let mut view = json!({ "name": found.name, "packages": packages });
-    if role.is_some() {
-        view["created"] = json!(found.created);
-        view["members"] = json!(found.members);
-    }
-    if role == Some(Role::Admin) {
-        view["invitations"] = json!(found.pending_invitations().collect::<Vec<_>>());
-    }
-    Ok(Response::json(200, &view))
-}
-
-#[derive(Deserialize)]
-struct MemberBody {
-    role: String,
+    let member = role.is_some();
+    let packages = crate::package::listing_for_identity(&app.packages.catalog, &name, member);
+    // Members see who else is in; only admins see whom they invited.
+    let invitations = (role == Some(Role::Admin)).then(|| found.pending_invitations().cloned().collect());
+    let view = IdentityPage {
+        created: member.then_some(found.created),
+        invitations,
+        members: member.then_some(found.members),
+        name: found.name,
+        packages,
+    };
+    Ok(Response::json(200, &SortedKeys(view)))
 }
 
 /// Changes a member's role (200), or invites someone who is not a member (202).
 pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let body: MemberBody = request.json()?;
+    let body: MemberRequest = request.json()?;
     let role = Role::parse(&body.role)?;
     let name = parse_name(name)?;
     let email = Email::parse(email)?;
@@ -96,10 +87,10 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
     }
     Ok(match change {
         MemberChange::Invited(invitation) | MemberChange::AlreadyInvited(invitation) => {
-            Response::json(202, &invitation)
+            Response::json(202, &MemberAnswer::Invited(invitation))
         }
         MemberChange::RoleChanged(member) | MemberChange::Unchanged(member) | MemberChange::Added(member) => {
-            Response::json(200, &member)
+            Response::json(200, &MemberAnswer::Member(member))
         }
     })
 }
@@ -128,7 +119,13 @@ pub fn audit(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
     let entries = identity::audit::read(&app.store, &name, &found)?;
-    Ok(Response::json(200, &json!({ "name": found.name, "entries": entries })))
+    Ok(Response::json(
+        200,
+        &SortedKeys(AuditLog {
+            entries,
+            name: found.name,
+        }),
+    ))
 }
 
 /// The caller when a token is given (401 when it is bad), else `None`.

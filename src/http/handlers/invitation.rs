@@ -2,17 +2,17 @@
 //! `POST` (accept) / `DELETE` (decline) `/publishing-identity/<name>/invitation`.
 
 use super::identity::parse_name;
+use crate::api::{InvitationList, SortedKeys};
 use crate::app::App;
 use crate::auth::session;
 use crate::error::ApiResult;
 use crate::http::{Request, Response};
 use crate::identity::invitation;
-use serde_json::json;
 
 pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let invitations = app.invitations.received(&app.store, &caller.email)?;
-    Ok(Response::json(200, &json!({ "invitations": invitations })))
+    Ok(Response::json(200, &SortedKeys(InvitationList { invitations })))
 }
 
 /// Accepts: the caller becomes a member with the invited role.

@@ -1,6 +1,10 @@
 //! `/packages` and `/events`: publish, browse, download, revoke.
 
 use super::identity::optional_caller;
+use crate::api::{
+    EventPage, PackageList, PrivacyAnswer, PrivacyRequest, PublishReceipt, RevokeRequest, RevokedPackage, SortedKeys,
+    VersionAnswer, VersionPage,
+};
 use crate::app::App;
 use crate::auth::secret::sha256_hex;
 use crate::auth::session;
@@ -11,8 +15,9 @@ use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
 use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
 use crate::store::layout;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Events per page of `GET /events`: without `limit`, and at most.
@@ -57,12 +62,12 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
     };
     Ok(Response::json(
         status,
-        &json!({
-            "name": name,
-            "version": version.version,
-            "sha256": version.sha256,
-            "size": version.size,
-            "published": version.published,
+        &SortedKeys(PublishReceipt {
+            name,
+            published: version.published,
+            sha256: version.sha256,
+            size: version.size,
+            version: version.version,
         }),
     ))
 }
@@ -132,7 +137,7 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
         .filter(|record| !record.private || visible.contains(&record.name.author.to_ascii_lowercase()))
         .filter_map(|record| package::listing_entry(record, gren))
         .collect();
-    Ok(Response::json(200, &json!({ "packages": packages })))
+    Ok(Response::json(200, &SortedKeys(PackageList { packages })))
 }
 
 pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
@@ -140,16 +145,14 @@ pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiRes
     Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
 }
 
-/// A version record with its package's name.
-#[derive(Serialize)]
-struct VersionAnswer<'a> {
-    name: &'a PackageName,
-    #[serde(flatten)]
-    version: &'a VersionRecord,
-}
-
 fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
-    Response::json(200, &VersionAnswer { name, version })
+    Response::json(
+        200,
+        &VersionAnswer {
+            name: Cow::Borrowed(name),
+            version: Cow::Borrowed(version),
+        },
+    )
 }
 
 pub fn show_version(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
@@ -158,10 +161,12 @@ pub fn show_version(app: &App, request: &Request, author: &str, project: &str, v
     let outline: Option<Value> = app
         .store
         .read_json(&layout::version_outline(&record.name, version.version))?;
-    let mut body = serde_json::to_value(version).unwrap_or_default();
-    body["name"] = json!(record.name);
-    body["outline"] = outline.unwrap_or(Value::Null);
-    Ok(Response::json(200, &body))
+    let page = VersionPage {
+        name: Cow::Borrowed(&record.name),
+        outline,
+        version: Cow::Borrowed(version),
+    };
+    Ok(Response::json(200, &SortedKeys(page)))
 }
 
 pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
@@ -250,8 +255,8 @@ fn not_modified(request: &Request, etag: &str) -> bool {
 
 /// `value` as JSON with a strong `ETag` (its SHA-256) and `cache`, or `304`
 /// when the request already has it.
-fn json_with_etag(request: &Request, value: &Value, cache: &'static str) -> Response {
-    let body = serde_json::to_vec(value).expect("JSON values serialize");
+fn json_with_etag(request: &Request, value: &impl Serialize, cache: &'static str) -> Response {
+    let body = serde_json::to_vec(value).expect("answers serialize");
     let etag = format!("\"{}\"", sha256_hex(&body));
     let response = if not_modified(request, &etag) {
         Response::no_content_with(304)
@@ -271,15 +276,10 @@ fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> 
     .with_detail("reason", revoked.reason.clone())
 }
 
-#[derive(Deserialize)]
-struct RevokeBody {
-    reason: String,
-}
-
 pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version: Option<&str>) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let record = visible_package(app, request, author, project)?;
-    let body: RevokeBody = request.json()?;
+    let body: RevokeRequest = request.json()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(
@@ -301,26 +301,27 @@ pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version
         }
         None => Ok(Response::json(
             200,
-            &json!({ "name": record.name, "versions": versions }),
+            &SortedKeys(RevokedPackage {
+                name: record.name.clone(),
+                versions,
+            }),
         )),
     }
-}
-
-#[derive(Deserialize)]
-struct SettingsBody {
-    private: bool,
 }
 
 pub fn settings(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let record = visible_package(app, request, author, project)?;
-    let body: SettingsBody = request.json()?;
+    let body: PrivacyRequest = request.json()?;
     let updated = app
         .packages
         .set_private(&app.store, &record.name, body.private, &Actor::User(caller.email))?;
     Ok(Response::json(
         200,
-        &json!({ "name": updated.name, "private": updated.private }),
+        &SortedKeys(PrivacyAnswer {
+            name: updated.name,
+            private: updated.private,
+        }),
     ))
 }
 
@@ -353,13 +354,15 @@ pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
     let next = head.min(since.saturating_add(limit)).max(since);
     // Events are never rewritten, so a full page never changes: cacheable
     // for ever, and without the head, which moves. The last page is not.
-    Ok(if events.len() as u64 == limit {
-        json_with_etag(request, &json!({ "events": events, "next": next }), IMMUTABLE)
-    } else {
-        json_with_etag(
-            request,
-            &json!({ "events": events, "next": next, "head": head }),
-            "no-cache",
-        )
-    })
+    let full = events.len() as u64 == limit;
+    let page = EventPage {
+        events,
+        head: (!full).then_some(head),
+        next,
+    };
+    Ok(json_with_etag(
+        request,
+        &SortedKeys(page),
+        if full { IMMUTABLE } else { "no-cache" },
+    ))
 }

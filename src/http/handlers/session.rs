@@ -1,6 +1,7 @@
 //! Login and logout: `POST /session`, the magic-link page, `POST /session/fetch`,
 //! `DELETE /session`.
 
+use crate::api::{LoginRequest, LoginStarted, LoginStatus, SessionFetchAnswer, SessionFetchRequest};
 use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login, escape_html};
@@ -8,8 +9,6 @@ use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::ratelimit::{client_network, hit_all};
-use serde::Deserialize;
-use serde_json::json;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -18,13 +17,8 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// What a pending fetch suggests between polls.
 const POLL_SECONDS: u64 = 2;
 
-#[derive(Deserialize)]
-struct StartBody {
-    email: String,
-}
-
 pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
-    let body: StartBody = request.json()?;
+    let body: LoginRequest = request.json()?;
     let email = Email::parse(&body.email)?;
     let ip = request.client_ip(&app.config.trusted_proxies);
     count_login(app, &email, ip)?;
@@ -47,7 +41,14 @@ pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
             "The confirmation e-mail could not be sent; try again in a few minutes.",
         ));
     }
-    Ok(Response::json(200, &started))
+    Ok(Response::json(
+        200,
+        &LoginStarted {
+            fetch_session_token: started.fetch_session_token,
+            verification: started.verification,
+            expires_in: started.expires_in,
+        },
+    ))
 }
 
 /// Counts a login against the limits, or refuses it with 429. The
@@ -70,16 +71,8 @@ fn count_login(app: &App, email: &Email, ip: IpAddr) -> ApiResult<()> {
     hit_all(&limits)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FetchBody {
-    fetch_session_token: String,
-    #[serde(default)]
-    email_confirmation_code: Option<String>,
-}
-
 pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
-    let body: FetchBody = request.json()?;
+    let body: SessionFetchRequest = request.json()?;
     let wait = match request.query_param("wait") {
         None => Duration::ZERO,
         Some(text) => text
@@ -107,10 +100,14 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
         outcome => outcome,
     };
     Ok(match outcome {
-        Fetched::Token(token) => Response::json(200, &json!({ "sessionToken": token })),
-        Fetched::Pending => {
-            Response::json(202, &json!({ "status": "pending" })).with_header("Retry-After", POLL_SECONDS.to_string())
-        }
+        Fetched::Token(session_token) => Response::json(200, &SessionFetchAnswer::Token { session_token }),
+        Fetched::Pending => Response::json(
+            202,
+            &SessionFetchAnswer::Pending {
+                status: LoginStatus::Pending,
+            },
+        )
+        .with_header("Retry-After", POLL_SECONDS.to_string()),
     })
 }
 

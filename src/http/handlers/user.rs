@@ -1,27 +1,27 @@
 //! `GET /user`, `GET /user/sessions`, `DELETE /user/sessions/<id>`.
 
+use crate::api::{IdentityRole, SessionList, SortedKeys, UserAnswer};
 use crate::app::App;
 use crate::auth::{session, user};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity;
-use serde_json::json;
 
 pub fn get(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let record = user::load(&app.store, &caller.email)?;
     let sessions = session::list(&app.store, &caller.email, &caller.token_hash)?;
-    let identities: Vec<_> = identity::memberships(&app.store, &caller.email)?
+    let identities = identity::memberships(&app.store, &caller.email)?
         .into_iter()
-        .map(|(name, role)| json!({ "name": name, "role": role }))
+        .map(|(name, role)| IdentityRole { name, role })
         .collect();
     Ok(Response::json(
         200,
-        &json!({
-            "email": caller.email,
-            "created": record.map(|user| user.created),
-            "sessions": sessions,
-            "identities": identities,
+        &SortedKeys(UserAnswer {
+            created: record.map(|user| user.created),
+            email: caller.email,
+            identities,
+            sessions,
         }),
     ))
 }
@@ -29,7 +29,7 @@ pub fn get(app: &App, request: &Request) -> ApiResult<Response> {
 pub fn sessions(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let sessions = session::list(&app.store, &caller.email, &caller.token_hash)?;
-    Ok(Response::json(200, &json!({ "sessions": sessions })))
+    Ok(Response::json(200, &SortedKeys(SessionList { sessions })))
 }
 
 pub fn revoke_session(app: &App, request: &Request, id: &str) -> ApiResult<Response> {

@@ -1,17 +1,21 @@
-//! The registry's HTTP API as the client sees it: JSON in and out, and every
-//! error turned into a sentence for people.
+//! The registry the client talks to: requests with the API's typed bodies
+//! ([`crate::api`]), answers read into them, and every error turned into a
+//! sentence for people.
 
 use super::{CliError, CliResult};
-use serde_json::Value;
+use crate::api::{ErrorBody, SessionFetchAnswer, SessionFetchRequest};
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use std::io::Read;
 use std::time::Duration;
 
-pub struct Registry {
+pub struct RemoteRegistry {
     pub url: String,
     agent: ureq::Agent,
 }
 
 /// A response the client did not expect, kept whole so callers can decide.
+#[derive(Debug)]
 pub struct Failure {
     pub status: u16,
     pub code: String,
@@ -29,8 +33,8 @@ impl From<Failure> for CliError {
     }
 }
 
-impl Registry {
-    pub fn new(url: &str) -> Registry {
+impl RemoteRegistry {
+    pub fn new(url: &str) -> RemoteRegistry {
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
@@ -38,43 +42,49 @@ impl Registry {
             .user_agent(concat!("gren-registry/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Registry {
+        RemoteRegistry {
             url: url.trim_end_matches('/').to_string(),
             agent,
         }
     }
 
-    pub fn get(&self, path: &str, token: Option<&str>) -> CliResult<Value> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> CliResult<T> {
         Ok(self.request("GET", path, None, token)?)
     }
 
-    pub fn post(&self, path: &str, body: &Value, token: Option<&str>) -> CliResult<Value> {
-        Ok(self.request("POST", path, Some(body), token)?)
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize, token: Option<&str>) -> CliResult<T> {
+        self.send("POST", path, body, token)
     }
 
-    pub fn send(&self, method: &str, path: &str, body: Option<&Value>, token: Option<&str>) -> CliResult<Value> {
-        Ok(self.request(method, path, body, token)?)
-    }
-
-    /// A JSON request; `Err(Failure)` for any status of 400 or more.
-    pub fn request(
+    /// A request with a JSON body.
+    pub fn send<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: &impl Serialize,
         token: Option<&str>,
-    ) -> Result<Value, Failure> {
-        let (status, bytes) = self.exchange(
-            method,
-            path,
-            body.map(|body| serde_json::to_vec(body).unwrap_or_default()),
-            "application/json",
-            token,
-        )?;
+    ) -> CliResult<T> {
+        Ok(self.request(method, path, Some(encode(body)), token)?)
+    }
+
+    /// `DELETE`, whose answer has no body; the failure is kept whole.
+    pub fn delete(&self, path: &str, token: Option<&str>) -> Result<(), Failure> {
+        self.request::<IgnoredAny>("DELETE", path, None, token).map(drop)
+    }
+
+    /// A JSON request; `Err(Failure)` for any status of 400 or more.
+    fn request<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<T, Failure> {
+        let (status, bytes) = self.exchange(method, path, body, "application/json", token)?;
         parse(status, &bytes)
     }
 
-    pub fn upload(&self, path: &str, bytes: &[u8], token: &str) -> CliResult<Value> {
+    pub fn upload<T: DeserializeOwned>(&self, path: &str, bytes: &[u8], token: &str) -> CliResult<T> {
         let (status, body) = self.exchange("POST", path, Some(bytes.to_vec()), "application/gzip", Some(token))?;
         Ok(parse(status, &body)?)
     }
@@ -117,10 +127,7 @@ impl Registry {
             eprintln!();
         }
         if status >= 400 {
-            return Err(parse(status, &bytes)
-                .err()
-                .map(CliError::from)
-                .unwrap_or_else(|| CliError(format!("HTTP {status}"))));
+            return Err(failure(status, &bytes).into());
         }
         Ok(bytes)
     }
@@ -177,38 +184,109 @@ fn unreachable(url: &str, err: ureq::Error) -> CliError {
     ))
 }
 
-fn parse(status: u16, bytes: &[u8]) -> Result<Value, Failure> {
-    let value: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(bytes).unwrap_or(Value::Null)
-    };
-    if status < 400 {
-        return Ok(value);
+fn encode(body: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
+}
+
+/// The answer to a request: `T` below 400 (an empty answer reads as `null`,
+/// which `IgnoredAny`, `()` and `Option` accept), else the registry's error.
+fn parse<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T, Failure> {
+    if status >= 400 {
+        return Err(failure(status, bytes));
     }
-    Err(Failure {
+    let bytes = if bytes.is_empty() { b"null".as_slice() } else { bytes };
+    serde_json::from_slice(bytes).map_err(|err| Failure {
         status,
-        code: value["error"].as_str().unwrap_or("http_error").to_string(),
-        message: value["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("The registry answered HTTP {status}.")),
+        code: "unexpected_answer".into(),
+        message: format!("The registry's answer (HTTP {status}) is not what this client expects: {err}."),
     })
 }
 
-impl Registry {
+/// An error answer; one that is not the registry's JSON (from a proxy in
+/// front of it, say) is named by its status.
+fn failure(status: u16, bytes: &[u8]) -> Failure {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => Failure {
+            status,
+            code: body.error,
+            message: body.message,
+        },
+        Err(_) => Failure {
+            status,
+            code: "http_error".into(),
+            message: format!("The registry answered HTTP {status}."),
+        },
+    }
+}
+
+impl RemoteRegistry {
     /// `POST /session/fetch`: `Ok(Some(token))`, `Ok(None)` while pending.
     pub fn fetch_session(&self, fetch_token: &str, code: Option<&str>, wait: u64) -> Result<Option<String>, Failure> {
-        let mut body = serde_json::json!({ "fetchSessionToken": fetch_token });
-        if let Some(code) = code {
-            body["emailConfirmationCode"] = code.into();
-        }
+        let body = SessionFetchRequest {
+            email_confirmation_code: code.map(str::to_string),
+            fetch_session_token: fetch_token.to_string(),
+        };
         let path = if wait > 0 {
             format!("/session/fetch?wait={wait}")
         } else {
             "/session/fetch".to_string()
         };
-        let answer = self.request("POST", &path, Some(&body), None)?;
-        Ok(answer["sessionToken"].as_str().map(str::to_string))
+        Ok(match self.request("POST", &path, Some(encode(&body)), None)? {
+            SessionFetchAnswer::Token { session_token } => Some(session_token),
+            SessionFetchAnswer::Pending { .. } => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{SessionFetchAnswer, UserAnswer};
+
+    #[test]
+    fn an_error_answer_gives_the_registrys_code_and_message() {
+        let body = br#"{"error":"revoked","message":"a/b 1.0.0 was revoked: broken","reason":"broken"}"#;
+        let failure = parse::<IgnoredAny>(410, body).unwrap_err();
+        assert_eq!(
+            (failure.status, failure.code.as_str(), failure.message.as_str()),
+            (410, "revoked", "a/b 1.0.0 was revoked: broken")
+        );
+    }
+
+    #[test]
+    fn an_error_answer_that_is_not_the_registrys_json_is_named_by_its_status() {
+        for body in [b"<html>Bad gateway</html>".as_slice(), b"", br#"{"status":"down"}"#] {
+            let failure = parse::<IgnoredAny>(502, body).unwrap_err();
+            assert_eq!(
+                (failure.code.as_str(), failure.message.as_str()),
+                ("http_error", "The registry answered HTTP 502.")
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_answer_reads_as_nothing() {
+        parse::<IgnoredAny>(204, b"").unwrap();
+        assert_eq!(
+            parse::<Option<UserAnswer>>(204, b"").unwrap().map(|user| user.email),
+            None
+        );
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_an_error_that_says_so() {
+        let failure = parse::<UserAnswer>(200, br#"{"email":"me@example.com"}"#).unwrap_err();
+        assert_eq!(failure.code, "unexpected_answer");
+        assert!(
+            failure.message.contains("missing field `identities`"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            parse::<SessionFetchAnswer>(202, br#"{"status":"pending"}"#).unwrap(),
+            SessionFetchAnswer::Pending {
+                status: crate::api::LoginStatus::Pending
+            }
+        );
     }
 }
