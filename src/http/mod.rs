@@ -22,6 +22,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote: SocketAddr,
+    /// The parameters of the route's path pattern (`:author` and so on),
+    /// percent-decoded: set by the router.
+    pub params: Vec<(&'static str, String)>,
 }
 
 impl Request {
@@ -30,6 +33,17 @@ impl Request {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// The path parameter `name` of the route (`author` for
+    /// `/packages/:author/:project`). A handler asks only for parameters of
+    /// its own routes' patterns: any other name is a bug, and panics.
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("the route has no path parameter {name:?}"))
     }
 
     /// A decoded query parameter.
@@ -282,6 +296,7 @@ mod tests {
                 .collect(),
             body: Vec::new(),
             remote: format!("{peer}:1234").parse().unwrap(),
+            params: Vec::new(),
         }
     }
 

@@ -432,6 +432,7 @@ impl<'a> Connection<'a> {
             headers: head.headers,
             body,
             remote: self.remote,
+            params: Vec::new(),
         };
         let response = catch_unwind(AssertUnwindSafe(|| service.handle(request))).unwrap_or_else(|_| {
             Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))

@@ -1,6 +1,11 @@
-use crate::http::Response;
+use crate::app::App;
+use crate::error::ApiResult;
+use crate::http::{Request, Response};
 use serde_json::json;
 
-pub fn get() -> Response {
-    Response::json(200, &json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+pub fn get(_app: &App, _request: &Request) -> ApiResult<Response> {
+    Ok(Response::json(
+        200,
+        &json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+    ))
 }

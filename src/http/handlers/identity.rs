@@ -52,8 +52,8 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     ))
 }
 
-pub fn show(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
-    let name = parse_name(name)?;
+pub fn show(app: &App, request: &Request) -> ApiResult<Response> {
+    let name = parse_name(request.param("name"))?;
     let caller = optional_caller(app, request)?;
     let found = identity::require(&app.store, &name)?;
     let role = caller.as_ref().and_then(|caller| found.role_of(&caller.email));
@@ -75,12 +75,12 @@ struct MemberBody {
 }
 
 /// Changes a member's role (200), or invites someone who is not a member (202).
-pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
+pub fn set_member(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     let body: MemberBody = request.json()?;
     let role = Role::parse(&body.role)?;
-    let name = parse_name(name)?;
-    let email = Email::parse(email)?;
+    let name = parse_name(request.param("name"))?;
+    let email = Email::parse(request.param("email"))?;
     let actor = Actor::User(caller.email.clone());
     let limit = app.config.pending_invitations_per_identity;
     let change = app.member_changes_per_user.counting(
@@ -106,10 +106,10 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
 
 /// Removes a member, cancels an invitation, or (for one's own address)
 /// leaves or declines.
-pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
+pub fn remove_member(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
-    let email = Email::parse(email)?;
+    let name = parse_name(request.param("name"))?;
+    let email = Email::parse(request.param("email"))?;
     let actor = Actor::User(caller.email.clone());
     let remove = || identity::remove_member(&app.store, &name, &actor, &email);
     if email == caller.email {
@@ -122,9 +122,9 @@ pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> A
     Ok(Response::no_content())
 }
 
-pub fn audit(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
+pub fn audit(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
+    let name = parse_name(request.param("name"))?;
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
     let entries = identity::audit::read(&app.store, &name, &found)?;

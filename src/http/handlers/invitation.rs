@@ -16,16 +16,16 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
 }
 
 /// Accepts: the caller becomes a member with the invited role.
-pub fn accept(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
+pub fn accept(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
+    let name = parse_name(request.param("name"))?;
     let member = invitation::accept(&app.store, &name, &caller.email)?;
     Ok(Response::json(200, &member))
 }
 
-pub fn decline(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
+pub fn decline(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
+    let name = parse_name(request.param("name"))?;
     invitation::decline(&app.store, &name, &caller.email)?;
     Ok(Response::no_content())
 }

@@ -77,8 +77,9 @@ fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
         .collect())
 }
 
-fn visible_package(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Arc<PackageRecord>> {
-    let name = package_name(author, project)?;
+/// The package of the path (`:author/:project`), if the caller may see it.
+fn visible_package(app: &App, request: &Request) -> ApiResult<Arc<PackageRecord>> {
+    let name = package_name(request.param("author"), request.param("project"))?;
     find_visible(&app.packages.catalog, &name, &visibility(app, request)?)
 }
 
@@ -134,8 +135,8 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(Response::json(200, &json!({ "packages": packages })))
 }
 
-pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
+pub fn show(app: &App, request: &Request) -> ApiResult<Response> {
+    let record = visible_package(app, request)?;
     Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
 }
 
@@ -151,9 +152,9 @@ fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
     Response::json(200, &VersionAnswer { name, version })
 }
 
-pub fn show_version(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
-    let version = version_of(&record, version)?;
+pub fn show_version(app: &App, request: &Request) -> ApiResult<Response> {
+    let record = visible_package(app, request)?;
+    let version = version_of(&record, request.param("version"))?;
     let outline: Option<Value> = app
         .store
         .read_json(&package::outline_path(&record.name, version.version))?;
@@ -163,8 +164,8 @@ pub fn show_version(app: &App, request: &Request, author: &str, project: &str, v
     Ok(Response::json(200, &body))
 }
 
-pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
+pub fn latest(app: &App, request: &Request) -> ApiResult<Response> {
+    let record = visible_package(app, request)?;
     let gren = gren_param(request)?;
     let platform = request.query_param("platform");
     if let Some(platform) = &platform
@@ -184,9 +185,9 @@ pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiR
     Ok(version_answer(&record.name, found))
 }
 
-pub fn previous(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
-    let version = version_param(version)?;
+pub fn previous(app: &App, request: &Request) -> ApiResult<Response> {
+    let record = visible_package(app, request)?;
+    let version = version_param(request.param("version"))?;
     let found = record.previous(version).ok_or_else(|| {
         ApiError::not_found(
             "no_previous_version",
@@ -196,9 +197,9 @@ pub fn previous(app: &App, request: &Request, author: &str, project: &str, versi
     Ok(version_answer(&record.name, found))
 }
 
-pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
-    let version = version_of(&record, version)?;
+pub fn bundle(app: &App, request: &Request) -> ApiResult<Response> {
+    let record = visible_package(app, request)?;
+    let version = version_of(&record, request.param("version"))?;
     if let Some(revoked) = &version.revoked {
         return Err(revoked_error(&record.name, version.version, revoked));
     }
@@ -275,9 +276,19 @@ struct RevokeBody {
     reason: String,
 }
 
-pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version: Option<&str>) -> ApiResult<Response> {
+/// `POST /packages/<author>/<project>/revoke`: every version.
+pub fn revoke_package(app: &App, request: &Request) -> ApiResult<Response> {
+    revoke(app, request, None)
+}
+
+/// `POST /packages/<author>/<project>/<version>/revoke`.
+pub fn revoke_version(app: &App, request: &Request) -> ApiResult<Response> {
+    revoke(app, request, Some(request.param("version")))
+}
+
+fn revoke(app: &App, request: &Request, version: Option<&str>) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let record = visible_package(app, request, author, project)?;
+    let record = visible_package(app, request)?;
     let body: RevokeBody = request.json()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
@@ -310,9 +321,9 @@ struct SettingsBody {
     private: bool,
 }
 
-pub fn settings(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
+pub fn settings(app: &App, request: &Request) -> ApiResult<Response> {
     let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let record = visible_package(app, request, author, project)?;
+    let record = visible_package(app, request)?;
     let body: SettingsBody = request.json()?;
     let updated = app
         .packages

@@ -123,18 +123,18 @@ pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
 /// `GET /session/confirm?token=`: shows who is logging in and a Confirm
 /// button. Only the button's POST confirms, so scanners that fetch links
 /// confirm nothing.
-pub fn confirm_page(app: &App, request: &Request) -> Response {
+pub fn confirm_page(app: &App, request: &Request) -> ApiResult<Response> {
     let token = request.query_param("token").unwrap_or_default();
-    match login::for_link(&app.store, &token) {
+    Ok(match login::for_link(&app.store, &token) {
         Ok(login) => Response::html(200, page("Confirm your login", &confirm_form(&login, &token))),
         Err(problem) => link_problem_page(problem),
-    }
+    })
 }
 
 /// `POST /session/confirm` (form field `token`).
-pub fn confirm(app: &App, request: &Request) -> Response {
+pub fn confirm(app: &App, request: &Request) -> ApiResult<Response> {
     let token = request.form_field("token").unwrap_or_default();
-    match login::confirm(&app.store, &token, &app.confirmations) {
+    Ok(match login::confirm(&app.store, &token, &app.confirmations) {
         Ok(login) => Response::html(
             200,
             page(
@@ -146,7 +146,7 @@ pub fn confirm(app: &App, request: &Request) -> Response {
             ),
         ),
         Err(problem) => link_problem_page(problem),
-    }
+    })
 }
 
 fn confirm_form(login: &Login, token: &str) -> String {

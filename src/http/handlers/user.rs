@@ -32,7 +32,8 @@ pub fn sessions(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(Response::json(200, &json!({ "sessions": sessions })))
 }
 
-pub fn revoke_session(app: &App, request: &Request, id: &str) -> ApiResult<Response> {
+pub fn revoke_session(app: &App, request: &Request) -> ApiResult<Response> {
+    let id = request.param("id");
     let caller = session::authenticate(&app.store, request.bearer_token())?;
     if session::revoke_by_id(&app.store, &caller.email, id)? {
         Ok(Response::no_content())
