@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::router::Registry;
+use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
 use crate::notify;
 use crate::package::publish::Packages;
@@ -99,7 +99,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         app.store.root().display(),
         app.public_url,
     );
-    server.run(Arc::new(Registry(app.clone())));
+    server.run(Arc::new(RegistryService(app.clone())));
     app.stop();
     let _ = housekeeping.join();
     if let Some(notifier) = notifier {

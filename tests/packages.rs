@@ -1803,6 +1803,27 @@ fn unauthenticated_uploads_are_refused_before_their_body_whatever_the_path_spell
 }
 
 #[test]
+fn an_upload_is_authenticated_once_from_its_head_so_a_logout_during_its_body_does_not_undo_it() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let bundle = real("gren-lang/core", "7.0.0");
+    let mut conn = server.conn();
+    let head = format!(
+        "POST /packages HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        server.addr,
+        bundle.len()
+    );
+    conn.write(head.as_bytes()).unwrap();
+    // `100 Continue` comes once the upload is admitted from its head.
+    assert_eq!(conn.read_response(false).unwrap().status, 100);
+    assert_eq!(server.delete("/session", Some(&token)).status, 204);
+    conn.write(&bundle).unwrap();
+    let reply = conn.read_response(false).unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert_eq!(server.get("/packages/gren-lang/core", None).status, 200);
+}
+
+#[test]
 fn events_stay_gap_free_when_a_package_goes_private_and_the_server_restarts() {
     let dir = temp_dir();
     let server = Server::start_in(dir.path(), &[]);

@@ -1,10 +1,13 @@
 //! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
-//! handlers see, and the routing table ([`router`]).
+//! handlers see, who is asking ([`Caller`]), and the routing table ([`router`]).
 
+pub mod caller;
 pub mod handlers;
 pub mod router;
 pub mod server;
 pub mod warnings;
+
+pub use caller::Caller;
 
 use crate::error::ApiError;
 use serde::Serialize;

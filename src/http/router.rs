@@ -12,11 +12,11 @@
 //! the order of `Allow`.
 
 use super::handlers::{health, identity, invitation, package, session, user};
-use super::server::{self, Allowance, Service};
-use super::{Request, Response};
+use super::server::{self, Allowance, Permit, Service};
+use super::{Caller, Request, Response};
 use crate::app::App;
-use crate::auth::session as sessions;
-use crate::budget;
+use crate::auth::session::{self as sessions, Authenticated};
+use crate::budget::{self, Reservation};
 use crate::error::{ApiError, ApiResult};
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ pub static ROUTES: &[Route] = &[
     route(GET, "/events", package::events),
 ];
 
-type Handler = fn(&App, &Request) -> ApiResult<Response>;
+type Handler = fn(&App, &Request, &Caller) -> ApiResult<Response>;
 
 /// One line of the route table.
 #[derive(Debug)]
@@ -209,10 +209,24 @@ pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Vec<(&'stati
     }
 }
 
-fn dispatch(app: &App, mut request: Request) -> ApiResult<Response> {
+/// Answers a request; `admitted` is the caller of an upload, authenticated
+/// from its head.
+fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> ApiResult<Response> {
     let (route, params) = find(&request.method, &request.path)?;
     request.params = params;
-    (route.handler)(app, &request)
+    let caller = match admitted {
+        Some(user) => Caller::signed_in(&app.store, user),
+        None => Caller::new(&app.store, request.bearer_token()),
+    };
+    (route.handler)(app, &request, &caller)
+}
+
+/// What an admitted upload holds until it is answered: its share of the
+/// upload budget, and the user it was admitted for, whom its handler takes
+/// as the caller instead of authenticating again.
+struct Admission {
+    user: Authenticated,
+    _share: Reservation,
 }
 
 /// A bundle upload, decided before its body is read, since bodies are large:
@@ -230,14 +244,17 @@ fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowa
         .inspect_err(|_| app.publishes_per_user.give_back(email))?;
     Ok(Allowance {
         max_body: app.config.max_bundle_bytes,
-        permit: Some(Box::new(share)),
+        permit: Some(Box::new(Admission {
+            user: caller,
+            _share: share,
+        })),
     })
 }
 
 /// The registry as the HTTP server sees it.
-pub struct Registry(pub Arc<App>);
+pub struct RegistryService(pub Arc<App>);
 
-impl Service for Registry {
+impl Service for RegistryService {
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<Allowance> {
         match find(method, path) {
             Ok((route, _)) if route.upload => upload_allowance(&self.0, headers),
@@ -245,8 +262,11 @@ impl Service for Registry {
         }
     }
 
-    fn handle(&self, request: Request) -> Response {
-        dispatch(&self.0, request).unwrap_or_else(Response::from)
+    fn handle(&self, request: Request, permit: Option<&Permit>) -> Response {
+        let admitted = permit
+            .and_then(|permit| permit.downcast_ref::<Admission>())
+            .map(|admission| admission.user.clone());
+        dispatch(&self.0, request, admitted).unwrap_or_else(Response::from)
     }
 }
 

@@ -46,16 +46,22 @@ pub trait Service: Send + Sync + 'static {
     /// What a request with this head is allowed, or the error that refuses
     /// it outright; consulted before any of the body is read.
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> Result<Allowance, ApiError>;
-    fn handle(&self, request: Request) -> Response;
+    /// Answers a request, with the permit of its [`Allowance`]: what was
+    /// decided from the head reaches the answer.
+    fn handle(&self, request: Request, permit: Option<&Permit>) -> Response;
 }
+
+/// Whatever the application keeps from a request's head to its answer.
+pub type Permit = dyn std::any::Any + Send;
 
 /// What the application allows a request before its body is read.
 pub struct Allowance {
     /// The largest body accepted.
     pub max_body: u64,
-    /// Held while the body is read and handled, dropped once the response
-    /// is written: an upload's share of a memory budget, say.
-    pub permit: Option<Box<dyn std::any::Any + Send>>,
+    /// Held while the body is read and handled, handed to the handler,
+    /// dropped once the response is written: an upload's share of a memory
+    /// budget, say, and who was admitted.
+    pub permit: Option<Box<Permit>>,
 }
 
 impl From<u64> for Allowance {
@@ -397,7 +403,7 @@ impl<'a> Connection<'a> {
             started,
         };
         // The permit (if any) is held until the response is written.
-        let (body, _permit) = match service.body_limit(&head.method, &path, &head.headers) {
+        let (body, permit) = match service.body_limit(&head.method, &path, &head.headers) {
             Ok(allowance) => (self.read_body(&head, allowance.max_body), allowance.permit),
             Err(error) => {
                 // What follows the head is (the start of) the refused body.
@@ -434,9 +440,10 @@ impl<'a> Connection<'a> {
             remote: self.remote,
             params: Vec::new(),
         };
-        let response = catch_unwind(AssertUnwindSafe(|| service.handle(request))).unwrap_or_else(|_| {
-            Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))
-        });
+        let response =
+            catch_unwind(AssertUnwindSafe(|| service.handle(request, permit.as_deref()))).unwrap_or_else(|_| {
+                Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))
+            });
         self.respond(&seen, &response, head_only, keep_alive)
     }
 
@@ -864,7 +871,7 @@ mod tests {
             Ok(1024.into())
         }
 
-        fn handle(&self, request: Request) -> Response {
+        fn handle(&self, request: Request, _: Option<&Permit>) -> Response {
             if request.path == "/panic" {
                 panic!("a handler bug");
             }

@@ -4,9 +4,9 @@
 use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::escape_html;
-use crate::auth::session::{self, Authenticated};
+use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
 use serde::Deserialize;
@@ -20,7 +20,7 @@ struct CreateBody {
     session: Option<String>,
 }
 
-pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn create(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let body: CreateBody = match request.json() {
         Ok(body) => body,
         // Who is asking comes first: without a bearer token, the body was
@@ -28,7 +28,7 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
         Err(_) if request.bearer_token().is_none() => return Err(session::missing_token()),
         Err(err) => return Err(err),
     };
-    let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
+    let caller = caller.user_or_token(body.session.as_deref())?;
     let name = IdentityName::parse(&body.name)?;
     let actor = Actor::User(caller.email.clone());
     // Only creations count against the limit, not refused names.
@@ -52,9 +52,9 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     ))
 }
 
-pub fn show(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let name = parse_name(request.param("name"))?;
-    let caller = optional_caller(app, request)?;
+    let caller = caller.optional()?;
     let found = identity::require(&app.store, &name)?;
     let role = caller.as_ref().and_then(|caller| found.role_of(&caller.email));
     let packages = crate::package::listing_for_identity(&app.packages.catalog, &name, role.is_some());
@@ -75,8 +75,8 @@ struct MemberBody {
 }
 
 /// Changes a member's role (200), or invites someone who is not a member (202).
-pub fn set_member(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn set_member(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let body: MemberBody = request.json()?;
     let role = Role::parse(&body.role)?;
     let name = parse_name(request.param("name"))?;
@@ -106,8 +106,8 @@ pub fn set_member(app: &App, request: &Request) -> ApiResult<Response> {
 
 /// Removes a member, cancels an invitation, or (for one's own address)
 /// leaves or declines.
-pub fn remove_member(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn remove_member(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let name = parse_name(request.param("name"))?;
     let email = Email::parse(request.param("email"))?;
     let actor = Actor::User(caller.email.clone());
@@ -122,21 +122,13 @@ pub fn remove_member(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(Response::no_content())
 }
 
-pub fn audit(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn audit(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let name = parse_name(request.param("name"))?;
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
     let entries = identity::audit::read(&app.store, &name, &found)?;
     Ok(Response::json(200, &json!({ "name": found.name, "entries": entries })))
-}
-
-/// The caller when a token is given (401 when it is bad), else `None`.
-pub fn optional_caller(app: &App, request: &Request) -> ApiResult<Option<Authenticated>> {
-    match request.bearer_token() {
-        Some(token) => session::authenticate(&app.store, Some(token)).map(Some),
-        None => Ok(None),
-    }
 }
 
 /// An identity name from a path: one that cannot exist is simply not found.

@@ -1,12 +1,10 @@
 //! `/packages` and `/events`: publish, browse, download, revoke.
 
-use super::identity::optional_caller;
 use crate::app::App;
 use crate::auth::secret::sha256_hex;
-use crate::auth::session;
 use crate::bundle::outline::PLATFORMS;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
 use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
@@ -21,9 +19,9 @@ const MAX_EVENT_PAGE: u64 = 1000;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// `POST /packages`. The caller was authenticated and counted against the
-/// publish limit before the body was read (`Registry::body_limit`).
-pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+/// publish limit before the body was read (`RegistryService::body_limit`).
+pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let email = caller.email.as_str().to_string();
     let private = match request.query_param("private").as_deref() {
         None | Some("false") => false,
@@ -67,8 +65,8 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
 }
 
 /// Identity keys whose private packages the caller may see.
-fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
-    let Some(caller) = optional_caller(app, request)? else {
+fn visibility(app: &App, caller: &Caller) -> ApiResult<Visibility> {
+    let Some(caller) = caller.optional()? else {
         return Ok(Visibility::new());
     };
     Ok(identity::memberships(&app.store, &caller.email)?
@@ -78,9 +76,9 @@ fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
 }
 
 /// The package of the path (`:author/:project`), if the caller may see it.
-fn visible_package(app: &App, request: &Request) -> ApiResult<Arc<PackageRecord>> {
+fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
     let name = package_name(request.param("author"), request.param("project"))?;
-    find_visible(&app.packages.catalog, &name, &visibility(app, request)?)
+    find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
@@ -121,9 +119,9 @@ fn gren_param(request: &Request) -> ApiResult<Option<Version>> {
         .transpose()
 }
 
-pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let gren = gren_param(request)?;
-    let visible = visibility(app, request)?;
+    let visible = visibility(app, caller)?;
     let packages: Vec<_> = app
         .packages
         .catalog
@@ -135,8 +133,8 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(Response::json(200, &json!({ "packages": packages })))
 }
 
-pub fn show(app: &App, request: &Request) -> ApiResult<Response> {
-    let record = visible_package(app, request)?;
+pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
 }
 
@@ -152,8 +150,8 @@ fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
     Response::json(200, &VersionAnswer { name, version })
 }
 
-pub fn show_version(app: &App, request: &Request) -> ApiResult<Response> {
-    let record = visible_package(app, request)?;
+pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     let version = version_of(&record, request.param("version"))?;
     let outline: Option<Value> = app
         .store
@@ -164,8 +162,8 @@ pub fn show_version(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(Response::json(200, &body))
 }
 
-pub fn latest(app: &App, request: &Request) -> ApiResult<Response> {
-    let record = visible_package(app, request)?;
+pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     let gren = gren_param(request)?;
     let platform = request.query_param("platform");
     if let Some(platform) = &platform
@@ -185,8 +183,8 @@ pub fn latest(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(version_answer(&record.name, found))
 }
 
-pub fn previous(app: &App, request: &Request) -> ApiResult<Response> {
-    let record = visible_package(app, request)?;
+pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     let version = version_param(request.param("version"))?;
     let found = record.previous(version).ok_or_else(|| {
         ApiError::not_found(
@@ -197,8 +195,8 @@ pub fn previous(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(version_answer(&record.name, found))
 }
 
-pub fn bundle(app: &App, request: &Request) -> ApiResult<Response> {
-    let record = visible_package(app, request)?;
+pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     let version = version_of(&record, request.param("version"))?;
     if let Some(revoked) = &version.revoked {
         return Err(revoked_error(&record.name, version.version, revoked));
@@ -277,18 +275,18 @@ struct RevokeBody {
 }
 
 /// `POST /packages/<author>/<project>/revoke`: every version.
-pub fn revoke_package(app: &App, request: &Request) -> ApiResult<Response> {
-    revoke(app, request, None)
+pub fn revoke_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    revoke(app, request, caller, None)
 }
 
 /// `POST /packages/<author>/<project>/<version>/revoke`.
-pub fn revoke_version(app: &App, request: &Request) -> ApiResult<Response> {
-    revoke(app, request, Some(request.param("version")))
+pub fn revoke_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    revoke(app, request, caller, Some(request.param("version")))
 }
 
-fn revoke(app: &App, request: &Request, version: Option<&str>) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let record = visible_package(app, request)?;
+fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let record = visible_package(app, request, caller)?;
     let body: RevokeBody = request.json()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
@@ -297,10 +295,10 @@ fn revoke(app: &App, request: &Request, version: Option<&str>) -> ApiResult<Resp
         );
     }
     let version = version.map(version_param).transpose()?;
-    app.publishes_per_user.hit(caller.email.as_str())?;
+    app.publishes_per_user.hit(user.email.as_str())?;
     let versions = app
         .packages
-        .revoke(&app.store, &record.name, version, reason, &Actor::User(caller.email))?;
+        .revoke(&app.store, &record.name, version, reason, &Actor::User(user.email))?;
     match version {
         Some(version) => {
             let revoked = versions
@@ -321,13 +319,13 @@ struct SettingsBody {
     private: bool,
 }
 
-pub fn settings(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let record = visible_package(app, request)?;
+pub fn settings(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let record = visible_package(app, request, caller)?;
     let body: SettingsBody = request.json()?;
     let updated = app
         .packages
-        .set_private(&app.store, &record.name, body.private, &Actor::User(caller.email))?;
+        .set_private(&app.store, &record.name, body.private, &Actor::User(user.email))?;
     Ok(Response::json(
         200,
         &json!({ "name": updated.name, "private": updated.private }),
@@ -344,7 +342,7 @@ fn number_param(request: &Request, name: &str, default: u64, message: &str) -> A
     }
 }
 
-pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let since = number_param(
         request,
         "since",

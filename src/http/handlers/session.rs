@@ -6,7 +6,7 @@ use crate::auth::email::Email;
 use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login, escape_html};
 use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::ratelimit::{client_network, hit_all};
 use serde::Deserialize;
 use serde_json::json;
@@ -23,7 +23,7 @@ struct StartBody {
     email: String,
 }
 
-pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let body: StartBody = request.json()?;
     let email = Email::parse(&body.email)?;
     let ip = request.client_ip(&app.config.trusted_proxies);
@@ -78,7 +78,7 @@ struct FetchBody {
     email_confirmation_code: Option<String>,
 }
 
-pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn fetch(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let body: FetchBody = request.json()?;
     let wait = match request.query_param("wait") {
         None => Duration::ZERO,
@@ -114,8 +114,8 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
     })
 }
 
-pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn logout(app: &App, _request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     session::revoke(&app.store, &caller.email, &caller.token_hash)?;
     Ok(Response::no_content())
 }
@@ -123,7 +123,7 @@ pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
 /// `GET /session/confirm?token=`: shows who is logging in and a Confirm
 /// button. Only the button's POST confirms, so scanners that fetch links
 /// confirm nothing.
-pub fn confirm_page(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn confirm_page(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let token = request.query_param("token").unwrap_or_default();
     Ok(match login::for_link(&app.store, &token) {
         Ok(login) => Response::html(200, page("Confirm your login", &confirm_form(&login, &token))),
@@ -132,7 +132,7 @@ pub fn confirm_page(app: &App, request: &Request) -> ApiResult<Response> {
 }
 
 /// `POST /session/confirm` (form field `token`).
-pub fn confirm(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn confirm(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let token = request.form_field("token").unwrap_or_default();
     Ok(match login::confirm(&app.store, &token, &app.confirmations) {
         Ok(login) => Response::html(
