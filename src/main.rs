@@ -28,9 +28,9 @@ fn main() {
     let cli = Cli::parse();
     gren_registry::logging::init();
     let result = match cli.command {
-        Command::Serve(config) => gren_registry::serve::run(*config).map(|()| true),
-        Command::Admin(args) => gren_registry::admin::run(args),
-        Command::Client(command) => gren_registry::client::run(&cli.target, command)
+        Command::Serve(config) => gren_registry::serve::serve(*config).map(|()| true),
+        Command::Admin(args) => gren_registry::admin::run_command(args),
+        Command::Client(command) => gren_registry::client::run_command(&cli.target, command)
             .map(|()| true)
             .map_err(Into::into),
     };

@@ -19,7 +19,7 @@ use std::time::Instant;
 /// share their lock with the original) and local development mail.
 const SKIPPED: [&str; 4] = [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, "mail"];
 
-pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
+pub fn take(root: &Path, destination: &Path) -> ApiResult<Report> {
     if !root.join(LOCK_FILE).exists() {
         return Err(ApiError::not_found(
             "no_data_dir",

@@ -105,15 +105,15 @@ fn read_project(dir: &Path) -> CliResult<Project> {
 }
 
 /// A chosen version, with the bundle and its outline.
-struct Fetched {
+struct ChosenVersion {
     version: Version,
     bytes: Vec<u8>,
     outline: Outline,
 }
 
-pub fn run(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()> {
+pub fn install(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()> {
     let project = read_project(dir)?;
-    let mut chosen: BTreeMap<PackageName, Fetched> = BTreeMap::new();
+    let mut chosen: BTreeMap<PackageName, ChosenVersion> = BTreeMap::new();
     // (package, what is wanted, who wants it)
     let mut queue: VecDeque<(PackageName, Want, String)> = project
         .wanted
@@ -155,7 +155,7 @@ pub fn run(registry: &Registry, token: Option<&str>, dir: &Path) -> CliResult<()
 /// in which `x/y-z` and `x-y/z` are the same (and so are names differing in
 /// case, on macOS and Windows): two such packages cannot be installed
 /// together, since one file would silently replace the other.
-fn check_file_names(chosen: &BTreeMap<PackageName, Fetched>) -> CliResult<()> {
+fn check_file_names(chosen: &BTreeMap<PackageName, ChosenVersion>) -> CliResult<()> {
     let mut files: BTreeMap<String, &PackageName> = BTreeMap::new();
     for (name, fetched) in chosen {
         let file = name.bundle_file_name(fetched.version);
@@ -238,7 +238,7 @@ fn fetch(
     dir: &Path,
     name: &PackageName,
     version: Version,
-) -> CliResult<Fetched> {
+) -> CliResult<ChosenVersion> {
     let record = registry
         .get(&format!("/packages/{name}/{version}"), token)
         .map_err(|err| not_found(name, "your project", err))?;
@@ -273,7 +273,7 @@ fn fetch(
             outline.name, outline.version
         )));
     }
-    Ok(Fetched {
+    Ok(ChosenVersion {
         version,
         bytes,
         outline,

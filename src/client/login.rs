@@ -18,7 +18,7 @@ enum Event {
     StdinClosed,
 }
 
-pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
+pub fn log_in(registry: &Registry, email: Option<String>) -> CliResult<()> {
     let email = match email {
         Some(email) => email,
         None => prompt("E-mail address: ")?,

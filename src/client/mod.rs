@@ -116,10 +116,10 @@ pub enum IdentityCommand {
     Leave { name: String },
 }
 
-pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
+pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
     let registry = Registry::new(&target.registry);
     match command {
-        ClientCommand::Login { email } => login::run(&registry, email),
+        ClientCommand::Login { email } => login::log_in(&registry, email),
         ClientCommand::Logout => login::logout(&registry),
         ClientCommand::Whoami => {
             let token = credentials::token_for(&registry.url)?;
@@ -164,7 +164,7 @@ pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
         }
         ClientCommand::Install { dir } => {
             let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
-            install::run(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
+            install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
     }
 }

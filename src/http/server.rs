@@ -21,7 +21,7 @@
 //!   a permit (an upload's share of a memory budget) held until it is answered;
 //! - a panicking handler costs one `500`, not a worker;
 //! - on shutdown, in-flight connections get `shutdown_grace` to finish, then
-//!   are abandoned ([`Server::run`] returns).
+//!   are abandoned ([`Server::serve_until_shut_down`] returns).
 //!
 //! Every request that reaches a handler is one `info` line of the log; what
 //! the connection layer decides on its own (refusals, bad or slow heads,
@@ -189,7 +189,7 @@ impl Server {
 
     /// Serves until shut down, then waits for in-flight requests to finish,
     /// for at most the grace period.
-    pub fn run(self, service: Arc<dyn Service>) {
+    pub fn serve_until_shut_down(self, service: Arc<dyn Service>) {
         let limits = Arc::new(self.limits.clone());
         for stream in self.listener.incoming() {
             if self.state.shutting_down.load(Ordering::SeqCst) {
@@ -898,7 +898,7 @@ mod tests {
         let server = Server::bind("127.0.0.1:0", limits).unwrap();
         let address = server.local_addr().unwrap();
         let shutdown = server.shutdown_handle().unwrap();
-        let running = std::thread::spawn(move || server.run(Arc::new(Fragile)));
+        let running = std::thread::spawn(move || server.serve_until_shut_down(Arc::new(Fragile)));
         // More panics than connection slots: each must give its slot back.
         // A connection's slot is given back when its thread ends, a moment
         // after its answer: wait for the slots, each panic must not keep one.

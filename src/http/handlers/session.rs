@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::auth::email::Email;
-use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login, escape_html};
+use crate::auth::login::{self, FetchOutcome, FetchRequest, LinkProblem, Login, Requester, escape_html};
 use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
@@ -32,7 +32,7 @@ pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
     let started = login::start(
         &app.store,
         &email,
-        Client {
+        Requester {
             ip: ip.to_string(),
             user_agent: request.user_agent(),
         },
@@ -97,18 +97,18 @@ pub fn fetch(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
         ip: request.client_ip(&app.config.trusted_proxies).to_string(),
     };
     let outcome = match login::fetch(&app.store, &fetch_request)? {
-        Fetched::Pending if !wait.is_zero() => app
+        FetchOutcome::Pending if !wait.is_zero() => app
             .confirmations
             .wait_for(wait, || match login::fetch(&app.store, &fetch_request)? {
-                Fetched::Pending if !app.is_stopping() => Ok(None),
+                FetchOutcome::Pending if !app.is_stopping() => Ok(None),
                 outcome => Ok(Some(outcome)),
             })?
-            .unwrap_or(Fetched::Pending),
+            .unwrap_or(FetchOutcome::Pending),
         outcome => outcome,
     };
     Ok(match outcome {
-        Fetched::Token(token) => Response::json(200, &json!({ "sessionToken": token })),
-        Fetched::Pending => {
+        FetchOutcome::Token(token) => Response::json(200, &json!({ "sessionToken": token })),
+        FetchOutcome::Pending => {
             Response::json(202, &json!({ "status": "pending" })).with_header("Retry-After", POLL_SECONDS.to_string())
         }
     })
