@@ -38,6 +38,8 @@ impl From<crate::error::ApiError> for CliError {
 
 pub type CliResult<T> = Result<T, CliError>;
 
+/// The client's options. The command line gives them to each client command
+/// (global: below `identity` too), not to `serve` or `admin`.
 #[derive(Debug, Args)]
 pub struct Target {
     /// The registry to talk to.
