@@ -18,7 +18,8 @@
 //!   a refused body up to `max_drain_bytes` is then read and dropped, so that
 //!   a proxy still sending it gets the answer rather than a reset (`502`);
 //!   the application may refuse a request from its head alone, or hand back
-//!   a permit (an upload's share of a memory budget) held until it is answered;
+//!   a permit (an upload's share of a memory budget, who was admitted) that
+//!   its handler gets and that is held until it is answered;
 //! - a panicking handler costs one `500`, not a worker;
 //! - on shutdown, in-flight connections get `shutdown_grace` to finish, then
 //!   are abandoned ([`Server::serve_until_shut_down`] returns).
