@@ -29,50 +29,46 @@ const PUT: &str = "PUT";
 const PATCH: &str = "PATCH";
 const DELETE: &str = "DELETE";
 
-/// Every route of the registry. Its `Allow` lists a path's methods in this order.
+/// Every route of the registry, one a line. `Allow` names a path's methods
+/// in this order.
+#[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    route(GET, "/health", health::get),
-    route(POST, "/session", session::start),
-    route(DELETE, "/session", session::logout),
+    route(GET,    "/health",                                      health::get),
+    route(POST,   "/session",                                     session::start),
+    route(DELETE, "/session",                                     session::logout),
     // The upstream Gren registry's name for `/session`.
-    route(POST, "/users", session::start),
-    route(DELETE, "/users", session::logout),
-    route(GET, "/session/confirm", session::confirm_page),
-    route(POST, "/session/confirm", session::confirm),
-    route(POST, "/session/fetch", session::fetch),
-    route(GET, "/user", user::get),
-    route(GET, "/user/sessions", user::sessions),
-    route(DELETE, "/user/sessions/:id", user::revoke_session),
-    route(GET, "/user/invitations", invitation::list),
-    route(POST, "/publishing-identity", identity::create),
-    route(GET, "/publishing-identity/:name", identity::show),
-    route(PUT, "/publishing-identity/:name/members/:email", identity::set_member),
-    route(
-        DELETE,
-        "/publishing-identity/:name/members/:email",
-        identity::remove_member,
-    ),
-    route(GET, "/publishing-identity/:name/audit", identity::audit),
-    route(POST, "/publishing-identity/:name/invitation", invitation::accept),
-    route(DELETE, "/publishing-identity/:name/invitation", invitation::decline),
-    route(GET, "/packages", package::list),
-    upload(POST, "/packages", package::publish),
-    route(GET, "/packages/:author/:project", package::show),
-    route(PATCH, "/packages/:author/:project", package::settings),
-    route(GET, "/packages/:author/:project/latest", package::latest),
-    route(POST, "/packages/:author/:project/revoke", package::revoke_package),
-    route(GET, "/packages/:author/:project/:version", package::show_version),
-    route(GET, "/packages/:author/:project/:version/bundle", package::bundle),
-    route(GET, "/packages/:author/:project/:version/previous", package::previous),
-    route(
-        POST,
-        "/packages/:author/:project/:version/revoke",
-        package::revoke_version,
-    ),
-    route(GET, "/events", package::events),
+    route(POST,   "/users",                                       session::start),
+    route(DELETE, "/users",                                       session::logout),
+    route(GET,    "/session/confirm",                             session::confirm_page),
+    route(POST,   "/session/confirm",                             session::confirm),
+    route(POST,   "/session/fetch",                               session::fetch),
+    route(GET,    "/user",                                        user::get),
+    route(GET,    "/user/sessions",                               user::sessions),
+    route(DELETE, "/user/sessions/:id",                           user::revoke_session),
+    route(GET,    "/user/invitations",                            invitation::list),
+    route(POST,   "/publishing-identity",                         identity::create),
+    route(GET,    "/publishing-identity/:name",                   identity::show),
+    route(PUT,    "/publishing-identity/:name/members/:email",    identity::set_member),
+    route(DELETE, "/publishing-identity/:name/members/:email",    identity::remove_member),
+    route(GET,    "/publishing-identity/:name/audit",             identity::audit),
+    route(POST,   "/publishing-identity/:name/invitation",        invitation::accept),
+    route(DELETE, "/publishing-identity/:name/invitation",        invitation::decline),
+    route(GET,    "/packages",                                    package::list),
+    upload(POST,  "/packages",                                    package::publish),
+    route(GET,    "/packages/:author/:project",                   package::show),
+    route(PATCH,  "/packages/:author/:project",                   package::settings),
+    route(GET,    "/packages/:author/:project/latest",            package::latest),
+    route(POST,   "/packages/:author/:project/revoke",            package::revoke_package),
+    route(GET,    "/packages/:author/:project/:version",          package::show_version),
+    route(GET,    "/packages/:author/:project/:version/bundle",   package::bundle),
+    route(GET,    "/packages/:author/:project/:version/previous", package::previous),
+    route(POST,   "/packages/:author/:project/:version/revoke",   package::revoke_version),
+    route(GET,    "/events",                                      package::events),
 ];
 
 type Handler = fn(&App, &Request, &Caller) -> ApiResult<Response>;
+/// A path's parameters by name (see [`Request::param`]).
+type Params = Vec<(&'static str, String)>;
 
 /// One line of the route table.
 #[derive(Debug)]
@@ -107,7 +103,7 @@ impl Route {
     }
 
     /// The parameters of `segments` when this route's pattern matches them.
-    fn bind(&self, segments: &[String]) -> Option<Vec<(&'static str, String)>> {
+    fn bind(&self, segments: &[String]) -> Option<Params> {
         if self.pattern_segments().count() != segments.len() {
             return None;
         }
@@ -148,16 +144,13 @@ fn segments(path: &str) -> Option<Vec<String>> {
 
 /// The resource a path names: the most specific pattern that matches it,
 /// with the path's parameters.
-fn resource(path: &str) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+fn resource(path: &str) -> Option<(&'static str, Params)> {
     most_specific(ROUTES.iter(), &segments(path)?)
 }
 
 /// The most specific pattern of `routes` that matches `segments`, with their
 /// parameters.
-fn most_specific<'r>(
-    routes: impl Iterator<Item = &'r Route>,
-    segments: &[String],
-) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+fn most_specific<'r>(routes: impl Iterator<Item = &'r Route>, segments: &[String]) -> Option<(&'static str, Params)> {
     routes
         .filter_map(|route| Some((route, route.bind(segments)?)))
         .max_by_key(|(route, _)| route.specificity())
@@ -187,7 +180,7 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
 /// The route that answers `method` on `path`, with the path's parameters:
 /// `404` for an unknown path, `405` with `Allow` for a known path and
 /// another method.
-pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Vec<(&'static str, String)>)> {
+pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
     // The path is not echoed: error messages carry no raw request input.
     let (pattern, params) =
         resource(path).ok_or_else(|| ApiError::not_found("not_found", "There is nothing at this path."))?;
@@ -234,9 +227,9 @@ struct Admission {
 /// limit, and with a share of the budget of upload bytes in flight, held
 /// until the upload is answered. A refusal here uses up no publish.
 fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowance> {
-    let caller = sessions::authenticate(&app.store, super::bearer_token(headers))?;
+    let user = sessions::authenticate(&app.store, super::bearer_token(headers))?;
     let length = server::declared_length(headers, app.config.max_bundle_bytes)?;
-    let email = caller.email.as_str();
+    let email = user.email.as_str();
     app.publishes_per_user.hit(email)?;
     let share = app
         .upload_bodies
@@ -244,10 +237,7 @@ fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowa
         .inspect_err(|_| app.publishes_per_user.give_back(email))?;
     Ok(Allowance {
         max_body: app.config.max_bundle_bytes,
-        permit: Some(Box::new(Admission {
-            user: caller,
-            _share: share,
-        })),
+        permit: Some(Box::new(Admission { user, _share: share })),
     })
 }
 
@@ -274,7 +264,7 @@ impl Service for RegistryService {
 mod tests {
     use super::*;
 
-    fn found(method: &str, path: &str) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+    fn found(method: &str, path: &str) -> Option<(&'static str, Params)> {
         find(method, path).ok().map(|(route, params)| (route.pattern, params))
     }
 
