@@ -34,13 +34,24 @@ pub fn version_range(data: &[u8]) {
     }
 }
 
-/// The request head parser and the routing table.
+/// The request head parser and the routing table: a path the table knows
+/// is found for each method it allows and is `405` for the others; any
+/// other path is `404`.
 pub fn router(data: &[u8]) {
     if let Ok(Some(head)) = parse_head(data, &Limits::default()) {
         assert!(head.length <= data.len());
         let path = head.target.split('?').next().unwrap_or_default();
-        if let Some(methods) = router::allowed_methods(path) {
-            assert!(!methods.is_empty());
+        let refused = router::find(&head.method, path).err().map(|err| err.status);
+        match router::allowed_methods(path) {
+            Some(methods) => {
+                assert!(!methods.is_empty());
+                for method in &methods {
+                    assert!(router::find(method, path).is_ok(), "{method} {path}");
+                }
+                let allowed = methods.contains(&head.method.as_str());
+                assert_eq!(refused, (!allowed).then_some(405), "{} {path}", head.method);
+            }
+            None => assert_eq!(refused, Some(404), "{} {path}", head.method),
         }
     }
 }

@@ -1,46 +1,89 @@
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use gren_registry::client::{ClientCommand, Target};
 use gren_registry::config::Config;
 use std::io::Write;
+use std::process::ExitCode;
 
 /// The package registry for the Gren programming language.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    #[command(flatten)]
-    target: gren_registry::client::Target,
+    /// The registry the client commands talk to (also taken after the command).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    // Boxed: the configuration dwarfs the other commands (clippy::large_enum_variant).
     /// Run the registry's HTTP server.
-    // Boxed: the configuration is far larger than the other commands.
+    // Boxed: the configuration is far larger than the other commands (clippy::large_enum_variant).
     Serve(Box<Config>),
     /// Operator commands on the data directory.
     Admin(gren_registry::admin::AdminArgs),
     #[command(flatten)]
-    Client(gren_registry::client::ClientCommand),
+    Client(ClientCommand),
 }
 
-fn main() {
-    let cli = Cli::parse();
+/// The command line: the client's options ([`Target`]) belong to each client
+/// command, and not to `serve` or `admin`, which talk to no registry.
+fn command_line() -> clap::Command {
+    let client = ClientCommand::augment_subcommands(clap::Command::new("client"));
+    client.get_subcommands().fold(Cli::command(), |cli, command| {
+        cli.mut_subcommand(command.get_name(), Target::augment_args)
+    })
+}
+
+/// The parsed command line, and the client's options for a client command.
+fn parse() -> (Cli, Option<Target>) {
+    let matches = command_line().get_matches();
+    let parsed = Cli::from_arg_matches(&matches).and_then(|cli| {
+        let target = match &cli.command {
+            Command::Client(_) => {
+                let (_, command) = matches.subcommand().expect("a command was given");
+                Some(Target::from_arg_matches(command)?)
+            }
+            Command::Serve(_) | Command::Admin(_) => None,
+        };
+        Ok((cli, target))
+    });
+    let (cli, mut target) = parsed.unwrap_or_else(|err| err.format(&mut command_line()).exit());
+    match (&cli.registry, &mut target) {
+        // Named before the command, it wins over GREN_REGISTRY_URL.
+        (Some(registry), Some(target)) => target.registry = registry.clone(),
+        (Some(_), None) => command_line()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--registry is an option of the client commands; `serve` and `admin` do not take it",
+            )
+            .exit(),
+        (None, _) => {}
+    }
+    (cli, target)
+}
+
+fn main() -> ExitCode {
+    let (cli, target) = parse();
     gren_registry::logging::init();
     let result = match cli.command {
-        Command::Serve(config) => gren_registry::serve::run(*config).map(|()| true),
-        Command::Admin(args) => gren_registry::admin::run(args),
-        Command::Client(command) => gren_registry::client::run(&cli.target, command)
-            .map(|()| true)
-            .map_err(Into::into),
+        Command::Serve(config) => gren_registry::serve::serve(*config).map(|()| true),
+        Command::Admin(args) => gren_registry::admin::run_command(args),
+        Command::Client(command) => {
+            let target = target.expect("client commands have a target");
+            gren_registry::client::run_command(&target, command)
+                .map(|()| true)
+                .map_err(Into::into)
+        }
     };
     match result {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             // Not eprintln!: a closed or full standard error must not panic.
             let _ = writeln!(std::io::stderr(), "gren-registry: {err}");
-            std::process::exit(1);
+            ExitCode::FAILURE
         }
     }
 }

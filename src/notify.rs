@@ -42,7 +42,7 @@ pub fn pending(app: &App, limit: u64) -> ApiResult<Vec<Event>> {
 }
 
 /// Delivers events to `site_url` until the app stops.
-pub fn run(app: &App, site_url: &str) {
+pub fn deliver_until_stopped(app: &App, site_url: &str) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_global(Some(Duration::from_secs(15)))

@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::router::Registry;
+use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
 use crate::notify;
 use crate::package::publish::Packages;
@@ -13,7 +13,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Before anything is opened: a bad setting must not cost a data
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
@@ -59,7 +59,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             Some(
                 std::thread::Builder::new()
                     .name("notify".into())
-                    .spawn(move || notify::run(&app, &url))?,
+                    .spawn(move || notify::deliver_until_stopped(&app, &url))?,
             )
         }
         None => None,
@@ -99,7 +99,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         app.store.root().display(),
         app.public_url,
     );
-    server.run(Arc::new(Registry(app.clone())));
+    server.serve_until_shut_down(Arc::new(RegistryService(app.clone())));
     app.stop();
     let _ = housekeeping.join();
     if let Some(notifier) = notifier {

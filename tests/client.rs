@@ -598,3 +598,55 @@ fn the_real_compiler_accepts_what_install_wrote() {
     let refused = compiler_package_install(&compiler, app.path());
     assert!(!refused.status.success(), "the compiler must notice a missing package");
 }
+
+#[test]
+fn the_registry_option_belongs_to_the_client_commands_and_serve_and_admin_refuse_it() {
+    let cli = Cli {
+        home: tempfile::tempdir().unwrap(),
+        registry: "http://from-env.example".into(),
+    };
+    // Before the client command, after it, or after a subcommand of it.
+    let spellings: [(&[&str], &str); 4] = [
+        (&["whoami"], "http://from-env.example"),
+        (
+            &["--registry", "http://before.example", "whoami"],
+            "http://before.example",
+        ),
+        (
+            &["whoami", "--registry", "http://after.example"],
+            "http://after.example",
+        ),
+        (
+            &["identity", "show", "x", "--registry", "http://deep.example"],
+            "http://deep.example",
+        ),
+    ];
+    for (args, registry) in spellings {
+        let stderr = cli.fails(args);
+        assert!(
+            stderr.contains(&format!("not logged in to {registry}.")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // `serve` and `admin` talk to no registry: a usage error (status 2),
+    // wherever the option stands. Their settings would fail otherwise.
+    let refusals: [&[&str]; 5] = [
+        &["serve", "--registry", "http://x.example"],
+        &["--registry", "http://x.example", "serve"],
+        &["admin", "fsck", "--registry", "http://x.example"],
+        &["admin", "--registry", "http://x.example", "fsck"],
+        &["--registry", "http://x.example", "admin", "fsck"],
+    ];
+    for args in refusals {
+        let output = cli
+            .command(args)
+            .env("GREN_REGISTRY_LISTEN", "not an address")
+            .env("GREN_REGISTRY_DATA_DIR", cli.home.path().join("absent"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--registry"), "{args:?}: {stderr}");
+    }
+}

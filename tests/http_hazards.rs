@@ -653,6 +653,52 @@ fn error_messages_do_not_echo_the_request_path() {
     assert!(!message.chars().any(char::is_control), "{message:?}");
 }
 
+#[test]
+fn every_known_path_answers_a_wrong_method_with_405_and_its_methods_in_allow() {
+    let server = Server::start();
+    // Every resource of the registry and the methods it answers, in the
+    // order `Allow` names them (HEAD comes with GET, last).
+    let resources = [
+        ("/health", "GET, HEAD"),
+        ("/session", "POST, DELETE"),
+        ("/users", "POST, DELETE"),
+        ("/session/confirm", "GET, POST, HEAD"),
+        ("/session/fetch", "POST"),
+        ("/user", "GET, HEAD"),
+        ("/user/sessions", "GET, HEAD"),
+        ("/user/sessions/0123abcd", "DELETE"),
+        ("/user/invitations", "GET, HEAD"),
+        ("/publishing-identity", "POST"),
+        ("/publishing-identity/gren-lang", "GET, HEAD"),
+        ("/publishing-identity/gren-lang/members/me@example.com", "PUT, DELETE"),
+        ("/publishing-identity/gren-lang/audit", "GET, HEAD"),
+        ("/publishing-identity/gren-lang/invitation", "POST, DELETE"),
+        ("/packages", "GET, POST, HEAD"),
+        ("/packages/gren-lang/core", "GET, PATCH, HEAD"),
+        ("/packages/gren-lang/core/latest", "GET, HEAD"),
+        // A literal segment wins over a version: not `GET` of version "revoke".
+        ("/packages/gren-lang/core/revoke", "POST"),
+        ("/packages/gren-lang/core/1.0.0", "GET, HEAD"),
+        ("/packages/gren-lang/core/1.0.0/bundle", "GET, HEAD"),
+        ("/packages/gren-lang/core/1.0.0/previous", "GET, HEAD"),
+        ("/packages/gren-lang/core/1.0.0/revoke", "POST"),
+        ("/events", "GET, HEAD"),
+        // Segments are percent-decoded before they are matched.
+        ("/%73ession/fetch", "POST"),
+    ];
+    for (path, allow) in resources {
+        let method = ["PUT", "PATCH", "GET"]
+            .into_iter()
+            .find(|method| !allow.split(", ").any(|allowed| allowed == *method))
+            .unwrap();
+        let reply = server.send(method, path, &[], b"");
+        reply.assert_error(405, "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {path}");
+        let message = format!("This method is not allowed here; use {}.", allow.replace(", ", " or "));
+        assert_eq!(reply.json()["message"], message.as_str(), "{method} {path}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // HTTP/1.1 details
 // ---------------------------------------------------------------------------

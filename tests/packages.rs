@@ -138,6 +138,18 @@ fn publish_to(server: &Server, path: &str, token: Option<&str>, bytes: &[u8]) ->
     server.send("POST", path, &headers, bytes)
 }
 
+/// A connection that has sent the head of an upload of `length` bytes by
+/// `token`'s user, with `extra` header lines, and none of its body.
+fn upload_head(server: &Server, token: &str, length: usize, extra: &str) -> HttpConn {
+    let mut conn = server.conn();
+    let head = format!(
+        "POST /packages HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/gzip\r\nContent-Length: {length}\r\n{extra}\r\n",
+        server.addr
+    );
+    conn.write(head.as_bytes()).unwrap();
+    conn
+}
+
 fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
     publish_to(server, "/packages", Some(token), bytes)
 }
@@ -1008,13 +1020,7 @@ fn an_oversized_upload_is_413_before_its_body_is_sent() {
     assert!(core.len() > 100_000);
 
     // Only the head: a server that waited for the body would never answer.
-    let mut conn = server.conn();
-    let head = format!(
-        "POST /packages HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\n\r\n",
-        server.addr,
-        core.len()
-    );
-    conn.write(head.as_bytes()).unwrap();
+    let mut conn = upload_head(&server, &token, core.len(), "");
     conn.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let started = Instant::now();
     let reply = conn.read_response(false).expect("an answer before the body");
@@ -1800,6 +1806,21 @@ fn unauthenticated_uploads_are_refused_before_their_body_whatever_the_path_spell
         let reply = conn.read_response(false).unwrap();
         reply.assert_error(401, "unauthorized");
     }
+}
+
+#[test]
+fn an_upload_is_authenticated_once_from_its_head_so_a_logout_during_its_body_does_not_undo_it() {
+    let server = Server::start();
+    let token = prepare(&server);
+    let bundle = real("gren-lang/core", "7.0.0");
+    let mut conn = upload_head(&server, &token, bundle.len(), "Expect: 100-continue\r\n");
+    // `100 Continue` comes once the upload is admitted from its head.
+    assert_eq!(conn.read_response(false).unwrap().status, 100);
+    assert_eq!(server.delete("/session", Some(&token)).status, 204);
+    conn.write(&bundle).unwrap();
+    let reply = conn.read_response(false).unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert_eq!(server.get("/packages/gren-lang/core", None).status, 200);
 }
 
 #[test]

@@ -31,7 +31,8 @@ struct Fsck<'a> {
     checked: BTreeMap<&'static str, usize>,
 }
 
-pub fn run(store: &Store, repair: bool) -> Report {
+/// Checks the data directory (and repairs what is safe to when `repair`).
+pub fn check(store: &Store, repair: bool) -> Report {
     let mut fsck = Fsck {
         store,
         repair,

@@ -134,7 +134,7 @@ impl Report {
     }
 }
 
-pub fn run(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
+pub fn run_command(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let report = execute(&args).map_err(|err| err.message)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);
@@ -162,19 +162,19 @@ fn open_for_reading(args: &AdminArgs) -> ApiResult<Store> {
 
 fn execute(args: &AdminArgs) -> ApiResult<Report> {
     match &args.command {
-        AdminCommand::Fsck { repair: true } => Ok(fsck::run(&open_for_changes(args)?, true)),
+        AdminCommand::Fsck { repair: true } => Ok(fsck::check(&open_for_changes(args)?, true)),
         AdminCommand::Fsck { repair: false } => {
             let store = open_for_reading(args)?;
-            let report = fsck::run(&store, false);
+            let report = fsck::check(&store, false);
             if !report.failed {
                 return Ok(report);
             }
             // A running server may have been mid-change: look again with its
             // writers held off, so only real problems are reported.
             let _gate = hold_writers(&args.data_dir).map_err(ApiError::from)?;
-            Ok(fsck::run(&store, false))
+            Ok(fsck::check(&store, false))
         }
-        AdminCommand::Snapshot { destination } => snapshot::run(&args.data_dir, destination),
+        AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
         AdminCommand::Import {
             bundles,
             private,

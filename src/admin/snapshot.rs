@@ -23,7 +23,7 @@ fn skipped(top_level_name: &str) -> bool {
         || Path::new(top_level_name) == layout::mail_dir().as_path()
 }
 
-pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
+pub fn take(root: &Path, destination: &Path) -> ApiResult<Report> {
     if !root.join(LOCK_FILE).exists() {
         return Err(ApiError::not_found(
             "no_data_dir",

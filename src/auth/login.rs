@@ -50,7 +50,8 @@ pub struct Started {
     pub message: Message,
 }
 
-pub struct Client<'a> {
+/// Who started a login, as the confirmation page shows them.
+pub struct Requester<'a> {
     pub ip: String,
     pub user_agent: Option<&'a str>,
 }
@@ -82,7 +83,7 @@ fn unknown_login() -> ApiError {
 
 /// Creates a pending login and the e-mail that announces it. The caller sends
 /// the e-mail and calls [`abandon`] if that fails.
-pub fn start(store: &Store, email: &Email, client: Client, public_url: &str) -> ApiResult<Started> {
+pub fn start(store: &Store, email: &Email, requester: Requester, public_url: &str) -> ApiResult<Started> {
     let id = secret::hex(&secret::random_bytes::<16>());
     let (fetch_secret, link_secret) = (secret::random_secret(), secret::random_secret());
     let code = secret::new_confirmation_code();
@@ -96,8 +97,8 @@ pub fn start(store: &Store, email: &Email, client: Client, public_url: &str) -> 
         link_hash: sha256_hex(link_secret.as_bytes()),
         code_hash: code_hash(&id, &code),
         verification: secret::new_verification_phrase(),
-        client_ip: client.ip,
-        user_agent: client.user_agent.map(|agent| agent.chars().take(200).collect()),
+        client_ip: requester.ip,
+        user_agent: requester.user_agent.map(|agent| agent.chars().take(200).collect()),
         wrong_codes: 0,
         confirmed: None,
         used: None,
@@ -204,7 +205,7 @@ pub fn confirm(store: &Store, link_token: &str, confirmations: &Confirmations) -
 
 /// The outcome of `POST /session/fetch`.
 #[derive(Debug)]
-pub enum Fetched {
+pub enum FetchOutcome {
     Token(String),
     Pending,
 }
@@ -219,7 +220,7 @@ pub struct FetchRequest<'a> {
 
 /// Exchanges a fetch token (with the code, or after the link was confirmed)
 /// for a session token, exactly once.
-pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
+pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<FetchOutcome> {
     let (id, fetch_secret) = split_token(request.fetch_token)?;
     let path = login_path(id)?;
     let _guard = store.lock(&path);
@@ -258,7 +259,7 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
             };
             Err(ApiError::bad_request("invalid_code", message))
         }
-        None if login.confirmed.is_none() => Ok(Fetched::Pending),
+        None if login.confirmed.is_none() => Ok(FetchOutcome::Pending),
         _ => {
             // Used up first: whatever happens next, the login never gives
             // out a second token (at worst, none, and the person logs in again).
@@ -273,7 +274,7 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
                     ip: Some(request.ip.clone()),
                 },
             )?;
-            Ok(Fetched::Token(token))
+            Ok(FetchOutcome::Token(token))
         }
     }
 }
@@ -360,8 +361,8 @@ mod tests {
         (dir, store, Email::parse("me@example.com").unwrap())
     }
 
-    fn client() -> Client<'static> {
-        Client {
+    fn requester() -> Requester<'static> {
+        Requester {
             ip: "127.0.0.1".into(),
             user_agent: Some("test"),
         }
@@ -394,7 +395,7 @@ mod tests {
     #[test]
     fn code_exchange_works_once() {
         let (_dir, store, email) = setup();
-        let started = start(&store, &email, client(), "http://x").unwrap();
+        let started = start(&store, &email, requester(), "http://x").unwrap();
         let code = code_of(&started.message);
         let on_disk =
             std::fs::read_to_string(store.full_path(&login_path(&started.fetch_session_token[..32]).unwrap())).unwrap();
@@ -405,7 +406,7 @@ mod tests {
         );
         let typed = code.to_lowercase().replace('-', " ");
         match fetch(&store, &request(&started.fetch_session_token, Some(&typed))).unwrap() {
-            Fetched::Token(token) => assert!(token.starts_with("gren_")),
+            FetchOutcome::Token(token) => assert!(token.starts_with("gren_")),
             other => panic!("{other:?}"),
         }
         let again = fetch(&store, &request(&started.fetch_session_token, Some(&code))).unwrap_err();
@@ -415,7 +416,7 @@ mod tests {
     #[test]
     fn five_wrong_codes_lock_the_login() {
         let (_dir, store, email) = setup();
-        let started = start(&store, &email, client(), "http://x").unwrap();
+        let started = start(&store, &email, requester(), "http://x").unwrap();
         let right = code_of(&started.message);
         let wrong = if right.starts_with('A') {
             "BBBB-BBBB"
@@ -441,10 +442,10 @@ mod tests {
     #[test]
     fn the_link_confirms_and_a_fetch_without_code_then_succeeds() {
         let (_dir, store, email) = setup();
-        let started = start(&store, &email, client(), "http://x").unwrap();
+        let started = start(&store, &email, requester(), "http://x").unwrap();
         assert!(matches!(
             fetch(&store, &request(&started.fetch_session_token, None)).unwrap(),
-            Fetched::Pending
+            FetchOutcome::Pending
         ));
         let link = link_token_of(&started.message);
         let confirmations = Confirmations::new(4);
@@ -456,7 +457,7 @@ mod tests {
         confirm(&store, &link, &confirmations).unwrap();
         assert!(matches!(
             fetch(&store, &request(&started.fetch_session_token, None)).unwrap(),
-            Fetched::Token(_)
+            FetchOutcome::Token(_)
         ));
         assert_eq!(for_link(&store, &link).unwrap_err(), LinkProblem::Used);
     }
@@ -481,8 +482,8 @@ mod tests {
     #[test]
     fn logins_long_expired_are_purged() {
         let (_dir, store, email) = setup();
-        let fresh = start(&store, &email, client(), "http://x").unwrap();
-        let stale = start(&store, &email, client(), "http://x").unwrap();
+        let fresh = start(&store, &email, requester(), "http://x").unwrap();
+        let stale = start(&store, &email, requester(), "http://x").unwrap();
         let stale_path = login_path(&stale.fetch_session_token[..32]).unwrap();
         let mut login: Login = store.read_json(&stale_path).unwrap().unwrap();
         // Expired long before PURGE_AFTER_EXPIRY ago.

@@ -80,7 +80,7 @@ fn main() {
 
     let mailer = MailStub::start();
     let started = Instant::now();
-    let server = Registry::start(&binary, &big, &mailer.url(), &work.join("server.log"));
+    let server = RunningRegistry::start(&binary, &big, &mailer.url(), &work.join("server.log"));
     let startup = started.elapsed();
     let rss_after_start = server.rss_kib("VmRSS");
     let server = server.settle();
@@ -128,7 +128,7 @@ fn main() {
     // 3. The same query at 100 versions and at the full size, one connection.
     let query = format!("/packages/{}/latest?gren=0.6.3", "author-000/pkg-00000");
     let at_full = wrk(&server.url(&query), 1, settings.seconds, None);
-    let small_server = Registry::start(&binary, &small, &mailer.url(), &work.join("server-small.log")).settle();
+    let small_server = RunningRegistry::start(&binary, &small, &mailer.url(), &work.join("server-small.log")).settle();
     let at_small = wrk(&small_server.url(&query), 1, settings.seconds, None);
     drop(small_server);
     let ratio = at_full.mean_ms / at_small.mean_ms;
@@ -404,14 +404,15 @@ fn generate(store: &Store, packages: usize) {
 // Processes under test
 // ---------------------------------------------------------------------------
 
-struct Registry {
+/// A `gren-registry serve` child process, stopped when dropped.
+struct RunningRegistry {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
-impl Registry {
-    fn start(binary: &Path, data: &Path, postmark: &str, log: &Path) -> Registry {
+impl RunningRegistry {
+    fn start(binary: &Path, data: &Path, postmark: &str, log: &Path) -> RunningRegistry {
         let port = free_port();
         let mut log_file = std::fs::File::create(log).unwrap();
         let mut child = Command::new(binary)
@@ -443,7 +444,7 @@ impl Registry {
             let mut log_file = log_file;
             let _ = std::io::copy(&mut stderr, &mut log_file);
         });
-        Registry {
+        RunningRegistry {
             child,
             port,
             log: log.to_path_buf(),
@@ -452,7 +453,7 @@ impl Registry {
 
     /// Waits for the background sweep of the data directory that follows
     /// start-up, so that measurements see the steady state.
-    fn settle(self) -> Registry {
+    fn settle(self) -> RunningRegistry {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -479,7 +480,7 @@ impl Registry {
     }
 }
 
-impl Drop for Registry {
+impl Drop for RunningRegistry {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
@@ -723,7 +724,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 
 /// Median latency of sequential publishes, and of the baseline: the same
 /// bytes written to a temporary file, fsynced, renamed, directory fsynced.
-fn publish_vs_baseline(server: &Registry, work: &Path, count: usize) -> (f64, f64) {
+fn publish_vs_baseline(server: &RunningRegistry, work: &Path, count: usize) -> (f64, f64) {
     let name = PackageName::parse(PUBLISH_BENCH).unwrap();
     let bundles: Vec<Vec<u8>> = (0..count)
         .map(|patch| synthetic_bundle(&name, Version::new(1, 0, patch as u16), "0.6.0 <= v < 0.7.0", patch).1)
@@ -777,7 +778,7 @@ fn worst_case_bundle() -> Vec<u8> {
 /// bundle at once, and what they were answered (413 after inflating to the
 /// cap, or 503 when no inflation slot came free in time).
 fn upload_burst(binary: &Path, data: &Path, postmark: &str, log: &Path) -> [String; 4] {
-    let server = Registry::start(binary, data, postmark, log).settle();
+    let server = RunningRegistry::start(binary, data, postmark, log).settle();
     let bundle = std::sync::Arc::new(worst_case_bundle());
     let headers = format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/gzip\r\n");
     let uploads: Vec<_> = (0..BURST_UPLOADS)

@@ -106,7 +106,7 @@ fn read_project(dir: &Path) -> CliResult<Project> {
 }
 
 /// A chosen version, with the bundle and its outline.
-struct Chosen {
+struct ChosenVersion {
     version: Version,
     bytes: Vec<u8>,
     outline: Outline,
@@ -114,7 +114,7 @@ struct Chosen {
 
 pub fn install(registry: &RemoteRegistry, token: Option<&str>, dir: &Path) -> CliResult<()> {
     let project = read_project(dir)?;
-    let mut chosen: BTreeMap<PackageName, Chosen> = BTreeMap::new();
+    let mut chosen: BTreeMap<PackageName, ChosenVersion> = BTreeMap::new();
     // (package, what is wanted, who wants it)
     let mut queue: VecDeque<(PackageName, Want, String)> = project
         .wanted
@@ -156,7 +156,7 @@ pub fn install(registry: &RemoteRegistry, token: Option<&str>, dir: &Path) -> Cl
 /// in which `x/y-z` and `x-y/z` are the same (and so are names differing in
 /// case, on macOS and Windows): two such packages cannot be installed
 /// together, since one file would silently replace the other.
-fn check_file_names(chosen: &BTreeMap<PackageName, Chosen>) -> CliResult<()> {
+fn check_file_names(chosen: &BTreeMap<PackageName, ChosenVersion>) -> CliResult<()> {
     let mut files: BTreeMap<String, &PackageName> = BTreeMap::new();
     for (name, fetched) in chosen {
         let file = name.bundle_file_name(fetched.version);
@@ -238,7 +238,7 @@ fn fetch(
     dir: &Path,
     name: &PackageName,
     version: Version,
-) -> CliResult<Chosen> {
+) -> CliResult<ChosenVersion> {
     let page: VersionPage = registry
         .get(&format!("/packages/{name}/{version}"), token)
         .map_err(|err| not_found(name, "your project", err))?;
@@ -274,7 +274,7 @@ fn fetch(
             outline.name, outline.version
         )));
     }
-    Ok(Chosen {
+    Ok(ChosenVersion {
         version,
         bytes,
         outline,

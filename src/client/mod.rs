@@ -43,6 +43,8 @@ impl From<crate::error::ApiError> for CliError {
 
 pub type CliResult<T> = Result<T, CliError>;
 
+/// The client's options. The command line gives them to each client command
+/// (global: below `identity` too), not to `serve` or `admin`.
 #[derive(Debug, Args)]
 pub struct Target {
     /// The registry to talk to.
@@ -121,7 +123,7 @@ pub enum IdentityCommand {
     Leave { name: String },
 }
 
-pub fn run(target: &Target, command: ClientCommand) -> CliResult<()> {
+pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
     let registry = RemoteRegistry::new(&target.registry);
     match command {
         ClientCommand::Login { email } => login::log_in(&registry, email),

@@ -1,10 +1,13 @@
 //! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
-//! handlers see, and the routing table ([`router`]).
+//! handlers see, who is asking ([`Caller`]), and the routing table ([`router`]).
 
+pub mod caller;
 pub mod handlers;
 pub mod router;
 pub mod server;
 pub mod warnings;
+
+pub use caller::Caller;
 
 use crate::error::ApiError;
 use serde::Serialize;
@@ -22,6 +25,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote: SocketAddr,
+    /// The parameters of the route's path pattern (`:author` and so on),
+    /// percent-decoded: set by the router.
+    pub params: Vec<(&'static str, String)>,
 }
 
 impl Request {
@@ -30,6 +36,17 @@ impl Request {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// The path parameter `name` of the route (`author` for
+    /// `/packages/:author/:project`). A handler asks only for parameters of
+    /// its own routes' patterns: any other name is a bug, and panics.
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("the route has no path parameter {name:?}"))
     }
 
     /// A decoded query parameter.
@@ -287,6 +304,7 @@ mod tests {
                 .collect(),
             body: Vec::new(),
             remote: format!("{peer}:1234").parse().unwrap(),
+            params: Vec::new(),
         }
     }
 

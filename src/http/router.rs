@@ -1,101 +1,129 @@
-//! The routing table: which handler serves which method and path, with 404
-//! for unknown paths and 405 (with `Allow`) for known paths.
+//! The route table: every method and path the registry answers, and the
+//! handler that answers it, in [`ROUTES`], read top to bottom. Dispatch,
+//! `404` for unknown paths, `405` with `Allow` for known paths (HEAD is
+//! implied by GET), each route's body limit and the router's fuzz target
+//! all come from it: adding a route is one line.
+//!
+//! A path pattern is literal segments and `:name` parameters; segments are
+//! percent-decoded before they are matched, and a handler reads its
+//! parameters with [`Request::param`]. Where two patterns match a path
+//! (`…/:project/latest` and `…/:project/:version`), the literal segment wins
+//! over the parameter, whatever the order of the table; the order only sets
+//! the order of `Allow`.
 
-use super::handlers::{health, identity, invitation, package, session as session_handlers, user};
-use super::server::{self, Allowance, Service};
-use super::{Request, Response};
+use super::handlers::{health, identity, invitation, package, session, user};
+use super::server::{self, Allowance, Permit, Service};
+use super::{Caller, Request, Response};
 use crate::app::App;
-use crate::auth::session;
-use crate::budget;
+use crate::auth::session::{self as sessions, Authenticated};
+use crate::budget::{self, Reservation};
 use crate::error::{ApiError, ApiResult};
 use std::sync::Arc;
 
 /// JSON bodies are small; anything larger is refused before it is read.
 pub const JSON_BODY_LIMIT: u64 = 64 * 1024;
 
-/// Every resource the registry serves, with its path parameters decoded.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    Health,
-    Session,
-    SessionConfirm,
-    SessionFetch,
-    User,
-    UserSessions,
-    UserSession(String),
-    UserInvitations,
-    Identities,
-    Identity(String),
-    IdentityMember(String, String),
-    IdentityAudit(String),
-    IdentityInvitation(String),
-    Packages,
-    Package(String, String),
-    PackageLatest(String, String),
-    PackageRevoke(String, String),
-    Version(String, String, String),
-    VersionBundle(String, String, String),
-    VersionPrevious(String, String, String),
-    VersionRevoke(String, String, String),
-    Events,
+const GET: &str = "GET";
+const POST: &str = "POST";
+const PUT: &str = "PUT";
+const PATCH: &str = "PATCH";
+const DELETE: &str = "DELETE";
+
+/// Every route of the registry, one a line. `Allow` names a path's methods
+/// in this order.
+#[rustfmt::skip]
+pub static ROUTES: &[Route] = &[
+    route(GET,    "/health",                                      health::get),
+    route(POST,   "/session",                                     session::start),
+    route(DELETE, "/session",                                     session::logout),
+    // The upstream Gren registry's name for `/session`.
+    route(POST,   "/users",                                       session::start),
+    route(DELETE, "/users",                                       session::logout),
+    route(GET,    "/session/confirm",                             session::confirm_page),
+    route(POST,   "/session/confirm",                             session::confirm),
+    route(POST,   "/session/fetch",                               session::fetch),
+    route(GET,    "/user",                                        user::get),
+    route(GET,    "/user/sessions",                               user::sessions),
+    route(DELETE, "/user/sessions/:id",                           user::revoke_session),
+    route(GET,    "/user/invitations",                            invitation::list),
+    route(POST,   "/publishing-identity",                         identity::create),
+    route(GET,    "/publishing-identity/:name",                   identity::show),
+    route(PUT,    "/publishing-identity/:name/members/:email",    identity::set_member),
+    route(DELETE, "/publishing-identity/:name/members/:email",    identity::remove_member),
+    route(GET,    "/publishing-identity/:name/audit",             identity::audit),
+    route(POST,   "/publishing-identity/:name/invitation",        invitation::accept),
+    route(DELETE, "/publishing-identity/:name/invitation",        invitation::decline),
+    route(GET,    "/packages",                                    package::list),
+    upload(POST,  "/packages",                                    package::publish),
+    route(GET,    "/packages/:author/:project",                   package::show),
+    route(PATCH,  "/packages/:author/:project",                   package::settings),
+    route(GET,    "/packages/:author/:project/latest",            package::latest),
+    route(POST,   "/packages/:author/:project/revoke",            package::revoke_package),
+    route(GET,    "/packages/:author/:project/:version",          package::show_version),
+    route(GET,    "/packages/:author/:project/:version/bundle",   package::bundle),
+    route(GET,    "/packages/:author/:project/:version/previous", package::previous),
+    route(POST,   "/packages/:author/:project/:version/revoke",   package::revoke_version),
+    route(GET,    "/events",                                      package::events),
+];
+
+type Handler = fn(&App, &Request, &Caller) -> ApiResult<Response>;
+/// A path's parameters by name (see [`Request::param`]).
+type Params = Vec<(&'static str, String)>;
+
+/// One line of the route table.
+#[derive(Debug)]
+pub struct Route {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    handler: Handler,
+    /// A bundle upload: admitted from its head ([`upload_allowance`]), with
+    /// the bundle size limit instead of [`JSON_BODY_LIMIT`].
+    upload: bool,
+}
+
+const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        pattern,
+        handler,
+        upload: false,
+    }
+}
+
+const fn upload(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        upload: true,
+        ..route(method, pattern, handler)
+    }
 }
 
 impl Route {
-    fn resolve(segments: &[String]) -> Option<Route> {
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        Some(match segments.as_slice() {
-            ["health"] => Route::Health,
-            ["session"] | ["users"] => Route::Session,
-            ["session", "confirm"] => Route::SessionConfirm,
-            ["session", "fetch"] => Route::SessionFetch,
-            ["user"] => Route::User,
-            ["user", "sessions"] => Route::UserSessions,
-            ["user", "sessions", id] => Route::UserSession(id.to_string()),
-            ["user", "invitations"] => Route::UserInvitations,
-            ["publishing-identity"] => Route::Identities,
-            ["publishing-identity", name] => Route::Identity(name.to_string()),
-            ["publishing-identity", name, "members", email] => {
-                Route::IdentityMember(name.to_string(), email.to_string())
-            }
-            ["publishing-identity", name, "audit"] => Route::IdentityAudit(name.to_string()),
-            ["publishing-identity", name, "invitation"] => Route::IdentityInvitation(name.to_string()),
-            ["packages"] => Route::Packages,
-            ["packages", a, p] => Route::Package(a.to_string(), p.to_string()),
-            ["packages", a, p, "latest"] => Route::PackageLatest(a.to_string(), p.to_string()),
-            ["packages", a, p, "revoke"] => Route::PackageRevoke(a.to_string(), p.to_string()),
-            ["packages", a, p, v] => Route::Version(a.to_string(), p.to_string(), v.to_string()),
-            ["packages", a, p, v, "bundle"] => Route::VersionBundle(a.to_string(), p.to_string(), v.to_string()),
-            ["packages", a, p, v, "previous"] => Route::VersionPrevious(a.to_string(), p.to_string(), v.to_string()),
-            ["packages", a, p, v, "revoke"] => Route::VersionRevoke(a.to_string(), p.to_string(), v.to_string()),
-            ["events"] => Route::Events,
-            _ => return None,
-        })
+    fn pattern_segments(&self) -> impl Iterator<Item = &'static str> {
+        self.pattern.split('/').filter(|segment| !segment.is_empty())
     }
 
-    /// The methods this resource answers (HEAD is implied by GET).
-    fn methods(&self) -> &'static [&'static str] {
-        match self {
-            Route::Health
-            | Route::User
-            | Route::UserSessions
-            | Route::UserInvitations
-            | Route::Identity(_)
-            | Route::IdentityAudit(_) => &["GET"],
-            Route::Identities | Route::PackageRevoke(..) | Route::VersionRevoke(..) => &["POST"],
-            Route::Packages => &["GET", "POST"],
-            Route::Package(..) => &["GET", "PATCH"],
-            Route::PackageLatest(..)
-            | Route::Version(..)
-            | Route::VersionBundle(..)
-            | Route::VersionPrevious(..)
-            | Route::Events => &["GET"],
-            Route::IdentityMember(..) => &["PUT", "DELETE"],
-            Route::IdentityInvitation(_) => &["POST", "DELETE"],
-            Route::Session => &["POST", "DELETE"],
-            Route::SessionConfirm => &["GET", "POST"],
-            Route::SessionFetch => &["POST"],
-            Route::UserSession(_) => &["DELETE"],
+    /// The parameters of `segments` when this route's pattern matches them.
+    fn bind(&self, segments: &[String]) -> Option<Params> {
+        if self.pattern_segments().count() != segments.len() {
+            return None;
         }
+        let mut params = Vec::new();
+        for (pattern, segment) in self.pattern_segments().zip(segments) {
+            match pattern.strip_prefix(':') {
+                Some(name) => params.push((name, segment.clone())),
+                None if pattern == segment => {}
+                None => return None,
+            }
+        }
+        Some(params)
+    }
+
+    /// How specific the pattern is: literal segments win over parameters,
+    /// from the first segment on.
+    fn specificity(&self) -> Vec<bool> {
+        self.pattern_segments()
+            .map(|segment| !segment.starts_with(':'))
+            .collect()
     }
 }
 
@@ -114,66 +142,84 @@ fn segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-/// The methods a path answers, `None` for unknown paths (for fuzzing the
-/// routing table without a running registry).
-pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
-    segments(path)
-        .and_then(|segments| Route::resolve(&segments))
-        .map(|route| route.methods())
+/// The resource a path names: the most specific pattern that matches it,
+/// with the path's parameters.
+fn resource(path: &str) -> Option<(&'static str, Params)> {
+    most_specific(ROUTES.iter(), &segments(path)?)
 }
 
-fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
-    let route = segments(&request.path)
-        .and_then(|segments| Route::resolve(&segments))
-        // The path is not echoed: error messages carry no raw request input.
-        .ok_or_else(|| ApiError::not_found("not_found", "There is nothing at this path."))?;
-    let method = if request.method == "HEAD" {
-        "GET"
-    } else {
-        request.method.as_str()
-    };
-    if !route.methods().contains(&method) {
-        let mut allow: Vec<&str> = route.methods().to_vec();
-        if allow.contains(&"GET") {
-            allow.push("HEAD");
+/// The most specific pattern of `routes` that matches `segments`, with their
+/// parameters.
+fn most_specific<'r>(routes: impl Iterator<Item = &'r Route>, segments: &[String]) -> Option<(&'static str, Params)> {
+    routes
+        .filter_map(|route| Some((route, route.bind(segments)?)))
+        .max_by_key(|(route, _)| route.specificity())
+        .map(|(route, params)| (route.pattern, params))
+}
+
+/// The methods of the resource `pattern`, in table order, HEAD after them
+/// when it has GET.
+fn methods_of(pattern: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|route| route.pattern == pattern)
+        .map(|route| route.method)
+        .collect();
+    if methods.contains(&GET) {
+        methods.push("HEAD");
+    }
+    methods
+}
+
+/// The methods a path answers, `None` for unknown paths (for fuzzing the
+/// routing table without a running registry).
+pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
+    resource(path).map(|(pattern, _)| methods_of(pattern))
+}
+
+/// The route that answers `method` on `path`, with the path's parameters:
+/// `404` for an unknown path, `405` with `Allow` for a known path and
+/// another method.
+pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
+    // The path is not echoed: error messages carry no raw request input.
+    let (pattern, params) =
+        resource(path).ok_or_else(|| ApiError::not_found("not_found", "There is nothing at this path."))?;
+    let method = if method == "HEAD" { GET } else { method };
+    match ROUTES
+        .iter()
+        .find(|route| route.pattern == pattern && route.method == method)
+    {
+        Some(route) => Ok((route, params)),
+        None => {
+            let allow = methods_of(pattern);
+            Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("This method is not allowed here; use {}.", allow.join(" or ")),
+            )
+            .with_header("Allow", allow.join(", ")))
         }
-        return Err(ApiError::new(
-            405,
-            "method_not_allowed",
-            format!("This method is not allowed here; use {}.", allow.join(" or ")),
-        )
-        .with_header("Allow", allow.join(", ")));
     }
-    match (route, method) {
-        (Route::Health, _) => Ok(health::get()),
-        (Route::Session, "POST") => session_handlers::start(app, request),
-        (Route::Session, _) => session_handlers::logout(app, request),
-        (Route::SessionConfirm, "GET") => Ok(session_handlers::confirm_page(app, request)),
-        (Route::SessionConfirm, _) => Ok(session_handlers::confirm(app, request)),
-        (Route::SessionFetch, _) => session_handlers::fetch(app, request),
-        (Route::User, _) => user::get(app, request),
-        (Route::UserSessions, _) => user::sessions(app, request),
-        (Route::UserSession(id), _) => user::revoke_session(app, request, &id),
-        (Route::UserInvitations, _) => invitation::list(app, request),
-        (Route::Identities, _) => identity::create(app, request),
-        (Route::Identity(name), _) => identity::show(app, request, &name),
-        (Route::IdentityMember(name, email), "PUT") => identity::set_member(app, request, &name, &email),
-        (Route::IdentityMember(name, email), _) => identity::remove_member(app, request, &name, &email),
-        (Route::IdentityAudit(name), _) => identity::audit(app, request, &name),
-        (Route::IdentityInvitation(name), "POST") => invitation::accept(app, request, &name),
-        (Route::IdentityInvitation(name), _) => invitation::decline(app, request, &name),
-        (Route::Packages, "POST") => package::publish(app, request),
-        (Route::Packages, _) => package::list(app, request),
-        (Route::Package(a, p), "PATCH") => package::settings(app, request, &a, &p),
-        (Route::Package(a, p), _) => package::show(app, request, &a, &p),
-        (Route::PackageLatest(a, p), _) => package::latest(app, request, &a, &p),
-        (Route::PackageRevoke(a, p), _) => package::revoke(app, request, &a, &p, None),
-        (Route::Version(a, p, v), _) => package::show_version(app, request, &a, &p, &v),
-        (Route::VersionBundle(a, p, v), _) => package::bundle(app, request, &a, &p, &v),
-        (Route::VersionPrevious(a, p, v), _) => package::previous(app, request, &a, &p, &v),
-        (Route::VersionRevoke(a, p, v), _) => package::revoke(app, request, &a, &p, Some(&v)),
-        (Route::Events, _) => package::events(app, request),
-    }
+}
+
+/// Answers a request; `admitted` is the caller of an upload, authenticated
+/// from its head.
+fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> ApiResult<Response> {
+    let (route, params) = find(&request.method, &request.path)?;
+    request.params = params;
+    let caller = match admitted {
+        Some(user) => Caller::signed_in(&app.store, user),
+        None => Caller::new(&app.store, request.bearer_token()),
+    };
+    (route.handler)(app, &request, &caller)
+}
+
+/// What an admitted upload holds until it is answered: its share of the
+/// upload budget, and the user it was admitted for, whom its handler takes
+/// as the caller instead of authenticating again.
+struct Admission {
+    user: Authenticated,
+    _share: Reservation,
 }
 
 /// A bundle upload, decided before its body is read, since bodies are large:
@@ -181,9 +227,9 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
 /// limit, and with a share of the budget of upload bytes in flight, held
 /// until the upload is answered. A refusal here uses up no publish.
 fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowance> {
-    let caller = session::authenticate(&app.store, super::bearer_token(headers))?;
+    let user = sessions::authenticate(&app.store, super::bearer_token(headers))?;
     let length = server::declared_length(headers, app.config.max_bundle_bytes)?;
-    let email = caller.email.as_str();
+    let email = user.email.as_str();
     app.publishes_per_user.hit(email)?;
     let share = app
         .upload_bodies
@@ -191,25 +237,26 @@ fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowa
         .inspect_err(|_| app.publishes_per_user.give_back(email))?;
     Ok(Allowance {
         max_body: app.config.max_bundle_bytes,
-        permit: Some(Box::new(share)),
+        permit: Some(Box::new(Admission { user, _share: share })),
     })
 }
 
 /// The registry as the HTTP server sees it.
-pub struct Registry(pub Arc<App>);
+pub struct RegistryService(pub Arc<App>);
 
-impl Service for Registry {
+impl Service for RegistryService {
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<Allowance> {
-        let route = segments(path).and_then(|segments| Route::resolve(&segments));
-        if method == "POST" && route == Some(Route::Packages) {
-            upload_allowance(&self.0, headers)
-        } else {
-            Ok(JSON_BODY_LIMIT.into())
+        match find(method, path) {
+            Ok((route, _)) if route.upload => upload_allowance(&self.0, headers),
+            _ => Ok(JSON_BODY_LIMIT.into()),
         }
     }
 
-    fn handle(&self, request: Request) -> Response {
-        dispatch(&self.0, &request).unwrap_or_else(Response::from)
+    fn handle(&self, request: Request, permit: Option<&Permit>) -> Response {
+        let admitted = permit
+            .and_then(|permit| permit.downcast_ref::<Admission>())
+            .map(|admission| admission.user.clone());
+        dispatch(&self.0, request, admitted).unwrap_or_else(Response::from)
     }
 }
 
@@ -217,21 +264,74 @@ impl Service for Registry {
 mod tests {
     use super::*;
 
+    fn found(method: &str, path: &str) -> Option<(&'static str, Params)> {
+        find(method, path).ok().map(|(route, params)| (route.pattern, params))
+    }
+
     #[test]
-    fn resolves_paths_with_decoding() {
-        let resolve = |path: &str| segments(path).and_then(|s| Route::resolve(&s));
-        assert_eq!(resolve("/health"), Some(Route::Health));
-        assert_eq!(resolve("/health/"), Some(Route::Health));
+    fn paths_are_matched_percent_decoded_with_their_parameters() {
+        assert_eq!(found("GET", "/health"), Some(("/health", vec![])));
+        assert_eq!(found("GET", "//health/"), Some(("/health", vec![])));
         assert_eq!(
-            resolve("/user/sessions/ab%2Fcd"),
-            Some(Route::UserSession("ab/cd".into()))
+            found("DELETE", "/user/sessions/ab%2Fcd"),
+            Some(("/user/sessions/:id", vec![("id", "ab/cd".into())]))
         );
-        assert_eq!(resolve("/user/invitations"), Some(Route::UserInvitations));
+        assert_eq!(found("GET", "/user/invitations"), Some(("/user/invitations", vec![])));
         assert_eq!(
-            resolve("/publishing-identity/gren-lang/invitation"),
-            Some(Route::IdentityInvitation("gren-lang".into()))
+            found("POST", "/publishing-identity/gren-lang/invitation"),
+            Some((
+                "/publishing-identity/:name/invitation",
+                vec![("name", "gren-lang".into())]
+            ))
         );
-        assert_eq!(resolve("/nope"), None);
-        assert_eq!(resolve("/user/sessions/%FF"), None);
+        assert_eq!(find("GET", "/nope").unwrap_err().status, 404);
+        assert_eq!(find("DELETE", "/user/sessions/%FF").unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn a_literal_segment_wins_over_a_parameter_whatever_the_table_order() {
+        for path in ["/packages/a/p/latest", "/packages/a/p/revoke"] {
+            let segments = segments(path).unwrap();
+            let forward = most_specific(ROUTES.iter(), &segments).unwrap().0;
+            assert_eq!(forward, most_specific(ROUTES.iter().rev(), &segments).unwrap().0);
+            assert_eq!(forward, path.replace("/a/p/", "/:author/:project/"));
+        }
+        assert_eq!(allowed_methods("/packages/a/p/revoke"), Some(vec!["POST"]));
+        let version = found("GET", "/packages/a/p/1.0.0").unwrap();
+        assert_eq!(version.0, "/packages/:author/:project/:version");
+        assert_eq!(
+            version.1,
+            vec![
+                ("author", "a".into()),
+                ("project", "p".into()),
+                ("version", "1.0.0".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn head_is_answered_by_get_and_named_last_in_allow() {
+        assert_eq!(
+            found("HEAD", "/packages").map(|(pattern, _)| pattern),
+            Some("/packages")
+        );
+        assert_eq!(allowed_methods("/packages"), Some(vec!["GET", "POST", "HEAD"]));
+        let refused = find("HEAD", "/session/fetch").unwrap_err();
+        assert_eq!(refused.status, 405);
+        assert_eq!(refused.headers, vec![("Allow", "POST".to_string())]);
+    }
+
+    #[test]
+    fn every_route_is_reachable_and_alone_with_its_method_and_pattern() {
+        for (index, route) in ROUTES.iter().enumerate() {
+            assert!(route.pattern.starts_with('/'), "{}", route.pattern);
+            let duplicate = ROUTES[..index]
+                .iter()
+                .any(|earlier| earlier.method == route.method && earlier.pattern == route.pattern);
+            assert!(!duplicate, "{} {} twice", route.method, route.pattern);
+            // The pattern itself, parameters taken literally, reaches it.
+            let (reached, _) = find(route.method, route.pattern).unwrap();
+            assert!(std::ptr::eq(reached, route), "{} {}", route.method, route.pattern);
+        }
     }
 }

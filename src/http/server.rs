@@ -18,10 +18,11 @@
 //!   a refused body up to `max_drain_bytes` is then read and dropped, so that
 //!   a proxy still sending it gets the answer rather than a reset (`502`);
 //!   the application may refuse a request from its head alone, or hand back
-//!   a permit (an upload's share of a memory budget) held until it is answered;
+//!   a permit (an upload's share of a memory budget, who was admitted) that
+//!   its handler gets and that is held until it is answered;
 //! - a panicking handler costs one `500`, not a worker;
 //! - on shutdown, in-flight connections get `shutdown_grace` to finish, then
-//!   are abandoned ([`Server::run`] returns).
+//!   are abandoned ([`Server::serve_until_shut_down`] returns).
 //!
 //! Every request that reaches a handler is one `info` line of the log; what
 //! the connection layer decides on its own (refusals, bad or slow heads,
@@ -46,16 +47,22 @@ pub trait Service: Send + Sync + 'static {
     /// What a request with this head is allowed, or the error that refuses
     /// it outright; consulted before any of the body is read.
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> Result<Allowance, ApiError>;
-    fn handle(&self, request: Request) -> Response;
+    /// Answers a request, with the permit of its [`Allowance`]: what was
+    /// decided from the head reaches the answer.
+    fn handle(&self, request: Request, permit: Option<&Permit>) -> Response;
 }
+
+/// Whatever the application keeps from a request's head to its answer.
+pub type Permit = dyn std::any::Any + Send;
 
 /// What the application allows a request before its body is read.
 pub struct Allowance {
     /// The largest body accepted.
     pub max_body: u64,
-    /// Held while the body is read and handled, dropped once the response
-    /// is written: an upload's share of a memory budget, say.
-    pub permit: Option<Box<dyn std::any::Any + Send>>,
+    /// Held while the body is read and handled, handed to the handler,
+    /// dropped once the response is written: an upload's share of a memory
+    /// budget, say, and who was admitted.
+    pub permit: Option<Box<Permit>>,
 }
 
 impl From<u64> for Allowance {
@@ -183,7 +190,7 @@ impl Server {
 
     /// Serves until shut down, then waits for in-flight requests to finish,
     /// for at most the grace period.
-    pub fn run(self, service: Arc<dyn Service>) {
+    pub fn serve_until_shut_down(self, service: Arc<dyn Service>) {
         let limits = Arc::new(self.limits.clone());
         for stream in self.listener.incoming() {
             if self.state.shutting_down.load(Ordering::SeqCst) {
@@ -397,7 +404,7 @@ impl<'a> Connection<'a> {
             started,
         };
         // The permit (if any) is held until the response is written.
-        let (body, _permit) = match service.body_limit(&head.method, &path, &head.headers) {
+        let (body, permit) = match service.body_limit(&head.method, &path, &head.headers) {
             Ok(allowance) => (self.read_body(&head, allowance.max_body), allowance.permit),
             Err(error) => {
                 // What follows the head is (the start of) the refused body.
@@ -432,10 +439,12 @@ impl<'a> Connection<'a> {
             headers: head.headers,
             body,
             remote: self.remote,
+            params: Vec::new(),
         };
-        let response = catch_unwind(AssertUnwindSafe(|| service.handle(request))).unwrap_or_else(|_| {
-            Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))
-        });
+        let response =
+            catch_unwind(AssertUnwindSafe(|| service.handle(request, permit.as_deref()))).unwrap_or_else(|_| {
+                Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))
+            });
         self.respond(&seen, &response, head_only, keep_alive)
     }
 
@@ -863,7 +872,7 @@ mod tests {
             Ok(1024.into())
         }
 
-        fn handle(&self, request: Request) -> Response {
+        fn handle(&self, request: Request, _: Option<&Permit>) -> Response {
             if request.path == "/panic" {
                 panic!("a handler bug");
             }
@@ -890,7 +899,7 @@ mod tests {
         let server = Server::bind("127.0.0.1:0", limits).unwrap();
         let address = server.local_addr().unwrap();
         let shutdown = server.shutdown_handle().unwrap();
-        let running = std::thread::spawn(move || server.run(Arc::new(Fragile)));
+        let running = std::thread::spawn(move || server.serve_until_shut_down(Arc::new(Fragile)));
         // More panics than connection slots: each must give its slot back.
         // A connection's slot is given back when its thread ends, a moment
         // after its answer: wait for the slots, each panic must not keep one.

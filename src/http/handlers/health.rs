@@ -1,12 +1,14 @@
 use crate::api::{Health, SortedKeys};
-use crate::http::Response;
+use crate::app::App;
+use crate::error::ApiResult;
+use crate::http::{Caller, Request, Response};
 
-pub fn get() -> Response {
-    Response::json(
+pub fn get(_app: &App, _request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    Ok(Response::json(
         200,
         &SortedKeys(Health {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         }),
-    )
+    ))
 }

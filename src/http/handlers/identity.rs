@@ -5,13 +5,13 @@ use crate::api::{AuditLog, IdentityPage, IdentityRequest, IdentityRole, MemberAn
 use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::escape_html;
-use crate::auth::session::{self, Authenticated};
+use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
 
-pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn create(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let body: IdentityRequest = match request.json() {
         Ok(body) => body,
         // Who is asking comes first: without a bearer token, the body was
@@ -19,7 +19,7 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
         Err(_) if request.bearer_token().is_none() => return Err(session::missing_token()),
         Err(err) => return Err(err),
     };
-    let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
+    let caller = caller.user_or_token(body.session.as_deref())?;
     let name = IdentityName::parse(&body.name)?;
     let actor = Actor::User(caller.email.clone());
     // Only creations count against the limit, not refused names.
@@ -46,9 +46,9 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
     ))
 }
 
-pub fn show(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
-    let name = parse_name(name)?;
-    let caller = optional_caller(app, request)?;
+pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let name = parse_name(request.param("name"))?;
+    let caller = caller.optional()?;
     let found = identity::require(&app.store, &name)?;
     let role = caller.as_ref().and_then(|caller| found.role_of(&caller.email));
     let member = role.is_some();
@@ -66,12 +66,12 @@ pub fn show(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
 }
 
 /// Changes a member's role (200), or invites someone who is not a member (202).
-pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn set_member(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let body: MemberRequest = request.json()?;
     let role = Role::parse(&body.role)?;
-    let name = parse_name(name)?;
-    let email = Email::parse(email)?;
+    let name = parse_name(request.param("name"))?;
+    let email = Email::parse(request.param("email"))?;
     let actor = Actor::User(caller.email.clone());
     let limit = app.config.pending_invitations_per_identity;
     let change = app.member_changes_per_user.counting(
@@ -97,10 +97,10 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
 
 /// Removes a member, cancels an invitation, or (for one's own address)
 /// leaves or declines.
-pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
-    let email = Email::parse(email)?;
+pub fn remove_member(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
+    let name = parse_name(request.param("name"))?;
+    let email = Email::parse(request.param("email"))?;
     let actor = Actor::User(caller.email.clone());
     let remove = || identity::remove_member(&app.store, &name, &actor, &email);
     if email == caller.email {
@@ -113,9 +113,9 @@ pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> A
     Ok(Response::no_content())
 }
 
-pub fn audit(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
+pub fn audit(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
+    let name = parse_name(request.param("name"))?;
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
     let entries = identity::audit::read(&app.store, &name, &found)?;
@@ -126,14 +126,6 @@ pub fn audit(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
             name: found.name,
         }),
     ))
-}
-
-/// The caller when a token is given (401 when it is bad), else `None`.
-pub fn optional_caller(app: &App, request: &Request) -> ApiResult<Option<Authenticated>> {
-    match request.bearer_token() {
-        Some(token) => session::authenticate(&app.store, Some(token)).map(Some),
-        None => Ok(None),
-    }
 }
 
 /// An identity name from a path: one that cannot exist is simply not found.

@@ -4,28 +4,27 @@
 use super::identity::parse_name;
 use crate::api::{InvitationList, SortedKeys};
 use crate::app::App;
-use crate::auth::session;
 use crate::error::ApiResult;
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::identity::invitation;
 
-pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn list(app: &App, _request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let invitations = app.invitations.received(&app.store, &caller.email)?;
     Ok(Response::json(200, &SortedKeys(InvitationList { invitations })))
 }
 
 /// Accepts: the caller becomes a member with the invited role.
-pub fn accept(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
+pub fn accept(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
+    let name = parse_name(request.param("name"))?;
     let member = invitation::accept(&app.store, &name, &caller.email)?;
     Ok(Response::json(200, &member))
 }
 
-pub fn decline(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let name = parse_name(name)?;
+pub fn decline(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
+    let name = parse_name(request.param("name"))?;
     invitation::decline(&app.store, &name, &caller.email)?;
     Ok(Response::no_content())
 }

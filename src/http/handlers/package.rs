@@ -1,16 +1,14 @@
 //! `/packages` and `/events`: publish, browse, download, revoke.
 
-use super::identity::optional_caller;
 use crate::api::{
     EventPage, PackageList, PrivacyAnswer, PrivacyRequest, PublishReceipt, RevokeRequest, RevokedPackage, SortedKeys,
     VersionAnswer, VersionPage,
 };
 use crate::app::App;
 use crate::auth::secret::sha256_hex;
-use crate::auth::session;
 use crate::bundle::outline::PLATFORMS;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
 use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
@@ -27,9 +25,9 @@ const MAX_EVENT_PAGE: u64 = 1000;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// `POST /packages`. The caller was authenticated and counted against the
-/// publish limit before the body was read (`Registry::body_limit`).
-pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+/// publish limit before the body was read (`RegistryService::body_limit`).
+pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let email = caller.email.as_str().to_string();
     let private = match request.query_param("private").as_deref() {
         None | Some("false") => false,
@@ -73,8 +71,8 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
 }
 
 /// Identity keys whose private packages the caller may see.
-fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
-    let Some(caller) = optional_caller(app, request)? else {
+fn visibility(app: &App, caller: &Caller) -> ApiResult<Visibility> {
+    let Some(caller) = caller.optional()? else {
         return Ok(Visibility::new());
     };
     Ok(identity::memberships(&app.store, &caller.email)?
@@ -83,9 +81,10 @@ fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
         .collect())
 }
 
-fn visible_package(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Arc<PackageRecord>> {
-    let name = package_name(author, project)?;
-    find_visible(&app.packages.catalog, &name, &visibility(app, request)?)
+/// The package of the path (`:author/:project`), if the caller may see it.
+fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
+    let name = package_name(request.param("author"), request.param("project"))?;
+    find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
@@ -126,9 +125,9 @@ fn gren_param(request: &Request) -> ApiResult<Option<Version>> {
         .transpose()
 }
 
-pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let gren = gren_param(request)?;
-    let visible = visibility(app, request)?;
+    let visible = visibility(app, caller)?;
     let packages: Vec<_> = app
         .packages
         .catalog
@@ -140,8 +139,8 @@ pub fn list(app: &App, request: &Request) -> ApiResult<Response> {
     Ok(Response::json(200, &SortedKeys(PackageList { packages })))
 }
 
-pub fn show(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
+pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
 }
 
@@ -155,9 +154,9 @@ fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
     )
 }
 
-pub fn show_version(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
-    let version = version_of(&record, version)?;
+pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let version = version_of(&record, request.param("version"))?;
     let outline: Option<Value> = app
         .store
         .read_json(&layout::version_outline(&record.name, version.version))?;
@@ -169,8 +168,8 @@ pub fn show_version(app: &App, request: &Request, author: &str, project: &str, v
     Ok(Response::json(200, &SortedKeys(page)))
 }
 
-pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
+pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
     let gren = gren_param(request)?;
     let platform = request.query_param("platform");
     if let Some(platform) = &platform
@@ -190,9 +189,9 @@ pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiR
     Ok(version_answer(&record.name, found))
 }
 
-pub fn previous(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
-    let version = version_param(version)?;
+pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let version = version_param(request.param("version"))?;
     let found = record.previous(version).ok_or_else(|| {
         ApiError::not_found(
             "no_previous_version",
@@ -202,9 +201,9 @@ pub fn previous(app: &App, request: &Request, author: &str, project: &str, versi
     Ok(version_answer(&record.name, found))
 }
 
-pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version: &str) -> ApiResult<Response> {
-    let record = visible_package(app, request, author, project)?;
-    let version = version_of(&record, version)?;
+pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let version = version_of(&record, request.param("version"))?;
     if let Some(revoked) = &version.revoked {
         return Err(revoked_error(&record.name, version.version, revoked));
     }
@@ -276,9 +275,19 @@ fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> 
     .with_detail("reason", revoked.reason.clone())
 }
 
-pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version: Option<&str>) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let record = visible_package(app, request, author, project)?;
+/// `POST /packages/<author>/<project>/revoke`: every version.
+pub fn revoke_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    revoke(app, request, caller, None)
+}
+
+/// `POST /packages/<author>/<project>/<version>/revoke`.
+pub fn revoke_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    revoke(app, request, caller, Some(request.param("version")))
+}
+
+fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let record = visible_package(app, request, caller)?;
     let body: RevokeRequest = request.json()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
@@ -287,10 +296,10 @@ pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version
         );
     }
     let version = version.map(version_param).transpose()?;
-    app.publishes_per_user.hit(caller.email.as_str())?;
+    app.publishes_per_user.hit(user.email.as_str())?;
     let versions = app
         .packages
-        .revoke(&app.store, &record.name, version, reason, &Actor::User(caller.email))?;
+        .revoke(&app.store, &record.name, version, reason, &Actor::User(user.email))?;
     match version {
         Some(version) => {
             let revoked = versions
@@ -309,13 +318,13 @@ pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version
     }
 }
 
-pub fn settings(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
-    let record = visible_package(app, request, author, project)?;
+pub fn settings(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let record = visible_package(app, request, caller)?;
     let body: PrivacyRequest = request.json()?;
     let updated = app
         .packages
-        .set_private(&app.store, &record.name, body.private, &Actor::User(caller.email))?;
+        .set_private(&app.store, &record.name, body.private, &Actor::User(user.email))?;
     Ok(Response::json(
         200,
         &SortedKeys(PrivacyAnswer {
@@ -335,7 +344,7 @@ fn number_param(request: &Request, name: &str, default: u64, message: &str) -> A
     }
 }
 
-pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let since = number_param(
         request,
         "since",

@@ -4,10 +4,10 @@
 use crate::api::{LoginRequest, LoginStarted, LoginStatus, SessionFetchAnswer, SessionFetchRequest};
 use crate::app::App;
 use crate::auth::email::Email;
-use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login, escape_html};
+use crate::auth::login::{self, FetchOutcome, FetchRequest, LinkProblem, Login, Requester, escape_html};
 use crate::auth::session;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::ratelimit::{client_network, hit_all};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,7 +17,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// What a pending fetch suggests between polls.
 const POLL_SECONDS: u64 = 2;
 
-pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let body: LoginRequest = request.json()?;
     let email = Email::parse(&body.email)?;
     let ip = request.client_ip(&app.config.trusted_proxies);
@@ -26,7 +26,7 @@ pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
     let started = login::start(
         &app.store,
         &email,
-        Client {
+        Requester {
             ip: ip.to_string(),
             user_agent: request.user_agent(),
         },
@@ -71,7 +71,7 @@ fn count_login(app: &App, email: &Email, ip: IpAddr) -> ApiResult<()> {
     hit_all(&limits)
 }
 
-pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
+pub fn fetch(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let body: SessionFetchRequest = request.json()?;
     let wait = match request.query_param("wait") {
         None => Duration::ZERO,
@@ -90,18 +90,18 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
         ip: request.client_ip(&app.config.trusted_proxies).to_string(),
     };
     let outcome = match login::fetch(&app.store, &fetch_request)? {
-        Fetched::Pending if !wait.is_zero() => app
+        FetchOutcome::Pending if !wait.is_zero() => app
             .confirmations
             .wait_for(wait, || match login::fetch(&app.store, &fetch_request)? {
-                Fetched::Pending if !app.is_stopping() => Ok(None),
+                FetchOutcome::Pending if !app.is_stopping() => Ok(None),
                 outcome => Ok(Some(outcome)),
             })?
-            .unwrap_or(Fetched::Pending),
+            .unwrap_or(FetchOutcome::Pending),
         outcome => outcome,
     };
     Ok(match outcome {
-        Fetched::Token(session_token) => Response::json(200, &SessionFetchAnswer::Token { session_token }),
-        Fetched::Pending => Response::json(
+        FetchOutcome::Token(session_token) => Response::json(200, &SessionFetchAnswer::Token { session_token }),
+        FetchOutcome::Pending => Response::json(
             202,
             &SessionFetchAnswer::Pending {
                 status: LoginStatus::Pending,
@@ -111,8 +111,8 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
     })
 }
 
-pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn logout(app: &App, _request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     session::revoke(&app.store, &caller.email, &caller.token_hash)?;
     Ok(Response::no_content())
 }
@@ -120,18 +120,18 @@ pub fn logout(app: &App, request: &Request) -> ApiResult<Response> {
 /// `GET /session/confirm?token=`: shows who is logging in and a Confirm
 /// button. Only the button's POST confirms, so scanners that fetch links
 /// confirm nothing.
-pub fn confirm_page(app: &App, request: &Request) -> Response {
+pub fn confirm_page(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let token = request.query_param("token").unwrap_or_default();
-    match login::for_link(&app.store, &token) {
+    Ok(match login::for_link(&app.store, &token) {
         Ok(login) => Response::html(200, page("Confirm your login", &confirm_form(&login, &token))),
         Err(problem) => link_problem_page(problem),
-    }
+    })
 }
 
 /// `POST /session/confirm` (form field `token`).
-pub fn confirm(app: &App, request: &Request) -> Response {
+pub fn confirm(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
     let token = request.form_field("token").unwrap_or_default();
-    match login::confirm(&app.store, &token, &app.confirmations) {
+    Ok(match login::confirm(&app.store, &token, &app.confirmations) {
         Ok(login) => Response::html(
             200,
             page(
@@ -143,7 +143,7 @@ pub fn confirm(app: &App, request: &Request) -> Response {
             ),
         ),
         Err(problem) => link_problem_page(problem),
-    }
+    })
 }
 
 fn confirm_form(login: &Login, token: &str) -> String {

@@ -4,11 +4,11 @@ use crate::api::{IdentityRole, SessionList, SortedKeys, UserAnswer};
 use crate::app::App;
 use crate::auth::{session, user};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Request, Response};
+use crate::http::{Caller, Request, Response};
 use crate::identity;
 
-pub fn get(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn get(app: &App, _request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let record = user::load(&app.store, &caller.email)?;
     let sessions = session::list(&app.store, &caller.email, &caller.token_hash)?;
     let identities = identity::memberships(&app.store, &caller.email)?
@@ -26,14 +26,15 @@ pub fn get(app: &App, request: &Request) -> ApiResult<Response> {
     ))
 }
 
-pub fn sessions(app: &App, request: &Request) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn sessions(app: &App, _request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
     let sessions = session::list(&app.store, &caller.email, &caller.token_hash)?;
     Ok(Response::json(200, &SortedKeys(SessionList { sessions })))
 }
 
-pub fn revoke_session(app: &App, request: &Request, id: &str) -> ApiResult<Response> {
-    let caller = session::authenticate(&app.store, request.bearer_token())?;
+pub fn revoke_session(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let id = request.param("id");
+    let caller = caller.user()?;
     if session::revoke_by_id(&app.store, &caller.email, id)? {
         Ok(Response::no_content())
     } else {
