@@ -5,7 +5,8 @@
 //! is refused with `503 server_busy` and `Retry-After`, so a burst of uploads
 //! costs bounded memory instead of growing with the number of connections.
 
-use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::http::errors::ApiError;
 use crate::store::lock_ignoring_poison;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -86,7 +87,7 @@ impl Drop for Reservation {
 pub fn busy(what: &str) -> ApiError {
     ApiError::new(
         503,
-        "server_busy",
+        ErrorCode::ServerBusy,
         format!("The registry is handling as many {what} as it can at once; try again in a few seconds."),
     )
     .with_header("Retry-After", RETRY_AFTER_SECS.to_string())
@@ -106,7 +107,7 @@ mod tests {
             .err()
             .expect("over budget");
         assert!(started.elapsed() >= Duration::from_millis(100), "it waited first");
-        assert_eq!((refused.status, refused.code), (503, "server_busy"));
+        assert_eq!((refused.status, refused.code), (503, ErrorCode::ServerBusy));
         assert!(refused.headers.iter().any(|(name, _)| *name == "Retry-After"));
         let waiting = {
             let budget = budget.clone();

@@ -12,7 +12,7 @@
 
 use crate::app::App;
 use crate::auth::secret::hex;
-use crate::error::ApiResult;
+use crate::http::errors::ApiResult;
 use crate::package::events::Event;
 use crate::store::{RecordPath, Store};
 use hmac::{Hmac, Mac};

@@ -1,7 +1,7 @@
 //! Sliding-window rate limits, in memory: they protect against bursts from a
 //! running attacker, which a restart does not help.
 
-use crate::error::ApiError;
+use crate::http::errors::ApiError;
 use crate::store::lock_ignoring_poison;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};

@@ -6,7 +6,7 @@
 //! half-made in the copy, and no bytes are copied while writers wait.
 
 use super::Report;
-use crate::error::{ApiError, ApiResult};
+use super::{AdminError, AdminResult};
 use crate::store::{DIR_MODE, FILE_MODE, LOCK_FILE, TEMP_PREFIX, TURNSTILE_FILE, WRITERS_LOCK_FILE, hold_writers};
 use serde_json::json;
 use std::fs::{self, DirBuilder, OpenOptions};
@@ -19,23 +19,14 @@ use std::time::Instant;
 /// share their lock with the original) and local development mail.
 const SKIPPED: [&str; 4] = [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, "mail"];
 
-pub fn run(root: &Path, destination: &Path) -> ApiResult<Report> {
+pub fn run(root: &Path, destination: &Path) -> AdminResult<Report> {
     if !root.join(LOCK_FILE).exists() {
-        return Err(ApiError::not_found(
-            "no_data_dir",
-            format!("{} is not a gren-registry data directory.", root.display()),
-        ));
+        return Err(AdminError::NotADataDir(root.to_path_buf()));
     }
     if destination.exists() {
-        return Err(ApiError::conflict(
-            "destination_exists",
-            format!(
-                "{} already exists; snapshots go to a new directory.",
-                destination.display()
-            ),
-        ));
+        return Err(AdminError::DestinationExists(destination.to_path_buf()));
     }
-    let failed = |err: io::Error| ApiError::internal(format!("snapshot failed: {err}"));
+    let failed = AdminError::Snapshot;
     // Private like the data directory: the copy holds the same records.
     DirBuilder::new()
         .recursive(true)

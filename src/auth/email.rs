@@ -1,6 +1,7 @@
 //! E-mail addresses: the identity of a user, and a file name in the store.
 
-use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::http::errors::ApiError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -18,7 +19,7 @@ impl Email {
             Ok(Email(address))
         } else {
             Err(ApiError::bad_request(
-                "invalid_email",
+                ErrorCode::InvalidEmail,
                 format!("{:?} is not an e-mail address the registry accepts.", input.trim()),
             ))
         }

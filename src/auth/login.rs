@@ -8,7 +8,8 @@
 use super::email::Email;
 use super::secret::{self, same_secret, sha256_hex};
 use super::session::{self, NewSession};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::mail::Message;
 use crate::store::{RecordPath, Store, lock_ignoring_poison};
 use crate::time::Timestamp;
@@ -79,7 +80,10 @@ fn split_token(token: &str) -> ApiResult<(&str, &str)> {
 }
 
 fn unknown_login() -> ApiError {
-    ApiError::bad_request("invalid_token", "This login token is unknown; start a new login.")
+    ApiError::bad_request(
+        ErrorCode::InvalidToken,
+        "This login token is unknown; start a new login.",
+    )
 }
 
 /// Creates a pending login and the e-mail that announces it. The caller sends
@@ -231,19 +235,19 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
     }
     if login.used.is_some() {
         return Err(ApiError::bad_request(
-            "login_used",
+            ErrorCode::LoginUsed,
             "This login has already given out its session token; start a new login.",
         ));
     }
     if login.wrong_codes >= MAX_WRONG_CODES {
         return Err(ApiError::bad_request(
-            "login_locked",
+            ErrorCode::LoginLocked,
             "Too many wrong codes were tried for this login; start a new login.",
         ));
     }
     if login.expires.has_passed() {
         return Err(ApiError::bad_request(
-            "login_expired",
+            ErrorCode::LoginExpired,
             "This login has expired; start a new login.",
         ));
     }
@@ -258,7 +262,7 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<Fetched> {
             } else {
                 format!("The confirmation code is wrong; {left} attempts left.")
             };
-            Err(ApiError::bad_request("invalid_code", message))
+            Err(ApiError::bad_request(ErrorCode::InvalidCode, message))
         }
         None if login.confirmed.is_none() => Ok(Fetched::Pending),
         _ => {
@@ -412,7 +416,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let again = fetch(&store, &request(&started.fetch_session_token, Some(&code))).unwrap_err();
-        assert_eq!(again.code, "login_used");
+        assert_eq!(again.code, ErrorCode::LoginUsed);
     }
 
     #[test]
@@ -430,14 +434,14 @@ mod tests {
                 fetch(&store, &request(&started.fetch_session_token, Some(wrong)))
                     .unwrap_err()
                     .code,
-                "invalid_code"
+                ErrorCode::InvalidCode
             );
         }
         assert_eq!(
             fetch(&store, &request(&started.fetch_session_token, Some(&right)))
                 .unwrap_err()
                 .code,
-            "login_locked"
+            ErrorCode::LoginLocked
         );
     }
 
@@ -475,7 +479,7 @@ mod tests {
         ] {
             assert_eq!(
                 fetch(&store, &request(token, None)).unwrap_err().code,
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "{token}"
             );
         }

@@ -7,7 +7,7 @@
 use super::email::Email;
 use super::secret;
 use super::user;
-use crate::error::{ApiError, ApiResult};
+use crate::http::errors::{ApiError, ApiResult};
 use crate::ratelimit::client_network;
 use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;

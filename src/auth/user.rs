@@ -1,7 +1,7 @@
 //! User records: one file per e-mail address, `users/<email>.json`.
 
 use super::email::Email;
-use crate::error::ApiResult;
+use crate::http::errors::ApiResult;
 use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};

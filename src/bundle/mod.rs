@@ -19,7 +19,8 @@
 
 pub mod outline;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use flate2::bufread::GzDecoder;
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -87,7 +88,7 @@ pub fn check(
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::bad_request("invalid_bundle", message)
+    ApiError::bad_request(ErrorCode::InvalidBundle, message)
 }
 
 // ---------------------------------------------------------------------------
@@ -276,13 +277,13 @@ fn parse_error(err: serde_json::Error, context: Context, max_inflated: u64, gzip
         Some(Overflow::Bundle) => {
             return ApiError::new(
                 413,
-                "bundle_too_large",
+                ErrorCode::BundleTooLarge,
                 format!("The bundle inflates to more than {max_inflated} bytes."),
             );
         }
         Some(Overflow::Outline) => {
             return ApiError::bad_request(
-                "invalid_outline",
+                ErrorCode::InvalidOutline,
                 format!("outline: larger than {MAX_OUTLINE_BYTES} bytes (gren.json is a few hundred)."),
             )
             .with_field("outline");
@@ -683,7 +684,7 @@ mod tests {
             match read(&body, 1 << 20) {
                 Ok(_) => panic!("case {index} was accepted"),
                 Err(err) => {
-                    assert_eq!(err.code, "invalid_bundle", "case {index}: {}", err.message);
+                    assert_eq!(err.code, ErrorCode::InvalidBundle, "case {index}: {}", err.message);
                     assert!(err.message.contains(expected), "case {index}: {}", err.message);
                 }
             }
@@ -696,13 +697,13 @@ mod tests {
         let bomb = gzip(&vec![b' '; 50 << 20]);
         assert!(bomb.len() < 100 << 10, "50 MiB of spaces compresses well");
         let err = read(&bomb, 1 << 20).unwrap_err();
-        assert_eq!((err.status, err.code), (413, "bundle_too_large"));
+        assert_eq!((err.status, err.code), (413, ErrorCode::BundleTooLarge));
         let text = format!(
             r#"{{"outline":{OUTLINE},"sources":{{"Url":"{}"}}}}"#,
             "a".repeat(2 << 20)
         );
         let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!((err.status, err.code), (413, "bundle_too_large"));
+        assert_eq!((err.status, err.code), (413, ErrorCode::BundleTooLarge));
         check(&gzip(text.as_bytes()), 3 << 20, KernelCode::AnyAuthor, allow)
             .expect("the same bundle under a higher cap");
     }
@@ -713,7 +714,7 @@ mod tests {
         let size = text.len() as u64;
         check(&gzip(text.as_bytes()), size, KernelCode::AnyAuthor, allow).expect("exactly the cap");
         let err = check(&gzip(text.as_bytes()), size - 1, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!(err.code, "bundle_too_large");
+        assert_eq!(err.code, ErrorCode::BundleTooLarge);
     }
 
     #[test]
@@ -765,7 +766,7 @@ mod tests {
                 let err = result.expect_err(path);
                 assert_eq!(
                     (err.code, err.field()),
-                    ("invalid_bundle", Some(path)),
+                    (ErrorCode::InvalidBundle, Some(path)),
                     "{}",
                     err.message
                 );
@@ -824,7 +825,7 @@ mod tests {
         let err = check(&gzip(text.as_bytes()), 64 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
         assert_eq!(
             (err.code, err.field()),
-            ("invalid_outline", Some("outline")),
+            (ErrorCode::InvalidOutline, Some("outline")),
             "{}",
             err.message
         );

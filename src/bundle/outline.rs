@@ -2,7 +2,8 @@
 //! rules both of the Gren compiler's decoders enforce.
 
 use super::Bundle;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::package::{PackageName, Range, Version};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +51,7 @@ pub struct Outline {
 }
 
 fn invalid(field: &str, message: String) -> ApiError {
-    ApiError::bad_request("invalid_outline", format!("outline.{field}: {message}"))
+    ApiError::bad_request(ErrorCode::InvalidOutline, format!("outline.{field}: {message}"))
         .with_field(format!("outline.{field}"))
 }
 
@@ -289,7 +290,7 @@ impl SourceCheck {
 }
 
 fn bad_source(field: String, message: String) -> ApiError {
-    ApiError::bad_request("invalid_bundle", format!("{field}: {message}")).with_field(field)
+    ApiError::bad_request(ErrorCode::InvalidBundle, format!("{field}: {message}")).with_field(field)
 }
 
 /// `^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$`, shorter than 256 bytes.

@@ -7,6 +7,7 @@
 use super::api::Registry;
 use super::credentials::{self, Entry};
 use super::{CliError, CliResult};
+use crate::error::ErrorCode;
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -73,7 +74,7 @@ pub fn run(registry: &Registry, email: Option<String>) -> CliResult<()> {
             Ok(Event::Typed(code)) => match registry.fetch_session(&fetch_token, Some(&code), 0) {
                 Ok(Some(token)) => break token,
                 Ok(None) => continue,
-                Err(failure) if failure.code == "invalid_code" => {
+                Err(failure) if failure.code == ErrorCode::InvalidCode.as_str() => {
                     println!("{} Type it again:", failure.message);
                 }
                 Err(failure) => return Err(failure.into()),

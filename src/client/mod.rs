@@ -30,8 +30,8 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-impl From<crate::error::ApiError> for CliError {
-    fn from(err: crate::error::ApiError) -> CliError {
+impl From<crate::http::errors::ApiError> for CliError {
+    fn from(err: crate::http::errors::ApiError) -> CliError {
         CliError(err.message)
     }
 }

@@ -7,7 +7,8 @@ use super::{Request, Response};
 use crate::app::App;
 use crate::auth::session;
 use crate::budget;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use std::sync::Arc;
 
 /// JSON bodies are small; anything larger is refused before it is read.
@@ -126,7 +127,7 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
     let route = segments(&request.path)
         .and_then(|segments| Route::resolve(&segments))
         // The path is not echoed: error messages carry no raw request input.
-        .ok_or_else(|| ApiError::not_found("not_found", "There is nothing at this path."))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::NotFound, "There is nothing at this path."))?;
     let method = if request.method == "HEAD" {
         "GET"
     } else {
@@ -139,7 +140,7 @@ fn dispatch(app: &App, request: &Request) -> ApiResult<Response> {
         }
         return Err(ApiError::new(
             405,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!("This method is not allowed here; use {}.", allow.join(" or ")),
         )
         .with_header("Allow", allow.join(", ")));

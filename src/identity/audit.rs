@@ -8,7 +8,7 @@
 
 use super::{Actor, Identity, IdentityName, Role};
 use crate::auth::email::Email;
-use crate::error::ApiResult;
+use crate::http::errors::ApiResult;
 use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -18,7 +18,8 @@
 
 use super::{Action, Actor, Identity, IdentityName, Locked, Member, MemberChange, Role};
 use crate::auth::email::Email;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::store::{Store, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -84,7 +85,7 @@ pub(super) fn invite(
 
 fn too_many(identity: &Identity, max_pending: usize) -> ApiError {
     ApiError::conflict(
-        "too_many_invitations",
+        ErrorCode::TooManyInvitations,
         format!(
             "{} already has {max_pending} pending invitations; cancel some, or wait until they are accepted, declined or expire.",
             identity.name
@@ -127,7 +128,7 @@ pub fn decline(store: &Store, name: &IdentityName, email: &Email) -> ApiResult<(
 
 fn not_invited(identity: &Identity) -> ApiError {
     ApiError::not_found(
-        "invitation_not_found",
+        ErrorCode::InvitationNotFound,
         format!(
             "There is no pending invitation to {} for you (it may have expired, been cancelled or been answered).",
             identity.name

@@ -23,7 +23,8 @@ pub mod name;
 
 use crate::auth::email::Email;
 use crate::auth::user;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::store::{RecordGuard, RecordPath, Store};
 use crate::time::Timestamp;
 pub use audit::{Action, AuditEntry};
@@ -47,7 +48,7 @@ impl Role {
     pub fn parse(text: &str) -> ApiResult<Role> {
         serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
             ApiError::bad_request(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 format!("{text:?} is not a role; use download, publish or admin."),
             )
         })
@@ -141,7 +142,7 @@ pub fn require(store: &Store, name: &IdentityName) -> ApiResult<Identity> {
 
 fn not_found(name: &IdentityName) -> ApiError {
     ApiError::not_found(
-        "identity_not_found",
+        ErrorCode::IdentityNotFound,
         format!("There is no publishing identity named {name}."),
     )
 }
@@ -177,7 +178,7 @@ pub fn create(
     let _guard = store.lock(&path);
     if let Some(existing) = store.read_json::<Identity>(&path)? {
         return Err(ApiError::conflict(
-            "name_taken",
+            ErrorCode::NameTaken,
             format!(
                 "The name {name} is taken (by the identity {}); names are unique regardless of case.",
                 existing.name
@@ -215,7 +216,7 @@ pub fn create(
 fn refuse_reserved(name: &IdentityName, reserved: &[String]) -> ApiResult<()> {
     if reserved.iter().any(|word| word.eq_ignore_ascii_case(name.as_str())) {
         return Err(ApiError::conflict(
-            "name_reserved",
+            ErrorCode::NameReserved,
             format!("The name {name} is reserved."),
         ));
     }
@@ -245,7 +246,7 @@ fn look_alike_of(store: &Store, name: &IdentityName) -> ApiResult<Option<String>
 
 fn confusable(name: &IdentityName, original: &str) -> ApiError {
     ApiError::conflict(
-        "identity_name_confusable",
+        ErrorCode::IdentityNameConfusable,
         format!(
             "The name {name} looks like {original} (case, I, l and 1, O and 0, rn and m, vv and w, and dashes \
              are easily mistaken); choose a name that is clearly different."
@@ -391,7 +392,7 @@ pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &
         Some(role) => drop_member(&mut locked, actor, email, role),
         None if invited => invitation::withdraw(&mut locked, actor, email),
         None => Err(ApiError::not_found(
-            "member_not_found",
+            ErrorCode::MemberNotFound,
             format!("{email} is neither a member of {} nor invited.", locked.identity.name),
         )),
     }
@@ -435,7 +436,7 @@ fn not_a_member(identity: &Identity) -> ApiError {
 
 fn last_admin(name: &IdentityName) -> ApiError {
     ApiError::conflict(
-        "last_admin",
+        ErrorCode::LastAdmin,
         format!("This would leave {name} without an admin; make someone else admin first."),
     )
 }
@@ -492,7 +493,7 @@ mod tests {
     fn roles_are_ordered() {
         assert!(Role::Download < Role::Publish && Role::Publish < Role::Admin);
         assert_eq!(Role::parse("publish").unwrap(), Role::Publish);
-        assert_eq!(Role::parse("owner").unwrap_err().code, "invalid_role");
+        assert_eq!(Role::parse("owner").unwrap_err().code, ErrorCode::InvalidRole);
     }
 
     /// Creates `name` as the user `who`, its first admin.
@@ -506,7 +507,7 @@ mod tests {
         let (_dir, store) = setup();
         create_by(&store, "Gren-Lang", "a@example.com", &[]).unwrap();
         let err = create_by(&store, "gren-lang", "b@example.com", &[]).unwrap_err();
-        assert_eq!(err.code, "name_taken");
+        assert_eq!(err.code, ErrorCode::NameTaken);
         let other = IdentityName::parse("gren-lang").unwrap();
         assert_eq!(require(&store, &other).unwrap().name, "Gren-Lang");
     }
@@ -516,9 +517,9 @@ mod tests {
         let (_dir, store) = setup();
         let reserved = vec!["admin".to_string()];
         let err = create_by(&store, "Admin", "a@example.com", &reserved).unwrap_err();
-        assert_eq!(err.code, "name_reserved");
+        assert_eq!(err.code, ErrorCode::NameReserved);
         let err = create_by(&store, "adm1n", "a@example.com", &reserved).unwrap_err();
-        assert_eq!(err.code, "identity_name_confusable");
+        assert_eq!(err.code, ErrorCode::IdentityNameConfusable);
         let name = IdentityName::parse("Admin").unwrap();
         let operator = Actor::Operator;
         create(
@@ -537,7 +538,7 @@ mod tests {
         let (_dir, store) = setup();
         create_by(&store, "gren-lang", "a@example.com", &[]).unwrap();
         let err = create_by(&store, "Gren-1ang", "b@example.com", &[]).unwrap_err();
-        assert_eq!((err.status, err.code), (409, "identity_name_confusable"));
+        assert_eq!((err.status, err.code), (409, ErrorCode::IdentityNameConfusable));
         assert!(err.message.contains("the identity gren-lang"), "{}", err.message);
         // An interrupted creation (a directory without its record) is no original.
         std::fs::create_dir_all(store.root().join("identities/blaix")).unwrap();
@@ -572,13 +573,13 @@ mod tests {
             set_member(&store, &name, &admin, &email("a@example.com"), Role::Publish, PENDING)
                 .unwrap_err()
                 .code,
-            "last_admin"
+            ErrorCode::LastAdmin
         );
         assert_eq!(
             remove_member(&store, &name, &Actor::Operator, &email("a@example.com"))
                 .unwrap_err()
                 .code,
-            "last_admin"
+            ErrorCode::LastAdmin
         );
         join(&store, &name, &admin, "b@example.com", Role::Admin);
         remove_member(&store, &name, &admin, &email("a@example.com")).unwrap();
@@ -625,7 +626,7 @@ mod tests {
             invitation::accept(&store, &name, &email("c@example.com"))
                 .unwrap_err()
                 .code,
-            "invitation_not_found"
+            ErrorCode::InvitationNotFound
         );
         set_member(&store, &name, &admin, &email("d@example.com"), Role::Download, PENDING).unwrap();
         remove_member(&store, &name, &admin, &email("d@example.com")).unwrap();
@@ -671,7 +672,7 @@ mod tests {
             set_member(&store, &name, &admin, &email(who), Role::Download, 2).unwrap();
         }
         let refused = set_member(&store, &name, &admin, &email("z@example.com"), Role::Download, 2).unwrap_err();
-        assert_eq!((refused.status, refused.code), (409, "too_many_invitations"));
+        assert_eq!((refused.status, refused.code), (409, ErrorCode::TooManyInvitations));
         // Changing the role a pending invitation offers is not a new one.
         set_member(&store, &name, &admin, &email("y@example.com"), Role::Publish, 2).unwrap();
 
@@ -684,7 +685,7 @@ mod tests {
             invitation::accept(&store, &name, &email("x@example.com"))
                 .unwrap_err()
                 .code,
-            "invitation_not_found"
+            ErrorCode::InvitationNotFound
         );
         set_member(&store, &name, &admin, &email("z@example.com"), Role::Download, 2).unwrap();
         let emails: Vec<String> = require(&store, &name)

@@ -2,7 +2,8 @@
 //! compared by their [`skeleton`] so that look-alikes (`gren-1ang` beside
 //! `gren-lang`) cannot be created.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use std::fmt;
 
 /// GitHub's limit for user and organisation names, which Gren package
@@ -25,7 +26,7 @@ impl IdentityName {
             })
         } else {
             Err(ApiError::bad_request(
-                "invalid_name",
+                ErrorCode::InvalidName,
                 format!(
                     "{text:?} is not a valid identity name: use letters, digits and single dashes between them, at most {MAX_LENGTH} characters."
                 ),
@@ -93,7 +94,11 @@ mod tests {
             assert!(IdentityName::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "-a", "a-", "a--b", "a_b", "a.b", "a/b", "..", "é", &"a".repeat(40)] {
-            assert_eq!(IdentityName::parse(bad).unwrap_err().code, "invalid_name", "{bad}");
+            assert_eq!(
+                IdentityName::parse(bad).unwrap_err().code,
+                ErrorCode::InvalidName,
+                "{bad}"
+            );
         }
         assert_eq!(IdentityName::parse("Gren-Lang").unwrap().key(), "gren-lang");
     }

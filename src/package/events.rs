@@ -14,7 +14,7 @@
 //! not happen and never has a gap.
 
 use super::{Catalog, PackageName, PackageRecord, Version, record_path};
-use crate::error::ApiResult;
+use crate::http::errors::ApiResult;
 use crate::store::{RecordPath, Store, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};

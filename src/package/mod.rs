@@ -25,7 +25,8 @@ pub mod version;
 pub use name::PackageName;
 pub use version::{Range, Version};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::identity::IdentityName;
 use crate::store::{RecordPath, Store, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
@@ -312,7 +313,7 @@ pub fn find_visible(catalog: &Catalog, name: &PackageName, visible: &Visibility)
     match catalog.get(name) {
         Some(record) if !record.private || visible.contains(&name.author.to_ascii_lowercase()) => Ok(record),
         _ => Err(ApiError::not_found(
-            "package_not_found",
+            ErrorCode::PackageNotFound,
             format!("There is no package named {name}."),
         )),
     }

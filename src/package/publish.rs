@@ -16,7 +16,8 @@ use crate::auth::secret::sha256_hex;
 use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::bundle::outline::KernelCode;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
 use crate::store::{RecordPath, Store};
 use crate::time::Timestamp;
@@ -96,7 +97,7 @@ impl Packages {
                     return Ok((name, Published::Existing(taken.clone())));
                 }
                 return Err(ApiError::conflict(
-                    "version_exists",
+                    ErrorCode::VersionExists,
                     format!(
                         "{name} {} is already published{}; version numbers are never reused.",
                         outline.version,
@@ -106,7 +107,7 @@ impl Packages {
             }
             if (upload.private || outline.private) && !record.private {
                 return Err(ApiError::conflict(
-                    "privacy_mismatch",
+                    ErrorCode::PrivacyMismatch,
                     format!("{name} is public; an admin can make it private with PATCH /packages/{name}."),
                 ));
             }
@@ -115,7 +116,7 @@ impl Packages {
             if upload.successor_rule && !taken.is_empty() && !allowed.contains(&outline.version) {
                 let list: Vec<String> = allowed.iter().map(Version::to_string).collect();
                 return Err(ApiError::bad_request(
-                    "invalid_version",
+                    ErrorCode::InvalidVersion,
                     format!(
                         "{name} cannot go to {} from its versions; the next version may be one of: {}.",
                         outline.version,
@@ -255,10 +256,9 @@ impl Packages {
     }
 
     fn require(&self, name: &PackageName) -> ApiResult<PackageRecord> {
-        self.catalog
-            .get(name)
-            .map(|record| (*record).clone())
-            .ok_or_else(|| ApiError::not_found("package_not_found", format!("There is no package named {name}.")))
+        self.catalog.get(name).map(|record| (*record).clone()).ok_or_else(|| {
+            ApiError::not_found(ErrorCode::PackageNotFound, format!("There is no package named {name}."))
+        })
     }
 
     /// Commits a publish or revocation of `versions`: public packages get a
@@ -340,7 +340,7 @@ fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> ApiError {
         twin.name.to_string()
     };
     ApiError::conflict(
-        "package_name_collision",
+        ErrorCode::PackageNameCollision,
         format!(
             "{name} cannot be published: its bundles would have the same file names as those of {other} (gren_packages/{}__<version>.pkg.gz), which the compiler cannot tell apart. Choose another name.",
             name.file_stem()
@@ -354,7 +354,7 @@ fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> ApiResult<()
     let owner = identity::require(store, &owner(name)?)?;
     if name.author != owner.name {
         return Err(ApiError::bad_request(
-            "invalid_outline",
+            ErrorCode::InvalidOutline,
             format!(
                 "outline.name: the publishing identity is spelled {}; use {}/{}.",
                 owner.name, owner.name, name.project
@@ -368,12 +368,12 @@ fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> ApiResult<()
 fn owner(name: &PackageName) -> ApiResult<IdentityName> {
     name.identity().ok_or_else(|| {
         ApiError::not_found(
-            "identity_not_found",
+            ErrorCode::IdentityNotFound,
             format!("There is no publishing identity named {}.", name.author),
         )
     })
 }
 
 pub fn version_not_found(name: &PackageName, version: Version) -> ApiError {
-    ApiError::not_found("version_not_found", format!("{name} has no version {version}."))
+    ApiError::not_found(ErrorCode::VersionNotFound, format!("{name} has no version {version}."))
 }

@@ -5,7 +5,8 @@ use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::escape_html;
 use crate::auth::session::{self, Authenticated};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
@@ -143,7 +144,7 @@ pub fn optional_caller(app: &App, request: &Request) -> ApiResult<Option<Authent
 pub fn parse_name(name: &str) -> ApiResult<IdentityName> {
     IdentityName::parse(name).map_err(|_| {
         ApiError::not_found(
-            "identity_not_found",
+            ErrorCode::IdentityNotFound,
             format!("There is no publishing identity named {name:?}."),
         )
     })

@@ -4,7 +4,7 @@
 use super::identity::parse_name;
 use crate::app::App;
 use crate::auth::session;
-use crate::error::ApiResult;
+use crate::http::errors::ApiResult;
 use crate::http::{Request, Response};
 use crate::identity::invitation;
 use serde_json::json;

@@ -5,7 +5,8 @@ use crate::app::App;
 use crate::auth::secret::sha256_hex;
 use crate::auth::session;
 use crate::bundle::outline::PLATFORMS;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
@@ -30,7 +31,7 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
         Some("true") => true,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "`private` must be true or false.",
             ));
         }
@@ -45,7 +46,7 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
         inflations: Some(&app.inflations),
     };
     let result = app.packages.publish(&app.store, upload);
-    if result.as_ref().is_err_and(|err| err.code == "server_busy") {
+    if result.as_ref().is_err_and(|err| err.code == ErrorCode::ServerBusy) {
         // Refused for the registry's load, not for the bundle: no publish happened.
         app.publishes_per_user.give_back(&email);
     }
@@ -85,7 +86,7 @@ fn visible_package(app: &App, request: &Request, author: &str, project: &str) ->
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
     PackageName::parse(&format!("{author}/{project}")).ok_or_else(|| {
         ApiError::not_found(
-            "package_not_found",
+            ErrorCode::PackageNotFound,
             // Not a valid name: quoted and escaped, as it is the client's input.
             format!("There is no package named {:?}.", format!("{author}/{project}")),
         )
@@ -94,7 +95,8 @@ fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
 
 fn version_param(text: &str) -> ApiResult<Version> {
     Version::parse(text).ok_or_else(|| {
-        ApiError::bad_request("invalid_version", format!("{text:?} is not a version (X.Y.Z).")).with_field("version")
+        ApiError::bad_request(ErrorCode::InvalidVersion, format!("{text:?} is not a version (X.Y.Z)."))
+            .with_field("version")
     })
 }
 
@@ -112,7 +114,7 @@ fn gren_param(request: &Request) -> ApiResult<Option<Version>> {
         .map(|text| {
             Version::parse(&text).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("`gren` must be a compiler version X.Y.Z, not {text:?}."),
                 )
             })
@@ -171,13 +173,13 @@ pub fn latest(app: &App, request: &Request, author: &str, project: &str) -> ApiR
         && !PLATFORMS.contains(&platform.as_str())
     {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "`platform` must be common, browser or node.",
         ));
     }
     let found = record.latest(gren, platform.as_deref()).ok_or_else(|| {
         ApiError::not_found(
-            "no_compatible_version",
+            ErrorCode::NoCompatibleVersion,
             format!("{} has no unrevoked version that fits.", record.name),
         )
     })?;
@@ -189,7 +191,7 @@ pub fn previous(app: &App, request: &Request, author: &str, project: &str, versi
     let version = version_param(version)?;
     let found = record.previous(version).ok_or_else(|| {
         ApiError::not_found(
-            "no_previous_version",
+            ErrorCode::NoPreviousVersion,
             format!("{} has no unrevoked version below {version}.", record.name),
         )
     })?;
@@ -264,7 +266,7 @@ fn json_with_etag(request: &Request, value: &Value, cache: &'static str) -> Resp
 fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> ApiError {
     ApiError::new(
         410,
-        "revoked",
+        ErrorCode::Revoked,
         format!("{name} {version} was revoked: {}", revoked.reason),
     )
     .with_detail("reason", revoked.reason.clone())
@@ -282,7 +284,8 @@ pub fn revoke(app: &App, request: &Request, author: &str, project: &str, version
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(
-            ApiError::bad_request("invalid_reason", "Give a reason of 1 to 500 characters.").with_field("reason"),
+            ApiError::bad_request(ErrorCode::InvalidReason, "Give a reason of 1 to 500 characters.")
+                .with_field("reason"),
         );
     }
     let version = version.map(version_param).transpose()?;
@@ -329,7 +332,7 @@ fn number_param(request: &Request, name: &str, default: u64, message: &str) -> A
         None => Ok(default),
         Some(text) => text
             .parse::<u64>()
-            .map_err(|_| ApiError::bad_request("invalid_query", message.to_string())),
+            .map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, message.to_string())),
     }
 }
 
@@ -343,7 +346,7 @@ pub fn events(app: &App, request: &Request) -> ApiResult<Response> {
     let limit_message = format!("`limit` must be a number of events from 1 to {MAX_EVENT_PAGE}.");
     let limit = number_param(request, "limit", EVENT_PAGE, &limit_message)?;
     if !(1..=MAX_EVENT_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", limit_message));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, limit_message));
     }
     // The log is public history, the same for everyone: a package made
     // private since keeps its past events, and its `private` event tells

@@ -5,7 +5,8 @@ use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::{self, Client, FetchRequest, Fetched, LinkProblem, Login, escape_html};
 use crate::auth::session;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::ratelimit::{client_network, hit_all};
 use serde::Deserialize;
@@ -43,7 +44,7 @@ pub fn start(app: &App, request: &Request) -> ApiResult<Response> {
         log::warn!("login e-mail not sent: {err}");
         return Err(ApiError::new(
             502,
-            "email_failed",
+            ErrorCode::EmailFailed,
             "The confirmation e-mail could not be sent; try again in a few minutes.",
         ));
     }
@@ -86,7 +87,10 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
             .parse::<u64>()
             .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
             .map_err(|_| {
-                ApiError::bad_request("invalid_wait", "`wait` must be a whole number of seconds (at most 30).")
+                ApiError::bad_request(
+                    ErrorCode::InvalidWait,
+                    "`wait` must be a whole number of seconds (at most 30).",
+                )
             })?,
     };
     let fetch_request = FetchRequest {

@@ -2,7 +2,8 @@
 
 use crate::app::App;
 use crate::auth::{session, user};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity;
 use serde_json::json;
@@ -38,7 +39,7 @@ pub fn revoke_session(app: &App, request: &Request, id: &str) -> ApiResult<Respo
         Ok(Response::no_content())
     } else {
         Err(ApiError::not_found(
-            "session_not_found",
+            ErrorCode::SessionNotFound,
             format!("You have no session with id {id:?}."),
         ))
     }

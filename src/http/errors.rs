@@ -1,0 +1,139 @@
+//! Errors at the HTTP edge: [`ApiError`] is what a response says (status,
+//! code, message, headers, details), and this module is the one place where
+//! the domain's errors become one. Internal errors keep their cause for the
+//! log, which [`ApiError::log_if_internal`] writes once, when the response is
+//! made ([`super::Response::from_error`]); the client only hears that
+//! something failed.
+
+use crate::error::{Chain, ErrorCode};
+use std::error::Error;
+use std::fmt;
+
+/// The cause of an internal error: logged, never sent.
+pub type Cause = Box<dyn Error + Send + Sync>;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: ErrorCode,
+    /// A sentence for people.
+    pub message: String,
+    /// Extra headers the status calls for (`Allow`, `Retry-After`, ...).
+    pub headers: Vec<(&'static str, String)>,
+    /// More members of the error body, such as `field` (the input field at
+    /// fault) or `reason` (why a version was revoked).
+    pub details: Vec<(&'static str, serde_json::Value)>,
+    /// Why an internal error happened, for the log.
+    pub cause: Option<Cause>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+            details: Vec::new(),
+            cause: None,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_detail(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.details.push((key, value.into()));
+        self
+    }
+
+    /// Names the input field at fault (`outline.license`).
+    pub fn with_field(self, field: impl Into<String>) -> ApiError {
+        self.with_detail("field", field.into())
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(key, _)| *key == "field")
+            .and_then(|(_, value)| value.as_str())
+    }
+
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(400, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(401, ErrorCode::Unauthorized, message).with_header("WWW-Authenticate", "Bearer")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(404, code, message)
+    }
+
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(409, code, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(413, ErrorCode::BodyTooLarge, message)
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> ApiError {
+        ApiError::new(
+            429,
+            ErrorCode::RateLimited,
+            format!("Too many requests; try again in {retry_after_secs} seconds."),
+        )
+        .with_header("Retry-After", retry_after_secs.to_string())
+    }
+
+    /// A fault of ours. The cause goes to the log (once, when the response
+    /// is made), never to the client.
+    pub fn internal(cause: impl Into<Cause>) -> ApiError {
+        ApiError {
+            cause: Some(cause.into()),
+            ..ApiError::new(
+                500,
+                ErrorCode::InternalError,
+                "The registry hit an internal error; it has been logged.",
+            )
+        }
+    }
+
+    /// Logs an internal error with its whole cause chain; other errors are
+    /// the client's business, not the operator's.
+    pub fn log_if_internal(&self) {
+        if self.status >= 500
+            && let Some(cause) = &self.cause
+        {
+            log::error!("internal error: {}", Chain(cause.as_ref()));
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl Error for ApiError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.cause.as_deref().map(|cause| cause as &(dyn Error + 'static))
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(err: std::io::Error) -> ApiError {
+        ApiError::internal(err)
+    }
+}
