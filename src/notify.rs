@@ -12,6 +12,7 @@
 
 use crate::app::App;
 use crate::auth::secret::hex;
+use crate::error::Chain;
 use crate::http::errors::ApiResult;
 use crate::package::events::Event;
 use crate::store::{RecordPath, Store};
@@ -65,7 +66,7 @@ pub fn run(app: &App, site_url: &str) {
         let batch = match pending(app, 100) {
             Ok(batch) => batch,
             Err(err) => {
-                log::error!("notify: cannot read the outbox: {}", err.message);
+                log::error!("notify: cannot read the outbox: {}", Chain(&err));
                 pause(app, backoff);
                 continue;
             }

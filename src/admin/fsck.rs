@@ -235,7 +235,11 @@ impl Fsck<'_> {
             fixed.sessions = live;
             fixed.identities = members_of;
             let record = crate::auth::user::user_path(&user.email);
-            let fix = || self.store.write_json(&record, &fixed);
+            // The repair's failure is reported with its causes, as fs errors are.
+            let fix = || {
+                (self.store.write_json(&record, &fixed))
+                    .map_err(|err| std::io::Error::other(crate::error::Chain(&err).to_string()))
+            };
             let missing = fixed.identities.iter().any(|key| !user.identities.contains(key));
             if missing {
                 self.found(

@@ -18,7 +18,7 @@ use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role}
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
-use crate::store::{OpenError, RecordPath, Store, hold_writers};
+use crate::store::{OpenError, RecordPath, Store, StoreError, hold_writers};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub enum AdminError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Store(#[from] StoreError),
 }
 
 pub(crate) type AdminResult<T> = Result<T, AdminError>;
@@ -269,9 +269,7 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
                     successor_rule: false,
                     inflations: None,
                 };
-                packages
-                    .publish(store, upload)
-                    .map_err(refusal)
+                packages.publish(store, upload).map_err(refusal)
             }
         };
         match outcome {
@@ -442,7 +440,9 @@ fn outbox(store: &Store) -> AdminResult<Report> {
 }
 
 fn count_json(store: &Store, dir: &str) -> AdminResult<usize> {
-    Ok(store.list_json(&RecordPath::new([dir])?)?.len())
+    Ok(store
+        .list_json(&RecordPath::new([dir]).expect("record directory names are safe"))?
+        .len())
 }
 
 fn stats(store: &Store) -> AdminResult<Report> {

@@ -33,7 +33,7 @@ pub fn run(root: &Path, destination: &Path) -> AdminResult<Report> {
         .mode(DIR_MODE)
         .create(destination)
         .map_err(failed)?;
-    let gate = hold_writers(root).map_err(failed)?;
+    let gate = hold_writers(root)?;
     let held = Instant::now();
     let mut counts = Counts::default();
     let copied = link_tree(root, destination, true, &mut counts);

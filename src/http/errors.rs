@@ -6,6 +6,7 @@
 //! something failed.
 
 use crate::error::{Chain, ErrorCode};
+use crate::store::StoreError;
 use std::error::Error;
 use std::fmt;
 
@@ -132,8 +133,9 @@ impl Error for ApiError {
     }
 }
 
-impl From<std::io::Error> for ApiError {
-    fn from(err: std::io::Error) -> ApiError {
+/// The data directory failing is never the client's fault.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
         ApiError::internal(err)
     }
 }

@@ -28,7 +28,7 @@ pub use version::{Range, Version};
 use crate::error::ErrorCode;
 use crate::http::errors::{ApiError, ApiResult};
 use crate::identity::IdentityName;
-use crate::store::{RecordPath, Store, read_ignoring_poison, write_ignoring_poison};
+use crate::store::{RecordPath, Store, StoreError, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
@@ -178,19 +178,19 @@ impl Catalog {
     /// Loads every package record. With `repair`, also removes the debris of
     /// interrupted changes: files of versions the record never committed, and
     /// bundles of revoked versions (deleted just after their revocation).
-    pub fn load(store: &Store, repair: bool) -> std::io::Result<Catalog> {
+    pub fn load(store: &Store, repair: bool) -> Result<Catalog, StoreError> {
         let catalog = Catalog::default();
         let root = store.root().join("packages");
         let Ok(authors) = std::fs::read_dir(&root) else {
             return Ok(catalog);
         };
         for author in authors {
-            let author = author?.path();
+            let author = author.map_err(StoreError::listing(&root))?.path();
             if !author.is_dir() {
                 continue;
             }
-            for project in std::fs::read_dir(&author)? {
-                let dir = project?.path();
+            for project in std::fs::read_dir(&author).map_err(StoreError::listing(&author))? {
+                let dir = project.map_err(StoreError::listing(&author))?.path();
                 let file = dir.join("package.json");
                 if !file.exists() {
                     // The first publish of a package was interrupted before its commit.
@@ -199,13 +199,13 @@ impl Catalog {
                             "removing {}: a package whose first version was never committed",
                             dir.display()
                         );
-                        std::fs::remove_dir_all(&dir)?;
+                        std::fs::remove_dir_all(&dir).map_err(StoreError::removing(&dir))?;
                     }
                     continue;
                 }
-                let record: PackageRecord = serde_json::from_slice(&std::fs::read(&file)?).map_err(|err| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {err}", file.display()))
-                })?;
+                let bytes = std::fs::read(&file).map_err(StoreError::reading(&file))?;
+                let record: PackageRecord =
+                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: file, source })?;
                 if repair {
                     remove_debris(store, &record)?;
                 }
@@ -281,19 +281,20 @@ impl Catalog {
 
 /// Removes version directories that `record` does not list and bundles of
 /// its revoked versions.
-fn remove_debris(store: &Store, record: &PackageRecord) -> std::io::Result<()> {
+fn remove_debris(store: &Store, record: &PackageRecord) -> Result<(), StoreError> {
     let [root, author, project] = package_dir(&record.name);
     let dir = store.root().join(root).join(author).join(project);
-    for entry in std::fs::read_dir(&dir)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(&dir).map_err(StoreError::listing(&dir))? {
+        let entry = entry.map_err(StoreError::listing(&dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let listed = Version::parse(&name).is_some_and(|version| record.version(version).is_some());
-        if entry.file_type()?.is_dir() && !listed {
+        let is_dir = entry.file_type().map_err(StoreError::listing(&dir))?.is_dir();
+        if is_dir && !listed {
             log::warn!(
                 "removing {}: a version that was never committed",
                 entry.path().display()
             );
-            std::fs::remove_dir_all(entry.path())?;
+            std::fs::remove_dir_all(entry.path()).map_err(StoreError::removing(&entry.path()))?;
         }
     }
     for version in record.versions.iter().filter(|version| version.revoked.is_some()) {

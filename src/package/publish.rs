@@ -16,6 +16,7 @@ use crate::auth::secret::sha256_hex;
 use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::bundle::outline::KernelCode;
+use crate::error::Chain;
 use crate::error::ErrorCode;
 use crate::http::errors::{ApiError, ApiResult};
 use crate::identity::{self, Action, Actor, IdentityName, Role};
@@ -303,7 +304,7 @@ impl Packages {
 /// left behind) instead of turning a success into an error.
 fn after_commit(what: &str, result: ApiResult<()>) {
     if let Err(err) = result {
-        log::error!("after a committed change, the {what} failed: {}", err.message);
+        log::error!("after a committed change, the {what} failed: {}", Chain(&err));
     }
 }
 

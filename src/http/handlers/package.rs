@@ -213,7 +213,7 @@ pub fn bundle(app: &App, request: &Request, author: &str, project: &str, version
         let bytes = match app.packages.bundles.read(&app.store.full_path(&path)) {
             Ok(bytes) => bytes,
             // Revoked between the look-up and the read: answer as revoked.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(err) if err.is_not_found() => {
                 let now = app.packages.catalog.get(&record.name);
                 let revoked = now
                     .as_ref()
