@@ -9,6 +9,7 @@
 mod fsck;
 mod snapshot;
 
+use crate::auth::AuthError;
 use crate::auth::email::Email;
 use crate::auth::{session, user};
 use crate::config::DEFAULT_KERNEL_CODE_AUTHORS;
@@ -48,6 +49,8 @@ pub enum AdminError {
     UserNotFound(Email),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

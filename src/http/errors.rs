@@ -5,6 +5,7 @@
 //! made ([`super::Response::from_error`]); the client only hears that
 //! something failed.
 
+use crate::auth::AuthError;
 use crate::error::{Chain, ErrorCode};
 use crate::store::StoreError;
 use std::error::Error;
@@ -137,5 +138,112 @@ impl Error for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         ApiError::internal(err)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> ApiError {
+        let (status, code) = match &err {
+            AuthError::InvalidEmail { .. } => (400, ErrorCode::InvalidEmail),
+            AuthError::MissingToken
+            | AuthError::NotASessionToken
+            | AuthError::UnknownToken
+            | AuthError::SessionExpired => return ApiError::unauthorized(err.to_string()),
+            AuthError::UnknownLogin => (400, ErrorCode::InvalidToken),
+            AuthError::LoginUsed => (400, ErrorCode::LoginUsed),
+            AuthError::LoginLocked => (400, ErrorCode::LoginLocked),
+            AuthError::LoginExpired => (400, ErrorCode::LoginExpired),
+            AuthError::WrongCode { .. } => (400, ErrorCode::InvalidCode),
+            AuthError::Store(_) => return ApiError::internal(err),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Status, code and message of `err` as a response says them.
+    fn seen(err: impl Into<ApiError>) -> (u16, &'static str, String) {
+        let err = err.into();
+        (err.status, err.code.as_str(), err.message)
+    }
+
+    fn header<'a>(err: &'a ApiError, name: &str) -> Option<&'a str> {
+        err.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn store_failure() -> StoreError {
+        StoreError::reading(std::path::Path::new("/data/users/me@example.com.json"))(std::io::Error::other(
+            "Is a directory",
+        ))
+    }
+
+    #[test]
+    fn a_store_failure_is_an_internal_error_that_keeps_its_cause_for_the_log() {
+        let err = ApiError::from(store_failure());
+        assert_eq!(
+            (err.status, err.code, err.message.as_str()),
+            (
+                500,
+                ErrorCode::InternalError,
+                "The registry hit an internal error; it has been logged."
+            )
+        );
+        assert_eq!(
+            Chain(err.cause.as_deref().unwrap()).to_string(),
+            "cannot read /data/users/me@example.com.json: Is a directory"
+        );
+    }
+
+    #[test]
+    fn auth_errors_keep_their_statuses_codes_and_messages() {
+        let unauthorized = ApiError::from(AuthError::MissingToken);
+        assert_eq!(header(&unauthorized, "WWW-Authenticate"), Some("Bearer"));
+        assert_eq!(
+            seen(unauthorized),
+            (
+                401,
+                "unauthorized",
+                "This request needs an `Authorization: Bearer <token>` header.".into()
+            )
+        );
+        for err in [
+            AuthError::NotASessionToken,
+            AuthError::UnknownToken,
+            AuthError::SessionExpired,
+        ] {
+            assert_eq!(seen(err).0, 401);
+        }
+        let email = AuthError::InvalidEmail { input: "me@".into() };
+        assert_eq!(
+            seen(email),
+            (
+                400,
+                "invalid_email",
+                "\"me@\" is not an e-mail address the registry accepts.".into()
+            )
+        );
+        assert_eq!(seen(AuthError::UnknownLogin).1, "invalid_token");
+        assert_eq!(seen(AuthError::LoginUsed).1, "login_used");
+        assert_eq!(seen(AuthError::LoginLocked).1, "login_locked");
+        assert_eq!(seen(AuthError::LoginExpired).1, "login_expired");
+        assert_eq!(
+            seen(AuthError::WrongCode { attempts_left: 3 }),
+            (
+                400,
+                "invalid_code",
+                "The confirmation code is wrong; 3 attempts left.".into()
+            )
+        );
+        assert_eq!(
+            seen(AuthError::WrongCode { attempts_left: 0 }).2,
+            "The confirmation code is wrong, and that was the last attempt; start a new login."
+        );
+        assert_eq!(seen(AuthError::Store(store_failure())).0, 500);
     }
 }

@@ -2,6 +2,7 @@
 //! read the audit log.
 
 use crate::app::App;
+use crate::auth::AuthError;
 use crate::auth::email::Email;
 use crate::auth::login::escape_html;
 use crate::auth::session::{self, Authenticated};
@@ -26,7 +27,7 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
         Ok(body) => body,
         // Who is asking comes first: without a bearer token, the body was
         // the only place a token could be.
-        Err(_) if request.bearer_token().is_none() => return Err(session::missing_token()),
+        Err(_) if request.bearer_token().is_none() => return Err(AuthError::MissingToken.into()),
         Err(err) => return Err(err),
     };
     let caller = session::authenticate(&app.store, request.bearer_token().or(body.session.as_deref()))?;
@@ -135,7 +136,7 @@ pub fn audit(app: &App, request: &Request, name: &str) -> ApiResult<Response> {
 /// The caller when a token is given (401 when it is bad), else `None`.
 pub fn optional_caller(app: &App, request: &Request) -> ApiResult<Option<Authenticated>> {
     match request.bearer_token() {
-        Some(token) => session::authenticate(&app.store, Some(token)).map(Some),
+        Some(token) => Ok(Some(session::authenticate(&app.store, Some(token))?)),
         None => Ok(None),
     }
 }

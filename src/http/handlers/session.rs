@@ -103,9 +103,9 @@ pub fn fetch(app: &App, request: &Request) -> ApiResult<Response> {
     let outcome = match login::fetch(&app.store, &fetch_request)? {
         Fetched::Pending if !wait.is_zero() => app
             .confirmations
-            .wait_for(wait, || match login::fetch(&app.store, &fetch_request)? {
-                Fetched::Pending if !app.is_stopping() => Ok(None),
-                outcome => Ok(Some(outcome)),
+            .wait_for(wait, || match login::fetch(&app.store, &fetch_request) {
+                Ok(Fetched::Pending) if !app.is_stopping() => Ok(None),
+                outcome => outcome.map(Some),
             })?
             .unwrap_or(Fetched::Pending),
         outcome => outcome,
