@@ -15,7 +15,7 @@ use crate::auth::{session, user};
 use crate::config::DEFAULT_KERNEL_CODE_AUTHORS;
 use crate::error::Chain;
 use crate::http::errors::ApiError;
-use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
+use crate::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
 use crate::package::{PackageName, Version};
@@ -49,8 +49,13 @@ pub enum AdminError {
     UserNotFound(Email),
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// A look-alike name the operator may still mean (the message quotes the refusal).
+    #[error("{0}\nIf it is meant to be, run again with --allow-confusable.")]
+    Confusable(IdentityError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -321,12 +326,11 @@ fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: boo
     } else {
         LookAlikes::Refuse
     };
-    let created = identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|mut err| {
-        if err.code == crate::error::ErrorCode::IdentityNameConfusable {
-            err.message += "\nIf it is meant to be, run again with --allow-confusable.";
-        }
-        err
-    })?;
+    let created =
+        identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|err| match err {
+            IdentityError::Confusable { .. } => AdminError::Confusable(err),
+            err => err.into(),
+        })?;
     Ok(Report::ok(
         format!("created identity {} with admin {admin}", created.name),
         json!({ "name": created.name, "admin": admin }),

@@ -7,6 +7,8 @@
 
 use crate::auth::AuthError;
 use crate::error::{Chain, ErrorCode};
+use crate::identity::IdentityError;
+use crate::ratelimit::RateLimited;
 use crate::store::StoreError;
 use std::error::Error;
 use std::fmt;
@@ -89,15 +91,6 @@ impl ApiError {
         ApiError::new(413, ErrorCode::BodyTooLarge, message)
     }
 
-    pub fn rate_limited(retry_after_secs: u64) -> ApiError {
-        ApiError::new(
-            429,
-            ErrorCode::RateLimited,
-            format!("Too many requests; try again in {retry_after_secs} seconds."),
-        )
-        .with_header("Retry-After", retry_after_secs.to_string())
-    }
-
     /// A fault of ours. The cause goes to the log (once, when the response
     /// is made), never to the client.
     pub fn internal(cause: impl Into<Cause>) -> ApiError {
@@ -155,6 +148,33 @@ impl From<AuthError> for ApiError {
             AuthError::LoginExpired => (400, ErrorCode::LoginExpired),
             AuthError::WrongCode { .. } => (400, ErrorCode::InvalidCode),
             AuthError::Store(_) => return ApiError::internal(err),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(err: RateLimited) -> ApiError {
+        ApiError::new(429, ErrorCode::RateLimited, err.to_string())
+            .with_header("Retry-After", err.retry_after_secs.to_string())
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(err: IdentityError) -> ApiError {
+        let (status, code) = match &err {
+            IdentityError::InvalidName { .. } => (400, ErrorCode::InvalidName),
+            IdentityError::InvalidRole { .. } => (400, ErrorCode::InvalidRole),
+            IdentityError::RoleTooLow { .. } | IdentityError::NotAMember { .. } => (403, ErrorCode::Forbidden),
+            IdentityError::NotFound { .. } => (404, ErrorCode::IdentityNotFound),
+            IdentityError::MemberNotFound { .. } => (404, ErrorCode::MemberNotFound),
+            IdentityError::NotInvited { .. } => (404, ErrorCode::InvitationNotFound),
+            IdentityError::NameTaken { .. } => (409, ErrorCode::NameTaken),
+            IdentityError::NameReserved { .. } => (409, ErrorCode::NameReserved),
+            IdentityError::Confusable { .. } => (409, ErrorCode::IdentityNameConfusable),
+            IdentityError::LastAdmin { .. } => (409, ErrorCode::LastAdmin),
+            IdentityError::TooManyInvitations { .. } => (409, ErrorCode::TooManyInvitations),
+            IdentityError::Store(_) => return ApiError::internal(err),
         };
         ApiError::new(status, code, err.to_string())
     }
@@ -245,5 +265,101 @@ mod tests {
             "The confirmation code is wrong, and that was the last attempt; start a new login."
         );
         assert_eq!(seen(AuthError::Store(store_failure())).0, 500);
+    }
+
+    #[test]
+    fn a_refusal_by_a_limit_says_when_to_come_back() {
+        let err = ApiError::from(RateLimited { retry_after_secs: 42 });
+        assert_eq!(header(&err, "Retry-After"), Some("42"));
+        assert_eq!(
+            seen(err),
+            (
+                429,
+                "rate_limited",
+                "Too many requests; try again in 42 seconds.".into()
+            )
+        );
+    }
+
+    #[test]
+    fn identity_errors_keep_their_statuses_codes_and_messages() {
+        let identity = || "gren-lang".to_string();
+        let email = crate::auth::email::Email::parse("b@example.com").unwrap();
+        let cases = [
+            (IdentityError::InvalidName { input: "a--b".into() }, 400, "invalid_name"),
+            (
+                IdentityError::InvalidRole { input: "owner".into() },
+                400,
+                "invalid_role",
+            ),
+            (IdentityError::NotAMember { identity: identity() }, 403, "forbidden"),
+            (IdentityError::NotFound { name: identity() }, 404, "identity_not_found"),
+            (
+                IdentityError::MemberNotFound {
+                    identity: identity(),
+                    email,
+                },
+                404,
+                "member_not_found",
+            ),
+            (
+                IdentityError::NotInvited { identity: identity() },
+                404,
+                "invitation_not_found",
+            ),
+            (
+                IdentityError::NameTaken {
+                    name: identity(),
+                    existing: "Gren-Lang".into(),
+                },
+                409,
+                "name_taken",
+            ),
+            (IdentityError::NameReserved { name: identity() }, 409, "name_reserved"),
+            (
+                IdentityError::Confusable {
+                    name: "gren-1ang".into(),
+                    original: "the identity gren-lang".into(),
+                },
+                409,
+                "identity_name_confusable",
+            ),
+            (IdentityError::LastAdmin { identity: identity() }, 409, "last_admin"),
+            (
+                IdentityError::TooManyInvitations {
+                    identity: identity(),
+                    max: 20,
+                },
+                409,
+                "too_many_invitations",
+            ),
+            (IdentityError::Store(store_failure()), 500, "internal_error"),
+        ];
+        for (err, status, code) in cases {
+            let (seen_status, seen_code, _) = seen(err);
+            assert_eq!((seen_status, seen_code), (status, code));
+        }
+        let too_low = IdentityError::RoleTooLow {
+            identity: identity(),
+            needed: crate::identity::Role::Admin,
+            held: crate::identity::Role::Publish,
+        };
+        assert_eq!(
+            seen(too_low),
+            (
+                403,
+                "forbidden",
+                "This needs the admin role in gren-lang; you have publish.".into()
+            )
+        );
+        let confusable = IdentityError::Confusable {
+            name: "gren-1ang".into(),
+            original: "the identity gren-lang".into(),
+        };
+        assert_eq!(
+            seen(confusable).2,
+            "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, rn and m, vv and w, \
+             and dashes are easily mistaken); choose a name that is clearly different."
+        );
     }
 }

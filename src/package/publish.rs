@@ -205,7 +205,7 @@ impl Packages {
             // After the commit: the record already says the content is gone.
             let path = bundle_path(name, *version);
             self.bundles.forget(&store.full_path(&path));
-            after_commit("bundle removal", store.remove(&path).map(drop).map_err(Into::into));
+            after_commit("bundle removal", store.remove(&path).map(drop));
             audit_after_commit(
                 store,
                 &identity_name,
@@ -302,7 +302,7 @@ impl Packages {
 /// Work after a commit: the change has happened and its answer must say so,
 /// so a failure here is logged for the operator (`admin fsck` finds what it
 /// left behind) instead of turning a success into an error.
-fn after_commit(what: &str, result: ApiResult<()>) {
+fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
     if let Err(err) = result {
         log::error!("after a committed change, the {what} failed: {}", Chain(&err));
     }
@@ -363,7 +363,7 @@ fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> ApiResult<()
         )
         .with_field("outline.name"));
     }
-    identity::require_role(&owner, actor, Role::Publish)
+    Ok(identity::require_role(&owner, actor, Role::Publish)?)
 }
 
 fn owner(name: &PackageName) -> ApiResult<IdentityName> {

@@ -45,6 +45,7 @@ pub fn create(app: &App, request: &Request) -> ApiResult<Response> {
                 &app.config.reserved_identities,
                 LookAlikes::Refuse,
             )
+            .map_err(ApiError::from)
         },
         |_| true,
     )?;
@@ -87,7 +88,7 @@ pub fn set_member(app: &App, request: &Request, name: &str, email: &str) -> ApiR
     let limit = app.config.pending_invitations_per_identity;
     let change = app.member_changes_per_user.counting(
         caller.email.as_str(),
-        || identity::set_member(&app.store, &name, &actor, &email, role, limit),
+        || identity::set_member(&app.store, &name, &actor, &email, role, limit).map_err(ApiError::from),
         MemberChange::changed,
     )?;
     if let MemberChange::Invited(invitation) = &change {
@@ -119,7 +120,7 @@ pub fn remove_member(app: &App, request: &Request, name: &str, email: &str) -> A
         remove()?;
     } else {
         app.member_changes_per_user
-            .counting(caller.email.as_str(), remove, |_| true)?;
+            .counting(caller.email.as_str(), || remove().map_err(ApiError::from), |_| true)?;
     }
     Ok(Response::no_content())
 }

@@ -68,7 +68,7 @@ fn count_login(app: &App, email: &Email, ip: IpAddr) -> ApiResult<()> {
     if !app.login_per_email_total.is_exhausted(&mailbox) || !session::has_session_from(&app.store, email, &network)? {
         limits.push((&app.login_per_email_total, mailbox.as_str()));
     }
-    hit_all(&limits)
+    Ok(hit_all(&limits)?)
 }
 
 #[derive(Deserialize)]
