@@ -6,6 +6,7 @@
 //! something failed.
 
 use crate::auth::AuthError;
+use crate::bundle::BundleError;
 use crate::error::{Chain, ErrorCode};
 use crate::identity::IdentityError;
 use crate::ratelimit::RateLimited;
@@ -177,6 +178,32 @@ impl From<IdentityError> for ApiError {
             IdentityError::Store(_) => return ApiError::internal(err),
         };
         ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<BundleError> for ApiError {
+    fn from(err: BundleError) -> ApiError {
+        let (status, code) = match &err {
+            BundleError::TooLarge { .. } => (413, ErrorCode::BundleTooLarge),
+            BundleError::OutlineTooLarge | BundleError::InvalidOutline { .. } => (400, ErrorCode::InvalidOutline),
+            BundleError::InvalidSource { .. }
+            | BundleError::NotGzip
+            | BundleError::IncompleteGzip(_)
+            | BundleError::NotABundle(_)
+            | BundleError::TrailingData
+            | BundleError::DuplicateKey { .. }
+            | BundleError::OutlineNotAnObject
+            | BundleError::SourcesFirst
+            | BundleError::UnexpectedMember { .. }
+            | BundleError::Missing { .. }
+            | BundleError::TooManyModules
+            | BundleError::ModuleNameTooLong { .. } => (400, ErrorCode::InvalidBundle),
+        };
+        let refused = ApiError::new(status, code, err.to_string());
+        match err.field() {
+            Some(field) => refused.with_field(field),
+            None => refused,
+        }
     }
 }
 
@@ -360,6 +387,68 @@ mod tests {
             seen(confusable).2,
             "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, rn and m, vv and w, \
              and dashes are easily mistaken); choose a name that is clearly different."
+        );
+    }
+
+    #[test]
+    fn bundle_errors_keep_their_statuses_codes_fields_and_messages() {
+        let too_large = ApiError::from(BundleError::TooLarge { max_inflated: 1024 });
+        assert_eq!(
+            (
+                too_large.status,
+                too_large.code,
+                too_large.message.as_str(),
+                too_large.field()
+            ),
+            (
+                413,
+                ErrorCode::BundleTooLarge,
+                "The bundle inflates to more than 1024 bytes.",
+                None
+            )
+        );
+        let outline = ApiError::from(BundleError::InvalidOutline {
+            field: "outline.license".into(),
+            rule: "is missing.".into(),
+        });
+        assert_eq!(
+            (outline.status, outline.code, outline.message.as_str(), outline.field()),
+            (
+                400,
+                ErrorCode::InvalidOutline,
+                "outline.license: is missing.",
+                Some("outline.license")
+            )
+        );
+        let huge = ApiError::from(BundleError::OutlineTooLarge);
+        assert_eq!((huge.code, huge.field()), (ErrorCode::InvalidOutline, Some("outline")));
+        let duplicate = ApiError::from(BundleError::DuplicateKey {
+            path: "sources.Url".into(),
+        });
+        assert_eq!(
+            (duplicate.status, duplicate.code, duplicate.field()),
+            (400, ErrorCode::InvalidBundle, Some("sources.Url"))
+        );
+        assert_eq!(
+            duplicate.message,
+            "The key sources.Url appears more than once; every key of a bundle must be unique."
+        );
+        let source = ApiError::from(BundleError::InvalidSource {
+            field: "sources.lower".into(),
+            rule: "\"lower\" is not a module name.".into(),
+        });
+        assert_eq!(
+            (source.code, source.message.as_str(), source.field()),
+            (
+                ErrorCode::InvalidBundle,
+                "sources.lower: \"lower\" is not a module name.",
+                Some("sources.lower")
+            )
+        );
+        let not_gzip = ApiError::from(BundleError::NotGzip);
+        assert_eq!(
+            (not_gzip.status, not_gzip.code, not_gzip.field()),
+            (400, ErrorCode::InvalidBundle, None)
         );
     }
 }
