@@ -13,9 +13,8 @@
 use crate::app::App;
 use crate::auth::secret::hex;
 use crate::error::Chain;
-use crate::http::errors::ApiResult;
 use crate::package::events::Event;
-use crate::store::{RecordPath, Store};
+use crate::store::{RecordPath, Store, StoreError};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -35,12 +34,12 @@ fn cursor_path() -> RecordPath {
     RecordPath::new(["outbox", "cursor.json"]).expect("safe path")
 }
 
-pub fn read_cursor(store: &Store) -> ApiResult<Cursor> {
+pub fn read_cursor(store: &Store) -> Result<Cursor, StoreError> {
     Ok(store.read_json(&cursor_path())?.unwrap_or_default())
 }
 
 /// The events not yet delivered, oldest first.
-pub fn pending(app: &App, limit: u64) -> ApiResult<Vec<Event>> {
+pub fn pending(app: &App, limit: u64) -> Result<Vec<Event>, StoreError> {
     app.packages
         .events
         .since(&app.store, read_cursor(&app.store)?.delivered, limit)

@@ -18,7 +18,7 @@ use crate::http::errors::ApiError;
 use crate::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
-use crate::package::{PackageName, Version};
+use crate::package::{PackageError, PackageName, Version};
 use crate::store::{OpenError, RecordPath, Store, StoreError, hold_writers};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -47,8 +47,6 @@ pub enum AdminError {
     InvalidVersion(String),
     #[error("There is no user {0}.")]
     UserNotFound(Email),
-    #[error(transparent)]
-    Api(#[from] ApiError),
     /// A look-alike name the operator may still mean (the message quotes the refusal).
     #[error("{0}\nIf it is meant to be, run again with --allow-confusable.")]
     Confusable(IdentityError),
@@ -56,6 +54,8 @@ pub enum AdminError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Package(#[from] PackageError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -309,8 +309,8 @@ const UNREADABLE: &str = "unreadable";
 
 /// A refused bundle as the import reports it: the API's code and message,
 /// or, for a failure of the registry itself, its causes.
-fn refusal(err: impl Into<ApiError>) -> (&'static str, String) {
-    let err: ApiError = err.into();
+fn refusal(err: PackageError) -> (&'static str, String) {
+    let err = ApiError::from(err);
     let message = match &err.cause {
         Some(cause) => Chain(cause.as_ref()).to_string(),
         None => err.message,

@@ -6,9 +6,11 @@
 //! something failed.
 
 use crate::auth::AuthError;
+use crate::budget::{self, Busy};
 use crate::bundle::BundleError;
 use crate::error::{Chain, ErrorCode};
 use crate::identity::IdentityError;
+use crate::package::PackageError;
 use crate::ratelimit::RateLimited;
 use crate::store::StoreError;
 use std::error::Error;
@@ -201,6 +203,36 @@ impl From<BundleError> for ApiError {
         };
         let refused = ApiError::new(status, code, err.to_string());
         match err.field() {
+            Some(field) => refused.with_field(field),
+            None => refused,
+        }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(err: Busy) -> ApiError {
+        ApiError::new(503, ErrorCode::ServerBusy, err.to_string())
+            .with_header("Retry-After", budget::RETRY_AFTER_SECS.to_string())
+    }
+}
+
+impl From<PackageError> for ApiError {
+    fn from(err: PackageError) -> ApiError {
+        let (status, code, field) = match err {
+            PackageError::Bundle(err) => return err.into(),
+            PackageError::Identity(err) => return err.into(),
+            PackageError::Busy(err) => return err.into(),
+            PackageError::Store(_) => return ApiError::internal(err),
+            PackageError::NotFound { .. } => (404, ErrorCode::PackageNotFound, None),
+            PackageError::VersionNotFound { .. } => (404, ErrorCode::VersionNotFound, None),
+            PackageError::VersionExists { .. } => (409, ErrorCode::VersionExists, None),
+            PackageError::PrivacyMismatch { .. } => (409, ErrorCode::PrivacyMismatch, None),
+            PackageError::FileNameCollision { .. } => (409, ErrorCode::PackageNameCollision, None),
+            PackageError::NotASuccessor { .. } => (400, ErrorCode::InvalidVersion, Some("outline.version")),
+            PackageError::OwnerSpelledOtherwise { .. } => (400, ErrorCode::InvalidOutline, Some("outline.name")),
+        };
+        let refused = ApiError::new(status, code, err.to_string());
+        match field {
             Some(field) => refused.with_field(field),
             None => refused,
         }
@@ -450,5 +482,102 @@ mod tests {
             (not_gzip.status, not_gzip.code, not_gzip.field()),
             (400, ErrorCode::InvalidBundle, None)
         );
+    }
+
+    #[test]
+    fn a_refusal_for_the_registrys_load_says_when_to_come_back() {
+        let err = ApiError::from(Busy { what: "uploads" });
+        assert_eq!(header(&err, "Retry-After"), Some("2"));
+        assert_eq!(
+            seen(err),
+            (
+                503,
+                "server_busy",
+                "The registry is handling as many uploads as it can at once; try again in a few seconds.".into()
+            )
+        );
+    }
+
+    #[test]
+    fn package_errors_keep_their_statuses_codes_fields_and_messages() {
+        let name = || crate::package::PackageName::parse("gren-lang/url").unwrap();
+        let version = |text| crate::package::Version::parse(text).unwrap();
+        let exists = ApiError::from(PackageError::VersionExists {
+            name: name(),
+            version: version("1.0.0"),
+            revoked: true,
+        });
+        assert_eq!(
+            (exists.status, exists.code, exists.message.as_str()),
+            (
+                409,
+                ErrorCode::VersionExists,
+                "gren-lang/url 1.0.0 is already published (and revoked); version numbers are never reused."
+            )
+        );
+        let successor = ApiError::from(PackageError::NotASuccessor {
+            name: name(),
+            version: version("3.0.0"),
+            allowed: vec![version("1.0.1"), version("1.1.0"), version("2.0.0")],
+        });
+        assert_eq!(
+            (successor.status, successor.code, successor.field()),
+            (400, ErrorCode::InvalidVersion, Some("outline.version"))
+        );
+        assert_eq!(
+            successor.message,
+            "gren-lang/url cannot go to 3.0.0 from its versions; the next version may be one of: 1.0.1, 1.1.0, 2.0.0."
+        );
+        let spelled = ApiError::from(PackageError::OwnerSpelledOtherwise {
+            owner: "Gren-Lang".into(),
+            project: "url".into(),
+        });
+        assert_eq!(
+            (spelled.status, spelled.code, spelled.message.as_str(), spelled.field()),
+            (
+                400,
+                ErrorCode::InvalidOutline,
+                "outline.name: the publishing identity is spelled Gren-Lang; use Gren-Lang/url.",
+                Some("outline.name")
+            )
+        );
+        let collision = ApiError::from(PackageError::FileNameCollision {
+            name: name(),
+            other: "another package".into(),
+            stem: "gren_lang_url".into(),
+        });
+        assert_eq!(
+            (collision.status, collision.code),
+            (409, ErrorCode::PackageNameCollision)
+        );
+        assert!(
+            collision
+                .message
+                .contains("those of another package (gren_packages/gren_lang_url__<version>.pkg.gz)")
+        );
+        let cases = [
+            (PackageError::NotFound { name: name() }, 404, "package_not_found"),
+            (
+                PackageError::VersionNotFound {
+                    name: name(),
+                    version: version("9.9.9"),
+                },
+                404,
+                "version_not_found",
+            ),
+            (PackageError::PrivacyMismatch { name: name() }, 409, "privacy_mismatch"),
+            (PackageError::Bundle(BundleError::NotGzip), 400, "invalid_bundle"),
+            (
+                PackageError::Identity(IdentityError::NotAMember { identity: "x".into() }),
+                403,
+                "forbidden",
+            ),
+            (PackageError::Busy(Busy { what: "bundle checks" }), 503, "server_busy"),
+            (PackageError::Store(store_failure()), 500, "internal_error"),
+        ];
+        for (err, status, code) in cases {
+            let (seen_status, seen_code, _) = seen(err);
+            assert_eq!((seen_status, seen_code), (status, code));
+        }
     }
 }

@@ -17,16 +17,16 @@
 //! package going public again tells mirrors exactly what they missed.
 
 pub mod bundle_cache;
+mod error;
 pub mod events;
 pub mod name;
 pub mod publish;
 pub mod version;
 
+pub use error::PackageError;
 pub use name::PackageName;
 pub use version::{Range, Version};
 
-use crate::error::ErrorCode;
-use crate::http::errors::{ApiError, ApiResult};
 use crate::identity::IdentityName;
 use crate::store::{RecordPath, Store, StoreError, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
@@ -310,13 +310,14 @@ pub type Visibility = HashSet<String>;
 
 /// Looks a package up for a caller; private packages of identities the
 /// caller is not in are as absent as unknown ones.
-pub fn find_visible(catalog: &Catalog, name: &PackageName, visible: &Visibility) -> ApiResult<Arc<PackageRecord>> {
+pub fn find_visible(
+    catalog: &Catalog,
+    name: &PackageName,
+    visible: &Visibility,
+) -> Result<Arc<PackageRecord>, PackageError> {
     match catalog.get(name) {
         Some(record) if !record.private || visible.contains(&name.author.to_ascii_lowercase()) => Ok(record),
-        _ => Err(ApiError::not_found(
-            ErrorCode::PackageNotFound,
-            format!("There is no package named {name}."),
-        )),
+        _ => Err(PackageError::NotFound { name: name.clone() }),
     }
 }
 

@@ -10,7 +10,9 @@ use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
-use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
+use crate::package::{
+    self, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub fn publish(app: &App, request: &Request) -> ApiResult<Response> {
         inflations: Some(&app.inflations),
     };
     let result = app.packages.publish(&app.store, upload);
-    if result.as_ref().is_err_and(|err| err.code == ErrorCode::ServerBusy) {
+    if matches!(result, Err(PackageError::Busy(_))) {
         // Refused for the registry's load, not for the bundle: no publish happened.
         app.publishes_per_user.give_back(&email);
     }
@@ -80,7 +82,7 @@ fn visibility(app: &App, request: &Request) -> ApiResult<Visibility> {
 
 fn visible_package(app: &App, request: &Request, author: &str, project: &str) -> ApiResult<Arc<PackageRecord>> {
     let name = package_name(author, project)?;
-    find_visible(&app.packages.catalog, &name, &visibility(app, request)?)
+    Ok(find_visible(&app.packages.catalog, &name, &visibility(app, request)?)?)
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
@@ -104,7 +106,7 @@ fn version_of<'a>(record: &'a PackageRecord, text: &str) -> ApiResult<&'a Versio
     let version = version_param(text)?;
     record
         .version(version)
-        .ok_or_else(|| version_not_found(&record.name, version))
+        .ok_or_else(|| version_not_found(&record.name, version).into())
 }
 
 /// `?gren=X.Y.Z`, validated.
