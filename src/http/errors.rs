@@ -78,16 +78,8 @@ impl ApiError {
         ApiError::new(401, ErrorCode::Unauthorized, message).with_header("WWW-Authenticate", "Bearer")
     }
 
-    pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError::new(403, ErrorCode::Forbidden, message)
-    }
-
     pub fn not_found(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(404, code, message)
-    }
-
-    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError::new(409, code, message)
     }
 
     pub fn too_large(message: impl Into<String>) -> ApiError {
@@ -242,342 +234,264 @@ impl From<PackageError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::email::Email;
+    use crate::identity::Role;
+    use crate::package::{PackageName, Version};
+    use crate::store::Operation;
 
-    /// Status, code and message of `err` as a response says them.
-    fn seen(err: impl Into<ApiError>) -> (u16, &'static str, String) {
+    /// What a response says of `err`: status, code, message, `field`, and
+    /// `Retry-After` or `WWW-Authenticate`.
+    fn seen(err: impl Into<ApiError>) -> (u16, &'static str, String, Option<String>, Option<String>) {
         let err = err.into();
-        (err.status, err.code.as_str(), err.message)
+        let header = err
+            .headers
+            .iter()
+            .find(|(name, _)| ["Retry-After", "WWW-Authenticate"].contains(name))
+            .map(|(_, value)| value.clone());
+        let field = err.field().map(str::to_string);
+        (err.status, err.code.as_str(), err.message, field, header)
     }
 
-    fn header<'a>(err: &'a ApiError, name: &str) -> Option<&'a str> {
-        err.headers
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.as_str())
+    /// Status and code only, for tables of cases.
+    fn status_and_code(err: impl Into<ApiError>) -> (u16, &'static str) {
+        let (status, code, ..) = seen(err);
+        (status, code)
     }
 
     fn store_failure() -> StoreError {
-        StoreError::reading(std::path::Path::new("/data/users/me@example.com.json"))(std::io::Error::other(
-            "Is a directory",
-        ))
+        let path = std::path::Path::new("/data/users/me@example.com.json");
+        StoreError::io(Operation::Read, path)(std::io::Error::other("Is a directory"))
+    }
+
+    fn name() -> PackageName {
+        PackageName::parse("gren-lang/url").unwrap()
+    }
+
+    fn version(text: &str) -> Version {
+        Version::parse(text).unwrap()
     }
 
     #[test]
     fn a_store_failure_is_an_internal_error_that_keeps_its_cause_for_the_log() {
         let err = ApiError::from(store_failure());
         assert_eq!(
-            (err.status, err.code, err.message.as_str()),
-            (
-                500,
-                ErrorCode::InternalError,
-                "The registry hit an internal error; it has been logged."
-            )
-        );
-        assert_eq!(
             Chain(err.cause.as_deref().unwrap()).to_string(),
             "cannot read /data/users/me@example.com.json: Is a directory"
         );
+        let message = "The registry hit an internal error; it has been logged.";
+        assert_eq!(seen(err), (500, "internal_error", message.into(), None, None));
     }
 
     #[test]
     fn auth_errors_keep_their_statuses_codes_and_messages() {
-        let unauthorized = ApiError::from(AuthError::MissingToken);
-        assert_eq!(header(&unauthorized, "WWW-Authenticate"), Some("Bearer"));
+        let message = "This request needs an `Authorization: Bearer <token>` header.";
+        let bearer = Some("Bearer".to_string());
         assert_eq!(
-            seen(unauthorized),
-            (
-                401,
-                "unauthorized",
-                "This request needs an `Authorization: Bearer <token>` header.".into()
-            )
+            seen(AuthError::MissingToken),
+            (401, "unauthorized", message.into(), None, bearer.clone())
         );
         for err in [
             AuthError::NotASessionToken,
             AuthError::UnknownToken,
             AuthError::SessionExpired,
         ] {
-            assert_eq!(seen(err).0, 401);
+            assert_eq!(seen(err).4, bearer);
         }
+        let message = "\"me@\" is not an e-mail address the registry accepts.";
         let email = AuthError::InvalidEmail { input: "me@".into() };
-        assert_eq!(
-            seen(email),
-            (
-                400,
-                "invalid_email",
-                "\"me@\" is not an e-mail address the registry accepts.".into()
-            )
-        );
-        assert_eq!(seen(AuthError::UnknownLogin).1, "invalid_token");
-        assert_eq!(seen(AuthError::LoginUsed).1, "login_used");
-        assert_eq!(seen(AuthError::LoginLocked).1, "login_locked");
-        assert_eq!(seen(AuthError::LoginExpired).1, "login_expired");
-        assert_eq!(
-            seen(AuthError::WrongCode { attempts_left: 3 }),
-            (
-                400,
-                "invalid_code",
-                "The confirmation code is wrong; 3 attempts left.".into()
-            )
-        );
-        assert_eq!(
-            seen(AuthError::WrongCode { attempts_left: 0 }).2,
-            "The confirmation code is wrong, and that was the last attempt; start a new login."
-        );
-        assert_eq!(seen(AuthError::Store(store_failure())).0, 500);
+        assert_eq!(seen(email), (400, "invalid_email", message.into(), None, None));
+        let message = "The confirmation code is wrong; 3 attempts left.";
+        let wrong = AuthError::WrongCode { attempts_left: 3 };
+        assert_eq!(seen(wrong), (400, "invalid_code", message.into(), None, None));
+        let message = "The confirmation code is wrong, and that was the last attempt; start a new login.";
+        assert_eq!(seen(AuthError::WrongCode { attempts_left: 0 }).2, message);
+        let cases = [
+            (AuthError::UnknownLogin, (400, "invalid_token")),
+            (AuthError::LoginUsed, (400, "login_used")),
+            (AuthError::LoginLocked, (400, "login_locked")),
+            (AuthError::LoginExpired, (400, "login_expired")),
+            (AuthError::Store(store_failure()), (500, "internal_error")),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(status_and_code(err), expected);
+        }
     }
 
     #[test]
-    fn a_refusal_by_a_limit_says_when_to_come_back() {
-        let err = ApiError::from(RateLimited { retry_after_secs: 42 });
-        assert_eq!(header(&err, "Retry-After"), Some("42"));
+    fn refusals_for_a_limit_or_the_registrys_load_say_when_to_come_back() {
+        let message = "Too many requests; try again in 42 seconds.";
+        let limited = RateLimited { retry_after_secs: 42 };
         assert_eq!(
-            seen(err),
-            (
-                429,
-                "rate_limited",
-                "Too many requests; try again in 42 seconds.".into()
-            )
+            seen(limited),
+            (429, "rate_limited", message.into(), None, Some("42".into()))
         );
+        let message = "The registry is handling as many uploads as it can at once; try again in a few seconds.";
+        let busy = Busy { what: "uploads" };
+        assert_eq!(seen(busy), (503, "server_busy", message.into(), None, Some("2".into())));
     }
 
     #[test]
     fn identity_errors_keep_their_statuses_codes_and_messages() {
         let identity = || "gren-lang".to_string();
-        let email = crate::auth::email::Email::parse("b@example.com").unwrap();
+        let message = "This needs the admin role in gren-lang; you have publish.";
+        let too_low = IdentityError::RoleTooLow {
+            identity: identity(),
+            needed: Role::Admin,
+            held: Role::Publish,
+        };
+        assert_eq!(seen(too_low), (403, "forbidden", message.into(), None, None));
+        let message = "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, rn and m, \
+                       vv and w, and dashes are easily mistaken); choose a name that is clearly different.";
+        let confusable = IdentityError::Confusable {
+            name: "gren-1ang".into(),
+            original: "the identity gren-lang".into(),
+        };
+        assert_eq!(
+            seen(confusable),
+            (409, "identity_name_confusable", message.into(), None, None)
+        );
+        let email = Email::parse("b@example.com").unwrap();
         let cases = [
-            (IdentityError::InvalidName { input: "a--b".into() }, 400, "invalid_name"),
+            (
+                IdentityError::InvalidName { input: "a--b".into() },
+                (400, "invalid_name"),
+            ),
             (
                 IdentityError::InvalidRole { input: "owner".into() },
-                400,
-                "invalid_role",
+                (400, "invalid_role"),
             ),
-            (IdentityError::NotAMember { identity: identity() }, 403, "forbidden"),
-            (IdentityError::NotFound { name: identity() }, 404, "identity_not_found"),
+            (IdentityError::NotAMember { identity: identity() }, (403, "forbidden")),
+            (
+                IdentityError::NotFound { name: identity() },
+                (404, "identity_not_found"),
+            ),
             (
                 IdentityError::MemberNotFound {
                     identity: identity(),
                     email,
                 },
-                404,
-                "member_not_found",
+                (404, "member_not_found"),
             ),
             (
                 IdentityError::NotInvited { identity: identity() },
-                404,
-                "invitation_not_found",
+                (404, "invitation_not_found"),
             ),
             (
                 IdentityError::NameTaken {
                     name: identity(),
                     existing: "Gren-Lang".into(),
                 },
-                409,
-                "name_taken",
+                (409, "name_taken"),
             ),
-            (IdentityError::NameReserved { name: identity() }, 409, "name_reserved"),
-            (
-                IdentityError::Confusable {
-                    name: "gren-1ang".into(),
-                    original: "the identity gren-lang".into(),
-                },
-                409,
-                "identity_name_confusable",
-            ),
-            (IdentityError::LastAdmin { identity: identity() }, 409, "last_admin"),
+            (IdentityError::NameReserved { name: identity() }, (409, "name_reserved")),
+            (IdentityError::LastAdmin { identity: identity() }, (409, "last_admin")),
             (
                 IdentityError::TooManyInvitations {
                     identity: identity(),
                     max: 20,
                 },
-                409,
-                "too_many_invitations",
+                (409, "too_many_invitations"),
             ),
-            (IdentityError::Store(store_failure()), 500, "internal_error"),
+            (IdentityError::Store(store_failure()), (500, "internal_error")),
         ];
-        for (err, status, code) in cases {
-            let (seen_status, seen_code, _) = seen(err);
-            assert_eq!((seen_status, seen_code), (status, code));
+        for (err, expected) in cases {
+            assert_eq!(status_and_code(err), expected);
         }
-        let too_low = IdentityError::RoleTooLow {
-            identity: identity(),
-            needed: crate::identity::Role::Admin,
-            held: crate::identity::Role::Publish,
-        };
-        assert_eq!(
-            seen(too_low),
-            (
-                403,
-                "forbidden",
-                "This needs the admin role in gren-lang; you have publish.".into()
-            )
-        );
-        let confusable = IdentityError::Confusable {
-            name: "gren-1ang".into(),
-            original: "the identity gren-lang".into(),
-        };
-        assert_eq!(
-            seen(confusable).2,
-            "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, rn and m, vv and w, \
-             and dashes are easily mistaken); choose a name that is clearly different."
-        );
     }
 
     #[test]
     fn bundle_errors_keep_their_statuses_codes_fields_and_messages() {
-        let too_large = ApiError::from(BundleError::TooLarge { max_inflated: 1024 });
-        assert_eq!(
-            (
-                too_large.status,
-                too_large.code,
-                too_large.message.as_str(),
-                too_large.field()
-            ),
-            (
-                413,
-                ErrorCode::BundleTooLarge,
-                "The bundle inflates to more than 1024 bytes.",
-                None
-            )
-        );
-        let outline = ApiError::from(BundleError::InvalidOutline {
+        let field = |text: &str| Some(text.to_string());
+        let message = "The bundle inflates to more than 1024 bytes.";
+        let too_large = BundleError::TooLarge { max_inflated: 1024 };
+        assert_eq!(seen(too_large), (413, "bundle_too_large", message.into(), None, None));
+        let rule = BundleError::InvalidOutline {
             field: "outline.license".into(),
             rule: "is missing.".into(),
-        });
+        };
+        let message = "outline.license: is missing.";
         assert_eq!(
-            (outline.status, outline.code, outline.message.as_str(), outline.field()),
-            (
-                400,
-                ErrorCode::InvalidOutline,
-                "outline.license: is missing.",
-                Some("outline.license")
-            )
+            seen(rule),
+            (400, "invalid_outline", message.into(), field("outline.license"), None)
         );
-        let huge = ApiError::from(BundleError::OutlineTooLarge);
-        assert_eq!((huge.code, huge.field()), (ErrorCode::InvalidOutline, Some("outline")));
-        let duplicate = ApiError::from(BundleError::DuplicateKey {
+        assert_eq!(seen(BundleError::OutlineTooLarge).3, field("outline"));
+        let message = "The key sources.Url appears more than once; every key of a bundle must be unique.";
+        let duplicate = BundleError::DuplicateKey {
             path: "sources.Url".into(),
-        });
+        };
         assert_eq!(
-            (duplicate.status, duplicate.code, duplicate.field()),
-            (400, ErrorCode::InvalidBundle, Some("sources.Url"))
+            seen(duplicate),
+            (400, "invalid_bundle", message.into(), field("sources.Url"), None)
         );
-        assert_eq!(
-            duplicate.message,
-            "The key sources.Url appears more than once; every key of a bundle must be unique."
-        );
-        let source = ApiError::from(BundleError::InvalidSource {
+        let source = BundleError::InvalidSource {
             field: "sources.lower".into(),
             rule: "\"lower\" is not a module name.".into(),
-        });
+        };
+        let message = "sources.lower: \"lower\" is not a module name.";
         assert_eq!(
-            (source.code, source.message.as_str(), source.field()),
-            (
-                ErrorCode::InvalidBundle,
-                "sources.lower: \"lower\" is not a module name.",
-                Some("sources.lower")
-            )
+            seen(source),
+            (400, "invalid_bundle", message.into(), field("sources.lower"), None)
         );
-        let not_gzip = ApiError::from(BundleError::NotGzip);
-        assert_eq!(
-            (not_gzip.status, not_gzip.code, not_gzip.field()),
-            (400, ErrorCode::InvalidBundle, None)
-        );
-    }
-
-    #[test]
-    fn a_refusal_for_the_registrys_load_says_when_to_come_back() {
-        let err = ApiError::from(Busy { what: "uploads" });
-        assert_eq!(header(&err, "Retry-After"), Some("2"));
-        assert_eq!(
-            seen(err),
-            (
-                503,
-                "server_busy",
-                "The registry is handling as many uploads as it can at once; try again in a few seconds.".into()
-            )
-        );
+        assert_eq!(seen(BundleError::NotGzip).3, None);
     }
 
     #[test]
     fn package_errors_keep_their_statuses_codes_fields_and_messages() {
-        let name = || crate::package::PackageName::parse("gren-lang/url").unwrap();
-        let version = |text| crate::package::Version::parse(text).unwrap();
-        let exists = ApiError::from(PackageError::VersionExists {
+        let message = "gren-lang/url 1.0.0 is already published (and revoked); version numbers are never reused.";
+        let exists = PackageError::VersionExists {
             name: name(),
             version: version("1.0.0"),
             revoked: true,
-        });
-        assert_eq!(
-            (exists.status, exists.code, exists.message.as_str()),
-            (
-                409,
-                ErrorCode::VersionExists,
-                "gren-lang/url 1.0.0 is already published (and revoked); version numbers are never reused."
-            )
-        );
-        let successor = ApiError::from(PackageError::NotASuccessor {
+        };
+        assert_eq!(seen(exists), (409, "version_exists", message.into(), None, None));
+        let message =
+            "gren-lang/url cannot go to 3.0.0 from its versions; the next version may be one of: 1.0.1, 1.1.0, 2.0.0.";
+        let successor = PackageError::NotASuccessor {
             name: name(),
             version: version("3.0.0"),
             allowed: vec![version("1.0.1"), version("1.1.0"), version("2.0.0")],
-        });
-        assert_eq!(
-            (successor.status, successor.code, successor.field()),
-            (400, ErrorCode::InvalidVersion, Some("outline.version"))
-        );
-        assert_eq!(
-            successor.message,
-            "gren-lang/url cannot go to 3.0.0 from its versions; the next version may be one of: 1.0.1, 1.1.0, 2.0.0."
-        );
-        let spelled = ApiError::from(PackageError::OwnerSpelledOtherwise {
+        };
+        let field = Some("outline.version".to_string());
+        assert_eq!(seen(successor), (400, "invalid_version", message.into(), field, None));
+        let message = "outline.name: the publishing identity is spelled Gren-Lang; use Gren-Lang/url.";
+        let spelled = PackageError::OwnerSpelledOtherwise {
             owner: "Gren-Lang".into(),
             project: "url".into(),
-        });
-        assert_eq!(
-            (spelled.status, spelled.code, spelled.message.as_str(), spelled.field()),
-            (
-                400,
-                ErrorCode::InvalidOutline,
-                "outline.name: the publishing identity is spelled Gren-Lang; use Gren-Lang/url.",
-                Some("outline.name")
-            )
-        );
-        let collision = ApiError::from(PackageError::FileNameCollision {
+        };
+        let field = Some("outline.name".to_string());
+        assert_eq!(seen(spelled), (400, "invalid_outline", message.into(), field, None));
+        let collision = seen(PackageError::FileNameCollision {
             name: name(),
             other: "another package".into(),
             stem: "gren_lang_url".into(),
         });
-        assert_eq!(
-            (collision.status, collision.code),
-            (409, ErrorCode::PackageNameCollision)
-        );
+        assert_eq!((collision.0, collision.1), (409, "package_name_collision"));
         assert!(
             collision
-                .message
+                .2
                 .contains("those of another package (gren_packages/gren_lang_url__<version>.pkg.gz)")
         );
+        let not_a_member = IdentityError::NotAMember { identity: "x".into() };
         let cases = [
-            (PackageError::NotFound { name: name() }, 404, "package_not_found"),
+            (PackageError::NotFound { name: name() }, (404, "package_not_found")),
             (
                 PackageError::VersionNotFound {
                     name: name(),
                     version: version("9.9.9"),
                 },
-                404,
-                "version_not_found",
+                (404, "version_not_found"),
             ),
-            (PackageError::PrivacyMismatch { name: name() }, 409, "privacy_mismatch"),
-            (PackageError::Bundle(BundleError::NotGzip), 400, "invalid_bundle"),
             (
-                PackageError::Identity(IdentityError::NotAMember { identity: "x".into() }),
-                403,
-                "forbidden",
+                PackageError::PrivacyMismatch { name: name() },
+                (409, "privacy_mismatch"),
             ),
-            (PackageError::Busy(Busy { what: "bundle checks" }), 503, "server_busy"),
-            (PackageError::Store(store_failure()), 500, "internal_error"),
+            (PackageError::Bundle(BundleError::NotGzip), (400, "invalid_bundle")),
+            (PackageError::Identity(not_a_member), (403, "forbidden")),
+            (PackageError::Busy(Busy { what: "uploads" }), (503, "server_busy")),
+            (PackageError::Store(store_failure()), (500, "internal_error")),
         ];
-        for (err, status, code) in cases {
-            let (seen_status, seen_code, _) = seen(err);
-            assert_eq!((seen_status, seen_code), (status, code));
+        for (err, expected) in cases {
+            assert_eq!(status_and_code(err), expected);
         }
     }
 }

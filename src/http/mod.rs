@@ -1,5 +1,6 @@
 //! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
-//! handlers see, and the routing table ([`router`]).
+//! handlers see, the routing table ([`router`]), and the mapping of the
+//! domain's errors to statuses, codes and messages ([`errors`]).
 
 pub mod errors;
 pub mod handlers;

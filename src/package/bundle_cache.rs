@@ -2,7 +2,7 @@
 //! one is removed), so the cache needs no invalidation beyond revocation,
 //! and popular downloads cost no file system calls.
 
-use crate::store::{StoreError, lock_ignoring_poison};
+use crate::store::{Operation, StoreError, lock_ignoring_poison};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ impl BundleCache {
         if let Some(bytes) = lock_ignoring_poison(&self.entries).bundles.get(path) {
             return Ok(bytes.clone());
         }
-        let bytes = Arc::new(std::fs::read(path).map_err(StoreError::reading(path))?);
+        let bytes = Arc::new(std::fs::read(path).map_err(StoreError::io(Operation::Read, path))?);
         let mut entries = lock_ignoring_poison(&self.entries);
         if entries.bytes + bytes.len() > CAPACITY_BYTES {
             // Starting over is simpler than LRU bookkeeping, and the popular

@@ -28,7 +28,7 @@ pub use name::PackageName;
 pub use version::{Range, Version};
 
 use crate::identity::IdentityName;
-use crate::store::{RecordPath, Store, StoreError, read_ignoring_poison, write_ignoring_poison};
+use crate::store::{Operation, RecordPath, Store, StoreError, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
@@ -185,12 +185,12 @@ impl Catalog {
             return Ok(catalog);
         };
         for author in authors {
-            let author = author.map_err(StoreError::listing(&root))?.path();
+            let author = author.map_err(StoreError::io(Operation::List, &root))?.path();
             if !author.is_dir() {
                 continue;
             }
-            for project in std::fs::read_dir(&author).map_err(StoreError::listing(&author))? {
-                let dir = project.map_err(StoreError::listing(&author))?.path();
+            for project in std::fs::read_dir(&author).map_err(StoreError::io(Operation::List, &author))? {
+                let dir = project.map_err(StoreError::io(Operation::List, &author))?.path();
                 let file = dir.join("package.json");
                 if !file.exists() {
                     // The first publish of a package was interrupted before its commit.
@@ -199,11 +199,11 @@ impl Catalog {
                             "removing {}: a package whose first version was never committed",
                             dir.display()
                         );
-                        std::fs::remove_dir_all(&dir).map_err(StoreError::removing(&dir))?;
+                        std::fs::remove_dir_all(&dir).map_err(StoreError::io(Operation::Remove, &dir))?;
                     }
                     continue;
                 }
-                let bytes = std::fs::read(&file).map_err(StoreError::reading(&file))?;
+                let bytes = std::fs::read(&file).map_err(StoreError::io(Operation::Read, &file))?;
                 let record: PackageRecord =
                     serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: file, source })?;
                 if repair {
@@ -284,17 +284,20 @@ impl Catalog {
 fn remove_debris(store: &Store, record: &PackageRecord) -> Result<(), StoreError> {
     let [root, author, project] = package_dir(&record.name);
     let dir = store.root().join(root).join(author).join(project);
-    for entry in std::fs::read_dir(&dir).map_err(StoreError::listing(&dir))? {
-        let entry = entry.map_err(StoreError::listing(&dir))?;
+    for entry in std::fs::read_dir(&dir).map_err(StoreError::io(Operation::List, &dir))? {
+        let entry = entry.map_err(StoreError::io(Operation::List, &dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let listed = Version::parse(&name).is_some_and(|version| record.version(version).is_some());
-        let is_dir = entry.file_type().map_err(StoreError::listing(&dir))?.is_dir();
+        let is_dir = entry
+            .file_type()
+            .map_err(StoreError::io(Operation::List, &dir))?
+            .is_dir();
         if is_dir && !listed {
             log::warn!(
                 "removing {}: a version that was never committed",
                 entry.path().display()
             );
-            std::fs::remove_dir_all(entry.path()).map_err(StoreError::removing(&entry.path()))?;
+            std::fs::remove_dir_all(entry.path()).map_err(StoreError::io(Operation::Remove, &entry.path()))?;
         }
     }
     for version in record.versions.iter().filter(|version| version.revoked.is_some()) {

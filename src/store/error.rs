@@ -3,13 +3,15 @@
 //! (the `source`). Nothing here is the client's fault: every variant is an
 //! internal error at the HTTP edge.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot read {}", .path.display())]
-    Read {
+    #[error("cannot {operation} {}", .path.display())]
+    Io {
+        operation: Operation,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -21,66 +23,39 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("cannot write {}", .path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot remove {}", .path.display())]
-    Remove {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot list {}", .path.display())]
-    List {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot sweep the temporary files of {}", .path.display())]
-    Sweep {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot hold off the writers of {}", .path.display())]
-    HoldWriters {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+}
+
+/// What the store was doing when the file system failed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    Write,
+    Remove,
+    List,
+    /// Removing the temporary files of interrupted writes.
+    Sweep,
+    /// Taking the writers' gate for a snapshot or a check.
+    HoldWriters,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Remove => "remove",
+            Operation::List => "list",
+            Operation::Sweep => "sweep the temporary files of",
+            Operation::HoldWriters => "hold off the writers of",
+        })
+    }
 }
 
 impl StoreError {
-    /// For `map_err`: a failure to read `path`.
-    pub fn reading(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    /// For `map_err`: a failure to write `path`.
-    pub fn writing(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    /// For `map_err`: a failure to remove `path`.
-    pub fn removing(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Remove {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    /// For `map_err`: a failure to list the directory `path`.
-    pub fn listing(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::List {
+    /// For `map_err`: `operation` failed on `path`.
+    pub fn io(operation: Operation, path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            operation,
             path: path.to_path_buf(),
             source,
         }
@@ -88,15 +63,6 @@ impl StoreError {
 
     /// Whether the file was not there (a race with its removal, say).
     pub fn is_not_found(&self) -> bool {
-        let source = match self {
-            StoreError::Corrupt { .. } => return false,
-            StoreError::Read { source, .. }
-            | StoreError::Write { source, .. }
-            | StoreError::Remove { source, .. }
-            | StoreError::List { source, .. }
-            | StoreError::Sweep { source, .. }
-            | StoreError::HoldWriters { source, .. } => source,
-        };
-        source.kind() == io::ErrorKind::NotFound
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 }

@@ -18,7 +18,7 @@ mod error;
 mod locks;
 mod safe_fs;
 
-pub use error::StoreError;
+pub use error::{Operation, StoreError};
 
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 pub use safe_fs::{DIR_MODE, FILE_MODE};
@@ -179,10 +179,7 @@ impl Store {
     pub fn sweep_temp_files_then(&self, older_than: SystemTime, started: impl FnOnce()) -> Result<usize, StoreError> {
         let _gate = WriterGate::enter(&self.root);
         started();
-        sweep_temp_files(&self.root, older_than).map_err(|source| StoreError::Sweep {
-            path: self.root.clone(),
-            source,
-        })
+        sweep_temp_files(&self.root, older_than).map_err(StoreError::io(Operation::Sweep, &self.root))
     }
 
     pub fn full_path(&self, path: &RecordPath) -> PathBuf {
@@ -196,7 +193,7 @@ impl Store {
         match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(StoreError::reading(&full)(err)),
+            Err(err) => return Err(StoreError::io(Operation::Read, &full)(err)),
         }
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -207,7 +204,7 @@ impl Store {
     pub fn write_json<T: Serialize>(&self, path: &RecordPath, value: &T) -> Result<(), StoreError> {
         let mut bytes = serde_json::to_vec_pretty(value)
             .map_err(io::Error::other)
-            .map_err(StoreError::writing(&self.full_path(path)))?;
+            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))?;
         bytes.push(b'\n');
         self.write_bytes(path, &bytes)
     }
@@ -232,7 +229,7 @@ impl Store {
                 Err(err) => Err(err),
             }
         })();
-        removed.map_err(StoreError::removing(&full))
+        removed.map_err(StoreError::io(Operation::Remove, &full))
     }
 
     /// The names of the records (files ending in `.json`, without that suffix)
@@ -280,7 +277,7 @@ impl Store {
             names.sort();
             Ok(names)
         })();
-        listed.map_err(StoreError::listing(&full))
+        listed.map_err(StoreError::io(Operation::List, &full))
     }
 
     /// Serializes read-modify-write cycles on one record. One server holds the
@@ -301,7 +298,7 @@ impl Store {
 /// sink).
 pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
     let _gate = WriterGate::enter(root);
-    atomic::write(root, path.as_path(), bytes).map_err(StoreError::writing(&root.join(path.as_path())))
+    atomic::write(root, path.as_path(), bytes).map_err(StoreError::io(Operation::Write, &root.join(path.as_path())))
 }
 
 /// A record lock plus the writers' gate.
@@ -386,10 +383,7 @@ pub fn hold_writers(root: &Path) -> Result<WritersHeld, StoreError> {
             _gate: gate,
         })
     })();
-    held.map_err(|source| StoreError::HoldWriters {
-        path: root.to_path_buf(),
-        source,
-    })
+    held.map_err(StoreError::io(Operation::HoldWriters, root))
 }
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
