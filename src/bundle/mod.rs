@@ -4,7 +4,7 @@
 //! Reading streams the JSON out of the gzip decoder: the inflated text is
 //! never held whole, and what is kept of it is bounded.
 //!
-//! - The inflated size is capped while inflating (`413 bundle_too_large`), so
+//! - The inflated size is capped while inflating ([`BundleError::TooLarge`]), so
 //!   a gzip bomb costs at most the time to inflate the cap.
 //! - The outline must come first, as the compiler writes it, and is read on
 //!   its own (at most [`MAX_OUTLINE_BYTES`]): a publish is refused from its

@@ -367,7 +367,7 @@ pub fn remove_member(store: &Store, name: &IdentityName, actor: &Actor, email: &
         return match role {
             Some(role) => drop_member(&mut locked, actor, email, role),
             None if invited => invitation::withdraw(&mut locked, actor, email),
-            // A stranger naming themself learns nothing beyond a 403.
+            // A stranger naming themself learns nothing beyond "not a member".
             None => Err(not_a_member(&locked.identity)),
         };
     }
