@@ -4,6 +4,7 @@
 use crate::auth::login::{self, Confirmations};
 use crate::budget::Budget;
 use crate::config::Config;
+use crate::error::Chain;
 use crate::identity::invitation;
 use crate::mail::{LocalSink, Mailer, Postmark};
 use crate::package::publish::Packages;
@@ -81,7 +82,7 @@ impl App {
     pub fn housekeeping(&self) {
         while !self.stopping.load(Ordering::SeqCst) {
             if let Err(err) = login::purge_expired(&self.store) {
-                log::error!("housekeeping: purging expired logins failed: {err}");
+                log::error!("housekeeping: purging expired logins failed: {}", Chain(&err));
             }
             self.login_per_email.prune();
             self.login_per_email_total.prune();

@@ -2,10 +2,10 @@
 //! flight, and the bundles being inflated at once. A request reserves its
 //! share before it spends the memory and gives it back when it is done (the
 //! reservation is dropped); when the budget is spent it waits briefly, then
-//! is refused with `503 server_busy` and `Retry-After`, so a burst of uploads
-//! costs bounded memory instead of growing with the number of connections.
+//! is refused ([`Busy`]: `503 server_busy` with `Retry-After` at the HTTP
+//! edge), so a burst of uploads costs bounded memory instead of growing with
+//! the number of connections.
 
-use crate::error::ApiError;
 use crate::store::lock_ignoring_poison;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,15 @@ use std::time::{Duration, Instant};
 /// How long a request waits for its share before it is refused.
 pub const WAIT: Duration = Duration::from_secs(3);
 /// The `Retry-After` of a refusal, in seconds.
-const RETRY_AFTER_SECS: u64 = 2;
+pub const RETRY_AFTER_SECS: u64 = 2;
+
+/// A request refused for the registry's load: it was fine, the registry is
+/// busy with others (`what`: "uploads", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("The registry is handling as many {what} as it can at once; try again in a few seconds.")]
+pub struct Busy {
+    pub what: &'static str,
+}
 
 /// A counted budget (bytes, or slots), shared between threads.
 #[derive(Clone)]
@@ -46,7 +54,7 @@ impl Budget {
     /// Reserves `amount` (at most the whole budget: a request larger than
     /// the budget waits until it has the budget to itself), waiting up to
     /// `wait` for others to give theirs back.
-    pub fn reserve(&self, amount: u64, wait: Duration) -> Result<Reservation, ApiError> {
+    pub fn reserve(&self, amount: u64, wait: Duration) -> Result<Reservation, Busy> {
         let inner = &self.0;
         let amount = amount.min(inner.total);
         let deadline = Instant::now() + wait;
@@ -54,7 +62,7 @@ impl Budget {
         while *used + amount > inner.total {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(busy(inner.what));
+                return Err(Busy { what: inner.what });
             }
             used = inner
                 .freed
@@ -82,16 +90,6 @@ impl Drop for Reservation {
     }
 }
 
-/// `503 server_busy`: the request was fine, the registry is busy with others.
-pub fn busy(what: &str) -> ApiError {
-    ApiError::new(
-        503,
-        "server_busy",
-        format!("The registry is handling as many {what} as it can at once; try again in a few seconds."),
-    )
-    .with_header("Retry-After", RETRY_AFTER_SECS.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +104,7 @@ mod tests {
             .err()
             .expect("over budget");
         assert!(started.elapsed() >= Duration::from_millis(100), "it waited first");
-        assert_eq!((refused.status, refused.code), (503, "server_busy"));
-        assert!(refused.headers.iter().any(|(name, _)| *name == "Retry-After"));
+        assert_eq!(refused, Busy { what: "uploads" });
         let waiting = {
             let budget = budget.clone();
             std::thread::spawn(move || budget.reserve(50, Duration::from_secs(5)).map(|_| ()))

@@ -13,8 +13,10 @@ use crate::package::{Range, Version};
 pub fn bundle(data: &[u8]) {
     let read =
         bundle::read(data, 1 << 20).and_then(|bundle| outline::validate(&bundle, outline::KernelCode::AnyAuthor));
-    let checked =
-        bundle::check(data, 1 << 20, outline::KernelCode::AnyAuthor, |_| Ok(())).map(|checked| checked.outline);
+    let checked = bundle::check(data, 1 << 20, outline::KernelCode::AnyAuthor, |_| {
+        Ok::<(), bundle::BundleError>(())
+    })
+    .map(|checked| checked.outline);
     assert_eq!(read.ok(), checked.ok(), "read + validate and check disagree");
 }
 

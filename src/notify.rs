@@ -12,9 +12,9 @@
 
 use crate::app::App;
 use crate::auth::secret::hex;
-use crate::error::ApiResult;
+use crate::error::Chain;
 use crate::package::events::Event;
-use crate::store::{Store, layout};
+use crate::store::{Store, StoreError, layout};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -30,12 +30,12 @@ pub struct Cursor {
     pub delivered: u64,
 }
 
-pub fn read_cursor(store: &Store) -> ApiResult<Cursor> {
+pub fn read_cursor(store: &Store) -> Result<Cursor, StoreError> {
     Ok(store.read_json(&layout::outbox_cursor())?.unwrap_or_default())
 }
 
 /// The events not yet delivered, oldest first.
-pub fn pending(app: &App, limit: u64) -> ApiResult<Vec<Event>> {
+pub fn pending(app: &App, limit: u64) -> Result<Vec<Event>, StoreError> {
     app.packages
         .events
         .since(&app.store, read_cursor(&app.store)?.delivered, limit)
@@ -61,7 +61,7 @@ pub fn deliver_until_stopped(app: &App, site_url: &str) {
         let batch = match pending(app, 100) {
             Ok(batch) => batch,
             Err(err) => {
-                log::error!("notify: cannot read the outbox: {}", err.message);
+                log::error!("notify: cannot read the outbox: {}", Chain(&err));
                 pause(app, backoff);
                 continue;
             }

@@ -1,12 +1,18 @@
 //! Sliding-window rate limits, in memory: they protect against bursts from a
 //! running attacker, which a restart does not help.
 
-use crate::error::ApiError;
 use crate::store::lock_ignoring_poison;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// A request refused by a limit: it may come back in `retry_after_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Too many requests; try again in {retry_after_secs} seconds.")]
+pub struct RateLimited {
+    pub retry_after_secs: u64,
+}
 
 pub struct RateLimiter {
     limit: usize,
@@ -23,9 +29,9 @@ impl RateLimiter {
         }
     }
 
-    /// Counts a hit for `key`, or refuses with 429 and the seconds until the
-    /// oldest hit leaves the window.
-    pub fn hit(&self, key: &str) -> Result<(), ApiError> {
+    /// Counts a hit for `key`, or refuses with the seconds until the oldest
+    /// hit leaves the window.
+    pub fn hit(&self, key: &str) -> Result<(), RateLimited> {
         hit_all(&[(self, key)])
     }
 
@@ -46,13 +52,14 @@ impl RateLimiter {
     /// Runs `action` as one hit of `key`: the slot is taken first (so
     /// parallel requests cannot all pass) and given back unless the action
     /// succeeded and `counts` says its outcome is one the limit is about
-    /// (limits on changes, not on refusals or no-ops).
-    pub fn counting<T>(
+    /// (limits on changes, not on refusals or no-ops). The action's error
+    /// type must be able to say that the limit refused.
+    pub fn counting<T, E: From<RateLimited>>(
         &self,
         key: &str,
-        action: impl FnOnce() -> Result<T, ApiError>,
+        action: impl FnOnce() -> Result<T, E>,
         counts: impl FnOnce(&T) -> bool,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, E> {
         self.hit(key)?;
         let outcome = action();
         if !outcome.as_ref().is_ok_and(counts) {
@@ -61,7 +68,7 @@ impl RateLimiter {
         outcome
     }
 
-    fn check(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> Result<(), ApiError> {
+    fn check(&self, hits: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> Result<(), RateLimited> {
         let Some(recent) = hits.get_mut(key) else { return Ok(()) };
         while recent.front().is_some_and(|at| now.duration_since(*at) >= self.window) {
             recent.pop_front();
@@ -69,7 +76,9 @@ impl RateLimiter {
         if recent.len() >= self.limit {
             let oldest = recent.front().copied().unwrap_or(now);
             let wait = self.window.saturating_sub(now.duration_since(oldest));
-            return Err(ApiError::rate_limited(wait.as_secs().max(1)));
+            return Err(RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            });
         }
         Ok(())
     }
@@ -106,7 +115,7 @@ pub fn client_network(ip: IpAddr) -> String {
 
 /// Counts a hit in every `(limiter, key)` pair, or in none of them when one
 /// refuses: a refused request uses up no other limit.
-pub fn hit_all(pairs: &[(&RateLimiter, &str)]) -> Result<(), ApiError> {
+pub fn hit_all(pairs: &[(&RateLimiter, &str)]) -> Result<(), RateLimited> {
     let now = Instant::now();
     let mut guards: Vec<_> = Vec::with_capacity(pairs.len());
     for (limiter, key) in pairs {
@@ -129,16 +138,7 @@ mod tests {
         let limiter = RateLimiter::new(2, Duration::from_secs(3600));
         limiter.hit("a").unwrap();
         limiter.hit("a").unwrap();
-        let refused = limiter.hit("a").unwrap_err();
-        assert_eq!(refused.status, 429);
-        let retry: u64 = refused
-            .headers
-            .iter()
-            .find(|(name, _)| *name == "Retry-After")
-            .unwrap()
-            .1
-            .parse()
-            .unwrap();
+        let retry = limiter.hit("a").unwrap_err().retry_after_secs;
         assert!((3590..=3600).contains(&retry), "{retry}");
         limiter.hit("b").expect("other keys are independent");
     }
@@ -156,14 +156,29 @@ mod tests {
     #[test]
     fn counting_keeps_the_hit_only_for_outcomes_that_count() {
         let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        let failed: Result<(), ApiError> = limiter.counting("a", || Err(ApiError::forbidden("no")), |_| true);
-        assert_eq!(failed.unwrap_err().status, 403);
-        assert!(!limiter.counting("a", || Ok(false), |changed| *changed).unwrap());
-        limiter.counting("a", || Ok(()), |_| true).unwrap();
-        limiter.counting("a", || Ok(()), |_| true).unwrap();
+        /// An action's own refusal, or the limit's.
+        #[derive(Debug, PartialEq)]
+        enum Refused {
+            Forbidden,
+            Limited,
+        }
+        impl From<RateLimited> for Refused {
+            fn from(_: RateLimited) -> Refused {
+                Refused::Limited
+            }
+        }
+        let failed: Result<(), Refused> = limiter.counting("a", || Err(Refused::Forbidden), |_| true);
+        assert_eq!(failed.unwrap_err(), Refused::Forbidden);
+        assert!(
+            !limiter
+                .counting::<_, Refused>("a", || Ok(false), |changed| *changed)
+                .unwrap()
+        );
+        limiter.counting::<_, Refused>("a", || Ok(()), |_| true).unwrap();
+        limiter.counting::<_, Refused>("a", || Ok(()), |_| true).unwrap();
         let mut ran = false;
         let refused = limiter
-            .counting(
+            .counting::<_, Refused>(
                 "a",
                 || {
                     ran = true;
@@ -172,7 +187,7 @@ mod tests {
                 |_| true,
             )
             .unwrap_err();
-        assert_eq!(refused.status, 429);
+        assert_eq!(refused, Refused::Limited);
         assert!(!ran, "a refused action does not run");
     }
 

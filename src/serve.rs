@@ -4,6 +4,7 @@
 
 use crate::app::App;
 use crate::config::Config;
+use crate::error::Chain;
 use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
 use crate::notify;
@@ -38,7 +39,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         format!("local sink ({})", store.full_path(&layout::mail_dir()).display())
     };
-    let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", err.message))?;
+    let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", Chain(&err)))?;
     let app = Arc::new(App::new(config, store, packages, public_url));
 
     let shutdown = server.shutdown_handle()?;
@@ -81,7 +82,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                     "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
                     started.elapsed().as_millis()
                 ),
-                Err(err) => log::error!("sweeping temporary files failed: {err}"),
+                Err(err) => log::error!("sweeping temporary files failed: {}", Chain(&err)),
             }
         })?;
     }

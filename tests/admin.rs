@@ -820,6 +820,25 @@ fn user_show_and_revoke_sessions() {
     assert!(out.stderr.contains("stranger@example.com"), "{out:?}");
 }
 
+#[test]
+fn a_storage_failure_shows_the_operator_the_record_and_its_cause() {
+    let dir = with_identities();
+    // A directory where a user record belongs: reading it fails, as a
+    // damaged disk would make it fail (permissions would not stop root).
+    let record = dir.join("users/broken@example.com.json");
+    std::fs::create_dir_all(&record).unwrap();
+    let out = admin(&dir.path, &["user", "show", "broken@example.com"]).failure();
+    let said = out
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("gren-registry: "))
+        .unwrap_or_else(|| panic!("no error line: {out:?}"));
+    assert!(
+        said.contains(s(&record)) && said.contains("Is a directory") && !said.contains("internal error"),
+        "the error names the record and what the system said, not \"an internal error\": {said}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // revoke, outbox, stats
 // ---------------------------------------------------------------------------

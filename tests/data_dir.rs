@@ -188,3 +188,29 @@ fn a_planted_symlink_in_place_of_a_record_file_is_not_followed() {
     assert!(server.postmark.messages().is_empty(), "no login was started");
     assert_logged_refusal(&server, "users/victim@example.com.json ");
 }
+
+#[test]
+fn a_storage_failure_is_logged_once_with_the_record_and_its_cause() {
+    let data_dir = tempfile::tempdir().unwrap();
+    // A directory where a user record belongs: reading it fails as a
+    // damaged disk would make it fail (permissions would not stop root).
+    let record = data_dir.path().join("users/victim@example.com.json");
+    std::fs::create_dir_all(&record).unwrap();
+    let server = Server::start_in(data_dir.path(), &[]);
+    server
+        .post_json("/session", &json!({ "email": "victim@example.com" }), None)
+        .assert_error(500, "internal_error");
+    assert!(
+        server.wait_for_log("internal error", Duration::from_secs(2)),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("internal error")).collect();
+    assert_eq!(lines.len(), 1, "logged once: {log}");
+    assert!(
+        lines[0].contains(record.to_str().unwrap()) && lines[0].contains("Is a directory"),
+        "the log names the record and what the system said: {}",
+        lines[0]
+    );
+}

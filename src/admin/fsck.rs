@@ -230,7 +230,11 @@ impl Fsck<'_> {
             fixed.sessions = live;
             fixed.identities = members_of;
             let record = layout::user(&user.email);
-            let fix = || self.store.write_json(&record, &fixed);
+            // The repair's failure is reported with its causes, as fs errors are.
+            let fix = || {
+                (self.store.write_json(&record, &fixed))
+                    .map_err(|err| std::io::Error::other(crate::error::Chain(&err).to_string()))
+            };
             let missing = fixed.identities.iter().any(|key| !user.identities.contains(key));
             if missing {
                 self.found(

@@ -9,18 +9,58 @@
 mod fsck;
 mod snapshot;
 
+use crate::auth::AuthError;
 use crate::auth::email::Email;
 use crate::auth::{session, user};
 use crate::config::DEFAULT_KERNEL_CODE_AUTHORS;
-use crate::error::{ApiError, ApiResult};
-use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
+use crate::error::Chain;
+use crate::http::errors::ApiError;
+use crate::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
 use crate::notify;
 use crate::package::publish::{Packages, Published, Upload};
-use crate::package::{PackageName, Version};
-use crate::store::{RecordPath, Store, hold_writers, layout};
+use crate::package::{PackageError, PackageName, Version};
+use crate::store::{OpenError, RecordPath, Store, StoreError, hold_writers, layout};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+
+/// Why an operator command failed. Printed with its causes ([`Chain`]):
+/// the operator needs the path and what the system said, not "an internal
+/// error".
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A changing command beside a running server (the message quotes the lock's error).
+    #[error("{0}.\nStop the server first: this command changes records the running server keeps in memory.")]
+    InUse(OpenError),
+    /// A reading command on something that is not a data directory (the message quotes why).
+    #[error("{0}")]
+    NoDataDir(OpenError),
+    #[error("{} is not a gren-registry data directory.", .0.display())]
+    NotADataDir(PathBuf),
+    #[error("{} already exists; snapshots go to a new directory.", .0.display())]
+    DestinationExists(PathBuf),
+    #[error("snapshot failed")]
+    Snapshot(#[source] std::io::Error),
+    #[error("{0:?} is not author/project.")]
+    InvalidPackageName(String),
+    #[error("{0:?} is not X.Y.Z.")]
+    InvalidVersion(String),
+    #[error("There is no user {0}.")]
+    UserNotFound(Email),
+    /// A look-alike name the operator may still mean (the message quotes the refusal).
+    #[error("{0}\nIf it is meant to be, run again with --allow-confusable.")]
+    Confusable(IdentityError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) type AdminResult<T> = Result<T, AdminError>;
 
 /// The inflated-size cap for imports, as for uploads by default.
 const IMPORT_MAX_INFLATED: u64 = 64 * 1024 * 1024;
@@ -135,7 +175,7 @@ impl Report {
 }
 
 pub fn run_command(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
-    let report = execute(&args).map_err(|err| err.message)?;
+    let report = execute(&args).map_err(|err| Chain(&err).to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);
     } else {
@@ -145,22 +185,17 @@ pub fn run_command(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> 
 }
 
 /// Opens the data directory for changes: refuses while a server holds it.
-fn open_for_changes(args: &AdminArgs) -> ApiResult<Store> {
-    let store = Store::open(&args.data_dir).map_err(|err| {
-        ApiError::conflict(
-            "data_dir_in_use",
-            format!("{err}.\nStop the server first: this command changes records the running server keeps in memory."),
-        )
-    })?;
+fn open_for_changes(args: &AdminArgs) -> AdminResult<Store> {
+    let store = Store::open(&args.data_dir).map_err(AdminError::InUse)?;
     store.sweep_temp_files()?;
     Ok(store)
 }
 
-fn open_for_reading(args: &AdminArgs) -> ApiResult<Store> {
-    Store::inspect(&args.data_dir).map_err(|err| ApiError::not_found("no_data_dir", err.to_string()))
+fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {
+    Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)
 }
 
-fn execute(args: &AdminArgs) -> ApiResult<Report> {
+fn execute(args: &AdminArgs) -> AdminResult<Report> {
     match &args.command {
         AdminCommand::Fsck { repair: true } => Ok(fsck::check(&open_for_changes(args)?, true)),
         AdminCommand::Fsck { repair: false } => {
@@ -171,7 +206,7 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
             }
             // A running server may have been mid-change: look again with its
             // writers held off, so only real problems are reported.
-            let _gate = hold_writers(&args.data_dir).map_err(ApiError::from)?;
+            let _gate = hold_writers(&args.data_dir)?;
             Ok(fsck::check(&store, false))
         }
         AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
@@ -210,10 +245,8 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
             reason,
         } => {
             let store = open_for_changes(args)?;
-            let name = PackageName::parse(package)
-                .ok_or_else(|| ApiError::bad_request("invalid_name", format!("{package:?} is not author/project.")))?;
-            let version = Version::parse(version)
-                .ok_or_else(|| ApiError::bad_request("invalid_version", format!("{version:?} is not X.Y.Z.")))?;
+            let name = PackageName::parse(package).ok_or_else(|| AdminError::InvalidPackageName(package.clone()))?;
+            let version = Version::parse(version).ok_or_else(|| AdminError::InvalidVersion(version.clone()))?;
             let packages = Packages::open(&store)?;
             packages.revoke(&store, &name, Some(version), reason, &Actor::Operator)?;
             Ok(Report::ok(
@@ -226,15 +259,15 @@ fn execute(args: &AdminArgs) -> ApiResult<Report> {
     }
 }
 
-fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[String]) -> ApiResult<Report> {
+fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[String]) -> AdminResult<Report> {
     let packages = Packages::open(store)?;
     let mut lines = Vec::new();
     let mut results = Vec::new();
     let mut failed = false;
     for path in bundles {
-        let outcome = std::fs::read(path)
-            .map_err(|err| ApiError::bad_request("unreadable", format!("cannot read {}: {err}", path.display())))
-            .and_then(|bytes| {
+        let outcome = match std::fs::read(path) {
+            Err(err) => Err((UNREADABLE, format!("cannot read {}: {err}", path.display()))),
+            Ok(bytes) => {
                 let upload = Upload {
                     bytes: &bytes,
                     actor: &Actor::Operator,
@@ -244,8 +277,9 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
                     successor_rule: false,
                     inflations: None,
                 };
-                packages.publish(store, upload)
-            });
+                packages.publish(store, upload).map_err(refusal)
+            }
+        };
         match outcome {
             Ok((name, published)) => {
                 let (verb, version) = match published {
@@ -255,10 +289,10 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
                 lines.push(format!("{verb}: {name} {} ({})", version.version, path.display()));
                 results.push(json!({ "file": path, "package": name, "version": version.version, "status": verb }));
             }
-            Err(err) => {
+            Err((code, message)) => {
                 failed = true;
-                lines.push(format!("failed: {}: {}", path.display(), err.message));
-                results.push(json!({ "file": path, "error": err.code, "message": err.message }));
+                lines.push(format!("failed: {}: {message}", path.display()));
+                results.push(json!({ "file": path, "error": code, "message": message }));
             }
         }
     }
@@ -269,7 +303,22 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
     })
 }
 
-fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: bool) -> ApiResult<Report> {
+/// The code `admin import --json` gives a bundle file it cannot read (not
+/// an API code: no request ever reads a file).
+const UNREADABLE: &str = "unreadable";
+
+/// A refused bundle as the import reports it: the API's code and message,
+/// or, for a failure of the registry itself, its causes.
+fn refusal(err: PackageError) -> (&'static str, String) {
+    let err = ApiError::from(err);
+    let message = match &err.cause {
+        Some(cause) => Chain(cause.as_ref()).to_string(),
+        None => err.message,
+    };
+    (err.code.as_str(), message)
+}
+
+fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: bool) -> AdminResult<Report> {
     let name = IdentityName::parse(name)?;
     let admin = Email::parse(admin)?;
     let look_alikes = if allow_confusable {
@@ -277,19 +326,18 @@ fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: boo
     } else {
         LookAlikes::Refuse
     };
-    let created = identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|mut err| {
-        if err.code == "identity_name_confusable" {
-            err.message += "\nIf it is meant to be, run again with --allow-confusable.";
-        }
-        err
-    })?;
+    let created =
+        identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|err| match err {
+            IdentityError::Confusable { .. } => AdminError::Confusable(err),
+            err => err.into(),
+        })?;
     Ok(Report::ok(
         format!("created identity {} with admin {admin}", created.name),
         json!({ "name": created.name, "admin": admin }),
     ))
 }
 
-fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
+fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
     let name = IdentityName::parse(name)?;
     let found = identity::require(store, &name)?;
     let packages = Packages::open_read_only(store)?;
@@ -331,7 +379,7 @@ fn identity_show(store: &Store, name: &str) -> ApiResult<Report> {
 }
 
 /// The operator is trusted: members are set directly, never invited.
-fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> ApiResult<Report> {
+fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> AdminResult<Report> {
     let name = IdentityName::parse(name)?;
     let email = Email::parse(email)?;
     let role = Role::parse(role)?;
@@ -347,10 +395,9 @@ fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> Ap
     ))
 }
 
-fn user_show(store: &Store, email: &str) -> ApiResult<Report> {
+fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
     let email = Email::parse(email)?;
-    let found = user::load(store, &email)?
-        .ok_or_else(|| ApiError::not_found("user_not_found", format!("There is no user {email}.")))?;
+    let found = user::load(store, &email)?.ok_or_else(|| AdminError::UserNotFound(email.clone()))?;
     let sessions = session::list(store, &email, "")?;
     let identities = identity::memberships(store, &email)?;
     let mut text = format!("user {email} (created {})\nsessions:\n", found.created);
@@ -377,7 +424,7 @@ fn user_show(store: &Store, email: &str) -> ApiResult<Report> {
     ))
 }
 
-fn outbox(store: &Store) -> ApiResult<Report> {
+fn outbox(store: &Store) -> AdminResult<Report> {
     let packages = Packages::open_read_only(store)?;
     let delivered = notify::read_cursor(store)?.delivered;
     let pending = packages.events.since(store, delivered, u64::MAX)?;
@@ -399,11 +446,11 @@ fn outbox(store: &Store) -> ApiResult<Report> {
     ))
 }
 
-fn count_json(store: &Store, dir: &RecordPath) -> ApiResult<usize> {
+fn count_json(store: &Store, dir: &RecordPath) -> AdminResult<usize> {
     Ok(store.list_json(dir)?.len())
 }
 
-fn stats(store: &Store) -> ApiResult<Report> {
+fn stats(store: &Store) -> AdminResult<Report> {
     let packages = Packages::open_read_only(store)?;
     let all = packages.catalog.all();
     let versions: usize = all.iter().map(|record| record.versions.len()).sum();

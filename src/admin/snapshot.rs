@@ -6,7 +6,7 @@
 //! half-made in the copy, and no bytes are copied while writers wait.
 
 use super::Report;
-use crate::error::{ApiError, ApiResult};
+use super::{AdminError, AdminResult};
 use crate::store::layout::{self, LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 use crate::store::{DIR_MODE, FILE_MODE, TEMP_PREFIX, hold_writers};
 use serde_json::json;
@@ -23,30 +23,21 @@ fn skipped(top_level_name: &str) -> bool {
         || Path::new(top_level_name) == layout::mail_dir().as_path()
 }
 
-pub fn take(root: &Path, destination: &Path) -> ApiResult<Report> {
+pub fn take(root: &Path, destination: &Path) -> AdminResult<Report> {
     if !root.join(LOCK_FILE).exists() {
-        return Err(ApiError::not_found(
-            "no_data_dir",
-            format!("{} is not a gren-registry data directory.", root.display()),
-        ));
+        return Err(AdminError::NotADataDir(root.to_path_buf()));
     }
     if destination.exists() {
-        return Err(ApiError::conflict(
-            "destination_exists",
-            format!(
-                "{} already exists; snapshots go to a new directory.",
-                destination.display()
-            ),
-        ));
+        return Err(AdminError::DestinationExists(destination.to_path_buf()));
     }
-    let failed = |err: io::Error| ApiError::internal(format!("snapshot failed: {err}"));
+    let failed = AdminError::Snapshot;
     // Private like the data directory: the copy holds the same records.
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(destination)
         .map_err(failed)?;
-    let gate = hold_writers(root).map_err(failed)?;
+    let gate = hold_writers(root)?;
     let held = Instant::now();
     let mut counts = Counts::default();
     let copied = link_tree(root, destination, true, &mut counts);

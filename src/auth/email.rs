@@ -1,6 +1,6 @@
 //! E-mail addresses: the identity of a user, and a file name in the store.
 
-use crate::error::ApiError;
+use super::AuthError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -12,15 +12,14 @@ use std::fmt;
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(input: &str) -> Result<Email, ApiError> {
+    pub fn parse(input: &str) -> Result<Email, AuthError> {
         let address = input.trim().to_ascii_lowercase();
         if is_valid(&address) {
             Ok(Email(address))
         } else {
-            Err(ApiError::bad_request(
-                "invalid_email",
-                format!("{:?} is not an e-mail address the registry accepts.", input.trim()),
-            ))
+            Err(AuthError::InvalidEmail {
+                input: input.trim().to_string(),
+            })
         }
     }
 
@@ -64,8 +63,8 @@ fn is_valid(address: &str) -> bool {
 }
 
 impl TryFrom<String> for Email {
-    type Error = ApiError;
-    fn try_from(value: String) -> Result<Email, ApiError> {
+    type Error = AuthError;
+    fn try_from(value: String) -> Result<Email, AuthError> {
         Email::parse(&value)
     }
 }

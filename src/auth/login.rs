@@ -5,12 +5,12 @@
 //! `<id>.<fetch secret>`; the e-mail carries `<id>.<link secret>` and the code.
 //! Only SHA-256 hashes of the secrets and the code are stored.
 
+use super::AuthError;
 use super::email::Email;
 use super::secret::{self, same_secret, sha256_hex};
 use super::session::{self, NewSession};
-use crate::error::{ApiError, ApiResult};
 use crate::mail::Message;
-use crate::store::{RecordPath, Store, layout, lock_ignoring_poison};
+use crate::store::{RecordPath, Store, StoreError, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,11 +56,11 @@ pub struct Requester<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-fn login_path(id: &str) -> ApiResult<RecordPath> {
+fn login_path(id: &str) -> Result<RecordPath, AuthError> {
     if id.len() != 32 || !secret::is_lower_hex(id) {
-        return Err(unknown_login());
+        return Err(AuthError::UnknownLogin);
     }
-    Ok(layout::login(id)?)
+    Ok(layout::login(id).expect("32 hex digits make a safe file name"))
 }
 
 fn code_hash(id: &str, code: &str) -> String {
@@ -68,22 +68,18 @@ fn code_hash(id: &str, code: &str) -> String {
 }
 
 /// Splits `<id>.<secret>` into its parts, refusing any other shape.
-fn split_token(token: &str) -> ApiResult<(&str, &str)> {
-    let (id, secret) = token.split_once('.').ok_or_else(unknown_login)?;
+fn split_token(token: &str) -> Result<(&str, &str), AuthError> {
+    let (id, secret) = token.split_once('.').ok_or(AuthError::UnknownLogin)?;
     if !secret::is_secret(secret) {
-        return Err(unknown_login());
+        return Err(AuthError::UnknownLogin);
     }
     login_path(id)?;
     Ok((id, secret))
 }
 
-fn unknown_login() -> ApiError {
-    ApiError::bad_request("invalid_token", "This login token is unknown; start a new login.")
-}
-
 /// Creates a pending login and the e-mail that announces it. The caller sends
 /// the e-mail and calls [`abandon`] if that fails.
-pub fn start(store: &Store, email: &Email, requester: Requester, public_url: &str) -> ApiResult<Started> {
+pub fn start(store: &Store, email: &Email, requester: Requester, public_url: &str) -> Result<Started, AuthError> {
     let id = secret::hex(&secret::random_bytes::<16>());
     let (fetch_secret, link_secret) = (secret::random_secret(), secret::random_secret());
     let code = secret::new_confirmation_code();
@@ -114,7 +110,7 @@ pub fn start(store: &Store, email: &Email, requester: Requester, public_url: &st
 }
 
 /// Removes a login whose e-mail could not be sent: it must not be usable.
-pub fn abandon(store: &Store, fetch_token: &str) -> ApiResult<()> {
+pub fn abandon(store: &Store, fetch_token: &str) -> Result<(), AuthError> {
     let (id, _) = split_token(fetch_token)?;
     store.remove(&login_path(id)?)?;
     Ok(())
@@ -220,44 +216,31 @@ pub struct FetchRequest<'a> {
 
 /// Exchanges a fetch token (with the code, or after the link was confirmed)
 /// for a session token, exactly once.
-pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<FetchOutcome> {
+pub fn fetch(store: &Store, request: &FetchRequest) -> Result<FetchOutcome, AuthError> {
     let (id, fetch_secret) = split_token(request.fetch_token)?;
     let path = login_path(id)?;
     let _guard = store.lock(&path);
-    let mut login: Login = store.read_json(&path)?.ok_or_else(unknown_login)?;
+    let mut login: Login = store.read_json(&path)?.ok_or(AuthError::UnknownLogin)?;
     if !same_secret(&login.fetch_hash, &sha256_hex(fetch_secret.as_bytes())) {
-        return Err(unknown_login());
+        return Err(AuthError::UnknownLogin);
     }
     if login.used.is_some() {
-        return Err(ApiError::bad_request(
-            "login_used",
-            "This login has already given out its session token; start a new login.",
-        ));
+        return Err(AuthError::LoginUsed);
     }
     if login.wrong_codes >= MAX_WRONG_CODES {
-        return Err(ApiError::bad_request(
-            "login_locked",
-            "Too many wrong codes were tried for this login; start a new login.",
-        ));
+        return Err(AuthError::LoginLocked);
     }
     if login.expires.has_passed() {
-        return Err(ApiError::bad_request(
-            "login_expired",
-            "This login has expired; start a new login.",
-        ));
+        return Err(AuthError::LoginExpired);
     }
     let code = request.code.map(secret::normalize_code).filter(|code| !code.is_empty());
     match code {
         Some(code) if !same_secret(&login.code_hash, &code_hash(id, &code)) => {
             login.wrong_codes += 1;
             store.write_json(&path, &login)?;
-            let left = MAX_WRONG_CODES.saturating_sub(login.wrong_codes);
-            let message = if left == 0 {
-                "The confirmation code is wrong, and that was the last attempt; start a new login.".to_string()
-            } else {
-                format!("The confirmation code is wrong; {left} attempts left.")
-            };
-            Err(ApiError::bad_request("invalid_code", message))
+            Err(AuthError::WrongCode {
+                attempts_left: MAX_WRONG_CODES.saturating_sub(login.wrong_codes),
+            })
         }
         None if login.confirmed.is_none() => Ok(FetchOutcome::Pending),
         _ => {
@@ -280,7 +263,7 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> ApiResult<FetchOutcome> {
 }
 
 /// Removes logins long past their expiry. Returns how many were removed.
-pub fn purge_expired(store: &Store) -> ApiResult<usize> {
+pub fn purge_expired(store: &Store) -> Result<usize, StoreError> {
     let mut removed = 0;
     for id in store.list_json(&layout::logins_dir())? {
         let Ok(path) = login_path(&id) else { continue };
@@ -326,7 +309,11 @@ impl Confirmations {
 
     /// Polls `check` until it yields a value or `wait` has passed, sleeping
     /// between announcements. Waits not at all when too many already wait.
-    pub fn wait_for<T>(&self, wait: Duration, mut check: impl FnMut() -> ApiResult<Option<T>>) -> ApiResult<Option<T>> {
+    pub fn wait_for<T, E>(
+        &self,
+        wait: Duration,
+        mut check: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
         let deadline = Instant::now() + wait;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -410,7 +397,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let again = fetch(&store, &request(&started.fetch_session_token, Some(&code))).unwrap_err();
-        assert_eq!(again.code, "login_used");
+        assert!(matches!(again, AuthError::LoginUsed), "{again:?}");
     }
 
     #[test]
@@ -424,19 +411,15 @@ mod tests {
             "AAAA-AAAA"
         };
         for _ in 0..MAX_WRONG_CODES {
-            assert_eq!(
-                fetch(&store, &request(&started.fetch_session_token, Some(wrong)))
-                    .unwrap_err()
-                    .code,
-                "invalid_code"
-            );
+            assert!(matches!(
+                fetch(&store, &request(&started.fetch_session_token, Some(wrong))),
+                Err(AuthError::WrongCode { .. })
+            ));
         }
-        assert_eq!(
-            fetch(&store, &request(&started.fetch_session_token, Some(&right)))
-                .unwrap_err()
-                .code,
-            "login_locked"
-        );
+        assert!(matches!(
+            fetch(&store, &request(&started.fetch_session_token, Some(&right))),
+            Err(AuthError::LoginLocked)
+        ));
     }
 
     #[test]
@@ -471,9 +454,8 @@ mod tests {
             "../../etc.passwd",
             &format!("{}.{}", "a".repeat(32), "b".repeat(48)),
         ] {
-            assert_eq!(
-                fetch(&store, &request(token, None)).unwrap_err().code,
-                "invalid_token",
+            assert!(
+                matches!(fetch(&store, &request(token, None)), Err(AuthError::UnknownLogin)),
                 "{token}"
             );
         }
@@ -508,7 +490,7 @@ mod tests {
                 let started = Instant::now();
                 let got = confirmations
                     .wait_for(Duration::from_secs(10), || {
-                        Ok(flag.load(Ordering::SeqCst).then_some(()))
+                        Ok::<_, AuthError>(flag.load(Ordering::SeqCst).then_some(()))
                     })
                     .unwrap();
                 (got, started.elapsed())

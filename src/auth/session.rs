@@ -4,12 +4,12 @@
 //! the record's file name (`sessions/<hash>.json`), so authenticating is one
 //! file lookup and a leaked data directory leaks no usable token.
 
+use super::AuthError;
 use super::email::Email;
 use super::secret;
 use super::user;
-use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::client_network;
-use crate::store::{RecordPath, Store, layout};
+use crate::store::{RecordPath, Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -61,7 +61,7 @@ pub struct NewSession<'a> {
 }
 
 /// Creates a session and returns its token, the only time it exists in clear.
-pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
+pub fn create(store: &Store, new: NewSession) -> Result<String, StoreError> {
     let token = secret::new_session_token();
     let token_hash = secret::sha256_hex(token.as_bytes());
     let now = Timestamp::now();
@@ -85,26 +85,18 @@ pub fn create(store: &Store, new: NewSession) -> ApiResult<String> {
     Ok(token)
 }
 
-pub fn missing_token() -> ApiError {
-    ApiError::unauthorized("This request needs an `Authorization: Bearer <token>` header.")
-}
-
-/// Resolves a bearer token to its user; 401 for anything else.
-pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticated> {
-    let token = token.ok_or_else(missing_token)?;
+/// Resolves a bearer token to its user; refuses anything else.
+pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated, AuthError> {
+    let token = token.ok_or(AuthError::MissingToken)?;
     if !secret::is_session_token(token) {
-        return Err(ApiError::unauthorized(
-            "The token is not a Gren registry session token.",
-        ));
+        return Err(AuthError::NotASessionToken);
     }
     let token_hash = secret::sha256_hex(token.as_bytes());
     let path = layout::session(&token_hash)?;
-    let session: Session = store
-        .read_json(&path)?
-        .ok_or_else(|| ApiError::unauthorized("The token is unknown or has been revoked; log in again."))?;
+    let session: Session = store.read_json(&path)?.ok_or(AuthError::UnknownToken)?;
     if session.expires.has_passed() {
         revoke(store, &session.email, &token_hash)?;
-        return Err(ApiError::unauthorized("The session has expired; log in again."));
+        return Err(AuthError::SessionExpired);
     }
     if session.last_used.elapsed() >= LAST_USED_GRANULARITY {
         touch(store, &path)?;
@@ -115,7 +107,7 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> ApiResult<Authenticat
     })
 }
 
-fn touch(store: &Store, path: &RecordPath) -> ApiResult<()> {
+fn touch(store: &Store, path: &RecordPath) -> Result<(), StoreError> {
     let _guard = store.lock(path);
     // Re-read under the lock: a revocation in between must not be undone.
     if let Some(mut session) = store.read_json::<Session>(path)? {
@@ -128,7 +120,7 @@ fn touch(store: &Store, path: &RecordPath) -> ApiResult<()> {
 /// Revokes one session of a user. `false` when there was no such session.
 /// The session record goes first, so a crash cannot leave a revoked token
 /// working.
-pub fn revoke(store: &Store, email: &Email, token_hash: &str) -> ApiResult<bool> {
+pub fn revoke(store: &Store, email: &Email, token_hash: &str) -> Result<bool, StoreError> {
     user::update(store, email, |user| {
         let known = user.sessions.iter().any(|hash| hash == token_hash);
         user.sessions.retain(|hash| hash != token_hash);
@@ -139,7 +131,7 @@ pub fn revoke(store: &Store, email: &Email, token_hash: &str) -> ApiResult<bool>
 }
 
 /// Revokes the session whose public id is `id`. `false` when the user has none.
-pub fn revoke_by_id(store: &Store, email: &Email, id: &str) -> ApiResult<bool> {
+pub fn revoke_by_id(store: &Store, email: &Email, id: &str) -> Result<bool, StoreError> {
     let Some(user) = user::load(store, email)? else {
         return Ok(false);
     };
@@ -150,7 +142,7 @@ pub fn revoke_by_id(store: &Store, email: &Email, id: &str) -> ApiResult<bool> {
 }
 
 /// The live sessions of a user, oldest first.
-pub fn list(store: &Store, email: &Email, current_hash: &str) -> ApiResult<Vec<SessionView>> {
+pub fn list(store: &Store, email: &Email, current_hash: &str) -> Result<Vec<SessionView>, StoreError> {
     let mut views: Vec<SessionView> = live_sessions(store, email)?
         .into_iter()
         .map(|(hash, session)| SessionView {
@@ -169,7 +161,7 @@ pub fn list(store: &Store, email: &Email, current_hash: &str) -> ApiResult<Vec<S
 /// Whether the user holds a live session started from the client network
 /// `network` (as [`client_network`] names it): the owner of the address
 /// was there.
-pub fn has_session_from(store: &Store, email: &Email, network: &str) -> ApiResult<bool> {
+pub fn has_session_from(store: &Store, email: &Email, network: &str) -> Result<bool, StoreError> {
     Ok(live_sessions(store, email)?.iter().any(|(_, session)| {
         let ip = session.ip.as_deref().and_then(|ip| ip.parse().ok());
         ip.is_some_and(|ip| client_network(ip) == network)
@@ -177,7 +169,7 @@ pub fn has_session_from(store: &Store, email: &Email, network: &str) -> ApiResul
 }
 
 /// A user's unexpired sessions with their token hashes.
-fn live_sessions(store: &Store, email: &Email) -> ApiResult<Vec<(String, Session)>> {
+fn live_sessions(store: &Store, email: &Email) -> Result<Vec<(String, Session)>, StoreError> {
     let Some(user) = user::load(store, email)? else {
         return Ok(Vec::new());
     };
@@ -193,7 +185,7 @@ fn live_sessions(store: &Store, email: &Email) -> ApiResult<Vec<(String, Session
 }
 
 /// Drops expired or missing sessions from a user's list (deleting their records).
-fn prune_dead_sessions(store: &Store, hashes: &mut Vec<String>) -> ApiResult<()> {
+fn prune_dead_sessions(store: &Store, hashes: &mut Vec<String>) -> Result<(), StoreError> {
     let mut live = Vec::with_capacity(hashes.len());
     for hash in hashes.drain(..) {
         let path = layout::session(&hash)?;
@@ -246,7 +238,10 @@ mod tests {
         assert_eq!(sessions.len(), 1);
         assert!(sessions[0].current);
         assert!(revoke_by_id(&store, &email, &sessions[0].id).unwrap());
-        assert_eq!(authenticate(&store, Some(&token)).unwrap_err().status, 401);
+        assert!(matches!(
+            authenticate(&store, Some(&token)),
+            Err(AuthError::UnknownToken)
+        ));
         assert!(!revoke_by_id(&store, &email, &sessions[0].id).unwrap());
     }
 
@@ -264,7 +259,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(authenticate(&store, Some(&token)).unwrap_err().status, 401);
+        assert!(matches!(
+            authenticate(&store, Some(&token)),
+            Err(AuthError::SessionExpired)
+        ));
         let hash = secret::sha256_hex(token.as_bytes());
         assert!(!store.full_path(&layout::session(&hash).unwrap()).exists());
     }
@@ -273,7 +271,10 @@ mod tests {
     fn malformed_tokens_never_reach_the_store() {
         let (_dir, store) = store();
         for token in [None, Some(""), Some("gren_../../etc/passwd"), Some("Bearer x")] {
-            assert_eq!(authenticate(&store, token).unwrap_err().status, 401);
+            assert!(matches!(
+                authenticate(&store, token),
+                Err(AuthError::MissingToken | AuthError::NotASessionToken)
+            ));
         }
     }
 }

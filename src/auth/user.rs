@@ -1,8 +1,7 @@
 //! User records: one file per e-mail address, `users/<email>.json`.
 
 use super::email::Email;
-use crate::error::ApiResult;
-use crate::store::{Store, layout};
+use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -31,12 +30,12 @@ impl User {
     }
 }
 
-pub fn load(store: &Store, email: &Email) -> ApiResult<Option<User>> {
-    Ok(store.read_json(&layout::user(email))?)
+pub fn load(store: &Store, email: &Email) -> Result<Option<User>, StoreError> {
+    store.read_json(&layout::user(email))
 }
 
 /// Loads a user, creating the record if this address was never seen.
-pub fn load_or_create(store: &Store, email: &Email) -> ApiResult<User> {
+pub fn load_or_create(store: &Store, email: &Email) -> Result<User, StoreError> {
     let path = layout::user(email);
     let _guard = store.lock(&path);
     if let Some(user) = store.read_json(&path)? {
@@ -48,7 +47,12 @@ pub fn load_or_create(store: &Store, email: &Email) -> ApiResult<User> {
 }
 
 /// Read-modify-write of a user record under its lock, creating it if needed.
-pub fn update<T>(store: &Store, email: &Email, change: impl FnOnce(&mut User) -> ApiResult<T>) -> ApiResult<T> {
+/// `change` may fail with any error the store's can become.
+pub fn update<T, E: From<StoreError>>(
+    store: &Store,
+    email: &Email,
+    change: impl FnOnce(&mut User) -> Result<T, E>,
+) -> Result<T, E> {
     let path = layout::user(email);
     let _guard = store.lock(&path);
     let mut user = store.read_json(&path)?.unwrap_or_else(|| User::new(email));

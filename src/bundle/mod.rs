@@ -4,7 +4,7 @@
 //! Reading streams the JSON out of the gzip decoder: the inflated text is
 //! never held whole, and what is kept of it is bounded.
 //!
-//! - The inflated size is capped while inflating (`413 bundle_too_large`), so
+//! - The inflated size is capped while inflating ([`BundleError::TooLarge`]), so
 //!   a gzip bomb costs at most the time to inflate the cap.
 //! - The outline must come first, as the compiler writes it, and is read on
 //!   its own (at most [`MAX_OUTLINE_BYTES`]): a publish is refused from its
@@ -17,9 +17,9 @@
 //!   has at most [`MAX_MODULES`] modules. Publishing ([`check`]) keeps no
 //!   source text at all.
 
+mod error;
 pub mod outline;
 
-use crate::error::{ApiError, ApiResult};
 use flate2::bufread::GzDecoder;
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io::{BufReader, Read};
 
+pub use error::BundleError;
 pub use outline::Outline;
 
 /// The largest outline (`gren.json`) read; the compiler's are a few hundred bytes.
@@ -56,7 +57,7 @@ pub struct Checked {
 
 /// Inflates `compressed` (refusing more than `max_inflated` bytes) and parses
 /// the whole bundle, strictly; the outline is not validated.
-pub fn read(compressed: &[u8], max_inflated: u64) -> ApiResult<Bundle> {
+pub fn read(compressed: &[u8], max_inflated: u64) -> Result<Bundle, BundleError> {
     let mut collected = Collect::default();
     parse(compressed, max_inflated, &mut collected)?;
     Ok(Bundle {
@@ -68,13 +69,14 @@ pub fn read(compressed: &[u8], max_inflated: u64) -> ApiResult<Bundle> {
 /// Validates a bundle for publishing without keeping its text: the outline is
 /// read and validated first, then `authorize` decides whether the caller may
 /// publish it (an error stops reading there), then every module is checked
-/// against the outline as it streams past.
-pub fn check(
+/// against the outline as it streams past. `authorize`'s refusal is
+/// returned as it is; the bundle's own faults become the caller's error type.
+pub fn check<E: From<BundleError>>(
     compressed: &[u8],
     max_inflated: u64,
     kernel: outline::KernelCode,
-    authorize: impl FnOnce(&Outline) -> ApiResult<()>,
-) -> ApiResult<Checked> {
+    authorize: impl FnOnce(&Outline) -> Result<(), E>,
+) -> Result<Checked, E> {
     let mut checker = Checker {
         authorize: Some(authorize),
         kernel,
@@ -86,10 +88,6 @@ pub fn check(
     Ok(Checked { manifest, outline })
 }
 
-fn invalid(message: String) -> ApiError {
-    ApiError::bad_request("invalid_bundle", message)
-}
-
 // ---------------------------------------------------------------------------
 // What is done with the parts of a bundle as they are read
 // ---------------------------------------------------------------------------
@@ -98,10 +96,12 @@ trait Sink {
     /// Whether module texts are handed to [`Sink::source`], or only checked
     /// to be strings and dropped.
     const KEEPS_TEXT: bool;
+    /// What the sink refuses with; the bundle's own faults become one too.
+    type Error: From<BundleError>;
     /// The outline, read before anything else; an error stops reading.
-    fn outline(&mut self, outline: Map<String, Value>) -> ApiResult<()>;
+    fn outline(&mut self, outline: Map<String, Value>) -> Result<(), Self::Error>;
     /// A module's name, before its text is read; an error stops reading.
-    fn module(&mut self, module: &str) -> ApiResult<()>;
+    fn module(&mut self, module: &str) -> Result<(), Self::Error>;
     fn source(&mut self, module: String, text: Option<String>);
 }
 
@@ -113,13 +113,14 @@ struct Collect {
 
 impl Sink for Collect {
     const KEEPS_TEXT: bool = true;
+    type Error = BundleError;
 
-    fn outline(&mut self, outline: Map<String, Value>) -> ApiResult<()> {
+    fn outline(&mut self, outline: Map<String, Value>) -> Result<(), BundleError> {
         self.outline = Some(outline);
         Ok(())
     }
 
-    fn module(&mut self, _: &str) -> ApiResult<()> {
+    fn module(&mut self, _: &str) -> Result<(), BundleError> {
         Ok(())
     }
 
@@ -134,10 +135,11 @@ struct Checker<'k, F> {
     read: Option<(Map<String, Value>, Outline, outline::SourceCheck)>,
 }
 
-impl<F: FnOnce(&Outline) -> ApiResult<()>> Sink for Checker<'_, F> {
+impl<E: From<BundleError>, F: FnOnce(&Outline) -> Result<(), E>> Sink for Checker<'_, F> {
     const KEEPS_TEXT: bool = false;
+    type Error = E;
 
-    fn outline(&mut self, manifest: Map<String, Value>) -> ApiResult<()> {
+    fn outline(&mut self, manifest: Map<String, Value>) -> Result<(), E> {
         let outline = outline::validate_outline(&manifest)?;
         let authorize = self.authorize.take().expect("a bundle has one outline");
         authorize(&outline)?;
@@ -146,9 +148,9 @@ impl<F: FnOnce(&Outline) -> ApiResult<()>> Sink for Checker<'_, F> {
         Ok(())
     }
 
-    fn module(&mut self, module: &str) -> ApiResult<()> {
+    fn module(&mut self, module: &str) -> Result<(), E> {
         let (_, _, sources) = self.read.as_mut().expect("the outline comes first");
-        sources.module(module)
+        Ok(sources.module(module)?)
     }
 
     fn source(&mut self, _: String, _: Option<String>) {}
@@ -229,24 +231,32 @@ impl<R: Read> Read for Metered<'_, R> {
 /// a message, so the error itself waits here).
 struct Context<'m> {
     meter: &'m Meter,
-    failure: RefCell<Option<ApiError>>,
+    failure: RefCell<Option<BundleError>>,
 }
 
 impl Context<'_> {
-    fn fail<E: de::Error>(&self, error: ApiError) -> E {
-        let message = error.message.clone();
+    fn fail<E: de::Error>(&self, error: BundleError) -> E {
+        let message = error.to_string();
         self.failure.borrow_mut().get_or_insert(error);
         E::custom(message)
     }
 }
 
-fn parse<S: Sink>(compressed: &[u8], max_inflated: u64, sink: &mut S) -> ApiResult<()> {
+/// Stops the parse for a refusal of the sink, kept in `refused` (its type is
+/// the sink's, so it cannot wait in the [`Context`]).
+fn refuse<S: Sink, E: de::Error>(refused: &RefCell<Option<S::Error>>, error: S::Error) -> E {
+    refused.borrow_mut().get_or_insert(error);
+    E::custom("refused")
+}
+
+fn parse<S: Sink>(compressed: &[u8], max_inflated: u64, sink: &mut S) -> Result<(), S::Error> {
     let mut decoder = GzDecoder::new(compressed);
     let meter = Meter::new(max_inflated);
     let context = Context {
         meter: &meter,
         failure: RefCell::new(None),
     };
+    let refused = RefCell::new(None);
     let parsed = {
         let metered = Metered {
             inner: &mut decoder,
@@ -256,47 +266,37 @@ fn parse<S: Sink>(compressed: &[u8], max_inflated: u64, sink: &mut S) -> ApiResu
         json.deserialize_map(Top {
             context: &context,
             sink,
+            refused: &refused,
         })
         .and_then(|()| json.end())
     };
     if let Err(err) = parsed {
-        return Err(parse_error(err, context, max_inflated, decoder.header().is_some()));
+        return Err(match refused.into_inner() {
+            Some(refusal) => refusal,
+            None => parse_error(err, context, max_inflated, decoder.header().is_some()).into(),
+        });
     }
     if !decoder.into_inner().is_empty() {
-        return Err(invalid("The body has data after the end of its gzip stream.".into()));
+        return Err(BundleError::TrailingData.into());
     }
     Ok(())
 }
 
-fn parse_error(err: serde_json::Error, context: Context, max_inflated: u64, gzip: bool) -> ApiError {
+fn parse_error(err: serde_json::Error, context: Context, max_inflated: u64, gzip: bool) -> BundleError {
     if let Some(ours) = context.failure.into_inner() {
         return ours;
     }
     match context.meter.tripped.get() {
-        Some(Overflow::Bundle) => {
-            return ApiError::new(
-                413,
-                "bundle_too_large",
-                format!("The bundle inflates to more than {max_inflated} bytes."),
-            );
-        }
-        Some(Overflow::Outline) => {
-            return ApiError::bad_request(
-                "invalid_outline",
-                format!("outline: larger than {MAX_OUTLINE_BYTES} bytes (gren.json is a few hundred)."),
-            )
-            .with_field("outline");
-        }
+        Some(Overflow::Bundle) => return BundleError::TooLarge { max_inflated },
+        Some(Overflow::Outline) => return BundleError::OutlineTooLarge,
         None => {}
     }
     if !gzip {
-        invalid("The body is not gzip data.".into())
+        BundleError::NotGzip
     } else if err.is_io() {
-        invalid(format!("The body is not a complete gzip stream: {err}."))
+        BundleError::IncompleteGzip(err)
     } else {
-        invalid(format!(
-            "The bundle is not {{\"outline\": {{...}}, \"sources\": {{\"Module.Name\": \"text\"}}}}: {err}."
-        ))
+        BundleError::NotABundle(err)
     }
 }
 
@@ -324,17 +324,15 @@ impl fmt::Display for Path<'_> {
     }
 }
 
-fn duplicate(path: &Path) -> ApiError {
-    invalid(format!(
-        "The key {path} appears more than once; every key of a bundle must be unique."
-    ))
-    .with_field(path.to_string())
+fn duplicate(path: &Path) -> BundleError {
+    BundleError::DuplicateKey { path: path.to_string() }
 }
 
 /// The top-level object: `outline`, then `sources`.
-struct Top<'c, 'm, S> {
+struct Top<'c, 'm, S: Sink> {
     context: &'c Context<'m>,
     sink: &'c mut S,
+    refused: &'c RefCell<Option<S::Error>>,
 }
 
 impl<'de, S: Sink> Visitor<'de> for Top<'_, '_, S> {
@@ -356,34 +354,33 @@ impl<'de, S: Sink> Visitor<'de> for Top<'_, '_, S> {
                     let value = map.next_value_seed(Strict { path: &path, context })?;
                     context.meter.outline_ends();
                     let Value::Object(value) = value else {
-                        return Err(context.fail(invalid("The bundle's outline is not an object.".into())));
+                        return Err(context.fail(BundleError::OutlineNotAnObject));
                     };
-                    self.sink.outline(value).map_err(|err| context.fail(err))?;
+                    self.sink
+                        .outline(value)
+                        .map_err(|err| refuse::<S, _>(self.refused, err))?;
                 }
                 TopKey::Sources if !outline => {
-                    return Err(context.fail(invalid(
-                        "The bundle's sources come before its outline; the outline must come first, as the compiler writes it.".into(),
-                    )));
+                    return Err(context.fail(BundleError::SourcesFirst));
                 }
                 TopKey::Sources if !sources => {
                     sources = true;
                     map.next_value_seed(Sources {
                         context,
                         sink: &mut *self.sink,
+                        refused: self.refused,
                     })?;
                 }
                 TopKey::Outline => return Err(context.fail(duplicate(&Path::Member(&Path::Top, "outline")))),
                 TopKey::Sources => return Err(context.fail(duplicate(&Path::Member(&Path::Top, "sources")))),
                 TopKey::Other(name) => {
-                    return Err(context.fail(invalid(format!(
-                        "The bundle has a member {name:?}; it may only have outline and sources."
-                    ))));
+                    return Err(context.fail(BundleError::UnexpectedMember { name }));
                 }
             }
         }
         if !(outline && sources) {
             let missing = if outline { "sources" } else { "outline" };
-            return Err(context.fail(invalid(format!("The bundle has no {missing}."))));
+            return Err(context.fail(BundleError::Missing { member: missing }));
         }
         Ok(())
     }
@@ -422,9 +419,10 @@ impl<'de> Visitor<'de> for TopKeyVisitor {
 }
 
 /// `sources`: module names checked by the sink before their text is read.
-struct Sources<'c, 'm, S> {
+struct Sources<'c, 'm, S: Sink> {
     context: &'c Context<'m>,
     sink: &'c mut S,
+    refused: &'c RefCell<Option<S::Error>>,
 }
 
 impl<'de, S: Sink> DeserializeSeed<'de> for Sources<'_, '_, S> {
@@ -451,9 +449,11 @@ impl<'de, S: Sink> Visitor<'de> for Sources<'_, '_, S> {
                 return Err(context.fail(duplicate(&path)));
             }
             if seen.len() == MAX_MODULES {
-                return Err(context.fail(invalid(format!("The bundle has more than {MAX_MODULES} modules."))));
+                return Err(context.fail(BundleError::TooManyModules));
             }
-            self.sink.module(&module).map_err(|err| context.fail(err))?;
+            self.sink
+                .module(&module)
+                .map_err(|err| refuse::<S, _>(self.refused, err))?;
             let text = map.next_value_seed(Text { keep: S::KEEPS_TEXT })?;
             seen.insert(module.clone());
             self.sink.source(module, text);
@@ -483,12 +483,9 @@ impl<'de> Visitor<'de> for ModuleName<'_, '_> {
     fn visit_str<E: de::Error>(self, name: &str) -> Result<String, E> {
         if name.len() > MAX_MODULE_NAME {
             let start: String = name.chars().take(80).collect();
-            return Err(self.0.fail(
-                invalid(format!(
-                    "sources.{start}: a module name must be shorter than 256 bytes."
-                ))
-                .with_field(format!("sources.{start}")),
-            ));
+            return Err(self.0.fail(BundleError::ModuleNameTooLong {
+                field: format!("sources.{start}"),
+            }));
         }
         Ok(name.to_string())
     }
@@ -622,7 +619,7 @@ mod tests {
         gzip(format!(r#"{{"outline":{OUTLINE},"sources":{sources}}}"#).as_bytes())
     }
 
-    fn allow(_: &Outline) -> ApiResult<()> {
+    fn allow(_: &Outline) -> Result<(), BundleError> {
         Ok(())
     }
 
@@ -683,8 +680,14 @@ mod tests {
             match read(&body, 1 << 20) {
                 Ok(_) => panic!("case {index} was accepted"),
                 Err(err) => {
-                    assert_eq!(err.code, "invalid_bundle", "case {index}: {}", err.message);
-                    assert!(err.message.contains(expected), "case {index}: {}", err.message);
+                    let outline_or_size = matches!(
+                        err,
+                        BundleError::TooLarge { .. }
+                            | BundleError::OutlineTooLarge
+                            | BundleError::InvalidOutline { .. }
+                    );
+                    assert!(!outline_or_size, "case {index}: {err:?}");
+                    assert!(err.to_string().contains(expected), "case {index}: {err}");
                 }
             }
         }
@@ -696,13 +699,16 @@ mod tests {
         let bomb = gzip(&vec![b' '; 50 << 20]);
         assert!(bomb.len() < 100 << 10, "50 MiB of spaces compresses well");
         let err = read(&bomb, 1 << 20).unwrap_err();
-        assert_eq!((err.status, err.code), (413, "bundle_too_large"));
+        assert!(
+            matches!(err, BundleError::TooLarge { max_inflated: 1048576 }),
+            "{err:?}"
+        );
         let text = format!(
             r#"{{"outline":{OUTLINE},"sources":{{"Url":"{}"}}}}"#,
             "a".repeat(2 << 20)
         );
         let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!((err.status, err.code), (413, "bundle_too_large"));
+        assert!(matches!(err, BundleError::TooLarge { .. }), "{err:?}");
         check(&gzip(text.as_bytes()), 3 << 20, KernelCode::AnyAuthor, allow)
             .expect("the same bundle under a higher cap");
     }
@@ -713,7 +719,7 @@ mod tests {
         let size = text.len() as u64;
         check(&gzip(text.as_bytes()), size, KernelCode::AnyAuthor, allow).expect("exactly the cap");
         let err = check(&gzip(text.as_bytes()), size - 1, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!(err.code, "bundle_too_large");
+        assert!(matches!(err, BundleError::TooLarge { .. }), "{err:?}");
     }
 
     #[test]
@@ -763,17 +769,9 @@ mod tests {
                 check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).map(drop),
             ] {
                 let err = result.expect_err(path);
-                assert_eq!(
-                    (err.code, err.field()),
-                    ("invalid_bundle", Some(path)),
-                    "{}",
-                    err.message
-                );
-                assert!(
-                    err.message.contains(&format!("The key {path} appears")),
-                    "{}",
-                    err.message
-                );
+                assert!(matches!(err, BundleError::DuplicateKey { .. }), "{err:?}");
+                assert_eq!(err.field(), Some(path), "{err}");
+                assert!(err.to_string().contains(&format!("The key {path} appears")), "{err}");
             }
         }
     }
@@ -782,12 +780,24 @@ mod tests {
     fn the_check_stops_at_the_outline_when_the_caller_may_not_publish() {
         // The sources are not even valid JSON: they are never read.
         let text = format!(r#"{{"outline":{OUTLINE},"sources":{{"Url": this is never parsed"#);
+        /// The caller's refusal, or the bundle's.
+        #[derive(Debug)]
+        enum Refused {
+            NotYours,
+            #[allow(dead_code)] // only its Debug is read
+            Bundle(BundleError),
+        }
+        impl From<BundleError> for Refused {
+            fn from(err: BundleError) -> Refused {
+                Refused::Bundle(err)
+            }
+        }
         let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, |outline| {
             assert_eq!(outline.name.to_string(), "gren-lang/url");
-            Err(ApiError::forbidden("not yours"))
+            Err(Refused::NotYours)
         })
         .unwrap_err();
-        assert_eq!((err.status, err.message.as_str()), (403, "not yours"));
+        assert!(matches!(err, Refused::NotYours), "{err:?}");
     }
 
     #[test]
@@ -797,7 +807,7 @@ mod tests {
             OUTLINE.replace("BSD-3-Clause", "WTFPL")
         );
         let err = check(&gzip(text.as_bytes()), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!(err.field(), Some("outline.license"), "{}", err.message);
+        assert_eq!(err.field(), Some("outline.license"), "{err}");
     }
 
     #[test]
@@ -809,12 +819,12 @@ mod tests {
             allow,
         )
         .unwrap_err();
-        assert_eq!(err.field(), Some("sources.lower"), "{}", err.message);
+        assert_eq!(err.field(), Some("sources.lower"), "{err}");
         let err = check(&valid_with(r#"{"Other":"x"}"#), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!(err.field(), Some("outline.exposed-modules"), "{}", err.message);
+        assert_eq!(err.field(), Some("outline.exposed-modules"), "{err}");
         let long = format!(r#"{{"Url":"x","{}":"y"}}"#, "A".repeat(300));
         let err = check(&valid_with(&long), 1 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert!(err.message.contains("shorter than 256 bytes"), "{}", err.message);
+        assert!(err.to_string().contains("shorter than 256 bytes"), "{err}");
     }
 
     #[test]
@@ -822,12 +832,8 @@ mod tests {
         let huge = OUTLINE.replacen('{', &format!(r#"{{"padding":"{}","#, "x".repeat(400 << 10)), 1);
         let text = format!(r#"{{"outline":{huge},"sources":{{"Url":"x"}}}}"#);
         let err = check(&gzip(text.as_bytes()), 64 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert_eq!(
-            (err.code, err.field()),
-            ("invalid_outline", Some("outline")),
-            "{}",
-            err.message
-        );
+        assert!(matches!(err, BundleError::OutlineTooLarge), "{err:?}");
+        assert_eq!(err.field(), Some("outline"), "{err}");
         let fits = OUTLINE.replacen('{', &format!(r#"{{"padding":"{}","#, "x".repeat(250 << 10)), 1);
         let text = format!(r#"{{"outline":{fits},"sources":{{"Url":"x"}}}}"#);
         check(&gzip(text.as_bytes()), 64 << 20, KernelCode::AnyAuthor, allow).expect("an outline under the limit");
@@ -835,6 +841,6 @@ mod tests {
         let modules: Vec<String> = (0..=MAX_MODULES).map(|n| format!(r#""M{n}":"""#)).collect();
         let text = format!(r#"{{"Url":"x",{}}}"#, modules.join(","));
         let err = check(&valid_with(&text), 64 << 20, KernelCode::AnyAuthor, allow).unwrap_err();
-        assert!(err.message.contains("more than 10000 modules"), "{}", err.message);
+        assert!(err.to_string().contains("more than 10000 modules"), "{err}");
     }
 }

@@ -1,8 +1,7 @@
 //! The package outline (`gren.json`) inside a bundle, validated with the
 //! rules both of the Gren compiler's decoders enforce.
 
-use super::Bundle;
-use crate::error::{ApiError, ApiResult};
+use super::{Bundle, BundleError};
 use crate::package::{PackageName, Range, Version};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -49,12 +48,14 @@ pub struct Outline {
     pub private: bool,
 }
 
-fn invalid(field: &str, message: String) -> ApiError {
-    ApiError::bad_request("invalid_outline", format!("outline.{field}: {message}"))
-        .with_field(format!("outline.{field}"))
+fn invalid(field: &str, rule: String) -> BundleError {
+    BundleError::InvalidOutline {
+        field: format!("outline.{field}"),
+        rule,
+    }
 }
 
-fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str> {
+fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> Result<&'a str, BundleError> {
     match outline.get(field) {
         Some(Value::String(text)) => Ok(text),
         Some(_) => Err(invalid(field, "must be a string.".into())),
@@ -64,7 +65,7 @@ fn string<'a>(outline: &'a Map<String, Value>, field: &str) -> ApiResult<&'a str
 
 /// Validates a bundle's outline and sources together; `kernel` says whose
 /// packages may contain kernel code.
-pub fn validate(bundle: &Bundle, kernel: KernelCode) -> ApiResult<Outline> {
+pub fn validate(bundle: &Bundle, kernel: KernelCode) -> Result<Outline, BundleError> {
     let outline = validate_outline(&bundle.outline)?;
     let mut sources = SourceCheck::new(&outline, kernel);
     for module in bundle.sources.keys() {
@@ -75,7 +76,7 @@ pub fn validate(bundle: &Bundle, kernel: KernelCode) -> ApiResult<Outline> {
 }
 
 /// Validates an outline on its own, before the sources are read.
-pub fn validate_outline(outline: &Map<String, Value>) -> ApiResult<Outline> {
+pub fn validate_outline(outline: &Map<String, Value>) -> Result<Outline, BundleError> {
     if string(outline, "type")? != "package" {
         return Err(invalid(
             "type",
@@ -148,7 +149,7 @@ pub fn validate_outline(outline: &Map<String, Value>) -> ApiResult<Outline> {
     })
 }
 
-fn range(text: &str, field: &str) -> ApiResult<Range> {
+fn range(text: &str, field: &str) -> Result<Range, BundleError> {
     if text.starts_with("local:") {
         return Err(invalid(field, "local dependencies cannot be published.".into()));
     }
@@ -160,7 +161,7 @@ fn range(text: &str, field: &str) -> ApiResult<Range> {
     })
 }
 
-fn dependencies(outline: &Map<String, Value>, own: &PackageName) -> ApiResult<BTreeMap<PackageName, Range>> {
+fn dependencies(outline: &Map<String, Value>, own: &PackageName) -> Result<BTreeMap<PackageName, Range>, BundleError> {
     let Some(Value::Object(entries)) = outline.get("dependencies") else {
         return Err(invalid(
             "dependencies",
@@ -183,9 +184,9 @@ fn dependencies(outline: &Map<String, Value>, own: &PackageName) -> ApiResult<BT
     Ok(found)
 }
 
-fn exposed_modules(outline: &Map<String, Value>) -> ApiResult<Vec<String>> {
+fn exposed_modules(outline: &Map<String, Value>) -> Result<Vec<String>, BundleError> {
     const FIELD: &str = "exposed-modules";
-    let list = |value: &Value, field: &str| -> ApiResult<Vec<String>> {
+    let list = |value: &Value, field: &str| -> Result<Vec<String>, BundleError> {
         let Value::Array(items) = value else {
             return Err(invalid(field, "must be an array of module names.".into()));
         };
@@ -251,7 +252,7 @@ impl SourceCheck {
     }
 
     /// Checks one module name (kernel code only from the authors the setting names).
-    pub fn module(&mut self, module: &str) -> ApiResult<()> {
+    pub fn module(&mut self, module: &str) -> Result<(), BundleError> {
         let field = || format!("sources.{}", module.chars().take(80).collect::<String>());
         if let Some(kernel) = module.strip_prefix(KERNEL_PREFIX) {
             if !is_module_segment(kernel) {
@@ -277,7 +278,7 @@ impl SourceCheck {
     }
 
     /// After the last module: every exposed module was among them.
-    pub fn finish(self) -> ApiResult<()> {
+    pub fn finish(self) -> Result<(), BundleError> {
         match self.exposed.iter().find(|module| !self.seen[*module]) {
             Some(missing) => Err(invalid(
                 "exposed-modules",
@@ -288,8 +289,8 @@ impl SourceCheck {
     }
 }
 
-fn bad_source(field: String, message: String) -> ApiError {
-    ApiError::bad_request("invalid_bundle", format!("{field}: {message}")).with_field(field)
+fn bad_source(field: String, rule: String) -> BundleError {
+    BundleError::InvalidSource { field, rule }
 }
 
 /// `^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$`, shorter than 256 bytes.
@@ -328,7 +329,7 @@ mod tests {
         })
     }
 
-    fn error_with(change: impl FnOnce(&mut Value), sources: &[&str]) -> ApiError {
+    fn error_with(change: impl FnOnce(&mut Value), sources: &[&str]) -> BundleError {
         let mut value = outline();
         change(&mut value);
         validate(&bundle(value, sources), KernelCode::Authors(&gren_lang())).unwrap_err()
@@ -405,7 +406,8 @@ mod tests {
         ];
         for (change, field) in cases {
             let err = error_with(change, &["Url"]);
-            assert_eq!((err.status, err.field()), (400, Some(field)), "{}", err.message);
+            assert!(matches!(err, BundleError::InvalidOutline { .. }), "{err:?}");
+            assert_eq!(err.field(), Some(field), "{err}");
         }
     }
 

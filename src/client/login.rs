@@ -8,6 +8,7 @@ use super::credentials::{self, Entry};
 use super::remote::RemoteRegistry;
 use super::{CliError, CliResult};
 use crate::api::{LoginRequest, LoginStarted, UserAnswer};
+use crate::error::ErrorCode;
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
 
@@ -68,7 +69,7 @@ pub fn log_in(registry: &RemoteRegistry, email: Option<String>) -> CliResult<()>
             Ok(Event::Typed(code)) => match registry.fetch_session(&fetch_token, Some(&code), 0) {
                 Ok(Some(token)) => break token,
                 Ok(None) => continue,
-                Err(failure) if failure.code == "invalid_code" => {
+                Err(failure) if failure.code == ErrorCode::InvalidCode.as_str() => {
                     println!("{} Type it again:", failure.message);
                 }
                 Err(failure) => return Err(failure.into()),

@@ -35,9 +35,10 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-impl From<crate::error::ApiError> for CliError {
-    fn from(err: crate::error::ApiError) -> CliError {
-        CliError(err.message)
+/// A bundle the client reads or builds, refused as the registry would.
+impl From<crate::bundle::BundleError> for CliError {
+    fn from(err: crate::bundle::BundleError) -> CliError {
+        CliError(err.to_string())
     }
 }
 

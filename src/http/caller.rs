@@ -8,7 +8,7 @@
 //! before the body was read, and comes already resolved.
 
 use crate::auth::session::{self, Authenticated};
-use crate::error::ApiResult;
+use crate::http::{ApiError, ApiResult};
 use crate::store::Store;
 use std::cell::OnceCell;
 
@@ -60,9 +60,21 @@ impl<'r> Caller<'r> {
     }
 
     fn resolve(&self, token: Option<&str>) -> ApiResult<Authenticated> {
-        self.resolved
-            .get_or_init(|| session::authenticate(self.store, token))
-            .clone()
+        if let Some(resolved) = self.resolved.get() {
+            return again(resolved);
+        }
+        let result = session::authenticate(self.store, token).map_err(ApiError::from);
+        let _ = self.resolved.set(again(&result));
+        result
+    }
+}
+
+/// An answer to give again: the same user, or the same refusal (its cause,
+/// if any, goes to the log with the first).
+fn again(resolved: &ApiResult<Authenticated>) -> ApiResult<Authenticated> {
+    match resolved {
+        Ok(user) => Ok(user.clone()),
+        Err(refusal) => Err(refusal.replay()),
     }
 }
 
@@ -94,12 +106,13 @@ mod tests {
         let caller = Caller::new(&store, Some(&token));
         let first = caller.user().unwrap_err();
         assert!(first.message.contains("expired"), "{first}");
-        assert_eq!(caller.user().unwrap_err(), first);
-        assert_eq!(caller.optional().unwrap_err(), first);
+        let answer = |error: ApiError| (error.status, error.code, error.message);
+        assert_eq!(answer(caller.user().unwrap_err()), answer(first.replay()));
+        assert_eq!(answer(caller.optional().unwrap_err()), answer(first.replay()));
         assert!(
             session::authenticate(&store, Some(&token))
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("unknown")
         );
     }

@@ -1,15 +1,19 @@
 //! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
-//! handlers see, who is asking ([`Caller`]), and the routing table ([`router`]).
+//! handlers see, who is asking ([`Caller`]), the routing table ([`router`]),
+//! and the mapping of the domain's errors to statuses, codes and messages
+//! ([`errors`]).
 
 pub mod caller;
+pub mod errors;
 pub mod handlers;
 pub mod router;
 pub mod server;
 pub mod warnings;
 
 pub use caller::Caller;
+pub use errors::{ApiError, ApiResult};
 
-use crate::error::ApiError;
+use crate::error::ErrorCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -88,21 +92,29 @@ impl Request {
             _ => {
                 return Err(ApiError::new(
                     415,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "This route takes a JSON body with `Content-Type: application/json`.",
                 ));
             }
         }
         if self.body.is_empty() {
-            return Err(ApiError::bad_request("invalid_json", "The request needs a JSON body."));
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                "The request needs a JSON body.",
+            ));
         }
-        let value: serde_json::Value = serde_json::from_slice(&self.body)
-            .map_err(|err| ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {err}.")))?;
+        let value: serde_json::Value = serde_json::from_slice(&self.body).map_err(|err| {
+            ApiError::bad_request(ErrorCode::InvalidJson, format!("The body is not valid JSON: {err}."))
+        })?;
         if !value.is_object() {
-            return Err(ApiError::bad_request("invalid_json", "The body must be a JSON object."));
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                "The body must be a JSON object.",
+            ));
         }
-        serde_json::from_value(value)
-            .map_err(|err| ApiError::bad_request("invalid_field", format!("The JSON body does not fit: {err}.")))
+        serde_json::from_value(value).map_err(|err| {
+            ApiError::bad_request(ErrorCode::InvalidField, format!("The JSON body does not fit: {err}."))
+        })
     }
 
     /// A decoded `application/x-www-form-urlencoded` field.
@@ -235,8 +247,10 @@ impl Response {
         self
     }
 
-    /// The one place where an error becomes a response.
+    /// The one place where an error becomes a response, and so where an
+    /// internal error is logged, once.
     pub fn from_error(error: &ApiError) -> Response {
+        error.log_if_internal();
         let body = crate::api::ErrorBody {
             error: error.code.to_string(),
             message: error.message.clone(),

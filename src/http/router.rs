@@ -17,7 +17,8 @@ use super::{Caller, Request, Response};
 use crate::app::App;
 use crate::auth::session::{self as sessions, Authenticated};
 use crate::budget::{self, Reservation};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use std::sync::Arc;
 
 /// JSON bodies are small; anything larger is refused before it is read.
@@ -183,7 +184,7 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
 pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
     // The path is not echoed: error messages carry no raw request input.
     let (pattern, params) =
-        resource(path).ok_or_else(|| ApiError::not_found("not_found", "There is nothing at this path."))?;
+        resource(path).ok_or_else(|| ApiError::not_found(ErrorCode::NotFound, "There is nothing at this path."))?;
     let method = if method == "HEAD" { GET } else { method };
     match ROUTES
         .iter()
@@ -194,7 +195,7 @@ pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
             let allow = methods_of(pattern);
             Err(ApiError::new(
                 405,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("This method is not allowed here; use {}.", allow.join(" or ")),
             )
             .with_header("Allow", allow.join(", ")))

@@ -31,7 +31,8 @@
 
 use super::warnings::Warnings;
 use super::{Request, Response, reason_phrase};
-use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::http::errors::ApiError;
 use crate::ratelimit::client_network;
 use crate::store::lock_ignoring_poison as lock;
 use std::collections::HashMap;
@@ -271,7 +272,7 @@ impl Slot {
         let mut open = lock(&state.open);
         if open.total >= limits.max_connections {
             return Err(busy(
-                "server_busy",
+                ErrorCode::ServerBusy,
                 "The registry is serving as many connections as it can; try again shortly.",
             ));
         }
@@ -279,7 +280,7 @@ impl Slot {
             let count = open.per_client.entry(client.clone()).or_default();
             if *count >= limits.max_connections_per_client {
                 return Err(busy(
-                    "too_many_connections",
+                    ErrorCode::TooManyConnections,
                     format!(
                         "This client has {} connections open, as many as the registry serves to one client; \
                          close some or try again shortly.",
@@ -314,14 +315,14 @@ impl Drop for Slot {
     }
 }
 
-fn busy(code: &'static str, message: impl Into<String>) -> ApiError {
+fn busy(code: ErrorCode, message: impl Into<String>) -> ApiError {
     ApiError::new(503, code, message).with_header("Retry-After", "1")
 }
 
 /// Answers a connection that gets no slot, from the accepting thread: the
 /// short answer fits in the socket's buffer, so the write does not wait.
 fn refuse(mut stream: TcpStream, remote: SocketAddr, error: &ApiError, warnings: &Warnings) {
-    warnings.warn(error.code, || connection_line(remote, error));
+    warnings.warn(error.code.as_str(), || connection_line(remote, error));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = write_response(&mut stream, &Response::from_error(error), false, true);
     let _ = stream.shutdown(Shutdown::Both);
@@ -477,7 +478,7 @@ impl<'a> Connection<'a> {
 
     /// Logs a refusal of the connection layer, at a bounded rate.
     fn warn(&self, error: &ApiError, line: impl FnOnce() -> String) {
-        self.state.warnings.warn(error.code, line);
+        self.state.warnings.warn(error.code.as_str(), line);
     }
 
     /// Answers a request that could not be read, then the connection closes.
@@ -561,7 +562,7 @@ impl<'a> Connection<'a> {
                 Some(deadline) if now >= deadline => {
                     return Err(ReadOutcome::Fault(ApiError::new(
                         408,
-                        "request_timeout",
+                        ErrorCode::RequestTimeout,
                         "The request head did not arrive in time.",
                     )));
                 }
@@ -594,7 +595,8 @@ impl<'a> Connection<'a> {
         let body_deadline = transfer_deadline(self.limits.request_timeout, length as u64);
         while self.buffer.len() < length {
             let deadline = (Instant::now() + self.limits.request_timeout).min(body_deadline);
-            let slow = |message: &str| ReadOutcome::Fault(ApiError::new(408, "request_timeout", message.to_string()));
+            let slow =
+                |message: &str| ReadOutcome::Fault(ApiError::new(408, ErrorCode::RequestTimeout, message.to_string()));
             match self.read_more(deadline) {
                 Ok(0) => return Err(ReadOutcome::Closed),
                 Ok(_) if self.buffer.len() >= length => {}
@@ -635,7 +637,7 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
         }
         Err(err) => {
             return Err(ApiError::bad_request(
-                "malformed_request",
+                ErrorCode::MalformedRequest,
                 format!("The request could not be parsed as HTTP/1.1: {err}."),
             ));
         }
@@ -657,7 +659,7 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
     }
     if !target.starts_with('/') {
         return Err(ApiError::bad_request(
-            "malformed_request",
+            ErrorCode::MalformedRequest,
             "The request target must be a path starting with '/'.",
         ));
     }
@@ -665,7 +667,7 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
     for header in parsed.headers.iter() {
         let Ok(value) = std::str::from_utf8(header.value) else {
             return Err(ApiError::bad_request(
-                "malformed_request",
+                ErrorCode::MalformedRequest,
                 format!("The header {} is not valid UTF-8.", header.name),
             ));
         };
@@ -697,7 +699,7 @@ pub fn declared_length(headers: &[(String, String)], limit: u64) -> Result<u64, 
     if header_value(headers, "transfer-encoding").is_some() {
         return Err(ApiError::new(
             411,
-            "length_required",
+            ErrorCode::LengthRequired,
             "Send the body with a Content-Length; chunked transfer encoding is not accepted.",
         ));
     }
@@ -718,11 +720,14 @@ fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
             .then(|| value.parse::<u64>().ok())
             .flatten()
             .ok_or_else(|| {
-                ApiError::bad_request("malformed_request", "The Content-Length header is not a valid length.")
+                ApiError::bad_request(
+                    ErrorCode::MalformedRequest,
+                    "The Content-Length header is not a valid length.",
+                )
             })?;
         if length.is_some_and(|previous| previous != parsed) {
             return Err(ApiError::bad_request(
-                "malformed_request",
+                ErrorCode::MalformedRequest,
                 "The request has conflicting Content-Length headers.",
             ));
         }
@@ -734,7 +739,7 @@ fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
 fn header_too_large(limits: &Limits) -> ApiError {
     ApiError::new(
         431,
-        "headers_too_large",
+        ErrorCode::HeadersTooLarge,
         format!(
             "The request head is larger than {} bytes or has more than {} headers.",
             limits.max_header_bytes, limits.max_headers

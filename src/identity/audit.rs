@@ -8,8 +8,7 @@
 
 use super::{Actor, Identity, IdentityName, Role};
 use crate::auth::email::Email;
-use crate::error::ApiResult;
-use crate::store::{Store, layout};
+use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +95,7 @@ pub fn commit(
     identity: &mut Identity,
     actor: &Actor,
     action: Action,
-) -> ApiResult<()> {
+) -> Result<(), StoreError> {
     let entry = AuditEntry {
         seq: identity.audit_seq + 1,
         at: Timestamp::now(),
@@ -110,7 +109,7 @@ pub fn commit(
 }
 
 /// The committed entries, oldest first.
-pub fn read(store: &Store, name: &IdentityName, identity: &Identity) -> ApiResult<Vec<AuditEntry>> {
+pub fn read(store: &Store, name: &IdentityName, identity: &Identity) -> Result<Vec<AuditEntry>, StoreError> {
     let mut entries = Vec::with_capacity(identity.audit_seq as usize);
     for seq in 1..=identity.audit_seq {
         if let Some(entry) = store.read_json(&layout::audit_entry(name, seq))? {

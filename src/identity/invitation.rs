@@ -16,10 +16,9 @@
 //! identity record (see [`super::audit`]); accepting also writes the
 //! invitee's membership index first (it may say too much, never too little).
 
-use super::{Action, Actor, Identity, IdentityName, Locked, Member, MemberChange, Role};
+use super::{Action, Actor, Identity, IdentityError, IdentityName, Locked, Member, MemberChange, Role};
 use crate::auth::email::Email;
-use crate::error::{ApiError, ApiResult};
-use crate::store::{Store, layout, lock_ignoring_poison};
+use crate::store::{Store, StoreError, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -53,7 +52,7 @@ pub(super) fn invite(
     email: &Email,
     role: Role,
     max_pending: usize,
-) -> ApiResult<MemberChange> {
+) -> Result<MemberChange, IdentityError> {
     let invitations = &mut locked.identity.invitations;
     match invitations.iter().position(|invitation| &invitation.email == email) {
         Some(index) if invitations[index].role == role => {
@@ -82,19 +81,16 @@ pub(super) fn invite(
     Ok(MemberChange::Invited(invitation))
 }
 
-fn too_many(identity: &Identity, max_pending: usize) -> ApiError {
-    ApiError::conflict(
-        "too_many_invitations",
-        format!(
-            "{} already has {max_pending} pending invitations; cancel some, or wait until they are accepted, declined or expire.",
-            identity.name
-        ),
-    )
+fn too_many(identity: &Identity, max_pending: usize) -> IdentityError {
+    IdentityError::TooManyInvitations {
+        identity: identity.name.clone(),
+        max: max_pending,
+    }
 }
 
 /// Removes `email`'s pending invitation: declined when the actor is the
 /// invitee, cancelled otherwise.
-pub(super) fn withdraw(locked: &mut Locked, actor: &Actor, email: &Email) -> ApiResult<()> {
+pub(super) fn withdraw(locked: &mut Locked, actor: &Actor, email: &Email) -> Result<(), IdentityError> {
     let index = locked
         .identity
         .invitations
@@ -112,7 +108,7 @@ pub(super) fn withdraw(locked: &mut Locked, actor: &Actor, email: &Email) -> Api
 
 /// Accepts the caller's pending invitation: they become a member with the
 /// role it offers.
-pub fn accept(store: &Store, name: &IdentityName, email: &Email) -> ApiResult<Member> {
+pub fn accept(store: &Store, name: &IdentityName, email: &Email) -> Result<Member, IdentityError> {
     let mut locked = Locked::open(store, name)?;
     let invitation = locked.identity.pending_invitation(email);
     let role = invitation.ok_or_else(|| not_invited(&locked.identity))?.role;
@@ -120,19 +116,15 @@ pub fn accept(store: &Store, name: &IdentityName, email: &Email) -> ApiResult<Me
 }
 
 /// Declines the caller's pending invitation.
-pub fn decline(store: &Store, name: &IdentityName, email: &Email) -> ApiResult<()> {
+pub fn decline(store: &Store, name: &IdentityName, email: &Email) -> Result<(), IdentityError> {
     let mut locked = Locked::open(store, name)?;
     withdraw(&mut locked, &Actor::User(email.clone()), email)
 }
 
-fn not_invited(identity: &Identity) -> ApiError {
-    ApiError::not_found(
-        "invitation_not_found",
-        format!(
-            "There is no pending invitation to {} for you (it may have expired, been cancelled or been answered).",
-            identity.name
-        ),
-    )
+fn not_invited(identity: &Identity) -> IdentityError {
+    IdentityError::NotInvited {
+        identity: identity.name.clone(),
+    }
 }
 
 /// An invitation as its invitee sees it: which identity it is to.
@@ -164,7 +156,7 @@ impl Index {
     }
 
     /// Every pending invitation for `email`.
-    pub fn received(&self, store: &Store, email: &Email) -> ApiResult<Vec<Received>> {
+    pub fn received(&self, store: &Store, email: &Email) -> Result<Vec<Received>, StoreError> {
         // Held while reading the records: an invitation committed meanwhile
         // is noted only after this has pruned, so it is never forgotten.
         let mut guard = lock_ignoring_poison(&self.0);
@@ -192,7 +184,7 @@ impl Index {
 }
 
 /// The index from the records: every pending invitation of every identity.
-fn build(store: &Store) -> ApiResult<HashMap<Email, BTreeSet<String>>> {
+fn build(store: &Store) -> Result<HashMap<Email, BTreeSet<String>>, StoreError> {
     let mut index: HashMap<Email, BTreeSet<String>> = HashMap::new();
     for key in layout::identity_keys(store)? {
         let Ok(name) = IdentityName::parse(&key) else { continue };
@@ -208,7 +200,7 @@ fn build(store: &Store) -> ApiResult<HashMap<Email, BTreeSet<String>>> {
 }
 
 /// `email`'s pending invitation to the identity `key`, if there is one.
-fn pending_in(store: &Store, key: &str, email: &Email) -> ApiResult<Option<Received>> {
+fn pending_in(store: &Store, key: &str, email: &Email) -> Result<Option<Received>, StoreError> {
     let Ok(name) = IdentityName::parse(key) else {
         return Ok(None);
     };

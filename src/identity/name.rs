@@ -2,7 +2,7 @@
 //! compared by their [`skeleton`] so that look-alikes (`gren-1ang` beside
 //! `gren-lang`) cannot be created.
 
-use crate::error::{ApiError, ApiResult};
+use super::IdentityError;
 use std::fmt;
 
 /// GitHub's limit for user and organisation names, which Gren package
@@ -17,19 +17,16 @@ pub struct IdentityName {
 }
 
 impl IdentityName {
-    pub fn parse(text: &str) -> ApiResult<IdentityName> {
+    pub fn parse(text: &str) -> Result<IdentityName, IdentityError> {
         if is_valid_author(text) && text.len() <= MAX_LENGTH {
             Ok(IdentityName {
                 spelling: text.to_string(),
                 key: text.to_ascii_lowercase(),
             })
         } else {
-            Err(ApiError::bad_request(
-                "invalid_name",
-                format!(
-                    "{text:?} is not a valid identity name: use letters, digits and single dashes between them, at most {MAX_LENGTH} characters."
-                ),
-            ))
+            Err(IdentityError::InvalidName {
+                input: text.to_string(),
+            })
         }
     }
 
@@ -93,7 +90,10 @@ mod tests {
             assert!(IdentityName::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "-a", "a-", "a--b", "a_b", "a.b", "a/b", "..", "é", &"a".repeat(40)] {
-            assert_eq!(IdentityName::parse(bad).unwrap_err().code, "invalid_name", "{bad}");
+            assert!(
+                matches!(IdentityName::parse(bad), Err(IdentityError::InvalidName { .. })),
+                "{bad}"
+            );
         }
         assert_eq!(IdentityName::parse("Gren-Lang").unwrap().key(), "gren-lang");
     }

@@ -4,6 +4,7 @@
 //! `0600` in a `0700` directory, never through a symbolic link.
 
 use super::{MailError, Mailer, Message};
+use crate::error::Chain;
 use crate::store::{self, layout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,7 @@ impl Mailer for LocalSink {
             .as_millis();
         let path = layout::mail_message(stamp, self.counter.fetch_add(1, Ordering::Relaxed));
         store::write_file(&self.root, &path, text.as_bytes())
-            .map_err(|err| MailError(format!("cannot write the local mail file: {err}")))?;
+            .map_err(|err| MailError(format!("cannot write the local mail file: {}", Chain(&err))))?;
         // Development only (no POSTMARK_SERVER_TOKEN): the person running the
         // registry is the recipient, and needs the code.
         // One log record per line: the log escapes newlines inside a record.

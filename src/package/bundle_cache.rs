@@ -2,9 +2,8 @@
 //! one is removed), so the cache needs no invalidation beyond revocation,
 //! and popular downloads cost no file system calls.
 
-use crate::store::lock_ignoring_poison;
+use crate::store::{Operation, StoreError, lock_ignoring_poison};
 use std::collections::HashMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,11 +23,11 @@ struct Entries {
 
 impl BundleCache {
     /// The bytes of the bundle at `path`, from memory when possible.
-    pub fn read(&self, path: &Path) -> io::Result<Arc<Vec<u8>>> {
+    pub fn read(&self, path: &Path) -> Result<Arc<Vec<u8>>, StoreError> {
         if let Some(bytes) = lock_ignoring_poison(&self.entries).bundles.get(path) {
             return Ok(bytes.clone());
         }
-        let bytes = Arc::new(std::fs::read(path)?);
+        let bytes = Arc::new(std::fs::read(path).map_err(StoreError::io(Operation::Read, path))?);
         let mut entries = lock_ignoring_poison(&self.entries);
         if entries.bytes + bytes.len() > CAPACITY_BYTES {
             // Starting over is simpler than LRU bookkeeping, and the popular
@@ -65,6 +64,6 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(*cache.read(&path).unwrap(), b"first", "served from memory");
         cache.forget(&path);
-        assert_eq!(cache.read(&path).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert!(cache.read(&path).unwrap_err().is_not_found());
     }
 }

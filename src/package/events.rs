@@ -14,8 +14,7 @@
 //! not happen and never has a gap.
 
 use super::{Catalog, PackageName, PackageRecord, Version};
-use crate::error::ApiResult;
-use crate::store::{Store, layout, lock_ignoring_poison};
+use crate::store::{Store, StoreError, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -105,7 +104,7 @@ impl EventLog {
     /// Opens the log. Trailing events whose package record never committed
     /// them (a crash between the two) are removed when `repair` is set, and
     /// left out of the log either way.
-    pub fn open(store: &Store, catalog: &Catalog, repair: bool) -> ApiResult<EventLog> {
+    pub fn open(store: &Store, catalog: &Catalog, repair: bool) -> Result<EventLog, StoreError> {
         let exists = |seq: u64| store.full_path(&layout::event(seq)).exists();
         // Events are numbered without gaps: find the last by doubling, then bisecting.
         let mut high = 1;
@@ -144,13 +143,13 @@ impl EventLog {
     /// new sequence number (which the package record must store as
     /// `last_event`) before anyone can see them. If `commit` fails, the
     /// events are withdrawn.
-    pub fn append<T>(
+    pub fn append<T, E: From<StoreError>>(
         &self,
         store: &Store,
         package: &PackageName,
         events: &[NewEvent],
-        commit: impl FnOnce(u64) -> ApiResult<T>,
-    ) -> ApiResult<T> {
+        commit: impl FnOnce(u64) -> Result<T, E>,
+    ) -> Result<T, E> {
         let _serial = lock_ignoring_poison(&self.append);
         let first = self.head() + 1;
         if events.is_empty() {
@@ -175,7 +174,7 @@ impl EventLog {
             written.push(event.seq);
         }
         let last = first + events.len() as u64 - 1;
-        let outcome = result.map_err(Into::into).and_then(|()| commit(last));
+        let outcome = result.map_err(E::from).and_then(|()| commit(last));
         match outcome {
             Ok(value) => {
                 *lock_ignoring_poison(&self.head) = last;
@@ -196,14 +195,14 @@ impl EventLog {
     }
 
     /// Up to `limit` committed events after `after`, oldest first.
-    pub fn since(&self, store: &Store, after: u64, limit: u64) -> ApiResult<Vec<Event>> {
+    pub fn since(&self, store: &Store, after: u64, limit: u64) -> Result<Vec<Event>, StoreError> {
         Ok(self.page(store, after, limit)?.0)
     }
 
     /// Up to `limit` committed events after `after`, oldest first, and the
     /// head they were read below. Reads only those events' files: the cost of
     /// a page is its length, not the log's.
-    pub fn page(&self, store: &Store, after: u64, limit: u64) -> ApiResult<(Vec<Event>, u64)> {
+    pub fn page(&self, store: &Store, after: u64, limit: u64) -> Result<(Vec<Event>, u64), StoreError> {
         let head = self.head();
         let mut events = Vec::new();
         for seq in after.saturating_add(1)..=head.min(after.saturating_add(limit)) {
@@ -245,7 +244,12 @@ pub fn note_announcement(announced: &mut Announcements, event: &Event) {
 /// Fills in `announced` for package records written before it was kept,
 /// from the log (one pass over it, only when such a record exists). With
 /// `repair`, those records are rewritten, so that this happens once.
-pub fn learn_announcements(store: &Store, catalog: &Catalog, events: &EventLog, repair: bool) -> ApiResult<()> {
+pub fn learn_announcements(
+    store: &Store,
+    catalog: &Catalog,
+    events: &EventLog,
+    repair: bool,
+) -> Result<(), StoreError> {
     let legacy: Vec<PackageRecord> = catalog
         .all()
         .iter()
@@ -289,7 +293,8 @@ mod tests {
                 sha256: "0".repeat(64),
             })
             .collect();
-        log.append(&store, &package, &events, |_| Ok(())).unwrap();
+        log.append(&store, &package, &events, |_| Ok::<(), StoreError>(()))
+            .unwrap();
         (dir, store, log)
     }
 

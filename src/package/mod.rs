@@ -18,18 +18,19 @@
 //! package going public again tells mirrors exactly what they missed.
 
 pub mod bundle_cache;
+mod error;
 pub mod events;
 pub mod name;
 pub mod publish;
 pub mod version;
 
+pub use error::PackageError;
 pub use name::PackageName;
 pub use version::{Range, Version};
 
-use crate::error::{ApiError, ApiResult};
 use crate::identity::IdentityName;
 use crate::store::layout::{self, PackageDir};
-use crate::store::{Store, read_ignoring_poison, write_ignoring_poison};
+use crate::store::{Operation, Store, StoreError, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use events::{EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
@@ -162,9 +163,11 @@ impl Catalog {
     /// Loads every package record. With `repair`, also removes the debris of
     /// interrupted changes: files of versions the record never committed, and
     /// bundles of revoked versions (deleted just after their revocation).
-    pub fn load(store: &Store, repair: bool) -> io::Result<Catalog> {
+    pub fn load(store: &Store, repair: bool) -> Result<Catalog, StoreError> {
         let catalog = Catalog::default();
-        for (dir, found) in Catalog::scan(store)? {
+        let packages = store.full_path(&layout::packages_dir());
+        let scanned = Catalog::scan(store).map_err(StoreError::io(Operation::List, &packages))?;
+        for (dir, found) in scanned {
             match found {
                 Found::Record(Ok(record)) => {
                     if repair {
@@ -172,10 +175,14 @@ impl Catalog {
                     }
                     catalog.put(record);
                 }
-                Found::Record(Err(RecordError::Read(err))) => return Err(err),
-                Found::Record(Err(RecordError::Parse(err))) => {
-                    let message = format!("{}: {err}", dir.record().display());
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+                Found::Record(Err(RecordError::Read(err))) => {
+                    return Err(StoreError::io(Operation::Read, &dir.record())(err));
+                }
+                Found::Record(Err(RecordError::Parse(source))) => {
+                    return Err(StoreError::Corrupt {
+                        path: dir.record(),
+                        source,
+                    });
                 }
                 // The first publish of a package was interrupted before its commit.
                 Found::Uncommitted if repair => {
@@ -183,7 +190,7 @@ impl Catalog {
                         "removing {}: a package whose first version was never committed",
                         dir.path().display()
                     );
-                    std::fs::remove_dir_all(dir.path())?;
+                    std::fs::remove_dir_all(dir.path()).map_err(StoreError::io(Operation::Remove, dir.path()))?;
                 }
                 Found::Uncommitted | Found::NotADirectory => {}
             }
@@ -303,11 +310,15 @@ fn read_record(path: &Path) -> Result<PackageRecord, RecordError> {
 
 /// Removes version directories that `record` does not list and bundles of
 /// its revoked versions.
-fn remove_debris(store: &Store, record: &PackageRecord) -> io::Result<()> {
-    for (name, path) in PackageDir::of(store, &record.name).version_dirs()? {
+fn remove_debris(store: &Store, record: &PackageRecord) -> Result<(), StoreError> {
+    let package = PackageDir::of(store, &record.name);
+    let versions = package
+        .version_dirs()
+        .map_err(StoreError::io(Operation::List, package.path()))?;
+    for (name, path) in versions {
         if !record.lists_version_dir(&name) {
             log::warn!("removing {}: a version that was never committed", path.display());
-            std::fs::remove_dir_all(&path)?;
+            std::fs::remove_dir_all(&path).map_err(StoreError::io(Operation::Remove, &path))?;
         }
     }
     for version in record.versions.iter().filter(|version| version.revoked.is_some()) {
@@ -323,13 +334,14 @@ pub type Visibility = HashSet<String>;
 
 /// Looks a package up for a caller; private packages of identities the
 /// caller is not in are as absent as unknown ones.
-pub fn find_visible(catalog: &Catalog, name: &PackageName, visible: &Visibility) -> ApiResult<Arc<PackageRecord>> {
+pub fn find_visible(
+    catalog: &Catalog,
+    name: &PackageName,
+    visible: &Visibility,
+) -> Result<Arc<PackageRecord>, PackageError> {
     match catalog.get(name) {
         Some(record) if !record.private || visible.contains(&name.author.to_ascii_lowercase()) => Ok(record),
-        _ => Err(ApiError::not_found(
-            "package_not_found",
-            format!("There is no package named {name}."),
-        )),
+        _ => Err(PackageError::NotFound { name: name.clone() }),
     }
 }
 
@@ -450,9 +462,10 @@ mod tests {
             .err()
             .expect("a damaged record stops the loader");
         assert!(
-            err.to_string().contains("packages/blaix/gren-ws4sql/package.json: "),
+            err.to_string().contains("packages/blaix/gren-ws4sql/package.json"),
             "{err}"
         );
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     }
 
     #[test]

@@ -9,14 +9,14 @@
 
 use super::bundle_cache::BundleCache;
 use super::events::{self, EventKind, EventLog, NewEvent};
-use super::{Catalog, PackageName, PackageRecord, Revocation, Version, VersionRecord};
+use super::{Catalog, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
 use crate::auth::secret::sha256_hex;
 use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::bundle::outline::KernelCode;
-use crate::error::{ApiError, ApiResult};
-use crate::identity::{self, Action, Actor, IdentityName, Role};
-use crate::store::{Store, layout};
+use crate::error::Chain;
+use crate::identity::{self, Action, Actor, IdentityError, IdentityName, Role};
+use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 
 /// The package catalog and the event log, which change together.
@@ -49,17 +49,17 @@ pub enum Published {
 
 impl Packages {
     /// Loads the packages, removing the debris of interrupted changes.
-    pub fn open(store: &Store) -> ApiResult<Packages> {
+    pub fn open(store: &Store) -> Result<Packages, StoreError> {
         Packages::load(store, true)
     }
 
     /// Loads the packages without repairing anything, to read beside a
     /// running server.
-    pub fn open_read_only(store: &Store) -> ApiResult<Packages> {
+    pub fn open_read_only(store: &Store) -> Result<Packages, StoreError> {
         Packages::load(store, false)
     }
 
-    fn load(store: &Store, repair: bool) -> ApiResult<Packages> {
+    fn load(store: &Store, repair: bool) -> Result<Packages, StoreError> {
         let catalog = Catalog::load(store, repair)?;
         let events = EventLog::open(store, &catalog, repair)?;
         events::learn_announcements(store, &catalog, &events, repair)?;
@@ -70,7 +70,7 @@ impl Packages {
         })
     }
 
-    pub fn publish(&self, store: &Store, upload: Upload) -> ApiResult<(PackageName, Published)> {
+    pub fn publish(&self, store: &Store, upload: Upload) -> Result<(PackageName, Published), PackageError> {
         let checked = check_upload(store, &upload)?;
         let outline = checked.outline;
         let name = outline.name.clone();
@@ -93,34 +93,23 @@ impl Packages {
                 if taken.sha256 == sha256 && taken.revoked.is_none() {
                     return Ok((name, Published::Existing(taken.clone())));
                 }
-                return Err(ApiError::conflict(
-                    "version_exists",
-                    format!(
-                        "{name} {} is already published{}; version numbers are never reused.",
-                        outline.version,
-                        if taken.revoked.is_some() { " (and revoked)" } else { "" }
-                    ),
-                ));
+                return Err(PackageError::VersionExists {
+                    name,
+                    version: outline.version,
+                    revoked: taken.revoked.is_some(),
+                });
             }
             if (upload.private || outline.private) && !record.private {
-                return Err(ApiError::conflict(
-                    "privacy_mismatch",
-                    format!("{name} is public; an admin can make it private with PATCH /packages/{name}."),
-                ));
+                return Err(PackageError::PrivacyMismatch { name });
             }
             let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
             let allowed = Version::successors(&taken);
             if upload.successor_rule && !taken.is_empty() && !allowed.contains(&outline.version) {
-                let list: Vec<String> = allowed.iter().map(Version::to_string).collect();
-                return Err(ApiError::bad_request(
-                    "invalid_version",
-                    format!(
-                        "{name} cannot go to {} from its versions; the next version may be one of: {}.",
-                        outline.version,
-                        list.join(", ")
-                    ),
-                )
-                .with_field("outline.version"));
+                return Err(PackageError::NotASuccessor {
+                    name,
+                    version: outline.version,
+                    allowed,
+                });
             }
         }
         let mut record = existing.unwrap_or_else(|| PackageRecord {
@@ -168,7 +157,7 @@ impl Packages {
         versions: Option<Version>,
         reason: &str,
         actor: &Actor,
-    ) -> ApiResult<Vec<VersionRecord>> {
+    ) -> Result<Vec<VersionRecord>, PackageError> {
         let identity_name = owner(name)?;
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
         let _guard = store.lock(&layout::package(name));
@@ -201,7 +190,7 @@ impl Packages {
             // After the commit: the record already says the content is gone.
             let path = layout::version_bundle(name, *version);
             self.bundles.forget(&store.full_path(&path));
-            after_commit("bundle removal", store.remove(&path).map(drop).map_err(Into::into));
+            after_commit("bundle removal", store.remove(&path).map(drop));
             audit_after_commit(
                 store,
                 &identity_name,
@@ -225,7 +214,7 @@ impl Packages {
         name: &PackageName,
         private: bool,
         actor: &Actor,
-    ) -> ApiResult<PackageRecord> {
+    ) -> Result<PackageRecord, PackageError> {
         let identity_name = owner(name)?;
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Admin)?;
         let _guard = store.lock(&layout::package(name));
@@ -252,11 +241,9 @@ impl Packages {
         Ok(record)
     }
 
-    fn require(&self, name: &PackageName) -> ApiResult<PackageRecord> {
-        self.catalog
-            .get(name)
-            .map(|record| (*record).clone())
-            .ok_or_else(|| ApiError::not_found("package_not_found", format!("There is no package named {name}.")))
+    fn require(&self, name: &PackageName) -> Result<PackageRecord, PackageError> {
+        let record = self.catalog.get(name).map(|record| (*record).clone());
+        record.ok_or_else(|| PackageError::NotFound { name: name.clone() })
     }
 
     /// Commits a publish or revocation of `versions`: public packages get a
@@ -268,7 +255,7 @@ impl Packages {
         record: &mut PackageRecord,
         kind: EventKind,
         versions: &[Version],
-    ) -> ApiResult<()> {
+    ) -> Result<(), StoreError> {
         let events: Vec<NewEvent> = if record.private {
             Vec::new()
         } else {
@@ -284,12 +271,12 @@ impl Packages {
     /// `events` are written before the record, which then counts them
     /// (`last_event`): a crash in between leaves events that the log drops
     /// when it is opened again.
-    fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> ApiResult<()> {
+    fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> Result<(), StoreError> {
         let path = layout::package(&record.name);
         let name = record.name.clone();
         self.events.append(store, &name, events, |last| {
             record.last_event = last;
-            Ok(store.write_json(&path, &*record)?)
+            store.write_json(&path, &*record)
         })?;
         self.catalog.put(record.clone());
         Ok(())
@@ -299,9 +286,9 @@ impl Packages {
 /// Work after a commit: the change has happened and its answer must say so,
 /// so a failure here is logged for the operator (`admin fsck` finds what it
 /// left behind) instead of turning a success into an error.
-fn after_commit(what: &str, result: ApiResult<()>) {
+fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
     if let Err(err) = result {
-        log::error!("after a committed change, the {what} failed: {}", err.message);
+        log::error!("after a committed change, the {what} failed: {}", Chain(&err));
     }
 }
 
@@ -312,7 +299,7 @@ fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, act
 
 /// Checks an upload's bundle, refusing it from its outline when the actor
 /// may not publish it.
-fn check_upload(store: &Store, upload: &Upload) -> ApiResult<bundle::Checked> {
+fn check_upload(store: &Store, upload: &Upload) -> Result<bundle::Checked, PackageError> {
     // Inflating is what costs memory: only so many at once.
     let _slot = upload
         .inflations
@@ -324,48 +311,43 @@ fn check_upload(store: &Store, upload: &Upload) -> ApiResult<bundle::Checked> {
     })
 }
 
-/// `409 package_name_collision`, naming the other package only if it is public.
-fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> ApiError {
+/// The refusal of `name` for `twin`'s file names, naming `twin` only if it is public.
+fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> PackageError {
     let other = if twin.private {
         "another package".to_string()
     } else {
         twin.name.to_string()
     };
-    ApiError::conflict(
-        "package_name_collision",
-        format!(
-            "{name} cannot be published: its bundles would have the same file names as those of {other} (gren_packages/{}__<version>.pkg.gz), which the compiler cannot tell apart. Choose another name.",
-            name.file_stem()
-        ),
-    )
+    PackageError::FileNameCollision {
+        name: name.clone(),
+        other,
+        stem: name.file_stem(),
+    }
 }
 
 /// Whether `actor` may publish `name`: its identity exists, is spelled as in
 /// the name, and the actor has the publish role there.
-fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> ApiResult<()> {
+fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> Result<(), PackageError> {
     let owner = identity::require(store, &owner(name)?)?;
     if name.author != owner.name {
-        return Err(ApiError::bad_request(
-            "invalid_outline",
-            format!(
-                "outline.name: the publishing identity is spelled {}; use {}/{}.",
-                owner.name, owner.name, name.project
-            ),
-        )
-        .with_field("outline.name"));
+        return Err(PackageError::OwnerSpelledOtherwise {
+            owner: owner.name,
+            project: name.project.clone(),
+        });
     }
-    identity::require_role(&owner, actor, Role::Publish)
+    Ok(identity::require_role(&owner, actor, Role::Publish)?)
 }
 
-fn owner(name: &PackageName) -> ApiResult<IdentityName> {
-    name.identity().ok_or_else(|| {
-        ApiError::not_found(
-            "identity_not_found",
-            format!("There is no publishing identity named {}.", name.author),
-        )
+/// The identity a package belongs to (an author that cannot be an identity has none).
+fn owner(name: &PackageName) -> Result<IdentityName, IdentityError> {
+    name.identity().ok_or_else(|| IdentityError::NotFound {
+        name: name.author.clone(),
     })
 }
 
-pub fn version_not_found(name: &PackageName, version: Version) -> ApiError {
-    ApiError::not_found("version_not_found", format!("{name} has no version {version}."))
+pub fn version_not_found(name: &PackageName, version: Version) -> PackageError {
+    PackageError::VersionNotFound {
+        name: name.clone(),
+        version,
+    }
 }

@@ -30,7 +30,7 @@
 //! those taking plain text (a token hash, a login id) check it. The listings
 //! at the end serve the loaders and `admin fsck`, which walk what is on disk.
 
-use super::{RecordPath, Store};
+use super::{Operation, RecordPath, Store, StoreError};
 use crate::auth::email::Email;
 use crate::identity::IdentityName;
 use crate::package::{PackageName, Version};
@@ -85,8 +85,8 @@ pub fn sessions_dir() -> RecordPath {
 
 /// The session whose token has the SHA-256 (hex) `token_hash`; an error
 /// for text that is no safe file name.
-pub fn session(token_hash: &str) -> io::Result<RecordPath> {
-    RecordPath::new([SESSIONS, &json(token_hash)])
+pub fn session(token_hash: &str) -> Result<RecordPath, StoreError> {
+    checked(SESSIONS, &json(token_hash))
 }
 
 pub fn logins_dir() -> RecordPath {
@@ -94,8 +94,14 @@ pub fn logins_dir() -> RecordPath {
 }
 
 /// The pending login `id`; an error for text that is no safe file name.
-pub fn login(id: &str) -> io::Result<RecordPath> {
-    RecordPath::new([LOGINS, &json(id)])
+pub fn login(id: &str) -> Result<RecordPath, StoreError> {
+    checked(LOGINS, &json(id))
+}
+
+/// `dir/name`, or an error naming it when `name` (text a record or a request
+/// gave) is no safe file name: the record it should lead to cannot be read.
+fn checked(dir: &str, name: &str) -> Result<RecordPath, StoreError> {
+    RecordPath::new([dir, name]).map_err(StoreError::io(Operation::Read, &Path::new(dir).join(name)))
 }
 
 pub fn mail_dir() -> RecordPath {
@@ -186,7 +192,7 @@ pub fn outbox_cursor() -> RecordPath {
 
 /// The keys of the identities (directories under `identities/`, committed
 /// or not), sorted.
-pub fn identity_keys(store: &Store) -> io::Result<Vec<String>> {
+pub fn identity_keys(store: &Store) -> Result<Vec<String>, StoreError> {
     store.list_dirs(&identities_dir())
 }
 

@@ -10,12 +10,17 @@
 //! data directory. Directories are created `0700`, files `0600`, and no
 //! symbolic link inside the data directory is followed ([`safe_fs`]).
 //! Where each record lives is [`layout`]'s alone to know.
+//!
+//! Every failure is a [`StoreError`] naming the operation and the file, with
+//! the system's error as its cause.
 
 mod atomic;
+mod error;
 pub mod layout;
 mod locks;
 mod safe_fs;
 
+pub use error::{Operation, StoreError};
 pub use layout::{LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 pub use safe_fs::{DIR_MODE, FILE_MODE};
@@ -162,7 +167,7 @@ impl Store {
 
     /// Removes the temporary files of interrupted writes, as a writer (so a
     /// snapshot or a check waits for it to finish). Returns how many.
-    pub fn sweep_temp_files(&self) -> io::Result<usize> {
+    pub fn sweep_temp_files(&self) -> Result<usize, StoreError> {
         self.sweep_temp_files_then(SystemTime::now(), || {})
     }
 
@@ -170,10 +175,10 @@ impl Store {
     /// `older_than` (a running server's own writes are newer and in
     /// progress), calling `started` once the sweep holds the writers' gate
     /// (the server starts serving then, so nobody sees the directory unswept).
-    pub fn sweep_temp_files_then(&self, older_than: SystemTime, started: impl FnOnce()) -> io::Result<usize> {
+    pub fn sweep_temp_files_then(&self, older_than: SystemTime, started: impl FnOnce()) -> Result<usize, StoreError> {
         let _gate = WriterGate::enter(&self.root);
         started();
-        sweep_temp_files(&self.root, older_than)
+        sweep_temp_files(&self.root, older_than).map_err(StoreError::io(Operation::Sweep, &self.root))
     }
 
     pub fn full_path(&self, path: &RecordPath) -> PathBuf {
@@ -181,61 +186,60 @@ impl Store {
     }
 
     /// Reads and parses a record; `None` when it does not exist.
-    pub fn read_json<T: DeserializeOwned>(&self, path: &RecordPath) -> io::Result<Option<T>> {
+    pub fn read_json<T: DeserializeOwned>(&self, path: &RecordPath) -> Result<Option<T>, StoreError> {
         let full = self.full_path(path);
         let mut bytes = Vec::new();
         match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err),
+            Err(err) => return Err(StoreError::io(Operation::Read, &full)(err)),
         }
-        serde_json::from_slice(&bytes).map(Some).map_err(|err| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("corrupt record {}: {err}", full.display()),
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { path: full, source })
     }
 
     /// Atomically replaces (or creates) a record with pretty-printed JSON.
-    pub fn write_json<T: Serialize>(&self, path: &RecordPath, value: &T) -> io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    pub fn write_json<T: Serialize>(&self, path: &RecordPath, value: &T) -> Result<(), StoreError> {
+        let mut bytes = serde_json::to_vec_pretty(value)
+            .map_err(io::Error::other)
+            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))?;
         bytes.push(b'\n');
         self.write_bytes(path, &bytes)
     }
 
     /// Atomically replaces (or creates) a file with the given bytes.
-    pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> io::Result<()> {
+    pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
         write_file(&self.root, path, bytes)
     }
 
     /// Removes a record durably; `false` when it did not exist. A link in
     /// its place is removed itself (unlink never follows one).
-    pub fn remove(&self, path: &RecordPath) -> io::Result<bool> {
+    pub fn remove(&self, path: &RecordPath) -> Result<bool, StoreError> {
         let _gate = WriterGate::enter(&self.root);
-        if let Some(parent) = path.as_path().parent() {
-            safe_fs::refuse_symlinks(&self.root, parent)?;
-        }
         let full = self.full_path(path);
-        match fs::remove_file(&full) {
-            Ok(()) => {
-                atomic::sync_parent(&full)?;
-                Ok(true)
+        let removed = (|| {
+            if let Some(parent) = path.as_path().parent() {
+                safe_fs::refuse_symlinks(&self.root, parent)?;
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(err),
-        }
+            match fs::remove_file(&full) {
+                Ok(()) => atomic::sync_parent(&full).map(|()| true),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(err) => Err(err),
+            }
+        })();
+        removed.map_err(StoreError::io(Operation::Remove, &full))
     }
 
     /// The names of the records (files ending in `.json`, without that suffix)
     /// in a directory; empty when the directory does not exist.
-    pub fn list_json(&self, dir: &RecordPath) -> io::Result<Vec<String>> {
+    pub fn list_json(&self, dir: &RecordPath) -> Result<Vec<String>, StoreError> {
         self.list_entries(dir, |name, _| name.strip_suffix(".json").map(str::to_string))
     }
 
     /// The names of the subdirectories of a directory; empty when it does
     /// not exist.
-    pub fn list_dirs(&self, dir: &RecordPath) -> io::Result<Vec<String>> {
+    pub fn list_dirs(&self, dir: &RecordPath) -> Result<Vec<String>, StoreError> {
         self.list_entries(dir, |name, entry| {
             entry
                 .file_type()
@@ -249,26 +253,30 @@ impl Store {
         &self,
         dir: &RecordPath,
         pick: impl Fn(&str, &fs::DirEntry) -> Option<String>,
-    ) -> io::Result<Vec<String>> {
-        safe_fs::refuse_symlinks(&self.root, dir.as_path())?;
-        let entries = match fs::read_dir(self.full_path(dir)) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if check_component(name).is_ok()
-                && let Some(picked) = pick(name, &entry)
-            {
-                names.push(picked);
+    ) -> Result<Vec<String>, StoreError> {
+        let full = self.full_path(dir);
+        let listed = (|| {
+            safe_fs::refuse_symlinks(&self.root, dir.as_path())?;
+            let entries = match fs::read_dir(&full) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if check_component(name).is_ok()
+                    && let Some(picked) = pick(name, &entry)
+                {
+                    names.push(picked);
+                }
             }
-        }
-        names.sort();
-        Ok(names)
+            names.sort();
+            Ok(names)
+        })();
+        listed.map_err(StoreError::io(Operation::List, &full))
     }
 
     /// Serializes read-modify-write cycles on one record. One server holds the
@@ -287,9 +295,9 @@ impl Store {
 /// Atomically replaces (or creates) the file `path` below the data directory
 /// `root`, as a writer: for writers that hold no [`Store`] (the local mail
 /// sink).
-pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> io::Result<()> {
+pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
     let _gate = WriterGate::enter(root);
-    atomic::write(root, path.as_path(), bytes)
+    atomic::write(root, path.as_path(), bytes).map_err(StoreError::io(Operation::Write, &root.join(path.as_path())))
 }
 
 /// A record lock plus the writers' gate.
@@ -363,15 +371,18 @@ pub struct WritersHeld {
 
 /// Holds off every writer of the data directory at `root` (in this process or
 /// a running server) until the returned value is dropped.
-pub fn hold_writers(root: &Path) -> io::Result<WritersHeld> {
-    let turnstile = open_lock_file(root, TURNSTILE_FILE)?;
-    turnstile.lock()?;
-    let gate = open_lock_file(root, WRITERS_LOCK_FILE)?;
-    gate.lock()?;
-    Ok(WritersHeld {
-        _turnstile: turnstile,
-        _gate: gate,
-    })
+pub fn hold_writers(root: &Path) -> Result<WritersHeld, StoreError> {
+    let held = (|| {
+        let turnstile = open_lock_file(root, TURNSTILE_FILE)?;
+        turnstile.lock()?;
+        let gate = open_lock_file(root, WRITERS_LOCK_FILE)?;
+        gate.lock()?;
+        Ok(WritersHeld {
+            _turnstile: turnstile,
+            _gate: gate,
+        })
+    })();
+    held.map_err(StoreError::io(Operation::HoldWriters, root))
 }
 
 /// Removes every file whose name starts with [`TEMP_PREFIX`] below `root`.
@@ -450,8 +461,8 @@ mod tests {
         let users = RecordPath::new(["users"]).unwrap();
         let record = RecordPath::new(["users", "me@example.com.json"]).unwrap();
         let deeper = RecordPath::new(["users", "x", "y.json"]).unwrap();
-        let named = |err: io::Error| {
-            let text = err.to_string();
+        let named = |err: StoreError| {
+            let text = crate::error::Chain(&err).to_string();
             assert!(text.contains("symbolic link") && text.contains("users"), "{text}");
         };
         named(store.read_json::<serde_json::Value>(&record).unwrap_err());

@@ -1,6 +1,6 @@
 use crate::api::{Health, SortedKeys};
 use crate::app::App;
-use crate::error::ApiResult;
+use crate::http::ApiResult;
 use crate::http::{Caller, Request, Response};
 
 pub fn get(_app: &App, _request: &Request, _caller: &Caller) -> ApiResult<Response> {

@@ -3,10 +3,11 @@
 
 use crate::api::{AuditLog, IdentityPage, IdentityRequest, IdentityRole, MemberAnswer, MemberRequest, SortedKeys};
 use crate::app::App;
+use crate::auth::AuthError;
 use crate::auth::email::Email;
 use crate::auth::login::escape_html;
-use crate::auth::session;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use crate::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 use crate::mail::Message;
@@ -16,7 +17,7 @@ pub fn create(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
         Ok(body) => body,
         // Who is asking comes first: without a bearer token, the body was
         // the only place a token could be.
-        Err(_) if request.bearer_token().is_none() => return Err(session::missing_token()),
+        Err(_) if request.bearer_token().is_none() => return Err(AuthError::MissingToken.into()),
         Err(err) => return Err(err),
     };
     let caller = caller.user_or_token(body.session.as_deref())?;
@@ -34,6 +35,7 @@ pub fn create(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
                 &app.config.reserved_identities,
                 LookAlikes::Refuse,
             )
+            .map_err(ApiError::from)
         },
         |_| true,
     )?;
@@ -76,7 +78,7 @@ pub fn set_member(app: &App, request: &Request, caller: &Caller) -> ApiResult<Re
     let limit = app.config.pending_invitations_per_identity;
     let change = app.member_changes_per_user.counting(
         caller.email.as_str(),
-        || identity::set_member(&app.store, &name, &actor, &email, role, limit),
+        || identity::set_member(&app.store, &name, &actor, &email, role, limit).map_err(ApiError::from),
         MemberChange::changed,
     )?;
     if let MemberChange::Invited(invitation) = &change {
@@ -108,7 +110,7 @@ pub fn remove_member(app: &App, request: &Request, caller: &Caller) -> ApiResult
         remove()?;
     } else {
         app.member_changes_per_user
-            .counting(caller.email.as_str(), remove, |_| true)?;
+            .counting(caller.email.as_str(), || remove().map_err(ApiError::from), |_| true)?;
     }
     Ok(Response::no_content())
 }
@@ -132,7 +134,7 @@ pub fn audit(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respons
 pub fn parse_name(name: &str) -> ApiResult<IdentityName> {
     IdentityName::parse(name).map_err(|_| {
         ApiError::not_found(
-            "identity_not_found",
+            ErrorCode::IdentityNotFound,
             format!("There is no publishing identity named {name:?}."),
         )
     })

@@ -4,7 +4,7 @@
 use super::identity::parse_name;
 use crate::api::{InvitationList, SortedKeys};
 use crate::app::App;
-use crate::error::ApiResult;
+use crate::http::errors::ApiResult;
 use crate::http::{Caller, Request, Response};
 use crate::identity::invitation;
 

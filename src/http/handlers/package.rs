@@ -7,11 +7,14 @@ use crate::api::{
 use crate::app::App;
 use crate::auth::secret::sha256_hex;
 use crate::bundle::outline::PLATFORMS;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use crate::identity::{self, Actor};
 use crate::package::publish::{Published, Upload, version_not_found};
-use crate::package::{self, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible};
+use crate::package::{
+    self, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible,
+};
 use crate::store::layout;
 use serde::Serialize;
 use serde_json::Value;
@@ -34,7 +37,7 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
         Some("true") => true,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "`private` must be true or false.",
             ));
         }
@@ -49,7 +52,7 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
         inflations: Some(&app.inflations),
     };
     let result = app.packages.publish(&app.store, upload);
-    if result.as_ref().is_err_and(|err| err.code == "server_busy") {
+    if matches!(result, Err(PackageError::Busy(_))) {
         // Refused for the registry's load, not for the bundle: no publish happened.
         app.publishes_per_user.give_back(&email);
     }
@@ -84,13 +87,13 @@ fn visibility(app: &App, caller: &Caller) -> ApiResult<Visibility> {
 /// The package of the path (`:author/:project`), if the caller may see it.
 fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
     let name = package_name(request.param("author"), request.param("project"))?;
-    find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)
+    Ok(find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)?)
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
     PackageName::parse(&format!("{author}/{project}")).ok_or_else(|| {
         ApiError::not_found(
-            "package_not_found",
+            ErrorCode::PackageNotFound,
             // Not a valid name: quoted and escaped, as it is the client's input.
             format!("There is no package named {:?}.", format!("{author}/{project}")),
         )
@@ -99,7 +102,8 @@ fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
 
 fn version_param(text: &str) -> ApiResult<Version> {
     Version::parse(text).ok_or_else(|| {
-        ApiError::bad_request("invalid_version", format!("{text:?} is not a version (X.Y.Z).")).with_field("version")
+        ApiError::bad_request(ErrorCode::InvalidVersion, format!("{text:?} is not a version (X.Y.Z)."))
+            .with_field("version")
     })
 }
 
@@ -107,7 +111,7 @@ fn version_of<'a>(record: &'a PackageRecord, text: &str) -> ApiResult<&'a Versio
     let version = version_param(text)?;
     record
         .version(version)
-        .ok_or_else(|| version_not_found(&record.name, version))
+        .ok_or_else(|| version_not_found(&record.name, version).into())
 }
 
 /// `?gren=X.Y.Z`, validated.
@@ -117,7 +121,7 @@ fn gren_param(request: &Request) -> ApiResult<Option<Version>> {
         .map(|text| {
             Version::parse(&text).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("`gren` must be a compiler version X.Y.Z, not {text:?}."),
                 )
             })
@@ -176,13 +180,13 @@ pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
         && !PLATFORMS.contains(&platform.as_str())
     {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "`platform` must be common, browser or node.",
         ));
     }
     let found = record.latest(gren, platform.as_deref()).ok_or_else(|| {
         ApiError::not_found(
-            "no_compatible_version",
+            ErrorCode::NoCompatibleVersion,
             format!("{} has no unrevoked version that fits.", record.name),
         )
     })?;
@@ -194,7 +198,7 @@ pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Resp
     let version = version_param(request.param("version"))?;
     let found = record.previous(version).ok_or_else(|| {
         ApiError::not_found(
-            "no_previous_version",
+            ErrorCode::NoPreviousVersion,
             format!("{} has no unrevoked version below {version}.", record.name),
         )
     })?;
@@ -216,7 +220,7 @@ pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
         let bytes = match app.packages.bundles.read(&app.store.full_path(&path)) {
             Ok(bytes) => bytes,
             // Revoked between the look-up and the read: answer as revoked.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(err) if err.is_not_found() => {
                 let now = app.packages.catalog.get(&record.name);
                 let revoked = now
                     .as_ref()
@@ -269,7 +273,7 @@ fn json_with_etag(request: &Request, value: &impl Serialize, cache: &'static str
 fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> ApiError {
     ApiError::new(
         410,
-        "revoked",
+        ErrorCode::Revoked,
         format!("{name} {version} was revoked: {}", revoked.reason),
     )
     .with_detail("reason", revoked.reason.clone())
@@ -292,7 +296,8 @@ fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) 
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(
-            ApiError::bad_request("invalid_reason", "Give a reason of 1 to 500 characters.").with_field("reason"),
+            ApiError::bad_request(ErrorCode::InvalidReason, "Give a reason of 1 to 500 characters.")
+                .with_field("reason"),
         );
     }
     let version = version.map(version_param).transpose()?;
@@ -340,7 +345,7 @@ fn number_param(request: &Request, name: &str, default: u64, message: &str) -> A
         None => Ok(default),
         Some(text) => text
             .parse::<u64>()
-            .map_err(|_| ApiError::bad_request("invalid_query", message.to_string())),
+            .map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, message.to_string())),
     }
 }
 
@@ -354,7 +359,7 @@ pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respo
     let limit_message = format!("`limit` must be a number of events from 1 to {MAX_EVENT_PAGE}.");
     let limit = number_param(request, "limit", EVENT_PAGE, &limit_message)?;
     if !(1..=MAX_EVENT_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", limit_message));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, limit_message));
     }
     // The log is public history, the same for everyone: a package made
     // private since keeps its past events, and its `private` event tells

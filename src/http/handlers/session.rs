@@ -6,7 +6,8 @@ use crate::app::App;
 use crate::auth::email::Email;
 use crate::auth::login::{self, FetchOutcome, FetchRequest, LinkProblem, Login, Requester, escape_html};
 use crate::auth::session;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use crate::ratelimit::{client_network, hit_all};
 use std::net::IpAddr;
@@ -37,7 +38,7 @@ pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
         log::warn!("login e-mail not sent: {err}");
         return Err(ApiError::new(
             502,
-            "email_failed",
+            ErrorCode::EmailFailed,
             "The confirmation e-mail could not be sent; try again in a few minutes.",
         ));
     }
@@ -68,7 +69,7 @@ fn count_login(app: &App, email: &Email, ip: IpAddr) -> ApiResult<()> {
     if !app.login_per_email_total.is_exhausted(&mailbox) || !session::has_session_from(&app.store, email, &network)? {
         limits.push((&app.login_per_email_total, mailbox.as_str()));
     }
-    hit_all(&limits)
+    Ok(hit_all(&limits)?)
 }
 
 pub fn fetch(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
@@ -79,7 +80,10 @@ pub fn fetch(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
             .parse::<u64>()
             .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
             .map_err(|_| {
-                ApiError::bad_request("invalid_wait", "`wait` must be a whole number of seconds (at most 30).")
+                ApiError::bad_request(
+                    ErrorCode::InvalidWait,
+                    "`wait` must be a whole number of seconds (at most 30).",
+                )
             })?,
     };
     let fetch_request = FetchRequest {
@@ -92,9 +96,9 @@ pub fn fetch(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
     let outcome = match login::fetch(&app.store, &fetch_request)? {
         FetchOutcome::Pending if !wait.is_zero() => app
             .confirmations
-            .wait_for(wait, || match login::fetch(&app.store, &fetch_request)? {
-                FetchOutcome::Pending if !app.is_stopping() => Ok(None),
-                outcome => Ok(Some(outcome)),
+            .wait_for(wait, || match login::fetch(&app.store, &fetch_request) {
+                Ok(FetchOutcome::Pending) if !app.is_stopping() => Ok(None),
+                outcome => outcome.map(Some),
             })?
             .unwrap_or(FetchOutcome::Pending),
         outcome => outcome,

@@ -3,7 +3,8 @@
 use crate::api::{IdentityRole, SessionList, SortedKeys, UserAnswer};
 use crate::app::App;
 use crate::auth::{session, user};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode;
+use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use crate::identity;
 
@@ -39,7 +40,7 @@ pub fn revoke_session(app: &App, request: &Request, caller: &Caller) -> ApiResul
         Ok(Response::no_content())
     } else {
         Err(ApiError::not_found(
-            "session_not_found",
+            ErrorCode::SessionNotFound,
             format!("You have no session with id {id:?}."),
         ))
     }

@@ -1,0 +1,40 @@
+//! Why an address, a login or a session was refused. Each message is the
+//! sentence the person is shown.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Not an address the registry accepts (`input` as given, trimmed).
+    #[error("{input:?} is not an e-mail address the registry accepts.")]
+    InvalidEmail { input: String },
+    #[error("This request needs an `Authorization: Bearer <token>` header.")]
+    MissingToken,
+    #[error("The token is not a Gren registry session token.")]
+    NotASessionToken,
+    #[error("The token is unknown or has been revoked; log in again.")]
+    UnknownToken,
+    #[error("The session has expired; log in again.")]
+    SessionExpired,
+    /// A login token of the wrong shape, or naming no login.
+    #[error("This login token is unknown; start a new login.")]
+    UnknownLogin,
+    #[error("This login has already given out its session token; start a new login.")]
+    LoginUsed,
+    #[error("Too many wrong codes were tried for this login; start a new login.")]
+    LoginLocked,
+    #[error("This login has expired; start a new login.")]
+    LoginExpired,
+    #[error("{}", wrong_code(*attempts_left))]
+    WrongCode { attempts_left: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn wrong_code(attempts_left: u32) -> String {
+    if attempts_left == 0 {
+        "The confirmation code is wrong, and that was the last attempt; start a new login.".to_string()
+    } else {
+        format!("The confirmation code is wrong; {attempts_left} attempts left.")
+    }
+}

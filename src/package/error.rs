@@ -1,0 +1,67 @@
+//! Why a publish, a revocation or a privacy change was refused. Each
+//! message is the sentence the publisher is shown; refusals of the bundle,
+//! of the identity and of the registry's load keep their own types.
+
+use super::{PackageName, Version};
+use crate::budget::Busy;
+use crate::bundle::BundleError;
+use crate::identity::IdentityError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("There is no package named {name}.")]
+    NotFound { name: PackageName },
+    #[error("{name} has no version {version}.")]
+    VersionNotFound { name: PackageName, version: Version },
+    /// Version numbers are never reused, revoked or not.
+    #[error(
+        "{name} {version} is already published{}; version numbers are never reused.",
+        if *.revoked { " (and revoked)" } else { "" }
+    )]
+    VersionExists {
+        name: PackageName,
+        version: Version,
+        revoked: bool,
+    },
+    /// A private upload of a package that is public.
+    #[error("{name} is public; an admin can make it private with PATCH /packages/{name}.")]
+    PrivacyMismatch { name: PackageName },
+    /// `allowed` are the versions that may come next.
+    #[error(
+        "{name} cannot go to {version} from its versions; the next version may be one of: {}.",
+        list(allowed)
+    )]
+    NotASuccessor {
+        name: PackageName,
+        version: Version,
+        allowed: Vec<Version>,
+    },
+    /// Another package's bundles have the same file names: `other` names it
+    /// when it is public, `stem` is the shared start of the file names.
+    #[error(
+        "{name} cannot be published: its bundles would have the same file names as those of {other} \
+         (gren_packages/{stem}__<version>.pkg.gz), which the compiler cannot tell apart. Choose another name."
+    )]
+    FileNameCollision {
+        name: PackageName,
+        other: String,
+        stem: String,
+    },
+    /// The outline spells the identity otherwise than its creator did.
+    #[error("outline.name: the publishing identity is spelled {owner}; use {owner}/{project}.")]
+    OwnerSpelledOtherwise { owner: String, project: String },
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The registry's load, not the upload, refused it.
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn list(versions: &[Version]) -> String {
+    versions.iter().map(Version::to_string).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,68 @@
+//! Why the data directory failed us: what was being done, to which file
+//! (its full path, so an operator can find it), and what the system said
+//! (the `source`). Nothing here is the client's fault: every variant is an
+//! internal error at the HTTP edge.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {operation} {}", .path.display())]
+    Io {
+        operation: Operation,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A record that is not the JSON it should be.
+    #[error("corrupt record {}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What the store was doing when the file system failed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    Write,
+    Remove,
+    List,
+    /// Removing the temporary files of interrupted writes.
+    Sweep,
+    /// Taking the writers' gate for a snapshot or a check.
+    HoldWriters,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Remove => "remove",
+            Operation::List => "list",
+            Operation::Sweep => "sweep the temporary files of",
+            Operation::HoldWriters => "hold off the writers of",
+        })
+    }
+}
+
+impl StoreError {
+    /// For `map_err`: `operation` failed on `path`.
+    pub fn io(operation: Operation, path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            operation,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether the file was not there (a race with its removal, say).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
