@@ -4,9 +4,7 @@
 //! or by closing), their threads end, and when they fill every connection
 //! slot newcomers get a prompt `503` with `Retry-After` instead of hanging.
 
-mod common;
-
-use common::{HttpConn, Reply, Server};
+use crate::common::{HttpConn, Reply, Server};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;

@@ -5,9 +5,7 @@
 //! client may rely on: pipelining, chunked bodies, conflicting lengths and
 //! `Expect: 100-continue`.
 
-mod common;
-
-use common::{HttpConn, Reply, Server};
+use crate::common::{HttpConn, Reply, Server};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;

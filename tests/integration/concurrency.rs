@@ -9,13 +9,11 @@
 //! each kind (4 racing publishers, 4 publishers of their own packages, 4
 //! member changers) and each thread's operations (10). At scale 1 (CI) each
 //! test takes a few seconds on 2 cores; try `GREN_PROOF_SCALE=5 cargo test
-//! --test concurrency -- --nocapture` for a longer local run.
+//! --test integration concurrency:: -- --nocapture` for a longer local run.
 
-mod common;
-
-use common::bundles::*;
-use common::proofs::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::proofs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +27,7 @@ const PUBLISHER: &str = "publisher@example.com";
 /// The member every member-changing thread fights over.
 const CONTESTED: &str = "contested@example.com";
 /// No rate limit or bound may refuse the load.
-const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
+const ENV: [(&str, &str); crate::common::proofs::PROOF_ENV.len()] = crate::common::proofs::PROOF_ENV;
 const ROLES: [&str; 3] = ["download", "publish", "admin"];
 
 // ---------------------------------------------------------------------------

@@ -6,10 +6,8 @@
 //! that keeps changing commands away from a running server, and text versus
 //! `--json` output.
 
-mod common;
-
-use common::bundles::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -2,10 +2,8 @@
 //! project directories, login with a typed code, identities, publishing,
 //! installing, and the real Gren compiler accepting what `install` wrote.
 
-mod common;
-
-use common::bundles::{self, all_real_bundles, gunzip, real_bundle};
-use common::*;
+use crate::common::bundles::{self, all_real_bundles, gunzip, real_bundle};
+use crate::common::*;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

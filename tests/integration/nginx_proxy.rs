@@ -3,10 +3,8 @@
 //! downloads, the body cap, long-polls, and client addresses passed through
 //! X-Forwarded-For. Needs nginx, openssl and curl (.ci/run installs nginx).
 
-mod common;
-
-use common::bundles::real_bundle;
-use common::*;
+use crate::common::bundles::{real_bundle, real_bundles_dir};
+use crate::common::*;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -176,7 +174,7 @@ fn the_documented_nginx_config_fronts_the_registry() {
             .status,
         200
     );
-    let bundle_file = common::bundles::real_bundles_dir().join("gren_lang_core__7_0_0.pkg.gz");
+    let bundle_file = real_bundles_dir().join("gren_lang_core__7_0_0.pkg.gz");
     let auth = format!("Authorization: Bearer {token}");
     let upload = format!("@{}", bundle_file.display());
     let (status, _) = curl(

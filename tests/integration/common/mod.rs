@@ -3,8 +3,6 @@
 //! HTTP/1.1 to it over raw TCP (so every header and byte is under the test's
 //! control).
 
-#![allow(dead_code)]
-
 pub mod bundles;
 pub mod proofs;
 
@@ -32,7 +30,7 @@ pub const UNSET: &str = "\0unset";
 /// registry's default without `gren-lang`. The registry reserves that one for
 /// operators, but the tests play the Gren team publishing the real fixture
 /// bundles (`gren-lang/core`, …) through the API, with a fresh server each.
-/// `tests/packages.rs` checks the real default with [`UNSET`].
+/// `packages.rs` checks the real default with [`UNSET`].
 pub fn test_reserved_identities() -> String {
     gren_registry::config::DEFAULT_RESERVED
         .split(',')
@@ -630,13 +628,6 @@ impl Reply {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
-    }
-
-    pub fn header_count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .count()
     }
 
     pub fn text(&self) -> String {

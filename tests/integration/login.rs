@@ -1,8 +1,7 @@
 //! The login API, rule by rule, against the real binary.
 
-mod common;
-
-use common::{Reply, Server, USER_AGENT, files_containing, files_under, replace_file};
+use crate::common::bundles::synthetic;
+use crate::common::{CapturedMail, Reply, Server, USER_AGENT, files_containing, files_under, replace_file};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -29,7 +28,7 @@ fn fetch_token(started: &Value) -> String {
 }
 
 /// The e-mail that answers this start (matched by its verification phrase).
-fn mail_for(server: &Server, started: &Value) -> common::CapturedMail {
+fn mail_for(server: &Server, started: &Value) -> CapturedMail {
     let phrase = started["verification"].as_str().unwrap().to_string();
     server
         .postmark
@@ -1049,7 +1048,7 @@ fn json_routes_refuse_what_a_browser_form_may_send_with_415() {
             .status,
         200
     );
-    let published = server.publish(&token, &common::bundles::synthetic("browser/thing", "1.0.0", "x"));
+    let published = server.publish(&token, &synthetic("browser/thing", "1.0.0", "x"));
     assert_eq!(published.status, 201, "{}", published.text());
     let routes: [(&str, &str, &[u8]); 6] = [
         ("POST", "/session", br#"{"email": "victim@example.com"}"#),

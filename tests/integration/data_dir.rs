@@ -1,10 +1,8 @@
 //! The data directory against local users: private modes whatever the
 //! umask, and no planted symbolic link is ever followed.
 
-mod common;
-
-use common::Server;
-use common::bundles::synthetic;
+use crate::common::bundles::synthetic;
+use crate::common::{Server, files_under};
 use serde_json::{Value, json};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -17,7 +15,7 @@ const LOCAL_SINK: (&str, &str) = ("POSTMARK_SERVER_TOKEN", "");
 fn local_mail(data_dir: &Path, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let found = common::files_under(&data_dir.join("mail"))
+        let found = files_under(&data_dir.join("mail"))
             .into_iter()
             .filter_map(|path| std::fs::read_to_string(path).ok())
             .find(|text| text.contains(needle));

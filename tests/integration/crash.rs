@@ -7,8 +7,8 @@
 //! Sizes: `GREN_PROOF_SCALE` (default 1) multiplies the number of kill/restart
 //! rounds (8 × scale) and the number of publisher threads (2 × scale). At
 //! scale 1 (CI) the load test takes well under 60 s on 2 cores; try
-//! `GREN_PROOF_SCALE=10 cargo test --test crash -- --nocapture` for a longer
-//! local run. The random schedule is seeded from the clock and the seed is
+//! `GREN_PROOF_SCALE=10 cargo test --test integration crash:: -- --nocapture`
+//! for a longer local run. The random schedule is seeded from the clock and the seed is
 //! printed; `GREN_PROOF_SEED=<n>` replays one.
 //!
 //! The deterministic tests below the load test lay out, file for file, what
@@ -16,11 +16,9 @@
 //! (before its commit point), and check that a restart plus `fsck` treat it
 //! as the debris the data directory's README promises it is.
 
-mod common;
-
-use common::bundles::*;
-use common::proofs::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::proofs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -36,7 +34,7 @@ const ADMIN: &str = "admin@example.com";
 /// Members who joined before the first kill, whose roles the load changes.
 const POOL: [&str; 2] = ["pool1@example.com", "pool2@example.com"];
 /// No rate limit or bound may refuse the load (limits are per user and in memory).
-const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
+const ENV: [(&str, &str); crate::common::proofs::PROOF_ENV.len()] = crate::common::proofs::PROOF_ENV;
 
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)

@@ -6,14 +6,12 @@
 //! Sizes: `GREN_PROOF_SCALE` (default 1) multiplies the publisher threads
 //! (3 × scale) and the snapshots taken during the load (2 × scale), each
 //! restored and checked. At scale 1 (CI) the test takes a few seconds on 2
-//! cores; try `GREN_PROOF_SCALE=5 cargo test --test backup -- --nocapture`
-//! for a longer local run.
+//! cores; try `GREN_PROOF_SCALE=5 cargo test --test integration backup:: --
+//! --nocapture` for a longer local run.
 
-mod common;
-
-use common::bundles::*;
-use common::proofs::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::proofs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -26,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const IDENTITY: &str = "bak";
 const OWNER: &str = "owner@example.com";
 /// No rate limit may refuse the load.
-const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
+const ENV: [(&str, &str); crate::common::proofs::PROOF_ENV.len()] = crate::common::proofs::PROOF_ENV;
 
 /// Runs `gren-registry admin --data-dir DIR ARGS...`: (success, stdout+stderr).
 fn admin(dir: &Path, args: &[&str]) -> (bool, String) {

@@ -3,10 +3,8 @@
 //! paths, permissions, revocation, privacy, the event log, the packages-site
 //! notifier, rate limits, the audit log and crash consistency.
 
-mod common;
-
-use common::bundles::{self, inflating};
-use common::*;
+use crate::common::bundles::{self, inflating};
+use crate::common::*;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;

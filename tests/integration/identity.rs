@@ -3,9 +3,7 @@
 //! roles, the last admin, `GET /user`, the audit log, concurrency, the
 //! records on disk and the operator commands.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
