@@ -10,12 +10,13 @@
 //! --nocapture` for a longer local run.
 
 use crate::common::bundles::*;
+use crate::common::operator::*;
 use crate::common::proofs::*;
 use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,45 +24,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const IDENTITY: &str = "bak";
 const OWNER: &str = "owner@example.com";
-/// No rate limit may refuse the load.
-const ENV: [(&str, &str); crate::common::proofs::PROOF_ENV.len()] = crate::common::proofs::PROOF_ENV;
-
-/// Runs `gren-registry admin --data-dir DIR ARGS...`: (success, stdout+stderr).
-fn admin(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// A plain recursive copy (new inodes, as a backup restored elsewhere has).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        } else {
-            panic!(
-                "a snapshot holds only files and directories: {}",
-                entry.path().display()
-            );
-        }
-    }
-}
 
 type Key = (String, u64);
 
@@ -107,15 +69,7 @@ fn publisher(
             .unwrap()
             .attempted
             .insert((project.clone(), patch), sha.clone());
-        let reply = server.send(
-            "POST",
-            "/packages",
-            &[
-                ("Authorization", &format!("Bearer {token}")),
-                ("Content-Type", "application/gzip"),
-            ],
-            &bytes,
-        );
+        let reply = server.publish(&token, &bytes);
         assert_eq!(reply.status, 201, "{project} {}: {}", version(patch), reply.text());
         assert_eq!(reply.json()["sha256"], sha.as_str());
         model.lock().unwrap().acked.insert((project.clone(), patch), sha);
@@ -152,17 +106,16 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
     let restored = fresh.path().join("data");
     copy_tree(snapshot, &restored);
 
-    let (clean, text) = admin(&restored, &["fsck"]);
+    let (clean, text) = fsck_text(&restored);
     assert!(
         clean && text.trim_end().ends_with("clean"),
         "{label}: fsck of the restored copy (expected exit 0 and `clean`):\n{text}"
     );
-    let (_, json_text) = admin(&restored, &["--json", "fsck"]);
-    let report: Value = serde_json::from_str(&json_text).expect("fsck --json");
+    let report = admin_json(&restored, &["fsck"]).json();
     assert_eq!(report["clean"], true, "{label}: fsck --json: {report}");
     assert_eq!(report["problems"], json!([]), "{label}: fsck --json: {report}");
 
-    let server = Server::start_in(&restored, &ENV);
+    let server = Server::start_in(&restored, &PROOF_ENV);
     let projects: BTreeSet<String> = after.attempted.keys().map(|(project, _)| project.clone()).collect();
     let mut listed: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
     for project in &projects {
@@ -285,15 +238,7 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
     let (project, versions) = listed.iter().next().expect("the copy holds packages");
     let next = versions.len() as u64;
     let bytes = synthetic(&format!("{IDENTITY}/{project}"), &version(next), "after the restore");
-    let reply = server.send(
-        "POST",
-        "/packages",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/gzip"),
-        ],
-        &bytes,
-    );
+    let reply = server.publish(&token, &bytes);
     assert_eq!(
         reply.status,
         201,
@@ -302,19 +247,16 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
     );
     let status = server.stop();
     assert!(status.success(), "{label}: the restored registry stops cleanly");
-    let (clean, text) = admin(&restored, &["fsck"]);
+    let (clean, text) = fsck_text(&restored);
     assert!(clean, "{label}: fsck of the restored copy after use:\n{text}");
     (listed_count, revoked_count)
 }
 
 /// `admin --data-dir DIR --json snapshot DEST` in the background.
 fn start_snapshot(dir: &Path, destination: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
+    admin_command(dir)
         .args(["--json", "snapshot"])
         .arg(destination)
-        .env_remove("GREN_REGISTRY_DATA_DIR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -368,15 +310,7 @@ impl Load {
     /// Stops the clients; re-raises a client's panic.
     fn stop(self) -> Model {
         self.stop.store(true, Ordering::SeqCst);
-        let mut panic = None;
-        for handle in self.handles {
-            if let Err(err) = handle.join() {
-                panic = panic.or(Some(err));
-            }
-        }
-        if let Some(panic) = panic {
-            std::panic::resume_unwind(panic);
-        }
+        join_all(self.handles);
         self.model.lock().unwrap().clone()
     }
 }
@@ -392,7 +326,7 @@ fn snapshots_under_load(label: &str, threads: usize, snapshots: usize, think: Op
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("gren-backup-").tempdir().unwrap();
     let work = tempfile::Builder::new().prefix("gren-backup-snaps-").tempdir().unwrap();
-    let server = Arc::new(Server::start_in(dir.path(), &ENV));
+    let server = Arc::new(Server::start_in(dir.path(), &PROOF_ENV));
     let token = server.login(OWNER);
     let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
     assert_eq!(created.status, 200, "{}", created.text());
@@ -462,7 +396,7 @@ fn snapshots_under_load(label: &str, threads: usize, snapshots: usize, think: Op
 
     let server = Arc::try_unwrap(server).ok().expect("all clients joined");
     assert!(server.stop().success(), "{label}: the original registry stops cleanly");
-    let (clean, text) = admin(dir.path(), &["fsck"]);
+    let (clean, text) = fsck_text(dir.path());
     assert!(clean, "{label}: fsck of the original after the load:\n{text}");
 
     for (index, (snapshot, before, after)) in taken.iter().enumerate() {

@@ -26,15 +26,11 @@ impl Cli {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+        clear_registry_env(&mut command);
         command
             .args(args)
             .env("HOME", self.home.path())
             .env("GREN_REGISTRY_URL", &self.registry);
-        command
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY");
         command
     }
 
@@ -125,7 +121,7 @@ fn application(dir: &Path, platform: &str, gren: &str, direct: serde_json::Value
         "dependencies": { "direct": direct, "indirect": indirect }
     });
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(dir.join("gren.json"), serde_json::to_vec_pretty(&outline).unwrap()).unwrap();
+    write_json(&dir.join("gren.json"), &outline);
 }
 
 fn node_application(dir: &Path) {
@@ -167,7 +163,7 @@ fn publish_dry_run_validates_a_project_locally() {
     assert_eq!(server.get("/packages/gren-lang/url", None).status, 404);
     // An invalid outline is refused locally, naming the field.
     let manifest = project.path().join("gren.json");
-    let mut outline: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let mut outline = read_json(&manifest);
     outline["license"] = json!("WTFPL");
     std::fs::write(&manifest, serde_json::to_vec(&outline).unwrap()).unwrap();
     let err = cli.fails(&["publish", "--dry-run", project.path().to_str().unwrap()]);
@@ -180,7 +176,7 @@ fn login_identity_publish_and_install_end_to_end() {
     let cli = Cli::new(&server);
     cli.fails(&["whoami"]);
     cli.login(&server, "me@example.com");
-    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(cli.credentials()).unwrap()).unwrap();
+    let stored = read_json(&cli.credentials());
     assert_eq!(stored[0]["registry"], server.base);
     assert_eq!(stored[0]["email"], "me@example.com");
     assert!(stored[0]["token"].as_str().unwrap().starts_with("gren_"));
@@ -461,14 +457,11 @@ fn forge_package(data: &Path, original: &str, twin: &str) {
     let to = data.join("packages").join(twin);
     std::fs::create_dir_all(to.join("1.0.0")).unwrap();
     let bytes = standalone(twin);
-    let file = format!("{}__1_0_0.pkg.gz", twin.replace(['-', '/'], "_"));
-    std::fs::write(to.join("1.0.0").join(file), &bytes).unwrap();
-    let mut outline: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(from.join("1.0.0/outline.json")).unwrap()).unwrap();
+    std::fs::write(to.join("1.0.0").join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
+    let mut outline = read_json(&from.join("1.0.0/outline.json"));
     outline["name"] = json!(twin);
     std::fs::write(to.join("1.0.0/outline.json"), outline.to_string()).unwrap();
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(from.join("package.json")).unwrap()).unwrap();
+    let mut record = read_json(&from.join("package.json"));
     record["name"] = json!(twin);
     record["versions"][0]["sha256"] = json!(bundles::sha256_hex(&bytes));
     record["versions"][0]["size"] = json!(bytes.len());

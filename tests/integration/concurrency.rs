@@ -18,28 +18,18 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const IDENTITY: &str = "conc";
 const OWNER: &str = "owner@example.com";
 const PUBLISHER: &str = "publisher@example.com";
 /// The member every member-changing thread fights over.
 const CONTESTED: &str = "contested@example.com";
-/// No rate limit or bound may refuse the load.
-const ENV: [(&str, &str); crate::common::proofs::PROOF_ENV.len()] = crate::common::proofs::PROOF_ENV;
 const ROLES: [&str; 3] = ["download", "publish", "admin"];
 
 // ---------------------------------------------------------------------------
 // Small tools
 // ---------------------------------------------------------------------------
-
-fn clock_seed() -> u64 {
-    std::env::var("GREN_PROOF_SEED")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
-}
 
 /// `(versions by patch)` of a package as listed, or empty when it does not exist.
 fn listing(server: &Server, project: &str) -> BTreeMap<u64, Value> {
@@ -61,21 +51,6 @@ fn listing(server: &Server, project: &str) -> BTreeMap<u64, Value> {
         versions.insert(patch, entry.clone());
     }
     versions
-}
-
-fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
-    let mut results = Vec::new();
-    let mut panic = None;
-    for handle in handles {
-        match handle.join() {
-            Ok(value) => results.push(value),
-            Err(err) => panic = panic.or(Some(err)),
-        }
-    }
-    if let Some(panic) = panic {
-        std::panic::resume_unwind(panic);
-    }
-    results
 }
 
 /// A logged-in owner with the identity, and a second user with the publish role.
@@ -118,7 +93,7 @@ struct MemberLog {
 #[test]
 fn concurrent_publishes_and_member_changes_lose_nothing_and_duplicate_nothing() {
     let scale = scale();
-    let seed = clock_seed();
+    let seed = seed();
     let racers = 4 * scale;
     let owners = 4 * scale;
     let changers = 4 * scale;
@@ -128,7 +103,7 @@ fn concurrent_publishes_and_member_changes_lose_nothing_and_duplicate_nothing() 
     );
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("gren-concurrency-").tempdir().unwrap();
-    let server = Arc::new(Server::start_in(dir.path(), &ENV));
+    let server = Arc::new(Server::start_in(dir.path(), &PROOF_ENV));
     let (owner_token, publisher_token) = setup(&server);
     server.add_member(IDENTITY, &owner_token, CONTESTED, "download");
     let tokens = [owner_token.clone(), publisher_token.clone()];
@@ -570,7 +545,7 @@ fn downloads_racing_revocations_answer_the_bytes_or_410() {
         .prefix("gren-concurrency-revoke-")
         .tempdir()
         .unwrap();
-    let server = Arc::new(Server::start_in(dir.path(), &ENV));
+    let server = Arc::new(Server::start_in(dir.path(), &PROOF_ENV));
     let (owner, _) = setup(&server);
     let mut shas = Vec::new();
     for patch in 0..versions {

@@ -150,9 +150,7 @@ fn a_download_the_client_stops_reading_is_logged_as_aborted() {
         format!("module Synthetic exposing (salt)\n\nsalt = \"{}\"\n", noise(9 << 20)).into();
     let bytes = gzip(&serde_json::to_vec(&bundle).unwrap());
     assert!(bytes.len() > 6 << 20, "{} bytes", bytes.len());
-    let auth = format!("Bearer {token}");
-    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/gzip")];
-    let published = server.send("POST", "/packages", &headers, &bytes);
+    let published = server.publish(&token, &bytes);
     assert_eq!(published.status, 201, "{}", published.text());
 
     // The client reads the start of the answer, then hangs up.

@@ -17,6 +17,7 @@
 //! as the debris the data directory's README promises it is.
 
 use crate::common::bundles::*;
+use crate::common::operator::*;
 use crate::common::proofs::*;
 use crate::common::*;
 use serde_json::{Value, json};
@@ -24,29 +25,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const IDENTITY: &str = "crash";
 const ADMIN: &str = "admin@example.com";
 /// Members who joined before the first kill, whose roles the load changes.
 const POOL: [&str; 2] = ["pool1@example.com", "pool2@example.com"];
-/// No rate limit or bound may refuse the load (limits are per user and in memory).
-const ENV: [(&str, &str); crate::common::proofs::PROOF_ENV.len()] = crate::common::proofs::PROOF_ENV;
 
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)
 // ---------------------------------------------------------------------------
-
-fn seed() -> u64 {
-    std::env::var("GREN_PROOF_SEED")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
-        | 1
-}
 
 /// One request on a fresh connection that reports every failure (refused
 /// connection, reset, a response cut short) as an error instead of panicking:
@@ -93,17 +83,9 @@ fn try_request(
 /// Runs `gren-registry admin --data-dir DIR --json fsck`; returns (exit
 /// success, parsed report, raw output).
 fn fsck(dir: &Path) -> (bool, Value, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .args(["--json", "fsck"])
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin fsck");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let report: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    let text = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), report, text)
+    let out = admin_json(dir, &["fsck"]);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    (out.succeeded(), report, out.all())
 }
 
 // ---------------------------------------------------------------------------
@@ -634,7 +616,7 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
 
     for round in 0..=rounds {
         let context = format!("seed {seed}, after kill {round}");
-        let server = Server::start_in(dir.path(), &ENV);
+        let server = Server::start_in(dir.path(), &PROOF_ENV);
         if round == 0 {
             token = server.login(ADMIN);
             let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
@@ -709,21 +691,14 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
         std::thread::sleep(Duration::from_millis(rng.range(100, 400)));
         server.kill();
         stop.store(true, Ordering::SeqCst);
-        let mut panics = Vec::new();
-        for (index, handle) in handles.into_iter().enumerate() {
-            match handle.join() {
-                Ok(state) => states[index] = state,
-                Err(panic) => panics.push(panic),
+        let publishers = try_join_all(handles);
+        let others = try_join_all(vec![revoker, members]);
+        match (publishers, others) {
+            (Ok(ended), Ok(_)) => states = ended,
+            (Err(panic), _) | (_, Err(panic)) => {
+                eprintln!("seed {seed}: a client saw a wrong answer in round {round}");
+                std::panic::resume_unwind(panic);
             }
-        }
-        for handle in [revoker, members] {
-            if let Err(panic) = handle.join() {
-                panics.push(panic);
-            }
-        }
-        if let Some(panic) = panics.into_iter().next() {
-            eprintln!("seed {seed}: a client saw a wrong answer in round {round}");
-            std::panic::resume_unwind(panic);
         }
         model = Arc::try_unwrap(model_shared)
             .ok()
@@ -768,21 +743,13 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
 #[test]
 fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let dir = tempfile::Builder::new().prefix("gren-crash-first-").tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &ENV);
+    let server = Server::start_in(dir.path(), &PROOF_ENV);
     let token = server.login(ADMIN);
     let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
     assert_eq!(created.status, 200, "{}", created.text());
     // A committed package beside it, so the identity's directory exists as in real life.
     let other = synthetic("crash/other", "1.0.0", "kept");
-    let reply = server.send(
-        "POST",
-        "/packages",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/gzip"),
-        ],
-        &other,
-    );
+    let reply = server.publish(&token, &other);
     assert_eq!(reply.status, 201, "{}", reply.text());
     server.kill();
 
@@ -797,7 +764,7 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     outline_text.push(b'\n');
     std::fs::write(version_dir.join("outline.json"), outline_text).unwrap();
 
-    let server = Server::start_in(dir.path(), &ENV);
+    let server = Server::start_in(dir.path(), &PROOF_ENV);
     server
         .get("/packages/crash/ghost", None)
         .assert_error(404, "package_not_found");
@@ -828,18 +795,11 @@ fn sigkill_during_identity_creation_leaves_fsck_clean() {
     // Let an operator create the identity, then take away the commit:
     // `identity::create` writes the user index, then audit entry 1, then
     // identity.json.
-    let status = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir.path())
-        .args(["identity", "create", "ghost", "--admin", ADMIN])
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    admin(dir.path(), &["identity", "create", "ghost", "--admin", ADMIN]).success();
     std::fs::remove_file(dir.path().join("identities/ghost/identity.json")).unwrap();
     assert!(dir.path().join("identities/ghost/audit/000000000001.json").exists());
 
-    let server = Server::start_in(dir.path(), &ENV);
+    let server = Server::start_in(dir.path(), &PROOF_ENV);
     server
         .get("/publishing-identity/ghost", None)
         .assert_error(404, "identity_not_found");

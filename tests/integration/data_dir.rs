@@ -2,8 +2,8 @@
 //! umask, and no planted symbolic link is ever followed.
 
 use crate::common::bundles::synthetic;
-use crate::common::{Server, files_under};
-use serde_json::{Value, json};
+use crate::common::{Server, files_under, read_json};
+use serde_json::json;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -157,7 +157,7 @@ fn a_planted_symlink_in_place_of_a_record_directory_is_not_followed() {
         Some(&token),
     );
     change.assert_error(500, "internal_error");
-    let after: Value = serde_json::from_slice(&std::fs::read(elsewhere.path().join("identity.json")).unwrap()).unwrap();
+    let after = read_json(&elsewhere.path().join("identity.json"));
     assert_eq!(after, forged, "the linked directory is neither read nor changed");
     let names: Vec<_> = std::fs::read_dir(elsewhere.path())
         .unwrap()

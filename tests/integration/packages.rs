@@ -3,23 +3,18 @@
 //! paths, permissions, revocation, privacy, the event log, the packages-site
 //! notifier, rate limits, the audit log and crash consistency.
 
-use crate::common::bundles::{self, inflating};
+use crate::common::bundles::*;
 use crate::common::*;
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bundles");
 const ME: &str = "me@example.com";
 
 /// Every real bundle, in publishing order (versions ascending per package).
@@ -42,58 +37,19 @@ const REAL: [(&str, &str); 12] = [
 // Bundles
 // ---------------------------------------------------------------------------
 
-/// The file name the compiler gives a bundle: `gren_lang_core__7_0_0.pkg.gz`.
-fn file_name(name: &str, version: &str) -> String {
-    format!("{name}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz"
-}
-
-fn real_path(name: &str, version: &str) -> PathBuf {
-    Path::new(BUNDLES).join(file_name(name, version))
-}
-
 /// The bytes of a real bundle made by the compiler.
 fn real(name: &str, version: &str) -> Vec<u8> {
-    let path = real_path(name, version);
-    std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .expect("a real bundle inflates");
-    out
+    real_bundle(&bundle_file_name(name, version))
 }
 
 /// A real bundle's content: `{"outline": ..., "sources": ...}`.
 fn content(name: &str, version: &str) -> Value {
-    serde_json::from_slice(&gunzip(&real(name, version))).expect("a real bundle is JSON")
-}
-
-/// Gzip of compact JSON, as the compiler writes bundles.
-fn encode(content: &Value) -> Vec<u8> {
-    gzip(&serde_json::to_vec(content).unwrap())
+    decode(&real(name, version))
 }
 
 /// A real bundle with its content changed by `change`, re-gzipped.
 fn modified(name: &str, version: &str, change: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut value = content(name, version);
-    change(&mut value);
-    encode(&value)
+    rewrite(&real(name, version), change)
 }
 
 /// A real bundle with outline fields replaced.
@@ -136,14 +92,10 @@ fn publish_to(server: &Server, path: &str, token: Option<&str>, bytes: &[u8]) ->
     server.send("POST", path, &headers, bytes)
 }
 
-fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
-    publish_to(server, "/packages", Some(token), bytes)
-}
-
 /// Publishes a bundle and asserts the status.
 #[track_caller]
 fn publish_ok(server: &Server, token: &str, bytes: &[u8], status: u16) -> Value {
-    let reply = publish(server, token, bytes);
+    let reply = server.publish(token, bytes);
     assert_eq!(reply.status, status, "publish: {}", reply.text());
     reply.json()
 }
@@ -151,7 +103,7 @@ fn publish_ok(server: &Server, token: &str, bytes: &[u8], status: u16) -> Value 
 /// Publishes a real bundle and asserts 201.
 #[track_caller]
 fn publish_real(server: &Server, token: &str, name: &str, version: &str) -> Value {
-    let reply = publish(server, token, &real(name, version));
+    let reply = server.publish(token, &real(name, version));
     assert_eq!(reply.status, 201, "publish {name} {version}: {}", reply.text());
     reply.json()
 }
@@ -335,24 +287,18 @@ fn temp_dir() -> tempfile::TempDir {
 
 #[derive(Debug, Clone)]
 struct SiteRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    received: Received,
     /// The status the stub answered.
     answered: u16,
 }
 
 impl SiteRequest {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.received.header(name)
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+        self.received.json()
     }
 
     fn package(&self) -> String {
@@ -369,45 +315,27 @@ struct SiteState {
 
 /// The packages site: records every request, answers with a settable status.
 struct SiteStub {
-    server: Arc<tiny_http::Server>,
-    url: String,
+    stub: StubServer,
     state: Arc<SiteState>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl SiteStub {
     fn start(status: u16) -> SiteStub {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("cannot start the site stub"));
-        let addr = server.server_addr().to_ip().expect("the stub listens on IP");
         let state = Arc::new(SiteState::default());
         state.status.store(status, Ordering::SeqCst);
-        let thread = {
-            let (server, state) = (server.clone(), state.clone());
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let received = receive(&mut request);
-                    let answered = state.status.load(Ordering::SeqCst);
-                    state.requests.lock().unwrap().push(SiteRequest {
-                        method: received.method,
-                        path: received.path,
-                        headers: received.headers,
-                        body: received.body,
-                        answered,
-                    });
-                    let delay = state.delay_ms.load(Ordering::SeqCst);
-                    if delay > 0 {
-                        std::thread::sleep(Duration::from_millis(delay));
-                    }
-                    let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(answered));
+        let stub = {
+            let state = state.clone();
+            StubServer::start("packages-site stub", move |received| {
+                let answered = state.status.load(Ordering::SeqCst);
+                state.requests.lock().unwrap().push(SiteRequest { received, answered });
+                let delay = state.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    std::thread::sleep(Duration::from_millis(delay));
                 }
+                tiny_http::Response::from_string("{}").with_status_code(answered)
             })
         };
-        SiteStub {
-            server,
-            url: format!("http://{addr}"),
-            state,
-            thread: Some(thread),
-        }
+        SiteStub { stub, state }
     }
 
     fn set_status(&self, status: u16) {
@@ -439,12 +367,9 @@ impl SiteStub {
 }
 
 impl Drop for SiteStub {
+    // The stub's thread must not sleep through its stop (the field drops next).
     fn drop(&mut self) {
         self.state.delay_ms.store(0, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -465,7 +390,7 @@ fn every_real_bundle_publishes_and_downloads_byte_identical() {
     for (name, version) in REAL {
         let bytes = real(name, version);
         let sha = sha256_hex(&bytes);
-        let reply = publish(&server, &token, &bytes);
+        let reply = server.publish(&token, &bytes);
         assert_eq!(reply.status, 201, "publish {name} {version}: {}", reply.text());
         assert_eq!(reply.header("content-type"), Some("application/json"));
         let answer = reply.json();
@@ -497,9 +422,9 @@ fn every_real_bundle_publishes_and_downloads_byte_identical() {
         assert_eq!(download.header("etag"), Some(etag.as_str()), "{url}");
         let disposition = download.header("content-disposition").unwrap_or_default();
         assert!(
-            disposition.contains(&file_name(name, version)),
+            disposition.contains(&bundle_file_name(name, version)),
             "{url}: Content-Disposition {disposition:?} names {}",
-            file_name(name, version)
+            bundle_file_name(name, version)
         );
         let cache = download.header("cache-control").unwrap_or_default();
         assert!(
@@ -584,21 +509,7 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     get(&format!("{ws}/2.x/previous")).assert_error(400, "invalid_version");
     get("/packages/blaix/nothing-here/latest").assert_error(404, "package_not_found");
 
-    let listing = |path: &str| -> BTreeMap<String, String> {
-        let reply = get(path);
-        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        reply.json()["packages"]
-            .as_array()
-            .expect("packages is an array")
-            .iter()
-            .map(|entry| {
-                (
-                    entry["name"].as_str().unwrap().to_string(),
-                    entry["latest"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
+    let listing = |path: &str| server.listing(path, None);
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     };
@@ -677,11 +588,11 @@ fn versions_are_immutable() {
 
     let changed = with_outline("gren-lang/url", "5.0.0", json!({ "summary": "Something else" }));
     assert_ne!(changed, bytes);
-    publish(&server, &token, &changed).assert_error(409, "version_exists");
+    server.publish(&token, &changed).assert_error(409, "version_exists");
     // The same content gzipped differently is different bytes, too.
     let regzipped = encode(&content("gren-lang/url", "5.0.0"));
     assert_ne!(regzipped, bytes);
-    publish(&server, &token, &regzipped).assert_error(409, "version_exists");
+    server.publish(&token, &regzipped).assert_error(409, "version_exists");
     let download = server.get(&bundle_url("gren-lang/url", "5.0.0"), None);
     assert!(download.body == bytes, "the first bytes stay");
 
@@ -691,7 +602,7 @@ fn versions_are_immutable() {
         Some(&token),
     );
     assert_eq!(revoked.status, 200, "{}", revoked.text());
-    publish(&server, &token, &bytes).assert_error(409, "version_exists");
+    server.publish(&token, &bytes).assert_error(409, "version_exists");
     let record = server.get("/packages/gren-lang/url", None).json();
     assert_eq!(record["versions"].as_array().unwrap().len(), 1, "{record}");
 }
@@ -708,7 +619,7 @@ fn new_versions_must_follow_the_successor_rule() {
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
 
     let core = |version: &str| with_outline("gren-lang/core", "7.0.0", json!({ "version": version }));
-    let refused = publish(&server, &token, &core("7.0.2"));
+    let refused = server.publish(&token, &core("7.0.2"));
     refused.assert_error(400, "invalid_version");
     let refusal = refused.json();
     assert_eq!(refusal["field"], "outline.version", "{refusal}");
@@ -718,7 +629,9 @@ fn new_versions_must_follow_the_successor_rule() {
         "the message lists the allowed versions: {message}"
     );
     for skipped in ["9.0.0", "7.2.0", "6.0.3", "5.0.0", "6.0.0"] {
-        publish(&server, &token, &core(skipped)).assert_error(400, "invalid_version");
+        server
+            .publish(&token, &core(skipped))
+            .assert_error(400, "invalid_version");
     }
 
     publish_ok(&server, &token, &core("8.0.0"), 201);
@@ -916,7 +829,7 @@ fn invalid_outlines_and_sources_are_400_naming_the_field() {
         ),
     ];
     for (what, bytes, code, field) in &cases {
-        let reply = publish(&server, &token, bytes);
+        let reply = server.publish(&token, bytes);
         assert_eq!(reply.status, 400, "{what}: {}", reply.text());
         let answer = reply.json();
         assert_eq!(answer["error"], *code, "{what}: {answer}");
@@ -976,7 +889,7 @@ fn broken_bundles_are_400_invalid_bundle() {
         ),
     ];
     for (what, bytes) in &cases {
-        let reply = publish(&server, &token, bytes);
+        let reply = server.publish(&token, bytes);
         assert_eq!(reply.status, 400, "{what}: {}", reply.text());
         assert_eq!(reply.json()["error"], "invalid_bundle", "{what}: {}", reply.text());
     }
@@ -990,7 +903,7 @@ fn a_gzip_bomb_is_413_and_the_server_survives() {
     let bomb = gzip(&vec![b' '; 20 << 20]);
     assert!(bomb.len() < 40 << 10, "20 MiB of spaces gzip to {} bytes", bomb.len());
     let started = Instant::now();
-    publish(&server, &token, &bomb).assert_error(413, "bundle_too_large");
+    server.publish(&token, &bomb).assert_error(413, "bundle_too_large");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert!(server.is_alive());
     assert_eq!(server.get("/health", None).status, 200);
@@ -1056,7 +969,7 @@ fn kernel_code_is_refused_to_a_gren_lang_the_operator_left_out_of_the_setting() 
     // The operator gave gren-lang away and took kernel code from it.
     let server = Server::with_env(&[("GREN_REGISTRY_KERNEL_CODE_AUTHORS", "blaix")]);
     let token = prepare(&server);
-    let reply = publish(&server, &token, &real("gren-lang/url", "5.0.0"));
+    let reply = server.publish(&token, &real("gren-lang/url", "5.0.0"));
     reply.assert_error(400, "invalid_bundle");
     assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Url", "{}", reply.text());
     server
@@ -1082,10 +995,10 @@ fn identities_named_in_the_setting_may_publish_kernel_code() {
     // Everyone else still may not.
     create_identity(&server, &token, "someone");
     let stranger = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/db" }));
-    let stranger = bundles::rewrite(&stranger, |content| {
+    let stranger = rewrite(&stranger, |content| {
         content["sources"]["Gren.Kernel.Db"] = json!("var _Db_x = 1;");
     });
-    let reply = publish(&server, &token, &stranger);
+    let reply = server.publish(&token, &stranger);
     reply.assert_error(400, "invalid_bundle");
     assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Db");
 }
@@ -1153,12 +1066,12 @@ fn paths_cannot_escape_the_data_directory() {
             "7.0.0",
             json!({ "name": outline_name, "version": "7.0.1" }),
         );
-        let reply = publish(&server, &token, &bytes);
+        let reply = server.publish(&token, &bytes);
         reply.assert_error(400, "invalid_outline");
         assert_eq!(reply.json()["field"], "outline.name", "{outline_name}");
     }
     let bytes = with_outline("gren-lang/core", "7.0.0", json!({ "version": "7.0.1/../../../x" }));
-    publish(&server, &token, &bytes).assert_error(400, "invalid_outline");
+    server.publish(&token, &bytes).assert_error(400, "invalid_outline");
 
     let mut outside: Vec<PathBuf> = files_under(outer.path())
         .into_iter()
@@ -1208,8 +1121,8 @@ fn publishing_revoking_and_settings_need_the_right_role() {
 
     publish_to(&server, "/packages", None, &url5).assert_error(401, "unauthorized");
     publish_to(&server, "/packages", Some("gren_not-a-real-token"), &url5).assert_error(401, "unauthorized");
-    publish(&server, &stranger, &url5).assert_error(403, "forbidden");
-    publish(&server, &reader, &url5).assert_error(403, "forbidden");
+    server.publish(&stranger, &url5).assert_error(403, "forbidden");
+    server.publish(&reader, &url5).assert_error(403, "forbidden");
     server
         .get("/packages/gren-lang/url", None)
         .assert_error(404, "package_not_found");
@@ -1256,17 +1169,17 @@ fn publishing_revoking_and_settings_need_the_right_role() {
 
     // An author nobody has claimed.
     let someone = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/pkg" }));
-    publish(&server, &admin, &someone).assert_error(404, "identity_not_found");
+    server.publish(&admin, &someone).assert_error(404, "identity_not_found");
     // An author longer than any identity name.
     let long = with_outline(
         "blaix/gren-ws4sql",
         "3.0.0",
         json!({ "name": format!("{}/pkg", "a".repeat(60)) }),
     );
-    publish(&server, &admin, &long).assert_error(404, "identity_not_found");
+    server.publish(&admin, &long).assert_error(404, "identity_not_found");
     // The identity spelled differently from its creation.
     let spelled = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "Blaix/gren-ws4sql" }));
-    let reply = publish(&server, &admin, &spelled);
+    let reply = server.publish(&admin, &spelled);
     reply.assert_error(400, "invalid_outline");
     assert_eq!(reply.json()["field"], "outline.name");
     server
@@ -1674,7 +1587,7 @@ fn events_come_in_pages_with_a_cursor_to_the_next() {
     let server = Server::with_env(&[("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000")]);
     let token = prepare(&server);
     for patch in 0..=100 {
-        let bytes = bundles::synthetic("blaix/paged", &format!("1.0.{patch}"), "paging");
+        let bytes = synthetic("blaix/paged", &format!("1.0.{patch}"), "paging");
         publish_ok(&server, &token, &bytes, 201);
     }
     // By default 100 events a page, and where the next page starts.
@@ -1943,14 +1856,14 @@ fn records_written_before_announcements_were_tracked_learn_them_from_the_log() {
     server.stop();
     // As an older registry wrote the record: without `announced`.
     let path = dir.path().join("packages/gren-lang/url/package.json");
-    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut record = read_json(&path);
     let told = json!({ "5.0.0": "publish", "6.0.0": "publish" });
     assert_eq!(record["announced"], told, "{record}");
     record.as_object_mut().unwrap().remove("announced");
-    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    write_json(&path, &record);
 
     let server = Server::start_in(dir.path(), &[]);
-    let migrated: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let migrated = read_json(&path);
     assert_eq!(migrated["announced"], told, "read from the log and written back");
     let token = server.login(ME);
     set_private(&server, &token, "gren-lang/url", false);
@@ -1971,7 +1884,7 @@ fn records_written_before_announcements_were_tracked_learn_them_from_the_log() {
 
 fn site_env(site: &SiteStub) -> Vec<(&'static str, String)> {
     vec![
-        ("GREN_REGISTRY_PACKAGE_SITE_URL", site.url.clone()),
+        ("GREN_REGISTRY_PACKAGE_SITE_URL", site.stub.url()),
         ("GREN_REGISTRY_PACKAGE_SITE_SECRET", "s3cret".to_string()),
     ]
 }
@@ -1982,10 +1895,10 @@ fn as_env<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)>
 
 #[track_caller]
 fn assert_signed_import(request: &SiteRequest, package: &str) {
-    assert_eq!(request.method, "POST", "{request:?}");
-    assert_eq!(request.path, "/import/init", "{request:?}");
+    assert_eq!(request.received.method, "POST", "{request:?}");
+    assert_eq!(request.received.path, "/import/init", "{request:?}");
     assert_eq!(request.json(), json!({ "packageName": package }), "{request:?}");
-    let expected = format!("sha256={}", hmac_hex("s3cret", &request.body));
+    let expected = format!("sha256={}", hmac_hex("s3cret", &request.received.body));
     assert_eq!(
         request.header("X-Gren-Registry-Signature"),
         Some(expected.as_str()),
@@ -2021,10 +1934,10 @@ fn publishing_notifies_the_packages_site_with_a_signature() {
     assert_eq!(requests.len(), 1, "only the public publish is announced: {requests:#?}");
     assert_signed_import(&requests[0], "gren-lang/url");
     assert_eq!(
-        requests[0].body,
+        requests[0].received.body,
         br#"{"packageName":"gren-lang/url"}"#.to_vec(),
         "{:?}",
-        String::from_utf8_lossy(&requests[0].body)
+        String::from_utf8_lossy(&requests[0].received.body)
     );
     site.set_delay(Duration::ZERO);
 
@@ -2138,13 +2051,9 @@ fn publishing_is_rate_limited_per_user() {
     let token = prepare(&server);
     publish_real(&server, &token, "gren-lang/url", "5.0.0");
     publish_real(&server, &token, "gren-lang/url", "6.0.0");
-    let third = publish(&server, &token, &real("gren-lang/core", "6.0.1"));
+    let third = server.publish(&token, &real("gren-lang/core", "6.0.1"));
     third.assert_error(429, "rate_limited");
-    let retry: u64 = third
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry = third.retry_after();
     assert!((1..=3600).contains(&retry), "{retry}");
     server
         .get("/packages/gren-lang/core", None)
@@ -2299,7 +2208,7 @@ fn duplicate_keys_anywhere_in_a_bundle_are_refused() {
     ];
     for (where_, bundle, path) in &cases {
         assert_ne!(bundle, &text, "{where_}: the variant differs");
-        let reply = publish(&server, &token, &gzip(bundle.as_bytes()));
+        let reply = server.publish(&token, &gzip(bundle.as_bytes()));
         reply.assert_error(400, "invalid_bundle");
         let json = reply.json();
         assert_eq!(json["field"], *path, "{where_}: {json}");
@@ -2324,8 +2233,10 @@ fn a_strangers_gzip_bomb_is_refused_from_its_outline_before_it_is_inflated() {
     let not_theirs = inflating("gren-lang/bomb", DEFAULT_MAX_INFLATED - 1024);
     let nobodys = inflating("nobody-at-all/bomb", DEFAULT_MAX_INFLATED - 1024);
     assert!(not_theirs.len() < 100 << 10, "{} bytes", not_theirs.len());
-    publish(&server, &stranger, &not_theirs).assert_error(403, "forbidden");
-    publish(&server, &stranger, &nobodys).assert_error(404, "identity_not_found");
+    server.publish(&stranger, &not_theirs).assert_error(403, "forbidden");
+    server
+        .publish(&stranger, &nobodys)
+        .assert_error(404, "identity_not_found");
     let grown = server.peak_rss_kib().saturating_sub(peak_before);
     assert!(
         grown < 16 * 1024,
@@ -2366,7 +2277,7 @@ fn uploads_over_the_body_budget_wait_then_get_503_and_use_up_no_publish() {
     assert_eq!(slow.read_response(false).unwrap().status, 100, "its share is reserved");
 
     let started = Instant::now();
-    let busy = publish(&server, &token, &real("gren-lang/url", "6.0.0"));
+    let busy = server.publish(&token, &real("gren-lang/url", "6.0.0"));
     busy.assert_error(503, "server_busy");
     assert!(busy.header("retry-after").is_some());
     assert!(started.elapsed() >= Duration::from_secs(2), "it waited briefly first");
@@ -2375,7 +2286,9 @@ fn uploads_over_the_body_budget_wait_then_get_503_and_use_up_no_publish() {
     slow.read_response(false).unwrap().assert_error(400, "invalid_bundle");
     // The slow upload counted, the refused one did not: one publish is left.
     publish_real(&server, &token, "gren-lang/url", "6.0.0");
-    publish(&server, &token, &real("gren-lang/core", "7.0.0")).assert_error(429, "rate_limited");
+    server
+        .publish(&token, &real("gren-lang/core", "7.0.0"))
+        .assert_error(429, "rate_limited");
 }
 
 #[test]
@@ -2386,7 +2299,7 @@ fn thirty_two_concurrent_worst_case_uploads_keep_the_peak_memory_under_300_mb() 
     let uploads: Vec<JoinHandle<u16>> = (0..32)
         .map(|_| {
             let (server, bundle, token) = (server.clone(), bundle.clone(), token.clone());
-            std::thread::spawn(move || publish(&server, &token, &bundle).status)
+            std::thread::spawn(move || server.publish(&token, &bundle).status)
         })
         .collect();
     let statuses: Vec<u16> = uploads.into_iter().map(|upload| upload.join().unwrap()).collect();
@@ -2416,10 +2329,10 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
     for identity in ["acme", "acme-tools"] {
         create_identity(&server, &token, identity);
     }
-    publish_ok(&server, &token, &bundles::synthetic("acme/tools-x", "1.0.0", "a"), 201);
+    publish_ok(&server, &token, &synthetic("acme/tools-x", "1.0.0", "a"), 201);
     // acme/tools-x and acme-tools/x are both acme_tools_x__1_0_0.pkg.gz to the compiler.
     for version in ["1.0.0", "2.0.0"] {
-        let reply = publish(&server, &token, &bundles::synthetic("acme-tools/x", version, "b"));
+        let reply = server.publish(&token, &synthetic("acme-tools/x", version, "b"));
         reply.assert_error(409, "package_name_collision");
         assert!(
             reply.text().contains("acme/tools-x"),
@@ -2431,15 +2344,15 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
         .get("/packages/acme-tools/x", None)
         .assert_error(404, "package_not_found");
     // The package itself goes on publishing.
-    publish_ok(&server, &token, &bundles::synthetic("acme/tools-x", "1.0.1", "a"), 201);
+    publish_ok(&server, &token, &synthetic("acme/tools-x", "1.0.1", "a"), 201);
 
     // A private package is not named to someone who cannot see it.
-    let private = bundles::rewrite(&bundles::synthetic("acme/tools-y", "1.0.0", "a"), |bundle| {
+    let private = rewrite(&synthetic("acme/tools-y", "1.0.0", "a"), |bundle| {
         bundle["outline"]["private"] = json!(true);
     });
     publish_ok(&server, &token, &private, 201);
     let other = server.add_member("acme-tools", &token, "other@example.com", "publish");
-    let reply = publish(&server, &other, &bundles::synthetic("acme-tools/y", "1.0.0", "b"));
+    let reply = server.publish(&other, &synthetic("acme-tools/y", "1.0.0", "b"));
     reply.assert_error(409, "package_name_collision");
     assert!(!reply.text().contains("tools-y"), "{}", reply.text());
 }

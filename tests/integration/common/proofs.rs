@@ -1,14 +1,17 @@
 //! Shared by the durability proofs (crash, concurrency, backup).
 
 use super::Server;
+use super::operator::admin;
 use serde_json::Value;
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The environment of the proofs' servers: they publish far more than people
-/// do, and all their client threads (more than 32 at larger scales) connect
-/// from 127.0.0.1.
+/// The environment of the proofs' servers: no rate limit or bound may refuse
+/// their load (they publish far more than people do), and all their client
+/// threads (more than 32 at larger scales) connect from 127.0.0.1.
 pub const PROOF_ENV: [(&str, &str); 4] = [
     ("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000000"),
     ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "1024"),
@@ -22,6 +25,37 @@ pub fn scale() -> usize {
         .and_then(|text| text.trim().parse::<usize>().ok())
         .unwrap_or(1)
         .max(1)
+}
+
+/// The seed of a proof's random choices: `GREN_PROOF_SEED` (to replay a run
+/// whose seed it printed), or else the clock.
+pub fn seed() -> u64 {
+    std::env::var("GREN_PROOF_SEED")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
+}
+
+/// Joins every thread, then re-raises the first panic among them, if any
+/// (after all have ended, so that none outlives the test).
+pub fn try_join_all<T>(handles: Vec<JoinHandle<T>>) -> Result<Vec<T>, Box<dyn Any + Send>> {
+    let mut results = Vec::new();
+    let mut panic = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(value) => results.push(value),
+            Err(err) => panic = panic.or(Some(err)),
+        }
+    }
+    match panic {
+        Some(panic) => Err(panic),
+        None => Ok(results),
+    }
+}
+
+/// [`try_join_all`], re-raising the first panic.
+pub fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
+    try_join_all(handles).unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 pub fn version(patch: u64) -> String {
@@ -69,21 +103,10 @@ pub fn all_events(server: &Server) -> Vec<Value> {
     }
 }
 
-/// Runs the text form of fsck: exit status and output.
+/// Runs the text form of fsck: whether it succeeded, and its output.
 pub fn fsck_text(dir: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .arg("fsck")
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let out = admin(dir, &["fsck"]);
+    (out.succeeded(), out.all())
 }
 
 /// xorshift64*: small, seedable, good enough to pick moments and victims.
