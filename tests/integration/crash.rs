@@ -92,8 +92,6 @@ fn fsck(dir: &Path) -> (bool, Value, String) {
 // What the clients know
 // ---------------------------------------------------------------------------
 
-type Key = (String, u64); // (project, patch)
-
 #[derive(Default)]
 struct Model {
     /// Every bundle ever sent per version (one per attempt).
@@ -301,8 +299,23 @@ fn another_role((email, current): &(String, String), rng: &mut Rng) -> (String, 
 /// Checks everything the restarted server shows against what the clients
 /// were told, then folds what it shows into the model (all of it is durable
 /// from now on). Returns every package's versions as listed.
-fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTreeMap<String, BTreeMap<u64, Value>> {
-    // The session made before the first crash still works.
+fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> Listed {
+    assert_the_session_survives(server, token, context);
+    let listed = list_every_package(server, model, context);
+    assert_acknowledged_publishes_are_listed(&listed, model, context);
+    assert_acknowledged_revocations_hold(&listed, model, context);
+    assert_listed_versions_are_whole(server, &listed, model, context);
+    assert_events_match_listing(&all_events(server), IDENTITY, &listed, context);
+    let in_flight = model.member_in_flight.take();
+    let context = format!("{context} (in flight: {in_flight:?})");
+    let people = assert_people_follow_acknowledged_changes(server, token, model, &in_flight, &context);
+    assert_audit_log_agrees(server, token, &listed, model, &people, &context);
+    fold_into_model(model, &listed, people);
+    listed
+}
+
+/// The session made before the first crash still works.
+fn assert_the_session_survives(server: &Server, token: &str, context: &str) {
     let user = server.get("/user", Some(token));
     assert_eq!(
         user.status,
@@ -310,12 +323,15 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
         "{context}: the admin's session survives restarts: {}",
         user.text()
     );
+}
 
+/// The versions of every package a client ever sent, as listed; a package
+/// may be missing only if none of its versions was acknowledged or seen.
+fn list_every_package(server: &Server, model: &Model, context: &str) -> Listed {
     let projects: BTreeSet<String> = model.attempted.keys().map(|(project, _)| project.clone()).collect();
-    let mut listed: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+    let mut listed = Listed::new();
     for project in &projects {
-        let reply = server.get(&format!("/packages/{IDENTITY}/{project}"), None);
-        if reply.status == 404 {
+        let Some(versions) = listed_versions(server, IDENTITY, project, context) else {
             for key in model.acked.keys().chain(model.durable.keys()) {
                 assert_ne!(
                     &key.0,
@@ -325,24 +341,14 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
                 );
             }
             continue;
-        }
-        assert_eq!(reply.status, 200, "{context}: GET {project}: {}", reply.text());
-        let body = reply.json();
-        let mut versions = BTreeMap::new();
-        let mut previous = None;
-        for entry in body["versions"].as_array().expect("versions") {
-            let patch = patch_of(entry["version"].as_str().expect("version"));
-            assert!(
-                previous < Some(patch),
-                "{context}: {project} lists versions out of order or twice: {body}"
-            );
-            previous = Some(patch);
-            versions.insert(patch, entry.clone());
-        }
+        };
         listed.insert(project.clone(), versions);
     }
+    listed
+}
 
-    // Acknowledged (or previously seen) publishes are present, with their bytes' hash.
+/// Acknowledged (or previously seen) publishes are present, with their bytes' hash.
+fn assert_acknowledged_publishes_are_listed(listed: &Listed, model: &Model, context: &str) {
     for (source, map) in [
         ("acknowledged", &model.acked),
         ("seen after an earlier restart", &model.durable),
@@ -365,7 +371,10 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             );
         }
     }
-    // Acknowledged (or previously seen) revocations hold.
+}
+
+/// Acknowledged (or previously seen) revocations hold.
+fn assert_acknowledged_revocations_hold(listed: &Listed, model: &Model, context: &str) {
     for key in model.revoke_acked.iter().chain(model.revoked_durable.iter()) {
         let entry = &listed[&key.0][&key.1];
         assert!(
@@ -375,10 +384,12 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             version(key.1)
         );
     }
+}
 
-    // Everything listed is whole: a bundle we sent for that version, served
-    // byte for byte, or 410 when revoked; its outline is there.
-    for (project, versions) in &listed {
+/// Everything listed is whole: a bundle we sent for that version, served
+/// byte for byte, or 410 when revoked; its outline is there.
+fn assert_listed_versions_are_whole(server: &Server, listed: &Listed, model: &Model, context: &str) {
+    for (project, versions) in listed {
         for (patch, entry) in versions {
             let key = (project.clone(), *patch);
             let sha = entry["sha256"].as_str().expect("sha256");
@@ -388,24 +399,10 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
                 version(*patch)
             );
             let base = format!("/packages/{IDENTITY}/{project}/{}", version(*patch));
-            let download = server.get(&format!("{base}/bundle"), None);
-            if entry["revoked"].is_object() {
-                download.assert_error(410, "revoked");
-            } else {
-                assert_eq!(
-                    download.status,
-                    200,
-                    "{context}: {base}/bundle of a listed live version: {}",
-                    download.text()
-                );
-                assert_eq!(
-                    sha256_hex(&download.body),
-                    sha,
-                    "{context}: {base}/bundle is not the bytes its record names"
-                );
+            if let Some(bytes) = assert_downloads_as_listed(server, IDENTITY, &key, entry, context) {
                 assert_eq!(
                     entry["size"].as_u64(),
-                    Some(download.body.len() as u64),
+                    Some(bytes.len() as u64),
                     "{context}: {base} size"
                 );
             }
@@ -420,57 +417,18 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             assert_eq!(shown["outline"]["name"], format!("{IDENTITY}/{project}").as_str());
         }
     }
+}
 
-    // The event log: numbered 1..head, each event about a listed version,
-    // exactly one publish event per listed version and one revoke event per
-    // revoked one.
-    let events = all_events(server);
-    let mut publish_events: BTreeMap<Key, usize> = BTreeMap::new();
-    let mut revoke_events: BTreeMap<Key, usize> = BTreeMap::new();
-    for event in &events {
-        let package = event["package"].as_str().expect("package");
-        let project = package
-            .strip_prefix(&format!("{IDENTITY}/"))
-            .unwrap_or_else(|| panic!("{context}: event about a package nobody published: {event}"));
-        let patch = patch_of(event["version"].as_str().expect("version"));
-        let entry = listed
-            .get(project)
-            .and_then(|versions| versions.get(&patch))
-            .unwrap_or_else(|| panic!("{context}: event {event} names a version that is not listed"));
-        let key = (project.to_string(), patch);
-        match event["type"].as_str() {
-            Some("publish") => *publish_events.entry(key).or_default() += 1,
-            Some("revoke") => {
-                assert!(
-                    entry["revoked"].is_object(),
-                    "{context}: revoke event {event} for a live version"
-                );
-                *revoke_events.entry(key).or_default() += 1;
-            }
-            other => panic!("{context}: event type {other:?}: {event}"),
-        }
-    }
-    for (project, versions) in &listed {
-        for (patch, entry) in versions {
-            let key = (project.clone(), *patch);
-            assert_eq!(
-                publish_events.get(&key).copied().unwrap_or(0),
-                1,
-                "{context}: {IDENTITY}/{project} {} needs exactly one publish event",
-                version(*patch)
-            );
-            let expected = usize::from(entry["revoked"].is_object());
-            assert_eq!(
-                revoke_events.get(&key).copied().unwrap_or(0),
-                expected,
-                "{context}: {IDENTITY}/{project} {} revoke events",
-                version(*patch)
-            );
-        }
-    }
-
-    // Members and invitations: every acknowledged change holds; the one in
-    // flight may or may not have happened; nothing else appears.
+/// Members and invitations: every acknowledged change holds; the one in
+/// flight may or may not have happened; nothing else appears. Returns them
+/// (but the creator).
+fn assert_people_follow_acknowledged_changes(
+    server: &Server,
+    token: &str,
+    model: &Model,
+    in_flight: &Option<(String, String)>,
+    context: &str,
+) -> People {
     let identity = server.get(&format!("/publishing-identity/{IDENTITY}"), Some(token));
     assert_eq!(identity.status, 200, "{context}: GET identity: {}", identity.text());
     let mut actual = People::from_view(&identity.json());
@@ -479,56 +437,36 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
         Some("admin"),
         "{context}: the creator stays admin"
     );
-    let in_flight = model.member_in_flight.take();
-    let context = format!("{context} (in flight: {in_flight:?})");
-    check_people(&context, "member", &model.people.members, &actual.members, &in_flight);
+    check_people(context, "member", &model.people.members, &actual.members, in_flight);
     check_people(
-        &context,
+        context,
         "invitation",
         &model.people.invitations,
         &actual.invitations,
-        &in_flight,
+        in_flight,
     );
+    actual
+}
 
-    // The audit log: numbered without gaps; replaying its member entries
-    // gives exactly the members and invitations; every acknowledged publish
-    // and revocation is in it once, nothing is in it twice.
-    let audit = server.get(&format!("/publishing-identity/{IDENTITY}/audit"), Some(token));
-    assert_eq!(audit.status, 200, "{context}: GET audit: {}", audit.text());
-    let audit = audit.json();
-    let mut replayed = People::default();
-    let mut published: BTreeMap<Key, usize> = BTreeMap::new();
-    let mut revoked: BTreeMap<Key, usize> = BTreeMap::new();
-    for (index, entry) in audit["entries"].as_array().expect("entries").iter().enumerate() {
-        assert_eq!(
-            entry["seq"].as_u64(),
-            Some(index as u64 + 1),
-            "{context}: audit numbering: {entry}"
-        );
-        let key_of = |entry: &Value| {
-            let project = entry["package"]
-                .as_str()
-                .unwrap()
-                .strip_prefix(&format!("{IDENTITY}/"))
-                .unwrap()
-                .to_string();
-            (project, patch_of(entry["version"].as_str().unwrap()))
-        };
-        if replayed.apply(entry) {
-            continue;
-        }
-        match entry["action"].as_str().unwrap() {
-            "published" => *published.entry(key_of(entry)).or_default() += 1,
-            "revoked" => *revoked.entry(key_of(entry)).or_default() += 1,
-            other => panic!("{context}: unexpected audit action {other}: {entry}"),
-        }
-    }
-    actual.members.insert(ADMIN.to_string(), "admin".to_string());
+/// The audit log: replaying its member entries gives exactly the members
+/// and invitations (`people`, but the creator); every acknowledged publish
+/// and revocation is in it once, nothing is in it twice.
+fn assert_audit_log_agrees(
+    server: &Server,
+    token: &str,
+    listed: &Listed,
+    model: &Model,
+    people: &People,
+    context: &str,
+) {
+    let audit = replay_audit(server, IDENTITY, token, context);
+    let mut expected = people.clone();
+    expected.members.insert(ADMIN.to_string(), "admin".to_string());
     assert_eq!(
-        replayed, actual,
+        audit.people, expected,
         "{context}: the audit log's member changes replay to the members and invitations"
     );
-    for (key, count) in published.iter().chain(revoked.iter()) {
+    for (key, count) in audit.published.iter().chain(audit.revoked.iter()) {
         assert!(*count <= 1, "{context}: {key:?} is in the audit log {count} times");
         assert!(
             listed.get(&key.0).is_some_and(|versions| versions.contains_key(&key.1)),
@@ -537,21 +475,24 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
     }
     for key in model.acked.keys() {
         assert_eq!(
-            published.get(key),
+            audit.published.get(key),
             Some(&1),
             "{context}: acknowledged publish {key:?} is not audited"
         );
     }
     for key in &model.revoke_acked {
         assert_eq!(
-            revoked.get(key),
+            audit.revoked.get(key),
             Some(&1),
             "{context}: acknowledged revocation {key:?} is not audited"
         );
     }
+}
 
-    // Fold in: what a restarted server shows must stay.
-    for (project, versions) in &listed {
+/// What a restarted server shows must stay: it becomes the model's durable
+/// state.
+fn fold_into_model(model: &mut Model, listed: &Listed, people: People) {
+    for (project, versions) in listed {
         for (patch, entry) in versions {
             let key = (project.clone(), *patch);
             model
@@ -562,9 +503,7 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             }
         }
     }
-    actual.members.remove(ADMIN);
-    model.people = actual;
-    listed
+    model.people = people;
 }
 
 /// Every acknowledged member (or invitation) is there with its role, but the
@@ -602,47 +541,15 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
     let scale = scale();
     let seed = seed();
     let rounds = 8 * scale;
-    let publishers = 2 * scale;
     eprintln!("crash test: seed {seed} (GREN_PROOF_SEED={seed} replays), {rounds} rounds, scale {scale}");
     let started = Instant::now();
-    let mut rng = Rng::new(seed);
-    let dir = tempfile::Builder::new().prefix("gren-crash-").tempdir().unwrap();
-
-    let mut model = Model::default();
-    let package_counter = Arc::new(AtomicUsize::new(1));
-    let mut states: Vec<Publisher> = (0..publishers).map(|_| Publisher { project: None, next: 0 }).collect();
-    let mut fsck_failures: Vec<String> = Vec::new();
-    let mut token = String::new();
-
+    let mut run = LoadRun::new(seed, 2 * scale);
     for round in 0..=rounds {
-        let context = format!("seed {seed}, after kill {round}");
-        let server = Server::start_in(dir.path(), &PROOF_ENV);
+        let server = Server::start_in(run.dir.path(), &PROOF_ENV);
         if round == 0 {
-            token = server.login(ADMIN);
-            let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
-            assert_eq!(created.status, 200, "create identity: {}", created.text());
-            for email in POOL {
-                server.add_member(IDENTITY, &token, email, "download");
-                model.people.members.insert(email.to_string(), "download".to_string());
-            }
+            run.create_the_identity_and_its_pool(&server);
         } else {
-            let listed = verify(&server, &token, &mut model, &context);
-            // Each publisher goes on from what is listed now.
-            for state in &mut states {
-                if let Some(project) = &state.project {
-                    state.next = listed
-                        .get(project)
-                        .and_then(|versions| versions.keys().next_back())
-                        .map_or(0, |last| last + 1);
-                }
-            }
-            // The restart swept every crash leftover: fsck, read-only beside
-            // the idle server, finds nothing.
-            let (clean, report, text) = fsck(dir.path());
-            if !clean || report["clean"] != true {
-                eprintln!("{context}: fsck after the restart:\n{text}");
-                fsck_failures.push(format!("{context}: {}", report["problems"]));
-            }
+            run.check_the_restarted_server(&server, &format!("seed {seed}, after kill {round}"));
         }
         if round == rounds {
             // The final check is done; stop cleanly and fsck the stopped directory.
@@ -650,84 +557,143 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
             assert!(status.success(), "the registry stops cleanly: {status:?}");
             break;
         }
+        run.load_until_killed(server, round);
+    }
+    run.assert_the_stopped_directory_is_clean(started);
+}
 
-        let model_shared = Arc::new(Mutex::new(std::mem::take(&mut model)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::new();
-        for (index, state) in states.iter().enumerate() {
-            let (addr, token, model, stop, counter) = (
-                server.addr,
-                token.clone(),
-                model_shared.clone(),
-                stop.clone(),
-                package_counter.clone(),
-            );
-            let (state, thread_rng, tag) = (state.clone(), Rng::new(rng.next()), format!("r{round}t{index}"));
-            handles.push(std::thread::spawn(move || {
-                publisher_thread(addr, token, model, stop, counter, state, thread_rng, tag)
-            }));
+/// The load test's state from round to round.
+struct LoadRun {
+    seed: u64,
+    rng: Rng,
+    dir: tempfile::TempDir,
+    model: Model,
+    package_counter: Arc<AtomicUsize>,
+    states: Vec<Publisher>,
+    fsck_failures: Vec<String>,
+    token: String,
+}
+
+impl LoadRun {
+    fn new(seed: u64, publishers: usize) -> LoadRun {
+        LoadRun {
+            seed,
+            rng: Rng::new(seed),
+            dir: tempfile::Builder::new().prefix("gren-crash-").tempdir().unwrap(),
+            model: Model::default(),
+            package_counter: Arc::new(AtomicUsize::new(1)),
+            states: (0..publishers).map(|_| Publisher { project: None, next: 0 }).collect(),
+            fsck_failures: Vec::new(),
+            token: String::new(),
         }
+    }
+
+    /// Before the first kill: the admin's session, the identity, and the
+    /// pool of members whose roles the load changes.
+    fn create_the_identity_and_its_pool(&mut self, server: &Server) {
+        self.token = server.login(ADMIN);
+        let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&self.token));
+        assert_eq!(created.status, 200, "create identity: {}", created.text());
+        for email in POOL {
+            server.add_member(IDENTITY, &self.token, email, "download");
+            self.model
+                .people
+                .members
+                .insert(email.to_string(), "download".to_string());
+        }
+    }
+
+    /// After a kill: the server shows every acknowledged write, each
+    /// publisher goes on from what is listed now, and the restart swept
+    /// every crash leftover (fsck, read-only beside the idle server, finds
+    /// nothing; its failures are reported at the end).
+    fn check_the_restarted_server(&mut self, server: &Server, context: &str) {
+        let listed = verify(server, &self.token, &mut self.model, context);
+        for state in &mut self.states {
+            if let Some(project) = &state.project {
+                state.next = listed
+                    .get(project)
+                    .and_then(|versions| versions.keys().next_back())
+                    .map_or(0, |last| last + 1);
+            }
+        }
+        let (clean, report, text) = fsck(self.dir.path());
+        if !clean || report["clean"] != true {
+            eprintln!("{context}: fsck after the restart:\n{text}");
+            self.fsck_failures.push(format!("{context}: {}", report["problems"]));
+        }
+    }
+
+    /// Publishers, a revoker and a member changer against `server` until a
+    /// SIGKILL at a random moment; their model of what was acknowledged
+    /// comes back into the run.
+    fn load_until_killed(&mut self, server: Server, round: usize) {
+        let model = Arc::new(Mutex::new(std::mem::take(&mut self.model)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, token) = (server.addr, &self.token);
+        let handles: Vec<_> = self
+            .states
+            .iter()
+            .enumerate()
+            .map(|(index, state)| {
+                let (token, model, stop, counter) =
+                    (token.clone(), model.clone(), stop.clone(), self.package_counter.clone());
+                let (state, rng, tag) = (state.clone(), Rng::new(self.rng.next()), format!("r{round}t{index}"));
+                std::thread::spawn(move || publisher_thread(addr, token, model, stop, counter, state, rng, tag))
+            })
+            .collect();
         let revoker = {
-            let (addr, token, model, stop, thread_rng) = (
-                server.addr,
-                token.clone(),
-                model_shared.clone(),
-                stop.clone(),
-                Rng::new(rng.next()),
-            );
-            std::thread::spawn(move || revoker_thread(addr, token, model, stop, thread_rng))
+            let (token, model, stop, rng) = (token.clone(), model.clone(), stop.clone(), Rng::new(self.rng.next()));
+            std::thread::spawn(move || revoker_thread(addr, token, model, stop, rng))
         };
         let members = {
-            let (addr, token, model, stop, thread_rng) = (
-                server.addr,
-                token.clone(),
-                model_shared.clone(),
-                stop.clone(),
-                Rng::new(rng.next()),
-            );
-            std::thread::spawn(move || member_thread(addr, token, model, stop, thread_rng))
+            let (token, model, stop, rng) = (token.clone(), model.clone(), stop.clone(), Rng::new(self.rng.next()));
+            std::thread::spawn(move || member_thread(addr, token, model, stop, rng))
         };
 
-        std::thread::sleep(Duration::from_millis(rng.range(100, 400)));
+        std::thread::sleep(Duration::from_millis(self.rng.range(100, 400)));
         server.kill();
         stop.store(true, Ordering::SeqCst);
-        let publishers = try_join_all(handles);
-        let others = try_join_all(vec![revoker, members]);
-        match (publishers, others) {
-            (Ok(ended), Ok(_)) => states = ended,
+        match (try_join_all(handles), try_join_all(vec![revoker, members])) {
+            (Ok(states), Ok(_)) => self.states = states,
             (Err(panic), _) | (_, Err(panic)) => {
-                eprintln!("seed {seed}: a client saw a wrong answer in round {round}");
+                eprintln!("seed {}: a client saw a wrong answer in round {round}", self.seed);
                 std::panic::resume_unwind(panic);
             }
         }
-        model = Arc::try_unwrap(model_shared)
+        self.model = Arc::try_unwrap(model)
             .ok()
             .expect("all clients joined")
             .into_inner()
             .unwrap();
     }
 
-    let (clean, text) = fsck_text(dir.path());
-    eprintln!(
-        "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} requests cut by kills, {} versions durable, in {:.1} s",
-        model.counts.publishes,
-        model.counts.revokes,
-        model.counts.member_changes,
-        model.counts.failed_in_flight,
-        model.durable.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        fsck_failures.is_empty(),
-        "seed {seed}: fsck found problems right after restarts (the server did not clean crash debris):\n{}",
-        fsck_failures.join("\n")
-    );
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "seed {seed}: final fsck:\n{text}"
-    );
-    assert!(model.counts.publishes > 0, "the load published something");
-    assert!(model.counts.failed_in_flight > 0, "some kills cut requests in flight");
+    /// No restart left debris, the stopped directory passes fsck, and the
+    /// load did publish and did have requests cut by kills.
+    fn assert_the_stopped_directory_is_clean(self, started: Instant) {
+        let (seed, counts) = (self.seed, self.model.counts);
+        let (clean, text) = fsck_text(self.dir.path());
+        eprintln!(
+            "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} requests cut by kills, {} versions durable, in {:.1} s",
+            counts.publishes,
+            counts.revokes,
+            counts.member_changes,
+            counts.failed_in_flight,
+            self.model.durable.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            self.fsck_failures.is_empty(),
+            "seed {seed}: fsck found problems right after restarts (the server did not clean crash debris):\n{}",
+            self.fsck_failures.join("\n")
+        );
+        assert!(
+            clean && text.trim_end().ends_with("clean"),
+            "seed {seed}: final fsck:\n{text}"
+        );
+        assert!(counts.publishes > 0, "the load published something");
+        assert!(counts.failed_in_flight > 0, "some kills cut requests in flight");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Shared by the durability proofs (crash, concurrency, backup).
 
 use super::Server;
+use super::bundles::sha256_hex;
 use super::operator::admin;
 use serde_json::Value;
 use std::any::Any;
@@ -103,6 +104,158 @@ pub fn all_events(server: &Server) -> Vec<Value> {
     }
 }
 
+/// A version of one of a proof's packages: (project, patch).
+pub type Key = (String, u64);
+
+/// Every package's versions as listed: project → patch → its entry.
+pub type Listed = BTreeMap<String, BTreeMap<u64, Value>>;
+
+/// `GET /packages/<identity>/<project>`: its versions by patch, which must be
+/// listed in order and each once; `None` when the package does not exist.
+pub fn listed_versions(server: &Server, identity: &str, project: &str, context: &str) -> Option<BTreeMap<u64, Value>> {
+    let reply = server.get(&format!("/packages/{identity}/{project}"), None);
+    if reply.status == 404 {
+        return None;
+    }
+    assert_eq!(reply.status, 200, "{context}: GET {project}: {}", reply.text());
+    let body = reply.json();
+    let mut versions = BTreeMap::new();
+    let mut previous = None;
+    for entry in body["versions"].as_array().expect("versions") {
+        let patch = patch_of(entry["version"].as_str().expect("version"));
+        assert!(
+            previous < Some(patch),
+            "{context}: {project} lists versions out of order or twice: {body}"
+        );
+        previous = Some(patch);
+        versions.insert(patch, entry.clone());
+    }
+    Some(versions)
+}
+
+/// The version an event or an audit entry names, within `identity`.
+pub fn key_of(entry: &Value, identity: &str, context: &str) -> Key {
+    let project = entry["package"]
+        .as_str()
+        .expect("package")
+        .strip_prefix(&format!("{identity}/"))
+        .unwrap_or_else(|| panic!("{context}: {entry} names a package outside {identity}"));
+    (
+        project.to_string(),
+        patch_of(entry["version"].as_str().expect("version")),
+    )
+}
+
+/// A listed version downloads as its entry says: `410 revoked` when revoked,
+/// otherwise the bytes whose hash the entry names, which are returned.
+pub fn assert_downloads_as_listed(
+    server: &Server,
+    identity: &str,
+    key: &Key,
+    entry: &Value,
+    context: &str,
+) -> Option<Vec<u8>> {
+    let path = format!("/packages/{identity}/{}/{}/bundle", key.0, version(key.1));
+    let download = server.get(&path, None);
+    if entry["revoked"].is_object() {
+        download.assert_error(410, "revoked");
+        return None;
+    }
+    assert_eq!(
+        download.status,
+        200,
+        "{context}: {path} of a listed live version: {}",
+        download.text()
+    );
+    assert_eq!(
+        sha256_hex(&download.body),
+        entry["sha256"].as_str().expect("sha256"),
+        "{context}: {path} is not the bytes its record names"
+    );
+    Some(download.body)
+}
+
+/// The event log agrees with the listing: every event names a listed
+/// version (a revoke event a revoked one), and every listed version has
+/// exactly one publish event, and one revoke event when it is revoked.
+pub fn assert_events_match_listing(events: &[Value], identity: &str, listed: &Listed, context: &str) {
+    let mut publishes: BTreeMap<Key, usize> = BTreeMap::new();
+    let mut revokes: BTreeMap<Key, usize> = BTreeMap::new();
+    for event in events {
+        let key = key_of(event, identity, context);
+        let entry = listed
+            .get(&key.0)
+            .and_then(|versions| versions.get(&key.1))
+            .unwrap_or_else(|| panic!("{context}: event {event} names a version that is not listed"));
+        match event["type"].as_str() {
+            Some("publish") => *publishes.entry(key).or_default() += 1,
+            Some("revoke") => {
+                assert!(
+                    entry["revoked"].is_object(),
+                    "{context}: revoke event {event} for a live version"
+                );
+                *revokes.entry(key).or_default() += 1;
+            }
+            other => panic!("{context}: event type {other:?}: {event}"),
+        }
+    }
+    for (project, versions) in listed {
+        for (patch, entry) in versions {
+            let key = (project.clone(), *patch);
+            assert_eq!(
+                publishes.get(&key).copied().unwrap_or(0),
+                1,
+                "{context}: {identity}/{project} {} needs exactly one publish event",
+                version(*patch)
+            );
+            assert_eq!(
+                revokes.get(&key).copied().unwrap_or(0),
+                usize::from(entry["revoked"].is_object()),
+                "{context}: {identity}/{project} {} revoke events",
+                version(*patch)
+            );
+        }
+    }
+}
+
+/// An identity's audit log, replayed.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// The members and invitations its member entries add up to.
+    pub people: People,
+    pub member_entries: usize,
+    /// How many times each version is audited as published, and as revoked.
+    pub published: BTreeMap<Key, usize>,
+    pub revoked: BTreeMap<Key, usize>,
+}
+
+/// Reads and replays an identity's audit log (as its admin `token`),
+/// checking that it is numbered without gaps and holds nothing but member
+/// changes, publishes and revocations.
+pub fn replay_audit(server: &Server, identity: &str, token: &str, context: &str) -> Audit {
+    let reply = server.get(&format!("/publishing-identity/{identity}/audit"), Some(token));
+    assert_eq!(reply.status, 200, "{context}: GET audit: {}", reply.text());
+    let mut audit = Audit::default();
+    for (index, entry) in reply.json()["entries"].as_array().expect("entries").iter().enumerate() {
+        assert_eq!(
+            entry["seq"].as_u64(),
+            Some(index as u64 + 1),
+            "{context}: audit numbering: {entry}"
+        );
+        if audit.people.apply(entry) {
+            audit.member_entries += 1;
+            continue;
+        }
+        let counts = match entry["action"].as_str().unwrap() {
+            "published" => &mut audit.published,
+            "revoked" => &mut audit.revoked,
+            other => panic!("{context}: unexpected audit action {other}: {entry}"),
+        };
+        *counts.entry(key_of(entry, identity, context)).or_default() += 1;
+    }
+    audit
+}
+
 /// Runs the text form of fsck: whether it succeeded, and its output.
 pub fn fsck_text(dir: &Path) -> (bool, String) {
     let out = admin(dir, &["fsck"]);
@@ -171,8 +324,6 @@ impl People {
     /// Replays one audit entry, checking that the change follows from the
     /// ones before it; `false` (and nothing changes) when it is not about
     /// members or invitations.
-    /// Applies one audit entry; `false` (and nothing changes) when it is not
-    /// about members or invitations.
     pub fn apply(&mut self, entry: &Value) -> bool {
         let text = |key: &str| {
             entry[key]
