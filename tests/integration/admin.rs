@@ -1283,20 +1283,28 @@ fn snapshot_links_every_record_and_bundle_and_a_server_starts_on_it() {
     let report = out.json();
     assert!(report["linked"].as_u64().unwrap() > 12, "{report}");
     assert_eq!(report["copied"], 0, "{report}");
+    assert_the_snapshot_hard_links_every_record_and_bundle(&dir.path, &snapshot);
+    assert_a_second_server_starts_on_the_snapshot(server, &snapshot, &token);
+    admin(&snapshot, &["fsck"]).success().assert_stdout_has("clean");
+    assert_snapshots_go_to_new_directories_only(&dir, &snapshot);
+}
 
+/// Every file of the original is in the snapshot as the same inode, but the
+/// locks, local mail and temporary files; the snapshot has a lock of its own.
+fn assert_the_snapshot_hard_links_every_record_and_bundle(original_dir: &Path, snapshot: &Path) {
     let relative = |root: &Path, path: &Path| path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
     let skipped = |rel: &str| {
         ["registry.lock", "writers.lock", "snapshot.lock"].contains(&rel)
             || rel.starts_with("mail/")
             || rel.rsplit('/').next().unwrap().starts_with(".tmp-")
     };
-    let original: BTreeMap<String, u64> = files_under(&dir.path)
+    let original: BTreeMap<String, u64> = files_under(original_dir)
         .iter()
-        .map(|path| (relative(&dir.path, path), std::fs::metadata(path).unwrap().ino()))
+        .map(|path| (relative(original_dir, path), std::fs::metadata(path).unwrap().ino()))
         .collect();
-    let copied: BTreeMap<String, u64> = files_under(&snapshot)
+    let copied: BTreeMap<String, u64> = files_under(snapshot)
         .iter()
-        .map(|path| (relative(&snapshot, path), std::fs::metadata(path).unwrap().ino()))
+        .map(|path| (relative(snapshot, path), std::fs::metadata(path).unwrap().ino()))
         .collect();
     let mut expected = 0;
     for (rel, ino) in &original {
@@ -1332,31 +1340,36 @@ fn snapshot_links_every_record_and_bundle_and_a_server_starts_on_it() {
         let rel = format!("packages/{}/{}/{}", real.name, real.version, real.file);
         assert!(copied.contains_key(&rel), "{rel}");
     }
+}
 
-    // A change on the original after the snapshot does not reach it.
+/// A change on the original after the snapshot does not reach it, and a
+/// second server starts on the snapshot while the first one runs, with
+/// every bundle and session.
+fn assert_a_second_server_starts_on_the_snapshot(server: Server, snapshot: &Path, token: &str) {
     let revoked = server.post_json(
         "/packages/gren-lang/url/5.0.0/revoke",
         &json!({ "reason": "later" }),
-        Some(&token),
+        Some(token),
     );
     assert_eq!(revoked.status, 200, "{}", revoked.text());
 
     // A second server starts on the snapshot while the first one runs.
-    let copy = Server::start_in(&snapshot, &[]);
+    let copy = Server::start_in(snapshot, &[]);
     assert_serves_all_real(&copy);
     assert_eq!(copy.listing("/packages", None), expected_listing());
     assert_eq!(
-        copy.get("/user", Some(&token)).status,
+        copy.get("/user", Some(token)).status,
         200,
         "sessions are in the snapshot"
     );
     assert_eq!(server.get("/packages/gren-lang/url/5.0.0/bundle", None).status, 410);
     copy.stop();
     server.stop();
-    admin(&snapshot, &["fsck"]).success().assert_stdout_has("clean");
+}
 
-    // Snapshots go to new directories only.
-    let out = admin(&dir.path, &["snapshot", s(&snapshot)]).failure();
+/// Snapshots go to new directories only, and come from data directories only.
+fn assert_snapshots_go_to_new_directories_only(dir: &Dir, snapshot: &Path) {
+    let out = admin(&dir.path, &["snapshot", s(snapshot)]).failure();
     assert!(out.stderr.contains("already exists"), "{out:?}");
     let empty = dir.sibling("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -351,11 +351,15 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
     ] {
         cli.ok(&["publish", project_of(file).path().to_str().unwrap()]);
     }
-    let dir = tempfile::tempdir().unwrap();
+    publish_acme_a_needing_acme_b_1(&cli);
+    assert_a_conflict_names_both_sides_and_lower_bounds_win(&cli);
+    assert_applications_that_cannot_install_say_why(&cli);
+}
 
-    // A package: lower bounds, transitively. acme/a 1.0.0 needs acme/b 1.x,
-    // but the project asks for acme/b 2.x.
+/// acme/b 1.0.0 and 2.0.0, and acme/a 1.0.0 needing acme/b 1.x.
+fn publish_acme_a_needing_acme_b_1(cli: &Cli) {
     cli.ok(&["identity", "create", "acme"]);
+    let dir = tempfile::tempdir().unwrap();
     let with_dependencies = |name: &str, version: &str, dependencies: serde_json::Value| {
         let bytes = bundles::rewrite(&bundles::synthetic(name, version, "x"), |bundle| {
             bundle["outline"]["dependencies"] = dependencies;
@@ -372,6 +376,11 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
         "1.0.0",
         json!({ "gren-lang/core": "7.0.0 <= v < 8.0.0", "acme/b": "1.0.0 <= v < 2.0.0" }),
     );
+}
+
+/// A package: lower bounds, transitively. acme/a 1.0.0 needs acme/b 1.x,
+/// but the project asks for acme/b 2.x; once it allows 1.x, 1.0.0 is chosen.
+fn assert_a_conflict_names_both_sides_and_lower_bounds_win(cli: &Cli) {
     let project = tempfile::tempdir().unwrap();
     let package = json!({
         "type": "package", "platform": "node", "name": "acme/thing", "summary": "x", "license": "MIT",
@@ -397,8 +406,12 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
         project.path().join("gren_packages/acme_b__1_0_0.pkg.gz").exists(),
         "the lower bound is chosen"
     );
+}
 
-    // An application for an older compiler.
+/// Applications for an older compiler, for another platform, or without
+/// their indirect dependencies are refused, saying which.
+fn assert_applications_that_cannot_install_say_why(cli: &Cli) {
+    // For an older compiler.
     let old = tempfile::tempdir().unwrap();
     application(
         old.path(),

@@ -470,9 +470,19 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     for (name, version) in REAL {
         publish_real(&server, &token, name, version);
     }
+    assert_latest_answers_by_compiler(&server);
+    assert_latest_answers_by_platform(&server);
+    assert_previous_answers_the_version_before(&server);
+    assert_the_listing_answers_by_compiler(&server);
+    assert_a_package_lists_every_version_ascending(&server);
+    assert_a_version_shows_its_outline(&server);
+}
+
+/// `latest` by compiler version (`gren=`), ws4sql 2.0.0 being for 0.5 and
+/// 3.0.0 for 0.6.
+fn assert_latest_answers_by_compiler(server: &Server) {
     let ws = "/packages/blaix/gren-ws4sql";
     let get = |path: &str| server.get(path, None);
-
     assert_eq!(version_of(&get(&format!("{ws}/latest?gren=0.5.4"))), "2.0.0");
     assert_eq!(version_of(&get(&format!("{ws}/latest?gren=0.6.3"))), "3.0.0");
     get(&format!("{ws}/latest?gren=0.7.0")).assert_error(404, "no_compatible_version");
@@ -481,8 +491,12 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     assert_eq!(latest["name"], "blaix/gren-ws4sql");
     assert_eq!(latest["gren-version"], "0.6.0 <= v < 0.7.0");
     get(&format!("{ws}/latest?gren=0.6")).assert_error(400, "invalid_query");
+}
 
-    // Platforms: ws4sql and node are `node`, core and url are `common`.
+/// `latest` by platform: ws4sql and node are `node`, core and url are `common`.
+fn assert_latest_answers_by_platform(server: &Server) {
+    let ws = "/packages/blaix/gren-ws4sql";
+    let get = |path: &str| server.get(path, None);
     assert_eq!(version_of(&get(&format!("{ws}/latest?platform=node"))), "3.0.0");
     assert_eq!(
         version_of(&get(&format!("{ws}/latest?platform=node&gren=0.5.0"))),
@@ -500,7 +514,12 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
         "5.0.0"
     );
     get(&format!("{ws}/latest?platform=wasm")).assert_error(400, "invalid_query");
+}
 
+/// `previous`: the newest version below the one given, which need not exist.
+fn assert_previous_answers_the_version_before(server: &Server) {
+    let ws = "/packages/blaix/gren-ws4sql";
+    let get = |path: &str| server.get(path, None);
     assert_eq!(version_of(&get(&format!("{ws}/3.0.0/previous"))), "2.0.0");
     get(&format!("{ws}/2.0.0/previous")).assert_error(404, "no_previous_version");
     assert_eq!(version_of(&get(&format!("{ws}/2.5.0/previous"))), "2.0.0");
@@ -508,7 +527,11 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     assert_eq!(version_of(&get("/packages/gren-lang/node/9.0.0/previous")), "6.1.0");
     get(&format!("{ws}/2.x/previous")).assert_error(400, "invalid_version");
     get("/packages/blaix/nothing-here/latest").assert_error(404, "package_not_found");
+}
 
+/// `GET /packages`, all of it and for an older compiler.
+fn assert_the_listing_answers_by_compiler(server: &Server) {
+    let get = |path: &str| server.get(path, None);
     let listing = |path: &str| server.listing(path, None);
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
@@ -535,7 +558,11 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
         ])
     );
     get("/packages?gren=x").assert_error(400, "invalid_query");
+}
 
+/// A package's record lists every version ascending, with its fields.
+fn assert_a_package_lists_every_version_ascending(server: &Server) {
+    let get = |path: &str| server.get(path, None);
     let node = get("/packages/gren-lang/node");
     assert_eq!(node.status, 200, "{}", node.text());
     let node = node.json();
@@ -563,7 +590,11 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
         assert_eq!(entry["revoked"], Value::Null);
     }
     assert_eq!(versions[0]["gren-version"], "0.5.0 <= v < 0.6.0");
+}
 
+/// A version's record carries its outline; unknown versions are 404.
+fn assert_a_version_shows_its_outline(server: &Server) {
+    let get = |path: &str| server.get(path, None);
     let one = get("/packages/gren-lang/node/6.1.0");
     assert_eq!(one.status, 200, "{}", one.text());
     let one = one.json();
@@ -671,174 +702,132 @@ fn new_versions_must_follow_the_successor_rule() {
 fn invalid_outlines_and_sources_are_400_naming_the_field() {
     let server = Server::start();
     let token = prepare(&server);
-    let ws = |fields: Value| with_outline("blaix/gren-ws4sql", "3.0.0", fields);
-    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
-        (
-            "type application",
-            ws(json!({ "type": "application" })),
-            "invalid_outline",
-            "outline.type",
-        ),
-        (
-            "platform wasm",
-            ws(json!({ "platform": "wasm" })),
-            "invalid_outline",
-            "outline.platform",
-        ),
-        (
-            "name case",
-            ws(json!({ "name": "Gren-lang/Core" })),
-            "invalid_outline",
-            "outline.name",
-        ),
-        (
-            "name without author",
-            ws(json!({ "name": "gren-ws4sql" })),
-            "invalid_outline",
-            "outline.name",
-        ),
+    for (what, fields, field) in invalid_outline_fields() {
+        let bytes = with_outline("blaix/gren-ws4sql", "3.0.0", fields);
+        assert_refused_naming(&server, &token, what, &bytes, "invalid_outline", field);
+    }
+    for (what, bytes, field) in invalid_sources() {
+        assert_refused_naming(&server, &token, what, &bytes, "invalid_bundle", field);
+    }
+    assert_kernel_code_in_gren_lang_and_exact_boundaries_pass(&server, &token);
+    // None of the refusals took the version.
+    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    let listed = server.get("/packages/blaix/gren-ws4sql", None).json();
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// Outline fields that each make ws4sql 3.0.0 invalid: (what, the fields,
+/// the field the refusal names).
+fn invalid_outline_fields() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        ("type application", json!({ "type": "application" }), "outline.type"),
+        ("platform wasm", json!({ "platform": "wasm" }), "outline.platform"),
+        ("name case", json!({ "name": "Gren-lang/Core" }), "outline.name"),
+        ("name without author", json!({ "name": "gren-ws4sql" }), "outline.name"),
         (
             "summary of 80 bytes",
-            ws(json!({ "summary": "x".repeat(80) })),
-            "invalid_outline",
+            json!({ "summary": "x".repeat(80) }),
             "outline.summary",
         ),
         (
             "summary of 80 bytes in 40 characters",
-            ws(json!({ "summary": "é".repeat(40) })),
-            "invalid_outline",
+            json!({ "summary": "é".repeat(40) }),
             "outline.summary",
         ),
-        (
-            "licence case",
-            ws(json!({ "license": "bsd-3-clause" })),
-            "invalid_outline",
-            "outline.license",
-        ),
-        (
-            "licence WTFPL",
-            ws(json!({ "license": "WTFPL" })),
-            "invalid_outline",
-            "outline.license",
-        ),
-        (
-            "version suffix",
-            ws(json!({ "version": "1.0.0-beta" })),
-            "invalid_outline",
-            "outline.version",
-        ),
+        ("licence case", json!({ "license": "bsd-3-clause" }), "outline.license"),
+        ("licence WTFPL", json!({ "license": "WTFPL" }), "outline.license"),
+        ("version suffix", json!({ "version": "1.0.0-beta" }), "outline.version"),
         (
             "version leading zero",
-            ws(json!({ "version": "01.0.0" })),
-            "invalid_outline",
+            json!({ "version": "01.0.0" }),
             "outline.version",
         ),
-        (
-            "version too big",
-            ws(json!({ "version": "65536.0.0" })),
-            "invalid_outline",
-            "outline.version",
-        ),
-        (
-            "version number",
-            ws(json!({ "version": 3 })),
-            "invalid_outline",
-            "outline.version",
-        ),
+        ("version too big", json!({ "version": "65536.0.0" }), "outline.version"),
+        ("version number", json!({ "version": 3 }), "outline.version"),
         (
             "empty gren range",
-            ws(json!({ "gren-version": "0.6.0 <= v < 0.6.0" })),
-            "invalid_outline",
+            json!({ "gren-version": "0.6.0 <= v < 0.6.0" }),
             "outline.gren-version",
         ),
         (
             "gren range without spaces",
-            ws(json!({ "gren-version": "0.6.0<=v<0.7.0" })),
-            "invalid_outline",
+            json!({ "gren-version": "0.6.0<=v<0.7.0" }),
             "outline.gren-version",
         ),
         (
             "local dependency",
-            ws(json!({ "dependencies": { "gren-lang/core": "local:../x" } })),
-            "invalid_outline",
+            json!({ "dependencies": { "gren-lang/core": "local:../x" } }),
             "outline.dependencies.gren-lang/core",
         ),
         (
             "self-dependency",
-            ws(json!({ "dependencies": { "blaix/gren-ws4sql": "1.0.0 <= v < 2.0.0" } })),
-            "invalid_outline",
+            json!({ "dependencies": { "blaix/gren-ws4sql": "1.0.0 <= v < 2.0.0" } }),
             "outline.dependencies.blaix/gren-ws4sql",
         ),
         (
             "invalid dependency name",
-            ws(json!({ "dependencies": { "gren-lang/Core": "7.0.0 <= v < 8.0.0" } })),
-            "invalid_outline",
+            json!({ "dependencies": { "gren-lang/Core": "7.0.0 <= v < 8.0.0" } }),
             "outline.dependencies.gren-lang/Core",
         ),
         (
             "no exposed modules",
-            ws(json!({ "exposed-modules": [] })),
-            "invalid_outline",
+            json!({ "exposed-modules": [] }),
             "outline.exposed-modules",
         ),
         (
             "no exposed categories",
-            ws(json!({ "exposed-modules": {} })),
-            "invalid_outline",
+            json!({ "exposed-modules": {} }),
             "outline.exposed-modules",
         ),
         (
             "exposed module not in sources",
-            ws(json!({ "exposed-modules": ["Db", "Db.Nope"] })),
-            "invalid_outline",
+            json!({ "exposed-modules": ["Db", "Db.Nope"] }),
             "outline.exposed-modules",
         ),
         (
             "category of 20 bytes",
-            ws(json!({ "exposed-modules": { "abcdefghijklmnopqrst": ["Db"] } })),
-            "invalid_outline",
+            json!({ "exposed-modules": { "abcdefghijklmnopqrst": ["Db"] } }),
             "outline.exposed-modules",
         ),
-        (
-            "outline name escaping",
-            ws(json!({ "name": "../../x" })),
-            "invalid_outline",
-            "outline.name",
-        ),
-        (
-            "private not a boolean",
-            ws(json!({ "private": "yes" })),
-            "invalid_outline",
-            "outline.private",
-        ),
+        ("outline name escaping", json!({ "name": "../../x" }), "outline.name"),
+        ("private not a boolean", json!({ "private": "yes" }), "outline.private"),
+    ]
+}
+
+/// Sources that each make ws4sql 3.0.0 invalid: (what, the bundle, the
+/// field the refusal names).
+fn invalid_sources() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let with_source =
+        |module: &str, text: &str| modified("blaix/gren-ws4sql", "3.0.0", |c| c["sources"][module] = json!(text));
+    vec![
         (
             "lower-case source",
-            modified("blaix/gren-ws4sql", "3.0.0", |c| {
-                c["sources"]["lower.case"] = json!("module lower.case")
-            }),
-            "invalid_bundle",
+            with_source("lower.case", "module lower.case"),
             "sources.lower.case",
         ),
         (
             "kernel code outside gren-lang",
-            modified("blaix/gren-ws4sql", "3.0.0", |c| {
-                c["sources"]["Gren.Kernel.X"] = json!("var x = 1;")
-            }),
-            "invalid_bundle",
+            with_source("Gren.Kernel.X", "var x = 1;"),
             "sources.Gren.Kernel.X",
         ),
-    ];
-    for (what, bytes, code, field) in &cases {
-        let reply = server.publish(&token, bytes);
-        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
-        let answer = reply.json();
-        assert_eq!(answer["error"], *code, "{what}: {answer}");
-        assert_eq!(answer["field"], *field, "{what}: {answer}");
-        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
-    }
-    // Kernel code in a gren-lang package is fine (core has it), and the
-    // boundaries are exact: 79-byte summaries and 19-byte categories pass.
-    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    ]
+}
+
+/// Publishing `bytes` is a 400 with `code`, naming `field`, with a message.
+#[track_caller]
+fn assert_refused_naming(server: &Server, token: &str, what: &str, bytes: &[u8], code: &str, field: &str) {
+    let reply = server.publish(token, bytes);
+    assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["error"], code, "{what}: {answer}");
+    assert_eq!(answer["field"], field, "{what}: {answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+}
+
+/// Kernel code in a gren-lang package is fine (core has it), and the
+/// boundaries are exact: 79-byte summaries and 19-byte categories pass.
+fn assert_kernel_code_in_gren_lang_and_exact_boundaries_pass(server: &Server, token: &str) {
+    publish_real(server, token, "gren-lang/core", "7.0.0");
     let boundary = with_outline(
         "blaix/gren-ws4sql",
         "3.0.0",
@@ -848,11 +837,7 @@ fn invalid_outlines_and_sources_are_400_naming_the_field() {
             "exposed-modules": { "abcdefghijklmnopqrs": ["Db"], "Other": ["Db.Encode"] },
         }),
     );
-    publish_ok(&server, &token, &boundary, 201);
-    // None of the refusals took the version.
-    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
-    let listed = server.get("/packages/blaix/gren-ws4sql", None).json();
-    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+    publish_ok(server, token, &boundary, 201);
 }
 
 #[test]
@@ -1016,7 +1001,17 @@ fn paths_cannot_escape_the_data_directory() {
     let token = prepare(&server);
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
     std::fs::write(outer.path().join("secret.txt"), b"outside").unwrap();
+    assert_escaping_paths_are_400_or_404(&server, &token);
+    assert_escaping_outline_names_are_refused(&server, &token);
+    assert_nothing_was_written_outside(outer.path(), &data);
+    // The one real package is intact.
+    let download = server.get(&bundle_url("gren-lang/core", "7.0.0"), None);
+    assert!(download.status == 200 && download.body == real("gren-lang/core", "7.0.0"));
+}
 
+/// Paths that try to leave a package's directory (encoded, with NUL bytes,
+/// upper-cased) are 400 or 404 to read, and cannot be revoked.
+fn assert_escaping_paths_are_400_or_404(server: &Server, token: &str) {
     let attacks = [
         "/packages/..%2F..%2Fetc/passwd",
         "/packages/..%2F..%2F..%2F..%2Fetc/passwd",
@@ -1048,13 +1043,17 @@ fn paths_cannot_escape_the_data_directory() {
                 reply.text()
             );
         }
-        let revoke = server.post_json(&format!("{path}/revoke"), &json!({ "reason": "x" }), Some(&token));
+        let revoke = server.post_json(&format!("{path}/revoke"), &json!({ "reason": "x" }), Some(token));
         assert!(
             matches!(revoke.status, 400 | 404 | 405),
             "POST {path}/revoke: {}",
             revoke.status
         );
     }
+}
+
+/// Outline names (and versions) that would make a path outside are refused.
+fn assert_escaping_outline_names_are_refused(server: &Server, token: &str) {
     for outline_name in [
         "../../x",
         "gren-lang/../../x",
@@ -1066,24 +1065,28 @@ fn paths_cannot_escape_the_data_directory() {
             "7.0.0",
             json!({ "name": outline_name, "version": "7.0.1" }),
         );
-        let reply = server.publish(&token, &bytes);
+        let reply = server.publish(token, &bytes);
         reply.assert_error(400, "invalid_outline");
         assert_eq!(reply.json()["field"], "outline.name", "{outline_name}");
     }
     let bytes = with_outline("gren-lang/core", "7.0.0", json!({ "version": "7.0.1/../../../x" }));
-    server.publish(&token, &bytes).assert_error(400, "invalid_outline");
+    server.publish(token, &bytes).assert_error(400, "invalid_outline");
+}
 
-    let mut outside: Vec<PathBuf> = files_under(outer.path())
+/// Outside the data directory there is only what the test put there; inside
+/// no file is named after an attack.
+fn assert_nothing_was_written_outside(outer: &Path, data: &Path) {
+    let mut outside: Vec<PathBuf> = files_under(outer)
         .into_iter()
-        .filter(|path| !path.starts_with(&data))
+        .filter(|path| !path.starts_with(data))
         .collect();
     outside.sort();
     assert_eq!(
         outside,
-        vec![outer.path().join("secret.txt")],
+        vec![outer.join("secret.txt")],
         "nothing is written outside the data directory"
     );
-    let top: Vec<String> = std::fs::read_dir(outer.path())
+    let top: Vec<String> = std::fs::read_dir(outer)
         .unwrap()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -1091,9 +1094,9 @@ fn paths_cannot_escape_the_data_directory() {
     let mut top = top;
     top.sort();
     assert_eq!(top, ["data", "secret.txt"]);
-    let inside: Vec<PathBuf> = files_under(&data)
+    let inside: Vec<PathBuf> = files_under(data)
         .into_iter()
-        .map(|path| path.strip_prefix(&data).unwrap().to_path_buf())
+        .map(|path| path.strip_prefix(data).unwrap().to_path_buf())
         .collect();
     assert!(
         inside
@@ -1101,9 +1104,6 @@ fn paths_cannot_escape_the_data_directory() {
             .all(|path| path.file_name().is_some_and(|name| name != "x" && name != "passwd")),
         "{inside:#?}"
     );
-    // The one real package is intact.
-    let download = server.get(&bundle_url("gren-lang/core", "7.0.0"), None);
-    assert!(download.status == 200 && download.body == real("gren-lang/core", "7.0.0"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1203,27 +1203,8 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
         vec![version_dir.join("gren_lang_core__6_0_1.pkg.gz")],
         "the bundle is stored under its compiler name"
     );
-
     let revoke_url = "/packages/gren-lang/core/6.0.1/revoke";
-    server
-        .post_json(revoke_url, &json!({}), Some(&token))
-        .assert_error(400, "invalid_field");
-    server
-        .post_json(revoke_url, &json!({ "reason": "" }), Some(&token))
-        .assert_error(400, "invalid_reason");
-    server
-        .post_json(revoke_url, &json!({ "reason": "   " }), Some(&token))
-        .assert_error(400, "invalid_reason");
-    server
-        .send("POST", revoke_url, &[("Authorization", &bearer(&token))], b"")
-        .assert_error(400, "invalid_json");
-    server
-        .post_json(
-            "/packages/gren-lang/core/6.0.9/revoke",
-            &json!({ "reason": "x" }),
-            Some(&token),
-        )
-        .assert_error(404, "version_not_found");
+    assert_bad_revocations_are_refused(&server, &token, revoke_url);
     assert_eq!(server.get(&bundle_url("gren-lang/core", "6.0.1"), None).status, 200);
 
     let reply = server.post_json(revoke_url, &json!({ "reason": "security" }), Some(&token));
@@ -1240,7 +1221,42 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
         "the bundle file is gone: {:?}",
         files_under(&version_dir)
     );
+    assert_core_6_0_1_shows_revoked_everywhere(&server);
 
+    // Idempotent: the first reason stays.
+    let again = server.post_json(revoke_url, &json!({ "reason": "another" }), Some(&token));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["revoked"], answer["revoked"]);
+    revoke_all_of_url_and_see_it_gone(&server, &token);
+}
+
+/// A revocation without a reason, with a blank one, without JSON, or of a
+/// version that does not exist is refused.
+fn assert_bad_revocations_are_refused(server: &Server, token: &str, revoke_url: &str) {
+    server
+        .post_json(revoke_url, &json!({}), Some(token))
+        .assert_error(400, "invalid_field");
+    server
+        .post_json(revoke_url, &json!({ "reason": "" }), Some(token))
+        .assert_error(400, "invalid_reason");
+    server
+        .post_json(revoke_url, &json!({ "reason": "   " }), Some(token))
+        .assert_error(400, "invalid_reason");
+    server
+        .send("POST", revoke_url, &[("Authorization", &bearer(token))], b"")
+        .assert_error(400, "invalid_json");
+    server
+        .post_json(
+            "/packages/gren-lang/core/6.0.9/revoke",
+            &json!({ "reason": "x" }),
+            Some(token),
+        )
+        .assert_error(404, "version_not_found");
+}
+
+/// The revoked core 6.0.1 is 410 to download, still listed (with its
+/// reason), and no longer an answer to version queries.
+fn assert_core_6_0_1_shows_revoked_everywhere(server: &Server) {
     let gone = server.get(&bundle_url("gren-lang/core", "6.0.1"), None);
     gone.assert_error(410, "revoked");
     assert_eq!(gone.json()["reason"], "security");
@@ -1267,19 +1283,17 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
     );
     let old_compilers = server.get("/packages?gren=0.5.0", None).json();
     assert_eq!(old_compilers["packages"], json!([]), "{old_compilers}");
+}
 
-    // Idempotent: the first reason stays.
-    let again = server.post_json(revoke_url, &json!({ "reason": "another" }), Some(&token));
-    assert_eq!(again.status, 200, "{}", again.text());
-    assert_eq!(again.json()["revoked"], answer["revoked"]);
-
-    // Revoking a whole package.
-    publish_real(&server, &token, "gren-lang/url", "5.0.0");
-    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+/// Revoking a whole package revokes every version, removes their bundles,
+/// and takes the package out of the listing.
+fn revoke_all_of_url_and_see_it_gone(server: &Server, token: &str) {
+    publish_real(server, token, "gren-lang/url", "5.0.0");
+    publish_real(server, token, "gren-lang/url", "6.0.0");
     let all = server.post_json(
         "/packages/gren-lang/url/revoke",
         &json!({ "reason": "abandoned" }),
-        Some(&token),
+        Some(token),
     );
     assert_eq!(all.status, 200, "{}", all.text());
     let all = all.json();
@@ -1329,116 +1343,138 @@ fn private_packages_are_invisible_to_outsiders() {
     let admin = prepare(&server);
     let stranger = server.login("stranger@example.com");
     let reader = server.add_member("blaix", &admin, "reader@example.com", "download");
+    publish_private_packages_beside_a_public_one(&server, &admin);
+    for (who, token) in [("anonymous", None), ("stranger", Some(stranger.as_str()))] {
+        assert_an_outsider_sees_no_private_package(&server, who, token);
+    }
+    assert_a_download_member_sees_everything(&server, &reader);
+    assert_no_event_mentions_private_publishes(&server);
+    make_ws4sql_public_and_see_it_announced(&server, &admin);
+    // The other private package is still hidden.
+    server
+        .get("/packages/blaix/gren-effectful-tests", None)
+        .assert_error(404, "package_not_found");
+}
 
-    publish_private(&server, &admin, "blaix/gren-ws4sql", "2.0.0");
+/// ws4sql 2.0.0 and 3.0.0 private (by query, then without asking),
+/// effectful-tests private by its outline, url 5.0.0 public.
+fn publish_private_packages_beside_a_public_one(server: &Server, admin: &str) {
+    publish_private(server, admin, "blaix/gren-ws4sql", "2.0.0");
     // Later versions stay private without asking.
-    publish_real(&server, &admin, "blaix/gren-ws4sql", "3.0.0");
+    publish_real(server, admin, "blaix/gren-ws4sql", "3.0.0");
     // `"private": true` in the outline works too.
     let outlined = with_outline("blaix/gren-effectful-tests", "6.0.0", json!({ "private": true }));
-    publish_ok(&server, &admin, &outlined, 201);
+    publish_ok(server, admin, &outlined, 201);
     publish_to(
-        &server,
+        server,
         "/packages?private=maybe",
-        Some(&admin),
+        Some(admin),
         &real("gren-lang/url", "5.0.0"),
     )
     .assert_error(400, "invalid_query");
     // A public package cannot take a private version.
-    publish_real(&server, &admin, "gren-lang/url", "5.0.0");
+    publish_real(server, admin, "gren-lang/url", "5.0.0");
     publish_to(
-        &server,
+        server,
         "/packages?private=true",
-        Some(&admin),
+        Some(admin),
         &real("gren-lang/url", "6.0.0"),
     )
     .assert_error(409, "privacy_mismatch");
+}
 
-    let paths = |package: &str| -> Vec<String> {
-        vec![
-            format!("/packages/{package}"),
-            format!("/packages/{package}/latest"),
-            format!("/packages/{package}/latest?gren=0.6.0"),
-            format!("/packages/{package}/3.0.0"),
-            format!("/packages/{package}/3.0.0/previous"),
-            format!("/packages/{package}/3.0.0/bundle"),
-            format!("/packages/{package}/2.0.0/bundle"),
-            format!("/packages/{package}/9.9.9"),
-            format!("/packages/{package}/9.9.9/bundle"),
-        ]
-    };
-    let listed = |token: Option<&str>| -> Vec<String> {
-        let reply = server.get("/packages", token);
-        assert_eq!(reply.status, 200);
-        reply.json()["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|entry| entry["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    for (who, token) in [("anonymous", None), ("stranger", Some(stranger.as_str()))] {
-        for (private, absent) in paths("blaix/gren-ws4sql").iter().zip(paths("blaix/no-such-package")) {
-            let seen = server.get(private, token);
-            let missing = server.get(&absent, token);
-            assert_eq!(seen.status, 404, "{who}: {private}: {}", seen.text());
-            assert_eq!(
-                outcome(&seen),
-                outcome(&missing),
-                "{who}: {private} answers as a package that does not exist"
-            );
-            let head = send_as(&server, "HEAD", private, token);
-            assert_eq!(head.status, 404, "{who}: HEAD {private}");
-        }
-        let cached = get_with(
-            &server,
-            "/packages/blaix/gren-ws4sql/3.0.0/bundle",
-            token,
-            &[(
-                "If-None-Match",
-                &format!("\"{}\"", sha256_hex(&real("blaix/gren-ws4sql", "3.0.0"))),
-            )],
+/// The paths of a package and of its versions 3.0.0, 2.0.0 and 9.9.9.
+fn package_paths(package: &str) -> Vec<String> {
+    vec![
+        format!("/packages/{package}"),
+        format!("/packages/{package}/latest"),
+        format!("/packages/{package}/latest?gren=0.6.0"),
+        format!("/packages/{package}/3.0.0"),
+        format!("/packages/{package}/3.0.0/previous"),
+        format!("/packages/{package}/3.0.0/bundle"),
+        format!("/packages/{package}/2.0.0/bundle"),
+        format!("/packages/{package}/9.9.9"),
+        format!("/packages/{package}/9.9.9/bundle"),
+    ]
+}
+
+/// The package names `GET /packages` lists to `token`.
+fn listed_names(server: &Server, token: Option<&str>) -> Vec<String> {
+    server.listing("/packages", token).into_keys().collect()
+}
+
+/// To `who`, a private package answers as one that does not exist, on
+/// every path, by ETag, in listings and on its identity's page; it cannot
+/// be revoked.
+fn assert_an_outsider_sees_no_private_package(server: &Server, who: &str, token: Option<&str>) {
+    for (private, absent) in package_paths("blaix/gren-ws4sql")
+        .iter()
+        .zip(package_paths("blaix/no-such-package"))
+    {
+        let seen = server.get(private, token);
+        let missing = server.get(&absent, token);
+        assert_eq!(seen.status, 404, "{who}: {private}: {}", seen.text());
+        assert_eq!(
+            outcome(&seen),
+            outcome(&missing),
+            "{who}: {private} answers as a package that does not exist"
         );
-        assert_eq!(cached.status, 404, "{who}: a known ETag reveals nothing");
-        let names = listed(token);
-        assert_eq!(names, ["gren-lang/url"], "{who} sees only public packages");
-        let filtered = server.get("/packages?gren=0.5.0", token).json();
-        assert!(!filtered.to_string().contains("ws4sql"), "{who}: {filtered}");
-        let identity = server.get("/publishing-identity/blaix", token);
-        assert_eq!(identity.status, 200, "{}", identity.text());
-        assert!(
-            !identity.text().contains("gren-ws4sql") && !identity.text().contains("effectful"),
-            "{who}: the identity page hides private packages: {}",
-            identity.text()
-        );
-        let revoke = server.post_json(
-            "/packages/blaix/gren-ws4sql/3.0.0/revoke",
-            &json!({ "reason": "x" }),
-            token,
-        );
-        assert!(matches!(revoke.status, 401 | 404), "{who}: revoke {}", revoke.status);
+        let head = send_as(server, "HEAD", private, token);
+        assert_eq!(head.status, 404, "{who}: HEAD {private}");
     }
+    let cached = get_with(
+        server,
+        "/packages/blaix/gren-ws4sql/3.0.0/bundle",
+        token,
+        &[(
+            "If-None-Match",
+            &format!("\"{}\"", sha256_hex(real("blaix/gren-ws4sql", "3.0.0"))),
+        )],
+    );
+    assert_eq!(cached.status, 404, "{who}: a known ETag reveals nothing");
+    assert_eq!(
+        listed_names(server, token),
+        ["gren-lang/url"],
+        "{who} sees only public packages"
+    );
+    let filtered = server.get("/packages?gren=0.5.0", token).json();
+    assert!(!filtered.to_string().contains("ws4sql"), "{who}: {filtered}");
+    let identity = server.get("/publishing-identity/blaix", token);
+    assert_eq!(identity.status, 200, "{}", identity.text());
+    assert!(
+        !identity.text().contains("gren-ws4sql") && !identity.text().contains("effectful"),
+        "{who}: the identity page hides private packages: {}",
+        identity.text()
+    );
+    let revoke = server.post_json(
+        "/packages/blaix/gren-ws4sql/3.0.0/revoke",
+        &json!({ "reason": "x" }),
+        token,
+    );
+    assert!(matches!(revoke.status, 401 | 404), "{who}: revoke {}", revoke.status);
+}
 
-    // A download member sees everything.
-    for path in paths("blaix/gren-ws4sql").iter().take(6) {
-        let reply = server.get(path, Some(&reader));
+/// A download member sees everything: the paths, the record, the bytes
+/// (privately cacheable), and the private packages in the listing.
+fn assert_a_download_member_sees_everything(server: &Server, reader: &str) {
+    for path in package_paths("blaix/gren-ws4sql").iter().take(6) {
+        let reply = server.get(path, Some(reader));
         assert_eq!(reply.status, 200, "reader: {path}: {}", reply.text());
     }
-    let record = server.get("/packages/blaix/gren-ws4sql", Some(&reader)).json();
+    let record = server.get("/packages/blaix/gren-ws4sql", Some(reader)).json();
     assert_eq!(record["private"], true);
     assert_eq!(record["versions"].as_array().unwrap().len(), 2);
-    let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", Some(&reader));
+    let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", Some(reader));
     assert!(download.body == real("blaix/gren-ws4sql", "3.0.0"));
     let cache = download.header("cache-control").unwrap_or_default();
     assert!(cache.contains("private"), "{cache:?}");
     assert!(!cache.contains("public"), "{cache:?}");
-    let mut names = listed(Some(&reader));
-    names.sort();
     assert_eq!(
-        names,
+        listed_names(server, Some(reader)),
         ["blaix/gren-effectful-tests", "blaix/gren-ws4sql", "gren-lang/url"],
         "members list their private packages"
     );
-    let entry = server.get("/packages", Some(&reader)).json()["packages"]
+    let entry = server.get("/packages", Some(reader)).json()["packages"]
         .as_array()
         .unwrap()
         .iter()
@@ -1447,9 +1483,11 @@ fn private_packages_are_invisible_to_outsiders() {
         .unwrap();
     assert_eq!(entry["private"], true);
     assert_eq!(entry["latest"], "3.0.0");
+}
 
-    // No event mentions private publishes.
-    let before = events(&server, 0);
+/// The event log names the public publish only.
+fn assert_no_event_mentions_private_publishes(server: &Server) {
+    let before = events(server, 0);
     assert_eq!(
         event_list(&before),
         vec![(
@@ -1460,13 +1498,12 @@ fn private_packages_are_invisible_to_outsiders() {
         )],
         "{before}"
     );
+}
 
-    // An admin makes it public: everyone sees it, and it is announced.
-    let public = server.patch_json(
-        "/packages/blaix/gren-ws4sql",
-        &json!({ "private": false }),
-        Some(&admin),
-    );
+/// An admin makes ws4sql public: everyone sees it, and it is announced
+/// (`public`, then a publish event per version).
+fn make_ws4sql_public_and_see_it_announced(server: &Server, admin: &str) {
+    let public = server.patch_json("/packages/blaix/gren-ws4sql", &json!({ "private": false }), Some(admin));
     assert_eq!(public.status, 200, "{}", public.text());
     assert_eq!(public.json(), json!({ "name": "blaix/gren-ws4sql", "private": false }));
     assert_eq!(
@@ -1476,7 +1513,7 @@ fn private_packages_are_invisible_to_outsiders() {
     let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", None);
     assert_eq!(download.status, 200);
     assert!(download.header("cache-control").unwrap_or_default().contains("public"));
-    let after = event_list(&events(&server, 0));
+    let after = event_list(&events(server, 0));
     assert_gap_free(&after);
     let announced: Vec<(String, String, String)> = after[1..]
         .iter()
@@ -1498,10 +1535,6 @@ fn private_packages_are_invisible_to_outsiders() {
             ),
         ]
     );
-    // The other private package is still hidden.
-    server
-        .get("/packages/blaix/gren-effectful-tests", None)
-        .assert_error(404, "package_not_found");
 }
 
 // ---------------------------------------------------------------------------

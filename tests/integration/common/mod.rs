@@ -53,8 +53,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub postmark: PostmarkStub,
     child: Option<Child>,
-    log: Arc<Mutex<String>>,
-    log_done: Arc<AtomicBool>,
+    log: ChildLog,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -106,20 +105,7 @@ impl Server {
         umask: Option<&str>,
     ) -> Result<Server, StartFailure> {
         let postmark = PostmarkStub::start();
-        let binary = env!("CARGO_BIN_EXE_gren-registry");
-        let mut command = match umask {
-            // `exec` keeps the process id, so signals reach the registry.
-            Some(umask) => {
-                let mut shell = Command::new("sh");
-                shell.args(["-c", "umask \"$1\" && exec \"$2\" serve", "sh", umask, binary]);
-                shell
-            }
-            None => {
-                let mut command = Command::new(binary);
-                command.arg("serve");
-                command
-            }
-        };
+        let mut command = serve_command(umask);
         clear_registry_env(&mut command);
         command
             .env("GREN_REGISTRY_DATA_DIR", data_dir)
@@ -140,52 +126,8 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("cannot run the gren-registry binary");
-
-        let log = Arc::new(Mutex::new(String::new()));
-        let log_done = Arc::new(AtomicBool::new(false));
-        {
-            let stderr = child.stderr.take().expect("stderr is piped");
-            let (log, log_done) = (log.clone(), log_done.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stderr);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => log.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
-                    }
-                }
-                log_done.store(true, Ordering::SeqCst);
-            });
-        }
-
-        let started = Instant::now();
-        let addr = loop {
-            if let Some(addr) = listening_address(&log.lock().unwrap()) {
-                break addr;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Let the reader drain what the process wrote before it ended.
-                let drained = Instant::now();
-                while !log_done.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                return Err(StartFailure {
-                    status: Some(status),
-                    log: log.lock().unwrap().clone(),
-                });
-            }
-            if started.elapsed() > START_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(StartFailure {
-                    status: None,
-                    log: log.lock().unwrap().clone(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let log = ChildLog::collect(child.stderr.take().expect("stderr is piped"));
+        let addr = wait_until_listening(&mut child, &log)?;
         Ok(Server {
             base: format!("http://{addr}"),
             addr,
@@ -193,7 +135,6 @@ impl Server {
             postmark,
             child: Some(child),
             log,
-            log_done,
             _dir: None,
         })
     }
@@ -233,10 +174,7 @@ impl Server {
                 }
             }
         };
-        let drained = Instant::now();
-        while !self.log_done.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.log.wait_for_the_end();
         (status, self.log())
     }
 
@@ -250,7 +188,7 @@ impl Server {
 
     /// Everything the child wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
     /// Waits up to `timeout` for the log to contain `needle`.
@@ -550,6 +488,92 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// `gren-registry serve`, under `umask` when one is given.
+fn serve_command(umask: Option<&str>) -> Command {
+    let binary = env!("CARGO_BIN_EXE_gren-registry");
+    match umask {
+        // `exec` keeps the process id, so signals reach the registry.
+        Some(umask) => {
+            let mut shell = Command::new("sh");
+            shell.args(["-c", "umask \"$1\" && exec \"$2\" serve", "sh", umask, binary]);
+            shell
+        }
+        None => {
+            let mut command = Command::new(binary);
+            command.arg("serve");
+            command
+        }
+    }
+}
+
+/// Waits for the `listening on` line; a process that exits first, or does
+/// not listen within [`START_TIMEOUT`], is a [`StartFailure`].
+fn wait_until_listening(child: &mut Child, log: &ChildLog) -> Result<SocketAddr, StartFailure> {
+    let started = Instant::now();
+    loop {
+        if let Some(addr) = listening_address(&log.text()) {
+            return Ok(addr);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            log.wait_for_the_end();
+            return Err(StartFailure {
+                status: Some(status),
+                log: log.text(),
+            });
+        }
+        if started.elapsed() > START_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(StartFailure {
+                status: None,
+                log: log.text(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a child writes to standard error, collected line by line by a thread.
+struct ChildLog {
+    text: Arc<Mutex<String>>,
+    ended: Arc<AtomicBool>,
+}
+
+impl ChildLog {
+    fn collect(stderr: std::process::ChildStderr) -> ChildLog {
+        let log = ChildLog {
+            text: Arc::default(),
+            ended: Arc::default(),
+        };
+        let (text, ended) = (log.text.clone(), log.ended.clone());
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => text.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
+                }
+            }
+            ended.store(true, Ordering::SeqCst);
+        });
+        log
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Lets the reader take in what an ended process wrote (at most 2 s).
+    fn wait_for_the_end(&self) {
+        let drained = Instant::now();
+        while !self.ended.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
