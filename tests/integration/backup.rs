@@ -120,11 +120,7 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
 
 /// Both forms of fsck find the restored copy clean.
 fn assert_fsck_finds_the_copy_clean(restored: &Path, label: &str) {
-    let (clean, text) = fsck_text(restored);
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "{label}: fsck of the restored copy (expected exit 0 and `clean`):\n{text}"
-    );
+    assert_fsck_clean(restored, &format!("{label}: fsck of the restored copy"));
     let report = admin_json(restored, &["fsck"]).json();
     assert_eq!(report["clean"], true, "{label}: fsck --json: {report}");
     assert_eq!(report["problems"], json!([]), "{label}: fsck --json: {report}");
@@ -178,16 +174,14 @@ fn assert_listed_versions_were_sent_and_serve_as_listed(
 /// Everything acknowledged before the snapshot began is in it: the
 /// publishes with their bytes, the revocations revoked.
 fn assert_everything_acknowledged_before_is_in(listed: &Listed, before: &Model, label: &str) {
-    for ((project, patch), sha) in &before.acked {
-        let entry = listed
-            .get(project)
-            .and_then(|versions| versions.get(patch))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{label}: {project} {} was acknowledged before the snapshot began but is not in it",
-                    version(*patch)
-                )
-            });
+    for (key, sha) in &before.acked {
+        let (project, patch) = key;
+        let entry = listed_entry(listed, key).unwrap_or_else(|| {
+            panic!(
+                "{label}: {project} {} was acknowledged before the snapshot began but is not in it",
+                version(*patch)
+            )
+        });
         assert_eq!(entry["sha256"], sha.as_str(), "{label}: {project} {}", version(*patch));
     }
     for (project, patch) in &before.revoked {

@@ -570,8 +570,7 @@ fn stop_and_fsck(server: Arc<Server>, dir: &Path, what: &str) {
     let server = Arc::try_unwrap(server).ok().expect("every thread is done");
     let status = server.stop();
     assert!(status.success(), "the registry stops cleanly: {status:?}");
-    let (clean, text) = fsck_text(dir);
-    assert!(clean && text.trim_end().ends_with("clean"), "{what}:\n{text}");
+    assert_fsck_clean(dir, what);
 }
 
 // ---------------------------------------------------------------------------

@@ -353,16 +353,14 @@ fn assert_acknowledged_publishes_are_listed(listed: &Listed, model: &Model, cont
         ("acknowledged", &model.acked),
         ("seen after an earlier restart", &model.durable),
     ] {
-        for ((project, patch), sha) in map {
-            let entry = listed
-                .get(project)
-                .and_then(|versions| versions.get(patch))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{context}: {IDENTITY}/{project} {} was {source} but is not listed",
-                        version(*patch)
-                    )
-                });
+        for (key, sha) in map {
+            let (project, patch) = key;
+            let entry = listed_entry(listed, key).unwrap_or_else(|| {
+                panic!(
+                    "{context}: {IDENTITY}/{project} {} was {source} but is not listed",
+                    version(*patch)
+                )
+            });
             assert_eq!(
                 entry["sha256"],
                 sha.as_str(),
@@ -469,7 +467,7 @@ fn assert_audit_log_agrees(
     for (key, count) in audit.published.iter().chain(audit.revoked.iter()) {
         assert!(*count <= 1, "{context}: {key:?} is in the audit log {count} times");
         assert!(
-            listed.get(&key.0).is_some_and(|versions| versions.contains_key(&key.1)),
+            listed_entry(listed, key).is_some(),
             "{context}: the audit log names {key:?}, which is not listed"
         );
     }
@@ -672,7 +670,6 @@ impl LoadRun {
     /// load did publish and did have requests cut by kills.
     fn assert_the_stopped_directory_is_clean(self, started: Instant) {
         let (seed, counts) = (self.seed, self.model.counts);
-        let (clean, text) = fsck_text(self.dir.path());
         eprintln!(
             "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} requests cut by kills, {} versions durable, in {:.1} s",
             counts.publishes,
@@ -687,10 +684,7 @@ impl LoadRun {
             "seed {seed}: fsck found problems right after restarts (the server did not clean crash debris):\n{}",
             self.fsck_failures.join("\n")
         );
-        assert!(
-            clean && text.trim_end().ends_with("clean"),
-            "seed {seed}: final fsck:\n{text}"
-        );
+        assert_fsck_clean(self.dir.path(), &format!("seed {seed}: final fsck"));
         assert!(counts.publishes > 0, "the load published something");
         assert!(counts.failed_in_flight > 0, "some kills cut requests in flight");
     }
@@ -740,12 +734,13 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let status = server.stop();
     assert!(status.success());
 
-    let (clean, text) = fsck_text(dir.path());
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "after a restart, the debris of an uncommitted first publish must not be an fsck problem \
-         (expected exit 0 and `clean`); fsck said:\n{text}\nleft on disk: {:?}",
-        files_under(&dir.path().join("packages/crash/ghost"))
+    let left = files_under(&dir.path().join("packages/crash/ghost"));
+    assert_fsck_clean(
+        dir.path(),
+        &format!(
+            "after a restart, the debris of an uncommitted first publish (left on disk: {left:?}) must not be an \
+             fsck problem"
+        ),
     );
 }
 
@@ -772,10 +767,8 @@ fn sigkill_during_identity_creation_leaves_fsck_clean() {
     let status = server.stop();
     assert!(status.success());
 
-    let (clean, text) = fsck_text(dir.path());
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "after a restart, the debris of an uncommitted identity creation must not be an fsck problem \
-         (expected exit 0 and `clean`); fsck said:\n{text}"
+    assert_fsck_clean(
+        dir.path(),
+        "after a restart, the debris of an uncommitted identity creation must not be an fsck problem",
     );
 }

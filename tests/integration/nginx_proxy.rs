@@ -195,25 +195,23 @@ fn post_json_through(nginx: &Nginx, from: &str, path: &str, body: &str) -> (u16,
     )
 }
 
+/// `POST <path>` of a file's bytes through nginx, with `headers`.
+fn post_file_through(nginx: &Nginx, headers: &[&str], file: &Path, path: &str) -> (u16, Vec<u8>) {
+    let upload = format!("@{}", file.display());
+    let mut args = vec!["-X", "POST"];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    let url = url(nginx, path);
+    args.extend(["--data-binary", &upload, &url]);
+    curl(nginx, "127.0.0.1", &args)
+}
+
 /// Publish and download through the proxy.
 fn assert_a_bundle_goes_up_and_comes_back_byte_identical(nginx: &Nginx, auth: &str) {
     let bundle_file = real_bundles_dir().join("gren_lang_core__7_0_0.pkg.gz");
-    let upload = format!("@{}", bundle_file.display());
-    let (status, _) = curl(
-        nginx,
-        "127.0.0.1",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            auth,
-            "-H",
-            "Content-Type: application/gzip",
-            "--data-binary",
-            &upload,
-            &url(nginx, "/packages"),
-        ],
-    );
+    let headers = [auth, "Content-Type: application/gzip"];
+    let (status, _) = post_file_through(nginx, &headers, &bundle_file, "/packages");
     assert_eq!(status, 201);
     let (status, body) = curl(
         nginx,
@@ -231,19 +229,7 @@ fn assert_a_bundle_goes_up_and_comes_back_byte_identical(nginx: &Nginx, auth: &s
 fn assert_nginx_refuses_bodies_over_the_bundle_cap(nginx: &Nginx, auth: &str) {
     let big = nginx.dir.path().join("big.bin");
     std::fs::write(&big, vec![0u8; 11 * 1024 * 1024]).unwrap();
-    let (status, _) = curl(
-        nginx,
-        "127.0.0.1",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            auth,
-            "--data-binary",
-            &format!("@{}", big.display()),
-            &url(nginx, "/packages"),
-        ],
-    );
+    let (status, _) = post_file_through(nginx, &[auth], &big, "/packages");
     assert_eq!(status, 413);
 }
 
@@ -281,21 +267,8 @@ fn uploads_the_registry_refuses_keep_their_status_through_nginx() {
     // sends them on while the registry has already answered from the head.
     let big = nginx.dir.path().join("big.bin");
     std::fs::write(&big, vec![b' '; 9 << 20]).unwrap();
-    let upload = format!("@{}", big.display());
     let post = |path: &str, content_type: &str| {
-        curl(
-            &nginx,
-            "127.0.0.1",
-            &[
-                "-X",
-                "POST",
-                "-H",
-                &format!("Content-Type: {content_type}"),
-                "--data-binary",
-                &upload,
-                &url(&nginx, path),
-            ],
-        )
+        post_file_through(&nginx, &[&format!("Content-Type: {content_type}")], &big, path)
     };
     // Whether nginx is still sending when the registry closes depends on
     // timing: a few tries each.

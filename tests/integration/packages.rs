@@ -569,8 +569,7 @@ fn assert_a_package_lists_every_version_ascending(server: &Server) {
     assert_eq!(node["name"], "gren-lang/node");
     assert_eq!(node["private"], false);
     let versions = node["versions"].as_array().unwrap();
-    let numbers: Vec<&str> = versions.iter().map(|v| v["version"].as_str().unwrap()).collect();
-    assert_eq!(numbers, ["5.0.2", "6.0.0", "6.1.0"], "ascending");
+    assert_eq!(version_numbers(&node), ["5.0.2", "6.0.0", "6.1.0"], "ascending");
     for (entry, version) in versions.iter().zip(["5.0.2", "6.0.0", "6.1.0"]) {
         let bytes = real("gren-lang/node", version);
         for field in [
@@ -671,13 +670,7 @@ fn new_versions_must_follow_the_successor_rule() {
     // After 8.0.0, 7.0.x may still get its patch.
     publish_ok(&server, &token, &core("7.0.1"), 201);
     let listed = server.get("/packages/gren-lang/core", None).json();
-    let numbers: Vec<&str> = listed["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
-    assert_eq!(numbers, ["6.0.1", "6.0.2", "7.0.0", "7.0.1", "8.0.0"]);
+    assert_eq!(version_numbers(&listed), ["6.0.1", "6.0.2", "7.0.0", "7.0.1", "8.0.0"]);
 
     // The first version of a new package may be anything.
     let first = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "version": "3.4.5" }));
@@ -1814,11 +1807,7 @@ fn a_revocation_while_private_reaches_mirrors_when_the_package_is_public_again()
         "{all}"
     );
     let revoke = &all["events"][4];
-    assert_eq!(
-        revoke["sha256"],
-        sha256_hex(&real("gren-lang/url", "5.0.0")),
-        "{revoke}"
-    );
+    assert_eq!(revoke["sha256"], sha256_hex(real("gren-lang/url", "5.0.0")), "{revoke}");
     assert_eq!(
         mirror_replay(&list),
         BTreeMap::from([("gren-lang/url".to_string(), vec!["6.0.0".to_string()])])
@@ -2177,7 +2166,7 @@ fn a_killed_server_keeps_what_it_published() {
         );
         assert_eq!(
             download.header("etag"),
-            Some(format!("\"{}\"", sha256_hex(&real(name, version))).as_str())
+            Some(format!("\"{}\"", sha256_hex(real(name, version))).as_str())
         );
     }
     server

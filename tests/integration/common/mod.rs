@@ -1156,6 +1156,16 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The version numbers a package's record lists, in its order.
+pub fn version_numbers(record: &serde_json::Value) -> Vec<&str> {
+    record["versions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no versions in {record}"))
+        .iter()
+        .map(|entry| entry["version"].as_str().unwrap())
+        .collect()
+}
+
 /// A JSON file's contents.
 #[track_caller]
 pub fn read_json(path: &Path) -> serde_json::Value {

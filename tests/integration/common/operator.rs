@@ -27,40 +27,32 @@ impl Out {
 
     #[track_caller]
     pub fn success(self) -> Out {
-        assert!(
-            self.succeeded(),
-            "`admin {}` should succeed, got {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        );
+        assert!(self.succeeded(), "{}", self.report("should succeed"));
         self
     }
 
     #[track_caller]
     pub fn failure(self) -> Out {
-        assert!(
-            self.code.is_some_and(|code| code != 0),
-            "`admin {}` should exit non-zero, got {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        );
+        let failed = self.code.is_some_and(|code| code != 0);
+        assert!(failed, "{}", self.report("should exit non-zero"));
         self
     }
 
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
-            panic!(
-                "`admin {}` printed no valid JSON ({err}):\n{}\nstderr:\n{}",
-                self.args.join(" "),
-                self.stdout,
-                self.stderr
-            )
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|err| panic!("{}", self.report(&format!("printed no valid JSON ({err})"))))
+    }
+
+    /// The command, what it did wrong, its exit code and its output.
+    fn report(&self, wrong: &str) -> String {
+        format!(
+            "`admin {}` {wrong}, exit code {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
     }
 
     /// stdout and stderr together, for "the output mentions X".
@@ -70,13 +62,8 @@ impl Out {
 
     #[track_caller]
     pub fn assert_stdout_has(&self, needle: &str) -> &Out {
-        assert!(
-            self.stdout.contains(needle),
-            "`admin {}` output should mention {needle:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args.join(" "),
-            self.stdout,
-            self.stderr
-        );
+        let wrong = format!("output should mention {needle:?}");
+        assert!(self.stdout.contains(needle), "{}", self.report(&wrong));
         self
     }
 }

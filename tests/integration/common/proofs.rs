@@ -110,6 +110,11 @@ pub type Key = (String, u64);
 /// Every package's versions as listed: project → patch → its entry.
 pub type Listed = BTreeMap<String, BTreeMap<u64, Value>>;
 
+/// The listed entry of a version, if it is listed.
+pub fn listed_entry<'a>(listed: &'a Listed, (project, patch): &Key) -> Option<&'a Value> {
+    listed.get(project).and_then(|versions| versions.get(patch))
+}
+
 /// `GET /packages/<identity>/<project>`: its versions by patch, which must be
 /// listed in order and each once; `None` when the package does not exist.
 pub fn listed_versions(server: &Server, identity: &str, project: &str, context: &str) -> Option<BTreeMap<u64, Value>> {
@@ -183,9 +188,7 @@ pub fn assert_events_match_listing(events: &[Value], identity: &str, listed: &Li
     let mut revokes: BTreeMap<Key, usize> = BTreeMap::new();
     for event in events {
         let key = key_of(event, identity, context);
-        let entry = listed
-            .get(&key.0)
-            .and_then(|versions| versions.get(&key.1))
+        let entry = listed_entry(listed, &key)
             .unwrap_or_else(|| panic!("{context}: event {event} names a version that is not listed"));
         match event["type"].as_str() {
             Some("publish") => *publishes.entry(key).or_default() += 1,
@@ -260,6 +263,17 @@ pub fn replay_audit(server: &Server, identity: &str, token: &str, context: &str)
 pub fn fsck_text(dir: &Path) -> (bool, String) {
     let out = admin(dir, &["fsck"]);
     (out.succeeded(), out.all())
+}
+
+/// The text form of fsck exits 0 and ends with `clean`; `what` says which
+/// directory, when, for the failure.
+#[track_caller]
+pub fn assert_fsck_clean(dir: &Path, what: &str) {
+    let (clean, text) = fsck_text(dir);
+    assert!(
+        clean && text.trim_end().ends_with("clean"),
+        "{what} (expected exit 0 and `clean`); fsck said:\n{text}"
+    );
 }
 
 /// xorshift64*: small, seedable, good enough to pick moments and victims.
