@@ -3,10 +3,8 @@
 //! from their head, responses the client did not take in full) is a `WARN`
 //! line of the log, and a flood of them is logged at a bounded rate.
 
-mod common;
-
-use common::bundles::{gzip, synthetic};
-use common::{HttpConn, Server, SocketOptions, connect_with};
+use crate::common::bundles::{decode, gzip, synthetic};
+use crate::common::{HttpConn, Server, SocketOptions, connect_with};
 use serde_json::json;
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -147,14 +145,12 @@ fn a_download_the_client_stops_reading_is_logged_as_aborted() {
     let created = server.post_json("/publishing-identity", &json!({"name": "gren-lang"}), Some(&token));
     assert_eq!(created.status, 200, "{}", created.text());
     // A bundle larger than what the socket buffers of both ends hold.
-    let mut bundle = common::bundles::decode(&synthetic("gren-lang/big", "1.0.0", "x"));
+    let mut bundle = decode(&synthetic("gren-lang/big", "1.0.0", "x"));
     bundle["sources"]["Synthetic"] =
         format!("module Synthetic exposing (salt)\n\nsalt = \"{}\"\n", noise(9 << 20)).into();
     let bytes = gzip(&serde_json::to_vec(&bundle).unwrap());
     assert!(bytes.len() > 6 << 20, "{} bytes", bytes.len());
-    let auth = format!("Bearer {token}");
-    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/gzip")];
-    let published = server.send("POST", "/packages", &headers, &bytes);
+    let published = server.publish(&token, &bytes);
     assert_eq!(published.status, 201, "{}", published.text());
 
     // The client reads the start of the answer, then hangs up.

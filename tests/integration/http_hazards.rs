@@ -5,9 +5,7 @@
 //! client may rely on: pipelining, chunked bodies, conflicting lengths and
 //! `Expect: 100-continue`.
 
-mod common;
-
-use common::{HttpConn, Reply, Server};
+use crate::common::{HttpConn, Reply, Server};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
@@ -41,14 +39,6 @@ fn assert_healthy_within(server: &Server, within: Duration) {
             );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits (up to 2 s) for the thread count to fall to `threads`.
-fn wait_for_threads(server: &Server, threads: usize) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while server.threads() > threads && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -146,7 +136,7 @@ fn connections_beyond_the_cap_get_503_and_threads_stay_bounded() {
     let server = Server::with_env(&[("GREN_REGISTRY_MAX_CONNECTIONS", "16")]);
     let idle_threads = server.threads();
     assert_healthy(&server);
-    wait_for_threads(&server, idle_threads);
+    server.threads_down_to(idle_threads, Duration::from_secs(2));
 
     let conns: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(server.addr).expect("connect"))
@@ -172,8 +162,7 @@ fn connections_beyond_the_cap_get_503_and_threads_stay_bounded() {
             Err(err) => panic!("connection {i}: {err}"),
             Ok(reply) => {
                 reply.assert_error(503, "server_busy");
-                let retry = reply.header("retry-after").expect("503 has Retry-After");
-                assert!(retry.parse::<u64>().is_ok(), "{retry}");
+                reply.retry_after();
                 conn.stream.set_nonblocking(false).unwrap();
                 assert!(
                     conn.closed_within(Duration::from_secs(1)),
@@ -191,7 +180,7 @@ fn connections_beyond_the_cap_get_503_and_threads_stay_bounded() {
 
     drop(conns);
     assert_healthy_within(&server, Duration::from_secs(2));
-    wait_for_threads(&server, idle_threads);
+    server.threads_down_to(idle_threads, Duration::from_secs(2));
     assert_eq!(server.threads(), idle_threads, "every connection thread ended");
 }
 
@@ -214,8 +203,8 @@ fn held_and_refused(conns: &mut [HttpConn], code: &str, wait: Duration) -> (usiz
             Err(err) => panic!("connection {i}: {err}"),
             Ok(reply) => {
                 reply.assert_error(503, code);
-                let retry = reply.header("retry-after").expect("503 has Retry-After");
-                assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "{retry}");
+                let retry = reply.retry_after();
+                assert!(retry >= 1, "Retry-After: {retry}");
                 refused += 1;
             }
         }
@@ -324,7 +313,7 @@ fn stalled_heads_and_bodies_are_cut_off_after_the_request_timeout() {
     drop(heads);
     assert_healthy_within(&server, Duration::from_secs(1));
     // Every slot is free again before the next eight.
-    wait_for_threads(&server, idle_threads);
+    server.threads_down_to(idle_threads, Duration::from_secs(2));
     assert_eq!(
         server.threads(),
         idle_threads,

@@ -1,11 +1,9 @@
 //! The data directory against local users: private modes whatever the
 //! umask, and no planted symbolic link is ever followed.
 
-mod common;
-
-use common::Server;
-use common::bundles::synthetic;
-use serde_json::{Value, json};
+use crate::common::bundles::synthetic;
+use crate::common::{Server, files_under, read_json};
+use serde_json::json;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,7 +15,7 @@ const LOCAL_SINK: (&str, &str) = ("POSTMARK_SERVER_TOKEN", "");
 fn local_mail(data_dir: &Path, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let found = common::files_under(&data_dir.join("mail"))
+        let found = files_under(&data_dir.join("mail"))
             .into_iter()
             .filter_map(|path| std::fs::read_to_string(path).ok())
             .find(|text| text.contains(needle));
@@ -159,7 +157,7 @@ fn a_planted_symlink_in_place_of_a_record_directory_is_not_followed() {
         Some(&token),
     );
     change.assert_error(500, "internal_error");
-    let after: Value = serde_json::from_slice(&std::fs::read(elsewhere.path().join("identity.json")).unwrap()).unwrap();
+    let after = read_json(&elsewhere.path().join("identity.json"));
     assert_eq!(after, forged, "the linked directory is neither read nor changed");
     let names: Vec<_> = std::fs::read_dir(elsewhere.path())
         .unwrap()

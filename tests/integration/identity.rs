@@ -3,13 +3,11 @@
 //! roles, the last admin, `GET /user`, the audit log, concurrency, the
 //! records on disk and the operator commands.
 
-mod common;
-
-use common::*;
+use crate::common::operator;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -213,40 +211,6 @@ fn assert_pretty(path: &Path, text: &str) {
     );
 }
 
-/// Runs `gren-registry admin --data-dir <dir> <args>` with a clean environment.
-fn run_admin(data_dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy().to_ascii_uppercase();
-        if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") {
-            command.env_remove(&key);
-        }
-    }
-    command
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("cannot run gren-registry admin")
-}
-
-/// Runs an admin command that must succeed; returns its standard output.
-#[track_caller]
-fn admin_ok(data_dir: &Path, args: &[&str]) -> String {
-    let output = run_admin(data_dir, args);
-    assert!(output.status.success(), "admin {args:?} failed: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Runs an admin command that must fail; returns its standard error.
-#[track_caller]
-fn admin_fails(data_dir: &Path, args: &[&str]) -> String {
-    let output = run_admin(data_dir, args);
-    assert!(!output.status.success(), "admin {args:?} succeeded: {output:?}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 // ---------------------------------------------------------------------------
 // Creating
 // ---------------------------------------------------------------------------
@@ -382,11 +346,11 @@ fn reserved_names_come_from_the_environment() {
 #[test]
 fn operators_create_reserved_identities_with_the_server_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_admin(
+    operator::admin(
         dir.path(),
         &["identity", "create", "admin", "--admin", "ops@example.com"],
-    );
-    assert!(output.status.success(), "admin identity create failed: {output:?}");
+    )
+    .success();
     let (text, record) = read_json_file(&dir.path().join("identities/admin/identity.json"));
     assert_pretty(Path::new("identity.json"), &text);
     assert_eq!(record["name"], "admin");
@@ -407,10 +371,12 @@ fn operators_create_reserved_identities_with_the_server_stopped() {
     assert_eq!(entries[0]["admin"], "ops@example.com");
 
     // While the server holds the data directory, the command refuses.
-    let stderr = admin_fails(
+    let stderr = operator::admin(
         dir.path(),
         &["identity", "create", "other", "--admin", "ops@example.com"],
-    );
+    )
+    .failure()
+    .stderr;
     assert!(
         stderr.contains("lock") && stderr.contains("Stop the server"),
         "stderr mentions the lock and stopping the server: {stderr}"
@@ -487,17 +453,17 @@ fn operators_are_refused_look_alikes_unless_they_insist() {
     fn create(name: &str) -> Vec<&str> {
         vec!["identity", "create", name, "--admin", "ops@example.com"]
     }
-    admin_ok(dir.path(), &create("gren-lang"));
-    let stderr = admin_fails(dir.path(), &create("gren-1ang"));
+    operator::admin(dir.path(), &create("gren-lang")).success();
+    let stderr = operator::admin(dir.path(), &create("gren-1ang")).failure().stderr;
     assert!(
         stderr.contains("gren-lang") && stderr.contains("--allow-confusable"),
         "stderr names the original and the way out: {stderr}"
     );
     assert!(!dir.path().join("identities/gren-1ang").exists());
-    admin_ok(dir.path(), &[create("gren-1ang"), vec!["--allow-confusable"]].concat());
+    operator::admin(dir.path(), &[create("gren-1ang"), vec!["--allow-confusable"]].concat()).success();
     assert!(dir.path().join("identities/gren-1ang/identity.json").exists());
     // Reserved names (and their look-alikes) are the operators' to create.
-    admin_ok(dir.path(), &create("adm1n"));
+    operator::admin(dir.path(), &create("adm1n")).success();
 }
 
 #[test]
@@ -553,11 +519,7 @@ fn the_daily_creation_limit_answers_429_with_retry_after() {
     create_ok(&server, &token, "two");
     let refused = create(&server, &token, "three");
     refused.assert_error(429, "rate_limited");
-    let retry: u64 = refused
-        .header("retry-after")
-        .unwrap_or_else(|| panic!("429 without Retry-After: {refused:?}"))
-        .parse()
-        .expect("Retry-After is a number of seconds");
+    let retry = refused.retry_after();
     assert!((86_000..=86_400).contains(&retry), "Retry-After {retry} is about a day");
     show(&server, "three", None).assert_error(404, "identity_not_found");
     // Another user has their own allowance.
@@ -966,7 +928,7 @@ fn a_role_toggle_storm_sends_at_most_five_emails_and_is_then_refused_429() {
         let reply = put_member(&server, &admin, "gren-lang", "victim@example.com", role);
         if reply.status == 429 {
             reply.assert_error(429, "rate_limited");
-            let retry: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+            let retry = reply.retry_after();
             assert!((3500..=3600).contains(&retry), "about an hour: {retry}");
         }
         answers.push((reply.status, role));
@@ -1307,7 +1269,7 @@ fn operators_name_a_new_admin_for_an_identity_whose_last_admin_left() {
     assert_eq!(reply.status, 204, "{}", reply.text());
     server.stop();
 
-    let out = admin_ok(dir.path(), &["fsck"]);
+    let out = operator::admin(dir.path(), &["fsck"]).success().stdout;
     assert!(
         out.contains("note: identity gren-lang has no admin") && out.contains("admin identity set-member"),
         "an identity without admin is no fault, and fsck says how to fix it: {out}"
@@ -1315,9 +1277,11 @@ fn operators_name_a_new_admin_for_an_identity_whose_last_admin_left() {
     fn set_member<'a>(email: &'a str, role: &'a str) -> Vec<&'a str> {
         vec!["identity", "set-member", "gren-lang", email, "--role", role]
     }
-    let out = admin_ok(dir.path(), &set_member("Heir@example.com", "admin"));
+    let out = operator::admin(dir.path(), &set_member("Heir@example.com", "admin"))
+        .success()
+        .stdout;
     assert!(out.contains("added heir@example.com"), "{out}");
-    admin_fails(dir.path(), &set_member("heir@example.com", "owner"));
+    operator::admin(dir.path(), &set_member("heir@example.com", "owner")).failure();
 
     let server = Server::start_in(dir.path(), &[]);
     let heir = server.login("heir@example.com");
@@ -1332,17 +1296,18 @@ fn operators_name_a_new_admin_for_an_identity_whose_last_admin_left() {
         (Some("member_added"), Some("operator"), Some("heir@example.com"))
     );
     server.stop();
-    let out = admin_ok(dir.path(), &["fsck"]);
+    let out = operator::admin(dir.path(), &["fsck"]).success().stdout;
     assert!(!out.contains("has no admin"), "{out}");
 }
 
 #[test]
 fn an_identity_record_from_before_invitations_still_loads() {
     let dir = tempfile::tempdir().unwrap();
-    admin_ok(
+    operator::admin(
         dir.path(),
         &["identity", "create", "old", "--admin", "admin@example.com"],
-    );
+    )
+    .success();
     let path = dir.path().join("identities/old/identity.json");
     let (_, mut record) = read_json_file(&path);
     record.as_object_mut().unwrap().remove("invitations");

@@ -6,18 +6,17 @@
 //! Sizes: `GREN_PROOF_SCALE` (default 1) multiplies the publisher threads
 //! (3 × scale) and the snapshots taken during the load (2 × scale), each
 //! restored and checked. At scale 1 (CI) the test takes a few seconds on 2
-//! cores; try `GREN_PROOF_SCALE=5 cargo test --test backup -- --nocapture`
-//! for a longer local run.
+//! cores; try `GREN_PROOF_SCALE=5 cargo test --test integration backup:: --
+//! --nocapture` for a longer local run.
 
-mod common;
-
-use common::bundles::*;
-use common::proofs::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::operator::*;
+use crate::common::proofs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -25,47 +24,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const IDENTITY: &str = "bak";
 const OWNER: &str = "owner@example.com";
-/// No rate limit may refuse the load.
-const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
-
-/// Runs `gren-registry admin --data-dir DIR ARGS...`: (success, stdout+stderr).
-fn admin(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// A plain recursive copy (new inodes, as a backup restored elsewhere has).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        } else {
-            panic!(
-                "a snapshot holds only files and directories: {}",
-                entry.path().display()
-            );
-        }
-    }
-}
-
-type Key = (String, u64);
 
 #[derive(Default, Clone)]
 struct Model {
@@ -109,15 +67,7 @@ fn publisher(
             .unwrap()
             .attempted
             .insert((project.clone(), patch), sha.clone());
-        let reply = server.send(
-            "POST",
-            "/packages",
-            &[
-                ("Authorization", &format!("Bearer {token}")),
-                ("Content-Type", "application/gzip"),
-            ],
-            &bytes,
-        );
+        let reply = server.publish(&token, &bytes);
         assert_eq!(reply.status, 201, "{project} {}: {}", version(patch), reply.text());
         assert_eq!(reply.json()["sha256"], sha.as_str());
         model.lock().unwrap().acked.insert((project.clone(), patch), sha);
@@ -153,36 +103,38 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
     let fresh = tempfile::Builder::new().prefix("gren-restored-").tempdir().unwrap();
     let restored = fresh.path().join("data");
     copy_tree(snapshot, &restored);
+    assert_fsck_finds_the_copy_clean(&restored, label);
 
-    let (clean, text) = admin(&restored, &["fsck"]);
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "{label}: fsck of the restored copy (expected exit 0 and `clean`):\n{text}"
-    );
-    let (_, json_text) = admin(&restored, &["--json", "fsck"]);
-    let report: Value = serde_json::from_str(&json_text).expect("fsck --json");
+    let server = Server::start_in(&restored, &PROOF_ENV);
+    let listed = list_restored_packages(&server, after, label);
+    let revoked_count = assert_listed_versions_were_sent_and_serve_as_listed(&server, &listed, after, label);
+    assert_everything_acknowledged_before_is_in(&listed, before, label);
+    assert_events_match_listing(&all_events(&server), IDENTITY, &listed, label);
+    assert_the_copy_takes_the_next_publish(&server, &listed, token, label);
+    let status = server.stop();
+    assert!(status.success(), "{label}: the restored registry stops cleanly");
+    let (clean, text) = fsck_text(&restored);
+    assert!(clean, "{label}: fsck of the restored copy after use:\n{text}");
+    (listed.values().map(BTreeMap::len).sum(), revoked_count)
+}
+
+/// Both forms of fsck find the restored copy clean.
+fn assert_fsck_finds_the_copy_clean(restored: &Path, label: &str) {
+    assert_fsck_clean(restored, &format!("{label}: fsck of the restored copy"));
+    let report = admin_json(restored, &["fsck"]).json();
     assert_eq!(report["clean"], true, "{label}: fsck --json: {report}");
     assert_eq!(report["problems"], json!([]), "{label}: fsck --json: {report}");
+}
 
-    let server = Server::start_in(&restored, &ENV);
+/// Every package a client sent to, as the copy lists it: a point in time,
+/// so each package's versions are its first k, without a hole.
+fn list_restored_packages(server: &Server, after: &Model, label: &str) -> Listed {
     let projects: BTreeSet<String> = after.attempted.keys().map(|(project, _)| project.clone()).collect();
-    let mut listed: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+    let mut listed = Listed::new();
     for project in &projects {
-        let reply = server.get(&format!("/packages/{IDENTITY}/{project}"), None);
-        if reply.status == 404 {
+        let Some(versions) = listed_versions(server, IDENTITY, project, label) else {
             continue;
-        }
-        assert_eq!(reply.status, 200, "{label}: {project}: {}", reply.text());
-        let body = reply.json();
-        let mut versions = BTreeMap::new();
-        for entry in body["versions"].as_array().unwrap() {
-            let patch = patch_of(entry["version"].as_str().unwrap());
-            assert!(
-                versions.insert(patch, entry.clone()).is_none(),
-                "{label}: {project} lists {patch} twice"
-            );
-        }
-        // A point in time: each package's versions are its first k, no hole.
+        };
         assert_eq!(
             versions.keys().copied().collect::<Vec<_>>(),
             (0..versions.len() as u64).collect::<Vec<_>>(),
@@ -190,43 +142,46 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
         );
         listed.insert(project.clone(), versions);
     }
+    listed
+}
 
+/// Every listed version holds bytes a client had sent when the snapshot
+/// ended, and downloads as listed. Returns how many are revoked.
+fn assert_listed_versions_were_sent_and_serve_as_listed(
+    server: &Server,
+    listed: &Listed,
+    after: &Model,
+    label: &str,
+) -> usize {
     let mut revoked_count = 0;
-    for (project, versions) in &listed {
+    for (project, versions) in listed {
         for (patch, entry) in versions {
             let key = (project.clone(), *patch);
-            let sha = entry["sha256"].as_str().unwrap();
             assert_eq!(
                 after.attempted.get(&key).map(String::as_str),
-                Some(sha),
+                Some(entry["sha256"].as_str().expect("sha256")),
                 "{label}: {project} {} is listed with bytes nobody had sent when the snapshot ended",
                 version(*patch)
             );
-            let path = format!("/packages/{IDENTITY}/{project}/{}/bundle", version(*patch));
-            let reply = server.get(&path, None);
-            if entry["revoked"].is_object() {
+            if assert_downloads_as_listed(server, IDENTITY, &key, entry, label).is_none() {
                 revoked_count += 1;
-                reply.assert_error(410, "revoked");
-            } else {
-                assert_eq!(reply.status, 200, "{label}: {path}: {}", reply.text());
-                assert_eq!(
-                    sha256_hex(&reply.body),
-                    sha,
-                    "{label}: {path} serves other bytes than listed"
-                );
             }
         }
     }
-    for ((project, patch), sha) in &before.acked {
-        let entry = listed
-            .get(project)
-            .and_then(|versions| versions.get(patch))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{label}: {project} {} was acknowledged before the snapshot began but is not in it",
-                    version(*patch)
-                )
-            });
+    revoked_count
+}
+
+/// Everything acknowledged before the snapshot began is in it: the
+/// publishes with their bytes, the revocations revoked.
+fn assert_everything_acknowledged_before_is_in(listed: &Listed, before: &Model, label: &str) {
+    for (key, sha) in &before.acked {
+        let (project, patch) = key;
+        let entry = listed_entry(listed, key).unwrap_or_else(|| {
+            panic!(
+                "{label}: {project} {} was acknowledged before the snapshot began but is not in it",
+                version(*patch)
+            )
+        });
         assert_eq!(entry["sha256"], sha.as_str(), "{label}: {project} {}", version(*patch));
     }
     for (project, patch) in &before.revoked {
@@ -236,87 +191,28 @@ fn check_restored(snapshot: &Path, label: &str, before: &Model, after: &Model, t
             version(*patch)
         );
     }
+}
 
-    // The event log of the copy is whole and agrees with its records.
-    let events = all_events(&server);
-    let mut publishes: BTreeMap<Key, usize> = BTreeMap::new();
-    let mut revokes: BTreeMap<Key, usize> = BTreeMap::new();
-    for event in &events {
-        let project = event["package"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("bak/")
-            .unwrap()
-            .to_string();
-        let patch = patch_of(event["version"].as_str().unwrap());
-        let entry = listed
-            .get(&project)
-            .and_then(|versions| versions.get(&patch))
-            .unwrap_or_else(|| panic!("{label}: event {event} names a version the copy does not list"));
-        match event["type"].as_str().unwrap() {
-            "publish" => *publishes.entry((project, patch)).or_default() += 1,
-            "revoke" => {
-                assert!(entry["revoked"].is_object(), "{label}: {event} for a live version");
-                *revokes.entry((project, patch)).or_default() += 1;
-            }
-            other => panic!("{label}: event type {other}"),
-        }
-    }
-    let listed_count: usize = listed.values().map(BTreeMap::len).sum();
-    assert_eq!(
-        publishes.len(),
-        listed_count,
-        "{label}: a publish event for every listed version"
-    );
-    assert!(
-        publishes.values().all(|count| *count == 1),
-        "{label}: one publish event per version"
-    );
-    assert_eq!(
-        revokes.len(),
-        revoked_count,
-        "{label}: a revoke event for every revoked version"
-    );
-    assert!(
-        revokes.values().all(|count| *count == 1),
-        "{label}: one revoke event per revocation"
-    );
-
-    // The copy is a working registry: the original's session works, and the
-    // next version of a package can be published.
+/// The copy is a working registry: the original's session works, and the
+/// next version of a package can be published.
+fn assert_the_copy_takes_the_next_publish(server: &Server, listed: &Listed, token: &str, label: &str) {
     let (project, versions) = listed.iter().next().expect("the copy holds packages");
     let next = versions.len() as u64;
     let bytes = synthetic(&format!("{IDENTITY}/{project}"), &version(next), "after the restore");
-    let reply = server.send(
-        "POST",
-        "/packages",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/gzip"),
-        ],
-        &bytes,
-    );
+    let reply = server.publish(token, &bytes);
     assert_eq!(
         reply.status,
         201,
         "{label}: publishing into the restored copy: {}",
         reply.text()
     );
-    let status = server.stop();
-    assert!(status.success(), "{label}: the restored registry stops cleanly");
-    let (clean, text) = admin(&restored, &["fsck"]);
-    assert!(clean, "{label}: fsck of the restored copy after use:\n{text}");
-    (listed_count, revoked_count)
 }
 
 /// `admin --data-dir DIR --json snapshot DEST` in the background.
 fn start_snapshot(dir: &Path, destination: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
+    admin_command(dir)
         .args(["--json", "snapshot"])
         .arg(destination)
-        .env_remove("GREN_REGISTRY_DATA_DIR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -368,17 +264,9 @@ impl Load {
     }
 
     /// Stops the clients; re-raises a client's panic.
-    fn stop(self) -> Model {
+    fn stop(&mut self) -> Model {
         self.stop.store(true, Ordering::SeqCst);
-        let mut panic = None;
-        for handle in self.handles {
-            if let Err(err) = handle.join() {
-                panic = panic.or(Some(err));
-            }
-        }
-        if let Some(panic) = panic {
-            std::panic::resume_unwind(panic);
-        }
+        join_all(std::mem::take(&mut self.handles));
         self.model.lock().unwrap().clone()
     }
 }
@@ -394,77 +282,31 @@ fn snapshots_under_load(label: &str, threads: usize, snapshots: usize, think: Op
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("gren-backup-").tempdir().unwrap();
     let work = tempfile::Builder::new().prefix("gren-backup-snaps-").tempdir().unwrap();
-    let server = Arc::new(Server::start_in(dir.path(), &ENV));
+    let server = Arc::new(Server::start_in(dir.path(), &PROOF_ENV));
     let token = server.login(OWNER);
     let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
     assert_eq!(created.status, 200, "{}", created.text());
 
-    let load = Load::start(&server, &token, threads, think);
+    let mut load = Load::start(&server, &token, threads, think);
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     let mut taken = Vec::new();
     for index in 0..snapshots {
         // Let the load run (and grow) between snapshots.
         std::thread::sleep(Duration::from_millis(150 + seed.wrapping_mul(index as u64 + 1) % 150));
         assert!(!load.failed(), "{label}: a load thread stopped early");
-        let before = load.snapshot();
         let destination = work.path().join(format!("snap{index}"));
-        let asked = Instant::now();
-        let mut child = start_snapshot(dir.path(), &destination);
-        let Some(status) = wait_for(&mut child, SNAPSHOT_TIMEOUT) else {
-            // Still waiting for the writers' gate: stop the load and see
-            // whether it finishes then.
-            let during = load.snapshot().acked.len() - before.acked.len();
-            let _ = load.stop();
-            let waited = Instant::now();
-            let finished = wait_for(&mut child, Duration::from_secs(10));
-            if finished.is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            panic!(
-                "{label}: `admin snapshot` did not finish within {SNAPSHOT_TIMEOUT:?} under a publish load \
-                 ({during} publishes were acknowledged meanwhile, so the server's writers were never held off); \
-                 after the load stopped it {}. The snapshot's exclusive lock on writers.lock is starved by the \
-                 shared locks of overlapping writers.",
-                match finished {
-                    Some(status) => format!("finished ({status}) in {:?}", waited.elapsed()),
-                    None => "still did not finish within 10 s".to_string(),
-                }
-            );
-        };
-        let output = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-        let took = asked.elapsed();
-        let after = load.snapshot();
-        assert!(
-            status.success(),
-            "{label}: admin snapshot during the load failed:\n{text}"
-        );
-        let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        eprintln!(
-            "{label}: snapshot {index} in {:.0} ms: {} acknowledged before it, {} after it; {} files linked, {} copied, writers held {:.1} ms",
-            took.as_secs_f64() * 1000.0,
-            before.acked.len(),
-            after.acked.len(),
-            report["linked"],
-            report["copied"],
-            report["held_ms"].as_f64().unwrap_or(f64::NAN)
+        let (before, after) = snapshot_during_the_load(
+            &mut load,
+            dir.path(),
+            &destination,
+            &format!("{label}: snapshot {index}"),
         );
         taken.push((destination, before, after));
     }
-    // The load goes on after the last snapshot.
-    std::thread::sleep(Duration::from_millis(100));
-    let all = load.stop();
-    let last_before = taken.last().map_or(0, |(_, before, _)| before.acked.len());
-    assert!(
-        all.acked.len() > last_before,
-        "{label}: the load was still publishing after the last snapshot ({last_before} → {})",
-        all.acked.len()
-    );
-
+    let all = stop_the_load_still_publishing(load, &taken, label);
     let server = Arc::try_unwrap(server).ok().expect("all clients joined");
     assert!(server.stop().success(), "{label}: the original registry stops cleanly");
-    let (clean, text) = admin(dir.path(), &["fsck"]);
+    let (clean, text) = fsck_text(dir.path());
     assert!(clean, "{label}: fsck of the original after the load:\n{text}");
 
     for (index, (snapshot, before, after)) in taken.iter().enumerate() {
@@ -481,6 +323,74 @@ fn snapshots_under_load(label: &str, threads: usize, snapshots: usize, think: Op
         taken.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Takes a snapshot of `dir` into `destination` while the load runs; it must
+/// succeed within [`SNAPSHOT_TIMEOUT`]. Returns the clients' model just
+/// before it began and just after it ended.
+fn snapshot_during_the_load(load: &mut Load, dir: &Path, destination: &Path, label: &str) -> (Model, Model) {
+    let before = load.snapshot();
+    let asked = Instant::now();
+    let mut child = start_snapshot(dir, destination);
+    let Some(status) = wait_for(&mut child, SNAPSHOT_TIMEOUT) else {
+        explain_a_starved_snapshot(load, child, &before, label);
+    };
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let took = asked.elapsed();
+    let after = load.snapshot();
+    assert!(
+        status.success(),
+        "{label}: admin snapshot during the load failed:\n{text}"
+    );
+    let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    eprintln!(
+        "{label} in {:.0} ms: {} acknowledged before it, {} after it; {} files linked, {} copied, writers held {:.1} ms",
+        took.as_secs_f64() * 1000.0,
+        before.acked.len(),
+        after.acked.len(),
+        report["linked"],
+        report["copied"],
+        report["held_ms"].as_f64().unwrap_or(f64::NAN)
+    );
+    (before, after)
+}
+
+/// A snapshot still waiting for the writers' gate: stops the load, sees
+/// whether it finishes then, and fails saying which.
+fn explain_a_starved_snapshot(load: &mut Load, mut child: Child, before: &Model, label: &str) -> ! {
+    let during = load.snapshot().acked.len() - before.acked.len();
+    let _ = load.stop();
+    let waited = Instant::now();
+    let finished = wait_for(&mut child, Duration::from_secs(10));
+    if finished.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!(
+        "{label}: `admin snapshot` did not finish within {SNAPSHOT_TIMEOUT:?} under a publish load \
+         ({during} publishes were acknowledged meanwhile, so the server's writers were never held off); \
+         after the load stopped it {}. The snapshot's exclusive lock on writers.lock is starved by the \
+         shared locks of overlapping writers.",
+        match finished {
+            Some(status) => format!("finished ({status}) in {:?}", waited.elapsed()),
+            None => "still did not finish within 10 s".to_string(),
+        }
+    );
+}
+
+/// Lets the load go on a moment after the last snapshot, then stops it; it
+/// must have published past the last snapshot. Returns its final model.
+fn stop_the_load_still_publishing(mut load: Load, taken: &[(PathBuf, Model, Model)], label: &str) -> Model {
+    std::thread::sleep(Duration::from_millis(100));
+    let all = load.stop();
+    let last_before = taken.last().map_or(0, |(_, before, _)| before.acked.len());
+    assert!(
+        all.acked.len() > last_before,
+        "{label}: the load was still publishing after the last snapshot ({last_before} → {})",
+        all.acked.len()
+    );
+    all
 }
 
 /// Clients that pause a few milliseconds between publishes, as people and

@@ -3,10 +3,8 @@
 //! downloads, the body cap, long-polls, and client addresses passed through
 //! X-Forwarded-For. Needs nginx, openssl and curl (.ci/run installs nginx).
 
-mod common;
-
-use common::bundles::real_bundle;
-use common::*;
+use crate::common::bundles::{real_bundle, real_bundles_dir};
+use crate::common::*;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,7 +152,6 @@ fn the_documented_nginx_config_fronts_the_registry() {
         ("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "1"),
     ]);
     let nginx = start_nginx(&binary, &server.addr.to_string());
-
     let (status, body) = curl(&nginx, "127.0.0.1", &[&url(&nginx, "/health")]);
     assert_eq!(
         (
@@ -163,8 +160,6 @@ fn the_documented_nginx_config_fronts_the_registry() {
         ),
         (200, "ok".into())
     );
-
-    // Publish and download through the proxy.
     let token = server.login("me@example.com");
     assert_eq!(
         server
@@ -176,107 +171,86 @@ fn the_documented_nginx_config_fronts_the_registry() {
             .status,
         200
     );
-    let bundle_file = common::bundles::real_bundles_dir().join("gren_lang_core__7_0_0.pkg.gz");
     let auth = format!("Authorization: Bearer {token}");
-    let upload = format!("@{}", bundle_file.display());
-    let (status, _) = curl(
-        &nginx,
-        "127.0.0.1",
+    assert_a_bundle_goes_up_and_comes_back_byte_identical(&nginx, &auth);
+    assert_nginx_refuses_bodies_over_the_bundle_cap(&nginx, &auth);
+    assert_login_limits_see_the_real_client(&nginx);
+    assert_long_polls_wait_behind_the_proxy(&nginx);
+}
+
+/// `POST <path>` of a JSON body through nginx, from `from`.
+fn post_json_through(nginx: &Nginx, from: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    curl(
+        nginx,
+        from,
         &[
             "-X",
             "POST",
             "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/gzip",
-            "--data-binary",
-            &upload,
-            &url(&nginx, "/packages"),
+            "Content-Type: application/json",
+            "--data",
+            body,
+            &url(nginx, path),
         ],
-    );
+    )
+}
+
+/// `POST <path>` of a file's bytes through nginx, with `headers`.
+fn post_file_through(nginx: &Nginx, headers: &[&str], file: &Path, path: &str) -> (u16, Vec<u8>) {
+    let upload = format!("@{}", file.display());
+    let mut args = vec!["-X", "POST"];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    let url = url(nginx, path);
+    args.extend(["--data-binary", &upload, &url]);
+    curl(nginx, "127.0.0.1", &args)
+}
+
+/// Publish and download through the proxy.
+fn assert_a_bundle_goes_up_and_comes_back_byte_identical(nginx: &Nginx, auth: &str) {
+    let bundle_file = real_bundles_dir().join("gren_lang_core__7_0_0.pkg.gz");
+    let headers = [auth, "Content-Type: application/gzip"];
+    let (status, _) = post_file_through(nginx, &headers, &bundle_file, "/packages");
     assert_eq!(status, 201);
     let (status, body) = curl(
-        &nginx,
+        nginx,
         "127.0.0.1",
-        &[&url(&nginx, "/packages/gren-lang/core/7.0.0/bundle")],
+        &[&url(nginx, "/packages/gren-lang/core/7.0.0/bundle")],
     );
     assert_eq!(status, 200);
     assert!(
         body == real_bundle("gren_lang_core__7_0_0.pkg.gz"),
         "the bundle comes through byte-identical"
     );
+}
 
-    // nginx refuses bodies over the registry's bundle cap itself.
+/// nginx refuses bodies over the registry's bundle cap itself.
+fn assert_nginx_refuses_bodies_over_the_bundle_cap(nginx: &Nginx, auth: &str) {
     let big = nginx.dir.path().join("big.bin");
     std::fs::write(&big, vec![0u8; 11 * 1024 * 1024]).unwrap();
-    let (status, _) = curl(
-        &nginx,
-        "127.0.0.1",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &auth,
-            "--data-binary",
-            &format!("@{}", big.display()),
-            &url(&nginx, "/packages"),
-        ],
-    );
+    let (status, _) = post_file_through(nginx, &[auth], &big, "/packages");
     assert_eq!(status, 413);
+}
 
-    // Per-IP login limits see the real client, not the proxy: one login each
-    // from two addresses passes a limit of one, a second from the first does not.
-    let login = |from: &str, email: &str| {
-        curl(
-            &nginx,
-            from,
-            &[
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "--data",
-                &format!("{{\"email\":\"{email}\"}}"),
-                &url(&nginx, "/session"),
-            ],
-        )
-        .0
-    };
+/// Per-IP login limits see the real client, not the proxy: one login each
+/// from two addresses passes a limit of one, a second from the first does not.
+fn assert_login_limits_see_the_real_client(nginx: &Nginx) {
+    let login =
+        |from: &str, email: &str| post_json_through(nginx, from, "/session", &format!("{{\"email\":\"{email}\"}}")).0;
     assert_eq!(login("127.0.0.2", "a@example.com"), 200);
     assert_eq!(login("127.0.0.3", "b@example.com"), 200);
     assert_eq!(login("127.0.0.2", "c@example.com"), 429);
+}
 
-    // Long-polls (up to 30 s, below proxy_read_timeout) wait behind the proxy.
-    let (status, body) = curl(
-        &nginx,
-        "127.0.0.4",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            "{\"email\":\"poll@example.com\"}",
-            &url(&nginx, "/session"),
-        ],
-    );
+/// Long-polls (up to 30 s, below proxy_read_timeout) wait behind the proxy.
+fn assert_long_polls_wait_behind_the_proxy(nginx: &Nginx) {
+    let (status, body) = post_json_through(nginx, "127.0.0.4", "/session", "{\"email\":\"poll@example.com\"}");
     assert_eq!(status, 200);
     let started: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let fetch = serde_json::json!({ "fetchSessionToken": started["fetchSessionToken"] }).to_string();
     let begun = Instant::now();
-    let (status, body) = curl(
-        &nginx,
-        "127.0.0.4",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            &fetch,
-            &url(&nginx, "/session/fetch?wait=2"),
-        ],
-    );
+    let (status, body) = post_json_through(nginx, "127.0.0.4", "/session/fetch?wait=2", &fetch);
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     assert!(
         begun.elapsed() >= Duration::from_secs(2),
@@ -293,21 +267,8 @@ fn uploads_the_registry_refuses_keep_their_status_through_nginx() {
     // sends them on while the registry has already answered from the head.
     let big = nginx.dir.path().join("big.bin");
     std::fs::write(&big, vec![b' '; 9 << 20]).unwrap();
-    let upload = format!("@{}", big.display());
     let post = |path: &str, content_type: &str| {
-        curl(
-            &nginx,
-            "127.0.0.1",
-            &[
-                "-X",
-                "POST",
-                "-H",
-                &format!("Content-Type: {content_type}"),
-                "--data-binary",
-                &upload,
-                &url(&nginx, path),
-            ],
-        )
+        post_file_through(&nginx, &[&format!("Content-Type: {content_type}")], &big, path)
     };
     // Whether nginx is still sending when the registry closes depends on
     // timing: a few tries each.

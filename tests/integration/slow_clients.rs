@@ -4,9 +4,7 @@
 //! or by closing), their threads end, and when they fill every connection
 //! slot newcomers get a prompt `503` with `Retry-After` instead of hanging.
 
-mod common;
-
-use common::{HttpConn, Reply, Server};
+use crate::common::{HttpConn, Reply, Server};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -244,31 +242,6 @@ fn assert_prompt(server: &Server, path: &str, status: u16) -> Reply {
     reply
 }
 
-/// Waits (up to `within`) for the thread count to fall to `threads`; returns
-/// the last count seen.
-fn wait_for_threads(server: &Server, threads: usize, within: Duration) -> usize {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = server.threads();
-        if now <= threads || Instant::now() >= deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits (up to `within`) for the thread count to reach `threads`.
-fn wait_for_threads_up(server: &Server, threads: usize, within: Duration) -> usize {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = server.threads();
-        if now >= threads || Instant::now() >= deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn idle_threads(server: &Server) -> usize {
     assert_prompt(server, "/health", 200);
     std::thread::sleep(Duration::from_millis(100));
@@ -292,7 +265,7 @@ fn many_slow_connections_do_not_stop_other_clients_from_being_served() {
     let slow = SlowClients::open(&server, 100, 50);
     let opened = Instant::now();
     // The server has taken them all in (one thread per connection).
-    let busy_threads = wait_for_threads_up(&server, idle + 150, Duration::from_secs(1));
+    let busy_threads = server.threads_up_to(idle + 150, Duration::from_secs(1));
     assert!(
         busy_threads >= idle + 150,
         "the 150 slow connections should be open on the server ({busy_threads} threads, {idle} idle)"
@@ -341,7 +314,7 @@ fn many_slow_connections_do_not_stop_other_clients_from_being_served() {
     );
     eprintln!("slowest normal request {slowest:?}; {answered} of 150 slow connections got a 408, the rest were closed");
 
-    let threads = wait_for_threads(&server, idle, Duration::from_secs(3));
+    let threads = server.threads_down_to(idle, Duration::from_secs(3));
     assert!(
         threads <= idle + 2,
         "threads return to a small number after the slow connections end: {threads} (idle: {idle})"
@@ -362,20 +335,15 @@ fn slow_clients_filling_every_slot_make_newcomers_get_503_promptly_until_they_ti
 
     let slow = SlowClients::open(&server, CAP, 0);
     let opened = Instant::now();
-    wait_for_threads_up(&server, idle + CAP, Duration::from_secs(1));
+    server.threads_up_to(idle + CAP, Duration::from_secs(1));
 
     // Every slot is taken: newcomers are refused at once, not queued.
     for i in 0..10 {
         let (result, took) = timed_get(&server, "/health");
         let reply = result.unwrap_or_else(|err| panic!("newcomer {i} after {took:?}: {err}"));
         reply.assert_error(503, "server_busy");
-        let retry = reply
-            .header("retry-after")
-            .unwrap_or_else(|| panic!("a 503 has Retry-After: {reply:?}"));
-        assert!(
-            retry.trim().parse::<u64>().is_ok_and(|seconds| seconds >= 1),
-            "Retry-After: {retry:?}"
-        );
+        let retry = reply.retry_after();
+        assert!(retry >= 1, "Retry-After: {retry}");
         assert!(took < PROMPT, "newcomer {i} waited {took:?} for its 503");
     }
     let refused_by = Instant::now();
@@ -417,7 +385,7 @@ fn slow_clients_filling_every_slot_make_newcomers_get_503_promptly_until_they_ti
         assert_prompt(&server, "/health", 200);
     }
     assert_prompt(&server, "/packages", 200);
-    let threads = wait_for_threads(&server, idle, Duration::from_secs(2));
+    let threads = server.threads_down_to(idle, Duration::from_secs(2));
     assert!(threads <= idle + 2, "{threads} threads (idle {idle})");
     server.stop();
 }

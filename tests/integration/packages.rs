@@ -3,25 +3,18 @@
 //! paths, permissions, revocation, privacy, the event log, the packages-site
 //! notifier, rate limits, the audit log and crash consistency.
 
-mod common;
-
-use common::bundles::{self, inflating};
-use common::*;
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
+use crate::common::bundles::*;
+use crate::common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bundles");
 const ME: &str = "me@example.com";
 
 /// Every real bundle, in publishing order (versions ascending per package).
@@ -44,58 +37,19 @@ const REAL: [(&str, &str); 12] = [
 // Bundles
 // ---------------------------------------------------------------------------
 
-/// The file name the compiler gives a bundle: `gren_lang_core__7_0_0.pkg.gz`.
-fn file_name(name: &str, version: &str) -> String {
-    format!("{name}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz"
-}
-
-fn real_path(name: &str, version: &str) -> PathBuf {
-    Path::new(BUNDLES).join(file_name(name, version))
-}
-
 /// The bytes of a real bundle made by the compiler.
 fn real(name: &str, version: &str) -> Vec<u8> {
-    let path = real_path(name, version);
-    std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .expect("a real bundle inflates");
-    out
+    real_bundle(&bundle_file_name(name, version))
 }
 
 /// A real bundle's content: `{"outline": ..., "sources": ...}`.
 fn content(name: &str, version: &str) -> Value {
-    serde_json::from_slice(&gunzip(&real(name, version))).expect("a real bundle is JSON")
-}
-
-/// Gzip of compact JSON, as the compiler writes bundles.
-fn encode(content: &Value) -> Vec<u8> {
-    gzip(&serde_json::to_vec(content).unwrap())
+    decode(&real(name, version))
 }
 
 /// A real bundle with its content changed by `change`, re-gzipped.
 fn modified(name: &str, version: &str, change: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut value = content(name, version);
-    change(&mut value);
-    encode(&value)
+    rewrite(&real(name, version), change)
 }
 
 /// A real bundle with outline fields replaced.
@@ -150,14 +104,10 @@ fn upload_head(server: &Server, token: &str, length: usize, extra: &str) -> Http
     conn
 }
 
-fn publish(server: &Server, token: &str, bytes: &[u8]) -> Reply {
-    publish_to(server, "/packages", Some(token), bytes)
-}
-
 /// Publishes a bundle and asserts the status.
 #[track_caller]
 fn publish_ok(server: &Server, token: &str, bytes: &[u8], status: u16) -> Value {
-    let reply = publish(server, token, bytes);
+    let reply = server.publish(token, bytes);
     assert_eq!(reply.status, status, "publish: {}", reply.text());
     reply.json()
 }
@@ -165,7 +115,7 @@ fn publish_ok(server: &Server, token: &str, bytes: &[u8], status: u16) -> Value 
 /// Publishes a real bundle and asserts 201.
 #[track_caller]
 fn publish_real(server: &Server, token: &str, name: &str, version: &str) -> Value {
-    let reply = publish(server, token, &real(name, version));
+    let reply = server.publish(token, &real(name, version));
     assert_eq!(reply.status, 201, "publish {name} {version}: {}", reply.text());
     reply.json()
 }
@@ -349,24 +299,18 @@ fn temp_dir() -> tempfile::TempDir {
 
 #[derive(Debug, Clone)]
 struct SiteRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    received: Received,
     /// The status the stub answered.
     answered: u16,
 }
 
 impl SiteRequest {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.received.header(name)
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+        self.received.json()
     }
 
     fn package(&self) -> String {
@@ -383,45 +327,27 @@ struct SiteState {
 
 /// The packages site: records every request, answers with a settable status.
 struct SiteStub {
-    server: Arc<tiny_http::Server>,
-    url: String,
+    stub: StubServer,
     state: Arc<SiteState>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl SiteStub {
     fn start(status: u16) -> SiteStub {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("cannot start the site stub"));
-        let addr = server.server_addr().to_ip().expect("the stub listens on IP");
         let state = Arc::new(SiteState::default());
         state.status.store(status, Ordering::SeqCst);
-        let thread = {
-            let (server, state) = (server.clone(), state.clone());
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let received = receive(&mut request);
-                    let answered = state.status.load(Ordering::SeqCst);
-                    state.requests.lock().unwrap().push(SiteRequest {
-                        method: received.method,
-                        path: received.path,
-                        headers: received.headers,
-                        body: received.body,
-                        answered,
-                    });
-                    let delay = state.delay_ms.load(Ordering::SeqCst);
-                    if delay > 0 {
-                        std::thread::sleep(Duration::from_millis(delay));
-                    }
-                    let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(answered));
+        let stub = {
+            let state = state.clone();
+            StubServer::start("packages-site stub", move |received| {
+                let answered = state.status.load(Ordering::SeqCst);
+                state.requests.lock().unwrap().push(SiteRequest { received, answered });
+                let delay = state.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    std::thread::sleep(Duration::from_millis(delay));
                 }
+                tiny_http::Response::from_string("{}").with_status_code(answered)
             })
         };
-        SiteStub {
-            server,
-            url: format!("http://{addr}"),
-            state,
-            thread: Some(thread),
-        }
+        SiteStub { stub, state }
     }
 
     fn set_status(&self, status: u16) {
@@ -453,12 +379,9 @@ impl SiteStub {
 }
 
 impl Drop for SiteStub {
+    // The stub's thread must not sleep through its stop (the field drops next).
     fn drop(&mut self) {
         self.state.delay_ms.store(0, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -479,7 +402,7 @@ fn every_real_bundle_publishes_and_downloads_byte_identical() {
     for (name, version) in REAL {
         let bytes = real(name, version);
         let sha = sha256_hex(&bytes);
-        let reply = publish(&server, &token, &bytes);
+        let reply = server.publish(&token, &bytes);
         assert_eq!(reply.status, 201, "publish {name} {version}: {}", reply.text());
         assert_eq!(reply.header("content-type"), Some("application/json"));
         let answer = reply.json();
@@ -511,9 +434,9 @@ fn every_real_bundle_publishes_and_downloads_byte_identical() {
         assert_eq!(download.header("etag"), Some(etag.as_str()), "{url}");
         let disposition = download.header("content-disposition").unwrap_or_default();
         assert!(
-            disposition.contains(&file_name(name, version)),
+            disposition.contains(&bundle_file_name(name, version)),
             "{url}: Content-Disposition {disposition:?} names {}",
-            file_name(name, version)
+            bundle_file_name(name, version)
         );
         let cache = download.header("cache-control").unwrap_or_default();
         assert!(
@@ -559,9 +482,19 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     for (name, version) in REAL {
         publish_real(&server, &token, name, version);
     }
+    assert_latest_answers_by_compiler(&server);
+    assert_latest_answers_by_platform(&server);
+    assert_previous_answers_the_version_before(&server);
+    assert_the_listing_answers_by_compiler(&server);
+    assert_a_package_lists_every_version_ascending(&server);
+    assert_a_version_shows_its_outline(&server);
+}
+
+/// `latest` by compiler version (`gren=`), ws4sql 2.0.0 being for 0.5 and
+/// 3.0.0 for 0.6.
+fn assert_latest_answers_by_compiler(server: &Server) {
     let ws = "/packages/blaix/gren-ws4sql";
     let get = |path: &str| server.get(path, None);
-
     assert_eq!(version_of(&get(&format!("{ws}/latest?gren=0.5.4"))), "2.0.0");
     assert_eq!(version_of(&get(&format!("{ws}/latest?gren=0.6.3"))), "3.0.0");
     get(&format!("{ws}/latest?gren=0.7.0")).assert_error(404, "no_compatible_version");
@@ -570,8 +503,12 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     assert_eq!(latest["name"], "blaix/gren-ws4sql");
     assert_eq!(latest["gren-version"], "0.6.0 <= v < 0.7.0");
     get(&format!("{ws}/latest?gren=0.6")).assert_error(400, "invalid_query");
+}
 
-    // Platforms: ws4sql and node are `node`, core and url are `common`.
+/// `latest` by platform: ws4sql and node are `node`, core and url are `common`.
+fn assert_latest_answers_by_platform(server: &Server) {
+    let ws = "/packages/blaix/gren-ws4sql";
+    let get = |path: &str| server.get(path, None);
     assert_eq!(version_of(&get(&format!("{ws}/latest?platform=node"))), "3.0.0");
     assert_eq!(
         version_of(&get(&format!("{ws}/latest?platform=node&gren=0.5.0"))),
@@ -589,7 +526,12 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
         "5.0.0"
     );
     get(&format!("{ws}/latest?platform=wasm")).assert_error(400, "invalid_query");
+}
 
+/// `previous`: the newest version below the one given, which need not exist.
+fn assert_previous_answers_the_version_before(server: &Server) {
+    let ws = "/packages/blaix/gren-ws4sql";
+    let get = |path: &str| server.get(path, None);
     assert_eq!(version_of(&get(&format!("{ws}/3.0.0/previous"))), "2.0.0");
     get(&format!("{ws}/2.0.0/previous")).assert_error(404, "no_previous_version");
     assert_eq!(version_of(&get(&format!("{ws}/2.5.0/previous"))), "2.0.0");
@@ -597,22 +539,12 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
     assert_eq!(version_of(&get("/packages/gren-lang/node/9.0.0/previous")), "6.1.0");
     get(&format!("{ws}/2.x/previous")).assert_error(400, "invalid_version");
     get("/packages/blaix/nothing-here/latest").assert_error(404, "package_not_found");
+}
 
-    let listing = |path: &str| -> BTreeMap<String, String> {
-        let reply = get(path);
-        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        reply.json()["packages"]
-            .as_array()
-            .expect("packages is an array")
-            .iter()
-            .map(|entry| {
-                (
-                    entry["name"].as_str().unwrap().to_string(),
-                    entry["latest"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
+/// `GET /packages`, all of it and for an older compiler.
+fn assert_the_listing_answers_by_compiler(server: &Server) {
+    let get = |path: &str| server.get(path, None);
+    let listing = |path: &str| server.listing(path, None);
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     };
@@ -638,15 +570,18 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
         ])
     );
     get("/packages?gren=x").assert_error(400, "invalid_query");
+}
 
+/// A package's record lists every version ascending, with its fields.
+fn assert_a_package_lists_every_version_ascending(server: &Server) {
+    let get = |path: &str| server.get(path, None);
     let node = get("/packages/gren-lang/node");
     assert_eq!(node.status, 200, "{}", node.text());
     let node = node.json();
     assert_eq!(node["name"], "gren-lang/node");
     assert_eq!(node["private"], false);
     let versions = node["versions"].as_array().unwrap();
-    let numbers: Vec<&str> = versions.iter().map(|v| v["version"].as_str().unwrap()).collect();
-    assert_eq!(numbers, ["5.0.2", "6.0.0", "6.1.0"], "ascending");
+    assert_eq!(version_numbers(&node), ["5.0.2", "6.0.0", "6.1.0"], "ascending");
     for (entry, version) in versions.iter().zip(["5.0.2", "6.0.0", "6.1.0"]) {
         let bytes = real("gren-lang/node", version);
         for field in [
@@ -666,7 +601,11 @@ fn latest_previous_and_listing_answer_by_compiler_and_platform() {
         assert_eq!(entry["revoked"], Value::Null);
     }
     assert_eq!(versions[0]["gren-version"], "0.5.0 <= v < 0.6.0");
+}
 
+/// A version's record carries its outline; unknown versions are 404.
+fn assert_a_version_shows_its_outline(server: &Server) {
+    let get = |path: &str| server.get(path, None);
     let one = get("/packages/gren-lang/node/6.1.0");
     assert_eq!(one.status, 200, "{}", one.text());
     let one = one.json();
@@ -691,11 +630,11 @@ fn versions_are_immutable() {
 
     let changed = with_outline("gren-lang/url", "5.0.0", json!({ "summary": "Something else" }));
     assert_ne!(changed, bytes);
-    publish(&server, &token, &changed).assert_error(409, "version_exists");
+    server.publish(&token, &changed).assert_error(409, "version_exists");
     // The same content gzipped differently is different bytes, too.
     let regzipped = encode(&content("gren-lang/url", "5.0.0"));
     assert_ne!(regzipped, bytes);
-    publish(&server, &token, &regzipped).assert_error(409, "version_exists");
+    server.publish(&token, &regzipped).assert_error(409, "version_exists");
     let download = server.get(&bundle_url("gren-lang/url", "5.0.0"), None);
     assert!(download.body == bytes, "the first bytes stay");
 
@@ -705,7 +644,7 @@ fn versions_are_immutable() {
         Some(&token),
     );
     assert_eq!(revoked.status, 200, "{}", revoked.text());
-    publish(&server, &token, &bytes).assert_error(409, "version_exists");
+    server.publish(&token, &bytes).assert_error(409, "version_exists");
     let record = server.get("/packages/gren-lang/url", None).json();
     assert_eq!(record["versions"].as_array().unwrap().len(), 1, "{record}");
 }
@@ -722,7 +661,7 @@ fn new_versions_must_follow_the_successor_rule() {
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
 
     let core = |version: &str| with_outline("gren-lang/core", "7.0.0", json!({ "version": version }));
-    let refused = publish(&server, &token, &core("7.0.2"));
+    let refused = server.publish(&token, &core("7.0.2"));
     refused.assert_error(400, "invalid_version");
     let refusal = refused.json();
     assert_eq!(refusal["field"], "outline.version", "{refusal}");
@@ -732,7 +671,9 @@ fn new_versions_must_follow_the_successor_rule() {
         "the message lists the allowed versions: {message}"
     );
     for skipped in ["9.0.0", "7.2.0", "6.0.3", "5.0.0", "6.0.0"] {
-        publish(&server, &token, &core(skipped)).assert_error(400, "invalid_version");
+        server
+            .publish(&token, &core(skipped))
+            .assert_error(400, "invalid_version");
     }
 
     publish_ok(&server, &token, &core("8.0.0"), 201);
@@ -741,13 +682,7 @@ fn new_versions_must_follow_the_successor_rule() {
     // After 8.0.0, 7.0.x may still get its patch.
     publish_ok(&server, &token, &core("7.0.1"), 201);
     let listed = server.get("/packages/gren-lang/core", None).json();
-    let numbers: Vec<&str> = listed["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
-    assert_eq!(numbers, ["6.0.1", "6.0.2", "7.0.0", "7.0.1", "8.0.0"]);
+    assert_eq!(version_numbers(&listed), ["6.0.1", "6.0.2", "7.0.0", "7.0.1", "8.0.0"]);
 
     // The first version of a new package may be anything.
     let first = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "version": "3.4.5" }));
@@ -772,174 +707,132 @@ fn new_versions_must_follow_the_successor_rule() {
 fn invalid_outlines_and_sources_are_400_naming_the_field() {
     let server = Server::start();
     let token = prepare(&server);
-    let ws = |fields: Value| with_outline("blaix/gren-ws4sql", "3.0.0", fields);
-    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
-        (
-            "type application",
-            ws(json!({ "type": "application" })),
-            "invalid_outline",
-            "outline.type",
-        ),
-        (
-            "platform wasm",
-            ws(json!({ "platform": "wasm" })),
-            "invalid_outline",
-            "outline.platform",
-        ),
-        (
-            "name case",
-            ws(json!({ "name": "Gren-lang/Core" })),
-            "invalid_outline",
-            "outline.name",
-        ),
-        (
-            "name without author",
-            ws(json!({ "name": "gren-ws4sql" })),
-            "invalid_outline",
-            "outline.name",
-        ),
+    for (what, fields, field) in invalid_outline_fields() {
+        let bytes = with_outline("blaix/gren-ws4sql", "3.0.0", fields);
+        assert_refused_naming(&server, &token, what, &bytes, "invalid_outline", field);
+    }
+    for (what, bytes, field) in invalid_sources() {
+        assert_refused_naming(&server, &token, what, &bytes, "invalid_bundle", field);
+    }
+    assert_kernel_code_in_gren_lang_and_exact_boundaries_pass(&server, &token);
+    // None of the refusals took the version.
+    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
+    let listed = server.get("/packages/blaix/gren-ws4sql", None).json();
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// Outline fields that each make ws4sql 3.0.0 invalid: (what, the fields,
+/// the field the refusal names).
+fn invalid_outline_fields() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        ("type application", json!({ "type": "application" }), "outline.type"),
+        ("platform wasm", json!({ "platform": "wasm" }), "outline.platform"),
+        ("name case", json!({ "name": "Gren-lang/Core" }), "outline.name"),
+        ("name without author", json!({ "name": "gren-ws4sql" }), "outline.name"),
         (
             "summary of 80 bytes",
-            ws(json!({ "summary": "x".repeat(80) })),
-            "invalid_outline",
+            json!({ "summary": "x".repeat(80) }),
             "outline.summary",
         ),
         (
             "summary of 80 bytes in 40 characters",
-            ws(json!({ "summary": "é".repeat(40) })),
-            "invalid_outline",
+            json!({ "summary": "é".repeat(40) }),
             "outline.summary",
         ),
-        (
-            "licence case",
-            ws(json!({ "license": "bsd-3-clause" })),
-            "invalid_outline",
-            "outline.license",
-        ),
-        (
-            "licence WTFPL",
-            ws(json!({ "license": "WTFPL" })),
-            "invalid_outline",
-            "outline.license",
-        ),
-        (
-            "version suffix",
-            ws(json!({ "version": "1.0.0-beta" })),
-            "invalid_outline",
-            "outline.version",
-        ),
+        ("licence case", json!({ "license": "bsd-3-clause" }), "outline.license"),
+        ("licence WTFPL", json!({ "license": "WTFPL" }), "outline.license"),
+        ("version suffix", json!({ "version": "1.0.0-beta" }), "outline.version"),
         (
             "version leading zero",
-            ws(json!({ "version": "01.0.0" })),
-            "invalid_outline",
+            json!({ "version": "01.0.0" }),
             "outline.version",
         ),
-        (
-            "version too big",
-            ws(json!({ "version": "65536.0.0" })),
-            "invalid_outline",
-            "outline.version",
-        ),
-        (
-            "version number",
-            ws(json!({ "version": 3 })),
-            "invalid_outline",
-            "outline.version",
-        ),
+        ("version too big", json!({ "version": "65536.0.0" }), "outline.version"),
+        ("version number", json!({ "version": 3 }), "outline.version"),
         (
             "empty gren range",
-            ws(json!({ "gren-version": "0.6.0 <= v < 0.6.0" })),
-            "invalid_outline",
+            json!({ "gren-version": "0.6.0 <= v < 0.6.0" }),
             "outline.gren-version",
         ),
         (
             "gren range without spaces",
-            ws(json!({ "gren-version": "0.6.0<=v<0.7.0" })),
-            "invalid_outline",
+            json!({ "gren-version": "0.6.0<=v<0.7.0" }),
             "outline.gren-version",
         ),
         (
             "local dependency",
-            ws(json!({ "dependencies": { "gren-lang/core": "local:../x" } })),
-            "invalid_outline",
+            json!({ "dependencies": { "gren-lang/core": "local:../x" } }),
             "outline.dependencies.gren-lang/core",
         ),
         (
             "self-dependency",
-            ws(json!({ "dependencies": { "blaix/gren-ws4sql": "1.0.0 <= v < 2.0.0" } })),
-            "invalid_outline",
+            json!({ "dependencies": { "blaix/gren-ws4sql": "1.0.0 <= v < 2.0.0" } }),
             "outline.dependencies.blaix/gren-ws4sql",
         ),
         (
             "invalid dependency name",
-            ws(json!({ "dependencies": { "gren-lang/Core": "7.0.0 <= v < 8.0.0" } })),
-            "invalid_outline",
+            json!({ "dependencies": { "gren-lang/Core": "7.0.0 <= v < 8.0.0" } }),
             "outline.dependencies.gren-lang/Core",
         ),
         (
             "no exposed modules",
-            ws(json!({ "exposed-modules": [] })),
-            "invalid_outline",
+            json!({ "exposed-modules": [] }),
             "outline.exposed-modules",
         ),
         (
             "no exposed categories",
-            ws(json!({ "exposed-modules": {} })),
-            "invalid_outline",
+            json!({ "exposed-modules": {} }),
             "outline.exposed-modules",
         ),
         (
             "exposed module not in sources",
-            ws(json!({ "exposed-modules": ["Db", "Db.Nope"] })),
-            "invalid_outline",
+            json!({ "exposed-modules": ["Db", "Db.Nope"] }),
             "outline.exposed-modules",
         ),
         (
             "category of 20 bytes",
-            ws(json!({ "exposed-modules": { "abcdefghijklmnopqrst": ["Db"] } })),
-            "invalid_outline",
+            json!({ "exposed-modules": { "abcdefghijklmnopqrst": ["Db"] } }),
             "outline.exposed-modules",
         ),
-        (
-            "outline name escaping",
-            ws(json!({ "name": "../../x" })),
-            "invalid_outline",
-            "outline.name",
-        ),
-        (
-            "private not a boolean",
-            ws(json!({ "private": "yes" })),
-            "invalid_outline",
-            "outline.private",
-        ),
+        ("outline name escaping", json!({ "name": "../../x" }), "outline.name"),
+        ("private not a boolean", json!({ "private": "yes" }), "outline.private"),
+    ]
+}
+
+/// Sources that each make ws4sql 3.0.0 invalid: (what, the bundle, the
+/// field the refusal names).
+fn invalid_sources() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let with_source =
+        |module: &str, text: &str| modified("blaix/gren-ws4sql", "3.0.0", |c| c["sources"][module] = json!(text));
+    vec![
         (
             "lower-case source",
-            modified("blaix/gren-ws4sql", "3.0.0", |c| {
-                c["sources"]["lower.case"] = json!("module lower.case")
-            }),
-            "invalid_bundle",
+            with_source("lower.case", "module lower.case"),
             "sources.lower.case",
         ),
         (
             "kernel code outside gren-lang",
-            modified("blaix/gren-ws4sql", "3.0.0", |c| {
-                c["sources"]["Gren.Kernel.X"] = json!("var x = 1;")
-            }),
-            "invalid_bundle",
+            with_source("Gren.Kernel.X", "var x = 1;"),
             "sources.Gren.Kernel.X",
         ),
-    ];
-    for (what, bytes, code, field) in &cases {
-        let reply = publish(&server, &token, bytes);
-        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
-        let answer = reply.json();
-        assert_eq!(answer["error"], *code, "{what}: {answer}");
-        assert_eq!(answer["field"], *field, "{what}: {answer}");
-        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
-    }
-    // Kernel code in a gren-lang package is fine (core has it), and the
-    // boundaries are exact: 79-byte summaries and 19-byte categories pass.
-    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    ]
+}
+
+/// Publishing `bytes` is a 400 with `code`, naming `field`, with a message.
+#[track_caller]
+fn assert_refused_naming(server: &Server, token: &str, what: &str, bytes: &[u8], code: &str, field: &str) {
+    let reply = server.publish(token, bytes);
+    assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["error"], code, "{what}: {answer}");
+    assert_eq!(answer["field"], field, "{what}: {answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+}
+
+/// Kernel code in a gren-lang package is fine (core has it), and the
+/// boundaries are exact: 79-byte summaries and 19-byte categories pass.
+fn assert_kernel_code_in_gren_lang_and_exact_boundaries_pass(server: &Server, token: &str) {
+    publish_real(server, token, "gren-lang/core", "7.0.0");
     let boundary = with_outline(
         "blaix/gren-ws4sql",
         "3.0.0",
@@ -949,11 +842,7 @@ fn invalid_outlines_and_sources_are_400_naming_the_field() {
             "exposed-modules": { "abcdefghijklmnopqrs": ["Db"], "Other": ["Db.Encode"] },
         }),
     );
-    publish_ok(&server, &token, &boundary, 201);
-    // None of the refusals took the version.
-    publish_real(&server, &token, "blaix/gren-ws4sql", "3.0.0");
-    let listed = server.get("/packages/blaix/gren-ws4sql", None).json();
-    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+    publish_ok(server, token, &boundary, 201);
 }
 
 #[test]
@@ -990,7 +879,7 @@ fn broken_bundles_are_400_invalid_bundle() {
         ),
     ];
     for (what, bytes) in &cases {
-        let reply = publish(&server, &token, bytes);
+        let reply = server.publish(&token, bytes);
         assert_eq!(reply.status, 400, "{what}: {}", reply.text());
         assert_eq!(reply.json()["error"], "invalid_bundle", "{what}: {}", reply.text());
     }
@@ -1004,7 +893,7 @@ fn a_gzip_bomb_is_413_and_the_server_survives() {
     let bomb = gzip(&vec![b' '; 20 << 20]);
     assert!(bomb.len() < 40 << 10, "20 MiB of spaces gzip to {} bytes", bomb.len());
     let started = Instant::now();
-    publish(&server, &token, &bomb).assert_error(413, "bundle_too_large");
+    server.publish(&token, &bomb).assert_error(413, "bundle_too_large");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert!(server.is_alive());
     assert_eq!(server.get("/health", None).status, 200);
@@ -1064,7 +953,7 @@ fn kernel_code_is_refused_to_a_gren_lang_the_operator_left_out_of_the_setting() 
     // The operator gave gren-lang away and took kernel code from it.
     let server = Server::with_env(&[("GREN_REGISTRY_KERNEL_CODE_AUTHORS", "blaix")]);
     let token = prepare(&server);
-    let reply = publish(&server, &token, &real("gren-lang/url", "5.0.0"));
+    let reply = server.publish(&token, &real("gren-lang/url", "5.0.0"));
     reply.assert_error(400, "invalid_bundle");
     assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Url", "{}", reply.text());
     server
@@ -1090,10 +979,10 @@ fn identities_named_in_the_setting_may_publish_kernel_code() {
     // Everyone else still may not.
     create_identity(&server, &token, "someone");
     let stranger = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/db" }));
-    let stranger = bundles::rewrite(&stranger, |content| {
+    let stranger = rewrite(&stranger, |content| {
         content["sources"]["Gren.Kernel.Db"] = json!("var _Db_x = 1;");
     });
-    let reply = publish(&server, &token, &stranger);
+    let reply = server.publish(&token, &stranger);
     reply.assert_error(400, "invalid_bundle");
     assert_eq!(reply.json()["field"], "sources.Gren.Kernel.Db");
 }
@@ -1111,7 +1000,17 @@ fn paths_cannot_escape_the_data_directory() {
     let token = prepare(&server);
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
     std::fs::write(outer.path().join("secret.txt"), b"outside").unwrap();
+    assert_escaping_paths_are_400_or_404(&server, &token);
+    assert_escaping_outline_names_are_refused(&server, &token);
+    assert_nothing_was_written_outside(outer.path(), &data);
+    // The one real package is intact.
+    let download = server.get(&bundle_url("gren-lang/core", "7.0.0"), None);
+    assert!(download.status == 200 && download.body == real("gren-lang/core", "7.0.0"));
+}
 
+/// Paths that try to leave a package's directory (encoded, with NUL bytes,
+/// upper-cased) are 400 or 404 to read, and cannot be revoked.
+fn assert_escaping_paths_are_400_or_404(server: &Server, token: &str) {
     let attacks = [
         "/packages/..%2F..%2Fetc/passwd",
         "/packages/..%2F..%2F..%2F..%2Fetc/passwd",
@@ -1143,13 +1042,17 @@ fn paths_cannot_escape_the_data_directory() {
                 reply.text()
             );
         }
-        let revoke = server.post_json(&format!("{path}/revoke"), &json!({ "reason": "x" }), Some(&token));
+        let revoke = server.post_json(&format!("{path}/revoke"), &json!({ "reason": "x" }), Some(token));
         assert!(
             matches!(revoke.status, 400 | 404 | 405),
             "POST {path}/revoke: {}",
             revoke.status
         );
     }
+}
+
+/// Outline names (and versions) that would make a path outside are refused.
+fn assert_escaping_outline_names_are_refused(server: &Server, token: &str) {
     for outline_name in [
         "../../x",
         "gren-lang/../../x",
@@ -1161,24 +1064,28 @@ fn paths_cannot_escape_the_data_directory() {
             "7.0.0",
             json!({ "name": outline_name, "version": "7.0.1" }),
         );
-        let reply = publish(&server, &token, &bytes);
+        let reply = server.publish(token, &bytes);
         reply.assert_error(400, "invalid_outline");
         assert_eq!(reply.json()["field"], "outline.name", "{outline_name}");
     }
     let bytes = with_outline("gren-lang/core", "7.0.0", json!({ "version": "7.0.1/../../../x" }));
-    publish(&server, &token, &bytes).assert_error(400, "invalid_outline");
+    server.publish(token, &bytes).assert_error(400, "invalid_outline");
+}
 
-    let mut outside: Vec<PathBuf> = files_under(outer.path())
+/// Outside the data directory there is only what the test put there; inside
+/// no file is named after an attack.
+fn assert_nothing_was_written_outside(outer: &Path, data: &Path) {
+    let mut outside: Vec<PathBuf> = files_under(outer)
         .into_iter()
-        .filter(|path| !path.starts_with(&data))
+        .filter(|path| !path.starts_with(data))
         .collect();
     outside.sort();
     assert_eq!(
         outside,
-        vec![outer.path().join("secret.txt")],
+        vec![outer.join("secret.txt")],
         "nothing is written outside the data directory"
     );
-    let top: Vec<String> = std::fs::read_dir(outer.path())
+    let top: Vec<String> = std::fs::read_dir(outer)
         .unwrap()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -1186,9 +1093,9 @@ fn paths_cannot_escape_the_data_directory() {
     let mut top = top;
     top.sort();
     assert_eq!(top, ["data", "secret.txt"]);
-    let inside: Vec<PathBuf> = files_under(&data)
+    let inside: Vec<PathBuf> = files_under(data)
         .into_iter()
-        .map(|path| path.strip_prefix(&data).unwrap().to_path_buf())
+        .map(|path| path.strip_prefix(data).unwrap().to_path_buf())
         .collect();
     assert!(
         inside
@@ -1196,9 +1103,6 @@ fn paths_cannot_escape_the_data_directory() {
             .all(|path| path.file_name().is_some_and(|name| name != "x" && name != "passwd")),
         "{inside:#?}"
     );
-    // The one real package is intact.
-    let download = server.get(&bundle_url("gren-lang/core", "7.0.0"), None);
-    assert!(download.status == 200 && download.body == real("gren-lang/core", "7.0.0"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1216,8 +1120,8 @@ fn publishing_revoking_and_settings_need_the_right_role() {
 
     publish_to(&server, "/packages", None, &url5).assert_error(401, "unauthorized");
     publish_to(&server, "/packages", Some("gren_not-a-real-token"), &url5).assert_error(401, "unauthorized");
-    publish(&server, &stranger, &url5).assert_error(403, "forbidden");
-    publish(&server, &reader, &url5).assert_error(403, "forbidden");
+    server.publish(&stranger, &url5).assert_error(403, "forbidden");
+    server.publish(&reader, &url5).assert_error(403, "forbidden");
     server
         .get("/packages/gren-lang/url", None)
         .assert_error(404, "package_not_found");
@@ -1264,17 +1168,17 @@ fn publishing_revoking_and_settings_need_the_right_role() {
 
     // An author nobody has claimed.
     let someone = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "someone/pkg" }));
-    publish(&server, &admin, &someone).assert_error(404, "identity_not_found");
+    server.publish(&admin, &someone).assert_error(404, "identity_not_found");
     // An author longer than any identity name.
     let long = with_outline(
         "blaix/gren-ws4sql",
         "3.0.0",
         json!({ "name": format!("{}/pkg", "a".repeat(60)) }),
     );
-    publish(&server, &admin, &long).assert_error(404, "identity_not_found");
+    server.publish(&admin, &long).assert_error(404, "identity_not_found");
     // The identity spelled differently from its creation.
     let spelled = with_outline("blaix/gren-ws4sql", "3.0.0", json!({ "name": "Blaix/gren-ws4sql" }));
-    let reply = publish(&server, &admin, &spelled);
+    let reply = server.publish(&admin, &spelled);
     reply.assert_error(400, "invalid_outline");
     assert_eq!(reply.json()["field"], "outline.name");
     server
@@ -1298,27 +1202,8 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
         vec![version_dir.join("gren_lang_core__6_0_1.pkg.gz")],
         "the bundle is stored under its compiler name"
     );
-
     let revoke_url = "/packages/gren-lang/core/6.0.1/revoke";
-    server
-        .post_json(revoke_url, &json!({}), Some(&token))
-        .assert_error(400, "invalid_field");
-    server
-        .post_json(revoke_url, &json!({ "reason": "" }), Some(&token))
-        .assert_error(400, "invalid_reason");
-    server
-        .post_json(revoke_url, &json!({ "reason": "   " }), Some(&token))
-        .assert_error(400, "invalid_reason");
-    server
-        .send("POST", revoke_url, &[("Authorization", &bearer(&token))], b"")
-        .assert_error(400, "invalid_json");
-    server
-        .post_json(
-            "/packages/gren-lang/core/6.0.9/revoke",
-            &json!({ "reason": "x" }),
-            Some(&token),
-        )
-        .assert_error(404, "version_not_found");
+    assert_bad_revocations_are_refused(&server, &token, revoke_url);
     assert_eq!(server.get(&bundle_url("gren-lang/core", "6.0.1"), None).status, 200);
 
     let reply = server.post_json(revoke_url, &json!({ "reason": "security" }), Some(&token));
@@ -1335,7 +1220,42 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
         "the bundle file is gone: {:?}",
         files_under(&version_dir)
     );
+    assert_core_6_0_1_shows_revoked_everywhere(&server);
 
+    // Idempotent: the first reason stays.
+    let again = server.post_json(revoke_url, &json!({ "reason": "another" }), Some(&token));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["revoked"], answer["revoked"]);
+    revoke_all_of_url_and_see_it_gone(&server, &token);
+}
+
+/// A revocation without a reason, with a blank one, without JSON, or of a
+/// version that does not exist is refused.
+fn assert_bad_revocations_are_refused(server: &Server, token: &str, revoke_url: &str) {
+    server
+        .post_json(revoke_url, &json!({}), Some(token))
+        .assert_error(400, "invalid_field");
+    server
+        .post_json(revoke_url, &json!({ "reason": "" }), Some(token))
+        .assert_error(400, "invalid_reason");
+    server
+        .post_json(revoke_url, &json!({ "reason": "   " }), Some(token))
+        .assert_error(400, "invalid_reason");
+    server
+        .send("POST", revoke_url, &[("Authorization", &bearer(token))], b"")
+        .assert_error(400, "invalid_json");
+    server
+        .post_json(
+            "/packages/gren-lang/core/6.0.9/revoke",
+            &json!({ "reason": "x" }),
+            Some(token),
+        )
+        .assert_error(404, "version_not_found");
+}
+
+/// The revoked core 6.0.1 is 410 to download, still listed (with its
+/// reason), and no longer an answer to version queries.
+fn assert_core_6_0_1_shows_revoked_everywhere(server: &Server) {
     let gone = server.get(&bundle_url("gren-lang/core", "6.0.1"), None);
     gone.assert_error(410, "revoked");
     assert_eq!(gone.json()["reason"], "security");
@@ -1362,19 +1282,17 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
     );
     let old_compilers = server.get("/packages?gren=0.5.0", None).json();
     assert_eq!(old_compilers["packages"], json!([]), "{old_compilers}");
+}
 
-    // Idempotent: the first reason stays.
-    let again = server.post_json(revoke_url, &json!({ "reason": "another" }), Some(&token));
-    assert_eq!(again.status, 200, "{}", again.text());
-    assert_eq!(again.json()["revoked"], answer["revoked"]);
-
-    // Revoking a whole package.
-    publish_real(&server, &token, "gren-lang/url", "5.0.0");
-    publish_real(&server, &token, "gren-lang/url", "6.0.0");
+/// Revoking a whole package revokes every version, removes their bundles,
+/// and takes the package out of the listing.
+fn revoke_all_of_url_and_see_it_gone(server: &Server, token: &str) {
+    publish_real(server, token, "gren-lang/url", "5.0.0");
+    publish_real(server, token, "gren-lang/url", "6.0.0");
     let all = server.post_json(
         "/packages/gren-lang/url/revoke",
         &json!({ "reason": "abandoned" }),
-        Some(&token),
+        Some(token),
     );
     assert_eq!(all.status, 200, "{}", all.text());
     let all = all.json();
@@ -1424,116 +1342,138 @@ fn private_packages_are_invisible_to_outsiders() {
     let admin = prepare(&server);
     let stranger = server.login("stranger@example.com");
     let reader = server.add_member("blaix", &admin, "reader@example.com", "download");
+    publish_private_packages_beside_a_public_one(&server, &admin);
+    for (who, token) in [("anonymous", None), ("stranger", Some(stranger.as_str()))] {
+        assert_an_outsider_sees_no_private_package(&server, who, token);
+    }
+    assert_a_download_member_sees_everything(&server, &reader);
+    assert_no_event_mentions_private_publishes(&server);
+    make_ws4sql_public_and_see_it_announced(&server, &admin);
+    // The other private package is still hidden.
+    server
+        .get("/packages/blaix/gren-effectful-tests", None)
+        .assert_error(404, "package_not_found");
+}
 
-    publish_private(&server, &admin, "blaix/gren-ws4sql", "2.0.0");
+/// ws4sql 2.0.0 and 3.0.0 private (by query, then without asking),
+/// effectful-tests private by its outline, url 5.0.0 public.
+fn publish_private_packages_beside_a_public_one(server: &Server, admin: &str) {
+    publish_private(server, admin, "blaix/gren-ws4sql", "2.0.0");
     // Later versions stay private without asking.
-    publish_real(&server, &admin, "blaix/gren-ws4sql", "3.0.0");
+    publish_real(server, admin, "blaix/gren-ws4sql", "3.0.0");
     // `"private": true` in the outline works too.
     let outlined = with_outline("blaix/gren-effectful-tests", "6.0.0", json!({ "private": true }));
-    publish_ok(&server, &admin, &outlined, 201);
+    publish_ok(server, admin, &outlined, 201);
     publish_to(
-        &server,
+        server,
         "/packages?private=maybe",
-        Some(&admin),
+        Some(admin),
         &real("gren-lang/url", "5.0.0"),
     )
     .assert_error(400, "invalid_query");
     // A public package cannot take a private version.
-    publish_real(&server, &admin, "gren-lang/url", "5.0.0");
+    publish_real(server, admin, "gren-lang/url", "5.0.0");
     publish_to(
-        &server,
+        server,
         "/packages?private=true",
-        Some(&admin),
+        Some(admin),
         &real("gren-lang/url", "6.0.0"),
     )
     .assert_error(409, "privacy_mismatch");
+}
 
-    let paths = |package: &str| -> Vec<String> {
-        vec![
-            format!("/packages/{package}"),
-            format!("/packages/{package}/latest"),
-            format!("/packages/{package}/latest?gren=0.6.0"),
-            format!("/packages/{package}/3.0.0"),
-            format!("/packages/{package}/3.0.0/previous"),
-            format!("/packages/{package}/3.0.0/bundle"),
-            format!("/packages/{package}/2.0.0/bundle"),
-            format!("/packages/{package}/9.9.9"),
-            format!("/packages/{package}/9.9.9/bundle"),
-        ]
-    };
-    let listed = |token: Option<&str>| -> Vec<String> {
-        let reply = server.get("/packages", token);
-        assert_eq!(reply.status, 200);
-        reply.json()["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|entry| entry["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    for (who, token) in [("anonymous", None), ("stranger", Some(stranger.as_str()))] {
-        for (private, absent) in paths("blaix/gren-ws4sql").iter().zip(paths("blaix/no-such-package")) {
-            let seen = server.get(private, token);
-            let missing = server.get(&absent, token);
-            assert_eq!(seen.status, 404, "{who}: {private}: {}", seen.text());
-            assert_eq!(
-                outcome(&seen),
-                outcome(&missing),
-                "{who}: {private} answers as a package that does not exist"
-            );
-            let head = send_as(&server, "HEAD", private, token);
-            assert_eq!(head.status, 404, "{who}: HEAD {private}");
-        }
-        let cached = get_with(
-            &server,
-            "/packages/blaix/gren-ws4sql/3.0.0/bundle",
-            token,
-            &[(
-                "If-None-Match",
-                &format!("\"{}\"", sha256_hex(&real("blaix/gren-ws4sql", "3.0.0"))),
-            )],
+/// The paths of a package and of its versions 3.0.0, 2.0.0 and 9.9.9.
+fn package_paths(package: &str) -> Vec<String> {
+    vec![
+        format!("/packages/{package}"),
+        format!("/packages/{package}/latest"),
+        format!("/packages/{package}/latest?gren=0.6.0"),
+        format!("/packages/{package}/3.0.0"),
+        format!("/packages/{package}/3.0.0/previous"),
+        format!("/packages/{package}/3.0.0/bundle"),
+        format!("/packages/{package}/2.0.0/bundle"),
+        format!("/packages/{package}/9.9.9"),
+        format!("/packages/{package}/9.9.9/bundle"),
+    ]
+}
+
+/// The package names `GET /packages` lists to `token`.
+fn listed_names(server: &Server, token: Option<&str>) -> Vec<String> {
+    server.listing("/packages", token).into_keys().collect()
+}
+
+/// To `who`, a private package answers as one that does not exist, on
+/// every path, by ETag, in listings and on its identity's page; it cannot
+/// be revoked.
+fn assert_an_outsider_sees_no_private_package(server: &Server, who: &str, token: Option<&str>) {
+    for (private, absent) in package_paths("blaix/gren-ws4sql")
+        .iter()
+        .zip(package_paths("blaix/no-such-package"))
+    {
+        let seen = server.get(private, token);
+        let missing = server.get(&absent, token);
+        assert_eq!(seen.status, 404, "{who}: {private}: {}", seen.text());
+        assert_eq!(
+            outcome(&seen),
+            outcome(&missing),
+            "{who}: {private} answers as a package that does not exist"
         );
-        assert_eq!(cached.status, 404, "{who}: a known ETag reveals nothing");
-        let names = listed(token);
-        assert_eq!(names, ["gren-lang/url"], "{who} sees only public packages");
-        let filtered = server.get("/packages?gren=0.5.0", token).json();
-        assert!(!filtered.to_string().contains("ws4sql"), "{who}: {filtered}");
-        let identity = server.get("/publishing-identity/blaix", token);
-        assert_eq!(identity.status, 200, "{}", identity.text());
-        assert!(
-            !identity.text().contains("gren-ws4sql") && !identity.text().contains("effectful"),
-            "{who}: the identity page hides private packages: {}",
-            identity.text()
-        );
-        let revoke = server.post_json(
-            "/packages/blaix/gren-ws4sql/3.0.0/revoke",
-            &json!({ "reason": "x" }),
-            token,
-        );
-        assert!(matches!(revoke.status, 401 | 404), "{who}: revoke {}", revoke.status);
+        let head = send_as(server, "HEAD", private, token);
+        assert_eq!(head.status, 404, "{who}: HEAD {private}");
     }
+    let cached = get_with(
+        server,
+        "/packages/blaix/gren-ws4sql/3.0.0/bundle",
+        token,
+        &[(
+            "If-None-Match",
+            &format!("\"{}\"", sha256_hex(real("blaix/gren-ws4sql", "3.0.0"))),
+        )],
+    );
+    assert_eq!(cached.status, 404, "{who}: a known ETag reveals nothing");
+    assert_eq!(
+        listed_names(server, token),
+        ["gren-lang/url"],
+        "{who} sees only public packages"
+    );
+    let filtered = server.get("/packages?gren=0.5.0", token).json();
+    assert!(!filtered.to_string().contains("ws4sql"), "{who}: {filtered}");
+    let identity = server.get("/publishing-identity/blaix", token);
+    assert_eq!(identity.status, 200, "{}", identity.text());
+    assert!(
+        !identity.text().contains("gren-ws4sql") && !identity.text().contains("effectful"),
+        "{who}: the identity page hides private packages: {}",
+        identity.text()
+    );
+    let revoke = server.post_json(
+        "/packages/blaix/gren-ws4sql/3.0.0/revoke",
+        &json!({ "reason": "x" }),
+        token,
+    );
+    assert!(matches!(revoke.status, 401 | 404), "{who}: revoke {}", revoke.status);
+}
 
-    // A download member sees everything.
-    for path in paths("blaix/gren-ws4sql").iter().take(6) {
-        let reply = server.get(path, Some(&reader));
+/// A download member sees everything: the paths, the record, the bytes
+/// (privately cacheable), and the private packages in the listing.
+fn assert_a_download_member_sees_everything(server: &Server, reader: &str) {
+    for path in package_paths("blaix/gren-ws4sql").iter().take(6) {
+        let reply = server.get(path, Some(reader));
         assert_eq!(reply.status, 200, "reader: {path}: {}", reply.text());
     }
-    let record = server.get("/packages/blaix/gren-ws4sql", Some(&reader)).json();
+    let record = server.get("/packages/blaix/gren-ws4sql", Some(reader)).json();
     assert_eq!(record["private"], true);
     assert_eq!(record["versions"].as_array().unwrap().len(), 2);
-    let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", Some(&reader));
+    let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", Some(reader));
     assert!(download.body == real("blaix/gren-ws4sql", "3.0.0"));
     let cache = download.header("cache-control").unwrap_or_default();
     assert!(cache.contains("private"), "{cache:?}");
     assert!(!cache.contains("public"), "{cache:?}");
-    let mut names = listed(Some(&reader));
-    names.sort();
     assert_eq!(
-        names,
+        listed_names(server, Some(reader)),
         ["blaix/gren-effectful-tests", "blaix/gren-ws4sql", "gren-lang/url"],
         "members list their private packages"
     );
-    let entry = server.get("/packages", Some(&reader)).json()["packages"]
+    let entry = server.get("/packages", Some(reader)).json()["packages"]
         .as_array()
         .unwrap()
         .iter()
@@ -1542,9 +1482,11 @@ fn private_packages_are_invisible_to_outsiders() {
         .unwrap();
     assert_eq!(entry["private"], true);
     assert_eq!(entry["latest"], "3.0.0");
+}
 
-    // No event mentions private publishes.
-    let before = events(&server, 0);
+/// The event log names the public publish only.
+fn assert_no_event_mentions_private_publishes(server: &Server) {
+    let before = events(server, 0);
     assert_eq!(
         event_list(&before),
         vec![(
@@ -1555,13 +1497,12 @@ fn private_packages_are_invisible_to_outsiders() {
         )],
         "{before}"
     );
+}
 
-    // An admin makes it public: everyone sees it, and it is announced.
-    let public = server.patch_json(
-        "/packages/blaix/gren-ws4sql",
-        &json!({ "private": false }),
-        Some(&admin),
-    );
+/// An admin makes ws4sql public: everyone sees it, and it is announced
+/// (`public`, then a publish event per version).
+fn make_ws4sql_public_and_see_it_announced(server: &Server, admin: &str) {
+    let public = server.patch_json("/packages/blaix/gren-ws4sql", &json!({ "private": false }), Some(admin));
     assert_eq!(public.status, 200, "{}", public.text());
     assert_eq!(public.json(), json!({ "name": "blaix/gren-ws4sql", "private": false }));
     assert_eq!(
@@ -1571,7 +1512,7 @@ fn private_packages_are_invisible_to_outsiders() {
     let download = server.get("/packages/blaix/gren-ws4sql/3.0.0/bundle", None);
     assert_eq!(download.status, 200);
     assert!(download.header("cache-control").unwrap_or_default().contains("public"));
-    let after = event_list(&events(&server, 0));
+    let after = event_list(&events(server, 0));
     assert_gap_free(&after);
     let announced: Vec<(String, String, String)> = after[1..]
         .iter()
@@ -1593,10 +1534,6 @@ fn private_packages_are_invisible_to_outsiders() {
             ),
         ]
     );
-    // The other private package is still hidden.
-    server
-        .get("/packages/blaix/gren-effectful-tests", None)
-        .assert_error(404, "package_not_found");
 }
 
 // ---------------------------------------------------------------------------
@@ -1682,7 +1619,7 @@ fn events_come_in_pages_with_a_cursor_to_the_next() {
     let server = Server::with_env(&[("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "1000")]);
     let token = prepare(&server);
     for patch in 0..=100 {
-        let bytes = bundles::synthetic("blaix/paged", &format!("1.0.{patch}"), "paging");
+        let bytes = synthetic("blaix/paged", &format!("1.0.{patch}"), "paging");
         publish_ok(&server, &token, &bytes, 201);
     }
     // By default 100 events a page, and where the next page starts.
@@ -1891,11 +1828,7 @@ fn a_revocation_while_private_reaches_mirrors_when_the_package_is_public_again()
         "{all}"
     );
     let revoke = &all["events"][4];
-    assert_eq!(
-        revoke["sha256"],
-        sha256_hex(&real("gren-lang/url", "5.0.0")),
-        "{revoke}"
-    );
+    assert_eq!(revoke["sha256"], sha256_hex(real("gren-lang/url", "5.0.0")), "{revoke}");
     assert_eq!(
         mirror_replay(&list),
         BTreeMap::from([("gren-lang/url".to_string(), vec!["6.0.0".to_string()])])
@@ -1966,14 +1899,14 @@ fn records_written_before_announcements_were_tracked_learn_them_from_the_log() {
     server.stop();
     // As an older registry wrote the record: without `announced`.
     let path = dir.path().join("packages/gren-lang/url/package.json");
-    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut record = read_json(&path);
     let told = json!({ "5.0.0": "publish", "6.0.0": "publish" });
     assert_eq!(record["announced"], told, "{record}");
     record.as_object_mut().unwrap().remove("announced");
-    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    write_json(&path, &record);
 
     let server = Server::start_in(dir.path(), &[]);
-    let migrated: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let migrated = read_json(&path);
     assert_eq!(migrated["announced"], told, "read from the log and written back");
     let token = server.login(ME);
     set_private(&server, &token, "gren-lang/url", false);
@@ -1994,7 +1927,7 @@ fn records_written_before_announcements_were_tracked_learn_them_from_the_log() {
 
 fn site_env(site: &SiteStub) -> Vec<(&'static str, String)> {
     vec![
-        ("GREN_REGISTRY_PACKAGE_SITE_URL", site.url.clone()),
+        ("GREN_REGISTRY_PACKAGE_SITE_URL", site.stub.url()),
         ("GREN_REGISTRY_PACKAGE_SITE_SECRET", "s3cret".to_string()),
     ]
 }
@@ -2005,10 +1938,10 @@ fn as_env<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)>
 
 #[track_caller]
 fn assert_signed_import(request: &SiteRequest, package: &str) {
-    assert_eq!(request.method, "POST", "{request:?}");
-    assert_eq!(request.path, "/import/init", "{request:?}");
+    assert_eq!(request.received.method, "POST", "{request:?}");
+    assert_eq!(request.received.path, "/import/init", "{request:?}");
     assert_eq!(request.json(), json!({ "packageName": package }), "{request:?}");
-    let expected = format!("sha256={}", hmac_hex("s3cret", &request.body));
+    let expected = format!("sha256={}", hmac_hex("s3cret", &request.received.body));
     assert_eq!(
         request.header("X-Gren-Registry-Signature"),
         Some(expected.as_str()),
@@ -2044,10 +1977,10 @@ fn publishing_notifies_the_packages_site_with_a_signature() {
     assert_eq!(requests.len(), 1, "only the public publish is announced: {requests:#?}");
     assert_signed_import(&requests[0], "gren-lang/url");
     assert_eq!(
-        requests[0].body,
+        requests[0].received.body,
         br#"{"packageName":"gren-lang/url"}"#.to_vec(),
         "{:?}",
-        String::from_utf8_lossy(&requests[0].body)
+        String::from_utf8_lossy(&requests[0].received.body)
     );
     site.set_delay(Duration::ZERO);
 
@@ -2161,13 +2094,9 @@ fn publishing_is_rate_limited_per_user() {
     let token = prepare(&server);
     publish_real(&server, &token, "gren-lang/url", "5.0.0");
     publish_real(&server, &token, "gren-lang/url", "6.0.0");
-    let third = publish(&server, &token, &real("gren-lang/core", "6.0.1"));
+    let third = server.publish(&token, &real("gren-lang/core", "6.0.1"));
     third.assert_error(429, "rate_limited");
-    let retry: u64 = third
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry = third.retry_after();
     assert!((1..=3600).contains(&retry), "{retry}");
     server
         .get("/packages/gren-lang/core", None)
@@ -2258,7 +2187,7 @@ fn a_killed_server_keeps_what_it_published() {
         );
         assert_eq!(
             download.header("etag"),
-            Some(format!("\"{}\"", sha256_hex(&real(name, version))).as_str())
+            Some(format!("\"{}\"", sha256_hex(real(name, version))).as_str())
         );
     }
     server
@@ -2322,7 +2251,7 @@ fn duplicate_keys_anywhere_in_a_bundle_are_refused() {
     ];
     for (where_, bundle, path) in &cases {
         assert_ne!(bundle, &text, "{where_}: the variant differs");
-        let reply = publish(&server, &token, &gzip(bundle.as_bytes()));
+        let reply = server.publish(&token, &gzip(bundle.as_bytes()));
         reply.assert_error(400, "invalid_bundle");
         let json = reply.json();
         assert_eq!(json["field"], *path, "{where_}: {json}");
@@ -2347,8 +2276,10 @@ fn a_strangers_gzip_bomb_is_refused_from_its_outline_before_it_is_inflated() {
     let not_theirs = inflating("gren-lang/bomb", DEFAULT_MAX_INFLATED - 1024);
     let nobodys = inflating("nobody-at-all/bomb", DEFAULT_MAX_INFLATED - 1024);
     assert!(not_theirs.len() < 100 << 10, "{} bytes", not_theirs.len());
-    publish(&server, &stranger, &not_theirs).assert_error(403, "forbidden");
-    publish(&server, &stranger, &nobodys).assert_error(404, "identity_not_found");
+    server.publish(&stranger, &not_theirs).assert_error(403, "forbidden");
+    server
+        .publish(&stranger, &nobodys)
+        .assert_error(404, "identity_not_found");
     let grown = server.peak_rss_kib().saturating_sub(peak_before);
     assert!(
         grown < 16 * 1024,
@@ -2389,7 +2320,7 @@ fn uploads_over_the_body_budget_wait_then_get_503_and_use_up_no_publish() {
     assert_eq!(slow.read_response(false).unwrap().status, 100, "its share is reserved");
 
     let started = Instant::now();
-    let busy = publish(&server, &token, &real("gren-lang/url", "6.0.0"));
+    let busy = server.publish(&token, &real("gren-lang/url", "6.0.0"));
     busy.assert_error(503, "server_busy");
     assert!(busy.header("retry-after").is_some());
     assert!(started.elapsed() >= Duration::from_secs(2), "it waited briefly first");
@@ -2398,7 +2329,9 @@ fn uploads_over_the_body_budget_wait_then_get_503_and_use_up_no_publish() {
     slow.read_response(false).unwrap().assert_error(400, "invalid_bundle");
     // The slow upload counted, the refused one did not: one publish is left.
     publish_real(&server, &token, "gren-lang/url", "6.0.0");
-    publish(&server, &token, &real("gren-lang/core", "7.0.0")).assert_error(429, "rate_limited");
+    server
+        .publish(&token, &real("gren-lang/core", "7.0.0"))
+        .assert_error(429, "rate_limited");
 }
 
 #[test]
@@ -2409,7 +2342,7 @@ fn thirty_two_concurrent_worst_case_uploads_keep_the_peak_memory_under_300_mb() 
     let uploads: Vec<JoinHandle<u16>> = (0..32)
         .map(|_| {
             let (server, bundle, token) = (server.clone(), bundle.clone(), token.clone());
-            std::thread::spawn(move || publish(&server, &token, &bundle).status)
+            std::thread::spawn(move || server.publish(&token, &bundle).status)
         })
         .collect();
     let statuses: Vec<u16> = uploads.into_iter().map(|upload| upload.join().unwrap()).collect();
@@ -2439,10 +2372,10 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
     for identity in ["acme", "acme-tools"] {
         create_identity(&server, &token, identity);
     }
-    publish_ok(&server, &token, &bundles::synthetic("acme/tools-x", "1.0.0", "a"), 201);
+    publish_ok(&server, &token, &synthetic("acme/tools-x", "1.0.0", "a"), 201);
     // acme/tools-x and acme-tools/x are both acme_tools_x__1_0_0.pkg.gz to the compiler.
     for version in ["1.0.0", "2.0.0"] {
-        let reply = publish(&server, &token, &bundles::synthetic("acme-tools/x", version, "b"));
+        let reply = server.publish(&token, &synthetic("acme-tools/x", version, "b"));
         reply.assert_error(409, "package_name_collision");
         assert!(
             reply.text().contains("acme/tools-x"),
@@ -2454,15 +2387,15 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
         .get("/packages/acme-tools/x", None)
         .assert_error(404, "package_not_found");
     // The package itself goes on publishing.
-    publish_ok(&server, &token, &bundles::synthetic("acme/tools-x", "1.0.1", "a"), 201);
+    publish_ok(&server, &token, &synthetic("acme/tools-x", "1.0.1", "a"), 201);
 
     // A private package is not named to someone who cannot see it.
-    let private = bundles::rewrite(&bundles::synthetic("acme/tools-y", "1.0.0", "a"), |bundle| {
+    let private = rewrite(&synthetic("acme/tools-y", "1.0.0", "a"), |bundle| {
         bundle["outline"]["private"] = json!(true);
     });
     publish_ok(&server, &token, &private, 201);
     let other = server.add_member("acme-tools", &token, "other@example.com", "publish");
-    let reply = publish(&server, &other, &bundles::synthetic("acme-tools/y", "1.0.0", "b"));
+    let reply = server.publish(&other, &synthetic("acme-tools/y", "1.0.0", "b"));
     reply.assert_error(409, "package_name_collision");
     assert!(!reply.text().contains("tools-y"), "{}", reply.text());
 }

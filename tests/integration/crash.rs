@@ -7,8 +7,8 @@
 //! Sizes: `GREN_PROOF_SCALE` (default 1) multiplies the number of kill/restart
 //! rounds (8 × scale) and the number of publisher threads (2 × scale). At
 //! scale 1 (CI) the load test takes well under 60 s on 2 cores; try
-//! `GREN_PROOF_SCALE=10 cargo test --test crash -- --nocapture` for a longer
-//! local run. The random schedule is seeded from the clock and the seed is
+//! `GREN_PROOF_SCALE=10 cargo test --test integration crash:: -- --nocapture`
+//! for a longer local run. The random schedule is seeded from the clock and the seed is
 //! printed; `GREN_PROOF_SEED=<n>` replays one.
 //!
 //! The deterministic tests below the load test lay out, file for file, what
@@ -16,39 +16,27 @@
 //! (before its commit point), and check that a restart plus `fsck` treat it
 //! as the debris the data directory's README promises it is.
 
-mod common;
-
-use common::bundles::*;
-use common::proofs::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::operator::*;
+use crate::common::proofs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const IDENTITY: &str = "crash";
 const ADMIN: &str = "admin@example.com";
 /// Members who joined before the first kill, whose roles the load changes.
 const POOL: [&str; 2] = ["pool1@example.com", "pool2@example.com"];
-/// No rate limit or bound may refuse the load (limits are per user and in memory).
-const ENV: [(&str, &str); common::proofs::PROOF_ENV.len()] = common::proofs::PROOF_ENV;
 
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)
 // ---------------------------------------------------------------------------
-
-fn seed() -> u64 {
-    std::env::var("GREN_PROOF_SEED")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
-        | 1
-}
 
 /// One request on a fresh connection that reports every failure (refused
 /// connection, reset, a response cut short) as an error instead of panicking:
@@ -95,24 +83,14 @@ fn try_request(
 /// Runs `gren-registry admin --data-dir DIR --json fsck`; returns (exit
 /// success, parsed report, raw output).
 fn fsck(dir: &Path) -> (bool, Value, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir)
-        .args(["--json", "fsck"])
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .output()
-        .expect("cannot run gren-registry admin fsck");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let report: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    let text = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), report, text)
+    let out = admin_json(dir, &["fsck"]);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    (out.succeeded(), report, out.all())
 }
 
 // ---------------------------------------------------------------------------
 // What the clients know
 // ---------------------------------------------------------------------------
-
-type Key = (String, u64); // (project, patch)
 
 #[derive(Default)]
 struct Model {
@@ -321,8 +299,23 @@ fn another_role((email, current): &(String, String), rng: &mut Rng) -> (String, 
 /// Checks everything the restarted server shows against what the clients
 /// were told, then folds what it shows into the model (all of it is durable
 /// from now on). Returns every package's versions as listed.
-fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTreeMap<String, BTreeMap<u64, Value>> {
-    // The session made before the first crash still works.
+fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> Listed {
+    assert_the_session_survives(server, token, context);
+    let listed = list_every_package(server, model, context);
+    assert_acknowledged_publishes_are_listed(&listed, model, context);
+    assert_acknowledged_revocations_hold(&listed, model, context);
+    assert_listed_versions_are_whole(server, &listed, model, context);
+    assert_events_match_listing(&all_events(server), IDENTITY, &listed, context);
+    let in_flight = model.member_in_flight.take();
+    let context = format!("{context} (in flight: {in_flight:?})");
+    let people = assert_people_follow_acknowledged_changes(server, token, model, &in_flight, &context);
+    assert_audit_log_agrees(server, token, &listed, model, &people, &context);
+    fold_into_model(model, &listed, people);
+    listed
+}
+
+/// The session made before the first crash still works.
+fn assert_the_session_survives(server: &Server, token: &str, context: &str) {
     let user = server.get("/user", Some(token));
     assert_eq!(
         user.status,
@@ -330,12 +323,15 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
         "{context}: the admin's session survives restarts: {}",
         user.text()
     );
+}
 
+/// The versions of every package a client ever sent, as listed; a package
+/// may be missing only if none of its versions was acknowledged or seen.
+fn list_every_package(server: &Server, model: &Model, context: &str) -> Listed {
     let projects: BTreeSet<String> = model.attempted.keys().map(|(project, _)| project.clone()).collect();
-    let mut listed: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+    let mut listed = Listed::new();
     for project in &projects {
-        let reply = server.get(&format!("/packages/{IDENTITY}/{project}"), None);
-        if reply.status == 404 {
+        let Some(versions) = listed_versions(server, IDENTITY, project, context) else {
             for key in model.acked.keys().chain(model.durable.keys()) {
                 assert_ne!(
                     &key.0,
@@ -345,38 +341,26 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
                 );
             }
             continue;
-        }
-        assert_eq!(reply.status, 200, "{context}: GET {project}: {}", reply.text());
-        let body = reply.json();
-        let mut versions = BTreeMap::new();
-        let mut previous = None;
-        for entry in body["versions"].as_array().expect("versions") {
-            let patch = patch_of(entry["version"].as_str().expect("version"));
-            assert!(
-                previous < Some(patch),
-                "{context}: {project} lists versions out of order or twice: {body}"
-            );
-            previous = Some(patch);
-            versions.insert(patch, entry.clone());
-        }
+        };
         listed.insert(project.clone(), versions);
     }
+    listed
+}
 
-    // Acknowledged (or previously seen) publishes are present, with their bytes' hash.
+/// Acknowledged (or previously seen) publishes are present, with their bytes' hash.
+fn assert_acknowledged_publishes_are_listed(listed: &Listed, model: &Model, context: &str) {
     for (source, map) in [
         ("acknowledged", &model.acked),
         ("seen after an earlier restart", &model.durable),
     ] {
-        for ((project, patch), sha) in map {
-            let entry = listed
-                .get(project)
-                .and_then(|versions| versions.get(patch))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{context}: {IDENTITY}/{project} {} was {source} but is not listed",
-                        version(*patch)
-                    )
-                });
+        for (key, sha) in map {
+            let (project, patch) = key;
+            let entry = listed_entry(listed, key).unwrap_or_else(|| {
+                panic!(
+                    "{context}: {IDENTITY}/{project} {} was {source} but is not listed",
+                    version(*patch)
+                )
+            });
             assert_eq!(
                 entry["sha256"],
                 sha.as_str(),
@@ -385,7 +369,10 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             );
         }
     }
-    // Acknowledged (or previously seen) revocations hold.
+}
+
+/// Acknowledged (or previously seen) revocations hold.
+fn assert_acknowledged_revocations_hold(listed: &Listed, model: &Model, context: &str) {
     for key in model.revoke_acked.iter().chain(model.revoked_durable.iter()) {
         let entry = &listed[&key.0][&key.1];
         assert!(
@@ -395,10 +382,12 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             version(key.1)
         );
     }
+}
 
-    // Everything listed is whole: a bundle we sent for that version, served
-    // byte for byte, or 410 when revoked; its outline is there.
-    for (project, versions) in &listed {
+/// Everything listed is whole: a bundle we sent for that version, served
+/// byte for byte, or 410 when revoked; its outline is there.
+fn assert_listed_versions_are_whole(server: &Server, listed: &Listed, model: &Model, context: &str) {
+    for (project, versions) in listed {
         for (patch, entry) in versions {
             let key = (project.clone(), *patch);
             let sha = entry["sha256"].as_str().expect("sha256");
@@ -408,24 +397,10 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
                 version(*patch)
             );
             let base = format!("/packages/{IDENTITY}/{project}/{}", version(*patch));
-            let download = server.get(&format!("{base}/bundle"), None);
-            if entry["revoked"].is_object() {
-                download.assert_error(410, "revoked");
-            } else {
-                assert_eq!(
-                    download.status,
-                    200,
-                    "{context}: {base}/bundle of a listed live version: {}",
-                    download.text()
-                );
-                assert_eq!(
-                    sha256_hex(&download.body),
-                    sha,
-                    "{context}: {base}/bundle is not the bytes its record names"
-                );
+            if let Some(bytes) = assert_downloads_as_listed(server, IDENTITY, &key, entry, context) {
                 assert_eq!(
                     entry["size"].as_u64(),
-                    Some(download.body.len() as u64),
+                    Some(bytes.len() as u64),
                     "{context}: {base} size"
                 );
             }
@@ -440,57 +415,18 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             assert_eq!(shown["outline"]["name"], format!("{IDENTITY}/{project}").as_str());
         }
     }
+}
 
-    // The event log: numbered 1..head, each event about a listed version,
-    // exactly one publish event per listed version and one revoke event per
-    // revoked one.
-    let events = all_events(server);
-    let mut publish_events: BTreeMap<Key, usize> = BTreeMap::new();
-    let mut revoke_events: BTreeMap<Key, usize> = BTreeMap::new();
-    for event in &events {
-        let package = event["package"].as_str().expect("package");
-        let project = package
-            .strip_prefix(&format!("{IDENTITY}/"))
-            .unwrap_or_else(|| panic!("{context}: event about a package nobody published: {event}"));
-        let patch = patch_of(event["version"].as_str().expect("version"));
-        let entry = listed
-            .get(project)
-            .and_then(|versions| versions.get(&patch))
-            .unwrap_or_else(|| panic!("{context}: event {event} names a version that is not listed"));
-        let key = (project.to_string(), patch);
-        match event["type"].as_str() {
-            Some("publish") => *publish_events.entry(key).or_default() += 1,
-            Some("revoke") => {
-                assert!(
-                    entry["revoked"].is_object(),
-                    "{context}: revoke event {event} for a live version"
-                );
-                *revoke_events.entry(key).or_default() += 1;
-            }
-            other => panic!("{context}: event type {other:?}: {event}"),
-        }
-    }
-    for (project, versions) in &listed {
-        for (patch, entry) in versions {
-            let key = (project.clone(), *patch);
-            assert_eq!(
-                publish_events.get(&key).copied().unwrap_or(0),
-                1,
-                "{context}: {IDENTITY}/{project} {} needs exactly one publish event",
-                version(*patch)
-            );
-            let expected = usize::from(entry["revoked"].is_object());
-            assert_eq!(
-                revoke_events.get(&key).copied().unwrap_or(0),
-                expected,
-                "{context}: {IDENTITY}/{project} {} revoke events",
-                version(*patch)
-            );
-        }
-    }
-
-    // Members and invitations: every acknowledged change holds; the one in
-    // flight may or may not have happened; nothing else appears.
+/// Members and invitations: every acknowledged change holds; the one in
+/// flight may or may not have happened; nothing else appears. Returns them
+/// (but the creator).
+fn assert_people_follow_acknowledged_changes(
+    server: &Server,
+    token: &str,
+    model: &Model,
+    in_flight: &Option<(String, String)>,
+    context: &str,
+) -> People {
     let identity = server.get(&format!("/publishing-identity/{IDENTITY}"), Some(token));
     assert_eq!(identity.status, 200, "{context}: GET identity: {}", identity.text());
     let mut actual = People::from_view(&identity.json());
@@ -499,79 +435,62 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
         Some("admin"),
         "{context}: the creator stays admin"
     );
-    let in_flight = model.member_in_flight.take();
-    let context = format!("{context} (in flight: {in_flight:?})");
-    check_people(&context, "member", &model.people.members, &actual.members, &in_flight);
+    check_people(context, "member", &model.people.members, &actual.members, in_flight);
     check_people(
-        &context,
+        context,
         "invitation",
         &model.people.invitations,
         &actual.invitations,
-        &in_flight,
+        in_flight,
     );
+    actual
+}
 
-    // The audit log: numbered without gaps; replaying its member entries
-    // gives exactly the members and invitations; every acknowledged publish
-    // and revocation is in it once, nothing is in it twice.
-    let audit = server.get(&format!("/publishing-identity/{IDENTITY}/audit"), Some(token));
-    assert_eq!(audit.status, 200, "{context}: GET audit: {}", audit.text());
-    let audit = audit.json();
-    let mut replayed = People::default();
-    let mut published: BTreeMap<Key, usize> = BTreeMap::new();
-    let mut revoked: BTreeMap<Key, usize> = BTreeMap::new();
-    for (index, entry) in audit["entries"].as_array().expect("entries").iter().enumerate() {
-        assert_eq!(
-            entry["seq"].as_u64(),
-            Some(index as u64 + 1),
-            "{context}: audit numbering: {entry}"
-        );
-        let key_of = |entry: &Value| {
-            let project = entry["package"]
-                .as_str()
-                .unwrap()
-                .strip_prefix(&format!("{IDENTITY}/"))
-                .unwrap()
-                .to_string();
-            (project, patch_of(entry["version"].as_str().unwrap()))
-        };
-        if replayed.apply(entry) {
-            continue;
-        }
-        match entry["action"].as_str().unwrap() {
-            "published" => *published.entry(key_of(entry)).or_default() += 1,
-            "revoked" => *revoked.entry(key_of(entry)).or_default() += 1,
-            other => panic!("{context}: unexpected audit action {other}: {entry}"),
-        }
-    }
-    actual.members.insert(ADMIN.to_string(), "admin".to_string());
+/// The audit log: replaying its member entries gives exactly the members
+/// and invitations (`people`, but the creator); every acknowledged publish
+/// and revocation is in it once, nothing is in it twice.
+fn assert_audit_log_agrees(
+    server: &Server,
+    token: &str,
+    listed: &Listed,
+    model: &Model,
+    people: &People,
+    context: &str,
+) {
+    let audit = replay_audit(server, IDENTITY, token, context);
+    let mut expected = people.clone();
+    expected.members.insert(ADMIN.to_string(), "admin".to_string());
     assert_eq!(
-        replayed, actual,
+        audit.people, expected,
         "{context}: the audit log's member changes replay to the members and invitations"
     );
-    for (key, count) in published.iter().chain(revoked.iter()) {
+    for (key, count) in audit.published.iter().chain(audit.revoked.iter()) {
         assert!(*count <= 1, "{context}: {key:?} is in the audit log {count} times");
         assert!(
-            listed.get(&key.0).is_some_and(|versions| versions.contains_key(&key.1)),
+            listed_entry(listed, key).is_some(),
             "{context}: the audit log names {key:?}, which is not listed"
         );
     }
     for key in model.acked.keys() {
         assert_eq!(
-            published.get(key),
+            audit.published.get(key),
             Some(&1),
             "{context}: acknowledged publish {key:?} is not audited"
         );
     }
     for key in &model.revoke_acked {
         assert_eq!(
-            revoked.get(key),
+            audit.revoked.get(key),
             Some(&1),
             "{context}: acknowledged revocation {key:?} is not audited"
         );
     }
+}
 
-    // Fold in: what a restarted server shows must stay.
-    for (project, versions) in &listed {
+/// What a restarted server shows must stay: it becomes the model's durable
+/// state.
+fn fold_into_model(model: &mut Model, listed: &Listed, people: People) {
+    for (project, versions) in listed {
         for (patch, entry) in versions {
             let key = (project.clone(), *patch);
             model
@@ -582,9 +501,7 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> BTr
             }
         }
     }
-    actual.members.remove(ADMIN);
-    model.people = actual;
-    listed
+    model.people = people;
 }
 
 /// Every acknowledged member (or invitation) is there with its role, but the
@@ -622,47 +539,15 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
     let scale = scale();
     let seed = seed();
     let rounds = 8 * scale;
-    let publishers = 2 * scale;
     eprintln!("crash test: seed {seed} (GREN_PROOF_SEED={seed} replays), {rounds} rounds, scale {scale}");
     let started = Instant::now();
-    let mut rng = Rng::new(seed);
-    let dir = tempfile::Builder::new().prefix("gren-crash-").tempdir().unwrap();
-
-    let mut model = Model::default();
-    let package_counter = Arc::new(AtomicUsize::new(1));
-    let mut states: Vec<Publisher> = (0..publishers).map(|_| Publisher { project: None, next: 0 }).collect();
-    let mut fsck_failures: Vec<String> = Vec::new();
-    let mut token = String::new();
-
+    let mut run = LoadRun::new(seed, 2 * scale);
     for round in 0..=rounds {
-        let context = format!("seed {seed}, after kill {round}");
-        let server = Server::start_in(dir.path(), &ENV);
+        let server = Server::start_in(run.dir.path(), &PROOF_ENV);
         if round == 0 {
-            token = server.login(ADMIN);
-            let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
-            assert_eq!(created.status, 200, "create identity: {}", created.text());
-            for email in POOL {
-                server.add_member(IDENTITY, &token, email, "download");
-                model.people.members.insert(email.to_string(), "download".to_string());
-            }
+            run.create_the_identity_and_its_pool(&server);
         } else {
-            let listed = verify(&server, &token, &mut model, &context);
-            // Each publisher goes on from what is listed now.
-            for state in &mut states {
-                if let Some(project) = &state.project {
-                    state.next = listed
-                        .get(project)
-                        .and_then(|versions| versions.keys().next_back())
-                        .map_or(0, |last| last + 1);
-                }
-            }
-            // The restart swept every crash leftover: fsck, read-only beside
-            // the idle server, finds nothing.
-            let (clean, report, text) = fsck(dir.path());
-            if !clean || report["clean"] != true {
-                eprintln!("{context}: fsck after the restart:\n{text}");
-                fsck_failures.push(format!("{context}: {}", report["problems"]));
-            }
+            run.check_the_restarted_server(&server, &format!("seed {seed}, after kill {round}"));
         }
         if round == rounds {
             // The final check is done; stop cleanly and fsck the stopped directory.
@@ -670,91 +555,139 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
             assert!(status.success(), "the registry stops cleanly: {status:?}");
             break;
         }
+        run.load_until_killed(server, round);
+    }
+    run.assert_the_stopped_directory_is_clean(started);
+}
 
-        let model_shared = Arc::new(Mutex::new(std::mem::take(&mut model)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::new();
-        for (index, state) in states.iter().enumerate() {
-            let (addr, token, model, stop, counter) = (
-                server.addr,
-                token.clone(),
-                model_shared.clone(),
-                stop.clone(),
-                package_counter.clone(),
-            );
-            let (state, thread_rng, tag) = (state.clone(), Rng::new(rng.next()), format!("r{round}t{index}"));
-            handles.push(std::thread::spawn(move || {
-                publisher_thread(addr, token, model, stop, counter, state, thread_rng, tag)
-            }));
+/// The load test's state from round to round.
+struct LoadRun {
+    seed: u64,
+    rng: Rng,
+    dir: tempfile::TempDir,
+    model: Model,
+    package_counter: Arc<AtomicUsize>,
+    states: Vec<Publisher>,
+    fsck_failures: Vec<String>,
+    token: String,
+}
+
+impl LoadRun {
+    fn new(seed: u64, publishers: usize) -> LoadRun {
+        LoadRun {
+            seed,
+            rng: Rng::new(seed),
+            dir: tempfile::Builder::new().prefix("gren-crash-").tempdir().unwrap(),
+            model: Model::default(),
+            package_counter: Arc::new(AtomicUsize::new(1)),
+            states: (0..publishers).map(|_| Publisher { project: None, next: 0 }).collect(),
+            fsck_failures: Vec::new(),
+            token: String::new(),
         }
+    }
+
+    /// Before the first kill: the admin's session, the identity, and the
+    /// pool of members whose roles the load changes.
+    fn create_the_identity_and_its_pool(&mut self, server: &Server) {
+        self.token = server.login(ADMIN);
+        let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&self.token));
+        assert_eq!(created.status, 200, "create identity: {}", created.text());
+        for email in POOL {
+            server.add_member(IDENTITY, &self.token, email, "download");
+            self.model
+                .people
+                .members
+                .insert(email.to_string(), "download".to_string());
+        }
+    }
+
+    /// After a kill: the server shows every acknowledged write, each
+    /// publisher goes on from what is listed now, and the restart swept
+    /// every crash leftover (fsck, read-only beside the idle server, finds
+    /// nothing; its failures are reported at the end).
+    fn check_the_restarted_server(&mut self, server: &Server, context: &str) {
+        let listed = verify(server, &self.token, &mut self.model, context);
+        for state in &mut self.states {
+            if let Some(project) = &state.project {
+                state.next = listed
+                    .get(project)
+                    .and_then(|versions| versions.keys().next_back())
+                    .map_or(0, |last| last + 1);
+            }
+        }
+        let (clean, report, text) = fsck(self.dir.path());
+        if !clean || report["clean"] != true {
+            eprintln!("{context}: fsck after the restart:\n{text}");
+            self.fsck_failures.push(format!("{context}: {}", report["problems"]));
+        }
+    }
+
+    /// Publishers, a revoker and a member changer against `server` until a
+    /// SIGKILL at a random moment; their model of what was acknowledged
+    /// comes back into the run.
+    fn load_until_killed(&mut self, server: Server, round: usize) {
+        let model = Arc::new(Mutex::new(std::mem::take(&mut self.model)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, token) = (server.addr, &self.token);
+        let handles: Vec<_> = self
+            .states
+            .iter()
+            .enumerate()
+            .map(|(index, state)| {
+                let (token, model, stop, counter) =
+                    (token.clone(), model.clone(), stop.clone(), self.package_counter.clone());
+                let (state, rng, tag) = (state.clone(), Rng::new(self.rng.next()), format!("r{round}t{index}"));
+                std::thread::spawn(move || publisher_thread(addr, token, model, stop, counter, state, rng, tag))
+            })
+            .collect();
         let revoker = {
-            let (addr, token, model, stop, thread_rng) = (
-                server.addr,
-                token.clone(),
-                model_shared.clone(),
-                stop.clone(),
-                Rng::new(rng.next()),
-            );
-            std::thread::spawn(move || revoker_thread(addr, token, model, stop, thread_rng))
+            let (token, model, stop, rng) = (token.clone(), model.clone(), stop.clone(), Rng::new(self.rng.next()));
+            std::thread::spawn(move || revoker_thread(addr, token, model, stop, rng))
         };
         let members = {
-            let (addr, token, model, stop, thread_rng) = (
-                server.addr,
-                token.clone(),
-                model_shared.clone(),
-                stop.clone(),
-                Rng::new(rng.next()),
-            );
-            std::thread::spawn(move || member_thread(addr, token, model, stop, thread_rng))
+            let (token, model, stop, rng) = (token.clone(), model.clone(), stop.clone(), Rng::new(self.rng.next()));
+            std::thread::spawn(move || member_thread(addr, token, model, stop, rng))
         };
 
-        std::thread::sleep(Duration::from_millis(rng.range(100, 400)));
+        std::thread::sleep(Duration::from_millis(self.rng.range(100, 400)));
         server.kill();
         stop.store(true, Ordering::SeqCst);
-        let mut panics = Vec::new();
-        for (index, handle) in handles.into_iter().enumerate() {
-            match handle.join() {
-                Ok(state) => states[index] = state,
-                Err(panic) => panics.push(panic),
+        match (try_join_all(handles), try_join_all(vec![revoker, members])) {
+            (Ok(states), Ok(_)) => self.states = states,
+            (Err(panic), _) | (_, Err(panic)) => {
+                eprintln!("seed {}: a client saw a wrong answer in round {round}", self.seed);
+                std::panic::resume_unwind(panic);
             }
         }
-        for handle in [revoker, members] {
-            if let Err(panic) = handle.join() {
-                panics.push(panic);
-            }
-        }
-        if let Some(panic) = panics.into_iter().next() {
-            eprintln!("seed {seed}: a client saw a wrong answer in round {round}");
-            std::panic::resume_unwind(panic);
-        }
-        model = Arc::try_unwrap(model_shared)
+        self.model = Arc::try_unwrap(model)
             .ok()
             .expect("all clients joined")
             .into_inner()
             .unwrap();
     }
 
-    let (clean, text) = fsck_text(dir.path());
-    eprintln!(
-        "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} requests cut by kills, {} versions durable, in {:.1} s",
-        model.counts.publishes,
-        model.counts.revokes,
-        model.counts.member_changes,
-        model.counts.failed_in_flight,
-        model.durable.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        fsck_failures.is_empty(),
-        "seed {seed}: fsck found problems right after restarts (the server did not clean crash debris):\n{}",
-        fsck_failures.join("\n")
-    );
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "seed {seed}: final fsck:\n{text}"
-    );
-    assert!(model.counts.publishes > 0, "the load published something");
-    assert!(model.counts.failed_in_flight > 0, "some kills cut requests in flight");
+    /// No restart left debris, the stopped directory passes fsck, and the
+    /// load did publish and did have requests cut by kills.
+    fn assert_the_stopped_directory_is_clean(self, started: Instant) {
+        let (seed, counts) = (self.seed, self.model.counts);
+        eprintln!(
+            "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} requests cut by kills, {} versions durable, in {:.1} s",
+            counts.publishes,
+            counts.revokes,
+            counts.member_changes,
+            counts.failed_in_flight,
+            self.model.durable.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            self.fsck_failures.is_empty(),
+            "seed {seed}: fsck found problems right after restarts (the server did not clean crash debris):\n{}",
+            self.fsck_failures.join("\n")
+        );
+        assert_fsck_clean(self.dir.path(), &format!("seed {seed}: final fsck"));
+        assert!(counts.publishes > 0, "the load published something");
+        assert!(counts.failed_in_flight > 0, "some kills cut requests in flight");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -770,21 +703,13 @@ fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write()
 #[test]
 fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let dir = tempfile::Builder::new().prefix("gren-crash-first-").tempdir().unwrap();
-    let server = Server::start_in(dir.path(), &ENV);
+    let server = Server::start_in(dir.path(), &PROOF_ENV);
     let token = server.login(ADMIN);
     let created = server.post_json("/publishing-identity", &json!({ "name": IDENTITY }), Some(&token));
     assert_eq!(created.status, 200, "{}", created.text());
     // A committed package beside it, so the identity's directory exists as in real life.
     let other = synthetic("crash/other", "1.0.0", "kept");
-    let reply = server.send(
-        "POST",
-        "/packages",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/gzip"),
-        ],
-        &other,
-    );
+    let reply = server.publish(&token, &other);
     assert_eq!(reply.status, 201, "{}", reply.text());
     server.kill();
 
@@ -799,7 +724,7 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     outline_text.push(b'\n');
     std::fs::write(version_dir.join("outline.json"), outline_text).unwrap();
 
-    let server = Server::start_in(dir.path(), &ENV);
+    let server = Server::start_in(dir.path(), &PROOF_ENV);
     server
         .get("/packages/crash/ghost", None)
         .assert_error(404, "package_not_found");
@@ -809,12 +734,13 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let status = server.stop();
     assert!(status.success());
 
-    let (clean, text) = fsck_text(dir.path());
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "after a restart, the debris of an uncommitted first publish must not be an fsck problem \
-         (expected exit 0 and `clean`); fsck said:\n{text}\nleft on disk: {:?}",
-        files_under(&dir.path().join("packages/crash/ghost"))
+    let left = files_under(&dir.path().join("packages/crash/ghost"));
+    assert_fsck_clean(
+        dir.path(),
+        &format!(
+            "after a restart, the debris of an uncommitted first publish (left on disk: {left:?}) must not be an \
+             fsck problem"
+        ),
     );
 }
 
@@ -830,28 +756,19 @@ fn sigkill_during_identity_creation_leaves_fsck_clean() {
     // Let an operator create the identity, then take away the commit:
     // `identity::create` writes the user index, then audit entry 1, then
     // identity.json.
-    let status = Command::new(env!("CARGO_BIN_EXE_gren-registry"))
-        .args(["admin", "--data-dir"])
-        .arg(dir.path())
-        .args(["identity", "create", "ghost", "--admin", ADMIN])
-        .env_remove("GREN_REGISTRY_DATA_DIR")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    admin(dir.path(), &["identity", "create", "ghost", "--admin", ADMIN]).success();
     std::fs::remove_file(dir.path().join("identities/ghost/identity.json")).unwrap();
     assert!(dir.path().join("identities/ghost/audit/000000000001.json").exists());
 
-    let server = Server::start_in(dir.path(), &ENV);
+    let server = Server::start_in(dir.path(), &PROOF_ENV);
     server
         .get("/publishing-identity/ghost", None)
         .assert_error(404, "identity_not_found");
     let status = server.stop();
     assert!(status.success());
 
-    let (clean, text) = fsck_text(dir.path());
-    assert!(
-        clean && text.trim_end().ends_with("clean"),
-        "after a restart, the debris of an uncommitted identity creation must not be an fsck problem \
-         (expected exit 0 and `clean`); fsck said:\n{text}"
+    assert_fsck_clean(
+        dir.path(),
+        "after a restart, the debris of an uncommitted identity creation must not be an fsck problem",
     );
 }

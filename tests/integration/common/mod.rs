@@ -3,11 +3,11 @@
 //! HTTP/1.1 to it over raw TCP (so every header and byte is under the test's
 //! control).
 
-#![allow(dead_code)]
-
 pub mod bundles;
+pub mod operator;
 pub mod proofs;
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ pub const UNSET: &str = "\0unset";
 /// registry's default without `gren-lang`. The registry reserves that one for
 /// operators, but the tests play the Gren team publishing the real fixture
 /// bundles (`gren-lang/core`, …) through the API, with a fresh server each.
-/// `tests/packages.rs` checks the real default with [`UNSET`].
+/// `packages.rs` checks the real default with [`UNSET`].
 pub fn test_reserved_identities() -> String {
     gren_registry::config::DEFAULT_RESERVED
         .split(',')
@@ -53,8 +53,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub postmark: PostmarkStub,
     child: Option<Child>,
-    log: Arc<Mutex<String>>,
-    log_done: Arc<AtomicBool>,
+    log: ChildLog,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -106,26 +105,8 @@ impl Server {
         umask: Option<&str>,
     ) -> Result<Server, StartFailure> {
         let postmark = PostmarkStub::start();
-        let binary = env!("CARGO_BIN_EXE_gren-registry");
-        let mut command = match umask {
-            // `exec` keeps the process id, so signals reach the registry.
-            Some(umask) => {
-                let mut shell = Command::new("sh");
-                shell.args(["-c", "umask \"$1\" && exec \"$2\" serve", "sh", umask, binary]);
-                shell
-            }
-            None => {
-                let mut command = Command::new(binary);
-                command.arg("serve");
-                command
-            }
-        };
-        for (key, _) in std::env::vars_os() {
-            let name = key.to_string_lossy().to_ascii_uppercase();
-            if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") || name.ends_with("_PROXY") {
-                command.env_remove(&key);
-            }
-        }
+        let mut command = serve_command(umask);
+        clear_registry_env(&mut command);
         command
             .env("GREN_REGISTRY_DATA_DIR", data_dir)
             .env("GREN_REGISTRY_LISTEN", "127.0.0.1:0")
@@ -145,52 +126,8 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("cannot run the gren-registry binary");
-
-        let log = Arc::new(Mutex::new(String::new()));
-        let log_done = Arc::new(AtomicBool::new(false));
-        {
-            let stderr = child.stderr.take().expect("stderr is piped");
-            let (log, log_done) = (log.clone(), log_done.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stderr);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => log.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
-                    }
-                }
-                log_done.store(true, Ordering::SeqCst);
-            });
-        }
-
-        let started = Instant::now();
-        let addr = loop {
-            if let Some(addr) = listening_address(&log.lock().unwrap()) {
-                break addr;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Let the reader drain what the process wrote before it ended.
-                let drained = Instant::now();
-                while !log_done.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                return Err(StartFailure {
-                    status: Some(status),
-                    log: log.lock().unwrap().clone(),
-                });
-            }
-            if started.elapsed() > START_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(StartFailure {
-                    status: None,
-                    log: log.lock().unwrap().clone(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let log = ChildLog::collect(child.stderr.take().expect("stderr is piped"));
+        let addr = wait_until_listening(&mut child, &log)?;
         Ok(Server {
             base: format!("http://{addr}"),
             addr,
@@ -198,7 +135,6 @@ impl Server {
             postmark,
             child: Some(child),
             log,
-            log_done,
             _dir: None,
         })
     }
@@ -238,10 +174,7 @@ impl Server {
                 }
             }
         };
-        let drained = Instant::now();
-        while !self.log_done.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.log.wait_for_the_end();
         (status, self.log())
     }
 
@@ -255,7 +188,7 @@ impl Server {
 
     /// Everything the child wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
     /// Waits up to `timeout` for the log to contain `needle`.
@@ -283,6 +216,29 @@ impl Server {
     /// The `Threads:` count of the process.
     pub fn threads(&self) -> usize {
         proc_status_number(self.pid(), "Threads:").expect("cannot read Threads from /proc") as usize
+    }
+
+    /// Waits up to `within` for the thread count to fall to `threads` (threads
+    /// of closed connections end a moment later); returns the last count seen.
+    pub fn threads_down_to(&self, threads: usize, within: Duration) -> usize {
+        self.wait_for_threads(within, |now| now <= threads)
+    }
+
+    /// Waits up to `within` for the thread count to reach `threads`; returns
+    /// the last count seen.
+    pub fn threads_up_to(&self, threads: usize, within: Duration) -> usize {
+        self.wait_for_threads(within, |now| now >= threads)
+    }
+
+    fn wait_for_threads(&self, within: Duration, enough: impl Fn(usize) -> bool) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.threads();
+            if enough(now) || Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The resident set size in KiB.
@@ -456,6 +412,25 @@ impl Server {
         }
     }
 
+    /// The package listing at `path` (`/packages`, or a query of it) as
+    /// package name → latest version.
+    #[track_caller]
+    pub fn listing(&self, path: &str, token: Option<&str>) -> BTreeMap<String, String> {
+        let reply = self.get(path, token);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        reply.json()["packages"]
+            .as_array()
+            .expect("packages is an array")
+            .iter()
+            .map(|entry| {
+                (
+                    entry["name"].as_str().unwrap().to_string(),
+                    entry["latest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// A full code login via the Postmark stub; returns the `gren_` token.
     pub fn login(&self, email: &str) -> String {
         let started = self.post_json("/session", &serde_json::json!({ "email": email }), None);
@@ -517,11 +492,108 @@ impl Drop for Server {
     }
 }
 
+/// `gren-registry serve`, under `umask` when one is given.
+fn serve_command(umask: Option<&str>) -> Command {
+    let binary = env!("CARGO_BIN_EXE_gren-registry");
+    match umask {
+        // `exec` keeps the process id, so signals reach the registry.
+        Some(umask) => {
+            let mut shell = Command::new("sh");
+            shell.args(["-c", "umask \"$1\" && exec \"$2\" serve", "sh", umask, binary]);
+            shell
+        }
+        None => {
+            let mut command = Command::new(binary);
+            command.arg("serve");
+            command
+        }
+    }
+}
+
+/// Waits for the `listening on` line; a process that exits first, or does
+/// not listen within [`START_TIMEOUT`], is a [`StartFailure`].
+fn wait_until_listening(child: &mut Child, log: &ChildLog) -> Result<SocketAddr, StartFailure> {
+    let started = Instant::now();
+    loop {
+        if let Some(addr) = listening_address(&log.text()) {
+            return Ok(addr);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            log.wait_for_the_end();
+            return Err(StartFailure {
+                status: Some(status),
+                log: log.text(),
+            });
+        }
+        if started.elapsed() > START_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(StartFailure {
+                status: None,
+                log: log.text(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a child writes to standard error, collected line by line by a thread.
+struct ChildLog {
+    text: Arc<Mutex<String>>,
+    ended: Arc<AtomicBool>,
+}
+
+impl ChildLog {
+    fn collect(stderr: std::process::ChildStderr) -> ChildLog {
+        let log = ChildLog {
+            text: Arc::default(),
+            ended: Arc::default(),
+        };
+        let (text, ended) = (log.text.clone(), log.ended.clone());
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => text.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
+                }
+            }
+            ended.store(true, Ordering::SeqCst);
+        });
+        log
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Lets the reader take in what an ended process wrote (at most 2 s).
+    fn wait_for_the_end(&self) {
+        let drained = Instant::now();
+        while !self.ended.load(Ordering::SeqCst) && drained.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 fn listening_address(log: &str) -> Option<SocketAddr> {
     let start = log.find("listening on http://")? + "listening on http://".len();
     let rest = &log[start..];
     let end = rest.find(|c: char| c.is_whitespace())?;
     rest[..end].parse().ok()
+}
+
+/// Takes the registry's variables (and proxies) out of a child's environment,
+/// so that the developer's shell cannot change what a test sees.
+pub fn clear_registry_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy().to_ascii_uppercase();
+        if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") || name.ends_with("_PROXY") {
+            command.env_remove(&key);
+        }
+    }
 }
 
 pub fn send_signal(pid: u32, signal: &str) {
@@ -626,21 +698,23 @@ impl Reply {
 
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    pub fn header_count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .count()
+        find_header(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `Retry-After` header, which must be there, as whole seconds.
+    #[track_caller]
+    pub fn retry_after(&self) -> u64 {
+        let value = self
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("no Retry-After in {self:?}"));
+        value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After is not whole seconds: {value:?}"))
     }
 
     /// Asserts a JSON error response: status, `error` code, a message and
@@ -781,7 +855,7 @@ impl HttpConn {
 }
 
 // ---------------------------------------------------------------------------
-// Postmark stub
+// Stub servers: Postmark here, the packages site in packages.rs
 // ---------------------------------------------------------------------------
 
 /// What a stub server received: method, path, headers and body.
@@ -793,8 +867,75 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+impl Received {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The value of the first header called `name` (case-insensitive).
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// What a stub answers.
+pub type StubResponse = tiny_http::Response<io::Cursor<Vec<u8>>>;
+
+/// A local HTTP server on 127.0.0.1 whose one thread hands each request,
+/// read whole, to `answer`; it stops when dropped.
+pub struct StubServer {
+    server: Arc<tiny_http::Server>,
+    url: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StubServer {
+    pub fn start(what: &str, answer: impl Fn(Received) -> StubResponse + Send + 'static) -> StubServer {
+        let server =
+            tiny_http::Server::http("127.0.0.1:0").unwrap_or_else(|err| panic!("cannot start the {what}: {err}"));
+        let server = Arc::new(server);
+        let addr = server.server_addr().to_ip().expect("the stub listens on IP");
+        let thread = {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let response = answer(receive(&mut request));
+                    let _ = request.respond(response);
+                }
+            })
+        };
+        StubServer {
+            server,
+            url: format!("http://{addr}"),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl Drop for StubServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Reads a request a `tiny_http` stub received, body included.
-pub fn receive(request: &mut tiny_http::Request) -> Received {
+fn receive(request: &mut tiny_http::Request) -> Received {
     let mut body = Vec::new();
     let _ = request.as_reader().read_to_end(&mut body);
     Received {
@@ -821,10 +962,7 @@ pub struct CapturedMail {
 
 impl CapturedMail {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        find_header(&self.headers, name)
     }
 
     pub fn header_values(&self, name: &str) -> Vec<&str> {
@@ -880,68 +1018,22 @@ struct StubState {
 
 /// A Postmark `POST /email` endpoint on 127.0.0.1 that records everything.
 pub struct PostmarkStub {
-    server: Arc<tiny_http::Server>,
-    url: String,
+    stub: StubServer,
     state: Arc<StubState>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl PostmarkStub {
     pub fn start() -> PostmarkStub {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("cannot start the Postmark stub"));
-        let addr = server.server_addr().to_ip().expect("the stub listens on IP");
         let state = Arc::new(StubState::default());
-        let thread = {
-            let (server, state) = (server.clone(), state.clone());
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let received = receive(&mut request);
-                    let captured = CapturedMail {
-                        json: serde_json::from_slice(&received.body).unwrap_or(serde_json::Value::Null),
-                        method: received.method,
-                        path: received.path,
-                        headers: received.headers,
-                    };
-                    let is_email = captured.method == "POST" && captured.path == "/email";
-                    let to = captured.json["To"].clone();
-                    state.requests.lock().unwrap().push(captured);
-                    let json_header =
-                        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap();
-                    let (status, answer) = if !is_email {
-                        (404, serde_json::json!({"ErrorCode": 404, "Message": "Not found"}))
-                    } else if state.failing.load(Ordering::SeqCst) {
-                        let message = state.failure_message.lock().unwrap().clone();
-                        let message = message.unwrap_or_else(|| "Invalid email request".to_string());
-                        (422, serde_json::json!({"ErrorCode": 300, "Message": message}))
-                    } else {
-                        (
-                            200,
-                            serde_json::json!({
-                                "To": to,
-                                "SubmittedAt": "2024-01-01T00:00:00.0000000Z",
-                                "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c2f817",
-                                "ErrorCode": 0,
-                                "Message": "OK",
-                            }),
-                        )
-                    };
-                    let response = tiny_http::Response::from_string(answer.to_string())
-                        .with_status_code(status)
-                        .with_header(json_header);
-                    let _ = request.respond(response);
-                }
-            })
+        let stub = {
+            let state = state.clone();
+            StubServer::start("Postmark stub", move |received| state.answer(received))
         };
-        PostmarkStub {
-            server,
-            url: format!("http://{addr}"),
-            state,
-            thread: Some(thread),
-        }
+        PostmarkStub { stub, state }
     }
 
     pub fn url(&self) -> String {
-        self.url.clone()
+        self.stub.url()
     }
 
     /// Every request received so far, whatever its method and path.
@@ -988,12 +1080,40 @@ impl PostmarkStub {
     }
 }
 
-impl Drop for PostmarkStub {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+impl StubState {
+    /// Records a request and answers as Postmark does.
+    fn answer(&self, received: Received) -> StubResponse {
+        let captured = CapturedMail {
+            json: received.json(),
+            method: received.method,
+            path: received.path,
+            headers: received.headers,
+        };
+        let is_email = captured.method == "POST" && captured.path == "/email";
+        let to = captured.json["To"].clone();
+        self.requests.lock().unwrap().push(captured);
+        let (status, answer) = if !is_email {
+            (404, serde_json::json!({"ErrorCode": 404, "Message": "Not found"}))
+        } else if self.failing.load(Ordering::SeqCst) {
+            let message = self.failure_message.lock().unwrap().clone();
+            let message = message.unwrap_or_else(|| "Invalid email request".to_string());
+            (422, serde_json::json!({"ErrorCode": 300, "Message": message}))
+        } else {
+            (
+                200,
+                serde_json::json!({
+                    "To": to,
+                    "SubmittedAt": "2024-01-01T00:00:00.0000000Z",
+                    "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c2f817",
+                    "ErrorCode": 0,
+                    "Message": "OK",
+                }),
+            )
+        };
+        let json_header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap();
+        tiny_http::Response::from_string(answer.to_string())
+            .with_status_code(status)
+            .with_header(json_header)
     }
 }
 
@@ -1034,6 +1154,49 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             })
         })
         .collect()
+}
+
+/// The version numbers a package's record lists, in its order.
+pub fn version_numbers(record: &serde_json::Value) -> Vec<&str> {
+    record["versions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no versions in {record}"))
+        .iter()
+        .map(|entry| entry["version"].as_str().unwrap())
+        .collect()
+}
+
+/// A JSON file's contents.
+#[track_caller]
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|err| panic!("{} is not JSON: {err}", path.display()))
+}
+
+/// Writes `value` pretty-printed, as the registry writes its records.
+pub fn write_json(path: &Path, value: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+}
+
+/// A plain recursive copy of a data directory or a snapshot (new inodes, as
+/// a backup restored elsewhere has), which holds only files and directories.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        } else {
+            panic!(
+                "a data directory holds only files and directories: {}",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 /// Replaces a file's contents atomically (temp file + rename), so a server

@@ -6,149 +6,16 @@
 //! that keeps changing commands away from a running server, and text versus
 //! `--json` output.
 
-mod common;
-
-use common::bundles::*;
-use common::*;
+use crate::common::bundles::*;
+use crate::common::operator::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ME: &str = "me@example.com";
-/// How long one admin command may take before the test calls it hung.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------------------
-// Running the command
-// ---------------------------------------------------------------------------
-
-/// What an admin command did.
-#[derive(Debug)]
-struct Out {
-    args: Vec<String>,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn success(self) -> Out {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "`admin {}` should succeed\nstdout:\n{}\nstderr:\n{}",
-            self.args.join(" "),
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn failure(self) -> Out {
-        assert!(
-            self.code.is_some_and(|code| code != 0),
-            "`admin {}` should exit non-zero, got {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
-            panic!(
-                "`admin {}` printed no valid JSON ({err}):\n{}\nstderr:\n{}",
-                self.args.join(" "),
-                self.stdout,
-                self.stderr
-            )
-        })
-    }
-
-    /// stdout and stderr together, for "the output mentions X".
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-
-    #[track_caller]
-    fn assert_stdout_has(&self, needle: &str) -> &Out {
-        assert!(
-            self.stdout.contains(needle),
-            "`admin {}` output should mention {needle:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args.join(" "),
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
-/// `gren-registry admin --data-dir <dir> <args...>`, with a timeout.
-fn admin(dir: &Path, args: &[&str]) -> Out {
-    run_admin(dir, false, args)
-}
-
-/// Like [`admin`] with `--json`.
-fn admin_json(dir: &Path, args: &[&str]) -> Out {
-    run_admin(dir, true, args)
-}
-
-fn run_admin(dir: &Path, json: bool, args: &[&str]) -> Out {
-    let mut all: Vec<String> = vec!["--data-dir".into(), dir.to_str().unwrap().into()];
-    if json {
-        all.push("--json".into());
-    }
-    all.extend(args.iter().map(|arg| arg.to_string()));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
-    command.arg("admin").args(&all);
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy().to_ascii_uppercase();
-        if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") {
-            command.env_remove(&key);
-        }
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("cannot run gren-registry admin");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`admin {}` did not finish within {COMMAND_TIMEOUT:?}", all.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Out {
-        args: all,
-        code: status.code(),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
 
 fn s(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
@@ -187,19 +54,6 @@ fn fresh() -> Dir {
     let tmp = tempfile::Builder::new().prefix("gren-admin-test-").tempdir().unwrap();
     let path = tmp.path().join("data");
     Dir { tmp, path }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A data directory with the identities `gren-lang` and `blaix` (admin ME),
@@ -256,16 +110,10 @@ fn real_path(file: &str) -> PathBuf {
 
 /// Where a version's bundle lives in a data directory.
 fn bundle_file(dir: &Dir, name: &str, version: &str) -> PathBuf {
-    let file = format!("{name}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz";
-    dir.join(&format!("packages/{name}/{version}/{file}"))
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn write_json(path: &Path, value: &Value) {
-    std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    dir.join(&format!(
+        "packages/{name}/{version}/{}",
+        bundle_file_name(name, version)
+    ))
 }
 
 /// Asserts that a running server serves every real bundle byte for byte.
@@ -287,23 +135,6 @@ fn assert_serves_all_real(server: &Server) {
             Some(format!("\"{}\"", sha256_hex(&real.bytes)).as_str())
         );
     }
-}
-
-/// The names in `GET /packages`, with their latest versions.
-fn listing(server: &Server, token: Option<&str>) -> BTreeMap<String, String> {
-    let reply = server.get("/packages", token);
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.json()["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| {
-            (
-                entry["name"].as_str().unwrap().to_string(),
-                entry["latest"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// The six packages of the real bundles and their newest versions.
@@ -448,7 +279,7 @@ fn import_all_real_bundles_then_a_server_serves_them_byte_identical() {
 
     let server = Server::start_in(&dir.path, &[]);
     assert_serves_all_real(&server);
-    assert_eq!(listing(&server, None), expected_listing());
+    assert_eq!(server.listing("/packages", None), expected_listing());
     for real in &reals {
         let reply = server.get(&format!("/packages/{}/{}", real.name, real.version), None);
         assert_eq!(reply.status, 200);
@@ -511,7 +342,10 @@ fn import_private_makes_new_packages_private() {
         .assert_error(404, "package_not_found");
     assert_eq!(server.get("/packages/gren-lang/url/5.0.0/bundle", None).status, 404);
     assert_eq!(server.get("/packages/gren-lang/core", None).status, 200);
-    assert_eq!(listing(&server, None).keys().collect::<Vec<_>>(), ["gren-lang/core"]);
+    assert_eq!(
+        server.listing("/packages", None).keys().collect::<Vec<_>>(),
+        ["gren-lang/core"]
+    );
     // Members see them.
     let token = server.login(ME);
     let reply = server.get("/packages/gren-lang/url", Some(&token));
@@ -652,13 +486,11 @@ fn import_bypasses_the_successor_rule() {
 
     let server = Server::start_in(&dir.path, &[]);
     let record = server.get("/packages/gren-lang/core", None).json();
-    let versions: Vec<&str> = record["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
-    assert_eq!(versions, ["6.0.1", "7.0.0"], "versions are kept in order: {record}");
+    assert_eq!(
+        version_numbers(&record),
+        ["6.0.1", "7.0.0"],
+        "versions are kept in order: {record}"
+    );
     assert_eq!(
         server.get("/packages/gren-lang/core/latest", None).json()["version"],
         "7.0.0"
@@ -1477,20 +1309,28 @@ fn snapshot_links_every_record_and_bundle_and_a_server_starts_on_it() {
     let report = out.json();
     assert!(report["linked"].as_u64().unwrap() > 12, "{report}");
     assert_eq!(report["copied"], 0, "{report}");
+    assert_the_snapshot_hard_links_every_record_and_bundle(&dir.path, &snapshot);
+    assert_a_second_server_starts_on_the_snapshot(server, &snapshot, &token);
+    admin(&snapshot, &["fsck"]).success().assert_stdout_has("clean");
+    assert_snapshots_go_to_new_directories_only(&dir, &snapshot);
+}
 
+/// Every file of the original is in the snapshot as the same inode, but the
+/// locks, local mail and temporary files; the snapshot has a lock of its own.
+fn assert_the_snapshot_hard_links_every_record_and_bundle(original_dir: &Path, snapshot: &Path) {
     let relative = |root: &Path, path: &Path| path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
     let skipped = |rel: &str| {
         ["registry.lock", "writers.lock", "snapshot.lock"].contains(&rel)
             || rel.starts_with("mail/")
             || rel.rsplit('/').next().unwrap().starts_with(".tmp-")
     };
-    let original: BTreeMap<String, u64> = files_under(&dir.path)
+    let original: BTreeMap<String, u64> = files_under(original_dir)
         .iter()
-        .map(|path| (relative(&dir.path, path), std::fs::metadata(path).unwrap().ino()))
+        .map(|path| (relative(original_dir, path), std::fs::metadata(path).unwrap().ino()))
         .collect();
-    let copied: BTreeMap<String, u64> = files_under(&snapshot)
+    let copied: BTreeMap<String, u64> = files_under(snapshot)
         .iter()
-        .map(|path| (relative(&snapshot, path), std::fs::metadata(path).unwrap().ino()))
+        .map(|path| (relative(snapshot, path), std::fs::metadata(path).unwrap().ino()))
         .collect();
     let mut expected = 0;
     for (rel, ino) in &original {
@@ -1526,31 +1366,36 @@ fn snapshot_links_every_record_and_bundle_and_a_server_starts_on_it() {
         let rel = format!("packages/{}/{}/{}", real.name, real.version, real.file);
         assert!(copied.contains_key(&rel), "{rel}");
     }
+}
 
-    // A change on the original after the snapshot does not reach it.
+/// A change on the original after the snapshot does not reach it, and a
+/// second server starts on the snapshot while the first one runs, with
+/// every bundle and session.
+fn assert_a_second_server_starts_on_the_snapshot(server: Server, snapshot: &Path, token: &str) {
     let revoked = server.post_json(
         "/packages/gren-lang/url/5.0.0/revoke",
         &json!({ "reason": "later" }),
-        Some(&token),
+        Some(token),
     );
     assert_eq!(revoked.status, 200, "{}", revoked.text());
 
     // A second server starts on the snapshot while the first one runs.
-    let copy = Server::start_in(&snapshot, &[]);
+    let copy = Server::start_in(snapshot, &[]);
     assert_serves_all_real(&copy);
-    assert_eq!(listing(&copy, None), expected_listing());
+    assert_eq!(copy.listing("/packages", None), expected_listing());
     assert_eq!(
-        copy.get("/user", Some(&token)).status,
+        copy.get("/user", Some(token)).status,
         200,
         "sessions are in the snapshot"
     );
     assert_eq!(server.get("/packages/gren-lang/url/5.0.0/bundle", None).status, 410);
     copy.stop();
     server.stop();
-    admin(&snapshot, &["fsck"]).success().assert_stdout_has("clean");
+}
 
-    // Snapshots go to new directories only.
-    let out = admin(&dir.path, &["snapshot", s(&snapshot)]).failure();
+/// Snapshots go to new directories only, and come from data directories only.
+fn assert_snapshots_go_to_new_directories_only(dir: &Dir, snapshot: &Path) {
+    let out = admin(&dir.path, &["snapshot", s(snapshot)]).failure();
     assert!(out.stderr.contains("already exists"), "{out:?}");
     let empty = dir.sibling("empty");
     std::fs::create_dir(&empty).unwrap();
@@ -1650,17 +1495,11 @@ fn output_is_text_by_default_and_json_with_the_flag() {
 /// Publishes (and now and then revokes) versions of `gren-lang/synth` over
 /// HTTP until `stop` is set; returns how many were published.
 fn keep_publishing(server: &Server, token: &str, stop: &std::sync::atomic::AtomicBool) -> usize {
-    let auth = format!("Bearer {token}");
     let mut published = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let version = format!("1.0.{published}");
         let bundle = synthetic("gren-lang/synth", &version, &version);
-        let reply = server.send(
-            "POST",
-            "/packages",
-            &[("Content-Type", "application/gzip"), ("Authorization", &auth)],
-            &bundle,
-        );
+        let reply = server.publish(token, &bundle);
         assert_eq!(reply.status, 201, "publish {version}: {}", reply.text());
         if published % 4 == 3 {
             let reply = server.post_json(

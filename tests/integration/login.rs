@@ -1,21 +1,12 @@
 //! The login API, rule by rule, against the real binary.
 
-mod common;
-
-use common::{Reply, Server, USER_AGENT, files_containing, files_under, replace_file};
+use crate::common::bundles::{sha256_hex, synthetic};
+use crate::common::{CapturedMail, Reply, Server, USER_AGENT, files_containing, files_under, read_json, replace_file};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const CODE_ALPHABET: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
 
 /// `POST /session` for `email`, asserting 200; returns the JSON answer.
 fn start_login(server: &Server, email: &str) -> Value {
@@ -29,7 +20,7 @@ fn fetch_token(started: &Value) -> String {
 }
 
 /// The e-mail that answers this start (matched by its verification phrase).
-fn mail_for(server: &Server, started: &Value) -> common::CapturedMail {
+fn mail_for(server: &Server, started: &Value) -> CapturedMail {
     let phrase = started["verification"].as_str().unwrap().to_string();
     server
         .postmark
@@ -528,7 +519,7 @@ fn an_expired_login_is_refused() {
     let started = start_login(&server, "me@example.com");
     let mail = mail_for(&server, &started);
     let path = login_path(&server, &started);
-    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut record = read_json(&path);
     // `created` is a moment ago: an expiry there has just passed (and is far
     // from the purge an hour after expiry).
     record["expires"] = record["created"].clone();
@@ -849,11 +840,7 @@ fn logins_per_address_are_rate_limited() {
     start_login(&server, "ME@example.com ");
     let reply = server.post_json("/session", &json!({ "email": "me@example.com" }), None);
     reply.assert_error(429, "rate_limited");
-    let retry: u64 = reply
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("a numeric Retry-After");
+    let retry = reply.retry_after();
     assert!((1..=3600).contains(&retry), "{retry}");
     assert_eq!(server.postmark.messages().len(), 2, "no e-mail when limited");
     start_login(&server, "other@example.com");
@@ -889,7 +876,7 @@ fn logins_per_client_address_are_rate_limited() {
     }
     let reply = server.post_json("/session", &json!({ "email": "user3@example.com" }), None);
     reply.assert_error(429, "rate_limited");
-    assert!(reply.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok()));
+    reply.retry_after();
     assert_eq!(server.postmark.messages().len(), 3);
 }
 
@@ -947,7 +934,7 @@ fn logins_for_one_address_from_all_networks_together_are_capped_against_mail_bom
     }
     let reply = start_from(&server, "203.0.113.4", "victim@example.com");
     reply.assert_error(429, "rate_limited");
-    assert!(reply.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok()));
+    reply.retry_after();
     assert_eq!(server.postmark.messages().len(), 3, "three e-mails, no more");
     assert_eq!(start_from(&server, "203.0.113.4", "other@example.com").status, 200);
 }
@@ -1049,7 +1036,7 @@ fn json_routes_refuse_what_a_browser_form_may_send_with_415() {
             .status,
         200
     );
-    let published = server.publish(&token, &common::bundles::synthetic("browser/thing", "1.0.0", "x"));
+    let published = server.publish(&token, &synthetic("browser/thing", "1.0.0", "x"));
     assert_eq!(published.status, 201, "{}", published.text());
     let routes: [(&str, &str, &[u8]); 6] = [
         ("POST", "/session", br#"{"email": "victim@example.com"}"#),

@@ -2,10 +2,8 @@
 //! project directories, login with a typed code, identities, publishing,
 //! installing, and the real Gren compiler accepting what `install` wrote.
 
-mod common;
-
-use common::bundles::{self, all_real_bundles, gunzip, real_bundle};
-use common::*;
+use crate::common::bundles::{self, all_real_bundles, gunzip, real_bundle};
+use crate::common::*;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -28,15 +26,11 @@ impl Cli {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+        clear_registry_env(&mut command);
         command
             .args(args)
             .env("HOME", self.home.path())
             .env("GREN_REGISTRY_URL", &self.registry);
-        command
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY");
         command
     }
 
@@ -127,7 +121,7 @@ fn application(dir: &Path, platform: &str, gren: &str, direct: serde_json::Value
         "dependencies": { "direct": direct, "indirect": indirect }
     });
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(dir.join("gren.json"), serde_json::to_vec_pretty(&outline).unwrap()).unwrap();
+    write_json(&dir.join("gren.json"), &outline);
 }
 
 fn node_application(dir: &Path) {
@@ -169,7 +163,7 @@ fn publish_dry_run_validates_a_project_locally() {
     assert_eq!(server.get("/packages/gren-lang/url", None).status, 404);
     // An invalid outline is refused locally, naming the field.
     let manifest = project.path().join("gren.json");
-    let mut outline: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let mut outline = read_json(&manifest);
     outline["license"] = json!("WTFPL");
     std::fs::write(&manifest, serde_json::to_vec(&outline).unwrap()).unwrap();
     let err = cli.fails(&["publish", "--dry-run", project.path().to_str().unwrap()]);
@@ -182,7 +176,7 @@ fn login_identity_publish_and_install_end_to_end() {
     let cli = Cli::new(&server);
     cli.fails(&["whoami"]);
     cli.login(&server, "me@example.com");
-    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(cli.credentials()).unwrap()).unwrap();
+    let stored = read_json(&cli.credentials());
     assert_eq!(stored[0]["registry"], server.base);
     assert_eq!(stored[0]["email"], "me@example.com");
     assert!(stored[0]["token"].as_str().unwrap().starts_with("gren_"));
@@ -357,11 +351,15 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
     ] {
         cli.ok(&["publish", project_of(file).path().to_str().unwrap()]);
     }
-    let dir = tempfile::tempdir().unwrap();
+    publish_acme_a_needing_acme_b_1(&cli);
+    assert_a_conflict_names_both_sides_and_lower_bounds_win(&cli);
+    assert_applications_that_cannot_install_say_why(&cli);
+}
 
-    // A package: lower bounds, transitively. acme/a 1.0.0 needs acme/b 1.x,
-    // but the project asks for acme/b 2.x.
+/// acme/b 1.0.0 and 2.0.0, and acme/a 1.0.0 needing acme/b 1.x.
+fn publish_acme_a_needing_acme_b_1(cli: &Cli) {
     cli.ok(&["identity", "create", "acme"]);
+    let dir = tempfile::tempdir().unwrap();
     let with_dependencies = |name: &str, version: &str, dependencies: serde_json::Value| {
         let bytes = bundles::rewrite(&bundles::synthetic(name, version, "x"), |bundle| {
             bundle["outline"]["dependencies"] = dependencies;
@@ -378,6 +376,11 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
         "1.0.0",
         json!({ "gren-lang/core": "7.0.0 <= v < 8.0.0", "acme/b": "1.0.0 <= v < 2.0.0" }),
     );
+}
+
+/// A package: lower bounds, transitively. acme/a 1.0.0 needs acme/b 1.x,
+/// but the project asks for acme/b 2.x; once it allows 1.x, 1.0.0 is chosen.
+fn assert_a_conflict_names_both_sides_and_lower_bounds_win(cli: &Cli) {
     let project = tempfile::tempdir().unwrap();
     let package = json!({
         "type": "package", "platform": "node", "name": "acme/thing", "summary": "x", "license": "MIT",
@@ -403,8 +406,12 @@ fn install_reports_conflicts_and_incompatibilities_clearly() {
         project.path().join("gren_packages/acme_b__1_0_0.pkg.gz").exists(),
         "the lower bound is chosen"
     );
+}
 
-    // An application for an older compiler.
+/// Applications for an older compiler, for another platform, or without
+/// their indirect dependencies are refused, saying which.
+fn assert_applications_that_cannot_install_say_why(cli: &Cli) {
+    // For an older compiler.
     let old = tempfile::tempdir().unwrap();
     application(
         old.path(),
@@ -463,14 +470,11 @@ fn forge_package(data: &Path, original: &str, twin: &str) {
     let to = data.join("packages").join(twin);
     std::fs::create_dir_all(to.join("1.0.0")).unwrap();
     let bytes = standalone(twin);
-    let file = format!("{}__1_0_0.pkg.gz", twin.replace(['-', '/'], "_"));
-    std::fs::write(to.join("1.0.0").join(file), &bytes).unwrap();
-    let mut outline: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(from.join("1.0.0/outline.json")).unwrap()).unwrap();
+    std::fs::write(to.join("1.0.0").join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
+    let mut outline = read_json(&from.join("1.0.0/outline.json"));
     outline["name"] = json!(twin);
     std::fs::write(to.join("1.0.0/outline.json"), outline.to_string()).unwrap();
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(from.join("package.json")).unwrap()).unwrap();
+    let mut record = read_json(&from.join("package.json"));
     record["name"] = json!(twin);
     record["versions"][0]["sha256"] = json!(bundles::sha256_hex(&bytes));
     record["versions"][0]["size"] = json!(bytes.len());

@@ -12,6 +12,12 @@ pub fn real_bundles_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bundles"))
 }
 
+/// The file name the compiler gives a bundle: `gren_lang_core__7_0_0.pkg.gz`
+/// for `gren-lang/core` 7.0.0 (the registry stores it under that name too).
+pub fn bundle_file_name(name: &str, version: &str) -> String {
+    format!("{name}__{version}").replace(['-', '.', '/'], "_") + ".pkg.gz"
+}
+
 /// The bytes of a real bundle, by file name (`gren_lang_core__7_0_0.pkg.gz`).
 pub fn real_bundle(file_name: &str) -> Vec<u8> {
     let path = real_bundles_dir().join(file_name);
@@ -50,11 +56,16 @@ pub fn decode(bytes: &[u8]) -> Value {
     serde_json::from_slice(&gunzip(bytes)).expect("bundle JSON")
 }
 
+/// Gzip of compact JSON, as the compiler writes bundles.
+pub fn encode(bundle: &Value) -> Vec<u8> {
+    gzip(&serde_json::to_vec(bundle).unwrap())
+}
+
 /// Re-encodes a bundle after `change` edited its JSON.
 pub fn rewrite(bytes: &[u8], change: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut bundle = decode(bytes);
     change(&mut bundle);
-    gzip(&serde_json::to_vec(&bundle).unwrap())
+    encode(&bundle)
 }
 
 /// A valid outline for `author/project` at `version`, compiler 0.6, exposing
@@ -76,11 +87,10 @@ fn synthetic_outline(name: &str, version: &str) -> Value {
 /// A small valid bundle for `author/project` at `version`, compiler 0.6.
 /// `salt` changes the bytes without changing the meaning.
 pub fn synthetic(name: &str, version: &str, salt: &str) -> Vec<u8> {
-    let bundle = json!({
+    encode(&json!({
         "outline": synthetic_outline(name, version),
         "sources": { "Synthetic": format!("module Synthetic exposing (salt)\n\nsalt = \"{salt}\"\n") }
-    });
-    gzip(&serde_json::to_vec(&bundle).unwrap())
+    }))
 }
 
 /// The worst case for a registry's memory: a valid outline for `name`, then
@@ -101,7 +111,13 @@ pub fn inflating(name: &str, text_bytes: usize) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal, as the registry writes digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The SHA-256 of bytes or text, in hexadecimal.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&sha2::Sha256::digest(bytes))
 }
