@@ -1,5 +1,5 @@
 //! Entry points of the fuzz targets in `fuzz/`. The regression test
-//! `tests/fuzz_regressions.rs` replays every saved input through the same
+//! `tests/integration/fuzz_regressions.rs` replays every saved input through the same
 //! functions on stable Rust, so a crash once found stays fixed.
 
 use crate::bundle::{self, outline};
