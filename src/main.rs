@@ -1,7 +1,7 @@
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use gren_registry::client::{ClientCommand, Target};
-use gren_registry::config::Config;
+use gren_registry_client::{ClientCommand, Target};
+use gren_registry_http::config::Config;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -22,7 +22,7 @@ enum Command {
     // Boxed: the configuration is far larger than the other commands (clippy::large_enum_variant).
     Serve(Box<Config>),
     /// Operator commands on the data directory.
-    Admin(gren_registry::admin::AdminArgs),
+    Admin(gren_registry_admin::AdminArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -66,13 +66,13 @@ fn parse() -> (Cli, Option<Target>) {
 
 fn main() -> ExitCode {
     let (cli, target) = parse();
-    gren_registry::logging::init();
+    gren_registry_core::logging::init();
     let result = match cli.command {
-        Command::Serve(config) => gren_registry::serve::serve(*config).map(|()| true),
-        Command::Admin(args) => gren_registry::admin::run_command(args),
+        Command::Serve(config) => gren_registry_http::serve::serve(*config).map(|()| true),
+        Command::Admin(args) => gren_registry_admin::run_command(args),
         Command::Client(command) => {
             let target = target.expect("client commands have a target");
-            gren_registry::client::run_command(&target, command)
+            gren_registry_client::run_command(&target, command)
                 .map(|()| true)
                 .map_err(Into::into)
         }

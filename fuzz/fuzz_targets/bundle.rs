@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| gren_registry::fuzzing::bundle(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gren_registry_http::fuzzing::bundle(data));

@@ -108,7 +108,7 @@ fn text(bytes: &[u8]) -> String {
 /// Unpacks a real bundle into a fresh project directory.
 fn project_of(file_name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    gren_registry::client::project::unpack(&real_bundle(file_name), dir.path()).unwrap();
+    gren_registry_client::project::unpack(&real_bundle(file_name), dir.path()).unwrap();
     dir
 }
 
@@ -138,13 +138,13 @@ fn node_application(dir: &Path) {
 fn every_real_bundle_round_trips_through_a_project_directory() {
     for (name, bytes) in all_real_bundles() {
         let dir = tempfile::tempdir().unwrap();
-        gren_registry::client::project::unpack(&bytes, dir.path()).unwrap();
-        let rebuilt = gren_registry::client::project::bundle_json(dir.path()).unwrap();
+        gren_registry_client::project::unpack(&bytes, dir.path()).unwrap();
+        let rebuilt = gren_registry_client::project::bundle_json(dir.path()).unwrap();
         assert!(
             rebuilt == gunzip(&bytes),
             "{name}: the rebuilt bundle differs from the compiler's"
         );
-        let compressed = gren_registry::client::project::build_bundle(dir.path()).unwrap();
+        let compressed = gren_registry_client::project::build_bundle(dir.path()).unwrap();
         assert_eq!(gunzip(&compressed), rebuilt, "{name}: build_bundle gzips bundle_json");
     }
 }

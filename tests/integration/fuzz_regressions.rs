@@ -20,15 +20,15 @@ fn replay(target: &str, run: fn(&[u8])) {
 
 #[test]
 fn bundle_inputs() {
-    replay("bundle", gren_registry::fuzzing::bundle);
+    replay("bundle", gren_registry_http::fuzzing::bundle);
 }
 
 #[test]
 fn version_range_inputs() {
-    replay("version_range", gren_registry::fuzzing::version_range);
+    replay("version_range", gren_registry_http::fuzzing::version_range);
 }
 
 #[test]
 fn router_inputs() {
-    replay("router", gren_registry::fuzzing::router);
+    replay("router", gren_registry_http::fuzzing::router);
 }

@@ -34,7 +34,7 @@ pub const UNSET: &str = "\0unset";
 /// bundles (`gren-lang/core`, …) through the API, with a fresh server each.
 /// `packages.rs` checks the real default with [`UNSET`].
 pub fn test_reserved_identities() -> String {
-    gren_registry::config::DEFAULT_RESERVED
+    gren_registry_http::config::DEFAULT_RESERVED
         .split(',')
         .map(str::trim)
         .filter(|name| *name != "gren-lang")

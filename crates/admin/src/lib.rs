@@ -1,0 +1,494 @@
+//! `gren-registry admin ...`: operator commands on the data directory.
+//!
+//! Commands that change records take the data directory's lock, like the
+//! server, so they refuse clearly while a server runs on it (the server keeps
+//! the catalog in memory and would not see their changes). Commands that only
+//! read work beside a running server; `snapshot` holds the server's writers
+//! off while it links files.
+
+mod fsck;
+mod snapshot;
+
+use clap::{Args, Subcommand};
+use gren_registry_core::auth::AuthError;
+use gren_registry_core::auth::email::Email;
+use gren_registry_core::auth::{session, user};
+use gren_registry_core::error::Chain;
+use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
+use gren_registry_core::outbox;
+use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
+use gren_registry_core::package::publish::{Packages, Published, Upload};
+use gren_registry_core::package::{PackageError, PackageName, Version};
+use gren_registry_core::store::{OpenError, RecordPath, Store, StoreError, hold_writers, layout};
+use gren_registry_http::http::errors::ApiError;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Why an operator command failed. Printed with its causes ([`Chain`]):
+/// the operator needs the path and what the system said, not "an internal
+/// error".
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A changing command beside a running server (the message quotes the lock's error).
+    #[error("{0}.\nStop the server first: this command changes records the running server keeps in memory.")]
+    InUse(OpenError),
+    /// A reading command on something that is not a data directory (the message quotes why).
+    #[error("{0}")]
+    NoDataDir(OpenError),
+    #[error("{} is not a gren-registry data directory.", .0.display())]
+    NotADataDir(PathBuf),
+    #[error("{} already exists; snapshots go to a new directory.", .0.display())]
+    DestinationExists(PathBuf),
+    #[error("snapshot failed")]
+    Snapshot(#[source] std::io::Error),
+    #[error("{0:?} is not author/project.")]
+    InvalidPackageName(String),
+    #[error("{0:?} is not X.Y.Z.")]
+    InvalidVersion(String),
+    #[error("There is no user {0}.")]
+    UserNotFound(Email),
+    /// A look-alike name the operator may still mean (the message quotes the refusal).
+    #[error("{0}\nIf it is meant to be, run again with --allow-confusable.")]
+    Confusable(IdentityError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) type AdminResult<T> = Result<T, AdminError>;
+
+/// The inflated-size cap for imports, as for uploads by default.
+const IMPORT_MAX_INFLATED: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[arg(long, env = "GREN_REGISTRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Check every record, reference, bundle hash and the event log.
+    Fsck {
+        /// Fix what is safe to fix (needs the server stopped).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Copy the data directory (hard links) at one point in time.
+    Snapshot { destination: PathBuf },
+    /// Add existing bundles (a package's history) without the successor rule.
+    Import {
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// Make newly created packages private.
+        #[arg(long)]
+        private: bool,
+        /// Identities whose packages may contain kernel code, as for `serve`.
+        #[arg(
+            long,
+            env = "GREN_REGISTRY_KERNEL_CODE_AUTHORS",
+            value_delimiter = ',',
+            default_value = DEFAULT_KERNEL_CODE_AUTHORS
+        )]
+        kernel_code_authors: Vec<String>,
+    },
+    /// Publishing identities.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Revoke a version.
+    Revoke {
+        /// author/project
+        package: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Notifications not yet delivered to the packages site.
+    Outbox,
+    /// Counts of users, identities, packages, versions and bytes.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity, reserved names included.
+    Create {
+        name: String,
+        /// The first admin's e-mail address.
+        #[arg(long)]
+        admin: String,
+        /// Create it even if its name looks like an existing identity's
+        /// (`gren-1ang` beside `gren-lang`).
+        #[arg(long)]
+        allow_confusable: bool,
+    },
+    /// Show an identity, its members, invitations and packages.
+    Show { name: String },
+    /// Add a member or change their role, directly: no invitation, no
+    /// e-mail (for an identity left without an admin, for instance).
+    SetMember {
+        name: String,
+        email: String,
+        /// download, publish or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Show a user, their sessions and identities.
+    Show { email: String },
+    /// Revoke every session of a user.
+    RevokeSessions { email: String },
+}
+
+/// What a command found: text for people, JSON for scripts, and whether it
+/// should exit non-zero.
+pub struct Report {
+    pub text: String,
+    pub json: Value,
+    pub failed: bool,
+}
+
+impl Report {
+    fn ok(text: String, json: Value) -> Report {
+        Report {
+            text,
+            json,
+            failed: false,
+        }
+    }
+}
+
+pub fn run_command(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> {
+    let report = execute(&args).map_err(|err| Chain(&err).to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json)?);
+    } else {
+        println!("{}", report.text.trim_end());
+    }
+    Ok(!report.failed)
+}
+
+/// Opens the data directory for changes: refuses while a server holds it.
+fn open_for_changes(args: &AdminArgs) -> AdminResult<Store> {
+    let store = Store::open(&args.data_dir).map_err(AdminError::InUse)?;
+    store.sweep_temp_files()?;
+    Ok(store)
+}
+
+fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {
+    Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)
+}
+
+fn execute(args: &AdminArgs) -> AdminResult<Report> {
+    match &args.command {
+        AdminCommand::Fsck { repair: true } => Ok(fsck::check(&open_for_changes(args)?, true)),
+        AdminCommand::Fsck { repair: false } => {
+            let store = open_for_reading(args)?;
+            let report = fsck::check(&store, false);
+            if !report.failed {
+                return Ok(report);
+            }
+            // A running server may have been mid-change: look again with its
+            // writers held off, so only real problems are reported.
+            let _gate = hold_writers(&args.data_dir)?;
+            Ok(fsck::check(&store, false))
+        }
+        AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
+        AdminCommand::Import {
+            bundles,
+            private,
+            kernel_code_authors,
+        } => import(&open_for_changes(args)?, bundles, *private, kernel_code_authors),
+        AdminCommand::Identity(IdentityCommand::Create {
+            name,
+            admin,
+            allow_confusable,
+        }) => identity_create(&open_for_changes(args)?, name, admin, *allow_confusable),
+        AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
+        AdminCommand::Identity(IdentityCommand::SetMember { name, email, role }) => {
+            identity_set_member(&open_for_changes(args)?, name, email, role)
+        }
+        AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
+        AdminCommand::User(UserCommand::RevokeSessions { email }) => {
+            let store = open_for_changes(args)?;
+            let email = Email::parse(email)?;
+            let hashes = user::load(&store, &email)?
+                .map(|user| user.sessions)
+                .unwrap_or_default();
+            for hash in &hashes {
+                session::revoke(&store, &email, hash)?;
+            }
+            Ok(Report::ok(
+                format!("revoked {} session(s) of {email}", hashes.len()),
+                json!({ "email": email, "revoked": hashes.len() }),
+            ))
+        }
+        AdminCommand::Revoke {
+            package,
+            version,
+            reason,
+        } => {
+            let store = open_for_changes(args)?;
+            let name = PackageName::parse(package).ok_or_else(|| AdminError::InvalidPackageName(package.clone()))?;
+            let version = Version::parse(version).ok_or_else(|| AdminError::InvalidVersion(version.clone()))?;
+            let packages = Packages::open(&store)?;
+            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator)?;
+            Ok(Report::ok(
+                format!("revoked {name} {version}: {reason}"),
+                json!({ "package": name, "version": version, "reason": reason }),
+            ))
+        }
+        AdminCommand::Outbox => outbox(&open_for_reading(args)?),
+        AdminCommand::Stats => stats(&open_for_reading(args)?),
+    }
+}
+
+fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[String]) -> AdminResult<Report> {
+    let packages = Packages::open(store)?;
+    let mut lines = Vec::new();
+    let mut results = Vec::new();
+    let mut failed = false;
+    for path in bundles {
+        let outcome = match std::fs::read(path) {
+            Err(err) => Err((UNREADABLE, format!("cannot read {}: {err}", path.display()))),
+            Ok(bytes) => {
+                let upload = Upload {
+                    bytes: &bytes,
+                    actor: &Actor::Operator,
+                    private,
+                    max_inflated: IMPORT_MAX_INFLATED,
+                    kernel_authors,
+                    successor_rule: false,
+                    inflations: None,
+                };
+                packages.publish(store, upload).map_err(refusal)
+            }
+        };
+        match outcome {
+            Ok((name, published)) => {
+                let (verb, version) = match published {
+                    Published::Created(version) => ("imported", version),
+                    Published::Existing(version) => ("already present", version),
+                };
+                lines.push(format!("{verb}: {name} {} ({})", version.version, path.display()));
+                results.push(json!({ "file": path, "package": name, "version": version.version, "status": verb }));
+            }
+            Err((code, message)) => {
+                failed = true;
+                lines.push(format!("failed: {}: {message}", path.display()));
+                results.push(json!({ "file": path, "error": code, "message": message }));
+            }
+        }
+    }
+    Ok(Report {
+        text: lines.join("\n"),
+        json: json!({ "results": results }),
+        failed,
+    })
+}
+
+/// The code `admin import --json` gives a bundle file it cannot read (not
+/// an API code: no request ever reads a file).
+const UNREADABLE: &str = "unreadable";
+
+/// A refused bundle as the import reports it: the API's code and message,
+/// or, for a failure of the registry itself, its causes.
+fn refusal(err: PackageError) -> (&'static str, String) {
+    let err = ApiError::from(err);
+    let message = match &err.cause {
+        Some(cause) => Chain(cause.as_ref()).to_string(),
+        None => err.message,
+    };
+    (err.code.as_str(), message)
+}
+
+fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: bool) -> AdminResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let admin = Email::parse(admin)?;
+    let look_alikes = if allow_confusable {
+        LookAlikes::Allow
+    } else {
+        LookAlikes::Refuse
+    };
+    let created =
+        identity::create(store, &name, &admin, &Actor::Operator, &[], look_alikes).map_err(|err| match err {
+            IdentityError::Confusable { .. } => AdminError::Confusable(err),
+            err => err.into(),
+        })?;
+    Ok(Report::ok(
+        format!("created identity {} with admin {admin}", created.name),
+        json!({ "name": created.name, "admin": admin }),
+    ))
+}
+
+fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let found = identity::require(store, &name)?;
+    let packages = Packages::open_read_only(store)?;
+    let listing = gren_registry_core::package::listing_for_identity(&packages.catalog, &name, true);
+    let mut text = format!("identity {} (created {})\nmembers:\n", found.name, found.created);
+    for member in &found.members {
+        text += &format!("  {} {} (added {})\n", member.role.as_str(), member.email, member.added);
+    }
+    for invitation in found.pending_invitations() {
+        text += &format!(
+            "  invited: {} {} (by {}, expires {})\n",
+            invitation.role.as_str(),
+            invitation.email,
+            invitation.invited_by,
+            invitation.expires
+        );
+    }
+    text += "packages:\n";
+    for entry in &listing {
+        text += &format!(
+            "  {} {}{}\n",
+            entry.name,
+            entry.latest,
+            if entry.private { " (private)" } else { "" }
+        );
+    }
+    let audit = identity::audit::read(store, &name, &found)?;
+    Ok(Report::ok(
+        text,
+        json!({
+            "name": found.name,
+            "created": found.created,
+            "members": found.members,
+            "invitations": found.pending_invitations().collect::<Vec<_>>(),
+            "packages": listing,
+            "audit": audit,
+        }),
+    ))
+}
+
+/// The operator is trusted: members are set directly, never invited.
+fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> AdminResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let email = Email::parse(email)?;
+    let role = Role::parse(role)?;
+    let change = identity::set_member(store, &name, &Actor::Operator, &email, role, usize::MAX)?;
+    let what = match change {
+        MemberChange::Added(_) => "added",
+        MemberChange::RoleChanged(_) => "changed the role of",
+        _ => "left unchanged",
+    };
+    Ok(Report::ok(
+        format!("{what} {email} in {name}: {}", role.as_str()),
+        json!({ "name": name.as_str(), "email": email, "role": role, "changed": change.changed() }),
+    ))
+}
+
+fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
+    let email = Email::parse(email)?;
+    let found = user::load(store, &email)?.ok_or_else(|| AdminError::UserNotFound(email.clone()))?;
+    let sessions = session::list(store, &email, "")?;
+    let identities = identity::memberships(store, &email)?;
+    let mut text = format!("user {email} (created {})\nsessions:\n", found.created);
+    for view in &sessions {
+        text += &format!(
+            "  {} created {} last used {} ({})\n",
+            view.id,
+            view.created,
+            view.last_used,
+            view.user_agent.as_deref().unwrap_or("unknown client")
+        );
+    }
+    text += "identities:\n";
+    for (name, role) in &identities {
+        text += &format!("  {name} ({})\n", role.as_str());
+    }
+    let identities: Vec<Value> = identities
+        .iter()
+        .map(|(name, role)| json!({ "name": name, "role": role }))
+        .collect();
+    Ok(Report::ok(
+        text,
+        json!({ "email": email, "created": found.created, "sessions": sessions, "identities": identities }),
+    ))
+}
+
+fn outbox(store: &Store) -> AdminResult<Report> {
+    let packages = Packages::open_read_only(store)?;
+    let delivered = outbox::read_cursor(store)?.delivered;
+    let pending = packages.events.since(store, delivered, u64::MAX)?;
+    let mut text = format!(
+        "delivered up to event {delivered} of {}; {} pending\n",
+        packages.events.head(),
+        pending.len()
+    );
+    for event in &pending {
+        let subject = match event.version {
+            Some(version) => format!("{} {version}", event.package),
+            None => event.package.to_string(),
+        };
+        text += &format!("  {} {} {subject} at {}\n", event.seq, event.kind.as_str(), event.at);
+    }
+    Ok(Report::ok(
+        text,
+        json!({ "delivered": delivered, "head": packages.events.head(), "pending": pending }),
+    ))
+}
+
+fn count_json(store: &Store, dir: &RecordPath) -> AdminResult<usize> {
+    Ok(store.list_json(dir)?.len())
+}
+
+fn stats(store: &Store) -> AdminResult<Report> {
+    let packages = Packages::open_read_only(store)?;
+    let all = packages.catalog.all();
+    let versions: usize = all.iter().map(|record| record.versions.len()).sum();
+    let revoked: usize = all
+        .iter()
+        .flat_map(|record| &record.versions)
+        .filter(|version| version.revoked.is_some())
+        .count();
+    let bytes: u64 = all
+        .iter()
+        .flat_map(|record| &record.versions)
+        .filter(|version| version.revoked.is_none())
+        .map(|version| version.size)
+        .sum();
+    let identities = std::fs::read_dir(store.full_path(&layout::identities_dir()))
+        .map(|dir| dir.count())
+        .unwrap_or(0);
+    let stats = json!({
+        "users": count_json(store, &layout::users_dir())?,
+        "sessions": count_json(store, &layout::sessions_dir())?,
+        "pending_logins": count_json(store, &layout::logins_dir())?,
+        "identities": identities,
+        "packages": all.len(),
+        "private_packages": all.iter().filter(|record| record.private).count(),
+        "versions": versions,
+        "revoked_versions": revoked,
+        "bundle_bytes": bytes,
+        "events": packages.events.head(),
+    });
+    let text = stats
+        .as_object()
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|(key, value)| format!("{key}: {value}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    Ok(Report::ok(text, stats))
+}

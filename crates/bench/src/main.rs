@@ -1,0 +1,889 @@
+//! The benchmark driver (`bench/run`): builds synthetic registries, starts
+//! the release binary, loads it with wrk on loopback against nginx serving
+//! the same bytes in the same run, and writes docs/PERFORMANCE.md.
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use gren_registry_core::auth::email::Email;
+use gren_registry_core::auth::secret::sha256_hex;
+use gren_registry_core::auth::user::User;
+use gren_registry_core::identity::{Identity, IdentityName, Member, Role};
+use gren_registry_core::package::events::{Event, EventKind};
+use gren_registry_core::package::{PackageName, PackageRecord, Range, Version, VersionRecord};
+use gren_registry_core::store::{RecordPath, Store, layout};
+use gren_registry_core::time::Timestamp;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "gren_0123456789abcdef0123456789abcdef0123456789abcdef";
+const EMAIL: &str = "bench@example.com";
+const AUTHORS: usize = 100;
+const VERSIONS_PER_PACKAGE: usize = 20;
+/// The package the publish benchmark publishes (removed before each run).
+const PUBLISH_BENCH: &str = "author-000/publish-bench";
+
+struct Settings {
+    packages: usize,
+    seconds: u64,
+    publishes: usize,
+    quick: bool,
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    // Only the upload-memory row, e.g. against a debug build:
+    // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --uploads-only
+    let uploads_only = std::env::args().any(|arg| arg == "--uploads-only");
+    let settings = if quick {
+        Settings {
+            packages: 500,
+            seconds: 3,
+            publishes: 20,
+            quick,
+        }
+    } else {
+        Settings {
+            packages: 5000,
+            seconds: 10,
+            publishes: 100,
+            quick,
+        }
+    };
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work).unwrap();
+    let binary = std::env::var_os("GREN_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/gren-registry"));
+    let real_bundles = root.join("tests/fixtures/bundles");
+    if uploads_only {
+        let small = prepare(&work, &binary, &real_bundles, 5);
+        let row = upload_burst(
+            &binary,
+            &small,
+            &MailStub::start().url(),
+            &work.join("server-uploads.log"),
+        );
+        println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        return;
+    }
+
+    let big = prepare(&work, &binary, &real_bundles, settings.packages);
+    let small = prepare(&work, &binary, &real_bundles, 5);
+    let versions = settings.packages * VERSIONS_PER_PACKAGE;
+    let mut rows: Vec<[String; 4]> = Vec::new();
+
+    let mailer = MailStub::start();
+    let started = Instant::now();
+    let server = RunningRegistry::start(&binary, &big, &mailer.url(), &work.join("server.log"));
+    let startup = started.elapsed();
+    let rss_after_start = server.rss_kib("VmRSS");
+    let server = server.settle();
+    let nginx = Nginx::start(&work, &real_bundles);
+
+    // 1. Bundle download.
+    let bundle = "/packages/gren-lang/core/7.0.0/bundle";
+    let ours = wrk(&server.url(bundle), 16, settings.seconds, None);
+    let theirs = wrk(&nginx.url("/gren_lang_core__7_0_0.pkg.gz"), 16, settings.seconds, None);
+    rows.push(compare(
+        "Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections",
+        &ours,
+        &theirs,
+        "≥ 0.7× nginx",
+    ));
+
+    // 2. Metadata, against nginx serving a static file of the same bytes.
+    let index = settings.packages * 2 / 5 + 42;
+    let sample = format!("author-{:03}/pkg-{index:05}", index % AUTHORS);
+    for (label, path) in [
+        ("GET /packages/<a>/<p>", format!("/packages/{sample}")),
+        (
+            "GET …/latest?gren=0.6.3",
+            format!("/packages/{sample}/latest?gren=0.6.3"),
+        ),
+        ("GET …/<v>/previous", format!("/packages/{sample}/3.2.0/previous")),
+    ] {
+        let body = http_get(server.port, &path);
+        let file = format!("/static-{}.json", rows.len());
+        std::fs::write(nginx.root.join(&file[1..]), &body).unwrap();
+        let ours = wrk(&server.url(&path), 16, settings.seconds, None);
+        let theirs = wrk(&nginx.url(&file), 16, settings.seconds, None);
+        let target = format!(
+            "≥ 0.7× nginx, p99 < 2 ms (ours: {})",
+            if ours.p99_ms < 2.0 { "met" } else { "missed" }
+        );
+        rows.push(compare(
+            &format!("{label} ({} bytes), 16 connections", body.len()),
+            &ours,
+            &theirs,
+            &target,
+        ));
+    }
+
+    // 3. The same query at 100 versions and at the full size, one connection.
+    let query = format!("/packages/{}/latest?gren=0.6.3", "author-000/pkg-00000");
+    let at_full = wrk(&server.url(&query), 1, settings.seconds, None);
+    let small_server = RunningRegistry::start(&binary, &small, &mailer.url(), &work.join("server-small.log")).settle();
+    let at_small = wrk(&small_server.url(&query), 1, settings.seconds, None);
+    drop(small_server);
+    let ratio = at_full.mean_ms / at_small.mean_ms;
+    rows.push([
+        format!("latest?gren at {versions} vs 100 versions, 1 connection: mean latency"),
+        format!("{:.3} ms", at_full.mean_ms),
+        format!("{:.3} ms", at_small.mean_ms),
+        format!(
+            "ratio {ratio:.2} (target ≤ 1.2: {})",
+            if ratio <= 1.2 { "met" } else { "missed" }
+        ),
+    ]);
+
+    // 4. Publish, against write + fsync + rename + fsync(dir) of the same bytes.
+    let (ours_ms, baseline_ms) = publish_vs_baseline(&server, &work, settings.publishes);
+    let ratio = ours_ms / baseline_ms;
+    rows.push([
+        format!("Publish, {} sequential versions: median latency", settings.publishes),
+        format!("{ours_ms:.2} ms"),
+        format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
+        format!(
+            "ratio {ratio:.2} (target ≤ 2: {})",
+            if ratio <= 2.0 { "met" } else { "missed" }
+        ),
+    ]);
+
+    // 6. Logins (stub Postmark, limits raised).
+    let login = wrk(
+        &server.url("/session"),
+        16,
+        settings.seconds,
+        Some(&work.join("login.lua")),
+    );
+    rows.push([
+        "Login (POST /session), 16 connections".into(),
+        format!("{:.0} req/s, p99 {:.2} ms", login.requests_per_second, login.p99_ms),
+        "—".into(),
+        format!("{} e-mails sent to the stub", mailer.count()),
+    ]);
+
+    // 5. Start-up and memory at full size.
+    let peak = server.rss_kib("VmHWM");
+    rows.push([
+        format!("Start-up with {versions} versions (spawn → listening)"),
+        format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
+        "—".into(),
+        format!(
+            "target < 1 s: {}",
+            if startup < Duration::from_secs(1) {
+                "met"
+            } else {
+                "missed"
+            }
+        ),
+    ]);
+    rows.push([
+        format!("Resident memory with {versions} versions"),
+        format!(
+            "{:.1} MB after start, {:.1} MB peak",
+            rss_after_start as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
+        "—".into(),
+        format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
+    ]);
+    drop(server);
+
+    // 7. Memory under a burst of worst-case uploads, on a fresh process.
+    rows.push(upload_burst(
+        &binary,
+        &small,
+        &mailer.url(),
+        &work.join("server-uploads.log"),
+    ));
+
+    let report = render(&settings, versions, &rows);
+    println!("{report}");
+    if !settings.quick {
+        let path = root.join("docs/PERFORMANCE.md");
+        std::fs::write(
+            &path,
+            splice(&std::fs::read_to_string(&path).unwrap_or_default(), &report),
+        )
+        .unwrap();
+        println!("written to docs/PERFORMANCE.md");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Synthetic registries
+// ---------------------------------------------------------------------------
+
+/// A data directory with `packages` synthetic packages of 20 versions each
+/// plus the real bundles; made once and reused (it is never written to
+/// except by the publish benchmark, which uses its own package).
+fn prepare(work: &Path, binary: &Path, real: &Path, packages: usize) -> PathBuf {
+    let dir = work.join(format!("registry-{packages}"));
+    let done = dir.join(".bench-ready");
+    if done.exists() {
+        let publish_bench = PackageName::parse(PUBLISH_BENCH).unwrap();
+        let _ = std::fs::remove_dir_all(dir.join(layout::package_dir(&publish_bench).as_path()));
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "generating {packages} packages × {VERSIONS_PER_PACKAGE} versions in {}",
+        dir.display()
+    );
+    let started = Instant::now();
+    {
+        let store = Store::open(&dir).unwrap();
+        generate(&store, packages);
+    }
+    for author in ["gren-lang", "blaix"] {
+        run_admin(binary, &dir, &["identity", "create", author, "--admin", EMAIL]);
+    }
+    let mut bundles: Vec<String> = std::fs::read_dir(real)
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    bundles.sort();
+    let mut args = vec!["import"];
+    args.extend(bundles.iter().map(String::as_str));
+    run_admin(binary, &dir, &args);
+    std::fs::write(&done, b"").unwrap();
+    eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
+    dir
+}
+
+fn run_admin(binary: &Path, dir: &Path, args: &[&str]) {
+    let status = Command::new(binary)
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "admin {args:?} failed");
+}
+
+fn write_file(store: &Store, path: &RecordPath, bytes: &[u8]) {
+    let full = store.full_path(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, bytes).unwrap();
+}
+
+fn write_json(store: &Store, path: &RecordPath, value: &impl serde::Serialize) {
+    write_file(store, path, &serde_json::to_vec_pretty(value).unwrap());
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A bundle of the shape the compiler makes: an outline and a few modules
+/// of ordinary Gren text.
+fn synthetic_bundle(name: &PackageName, version: Version, gren: &str, salt: usize) -> (Value, Vec<u8>) {
+    let outline = json!({
+        "type": "package", "platform": "common", "name": name.to_string(),
+        "summary": "A generated package for the benchmark", "license": "BSD-3-Clause",
+        "version": version.to_string(), "exposed-modules": ["Bench", "Bench.Extra"],
+        "gren-version": gren, "dependencies": { "gren-lang/core": "7.0.0 <= v < 8.0.0" }
+    });
+    let mut text = String::from("module Bench exposing (..)\n\n");
+    for i in 0..60 {
+        let _ = writeln!(text, "value{i} : Int -> Int\nvalue{i} n =\n    n * {i} + {salt}\n");
+    }
+    let bundle = json!({
+        "outline": outline,
+        "sources": { "Bench": text, "Bench.Extra": "module Bench.Extra exposing (x)\n\nx = 1\n" }
+    });
+    (outline, gzip(&serde_json::to_vec(&bundle).unwrap()))
+}
+
+fn generate(store: &Store, packages: usize) {
+    let now = Timestamp::now();
+    let email = Email::parse(EMAIL).unwrap();
+    let mut identities = Vec::new();
+    for author in 0..AUTHORS.min(packages) {
+        let name = format!("author-{author:03}");
+        let identity = Identity {
+            name: name.clone(),
+            created: now,
+            members: vec![Member {
+                email: email.clone(),
+                role: Role::Admin,
+                added: now,
+            }],
+            invitations: Vec::new(),
+            audit_seq: 0,
+        };
+        write_json(
+            store,
+            &layout::identity(&IdentityName::parse(&name).unwrap()),
+            &identity,
+        );
+        identities.push(name);
+    }
+    let token_hash = sha256_hex(TOKEN.as_bytes());
+    let user = User {
+        email: email.clone(),
+        created: now,
+        sessions: vec![token_hash.clone()],
+        identities,
+    };
+    write_json(store, &layout::user(&email), &user);
+    let session = json!({
+        "email": EMAIL, "created": now, "expires": now.plus(Duration::from_secs(3650 * 86400)),
+        "last_used": now, "user_agent": "bench", "ip": "127.0.0.1"
+    });
+    write_json(store, &layout::session(&token_hash).unwrap(), &session);
+
+    let mut seq = 0u64;
+    for index in 0..packages {
+        let name = PackageName::parse(&format!("author-{:03}/pkg-{index:05}", index % AUTHORS)).unwrap();
+        let mut record = PackageRecord {
+            name: name.clone(),
+            private: false,
+            created: now,
+            versions: Vec::new(),
+            last_event: 0,
+            announced: Some(Default::default()),
+        };
+        for step in 0..VERSIONS_PER_PACKAGE {
+            let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
+            // The older half is for Gren 0.5, the newer for 0.6.
+            let gren = if step < VERSIONS_PER_PACKAGE / 2 {
+                "0.5.0 <= v < 0.6.0"
+            } else {
+                "0.6.0 <= v < 0.7.0"
+            };
+            let (outline, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
+            write_file(store, &layout::version_bundle(&name, version), &bytes);
+            write_json(store, &layout::version_outline(&name, version), &outline);
+            seq += 1;
+            let sha256 = sha256_hex(&bytes);
+            let event = Event {
+                seq,
+                at: now,
+                kind: EventKind::Publish,
+                package: name.clone(),
+                version: Some(version),
+                sha256: sha256.clone(),
+            };
+            write_json(store, &layout::event(seq), &event);
+            record.versions.push(VersionRecord {
+                version,
+                gren_version: Range::parse(gren).unwrap(),
+                platform: "common".into(),
+                summary: "A generated package for the benchmark".into(),
+                published: now,
+                sha256,
+                size: bytes.len() as u64,
+                revoked: None,
+            });
+        }
+        record.last_event = seq;
+        record.announced = Some(
+            record
+                .versions
+                .iter()
+                .map(|v| (v.version, EventKind::Publish))
+                .collect(),
+        );
+        write_json(store, &layout::package(&name), &record);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processes under test
+// ---------------------------------------------------------------------------
+
+/// A `gren-registry serve` child process, stopped when dropped.
+struct RunningRegistry {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl RunningRegistry {
+    fn start(binary: &Path, data: &Path, postmark: &str, log: &Path) -> RunningRegistry {
+        let port = free_port();
+        let mut log_file = std::fs::File::create(log).unwrap();
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GREN_REGISTRY_DATA_DIR", data)
+            .env("GREN_REGISTRY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("POSTMARK_SERVER_TOKEN", "bench")
+            .env("GREN_REGISTRY_POSTMARK_URL", postmark)
+            .env("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "100000000")
+            .env("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", "100000000")
+            .env("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "100000000")
+            .env("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "100000000")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        // The lines before "listening" go to the log too: the background
+        // sweep of a small directory may finish first.
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "the registry did not start");
+            log_file.write_all(line.as_bytes()).unwrap();
+        }
+        // Keep draining the log into a file, as an operator's journal would.
+        std::thread::spawn(move || {
+            let mut log_file = log_file;
+            let _ = std::io::copy(&mut stderr, &mut log_file);
+        });
+        RunningRegistry {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Waits for the background sweep of the data directory that follows
+    /// start-up, so that measurements see the steady state.
+    fn settle(self) -> RunningRegistry {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains("temporary-file sweep done")
+        {
+            assert!(Instant::now() < deadline, "the start-up sweep did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn rss_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|line| line.starts_with(field))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RunningRegistry {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl Nginx {
+    fn start(work: &Path, real: &Path) -> Nginx {
+        let dir = work.join("nginx");
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::copy(
+            real.join("gren_lang_core__7_0_0.pkg.gz"),
+            root.join("gren_lang_core__7_0_0.pkg.gz"),
+        )
+        .unwrap();
+        let port = free_port();
+        let d = dir.display();
+        // Two workers for two cores, sendfile and keep-alive: nginx at its usual best.
+        let config = format!(
+            "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {d}/access.log;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
+             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    default_type application/json;\n  }}\n}}\n",
+            root = root.display()
+        );
+        let config_path = dir.join("nginx.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, root }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: a graceful stop that takes the workers along.
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Postmark's stand-in: answers every `POST /email` with success.
+struct MailStub {
+    port: u16,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl MailStub {
+    fn start() -> MailStub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || serve_mail(stream, &counter));
+            }
+        });
+        MailStub { port, count }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn serve_mail(stream: TcpStream, counter: &std::sync::atomic::AtomicUsize) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = br#"{"ErrorCode":0,"Message":"OK"}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(answer))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|window| window == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&response[9..12]).parse().unwrap();
+    (status, response[split + 4..].to_vec())
+}
+
+fn http_get(port: u16, path: &str) -> Vec<u8> {
+    let (status, body) = http(port, "GET", path, "", b"");
+    assert_eq!(status, 200, "GET {path}");
+    body
+}
+
+// ---------------------------------------------------------------------------
+// Measurements
+// ---------------------------------------------------------------------------
+
+struct Load {
+    requests_per_second: f64,
+    mean_ms: f64,
+    p99_ms: f64,
+}
+
+/// Runs wrk (2 threads) and reads its summary.
+fn wrk(url: &str, connections: usize, seconds: u64, script: Option<&Path>) -> Load {
+    if let Some(script) = script {
+        std::fs::write(
+            script,
+            "wrk.method = \"POST\"\nwrk.body = '{\"email\":\"bench@example.com\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        )
+        .unwrap();
+    }
+    let mut command = Command::new("wrk");
+    let threads = connections.min(2);
+    command.args([
+        &format!("-t{threads}"),
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.split_whitespace().nth(1))
+    };
+    let load = Load {
+        requests_per_second: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        mean_ms: field("Latency").map(to_ms).unwrap_or(f64::NAN),
+        p99_ms: field("99%").map(to_ms).unwrap_or(f64::NAN),
+    };
+    assert!(
+        !text.contains("Non-2xx") || script.is_some(),
+        "wrk saw errors from {url}:\n{text}"
+    );
+    load
+}
+
+fn to_ms(text: &str) -> f64 {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn compare(label: &str, ours: &Load, theirs: &Load, target: &str) -> [String; 4] {
+    let ratio = ours.requests_per_second / theirs.requests_per_second;
+    [
+        label.to_string(),
+        format!("{:.0} req/s, p99 {:.2} ms", ours.requests_per_second, ours.p99_ms),
+        format!("{:.0} req/s, p99 {:.2} ms", theirs.requests_per_second, theirs.p99_ms),
+        format!(
+            "{ratio:.2}× ({target}{})",
+            if ratio >= 0.7 { "" } else { "; throughput target missed" }
+        ),
+    ]
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+/// Median latency of sequential publishes, and of the baseline: the same
+/// bytes written to a temporary file, fsynced, renamed, directory fsynced.
+fn publish_vs_baseline(server: &RunningRegistry, work: &Path, count: usize) -> (f64, f64) {
+    let name = PackageName::parse(PUBLISH_BENCH).unwrap();
+    let bundles: Vec<Vec<u8>> = (0..count)
+        .map(|patch| synthetic_bundle(&name, Version::new(1, 0, patch as u16), "0.6.0 <= v < 0.7.0", patch).1)
+        .collect();
+    let headers = format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/gzip\r\n");
+    let mut ours = Vec::new();
+    for bytes in &bundles {
+        let started = Instant::now();
+        let (status, body) = http(server.port, "POST", "/packages", &headers, bytes);
+        ours.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 201, "publish: {}", String::from_utf8_lossy(&body));
+    }
+    let dir = work.join("baseline");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut baseline = Vec::new();
+    for (index, bytes) in bundles.iter().enumerate() {
+        let started = Instant::now();
+        let temp = dir.join(format!(".tmp-{index}"));
+        let mut file = std::fs::File::create(&temp).unwrap();
+        file.write_all(bytes).unwrap();
+        file.sync_all().unwrap();
+        std::fs::rename(&temp, dir.join(format!("{index}.pkg.gz"))).unwrap();
+        std::fs::File::open(&dir).unwrap().sync_all().unwrap();
+        baseline.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    (median(ours), median(baseline))
+}
+
+/// Concurrent uploads of the burst, and the registry's default inflated cap.
+const BURST_UPLOADS: usize = 32;
+const DEFAULT_MAX_INFLATED: usize = 64 << 20;
+
+/// A valid outline for a package of the benchmark user's, then one module
+/// whose text inflates past the registry's cap: a publish that can only be
+/// refused after inflating and parsing as much as the registry allows.
+fn worst_case_bundle() -> Vec<u8> {
+    let name = PackageName::parse("author-000/upload-burst").unwrap();
+    let (outline, _) = synthetic_bundle(&name, Version::new(1, 0, 0), "0.6.0 <= v < 0.7.0", 0);
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    write!(encoder, r#"{{"outline":{outline},"sources":{{"Bench":""#).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..DEFAULT_MAX_INFLATED / chunk.len() {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.write_all(br#""}}"#).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Peak RSS of a fresh registry while 32 clients upload the worst-case
+/// bundle at once, and what they were answered (413 after inflating to the
+/// cap, or 503 when no inflation slot came free in time).
+fn upload_burst(binary: &Path, data: &Path, postmark: &str, log: &Path) -> [String; 4] {
+    let server = RunningRegistry::start(binary, data, postmark, log).settle();
+    let bundle = std::sync::Arc::new(worst_case_bundle());
+    let headers = format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/gzip\r\n");
+    let uploads: Vec<_> = (0..BURST_UPLOADS)
+        .map(|_| {
+            let (bundle, headers, port) = (bundle.clone(), headers.clone(), server.port);
+            std::thread::spawn(move || http(port, "POST", "/packages", &headers, &bundle).0)
+        })
+        .collect();
+    let mut answers = std::collections::BTreeMap::new();
+    for upload in uploads {
+        *answers.entry(upload.join().unwrap()).or_insert(0) += 1;
+    }
+    let peak = server.rss_kib("VmHWM");
+    let answers: Vec<String> = answers
+        .iter()
+        .map(|(status, count)| format!("{count}× {status}"))
+        .collect();
+    [
+        format!(
+            "Peak RSS, {BURST_UPLOADS} concurrent worst-case uploads ({} KB bundles inflating past the 64 MiB cap)",
+            bundle.len() / 1000
+        ),
+        format!("{:.1} MB peak; answers: {}", peak as f64 / 1024.0, answers.join(", ")),
+        "—".into(),
+        format!("target < 300 MB: {}", if peak < 300 * 1024 { "met" } else { "missed" }),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .next()
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let wrk = Command::new("wrk")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let nginx = Command::new("/usr/sbin/nginx")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {memory} RAM, Linux {}; {wrk}; {nginx}",
+        kernel.trim()
+    )
+}
+
+const START: &str = "<!-- bench/run writes from here -->";
+const END: &str = "<!-- bench/run writes up to here -->";
+
+/// Replaces the measured part of the document, keeping the analysis around it.
+fn splice(document: &str, report: &str) -> String {
+    match (document.find(START), document.find(END)) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{START}\n{report}{}", &document[..start], &document[end..])
+        }
+        _ => format!("# Performance\n\n{START}\n{report}{END}\n"),
+    }
+}
+
+fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Measured by `bench/run` on {} ({} packages × {VERSIONS_PER_PACKAGE} versions = {versions} synthetic versions plus the 12 real bundles; wrk, 2 threads, {} s per run, on loopback; the registry's release build logging every request to a file, nginx with its access log on).\n",
+        Timestamp::now(),
+        settings.packages,
+        settings.seconds
+    );
+    let _ = writeln!(out, "Machine: {}\n", machine());
+    let _ = writeln!(
+        out,
+        "| measurement | gren-registry | baseline (same run) | ratio / target |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    for row in rows {
+        let _ = writeln!(out, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+    }
+    out
+}

@@ -1,0 +1,302 @@
+//! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
+//! `identity`, `private` and `install`, speaking the registry's HTTP API. It
+//! is the reference for how the `gren` CLI talks to a registry.
+
+mod credentials;
+mod install;
+mod login;
+pub mod project;
+mod remote;
+
+use clap::{Args, Subcommand};
+use gren_registry_core::api::{
+    Empty, IdentityPage, IdentityRequest, InvitationList, MemberAnswer, MemberRequest, PrivacyRequest, PublishReceipt,
+    RevokeRequest, UserAnswer,
+};
+use gren_registry_core::bundle::outline::KernelCode;
+use gren_registry_core::identity::Member;
+use remote::RemoteRegistry;
+use serde::de::IgnoredAny;
+use std::fmt;
+use std::path::PathBuf;
+
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:3000";
+
+/// A failure, worded for the person at the terminal: what went wrong and,
+/// where there is one, what to do next.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// A bundle the client reads or builds, refused as the registry would.
+impl From<gren_registry_core::bundle::BundleError> for CliError {
+    fn from(err: gren_registry_core::bundle::BundleError) -> CliError {
+        CliError(err.to_string())
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+/// The client's options. The command line gives them to each client command
+/// (global: below `identity` too), not to `serve` or `admin`.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The registry to talk to.
+    #[arg(long, env = "GREN_REGISTRY_URL", default_value = DEFAULT_REGISTRY, global = true)]
+    pub registry: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Log in by e-mail (a code or a link) and store the token in ~/.gren/user.
+    Login {
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Show who the stored token belongs to.
+    Whoami,
+    /// Publish a bundle file, or a package project directory (default: .).
+    Publish {
+        path: Option<PathBuf>,
+        /// Validate and show what would be published, then stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Make the package private (on its first publish).
+        #[arg(long)]
+        private: bool,
+    },
+    /// Revoke a version: it stays listed, its content is removed.
+    Revoke {
+        /// author/project
+        package: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Publishing identities and their members.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Make a package private or public.
+    Private {
+        /// author/project
+        package: String,
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
+    /// Download a project's dependencies into <DIR>/gren_packages.
+    Install { dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity; you become its admin.
+    Create { name: String },
+    /// Show an identity, its members and packages (and, to admins, its pending invitations).
+    Show { name: String },
+    /// Invite someone with a role (download, publish or admin); they become a
+    /// member once they accept.
+    Add {
+        name: String,
+        email: String,
+        #[arg(long, default_value = "publish")]
+        role: String,
+    },
+    /// Remove a member, or cancel their invitation.
+    Remove { name: String, email: String },
+    /// Change a member's role (or the role an invitation offers).
+    Role { name: String, email: String, role: String },
+    /// List the invitations waiting for you.
+    Invitations,
+    /// Accept an invitation: you become a member of the identity.
+    Accept { name: String },
+    /// Decline an invitation.
+    Decline { name: String },
+    /// Leave an identity (even as its last admin).
+    Leave { name: String },
+}
+
+pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
+    let registry = RemoteRegistry::new(&target.registry);
+    match command {
+        ClientCommand::Login { email } => login::log_in(&registry, email),
+        ClientCommand::Logout => login::logout(&registry),
+        ClientCommand::Whoami => {
+            let token = credentials::token_for(&registry.url)?;
+            let user: UserAnswer = registry.get("/user", Some(&token))?;
+            println!("{} on {}", user.email, registry.url);
+            for identity in &user.identities {
+                println!("  {} ({})", identity.name, identity.role.as_str());
+            }
+            Ok(())
+        }
+        ClientCommand::Publish { path, dry_run, private } => publish(&registry, path, dry_run, private),
+        ClientCommand::Revoke {
+            package,
+            version,
+            reason,
+        } => {
+            let token = credentials::token_for(&registry.url)?;
+            let body = RevokeRequest { reason: reason.clone() };
+            let _: IgnoredAny = registry.post(&format!("/packages/{package}/{version}/revoke"), &body, Some(&token))?;
+            println!("Revoked {package} {version}: {reason}");
+            Ok(())
+        }
+        ClientCommand::Identity(command) => identity(&registry, command),
+        ClientCommand::Private { package, setting } => {
+            let token = credentials::token_for(&registry.url)?;
+            let private = setting == "on";
+            let body = PrivacyRequest { private };
+            let _: IgnoredAny = registry.send("PATCH", &format!("/packages/{package}"), &body, Some(&token))?;
+            println!("{package} is now {}", if private { "private" } else { "public" });
+            Ok(())
+        }
+        ClientCommand::Install { dir } => {
+            let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
+            install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
+        }
+    }
+}
+
+fn publish(registry: &RemoteRegistry, path: Option<PathBuf>, dry_run: bool, private: bool) -> CliResult<()> {
+    let path = path.unwrap_or_else(|| PathBuf::from("."));
+    let bytes = if path.is_dir() {
+        project::build_bundle(&path)?
+    } else {
+        std::fs::read(&path).map_err(|err| CliError(format!("Cannot read {}: {err}", path.display())))?
+    };
+    let bundle = gren_registry_core::bundle::read(&bytes, 64 * 1024 * 1024)?;
+    // Whose kernel code is welcome is the registry's setting: it decides.
+    let outline = gren_registry_core::bundle::outline::validate(&bundle, KernelCode::AnyAuthor)?;
+    println!(
+        "{} {} {} ({} modules, {} bytes compressed) to {}",
+        if dry_run { "Would publish" } else { "Publishing" },
+        outline.name,
+        outline.version,
+        bundle.sources.len(),
+        bytes.len(),
+        registry.url
+    );
+    if dry_run {
+        println!("The bundle is valid. Nothing was published (--dry-run).");
+        return Ok(());
+    }
+    let token = credentials::token_for(&registry.url)?;
+    let query = if private { "?private=true" } else { "" };
+    let published: PublishReceipt = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
+    println!(
+        "Published {} {} (sha256 {})",
+        outline.name, outline.version, published.sha256
+    );
+    Ok(())
+}
+
+fn identity(registry: &RemoteRegistry, command: IdentityCommand) -> CliResult<()> {
+    let token = credentials::token_for(&registry.url)?;
+    let member_path = |name: &str, email: &str| format!("/publishing-identity/{name}/members/{email}");
+    let invitation_path = |name: &str| format!("/publishing-identity/{name}/invitation");
+    match command {
+        IdentityCommand::Create { name } => {
+            let body = IdentityRequest {
+                name: name.clone(),
+                session: None,
+            };
+            let _: IgnoredAny = registry.post("/publishing-identity", &body, Some(&token))?;
+            println!("Created the identity {name}; you are its admin.");
+        }
+        IdentityCommand::Show { name } => {
+            let found: IdentityPage = registry.get(&format!("/publishing-identity/{name}"), Some(&token))?;
+            print_identity(&found);
+        }
+        IdentityCommand::Add { name, email, role } | IdentityCommand::Role { name, email, role } => {
+            let body = MemberRequest { role };
+            let answer = registry.send("PUT", &member_path(&name, &email), &body, Some(&token))?;
+            print_member_change(&answer, &name);
+        }
+        IdentityCommand::Remove { name, email } => {
+            registry.delete(&member_path(&name, &email), Some(&token))?;
+            println!("Removed {email} from {name} (or cancelled their invitation)");
+        }
+        IdentityCommand::Invitations => {
+            let answer: InvitationList = registry.get("/user/invitations", Some(&token))?;
+            print_invitations(&answer);
+        }
+        IdentityCommand::Accept { name } => {
+            let member: Member = registry.post(&invitation_path(&name), &Empty {}, Some(&token))?;
+            println!("You are now {} in {name}", member.role.as_str());
+        }
+        IdentityCommand::Decline { name } => {
+            registry.delete(&invitation_path(&name), Some(&token))?;
+            println!("Declined the invitation to {name}");
+        }
+        IdentityCommand::Leave { name } => {
+            let user: UserAnswer = registry.get("/user", Some(&token))?;
+            registry.delete(&member_path(&name, user.email.as_str()), Some(&token))?;
+            println!("You left {name}");
+        }
+    }
+    Ok(())
+}
+
+/// A `PUT …/members/<email>` answer: a member (role set) or an invitation.
+fn print_member_change(answer: &MemberAnswer, name: &str) {
+    match answer {
+        MemberAnswer::Invited(invitation) => println!(
+            "Invited {} to {name} as {}; they become a member once they run \
+             `gren-registry identity accept {name}` (the invitation expires {}).",
+            invitation.email,
+            invitation.role.as_str(),
+            invitation.expires
+        ),
+        MemberAnswer::Member(member) => println!("{} is now {} in {name}", member.email, member.role.as_str()),
+    }
+}
+
+fn print_invitations(answer: &InvitationList) {
+    if answer.invitations.is_empty() {
+        println!("No invitations are waiting for you.");
+    }
+    for received in &answer.invitations {
+        println!(
+            "{} as {}, from {} (expires {}): `gren-registry identity accept {}`",
+            received.identity,
+            received.invitation.role.as_str(),
+            received.invitation.invited_by,
+            received.invitation.expires,
+            received.identity,
+        );
+    }
+}
+
+fn print_identity(found: &IdentityPage) {
+    println!("{}", found.name);
+    if let Some(members) = &found.members {
+        println!("members:");
+        for member in members {
+            println!("  {} {}", member.role.as_str(), member.email);
+        }
+    }
+    if let Some(invitations) = &found.invitations {
+        println!("invitations:");
+        for invitation in invitations {
+            println!(
+                "  {} {} (expires {})",
+                invitation.role.as_str(),
+                invitation.email,
+                invitation.expires
+            );
+        }
+    }
+    println!("packages:");
+    for package in &found.packages {
+        println!("  {} {}", package.name, package.latest);
+    }
+}

@@ -1,0 +1,356 @@
+//! Changing packages: publishing a version, revoking versions, changing a
+//! package's privacy. Each runs under the package's lock and commits by
+//! writing `package.json`, through the event log when there is something to
+//! announce: publishes and revocations of a public package, and every
+//! privacy change (see [`super::events`]).
+//! A publish first takes the lock of its compiler file name, which packages
+//! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
+//! (streaming, see [`crate::bundle`]) before taking any lock.
+
+use super::bundle_cache::BundleCache;
+use super::events::{self, EventKind, EventLog, NewEvent};
+use super::{Catalog, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
+use crate::auth::secret::sha256_hex;
+use crate::budget::{self, Budget};
+use crate::bundle;
+use crate::bundle::outline::KernelCode;
+use crate::error::Chain;
+use crate::identity::{self, Action, Actor, IdentityError, IdentityName, Role};
+use crate::store::{Store, StoreError, layout};
+use crate::time::Timestamp;
+
+/// The identities whose packages may contain kernel JavaScript by default.
+pub const DEFAULT_KERNEL_CODE_AUTHORS: &str = "gren-lang";
+
+/// The package catalog and the event log, which change together.
+pub struct Packages {
+    pub catalog: Catalog,
+    pub events: EventLog,
+    pub bundles: BundleCache,
+}
+
+pub struct Upload<'a> {
+    pub bytes: &'a [u8],
+    pub actor: &'a Actor,
+    /// `?private=true`
+    pub private: bool,
+    pub max_inflated: u64,
+    /// Identities whose packages may contain kernel code (`GREN_REGISTRY_KERNEL_CODE_AUTHORS`).
+    pub kernel_authors: &'a [String],
+    /// Operators importing history skip the successor rule.
+    pub successor_rule: bool,
+    /// The server's slots for inflating bundles; `None` for operators.
+    pub inflations: Option<&'a Budget>,
+}
+
+#[derive(Debug)]
+pub enum Published {
+    Created(VersionRecord),
+    /// The same bytes were already published: a safe retry.
+    Existing(VersionRecord),
+}
+
+impl Packages {
+    /// Loads the packages, removing the debris of interrupted changes.
+    pub fn open(store: &Store) -> Result<Packages, StoreError> {
+        Packages::load(store, true)
+    }
+
+    /// Loads the packages without repairing anything, to read beside a
+    /// running server.
+    pub fn open_read_only(store: &Store) -> Result<Packages, StoreError> {
+        Packages::load(store, false)
+    }
+
+    fn load(store: &Store, repair: bool) -> Result<Packages, StoreError> {
+        let catalog = Catalog::load(store, repair)?;
+        let events = EventLog::open(store, &catalog, repair)?;
+        events::learn_announcements(store, &catalog, &events, repair)?;
+        Ok(Packages {
+            catalog,
+            events,
+            bundles: BundleCache::default(),
+        })
+    }
+
+    pub fn publish(&self, store: &Store, upload: Upload) -> Result<(PackageName, Published), PackageError> {
+        let checked = check_upload(store, &upload)?;
+        let outline = checked.outline;
+        let name = outline.name.clone();
+        let identity_name = owner(&name)?;
+        let sha256 = sha256_hex(upload.bytes);
+
+        let path = layout::package(&name);
+        // Packages sharing a file name share this lock, taken before their
+        // own: two of them cannot both pass the check below at once.
+        let _file_name = store.lock(&layout::file_name_lock(&name));
+        let _guard = store.lock(&path);
+        let existing = self.catalog.get(&name).map(|record| (*record).clone());
+        if existing.is_none()
+            && let Some(twin) = self.catalog.file_name_twin(&name)
+        {
+            return Err(file_name_collision(&name, &twin));
+        }
+        if let Some(record) = &existing {
+            if let Some(taken) = record.version(outline.version) {
+                if taken.sha256 == sha256 && taken.revoked.is_none() {
+                    return Ok((name, Published::Existing(taken.clone())));
+                }
+                return Err(PackageError::VersionExists {
+                    name,
+                    version: outline.version,
+                    revoked: taken.revoked.is_some(),
+                });
+            }
+            if (upload.private || outline.private) && !record.private {
+                return Err(PackageError::PrivacyMismatch { name });
+            }
+            let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
+            let allowed = Version::successors(&taken);
+            if upload.successor_rule && !taken.is_empty() && !allowed.contains(&outline.version) {
+                return Err(PackageError::NotASuccessor {
+                    name,
+                    version: outline.version,
+                    allowed,
+                });
+            }
+        }
+        let mut record = existing.unwrap_or_else(|| PackageRecord {
+            name: name.clone(),
+            private: upload.private || outline.private,
+            created: Timestamp::now(),
+            versions: Vec::new(),
+            last_event: 0,
+            announced: Some(Default::default()),
+        });
+        let version = VersionRecord {
+            version: outline.version,
+            gren_version: outline.gren_version,
+            platform: outline.platform.clone(),
+            summary: outline.summary.clone(),
+            published: Timestamp::now(),
+            sha256,
+            size: upload.bytes.len() as u64,
+            revoked: None,
+        };
+        store.write_bytes(&layout::version_bundle(&name, version.version), upload.bytes)?;
+        store.write_json(&layout::version_outline(&name, version.version), &checked.manifest)?;
+        record.versions.push(version.clone());
+        record.versions.sort_by_key(|version| version.version);
+        self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
+        audit_after_commit(
+            store,
+            &identity_name,
+            upload.actor,
+            Action::Published {
+                package: name.to_string(),
+                version: version.version.to_string(),
+            },
+        );
+        Ok((name, Published::Created(version)))
+    }
+
+    /// Revokes `versions` (all of them when `None`). Already revoked versions
+    /// stay as they are, so revoking is idempotent. Returns the package's
+    /// version records afterwards.
+    pub fn revoke(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        versions: Option<Version>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<Vec<VersionRecord>, PackageError> {
+        let identity_name = owner(name)?;
+        identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
+        let _guard = store.lock(&layout::package(name));
+        let mut record = self.require(name)?;
+        if let Some(version) = versions
+            && record.version(version).is_none()
+        {
+            return Err(version_not_found(name, version));
+        }
+        let targets: Vec<Version> = record
+            .versions
+            .iter()
+            .filter(|record| record.revoked.is_none() && versions.is_none_or(|version| version == record.version))
+            .map(|record| record.version)
+            .collect();
+        if targets.is_empty() {
+            return Ok(record.versions);
+        }
+        let revocation = Revocation {
+            at: Timestamp::now(),
+            reason: reason.to_string(),
+        };
+        for version in &mut record.versions {
+            if targets.contains(&version.version) {
+                version.revoked = Some(revocation.clone());
+            }
+        }
+        self.commit(store, &mut record, EventKind::Revoke, &targets)?;
+        for version in &targets {
+            // After the commit: the record already says the content is gone.
+            let path = layout::version_bundle(name, *version);
+            self.bundles.forget(&store.full_path(&path));
+            after_commit("bundle removal", store.remove(&path).map(drop));
+            audit_after_commit(
+                store,
+                &identity_name,
+                actor,
+                Action::Revoked {
+                    package: name.to_string(),
+                    version: version.to_string(),
+                    reason: reason.to_string(),
+                },
+            );
+        }
+        Ok(record.versions)
+    }
+
+    /// Makes a package private or public (identity admins), with a `private`
+    /// or `public` event. Going public also announces what mirrors missed
+    /// while it was private ([`PackageRecord::going_public`]).
+    pub fn set_private(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        private: bool,
+        actor: &Actor,
+    ) -> Result<PackageRecord, PackageError> {
+        let identity_name = owner(name)?;
+        identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Admin)?;
+        let _guard = store.lock(&layout::package(name));
+        let mut record = self.require(name)?;
+        if record.private == private {
+            return Ok(record);
+        }
+        record.private = private;
+        let events = if private {
+            vec![NewEvent::about_package(EventKind::Private)]
+        } else {
+            record.going_public()
+        };
+        self.commit_events(store, &mut record, &events)?;
+        audit_after_commit(
+            store,
+            &identity_name,
+            actor,
+            Action::PrivacyChanged {
+                package: name.to_string(),
+                private,
+            },
+        );
+        Ok(record)
+    }
+
+    fn require(&self, name: &PackageName) -> Result<PackageRecord, PackageError> {
+        let record = self.catalog.get(name).map(|record| (*record).clone());
+        record.ok_or_else(|| PackageError::NotFound { name: name.clone() })
+    }
+
+    /// Commits a publish or revocation of `versions`: public packages get a
+    /// `kind` event for each; nothing is said about private ones (going
+    /// public makes up for it).
+    fn commit(
+        &self,
+        store: &Store,
+        record: &mut PackageRecord,
+        kind: EventKind,
+        versions: &[Version],
+    ) -> Result<(), StoreError> {
+        let events: Vec<NewEvent> = if record.private {
+            Vec::new()
+        } else {
+            versions
+                .iter()
+                .filter_map(|version| record.announce(kind, *version))
+                .collect()
+        };
+        self.commit_events(store, record, &events)
+    }
+
+    /// Writes the record (the commit point) and updates the catalog. The
+    /// `events` are written before the record, which then counts them
+    /// (`last_event`): a crash in between leaves events that the log drops
+    /// when it is opened again.
+    fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> Result<(), StoreError> {
+        let path = layout::package(&record.name);
+        let name = record.name.clone();
+        self.events.append(store, &name, events, |last| {
+            record.last_event = last;
+            store.write_json(&path, &*record)
+        })?;
+        self.catalog.put(record.clone());
+        Ok(())
+    }
+}
+
+/// Work after a commit: the change has happened and its answer must say so,
+/// so a failure here is logged for the operator (`admin fsck` finds what it
+/// left behind) instead of turning a success into an error.
+fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
+    if let Err(err) = result {
+        log::error!("after a committed change, the {what} failed: {}", Chain(&err));
+    }
+}
+
+/// Writes the identity's audit entry for a change already committed.
+fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
+    after_commit("audit entry", identity::record_action(store, identity, actor, action));
+}
+
+/// Checks an upload's bundle, refusing it from its outline when the actor
+/// may not publish it.
+fn check_upload(store: &Store, upload: &Upload) -> Result<bundle::Checked, PackageError> {
+    // Inflating is what costs memory: only so many at once.
+    let _slot = upload
+        .inflations
+        .map(|slots| slots.reserve(1, budget::WAIT))
+        .transpose()?;
+    let kernel = KernelCode::Authors(upload.kernel_authors);
+    bundle::check(upload.bytes, upload.max_inflated, kernel, |outline| {
+        may_publish(store, &outline.name, upload.actor)
+    })
+}
+
+/// The refusal of `name` for `twin`'s file names, naming `twin` only if it is public.
+fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> PackageError {
+    let other = if twin.private {
+        "another package".to_string()
+    } else {
+        twin.name.to_string()
+    };
+    PackageError::FileNameCollision {
+        name: name.clone(),
+        other,
+        stem: name.file_stem(),
+    }
+}
+
+/// Whether `actor` may publish `name`: its identity exists, is spelled as in
+/// the name, and the actor has the publish role there.
+fn may_publish(store: &Store, name: &PackageName, actor: &Actor) -> Result<(), PackageError> {
+    let owner = identity::require(store, &owner(name)?)?;
+    if name.author != owner.name {
+        return Err(PackageError::OwnerSpelledOtherwise {
+            owner: owner.name,
+            project: name.project.clone(),
+        });
+    }
+    Ok(identity::require_role(&owner, actor, Role::Publish)?)
+}
+
+/// The identity a package belongs to (an author that cannot be an identity has none).
+fn owner(name: &PackageName) -> Result<IdentityName, IdentityError> {
+    name.identity().ok_or_else(|| IdentityError::NotFound {
+        name: name.author.clone(),
+    })
+}
+
+pub fn version_not_found(name: &PackageName, version: Version) -> PackageError {
+    PackageError::VersionNotFound {
+        name: name.clone(),
+        version,
+    }
+}

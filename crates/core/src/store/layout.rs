@@ -1,0 +1,405 @@
+//! The map of the data directory: the one place that knows where each record
+//! lives. Records, fsck, snapshots and the benchmark generator build their
+//! paths here and nowhere else; [data/README.md](../../data/README.md)
+//! describes the same tree for operators.
+//!
+//! ```text
+//! registry.lock                                  held by the running server
+//! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
+//! users/<email>.json                             one user (lower-cased address)
+//! sessions/<sha256 of token>.json                one session token
+//! logins/<login id>.json                         one pending e-mail login
+//! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
+//! identities/<name>/identity.json                a publishing identity and its members
+//! identities/<name>/audit/<seq>.json             its audit log, one entry per change
+//! packages/<author>/<project>/package.json       a package: privacy and all its versions
+//! packages/<author>/<project>/<v>/outline.json   the version's gren.json
+//! packages/<author>/<project>/<v>/<file>.pkg.gz  the bundle, exactly as uploaded
+//! events/<seq>.json                              the public event log (publish, revoke, private, public)
+//! outbox/cursor.json                             the last event told to the packages site
+//! ```
+//!
+//! `<name>` and `<author>` are lower case (identity keys); `<seq>` has twelve
+//! digits, so `ls` lists entries in order; `<time>` is milliseconds since
+//! 1970. Two lock keys name no file: `identities` (one identity creation at
+//! a time) and `file-names/<compiler file stem>` (packages whose bundles the
+//! compiler would give the same file names).
+//!
+//! Constructors of paths from checked values (an [`Email`], an
+//! [`IdentityName`], a [`PackageName`], a [`Version`], a number) cannot fail;
+//! those taking plain text (a token hash, a login id) check it. The listings
+//! at the end serve the loaders and `admin fsck`, which walk what is on disk.
+
+use super::{Operation, RecordPath, Store, StoreError};
+use crate::auth::email::Email;
+use crate::identity::IdentityName;
+use crate::package::{PackageName, Version};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub const LOCK_FILE: &str = "registry.lock";
+pub const WRITERS_LOCK_FILE: &str = "writers.lock";
+pub const TURNSTILE_FILE: &str = "snapshot.lock";
+
+const USERS: &str = "users";
+const SESSIONS: &str = "sessions";
+const LOGINS: &str = "logins";
+const MAIL: &str = "mail";
+const IDENTITIES: &str = "identities";
+const IDENTITY_RECORD: &str = "identity.json";
+const AUDIT: &str = "audit";
+const PACKAGES: &str = "packages";
+const PACKAGE_RECORD: &str = "package.json";
+const OUTLINE: &str = "outline.json";
+const EVENTS: &str = "events";
+const OUTBOX: &str = "outbox";
+const CURSOR: &str = "cursor.json";
+const FILE_NAMES: &str = "file-names";
+
+/// A path from components that are safe by construction.
+fn safe<'a>(components: impl IntoIterator<Item = &'a str>) -> RecordPath {
+    RecordPath::new(components).expect("checked names make safe paths")
+}
+
+fn json(stem: &str) -> String {
+    format!("{stem}.json")
+}
+
+/// `000000000042.json`: numbered records sort as they are numbered.
+fn numbered(seq: u64) -> String {
+    format!("{seq:012}.json")
+}
+
+pub fn users_dir() -> RecordPath {
+    safe([USERS])
+}
+
+pub fn user(email: &Email) -> RecordPath {
+    safe([USERS, &json(email.as_str())])
+}
+
+pub fn sessions_dir() -> RecordPath {
+    safe([SESSIONS])
+}
+
+/// The session whose token has the SHA-256 (hex) `token_hash`; an error
+/// for text that is no safe file name.
+pub fn session(token_hash: &str) -> Result<RecordPath, StoreError> {
+    checked(SESSIONS, &json(token_hash))
+}
+
+pub fn logins_dir() -> RecordPath {
+    safe([LOGINS])
+}
+
+/// The pending login `id`; an error for text that is no safe file name.
+pub fn login(id: &str) -> Result<RecordPath, StoreError> {
+    checked(LOGINS, &json(id))
+}
+
+/// `dir/name`, or an error naming it when `name` (text a record or a request
+/// gave) is no safe file name: the record it should lead to cannot be read.
+fn checked(dir: &str, name: &str) -> Result<RecordPath, StoreError> {
+    RecordPath::new([dir, name]).map_err(StoreError::io(Operation::Read, &Path::new(dir).join(name)))
+}
+
+pub fn mail_dir() -> RecordPath {
+    safe([MAIL])
+}
+
+/// The `counter`th e-mail of the local sink, written at `millis` since 1970.
+pub fn mail_message(millis: u128, counter: u64) -> RecordPath {
+    safe([MAIL, &format!("{millis}-{counter}.txt")])
+}
+
+pub fn identities_dir() -> RecordPath {
+    safe([IDENTITIES])
+}
+
+/// The lock key held while an identity is created: look-alikes are
+/// different records, so their own locks cannot keep two apart.
+pub fn identity_creation_lock() -> RecordPath {
+    identities_dir()
+}
+
+pub fn identity(name: &IdentityName) -> RecordPath {
+    safe([IDENTITIES, name.key(), IDENTITY_RECORD])
+}
+
+pub fn audit_entry(name: &IdentityName, seq: u64) -> RecordPath {
+    safe([IDENTITIES, name.key(), AUDIT, &numbered(seq)])
+}
+
+pub fn packages_dir() -> RecordPath {
+    safe([PACKAGES])
+}
+
+/// `packages/<author>/<project>`, the author in lower case as identity keys are.
+pub fn package_dir(name: &PackageName) -> RecordPath {
+    package_file(name, &[])
+}
+
+/// `package.json`, the commit point of every change to a package.
+pub fn package(name: &PackageName) -> RecordPath {
+    package_file(name, &[PACKAGE_RECORD])
+}
+
+pub fn version_dir(name: &PackageName, version: Version) -> RecordPath {
+    package_file(name, &[&version.to_string()])
+}
+
+pub fn version_outline(name: &PackageName, version: Version) -> RecordPath {
+    package_file(name, &[&version.to_string(), OUTLINE])
+}
+
+/// The bundle under the compiler's own file name, so that it can be copied
+/// straight into a project's `gren_packages/`.
+pub fn version_bundle(name: &PackageName, version: Version) -> RecordPath {
+    package_file(name, &[&version.to_string(), &name.bundle_file_name(version)])
+}
+
+/// `below` inside the package's directory.
+fn package_file(name: &PackageName, below: &[&str]) -> RecordPath {
+    let author = name.author.to_ascii_lowercase();
+    safe(
+        [PACKAGES, &author, &name.project]
+            .into_iter()
+            .chain(below.iter().copied()),
+    )
+}
+
+/// The lock key of every package whose bundles have `name`'s file names.
+pub fn file_name_lock(name: &PackageName) -> RecordPath {
+    safe([FILE_NAMES, &name.file_stem().to_ascii_lowercase()])
+}
+
+pub fn events_dir() -> RecordPath {
+    safe([EVENTS])
+}
+
+pub fn event(seq: u64) -> RecordPath {
+    safe([EVENTS, &numbered(seq)])
+}
+
+pub fn outbox_cursor() -> RecordPath {
+    safe([OUTBOX, CURSOR])
+}
+
+// ---------------------------------------------------------------------------
+// Listings
+// ---------------------------------------------------------------------------
+
+/// The keys of the identities (directories under `identities/`, committed
+/// or not), sorted.
+pub fn identity_keys(store: &Store) -> Result<Vec<String>, StoreError> {
+    store.list_dirs(&identities_dir())
+}
+
+/// Every `.json` file directly in `dir` (users, sessions, logins, events),
+/// sorted, whatever its name: for `admin fsck`, which checks what is there.
+pub fn json_files(store: &Store, dir: &RecordPath) -> Vec<PathBuf> {
+    let mut files = entries(&store.full_path(dir)).unwrap_or_default();
+    files.retain(|path| path.extension().is_some_and(|ext| ext == "json"));
+    files
+}
+
+/// A directory found under `identities/`, by whatever name it has on disk.
+pub struct IdentityDir(PathBuf);
+
+impl IdentityDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The directory's name: the identity key it should hold.
+    pub fn key(&self) -> String {
+        self.0.file_name().unwrap_or_default().to_string_lossy().into_owned()
+    }
+
+    /// Its commit record, `identity.json`.
+    pub fn record(&self) -> PathBuf {
+        self.0.join(IDENTITY_RECORD)
+    }
+
+    pub fn audit_entry(&self, seq: u64) -> PathBuf {
+        self.0.join(AUDIT).join(numbered(seq))
+    }
+}
+
+/// Everything under `identities/`, sorted (unreadable: nothing).
+pub fn identity_dirs(store: &Store) -> Vec<IdentityDir> {
+    let found = entries(&store.full_path(&identities_dir())).unwrap_or_default();
+    found.into_iter().map(IdentityDir).collect()
+}
+
+/// An entry found under `packages/<author>/`: a package directory, committed
+/// or not, or a stray file.
+pub struct PackageDir(PathBuf);
+
+impl PackageDir {
+    /// The directory of the package `name`.
+    pub fn of(store: &Store, name: &PackageName) -> PackageDir {
+        PackageDir(store.full_path(&package_dir(name)))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Its commit record, `package.json`.
+    pub fn record(&self) -> PathBuf {
+        self.0.join(PACKAGE_RECORD)
+    }
+
+    /// The subdirectories (by name, and full path), sorted: one per version
+    /// ever written, committed or not. Links are not directories.
+    pub fn version_dirs(&self) -> io::Result<Vec<(String, PathBuf)>> {
+        let mut dirs = Vec::new();
+        for entry in fs::read_dir(&self.0)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+}
+
+/// Every entry under `packages/<author>/` for each author directory, sorted;
+/// none when `packages/` is missing or unreadable.
+pub fn package_dirs(store: &Store) -> io::Result<Vec<PackageDir>> {
+    let Ok(authors) = entries(&store.full_path(&packages_dir())) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for author in authors.into_iter().filter(|author| author.is_dir()) {
+        found.extend(entries(&author)?.into_iter().map(PackageDir));
+    }
+    Ok(found)
+}
+
+/// The entries of `dir`, as full paths, sorted.
+fn entries(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        paths.push(entry?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(path: RecordPath) -> String {
+        path.as_path().display().to_string()
+    }
+
+    #[test]
+    fn every_record_lives_where_data_readme_says() {
+        let email = Email::parse("Me@Example.com").unwrap();
+        let team = IdentityName::parse("Gren-Lang").unwrap();
+        let package = PackageName::parse("Gren-Lang/core").unwrap();
+        let version = Version::new(7, 0, 0);
+        let hash = "9f".repeat(32);
+        let id = "0a".repeat(16);
+        let cases = [
+            (users_dir(), "users"),
+            (user(&email), "users/me@example.com.json"),
+            (sessions_dir(), "sessions"),
+            (session(&hash).unwrap(), &format!("sessions/{hash}.json")),
+            (logins_dir(), "logins"),
+            (login(&id).unwrap(), &format!("logins/{id}.json")),
+            (mail_dir(), "mail"),
+            (mail_message(1764097425401, 3), "mail/1764097425401-3.txt"),
+            (identities_dir(), "identities"),
+            (identity(&team), "identities/gren-lang/identity.json"),
+            (audit_entry(&team, 3), "identities/gren-lang/audit/000000000003.json"),
+            (packages_dir(), "packages"),
+            (package_dir(&package), "packages/gren-lang/core"),
+            (self::package(&package), "packages/gren-lang/core/package.json"),
+            (version_dir(&package, version), "packages/gren-lang/core/7.0.0"),
+            (
+                version_outline(&package, version),
+                "packages/gren-lang/core/7.0.0/outline.json",
+            ),
+            (
+                version_bundle(&package, version),
+                "packages/gren-lang/core/7.0.0/Gren_Lang_core__7_0_0.pkg.gz",
+            ),
+            (events_dir(), "events"),
+            (event(12), "events/000000000012.json"),
+            (outbox_cursor(), "outbox/cursor.json"),
+            (file_name_lock(&package), "file-names/gren_lang_core"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(text(path), expected);
+        }
+    }
+
+    #[test]
+    fn the_map_in_this_header_is_the_one_in_data_readme() {
+        let header: String = include_str!("layout.rs")
+            .lines()
+            .map_while(|line| line.strip_prefix("//!"))
+            .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+            .collect();
+        let map = |text: &str| {
+            let start = text.find("```text\n").expect("a map") + "```text\n".len();
+            text[start..][..text[start..].find("```").expect("its end")].to_string()
+        };
+        assert_eq!(map(&header), map(include_str!("../../../../data/README.md")));
+    }
+
+    #[test]
+    fn text_that_is_no_safe_file_name_makes_no_path() {
+        for bad in ["../users/x", "a/b", ".tmp-x", ""] {
+            assert!(session(bad).is_err(), "{bad:?}");
+            assert!(login(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn listings_find_what_is_on_disk_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let root = dir.path();
+        for path in [
+            "packages/b/x/1.0.0",
+            "packages/a/y/2.0.0",
+            "packages/a/y/1.0.0",
+            "identities/z/audit",
+        ] {
+            fs::create_dir_all(root.join(path)).unwrap();
+        }
+        fs::write(root.join("packages/a/stray"), b"").unwrap();
+        fs::write(root.join("packages/a/y/package.json"), b"{}").unwrap();
+        fs::create_dir_all(root.join("events")).unwrap();
+        fs::write(root.join("events/000000000001.json"), b"{}").unwrap();
+        fs::write(root.join("events/.tmp-x"), b"").unwrap();
+        let relative = |path: &Path| path.strip_prefix(root).unwrap().display().to_string();
+        let packages: Vec<String> = package_dirs(&store)
+            .unwrap()
+            .iter()
+            .map(|dir| relative(dir.path()))
+            .collect();
+        assert_eq!(packages, ["packages/a/stray", "packages/a/y", "packages/b/x"]);
+        let y = PackageDir::of(&store, &PackageName::parse("a/y").unwrap());
+        assert_eq!(relative(&y.record()), "packages/a/y/package.json");
+        let versions: Vec<String> = y.version_dirs().unwrap().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(versions, ["1.0.0", "2.0.0"]);
+        let identities = identity_dirs(&store);
+        assert_eq!(identities.len(), 1);
+        assert_eq!(identities[0].key(), "z");
+        assert_eq!(
+            relative(&identities[0].audit_entry(2)),
+            "identities/z/audit/000000000002.json"
+        );
+        assert_eq!(identity_keys(&store).unwrap(), ["z"]);
+        let events: Vec<String> = json_files(&store, &events_dir()).iter().map(|p| relative(p)).collect();
+        assert_eq!(events, ["events/000000000001.json"]);
+    }
+}

@@ -1,0 +1,113 @@
+//! The running registry: configuration, store, mailer and in-memory limits,
+//! shared by every request.
+
+use crate::config::Config;
+use crate::mail::{LocalSink, Mailer, Postmark};
+use gren_registry_core::auth::login::{self, Confirmations};
+use gren_registry_core::budget::Budget;
+use gren_registry_core::error::Chain;
+use gren_registry_core::identity::invitation;
+use gren_registry_core::package::publish::Packages;
+use gren_registry_core::ratelimit::RateLimiter;
+use gren_registry_core::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(60 * 60);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+/// Long-polling fetches may occupy at most this share of the connections.
+const WAITING_SHARE: usize = 4;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub mailer: Box<dyn Mailer>,
+    /// Base of e-mailed links, without a trailing slash.
+    pub public_url: String,
+    /// Keyed on an address's mailbox and the client network.
+    pub login_per_email: RateLimiter,
+    /// Keyed on an address's mailbox alone.
+    pub login_per_email_total: RateLimiter,
+    pub login_per_ip: RateLimiter,
+    pub identities_per_user: RateLimiter,
+    pub publishes_per_user: RateLimiter,
+    /// Bytes of upload bodies in flight.
+    pub upload_bodies: Budget,
+    /// Bundles being inflated.
+    pub inflations: Budget,
+    /// Member changes per acting user.
+    pub member_changes_per_user: RateLimiter,
+    /// Membership e-mails per recipient address.
+    pub member_mails_per_email: RateLimiter,
+    pub packages: Packages,
+    /// Who is invited where, for `GET /user/invitations`.
+    pub invitations: invitation::Index,
+    pub confirmations: Confirmations,
+    stopping: AtomicBool,
+}
+
+impl App {
+    pub fn new(config: Config, store: Store, packages: Packages, public_url: String) -> App {
+        let mailer: Box<dyn Mailer> = match &config.postmark_server_token {
+            Some(token) if !token.is_empty() => Box::new(Postmark::new(
+                &config.postmark_url,
+                token.clone(),
+                config.mail_from.clone(),
+            )),
+            _ => Box::new(LocalSink::new(store.root().to_path_buf())),
+        };
+        App {
+            login_per_email: RateLimiter::new(config.login_limit_per_email, HOUR),
+            login_per_email_total: RateLimiter::new(config.login_limit_per_email_total, HOUR),
+            login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
+            identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
+            publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
+            upload_bodies: Budget::new(config.upload_budget_bytes, "uploads"),
+            inflations: Budget::new(config.max_inflations, "bundle checks"),
+            member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
+            member_mails_per_email: RateLimiter::new(config.member_mail_limit_per_email, HOUR),
+            packages,
+            invitations: invitation::Index::default(),
+            confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
+            mailer,
+            public_url,
+            store,
+            config,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Periodic housekeeping: purges expired logins and idle rate-limit
+    /// entries, until [`App::stop`]. Runs on the calling thread.
+    pub fn housekeeping(&self) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            if let Err(err) = login::purge_expired(&self.store) {
+                log::error!("housekeeping: purging expired logins failed: {}", Chain(&err));
+            }
+            self.login_per_email.prune();
+            self.login_per_email_total.prune();
+            self.login_per_ip.prune();
+            self.identities_per_user.prune();
+            self.publishes_per_user.prune();
+            self.member_changes_per_user.prune();
+            self.member_mails_per_email.prune();
+            for _ in 0..60 {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Ends housekeeping and wakes long-polling requests so they answer now.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.confirmations.announce();
+        self.packages.events.wake();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,511 @@
+//! Errors at the HTTP edge: [`ApiError`] is what a response says (status,
+//! code, message, headers, details), and this module is the one place where
+//! the domain's errors become one. Internal errors keep their cause for the
+//! log, which [`ApiError::log_if_internal`] writes once, when the response is
+//! made ([`super::Response::from_error`]); the client only hears that
+//! something failed.
+
+use gren_registry_core::auth::AuthError;
+use gren_registry_core::budget::{self, Busy};
+use gren_registry_core::bundle::BundleError;
+use gren_registry_core::error::{Chain, ErrorCode};
+use gren_registry_core::identity::IdentityError;
+use gren_registry_core::package::PackageError;
+use gren_registry_core::ratelimit::RateLimited;
+use gren_registry_core::store::StoreError;
+use std::error::Error;
+use std::fmt;
+
+/// The cause of an internal error: logged, never sent.
+pub type Cause = Box<dyn Error + Send + Sync>;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: ErrorCode,
+    /// A sentence for people.
+    pub message: String,
+    /// Extra headers the status calls for (`Allow`, `Retry-After`, ...).
+    pub headers: Vec<(&'static str, String)>,
+    /// More members of the error body, such as `field` (the input field at
+    /// fault) or `reason` (why a version was revoked).
+    pub details: Vec<(&'static str, serde_json::Value)>,
+    /// Why an internal error happened, for the log.
+    pub cause: Option<Cause>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// The same answer again, without the cause (which was logged with the
+    /// first): for a refusal that is given more than once, such as a
+    /// request's authentication asked for by several steps.
+    pub fn replay(&self) -> ApiError {
+        ApiError {
+            status: self.status,
+            code: self.code,
+            message: self.message.clone(),
+            headers: self.headers.clone(),
+            details: self.details.clone(),
+            cause: None,
+        }
+    }
+
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+            details: Vec::new(),
+            cause: None,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_detail(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.details.push((key, value.into()));
+        self
+    }
+
+    /// Names the input field at fault (`outline.license`).
+    pub fn with_field(self, field: impl Into<String>) -> ApiError {
+        self.with_detail("field", field.into())
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(key, _)| *key == "field")
+            .and_then(|(_, value)| value.as_str())
+    }
+
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(400, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(401, ErrorCode::Unauthorized, message).with_header("WWW-Authenticate", "Bearer")
+    }
+
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(404, code, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(413, ErrorCode::BodyTooLarge, message)
+    }
+
+    /// A fault of ours. The cause goes to the log (once, when the response
+    /// is made), never to the client.
+    pub fn internal(cause: impl Into<Cause>) -> ApiError {
+        ApiError {
+            cause: Some(cause.into()),
+            ..ApiError::new(
+                500,
+                ErrorCode::InternalError,
+                "The registry hit an internal error; it has been logged.",
+            )
+        }
+    }
+
+    /// Logs an internal error with its whole cause chain; other errors are
+    /// the client's business, not the operator's.
+    pub fn log_if_internal(&self) {
+        if self.status >= 500
+            && let Some(cause) = &self.cause
+        {
+            log::error!("internal error: {}", Chain(cause.as_ref()));
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl Error for ApiError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.cause.as_deref().map(|cause| cause as &(dyn Error + 'static))
+    }
+}
+
+/// The data directory failing is never the client's fault.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        ApiError::internal(err)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> ApiError {
+        let (status, code) = match &err {
+            AuthError::InvalidEmail { .. } => (400, ErrorCode::InvalidEmail),
+            AuthError::MissingToken
+            | AuthError::NotASessionToken
+            | AuthError::UnknownToken
+            | AuthError::SessionExpired => return ApiError::unauthorized(err.to_string()),
+            AuthError::UnknownLogin => (400, ErrorCode::InvalidToken),
+            AuthError::LoginUsed => (400, ErrorCode::LoginUsed),
+            AuthError::LoginLocked => (400, ErrorCode::LoginLocked),
+            AuthError::LoginExpired => (400, ErrorCode::LoginExpired),
+            AuthError::WrongCode { .. } => (400, ErrorCode::InvalidCode),
+            AuthError::Store(_) => return ApiError::internal(err),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(err: RateLimited) -> ApiError {
+        ApiError::new(429, ErrorCode::RateLimited, err.to_string())
+            .with_header("Retry-After", err.retry_after_secs.to_string())
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(err: IdentityError) -> ApiError {
+        let (status, code) = match &err {
+            IdentityError::InvalidName { .. } => (400, ErrorCode::InvalidName),
+            IdentityError::InvalidRole { .. } => (400, ErrorCode::InvalidRole),
+            IdentityError::RoleTooLow { .. } | IdentityError::NotAMember { .. } => (403, ErrorCode::Forbidden),
+            IdentityError::NotFound { .. } => (404, ErrorCode::IdentityNotFound),
+            IdentityError::MemberNotFound { .. } => (404, ErrorCode::MemberNotFound),
+            IdentityError::NotInvited { .. } => (404, ErrorCode::InvitationNotFound),
+            IdentityError::NameTaken { .. } => (409, ErrorCode::NameTaken),
+            IdentityError::NameReserved { .. } => (409, ErrorCode::NameReserved),
+            IdentityError::Confusable { .. } => (409, ErrorCode::IdentityNameConfusable),
+            IdentityError::LastAdmin { .. } => (409, ErrorCode::LastAdmin),
+            IdentityError::TooManyInvitations { .. } => (409, ErrorCode::TooManyInvitations),
+            IdentityError::Store(_) => return ApiError::internal(err),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<BundleError> for ApiError {
+    fn from(err: BundleError) -> ApiError {
+        let (status, code) = match &err {
+            BundleError::TooLarge { .. } => (413, ErrorCode::BundleTooLarge),
+            BundleError::OutlineTooLarge | BundleError::InvalidOutline { .. } => (400, ErrorCode::InvalidOutline),
+            BundleError::InvalidSource { .. }
+            | BundleError::NotGzip
+            | BundleError::IncompleteGzip(_)
+            | BundleError::NotABundle(_)
+            | BundleError::TrailingData
+            | BundleError::DuplicateKey { .. }
+            | BundleError::OutlineNotAnObject
+            | BundleError::SourcesFirst
+            | BundleError::UnexpectedMember { .. }
+            | BundleError::Missing { .. }
+            | BundleError::TooManyModules
+            | BundleError::ModuleNameTooLong { .. } => (400, ErrorCode::InvalidBundle),
+        };
+        let refused = ApiError::new(status, code, err.to_string());
+        match err.field() {
+            Some(field) => refused.with_field(field),
+            None => refused,
+        }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(err: Busy) -> ApiError {
+        ApiError::new(503, ErrorCode::ServerBusy, err.to_string())
+            .with_header("Retry-After", budget::RETRY_AFTER_SECS.to_string())
+    }
+}
+
+impl From<PackageError> for ApiError {
+    fn from(err: PackageError) -> ApiError {
+        let (status, code, field) = match err {
+            PackageError::Bundle(err) => return err.into(),
+            PackageError::Identity(err) => return err.into(),
+            PackageError::Busy(err) => return err.into(),
+            PackageError::Store(_) => return ApiError::internal(err),
+            PackageError::NotFound { .. } => (404, ErrorCode::PackageNotFound, None),
+            PackageError::VersionNotFound { .. } => (404, ErrorCode::VersionNotFound, None),
+            PackageError::VersionExists { .. } => (409, ErrorCode::VersionExists, None),
+            PackageError::PrivacyMismatch { .. } => (409, ErrorCode::PrivacyMismatch, None),
+            PackageError::FileNameCollision { .. } => (409, ErrorCode::PackageNameCollision, None),
+            PackageError::NotASuccessor { .. } => (400, ErrorCode::InvalidVersion, Some("outline.version")),
+            PackageError::OwnerSpelledOtherwise { .. } => (400, ErrorCode::InvalidOutline, Some("outline.name")),
+        };
+        let refused = ApiError::new(status, code, err.to_string());
+        match field {
+            Some(field) => refused.with_field(field),
+            None => refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gren_registry_core::auth::email::Email;
+    use gren_registry_core::identity::Role;
+    use gren_registry_core::package::{PackageName, Version};
+    use gren_registry_core::store::Operation;
+
+    /// What a response says of `err`: status, code, message, `field`, and
+    /// `Retry-After` or `WWW-Authenticate`.
+    fn seen(err: impl Into<ApiError>) -> (u16, &'static str, String, Option<String>, Option<String>) {
+        let err = err.into();
+        let header = err
+            .headers
+            .iter()
+            .find(|(name, _)| ["Retry-After", "WWW-Authenticate"].contains(name))
+            .map(|(_, value)| value.clone());
+        let field = err.field().map(str::to_string);
+        (err.status, err.code.as_str(), err.message, field, header)
+    }
+
+    /// Status and code only, for tables of cases.
+    fn status_and_code(err: impl Into<ApiError>) -> (u16, &'static str) {
+        let (status, code, ..) = seen(err);
+        (status, code)
+    }
+
+    fn store_failure() -> StoreError {
+        let path = std::path::Path::new("/data/users/me@example.com.json");
+        StoreError::io(Operation::Read, path)(std::io::Error::other("Is a directory"))
+    }
+
+    fn name() -> PackageName {
+        PackageName::parse("gren-lang/url").unwrap()
+    }
+
+    fn version(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_store_failure_is_an_internal_error_that_keeps_its_cause_for_the_log() {
+        let err = ApiError::from(store_failure());
+        assert_eq!(
+            Chain(err.cause.as_deref().unwrap()).to_string(),
+            "cannot read /data/users/me@example.com.json: Is a directory"
+        );
+        let message = "The registry hit an internal error; it has been logged.";
+        assert_eq!(seen(err), (500, "internal_error", message.into(), None, None));
+    }
+
+    #[test]
+    fn auth_errors_keep_their_statuses_codes_and_messages() {
+        let message = "This request needs an `Authorization: Bearer <token>` header.";
+        let bearer = Some("Bearer".to_string());
+        assert_eq!(
+            seen(AuthError::MissingToken),
+            (401, "unauthorized", message.into(), None, bearer.clone())
+        );
+        for err in [
+            AuthError::NotASessionToken,
+            AuthError::UnknownToken,
+            AuthError::SessionExpired,
+        ] {
+            assert_eq!(seen(err).4, bearer);
+        }
+        let message = "\"me@\" is not an e-mail address the registry accepts.";
+        let email = AuthError::InvalidEmail { input: "me@".into() };
+        assert_eq!(seen(email), (400, "invalid_email", message.into(), None, None));
+        let message = "The confirmation code is wrong; 3 attempts left.";
+        let wrong = AuthError::WrongCode { attempts_left: 3 };
+        assert_eq!(seen(wrong), (400, "invalid_code", message.into(), None, None));
+        let message = "The confirmation code is wrong, and that was the last attempt; start a new login.";
+        assert_eq!(seen(AuthError::WrongCode { attempts_left: 0 }).2, message);
+        let cases = [
+            (AuthError::UnknownLogin, (400, "invalid_token")),
+            (AuthError::LoginUsed, (400, "login_used")),
+            (AuthError::LoginLocked, (400, "login_locked")),
+            (AuthError::LoginExpired, (400, "login_expired")),
+            (AuthError::Store(store_failure()), (500, "internal_error")),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(status_and_code(err), expected);
+        }
+    }
+
+    #[test]
+    fn refusals_for_a_limit_or_the_registrys_load_say_when_to_come_back() {
+        let message = "Too many requests; try again in 42 seconds.";
+        let limited = RateLimited { retry_after_secs: 42 };
+        assert_eq!(
+            seen(limited),
+            (429, "rate_limited", message.into(), None, Some("42".into()))
+        );
+        let message = "The registry is handling as many uploads as it can at once; try again in a few seconds.";
+        let busy = Busy { what: "uploads" };
+        assert_eq!(seen(busy), (503, "server_busy", message.into(), None, Some("2".into())));
+    }
+
+    #[test]
+    fn identity_errors_keep_their_statuses_codes_and_messages() {
+        let identity = || "gren-lang".to_string();
+        let message = "This needs the admin role in gren-lang; you have publish.";
+        let too_low = IdentityError::RoleTooLow {
+            identity: identity(),
+            needed: Role::Admin,
+            held: Role::Publish,
+        };
+        assert_eq!(seen(too_low), (403, "forbidden", message.into(), None, None));
+        let message = "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, rn and m, \
+                       vv and w, and dashes are easily mistaken); choose a name that is clearly different.";
+        let confusable = IdentityError::Confusable {
+            name: "gren-1ang".into(),
+            original: "the identity gren-lang".into(),
+        };
+        assert_eq!(
+            seen(confusable),
+            (409, "identity_name_confusable", message.into(), None, None)
+        );
+        let email = Email::parse("b@example.com").unwrap();
+        let cases = [
+            (
+                IdentityError::InvalidName { input: "a--b".into() },
+                (400, "invalid_name"),
+            ),
+            (
+                IdentityError::InvalidRole { input: "owner".into() },
+                (400, "invalid_role"),
+            ),
+            (IdentityError::NotAMember { identity: identity() }, (403, "forbidden")),
+            (
+                IdentityError::NotFound { name: identity() },
+                (404, "identity_not_found"),
+            ),
+            (
+                IdentityError::MemberNotFound {
+                    identity: identity(),
+                    email,
+                },
+                (404, "member_not_found"),
+            ),
+            (
+                IdentityError::NotInvited { identity: identity() },
+                (404, "invitation_not_found"),
+            ),
+            (
+                IdentityError::NameTaken {
+                    name: identity(),
+                    existing: "Gren-Lang".into(),
+                },
+                (409, "name_taken"),
+            ),
+            (IdentityError::NameReserved { name: identity() }, (409, "name_reserved")),
+            (IdentityError::LastAdmin { identity: identity() }, (409, "last_admin")),
+            (
+                IdentityError::TooManyInvitations {
+                    identity: identity(),
+                    max: 20,
+                },
+                (409, "too_many_invitations"),
+            ),
+            (IdentityError::Store(store_failure()), (500, "internal_error")),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(status_and_code(err), expected);
+        }
+    }
+
+    #[test]
+    fn bundle_errors_keep_their_statuses_codes_fields_and_messages() {
+        let field = |text: &str| Some(text.to_string());
+        let message = "The bundle inflates to more than 1024 bytes.";
+        let too_large = BundleError::TooLarge { max_inflated: 1024 };
+        assert_eq!(seen(too_large), (413, "bundle_too_large", message.into(), None, None));
+        let rule = BundleError::InvalidOutline {
+            field: "outline.license".into(),
+            rule: "is missing.".into(),
+        };
+        let message = "outline.license: is missing.";
+        assert_eq!(
+            seen(rule),
+            (400, "invalid_outline", message.into(), field("outline.license"), None)
+        );
+        assert_eq!(seen(BundleError::OutlineTooLarge).3, field("outline"));
+        let message = "The key sources.Url appears more than once; every key of a bundle must be unique.";
+        let duplicate = BundleError::DuplicateKey {
+            path: "sources.Url".into(),
+        };
+        assert_eq!(
+            seen(duplicate),
+            (400, "invalid_bundle", message.into(), field("sources.Url"), None)
+        );
+        let source = BundleError::InvalidSource {
+            field: "sources.lower".into(),
+            rule: "\"lower\" is not a module name.".into(),
+        };
+        let message = "sources.lower: \"lower\" is not a module name.";
+        assert_eq!(
+            seen(source),
+            (400, "invalid_bundle", message.into(), field("sources.lower"), None)
+        );
+        assert_eq!(seen(BundleError::NotGzip).3, None);
+    }
+
+    #[test]
+    fn package_errors_keep_their_statuses_codes_fields_and_messages() {
+        let message = "gren-lang/url 1.0.0 is already published (and revoked); version numbers are never reused.";
+        let exists = PackageError::VersionExists {
+            name: name(),
+            version: version("1.0.0"),
+            revoked: true,
+        };
+        assert_eq!(seen(exists), (409, "version_exists", message.into(), None, None));
+        let message =
+            "gren-lang/url cannot go to 3.0.0 from its versions; the next version may be one of: 1.0.1, 1.1.0, 2.0.0.";
+        let successor = PackageError::NotASuccessor {
+            name: name(),
+            version: version("3.0.0"),
+            allowed: vec![version("1.0.1"), version("1.1.0"), version("2.0.0")],
+        };
+        let field = Some("outline.version".to_string());
+        assert_eq!(seen(successor), (400, "invalid_version", message.into(), field, None));
+        let message = "outline.name: the publishing identity is spelled Gren-Lang; use Gren-Lang/url.";
+        let spelled = PackageError::OwnerSpelledOtherwise {
+            owner: "Gren-Lang".into(),
+            project: "url".into(),
+        };
+        let field = Some("outline.name".to_string());
+        assert_eq!(seen(spelled), (400, "invalid_outline", message.into(), field, None));
+        let collision = seen(PackageError::FileNameCollision {
+            name: name(),
+            other: "another package".into(),
+            stem: "gren_lang_url".into(),
+        });
+        assert_eq!((collision.0, collision.1), (409, "package_name_collision"));
+        assert!(
+            collision
+                .2
+                .contains("those of another package (gren_packages/gren_lang_url__<version>.pkg.gz)")
+        );
+        let not_a_member = IdentityError::NotAMember { identity: "x".into() };
+        let cases = [
+            (PackageError::NotFound { name: name() }, (404, "package_not_found")),
+            (
+                PackageError::VersionNotFound {
+                    name: name(),
+                    version: version("9.9.9"),
+                },
+                (404, "version_not_found"),
+            ),
+            (
+                PackageError::PrivacyMismatch { name: name() },
+                (409, "privacy_mismatch"),
+            ),
+            (PackageError::Bundle(BundleError::NotGzip), (400, "invalid_bundle")),
+            (PackageError::Identity(not_a_member), (403, "forbidden")),
+            (PackageError::Busy(Busy { what: "uploads" }), (503, "server_busy")),
+            (PackageError::Store(store_failure()), (500, "internal_error")),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(status_and_code(err), expected);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! `/packages` and `/events`: publish, browse, download, revoke.
+
+use crate::app::App;
+use crate::http::errors::{ApiError, ApiResult};
+use crate::http::{Caller, Request, Response};
+use gren_registry_core::api::{
+    EventPage, PackageList, PrivacyAnswer, PrivacyRequest, PublishReceipt, RevokeRequest, RevokedPackage, SortedKeys,
+    VersionAnswer, VersionPage,
+};
+use gren_registry_core::auth::secret::sha256_hex;
+use gren_registry_core::bundle::outline::PLATFORMS;
+use gren_registry_core::error::ErrorCode;
+use gren_registry_core::identity::{self, Actor};
+use gren_registry_core::package::publish::{Published, Upload, version_not_found};
+use gren_registry_core::package::{
+    self, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible,
+};
+use gren_registry_core::store::layout;
+use serde::Serialize;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Events per page of `GET /events`: without `limit`, and at most.
+const EVENT_PAGE: u64 = 100;
+const MAX_EVENT_PAGE: u64 = 1000;
+/// `Cache-Control` of what never changes: bundles, full pages of events.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// `POST /packages`. The caller was authenticated and counted against the
+/// publish limit before the body was read (`RegistryService::body_limit`).
+pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.user()?;
+    let email = caller.email.as_str().to_string();
+    let private = match request.query_param("private").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                "`private` must be true or false.",
+            ));
+        }
+    };
+    let upload = Upload {
+        bytes: &request.body,
+        actor: &Actor::User(caller.email),
+        private,
+        max_inflated: app.config.max_inflated_bytes,
+        kernel_authors: &app.config.kernel_code_authors,
+        successor_rule: true,
+        inflations: Some(&app.inflations),
+    };
+    let result = app.packages.publish(&app.store, upload);
+    if matches!(result, Err(PackageError::Busy(_))) {
+        // Refused for the registry's load, not for the bundle: no publish happened.
+        app.publishes_per_user.give_back(&email);
+    }
+    let (name, published) = result?;
+    let (status, version) = match published {
+        Published::Created(version) => (201, version),
+        Published::Existing(version) => (200, version),
+    };
+    Ok(Response::json(
+        status,
+        &SortedKeys(PublishReceipt {
+            name,
+            published: version.published,
+            sha256: version.sha256,
+            size: version.size,
+            version: version.version,
+        }),
+    ))
+}
+
+/// Identity keys whose private packages the caller may see.
+fn visibility(app: &App, caller: &Caller) -> ApiResult<Visibility> {
+    let Some(caller) = caller.optional()? else {
+        return Ok(Visibility::new());
+    };
+    Ok(identity::memberships(&app.store, &caller.email)?
+        .into_iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect())
+}
+
+/// The package of the path (`:author/:project`), if the caller may see it.
+fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
+    let name = package_name(request.param("author"), request.param("project"))?;
+    Ok(find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)?)
+}
+
+fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
+    PackageName::parse(&format!("{author}/{project}")).ok_or_else(|| {
+        ApiError::not_found(
+            ErrorCode::PackageNotFound,
+            // Not a valid name: quoted and escaped, as it is the client's input.
+            format!("There is no package named {:?}.", format!("{author}/{project}")),
+        )
+    })
+}
+
+fn version_param(text: &str) -> ApiResult<Version> {
+    Version::parse(text).ok_or_else(|| {
+        ApiError::bad_request(ErrorCode::InvalidVersion, format!("{text:?} is not a version (X.Y.Z)."))
+            .with_field("version")
+    })
+}
+
+fn version_of<'a>(record: &'a PackageRecord, text: &str) -> ApiResult<&'a VersionRecord> {
+    let version = version_param(text)?;
+    record
+        .version(version)
+        .ok_or_else(|| version_not_found(&record.name, version).into())
+}
+
+/// `?gren=X.Y.Z`, validated.
+fn gren_param(request: &Request) -> ApiResult<Option<Version>> {
+    request
+        .query_param("gren")
+        .map(|text| {
+            Version::parse(&text).ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidQuery,
+                    format!("`gren` must be a compiler version X.Y.Z, not {text:?}."),
+                )
+            })
+        })
+        .transpose()
+}
+
+pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let gren = gren_param(request)?;
+    let visible = visibility(app, caller)?;
+    let packages: Vec<_> = app
+        .packages
+        .catalog
+        .all()
+        .iter()
+        .filter(|record| !record.private || visible.contains(&record.name.author.to_ascii_lowercase()))
+        .filter_map(|record| package::listing_entry(record, gren))
+        .collect();
+    Ok(Response::json(200, &SortedKeys(PackageList { packages })))
+}
+
+pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
+}
+
+fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
+    Response::json(
+        200,
+        &VersionAnswer {
+            name: Cow::Borrowed(name),
+            version: Cow::Borrowed(version),
+        },
+    )
+}
+
+pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let version = version_of(&record, request.param("version"))?;
+    let outline: Option<Value> = app
+        .store
+        .read_json(&layout::version_outline(&record.name, version.version))?;
+    let page = VersionPage {
+        name: Cow::Borrowed(&record.name),
+        outline,
+        version: Cow::Borrowed(version),
+    };
+    Ok(Response::json(200, &SortedKeys(page)))
+}
+
+pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let gren = gren_param(request)?;
+    let platform = request.query_param("platform");
+    if let Some(platform) = &platform
+        && !PLATFORMS.contains(&platform.as_str())
+    {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "`platform` must be common, browser or node.",
+        ));
+    }
+    let found = record.latest(gren, platform.as_deref()).ok_or_else(|| {
+        ApiError::not_found(
+            ErrorCode::NoCompatibleVersion,
+            format!("{} has no unrevoked version that fits.", record.name),
+        )
+    })?;
+    Ok(version_answer(&record.name, found))
+}
+
+pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let version = version_param(request.param("version"))?;
+    let found = record.previous(version).ok_or_else(|| {
+        ApiError::not_found(
+            ErrorCode::NoPreviousVersion,
+            format!("{} has no unrevoked version below {version}.", record.name),
+        )
+    })?;
+    Ok(version_answer(&record.name, found))
+}
+
+pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let record = visible_package(app, request, caller)?;
+    let version = version_of(&record, request.param("version"))?;
+    if let Some(revoked) = &version.revoked {
+        return Err(revoked_error(&record.name, version.version, revoked));
+    }
+    let etag = format!("\"{}\"", version.sha256);
+    let cache = if record.private { "private" } else { IMMUTABLE };
+    let response = if not_modified(request, &etag) {
+        Response::no_content_with(304)
+    } else {
+        let path = layout::version_bundle(&record.name, version.version);
+        let bytes = match app.packages.bundles.read(&app.store.full_path(&path)) {
+            Ok(bytes) => bytes,
+            // Revoked between the look-up and the read: answer as revoked.
+            Err(err) if err.is_not_found() => {
+                let now = app.packages.catalog.get(&record.name);
+                let revoked = now
+                    .as_ref()
+                    .and_then(|now| now.version(version.version))
+                    .and_then(|v| v.revoked.clone());
+                return Err(match revoked {
+                    Some(revoked) => revoked_error(&record.name, version.version, &revoked),
+                    None => ApiError::from(err),
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", "application/gzip".into())],
+            body: bytes.into(),
+        }
+        .with_header(
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"{}\"",
+                record.name.bundle_file_name(version.version)
+            ),
+        )
+    };
+    Ok(response.with_header("ETag", etag).with_header("Cache-Control", cache))
+}
+
+/// Whether the request's `If-None-Match` names `etag`.
+fn not_modified(request: &Request, etag: &str) -> bool {
+    request
+        .header("if-none-match")
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+}
+
+/// `value` as JSON with a strong `ETag` (its SHA-256) and `cache`, or `304`
+/// when the request already has it.
+fn json_with_etag(request: &Request, value: &impl Serialize, cache: &'static str) -> Response {
+    let body = serde_json::to_vec(value).expect("answers serialize");
+    let etag = format!("\"{}\"", sha256_hex(&body));
+    let response = if not_modified(request, &etag) {
+        Response::no_content_with(304)
+    } else {
+        Response::json_bytes(200, body)
+    };
+    response.with_header("ETag", etag).with_header("Cache-Control", cache)
+}
+
+/// `410 {"error": "revoked", "reason"}`.
+fn revoked_error(name: &PackageName, version: Version, revoked: &Revocation) -> ApiError {
+    ApiError::new(
+        410,
+        ErrorCode::Revoked,
+        format!("{name} {version} was revoked: {}", revoked.reason),
+    )
+    .with_detail("reason", revoked.reason.clone())
+}
+
+/// `POST /packages/<author>/<project>/revoke`: every version.
+pub fn revoke_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    revoke(app, request, caller, None)
+}
+
+/// `POST /packages/<author>/<project>/<version>/revoke`.
+pub fn revoke_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    revoke(app, request, caller, Some(request.param("version")))
+}
+
+fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let record = visible_package(app, request, caller)?;
+    let body: RevokeRequest = request.json()?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(
+            ApiError::bad_request(ErrorCode::InvalidReason, "Give a reason of 1 to 500 characters.")
+                .with_field("reason"),
+        );
+    }
+    let version = version.map(version_param).transpose()?;
+    app.publishes_per_user.hit(user.email.as_str())?;
+    let versions = app
+        .packages
+        .revoke(&app.store, &record.name, version, reason, &Actor::User(user.email))?;
+    match version {
+        Some(version) => {
+            let revoked = versions
+                .iter()
+                .find(|record| record.version == version)
+                .expect("the version exists");
+            Ok(version_answer(&record.name, revoked))
+        }
+        None => Ok(Response::json(
+            200,
+            &SortedKeys(RevokedPackage {
+                name: record.name.clone(),
+                versions,
+            }),
+        )),
+    }
+}
+
+pub fn settings(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let record = visible_package(app, request, caller)?;
+    let body: PrivacyRequest = request.json()?;
+    let updated = app
+        .packages
+        .set_private(&app.store, &record.name, body.private, &Actor::User(user.email))?;
+    Ok(Response::json(
+        200,
+        &SortedKeys(PrivacyAnswer {
+            name: updated.name,
+            private: updated.private,
+        }),
+    ))
+}
+
+/// A whole-number query parameter, `default` when absent.
+fn number_param(request: &Request, name: &str, default: u64, message: &str) -> ApiResult<u64> {
+    match request.query_param(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, message.to_string())),
+    }
+}
+
+pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    let since = number_param(
+        request,
+        "since",
+        0,
+        "`since` must be an event number (0 for the start).",
+    )?;
+    let limit_message = format!("`limit` must be a number of events from 1 to {MAX_EVENT_PAGE}.");
+    let limit = number_param(request, "limit", EVENT_PAGE, &limit_message)?;
+    if !(1..=MAX_EVENT_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, limit_message));
+    }
+    // The log is public history, the same for everyone: a package made
+    // private since keeps its past events, and its `private` event tells
+    // mirrors to stop serving it.
+    let (events, head) = app.packages.events.page(&app.store, since, limit)?;
+    let next = head.min(since.saturating_add(limit)).max(since);
+    // Events are never rewritten, so a full page never changes: cacheable
+    // for ever, and without the head, which moves. The last page is not.
+    let full = events.len() as u64 == limit;
+    let page = EventPage {
+        events,
+        head: (!full).then_some(head),
+        next,
+    };
+    Ok(json_with_etag(
+        request,
+        &SortedKeys(page),
+        if full { IMMUTABLE } else { "no-cache" },
+    ))
+}

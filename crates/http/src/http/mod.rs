@@ -1,0 +1,346 @@
+//! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
+//! handlers see, who is asking ([`Caller`]), the routing table ([`router`]),
+//! and the mapping of the domain's errors to statuses, codes and messages
+//! ([`errors`]).
+
+pub mod caller;
+pub mod errors;
+pub mod handlers;
+pub mod router;
+pub mod server;
+pub mod warnings;
+
+pub use caller::Caller;
+pub use errors::{ApiError, ApiResult};
+
+use gren_registry_core::error::ErrorCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
+/// A fully read request: head plus body, already bounded by the server.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string, percent-decoding not applied.
+    pub path: String,
+    pub query: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote: SocketAddr,
+    /// The parameters of the route's path pattern (`:author` and so on),
+    /// percent-decoded: set by the router.
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The path parameter `name` of the route (`author` for
+    /// `/packages/:author/:project`). A handler asks only for parameters of
+    /// its own routes' patterns: any other name is a bug, and panics.
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("the route has no path parameter {name:?}"))
+    }
+
+    /// A decoded query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// The bearer token of the `Authorization` header, if any.
+    pub fn bearer_token(&self) -> Option<&str> {
+        bearer_token(&self.headers)
+    }
+
+    /// The client's address: the connection's peer, or, when the peer is a
+    /// trusted reverse proxy, the last address its `X-Forwarded-For` names
+    /// (the one the proxy itself saw; earlier ones are the client's word).
+    pub fn client_ip(&self, trusted_proxies: &[std::net::IpAddr]) -> std::net::IpAddr {
+        client_ip(self.remote, &self.headers, trusted_proxies)
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.header("user-agent")
+    }
+
+    /// Parses a JSON body into `T`, with errors a person can act on.
+    ///
+    /// Only `Content-Type: application/json` is read: a web page can make a
+    /// visitor's browser post `text/plain`, form encodings or an untyped body
+    /// to any site without asking first (no CORS preflight), and must not be
+    /// able to start logins or changes that way.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let media_type = self
+            .header("content-type")
+            .map(|value| value.split(';').next().unwrap_or("").trim());
+        match media_type {
+            Some(media_type) if media_type.eq_ignore_ascii_case("application/json") => {}
+            None if self.body.is_empty() => {}
+            _ => {
+                return Err(ApiError::new(
+                    415,
+                    ErrorCode::UnsupportedMediaType,
+                    "This route takes a JSON body with `Content-Type: application/json`.",
+                ));
+            }
+        }
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                "The request needs a JSON body.",
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&self.body).map_err(|err| {
+            ApiError::bad_request(ErrorCode::InvalidJson, format!("The body is not valid JSON: {err}."))
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                "The body must be a JSON object.",
+            ));
+        }
+        serde_json::from_value(value).map_err(|err| {
+            ApiError::bad_request(ErrorCode::InvalidField, format!("The JSON body does not fit: {err}."))
+        })
+    }
+
+    /// A decoded `application/x-www-form-urlencoded` field.
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+}
+
+/// The client of a request from `remote` with `headers`: see [`Request::client_ip`].
+pub fn client_ip(
+    remote: SocketAddr,
+    headers: &[(String, String)],
+    trusted_proxies: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    let peer = remote.ip();
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    // The last header line's last address: a proxy that adds a line of
+    // its own instead of appending must not let the client's line win.
+    headers
+        .iter()
+        .rev()
+        .find(|(key, _)| key.eq_ignore_ascii_case("x-forwarded-for"))
+        .and_then(|(_, chain)| chain.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if any.
+pub fn bearer_token(headers: &[(String, String)]) -> Option<&str> {
+    let value = headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+/// A response body: bytes of this response, or bytes shared with a cache
+/// (bundles, package pages) that are sent without being copied first.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<Vec<u8>>),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Owned(bytes) => bytes,
+            Body::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl From<std::sync::Arc<Vec<u8>>> for Body {
+    fn from(bytes: std::sync::Arc<Vec<u8>>) -> Body {
+        Body::Shared(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body::Owned(bytes)
+    }
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::json_bytes(status, body),
+            Err(err) => Response::from_error(&ApiError::internal(err)),
+        }
+    }
+
+    /// Already serialized JSON.
+    pub fn json_bytes(status: u16, body: impl Into<Body>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn html(status: u16, page: String) -> Response {
+        Response {
+            status,
+            headers: vec![
+                ("Content-Type", "text/html; charset=utf-8".into()),
+                // The confirmation page must not be framed (click-jacking) or cached.
+                ("X-Frame-Options", "DENY".into()),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'".into(),
+                ),
+                ("Cache-Control", "no-store".into()),
+            ],
+            body: page.into_bytes().into(),
+        }
+    }
+
+    pub fn no_content() -> Response {
+        Response::no_content_with(204)
+    }
+
+    /// A status that carries no body (204, 304).
+    pub fn no_content_with(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new().into(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The one place where an error becomes a response, and so where an
+    /// internal error is logged, once.
+    pub fn from_error(error: &ApiError) -> Response {
+        error.log_if_internal();
+        let body = gren_registry_core::api::ErrorBody {
+            error: error.code.to_string(),
+            message: error.message.clone(),
+            details: error
+                .details
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.clone()))
+                .collect(),
+        };
+        let mut response = Response::json(error.status, &gren_registry_core::api::SortedKeys(body));
+        response.headers.extend(error.headers.iter().cloned());
+        response
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Response {
+        Response::from_error(&error)
+    }
+}
+
+/// The text of a status code, for the status line.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: &str, forwarded: &[&str]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: forwarded
+                .iter()
+                .map(|value| ("x-forwarded-for".to_string(), value.to_string()))
+                .collect(),
+            body: Vec::new(),
+            remote: format!("{peer}:1234").parse().unwrap(),
+            params: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_client_ip_comes_from_trusted_proxies_only_and_from_their_own_entry() {
+        let proxy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let ip = |peer, forwarded: &[&str]| request(peer, forwarded).client_ip(&[proxy]).to_string();
+        assert_eq!(
+            ip("127.0.0.1", &["6.6.6.6, 1.2.3.4"]),
+            "1.2.3.4",
+            "the proxy appends the address it saw"
+        );
+        assert_eq!(
+            ip("127.0.0.1", &["6.6.6.6", "1.2.3.4"]),
+            "1.2.3.4",
+            "the client's own line does not win"
+        );
+        assert_eq!(
+            ip("10.0.0.9", &["1.2.3.4"]),
+            "10.0.0.9",
+            "untrusted peers cannot claim an address"
+        );
+        assert_eq!(ip("127.0.0.1", &["not an address"]), "127.0.0.1");
+    }
+}

@@ -1,0 +1,111 @@
+//! `gren-registry serve`: wires the store, the app and the HTTP server
+//! together, and shuts down cleanly on SIGINT/SIGTERM: in-flight requests get
+//! `GREN_REGISTRY_SHUTDOWN_GRACE` seconds, then the process exits.
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::router::RegistryService;
+use crate::http::server::{Limits, Server};
+use crate::notify;
+use gren_registry_core::error::Chain;
+use gren_registry_core::package::publish::Packages;
+use gren_registry_core::store::{Store, layout};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything is opened: a bad setting must not cost a data
+    // directory lock, a port, or (later) a login it cannot complete.
+    config.validate()?;
+    let store = Store::open(&config.data_dir)?;
+    let limits = Limits {
+        max_connections: config.max_connections.max(1),
+        max_connections_per_client: config.max_connections_per_client.max(1),
+        trusted_proxies: config.trusted_proxies.clone(),
+        request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        // A proxy in front passes bodies up to the bundle limit: that much of
+        // a refused body is read, so the proxy gets the answer.
+        max_drain_bytes: config.max_bundle_bytes,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        ..Limits::default()
+    };
+    let server =
+        Server::bind(&config.listen, limits).map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let bound = server.local_addr()?;
+    let public_url = config.public_url_for(bound);
+    let mail_mode = if config.postmark_server_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        "Postmark".to_string()
+    } else {
+        format!("local sink ({})", store.full_path(&layout::mail_dir()).display())
+    };
+    let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", Chain(&err)))?;
+    let app = Arc::new(App::new(config, store, packages, public_url));
+
+    let shutdown = server.shutdown_handle()?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    {
+        let (app, shutdown, grace) = (app.clone(), shutdown.clone(), app.config.shutdown_grace_secs);
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("received signal {signal}: finishing in-flight requests (at most {grace} s), then stopping");
+                app.stop();
+                shutdown.shut_down();
+            }
+        })?;
+    }
+    let notifier = match app.config.package_site_url.clone() {
+        Some(url) => {
+            let app = app.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("notify".into())
+                    .spawn(move || notify::deliver_until_stopped(&app, &url))?,
+            )
+        }
+        None => None,
+    };
+    // Temporary files of interrupted writes are swept in the background: the
+    // walk covers the whole data directory and must not delay start-up. It
+    // holds the writers' gate from before the first request until it is done.
+    let (swept, sweeping) = std::sync::mpsc::channel();
+    let process_start = std::time::SystemTime::now();
+    {
+        let app = app.clone();
+        std::thread::Builder::new().name("sweep".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            match app
+                .store
+                .sweep_temp_files_then(process_start, || swept.send(()).unwrap_or(()))
+            {
+                Ok(count) => log::info!(
+                    "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
+                    started.elapsed().as_millis()
+                ),
+                Err(err) => log::error!("sweeping temporary files failed: {}", Chain(&err)),
+            }
+        })?;
+    }
+    let _ = sweeping.recv();
+    let housekeeping = {
+        let app = app.clone();
+        std::thread::Builder::new()
+            .name("housekeeping".into())
+            .spawn(move || app.housekeeping())?
+    };
+
+    log::info!(
+        "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode})",
+        env!("CARGO_PKG_VERSION"),
+        app.store.root().display(),
+        app.public_url,
+    );
+    server.serve_until_shut_down(Arc::new(RegistryService(app.clone())));
+    app.stop();
+    let _ = housekeeping.join();
+    if let Some(notifier) = notifier {
+        let _ = notifier.join();
+    }
+    log::info!("stopped");
+    Ok(())
+}
