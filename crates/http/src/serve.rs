@@ -19,26 +19,11 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
     let store = Store::open(&config.data_dir)?;
-    let limits = Limits {
-        max_connections: config.max_connections.max(1),
-        max_connections_per_client: config.max_connections_per_client.max(1),
-        trusted_proxies: config.trusted_proxies.clone(),
-        request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
-        // A proxy in front passes bodies up to the bundle limit: that much of
-        // a refused body is read, so the proxy gets the answer.
-        max_drain_bytes: config.max_bundle_bytes,
-        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
-        ..Limits::default()
-    };
-    let server =
-        Server::bind(&config.listen, limits).map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let server = Server::bind(&config.listen, limits(&config))
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let bound = server.local_addr()?;
     let public_url = config.public_url_for(bound);
-    let mail_mode = if config.postmark_server_token.as_deref().is_some_and(|t| !t.is_empty()) {
-        "Postmark".to_string()
-    } else {
-        format!("local sink ({})", store.full_path(&layout::mail_dir()).display())
-    };
+    let mail_mode = mail_mode(&config, &store);
     let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", Chain(&err)))?;
     let app = Arc::new(App::new(config, store, packages, public_url));
 
@@ -65,28 +50,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    // Temporary files of interrupted writes are swept in the background: the
-    // walk covers the whole data directory and must not delay start-up. It
-    // holds the writers' gate from before the first request until it is done.
-    let (swept, sweeping) = std::sync::mpsc::channel();
-    let process_start = std::time::SystemTime::now();
-    {
-        let app = app.clone();
-        std::thread::Builder::new().name("sweep".into()).spawn(move || {
-            let started = std::time::Instant::now();
-            match app
-                .store
-                .sweep_temp_files_then(process_start, || swept.send(()).unwrap_or(()))
-            {
-                Ok(count) => log::info!(
-                    "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
-                    started.elapsed().as_millis()
-                ),
-                Err(err) => log::error!("sweeping temporary files failed: {}", Chain(&err)),
-            }
-        })?;
-    }
-    let _ = sweeping.recv();
+    sweep_in_the_background(&app)?;
     let housekeeping = {
         let app = app.clone();
         std::thread::Builder::new()
@@ -107,5 +71,54 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = notifier.join();
     }
     log::info!("stopped");
+    Ok(())
+}
+
+/// The connection layer's limits, from the configuration.
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max_connections: config.max_connections.max(1),
+        max_connections_per_client: config.max_connections_per_client.max(1),
+        trusted_proxies: config.trusted_proxies.clone(),
+        request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        // A proxy in front passes bodies up to the bundle limit: that much of
+        // a refused body is read, so the proxy gets the answer.
+        max_drain_bytes: config.max_bundle_bytes,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        ..Limits::default()
+    }
+}
+
+/// How e-mails leave, for the start-up line.
+fn mail_mode(config: &Config, store: &Store) -> String {
+    if config.postmark_server_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        "Postmark".to_string()
+    } else {
+        format!("local sink ({})", store.full_path(&layout::mail_dir()).display())
+    }
+}
+
+/// Sweeps the temporary files of interrupted writes on a thread of its own:
+/// the walk covers the whole data directory and must not delay start-up. It
+/// holds the writers' gate from before the first request until it is done,
+/// so this returns once the sweep has taken the gate.
+fn sweep_in_the_background(app: &Arc<App>) -> std::io::Result<()> {
+    let (swept, sweeping) = std::sync::mpsc::channel();
+    let process_start = std::time::SystemTime::now();
+    let app = app.clone();
+    std::thread::Builder::new().name("sweep".into()).spawn(move || {
+        let started = std::time::Instant::now();
+        match app
+            .store
+            .sweep_temp_files_then(process_start, || swept.send(()).unwrap_or(()))
+        {
+            Ok(count) => log::info!(
+                "temporary-file sweep done in {} ms: {count} file(s) of interrupted writes removed",
+                started.elapsed().as_millis()
+            ),
+            Err(err) => log::error!("sweeping temporary files failed: {}", Chain(&err)),
+        }
+    })?;
+    let _ = sweeping.recv();
     Ok(())
 }

@@ -216,20 +216,22 @@ mod tests {
         (dir, store)
     }
 
+    /// A new session of `email` lasting `lifetime`, and its token.
+    fn session_of(store: &Store, email: &Email, lifetime: Duration) -> String {
+        let new = NewSession {
+            email,
+            lifetime,
+            user_agent: Some("test"),
+            ip: None,
+        };
+        create(store, new).unwrap()
+    }
+
     #[test]
     fn a_created_session_authenticates_until_revoked() {
         let (_dir, store) = store();
         let email = Email::parse("me@example.com").unwrap();
-        let token = create(
-            &store,
-            NewSession {
-                email: &email,
-                lifetime: Duration::from_secs(60),
-                user_agent: Some("test"),
-                ip: None,
-            },
-        )
-        .unwrap();
+        let token = session_of(&store, &email, Duration::from_secs(60));
         let auth = authenticate(&store, Some(&token)).unwrap();
         assert_eq!(auth.email, email);
         let on_disk = std::fs::read_to_string(store.full_path(&layout::user(&email))).unwrap();
@@ -249,16 +251,7 @@ mod tests {
     fn an_expired_session_is_refused_and_removed() {
         let (_dir, store) = store();
         let email = Email::parse("me@example.com").unwrap();
-        let token = create(
-            &store,
-            NewSession {
-                email: &email,
-                lifetime: Duration::ZERO,
-                user_agent: None,
-                ip: None,
-            },
-        )
-        .unwrap();
+        let token = session_of(&store, &email, Duration::ZERO);
         assert!(matches!(
             authenticate(&store, Some(&token)),
             Err(AuthError::SessionExpired)
