@@ -11,7 +11,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DIR_MODE: u32 = 0o700;
@@ -54,11 +54,36 @@ pub fn open_for_reading(root: &Path, relative: &Path) -> io::Result<File> {
     open_nofollow(OpenOptions::new().read(true), 0, &root.join(relative))
 }
 
-/// Opens (creating it `0600` if needed) a lock file, refusing a link.
+/// Opens a lock file for `flock`, refusing a link. An existing one is
+/// opened read-only (`flock` needs no write access, so nothing depends on
+/// who may write it) and made private again when it is ours; a missing one
+/// is created `0600`.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true).mode(FILE_MODE);
-    open_nofollow(&mut options, 0, path)
+    match open_nofollow(OpenOptions::new().read(true), 0, path) {
+        Ok(file) => {
+            // A lock file others can open is a lock others can hold (and
+            // so block every writer): take their access away when we can.
+            let meta = file.metadata()?;
+            if meta.mode() & 0o077 != 0 && meta.uid() == current_uid() {
+                make_private(&file)?;
+            }
+            Ok(file)
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let mut options = OpenOptions::new();
+            options.create(true).truncate(false).write(true).mode(FILE_MODE);
+            let file = open_nofollow(&mut options, 0, path)?;
+            make_private(&file)?;
+            Ok(file)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The effective user id of this process.
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Gives a file the registry just created exactly [`FILE_MODE`] (the umask
@@ -119,4 +144,35 @@ fn open_nofollow(options: &mut OpenOptions, flags: i32, path: &Path) -> io::Resu
             Some(libc::ELOOP) => symlink_refused(path),
             _ => err,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn access_mode(file: &File) -> i32 {
+        // SAFETY: F_GETFL on an open descriptor only reads its flags.
+        unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) & libc::O_ACCMODE }
+    }
+
+    #[test]
+    fn an_existing_lock_file_is_opened_read_only_and_made_private_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.lock");
+        fs::write(&path, b"").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o666)).unwrap();
+        let file = open_lock_file(&path).unwrap();
+        assert_eq!(access_mode(&file), libc::O_RDONLY);
+        file.try_lock().expect("flock works on a read-only descriptor");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, FILE_MODE);
+    }
+
+    #[test]
+    fn a_missing_lock_file_is_created_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.lock");
+        open_lock_file(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, FILE_MODE);
+    }
 }
