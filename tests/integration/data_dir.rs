@@ -1,7 +1,7 @@
 //! The data directory against local users: private modes whatever the
 //! umask, and no planted symbolic link is ever followed.
 
-use crate::common::bundles::synthetic;
+use crate::common::bundles::{sha256_hex, synthetic};
 use crate::common::{Server, files_under, read_json};
 use serde_json::json;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -210,5 +210,27 @@ fn a_storage_failure_is_logged_once_with_the_record_and_its_cause() {
         lines[0].contains(record.to_str().unwrap()) && lines[0].contains("Is a directory"),
         "the log names the record and what the system said: {}",
         lines[0]
+    );
+}
+
+#[test]
+fn a_planted_session_file_its_user_does_not_list_is_refused() {
+    let server = Server::start();
+    let token = server.login("victim@example.com");
+    assert_eq!(server.get("/user", Some(&token)).status, 200);
+    let sessions = server.data_dir.join("sessions");
+    let real = sessions.join(format!("{}.json", sha256_hex(&token)));
+    // A token of the right shape the victim never held, with a copy of the
+    // victim's session record planted under its hash.
+    let last = if token.ends_with('0') { "1" } else { "0" };
+    let planted = format!("{}{last}", &token[..token.len() - 1]);
+    std::fs::copy(&real, sessions.join(format!("{}.json", sha256_hex(&planted)))).unwrap();
+    let refused = server.get("/user", Some(&planted));
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(server.get("/user", Some(&token)).status, 200);
+    assert!(
+        server.wait_for_log("its user does not list it", Duration::from_secs(2)),
+        "{}",
+        server.log()
     );
 }
