@@ -234,3 +234,26 @@ fn a_planted_session_file_its_user_does_not_list_is_refused() {
         server.log()
     );
 }
+
+#[test]
+fn serve_warns_when_the_data_directory_is_open_to_others_or_owned_by_another_user() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (_, log) = Server::start_in(&data, &[]).stop_with_log();
+    assert!(
+        !log.contains("accessible to other users") && !log.contains("not by this process's uid"),
+        "{log}"
+    );
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, log) = Server::start_in(&data, &[]).stop_with_log();
+    assert!(log.contains("is accessible to other users (mode 755)"), "{log}");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), None).unwrap();
+    let (_, log) = Server::start_in(&data, &[]).stop_with_log();
+    assert!(log.contains("is owned by uid 65534"), "{log}");
+    assert!(log.contains("WARN"), "{log}");
+}

@@ -80,6 +80,32 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
     }
 }
 
+/// What is wrong with who may reach the data directory `root`: others than
+/// its owner may enter or list it (its records would be theirs to read, and
+/// plant), or it belongs to another user than this process's (then root, or
+/// a wrong `sudo`, is writing records its owner's server cannot read).
+pub fn exposure(root: &Path) -> io::Result<Vec<String>> {
+    let meta = fs::metadata(root)?;
+    let mut concerns = Vec::new();
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        concerns.push(format!(
+            "the data directory {} is accessible to other users (mode {mode:03o}); make it private: chmod 700 {}",
+            root.display(),
+            root.display()
+        ));
+    }
+    if meta.uid() != current_uid() {
+        concerns.push(format!(
+            "the data directory {} is owned by uid {}, not by this process's uid {}; run the registry as its owner",
+            root.display(),
+            meta.uid(),
+            current_uid()
+        ));
+    }
+    Ok(concerns)
+}
+
 /// The effective user id of this process.
 pub fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
