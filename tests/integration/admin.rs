@@ -1616,3 +1616,40 @@ fn fsck_beside_a_busy_server_reports_no_problems() {
     server.stop();
     admin(&dir.path, &["fsck"]).success();
 }
+
+// ---------------------------------------------------------------------------
+// Ownership: admin commands run as the data directory's owner
+// ---------------------------------------------------------------------------
+
+/// `nobody`: another user than the one the tests run as (root).
+const OTHER_UID: u32 = 65534;
+
+/// Gives `path` and everything below it to `uid`.
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid);
+        }
+    }
+}
+
+#[test]
+fn admin_commands_refuse_a_data_directory_owned_by_another_user_and_say_how_to_run_them() {
+    let dir = with_identities();
+    chown_tree(&dir.path, OTHER_UID);
+    for args in [
+        &["fsck"][..],
+        &["identity", "create", "newcomer", "--admin", ME],
+        &["stats"],
+    ] {
+        let out = admin(&dir.path, args).failure();
+        let all = out.all();
+        assert!(all.contains("belongs to nobody (uid 65534)"), "{all}");
+        assert!(all.contains("sudo -u nobody "), "{all}");
+        assert!(all.contains("--allow-other-user"), "{all}");
+    }
+    assert!(!dir.join("identities/newcomer").exists(), "nothing was written");
+    admin(&dir.path, &["--allow-other-user", "fsck"]).success();
+    admin(&dir.path, &["stats", "--allow-other-user"]).success();
+}

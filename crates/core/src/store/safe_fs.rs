@@ -106,6 +106,23 @@ pub fn exposure(root: &Path) -> io::Result<Vec<String>> {
     Ok(concerns)
 }
 
+/// The login name of `uid`, when the system knows one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the sizes given; `getpwuid_r` only
+    // writes into `entry` and `buffer`, which outlive the strings read below.
+    let status = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success `pw_name` points at a NUL-terminated string in `buffer`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// The effective user id of this process.
 pub fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
