@@ -1653,3 +1653,29 @@ fn admin_commands_refuse_a_data_directory_owned_by_another_user_and_say_how_to_r
     admin(&dir.path, &["--allow-other-user", "fsck"]).success();
     admin(&dir.path, &["stats", "--allow-other-user"]).success();
 }
+
+#[test]
+fn fsck_repair_reports_an_unreadable_user_record_and_never_deletes_its_sessions() {
+    let dir = with_identities();
+    let server = Server::start_in(&dir.path, &[]);
+    let token = server.login(ME);
+    server.stop();
+    let session = dir.join(&format!("sessions/{}.json", sha256_hex(&token)));
+    assert!(session.exists());
+    // The registry runs as `nobody`; a command once run as root left the
+    // user record root-owned and private: EACCES for the registry's user.
+    chown_tree(dir.tmp.path(), OTHER_UID);
+    let user_record = dir.join(&format!("users/{ME}.json"));
+    std::os::unix::fs::chown(&user_record, Some(0), Some(0)).unwrap();
+
+    let out = admin_as(OTHER_UID, &dir.path, &["fsck", "--repair"]).failure();
+    let all = out.all();
+    assert!(all.contains("Permission denied"), "{all}");
+    assert!(all.contains(&format!("users/{ME}.json")), "{all}");
+    assert!(session.exists(), "the session was deleted: {all}");
+    assert!(!all.contains("repaired: session"), "{all}");
+
+    // Readable again, the session is valid and fsck is clean.
+    std::os::unix::fs::chown(&user_record, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    admin_as(OTHER_UID, &dir.path, &["fsck"]).success();
+}
