@@ -1679,3 +1679,53 @@ fn fsck_repair_reports_an_unreadable_user_record_and_never_deletes_its_sessions(
     std::os::unix::fs::chown(&user_record, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
     admin_as(OTHER_UID, &dir.path, &["fsck"]).success();
 }
+
+// ---------------------------------------------------------------------------
+// Snapshots to another file system
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_snapshot_to_another_file_system_fsyncs_every_file_and_directory_it_copies() {
+    let strace_works = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    let shm = Path::new("/dev/shm");
+    if !strace_works || !shm.is_dir() {
+        eprintln!("skipped: needs strace and /dev/shm (another file system than the temporary directory)");
+        return;
+    }
+    let dir = with_identities();
+    let other_fs = tempfile::Builder::new()
+        .prefix("gren-snapshot-")
+        .tempdir_in(shm)
+        .unwrap();
+    let snapshot = other_fs.path().join("snapshot");
+    let trace = dir.sibling("trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace);
+    command.arg(env!("CARGO_BIN_EXE_gren-registry"));
+    clear_registry_env(&mut command);
+    let out = command
+        .args(["admin", "--json", "--data-dir", s(&dir.path), "snapshot", s(&snapshot)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["copied"].as_u64().unwrap() > 3, "copied, not linked: {report}");
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let synced = |path: &Path| trace.contains(&format!("<{}>) = 0", path.display()));
+    let mut pending = vec![snapshot.clone()];
+    while let Some(at) = pending.pop() {
+        assert!(synced(&at), "{} was not fsynced:\n{trace}", at.display());
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            assert!(synced(&path), "{} was not fsynced:\n{trace}", path.display());
+        }
+    }
+}
