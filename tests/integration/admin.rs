@@ -1616,3 +1616,116 @@ fn fsck_beside_a_busy_server_reports_no_problems() {
     server.stop();
     admin(&dir.path, &["fsck"]).success();
 }
+
+// ---------------------------------------------------------------------------
+// Ownership: admin commands run as the data directory's owner
+// ---------------------------------------------------------------------------
+
+/// `nobody`: another user than the one the tests run as (root).
+const OTHER_UID: u32 = 65534;
+
+/// Gives `path` and everything below it to `uid`.
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid);
+        }
+    }
+}
+
+#[test]
+fn admin_commands_refuse_a_data_directory_owned_by_another_user_and_say_how_to_run_them() {
+    let dir = with_identities();
+    chown_tree(&dir.path, OTHER_UID);
+    for args in [
+        &["fsck"][..],
+        &["identity", "create", "newcomer", "--admin", ME],
+        &["stats"],
+    ] {
+        let out = admin(&dir.path, args).failure();
+        let all = out.all();
+        assert!(all.contains("belongs to nobody (uid 65534)"), "{all}");
+        assert!(all.contains("sudo -u nobody "), "{all}");
+        assert!(all.contains("--allow-other-user"), "{all}");
+    }
+    assert!(!dir.join("identities/newcomer").exists(), "nothing was written");
+    admin(&dir.path, &["--allow-other-user", "fsck"]).success();
+    admin(&dir.path, &["stats", "--allow-other-user"]).success();
+}
+
+#[test]
+fn fsck_repair_reports_an_unreadable_user_record_and_never_deletes_its_sessions() {
+    let dir = with_identities();
+    let server = Server::start_in(&dir.path, &[]);
+    let token = server.login(ME);
+    server.stop();
+    let session = dir.join(&format!("sessions/{}.json", sha256_hex(&token)));
+    assert!(session.exists());
+    // The registry runs as `nobody`; a command once run as root left the
+    // user record root-owned and private: EACCES for the registry's user.
+    chown_tree(dir.tmp.path(), OTHER_UID);
+    let user_record = dir.join(&format!("users/{ME}.json"));
+    std::os::unix::fs::chown(&user_record, Some(0), Some(0)).unwrap();
+
+    let out = admin_as(OTHER_UID, &dir.path, &["fsck", "--repair"]).failure();
+    let all = out.all();
+    assert!(all.contains("Permission denied"), "{all}");
+    assert!(all.contains(&format!("users/{ME}.json")), "{all}");
+    assert!(session.exists(), "the session was deleted: {all}");
+    assert!(!all.contains("repaired: session"), "{all}");
+
+    // Readable again, the session is valid and fsck is clean.
+    std::os::unix::fs::chown(&user_record, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    admin_as(OTHER_UID, &dir.path, &["fsck"]).success();
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots to another file system
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_snapshot_to_another_file_system_fsyncs_every_file_and_directory_it_copies() {
+    let strace_works = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    let shm = Path::new("/dev/shm");
+    if !strace_works || !shm.is_dir() {
+        eprintln!("skipped: needs strace and /dev/shm (another file system than the temporary directory)");
+        return;
+    }
+    let dir = with_identities();
+    let other_fs = tempfile::Builder::new()
+        .prefix("gren-snapshot-")
+        .tempdir_in(shm)
+        .unwrap();
+    let snapshot = other_fs.path().join("snapshot");
+    let trace = dir.sibling("trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace);
+    command.arg(env!("CARGO_BIN_EXE_gren-registry"));
+    clear_registry_env(&mut command);
+    let out = command
+        .args(["admin", "--json", "--data-dir", s(&dir.path), "snapshot", s(&snapshot)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["copied"].as_u64().unwrap() > 3, "copied, not linked: {report}");
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let synced = |path: &Path| trace.contains(&format!("<{}>) = 0", path.display()));
+    let mut pending = vec![snapshot.clone()];
+    while let Some(at) = pending.pop() {
+        assert!(synced(&at), "{} was not fsynced:\n{trace}", at.display());
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            assert!(synced(&path), "{} was not fsynced:\n{trace}", path.display());
+        }
+    }
+}

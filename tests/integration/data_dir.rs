@@ -1,7 +1,7 @@
 //! The data directory against local users: private modes whatever the
 //! umask, and no planted symbolic link is ever followed.
 
-use crate::common::bundles::synthetic;
+use crate::common::bundles::{sha256_hex, synthetic};
 use crate::common::{Server, files_under, read_json};
 use serde_json::json;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -211,4 +211,49 @@ fn a_storage_failure_is_logged_once_with_the_record_and_its_cause() {
         "the log names the record and what the system said: {}",
         lines[0]
     );
+}
+
+#[test]
+fn a_planted_session_file_its_user_does_not_list_is_refused() {
+    let server = Server::start();
+    let token = server.login("victim@example.com");
+    assert_eq!(server.get("/user", Some(&token)).status, 200);
+    let sessions = server.data_dir.join("sessions");
+    let real = sessions.join(format!("{}.json", sha256_hex(&token)));
+    // A token of the right shape the victim never held, with a copy of the
+    // victim's session record planted under its hash.
+    let last = if token.ends_with('0') { "1" } else { "0" };
+    let planted = format!("{}{last}", &token[..token.len() - 1]);
+    std::fs::copy(&real, sessions.join(format!("{}.json", sha256_hex(&planted)))).unwrap();
+    let refused = server.get("/user", Some(&planted));
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(server.get("/user", Some(&token)).status, 200);
+    assert!(
+        server.wait_for_log("its user does not list it", Duration::from_secs(2)),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn serve_warns_when_the_data_directory_is_open_to_others_or_owned_by_another_user() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (_, log) = Server::start_in(&data, &[]).stop_with_log();
+    assert!(
+        !log.contains("accessible to other users") && !log.contains("not by this process's uid"),
+        "{log}"
+    );
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, log) = Server::start_in(&data, &[]).stop_with_log();
+    assert!(log.contains("is accessible to other users (mode 755)"), "{log}");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), None).unwrap();
+    let (_, log) = Server::start_in(&data, &[]).stop_with_log();
+    assert!(log.contains("is owned by uid 65534"), "{log}");
+    assert!(log.contains("WARN"), "{log}");
 }

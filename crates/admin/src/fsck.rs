@@ -5,11 +5,15 @@
 //! stray temporary files, indexes derivable from records (users' session
 //! and identity lists), debris of interrupted writes (orphan sessions,
 //! bundles of revoked or unrecorded versions, uncommitted events).
+//! A file or directory the system will not show (EACCES, EIO: anything but
+//! "absent") is a problem, and nothing is ever repaired from it: taking
+//! "unreadable" for "missing" once deleted a valid session.
 
 use super::Report;
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::session::Session;
 use gren_registry_core::auth::user::User;
+use gren_registry_core::error::Chain;
 use gren_registry_core::identity::{Identity, Role};
 use gren_registry_core::package::events::{Announcements, Event, EventKind, note_announcement};
 use gren_registry_core::package::{self, Catalog, Found, PackageRecord};
@@ -99,11 +103,31 @@ impl Fsck<'_> {
     /// Whether `dir` is a directory whose commit record (`record`) was never
     /// written; if so, notes it as [`Fsck::interrupted`].
     fn uncommitted(&mut self, dir: &Path, record: &Path, what: &str) -> bool {
-        if !dir.is_dir() || record.exists() {
+        if !dir.is_dir() {
             return false;
         }
-        self.interrupted(dir, what);
-        true
+        match self.present(record) {
+            Some(false) => {
+                self.interrupted(dir, what);
+                true
+            }
+            Some(true) => false,
+            // Unknowable: reported, and the directory is left alone.
+            None => true,
+        }
+    }
+
+    /// Whether `path` exists; `None`, reported as a problem, when the system
+    /// cannot say (EACCES, EIO): never taken for "absent", so nothing is
+    /// repaired from it.
+    fn present(&mut self, path: &Path) -> Option<bool> {
+        match path.try_exists() {
+            Ok(exists) => Some(exists),
+            Err(err) => {
+                self.found(format!("{} cannot be checked: {err}", self.relative(path)), None);
+                None
+            }
+        }
     }
 
     /// A directory without its commit record: the leftover of an
@@ -146,7 +170,13 @@ impl Fsck<'_> {
     }
 
     fn temp_files(&mut self, dir: &Path) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                self.found(format!("{} cannot be listed: {err}", self.relative(dir)), None);
+                return;
+            }
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -213,12 +243,20 @@ impl Fsck<'_> {
             let Some(user) = self.parse::<User>(&path) else {
                 continue;
             };
-            let live: Vec<String> = user
-                .sessions
-                .iter()
-                .filter(|hash| layout::session(hash).is_ok_and(|path| self.store.full_path(&path).exists()))
-                .cloned()
-                .collect();
+            let mut live = Vec::new();
+            let mut unknowable = false;
+            for hash in &user.sessions {
+                let Ok(path) = layout::session(hash) else { continue };
+                match self.present(&self.store.full_path(&path)) {
+                    Some(true) => live.push(hash.clone()),
+                    Some(false) => {}
+                    None => unknowable = true,
+                }
+            }
+            if unknowable {
+                // Repairing the index from what cannot be seen would revoke sessions.
+                continue;
+            }
             let members_of: Vec<String> = memberships
                 .get(user.email.as_str())
                 .map(|set| set.iter().cloned().collect())
@@ -260,7 +298,20 @@ impl Fsck<'_> {
                 continue;
             };
             let hash = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
-            let user: Option<User> = self.store.read_json(&layout::user(&session.email)).ok().flatten();
+            let user: Option<User> = match self.store.read_json(&layout::user(&session.email)) {
+                Ok(user) => user,
+                Err(err) => {
+                    // Not "no user": deleting the session from that would revoke it.
+                    let problem = format!(
+                        "session {} of {}: {}",
+                        &hash[..16.min(hash.len())],
+                        session.email,
+                        Chain(&err)
+                    );
+                    self.found(problem, None);
+                    continue;
+                }
+            };
             if !user.is_some_and(|user| user.sessions.contains(&hash)) {
                 let fix = || fs::remove_file(&path);
                 self.found(

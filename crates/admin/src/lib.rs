@@ -4,7 +4,9 @@
 //! server, so they refuse clearly while a server runs on it (the server keeps
 //! the catalog in memory and would not see their changes). Commands that only
 //! read work beside a running server; `snapshot` holds the server's writers
-//! off while it links files.
+//! off while it links files. Every command refuses to run as another user
+//! than the data directory's owner (root included: its records would be
+//! unreadable by the server) unless given `--allow-other-user`.
 
 mod fsck;
 mod snapshot;
@@ -19,9 +21,12 @@ use gren_registry_core::outbox;
 use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
 use gren_registry_core::package::publish::{Packages, Published, Upload};
 use gren_registry_core::package::{PackageError, PackageName, Version};
-use gren_registry_core::store::{OpenError, RecordPath, Store, StoreError, hold_writers, layout};
+use gren_registry_core::store::{
+    OpenError, RecordPath, Store, StoreError, current_uid, hold_writers, layout, user_name,
+};
 use gren_registry_http::http::errors::ApiError;
 use serde_json::{Value, json};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 /// Why an operator command failed. Printed with its causes ([`Chain`]):
@@ -41,6 +46,19 @@ pub enum AdminError {
     DestinationExists(PathBuf),
     #[error("snapshot failed")]
     Snapshot(#[source] std::io::Error),
+    /// Run as another user than the data directory's owner: what it writes
+    /// could be unreadable by the registry (root's records, say).
+    #[error(
+        "{} belongs to {owner}, but this command runs as {me}: records it writes could be unreadable by the registry.\nRun it as the owner: sudo -u {owner_name} {command}\n(or, if this is meant, add --allow-other-user)",
+        .dir.display()
+    )]
+    OtherUser {
+        dir: PathBuf,
+        owner: String,
+        owner_name: String,
+        me: String,
+        command: String,
+    },
     #[error("{0:?} is not author/project.")]
     InvalidPackageName(String),
     #[error("{0:?} is not X.Y.Z.")]
@@ -72,6 +90,11 @@ pub struct AdminArgs {
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Run even though this user does not own the data directory (records
+    /// written are then owned by this user, and may be unreadable by the
+    /// registry).
+    #[arg(long, global = true)]
+    pub allow_other_user: bool,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -195,7 +218,35 @@ fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {
     Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)
 }
 
+/// Refuses to work on a data directory another user owns, unless allowed:
+/// a root-owned record in a registry run by `gren` is a record the server
+/// cannot read, and a check run as another user sees permission errors.
+fn refuse_other_user(args: &AdminArgs) -> AdminResult<()> {
+    let Ok(meta) = std::fs::metadata(&args.data_dir) else {
+        // Not there yet (created by this command, as this user) or not a
+        // directory at all: the command itself says what is wrong.
+        return Ok(());
+    };
+    let (owner, me) = (meta.uid(), current_uid());
+    if owner == me || args.allow_other_user {
+        return Ok(());
+    }
+    let describe = |uid| match user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    };
+    let command: Vec<String> = std::env::args().collect();
+    Err(AdminError::OtherUser {
+        dir: args.data_dir.clone(),
+        owner: describe(owner),
+        owner_name: user_name(owner).unwrap_or_else(|| format!("'#{owner}'")),
+        me: describe(me),
+        command: command.join(" "),
+    })
+}
+
 fn execute(args: &AdminArgs) -> AdminResult<Report> {
+    refuse_other_user(args)?;
     match &args.command {
         AdminCommand::Fsck { repair: true } => Ok(fsck::check(&open_for_changes(args)?, true)),
         AdminCommand::Fsck { repair: false } => {

@@ -9,7 +9,7 @@ use crate::http::server::{Limits, Server};
 use crate::notify;
 use gren_registry_core::error::Chain;
 use gren_registry_core::package::publish::Packages;
-use gren_registry_core::store::{Store, layout};
+use gren_registry_core::store::{self, Store, layout};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
     let store = Store::open(&config.data_dir)?;
+    warn_about_exposure(&store);
     let server = Server::bind(&config.listen, limits(&config))
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let bound = server.local_addr()?;
@@ -75,6 +76,16 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The connection layer's limits, from the configuration.
+/// Warns (and serves on: the operator may have reasons, and refusing would
+/// take the registry down over a mode bit) when the data directory is open to
+/// others or belongs to another user.
+fn warn_about_exposure(store: &Store) {
+    match store::exposure(store.root()) {
+        Ok(concerns) => concerns.iter().for_each(|concern| log::warn!("{concern}")),
+        Err(err) => log::warn!("cannot check who may reach {}: {err}", store.root().display()),
+    }
+}
+
 fn limits(config: &Config) -> Limits {
     Limits {
         max_connections: config.max_connections.max(1),

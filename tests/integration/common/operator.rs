@@ -71,12 +71,17 @@ impl Out {
 /// `gren-registry admin --data-dir <dir> <args...>`, waited for (at most
 /// [`COMMAND_TIMEOUT`]).
 pub fn admin(dir: &Path, args: &[&str]) -> Out {
-    run(dir, false, args)
+    run(dir, false, None, args)
+}
+
+/// Like [`admin`], run as the user `uid` (the tests run as root).
+pub fn admin_as(uid: u32, dir: &Path, args: &[&str]) -> Out {
+    run(dir, false, Some(uid), args)
 }
 
 /// Like [`admin`] with `--json`.
 pub fn admin_json(dir: &Path, args: &[&str]) -> Out {
-    run(dir, true, args)
+    run(dir, true, None, args)
 }
 
 /// `gren-registry admin --data-dir <dir>`, for a command a test runs in the
@@ -88,7 +93,7 @@ pub fn admin_command(dir: &Path) -> Command {
     command
 }
 
-fn run(dir: &Path, json: bool, args: &[&str]) -> Out {
+fn run(dir: &Path, json: bool, uid: Option<u32>, args: &[&str]) -> Out {
     let args: Vec<&str> = json
         .then_some("--json")
         .into_iter()
@@ -97,6 +102,9 @@ fn run(dir: &Path, json: bool, args: &[&str]) -> Out {
     let mut all: Vec<String> = vec!["--data-dir".into(), dir.display().to_string()];
     all.extend(args.iter().map(|arg| arg.to_string()));
     let mut command = admin_command(dir);
+    if let Some(uid) = uid {
+        std::os::unix::process::CommandExt::uid(&mut command, uid);
+    }
     command
         .args(&args)
         .stdin(Stdio::null())

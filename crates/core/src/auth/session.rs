@@ -1,8 +1,10 @@
 //! Sessions: the long-lived tokens the CLI holds.
 //!
 //! A token is only ever seen by its holder. The registry keeps its SHA-256 as
-//! the record's file name (`sessions/<hash>.json`), so authenticating is one
-//! file lookup and a leaked data directory leaks no usable token.
+//! the record's file name (`sessions/<hash>.json`), so a leaked data
+//! directory leaks no usable token. Authenticating is two lookups: the
+//! session record, then its user's record, which must list the hash (a
+//! session file alone, planted or restored, is not a session).
 
 use super::AuthError;
 use super::email::Email;
@@ -94,6 +96,17 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
     let token_hash = secret::sha256_hex(token.as_bytes());
     let path = layout::session(&token_hash)?;
     let session: Session = store.read_json(&path)?.ok_or(AuthError::UnknownToken)?;
+    // The user's list is the authority (it is written first and cleared by
+    // revocations): a session file alone, planted by a local user or left
+    // by a restore, proves nothing.
+    if !user::load(store, &session.email)?.is_some_and(|user| user.sessions.contains(&token_hash)) {
+        log::warn!(
+            "refused session {} of {}: its user does not list it",
+            session_id(&token_hash),
+            session.email
+        );
+        return Err(AuthError::UnknownToken);
+    }
     if session.expires.has_passed() {
         revoke(store, &session.email, &token_hash)?;
         return Err(AuthError::SessionExpired);
@@ -245,6 +258,26 @@ mod tests {
             Err(AuthError::UnknownToken)
         ));
         assert!(!revoke_by_id(&store, &email, &sessions[0].id).unwrap());
+    }
+
+    #[test]
+    fn a_session_file_its_user_does_not_list_is_refused() {
+        let (_dir, store) = store();
+        let victim = Email::parse("victim@example.com").unwrap();
+        let listed = session_of(&store, &victim, Duration::from_secs(60));
+        let listed_record: Session = store
+            .read_json(&layout::session(&secret::sha256_hex(listed.as_bytes())).unwrap())
+            .unwrap()
+            .unwrap();
+        // A record planted beside it, for a token the victim never held.
+        let planted = secret::new_session_token();
+        let planted_path = layout::session(&secret::sha256_hex(planted.as_bytes())).unwrap();
+        store.write_json(&planted_path, &listed_record).unwrap();
+        assert!(matches!(
+            authenticate(&store, Some(&planted)),
+            Err(AuthError::UnknownToken)
+        ));
+        assert!(authenticate(&store, Some(&listed)).is_ok());
     }
 
     #[test]

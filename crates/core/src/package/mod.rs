@@ -208,7 +208,10 @@ impl Catalog {
             .map(|dir| {
                 let found = if !dir.path().is_dir() {
                     Found::NotADirectory
-                } else if !dir.record().exists() {
+                } else if dir.record().try_exists().is_ok_and(|exists| !exists) {
+                    // Only a record known to be absent makes a directory
+                    // debris: an unreadable one (EACCES, EIO) is reported
+                    // by reading it, never deleted.
                     Found::Uncommitted
                 } else {
                     Found::Record(read_record(&dir.record()))

@@ -23,7 +23,7 @@ mod safe_fs;
 pub use error::{Operation, StoreError};
 pub use layout::{LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
-pub use safe_fs::{DIR_MODE, FILE_MODE};
+pub use safe_fs::{DIR_MODE, FILE_MODE, current_uid, exposure, user_name};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

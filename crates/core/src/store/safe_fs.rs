@@ -11,7 +11,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DIR_MODE: u32 = 0o700;
@@ -54,11 +54,79 @@ pub fn open_for_reading(root: &Path, relative: &Path) -> io::Result<File> {
     open_nofollow(OpenOptions::new().read(true), 0, &root.join(relative))
 }
 
-/// Opens (creating it `0600` if needed) a lock file, refusing a link.
+/// Opens a lock file for `flock`, refusing a link. An existing one is
+/// opened read-only (`flock` needs no write access, so nothing depends on
+/// who may write it) and made private again when it is ours; a missing one
+/// is created `0600`.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true).mode(FILE_MODE);
-    open_nofollow(&mut options, 0, path)
+    match open_nofollow(OpenOptions::new().read(true), 0, path) {
+        Ok(file) => {
+            // A lock file others can open is a lock others can hold (and
+            // so block every writer): take their access away when we can.
+            let meta = file.metadata()?;
+            if meta.mode() & 0o077 != 0 && meta.uid() == current_uid() {
+                make_private(&file)?;
+            }
+            Ok(file)
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let mut options = OpenOptions::new();
+            options.create(true).truncate(false).write(true).mode(FILE_MODE);
+            let file = open_nofollow(&mut options, 0, path)?;
+            make_private(&file)?;
+            Ok(file)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// What is wrong with who may reach the data directory `root`: others than
+/// its owner may enter or list it (its records would be theirs to read, and
+/// plant), or it belongs to another user than this process's (then root, or
+/// a wrong `sudo`, is writing records its owner's server cannot read).
+pub fn exposure(root: &Path) -> io::Result<Vec<String>> {
+    let meta = fs::metadata(root)?;
+    let mut concerns = Vec::new();
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        concerns.push(format!(
+            "the data directory {} is accessible to other users (mode {mode:03o}); make it private: chmod 700 {}",
+            root.display(),
+            root.display()
+        ));
+    }
+    if meta.uid() != current_uid() {
+        concerns.push(format!(
+            "the data directory {} is owned by uid {}, not by this process's uid {}; run the registry as its owner",
+            root.display(),
+            meta.uid(),
+            current_uid()
+        ));
+    }
+    Ok(concerns)
+}
+
+/// The login name of `uid`, when the system knows one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the sizes given; `getpwuid_r` only
+    // writes into `entry` and `buffer`, which outlive the strings read below.
+    let status = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success `pw_name` points at a NUL-terminated string in `buffer`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The effective user id of this process.
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Gives a file the registry just created exactly [`FILE_MODE`] (the umask
@@ -119,4 +187,35 @@ fn open_nofollow(options: &mut OpenOptions, flags: i32, path: &Path) -> io::Resu
             Some(libc::ELOOP) => symlink_refused(path),
             _ => err,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn access_mode(file: &File) -> i32 {
+        // SAFETY: F_GETFL on an open descriptor only reads its flags.
+        unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) & libc::O_ACCMODE }
+    }
+
+    #[test]
+    fn an_existing_lock_file_is_opened_read_only_and_made_private_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.lock");
+        fs::write(&path, b"").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o666)).unwrap();
+        let file = open_lock_file(&path).unwrap();
+        assert_eq!(access_mode(&file), libc::O_RDONLY);
+        file.try_lock().expect("flock works on a read-only descriptor");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, FILE_MODE);
+    }
+
+    #[test]
+    fn a_missing_lock_file_is_created_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.lock");
+        open_lock_file(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, FILE_MODE);
+    }
 }
