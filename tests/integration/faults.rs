@@ -210,3 +210,21 @@ fn a_publish_whose_directory_fsync_fails_after_the_rename_stops_the_server_and_i
     server.stop();
     assert_fsck_clean(dir.path());
 }
+
+#[test]
+fn a_logout_whose_directory_fsync_fails_after_the_removal_stops_the_server_and_the_token_stays_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Logging in writes the session (a rename): on a server without the fault.
+    let server = Server::start_in(dir.path(), &[]);
+    let token = server.login(ME);
+    server.stop();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "commit-sync:EIO@sessions/")]);
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.delete("/session", Some(&token))));
+    assert!(reply.is_err() || reply.unwrap().status != 204, "not acknowledged");
+    let (status, log) = server.wait_with_log(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(75), "a distinct exit status:\n{log}");
+    assert!(log.contains("sessions/"), "the log names the path:\n{log}");
+    let server = Server::start_in(dir.path(), &[]);
+    let refused = server.get("/user/sessions", Some(&token));
+    assert_eq!(refused.status, 401, "the removal was committed: {}", refused.text());
+}

@@ -54,9 +54,9 @@ pub const EXIT_COMMIT_UNSURE: i32 = 75;
 /// Stops the process after a committed rename whose durability is unknown:
 /// neither rolling back (readers may have seen it) nor answering an error
 /// for a change that is live are right.
-fn exit_after_commit(destination: &Path, err: &io::Error) -> ! {
+pub(super) fn exit_after_commit(destination: &Path, err: &io::Error) -> ! {
     log::error!(
-        "cannot fsync the directory of {} after renaming it into place: {err}; the change is committed but \
+        "cannot fsync the directory of {} after renaming or removing it: {err}; the change is committed but \
          perhaps not durable, so the registry stops (exit {EXIT_COMMIT_UNSURE}) and starts again from the disk",
         destination.display()
     );

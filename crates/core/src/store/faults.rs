@@ -8,8 +8,8 @@
 //! in its log.
 //!
 //! Syntax: `op:ERRNO@prefix`, several separated by `,`. `op` is `write`
-//! (before anything is written), `commit-sync` (the directory fsync after the
-//! rename) or `remove`; `ERRNO` is `ENOSPC`, `EDQUOT`, `EROFS` or `EIO`.
+//! (before anything is written), `commit-sync` (the directory fsync after a
+//! rename or a removal) or `remove`; `ERRNO` is `ENOSPC`, `EDQUOT`, `EROFS` or `EIO`.
 
 use std::io;
 use std::path::Path;

@@ -253,7 +253,14 @@ impl Store {
             safe_fs::refuse_symlinks(&self.root, checked)?;
             faults::check(faults::Point::Remove, path.as_path())?;
             match remove(&full) {
-                Ok(()) => atomic::sync_parent(&full).map(|()| true),
+                // Removed is committed, as a rename is (see `atomic`).
+                Ok(()) => {
+                    let synced = faults::check(faults::Point::CommitSync, path.as_path());
+                    if let Err(err) = synced.and_then(|()| atomic::sync_parent(&full)) {
+                        atomic::exit_after_commit(&full, &err);
+                    }
+                    Ok(true)
+                }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
                 Err(err) => Err(err),
             }
