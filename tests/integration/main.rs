@@ -17,6 +17,7 @@ mod concurrency;
 mod connection_log;
 mod crash;
 mod data_dir;
+mod faults;
 mod fuzz_regressions;
 mod http_hazards;
 mod identity;

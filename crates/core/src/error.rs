@@ -89,10 +89,12 @@ error_codes! {
     UnsupportedMediaType => "unsupported_media_type",
     RateLimited => "rate_limited",
     HeadersTooLarge => "headers_too_large",
-    // 500, 502, 503
+    // 500, 502, 503, 507
     InternalError => "internal_error",
     EmailFailed => "email_failed",
     ServerBusy => "server_busy",
+    StorageUnavailable => "storage_unavailable",
+    StorageFull => "storage_full",
     TooManyConnections => "too_many_connections",
 }
 

@@ -13,11 +13,20 @@ pub struct Message {
 /// Why a message was not sent; the text is safe to log (it never contains
 /// the message).
 #[derive(Debug)]
-pub struct MailError(pub String);
+pub enum MailError {
+    /// The mail service failed: trying again later may work.
+    Service(String),
+    /// The local sink could not write the message: the data directory's
+    /// trouble, answered as such (a full disk is not "try again").
+    Store(crate::store::StoreError),
+}
 
 impl std::fmt::Display for MailError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            MailError::Service(text) => f.write_str(text),
+            MailError::Store(err) => write!(f, "cannot write the local mail file: {}", crate::error::Chain(err)),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use super::AuthError;
 use super::email::Email;
 use super::secret::{self, same_secret, sha256_hex};
 use super::session::{self, NewSession};
+use crate::error::Chain;
 use crate::mail::Message;
 use crate::store::{RecordPath, Store, StoreError, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
@@ -244,10 +245,12 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> Result<FetchOutcome, Auth
         }
         None if login.confirmed.is_none() => Ok(FetchOutcome::Pending),
         _ => {
-            // Used up first: whatever happens next, the login never gives
-            // out a second token (at worst, none, and the person logs in again).
-            login.used = Some(Timestamp::now());
-            store.write_json(&path, &login)?;
+            // The session first, under the login's lock: a session that
+            // cannot be written leaves the login usable. If marking the
+            // login used fails, the session is revoked (its record removed
+            // first), so the login never gives out two working tokens. A
+            // failed fsync after either rename ends the process, so an error
+            // here means the write did not happen.
             let token = session::create(
                 store,
                 NewSession {
@@ -257,6 +260,14 @@ pub fn fetch(store: &Store, request: &FetchRequest) -> Result<FetchOutcome, Auth
                     ip: Some(request.ip.clone()),
                 },
             )?;
+            login.used = Some(Timestamp::now());
+            if let Err(err) = store.write_json(&path, &login) {
+                let token_hash = sha256_hex(token.as_bytes());
+                if let Err(revoke) = session::revoke(store, &login.email, &token_hash) {
+                    log::error!("cannot revoke the session of an unfinished login: {}", Chain(&revoke));
+                }
+                return Err(err.into());
+            }
             Ok(FetchOutcome::Token(token))
         }
     }

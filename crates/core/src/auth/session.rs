@@ -111,8 +111,16 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
         revoke(store, &session.email, &token_hash)?;
         return Err(AuthError::SessionExpired);
     }
-    if session.last_used.elapsed() >= LAST_USED_GRANULARITY {
-        touch(store, &path)?;
+    // Best-effort: a read must keep working on a full or read-only disk, and
+    // `last_used` is only shown to people, never relied upon.
+    if session.last_used.elapsed() >= LAST_USED_GRANULARITY
+        && let Err(err) = touch(store, &path)
+    {
+        log::warn!(
+            "session {} used without refreshing its last use: {}",
+            session_id(&token_hash),
+            crate::error::Chain(&err)
+        );
     }
     Ok(Authenticated {
         email: session.email,

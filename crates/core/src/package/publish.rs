@@ -133,11 +133,9 @@ impl Packages {
             size: upload.bytes.len() as u64,
             revoked: None,
         };
-        store.write_bytes(&layout::version_bundle(&name, version.version), upload.bytes)?;
-        store.write_json(&layout::version_outline(&name, version.version), &checked.manifest)?;
-        record.versions.push(version.clone());
-        record.versions.sort_by_key(|version| version.version);
-        self.commit(store, &mut record, EventKind::Publish, &[version.version])?;
+        let first = record.versions.is_empty();
+        self.write_version(store, &mut record, &version, upload.bytes, &checked.manifest)
+            .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
         audit_after_commit(
             store,
             &identity_name,
@@ -148,6 +146,22 @@ impl Packages {
             },
         );
         Ok((name, Published::Created(version)))
+    }
+
+    /// Writes a new version's bundle and outline, then commits it to `record`.
+    fn write_version(
+        &self,
+        store: &Store,
+        record: &mut PackageRecord,
+        version: &VersionRecord,
+        bundle: &[u8],
+        manifest: &impl serde::Serialize,
+    ) -> Result<(), StoreError> {
+        store.write_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
+        store.write_json(&layout::version_outline(&record.name, version.version), manifest)?;
+        record.versions.push(version.clone());
+        record.versions.sort_by_key(|version| version.version);
+        self.commit(store, record, EventKind::Publish, &[version.version])
     }
 
     /// Revokes `versions` (all of them when `None`). Already revoked versions
@@ -283,6 +297,21 @@ impl Packages {
         })?;
         self.catalog.put(record.clone());
         Ok(())
+    }
+}
+
+/// Removes what a publish that failed before its commit wrote: its version
+/// directory and, for a first publish, the package's directory if nothing
+/// else is in it (what else is there is not this publish's to judge). So
+/// `admin fsck` is clean at once; if this fails too (a disk refusing
+/// removals), the start-up repair removes the same debris.
+fn remove_uncommitted(store: &Store, name: &PackageName, version: Version, first: bool) {
+    let mut removed = store.remove_tree(&layout::version_dir(name, version)).map(drop);
+    if first && removed.is_ok() {
+        removed = store.remove_empty_dir(&layout::package_dir(name)).map(drop);
+    }
+    if let Err(err) = removed {
+        log::error!("cannot remove what a failed publish left: {}", Chain(&err));
     }
 }
 

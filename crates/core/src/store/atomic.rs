@@ -2,8 +2,15 @@
 //! fsync, rename, fsync the directory. Directories on the way are created
 //! `0700` and durably; none of them, nor the file, may be a symbolic link
 //! (see [`super::safe_fs`]).
+//!
+//! The rename is the commit. An fsync failure after it cannot be reported as
+//! "not written" (the new file is there and readers see it), nor retried
+//! safely (the kernel may have dropped the dirty pages): the process logs
+//! the path and exits with [`EXIT_COMMIT_UNSURE`], and its supervisor's
+//! restart starts from what the disk holds.
 
 use super::TEMP_PREFIX;
+use super::faults::{self, Point};
 use super::safe_fs;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -14,6 +21,7 @@ pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()
     let parent = relative
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a record needs a parent directory"))?;
+    faults::check(Point::Write, relative)?;
     // The parent of each directory made here (or by another thread just now)
     // is fsynced: otherwise a new directory (a first publish's package
     // directory, say) could vanish in a power loss with everything in it,
@@ -33,7 +41,27 @@ pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(&destination).map_err(|err| err.error)?;
-    sync_dir(&dir)
+    if let Err(err) = faults::check(Point::CommitSync, relative).and_then(|()| sync_dir(&dir)) {
+        exit_after_commit(&destination, &err);
+    }
+    Ok(())
+}
+
+/// The exit status of a process that stopped because an fsync failed after a
+/// rename (75, `EX_TEMPFAIL`): the change may or may not survive a power loss.
+pub const EXIT_COMMIT_UNSURE: i32 = 75;
+
+/// Stops the process after a committed rename whose durability is unknown:
+/// neither rolling back (readers may have seen it) nor answering an error
+/// for a change that is live are right.
+pub(super) fn exit_after_commit(destination: &Path, err: &io::Error) -> ! {
+    log::error!(
+        "cannot fsync the directory of {} after renaming or removing it: {err}; the change is committed but \
+         perhaps not durable, so the registry stops (exit {EXIT_COMMIT_UNSURE}) and starts again from the disk",
+        destination.display()
+    );
+    log::logger().flush();
+    std::process::exit(EXIT_COMMIT_UNSURE)
 }
 
 /// Makes a rename or removal in `path`'s directory durable.

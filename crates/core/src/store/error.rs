@@ -25,6 +25,16 @@ pub enum StoreError {
     },
 }
 
+/// Disk trouble that is not a bug: the client may come back later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFault {
+    /// `ENOSPC`, `EDQUOT`: no room until an operator makes some.
+    Full,
+    /// `EROFS`, `EIO`: the file system refuses writes (remounted read-only
+    /// after errors, say).
+    Unavailable,
+}
+
 /// What the store was doing when the file system failed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -58,6 +68,18 @@ impl StoreError {
             operation,
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// What kind of disk trouble this is, for the answer a client gets.
+    pub fn fault(&self) -> Option<DiskFault> {
+        let StoreError::Io { source, .. } = self else {
+            return None;
+        };
+        match source.raw_os_error()? {
+            libc::ENOSPC | libc::EDQUOT => Some(DiskFault::Full),
+            libc::EROFS | libc::EIO => Some(DiskFault::Unavailable),
+            _ => None,
         }
     }
 

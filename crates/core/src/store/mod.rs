@@ -12,15 +12,20 @@
 //! Where each record lives is [`layout`]'s alone to know.
 //!
 //! Every failure is a [`StoreError`] naming the operation and the file, with
-//! the system's error as its cause.
+//! the system's error as its cause; [`StoreError::fault`] tells disk trouble
+//! (full, read-only, failing) from bugs. A failed write changed nothing: an
+//! fsync failure after the rename ends the process instead ([`atomic`]).
+//! [`faults`] is the test hook that injects such failures.
 
 mod atomic;
 mod error;
+pub mod faults;
 pub mod layout;
 mod locks;
 mod safe_fs;
 
-pub use error::{Operation, StoreError};
+pub use atomic::EXIT_COMMIT_UNSURE;
+pub use error::{DiskFault, Operation, StoreError};
 pub use layout::{LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 pub use safe_fs::{DIR_MODE, FILE_MODE, current_uid, exposure, user_name};
@@ -122,6 +127,7 @@ impl Store {
     /// lock. Temporary files left by interrupted writes are swept by
     /// [`Store::sweep_temp_files`], which the caller runs when it suits it.
     pub fn open(root: &Path) -> Result<Store, OpenError> {
+        faults::load();
         let io_err = |err| OpenError::Io(root.to_path_buf(), err);
         DirBuilder::new()
             .recursive(true)
@@ -216,14 +222,45 @@ impl Store {
     /// Removes a record durably; `false` when it did not exist. A link in
     /// its place is removed itself (unlink never follows one).
     pub fn remove(&self, path: &RecordPath) -> Result<bool, StoreError> {
+        let parent = path.as_path().parent().unwrap_or(Path::new(""));
+        self.remove_with(path, parent, |full| fs::remove_file(full))
+    }
+
+    /// Removes a directory and everything in it, durably; `false` when it did
+    /// not exist. Only for what no record refers to (the debris of a failed
+    /// change).
+    pub fn remove_tree(&self, path: &RecordPath) -> Result<bool, StoreError> {
+        self.remove_with(path, path.as_path(), |full| fs::remove_dir_all(full))
+    }
+
+    /// Removes an empty directory durably; `false` when it did not exist, an
+    /// error when it is not empty.
+    pub fn remove_empty_dir(&self, path: &RecordPath) -> Result<bool, StoreError> {
+        self.remove_with(path, path.as_path(), |full| fs::remove_dir(full))
+    }
+
+    /// Removes `path` with `remove`, as a writer, refusing links on the way
+    /// to `checked`, and fsyncs the parent directory.
+    fn remove_with(
+        &self,
+        path: &RecordPath,
+        checked: &Path,
+        remove: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<bool, StoreError> {
         let _gate = WriterGate::enter(&self.root);
         let full = self.full_path(path);
         let removed = (|| {
-            if let Some(parent) = path.as_path().parent() {
-                safe_fs::refuse_symlinks(&self.root, parent)?;
-            }
-            match fs::remove_file(&full) {
-                Ok(()) => atomic::sync_parent(&full).map(|()| true),
+            safe_fs::refuse_symlinks(&self.root, checked)?;
+            faults::check(faults::Point::Remove, path.as_path())?;
+            match remove(&full) {
+                // Removed is committed, as a rename is (see `atomic`).
+                Ok(()) => {
+                    let synced = faults::check(faults::Point::CommitSync, path.as_path());
+                    if let Err(err) = synced.and_then(|()| atomic::sync_parent(&full)) {
+                        atomic::exit_after_commit(&full, &err);
+                    }
+                    Ok(true)
+                }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
                 Err(err) => Err(err),
             }

@@ -12,9 +12,13 @@ use gren_registry_core::error::{Chain, ErrorCode};
 use gren_registry_core::identity::IdentityError;
 use gren_registry_core::package::PackageError;
 use gren_registry_core::ratelimit::RateLimited;
-use gren_registry_core::store::StoreError;
+use gren_registry_core::store::{DiskFault, StoreError};
 use std::error::Error;
 use std::fmt;
+
+/// When to come back after the storage refused a write: an operator has to
+/// act, so not in a few seconds.
+const STORAGE_RETRY_AFTER_SECS: u64 = 60;
 
 /// The cause of an internal error: logged, never sent.
 pub type Cause = Box<dyn Error + Send + Sync>;
@@ -113,6 +117,31 @@ impl ApiError {
         }
     }
 
+    /// A failure of the data directory: disk trouble says so (`507` for a
+    /// full disk, `503` with `Retry-After` for one refusing writes), anything
+    /// else is internal. The path and cause go to the log, never to the
+    /// client.
+    pub fn storage(fault: Option<DiskFault>, cause: impl Into<Cause>) -> ApiError {
+        let answer = match fault {
+            None => return ApiError::internal(cause),
+            Some(DiskFault::Full) => ApiError::new(
+                507,
+                ErrorCode::StorageFull,
+                "The registry's storage is full; the change was not made. It has been logged.",
+            ),
+            Some(DiskFault::Unavailable) => ApiError::new(
+                503,
+                ErrorCode::StorageUnavailable,
+                "The registry's storage is not accepting changes; the change was not made. Try again later.",
+            )
+            .with_header("Retry-After", STORAGE_RETRY_AFTER_SECS.to_string()),
+        };
+        ApiError {
+            cause: Some(cause.into()),
+            ..answer
+        }
+    }
+
     /// Logs an internal error with its whole cause chain; other errors are
     /// the client's business, not the operator's.
     pub fn log_if_internal(&self) {
@@ -139,7 +168,7 @@ impl Error for ApiError {
 /// The data directory failing is never the client's fault.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
-        ApiError::internal(err)
+        ApiError::storage(err.fault(), err)
     }
 }
 
@@ -156,7 +185,7 @@ impl From<AuthError> for ApiError {
             AuthError::LoginLocked => (400, ErrorCode::LoginLocked),
             AuthError::LoginExpired => (400, ErrorCode::LoginExpired),
             AuthError::WrongCode { .. } => (400, ErrorCode::InvalidCode),
-            AuthError::Store(_) => return ApiError::internal(err),
+            AuthError::Store(store) => return ApiError::storage(store.fault(), err),
         };
         ApiError::new(status, code, err.to_string())
     }
@@ -183,7 +212,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::Confusable { .. } => (409, ErrorCode::IdentityNameConfusable),
             IdentityError::LastAdmin { .. } => (409, ErrorCode::LastAdmin),
             IdentityError::TooManyInvitations { .. } => (409, ErrorCode::TooManyInvitations),
-            IdentityError::Store(_) => return ApiError::internal(err),
+            IdentityError::Store(store) => return ApiError::storage(store.fault(), err),
         };
         ApiError::new(status, code, err.to_string())
     }
@@ -228,7 +257,7 @@ impl From<PackageError> for ApiError {
             PackageError::Bundle(err) => return err.into(),
             PackageError::Identity(err) => return err.into(),
             PackageError::Busy(err) => return err.into(),
-            PackageError::Store(_) => return ApiError::internal(err),
+            PackageError::Store(ref store) => return ApiError::storage(store.fault(), err),
             PackageError::NotFound { .. } => (404, ErrorCode::PackageNotFound, None),
             PackageError::VersionNotFound { .. } => (404, ErrorCode::VersionNotFound, None),
             PackageError::VersionExists { .. } => (409, ErrorCode::VersionExists, None),
@@ -294,6 +323,30 @@ mod tests {
         );
         let message = "The registry hit an internal error; it has been logged.";
         assert_eq!(seen(err), (500, "internal_error", message.into(), None, None));
+    }
+
+    #[test]
+    fn a_full_disk_is_507_and_a_read_only_or_failing_one_is_503_with_retry_after() {
+        let failing = |errno| {
+            let path = std::path::Path::new("/data/users/me@example.com.json");
+            StoreError::io(Operation::Write, path)(std::io::Error::from_raw_os_error(errno))
+        };
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let (status, code, message, _, header) = seen(PackageError::Store(failing(errno)));
+            assert_eq!((status, code, header), (507, "storage_full", None));
+            assert!(!message.contains("/data"), "{message}");
+        }
+        for errno in [libc::EROFS, libc::EIO] {
+            let (status, code, _, _, header) = seen(AuthError::Store(failing(errno)));
+            assert_eq!((status, code, header), (503, "storage_unavailable", Some("60".into())));
+        }
+        let err = ApiError::from(failing(libc::ENOSPC));
+        assert!(
+            Chain(err.cause.as_deref().unwrap())
+                .to_string()
+                .contains("/data/users/me@example.com.json")
+        );
+        assert_eq!(status_and_code(failing(libc::EACCES)), (500, "internal_error"));
     }
 
     #[test]

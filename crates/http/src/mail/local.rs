@@ -4,7 +4,6 @@
 //! `0600` in a `0700` directory, never through a symbolic link.
 
 use super::{MailError, Mailer, Message};
-use gren_registry_core::error::Chain;
 use gren_registry_core::store::{self, layout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +31,7 @@ impl Mailer for LocalSink {
             .unwrap_or_default()
             .as_millis();
         let path = layout::mail_message(stamp, self.counter.fetch_add(1, Ordering::Relaxed));
-        store::write_file(&self.root, &path, text.as_bytes())
-            .map_err(|err| MailError(format!("cannot write the local mail file: {}", Chain(&err))))?;
+        store::write_file(&self.root, &path, text.as_bytes()).map_err(MailError::Store)?;
         // Development only (no POSTMARK_SERVER_TOKEN): the person running the
         // registry is the recipient, and needs the code.
         // One log record per line: the log escapes newlines inside a record.

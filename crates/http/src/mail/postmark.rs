@@ -43,7 +43,7 @@ impl Mailer for Postmark {
             .header("Accept", "application/json")
             .header("X-Postmark-Server-Token", &self.server_token)
             .send_json(&body)
-            .map_err(|err| MailError(format!("Postmark unreachable: {err}")))?;
+            .map_err(|err| MailError::Service(format!("Postmark unreachable: {err}")))?;
         let status = response.status().as_u16();
         // Postmark answers {"ErrorCode": 0, "Message": "OK"} on success and a
         // non-zero ErrorCode with a reason otherwise.
@@ -61,7 +61,7 @@ impl Mailer for Postmark {
                 .get("Message")
                 .and_then(|m| m.as_str())
                 .unwrap_or("no reason given");
-            Err(MailError(format!(
+            Err(MailError::Service(format!(
                 "Postmark refused the message: HTTP {status}, ErrorCode {error_code}: {reason}"
             )))
         }

@@ -9,6 +9,7 @@ use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::login::{self, FetchOutcome, FetchRequest, LinkProblem, Login, Requester, escape_html};
 use gren_registry_core::auth::session;
 use gren_registry_core::error::ErrorCode;
+use gren_registry_core::mail::MailError;
 use gren_registry_core::ratelimit::{client_network, hit_all};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -35,12 +36,7 @@ pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
     )?;
     if let Err(err) = app.mailer.send(&started.message) {
         login::abandon(&app.store, &started.fetch_session_token)?;
-        log::warn!("login e-mail not sent: {err}");
-        return Err(ApiError::new(
-            502,
-            ErrorCode::EmailFailed,
-            "The confirmation e-mail could not be sent; try again in a few minutes.",
-        ));
+        return Err(mail_not_sent(err));
     }
     Ok(Response::json(
         200,
@@ -50,6 +46,23 @@ pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
             expires_in: started.expires_in,
         },
     ))
+}
+
+/// The answer when the login e-mail was not sent: the local sink's disk
+/// trouble is the storage's (`507`/`503`, logged with its path), anything
+/// else the mail service's.
+fn mail_not_sent(err: MailError) -> ApiError {
+    match err {
+        MailError::Store(store) => ApiError::storage(store.fault(), store),
+        MailError::Service(_) => {
+            log::warn!("login e-mail not sent: {err}");
+            ApiError::new(
+                502,
+                ErrorCode::EmailFailed,
+                "The confirmation e-mail could not be sent; try again in a few minutes.",
+            )
+        }
+    }
 }
 
 /// Counts a login against the limits, or refuses it with 429. The

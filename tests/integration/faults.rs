@@ -1,0 +1,230 @@
+//! The registry on a failing disk, with faults injected by the store's test
+//! hook (`GREN_REGISTRY_TEST_FAULTS`, see `crates/core/src/store/faults.rs`):
+//! a full disk answers `507 storage_full`, a read-only or failing one `503
+//! storage_unavailable` with `Retry-After`, the log names the path and the
+//! answer does not; reads keep working; a failed publish leaves nothing for
+//! `fsck` to find; a login survives a session that could not be written; and
+//! an fsync failure after a rename stops the process instead of rolling back.
+
+use crate::common::bundles::*;
+use crate::common::operator::*;
+use crate::common::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+const ME: &str = "me@example.com";
+const FAULTS: &str = "GREN_REGISTRY_TEST_FAULTS";
+
+/// Logs in as ME and creates the identity `blaix`.
+fn prepare(server: &Server) -> String {
+    let token = server.login(ME);
+    let reply = server.post_json("/publishing-identity", &json!({ "name": "blaix" }), Some(&token));
+    assert_eq!(reply.status, 200, "creating blaix: {}", reply.text());
+    token
+}
+
+#[track_caller]
+fn assert_fsck_clean(dir: &Path) {
+    let out = admin_json(dir, &["fsck"]);
+    assert!(out.succeeded(), "fsck is clean: {}", out.all());
+}
+
+fn published_events(server: &Server) -> Vec<(String, String, String)> {
+    let reply = server.get("/events?since=0", None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["events"]
+        .as_array()
+        .expect("events is an array")
+        .iter()
+        .map(|event| {
+            let text = |key: &str| event[key].as_str().unwrap_or_default().to_string();
+            (text("type"), text("package"), text("version"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_disk_answers_507_storage_full_and_names_the_path_only_in_the_log() {
+    let server = Server::with_env(&[(
+        FAULTS,
+        "write:ENOSPC@packages/blaix/full,write:EDQUOT@packages/blaix/quota",
+    )]);
+    let token = prepare(&server);
+    for name in ["blaix/full", "blaix/quota"] {
+        let reply = server.publish(&token, &synthetic(name, "1.0.0", "a"));
+        assert_eq!(reply.status, 507, "{}", reply.text());
+        assert_eq!(reply.json()["error"], "storage_full");
+        assert!(
+            !reply.text().contains("packages/"),
+            "no path in the answer: {}",
+            reply.text()
+        );
+    }
+    let log = server.log();
+    assert!(
+        log.contains("packages/blaix/full/1.0.0/"),
+        "the log names the path:\n{log}"
+    );
+    assert!(log.contains("No space left on device"), "and the cause:\n{log}");
+}
+
+#[test]
+fn a_read_only_or_failing_disk_answers_503_storage_unavailable_with_retry_after() {
+    let server = Server::with_env(&[(FAULTS, "write:EROFS@packages/blaix/ro,write:EIO@packages/blaix/eio")]);
+    let token = prepare(&server);
+    for name in ["blaix/ro", "blaix/eio"] {
+        let reply = server.publish(&token, &synthetic(name, "1.0.0", "a"));
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(reply.json()["error"], "storage_unavailable");
+        assert!(reply.retry_after() > 0, "Retry-After is set");
+    }
+    assert!(server.log().contains("packages/blaix/eio/1.0.0/"), "{}", server.log());
+}
+
+#[test]
+fn a_failed_publish_removes_its_own_debris_so_fsck_is_clean_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/second", "1.0.0", "a"));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    server.stop();
+    // The record write fails after the bundle and outline were written: on a
+    // first publish (`first`) and on a later version (`second`).
+    let faults = "write:ENOSPC@packages/blaix/first/package.json,write:ENOSPC@packages/blaix/second/package.json";
+    let server = Server::start_in(dir.path(), &[(FAULTS, faults)]);
+    for (name, version) in [("blaix/first", "1.0.0"), ("blaix/second", "1.0.1")] {
+        let reply = server.publish(&token, &synthetic(name, version, "a"));
+        assert_eq!(reply.status, 507, "{name}: {}", reply.text());
+    }
+    assert!(
+        !dir.path().join("packages/blaix/first").exists(),
+        "the first publish's package directory is gone"
+    );
+    assert!(
+        !dir.path().join("packages/blaix/second/1.0.1").exists(),
+        "the version directory is gone"
+    );
+    assert_fsck_clean(dir.path());
+    let again = server.publish(&token, &synthetic("blaix/other", "1.0.0", "a"));
+    assert_eq!(again.status, 201, "{}", again.text());
+}
+
+/// Sets `last_used` of every session in `dir` to long ago, so the next
+/// authenticated request wants to refresh it (a write).
+fn age_sessions(dir: &Path) {
+    for entry in std::fs::read_dir(dir.join("sessions")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut session: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        session["last_used"] = json!("2020-01-01T00:00:00.000Z");
+        std::fs::write(&path, serde_json::to_vec_pretty(&session).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn reads_anonymous_and_authenticated_keep_working_on_a_read_only_or_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/read", "1.0.0", "a"));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    server.stop();
+    for errno in ["EROFS", "ENOSPC"] {
+        age_sessions(dir.path());
+        let faults = format!("write:{errno}@,remove:{errno}@");
+        let server = Server::start_in(dir.path(), &[(FAULTS, &faults)]);
+        for token in [None, Some(token.as_str())] {
+            let reply = server.get("/packages/blaix/read/1.0.0", token);
+            assert_eq!(
+                reply.status,
+                200,
+                "{errno}, token {}: {}",
+                token.is_some(),
+                reply.text()
+            );
+        }
+        let whoami = server.get("/user/sessions", Some(&token));
+        assert_eq!(whoami.status, 200, "{errno}: {}", whoami.text());
+        server.stop();
+    }
+}
+
+#[test]
+fn a_login_whose_session_cannot_be_written_stays_usable_and_gives_one_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "write:ENOSPC@sessions/")]);
+    let started = server.post_json("/session", &json!({ "email": ME }), None).json();
+    let fetch_token = started["fetchSessionToken"].as_str().unwrap().to_string();
+    let mail = server.postmark.wait_for_message_to(ME);
+    let exchange = json!({ "fetchSessionToken": fetch_token, "emailConfirmationCode": mail.code() });
+    let failed = server.post_json("/session/fetch", &exchange, None);
+    assert_eq!(failed.status, 507, "{}", failed.text());
+    server.stop();
+    let server = Server::start_in(dir.path(), &[]);
+    let fetched = server.post_json("/session/fetch", &exchange, None);
+    assert_eq!(fetched.status, 200, "the login was not burned: {}", fetched.text());
+    let token = fetched.json()["sessionToken"].as_str().unwrap().to_string();
+    let again = server.post_json("/session/fetch", &exchange, None);
+    assert_eq!(again.json()["error"], "login_used", "{}", again.text());
+    let sessions = server.get("/user/sessions", Some(&token)).json();
+    assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(1), "{sessions}");
+}
+
+#[test]
+fn the_local_mail_sink_on_a_full_disk_answers_507_not_a_502_try_again() {
+    let server = Server::with_env(&[(FAULTS, "write:ENOSPC@mail/"), ("POSTMARK_SERVER_TOKEN", UNSET)]);
+    let reply = server.post_json("/session", &json!({ "email": ME }), None);
+    assert_eq!(reply.status, 507, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "storage_full");
+}
+
+#[test]
+fn a_publish_whose_directory_fsync_fails_after_the_rename_stops_the_server_and_is_live_with_its_event_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir.path(),
+        &[(FAULTS, "commit-sync:EIO@packages/blaix/synced/package.json")],
+    );
+    let token = prepare(&server);
+    let bytes = synthetic("blaix/synced", "1.0.0", "a");
+    // No answer, or not a success: the process stops mid-request.
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.publish(&token, &bytes)));
+    assert!(reply.is_err() || reply.unwrap().status != 201);
+    let (status, log) = server.wait_with_log(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(75), "a distinct exit status:\n{log}");
+    assert!(
+        log.contains("packages/blaix/synced/package.json"),
+        "the log names the path:\n{log}"
+    );
+    let server = Server::start_in(dir.path(), &[]);
+    let served = server.get("/packages/blaix/synced/1.0.0", None);
+    assert_eq!(served.status, 200, "the committed version is live: {}", served.text());
+    // Its event is written before the record (the record counts it), so a
+    // committed record always has its event.
+    assert!(
+        published_events(&server).contains(&("publish".into(), "blaix/synced".into(), "1.0.0".into())),
+        "{:?}",
+        published_events(&server)
+    );
+    server.stop();
+    assert_fsck_clean(dir.path());
+}
+
+#[test]
+fn a_logout_whose_directory_fsync_fails_after_the_removal_stops_the_server_and_the_token_stays_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Logging in writes the session (a rename): on a server without the fault.
+    let server = Server::start_in(dir.path(), &[]);
+    let token = server.login(ME);
+    server.stop();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "commit-sync:EIO@sessions/")]);
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.delete("/session", Some(&token))));
+    assert!(reply.is_err() || reply.unwrap().status != 204, "not acknowledged");
+    let (status, log) = server.wait_with_log(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(75), "a distinct exit status:\n{log}");
+    assert!(log.contains("sessions/"), "the log names the path:\n{log}");
+    let server = Server::start_in(dir.path(), &[]);
+    let refused = server.get("/user/sessions", Some(&token));
+    assert_eq!(refused.status, 401, "the removal was committed: {}", refused.text());
+}
