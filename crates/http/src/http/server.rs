@@ -519,3 +519,85 @@ fn expects_continue(headers: &[(String, String)]) -> bool {
 fn transfer_allowance(timeout: Duration, bytes: u64) -> Duration {
     timeout + Duration::from_secs(bytes.div_ceil(MIN_BODY_RATE))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    /// Panics on `/panic`, answers 200 elsewhere.
+    struct Fragile;
+
+    impl Service for Fragile {
+        fn body_limit(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<Allowance, ApiError> {
+            Ok(1024.into())
+        }
+
+        fn handle(&self, request: Request, _: Option<&Permit>) -> Response {
+            if request.path == "/panic" {
+                panic!("a handler bug");
+            }
+            Response::no_content_with(200)
+        }
+    }
+
+    /// The status of a request, `None` when the connection was refused
+    /// before the request got through.
+    fn try_status_of(address: SocketAddr, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(address).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.get(9..12)?.parse().ok()
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_one_500_and_no_capacity() {
+        let limits = Limits {
+            max_connections: 2,
+            max_handlers: 2,
+            ..Limits::default()
+        };
+        let server = Server::bind("127.0.0.1:0", limits).unwrap();
+        let address = server.local_addr().unwrap();
+        let shutdown = server.shutdown_handle().unwrap();
+        let running = std::thread::spawn(move || server.serve_until_shut_down(Arc::new(Fragile)));
+        // More panics than connection slots and handlers: each must give its
+        // slot and its handler back. A connection's slot is given back a
+        // moment after its answer: wait for the slots.
+        let mut panics = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while panics < 5 && Instant::now() < deadline {
+            match try_status_of(address, "/panic") {
+                Some(500) => panics += 1,
+                Some(503) | None => std::thread::sleep(Duration::from_millis(10)),
+                Some(other) => panic!("a panicking handler answered {other}"),
+            }
+        }
+        assert_eq!(panics, 5, "the slots of panicked handlers came back");
+        while try_status_of(address, "/fine") != Some(200) {
+            assert!(Instant::now() < deadline, "no slot came back after the panics");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        shutdown.shut_down();
+        running.join().unwrap();
+    }
+
+    #[test]
+    fn the_gate_refuses_what_a_proxy_might_frame_differently() {
+        let limits = Limits::default();
+        let head = |extra: &str| format!("POST / HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        // Obs-folded lines never parse.
+        let folded = head("X-A: one\r\n two\r\nContent-Length: 1\r\n");
+        let error = parse_head(folded.as_bytes(), &limits).unwrap_err();
+        assert_eq!((error.status, error.code), (400, ErrorCode::MalformedRequest));
+        // Differing lengths are refused; equal ones are one length.
+        let parsed = parse_head(head("Content-Length: 1\r\nContent-Length: 2\r\n").as_bytes(), &limits);
+        let error = content_length(&parsed.unwrap().unwrap().headers).unwrap_err();
+        assert_eq!(error.status, 400);
+        let parsed = parse_head(head("Content-Length: 2\r\nContent-Length: 2\r\n").as_bytes(), &limits);
+        assert_eq!(content_length(&parsed.unwrap().unwrap().headers).unwrap(), 2);
+    }
+}
