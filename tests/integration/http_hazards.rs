@@ -812,3 +812,54 @@ fn expect_100_continue_gets_100_then_the_answer() {
     conn.read_response(false).unwrap().assert_error(413, "body_too_large");
     assert_healthy(&server);
 }
+
+#[test]
+fn obs_folded_headers_are_400() {
+    let server = Server::start();
+    let body = br#"{"email": "me@example.com"}"#;
+    // A header continued on the next line: a proxy may join it to the line
+    // before or take it as a header of its own.
+    let mut request = session_head(&format!(
+        "X-Note: one\r\n two\r\nContent-Length: {}\r\n",
+        body.len()
+    ));
+    request.extend_from_slice(body);
+    let mut conn = open(&server, &request);
+    conn.read_response(false)
+        .unwrap()
+        .assert_error(400, "malformed_request");
+    assert!(server.postmark.requests().is_empty(), "no login was started");
+    assert_healthy(&server);
+}
+
+// ---------------------------------------------------------------------------
+// Handlers are bounded
+// ---------------------------------------------------------------------------
+
+#[test]
+fn requests_beyond_the_handlers_wait_briefly_then_get_503() {
+    // One handler, held by a long poll of 4 s: the next request waits for it
+    // (2 s), then is refused.
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_HANDLERS", "1")]);
+    let started = server.post_json("/session", &serde_json::json!({"email": "me@example.com"}), None);
+    assert_eq!(started.status, 200, "{}", started.text());
+    let token = started.json()["fetchSessionToken"].as_str().unwrap().to_string();
+    std::thread::scope(|scope| {
+        let poll = scope.spawn(|| {
+            let body = serde_json::json!({ "fetchSessionToken": token });
+            server.post_json("/session/fetch?wait=4", &body, None).status
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let began = Instant::now();
+        let busy = server.get("/health", None);
+        let took = began.elapsed();
+        busy.assert_error(503, "server_busy");
+        assert!(busy.retry_after() >= 1);
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(3),
+            "waited {took:?} for a handler"
+        );
+        assert_eq!(poll.join().unwrap(), 202, "the long poll was answered");
+    });
+    assert_healthy(&server);
+}

@@ -166,6 +166,10 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout_secs: u64,
 
+    /// Seconds an idle keep-alive connection is kept open for its next request.
+    #[arg(long, env = "GREN_REGISTRY_KEEP_ALIVE", default_value_t = 5)]
+    pub keep_alive_secs: u64,
+
     /// Seconds in-flight requests may go on after SIGTERM or SIGINT before
     /// they are abandoned and the process exits.
     #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
@@ -231,6 +235,13 @@ impl Config {
         problems.at_most(
             "GREN_REGISTRY_REQUEST_TIMEOUT",
             self.request_timeout_secs,
+            MAX_REQUEST_TIMEOUT_SECS,
+            "seconds",
+        );
+        problems.at_least_one("GREN_REGISTRY_KEEP_ALIVE", self.keep_alive_secs);
+        problems.at_most(
+            "GREN_REGISTRY_KEEP_ALIVE",
+            self.keep_alive_secs,
             MAX_REQUEST_TIMEOUT_SECS,
             "seconds",
         );
@@ -404,6 +415,13 @@ mod tests {
             refused(&[flag, "0"], variable);
             config(&[flag, "1"]).validate().unwrap();
         }
+    }
+
+    #[test]
+    fn the_keep_alive_is_one_second_to_an_hour() {
+        refused(&["--keep-alive-secs", "0"], "GREN_REGISTRY_KEEP_ALIVE");
+        refused(&["--keep-alive-secs", "3601"], "GREN_REGISTRY_KEEP_ALIVE");
+        config(&["--keep-alive-secs", "3600"]).validate().unwrap();
     }
 
     #[test]

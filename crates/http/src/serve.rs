@@ -101,6 +101,7 @@ fn limits(config: &Config) -> Limits {
         max_handlers: config.max_handlers.max(1),
         trusted_proxies: config.trusted_proxies.clone(),
         request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        keep_alive: Duration::from_secs(config.keep_alive_secs.max(1)),
         // A proxy in front passes bodies up to the bundle limit: that much of
         // a refused body is read, so the proxy gets the answer.
         max_drain_bytes: config.max_bundle_bytes,
