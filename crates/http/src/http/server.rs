@@ -23,8 +23,10 @@
 //!   (see [`exchange`]); a refused body up to `max_drain_bytes` is then read
 //!   and dropped, so that a proxy still sending it gets the answer rather
 //!   than a reset (`502`); chunked bodies are refused (`411`);
-//! - at most `max_handlers` requests are in the application at once; more
-//!   wait up to `handler_wait`, then get `503` with `Retry-After`;
+//! - at most `max_handlers` requests are in the application's handlers at
+//!   once; more wait up to `handler_wait`, then get `503` with
+//!   `Retry-After` (requests the service says are answered at once, such as
+//!   anonymous reads, run on the connection's task instead);
 //! - a panicking handler costs one `500`;
 //! - on shutdown, idle connections close, in-flight requests get
 //!   `shutdown_grace` to finish, then are abandoned
@@ -59,6 +61,14 @@ pub trait Service: Send + Sync + 'static {
     /// Answers a request, with the permit of its [`Allowance`]: what was
     /// decided from the head reaches the answer.
     fn handle(&self, request: Request, permit: Option<&Permit>) -> Response;
+    /// Whether a request with this head (and no body) is answered at once,
+    /// from memory or a short file read: nothing it does waits (no network,
+    /// no fsync, no sleep, no lock held long). Such a request is answered on
+    /// the connection's task rather than a handler thread, which spares two
+    /// thread switches per request; anything else runs on the pool.
+    fn answers_at_once(&self, _method: &str, _path: &str, _headers: &[(String, String)]) -> bool {
+        false
+    }
 }
 
 /// Whatever the application keeps from a request's head to its answer.

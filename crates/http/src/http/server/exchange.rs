@@ -27,10 +27,6 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-/// Bytes of a response body handed to hyper at a time: what the log can
-/// say was taken by a client that went away.
-const FRAME: usize = 64 * 1024;
-
 /// What every connection's requests share.
 pub(super) struct Shared {
     pub(super) service: Arc<dyn Service>,
@@ -186,7 +182,16 @@ async fn answer(
 ) -> Result<(Response, Option<Box<Permit>>), ApiError> {
     let chunked = header_value(&request.headers, "transfer-encoding").is_some();
     let service = shared.service.clone();
-    if !chunked && content_length(&request.headers)? == 0 {
+    let bodiless = !chunked && content_length(&request.headers)? == 0;
+    if bodiless && service.answers_at_once(&request.method, &request.path, &request.headers) {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let allowance = service.body_limit(&request.method, &request.path, &request.headers)?;
+            let response = service.handle(request, allowance.permit.as_deref());
+            Ok((response, allowance.permit))
+        }))
+        .unwrap_or_else(|_| Err(ApiError::internal(format!("handler panicked on {}", seen.line))));
+    }
+    if bodiless {
         // One trip to the pool: the head's check and the answer.
         return shared
             .run(&seen.line, move || {
@@ -301,16 +306,16 @@ fn outbound(
         client: seen.client,
         started: seen.started,
         length: if head_only { 0 } else { bytes.len() },
-        handed: 0,
+        written_before: link.written(),
         complete: head_only || bytes.is_empty(),
         warned,
     });
     answer
 }
 
-/// A response body as hyper takes it: in frames, so that the log can say
-/// how much of it a client that went away took. Holds the request's permit
-/// until hyper is done with it.
+/// A response body as hyper takes it: in one frame, so that hyper writes it
+/// with the head in one vectored write. Holds the request's permit until
+/// hyper is done with it.
 pub(super) struct Outbound {
     bytes: Bytes,
     link: Arc<Link>,
@@ -326,9 +331,8 @@ impl http_body::Body for Outbound {
         if this.bytes.is_empty() {
             return Poll::Ready(None);
         }
-        let frame = this.bytes.split_to(FRAME.min(this.bytes.len()));
-        this.link.handed(frame.len(), this.bytes.is_empty());
-        Poll::Ready(Some(Ok(Frame::data(frame))))
+        this.link.body_taken();
+        Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.bytes)))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -56,6 +56,8 @@ pub(super) struct Link {
     body_fault: Mutex<Option<ApiError>>,
     /// The response being written, for its log line.
     outgoing: Mutex<Option<Outgoing>>,
+    /// Bytes written to the socket so far.
+    written: AtomicU64,
 }
 
 /// A response on its way out.
@@ -64,9 +66,11 @@ pub(super) struct Outgoing {
     pub(super) line: String,
     pub(super) client: std::net::IpAddr,
     pub(super) started: std::time::Instant,
-    /// Bytes of the body, and how many hyper has taken so far.
+    /// Bytes of the body.
     pub(super) length: usize,
-    pub(super) handed: usize,
+    /// The connection's bytes written when the response began.
+    pub(super) written_before: u64,
+    /// hyper has taken the whole body.
     pub(super) complete: bool,
     /// Logged as a warning already (a refusal): no `info` line.
     pub(super) warned: bool,
@@ -85,7 +89,12 @@ impl Link {
             heads: Mutex::default(),
             body_fault: Mutex::default(),
             outgoing: Mutex::default(),
+            written: AtomicU64::new(0),
         }
+    }
+
+    pub(super) fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// The head of the request hyper just handed over.
@@ -101,11 +110,10 @@ impl Link {
         *lock(&self.outgoing) = Some(outgoing);
     }
 
-    /// Records that hyper took `bytes` more of the body, and whether that was all.
-    pub(super) fn handed(&self, bytes: usize, complete: bool) {
+    /// Records that hyper took the whole body.
+    pub(super) fn body_taken(&self) {
         if let Some(outgoing) = lock(&self.outgoing).as_mut() {
-            outgoing.handed += bytes;
-            outgoing.complete |= complete;
+            outgoing.complete = true;
         }
     }
 
@@ -120,14 +128,15 @@ impl Link {
     }
 
     /// Logs a response that did not get out whole (the connection broke or
-    /// stalled): how much of its body hyper had taken, at most.
+    /// stalled): about how much of it left (its head included).
     pub(super) fn log_cut(&self, state: &State, why: &str) {
         if let Some(outgoing) = lock(&self.outgoing).take() {
+            let sent = self.written().saturating_sub(outgoing.written_before);
             state.warnings.warn("aborted", || {
                 format!(
-                    "{} aborted after {} of {} bytes ({why}), {}, from {}",
+                    "{} aborted after about {} of {} bytes ({why}), {}, from {}",
                     outgoing.line,
-                    outgoing.handed.min(outgoing.length),
+                    sent.min(outgoing.length as u64),
                     outgoing.length,
                     outgoing.took(),
                     outgoing.client
@@ -342,9 +351,9 @@ impl Gate {
             let count = room.min(self.held.len());
             buf.put_slice(&self.held[..count]);
             self.held.drain(..count);
-            if self.held.is_empty() {
-                // Idle connections keep no buffer.
-                self.held = Vec::new();
+            if self.held.capacity() > HEAD_CHUNK {
+                // Waiting connections keep no more than one chunk's buffer.
+                self.held.shrink_to(HEAD_CHUNK);
             }
             count
         } else {
@@ -428,8 +437,10 @@ impl Gate {
         };
         match write(Pin::new(&mut self.stream), cx) {
             Poll::Ready(Ok(done)) => {
-                if progress(&done) > 0 {
+                let written = progress(&done);
+                if written > 0 {
                     self.write_progress = now;
+                    self.link.written.fetch_add(written as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(Ok(done))
             }
