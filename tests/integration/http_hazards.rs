@@ -768,7 +768,11 @@ fn assert_login_is_malformed(server: &Server, extra: &str, body: &[u8]) {
 fn conflicting_content_lengths_are_400() {
     let server = Server::start();
     let body = br#"{"email": "me@example.com"}"#;
-    let two = format!("Content-Length: {}\r\nContent-Length: {}\r\n", body.len(), body.len() + 1);
+    let two = format!(
+        "Content-Length: {}\r\nContent-Length: {}\r\n",
+        body.len(),
+        body.len() + 1
+    );
     assert_login_is_malformed(&server, &two, &[&body[..], b" "].concat());
 
     // Repeating the same length is harmless.

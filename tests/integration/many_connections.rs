@@ -46,7 +46,9 @@ fn half_sent_heads(server: &Server, count: usize) -> Vec<TcpStream> {
     (0..count)
         .map(|_| {
             let mut stream = TcpStream::connect(server.addr).expect("connect");
-            stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a").unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+                .unwrap();
             stream
         })
         .collect()
@@ -111,7 +113,11 @@ fn thousands_of_half_sent_heads_and_idle_connections_leave_the_registry_answerin
         assert!(took < PROMPT, "the bundle download took {took:?}");
     }
     let rss = server.rss_kib();
-    assert!(rss < MAX_RSS_KIB, "RSS {rss} KiB with {} connections open", HALF_SENT + IDLE);
+    assert!(
+        rss < MAX_RSS_KIB,
+        "RSS {rss} KiB with {} connections open",
+        HALF_SENT + IDLE
+    );
     // Handler threads come and go with requests; once those are answered,
     // none is left for the connections that wait.
     let threads = server.threads_down_to(idle_threads + 2, Duration::from_secs(5));

@@ -99,7 +99,12 @@ fn main() {
     // Thousands of clients at once (a CI fleet): every answer a 2xx.
     for connections in [256, 1000] {
         let ours = wrk(&server.url(bundle), connections, settings.seconds, None);
-        let theirs = wrk(&nginx.url("/gren_lang_core__7_0_0.pkg.gz"), connections, settings.seconds, None);
+        let theirs = wrk(
+            &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
+            connections,
+            settings.seconds,
+            None,
+        );
         rows.push(compare(
             &format!("Bundle download (gren-lang/core 7.0.0, 103 KB), {connections} connections"),
             &ours,

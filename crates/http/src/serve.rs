@@ -127,7 +127,9 @@ fn connections_the_files_allow(wanted: usize, handlers: usize) -> usize {
         }
     };
     let reserved = FILES_BESIDES_CONNECTIONS + FILES_PER_HANDLER * handlers as u64;
-    let room = usize::try_from(files.saturating_sub(reserved)).unwrap_or(usize::MAX).max(1);
+    let room = usize::try_from(files.saturating_sub(reserved))
+        .unwrap_or(usize::MAX)
+        .max(1);
     if room < wanted {
         log::warn!(
             "the open-files limit ({files}) leaves room for {room} connections, fewer than \
@@ -158,7 +160,7 @@ fn raise_open_files_limit() -> std::io::Result<u64> {
             }
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// How e-mails leave, for the start-up line.

@@ -47,7 +47,11 @@ impl Shared {
 
     /// Runs `work` on a handler thread once one of the `max_handlers` is
     /// free: `503` when none is within `handler_wait`, `500` when it panics.
-    async fn run<T: Send + 'static>(&self, line: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        line: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let permit = tokio::time::timeout(self.limits.handler_wait, self.handlers.clone().acquire_owned())
             .await
             .ok()
@@ -286,7 +290,8 @@ fn outbound(
         link: link.clone(),
         _permit: permit,
     });
-    *answer.status_mut() = hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *answer.status_mut() =
+        hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = answer.headers_mut();
     for (name, value) in &response.headers {
         if let (Ok(name), Ok(value)) = (

@@ -20,7 +20,7 @@
 //! kernel does not reset the connection under the answer.
 
 use super::{Head, Limits, State, content_length, expects_continue, header_too_large, header_value, parse_head};
-use super::{transfer_allowance, Response};
+use super::{Response, transfer_allowance};
 use crate::http::errors::ApiError;
 use crate::http::reason_phrase;
 use gren_registry_core::error::ErrorCode;
@@ -240,18 +240,18 @@ impl Gate {
         loop {
             if !self.held.is_empty() {
                 match parse_head(&self.held, &self.limits) {
-                    Ok(Some(head)) => return Poll::Ready(self.pass_on(head)),
+                    Ok(Some(head)) => return self.pass_on(head),
                     Ok(None) if self.held.len() >= self.limits.max_header_bytes => {
-                        return Poll::Ready(self.refuse(header_too_large(&self.limits)));
+                        return self.refuse(header_too_large(&self.limits));
                     }
                     Ok(None) => {}
-                    Err(error) => return Poll::Ready(self.refuse(error)),
+                    Err(error) => return self.refuse(error),
                 }
             } else if self.state.shutting_down.load(Ordering::SeqCst) {
-                return Poll::Ready(self.phase = Phase::Closed);
+                return self.close();
             }
             match self.poll_read_held(cx) {
-                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(self.phase = Phase::Closed),
+                Poll::Ready(Ok(0) | Err(_)) => return self.close(),
                 Poll::Ready(Ok(_)) => {
                     self.head_started.get_or_insert_with(Instant::now);
                 }
@@ -275,10 +275,14 @@ impl Gate {
             return Poll::Pending;
         }
         if self.head_started.is_some() {
-            let late = ApiError::new(408, ErrorCode::RequestTimeout, "The request head did not arrive in time.");
-            return Poll::Ready(self.refuse(late));
+            let late = ApiError::new(
+                408,
+                ErrorCode::RequestTimeout,
+                "The request head did not arrive in time.",
+            );
+            return self.refuse(late);
         }
-        Poll::Ready(self.phase = Phase::Closed)
+        self.close()
     }
 
     /// One read into `held`, never past what a head may take.
@@ -297,7 +301,7 @@ impl Gate {
 
     /// Checks what hyper would take but a proxy might read differently, and
     /// passes the head on.
-    fn pass_on(&mut self, head: Head) {
+    fn pass_on(&mut self, head: Head) -> Poll<()> {
         let chunked = header_value(&head.headers, "transfer-encoding").is_some();
         let length = match content_length(&head.headers) {
             Ok(_) if chunked && header_value(&head.headers, "content-length").is_some() => Err(ApiError::bad_request(
@@ -329,15 +333,23 @@ impl Gate {
         self.body_deadline = None;
         self.awaiting_response = true;
         lock(&self.link.heads).push_back(head);
+        Poll::Ready(())
     }
 
-    fn refuse(&mut self, error: ApiError) {
+    /// Ends the connection quietly: hyper sees it end.
+    fn close(&mut self) -> Poll<()> {
+        self.phase = Phase::Closed;
+        Poll::Ready(())
+    }
+
+    /// Ends the connection with `error`, which [`Gate::finish`] writes.
+    fn refuse(&mut self, error: ApiError) -> Poll<()> {
         let remote = self.link.remote;
         self.state
             .warnings
             .warn(error.code.as_str(), || super::connection_line(remote, &error));
         self.refusal = Some(error);
-        self.phase = Phase::Closed;
+        self.close()
     }
 
     /// Passes on held bytes, then the socket's, up to the end of the request.
@@ -515,7 +527,11 @@ impl Gate {
 }
 
 impl hyper::rt::Read for Gate {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             match this.phase {
@@ -538,8 +554,11 @@ impl hyper::rt::Write for Gate {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |stream, cx| stream.poll_write_vectored(cx, bufs), |written| *written)
+        self.get_mut().poll_write_with(
+            cx,
+            |stream, cx| stream.poll_write_vectored(cx, bufs),
+            |written| *written,
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
