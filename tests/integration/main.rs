@@ -11,6 +11,7 @@
 mod common;
 
 mod admin;
+mod format1_fixture;
 mod backup;
 mod client;
 mod concurrency;
