@@ -11,7 +11,6 @@
 mod common;
 
 mod admin;
-mod format1_fixture;
 mod backup;
 mod client;
 mod concurrency;
