@@ -17,6 +17,7 @@ use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::{session, user};
 use gren_registry_core::error::Chain;
 use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
+use gren_registry_core::format::{self, FormatError};
 use gren_registry_core::outbox;
 use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
 use gren_registry_core::package::publish::{Packages, Published, Upload};
@@ -69,6 +70,8 @@ pub enum AdminError {
     #[error("{0}\nIf it is meant to be, run again with --allow-confusable.")]
     Confusable(IdentityError),
     #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -109,6 +112,9 @@ pub enum AdminCommand {
     },
     /// Copy the data directory (hard links) at one point in time.
     Snapshot { destination: PathBuf },
+    /// Upgrade the data directory to this release's data format, in place
+    /// (safe to interrupt: running it again finishes). Take a snapshot first.
+    Migrate,
     /// Add existing bundles (a package's history) without the successor rule.
     Import {
         #[arg(required = true)]
@@ -208,14 +214,44 @@ pub fn run_command(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> 
 }
 
 /// Opens the data directory for changes: refuses while a server holds it.
+/// Opens the directory with its lock, in this release's format (a new one
+/// is stamped with it).
 fn open_for_changes(args: &AdminArgs) -> AdminResult<Store> {
-    let store = Store::open(&args.data_dir).map_err(AdminError::InUse)?;
+    let store = open_locked(args)?;
+    format::require_current(&store, true)?;
     store.sweep_temp_files()?;
     Ok(store)
 }
 
+fn open_locked(args: &AdminArgs) -> AdminResult<Store> {
+    Store::open(&args.data_dir).map_err(AdminError::InUse)
+}
+
 fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {
-    Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)
+    let store = Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)?;
+    format::require_current(&store, false)?;
+    Ok(store)
+}
+
+/// `admin migrate`: see [`format::migrate`].
+fn migrate(args: &AdminArgs) -> AdminResult<Report> {
+    let store = open_locked(args)?;
+    store.sweep_temp_files()?;
+    let done = format::migrate::migrate(&store)?;
+    let text = if done.from == format::CURRENT {
+        format!("{} is in data format {} already: nothing to do", args.data_dir.display(), format::CURRENT)
+    } else {
+        format!(
+            "migrated {} from data format {} to {}: {} package record(s) rewritten, holding {} event(s)",
+            args.data_dir.display(),
+            done.from,
+            format::CURRENT,
+            done.packages,
+            done.events
+        )
+    };
+    let json = json!({ "from": done.from, "to": format::CURRENT, "packages": done.packages, "events": done.events });
+    Ok(Report::ok(text, json))
 }
 
 /// Refuses to work on a data directory another user owns, unless allowed:
@@ -261,6 +297,7 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
             Ok(fsck::check(&store, false))
         }
         AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
+        AdminCommand::Migrate => migrate(args),
         AdminCommand::Import {
             bundles,
             private,
@@ -415,7 +452,7 @@ fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
             if entry.private { " (private)" } else { "" }
         );
     }
-    let audit = identity::audit::read(store, &name, &found)?;
+    let audit = gren_registry_core::package::audit_log(store, &packages.catalog, &name, &found)?;
     Ok(Report::ok(
         text,
         json!({
@@ -478,7 +515,7 @@ fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
 fn outbox(store: &Store) -> AdminResult<Report> {
     let packages = Packages::open_read_only(store)?;
     let delivered = outbox::read_cursor(store)?.delivered;
-    let pending = packages.events.since(store, delivered, u64::MAX)?;
+    let pending = packages.events.since(delivered, u64::MAX);
     let mut text = format!(
         "delivered up to event {delivered} of {}; {} pending\n",
         packages.events.head(),

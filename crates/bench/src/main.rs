@@ -7,9 +7,9 @@ use flate2::write::GzEncoder;
 use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::user::User;
-use gren_registry_core::identity::{Identity, IdentityName, Member, Role};
+use gren_registry_core::identity::{Action, Identity, IdentityName, Member, Role};
 use gren_registry_core::package::events::{Event, EventKind};
-use gren_registry_core::package::{PackageName, PackageRecord, Range, Version, VersionRecord};
+use gren_registry_core::package::{PackageChange, PackageName, PackageRecord, Range, Version, VersionRecord};
 use gren_registry_core::store::{RecordPath, Store, layout};
 use gren_registry_core::time::Timestamp;
 use serde_json::{Value, json};
@@ -307,6 +307,7 @@ fn synthetic_bundle(name: &PackageName, version: Version, gren: &str, salt: usiz
 }
 
 fn generate(store: &Store, packages: usize) {
+    gren_registry_core::format::stamp(store).unwrap();
     let now = Timestamp::now();
     let email = Email::parse(EMAIL).unwrap();
     let mut identities = Vec::new();
@@ -352,8 +353,9 @@ fn generate(store: &Store, packages: usize) {
             private: false,
             created: now,
             versions: Vec::new(),
-            last_event: 0,
-            announced: Some(Default::default()),
+            events: Vec::new(),
+            changes: Vec::new(),
+            revoked_outlines: Default::default(),
         };
         for step in 0..VERSIONS_PER_PACKAGE {
             let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
@@ -363,9 +365,8 @@ fn generate(store: &Store, packages: usize) {
             } else {
                 "0.6.0 <= v < 0.7.0"
             };
-            let (outline, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
+            let (_, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
             write_file(store, &layout::version_bundle(&name, version), &bytes);
-            write_json(store, &layout::version_outline(&name, version), &outline);
             seq += 1;
             let sha256 = sha256_hex(&bytes);
             let event = Event {
@@ -376,7 +377,15 @@ fn generate(store: &Store, packages: usize) {
                 version: Some(version),
                 sha256: sha256.clone(),
             };
-            write_json(store, &layout::event(seq), &event);
+            record.events.push(event);
+            record.changes.push(PackageChange {
+                at: now,
+                actor: EMAIL.to_string(),
+                action: Action::Published {
+                    package: name.to_string(),
+                    version: version.to_string(),
+                },
+            });
             record.versions.push(VersionRecord {
                 version,
                 gren_version: Range::parse(gren).unwrap(),
@@ -388,14 +397,6 @@ fn generate(store: &Store, packages: usize) {
                 revoked: None,
             });
         }
-        record.last_event = seq;
-        record.announced = Some(
-            record
-                .versions
-                .iter()
-                .map(|v| (v.version, EventKind::Publish))
-                .collect(),
-        );
         write_json(store, &layout::package(&name), &record);
     }
 }

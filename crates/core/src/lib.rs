@@ -11,6 +11,7 @@ pub mod auth;
 pub mod budget;
 pub mod bundle;
 pub mod error;
+pub mod format;
 pub mod identity;
 pub mod logging;
 pub mod mail;

@@ -29,9 +29,8 @@ pub const SIGNATURE_HEADER: &str = "X-Gren-Registry-Signature";
 
 /// The events not yet delivered, oldest first.
 pub fn pending(app: &App, limit: u64) -> Result<Vec<Event>, StoreError> {
-    app.packages
-        .events
-        .since(&app.store, read_cursor(&app.store)?.delivered, limit)
+    let delivered = read_cursor(&app.store)?.delivered;
+    Ok(app.packages.events.since(delivered, limit))
 }
 
 /// Delivers events to `site_url` until the app stops.

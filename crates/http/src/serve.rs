@@ -19,6 +19,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
     let store = Store::open(&config.data_dir)?;
+    gren_registry_core::format::require_current(&store, true)?;
     warn_about_exposure(&store);
     let server = Server::bind(&config.listen, limits(&config))
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;

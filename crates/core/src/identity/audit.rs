@@ -1,5 +1,8 @@
-//! The audit log of an identity: `identities/<name>/audit/<seq>.json`, one
-//! entry per change, numbered from 1.
+//! The audit log of an identity's member changes:
+//! `identities/<name>/audit/<seq>.json`, one entry per change, numbered from
+//! 1. Changes to its packages are audited in their records, and the log an
+//! admin sees merges both ([`crate::package::audit_log`]); format-1
+//! directories also hold such entries here, which [`read`] skips.
 //!
 //! An entry is written before the identity record that counts it
 //! (`audit_seq`); the identity record is the commit point. After a crash
@@ -62,6 +65,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The package a publish, revocation or privacy change is about.
+    pub fn package(&self) -> Option<&str> {
+        match self {
+            Action::Published { package, .. }
+            | Action::Revoked { package, .. }
+            | Action::PrivacyChanged { package, .. } => Some(package),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Created { .. } => "created",
@@ -108,8 +121,16 @@ pub fn commit(
     Ok(())
 }
 
-/// The committed entries, oldest first.
+/// The committed member changes, oldest first (entries about packages,
+/// which format 1 wrote here, are in the package records).
 pub fn read(store: &Store, name: &IdentityName, identity: &Identity) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut entries = read_all(store, name, identity)?;
+    entries.retain(|entry| entry.action.package().is_none());
+    Ok(entries)
+}
+
+/// Every committed entry in the identity's files, oldest first.
+pub fn read_all(store: &Store, name: &IdentityName, identity: &Identity) -> Result<Vec<AuditEntry>, StoreError> {
     let mut entries = Vec::with_capacity(identity.audit_seq as usize);
     for seq in 1..=identity.audit_seq {
         if let Some(entry) = store.read_json(&layout::audit_entry(name, seq))? {

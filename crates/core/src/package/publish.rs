@@ -1,15 +1,17 @@
 //! Changing packages: publishing a version, revoking versions, changing a
 //! package's privacy. Each runs under the package's lock and commits by
-//! writing `package.json`, through the event log when there is something to
-//! announce: publishes and revocations of a public package, and every
-//! privacy change (see [`super::events`]).
+//! writing `package.json` once, with the change itself, its audit entries
+//! (`changes`) and the events it announces (publishes and revocations of a
+//! public package, and every privacy change; see [`super::events`]). A
+//! publish stages its bundle beside the record first: three fsyncs in all
+//! (the bundle, the record, their directory).
 //! A publish first takes the lock of its compiler file name, which packages
 //! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
 //! (streaming, see [`crate::bundle`]) before taking any lock.
 
 use super::bundle_cache::BundleCache;
-use super::events::{self, EventKind, EventLog, NewEvent};
-use super::{Catalog, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
+use super::events::{EventKind, EventLog, NewEvent};
+use super::{Catalog, PackageChange, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
 use crate::auth::secret::sha256_hex;
 use crate::budget::{self, Budget};
 use crate::bundle;
@@ -64,8 +66,7 @@ impl Packages {
 
     fn load(store: &Store, repair: bool) -> Result<Packages, StoreError> {
         let catalog = Catalog::load(store, repair)?;
-        let events = EventLog::open(store, &catalog, repair)?;
-        events::learn_announcements(store, &catalog, &events, repair)?;
+        let events = EventLog::open(store, &catalog)?;
         Ok(Packages {
             catalog,
             events,
@@ -77,7 +78,7 @@ impl Packages {
         let checked = check_upload(store, &upload)?;
         let outline = checked.outline;
         let name = outline.name.clone();
-        let identity_name = owner(&name)?;
+        owner(&name)?;
         let sha256 = sha256_hex(upload.bytes);
 
         let path = layout::package(&name);
@@ -120,8 +121,9 @@ impl Packages {
             private: upload.private || outline.private,
             created: Timestamp::now(),
             versions: Vec::new(),
-            last_event: 0,
-            announced: Some(Default::default()),
+            events: Vec::new(),
+            changes: Vec::new(),
+            revoked_outlines: Default::default(),
         });
         let version = VersionRecord {
             version: outline.version,
@@ -134,31 +136,24 @@ impl Packages {
             revoked: None,
         };
         let first = record.versions.is_empty();
-        self.write_version(store, &mut record, &version, upload.bytes, &checked.manifest)
+        record.changes.push(change(upload.actor, version.published, Action::Published {
+            package: name.to_string(),
+            version: version.version.to_string(),
+        }));
+        self.write_version(store, &mut record, &version, upload.bytes)
             .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
-        audit_after_commit(
-            store,
-            &identity_name,
-            upload.actor,
-            Action::Published {
-                package: name.to_string(),
-                version: version.version.to_string(),
-            },
-        );
         Ok((name, Published::Created(version)))
     }
 
-    /// Writes a new version's bundle and outline, then commits it to `record`.
+    /// Stages a new version's bundle beside `record`, then commits it there.
     fn write_version(
         &self,
         store: &Store,
         record: &mut PackageRecord,
         version: &VersionRecord,
         bundle: &[u8],
-        manifest: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
-        store.write_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
-        store.write_json(&layout::version_outline(&record.name, version.version), manifest)?;
+        store.stage_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, record, EventKind::Publish, &[version.version])
@@ -202,22 +197,23 @@ impl Packages {
                 version.revoked = Some(revocation.clone());
             }
         }
+        for version in &targets {
+            // The version page still shows what the version was.
+            if let Some(outline) = self.outline(store, name, *version) {
+                record.revoked_outlines.insert(*version, outline);
+            }
+            record.changes.push(change(actor, revocation.at, Action::Revoked {
+                package: name.to_string(),
+                version: version.to_string(),
+                reason: reason.to_string(),
+            }));
+        }
         self.commit(store, &mut record, EventKind::Revoke, &targets)?;
         for version in &targets {
             // After the commit: the record already says the content is gone.
             let path = layout::version_bundle(name, *version);
             self.bundles.forget(&store.full_path(&path));
             after_commit("bundle removal", store.remove(&path).map(drop));
-            audit_after_commit(
-                store,
-                &identity_name,
-                actor,
-                Action::Revoked {
-                    package: name.to_string(),
-                    version: version.to_string(),
-                    reason: reason.to_string(),
-                },
-            );
         }
         Ok(record.versions)
     }
@@ -245,17 +241,29 @@ impl Packages {
         } else {
             record.going_public()
         };
+        record.changes.push(change(actor, Timestamp::now(), Action::PrivacyChanged {
+            package: name.to_string(),
+            private,
+        }));
         self.commit_events(store, &mut record, &events)?;
-        audit_after_commit(
-            store,
-            &identity_name,
-            actor,
-            Action::PrivacyChanged {
-                package: name.to_string(),
-                private,
-            },
-        );
         Ok(record)
+    }
+
+    /// The outline of `version` of `name`: from its bundle while it is live,
+    /// from the record once revoked; `None` if it was lost.
+    pub fn outline(&self, store: &Store, name: &PackageName, version: Version) -> Option<serde_json::Map<String, serde_json::Value>> {
+        if let Some(kept) = self.catalog.get(name).and_then(|record| record.revoked_outlines.get(&version).cloned()) {
+            return Some(kept);
+        }
+        let path = store.full_path(&layout::version_bundle(name, version));
+        let read = self.bundles.read(&path).map_err(|err| err.to_string());
+        match read.and_then(|bytes| bundle::read_outline(&bytes).map_err(|err| err.to_string())) {
+            Ok(outline) => Some(outline),
+            Err(err) => {
+                log::error!("cannot read the outline of {name} {version} from {}: {err}", path.display());
+                None
+            }
+        }
     }
 
     fn require(&self, name: &PackageName) -> Result<PackageRecord, PackageError> {
@@ -284,15 +292,13 @@ impl Packages {
         self.commit_events(store, record, &events)
     }
 
-    /// Writes the record (the commit point) and updates the catalog. The
-    /// `events` are written before the record, which then counts them
-    /// (`last_event`): a crash in between leaves events that the log drops
-    /// when it is opened again.
+    /// Writes the record with its new `events` (the one commit point) and
+    /// updates the catalog.
     fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> Result<(), StoreError> {
         let path = layout::package(&record.name);
         let name = record.name.clone();
-        self.events.append(store, &name, events, |last| {
-            record.last_event = last;
+        self.events.append(&name, events, |numbered| {
+            record.events.extend(numbered);
             store.write_json(&path, &*record)
         })?;
         self.catalog.put(record.clone());
@@ -300,13 +306,13 @@ impl Packages {
     }
 }
 
-/// Removes what a publish that failed before its commit wrote: its version
-/// directory and, for a first publish, the package's directory if nothing
-/// else is in it (what else is there is not this publish's to judge). So
-/// `admin fsck` is clean at once; if this fails too (a disk refusing
-/// removals), the start-up repair removes the same debris.
+/// Removes what a publish that failed before its commit wrote: its staged
+/// bundle and, for a first publish, the package's directory if nothing else
+/// is in it (what else is there is not this publish's to judge). So `admin
+/// fsck` is clean at once; if this fails too (a disk refusing removals),
+/// the start-up repair removes the same debris.
 fn remove_uncommitted(store: &Store, name: &PackageName, version: Version, first: bool) {
-    let mut removed = store.remove_tree(&layout::version_dir(name, version)).map(drop);
+    let mut removed = store.remove(&layout::version_bundle(name, version)).map(drop);
     if first && removed.is_ok() {
         removed = store.remove_empty_dir(&layout::package_dir(name)).map(drop);
     }
@@ -324,9 +330,13 @@ fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
     }
 }
 
-/// Writes the identity's audit entry for a change already committed.
-fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
-    after_commit("audit entry", identity::record_action(store, identity, actor, action));
+/// The audit entry of a change to a package, kept in its record.
+fn change(actor: &Actor, at: Timestamp, action: Action) -> PackageChange {
+    PackageChange {
+        at,
+        actor: actor.label(),
+        action,
+    }
 }
 
 /// Checks an upload's bundle, refusing it from its outline when the actor

@@ -4,6 +4,7 @@
 //! describes the same tree for operators.
 //!
 //! ```text
+//! format.json                                    the data format: {"format": 2}
 //! registry.lock                                  held by the running server
 //! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
 //! users/<email>.json                             one user (lower-cased address)
@@ -11,12 +12,11 @@
 //! logins/<login id>.json                         one pending e-mail login
 //! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
 //! identities/<name>/identity.json                a publishing identity and its members
-//! identities/<name>/audit/<seq>.json             its audit log, one entry per change
-//! packages/<author>/<project>/package.json       a package: privacy and all its versions
-//! packages/<author>/<project>/<v>/outline.json   the version's gren.json
-//! packages/<author>/<project>/<v>/<file>.pkg.gz  the bundle, exactly as uploaded
-//! events/<seq>.json                              the public event log (publish, revoke, private, public)
+//! identities/<name>/audit/<seq>.json             its member changes, one entry per change
+//! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
+//! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
 //! outbox/cursor.json                             the last event told to the packages site
+//! quarantine/<time>/...                          what start-up found and could not explain
 //! ```
 //!
 //! `<name>` and `<author>` are lower case (identity keys); `<seq>` has twelve
@@ -51,8 +51,8 @@ const IDENTITY_RECORD: &str = "identity.json";
 const AUDIT: &str = "audit";
 const PACKAGES: &str = "packages";
 const PACKAGE_RECORD: &str = "package.json";
-const OUTLINE: &str = "outline.json";
-const EVENTS: &str = "events";
+const FORMAT: &str = "format.json";
+const QUARANTINE: &str = "quarantine";
 const OUTBOX: &str = "outbox";
 const CURSOR: &str = "cursor.json";
 const FILE_NAMES: &str = "file-names";
@@ -145,18 +145,11 @@ pub fn package(name: &PackageName) -> RecordPath {
     package_file(name, &[PACKAGE_RECORD])
 }
 
-pub fn version_dir(name: &PackageName, version: Version) -> RecordPath {
-    package_file(name, &[&version.to_string()])
-}
-
-pub fn version_outline(name: &PackageName, version: Version) -> RecordPath {
-    package_file(name, &[&version.to_string(), OUTLINE])
-}
-
-/// The bundle under the compiler's own file name, so that it can be copied
-/// straight into a project's `gren_packages/`.
+/// The bundle, beside its record (one directory fsync commits both), under
+/// the compiler's own file name, so that it can be copied straight into a
+/// project's `gren_packages/`.
 pub fn version_bundle(name: &PackageName, version: Version) -> RecordPath {
-    package_file(name, &[&version.to_string(), &name.bundle_file_name(version)])
+    package_file(name, &[&name.bundle_file_name(version)])
 }
 
 /// `below` inside the package's directory.
@@ -174,16 +167,48 @@ pub fn file_name_lock(name: &PackageName) -> RecordPath {
     safe([FILE_NAMES, &name.file_stem().to_ascii_lowercase()])
 }
 
-pub fn events_dir() -> RecordPath {
-    safe([EVENTS])
+/// `format.json`: which layout the directory has (see [`crate::format`]).
+pub fn format_file() -> RecordPath {
+    safe([FORMAT])
 }
 
-pub fn event(seq: u64) -> RecordPath {
-    safe([EVENTS, &numbered(seq)])
+/// Where start-up moves what it cannot explain, one directory a start.
+pub fn quarantine_dir() -> RecordPath {
+    safe([QUARANTINE])
+}
+
+pub fn quarantine(started_millis: u128) -> RecordPath {
+    safe([QUARANTINE, &started_millis.to_string()])
 }
 
 pub fn outbox_cursor() -> RecordPath {
     safe([OUTBOX, CURSOR])
+}
+
+/// Where format 1 kept what format 2 moved or derives: read only by
+/// `admin migrate` (see [`crate::format`]).
+pub mod format1 {
+    use super::{PackageName, RecordPath, Version, numbered, package_file, safe};
+
+    const EVENTS: &str = "events";
+
+    /// `packages/<author>/<project>/<v>/`: the outline and the bundle.
+    pub fn version_dir(name: &PackageName, version: Version) -> RecordPath {
+        package_file(name, &[&version.to_string()])
+    }
+
+    pub fn version_bundle(name: &PackageName, version: Version) -> RecordPath {
+        package_file(name, &[&version.to_string(), &name.bundle_file_name(version)])
+    }
+
+    /// `events/`: one file an event.
+    pub fn events_dir() -> RecordPath {
+        safe([EVENTS])
+    }
+
+    pub fn event(seq: u64) -> RecordPath {
+        safe([EVENTS, &numbered(seq)])
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -252,18 +277,24 @@ impl PackageDir {
         self.0.join(PACKAGE_RECORD)
     }
 
-    /// The subdirectories (by name, and full path), sorted: one per version
-    /// ever written, committed or not. Links are not directories.
-    pub fn version_dirs(&self) -> io::Result<Vec<(String, PathBuf)>> {
-        let mut dirs = Vec::new();
-        for entry in fs::read_dir(&self.0)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                dirs.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+    /// The package this directory is named for, if it can be one.
+    pub fn package_name(&self) -> Option<PackageName> {
+        let project = self.0.file_name()?.to_str()?;
+        let author = self.0.parent()?.file_name()?.to_str()?;
+        PackageName::parse(&format!("{author}/{project}"))
+    }
+
+    /// Every entry but the record (by name, and full path), sorted:
+    /// bundles, and whatever else is there.
+    pub fn entries(&self) -> io::Result<Vec<(String, PathBuf)>> {
+        let mut found = Vec::new();
+        for path in entries(&self.0)? {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name != PACKAGE_RECORD {
+                found.push((name, path));
             }
         }
-        dirs.sort();
-        Ok(dirs)
+        Ok(found)
     }
 }
 
@@ -321,18 +352,20 @@ mod tests {
             (packages_dir(), "packages"),
             (package_dir(&package), "packages/gren-lang/core"),
             (self::package(&package), "packages/gren-lang/core/package.json"),
-            (version_dir(&package, version), "packages/gren-lang/core/7.0.0"),
-            (
-                version_outline(&package, version),
-                "packages/gren-lang/core/7.0.0/outline.json",
-            ),
             (
                 version_bundle(&package, version),
+                "packages/gren-lang/core/Gren_Lang_core__7_0_0.pkg.gz",
+            ),
+            (outbox_cursor(), "outbox/cursor.json"),
+            (format_file(), "format.json"),
+            (quarantine(1764097425401), "quarantine/1764097425401"),
+            (format1::version_dir(&package, version), "packages/gren-lang/core/7.0.0"),
+            (
+                format1::version_bundle(&package, version),
                 "packages/gren-lang/core/7.0.0/Gren_Lang_core__7_0_0.pkg.gz",
             ),
-            (events_dir(), "events"),
-            (event(12), "events/000000000012.json"),
-            (outbox_cursor(), "outbox/cursor.json"),
+            (format1::events_dir(), "events"),
+            (format1::event(12), "events/000000000012.json"),
             (file_name_lock(&package), "file-names/gren_lang_core"),
         ];
         for (path, expected) in cases {
@@ -367,19 +400,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let root = dir.path();
-        for path in [
-            "packages/b/x/1.0.0",
-            "packages/a/y/2.0.0",
-            "packages/a/y/1.0.0",
-            "identities/z/audit",
-        ] {
+        for path in ["packages/b/x", "packages/a/y/1.0.0", "identities/z/audit"] {
             fs::create_dir_all(root.join(path)).unwrap();
         }
         fs::write(root.join("packages/a/stray"), b"").unwrap();
         fs::write(root.join("packages/a/y/package.json"), b"{}").unwrap();
-        fs::create_dir_all(root.join("events")).unwrap();
-        fs::write(root.join("events/000000000001.json"), b"{}").unwrap();
-        fs::write(root.join("events/.tmp-x"), b"").unwrap();
+        fs::write(root.join("packages/a/y/a_y__2_0_0.pkg.gz"), b"").unwrap();
+        fs::create_dir_all(root.join("sessions")).unwrap();
+        fs::write(root.join("sessions/ab.json"), b"{}").unwrap();
+        fs::write(root.join("sessions/.tmp-x"), b"").unwrap();
         let relative = |path: &Path| path.strip_prefix(root).unwrap().display().to_string();
         let packages: Vec<String> = package_dirs(&store)
             .unwrap()
@@ -389,8 +418,9 @@ mod tests {
         assert_eq!(packages, ["packages/a/stray", "packages/a/y", "packages/b/x"]);
         let y = PackageDir::of(&store, &PackageName::parse("a/y").unwrap());
         assert_eq!(relative(&y.record()), "packages/a/y/package.json");
-        let versions: Vec<String> = y.version_dirs().unwrap().into_iter().map(|(name, _)| name).collect();
-        assert_eq!(versions, ["1.0.0", "2.0.0"]);
+        let entries: Vec<String> = y.entries().unwrap().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(entries, ["1.0.0", "a_y__2_0_0.pkg.gz"], "everything but the record");
+        assert_eq!(y.package_name(), PackageName::parse("a/y"));
         let identities = identity_dirs(&store);
         assert_eq!(identities.len(), 1);
         assert_eq!(identities[0].key(), "z");
@@ -399,7 +429,7 @@ mod tests {
             "identities/z/audit/000000000002.json"
         );
         assert_eq!(identity_keys(&store).unwrap(), ["z"]);
-        let events: Vec<String> = json_files(&store, &events_dir()).iter().map(|p| relative(p)).collect();
-        assert_eq!(events, ["events/000000000001.json"]);
+        let sessions: Vec<String> = json_files(&store, &sessions_dir()).iter().map(|p| relative(p)).collect();
+        assert_eq!(sessions, ["sessions/ab.json"]);
     }
 }

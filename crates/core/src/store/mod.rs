@@ -118,6 +118,8 @@ impl std::error::Error for OpenError {}
 pub struct Store {
     root: PathBuf,
     locks: KeyedLocks,
+    /// When the store was opened (ms since 1970): names this run's quarantine.
+    opened: u128,
     // Held open for the lock it carries; released when the store is dropped.
     _lock_file: Option<File>,
 }
@@ -144,6 +146,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             locks: KeyedLocks::default(),
+            opened: now_millis(),
             _lock_file: Some(lock_file),
         })
     }
@@ -163,6 +166,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             locks: KeyedLocks::default(),
+            opened: now_millis(),
             _lock_file: None,
         })
     }
@@ -219,11 +223,78 @@ impl Store {
         write_file(&self.root, path, bytes)
     }
 
+    /// Writes a file that the next [`Store::write_json`] in the same
+    /// directory commits (see `atomic::stage`): until then a crash may leave
+    /// it or not, and start-up removes it if no record names it.
+    pub fn stage_bytes(&self, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        atomic::stage(&self.root, path.as_path(), bytes)
+            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))
+    }
+
     /// Removes a record durably; `false` when it did not exist. A link in
     /// its place is removed itself (unlink never follows one).
     pub fn remove(&self, path: &RecordPath) -> Result<bool, StoreError> {
         let parent = path.as_path().parent().unwrap_or(Path::new(""));
         self.remove_with(path, parent, |full| fs::remove_file(full))
+    }
+
+    /// Moves a file durably (the directories of both ends are fsynced);
+    /// `false` when `from` was not there.
+    pub fn rename(&self, from: &RecordPath, to: &RecordPath) -> Result<bool, StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let (source, destination) = (self.full_path(from), self.full_path(to));
+        let moved = (|| {
+            safe_fs::refuse_symlinks(&self.root, from.as_path())?;
+            safe_fs::refuse_symlinks(&self.root, to.as_path().parent().unwrap_or(Path::new("")))?;
+            match fs::rename(&source, &destination) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(err) => return Err(err),
+            }
+            if let Err(err) = atomic::sync_parent(&destination).and_then(|()| atomic::sync_parent(&source)) {
+                atomic::exit_after_commit(&destination, &err);
+            }
+            Ok(true)
+        })();
+        moved.map_err(StoreError::io(Operation::Write, &destination))
+    }
+
+    /// `full`, a path below the data directory (as listings give them), as a
+    /// record path: its components pass the same checks.
+    pub fn relative(&self, full: &Path) -> Result<RecordPath, StoreError> {
+        let outside = || io::Error::new(io::ErrorKind::InvalidInput, "not a safe path inside the data directory");
+        let inside = full.strip_prefix(&self.root).map_err(|_| outside());
+        inside
+            .and_then(|inside| {
+                let parts: Option<Vec<&str>> = inside.iter().map(|part| part.to_str()).collect();
+                RecordPath::new(parts.ok_or_else(outside)?)
+            })
+            .map_err(StoreError::io(Operation::Remove, full))
+    }
+
+    /// Moves `full` (a file or directory below the data directory, whatever
+    /// its name) to the same place under `quarantine/<opened>/`, durably:
+    /// what start-up cannot explain is kept for an operator, never deleted.
+    /// Returns where it went.
+    pub fn quarantine(&self, full: &Path) -> Result<PathBuf, StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let moved = (|| {
+            let inside = full
+                .strip_prefix(&self.root)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "outside the data directory"))?;
+            let relative = layout::quarantine(self.opened).as_path().join(inside);
+            let parent = relative.parent().unwrap_or(Path::new(""));
+            for created in safe_fs::create_dirs(&self.root, parent)? {
+                atomic::sync_parent(&created)?;
+            }
+            let destination = self.root.join(&relative);
+            fs::rename(full, &destination)?;
+            atomic::sync_parent(&destination)?;
+            atomic::sync_parent(full)?;
+            Ok(destination)
+        })();
+        moved.map_err(StoreError::io(Operation::Quarantine, full))
     }
 
     /// Removes a directory and everything in it, durably; `false` when it did
@@ -650,4 +721,10 @@ mod tests {
         }
         assert_eq!(store.read_json::<u64>(&path).unwrap(), Some(200));
     }
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }

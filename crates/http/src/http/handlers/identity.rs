@@ -122,7 +122,7 @@ pub fn audit(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respons
     let name = parse_name(request.param("name"))?;
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
-    let entries = identity::audit::read(&app.store, &name, &found)?;
+    let entries = gren_registry_core::package::audit_log(&app.store, &app.packages.catalog, &name, &found)?;
     Ok(Response::json(
         200,
         &SortedKeys(AuditLog {

@@ -161,9 +161,7 @@ fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
 pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
     let version = version_of(&record, request.param("version"))?;
-    let outline: Option<Value> = app
-        .store
-        .read_json(&layout::version_outline(&record.name, version.version))?;
+    let outline = app.packages.outline(&app.store, &record.name, version.version).map(Value::Object);
     let page = VersionPage {
         name: Cow::Borrowed(&record.name),
         outline,
@@ -364,7 +362,7 @@ pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respo
     // The log is public history, the same for everyone: a package made
     // private since keeps its past events, and its `private` event tells
     // mirrors to stop serving it.
-    let (events, head) = app.packages.events.page(&app.store, since, limit)?;
+    let (events, head) = app.packages.events.page(since, limit);
     let next = head.min(since.saturating_add(limit)).max(since);
     // Events are never rewritten, so a full page never changes: cacheable
     // for ever, and without the head, which moves. The last page is not.

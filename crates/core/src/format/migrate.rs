@@ -1,0 +1,192 @@
+//! `gren-registry admin migrate`: upgrades a format-1 data directory to
+//! format 2 in place (see [`super`]). It runs with the directory's lock, as
+//! every changing command does, and is safe to kill anywhere: each step
+//! leaves what the next run recognises, and running it again finishes.
+//!
+//! Order, and what a crash after each step leaves:
+//! 1. For each package still in format 1 (`package.json` without `events`):
+//!    move each live bundle from `<v>/` to beside the record (a rename,
+//!    then the directory's fsync), then write the format-2 record, which
+//!    takes its events from `events/` (those the record counted), its audit
+//!    entries from its identity's audit log, and the outlines of revoked
+//!    versions from `<v>/outline.json`. The record's write is the package's
+//!    commit; until then the old record is still read the old way.
+//! 2. Remove each migrated package's `<v>/` directories.
+//! 3. After every package: remove `events/`.
+//! 4. Write `format.json`: the migration's commit. Until then the server
+//!    refuses the directory, so nobody sees it half done.
+//!
+//! The audit entries of publishes, revocations and privacy changes stay in
+//! `identities/<name>/audit/` as history; format 2 reads them from the
+//! package records and skips them there ([`crate::identity::audit::read`]).
+
+use super::{CURRENT, FormatError, Found, detect, stamp};
+use crate::identity::audit::{self, AuditEntry};
+use crate::identity::{Identity, IdentityName};
+use crate::package::events::Event;
+use crate::package::{PackageChange, PackageName, PackageRecord, Version, VersionRecord};
+use crate::store::layout::{self, PackageDir};
+use crate::store::{Operation, Store, StoreError};
+use crate::time::Timestamp;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// The format found.
+    pub from: u32,
+    /// Package records rewritten by this run.
+    pub packages: usize,
+    /// Events moved into them.
+    pub events: usize,
+}
+
+/// A package record as format 1 wrote it (the fields format 2 keeps).
+#[derive(Deserialize)]
+struct Format1Record {
+    name: PackageName,
+    private: bool,
+    created: Timestamp,
+    versions: Vec<VersionRecord>,
+    /// Events above it were never committed.
+    #[serde(default)]
+    last_event: u64,
+}
+
+/// Upgrades the directory to [`CURRENT`]; nothing to do if it is there.
+pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
+    let dir = store.root().to_path_buf();
+    let from = match detect(store)? {
+        Found::Empty => {
+            stamp(store)?;
+            return Ok(Migration { from: CURRENT, ..Migration::default() });
+        }
+        Found::Format(CURRENT) => return Ok(Migration { from: CURRENT, ..Migration::default() }),
+        Found::Format(found) if found > CURRENT => return Err(FormatError::Newer { dir, found }),
+        Found::Format(found) => found,
+    };
+    let mut events = format1_events(store)?;
+    let mut changes = format1_changes(store)?;
+    let mut migration = Migration { from, ..Migration::default() };
+    let packages = store.full_path(&layout::packages_dir());
+    for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        if dir.record().exists() {
+            if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes)? {
+                migration.packages += 1;
+                migration.events += moved;
+            }
+        }
+        remove_version_dirs(store, &dir)?;
+    }
+    store.remove_tree(&layout::format1::events_dir())?;
+    stamp(store)?;
+    log::info!("migrated {} from data format {from} to {CURRENT}", store.root().display());
+    Ok(migration)
+}
+
+/// Rewrites one package record in format 2 (unless it already is), after
+/// moving its live bundles beside it. Returns how many events it took, or
+/// `None` if it was in format 2 already.
+fn migrate_package(
+    store: &Store,
+    dir: &PackageDir,
+    events: &mut HashMap<String, Vec<Event>>,
+    changes: &mut HashMap<String, Vec<PackageChange>>,
+) -> Result<Option<usize>, StoreError> {
+    let record = dir.record();
+    let value: Value = read_json_file(store, &record)?;
+    if value.get("events").is_some() {
+        return Ok(None);
+    }
+    let old: Format1Record =
+        serde_json::from_value(value).map_err(|source| StoreError::Corrupt { path: record.clone(), source })?;
+    let name = old.name.clone();
+    let mut revoked_outlines = BTreeMap::new();
+    for version in &old.versions {
+        if version.revoked.is_some() {
+            let outline = layout::format1::version_dir(&name, version.version);
+            let outline = store.full_path(&outline).join("outline.json");
+            if outline.exists() {
+                let outline: Map<String, Value> = read_json_file(store, &outline)?;
+                revoked_outlines.insert(version.version, outline);
+            }
+        } else {
+            let from = layout::format1::version_bundle(&name, version.version);
+            store.rename(&from, &layout::version_bundle(&name, version.version))?;
+        }
+    }
+    let key = name.key();
+    let mut own_events = events.remove(&key).unwrap_or_default();
+    own_events.retain(|event| event.seq <= old.last_event);
+    let moved_events = own_events.len();
+    let migrated = PackageRecord {
+        name,
+        private: old.private,
+        created: old.created,
+        versions: old.versions,
+        events: own_events,
+        changes: changes.remove(&key).unwrap_or_default(),
+        revoked_outlines,
+    };
+    store.write_json(&layout::package(&migrated.name), &migrated)?;
+    Ok(Some(moved_events))
+}
+
+/// Removes a package's format-1 version directories (outlines, and bundles
+/// already moved or of revoked versions).
+fn remove_version_dirs(store: &Store, dir: &PackageDir) -> Result<(), StoreError> {
+    let Some(name) = dir.package_name() else { return Ok(()) };
+    let entries = dir.entries().map_err(StoreError::io(Operation::List, dir.path()))?;
+    for (entry, path) in entries {
+        if let Some(version) = Version::parse(&entry).filter(|_| path.is_dir()) {
+            store.remove_tree(&layout::format1::version_dir(&name, version))?;
+        }
+    }
+    if !dir.record().exists() {
+        // Format 1's own start-up removed such a directory: a first publish
+        // interrupted before its commit (it held version directories only).
+        let _ = store.remove_empty_dir(&store.relative(dir.path())?);
+    }
+    Ok(())
+}
+
+/// The format-1 event log, by package key, oldest first.
+fn format1_events(store: &Store) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+    let mut by_package: HashMap<String, Vec<Event>> = HashMap::new();
+    for seq in 1.. {
+        let Some(event) = store.read_json::<Event>(&layout::format1::event(seq))? else {
+            break;
+        };
+        by_package.entry(event.package.key()).or_default().push(event);
+    }
+    Ok(by_package)
+}
+
+/// The audit entries of publishes, revocations and privacy changes that
+/// format 1 kept in the identities' logs, by package key, oldest first.
+fn format1_changes(store: &Store) -> Result<HashMap<String, Vec<PackageChange>>, StoreError> {
+    let mut by_package: HashMap<String, Vec<PackageChange>> = HashMap::new();
+    for key in layout::identity_keys(store)? {
+        let Ok(name) = IdentityName::parse(&key) else { continue };
+        let Some(identity) = store.read_json::<Identity>(&layout::identity(&name))? else {
+            continue;
+        };
+        for entry in audit::read_all(store, &name, &identity)? {
+            let AuditEntry { at, actor, action, .. } = entry;
+            let Some(package) = action.package().and_then(PackageName::parse) else { continue };
+            by_package.entry(package.key()).or_default().push(PackageChange { at, actor, action });
+        }
+    }
+    Ok(by_package)
+}
+
+fn read_json_file<T: serde::de::DeserializeOwned>(store: &Store, path: &std::path::Path) -> Result<T, StoreError> {
+    let relative = store.relative(path)?;
+    let read = store.read_json(&relative)?;
+    read.ok_or_else(|| StoreError::io(Operation::Read, path)(std::io::ErrorKind::NotFound.into()))
+}
