@@ -468,14 +468,13 @@ fn standalone(name: &str) -> Vec<u8> {
 fn forge_package(data: &Path, original: &str, twin: &str) {
     let from = data.join("packages").join(original);
     let to = data.join("packages").join(twin);
-    std::fs::create_dir_all(to.join("1.0.0")).unwrap();
+    std::fs::create_dir_all(&to).unwrap();
     let bytes = standalone(twin);
-    std::fs::write(to.join("1.0.0").join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
-    let mut outline = read_json(&from.join("1.0.0/outline.json"));
-    outline["name"] = json!(twin);
-    std::fs::write(to.join("1.0.0/outline.json"), outline.to_string()).unwrap();
+    std::fs::write(to.join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
     let mut record = read_json(&from.join("package.json"));
     record["name"] = json!(twin);
+    // Its events would be the original's numbers twice: mirrors never heard of it.
+    record["events"] = json!([]);
     record["versions"][0]["sha256"] = json!(bundles::sha256_hex(&bytes));
     record["versions"][0]["size"] = json!(bytes.len());
     std::fs::write(to.join("package.json"), record.to_string()).unwrap();

@@ -714,15 +714,12 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     server.kill();
 
     // Exactly what `Packages::publish` has written when the kill lands
-    // between the outline and the commit.
+    // between staging the bundle and the commit.
     let bytes = synthetic("crash/ghost", "1.0.0", "never committed");
-    let version_dir = dir.path().join("packages/crash/ghost/1.0.0");
-    std::fs::create_dir_all(&version_dir).unwrap();
-    std::fs::write(version_dir.join("crash_ghost__1_0_0.pkg.gz"), &bytes).unwrap();
-    let outline = decode(&bytes)["outline"].clone();
-    let mut outline_text = serde_json::to_vec_pretty(&outline).unwrap();
-    outline_text.push(b'\n');
-    std::fs::write(version_dir.join("outline.json"), outline_text).unwrap();
+    let package_dir = dir.path().join("packages/crash/ghost");
+    std::fs::create_dir_all(&package_dir).unwrap();
+    std::fs::write(package_dir.join("crash_ghost__1_0_0.pkg.gz"), &bytes).unwrap();
+    std::fs::write(package_dir.join(".tmp-record"), b"{\"name\": ").unwrap();
 
     let server = Server::start_in(dir.path(), &PROOF_ENV);
     server
@@ -734,6 +731,8 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let status = server.stop();
     assert!(status.success());
 
+    assert!(!package_dir.exists(), "start-up removed exactly what the publish left");
+    assert!(!dir.path().join("quarantine").exists(), "and quarantined nothing");
     let left = files_under(&dir.path().join("packages/crash/ghost"));
     assert_fsck_clean(
         dir.path(),

@@ -22,6 +22,7 @@ mod fuzz_regressions;
 mod http_hazards;
 mod identity;
 mod login;
+mod migration;
 mod nginx_proxy;
 mod packages;
 mod slow_clients;

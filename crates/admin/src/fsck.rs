@@ -440,6 +440,10 @@ impl Fsck<'_> {
                     ),
                     None,
                 ),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => self.found(
+                    format!("{} {}: the bundle is missing", record.name, version.version),
+                    None,
+                ),
                 Err(err) => self.found(
                     format!("{} {}: the bundle cannot be read: {err}", record.name, version.version),
                     None,

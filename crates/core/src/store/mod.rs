@@ -245,6 +245,7 @@ impl Store {
         let _gate = WriterGate::enter(&self.root);
         let (source, destination) = (self.full_path(from), self.full_path(to));
         let moved = (|| {
+            faults::check(faults::Point::Write, to.as_path())?;
             safe_fs::refuse_symlinks(&self.root, from.as_path())?;
             safe_fs::refuse_symlinks(&self.root, to.as_path().parent().unwrap_or(Path::new("")))?;
             match fs::rename(&source, &destination) {
