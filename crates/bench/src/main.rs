@@ -336,6 +336,7 @@ fn generate(store: &Store, packages: usize) {
         created: now,
         sessions: vec![token_hash.clone()],
         identities,
+        tokens: Vec::new(),
     };
     write_json(store, &layout::user(&email), &user);
     let session = json!({
@@ -375,6 +376,7 @@ fn generate(store: &Store, packages: usize) {
                 package: name.clone(),
                 version: Some(version),
                 sha256: sha256.clone(),
+                token: None,
             };
             write_json(store, &layout::event(seq), &event);
             record.versions.push(VersionRecord {

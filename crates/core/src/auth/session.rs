@@ -35,6 +35,8 @@ pub struct Session {
 pub struct Authenticated {
     pub email: Email,
     pub token_hash: String,
+    /// The automation token the request was made with; `None` for a session.
+    pub token: Option<super::token::ScopedToken>,
 }
 
 /// What `GET /user/sessions` shows of a session: never the token or its hash.
@@ -125,6 +127,7 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
     Ok(Authenticated {
         email: session.email,
         token_hash,
+        token: None,
     })
 }
 

@@ -8,6 +8,7 @@
 
 use super::{Actor, Identity, IdentityName, Role};
 use crate::auth::email::Email;
+use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,10 @@ pub struct AuditEntry {
     pub seq: u64,
     pub at: Timestamp,
     pub actor: String,
+    /// The automation token the actor used (by id and name, never its
+    /// secret); absent for a session's or an operator's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRef>,
     #[serde(flatten)]
     pub action: Action,
 }
@@ -96,10 +101,23 @@ pub fn commit(
     actor: &Actor,
     action: Action,
 ) -> Result<(), StoreError> {
+    commit_by(store, name, identity, actor, None, action)
+}
+
+/// Like [`commit`], naming the automation token `token` the actor used.
+pub fn commit_by(
+    store: &Store,
+    name: &IdentityName,
+    identity: &mut Identity,
+    actor: &Actor,
+    token: Option<&TokenRef>,
+    action: Action,
+) -> Result<(), StoreError> {
     let entry = AuditEntry {
         seq: identity.audit_seq + 1,
         at: Timestamp::now(),
         actor: actor.label(),
+        token: token.cloned(),
         action,
     };
     store.write_json(&layout::audit_entry(name, entry.seq), &entry)?;

@@ -23,6 +23,7 @@ pub mod invitation;
 pub mod name;
 
 use crate::auth::email::Email;
+use crate::auth::token::TokenRef;
 use crate::auth::user;
 use crate::store::{RecordGuard, Store, StoreError, layout};
 use crate::time::Timestamp;
@@ -387,9 +388,17 @@ fn drop_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) ->
 }
 
 /// Appends an entry to an identity's audit log (publishes, revocations,
-/// package settings: changes made elsewhere that the identity answers for).
-pub fn record_action(store: &Store, name: &IdentityName, actor: &Actor, action: Action) -> Result<(), IdentityError> {
-    Locked::open(store, name)?.commit(actor, action)
+/// package settings: changes made elsewhere that the identity answers for),
+/// naming the automation token the actor used, if any.
+pub fn record_action(
+    store: &Store,
+    name: &IdentityName,
+    actor: &Actor,
+    token: Option<&TokenRef>,
+    action: Action,
+) -> Result<(), IdentityError> {
+    let mut locked = Locked::open(store, name)?;
+    Ok(audit::commit_by(store, name, &mut locked.identity, actor, token, action)?)
 }
 
 /// Refuses unless `actor` holds at least `needed` (operators hold all).

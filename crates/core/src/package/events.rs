@@ -14,6 +14,7 @@
 //! not happen and never has a gap.
 
 use super::{Catalog, PackageName, PackageRecord, Version};
+use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout, lock_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,10 @@ pub struct Event {
     /// absent when there is no version.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// The automation token that published or revoked the version (id and
+    /// name, never its secret); absent for a person's session or an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRef>,
 }
 
 impl Event {
@@ -79,6 +84,7 @@ pub struct NewEvent {
     pub kind: EventKind,
     pub version: Option<Version>,
     pub sha256: String,
+    pub token: Option<TokenRef>,
 }
 
 impl NewEvent {
@@ -88,6 +94,7 @@ impl NewEvent {
             kind,
             version: None,
             sha256: String::new(),
+            token: None,
         }
     }
 }
@@ -166,6 +173,7 @@ impl EventLog {
                 package: package.clone(),
                 version: new.version,
                 sha256: new.sha256.clone(),
+                token: new.token.clone(),
             };
             result = store.write_json(&layout::event(event.seq), &event);
             if result.is_err() {
@@ -291,6 +299,7 @@ mod tests {
                 kind: EventKind::Publish,
                 version: Some(Version::new(1, 0, patch as u16)),
                 sha256: "0".repeat(64),
+                token: None,
             })
             .collect();
         log.append(&store, &package, &events, |_| Ok::<(), StoreError>(()))
@@ -325,6 +334,7 @@ mod tests {
             package: PackageName::parse("gren-lang/url").unwrap(),
             version: None,
             sha256: String::new(),
+            token: None,
         };
         let json = serde_json::to_value(&event).unwrap();
         let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();

@@ -123,6 +123,7 @@ impl PackageRecord {
             kind,
             version: Some(version),
             sha256,
+            token: None,
         })
     }
 

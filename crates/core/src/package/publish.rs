@@ -3,6 +3,9 @@
 //! writing `package.json`, through the event log when there is something to
 //! announce: publishes and revocations of a public package, and every
 //! privacy change (see [`super::events`]).
+//! An automation token acts within its scopes ([`crate::auth::token`]) and
+//! its owner's role, both checked here; its id and name go on the events
+//! and audit entries of what it did.
 //! A publish first takes the lock of its compiler file name, which packages
 //! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
 //! (streaming, see [`crate::bundle`]) before taking any lock.
@@ -11,6 +14,7 @@ use super::bundle_cache::BundleCache;
 use super::events::{self, EventKind, EventLog, NewEvent};
 use super::{Catalog, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
 use crate::auth::secret::sha256_hex;
+use crate::auth::token::{ScopeAction, ScopedToken, TokenRef};
 use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::bundle::outline::KernelCode;
@@ -32,6 +36,8 @@ pub struct Packages {
 pub struct Upload<'a> {
     pub bytes: &'a [u8],
     pub actor: &'a Actor,
+    /// The automation token the actor publishes with, `None` for a session.
+    pub token: Option<&'a ScopedToken>,
     /// `?private=true`
     pub private: bool,
     pub max_inflated: u64,
@@ -41,6 +47,14 @@ pub struct Upload<'a> {
     pub successor_rule: bool,
     /// The server's slots for inflating bundles; `None` for operators.
     pub inflations: Option<&'a Budget>,
+}
+
+/// A version about to be committed: its record, its bundle, and the
+/// automation token publishing it, if any.
+struct NewVersion<'a> {
+    version: &'a VersionRecord,
+    bundle: &'a [u8],
+    token: Option<&'a TokenRef>,
 }
 
 #[derive(Debug)]
@@ -134,12 +148,19 @@ impl Packages {
             revoked: None,
         };
         let first = record.versions.is_empty();
-        self.write_version(store, &mut record, &version, upload.bytes, &checked.manifest)
+        let token = upload.token.map(ScopedToken::reference);
+        let new = NewVersion {
+            version: &version,
+            bundle: upload.bytes,
+            token: token.as_ref(),
+        };
+        self.write_version(store, &mut record, new, &checked.manifest)
             .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
         audit_after_commit(
             store,
             &identity_name,
             upload.actor,
+            token.as_ref(),
             Action::Published {
                 package: name.to_string(),
                 version: version.version.to_string(),
@@ -153,15 +174,15 @@ impl Packages {
         &self,
         store: &Store,
         record: &mut PackageRecord,
-        version: &VersionRecord,
-        bundle: &[u8],
+        new: NewVersion,
         manifest: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
-        store.write_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
+        let version = new.version;
+        store.write_bytes(&layout::version_bundle(&record.name, version.version), new.bundle)?;
         store.write_json(&layout::version_outline(&record.name, version.version), manifest)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
-        self.commit(store, record, EventKind::Publish, &[version.version])
+        self.commit(store, record, EventKind::Publish, &[version.version], new.token)
     }
 
     /// Revokes `versions` (all of them when `None`). Already revoked versions
@@ -174,9 +195,14 @@ impl Packages {
         versions: Option<Version>,
         reason: &str,
         actor: &Actor,
+        token: Option<&ScopedToken>,
     ) -> Result<Vec<VersionRecord>, PackageError> {
         let identity_name = owner(name)?;
+        if let Some(token) = token {
+            token.require(ScopeAction::Revoke, name)?;
+        }
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
+        let token = token.map(ScopedToken::reference);
         let _guard = store.lock(&layout::package(name));
         let mut record = self.require(name)?;
         if let Some(version) = versions
@@ -202,7 +228,7 @@ impl Packages {
                 version.revoked = Some(revocation.clone());
             }
         }
-        self.commit(store, &mut record, EventKind::Revoke, &targets)?;
+        self.commit(store, &mut record, EventKind::Revoke, &targets, token.as_ref())?;
         for version in &targets {
             // After the commit: the record already says the content is gone.
             let path = layout::version_bundle(name, *version);
@@ -212,6 +238,7 @@ impl Packages {
                 store,
                 &identity_name,
                 actor,
+                token.as_ref(),
                 Action::Revoked {
                     package: name.to_string(),
                     version: version.to_string(),
@@ -250,6 +277,7 @@ impl Packages {
             store,
             &identity_name,
             actor,
+            None,
             Action::PrivacyChanged {
                 package: name.to_string(),
                 private,
@@ -264,14 +292,15 @@ impl Packages {
     }
 
     /// Commits a publish or revocation of `versions`: public packages get a
-    /// `kind` event for each; nothing is said about private ones (going
-    /// public makes up for it).
+    /// `kind` event for each, naming the automation `token` that did it, if
+    /// any; nothing is said about private ones (going public makes up for it).
     fn commit(
         &self,
         store: &Store,
         record: &mut PackageRecord,
         kind: EventKind,
         versions: &[Version],
+        token: Option<&TokenRef>,
     ) -> Result<(), StoreError> {
         let events: Vec<NewEvent> = if record.private {
             Vec::new()
@@ -279,6 +308,10 @@ impl Packages {
             versions
                 .iter()
                 .filter_map(|version| record.announce(kind, *version))
+                .map(|event| NewEvent {
+                    token: token.cloned(),
+                    ..event
+                })
                 .collect()
         };
         self.commit_events(store, record, &events)
@@ -324,9 +357,16 @@ fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
     }
 }
 
-/// Writes the identity's audit entry for a change already committed.
-fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, action: Action) {
-    after_commit("audit entry", identity::record_action(store, identity, actor, action));
+/// Writes the identity's audit entry for a change already committed, by
+/// `actor` with the automation token `token` or not.
+fn audit_after_commit(
+    store: &Store,
+    identity: &IdentityName,
+    actor: &Actor,
+    token: Option<&TokenRef>,
+    action: Action,
+) {
+    after_commit("audit entry", identity::record_action(store, identity, actor, token, action));
 }
 
 /// Checks an upload's bundle, refusing it from its outline when the actor
@@ -339,6 +379,9 @@ fn check_upload(store: &Store, upload: &Upload) -> Result<bundle::Checked, Packa
         .transpose()?;
     let kernel = KernelCode::Authors(upload.kernel_authors);
     bundle::check(upload.bytes, upload.max_inflated, kernel, |outline| {
+        if let Some(token) = upload.token {
+            token.require(ScopeAction::Publish, &outline.name)?;
+        }
         may_publish(store, &outline.name, upload.actor)
     })
 }
