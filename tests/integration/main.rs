@@ -25,3 +25,4 @@ mod login;
 mod nginx_proxy;
 mod packages;
 mod slow_clients;
+mod tokens;
