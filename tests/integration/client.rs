@@ -680,7 +680,10 @@ fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environ
         "stdout is the secret alone: {stdout:?}"
     );
     let listed = cli.ok(&["token", "list"]);
-    assert!(listed.contains("ci") && listed.contains("publish:gren-lang/*"), "{listed}");
+    assert!(
+        listed.contains("ci") && listed.contains("publish:gren-lang/*"),
+        "{listed}"
+    );
     assert!(!listed.contains(secret), "{listed}");
 
     // A CI machine: no login, the token in GREN_REGISTRY_TOKEN.
@@ -701,5 +704,9 @@ fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environ
     cli.ok(&["token", "revoke", id]);
     let refused = publish(secret);
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("unknown or has been revoked"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("unknown or has been revoked"),
+        "{}",
+        text(&refused.stderr)
+    );
 }

@@ -47,7 +47,11 @@ fn revoke(server: &Server, token: &str, name: &str, version: &str) -> Reply {
 fn assert_missing_scope(reply: &Reply, scope: &str) {
     reply.assert_error(403, "missing_scope");
     assert_eq!(reply.json()["scope"], scope, "{}", reply.text());
-    assert!(reply.json()["message"].as_str().unwrap().contains(scope), "{}", reply.text());
+    assert!(
+        reply.json()["message"].as_str().unwrap().contains(scope),
+        "{}",
+        reply.text()
+    );
 }
 
 fn audit(server: &Server, session: &str) -> Vec<Value> {
@@ -74,7 +78,10 @@ fn a_publish_scope_publishes_the_packages_it_names_and_nothing_else() {
     let listed = server.get("/user/tokens", Some(&session)).json();
     assert_eq!(listed["tokens"][0]["id"], id.as_str());
     assert!(listed["tokens"][0]["lastUsed"].is_string(), "{listed}");
-    assert!(listed.to_string().find(&token).is_none(), "a listing never shows the secret");
+    assert!(
+        listed.to_string().find(&token).is_none(),
+        "a listing never shows the secret"
+    );
 }
 
 #[test]
@@ -100,19 +107,28 @@ fn a_download_scope_shows_the_identitys_private_packages_and_nothing_else_does()
         ("Content-Type", "application/gzip".to_string()),
     ];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(server.send("POST", "/packages?private=true", &headers, &bytes).status, 201);
+    assert_eq!(
+        server.send("POST", "/packages?private=true", &headers, &bytes).status,
+        201
+    );
     let (reader, _) = mint(&server, &session, "reader", &["download:team"]);
     let (publisher, _) = mint(&server, &session, "publisher", &["publish:team/*"]);
     let bundle = "/packages/team/secret/1.0.0/bundle";
     assert_eq!(server.get(bundle, Some(&reader)).status, 200);
     assert!(server.listing("/packages", Some(&reader)).contains_key("team/secret"));
     assert_missing_scope(&server.get(bundle, Some(&publisher)), "download:team");
-    assert!(!server.listing("/packages", Some(&publisher)).contains_key("team/secret"));
+    assert!(
+        !server
+            .listing("/packages", Some(&publisher))
+            .contains_key("team/secret")
+    );
     server.get(bundle, None).assert_error(404, "package_not_found");
     // A scope naming an identity its owner is not in shows nothing of it.
     let stranger = server.login("stranger@example.com");
     let (outsider, _) = mint(&server, &stranger, "outsider", &["download:team"]);
-    server.get(bundle, Some(&outsider)).assert_error(404, "package_not_found");
+    server
+        .get(bundle, Some(&outsider))
+        .assert_error(404, "package_not_found");
 }
 
 #[test]
@@ -128,7 +144,11 @@ fn an_expired_token_is_refused_with_401_saying_so() {
     write_json(&record, &stored);
     let refused = publish(&server, &token, "team/core", "1.0.0");
     refused.assert_error(401, "unauthorized");
-    assert!(refused.json()["message"].as_str().unwrap().contains("expired"), "{}", refused.text());
+    assert!(
+        refused.json()["message"].as_str().unwrap().contains("expired"),
+        "{}",
+        refused.text()
+    );
     server.get("/packages", Some(&token)).assert_error(401, "unauthorized");
 }
 
@@ -171,7 +191,12 @@ fn demoting_or_removing_the_owner_takes_the_power_from_their_tokens_at_once() {
 fn a_token_can_never_mint_tokens_or_manage_members_identities_privacy_or_sessions() {
     let (server, session) = team();
     assert_eq!(publish(&server, &session, "team/core", "1.0.0").status, 201);
-    let (token, id) = mint(&server, &session, "ci", &["publish:team/*", "revoke:team/*", "download:team"]);
+    let (token, id) = mint(
+        &server,
+        &session,
+        "ci",
+        &["publish:team/*", "revoke:team/*", "download:team"],
+    );
     let member = "/publishing-identity/team/members/friend@example.com";
     let refused = [
         create_token(&server, &token, "more", &["publish:team/*"]),
@@ -191,7 +216,10 @@ fn a_token_can_never_mint_tokens_or_manage_members_identities_privacy_or_session
     }
     let page = server.get("/publishing-identity/team", Some(&token)).json();
     assert!(page["members"].is_null(), "a token sees what anyone sees: {page}");
-    assert_eq!(server.get("/user/tokens", Some(&session)).json()["tokens"][0]["id"], id.as_str());
+    assert_eq!(
+        server.get("/user/tokens", Some(&session)).json()["tokens"][0]["id"],
+        id.as_str()
+    );
 }
 
 #[test]
@@ -213,15 +241,24 @@ fn the_audit_log_and_the_events_name_the_token_never_its_secret() {
     assert_eq!(by_kind("published", "team/core")["token"], named);
     assert_eq!(by_kind("published", "team/core")["actor"], OWNER);
     assert_eq!(by_kind("revoked", "team/core")["token"], named);
-    assert!(by_kind("published", "team/url").get("token").is_none(), "a session's entry names none");
+    assert!(
+        by_kind("published", "team/url").get("token").is_none(),
+        "a session's entry names none"
+    );
     let events = events(&server);
-    let kinds: Vec<(&str, &Value)> = events.iter().map(|event| (event["type"].as_str().unwrap(), &event["token"])).collect();
+    let kinds: Vec<(&str, &Value)> = events
+        .iter()
+        .map(|event| (event["type"].as_str().unwrap(), &event["token"]))
+        .collect();
     assert_eq!(
         kinds,
         [("publish", &named), ("revoke", &named), ("publish", &Value::Null)],
         "{events:?}"
     );
-    assert!(files_containing(&server.data_dir, &token).is_empty(), "the secret is stored nowhere");
+    assert!(
+        files_containing(&server.data_dir, &token).is_empty(),
+        "the secret is stored nowhere"
+    );
     assert!(!server.log().contains(&token), "nor logged");
 }
 
@@ -229,17 +266,37 @@ fn the_audit_log_and_the_events_name_the_token_never_its_secret() {
 fn creating_a_token_checks_its_request_and_e_mails_the_owner() {
     let (server, session) = team();
     let refusals = [
-        (json!({ "name": "ci", "scopes": ["admin:team/*"], "expiresInDays": 30 }), "invalid_scope"),
-        (json!({ "name": "ci", "scopes": [], "expiresInDays": 30 }), "invalid_scope"),
-        (json!({ "name": "ci", "scopes": ["publish:team/*"], "expiresInDays": 366 }), "invalid_expiry"),
-        (json!({ "name": "ci", "scopes": ["publish:team/*"], "expiresInDays": 0 }), "invalid_expiry"),
-        (json!({ "name": "", "scopes": ["publish:team/*"], "expiresInDays": 30 }), "invalid_name"),
+        (
+            json!({ "name": "ci", "scopes": ["admin:team/*"], "expiresInDays": 30 }),
+            "invalid_scope",
+        ),
+        (
+            json!({ "name": "ci", "scopes": [], "expiresInDays": 30 }),
+            "invalid_scope",
+        ),
+        (
+            json!({ "name": "ci", "scopes": ["publish:team/*"], "expiresInDays": 366 }),
+            "invalid_expiry",
+        ),
+        (
+            json!({ "name": "ci", "scopes": ["publish:team/*"], "expiresInDays": 0 }),
+            "invalid_expiry",
+        ),
+        (
+            json!({ "name": "", "scopes": ["publish:team/*"], "expiresInDays": 30 }),
+            "invalid_name",
+        ),
     ];
     for (body, code) in refusals {
-        server.post_json("/user/tokens", &body, Some(&session)).assert_error(400, code);
+        server
+            .post_json("/user/tokens", &body, Some(&session))
+            .assert_error(400, code);
     }
     let without_expiry = json!({ "name": "ci", "scopes": ["publish:team/*"] });
-    assert_eq!(server.post_json("/user/tokens", &without_expiry, Some(&session)).status, 400);
+    assert_eq!(
+        server.post_json("/user/tokens", &without_expiry, Some(&session)).status,
+        400
+    );
     let (token, id) = mint(&server, &session, "nightly", &["publish:team/*"]);
     create_token(&server, &session, "nightly", &["download:team"]).assert_error(409, "name_taken");
     let mail = server

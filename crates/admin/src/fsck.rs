@@ -11,8 +11,8 @@
 //! "unreadable" for "missing" once deleted a valid session.
 
 use super::Report;
-use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::email::Email;
+use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::session::Session;
 use gren_registry_core::auth::token::TokenRecord;
 use gren_registry_core::auth::user::User;
@@ -51,12 +51,18 @@ pub fn check(store: &Store, repair: bool) -> Report {
     fsck.temp_files(store.root());
     let memberships = fsck.identities();
     fsck.users(&memberships);
-    fsck.owned_records("sessions", &layout::sessions_dir(), |session: &Session| &session.email, |user| {
-        &user.sessions
-    });
-    fsck.owned_records("tokens", &layout::tokens_dir(), |token: &TokenRecord| &token.email, |user| {
-        &user.tokens
-    });
+    fsck.owned_records(
+        "sessions",
+        &layout::sessions_dir(),
+        |session: &Session| &session.email,
+        |user| &user.sessions,
+    );
+    fsck.owned_records(
+        "tokens",
+        &layout::tokens_dir(),
+        |token: &TokenRecord| &token.email,
+        |user| &user.tokens,
+    );
     fsck.logins();
     let catalog = fsck.packages();
     fsck.events(&catalog);

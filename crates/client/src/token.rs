@@ -58,7 +58,9 @@ pub fn run(registry: &RemoteRegistry, command: TokenCommand) -> CliResult<()> {
                 println!("You have no automation tokens.");
             }
             for token in &list.tokens {
-                let used = token.last_used.map_or("never used".to_string(), |at| format!("last used {at}"));
+                let used = token
+                    .last_used
+                    .map_or("never used".to_string(), |at| format!("last used {at}"));
                 let scopes: Vec<String> = token.scopes.iter().map(ToString::to_string).collect();
                 println!(
                     "{} {} [{}] created {}, expires {}, {used}",

@@ -27,7 +27,7 @@ use crate::identity::IdentityName;
 use crate::identity::name::is_valid_author;
 use crate::package::PackageName;
 use crate::package::name::is_valid_project;
-use crate::store::{RecordPath, Store, StoreError, layout};
+use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -341,7 +341,9 @@ pub fn create(store: &Store, new: NewToken) -> Result<(String, TokenView), Token
     user::update(store, new.email, |user| {
         let live = prune_dead(store, &mut user.tokens)?;
         if live.iter().any(|other| other.name == record.name) {
-            return Err(TokenError::NameTaken { name: record.name.clone() });
+            return Err(TokenError::NameTaken {
+                name: record.name.clone(),
+            });
         }
         if live.len() >= MAX_TOKENS_PER_USER {
             return Err(TokenError::TooMany);
@@ -368,15 +370,14 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthErr
     }
     let hash = secret::sha256_hex(token.as_bytes());
     let path = layout::automation_token(&hash)?;
-    let record: TokenRecord = store.read_json(&path)?.ok_or(AuthError::UnknownToken)?;
-    if !user::load(store, &record.email)?.is_some_and(|user| user.tokens.contains(&hash)) {
-        log::warn!(
-            "refused token {} of {}: its user does not list it",
-            record.id,
-            record.email
-        );
-        return Err(AuthError::UnknownToken);
-    }
+    let names = ("token", hash.as_str(), token_id(&hash));
+    let record: TokenRecord = super::listed_record(
+        store,
+        &path,
+        names,
+        |record: &TokenRecord| &record.email,
+        |user| &user.tokens,
+    )?;
     if record.expires.has_passed() {
         return Err(AuthError::TokenExpired { name: record.name });
     }
@@ -384,7 +385,8 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthErr
         .last_used
         .is_none_or(|used| used.elapsed() >= LAST_USED_GRANULARITY);
     // Best-effort, as for sessions: a read must work on a full disk.
-    if stale && let Err(err) = touch(store, &path) {
+    let mark = |record: &mut TokenRecord| record.last_used = Some(Timestamp::now());
+    if stale && let Err(err) = super::touch(store, &path, mark) {
         log::warn!(
             "token {} used without refreshing its last use: {}",
             record.id,
@@ -400,16 +402,6 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthErr
             scopes: record.scopes,
         }),
     })
-}
-
-fn touch(store: &Store, path: &RecordPath) -> Result<(), StoreError> {
-    let _guard = store.lock(path);
-    // Re-read under the lock: a revocation in between must not be undone.
-    if let Some(mut record) = store.read_json::<TokenRecord>(path)? {
-        record.last_used = Some(Timestamp::now());
-        store.write_json(path, &record)?;
-    }
-    Ok(())
 }
 
 /// The user's tokens (expired ones too, until replaced), oldest first.
@@ -529,7 +521,12 @@ mod tests {
 
     #[test]
     fn a_scope_allows_only_its_action_on_the_packages_it_names() {
-        let token = token_with(&["publish:Team/*", "revoke:team/core", "download:other", "publish:x/test-*"]);
+        let token = token_with(&[
+            "publish:Team/*",
+            "revoke:team/core",
+            "download:other",
+            "publish:x/test-*",
+        ]);
         assert!(token.allows(ScopeAction::Publish, &package("team/anything")));
         assert!(token.allows(ScopeAction::Publish, &package("TEAM/core")));
         assert!(!token.allows(ScopeAction::Revoke, &package("team/anything")));
@@ -565,7 +562,10 @@ mod tests {
         assert!(listed[0].last_used.is_some(), "the use was noted");
         revoke(&store, &email, &view.id).unwrap();
         assert!(matches!(authenticate(&store, &secret), Err(AuthError::UnknownToken)));
-        assert!(matches!(revoke(&store, &email, &view.id), Err(TokenError::NotFound { .. })));
+        assert!(matches!(
+            revoke(&store, &email, &view.id),
+            Err(TokenError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -574,10 +574,19 @@ mod tests {
         let email = Email::parse("me@example.com").unwrap();
         assert!(matches!(mint(&store, &email, "", 30), Err(TokenError::InvalidName)));
         assert!(matches!(mint(&store, &email, "a\nb", 30), Err(TokenError::InvalidName)));
-        assert!(matches!(mint(&store, &email, "ci", 0), Err(TokenError::InvalidLifetime { .. })));
-        assert!(matches!(mint(&store, &email, "ci", 366), Err(TokenError::InvalidLifetime { .. })));
+        assert!(matches!(
+            mint(&store, &email, "ci", 0),
+            Err(TokenError::InvalidLifetime { .. })
+        ));
+        assert!(matches!(
+            mint(&store, &email, "ci", 366),
+            Err(TokenError::InvalidLifetime { .. })
+        ));
         mint(&store, &email, "ci", 365).unwrap();
-        assert!(matches!(mint(&store, &email, "ci", 1), Err(TokenError::NameTaken { .. })));
+        assert!(matches!(
+            mint(&store, &email, "ci", 1),
+            Err(TokenError::NameTaken { .. })
+        ));
         for n in 1..MAX_TOKENS_PER_USER {
             mint(&store, &email, &format!("ci-{n}"), 1).unwrap();
         }
@@ -593,7 +602,10 @@ mod tests {
         let mut record: TokenRecord = store.read_json(&path).unwrap().unwrap();
         record.expires = serde_json::from_str("\"2001-01-01T00:00:00.000Z\"").unwrap();
         store.write_json(&path, &record).unwrap();
-        assert!(matches!(authenticate(&store, &secret), Err(AuthError::TokenExpired { .. })));
+        assert!(matches!(
+            authenticate(&store, &secret),
+            Err(AuthError::TokenExpired { .. })
+        ));
         let planted = secret::new_automation_token();
         let planted_path = layout::automation_token(&secret::sha256_hex(planted.as_bytes())).unwrap();
         record.expires = Timestamp::latest();

@@ -398,7 +398,14 @@ pub fn record_action(
     action: Action,
 ) -> Result<(), IdentityError> {
     let mut locked = Locked::open(store, name)?;
-    Ok(audit::commit_by(store, name, &mut locked.identity, actor, token, action)?)
+    Ok(audit::commit_by(
+        store,
+        name,
+        &mut locked.identity,
+        actor,
+        token,
+        action,
+    )?)
 }
 
 /// Refuses unless `actor` holds at least `needed` (operators hold all).

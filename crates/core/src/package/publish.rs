@@ -359,14 +359,11 @@ fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
 
 /// Writes the identity's audit entry for a change already committed, by
 /// `actor` with the automation token `token` or not.
-fn audit_after_commit(
-    store: &Store,
-    identity: &IdentityName,
-    actor: &Actor,
-    token: Option<&TokenRef>,
-    action: Action,
-) {
-    after_commit("audit entry", identity::record_action(store, identity, actor, token, action));
+fn audit_after_commit(store: &Store, identity: &IdentityName, actor: &Actor, token: Option<&TokenRef>, action: Action) {
+    after_commit(
+        "audit entry",
+        identity::record_action(store, identity, actor, token, action),
+    );
 }
 
 /// Checks an upload's bundle, refusing it from its outline when the actor

@@ -176,7 +176,11 @@ mod tests {
         let caller = Caller::new(&store, Some(&secret));
         assert_eq!(caller.publisher().unwrap().token.unwrap().name, "ci");
         assert!(caller.reader().unwrap().unwrap().token.is_some());
-        for refused in [caller.user(), caller.user_or_token(None), caller.optional().map(Option::unwrap)] {
+        for refused in [
+            caller.user(),
+            caller.user_or_token(None),
+            caller.optional().map(Option::unwrap),
+        ] {
             let refused = refused.unwrap_err();
             assert_eq!((refused.status, refused.code.as_str()), (403, "session_required"));
         }

@@ -426,8 +426,16 @@ mod tests {
         let cases = [
             (TokenError::InvalidName, (400, "invalid_name"), Some("name")),
             (TokenError::ScopeCount, (400, "invalid_scope"), Some("scopes")),
-            (TokenError::InvalidLifetime { days: 400 }, (400, "invalid_expiry"), Some("expiresInDays")),
-            (TokenError::NameTaken { name: "ci".into() }, (409, "name_taken"), Some("name")),
+            (
+                TokenError::InvalidLifetime { days: 400 },
+                (400, "invalid_expiry"),
+                Some("expiresInDays"),
+            ),
+            (
+                TokenError::NameTaken { name: "ci".into() },
+                (409, "name_taken"),
+                Some("name"),
+            ),
             (TokenError::TooMany, (409, "too_many_tokens"), None),
             (TokenError::NotFound { id: "x".into() }, (404, "token_not_found"), None),
         ];
