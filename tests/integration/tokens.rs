@@ -305,3 +305,32 @@ fn creating_a_token_checks_its_request_and_e_mails_the_owner() {
     assert!(mail.text_body().contains(&id), "{}", mail.text_body());
     assert!(!mail.text_body().contains(&token), "the e-mail never holds the secret");
 }
+
+#[test]
+fn fsck_checks_token_records_against_their_owners_lists_and_repair_drops_strays() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let session = server.login(OWNER);
+    let (_, id) = mint(&server, &session, "ci", &["download:team"]);
+    server.stop();
+    let tokens = dir.path().join("tokens");
+    let record = files_under(&tokens).into_iter().next().expect("the token's record");
+    // A record its owner does not list: planted, or left by a restore.
+    let stray = tokens.join(format!("{}.json", "f".repeat(64)));
+    std::fs::copy(&record, &stray).unwrap();
+    let (clean, text) = proofs::fsck_text(dir.path());
+    assert!(!clean, "{text}");
+    assert!(
+        text.contains("token ffffffffffffffff of owner@example.com is not listed by its user"),
+        "{text}"
+    );
+    assert!(text.contains("checked 2 tokens"), "{text}");
+    operator::admin(dir.path(), &["fsck", "--repair"]).success();
+    assert!(!stray.exists() && record.exists(), "only the stray is removed");
+    // A listed token whose record is gone is dropped from the list.
+    std::fs::remove_file(&record).unwrap();
+    operator::admin(dir.path(), &["fsck", "--repair"]).success();
+    let user = read_json(&dir.path().join("users").join(format!("{OWNER}.json")));
+    assert!(user.get("tokens").is_none(), "{user} (token {id} is gone)");
+    proofs::assert_fsck_clean(dir.path(), "after the repairs");
+}
