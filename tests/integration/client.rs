@@ -653,3 +653,59 @@ fn the_registry_option_belongs_to_the_client_commands_and_serve_and_admin_refuse
         assert!(stderr.contains("--registry"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environment() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let args = [
+        "token",
+        "create",
+        "--name",
+        "ci",
+        "--scope",
+        "publish:gren-lang/*",
+        "--scope",
+        "download:gren-lang",
+        "--expires-in-days",
+        "30",
+    ];
+    let stdout = cli.ok(&args);
+    let secret = stdout.strip_suffix('\n').expect("one line");
+    assert!(
+        secret.starts_with("gren_token_") && !secret.contains(char::is_whitespace),
+        "stdout is the secret alone: {stdout:?}"
+    );
+    let listed = cli.ok(&["token", "list"]);
+    assert!(
+        listed.contains("ci") && listed.contains("publish:gren-lang/*"),
+        "{listed}"
+    );
+    assert!(!listed.contains(secret), "{listed}");
+
+    // A CI machine: no login, the token in GREN_REGISTRY_TOKEN.
+    let ci = Cli::new(&server);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    let publish = |token: &str| {
+        ci.command(&["publish", core.path().to_str().unwrap()])
+            .env("GREN_REGISTRY_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let published = publish(secret);
+    assert!(published.status.success(), "{}", text(&published.stderr));
+    assert!(text(&published.stdout).contains("Published gren-lang/core 7.0.0"));
+
+    let id = listed.split_whitespace().next().unwrap();
+    cli.ok(&["token", "revoke", id]);
+    let refused = publish(secret);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("unknown or has been revoked"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

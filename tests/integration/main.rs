@@ -26,3 +26,4 @@ mod migration;
 mod nginx_proxy;
 mod packages;
 mod slow_clients;
+mod tokens;

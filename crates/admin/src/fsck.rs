@@ -6,23 +6,26 @@
 //! quarantine and no temporary file is left. The debris a stopped server
 //! leaves by design (interrupted publishes and revocations) is a note.
 //! `--repair` fixes what is safe to fix: stray temporary files, indexes
-//! derivable from records (users' session and identity lists), debris of
-//! interrupted writes (orphan sessions, bundles of revoked or unrecorded
-//! versions, an interrupted first publish's directory).
+//! derivable from records (users' session, automation token and identity
+//! lists), debris of interrupted writes (orphan sessions and automation
+//! tokens, bundles of revoked or unrecorded versions, an interrupted first
+//! publish's directory).
 //! A file or directory the system will not show (EACCES, EIO: anything but
 //! "absent") is a problem, and nothing is ever repaired from it: taking
 //! "unreadable" for "missing" once deleted a valid session.
 
 use super::Report;
+use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::session::Session;
+use gren_registry_core::auth::token::TokenRecord;
 use gren_registry_core::auth::user::User;
 use gren_registry_core::error::Chain;
 use gren_registry_core::identity::{Action, Identity, Role};
 use gren_registry_core::package::events::EventKind;
 use gren_registry_core::package::{self, Catalog, Found, Leftover, PackageRecord};
 use gren_registry_core::store::layout::{self, PackageDir};
-use gren_registry_core::store::{RecordPath, Store, TEMP_PREFIX};
+use gren_registry_core::store::{RecordPath, Store, StoreError, TEMP_PREFIX};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,7 +55,18 @@ pub fn check(store: &Store, repair: bool) -> Report {
     fsck.temp_files(store.root());
     let memberships = fsck.identities();
     fsck.users(&memberships);
-    fsck.sessions();
+    fsck.owned_records(
+        "sessions",
+        &layout::sessions_dir(),
+        |session: &Session| &session.email,
+        |user| &user.sessions,
+    );
+    fsck.owned_records(
+        "tokens",
+        &layout::tokens_dir(),
+        |token: &TokenRecord| &token.email,
+        |user| &user.tokens,
+    );
     fsck.logins();
     let catalog = fsck.packages();
     fsck.events(&catalog);
@@ -248,29 +262,24 @@ impl Fsck<'_> {
             let Some(user) = self.parse::<User>(&path) else {
                 continue;
             };
-            let mut live = Vec::new();
-            let mut unknowable = false;
-            for hash in &user.sessions {
-                let Ok(path) = layout::session(hash) else { continue };
-                match self.present(&self.store.full_path(&path)) {
-                    Some(true) => live.push(hash.clone()),
-                    Some(false) => {}
-                    None => unknowable = true,
-                }
-            }
-            if unknowable {
+            let (Some(live), Some(live_tokens)) = (
+                self.present_hashes(&user.sessions, layout::session),
+                self.present_hashes(&user.tokens, layout::automation_token),
+            ) else {
                 // Repairing the index from what cannot be seen would revoke sessions.
                 continue;
-            }
+            };
             let members_of: Vec<String> = memberships
                 .get(user.email.as_str())
                 .map(|set| set.iter().cloned().collect())
                 .unwrap_or_default();
-            if live == user.sessions && user.identities.iter().collect::<BTreeSet<_>>() == members_of.iter().collect() {
+            let same_identities = user.identities.iter().collect::<BTreeSet<_>>() == members_of.iter().collect();
+            if live == user.sessions && live_tokens == user.tokens && same_identities {
                 continue;
             }
             let mut fixed = user.clone();
             fixed.sessions = live;
+            fixed.tokens = live_tokens;
             fixed.identities = members_of;
             let record = layout::user(&user.email);
             // The repair's failure is reported with its causes, as fs errors are.
@@ -287,7 +296,7 @@ impl Fsck<'_> {
             } else {
                 self.leftover(
                     format!(
-                        "user {}: the index names sessions or identities that are gone",
+                        "user {}: the index names sessions, tokens or identities that are gone",
                         user.email
                     ),
                     &fix,
@@ -296,37 +305,57 @@ impl Fsck<'_> {
         }
     }
 
-    fn sessions(&mut self) {
-        for path in self.json_files(&layout::sessions_dir()) {
-            self.count("sessions");
-            let Some(session) = self.parse::<Session>(&path) else {
+    /// The hashes of `hashes` whose records (at `path_of`) exist; `None`
+    /// when the system cannot say for one of them.
+    fn present_hashes(
+        &mut self,
+        hashes: &[String],
+        path_of: fn(&str) -> Result<RecordPath, StoreError>,
+    ) -> Option<Vec<String>> {
+        let mut live = Vec::new();
+        let mut unknowable = false;
+        for hash in hashes {
+            let Ok(path) = path_of(hash) else { continue };
+            match self.present(&self.store.full_path(&path)) {
+                Some(true) => live.push(hash.clone()),
+                Some(false) => {}
+                None => unknowable = true,
+            }
+        }
+        (!unknowable).then_some(live)
+    }
+
+    /// Checks the records of `dir` (sessions, automation tokens), each named
+    /// by its token's hash and owned by the user `owner` names, who must
+    /// list it in `listed`; one its user does not list is removed by
+    /// `--repair` (it authenticates nobody).
+    fn owned_records<T: DeserializeOwned>(
+        &mut self,
+        what: &'static str,
+        dir: &RecordPath,
+        owner: fn(&T) -> &Email,
+        listed: fn(&User) -> &Vec<String>,
+    ) {
+        let kind = what.trim_end_matches('s');
+        for path in self.json_files(dir) {
+            self.count(what);
+            let Some(record) = self.parse::<T>(&path) else {
                 continue;
             };
+            let email = owner(&record);
             let hash = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
-            let user: Option<User> = match self.store.read_json(&layout::user(&session.email)) {
+            let id = &hash[..16.min(hash.len())];
+            let user: Option<User> = match self.store.read_json(&layout::user(email)) {
                 Ok(user) => user,
                 Err(err) => {
-                    // Not "no user": deleting the session from that would revoke it.
-                    let problem = format!(
-                        "session {} of {}: {}",
-                        &hash[..16.min(hash.len())],
-                        session.email,
-                        Chain(&err)
-                    );
-                    self.found(problem, None);
+                    // Not "no user": deleting the record from that would revoke it.
+                    self.found(format!("{kind} {id} of {email}: {}", Chain(&err)), None);
                     continue;
                 }
             };
-            if !user.is_some_and(|user| user.sessions.contains(&hash)) {
+            if !user.is_some_and(|user| listed(&user).contains(&hash)) {
                 let fix = || fs::remove_file(&path);
-                self.found(
-                    format!(
-                        "session {} of {} is not listed by its user",
-                        &hash[..16.min(hash.len())],
-                        session.email
-                    ),
-                    Some(&fix),
-                );
+                self.found(format!("{kind} {id} of {email} is not listed by its user"), Some(&fix));
             }
         }
     }

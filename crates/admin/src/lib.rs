@@ -336,7 +336,7 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
             let name = PackageName::parse(package).ok_or_else(|| AdminError::InvalidPackageName(package.clone()))?;
             let version = Version::parse(version).ok_or_else(|| AdminError::InvalidVersion(version.clone()))?;
             let packages = Packages::open(&store)?;
-            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator)?;
+            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator, None)?;
             Ok(Report::ok(
                 format!("revoked {name} {version}: {reason}"),
                 json!({ "package": name, "version": version, "reason": reason }),
@@ -359,6 +359,7 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
                 let upload = Upload {
                     bytes: &bytes,
                     actor: &Actor::Operator,
+                    token: None,
                     private,
                     max_inflated: IMPORT_MAX_INFLATED,
                     kernel_authors,

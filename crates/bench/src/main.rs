@@ -337,6 +337,7 @@ fn generate(store: &Store, packages: usize) {
         created: now,
         sessions: vec![token_hash.clone()],
         identities,
+        tokens: Vec::new(),
     };
     write_json(store, &layout::user(&email), &user);
     let session = json!({
@@ -376,11 +377,13 @@ fn generate(store: &Store, packages: usize) {
                 package: name.clone(),
                 version: Some(version),
                 sha256: sha256.clone(),
+                token: None,
             };
             record.events.push(event);
             record.changes.push(PackageChange {
                 at: now,
                 actor: EMAIL.to_string(),
+                token: None,
                 action: Action::Published {
                     package: name.to_string(),
                     version: version.to_string(),

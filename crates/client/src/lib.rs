@@ -1,5 +1,5 @@
 //! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
-//! `identity`, `private` and `install`, speaking the registry's HTTP API. It
+//! `identity`, `token`, `private` and `install`, speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
 mod credentials;
@@ -7,6 +7,7 @@ mod install;
 mod login;
 pub mod project;
 mod remote;
+mod token;
 
 use clap::{Args, Subcommand};
 use gren_registry_core::api::{
@@ -85,6 +86,9 @@ pub enum ClientCommand {
     /// Publishing identities and their members.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Automation tokens, for publishing from CI (GREN_REGISTRY_TOKEN).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Make a package private or public.
     Private {
         /// author/project
@@ -151,6 +155,7 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             Ok(())
         }
         ClientCommand::Identity(command) => identity(&registry, command),
+        ClientCommand::Token(command) => token::run(&registry, command),
         ClientCommand::Private { package, setting } => {
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
@@ -160,7 +165,7 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             Ok(())
         }
         ClientCommand::Install { dir } => {
-            let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
+            let token = credentials::optional_token(&registry.url)?;
             install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
     }

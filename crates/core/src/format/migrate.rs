@@ -177,9 +177,9 @@ fn format1_changes(store: &Store) -> Result<HashMap<String, Vec<PackageChange>>,
             continue;
         };
         for entry in audit::read_all(store, &name, &identity)? {
-            let AuditEntry { at, actor, action, .. } = entry;
+            let AuditEntry { at, actor, token, action, .. } = entry;
             let Some(package) = action.package().and_then(PackageName::parse) else { continue };
-            by_package.entry(package.key()).or_default().push(PackageChange { at, actor, action });
+            by_package.entry(package.key()).or_default().push(PackageChange { at, actor, token, action });
         }
     }
     Ok(by_package)

@@ -11,6 +11,7 @@
 
 use super::{Actor, Identity, IdentityName, Role};
 use crate::auth::email::Email;
+use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,10 @@ pub struct AuditEntry {
     pub seq: u64,
     pub at: Timestamp,
     pub actor: String,
+    /// The automation token the actor used (by id and name, never its
+    /// secret); absent for a session's or an operator's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRef>,
     #[serde(flatten)]
     pub action: Action,
 }
@@ -113,6 +118,8 @@ pub fn commit(
         seq: identity.audit_seq + 1,
         at: Timestamp::now(),
         actor: actor.label(),
+        // Member changes need a session: no token ever makes one.
+        token: None,
         action,
     };
     store.write_json(&layout::audit_entry(name, entry.seq), &entry)?;

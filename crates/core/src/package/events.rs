@@ -20,6 +20,7 @@
 use super::{Catalog, PackageName, Version};
 #[cfg(doc)]
 use super::PackageRecord;
+use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,10 @@ pub struct Event {
     /// absent when there is no version.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// The automation token that published or revoked the version (id and
+    /// name, never its secret); absent for a person's session or an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRef>,
 }
 
 impl Event {
@@ -84,6 +89,7 @@ pub struct NewEvent {
     pub kind: EventKind,
     pub version: Option<Version>,
     pub sha256: String,
+    pub token: Option<TokenRef>,
 }
 
 impl NewEvent {
@@ -93,6 +99,7 @@ impl NewEvent {
             kind,
             version: None,
             sha256: String::new(),
+            token: None,
         }
     }
 }
@@ -175,6 +182,7 @@ impl EventLog {
                 package: package.clone(),
                 version: new.version,
                 sha256: new.sha256.clone(),
+                token: new.token.clone(),
             })
             .collect();
         let value = commit(numbered.clone())?;
@@ -235,6 +243,7 @@ mod tests {
                 kind: EventKind::Publish,
                 version: Some(Version::new(1, 0, patch as u16)),
                 sha256: "0".repeat(64),
+                token: None,
             })
             .collect();
         log.append(&package, &events, |_| Ok::<(), StoreError>(())).unwrap();
@@ -271,6 +280,7 @@ mod tests {
             package: PackageName::parse("gren-lang/url").unwrap(),
             version: None,
             sha256: String::new(),
+            token: None,
         };
         let json = serde_json::to_value(&event).unwrap();
         let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();

@@ -72,6 +72,9 @@ pub struct PackageRecord {
 pub struct PackageChange {
     pub at: Timestamp,
     pub actor: String,
+    /// The automation token the actor used (id and name), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<crate::auth::token::TokenRef>,
     #[serde(flatten)]
     pub action: Action,
 }
@@ -145,6 +148,7 @@ impl PackageRecord {
             kind,
             version: Some(version),
             sha256,
+            token: None,
         })
     }
 
@@ -423,6 +427,7 @@ pub fn audit_log(
             seq: 0,
             at: change.at,
             actor: change.actor.clone(),
+            token: change.token.clone(),
             action: change.action.clone(),
         }));
     }
@@ -523,6 +528,7 @@ mod tests {
                 package: record.name.clone(),
                 version: new.version,
                 sha256: new.sha256.clone(),
+                token: None,
             });
         }
     }

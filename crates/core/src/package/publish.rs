@@ -5,6 +5,9 @@
 //! public package, and every privacy change; see [`super::events`]). A
 //! publish stages its bundle beside the record first: three fsyncs in all
 //! (the bundle, the record, their directory).
+//! An automation token acts within its scopes ([`crate::auth::token`]) and
+//! its owner's role, both checked here; its id and name go on the events
+//! and audit entries of what it did.
 //! A publish first takes the lock of its compiler file name, which packages
 //! the compiler would confuse (`x/y-z`, `x-y/z`) share, and checks the bundle
 //! (streaming, see [`crate::bundle`]) before taking any lock.
@@ -13,6 +16,7 @@ use super::bundle_cache::BundleCache;
 use super::events::{EventKind, EventLog, NewEvent};
 use super::{Catalog, PackageChange, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
 use crate::auth::secret::sha256_hex;
+use crate::auth::token::{ScopeAction, ScopedToken, TokenRef};
 use crate::budget::{self, Budget};
 use crate::bundle;
 use crate::bundle::outline::KernelCode;
@@ -34,6 +38,8 @@ pub struct Packages {
 pub struct Upload<'a> {
     pub bytes: &'a [u8],
     pub actor: &'a Actor,
+    /// The automation token the actor publishes with, `None` for a session.
+    pub token: Option<&'a ScopedToken>,
     /// `?private=true`
     pub private: bool,
     pub max_inflated: u64,
@@ -136,11 +142,12 @@ impl Packages {
             revoked: None,
         };
         let first = record.versions.is_empty();
-        record.changes.push(change(upload.actor, version.published, Action::Published {
+        let token = upload.token.map(ScopedToken::reference);
+        record.changes.push(change(upload.actor, token.as_ref(), version.published, Action::Published {
             package: name.to_string(),
             version: version.version.to_string(),
         }));
-        self.write_version(store, &mut record, &version, upload.bytes)
+        self.write_version(store, &mut record, &version, upload.bytes, token.as_ref())
             .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
         Ok((name, Published::Created(version)))
     }
@@ -152,11 +159,12 @@ impl Packages {
         record: &mut PackageRecord,
         version: &VersionRecord,
         bundle: &[u8],
+        token: Option<&TokenRef>,
     ) -> Result<(), StoreError> {
         store.stage_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
-        self.commit(store, record, EventKind::Publish, &[version.version])
+        self.commit(store, record, EventKind::Publish, &[version.version], token)
     }
 
     /// Revokes `versions` (all of them when `None`). Already revoked versions
@@ -169,9 +177,14 @@ impl Packages {
         versions: Option<Version>,
         reason: &str,
         actor: &Actor,
+        token: Option<&ScopedToken>,
     ) -> Result<Vec<VersionRecord>, PackageError> {
         let identity_name = owner(name)?;
+        if let Some(token) = token {
+            token.require(ScopeAction::Revoke, name)?;
+        }
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
+        let token = token.map(ScopedToken::reference);
         let _guard = store.lock(&layout::package(name));
         let mut record = self.require(name)?;
         if let Some(version) = versions
@@ -202,13 +215,13 @@ impl Packages {
             if let Some(outline) = self.outline(store, name, *version) {
                 record.revoked_outlines.insert(*version, outline);
             }
-            record.changes.push(change(actor, revocation.at, Action::Revoked {
+            record.changes.push(change(actor, token.as_ref(), revocation.at, Action::Revoked {
                 package: name.to_string(),
                 version: version.to_string(),
                 reason: reason.to_string(),
             }));
         }
-        self.commit(store, &mut record, EventKind::Revoke, &targets)?;
+        self.commit(store, &mut record, EventKind::Revoke, &targets, token.as_ref())?;
         for version in &targets {
             // After the commit: the record already says the content is gone.
             let path = layout::version_bundle(name, *version);
@@ -241,7 +254,7 @@ impl Packages {
         } else {
             record.going_public()
         };
-        record.changes.push(change(actor, Timestamp::now(), Action::PrivacyChanged {
+        record.changes.push(change(actor, None, Timestamp::now(), Action::PrivacyChanged {
             package: name.to_string(),
             private,
         }));
@@ -272,14 +285,15 @@ impl Packages {
     }
 
     /// Commits a publish or revocation of `versions`: public packages get a
-    /// `kind` event for each; nothing is said about private ones (going
-    /// public makes up for it).
+    /// `kind` event for each, naming the automation `token` that did it, if
+    /// any; nothing is said about private ones (going public makes up for it).
     fn commit(
         &self,
         store: &Store,
         record: &mut PackageRecord,
         kind: EventKind,
         versions: &[Version],
+        token: Option<&TokenRef>,
     ) -> Result<(), StoreError> {
         let events: Vec<NewEvent> = if record.private {
             Vec::new()
@@ -287,6 +301,10 @@ impl Packages {
             versions
                 .iter()
                 .filter_map(|version| record.announce(kind, *version))
+                .map(|event| NewEvent {
+                    token: token.cloned(),
+                    ..event
+                })
                 .collect()
         };
         self.commit_events(store, record, &events)
@@ -330,11 +348,13 @@ fn after_commit<E: std::error::Error>(what: &str, result: Result<(), E>) {
     }
 }
 
-/// The audit entry of a change to a package, kept in its record.
-fn change(actor: &Actor, at: Timestamp, action: Action) -> PackageChange {
+/// The audit entry of a change to a package, kept in its record: by
+/// `actor`, with the automation token `token` or not.
+fn change(actor: &Actor, token: Option<&TokenRef>, at: Timestamp, action: Action) -> PackageChange {
     PackageChange {
         at,
         actor: actor.label(),
+        token: token.cloned(),
         action,
     }
 }
@@ -349,6 +369,9 @@ fn check_upload(store: &Store, upload: &Upload) -> Result<bundle::Checked, Packa
         .transpose()?;
     let kernel = KernelCode::Authors(upload.kernel_authors);
     bundle::check(upload.bytes, upload.max_inflated, kernel, |outline| {
+        if let Some(token) = upload.token {
+            token.require(ScopeAction::Publish, &outline.name)?;
+        }
         may_publish(store, &outline.name, upload.actor)
     })
 }

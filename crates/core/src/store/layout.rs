@@ -9,6 +9,7 @@
 //! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
 //! users/<email>.json                             one user (lower-cased address)
 //! sessions/<sha256 of token>.json                one session token
+//! tokens/<sha256 of token>.json                  one automation token (scopes, expiry, owner)
 //! logins/<login id>.json                         one pending e-mail login
 //! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
 //! identities/<name>/identity.json                a publishing identity and its members
@@ -44,6 +45,7 @@ pub const TURNSTILE_FILE: &str = "snapshot.lock";
 
 const USERS: &str = "users";
 const SESSIONS: &str = "sessions";
+const TOKENS: &str = "tokens";
 const LOGINS: &str = "logins";
 const MAIL: &str = "mail";
 const IDENTITIES: &str = "identities";
@@ -87,6 +89,16 @@ pub fn sessions_dir() -> RecordPath {
 /// for text that is no safe file name.
 pub fn session(token_hash: &str) -> Result<RecordPath, StoreError> {
     checked(SESSIONS, &json(token_hash))
+}
+
+pub fn tokens_dir() -> RecordPath {
+    safe([TOKENS])
+}
+
+/// The automation token whose SHA-256 (hex) is `token_hash`; an error for
+/// text that is no safe file name.
+pub fn automation_token(token_hash: &str) -> Result<RecordPath, StoreError> {
+    checked(TOKENS, &json(token_hash))
 }
 
 pub fn logins_dir() -> RecordPath {

@@ -6,6 +6,7 @@
 //! something failed.
 
 use gren_registry_core::auth::AuthError;
+use gren_registry_core::auth::token::TokenError;
 use gren_registry_core::budget::{self, Busy};
 use gren_registry_core::bundle::BundleError;
 use gren_registry_core::error::{Chain, ErrorCode};
@@ -179,7 +180,8 @@ impl From<AuthError> for ApiError {
             AuthError::MissingToken
             | AuthError::NotASessionToken
             | AuthError::UnknownToken
-            | AuthError::SessionExpired => return ApiError::unauthorized(err.to_string()),
+            | AuthError::SessionExpired
+            | AuthError::TokenExpired { .. } => return ApiError::unauthorized(err.to_string()),
             AuthError::UnknownLogin => (400, ErrorCode::InvalidToken),
             AuthError::LoginUsed => (400, ErrorCode::LoginUsed),
             AuthError::LoginLocked => (400, ErrorCode::LoginLocked),
@@ -215,6 +217,30 @@ impl From<IdentityError> for ApiError {
             IdentityError::Store(store) => return ApiError::storage(store.fault(), err),
         };
         ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> ApiError {
+        let (status, code, field) = match &err {
+            TokenError::InvalidName => (400, ErrorCode::InvalidName, Some("name")),
+            TokenError::InvalidScope { .. } | TokenError::ScopeCount => (400, ErrorCode::InvalidScope, Some("scopes")),
+            TokenError::InvalidLifetime { .. } => (400, ErrorCode::InvalidExpiry, Some("expiresInDays")),
+            TokenError::NameTaken { .. } => (409, ErrorCode::NameTaken, Some("name")),
+            TokenError::TooMany => (409, ErrorCode::TooManyTokens, None),
+            TokenError::NotFound { .. } => (404, ErrorCode::TokenNotFound, None),
+            TokenError::MissingScope { scope, .. } => {
+                let scope = scope.clone();
+                return ApiError::new(403, ErrorCode::MissingScope, err.to_string()).with_detail("scope", scope);
+            }
+            TokenError::SessionRequired => (403, ErrorCode::SessionRequired, None),
+            TokenError::Store(store) => return ApiError::storage(store.fault(), err),
+        };
+        let refused = ApiError::new(status, code, err.to_string());
+        match field {
+            Some(field) => refused.with_field(field),
+            None => refused,
+        }
     }
 }
 
@@ -256,6 +282,7 @@ impl From<PackageError> for ApiError {
         let (status, code, field) = match err {
             PackageError::Bundle(err) => return err.into(),
             PackageError::Identity(err) => return err.into(),
+            PackageError::Token(err) => return err.into(),
             PackageError::Busy(err) => return err.into(),
             PackageError::Store(ref store) => return ApiError::storage(store.fault(), err),
             PackageError::NotFound { .. } => (404, ErrorCode::PackageNotFound, None),
@@ -381,6 +408,40 @@ mod tests {
         ];
         for (err, expected) in cases {
             assert_eq!(status_and_code(err), expected);
+        }
+    }
+
+    #[test]
+    fn token_refusals_name_the_missing_scope_and_the_field_at_fault() {
+        let missing = ApiError::from(TokenError::MissingScope {
+            token: "ci".into(),
+            scope: "publish:team/core".into(),
+        });
+        assert_eq!((missing.status, missing.code.as_str()), (403, "missing_scope"));
+        assert!(missing.message.contains("publish:team/core"), "{}", missing.message);
+        assert_eq!(missing.details, vec![("scope", "publish:team/core".into())]);
+        assert_eq!(status_and_code(TokenError::SessionRequired), (403, "session_required"));
+        let expired = seen(AuthError::TokenExpired { name: "ci".into() });
+        assert_eq!((expired.0, expired.4), (401, Some("Bearer".into())));
+        let cases = [
+            (TokenError::InvalidName, (400, "invalid_name"), Some("name")),
+            (TokenError::ScopeCount, (400, "invalid_scope"), Some("scopes")),
+            (
+                TokenError::InvalidLifetime { days: 400 },
+                (400, "invalid_expiry"),
+                Some("expiresInDays"),
+            ),
+            (
+                TokenError::NameTaken { name: "ci".into() },
+                (409, "name_taken"),
+                Some("name"),
+            ),
+            (TokenError::TooMany, (409, "too_many_tokens"), None),
+            (TokenError::NotFound { id: "x".into() }, (404, "token_not_found"), None),
+        ];
+        for (err, expected, field) in cases {
+            let (status, code, _, seen_field, _) = seen(err);
+            assert_eq!(((status, code), seen_field.as_deref()), (expected, field));
         }
     }
 

@@ -11,12 +11,12 @@
 //! over the parameter, whatever the order of the table; the order only sets
 //! the order of `Allow`.
 
-use super::handlers::{health, identity, invitation, package, session, user};
+use super::handlers::{health, identity, invitation, package, session, token, user};
 use super::server::{self, Allowance, Permit, Service};
 use super::{Caller, Request, Response};
 use crate::app::App;
 use crate::http::errors::{ApiError, ApiResult};
-use gren_registry_core::auth::session::{self as sessions, Authenticated};
+use gren_registry_core::auth::session::Authenticated;
 use gren_registry_core::budget::{self, Reservation};
 use gren_registry_core::error::ErrorCode;
 use std::sync::Arc;
@@ -46,6 +46,9 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/user",                                        user::get),
     route(GET,    "/user/sessions",                               user::sessions),
     route(DELETE, "/user/sessions/:id",                           user::revoke_session),
+    route(GET,    "/user/tokens",                                 token::list),
+    route(POST,   "/user/tokens",                                 token::create),
+    route(DELETE, "/user/tokens/:id",                             token::revoke),
     route(GET,    "/user/invitations",                            invitation::list),
     route(POST,   "/publishing-identity",                         identity::create),
     route(GET,    "/publishing-identity/:name",                   identity::show),
@@ -224,11 +227,12 @@ struct Admission {
 }
 
 /// A bundle upload, decided before its body is read, since bodies are large:
-/// only from a signed-in user, within the size limit and the user's publish
+/// only from a signed-in user (by session or automation token, whose scopes
+/// are checked once the bundle names its package), within the size limit and the user's publish
 /// limit, and with a share of the budget of upload bytes in flight, held
 /// until the upload is answered. A refusal here uses up no publish.
 fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowance> {
-    let user = sessions::authenticate(&app.store, super::bearer_token(headers))?;
+    let user = gren_registry_core::auth::authenticate(&app.store, super::bearer_token(headers))?;
     let length = server::declared_length(headers, app.config.max_bundle_bytes)?;
     let email = user.email.as_str();
     app.publishes_per_user.hit(email)?;

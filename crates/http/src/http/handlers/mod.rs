@@ -8,4 +8,5 @@ pub mod identity;
 pub mod invitation;
 pub mod package;
 pub mod session;
+pub mod token;
 pub mod user;

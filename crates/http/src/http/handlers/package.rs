@@ -1,4 +1,7 @@
-//! `/packages` and `/events`: publish, browse, download, revoke.
+//! `/packages` and `/events`: publish, browse, download, revoke. Publishing,
+//! revoking and reading take automation tokens too ([`Caller::publisher`],
+//! [`Caller::reader`]); a token sees the private packages of the identities
+//! its `download` scopes name, among its owner's.
 
 use crate::app::App;
 use crate::http::errors::{ApiError, ApiResult};
@@ -8,6 +11,8 @@ use gren_registry_core::api::{
     VersionAnswer, VersionPage,
 };
 use gren_registry_core::auth::secret::sha256_hex;
+use gren_registry_core::auth::session::Authenticated;
+use gren_registry_core::auth::token::ScopeAction;
 use gren_registry_core::bundle::outline::PLATFORMS;
 use gren_registry_core::error::ErrorCode;
 use gren_registry_core::identity::{self, Actor};
@@ -30,7 +35,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `POST /packages`. The caller was authenticated and counted against the
 /// publish limit before the body was read (`RegistryService::body_limit`).
 pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
-    let caller = caller.user()?;
+    let caller = caller.publisher()?;
     let email = caller.email.as_str().to_string();
     let private = match request.query_param("private").as_deref() {
         None | Some("false") => false,
@@ -45,6 +50,7 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
     let upload = Upload {
         bytes: &request.body,
         actor: &Actor::User(caller.email),
+        token: caller.token.as_ref(),
         private,
         max_inflated: app.config.max_inflated_bytes,
         kernel_authors: &app.config.kernel_code_authors,
@@ -75,19 +81,61 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
 
 /// Identity keys whose private packages the caller may see.
 fn visibility(app: &App, caller: &Caller) -> ApiResult<Visibility> {
-    let Some(caller) = caller.optional()? else {
+    visibility_of(app, caller.reader()?.as_ref(), None)
+}
+
+/// Identity keys whose private packages `reader` may see: a person's
+/// identities; of those, an automation token's `download` scopes name
+/// which it sees, and `also` one more (the package a scope lets it revoke).
+fn visibility_of(app: &App, reader: Option<&Authenticated>, also: Option<&str>) -> ApiResult<Visibility> {
+    let Some(reader) = reader else {
         return Ok(Visibility::new());
     };
-    Ok(identity::memberships(&app.store, &caller.email)?
+    let keys = identity::memberships(&app.store, &reader.email)?
         .into_iter()
-        .map(|(name, _)| name.to_ascii_lowercase())
-        .collect())
+        .map(|(name, _)| name.to_ascii_lowercase());
+    Ok(match &reader.token {
+        None => keys.collect(),
+        Some(token) => keys
+            .filter(|key| Some(key.as_str()) == also || token.download_identities().any(|scope| scope == key))
+            .collect(),
+    })
 }
 
 /// The package of the path (`:author/:project`), if the caller may see it.
 fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
     let name = package_name(request.param("author"), request.param("project"))?;
-    Ok(find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)?)
+    let reader = caller.reader()?;
+    find_for(app, &name, reader.as_ref(), visibility_of(app, reader.as_ref(), None)?)
+}
+
+/// `name` if `visible` shows it. A private package hidden from an
+/// automation token whose owner may see it is refused naming the scope the
+/// token lacks: the token's holder is its owner's machine, which knows.
+fn find_for(
+    app: &App,
+    name: &PackageName,
+    reader: Option<&Authenticated>,
+    visible: Visibility,
+) -> ApiResult<Arc<PackageRecord>> {
+    let found = find_visible(&app.packages.catalog, name, &visible);
+    if found.is_err()
+        && let Some(reader) = reader
+        && let Some(token) = &reader.token
+        && app.packages.catalog.get(name).is_some()
+        && visibility_of(app, Some(&session_of(reader)), None)?.contains(&name.author.to_ascii_lowercase())
+    {
+        token.require(ScopeAction::Download, name)?;
+    }
+    Ok(found?)
+}
+
+/// What `reader`'s owner may do with a session: for comparing with a token.
+fn session_of(reader: &Authenticated) -> Authenticated {
+    Authenticated {
+        token: None,
+        ..reader.clone()
+    }
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
@@ -288,8 +336,17 @@ pub fn revoke_version(app: &App, request: &Request, caller: &Caller) -> ApiResul
 }
 
 fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) -> ApiResult<Response> {
-    let user = caller.user()?;
-    let record = visible_package(app, request, caller)?;
+    let user = caller.publisher()?;
+    let name = package_name(request.param("author"), request.param("project"))?;
+    // A token's revoke scope is checked first, so a private package it may
+    // revoke is found without a download scope, and one it may not is
+    // refused for the scope it lacks.
+    if let Some(token) = &user.token {
+        token.require(ScopeAction::Revoke, &name)?;
+    }
+    let also = user.token.as_ref().map(|_| name.author.to_ascii_lowercase());
+    let visible = visibility_of(app, Some(&user), also.as_deref())?;
+    let record = find_for(app, &name, Some(&user), visible)?;
     let body: RevokeRequest = request.json()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
@@ -300,9 +357,10 @@ fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) 
     }
     let version = version.map(version_param).transpose()?;
     app.publishes_per_user.hit(user.email.as_str())?;
+    let actor = Actor::User(user.email.clone());
     let versions = app
         .packages
-        .revoke(&app.store, &record.name, version, reason, &Actor::User(user.email))?;
+        .revoke(&app.store, &record.name, version, reason, &actor, user.token.as_ref())?;
     match version {
         Some(version) => {
             let revoked = versions
