@@ -4,10 +4,13 @@
 //! mirrors were told, privacy), and no temporary file is left. `--repair` fixes what is safe to fix:
 //! stray temporary files, indexes derivable from records (users' session
 //! and identity lists), debris of interrupted writes (orphan sessions,
-//! bundles of revoked or unrecorded versions, uncommitted events).
+//! bundles of revoked or unrecorded versions, uncommitted events), and git
+//! repositories, derived from the bundles, by building them again.
 //! A file or directory the system will not show (EACCES, EIO: anything but
 //! "absent") is a problem, and nothing is ever repaired from it: taking
 //! "unreadable" for "missing" once deleted a valid session.
+
+mod repositories;
 
 use super::Report;
 use gren_registry_core::auth::secret::sha256_hex;
@@ -52,6 +55,7 @@ pub fn check(store: &Store, repair: bool) -> Report {
     fsck.logins();
     let catalog = fsck.packages();
     fsck.events(&catalog);
+    fsck.repositories(&catalog);
     let mut text = String::new();
     for (what, count) in &fsck.checked {
         text += &format!("checked {count} {what}\n");

@@ -170,7 +170,7 @@ impl Repositories {
         let stamp = RepositoryStamp::of(&record);
         let path = store.full_path(&layout::repository(name, &stamp));
         if !is_plain_dir(&path) {
-            self.build(store, &record, &stamp, &layout::repository(name, &stamp))?;
+            self.build(store, &record, &stamp)?;
         }
         let lease = self.lease(path);
         self.remove_unused(store, name, &stamp);
@@ -182,13 +182,13 @@ impl Repositories {
     pub fn rebuild(&self, store: &Store, record: &PackageRecord) -> Result<(), RepositoryError> {
         let _guard = store.lock(&layout::package(&record.name));
         store.remove_tree(&layout::repository_dir(&record.name))?;
-        let stamp = RepositoryStamp::of(record);
-        self.build(store, record, &stamp, &layout::repository(&record.name, &stamp))
+        self.build(store, record, &RepositoryStamp::of(record))
     }
 
     /// Compares the package's repositories with its record: stale
-    /// generations, and whether the current one has exactly the refs and
-    /// objects of a fresh build (which is made beside it, then removed).
+    /// generations, and whether the current one is sound and has exactly
+    /// the refs of a fresh build (made in a temporary directory outside the
+    /// data directory, so a running server never sees it).
     pub fn inspect(&self, store: &Store, record: &PackageRecord) -> Result<Vec<Finding>, RepositoryError> {
         let stamp = RepositoryStamp::of(record);
         let current = format!("{stamp}.git");
@@ -202,10 +202,9 @@ impl Repositories {
             findings.push(Finding::NotBuilt);
             return Ok(findings);
         }
-        let scratch = layout::repository_scratch(&record.name, &stamp);
-        self.build(store, record, &stamp, &scratch)?;
-        let expected = self.refs(&store.full_path(&scratch));
-        store.remove_tree(&scratch)?;
+        let fresh = tempfile::tempdir().map_err(GitError::Io)?;
+        self.build_in(store, record, fresh.path())?;
+        let expected = self.refs(fresh.path());
         let found = self.refs(&path);
         let mut fsck = Invocation::new(["fsck", "--no-dangling", "--no-progress"]);
         fsck.cwd = Some(&path);
@@ -226,33 +225,31 @@ impl Repositories {
         Ok(String::from_utf8_lossy(&self.git.run_ok(listing)?).into_owned())
     }
 
-    /// Builds the repository of `record`'s live versions at `target`, in
-    /// its scratch directory first unless `target` is the scratch itself.
-    fn build(
-        &self,
-        store: &Store,
-        record: &PackageRecord,
-        stamp: &RepositoryStamp,
-        target: &crate::store::RecordPath,
-    ) -> Result<(), RepositoryError> {
+    /// Builds the repository of `record`'s live versions in its scratch
+    /// directory, then renames it to `<stamp>.git`.
+    fn build(&self, store: &Store, record: &PackageRecord, stamp: &RepositoryStamp) -> Result<(), RepositoryError> {
         let scratch = layout::repository_scratch(&record.name, stamp);
         store.remove_tree(&scratch)?;
         store.create_dir(&scratch)?;
-        let dir = store.full_path(&scratch);
+        self.build_in(store, record, &store.full_path(&scratch))?;
+        store.rename_dir(&scratch, &layout::repository(&record.name, stamp))?;
+        Ok(())
+    }
+
+    /// Writes the repository of `record`'s live versions into the empty
+    /// directory `dir`.
+    fn build_in(&self, store: &Store, record: &PackageRecord, dir: &Path) -> Result<(), RepositoryError> {
         let mut init = Invocation::new(["init", "--bare", "--quiet", "--initial-branch=main", "."]);
-        init.cwd = Some(&dir);
+        init.cwd = Some(dir);
         self.git.run_ok(init)?;
         let stream = fast_import_stream(store, record)?;
         if !stream.is_empty() {
             // Durable before the rename that commits it.
             let mut import = Invocation::new(["-c", "core.fsync=all", "fast-import", "--quiet"]);
-            import.cwd = Some(&dir);
+            import.cwd = Some(dir);
             import.stdin = &stream;
             import.time_limit = BUILD_LIMIT;
             self.git.run_ok(import)?;
-        }
-        if *target != scratch {
-            store.rename_dir(&scratch, target)?;
         }
         Ok(())
     }
