@@ -148,6 +148,20 @@ fn publisher(server: &Server, email: &str, identity: &str) -> String {
     token
 }
 
+/// A registry (without fallback) where the Gren team published `files`
+/// (`true`: privately), and the team's token; `None` without git.
+fn gren_lang_registry(files: &[(&str, bool)]) -> Option<(Server, String)> {
+    if !git_installed() {
+        return None;
+    }
+    let server = registry();
+    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
+    for (file, private) in files {
+        publish(&server, &token, file, *private);
+    }
+    Some((server, token))
+}
+
 fn publish(server: &Server, token: &str, file: &str, private: bool) {
     let path = if private { "/packages?private=true" } else { "/packages" };
     let headers = [("Authorization", &format!("Bearer {token}")[..]), ("Content-Type", "application/gzip")];
@@ -192,14 +206,9 @@ fn core_node_and_url() -> tempfile::TempDir {
 
 #[test]
 fn the_compiler_installs_an_application_whose_dependencies_all_come_from_the_registry() {
-    if !git_installed() {
+    let Some((server, token)) = gren_lang_registry(&[(CORE, false), (URL, false), (NODE, false)]) else {
         return;
-    }
-    let server = registry();
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
-    for file in [CORE, URL, NODE] {
-        publish(&server, &token, file, false);
-    }
+    };
     let developer = Developer::new(&server);
     developer.logged_in("team@gren-lang.org", &token);
     developer.setup_git();
@@ -212,14 +221,9 @@ fn the_compiler_installs_an_application_whose_dependencies_all_come_from_the_reg
 
 #[test]
 fn a_private_dependency_installs_after_setup_git_and_fails_without_it() {
-    if !git_installed() {
+    let Some((server, token)) = gren_lang_registry(&[(CORE, false), (URL, true), (NODE, false)]) else {
         return;
-    }
-    let server = registry();
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
-    publish(&server, &token, CORE, false);
-    publish(&server, &token, URL, true);
-    publish(&server, &token, NODE, false);
+    };
     let developer = Developer::new(&server);
     developer.logged_in("team@gren-lang.org", &token);
     developer.rewrite_github_only();
@@ -248,13 +252,9 @@ fn a_private_dependency_installs_after_setup_git_and_fails_without_it() {
 
 #[test]
 fn a_revoked_version_is_neither_listed_nor_clonable() {
-    if !git_installed() {
+    let Some((server, token)) = gren_lang_registry(&[("gren_lang_core__6_0_1.pkg.gz", false), (CORE, false)]) else {
         return;
-    }
-    let server = registry();
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
-    publish(&server, &token, "gren_lang_core__6_0_1.pkg.gz", false);
-    publish(&server, &token, CORE, false);
+    };
     let developer = Developer::new(&server);
     developer.rewrite_github_only();
     assert_eq!(developer.remote_tags("gren-lang/core"), ["6.0.1", "7.0.0"]);
@@ -281,12 +281,9 @@ fn a_revoked_version_is_neither_listed_nor_clonable() {
 
 #[test]
 fn a_version_published_a_moment_ago_is_listed_and_clones_to_the_files_of_its_bundle() {
-    if !git_installed() {
+    let Some((server, token)) = gren_lang_registry(&[("gren_lang_url__5_0_0.pkg.gz", false)]) else {
         return;
-    }
-    let server = registry();
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
-    publish(&server, &token, "gren_lang_url__5_0_0.pkg.gz", false);
+    };
     let developer = Developer::new(&server);
     developer.rewrite_github_only();
     assert_eq!(developer.remote_tags("gren-lang/url"), ["5.0.0"]);
@@ -344,12 +341,9 @@ fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
 
 #[test]
 fn strangers_cannot_tell_private_packages_from_missing_ones_and_pushes_are_refused() {
-    if !git_installed() {
+    let Some((server, token)) = gren_lang_registry(&[(URL, true)]) else {
         return;
-    }
-    let server = registry();
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
-    publish(&server, &token, URL, true);
+    };
     let refs = |project: &str, token: Option<&str>| {
         let path = format!("/git/gren-lang/{project}.git/info/refs?service=git-upload-pack");
         let basic = token.map(|token| format!("Basic {}", base64_of(&format!("anyone:{token}"))));

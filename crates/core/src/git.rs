@@ -273,20 +273,27 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// git for a unit test, `None` (with a note) when it is not installed;
+/// under CI its absence fails the test.
+#[cfg(test)]
+pub(crate) fn installed_for_tests() -> Option<Git> {
+    let git = Git::default();
+    match git.check_installed() {
+        Ok(_) => Some(git),
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("note: git is not installed; skipping");
+            None
+        }
+        Err(err) => panic!("{err}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn git() -> Option<Git> {
-        let git = Git::default();
-        match git.check_installed() {
-            Ok(_) => Some(git),
-            Err(_) if std::env::var_os("CI").is_none() => {
-                eprintln!("note: git is not installed; skipping");
-                None
-            }
-            Err(err) => panic!("{err}"),
-        }
+        installed_for_tests()
     }
 
     #[test]

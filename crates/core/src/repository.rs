@@ -367,15 +367,7 @@ mod tests {
     ];
 
     fn git() -> Option<Git> {
-        let git = Git::default();
-        match git.check_installed() {
-            Ok(_) => Some(git),
-            Err(_) if std::env::var_os("CI").is_none() => {
-                eprintln!("note: git is not installed; skipping");
-                None
-            }
-            Err(err) => panic!("{err}"),
-        }
+        crate::git::installed_for_tests()
     }
 
     /// A data directory holding gren-lang/core 6.0.1 and 7.0.0, published

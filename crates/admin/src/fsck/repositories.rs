@@ -45,8 +45,7 @@ impl Fsck<'_> {
         };
         for finding in findings {
             match finding {
-                // Built by the first git request; the repair builds it now.
-                Finding::NotBuilt if self.repair => self.leftover(format!("{dir}: not built yet"), &rebuild),
+                // Nothing wrong: the first git request builds it.
                 Finding::NotBuilt => {}
                 Finding::Stale(entry) => {
                     let path = layout::repository_entry_checked(&record.name, &entry);
