@@ -521,7 +521,7 @@ fn install_refuses_two_packages_the_compiler_would_give_one_file_name() {
 
 /// The Gren compiler from npm (`gren-lang` 0.6.x), installed on first use
 /// under target/ (`.ci/run` installs it up front).
-fn gren_compiler() -> PathBuf {
+pub(crate) fn gren_compiler() -> PathBuf {
     let prefix = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/gren-compiler");
     let compiler = prefix.join("node_modules/gren-lang/bin/compiler");
     if !compiler.exists() {

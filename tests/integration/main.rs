@@ -19,6 +19,7 @@ mod crash;
 mod data_dir;
 mod faults;
 mod fuzz_regressions;
+mod git;
 mod http_hazards;
 mod identity;
 mod login;

@@ -9,10 +9,13 @@
 //! derivable from records (users' session, automation token and identity
 //! lists), debris of interrupted writes (orphan sessions and automation
 //! tokens, bundles of revoked or unrecorded versions, an interrupted first
-//! publish's directory).
+//! publish's directory), and git repositories, derived from the bundles, by
+//! building them again.
 //! A file or directory the system will not show (EACCES, EIO: anything but
 //! "absent") is a problem, and nothing is ever repaired from it: taking
 //! "unreadable" for "missing" once deleted a valid session.
+
+mod repositories;
 
 use super::Report;
 use gren_registry_core::auth::email::Email;
@@ -71,6 +74,7 @@ pub fn check(store: &Store, repair: bool) -> Report {
     let catalog = fsck.packages();
     fsck.events(&catalog);
     fsck.quarantine();
+    fsck.repositories(&catalog);
     let mut text = String::new();
     for (what, count) in &fsck.checked {
         text += &format!("checked {count} {what}\n");

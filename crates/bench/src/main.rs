@@ -1,6 +1,9 @@
 //! The benchmark driver (`bench/run`): builds synthetic registries, starts
 //! the release binary, loads it with wrk on loopback against nginx serving
-//! the same bytes in the same run, and writes docs/PERFORMANCE.md.
+//! the same bytes in the same run, and writes docs/PERFORMANCE.md. The git
+//! rows ([`git`]) run git and the Gren compiler from npm.
+
+mod git;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -61,6 +64,20 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/release/gren-registry"));
     let real_bundles = root.join("tests/fixtures/bundles");
+    // Only the git rows, e.g. against a debug build:
+    // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --git-only
+    if std::env::args().any(|arg| arg == "--git-only") {
+        let ten = prepare(&work, &binary, &real_bundles, 10);
+        let server = RunningRegistry::start(&binary, &ten, &MailStub::start().url(), &work.join("server-git.log"));
+        let compiler = root.join("target/gren-compiler/node_modules/gren-lang/bin/compiler");
+        for row in [
+            git::fetch_row(&work, &server.url(""), &ten, 5),
+            git::install_row(&work, &server.url(""), &compiler, 1),
+        ] {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
     if uploads_only {
         let small = prepare(&work, &binary, &real_bundles, 5);
         let row = upload_burst(
@@ -194,6 +211,13 @@ fn main() {
         "—".into(),
         format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
     ]);
+
+    // 8. git, as the Gren compiler fetches (after the memory rows: git's
+    // answers are buffered by the server).
+    let registry = server.url("");
+    rows.push(git::fetch_row(&work, &registry, &big, if quick { 5 } else { 20 }));
+    let compiler = root.join("target/gren-compiler/node_modules/gren-lang/bin/compiler");
+    rows.push(git::install_row(&work, &registry, &compiler, if quick { 1 } else { 3 }));
     drop(server);
 
     // 7. Memory under a burst of worst-case uploads, on a fresh process.

@@ -1,8 +1,10 @@
 //! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
-//! `identity`, `token`, `private` and `install`, speaking the registry's HTTP API. It
+//! `identity`, `token`, `private`, `install` and `setup-git` (with its git
+//! credential helper), speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
 mod credentials;
+mod git;
 mod install;
 mod login;
 pub mod project;
@@ -98,6 +100,18 @@ pub enum ClientCommand {
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
     Install { dir: Option<PathBuf> },
+    /// Let the Gren compiler install from this registry: adds to your global
+    /// git configuration an `insteadOf` sending https://github.com/ here, and
+    /// a credential helper (this program) for private packages.
+    SetupGit {
+        /// Take out what `setup-git` added.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// git's credential helper for this registry, which `setup-git` sets up:
+    /// `get` answers with the stored token, for this registry's host only.
+    #[command(hide = true)]
+    GitCredential { operation: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +182,9 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             let token = credentials::optional_token(&registry.url)?;
             install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
+        ClientCommand::SetupGit { remove: false } => git::set_up(&registry.url),
+        ClientCommand::SetupGit { remove: true } => git::remove(&registry.url),
+        ClientCommand::GitCredential { operation } => git::credential(&registry.url, &operation),
     }
 }
 

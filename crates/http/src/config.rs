@@ -16,6 +16,9 @@ pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 60 * 60;
 /// Longer than any service manager waits for a stop (systemd: 90 s by default).
 pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 300;
 
+/// Where the Gren compiler fetches packages from when nobody redirects it.
+pub const DEFAULT_GIT_FALLBACK: &str = "https://github.com";
+
 /// Names that would confuse people or tools if a user owned them: the
 /// language's own identity (`gren-lang`, which ships the core packages and,
 /// by default, kernel code), the registry's own words, mail roles, and
@@ -161,6 +164,20 @@ pub struct Config {
     /// they are abandoned and the process exits.
     #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+
+    /// Where `/git/<author>/<project>.git` requests for authors that are no
+    /// identity of this registry are redirected (302, same path); empty:
+    /// they are answered 404.
+    #[arg(long, env = "GREN_REGISTRY_GIT_FALLBACK", default_value = DEFAULT_GIT_FALLBACK)]
+    pub git_fallback: String,
+
+    /// git processes serving fetches at once; more wait up to 3 s, then 503.
+    #[arg(long, env = "GREN_REGISTRY_GIT_PROCESSES", default_value_t = 4)]
+    pub git_processes: u64,
+
+    /// Seconds a git process serving a fetch may run before it is stopped.
+    #[arg(long, env = "GREN_REGISTRY_GIT_TIMEOUT", default_value_t = 60)]
+    pub git_timeout_secs: u64,
 }
 
 impl Config {
@@ -235,6 +252,17 @@ impl Config {
         problems.at_least_one(
             "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT",
             self.max_connections_per_client as u64,
+        );
+        if !self.git_fallback.is_empty() {
+            problems.http_url("GREN_REGISTRY_GIT_FALLBACK", Some(&self.git_fallback));
+        }
+        problems.at_least_one("GREN_REGISTRY_GIT_PROCESSES", self.git_processes);
+        problems.at_least_one("GREN_REGISTRY_GIT_TIMEOUT", self.git_timeout_secs);
+        problems.at_most(
+            "GREN_REGISTRY_GIT_TIMEOUT",
+            self.git_timeout_secs,
+            MAX_REQUEST_TIMEOUT_SECS,
+            "seconds",
         );
         problems.at_most(
             "GREN_REGISTRY_SHUTDOWN_GRACE",
@@ -383,10 +411,20 @@ mod tests {
             ("--max-inflated-bytes", "GREN_REGISTRY_MAX_INFLATED_BYTES"),
             ("--publish-limit-per-hour", "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR"),
             ("--max-connections", "GREN_REGISTRY_MAX_CONNECTIONS"),
+            ("--git-processes", "GREN_REGISTRY_GIT_PROCESSES"),
+            ("--git-timeout-secs", "GREN_REGISTRY_GIT_TIMEOUT"),
         ] {
             refused(&[flag, "0"], variable);
             config(&[flag, "1"]).validate().unwrap();
         }
+    }
+
+    #[test]
+    fn the_git_fallback_is_an_http_url_or_empty_for_none() {
+        config(&["--git-fallback", ""]).validate().unwrap();
+        config(&["--git-fallback", "https://git.example.org/base"]).validate().unwrap();
+        refused(&["--git-fallback", "github.com"], "GREN_REGISTRY_GIT_FALLBACK");
+        refused(&["--git-timeout-secs", "3601"], "GREN_REGISTRY_GIT_TIMEOUT");
     }
 
     #[test]

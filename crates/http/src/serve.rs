@@ -8,6 +8,8 @@ use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
 use crate::notify;
 use gren_registry_core::error::Chain;
+use gren_registry_core::git::Git;
+use gren_registry_core::repository::Repositories;
 use gren_registry_core::package::publish::Packages;
 use gren_registry_core::store::{self, Store, layout};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -18,6 +20,8 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Before anything is opened: a bad setting must not cost a data
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
+    let git = Git::default();
+    let git_version = git.check_installed()?;
     let store = Store::open(&config.data_dir)?;
     gren_registry_core::format::require_current(&store, true)?;
     warn_about_exposure(&store);
@@ -27,7 +31,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let public_url = config.public_url_for(bound);
     let mail_mode = mail_mode(&config, &store);
     let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", Chain(&err)))?;
-    let app = Arc::new(App::new(config, store, packages, public_url));
+    let app = Arc::new(App::new(config, store, packages, Repositories::new(git), public_url));
 
     let shutdown = server.shutdown_handle()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -61,7 +65,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     log::info!(
-        "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode})",
+        "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode}, {git_version})",
         env!("CARGO_PKG_VERSION"),
         app.store.root().display(),
         app.public_url,

@@ -19,6 +19,7 @@
 
 mod error;
 pub mod outline;
+pub mod project;
 
 use flate2::bufread::GzDecoder;
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};

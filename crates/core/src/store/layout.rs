@@ -17,6 +17,7 @@
 //! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
 //! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
 //! outbox/cursor.json                             the last event told to the packages site
+//! repositories/<author>/<project>/<stamp>.git    the package's git repository, derived from its bundles
 //! quarantine/<time>/...                          what start-up found and could not explain
 //! ```
 //!
@@ -35,6 +36,7 @@ use super::{Operation, RecordPath, Store, StoreError};
 use crate::auth::email::Email;
 use crate::identity::IdentityName;
 use crate::package::{PackageName, Version};
+use crate::repository::RepositoryStamp;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,7 @@ const QUARANTINE: &str = "quarantine";
 const OUTBOX: &str = "outbox";
 const CURSOR: &str = "cursor.json";
 const FILE_NAMES: &str = "file-names";
+const REPOSITORIES: &str = "repositories";
 
 /// A path from components that are safe by construction.
 fn safe<'a>(components: impl IntoIterator<Item = &'a str>) -> RecordPath {
@@ -223,6 +226,51 @@ pub mod format1 {
     }
 }
 
+pub fn repositories_dir() -> RecordPath {
+    safe([REPOSITORIES])
+}
+
+/// `repositories/<author>/<project>`: the generations of a package's git
+/// repository, the author in lower case as for `packages/`.
+pub fn repository_dir(name: &PackageName) -> RecordPath {
+    safe([REPOSITORIES, &name.author.to_ascii_lowercase(), &name.project])
+}
+
+/// The bare repository of `name` built from the live versions that `stamp`
+/// (hex digits) sums up.
+pub fn repository(name: &PackageName, stamp: &RepositoryStamp) -> RecordPath {
+    repository_entry(name, &format!("{stamp}.git"))
+}
+
+/// Where that repository is built before it is renamed into place.
+pub fn repository_scratch(name: &PackageName, stamp: &RepositoryStamp) -> RecordPath {
+    repository_entry(name, &format!("{stamp}.partial"))
+}
+
+/// The entry `entry` (a name listed in the directory) of the package's
+/// repository directory; `None` for a name that is no safe file name.
+pub fn repository_entry_checked(name: &PackageName, entry: &str) -> Option<RecordPath> {
+    RecordPath::new([REPOSITORIES, &name.author.to_ascii_lowercase(), &name.project, entry]).ok()
+}
+
+fn repository_entry(name: &PackageName, entry: &str) -> RecordPath {
+    repository_entry_checked(name, entry).expect("stamps are hex digits")
+}
+
+/// The package directories under `repositories/` (`<author>/<project>`,
+/// by name), sorted; none when there are none.
+pub fn repository_packages(store: &Store) -> Vec<String> {
+    let authors = entries(&store.full_path(&repositories_dir())).unwrap_or_default();
+    let mut found = Vec::new();
+    for author in authors {
+        for project in entries(&author).unwrap_or_default() {
+            let name = |path: &Path| path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            found.push(format!("{}/{}", name(&author), name(&project)));
+        }
+    }
+    found
+}
+
 // ---------------------------------------------------------------------------
 // Listings
 // ---------------------------------------------------------------------------
@@ -379,6 +427,11 @@ mod tests {
             (format1::events_dir(), "events"),
             (format1::event(12), "events/000000000012.json"),
             (file_name_lock(&package), "file-names/gren_lang_core"),
+            (repository_dir(&package), "repositories/gren-lang/core"),
+            (
+                repository(&package, &RepositoryStamp::of_text("0a1b")),
+                "repositories/gren-lang/core/0a1b.git",
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(text(path), expected);

@@ -197,16 +197,25 @@ impl Store {
 
     /// Reads and parses a record; `None` when it does not exist.
     pub fn read_json<T: DeserializeOwned>(&self, path: &RecordPath) -> Result<Option<T>, StoreError> {
-        let full = self.full_path(path);
-        let mut bytes = Vec::new();
-        match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(StoreError::io(Operation::Read, &full)(err)),
-        }
+        let Some(bytes) = self.read_bytes(path)? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Corrupt { path: full, source })
+            .map_err(|source| StoreError::Corrupt {
+                path: self.full_path(path),
+                source,
+            })
+    }
+
+    /// Reads a file whole; `None` when it does not exist.
+    pub fn read_bytes(&self, path: &RecordPath) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut bytes = Vec::new();
+        match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
+            Ok(_) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io(Operation::Read, &self.full_path(path))(err)),
+        }
     }
 
     /// Atomically replaces (or creates) a record with pretty-printed JSON.
@@ -309,6 +318,35 @@ impl Store {
     /// error when it is not empty.
     pub fn remove_empty_dir(&self, path: &RecordPath) -> Result<bool, StoreError> {
         self.remove_with(path, path.as_path(), |full| fs::remove_dir(full))
+    }
+
+    /// Creates the directory `path` (and those on the way) `0700`, durably,
+    /// refusing links: for trees another program fills (git repositories).
+    pub fn create_dir(&self, path: &RecordPath) -> Result<(), StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let created = (|| {
+            for created in safe_fs::create_dirs(&self.root, path.as_path())? {
+                atomic::sync_parent(&created)?;
+            }
+            Ok(())
+        })();
+        created.map_err(StoreError::io(Operation::Write, &self.full_path(path)))
+    }
+
+    /// Renames the directory `from` to `to` (absent, or an empty directory)
+    /// in the same parent, durably: the commit of a tree built beside its
+    /// place. Only for derived trees, which can be built again: an fsync
+    /// failure is an error, not a reason to stop.
+    pub fn rename_dir(&self, from: &RecordPath, to: &RecordPath) -> Result<(), StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let full = self.full_path(to);
+        let renamed = (|| {
+            safe_fs::refuse_symlinks(&self.root, from.as_path())?;
+            safe_fs::refuse_symlinks(&self.root, to.as_path())?;
+            fs::rename(self.full_path(from), &full)?;
+            atomic::sync_parent(&full)
+        })();
+        renamed.map_err(StoreError::io(Operation::Write, &full))
     }
 
     /// Removes `path` with `remove`, as a writer, refusing links on the way

@@ -12,7 +12,9 @@ use gren_registry_core::bundle::BundleError;
 use gren_registry_core::error::{Chain, ErrorCode};
 use gren_registry_core::identity::IdentityError;
 use gren_registry_core::package::PackageError;
+use gren_registry_core::git::GitError;
 use gren_registry_core::ratelimit::RateLimited;
+use gren_registry_core::repository::RepositoryError;
 use gren_registry_core::store::{DiskFault, StoreError};
 use std::error::Error;
 use std::fmt;
@@ -297,6 +299,35 @@ impl From<PackageError> for ApiError {
         match field {
             Some(field) => refused.with_field(field),
             None => refused,
+        }
+    }
+}
+
+/// A git process that ran out of time gave up for the registry's load; any
+/// other failure of git or of a repository build is ours.
+impl From<GitError> for ApiError {
+    fn from(err: GitError) -> ApiError {
+        match err {
+            GitError::TimedOut { .. } => ApiError {
+                cause: Some(err.into()),
+                ..ApiError::new(
+                    503,
+                    ErrorCode::ServerBusy,
+                    "The registry could not answer this git request in time; try again in a few seconds.",
+                )
+                .with_header("Retry-After", budget::RETRY_AFTER_SECS.to_string())
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<RepositoryError> for ApiError {
+    fn from(err: RepositoryError) -> ApiError {
+        match err {
+            RepositoryError::Store(store) => store.into(),
+            RepositoryError::Git(git) => git.into(),
+            other => ApiError::internal(other),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! over the parameter, whatever the order of the table; the order only sets
 //! the order of `Allow`.
 
-use super::handlers::{health, identity, invitation, package, session, token, user};
+use super::handlers::{git, health, identity, invitation, package, session, token, user};
 use super::server::{self, Allowance, Permit, Service};
 use super::{Caller, Request, Response};
 use crate::app::App;
@@ -23,6 +23,10 @@ use std::sync::Arc;
 
 /// JSON bodies are small; anything larger is refused before it is read.
 pub const JSON_BODY_LIMIT: u64 = 64 * 1024;
+/// A git fetch's request (wants, haves): git sends at most its
+/// `http.postBuffer` (1 MiB by default) with a length, and larger ones
+/// chunked, which the server refuses (`411`).
+pub const GIT_BODY_LIMIT: u64 = 1024 * 1024;
 
 const GET: &str = "GET";
 const POST: &str = "POST";
@@ -68,6 +72,10 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/packages/:author/:project/:version/previous", package::previous),
     route(POST,   "/packages/:author/:project/:version/revoke",   package::revoke_version),
     route(GET,    "/events",                                      package::events),
+    // git's smart HTTP protocol, for fetching only (see handlers/git.rs).
+    route(GET,    "/git/:author/:repository/info/refs",           git::info_refs),
+    fetch(POST,   "/git/:author/:repository/git-upload-pack",     git::upload_pack),
+    route(POST,   "/git/:author/:repository/git-receive-pack",    git::receive_pack),
 ];
 
 type Handler = fn(&App, &Request, &Caller) -> ApiResult<Response>;
@@ -80,9 +88,19 @@ pub struct Route {
     pub method: &'static str,
     pub pattern: &'static str,
     handler: Handler,
+    body: BodyKind,
+}
+
+/// What a route's body is, which sets how it is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// Up to [`JSON_BODY_LIMIT`].
+    Json,
     /// A bundle upload: admitted from its head ([`upload_allowance`]), with
-    /// the bundle size limit instead of [`JSON_BODY_LIMIT`].
-    upload: bool,
+    /// the bundle size limit.
+    Bundle,
+    /// A git fetch request, up to [`GIT_BODY_LIMIT`].
+    GitFetch,
 }
 
 const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
@@ -90,13 +108,20 @@ const fn route(method: &'static str, pattern: &'static str, handler: Handler) ->
         method,
         pattern,
         handler,
-        upload: false,
+        body: BodyKind::Json,
     }
 }
 
 const fn upload(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
     Route {
-        upload: true,
+        body: BodyKind::Bundle,
+        ..route(method, pattern, handler)
+    }
+}
+
+const fn fetch(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        body: BodyKind::GitFetch,
         ..route(method, pattern, handler)
     }
 }
@@ -251,9 +276,10 @@ pub struct RegistryService(pub Arc<App>);
 
 impl Service for RegistryService {
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<Allowance> {
-        match find(method, path) {
-            Ok((route, _)) if route.upload => upload_allowance(&self.0, headers),
-            _ => Ok(JSON_BODY_LIMIT.into()),
+        match find(method, path).map(|(route, _)| route.body) {
+            Ok(BodyKind::Bundle) => upload_allowance(&self.0, headers),
+            Ok(BodyKind::GitFetch) => Ok(GIT_BODY_LIMIT.into()),
+            Ok(BodyKind::Json) | Err(_) => Ok(JSON_BODY_LIMIT.into()),
         }
     }
 
