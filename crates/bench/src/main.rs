@@ -78,6 +78,15 @@ fn main() {
         }
         return;
     }
+    // Only the storage rows (start-up, memory, publish), e.g. while changing
+    // the store: target/release/bench --store-only
+    if std::env::args().any(|arg| arg == "--store-only") {
+        let big = prepare(&work, &binary, &real_bundles, settings.packages);
+        for row in store_rows(&binary, &big, &work, &settings) {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
     if uploads_only {
         let small = prepare(&work, &binary, &real_bundles, 5);
         let row = upload_burst(
@@ -161,16 +170,7 @@ fn main() {
 
     // 4. Publish, against write + fsync + rename + fsync(dir) of the same bytes.
     let (ours_ms, baseline_ms) = publish_vs_baseline(&server, &work, settings.publishes);
-    let ratio = ours_ms / baseline_ms;
-    rows.push([
-        format!("Publish, {} sequential versions: median latency", settings.publishes),
-        format!("{ours_ms:.2} ms"),
-        format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
-        format!(
-            "ratio {ratio:.2} (target ≤ 2: {})",
-            if ratio <= 2.0 { "met" } else { "missed" }
-        ),
-    ]);
+    rows.push(publish_row(settings.publishes, ours_ms, baseline_ms));
 
     // 6. Logins (stub Postmark, limits raised).
     let login = wrk(
@@ -188,36 +188,8 @@ fn main() {
 
     // 5. Start-up and memory at full size.
     let peak = server.rss_kib("VmHWM");
-    rows.push([
-        format!("Start-up with {versions} versions (spawn → listening)"),
-        format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
-        "—".into(),
-        format!(
-            "target < 1 s: {}",
-            if startup < Duration::from_secs(1) {
-                "met"
-            } else {
-                "missed"
-            }
-        ),
-    ]);
-    rows.push([
-        format!("Resident memory with {versions} versions"),
-        format!(
-            "{:.1} MB after start, {:.1} MB peak",
-            rss_after_start as f64 / 1024.0,
-            peak as f64 / 1024.0
-        ),
-        "—".into(),
-        format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
-    ]);
-
-    // 8. git, as the Gren compiler fetches (after the memory rows: git's
-    // answers are buffered by the server).
-    let registry = server.url("");
-    rows.push(git::fetch_row(&work, &registry, &big, if quick { 5 } else { 20 }));
-    let compiler = root.join("target/gren-compiler/node_modules/gren-lang/bin/compiler");
-    rows.push(git::install_row(&work, &registry, &compiler, if quick { 1 } else { 3 }));
+    rows.push(startup_row(versions, startup));
+    rows.push(memory_row(versions, rss_after_start, peak));
     drop(server);
 
     // 7. Memory under a burst of worst-case uploads, on a fresh process.
@@ -914,4 +886,58 @@ fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String 
         let _ = writeln!(out, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
     }
     out
+}
+
+/// Start-up and memory at `dir`'s size, and publish against the durable
+/// write baseline, on a server of their own.
+fn store_rows(binary: &Path, dir: &Path, work: &Path, settings: &Settings) -> Vec<[String; 4]> {
+    let mailer = MailStub::start();
+    let started = Instant::now();
+    let server = RunningRegistry::start(binary, dir, &mailer.url(), &work.join("server-store.log"));
+    let startup = started.elapsed();
+    let rss_after_start = server.rss_kib("VmRSS");
+    let server = server.settle();
+    let versions = settings.packages * VERSIONS_PER_PACKAGE;
+    let (ours_ms, baseline_ms) = publish_vs_baseline(&server, work, settings.publishes);
+    let peak = server.rss_kib("VmHWM");
+    vec![
+        publish_row(settings.publishes, ours_ms, baseline_ms),
+        startup_row(versions, startup),
+        memory_row(versions, rss_after_start, peak),
+    ]
+}
+
+fn publish_row(publishes: usize, ours_ms: f64, baseline_ms: f64) -> [String; 4] {
+    let ratio = ours_ms / baseline_ms;
+    [
+        format!("Publish, {publishes} sequential versions: median latency"),
+        format!("{ours_ms:.2} ms"),
+        format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
+        format!("ratio {ratio:.2} (target ≤ 2: {})", if ratio <= 2.0 { "met" } else { "missed" }),
+    ]
+}
+
+fn startup_row(versions: usize, startup: Duration) -> [String; 4] {
+    [
+        format!("Start-up with {versions} versions (spawn → listening)"),
+        format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
+        "—".into(),
+        format!(
+            "target < 1 s: {}",
+            if startup < Duration::from_secs(1) { "met" } else { "missed" }
+        ),
+    ]
+}
+
+fn memory_row(versions: usize, rss_after_start: u64, peak: u64) -> [String; 4] {
+    [
+        format!("Resident memory with {versions} versions"),
+        format!(
+            "{:.1} MB after start, {:.1} MB peak",
+            rss_after_start as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
+        "—".into(),
+        format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
+    ]
 }

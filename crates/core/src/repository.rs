@@ -398,8 +398,9 @@ mod tests {
             private: false,
             created: Timestamp::now(),
             versions,
-            last_event: 0,
-            announced: None,
+            events: Vec::new(),
+            changes: Vec::new(),
+            revoked_outlines: Default::default(),
         };
         (dir, store, record)
     }

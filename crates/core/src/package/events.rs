@@ -17,9 +17,9 @@
 //! only when its record commits, so numbers are never reused while the
 //! records that hold them are on disk.
 
-use super::{Catalog, PackageName, Version};
+use super::{PackageName, Version};
 #[cfg(doc)]
-use super::PackageRecord;
+use super::{Catalog, PackageRecord};
 use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
@@ -115,16 +115,12 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Gathers the log from the package records. A missing number stops
+    /// Makes the log of the package records' `events` ([`Catalog::load`]
+    /// returns them). A missing number stops
     /// start-up with [`StoreError::Inconsistent`]; so does a packages-site
     /// cursor beyond the last event (the record holding the newest events
     /// is gone, and their numbers would be given out again).
-    pub fn open(store: &Store, catalog: &Catalog) -> Result<EventLog, StoreError> {
-        let mut events: Vec<Event> = catalog
-            .all()
-            .iter()
-            .flat_map(|record| record.events.iter().cloned())
-            .collect();
+    pub fn open(store: &Store, mut events: Vec<Event>) -> Result<EventLog, StoreError> {
         events.sort_by_key(|event| event.seq);
         let packages = store.full_path(&layout::packages_dir());
         for (index, event) in events.iter().enumerate() {
@@ -236,7 +232,7 @@ mod tests {
     fn log_of(count: u64) -> EventLog {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = EventLog::open(&store, &Catalog::default()).unwrap();
+        let log = EventLog::open(&store, Vec::new()).unwrap();
         let package = PackageName::parse("gren-lang/core").unwrap();
         let events: Vec<NewEvent> = (0..count)
             .map(|patch| NewEvent {

@@ -56,7 +56,10 @@ pub struct PackageRecord {
     /// Ascending by version.
     pub versions: Vec<VersionRecord>,
     /// The public events this package's changes appended to the log,
-    /// oldest first ([`events`]): the log is gathered from these.
+    /// oldest first ([`events`]): the log is gathered from these. Like
+    /// `changes`, the package's history: empty in the [`Catalog`]'s copies
+    /// (the log holds the events once; audit reads and changes read the
+    /// record from disk), so memory does not grow with history twice.
     pub events: Vec<Event>,
     /// Who published, revoked and changed privacy, and when: the entries
     /// the identity's audit log shows for this package, oldest first.
@@ -186,19 +189,22 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads every package record. With `repair`, also clears what
+    /// Loads every package record, and returns their events with it (see
+    /// [`PackageRecord::events`]). With `repair`, also clears what
     /// interrupted changes left (see the module's header): removing what
     /// they exactly explain, quarantining anything else.
-    pub fn load(store: &Store, repair: bool) -> Result<Catalog, StoreError> {
+    pub fn load(store: &Store, repair: bool) -> Result<(Catalog, Vec<Event>), StoreError> {
         let catalog = Catalog::default();
+        let mut events = Vec::new();
         let packages = store.full_path(&layout::packages_dir());
         let scanned = Catalog::scan(store).map_err(StoreError::io(Operation::List, &packages))?;
         for (dir, found) in scanned {
             match found {
-                Found::Record(Ok(record)) => {
+                Found::Record(Ok(mut record)) => {
                     if repair {
                         clear_debris(store, &dir, Some(&record))?;
                     }
+                    events.append(&mut record.events);
                     catalog.put(record);
                 }
                 Found::Record(Err(RecordError::Read(err))) => {
@@ -214,7 +220,7 @@ impl Catalog {
                 Found::Uncommitted | Found::NotADirectory => {}
             }
         }
-        Ok(catalog)
+        Ok((catalog, events))
     }
 
     /// What each entry under `packages/<author>/` holds, sorted: the one walk
@@ -244,7 +250,10 @@ impl Catalog {
         read_ignoring_poison(&self.packages).get(&name.key()).cloned()
     }
 
-    pub fn put(&self, record: PackageRecord) {
+    /// Keeps `record`, without its history (see [`PackageRecord::events`]).
+    pub fn put(&self, mut record: PackageRecord) {
+        record.events = Vec::new();
+        record.changes = Vec::new();
         let key = record.name.key();
         // Lock order, here and in `view`: packages, then views.
         let mut packages = write_ignoring_poison(&self.packages);
@@ -422,7 +431,11 @@ pub fn audit_log(
     identity: &crate::identity::Identity,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let mut entries = crate::identity::audit::read(store, name, identity)?;
-    for record in catalog.of_identity(name) {
+    for listed in catalog.of_identity(name) {
+        // The catalog keeps no history: the record on disk has it.
+        let Some(record) = store.read_json::<PackageRecord>(&layout::package(&listed.name))? else {
+            continue;
+        };
         entries.extend(record.changes.iter().map(|change| AuditEntry {
             seq: 0,
             at: change.at,
@@ -589,7 +602,7 @@ mod tests {
         ];
         assert_eq!(found, expected.map(|(name, kind)| (name.to_string(), kind)));
 
-        let catalog = Catalog::load(&store, true).unwrap();
+        let (catalog, _) = Catalog::load(&store, true).unwrap();
         assert!(catalog.get(&committed.name).is_some());
         assert!(live.exists(), "a live version's bundle stays");
         assert!(!revoked.exists() && !unlisted.exists(), "debris of interrupted changes is removed");
