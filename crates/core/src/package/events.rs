@@ -24,7 +24,8 @@ use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::sync::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +105,85 @@ impl NewEvent {
     }
 }
 
+/// An event as the log keeps it in memory: its package's name shared by
+/// all its events and its SHA-256 as bytes, so that a log of 100,000 events
+/// costs a few megabytes (measured in docs/PERFORMANCE.md).
+struct Logged {
+    at: Timestamp,
+    kind: EventKind,
+    package: Arc<PackageName>,
+    version: Option<Version>,
+    sha256: Digest,
+    token: Option<Box<TokenRef>>,
+}
+
+/// A SHA-256 as the event said it: bytes when it is the usual lower-case
+/// hex (so it reads back the same), else the text itself.
+enum Digest {
+    None,
+    Bytes([u8; 32]),
+    Text(Box<str>),
+}
+
+impl Digest {
+    fn of(text: &str) -> Digest {
+        if text.is_empty() {
+            return Digest::None;
+        }
+        let mut bytes = [0u8; 32];
+        let parsed = text.len() == 64
+            && text.as_bytes().chunks(2).zip(bytes.iter_mut()).all(|(pair, byte)| {
+                let pair = std::str::from_utf8(pair).unwrap_or("");
+                u8::from_str_radix(pair, 16).map(|value| *byte = value).is_ok()
+            });
+        let digest = Digest::Bytes(bytes);
+        if parsed && digest.text() == text { digest } else { Digest::Text(text.into()) }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Digest::None => String::new(),
+            Digest::Bytes(bytes) => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+            Digest::Text(text) => text.to_string(),
+        }
+    }
+}
+
+impl Logged {
+    /// Keeps `event`, sharing the name in `names` with its package's other events.
+    fn keep(event: Event, names: &mut HashMap<String, Arc<PackageName>>) -> Logged {
+        let package = names
+            .entry(event.package.key())
+            .or_insert_with(|| Arc::new(event.package.clone()))
+            .clone();
+        Logged {
+            at: event.at,
+            kind: event.kind,
+            package,
+            version: event.version,
+            sha256: Digest::of(&event.sha256),
+            token: event.token.map(Box::new),
+        }
+    }
+
+    fn event(&self, seq: u64) -> Event {
+        Event {
+            seq,
+            at: self.at,
+            kind: self.kind,
+            package: (*self.package).clone(),
+            version: self.version,
+            sha256: self.sha256.text(),
+            token: self.token.as_deref().cloned(),
+        }
+    }
+}
+
 pub struct EventLog {
     /// Held for a whole append (numbering and the record's commit).
     append: Mutex<()>,
     /// Every committed event; `events[i]` has the number `i + 1`.
-    events: RwLock<Vec<Event>>,
+    events: RwLock<Vec<Logged>>,
     /// The newest committed event's number, for [`EventLog::wait_beyond`].
     head: Mutex<u64>,
     appended: Condvar,
@@ -138,6 +213,8 @@ impl EventLog {
             }
         }
         let head = events.len() as u64;
+        let mut names = HashMap::new();
+        let events: Vec<Logged> = events.into_iter().map(|event| Logged::keep(event, &mut names)).collect();
         let told = crate::outbox::read_cursor(store)?.delivered;
         if told > head {
             return Err(StoreError::Inconsistent {
@@ -186,7 +263,8 @@ impl EventLog {
             let mut log = write_ignoring_poison(&self.events);
             let mut head = lock_ignoring_poison(&self.head);
             *head += numbered.len() as u64;
-            log.extend(numbered);
+            let mut names = HashMap::new();
+            log.extend(numbered.into_iter().map(|event| Logged::keep(event, &mut names)));
             self.appended.notify_all();
         }
         Ok(value)
@@ -208,7 +286,12 @@ impl EventLog {
         let head = log.len() as u64;
         let start = after.min(head) as usize;
         let end = head.min(after.saturating_add(limit)) as usize;
-        (log[start..end.max(start)].to_vec(), head)
+        let events = log[start..end.max(start)]
+            .iter()
+            .enumerate()
+            .map(|(offset, logged)| logged.event((start + offset) as u64 + 1))
+            .collect();
+        (events, head)
     }
 
     /// Sleeps until an event after `seq` is committed, or `timeout` passes.
@@ -254,6 +337,31 @@ mod tests {
         assert_eq!((seqs, head), (vec![3, 4], 5));
         assert_eq!(log.page(5, 100), (vec![], 5));
         assert_eq!(log.page(u64::MAX, u64::MAX), (vec![], 5));
+    }
+
+    #[test]
+    fn the_log_gives_back_each_event_as_it_was_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let package = PackageName::parse("Gren-Lang/core").unwrap();
+        let event = |seq, sha256: &str, token| Event {
+            seq,
+            at: Timestamp::now(),
+            kind: EventKind::Publish,
+            package: package.clone(),
+            version: Some(Version::new(1, 0, seq as u16)),
+            sha256: sha256.to_string(),
+            token,
+        };
+        let token = Some(TokenRef { id: "ab12".into(), name: "ci".into() });
+        let events = vec![
+            event(1, &"0a".repeat(32), None),
+            event(2, &"0A".repeat(32), token),
+            event(3, "", None),
+            event(4, "not hex", None),
+        ];
+        let log = EventLog::open(&store, events.clone()).unwrap();
+        assert_eq!(log.since(0, 10), events);
     }
 
     #[test]

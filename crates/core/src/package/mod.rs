@@ -195,17 +195,36 @@ impl Catalog {
     /// they exactly explain, quarantining anything else.
     pub fn load(store: &Store, repair: bool) -> Result<(Catalog, Vec<Event>), StoreError> {
         let catalog = Catalog::default();
-        let mut events = Vec::new();
         let packages = store.full_path(&layout::packages_dir());
-        let scanned = Catalog::scan(store).map_err(StoreError::io(Operation::List, &packages))?;
-        for (dir, found) in scanned {
-            match found {
+        let dirs = layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))?;
+        // Parsing the records is most of a start: one share of them a core.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let share = dirs.len().div_ceil(workers).max(1);
+        let loaded: Vec<Result<Vec<Event>, StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = dirs
+                .chunks(share)
+                .map(|dirs| scope.spawn(|| catalog.load_dirs(store, dirs, repair)))
+                .collect();
+            handles.into_iter().map(|handle| handle.join().expect("loading does not panic")).collect()
+        });
+        let mut events = Vec::new();
+        for share in loaded {
+            events.extend(share?);
+        }
+        Ok((catalog, events))
+    }
+
+    /// Loads the package directories `dirs` into the catalog; returns their events.
+    fn load_dirs(&self, store: &Store, dirs: &[PackageDir], repair: bool) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        for dir in dirs {
+            match Found::in_dir(dir, read_for_catalog) {
                 Found::Record(Ok(mut record)) => {
                     if repair {
-                        clear_debris(store, &dir, Some(&record))?;
+                        clear_debris(store, dir, Some(&record))?;
                     }
                     events.append(&mut record.events);
-                    catalog.put(record);
+                    self.put(record);
                 }
                 Found::Record(Err(RecordError::Read(err))) => {
                     return Err(StoreError::io(Operation::Read, &dir.record())(err));
@@ -216,34 +235,23 @@ impl Catalog {
                         source,
                     });
                 }
-                Found::Uncommitted if repair => clear_debris(store, &dir, None)?,
+                Found::Uncommitted if repair => clear_debris(store, dir, None)?,
                 Found::Uncommitted | Found::NotADirectory => {}
             }
         }
-        Ok((catalog, events))
+        Ok(events)
     }
 
     /// What each entry under `packages/<author>/` holds, sorted: the one walk
     /// of the package directories, which [`Catalog::load`] and `admin fsck`
-    /// share. Fails only when a directory cannot be listed.
-    pub fn scan(store: &Store) -> io::Result<Vec<(PackageDir, Found)>> {
+    /// share. Fails only when a directory cannot be listed. Each record is
+    /// read as the walk reaches it, so only one is whole in memory at a time.
+    pub fn scan(store: &Store) -> io::Result<impl Iterator<Item = (PackageDir, Found)>> {
         let dirs = layout::package_dirs(store)?;
-        Ok(dirs
-            .into_iter()
-            .map(|dir| {
-                let found = if !dir.path().is_dir() {
-                    Found::NotADirectory
-                } else if dir.record().try_exists().is_ok_and(|exists| !exists) {
-                    // Only a record known to be absent makes a directory
-                    // debris: an unreadable one (EACCES, EIO) is reported
-                    // by reading it, never deleted.
-                    Found::Uncommitted
-                } else {
-                    Found::Record(read_record(&dir.record()))
-                };
-                (dir, found)
-            })
-            .collect())
+        Ok(dirs.into_iter().map(|dir| {
+            let found = Found::in_dir(&dir, read_record);
+            (dir, found)
+        }))
     }
 
     pub fn get(&self, name: &PackageName) -> Option<Arc<PackageRecord>> {
@@ -318,6 +326,21 @@ pub enum Found {
     Record(Result<PackageRecord, RecordError>),
 }
 
+impl Found {
+    fn in_dir(dir: &PackageDir, read: fn(&Path) -> Result<PackageRecord, RecordError>) -> Found {
+        if !dir.path().is_dir() {
+            Found::NotADirectory
+        } else if dir.record().try_exists().is_ok_and(|exists| !exists) {
+            // Only a record known to be absent makes a directory debris: an
+            // unreadable one (EACCES, EIO) is reported by reading it, never
+            // deleted.
+            Found::Uncommitted
+        } else {
+            Found::Record(read(&dir.record()))
+        }
+    }
+}
+
 /// Why a package record could not be read; the message names no path.
 #[derive(Debug)]
 pub enum RecordError {
@@ -337,6 +360,36 @@ impl std::fmt::Display for RecordError {
 fn read_record(path: &Path) -> Result<PackageRecord, RecordError> {
     let bytes = std::fs::read(path).map_err(RecordError::Read)?;
     serde_json::from_slice(&bytes).map_err(RecordError::Parse)
+}
+
+/// A record as start-up reads it for the catalog: its audit entries are
+/// passed over unparsed (the catalog keeps no history, and parsing them is
+/// a third of a start's work).
+#[derive(Deserialize)]
+struct CatalogRecord {
+    name: PackageName,
+    private: bool,
+    created: Timestamp,
+    versions: Vec<VersionRecord>,
+    events: Vec<Event>,
+    #[serde(rename = "changes")]
+    _changes: serde::de::IgnoredAny,
+    #[serde(default)]
+    revoked_outlines: BTreeMap<Version, serde_json::Map<String, serde_json::Value>>,
+}
+
+fn read_for_catalog(path: &Path) -> Result<PackageRecord, RecordError> {
+    let bytes = std::fs::read(path).map_err(RecordError::Read)?;
+    let record: CatalogRecord = serde_json::from_slice(&bytes).map_err(RecordError::Parse)?;
+    Ok(PackageRecord {
+        name: record.name,
+        private: record.private,
+        created: record.created,
+        versions: record.versions,
+        events: record.events,
+        changes: Vec::new(),
+        revoked_outlines: record.revoked_outlines,
+    })
 }
 
 /// What start-up makes of an entry of a package directory.
