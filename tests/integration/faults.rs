@@ -231,3 +231,35 @@ fn a_logout_whose_directory_fsync_fails_after_the_removal_stops_the_server_and_t
     let refused = server.get("/user/sessions", Some(&token));
     assert_eq!(refused.status, 401, "the removal was committed: {}", refused.text());
 }
+
+#[test]
+fn start_up_cleaning_is_best_effort_a_disk_refusing_it_still_lets_the_registry_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/kept", "1.0.0", "a"));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    server.stop();
+    // What a publish killed before its commit leaves: a bundle no record lists.
+    let debris = dir.path().join("packages/blaix/kept/blaix_kept__1_0_1.pkg.gz");
+    std::fs::write(&debris, synthetic("blaix/kept", "1.0.1", "b")).unwrap();
+
+    let server = Server::start_in(dir.path(), &[(FAULTS, "remove:EIO@packages/blaix/kept/blaix_kept__1_0_1.pkg.gz")]);
+    assert!(
+        server.wait_for_log("cannot clear what an interrupted change left", std::time::Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(debris.exists(), "the refused removal left it");
+    assert_eq!(server.get("/packages/blaix/kept/1.0.0/bundle", None).status, 200, "the registry serves");
+    server.get("/packages/blaix/kept/1.0.1", None).assert_error(404, "version_not_found");
+    server.stop();
+    let fsck = admin(dir.path(), &["fsck"]).success();
+    fsck.assert_stdout_has("note: packages/blaix/kept/blaix_kept__1_0_1.pkg.gz: the bundle of an interrupted publish");
+
+    // The next start, on a working disk, removes it.
+    let server = Server::start_in(dir.path(), &[]);
+    assert!(!debris.exists());
+    server.stop();
+    assert_fsck_clean(dir.path());
+}

@@ -221,7 +221,7 @@ impl Catalog {
             match Found::in_dir(dir, read_for_catalog) {
                 Found::Record(Ok(mut record)) => {
                     if repair {
-                        clear_debris(store, dir, Some(&record))?;
+                        clear_debris_or_log(store, dir, Some(&record));
                     }
                     events.append(&mut record.events);
                     self.put(record);
@@ -235,7 +235,7 @@ impl Catalog {
                         source,
                     });
                 }
-                Found::Uncommitted if repair => clear_debris(store, dir, None)?,
+                Found::Uncommitted if repair => clear_debris_or_log(store, dir, None),
                 Found::Uncommitted | Found::NotADirectory => {}
             }
         }
@@ -430,6 +430,15 @@ pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -
         .map(|file| name.version_of_bundle_file(file))
         .collect::<Option<Vec<Version>>>();
     bundles.is_some_and(|bundles| bundles.len() <= 1)
+}
+
+/// Start-up's cleaning is best-effort: a disk that refuses it leaves the
+/// debris where it is (never served, noted by `admin fsck`) and the
+/// registry starts all the same.
+fn clear_debris_or_log(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>) {
+    if let Err(err) = clear_debris(store, dir, record) {
+        log::error!("cannot clear what an interrupted change left in {}: {}", dir.path().display(), crate::error::Chain(&err));
+    }
 }
 
 /// Removes the debris of interrupted changes from a package directory and
