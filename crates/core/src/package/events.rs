@@ -117,7 +117,7 @@ pub struct EventLog {
 impl EventLog {
     /// Gathers the log from the package records. A missing number stops
     /// start-up with [`StoreError::Inconsistent`]; so does a packages-site
-    /// cursor beyond the last event (the record holding the newest events
+    /// or cache purge cursor beyond the last event (the record holding the newest events
     /// is gone, and their numbers would be given out again).
     pub fn open(store: &Store, catalog: &Catalog) -> Result<EventLog, StoreError> {
         let mut events: Vec<Event> = catalog
@@ -150,6 +150,17 @@ impl EventLog {
                     "the packages site was told of events up to {told}, but the package records hold only {head}"
                 ),
             });
+        }
+        for (name, cursor) in crate::outbox::purge_cursors(store)? {
+            let told = cursor?.delivered;
+            if told > head {
+                return Err(StoreError::Inconsistent {
+                    path: store.full_path(&layout::purge_cursors_dir()).join(format!("{name}.json")),
+                    problem: format!(
+                        "a cache was told to purge for events up to {told}, but the package records hold only {head}"
+                    ),
+                });
+            }
         }
         Ok(EventLog {
             append: Mutex::new(()),
