@@ -12,6 +12,7 @@ mod common;
 
 mod admin;
 mod backup;
+mod cdn;
 mod client;
 mod concurrency;
 mod connection_log;
