@@ -29,3 +29,4 @@ mod nginx_proxy;
 mod packages;
 mod slow_clients;
 mod tokens;
+mod varnish;
