@@ -27,6 +27,20 @@ pub fn gren_lang_admin(server: &Server) -> String {
     token
 }
 
+/// Publishes gren-lang/url 5.0.0 as a private package.
+pub fn publish_private_url(server: &Server, token: &str) {
+    let private = server.send(
+        "POST",
+        "/packages?private=true",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/gzip"),
+        ],
+        &real_bundle("gren_lang_url__5_0_0.pkg.gz"),
+    );
+    assert_eq!(private.status, 201, "{}", private.text());
+}
+
 /// Revokes a version, with `token`.
 #[track_caller]
 pub fn revoke(server: &Server, token: &str, name: &str, version: &str) {
@@ -76,30 +90,49 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
         assert_eq!(reply.header("surrogate-key"), Some(key.as_str()), "{path}");
         assert_eq!(reply.header("vary"), Some("Authorization"), "{path}");
         let etag = reply.header("etag").unwrap_or_else(|| panic!("{path} has no ETag"));
-        assert!(etag.starts_with('"') && etag.ends_with('"'), "{path}: a strong ETag, not {etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "{path}: a strong ETag, not {etag}"
+        );
         if missing.contains(path) {
             assert!([404, 410].contains(&reply.status), "{path}: {}", reply.status);
             continue;
         }
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        assert_eq!(etag, format!("\"{}\"", sha256_hex(&reply.body)), "{path}: the body's SHA-256");
+        assert_eq!(
+            etag,
+            format!("\"{}\"", sha256_hex(&reply.body)),
+            "{path}: the body's SHA-256"
+        );
         let again = get_with(&server, path, &[("If-None-Match", etag)]);
         assert_eq!((again.status, again.body.len()), (304, 0), "{path}");
         for header in ["etag", "cache-control", "surrogate-key", "vary"] {
-            assert_eq!(again.header(header), reply.header(header), "{path}: {header} of the 304");
+            assert_eq!(
+                again.header(header),
+                reply.header(header),
+                "{path}: {header} of the 304"
+            );
         }
         let other = get_with(&server, path, &[("If-None-Match", "\"0000\"")]);
         assert_eq!(other.status, 200, "{path}: another tag gets the answer");
     }
     // A full page of the log never changes; git and sessions are not shared.
     let full = server.get("/events?since=0&limit=2", None);
-    assert_eq!(full.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(
+        full.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
     for path in ["/health", "/user", "/session/confirm?token=x"] {
         let cache = server.get(path, None).header("cache-control").map(str::to_string);
-        assert!(cache.as_deref().is_some_and(|cache| cache.contains("no-store")), "{path}: {cache:?}");
+        assert!(
+            cache.as_deref().is_some_and(|cache| cache.contains("no-store")),
+            "{path}: {cache:?}"
+        );
     }
     let refs = server.get("/git/gren-lang/core.git/info/refs?service=git-upload-pack", None);
-    assert!(refs.header("surrogate-key").is_none() && refs.header("cache-control").is_some_and(|c| !c.contains("public")));
+    assert!(
+        refs.header("surrogate-key").is_none() && refs.header("cache-control").is_some_and(|c| !c.contains("public"))
+    );
 }
 
 #[test]
@@ -108,30 +141,45 @@ fn answers_that_depend_on_who_asks_are_private_no_store_and_untagged() {
     let token = gren_lang_admin(&server);
     publish_real(&server, &token, "gren-lang/core", "6.0.1");
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
-    let private = server.send(
-        "POST",
-        "/packages?private=true",
-        &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/gzip")],
-        &real_bundle("gren_lang_url__5_0_0.pkg.gz"),
-    );
-    assert_eq!(private.status, 201, "{}", private.text());
-    let private_reads = ["/packages/gren-lang/url", "/packages/gren-lang/url/5.0.0/bundle", "/packages/gren-lang/url/latest"];
+    publish_private_url(&server, &token);
+    let private_reads = [
+        "/packages/gren-lang/url",
+        "/packages/gren-lang/url/5.0.0/bundle",
+        "/packages/gren-lang/url/latest",
+    ];
     let bearer = format!("Bearer {token}");
-    let mut asked: Vec<(&str, &str)> = READS.iter().chain(&private_reads).map(|path| (*path, bearer.as_str())).collect();
+    let mut asked: Vec<(&str, &str)> = READS
+        .iter()
+        .chain(&private_reads)
+        .map(|path| (*path, bearer.as_str()))
+        .collect();
     asked.push(("/user", &bearer));
     // Even a token the registry refuses: the 401 is not everyone's answer.
-    asked.push(("/packages", "Bearer gren_0000000000000000000000000000000000000000000000"));
+    asked.push((
+        "/packages",
+        "Bearer gren_0000000000000000000000000000000000000000000000",
+    ));
     for (path, auth) in asked {
         let reply = get_with(&server, path, &[("Authorization", auth)]);
         assert!([200, 401].contains(&reply.status), "{path}: {}", reply.text());
-        assert_eq!(reply.header("cache-control"), Some("private, no-store"), "{path} with {auth:.12}…");
-        assert!(reply.header("surrogate-key").is_none(), "{path}: no key on a private answer");
+        assert_eq!(
+            reply.header("cache-control"),
+            Some("private, no-store"),
+            "{path} with {auth:.12}…"
+        );
+        assert!(
+            reply.header("surrogate-key").is_none(),
+            "{path}: no key on a private answer"
+        );
     }
     // Anonymous: the private package is not there, the same for everyone.
     for path in private_reads {
         let reply = server.get(path, None);
         assert_eq!(reply.status, 404, "{path}");
-        assert!(reply.header("cache-control").unwrap_or_default().starts_with("public"), "{path}");
+        assert!(
+            reply.header("cache-control").unwrap_or_default().starts_with("public"),
+            "{path}"
+        );
     }
 }
 
@@ -170,10 +218,16 @@ impl CacheStub {
             let purges = self.purges.lock().unwrap().clone();
             if purges.len() >= count || Instant::now() > deadline {
                 for purge in &purges {
-                    assert_eq!((purge.method.as_str(), purge.path.as_str()), ("POST", "/.gren-registry/purge"));
+                    assert_eq!(
+                        (purge.method.as_str(), purge.path.as_str()),
+                        ("POST", "/.gren-registry/purge")
+                    );
                     assert_eq!(purge.header("x-purge-secret"), Some(PURGE_SECRET));
                 }
-                return purges.iter().map(|purge| purge.header("surrogate-key").unwrap_or("").to_string()).collect();
+                return purges
+                    .iter()
+                    .map(|purge| purge.header("surrogate-key").unwrap_or("").to_string())
+                    .collect();
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -197,23 +251,42 @@ fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_
     assert_eq!(up.keys(2), [core, "listings p:gren-lang/url"]);
     let private = server.patch_json("/packages/gren-lang/core", &json!({ "private": true }), Some(&token));
     assert_eq!(private.status, 200, "{}", private.text());
-    assert_eq!(up.keys(3).last().map(String::as_str), Some(core), "a privacy change purges");
+    assert_eq!(
+        up.keys(3).last().map(String::as_str),
+        Some(core),
+        "a privacy change purges"
+    );
     assert!(down.keys(0).is_empty());
-    assert!(server.log().contains("retrying"), "the refusals are logged: {}", server.log());
+    assert!(
+        server.log().contains("retrying"),
+        "the refusals are logged: {}",
+        server.log()
+    );
 
     // While down, the cache keeps its own cursor; when back, it gets what
     // it missed, in order, in one batch (3 events, 2 packages).
     let cursor_of = |url: &str| server.data_dir.join(format!("outbox/purge/{}.json", sha256_hex(url)));
-    assert_eq!(read_json(&cursor_of(&down.url())), json!({ "delivered": 0, "url": down.url() }));
+    assert_eq!(
+        read_json(&cursor_of(&down.url())),
+        json!({ "delivered": 0, "url": down.url() })
+    );
     down.status.store(200, Ordering::SeqCst);
     assert_eq!(down.keys(1), ["listings p:gren-lang/core p:gren-lang/url"]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while read_json(&cursor_of(&down.url()))["delivered"] != 3 {
-        assert!(Instant::now() < deadline, "the cursor moves once the cache took the purge");
+        assert!(
+            Instant::now() < deadline,
+            "the cursor moves once the cache took the purge"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(read_json(&cursor_of(&up.url())), json!({ "delivered": 3, "url": up.url() }));
-    let outbox = crate::common::operator::admin_json(&server.data_dir, &["outbox"]).success().json();
+    assert_eq!(
+        read_json(&cursor_of(&up.url())),
+        json!({ "delivered": 3, "url": up.url() })
+    );
+    let outbox = crate::common::operator::admin_json(&server.data_dir, &["outbox"])
+        .success()
+        .json();
     assert_eq!(outbox["caches"].as_array().map(Vec::len), Some(2), "{outbox}");
     let (_, log) = server.stop_with_log();
     assert!(!log.contains(PURGE_SECRET), "the secret is never logged");

@@ -3,7 +3,7 @@
 //! directory, the registry purging it. Needs varnishd and a C compiler for
 //! the VCL (.ci/run installs the Debian package `varnish`).
 
-use crate::cdn::{PURGE_SECRET, gren_lang_admin, publish_real, revoke};
+use crate::cdn::{PURGE_SECRET, gren_lang_admin, publish_private_url, publish_real, revoke};
 use crate::common::bundles::real_bundle;
 use crate::common::*;
 use std::io::{Read, Write};
@@ -22,14 +22,13 @@ fn varnishd_or_skip() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|path| path.exists());
     if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have varnishd: .ci/run installs it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have varnishd: .ci/run installs it"
+        );
         eprintln!("SKIPPED: varnishd is not installed (apt-get install varnish, as .ci/run does)");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Varnish {
@@ -54,7 +53,10 @@ fn start_varnish(binary: &Path, port: u16, backend: SocketAddr) -> Varnish {
     let vcl = documented
         .replace(".port = \"3000\";", &format!(".port = \"{}\";", backend.port()))
         .replace("CHANGE-ME-to-GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET);
-    assert!(vcl.contains(PURGE_SECRET) && !vcl.contains("3000"), "the documented VCL changed shape");
+    assert!(
+        vcl.contains(PURGE_SECRET) && !vcl.contains("3000"),
+        "the documented VCL changed shape"
+    );
     let vcl_path = dir.path().join("registry.vcl");
     std::fs::write(&vcl_path, vcl).unwrap();
     let child = Command::new(binary)
@@ -85,7 +87,14 @@ impl Varnish {
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let stream = TcpStream::connect(self.addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        send_request(HttpConn::new(stream), "registry.example.org", method, path, headers, body)
+        send_request(
+            HttpConn::new(stream),
+            "registry.example.org",
+            method,
+            path,
+            headers,
+            body,
+        )
     }
 
     fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -103,7 +112,11 @@ impl Varnish {
             if reply.status == status {
                 return started.elapsed();
             }
-            assert!(started.elapsed() < within, "{path} still answers {} after {within:?}", reply.status);
+            assert!(
+                started.elapsed() < within,
+                "{path} still answers {} after {within:?}",
+                reply.status
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -141,8 +154,14 @@ fn through_varnish_a_second_download_is_a_hit_and_changes_reach_the_edge_within_
     assert_eq!((first.status, x_cache(&first)), (200, "MISS"), "{}", first.text());
     let second = edge.get(bundle, None);
     assert_eq!((second.status, x_cache(&second)), (200, "HIT"));
-    assert!(second.body == real_bundle("gren_lang_core__7_0_0.pkg.gz"), "the bundle, byte-identical");
-    assert!(second.header("surrogate-key").is_none(), "the edge keeps its tags to itself");
+    assert!(
+        second.body == real_bundle("gren_lang_core__7_0_0.pkg.gz"),
+        "the bundle, byte-identical"
+    );
+    assert!(
+        second.header("surrogate-key").is_none(),
+        "the edge keeps its tags to itself"
+    );
     let latest = "/packages/gren-lang/core/latest";
     assert_eq!(edge.get(latest, None).json()["version"], "7.0.0");
     assert_eq!(x_cache(&edge.get(latest, None)), "HIT");
@@ -171,7 +190,10 @@ fn through_varnish_a_second_download_is_a_hit_and_changes_reach_the_edge_within_
     publish_real(&server, &token, "gren-lang/node", "6.1.0");
     let started = Instant::now();
     while edge.get(node, None).json()["version"] != "6.1.0" {
-        assert!(started.elapsed() < Duration::from_secs(1), "6.1.0 is not latest at the edge after a second");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "6.1.0 is not latest at the edge after a second"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_the_edge_takes_purges_only_with_the_secret(&edge);
@@ -195,7 +217,11 @@ fn assert_the_edge_takes_purges_only_with_the_secret(edge: &Varnish) {
     let injected = edge.send("POST", PURGE_PATH, &[secret, ("Surrogate-Key", ".*")], b"");
     assert_eq!(injected.status, 400, "keys are the registry's, never a pattern");
     assert_eq!(edge.send("PURGE", latest, &[secret], b"").status, 200);
-    assert_eq!(x_cache(&edge.get(latest, None)), "MISS", "an operator's purge of one URL");
+    assert_eq!(
+        x_cache(&edge.get(latest, None)),
+        "MISS",
+        "an operator's purge of one URL"
+    );
 }
 
 /// git and changes go to the registry every time.
@@ -222,13 +248,7 @@ fn a_private_package_fetched_with_a_token_through_varnish_is_not_served_to_anony
     let port = free_port();
     let (server, edge) = registry_behind_varnish(&binary, port, port);
     let token = gren_lang_admin(&server);
-    let private = server.send(
-        "POST",
-        "/packages?private=true",
-        &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/gzip")],
-        &real_bundle("gren_lang_url__5_0_0.pkg.gz"),
-    );
-    assert_eq!(private.status, 201, "{}", private.text());
+    publish_private_url(&server, &token);
     publish_real(&server, &token, "gren-lang/core", "7.0.0");
     std::thread::sleep(Duration::from_millis(300));
     let reads = [
@@ -243,7 +263,11 @@ fn a_private_package_fetched_with_a_token_through_varnish_is_not_served_to_anony
             assert_eq!((signed_in.status, x_cache(&signed_in)), (200, "PASS"), "{path}");
         }
         for _ in 0..2 {
-            assert_eq!(edge.get(path, None).status, 404, "{path} is not served to an anonymous request");
+            assert_eq!(
+                edge.get(path, None).status,
+                404,
+                "{path} is not served to an anonymous request"
+            );
         }
         // The anonymous 404 at the edge is not served to the member either.
         assert_eq!(edge.get(path, Some(&token)).status, 200, "{path}");
@@ -313,13 +337,24 @@ fn a_cache_that_was_down_during_a_revoke_is_purged_when_it_comes_back() {
 
     line.up.store(false, Ordering::SeqCst);
     revoke(&server, &token, "gren-lang/core", "7.0.0");
-    assert!(server.wait_for_log("retrying", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("retrying", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
     let stale = edge.get(bundle, None);
-    assert_eq!((stale.status, x_cache(&stale)), (200, "HIT"), "the edge was not told yet");
+    assert_eq!(
+        (stale.status, x_cache(&stale)),
+        (200, "HIT"),
+        "the edge was not told yet"
+    );
 
     line.up.store(true, Ordering::SeqCst);
     // The next try comes within the purger's backoff (1 s, then 2 s, ...).
     let took = edge.time_until(bundle, 410, Duration::from_secs(10));
     eprintln!("purged {took:?} after the cache came back");
-    assert_eq!(edge.get("/packages/gren-lang/core/latest", None).json()["version"], "6.0.1");
+    assert_eq!(
+        edge.get("/packages/gren-lang/core/latest", None).json()["version"],
+        "6.0.1"
+    );
 }

@@ -69,7 +69,10 @@ impl Varnish {
             .output()
             .expect("varnishstat runs");
         let text = String::from_utf8_lossy(&output.stdout);
-        text.split_whitespace().nth(1).and_then(|count| count.parse().ok()).unwrap_or(0)
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -83,7 +86,15 @@ impl Drop for Varnish {
 /// The CDN rows, with `data` (a registry directory of its own) behind
 /// Varnish and `nginx` serving the same bytes; `bundles` is where the real
 /// bundles are.
-pub(crate) fn rows(work: &Path, binary: &Path, data: &Path, postmark: &str, nginx: &Nginx, seconds: u64, purges: usize) -> Vec<[String; 4]> {
+pub(crate) fn rows(
+    work: &Path,
+    binary: &Path,
+    data: &Path,
+    postmark: &str,
+    nginx: &Nginx,
+    seconds: u64,
+    purges: usize,
+) -> Vec<[String; 4]> {
     let purge_bench = PackageName::parse(PURGE_BENCH).unwrap();
     let _ = std::fs::remove_dir_all(data.join(layout::package_dir(&purge_bench).as_path()));
     let _ = std::fs::remove_dir_all(data.join(layout::purge_cursors_dir().as_path()));
@@ -103,14 +114,21 @@ pub(crate) fn rows(work: &Path, binary: &Path, data: &Path, postmark: &str, ngin
     http_get(varnish.port, bundle);
     let hits = wrk(&varnish.url(bundle), 16, seconds, None);
     let theirs = wrk(&nginx.url("/gren_lang_core__7_0_0.pkg.gz"), 16, seconds, None);
-    rows.push(through("Bundle download through Varnish (hits), 16 connections", &hits, &theirs));
+    rows.push(through(
+        "Bundle download through Varnish (hits), 16 connections",
+        &hits,
+        &theirs,
+    ));
 
     let page = "/packages/author-000/pkg-00000";
     let body = http_get(varnish.port, page);
     std::fs::write(nginx.root.join("static-cdn.json"), &body).unwrap();
     let hits = wrk(&varnish.url(page), 16, seconds, None);
     let theirs = wrk(&nginx.url("/static-cdn.json"), 16, seconds, None);
-    let label = format!("GET /packages/<a>/<p> through Varnish (hits, {} bytes), 16 connections", body.len());
+    let label = format!(
+        "GET /packages/<a>/<p> through Varnish (hits, {} bytes), 16 connections",
+        body.len()
+    );
     rows.push(through(&label, &hits, &theirs));
 
     let reached = varnish.backend_requests() - before.0;

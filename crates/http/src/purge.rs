@@ -71,8 +71,12 @@ fn purge_until_stopped(app: &App, url: &str) {
         let last = batch.last().map_or(0, |event| event.seq);
         match sent.map(|answer| answer.status().as_u16()) {
             Ok(200..=299) => Ok(last),
-            Ok(status) => Err(format!("the cache at {url} answered HTTP {status} to the purge of {keys}")),
-            Err(reason) => Err(format!("the purge of {keys} did not reach the cache at {url} ({reason})")),
+            Ok(status) => Err(format!(
+                "the cache at {url} answered HTTP {status} to the purge of {keys}"
+            )),
+            Err(reason) => Err(format!(
+                "the purge of {keys} did not reach the cache at {url} ({reason})"
+            )),
         }
     });
 }

@@ -461,7 +461,14 @@ impl Drop for Server {
 
 /// One request on `conn` to the server known as `host` (see [`Server::send`]
 /// for the headers added): for the registry and for proxies in front of it.
-pub fn send_request(mut conn: HttpConn, host: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub fn send_request(
+    mut conn: HttpConn,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let given = |name: &str| headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name));
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     if !given("host") {
@@ -496,6 +503,15 @@ pub fn send_request(mut conn: HttpConn, host: &str, method: &str, path: &str, he
             return reply;
         }
     }
+}
+
+/// A loopback port nobody listens on (for a proxy a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `gren-registry serve`, under `umask` when one is given.

@@ -117,7 +117,13 @@ pub(crate) fn apply(request: &Request, sharing: Sharing, response: Response) -> 
 
 /// The package of the path, when its parameters name a valid one.
 fn package_of(request: &Request) -> Option<PackageName> {
-    let param = |name: &str| request.params.iter().find(|(key, _)| *key == name).map(|(_, value)| value);
+    let param = |name: &str| {
+        request
+            .params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    };
     PackageName::parse(&format!("{}/{}", param("author")?, param("project")?))
 }
 
@@ -188,10 +194,18 @@ mod tests {
                 ("Vary", "Authorization".to_string()),
             ]
         );
-        let again = get(&[("If-None-Match", &etag)], &[("author", "gren-lang"), ("project", "core")]);
+        let again = get(
+            &[("If-None-Match", &etag)],
+            &[("author", "gren-lang"), ("project", "core")],
+        );
         let revalidated = apply(&again, Sharing::Package, Response::json_bytes(200, body));
         assert_eq!((revalidated.status, revalidated.body.len()), (304, 0));
-        assert!(revalidated.headers.iter().any(|(name, value)| *name == "ETag" && *value == etag));
+        assert!(
+            revalidated
+                .headers
+                .iter()
+                .any(|(name, value)| *name == "ETag" && *value == etag)
+        );
     }
 
     #[test]
