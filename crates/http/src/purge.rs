@@ -32,8 +32,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Starts one purging thread per configured cache; they end when the app stops.
+/// Starts one purging thread per configured cache; they end when the app
+/// stops. A cache seen for the first time gets its cursor (at the log's
+/// head) here, before the first request can add an event.
 pub fn start(app: &Arc<App>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    for url in &app.config.cache_purge_urls {
+        let outbox = outbox_of(url);
+        match app.store.read_bytes(&outbox.cursor) {
+            Ok(Some(_)) => {}
+            Ok(None) => outbox.move_cursor(app, app.packages.events.head()),
+            Err(err) => log::error!("purge: cannot read the cursor of {url}: {}", Chain(&err)),
+        }
+    }
     app.config
         .cache_purge_urls
         .iter()
@@ -46,17 +56,16 @@ pub fn start(app: &Arc<App>) -> std::io::Result<Vec<JoinHandle<()>>> {
         .collect()
 }
 
-fn purge_until_stopped(app: &App, url: &str) {
-    let outbox = Outbox {
+fn outbox_of(url: &str) -> Outbox {
+    Outbox {
         name: "purge",
         cursor: purge_cursor_path(url),
         url: Some(url.to_string()),
-    };
-    match app.store.read_bytes(&outbox.cursor) {
-        Ok(Some(_)) => {}
-        Ok(None) => outbox.move_cursor(app, app.packages.events.head()),
-        Err(err) => log::error!("purge: cannot read the cursor of {url}: {}", Chain(&err)),
     }
+}
+
+fn purge_until_stopped(app: &App, url: &str) {
+    let outbox = outbox_of(url);
     let agent = agent();
     let secret = app.config.cache_purge_secret.as_deref().unwrap_or_default();
     let header = app.config.cache_purge_header.as_str();

@@ -79,8 +79,12 @@ pub(crate) fn private_if(private: bool, response: Response) -> Response {
 /// Settles the cache headers of the answer to `request` on a route with
 /// `sharing` (see the module's header).
 pub(crate) fn apply(request: &Request, sharing: Sharing, response: Response) -> Response {
-    if request.header("authorization").is_some() || header(&response, "Cache-Control").is_some_and(is_private) {
+    if request.header("authorization").is_some() {
         return set(response, "Cache-Control", PRIVATE);
+    }
+    // The handler's own `private` or `no-store` stands (the login page's).
+    if header(&response, "Cache-Control").is_some_and(is_private) {
+        return response;
     }
     let key = match sharing {
         Sharing::None => None,
