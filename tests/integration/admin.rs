@@ -745,7 +745,8 @@ fn outbox_lists_the_pending_events() {
 
     let outbox = admin_json(&dir.path, &["outbox"]).success().json();
     let keys: Vec<&String> = outbox.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["delivered", "head", "pending"], "{outbox}");
+    assert_eq!(keys, ["caches", "delivered", "head", "pending"], "{outbox}");
+    assert_eq!(outbox["caches"], json!([]), "no cache was ever told to purge");
     assert_eq!((&outbox["delivered"], &outbox["head"]), (&json!(0), &json!(12)));
     let pending = outbox["pending"].as_array().unwrap();
     assert_eq!(pending.len(), 12);

@@ -12,6 +12,7 @@ mod common;
 
 mod admin;
 mod backup;
+mod cdn;
 mod client;
 mod concurrency;
 mod connection_log;
@@ -28,3 +29,4 @@ mod nginx_proxy;
 mod packages;
 mod slow_clients;
 mod tokens;
+mod varnish;

@@ -611,6 +611,31 @@ impl Fsck<'_> {
                 None,
             );
         }
+        self.purge_cursors(head);
+    }
+
+    /// Each cache's purge cursor: readable, named by its URL's hash, not past
+    /// the last event.
+    fn purge_cursors(&mut self, head: u64) {
+        let Ok(cursors) = gren_registry_core::outbox::purge_cursors(self.store) else {
+            return;
+        };
+        for (file, cursor) in cursors {
+            self.count("purge cursors");
+            let problem = match cursor {
+                Err(err) => Some(format!("cannot be read: {err}")),
+                Ok(cursor) if cursor.delivered > head => {
+                    Some(format!("is past the last event ({} > {head})", cursor.delivered))
+                }
+                Ok(cursor) if cursor.url.as_deref().map(|url| sha256_hex(url.as_bytes())) != Some(file.clone()) => {
+                    Some("is not named by the SHA-256 of its url".to_string())
+                }
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                self.found(format!("the purge cursor outbox/purge/{file}.json {problem}"), None);
+            }
+        }
     }
 
     /// What start-up moved aside: an operator's to look at.

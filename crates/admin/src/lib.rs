@@ -145,7 +145,8 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Notifications not yet delivered to the packages site.
+    /// Notifications not yet delivered to the packages site, and how far
+    /// each shared cache has been told to purge.
     Outbox,
     /// Counts of users, identities, packages, versions and bytes.
     Stats,
@@ -529,9 +530,21 @@ fn outbox(store: &Store) -> AdminResult<Report> {
         };
         text += &format!("  {} {} {subject} at {}\n", event.seq, event.kind.as_str(), event.at);
     }
+    let head = packages.events.head();
+    let mut caches = Vec::new();
+    for (file, cursor) in outbox::purge_cursors(store)? {
+        let cursor = cursor?;
+        let pending = head.saturating_sub(cursor.delivered);
+        let url = cursor.url.unwrap_or_default();
+        text += &format!(
+            "cache {url}: purged up to event {} of {head}; {pending} pending\n",
+            cursor.delivered
+        );
+        caches.push(json!({ "file": format!("{file}.json"), "url": url, "delivered": cursor.delivered, "pending": pending }));
+    }
     Ok(Report::ok(
         text,
-        json!({ "delivered": delivered, "head": packages.events.head(), "pending": pending }),
+        json!({ "caches": caches, "delivered": delivered, "head": head, "pending": pending }),
     ))
 }
 

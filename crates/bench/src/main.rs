@@ -1,8 +1,10 @@
 //! The benchmark driver (`bench/run`): builds synthetic registries, starts
 //! the release binary, loads it with wrk on loopback against nginx serving
 //! the same bytes in the same run, and writes docs/PERFORMANCE.md. The git
-//! rows ([`git`]) run git and the Gren compiler from npm.
+//! rows ([`git`]) run git and the Gren compiler from npm; the CDN rows
+//! ([`cdn`]) run Varnish in front of the registry.
 
+mod cdn;
 mod git;
 
 use flate2::Compression;
@@ -29,6 +31,8 @@ const AUTHORS: usize = 100;
 const VERSIONS_PER_PACKAGE: usize = 20;
 /// The package the publish benchmark publishes (removed before each run).
 const PUBLISH_BENCH: &str = "author-000/publish-bench";
+/// The packages of the CDN rows' own registry directory.
+const CDN_PACKAGES: usize = 6;
 
 struct Settings {
     packages: usize,
@@ -83,6 +87,17 @@ fn main() {
     if std::env::args().any(|arg| arg == "--store-only") {
         let big = prepare(&work, &binary, &real_bundles, settings.packages);
         for row in store_rows(&binary, &big, &work, &settings) {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
+    // Only the CDN rows, e.g. against a debug build:
+    // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --cdn-only
+    if std::env::args().any(|arg| arg == "--cdn-only") {
+        let own = prepare(&work, &binary, &real_bundles, CDN_PACKAGES);
+        let nginx = Nginx::start(&work, &real_bundles);
+        let mailer = MailStub::start();
+        for row in cdn::rows(&work, &binary, &own, &mailer.url(), &nginx, settings.seconds, 5) {
             println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
         }
         return;
@@ -191,6 +206,11 @@ fn main() {
     rows.push(startup_row(versions, startup));
     rows.push(memory_row(versions, rss_after_start, peak));
     drop(server);
+
+    // 9. Through Varnish, on a directory of its own (it publishes and revokes).
+    let own = prepare(&work, &binary, &real_bundles, CDN_PACKAGES);
+    let purges = if quick { 5 } else { 20 };
+    rows.extend(cdn::rows(&work, &binary, &own, &mailer.url(), &nginx, settings.seconds, purges));
 
     // 7. Memory under a burst of worst-case uploads, on a fresh process.
     rows.push(upload_burst(
@@ -413,6 +433,11 @@ struct RunningRegistry {
 
 impl RunningRegistry {
     fn start(binary: &Path, data: &Path, postmark: &str, log: &Path) -> RunningRegistry {
+        RunningRegistry::start_with(binary, data, postmark, log, &[])
+    }
+
+    /// Like [`RunningRegistry::start`], with more settings.
+    fn start_with(binary: &Path, data: &Path, postmark: &str, log: &Path, env: &[(&str, &str)]) -> RunningRegistry {
         let port = free_port();
         let mut log_file = std::fs::File::create(log).unwrap();
         let mut child = Command::new(binary)
@@ -427,6 +452,7 @@ impl RunningRegistry {
             .env("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", "100000000")
             .env("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "100000000")
             .env("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "100000000")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

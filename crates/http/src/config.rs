@@ -141,6 +141,24 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_SECRET", hide_env_values = true)]
     pub package_site_secret: Option<String>,
 
+    /// Shared caches (Varnish, a CDN's purge API) to tell, after every
+    /// publish, revocation and privacy change, to drop the package's cached
+    /// answers and the listings (`POST <url>` with `Surrogate-Key`),
+    /// comma-separated; each gets every purge, in order, retried until it
+    /// answers 2xx. Unset: no cache is told.
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_URLS", value_delimiter = ',')]
+    pub cache_purge_urls: Vec<String>,
+
+    /// The shared secret purges carry (in GREN_REGISTRY_CACHE_PURGE_HEADER);
+    /// required with GREN_REGISTRY_CACHE_PURGE_URLS.
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_SECRET", hide_env_values = true)]
+    pub cache_purge_secret: Option<String>,
+
+    /// The header that carries the purge secret (`Fastly-Key` for Fastly's
+    /// purge API).
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_HEADER", default_value = "X-Purge-Secret")]
+    pub cache_purge_header: String,
+
     /// Reverse proxies (IP addresses, comma-separated) whose
     /// `X-Forwarded-For` names the real client, for per-IP limits and logs.
     #[arg(long, env = "GREN_REGISTRY_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -227,6 +245,24 @@ impl Config {
             secret_set,
             || "must not be empty (unset it instead)",
         );
+        for url in &self.cache_purge_urls {
+            problems.http_url("GREN_REGISTRY_CACHE_PURGE_URLS", Some(url));
+            // The secret goes in a header; a URL is logged and stored.
+            problems.require("GREN_REGISTRY_CACHE_PURGE_URLS", !url.contains('@'), || {
+                "must not carry credentials (the secret goes in GREN_REGISTRY_CACHE_PURGE_SECRET)"
+            });
+        }
+        let purge_secret = self.cache_purge_secret.as_deref().unwrap_or_default();
+        problems.require(
+            "GREN_REGISTRY_CACHE_PURGE_SECRET",
+            self.cache_purge_urls.is_empty() || purge_secret.len() >= 16,
+            || "must be set, at least 16 characters, when GREN_REGISTRY_CACHE_PURGE_URLS is",
+        );
+        let header_ok = !self.cache_purge_header.is_empty()
+            && self.cache_purge_header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        problems.require("GREN_REGISTRY_CACHE_PURGE_HEADER", header_ok, || {
+            "must be a header name (letters, digits, `-`)"
+        });
         problems.at_least_one("GREN_REGISTRY_MAX_CONNECTIONS", self.max_connections as u64);
         problems.at_least_one("GREN_REGISTRY_REQUEST_TIMEOUT", self.request_timeout_secs);
         problems.at_most(
@@ -492,6 +528,31 @@ mod tests {
         assert!(unset.validate().unwrap_err().contains("GREN_REGISTRY_DATA_DIR"));
         refused(&["--package-site-secret", ""], "GREN_REGISTRY_PACKAGE_SITE_SECRET");
         config(&["--package-site-secret", "s3cret"]).validate().unwrap();
+    }
+
+    #[test]
+    fn cache_purges_need_http_urls_without_credentials_and_a_secret() {
+        let secret = "0123456789abcdef";
+        let urls = "http://127.0.0.1:6081/.gren-registry/purge,https://api.fastly.com/service/x/purge";
+        config(&["--cache-purge-urls", urls, "--cache-purge-secret", secret])
+            .validate()
+            .unwrap();
+        refused(&["--cache-purge-urls", urls], "GREN_REGISTRY_CACHE_PURGE_SECRET");
+        refused(
+            &["--cache-purge-urls", urls, "--cache-purge-secret", "short"],
+            "GREN_REGISTRY_CACHE_PURGE_SECRET",
+        );
+        for bad in ["varnish:6081", "http://user:pass@varnish/purge", "ftp://varnish/"] {
+            refused(
+                &["--cache-purge-urls", bad, "--cache-purge-secret", secret],
+                "GREN_REGISTRY_CACHE_PURGE_URLS",
+            );
+        }
+        refused(&["--cache-purge-header", "X Bad:"], "GREN_REGISTRY_CACHE_PURGE_HEADER");
+        let message = config(&["--cache-purge-urls", "http://a@b/", "--cache-purge-secret", "x"])
+            .validate()
+            .unwrap_err();
+        assert!(!message.contains("\"x\""), "the secret is not echoed: {message}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
-use crate::notify;
+use crate::{notify, purge};
 use gren_registry_core::error::Chain;
 use gren_registry_core::git::Git;
 use gren_registry_core::repository::Repositories;
@@ -56,6 +56,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    let purgers = purge::start(&app)?;
     sweep_in_the_background(&app)?;
     let housekeeping = {
         let app = app.clone();
@@ -75,6 +76,9 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _ = housekeeping.join();
     if let Some(notifier) = notifier {
         let _ = notifier.join();
+    }
+    for purger in purgers {
+        let _ = purger.join();
     }
     log::info!("stopped");
     Ok(())

@@ -193,7 +193,7 @@ impl EventLog {
     /// Makes the log of the package records' `events` ([`Catalog::load`]
     /// returns them). A missing number stops
     /// start-up with [`StoreError::Inconsistent`]; so does a packages-site
-    /// cursor beyond the last event (the record holding the newest events
+    /// or cache purge cursor beyond the last event (the record holding the newest events
     /// is gone, and their numbers would be given out again).
     pub fn open(store: &Store, mut events: Vec<Event>) -> Result<EventLog, StoreError> {
         events.sort_by_key(|event| event.seq);
@@ -223,6 +223,17 @@ impl EventLog {
                     "the packages site was told of events up to {told}, but the package records hold only {head}"
                 ),
             });
+        }
+        for (name, cursor) in crate::outbox::purge_cursors(store)? {
+            let told = cursor?.delivered;
+            if told > head {
+                return Err(StoreError::Inconsistent {
+                    path: store.full_path(&layout::purge_cursors_dir()).join(format!("{name}.json")),
+                    problem: format!(
+                        "a cache was told to purge for events up to {told}, but the package records hold only {head}"
+                    ),
+                });
+            }
         }
         Ok(EventLog {
             append: Mutex::new(()),

@@ -17,6 +17,7 @@
 //! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
 //! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
 //! outbox/cursor.json                             the last event told to the packages site
+//! outbox/purge/<sha256 of cache URL>.json        the last event a cache was told to purge (and its URL)
 //! repositories/<author>/<project>/<stamp>.git    the package's git repository, derived from its bundles
 //! quarantine/<time>/...                          what start-up found and could not explain
 //! ```
@@ -59,6 +60,7 @@ const FORMAT: &str = "format.json";
 const QUARANTINE: &str = "quarantine";
 const OUTBOX: &str = "outbox";
 const CURSOR: &str = "cursor.json";
+const PURGE: &str = "purge";
 const FILE_NAMES: &str = "file-names";
 const REPOSITORIES: &str = "repositories";
 
@@ -198,6 +200,24 @@ pub fn quarantine(started_millis: u128) -> RecordPath {
 
 pub fn outbox_cursor() -> RecordPath {
     safe([OUTBOX, CURSOR])
+}
+
+pub fn purge_cursors_dir() -> RecordPath {
+    safe([OUTBOX, PURGE])
+}
+
+/// The purge cursor of the cache whose URL has the SHA-256 (hex) `url_hash`:
+/// the URL itself never becomes a path. An error for anything but 64
+/// lower-case hex digits (a file name `admin` listed, say).
+pub fn purge_cursor(url_hash: &str) -> Result<RecordPath, StoreError> {
+    let is_hash = url_hash.len() == 64 && url_hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let name = json(url_hash);
+    if !is_hash {
+        let path = Path::new(OUTBOX).join(PURGE).join(&name);
+        let refused = io::Error::new(io::ErrorKind::InvalidInput, "not the SHA-256 of a cache URL");
+        return Err(StoreError::io(Operation::Read, &path)(refused));
+    }
+    Ok(safe([OUTBOX, PURGE, &name]))
 }
 
 /// Where format 1 kept what format 2 moved or derives: read only by
@@ -417,6 +437,8 @@ mod tests {
                 "packages/gren-lang/core/Gren_Lang_core__7_0_0.pkg.gz",
             ),
             (outbox_cursor(), "outbox/cursor.json"),
+            (purge_cursors_dir(), "outbox/purge"),
+            (purge_cursor(&hash).unwrap(), &format!("outbox/purge/{hash}.json")),
             (format_file(), "format.json"),
             (quarantine(1764097425401), "quarantine/1764097425401"),
             (format1::version_dir(&package, version), "packages/gren-lang/core/7.0.0"),
@@ -455,6 +477,8 @@ mod tests {
     #[test]
     fn text_that_is_no_safe_file_name_makes_no_path() {
         for bad in ["../users/x", "a/b", ".tmp-x", ""] {
+            assert!(purge_cursor(bad).is_err(), "{bad:?}");
+            assert!(purge_cursor(&"9F".repeat(32)).is_err(), "upper case is no hash of ours");
             assert!(session(bad).is_err(), "{bad:?}");
             assert!(login(bad).is_err(), "{bad:?}");
         }

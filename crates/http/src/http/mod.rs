@@ -1,8 +1,10 @@
 //! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
 //! handlers see, git's CGI program behind `/git/…` ([`cgi`]), who is asking ([`Caller`]), the routing table ([`router`]),
+//! what caches may keep of each answer ([`cache`]),
 //! and the mapping of the domain's errors to statuses, codes and messages
 //! ([`errors`]).
 
+pub(crate) mod cache;
 pub mod caller;
 pub mod cgi;
 pub mod errors;

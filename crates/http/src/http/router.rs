@@ -1,8 +1,9 @@
 //! The route table: every method and path the registry answers, and the
 //! handler that answers it, in [`ROUTES`], read top to bottom. Dispatch,
 //! `404` for unknown paths, `405` with `Allow` for known paths (HEAD is
-//! implied by GET), each route's body limit and the router's fuzz target
-//! all come from it: adding a route is one line.
+//! implied by GET), each route's body limit, what shared caches may keep of
+//! its answers ([`Sharing`], applied by [`cache::apply`]) and the router's
+//! fuzz target all come from it: adding a route is one line.
 //!
 //! A path pattern is literal segments and `:name` parameters; segments are
 //! percent-decoded before they are matched, and a handler reads its
@@ -11,6 +12,7 @@
 //! over the parameter, whatever the order of the table; the order only sets
 //! the order of `Allow`.
 
+use super::cache::{self, Sharing};
 use super::handlers::{git, health, identity, invitation, package, session, token, user};
 use super::server::{self, Allowance, Permit, Service};
 use super::{Caller, Request, Response};
@@ -35,7 +37,8 @@ const PATCH: &str = "PATCH";
 const DELETE: &str = "DELETE";
 
 /// Every route of the registry, one a line. `Allow` names a path's methods
-/// in this order.
+/// in this order. `shared` routes answer about the package of their path,
+/// `listing` routes about many; shared caches may keep their public answers.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
     route(GET,    "/health",                                      health::get),
@@ -61,17 +64,17 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/publishing-identity/:name/audit",             identity::audit),
     route(POST,   "/publishing-identity/:name/invitation",        invitation::accept),
     route(DELETE, "/publishing-identity/:name/invitation",        invitation::decline),
-    route(GET,    "/packages",                                    package::list),
+    listing(GET,  "/packages",                                    package::list),
     upload(POST,  "/packages",                                    package::publish),
-    route(GET,    "/packages/:author/:project",                   package::show),
+    shared(GET,   "/packages/:author/:project",                   package::show),
     route(PATCH,  "/packages/:author/:project",                   package::settings),
-    route(GET,    "/packages/:author/:project/latest",            package::latest),
+    shared(GET,   "/packages/:author/:project/latest",            package::latest),
     route(POST,   "/packages/:author/:project/revoke",            package::revoke_package),
-    route(GET,    "/packages/:author/:project/:version",          package::show_version),
-    route(GET,    "/packages/:author/:project/:version/bundle",   package::bundle),
-    route(GET,    "/packages/:author/:project/:version/previous", package::previous),
+    shared(GET,   "/packages/:author/:project/:version",          package::show_version),
+    shared(GET,   "/packages/:author/:project/:version/bundle",   package::bundle),
+    shared(GET,   "/packages/:author/:project/:version/previous", package::previous),
     route(POST,   "/packages/:author/:project/:version/revoke",   package::revoke_version),
-    route(GET,    "/events",                                      package::events),
+    listing(GET,  "/events",                                      package::events),
     // git's smart HTTP protocol, for fetching only (see handlers/git.rs).
     route(GET,    "/git/:author/:repository/info/refs",           git::info_refs),
     fetch(POST,   "/git/:author/:repository/git-upload-pack",     git::upload_pack),
@@ -89,6 +92,7 @@ pub struct Route {
     pub pattern: &'static str,
     handler: Handler,
     body: BodyKind,
+    sharing: Sharing,
 }
 
 /// What a route's body is, which sets how it is admitted.
@@ -109,6 +113,21 @@ const fn route(method: &'static str, pattern: &'static str, handler: Handler) ->
         pattern,
         handler,
         body: BodyKind::Json,
+        sharing: Sharing::None,
+    }
+}
+
+const fn shared(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        sharing: Sharing::Package,
+        ..route(method, pattern, handler)
+    }
+}
+
+const fn listing(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        sharing: Sharing::Listing,
+        ..route(method, pattern, handler)
     }
 }
 
@@ -231,16 +250,20 @@ pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
     }
 }
 
-/// Answers a request; `admitted` is the caller of an upload, authenticated
-/// from its head.
-fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> ApiResult<Response> {
-    let (route, params) = find(&request.method, &request.path)?;
+/// Answers a request, with the cache headers its route allows; `admitted`
+/// is the caller of an upload, authenticated from its head.
+fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> Response {
+    let (route, params) = match find(&request.method, &request.path) {
+        Ok(found) => found,
+        Err(refused) => return cache::apply(&request, Sharing::None, refused.into()),
+    };
     request.params = params;
     let caller = match admitted {
         Some(user) => Caller::signed_in(&app.store, user),
         None => Caller::new(&app.store, request.bearer_token()),
     };
-    (route.handler)(app, &request, &caller)
+    let answer = (route.handler)(app, &request, &caller).unwrap_or_else(Response::from);
+    cache::apply(&request, route.sharing, answer)
 }
 
 /// What an admitted upload holds until it is answered: its share of the
@@ -287,7 +310,7 @@ impl Service for RegistryService {
         let admitted = permit
             .and_then(|permit| permit.downcast_ref::<Admission>())
             .map(|admission| admission.user.clone());
-        dispatch(&self.0, request, admitted).unwrap_or_else(Response::from)
+        dispatch(&self.0, request, admitted)
     }
 }
 

@@ -1,16 +1,18 @@
 //! `/packages` and `/events`: publish, browse, download, revoke. Publishing,
 //! revoking and reading take automation tokens too ([`Caller::publisher`],
 //! [`Caller::reader`]); a token sees the private packages of the identities
-//! its `download` scopes name, among its owner's.
+//! its `download` scopes name, among its owner's. Answers about a private
+//! package are marked private here; the rest of their cache headers (and
+//! `304`s) come from the route table ([`crate::http::cache`]).
 
 use crate::app::App;
+use crate::http::cache::{self, IMMUTABLE, private_if};
 use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use gren_registry_core::api::{
     EventPage, PackageList, PrivacyAnswer, PrivacyRequest, PublishReceipt, RevokeRequest, RevokedPackage, SortedKeys,
     VersionAnswer, VersionPage,
 };
-use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::session::Authenticated;
 use gren_registry_core::auth::token::ScopeAction;
 use gren_registry_core::bundle::outline::PLATFORMS;
@@ -21,7 +23,6 @@ use gren_registry_core::package::{
     self, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible,
 };
 use gren_registry_core::store::layout;
-use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -29,8 +30,6 @@ use std::sync::Arc;
 /// Events per page of `GET /events`: without `limit`, and at most.
 const EVENT_PAGE: u64 = 100;
 const MAX_EVENT_PAGE: u64 = 1000;
-/// `Cache-Control` of what never changes: bundles, full pages of events.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// `POST /packages`. The caller was authenticated and counted against the
 /// publish limit before the body was read (`RegistryService::body_limit`).
@@ -193,17 +192,19 @@ pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response
 
 pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
-    Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
+    let page = Response::json_bytes(200, app.packages.catalog.view(&record));
+    Ok(private_if(record.private, page))
 }
 
-fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
-    Response::json(
+fn version_answer(record: &PackageRecord, version: &VersionRecord) -> Response {
+    let answer = Response::json(
         200,
         &VersionAnswer {
-            name: Cow::Borrowed(name),
+            name: Cow::Borrowed(&record.name),
             version: Cow::Borrowed(version),
         },
-    )
+    );
+    private_if(record.private, answer)
 }
 
 pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -215,7 +216,7 @@ pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<
         outline,
         version: Cow::Borrowed(version),
     };
-    Ok(Response::json(200, &SortedKeys(page)))
+    Ok(private_if(record.private, Response::json(200, &SortedKeys(page))))
 }
 
 pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -236,7 +237,7 @@ pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
             format!("{} has no unrevoked version that fits.", record.name),
         )
     })?;
-    Ok(version_answer(&record.name, found))
+    Ok(version_answer(&record, found))
 }
 
 pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -248,7 +249,7 @@ pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Resp
             format!("{} has no unrevoked version below {version}.", record.name),
         )
     })?;
-    Ok(version_answer(&record.name, found))
+    Ok(version_answer(&record, found))
 }
 
 pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -257,9 +258,9 @@ pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
     if let Some(revoked) = &version.revoked {
         return Err(revoked_error(&record.name, version.version, revoked));
     }
+    // The bundle's own hash: its bytes need not be read to answer `304`.
     let etag = format!("\"{}\"", version.sha256);
-    let cache = if record.private { "private" } else { IMMUTABLE };
-    let response = if not_modified(request, &etag) {
+    let response = if cache::not_modified(request, &etag) {
         Response::no_content_with(304)
     } else {
         let path = layout::version_bundle(&record.name, version.version);
@@ -292,27 +293,7 @@ pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
             ),
         )
     };
-    Ok(response.with_header("ETag", etag).with_header("Cache-Control", cache))
-}
-
-/// Whether the request's `If-None-Match` names `etag`.
-fn not_modified(request: &Request, etag: &str) -> bool {
-    request
-        .header("if-none-match")
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
-}
-
-/// `value` as JSON with a strong `ETag` (its SHA-256) and `cache`, or `304`
-/// when the request already has it.
-fn json_with_etag(request: &Request, value: &impl Serialize, cache: &'static str) -> Response {
-    let body = serde_json::to_vec(value).expect("answers serialize");
-    let etag = format!("\"{}\"", sha256_hex(&body));
-    let response = if not_modified(request, &etag) {
-        Response::no_content_with(304)
-    } else {
-        Response::json_bytes(200, body)
-    };
-    response.with_header("ETag", etag).with_header("Cache-Control", cache)
+    Ok(private_if(record.private, response.with_header("ETag", etag)))
 }
 
 /// `410 {"error": "revoked", "reason"}`.
@@ -367,7 +348,7 @@ fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) 
                 .iter()
                 .find(|record| record.version == version)
                 .expect("the version exists");
-            Ok(version_answer(&record.name, revoked))
+            Ok(version_answer(&record, revoked))
         }
         None => Ok(Response::json(
             200,
@@ -423,16 +404,14 @@ pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respo
     let (events, head) = app.packages.events.page(since, limit);
     let next = head.min(since.saturating_add(limit)).max(since);
     // Events are never rewritten, so a full page never changes: cacheable
-    // for ever, and without the head, which moves. The last page is not.
+    // for ever, and without the head, which moves. The last page changes
+    // with the next event, which purges it from shared caches.
     let full = events.len() as u64 == limit;
     let page = EventPage {
         events,
         head: (!full).then_some(head),
         next,
     };
-    Ok(json_with_etag(
-        request,
-        &SortedKeys(page),
-        if full { IMMUTABLE } else { "no-cache" },
-    ))
+    let answer = Response::json(200, &SortedKeys(page));
+    Ok(if full { answer.with_header("Cache-Control", IMMUTABLE) } else { answer })
 }
