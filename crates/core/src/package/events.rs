@@ -130,14 +130,23 @@ impl Digest {
         if text.is_empty() {
             return Digest::None;
         }
+        let lower_hex = |byte: u8| match byte {
+            b'0'..=b'9' => Some(byte - b'0'),
+            b'a'..=b'f' => Some(byte - b'a' + 10),
+            _ => None,
+        };
         let mut bytes = [0u8; 32];
         let parsed = text.len() == 64
             && text.as_bytes().chunks(2).zip(bytes.iter_mut()).all(|(pair, byte)| {
-                let pair = std::str::from_utf8(pair).unwrap_or("");
-                u8::from_str_radix(pair, 16).map(|value| *byte = value).is_ok()
+                match (lower_hex(pair[0]), lower_hex(pair[1])) {
+                    (Some(high), Some(low)) => {
+                        *byte = high << 4 | low;
+                        true
+                    }
+                    _ => false,
+                }
             });
-        let digest = Digest::Bytes(bytes);
-        if parsed && digest.text() == text { digest } else { Digest::Text(text.into()) }
+        if parsed { Digest::Bytes(bytes) } else { Digest::Text(text.into()) }
     }
 
     fn text(&self) -> String {
