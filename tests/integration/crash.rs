@@ -800,6 +800,7 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let bytes = synthetic("crash/ghost", "1.0.0", "never committed");
     let package_dir = dir.path().join("packages/crash/ghost");
     std::fs::create_dir_all(&package_dir).unwrap();
+    std::fs::write(package_dir.join("first-publish.pending"), b"").unwrap();
     std::fs::write(package_dir.join("crash_ghost__1_0_0.pkg.gz"), &bytes).unwrap();
     std::fs::write(package_dir.join(".tmp-record"), b"{\"name\": ").unwrap();
 

@@ -61,7 +61,7 @@ fn a_full_disk_answers_507_storage_full_and_names_the_path_only_in_the_log() {
             reply.text()
         );
     }
-    let named = server.wait_for_log("packages/blaix/full/blaix_full__1_0_0.pkg.gz", std::time::Duration::from_secs(5));
+    let named = server.wait_for_log("packages/blaix/full/", std::time::Duration::from_secs(5));
     let log = server.log();
     assert!(named, "the log names the path:\n{log}");
     assert!(log.contains("No space left on device"), "and the cause:\n{log}");
@@ -79,7 +79,7 @@ fn a_read_only_or_failing_disk_answers_503_storage_unavailable_with_retry_after(
     }
     // The log line may follow the answer by a moment under load.
     assert!(
-        server.wait_for_log("packages/blaix/eio/blaix_eio__1_0_0.pkg.gz", std::time::Duration::from_secs(5)),
+        server.wait_for_log("packages/blaix/eio/", std::time::Duration::from_secs(5)),
         "{}",
         server.log()
     );

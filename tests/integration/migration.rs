@@ -157,3 +157,41 @@ fn a_new_directory_is_stamped_with_the_current_format() {
     server.stop();
     assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 2 }));
 }
+
+#[test]
+fn migrate_refuses_and_changes_nothing_when_it_would_lose_events_or_a_package() {
+    // A gap in the old event log, and a package directory that lost its record.
+    let dir = format1_copy();
+    std::fs::remove_file(dir.path().join("events/000000000005.json")).unwrap();
+    std::fs::remove_file(dir.path().join("packages/acme/tools/package.json")).unwrap();
+    let before = files_under(dir.path());
+    let out = admin(dir.path(), &["migrate"]).failure();
+    out.assert_stderr_has("nothing was changed")
+        .assert_stderr_has("events/ lacks event 5")
+        .assert_stderr_has("packages/acme/tools has no package.json");
+    assert_eq!(files_under(dir.path()), before, "not a file was added, moved or removed");
+
+    // Restored from the fixture, it migrates.
+    std::fs::copy(fixture().join("data/events/000000000005.json"), dir.path().join("events/000000000005.json")).unwrap();
+    std::fs::copy(
+        fixture().join("data/packages/acme/tools/package.json"),
+        dir.path().join("packages/acme/tools/package.json"),
+    )
+    .unwrap();
+    admin(dir.path(), &["migrate"]).success();
+    assert_migrated_and_answering_as_before(dir.path());
+}
+
+#[test]
+fn migrate_refuses_a_record_that_lost_events_other_records_do_not_hold() {
+    let dir = format1_copy();
+    // gadgets' record counts its events up to 10; at 4, events 5 to 10 are
+    // held by no record.
+    let path = dir.path().join("packages/acme/gadgets/package.json");
+    let mut record = read_json(&path);
+    record["last_event"] = json!(4);
+    write_json(&path, &record);
+    let out = admin(dir.path(), &["migrate"]).failure();
+    out.assert_stderr_has("the package records do not hold event 5");
+    assert!(dir.path().join("events").exists() && !dir.path().join("format.json").exists());
+}

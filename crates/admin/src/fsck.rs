@@ -205,8 +205,9 @@ impl Fsck<'_> {
             if path.is_dir() {
                 self.temp_files(&path);
             } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                // What a killed write leaves, by design: swept at start-up.
                 let fix = || fs::remove_file(&path);
-                self.found(format!("stray temporary file {}", self.relative(&path)), Some(&fix));
+                self.leftover(format!("stray temporary file {}", self.relative(&path)), &fix);
             }
         }
     }

@@ -68,6 +68,10 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
         Found::Format(found) => found,
     };
     let mut events = format1_events(store)?;
+    let problems = preflight(store, &events)?;
+    if !problems.is_empty() {
+        return Err(FormatError::MigrationRefused { dir, problems });
+    }
     let mut changes = format1_changes(store)?;
     let mut migration = Migration { from, ..Migration::default() };
     let packages = store.full_path(&layout::packages_dir());
@@ -75,11 +79,9 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
         if !dir.path().is_dir() {
             continue;
         }
-        if dir.record().exists() {
-            if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes)? {
-                migration.packages += 1;
-                migration.events += moved;
-            }
+        if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes)? {
+            migration.packages += 1;
+            migration.events += moved;
         }
         remove_version_dirs(store, &dir)?;
     }
@@ -87,6 +89,63 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
     stamp(store)?;
     log::info!("migrated {} from data format {from} to {CURRENT}", store.root().display());
     Ok(migration)
+}
+
+/// Finds, before anything is changed, what would make the migration lose
+/// data: a package directory without its record, a live version without
+/// its bundle, or an event log (the old files as each record counts them,
+/// and the events of records already migrated) with a gap or a number twice.
+fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    let numbers = store.list_json(&layout::format1::events_dir())?;
+    let mut files: Vec<u64> = numbers.iter().filter_map(|name| name.parse().ok()).collect();
+    files.sort_unstable();
+    if let Some(missing) = (1..).zip(&files).find(|(expected, found)| expected != *found).map(|(expected, _)| expected) {
+        problems.push(format!("events/ lacks event {missing} (restore it from a backup)"));
+    }
+    let mut claimed: Vec<u64> = Vec::new();
+    let packages = store.full_path(&layout::packages_dir());
+    for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        if !dir.record().exists() {
+            problems.push(format!(
+                "{} has no package.json: restore it from a backup (or, if it is a first publish that never \
+                 committed, move the directory out of packages/)",
+                dir.path().display()
+            ));
+            continue;
+        }
+        let value: Value = read_json_file(store, &dir.record())?;
+        if let Some(migrated) = value.get("events") {
+            let seqs = migrated.as_array().into_iter().flatten().filter_map(|event| event["seq"].as_u64());
+            claimed.extend(seqs);
+            continue;
+        }
+        let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt { path: dir.record(), source })?;
+        let own = events.get(&old.name.key()).into_iter().flatten();
+        claimed.extend(own.map(|event| event.seq).filter(|seq| *seq <= old.last_event));
+        for version in old.versions.iter().filter(|version| version.revoked.is_none()) {
+            let (before, after) = (
+                layout::format1::version_bundle(&old.name, version.version),
+                layout::version_bundle(&old.name, version.version),
+            );
+            if !store.full_path(&before).exists() && !store.full_path(&after).exists() {
+                problems.push(format!("{} {}: the bundle is missing", old.name, version.version));
+            }
+        }
+    }
+    claimed.sort_unstable();
+    for (expected, seq) in (1..).zip(&claimed) {
+        if expected != *seq {
+            problems.push(format!(
+                "the package records do not hold event {expected} (a record lost, or edited): restore it from a backup"
+            ));
+            break;
+        }
+    }
+    Ok(problems)
 }
 
 /// Rewrites one package record in format 2 (unless it already is), after
@@ -137,32 +196,38 @@ fn migrate_package(
     Ok(Some(moved_events))
 }
 
-/// Removes a package's format-1 version directories (outlines, and bundles
-/// already moved or of revoked versions).
+/// Removes a migrated package's format-1 version directories (outlines, and
+/// bundles already moved or of revoked versions); a live version's stays
+/// while its bundle is not beside the record.
 fn remove_version_dirs(store: &Store, dir: &PackageDir) -> Result<(), StoreError> {
     let Some(name) = dir.package_name() else { return Ok(()) };
     let entries = dir.entries().map_err(StoreError::io(Operation::List, dir.path()))?;
     for (entry, path) in entries {
-        if let Some(version) = Version::parse(&entry).filter(|_| path.is_dir()) {
-            store.remove_tree(&layout::format1::version_dir(&name, version))?;
+        let Some(version) = Version::parse(&entry).filter(|_| path.is_dir()) else { continue };
+        let bundle = store.full_path(&layout::version_bundle(&name, version));
+        if path.join(name.bundle_file_name(version)).exists() && !bundle.exists() {
+            log::warn!("keeping {}: its bundle is not beside the record yet", path.display());
+            continue;
         }
-    }
-    if !dir.record().exists() {
-        // Format 1's own start-up removed such a directory: a first publish
-        // interrupted before its commit (it held version directories only).
-        let _ = store.remove_empty_dir(&store.relative(dir.path())?);
+        store.remove_tree(&layout::format1::version_dir(&name, version))?;
     }
     Ok(())
 }
 
-/// The format-1 event log, by package key, oldest first.
+/// The format-1 event log (every file, whatever gaps there are), by
+/// package key, oldest first.
 fn format1_events(store: &Store) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+    let mut numbers: Vec<u64> = store
+        .list_json(&layout::format1::events_dir())?
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect();
+    numbers.sort_unstable();
     let mut by_package: HashMap<String, Vec<Event>> = HashMap::new();
-    for seq in 1.. {
-        let Some(event) = store.read_json::<Event>(&layout::format1::event(seq))? else {
-            break;
-        };
-        by_package.entry(event.package.key()).or_default().push(event);
+    for seq in numbers {
+        if let Some(event) = store.read_json::<Event>(&layout::format1::event(seq))? {
+            by_package.entry(event.package.key()).or_default().push(event);
+        }
     }
     Ok(by_package)
 }

@@ -39,6 +39,12 @@ pub enum FormatError {
         .dir.display()
     )]
     Newer { dir: PathBuf, found: u32 },
+    #[error(
+        "cannot migrate {}; nothing was changed:\n{}\nThen run `gren-registry admin migrate` again.",
+        .dir.display(),
+        .problems.iter().map(|problem| format!("- {problem}")).collect::<Vec<_>>().join("\n")
+    )]
+    MigrationRefused { dir: PathBuf, problems: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -21,9 +21,11 @@
 //! At start-up, [`Catalog::load`] removes only what an interrupted change
 //! leaves: a bundle no record lists yet (a publish that never committed), the
 //! bundle of a revoked version (a revocation that committed but did not get
-//! to delete it), and the directory of a first publish holding just that
-//! bundle. Anything else it cannot explain is moved to `quarantine/` and
-//! reported, never deleted.
+//! to delete it), and the directory of a first publish holding its marker
+//! (`first-publish.pending`, written before the bundle, removed after the
+//! commit) and that bundle. Anything else it cannot explain is moved to
+//! `quarantine/` and reported, never deleted; and nothing is touched before
+//! the records were found consistent (an event log without a gap).
 
 pub mod bundle_cache;
 mod error;
@@ -190,23 +192,11 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads every package record, and returns their events with it (see
-    /// [`PackageRecord::events`]). With `repair`, also clears what
-    /// interrupted changes left (see the module's header): removing what
-    /// they exactly explain, quarantining anything else.
-    pub fn load(store: &Store, repair: bool) -> Result<(Catalog, Vec<Event>), StoreError> {
+    /// [`PackageRecord::events`]). Changes nothing on disk: see
+    /// [`Catalog::clear_debris`].
+    pub fn load(store: &Store) -> Result<(Catalog, Vec<Event>), StoreError> {
         let catalog = Catalog::default();
-        let packages = store.full_path(&layout::packages_dir());
-        let dirs = layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))?;
-        // Parsing the records is most of a start: one share of them a core.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        let share = dirs.len().div_ceil(workers).max(1);
-        let loaded: Vec<Result<Vec<Event>, StoreError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = dirs
-                .chunks(share)
-                .map(|dirs| scope.spawn(|| catalog.load_dirs(store, dirs, repair)))
-                .collect();
-            handles.into_iter().map(|handle| handle.join().expect("loading does not panic")).collect()
-        });
+        let loaded = in_parallel(store, |dirs| catalog.load_dirs(dirs))?;
         let mut events = Vec::new();
         for share in loaded {
             events.extend(share?);
@@ -215,14 +205,11 @@ impl Catalog {
     }
 
     /// Loads the package directories `dirs` into the catalog; returns their events.
-    fn load_dirs(&self, store: &Store, dirs: &[PackageDir], repair: bool) -> Result<Vec<Event>, StoreError> {
+    fn load_dirs(&self, dirs: &[PackageDir]) -> Result<Vec<Event>, StoreError> {
         let mut events = Vec::new();
         for dir in dirs {
             match Found::in_dir(dir, read_for_catalog) {
                 Found::Record(Ok(mut record)) => {
-                    if repair {
-                        clear_debris_or_log(store, dir, Some(&record));
-                    }
                     events.append(&mut record.events);
                     self.put(record);
                 }
@@ -235,11 +222,33 @@ impl Catalog {
                         source,
                     });
                 }
-                Found::Uncommitted if repair => clear_debris_or_log(store, dir, None),
                 Found::Uncommitted | Found::NotADirectory => {}
             }
         }
         Ok(events)
+    }
+
+    /// Clears what interrupted changes left in the package directories (see
+    /// the module's header): removes what they exactly explain, quarantines
+    /// anything else. Best-effort; run once the loaded records were found
+    /// consistent (an event log without a gap), so that a start refused for
+    /// a lost record has touched nothing.
+    pub fn clear_debris(&self, store: &Store) -> Result<(), StoreError> {
+        in_parallel(store, |dirs| {
+            for dir in dirs.iter().filter(|dir| dir.path().is_dir()) {
+                let record = match dir.record().try_exists() {
+                    Ok(true) => dir.package_name().and_then(|name| self.get(&name)),
+                    Ok(false) => None,
+                    // Unknowable: left alone (fsck reports it).
+                    Err(_) => continue,
+                };
+                if record.is_none() && dir.record().exists() {
+                    continue;
+                }
+                clear_debris_or_log(store, dir, record.as_deref());
+            }
+        })?;
+        Ok(())
     }
 
     /// What each entry under `packages/<author>/` holds, sorted: the one walk
@@ -405,10 +414,30 @@ pub enum Leftover {
     Unexplained,
 }
 
+/// Runs `work` over the package directories, one share of them a core:
+/// reading them is most of a start.
+fn in_parallel<T: Send>(store: &Store, work: impl Fn(&[PackageDir]) -> T + Sync) -> Result<Vec<T>, StoreError> {
+    let packages = store.full_path(&layout::packages_dir());
+    let dirs = layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let share = dirs.len().div_ceil(workers).max(1);
+    Ok(std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs.chunks(share).map(|dirs| scope.spawn(|| work(dirs))).collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("reading package directories does not panic"))
+            .collect()
+    }))
+}
+
 /// Sorts the entry `file_name` of the directory of the package `record`.
 pub fn classify(record: &PackageRecord, file_name: &str) -> Leftover {
     if file_name.starts_with(crate::store::TEMP_PREFIX) {
         return Leftover::Expected;
+    }
+    if file_name == layout::FIRST_PUBLISH_MARKER {
+        // The first publish committed; removing its marker did not happen.
+        return Leftover::Debris;
     }
     let Some(version) = record.name.version_of_bundle_file(file_name) else {
         return Leftover::Unexplained;
@@ -421,15 +450,17 @@ pub fn classify(record: &PackageRecord, file_name: &str) -> Leftover {
 }
 
 /// Whether a package directory without a record holds exactly what an
-/// interrupted first publish of `name` leaves: one bundle at most, and
+/// interrupted first publish of `name` leaves: its marker (a committed
+/// package that lost its record has none), one bundle at most, and
 /// temporary files.
 pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -> bool {
+    let marked = file_names.iter().any(|file| file == layout::FIRST_PUBLISH_MARKER);
     let bundles = file_names
         .iter()
-        .filter(|file| !file.starts_with(crate::store::TEMP_PREFIX))
+        .filter(|file| !file.starts_with(crate::store::TEMP_PREFIX) && *file != layout::FIRST_PUBLISH_MARKER)
         .map(|file| name.version_of_bundle_file(file))
         .collect::<Option<Vec<Version>>>();
-    bundles.is_some_and(|bundles| bundles.len() <= 1)
+    marked && bundles.is_some_and(|bundles| bundles.len() <= 1)
 }
 
 /// Start-up's cleaning is best-effort: a disk that refuses it leaves the
@@ -452,7 +483,7 @@ fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>)
                 log::warn!("removing {}: a package whose first version was never committed", dir.path().display());
                 remove_path(store, dir.path(), true)
             }
-            _ => quarantine(store, dir.path(), "a package directory without package.json"),
+            _ => quarantine(store, dir.path(), "a package directory without package.json (restore it from a backup)"),
         };
     };
     for (file_name, path) in &entries {
@@ -634,9 +665,14 @@ mod tests {
         for path in [&live, &revoked, &unlisted, &stranger] {
             write(path);
         }
-        // A first publish interrupted before its commit: one bundle, no record.
+        // A first publish interrupted before its commit: its marker, one
+        // bundle, no record.
         let interrupted = PackageName::parse("blaix/ghost").unwrap();
         write(&bundle(&interrupted, "1.0.0"));
+        write(&store.full_path(&layout::first_publish_marker(&interrupted)));
+        // A committed package that lost its record: the same, but no marker.
+        let unrecorded = PackageName::parse("blaix/lost").unwrap();
+        write(&bundle(&unrecorded, "1.0.0"));
         // A directory that lost its record: more than a publish leaves.
         let orphan = PackageName::parse("blaix/orphan").unwrap();
         write(&bundle(&orphan, "1.0.0"));
@@ -659,18 +695,22 @@ mod tests {
         let expected = [
             ("ghost", "uncommitted"),
             ("gren-ws4sql", "record"),
+            ("lost", "uncommitted"),
             ("orphan", "uncommitted"),
             ("stray", "not a directory"),
         ];
         assert_eq!(found, expected.map(|(name, kind)| (name.to_string(), kind)));
 
-        let (catalog, _) = Catalog::load(&store, true).unwrap();
+        let (catalog, _) = Catalog::load(&store).unwrap();
+        assert!(live.exists() && revoked.exists(), "loading changes nothing");
+        catalog.clear_debris(&store).unwrap();
         assert!(catalog.get(&committed.name).is_some());
         assert!(live.exists(), "a live version's bundle stays");
         assert!(!revoked.exists() && !unlisted.exists(), "debris of interrupted changes is removed");
         assert!(!store.full_path(&layout::package_dir(&interrupted)).exists());
         let quarantined: Vec<String> = walk(&dir.path().join("quarantine"));
-        assert_eq!(quarantined.len(), 3, "{quarantined:?}");
+        assert_eq!(quarantined.len(), 4, "{quarantined:?}");
+        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/lost/blaix_lost__1_0_0.pkg.gz")), "{quarantined:?}");
         assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/gren-ws4sql/notes.txt")), "{quarantined:?}");
         assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/orphan/blaix_orphan__1_0_1.pkg.gz")), "{quarantined:?}");
         assert!(!stranger.exists() && !store.full_path(&layout::package_dir(&orphan)).exists());
@@ -680,7 +720,7 @@ mod tests {
         );
 
         std::fs::write(store.full_path(&layout::package(&committed.name)), b"{").unwrap();
-        let err = Catalog::load(&store, false)
+        let err = Catalog::load(&store)
             .err()
             .expect("a damaged record stops the loader");
         assert!(

@@ -65,14 +65,20 @@ impl Packages {
     }
 
     /// Loads the packages without repairing anything, to read beside a
-    /// running server.
+    /// running server. Its writers are held off meanwhile: records read
+    /// across a commit could otherwise show a gap in the log that is not
+    /// there.
     pub fn open_read_only(store: &Store) -> Result<Packages, StoreError> {
+        let _held = crate::store::hold_writers(store.root())?;
         Packages::load(store, false)
     }
 
     fn load(store: &Store, repair: bool) -> Result<Packages, StoreError> {
-        let (catalog, events) = Catalog::load(store, repair)?;
+        let (catalog, events) = Catalog::load(store)?;
         let events = EventLog::open(store, events)?;
+        if repair {
+            catalog.clear_debris(store)?;
+        }
         release_freed_memory();
         Ok(Packages {
             catalog,
@@ -154,6 +160,8 @@ impl Packages {
     }
 
     /// Stages a new version's bundle beside `record`, then commits it there.
+    /// A first publish marks the new directory first, so that start-up can
+    /// tell its debris from a committed package that lost its record.
     fn write_version(
         &self,
         store: &Store,
@@ -162,10 +170,20 @@ impl Packages {
         bundle: &[u8],
         token: Option<&TokenRef>,
     ) -> Result<(), StoreError> {
+        let first = record.versions.is_empty();
+        let marker = layout::first_publish_marker(&record.name);
+        if first {
+            store.write_bytes(&marker, b"")?;
+        }
         store.stage_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
-        self.commit(store, record, EventKind::Publish, &[version.version], token)
+        self.commit(store, record, EventKind::Publish, &[version.version], token)?;
+        if first {
+            // Committed: a marker left behind is debris start-up removes.
+            after_commit("first-publish marker removal", store.remove(&marker).map(drop));
+        }
+        Ok(())
     }
 
     /// Revokes `versions` (all of them when `None`). Already revoked versions
@@ -213,7 +231,7 @@ impl Packages {
         }
         for version in &targets {
             // The version page still shows what the version was.
-            if let Some(outline) = self.outline(store, name, *version) {
+            if let Some(outline) = self.live_outline(store, name, *version)? {
                 record.revoked_outlines.insert(*version, outline);
             }
             record.changes.push(change(actor, token.as_ref(), revocation.at, Action::Revoked {
@@ -269,13 +287,32 @@ impl Packages {
         if let Some(kept) = self.catalog.get(name).and_then(|record| record.revoked_outlines.get(&version).cloned()) {
             return Some(kept);
         }
+        self.live_outline(store, name, version).unwrap_or_else(|err| {
+            log::error!("{}", Chain(&err));
+            None
+        })
+    }
+
+    /// The outline in a live version's bundle: `None` when the bundle is
+    /// gone or unreadable as a bundle (logged), an error when the disk would
+    /// not give it (a revocation then stops: it would lose the outline).
+    fn live_outline(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        version: Version,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError> {
         let path = store.full_path(&layout::version_bundle(name, version));
-        let read = self.bundles.read(&path).map_err(|err| err.to_string());
-        match read.and_then(|bytes| bundle::read_outline(&bytes).map_err(|err| err.to_string())) {
-            Ok(outline) => Some(outline),
+        let bytes = match self.bundles.read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.is_not_found() => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        match bundle::read_outline(&bytes) {
+            Ok(outline) => Ok(Some(outline)),
             Err(err) => {
                 log::error!("cannot read the outline of {name} {version} from {}: {err}", path.display());
-                None
+                Ok(None)
             }
         }
     }
@@ -328,9 +365,12 @@ impl Packages {
         let name = record.name.clone();
         self.events.append(&name, events, |numbered| {
             record.events.extend(numbered);
-            store.write_json(&path, &*record)
+            store.write_json(&path, &*record)?;
+            // Before the events join the log: whoever they wake (the
+            // notifier, cache purgers) must find the change made.
+            self.catalog.put(record.clone());
+            Ok::<(), StoreError>(())
         })?;
-        self.catalog.put(record.clone());
         Ok(())
     }
 }
@@ -355,6 +395,9 @@ fn release_freed_memory() {
 /// the start-up repair removes the same debris.
 fn remove_uncommitted(store: &Store, name: &PackageName, version: Version, first: bool) {
     let mut removed = store.remove(&layout::version_bundle(name, version)).map(drop);
+    if first && removed.is_ok() {
+        removed = store.remove(&layout::first_publish_marker(name)).map(drop);
+    }
     if first && removed.is_ok() {
         removed = store.remove_empty_dir(&layout::package_dir(name)).map(drop);
     }

@@ -16,6 +16,7 @@
 //! identities/<name>/audit/<seq>.json             its member changes, one entry per change
 //! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
 //! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
+//! packages/<author>/<project>/first-publish.pending   only while its first publish is under way
 //! outbox/cursor.json                             the last event told to the packages site
 //! outbox/purge/<sha256 of cache URL>.json        the last event a cache was told to purge (and its URL)
 //! repositories/<author>/<project>/<stamp>.git    the package's git repository, derived from its bundles
@@ -56,6 +57,8 @@ const IDENTITY_RECORD: &str = "identity.json";
 const AUDIT: &str = "audit";
 const PACKAGES: &str = "packages";
 const PACKAGE_RECORD: &str = "package.json";
+/// Marks a package directory whose first publish has not committed yet.
+pub const FIRST_PUBLISH_MARKER: &str = "first-publish.pending";
 const FORMAT: &str = "format.json";
 const QUARANTINE: &str = "quarantine";
 const OUTBOX: &str = "outbox";
@@ -167,6 +170,11 @@ pub fn package(name: &PackageName) -> RecordPath {
 /// project's `gren_packages/`.
 pub fn version_bundle(name: &PackageName, version: Version) -> RecordPath {
     package_file(name, &[&name.bundle_file_name(version)])
+}
+
+/// The marker of a first publish under way (see [`crate::package`]).
+pub fn first_publish_marker(name: &PackageName) -> RecordPath {
+    package_file(name, &[FIRST_PUBLISH_MARKER])
 }
 
 /// `below` inside the package's directory.

@@ -293,6 +293,8 @@ impl Store {
             let inside = full
                 .strip_prefix(&self.root)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "outside the data directory"))?;
+            // A link on the way would move what it points to, not this.
+            safe_fs::refuse_symlinks(&self.root, inside)?;
             let relative = layout::quarantine(self.opened).as_path().join(inside);
             let parent = relative.parent().unwrap_or(Path::new(""));
             for created in safe_fs::create_dirs(&self.root, parent)? {
