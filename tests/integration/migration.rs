@@ -195,3 +195,43 @@ fn migrate_refuses_a_record_that_lost_events_other_records_do_not_hold() {
     out.assert_stderr_has("the package records do not hold event 5");
     assert!(dir.path().join("events").exists() && !dir.path().join("format.json").exists());
 }
+
+#[test]
+fn migrate_announces_what_format1_lost_after_a_commit_and_restores_lost_audit_entries_as_unknown() {
+    // As format 1 left a publish whose event was rolled back after its
+    // commit, and a publish whose audit entry was never written.
+    let dir = format1_copy();
+    std::fs::remove_file(dir.path().join("events/000000000015.json")).unwrap();
+    let path = dir.path().join("packages/acme/tools/package.json");
+    let mut record = read_json(&path);
+    record["last_event"] = json!(14);
+    write_json(&path, &record);
+    // Its audit entry was never written either: the identity counts 23.
+    std::fs::remove_file(dir.path().join("identities/acme/audit/000000000024.json")).unwrap();
+    let identity = dir.path().join("identities/acme/identity.json");
+    let mut counted = read_json(&identity);
+    counted["audit_seq"] = json!(23);
+    write_json(&identity, &counted);
+
+    admin(dir.path(), &["migrate"]).success();
+    admin(dir.path(), &["fsck"]).success().assert_stdout_has("clean");
+    let server = Server::start_in(dir.path(), &[]);
+    let events = server.get("/events?since=14", None).json();
+    let announced = &events["events"][0];
+    assert_eq!(
+        (&announced["seq"], &announced["type"], &announced["package"], &announced["version"]),
+        (&json!(15), &json!("publish"), &json!("acme/tools"), &json!("1.0.0")),
+        "{events}"
+    );
+    let tokens = read_json(&fixture().join("tokens.json"));
+    let audit = server.get("/publishing-identity/acme/audit", Some(tokens["alice"].as_str().unwrap())).json();
+    let restored: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "published" && entry["package"] == "acme/tools")
+        .collect();
+    assert_eq!(restored.len(), 1, "{audit}");
+    assert_eq!(restored[0]["actor"], "unknown (lost before format 2)");
+    server.stop();
+}

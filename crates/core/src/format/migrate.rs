@@ -22,7 +22,7 @@
 
 use super::{CURRENT, FormatError, Found, detect, stamp};
 use crate::identity::audit::{self, AuditEntry};
-use crate::identity::{Identity, IdentityName};
+use crate::identity::{Action, Identity, IdentityName};
 use crate::package::events::Event;
 use crate::package::{PackageChange, PackageName, PackageRecord, Version, VersionRecord};
 use crate::store::layout::{self, PackageDir};
@@ -68,10 +68,11 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
         Found::Format(found) => found,
     };
     let mut events = format1_events(store)?;
-    let problems = preflight(store, &events)?;
+    let (problems, head) = preflight(store, &events)?;
     if !problems.is_empty() {
         return Err(FormatError::MigrationRefused { dir, problems });
     }
+    let mut next_seq = head + 1;
     let mut changes = format1_changes(store)?;
     let mut migration = Migration { from, ..Migration::default() };
     let packages = store.full_path(&layout::packages_dir());
@@ -79,7 +80,7 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
         if !dir.path().is_dir() {
             continue;
         }
-        if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes)? {
+        if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes, &mut next_seq)? {
             migration.packages += 1;
             migration.events += moved;
         }
@@ -95,7 +96,8 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
 /// data: a package directory without its record, a live version without
 /// its bundle, or an event log (the old files as each record counts them,
 /// and the events of records already migrated) with a gap or a number twice.
-fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<Vec<String>, StoreError> {
+/// Returns the problems, and the last event the records hold.
+fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec<String>, u64), StoreError> {
     let mut problems = Vec::new();
     let numbers = store.list_json(&layout::format1::events_dir())?;
     let mut files: Vec<u64> = numbers.iter().filter_map(|name| name.parse().ok()).collect();
@@ -145,7 +147,7 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<Vec<
             break;
         }
     }
-    Ok(problems)
+    Ok((problems, claimed.last().copied().unwrap_or(0)))
 }
 
 /// Rewrites one package record in format 2 (unless it already is), after
@@ -156,6 +158,7 @@ fn migrate_package(
     dir: &PackageDir,
     events: &mut HashMap<String, Vec<Event>>,
     changes: &mut HashMap<String, Vec<PackageChange>>,
+    next_seq: &mut u64,
 ) -> Result<Option<usize>, StoreError> {
     let record = dir.record();
     let value: Value = read_json_file(store, &record)?;
@@ -183,7 +186,7 @@ fn migrate_package(
     let mut own_events = events.remove(&key).unwrap_or_default();
     own_events.retain(|event| event.seq <= old.last_event);
     let moved_events = own_events.len();
-    let migrated = PackageRecord {
+    let mut migrated = PackageRecord {
         name,
         private: old.private,
         created: old.created,
@@ -192,9 +195,61 @@ fn migrate_package(
         changes: changes.remove(&key).unwrap_or_default(),
         revoked_outlines,
     };
+    make_up_for_format1_losses(&mut migrated, next_seq);
     store.write_json(&layout::package(&migrated.name), &migrated)?;
     Ok(Some(moved_events))
 }
+
+/// Format 1 could commit a change and lose what it said of it (issue 12: an
+/// event rolled back after its commit, an audit entry written after it and
+/// lost). What mirrors missed is announced now, numbered after the last
+/// event, as going public does; a lost audit entry is written again with
+/// the version's own time and `unknown` as its actor, so the log shows the
+/// change without inventing who made it.
+fn make_up_for_format1_losses(record: &mut PackageRecord, next_seq: &mut u64) {
+    if !record.private {
+        let at = Timestamp::now();
+        for missed in record.missed() {
+            record.events.push(Event {
+                seq: *next_seq,
+                at,
+                kind: missed.kind,
+                package: record.name.clone(),
+                version: missed.version,
+                sha256: missed.sha256,
+                token: None,
+            });
+            *next_seq += 1;
+        }
+    }
+    let audited = |record: &PackageRecord, kind: &str, version: Version| {
+        record.changes.iter().any(|change| {
+            change.action.kind() == kind
+                && matches!(&change.action, Action::Published { version: v, .. } | Action::Revoked { version: v, .. } if *v == version.to_string())
+        })
+    };
+    let mut lost = Vec::new();
+    for version in &record.versions {
+        if !audited(record, "published", version.version) {
+            lost.push((version.published, Action::Published { package: record.name.to_string(), version: version.version.to_string() }));
+        }
+        if let Some(revoked) = version.revoked.as_ref().filter(|_| !audited(record, "revoked", version.version)) {
+            let action = Action::Revoked {
+                package: record.name.to_string(),
+                version: version.version.to_string(),
+                reason: revoked.reason.clone(),
+            };
+            lost.push((revoked.at, action));
+        }
+    }
+    for (at, action) in lost {
+        record.changes.push(PackageChange { at, actor: LOST_ACTOR.to_string(), token: None, action });
+    }
+    record.changes.sort_by_key(|change| change.at);
+}
+
+/// The actor of an audit entry format 1 lost.
+pub const LOST_ACTOR: &str = "unknown (lost before format 2)";
 
 /// Removes a migrated package's format-1 version directories (outlines, and
 /// bundles already moved or of revoked versions); a live version's stays

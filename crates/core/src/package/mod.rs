@@ -158,23 +158,25 @@ impl PackageRecord {
     }
 
     /// The events that bring mirrors up to date as the package goes public:
-    /// `public`, then a `revoke` for each version they saw published that was
-    /// revoked meanwhile, and a `publish` for each live one they never saw.
+    /// `public`, then what they missed ([`PackageRecord::missed`]).
     pub fn going_public(&self) -> Vec<NewEvent> {
         let mut events = vec![NewEvent::about_package(EventKind::Public)];
-        let versions: Vec<(Version, bool)> = self
-            .versions
-            .iter()
-            .map(|version| (version.version, version.revoked.is_some()))
-            .collect();
-        for (version, revoked) in versions {
-            let seen_live = self.announced(version) == Some(EventKind::Publish);
-            let missed = match (revoked, seen_live) {
+        events.extend(self.missed());
+        events
+    }
+
+    /// What mirrors missed: a `revoke` for each version they saw published
+    /// that is revoked, and a `publish` for each live one they never saw.
+    pub fn missed(&self) -> Vec<NewEvent> {
+        let mut events = Vec::new();
+        for version in &self.versions {
+            let seen_live = self.announced(version.version) == Some(EventKind::Publish);
+            let missed = match (version.revoked.is_some(), seen_live) {
                 (true, true) => Some(EventKind::Revoke),
                 (false, false) => Some(EventKind::Publish),
                 _ => None,
             };
-            events.extend(missed.and_then(|kind| self.announce(kind, version)));
+            events.extend(missed.and_then(|kind| self.announce(kind, version.version)));
         }
         events
     }
