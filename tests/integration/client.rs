@@ -468,14 +468,13 @@ fn standalone(name: &str) -> Vec<u8> {
 fn forge_package(data: &Path, original: &str, twin: &str) {
     let from = data.join("packages").join(original);
     let to = data.join("packages").join(twin);
-    std::fs::create_dir_all(to.join("1.0.0")).unwrap();
+    std::fs::create_dir_all(&to).unwrap();
     let bytes = standalone(twin);
-    std::fs::write(to.join("1.0.0").join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
-    let mut outline = read_json(&from.join("1.0.0/outline.json"));
-    outline["name"] = json!(twin);
-    std::fs::write(to.join("1.0.0/outline.json"), outline.to_string()).unwrap();
+    std::fs::write(to.join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
     let mut record = read_json(&from.join("package.json"));
     record["name"] = json!(twin);
+    // Its events would be the original's numbers twice: mirrors never heard of it.
+    record["events"] = json!([]);
     record["versions"][0]["sha256"] = json!(bundles::sha256_hex(&bytes));
     record["versions"][0]["size"] = json!(bytes.len());
     std::fs::write(to.join("package.json"), record.to_string()).unwrap();
@@ -522,7 +521,7 @@ fn install_refuses_two_packages_the_compiler_would_give_one_file_name() {
 
 /// The Gren compiler from npm (`gren-lang` 0.6.x), installed on first use
 /// under target/ (`.ci/run` installs it up front).
-fn gren_compiler() -> PathBuf {
+pub(crate) fn gren_compiler() -> PathBuf {
     let prefix = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/gren-compiler");
     let compiler = prefix.join("node_modules/gren-lang/bin/compiler");
     if !compiler.exists() {
@@ -653,4 +652,60 @@ fn the_registry_option_belongs_to_the_client_commands_and_serve_and_admin_refuse
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("--registry"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environment() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let args = [
+        "token",
+        "create",
+        "--name",
+        "ci",
+        "--scope",
+        "publish:gren-lang/*",
+        "--scope",
+        "download:gren-lang",
+        "--expires-in-days",
+        "30",
+    ];
+    let stdout = cli.ok(&args);
+    let secret = stdout.strip_suffix('\n').expect("one line");
+    assert!(
+        secret.starts_with("gren_token_") && !secret.contains(char::is_whitespace),
+        "stdout is the secret alone: {stdout:?}"
+    );
+    let listed = cli.ok(&["token", "list"]);
+    assert!(
+        listed.contains("ci") && listed.contains("publish:gren-lang/*"),
+        "{listed}"
+    );
+    assert!(!listed.contains(secret), "{listed}");
+
+    // A CI machine: no login, the token in GREN_REGISTRY_TOKEN.
+    let ci = Cli::new(&server);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    let publish = |token: &str| {
+        ci.command(&["publish", core.path().to_str().unwrap()])
+            .env("GREN_REGISTRY_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let published = publish(secret);
+    assert!(published.status.success(), "{}", text(&published.stderr));
+    assert!(text(&published.stdout).contains("Published gren-lang/core 7.0.0"));
+
+    let id = listed.split_whitespace().next().unwrap();
+    cli.ok(&["token", "revoke", id]);
+    let refused = publish(secret);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("unknown or has been revoked"),
+        "{}",
+        text(&refused.stderr)
+    );
 }

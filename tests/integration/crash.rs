@@ -33,6 +33,9 @@ const IDENTITY: &str = "crash";
 const ADMIN: &str = "admin@example.com";
 /// Members who joined before the first kill, whose roles the load changes.
 const POOL: [&str; 2] = ["pool1@example.com", "pool2@example.com"];
+/// A package of its own identity whose privacy the load toggles.
+const TOGGLED_IDENTITY: &str = "crash-privacy";
+const TOGGLED: &str = "crash-privacy/toggled";
 
 // ---------------------------------------------------------------------------
 // Small tools (local: the shared harness panics on connection errors)
@@ -111,6 +114,11 @@ struct Model {
     /// The member change or invitation in flight when the server was killed.
     member_in_flight: Option<(String, String)>,
     member_counter: usize,
+    /// The toggled package's privacy changes (`true`: made private),
+    /// acknowledged or seen after a restart, in order.
+    privacy: Vec<bool>,
+    /// The privacy change in flight when the server was killed.
+    privacy_in_flight: Option<bool>,
     counts: Counts,
 }
 
@@ -119,6 +127,7 @@ struct Counts {
     publishes: usize,
     revokes: usize,
     member_changes: usize,
+    privacy_changes: usize,
     failed_in_flight: usize,
 }
 
@@ -239,6 +248,66 @@ fn revoker_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, sto
     }
 }
 
+/// Makes the toggled package private, then public, and so on, at random moments.
+fn privacy_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, stop: Arc<AtomicBool>, mut rng: Rng) {
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(rng.range(5, 40)));
+        let private = {
+            let mut model = model.lock().unwrap();
+            let private = !model.privacy.last().copied().unwrap_or(false);
+            model.privacy_in_flight = Some(private);
+            private
+        };
+        let body = serde_json::to_vec(&json!({ "private": private })).unwrap();
+        let path = format!("/packages/{TOGGLED}");
+        match try_request(addr, "PATCH", &path, Some(&token), Some("application/json"), &body) {
+            Ok(reply) if reply.status == 200 => {
+                let mut model = model.lock().unwrap();
+                model.privacy.push(private);
+                model.privacy_in_flight = None;
+                model.counts.privacy_changes += 1;
+            }
+            Ok(reply) => panic!("PATCH {path} answered {}: {}", reply.status, reply.text()),
+            Err(_) => {
+                model.lock().unwrap().counts.failed_in_flight += 1;
+                break;
+            }
+        }
+    }
+}
+
+/// Every acknowledged privacy change of the toggled package holds, with its
+/// audit entry and its event, in order; the one in flight may have happened.
+fn assert_privacy_changes_hold(server: &Server, token: &str, model: &mut Model, context: &str) {
+    let audit = server.get(&format!("/publishing-identity/{TOGGLED_IDENTITY}/audit"), Some(token));
+    assert_eq!(audit.status, 200, "{context}: {}", audit.text());
+    let audited: Vec<bool> = audit.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "privacy_changed")
+        .map(|entry| entry["private"].as_bool().unwrap())
+        .collect();
+    let mut possible = vec![model.privacy.clone()];
+    possible.extend(model.privacy_in_flight.map(|private| [model.privacy.clone(), vec![private]].concat()));
+    assert!(
+        possible.contains(&audited),
+        "{context}: the audit log's privacy changes {audited:?}, acknowledged {:?} (in flight {:?})",
+        model.privacy,
+        model.privacy_in_flight
+    );
+    let announced: Vec<bool> = all_events(server)
+        .iter()
+        .filter(|event| event["package"] == TOGGLED && event["version"].is_null())
+        .map(|event| event["type"] == "private")
+        .collect();
+    assert_eq!(announced, audited, "{context}: every privacy change has its event");
+    let record = server.get(&format!("/packages/{TOGGLED}"), Some(token)).json();
+    assert_eq!(record["private"], audited.last().copied().unwrap_or(false), "{context}: {record}");
+    model.privacy = audited;
+    model.privacy_in_flight = None;
+}
+
 /// Changes a member's role (answered 200) or invites someone, or changes
 /// the role an invitation offers (answered 202), at random moments.
 fn member_thread(addr: SocketAddr, token: String, model: Arc<Mutex<Model>>, stop: Arc<AtomicBool>, mut rng: Rng) {
@@ -305,7 +374,10 @@ fn verify(server: &Server, token: &str, model: &mut Model, context: &str) -> Lis
     assert_acknowledged_publishes_are_listed(&listed, model, context);
     assert_acknowledged_revocations_hold(&listed, model, context);
     assert_listed_versions_are_whole(server, &listed, model, context);
-    assert_events_match_listing(&all_events(server), IDENTITY, &listed, context);
+    let mut events = all_events(server);
+    events.retain(|event| event["package"] != TOGGLED);
+    assert_events_match_listing(&events, IDENTITY, &listed, context);
+    assert_privacy_changes_hold(server, token, model, context);
     let in_flight = model.member_in_flight.take();
     let context = format!("{context} (in flight: {in_flight:?})");
     let people = assert_people_follow_acknowledged_changes(server, token, model, &in_flight, &context);
@@ -535,7 +607,7 @@ fn check_people(
 // ---------------------------------------------------------------------------
 
 #[test]
-fn sigkill_under_publish_revoke_and_member_load_keeps_every_acknowledged_write() {
+fn sigkill_under_publish_revoke_member_and_privacy_load_keeps_every_acknowledged_write() {
     let scale = scale();
     let seed = seed();
     let rounds = 8 * scale;
@@ -599,6 +671,10 @@ impl LoadRun {
                 .members
                 .insert(email.to_string(), "download".to_string());
         }
+        let created = server.post_json("/publishing-identity", &json!({ "name": TOGGLED_IDENTITY }), Some(&self.token));
+        assert_eq!(created.status, 200, "create identity: {}", created.text());
+        let published = server.publish(&self.token, &synthetic(TOGGLED, "1.0.0", "toggled"));
+        assert_eq!(published.status, 201, "{}", published.text());
     }
 
     /// After a kill: the server shows every acknowledged write, each
@@ -648,11 +724,15 @@ impl LoadRun {
             let (token, model, stop, rng) = (token.clone(), model.clone(), stop.clone(), Rng::new(self.rng.next()));
             std::thread::spawn(move || member_thread(addr, token, model, stop, rng))
         };
+        let privacy = {
+            let (token, model, stop, rng) = (token.clone(), model.clone(), stop.clone(), Rng::new(self.rng.next()));
+            std::thread::spawn(move || privacy_thread(addr, token, model, stop, rng))
+        };
 
         std::thread::sleep(Duration::from_millis(self.rng.range(100, 400)));
         server.kill();
         stop.store(true, Ordering::SeqCst);
-        match (try_join_all(handles), try_join_all(vec![revoker, members])) {
+        match (try_join_all(handles), try_join_all(vec![revoker, members, privacy])) {
             (Ok(states), Ok(_)) => self.states = states,
             (Err(panic), _) | (_, Err(panic)) => {
                 eprintln!("seed {}: a client saw a wrong answer in round {round}", self.seed);
@@ -671,10 +751,11 @@ impl LoadRun {
     fn assert_the_stopped_directory_is_clean(self, started: Instant) {
         let (seed, counts) = (self.seed, self.model.counts);
         eprintln!(
-            "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} requests cut by kills, {} versions durable, in {:.1} s",
+            "crash test: seed {seed}: {} acknowledged publishes, {} revocations, {} member changes, {} privacy changes, {} requests cut by kills, {} versions durable, in {:.1} s",
             counts.publishes,
             counts.revokes,
             counts.member_changes,
+            counts.privacy_changes,
             counts.failed_in_flight,
             self.model.durable.len(),
             started.elapsed().as_secs_f64()
@@ -686,6 +767,7 @@ impl LoadRun {
         );
         assert_fsck_clean(self.dir.path(), &format!("seed {seed}: final fsck"));
         assert!(counts.publishes > 0, "the load published something");
+        assert!(counts.privacy_changes > 0, "the load changed privacy");
         assert!(counts.failed_in_flight > 0, "some kills cut requests in flight");
     }
 }
@@ -714,15 +796,13 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     server.kill();
 
     // Exactly what `Packages::publish` has written when the kill lands
-    // between the outline and the commit.
+    // between staging the bundle and the commit.
     let bytes = synthetic("crash/ghost", "1.0.0", "never committed");
-    let version_dir = dir.path().join("packages/crash/ghost/1.0.0");
-    std::fs::create_dir_all(&version_dir).unwrap();
-    std::fs::write(version_dir.join("crash_ghost__1_0_0.pkg.gz"), &bytes).unwrap();
-    let outline = decode(&bytes)["outline"].clone();
-    let mut outline_text = serde_json::to_vec_pretty(&outline).unwrap();
-    outline_text.push(b'\n');
-    std::fs::write(version_dir.join("outline.json"), outline_text).unwrap();
+    let package_dir = dir.path().join("packages/crash/ghost");
+    std::fs::create_dir_all(&package_dir).unwrap();
+    std::fs::write(package_dir.join("first-publish.pending"), b"").unwrap();
+    std::fs::write(package_dir.join("crash_ghost__1_0_0.pkg.gz"), &bytes).unwrap();
+    std::fs::write(package_dir.join(".tmp-record"), b"{\"name\": ").unwrap();
 
     let server = Server::start_in(dir.path(), &PROOF_ENV);
     server
@@ -734,6 +814,8 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let status = server.stop();
     assert!(status.success());
 
+    assert!(!package_dir.exists(), "start-up removed exactly what the publish left");
+    assert!(!dir.path().join("quarantine").exists(), "and quarantined nothing");
     let left = files_under(&dir.path().join("packages/crash/ghost"));
     assert_fsck_clean(
         dir.path(),

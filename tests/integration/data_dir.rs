@@ -2,7 +2,7 @@
 //! umask, and no planted symbolic link is ever followed.
 
 use crate::common::bundles::{sha256_hex, synthetic};
-use crate::common::{Server, files_under, read_json};
+use crate::common::{Server, files_under, read_json, stamp_current_format};
 use serde_json::json;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -102,7 +102,6 @@ fn every_file_and_directory_the_registry_writes_is_private_whatever_the_umask() 
         "logins",
         "identities",
         "packages",
-        "events",
     ] {
         assert!(
             entries.iter().any(|(path, _, is_dir)| *is_dir && path.ends_with(kind)),
@@ -143,6 +142,7 @@ fn a_planted_symlink_in_place_of_a_record_directory_is_not_followed() {
         "audit_seq": 0
     });
     std::fs::write(elsewhere.path().join("identity.json"), forged.to_string()).unwrap();
+    stamp_current_format(data_dir.path());
     std::fs::create_dir(data_dir.path().join("identities")).unwrap();
     symlink(elsewhere.path(), data_dir.path().join("identities/planted")).unwrap();
     let server = Server::start_in(data_dir.path(), &[]);
@@ -177,6 +177,7 @@ fn a_planted_symlink_in_place_of_a_record_file_is_not_followed() {
         r#"{"email": "victim@example.com", "created": "2026-01-01T00:00:00.000Z"}"#,
     )
     .unwrap();
+    stamp_current_format(data_dir.path());
     std::fs::create_dir(data_dir.path().join("users")).unwrap();
     symlink(&secret, data_dir.path().join("users/victim@example.com.json")).unwrap();
     let server = Server::start_in(data_dir.path(), &[]);
@@ -194,6 +195,7 @@ fn a_storage_failure_is_logged_once_with_the_record_and_its_cause() {
     // damaged disk would make it fail (permissions would not stop root).
     let record = data_dir.path().join("users/victim@example.com.json");
     std::fs::create_dir_all(&record).unwrap();
+    stamp_current_format(data_dir.path());
     let server = Server::start_in(data_dir.path(), &[]);
     server
         .post_json("/session", &json!({ "email": "victim@example.com" }), None)

@@ -5,7 +5,6 @@
 
 use crate::common::bundles::{real_bundle, real_bundles_dir};
 use crate::common::*;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,10 +16,6 @@ fn nginx_binary() -> Option<PathBuf> {
         .into_iter()
         .map(PathBuf::from)
         .find(|path| path.exists())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Nginx {

@@ -1,24 +1,34 @@
 //! `admin fsck [--repair]`: checks that every record parses, every reference
-//! resolves, every live bundle matches its SHA-256, the event log has no gap
-//! and matches the package records (versions, hashes, what each record says
-//! mirrors were told, privacy), and no temporary file is left. `--repair` fixes what is safe to fix:
-//! stray temporary files, indexes derivable from records (users' session
-//! and identity lists), debris of interrupted writes (orphan sessions,
-//! bundles of revoked or unrecorded versions, uncommitted events).
+//! resolves, every live bundle matches its SHA-256, the event log gathered
+//! from the package records has no gap and tells each record's story (every
+//! live public version announced, no event naming a missing version or
+//! another bundle, privacy), every change has its audit entry, nothing is in
+//! quarantine and no temporary file is left. The debris a stopped server
+//! leaves by design (interrupted publishes and revocations) is a note.
+//! `--repair` fixes what is safe to fix: stray temporary files, indexes
+//! derivable from records (users' session, automation token and identity
+//! lists), debris of interrupted writes (orphan sessions and automation
+//! tokens, bundles of revoked or unrecorded versions, an interrupted first
+//! publish's directory), and git repositories, derived from the bundles, by
+//! building them again.
 //! A file or directory the system will not show (EACCES, EIO: anything but
 //! "absent") is a problem, and nothing is ever repaired from it: taking
 //! "unreadable" for "missing" once deleted a valid session.
 
+mod repositories;
+
 use super::Report;
+use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::session::Session;
+use gren_registry_core::auth::token::TokenRecord;
 use gren_registry_core::auth::user::User;
 use gren_registry_core::error::Chain;
-use gren_registry_core::identity::{Identity, Role};
-use gren_registry_core::package::events::{Announcements, Event, EventKind, note_announcement};
-use gren_registry_core::package::{self, Catalog, Found, PackageRecord};
+use gren_registry_core::identity::{Action, Identity, Role};
+use gren_registry_core::package::events::EventKind;
+use gren_registry_core::package::{self, Catalog, Found, Leftover, PackageRecord};
 use gren_registry_core::store::layout::{self, PackageDir};
-use gren_registry_core::store::{RecordPath, Store, TEMP_PREFIX};
+use gren_registry_core::store::{RecordPath, Store, StoreError, TEMP_PREFIX};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,10 +58,23 @@ pub fn check(store: &Store, repair: bool) -> Report {
     fsck.temp_files(store.root());
     let memberships = fsck.identities();
     fsck.users(&memberships);
-    fsck.sessions();
+    fsck.owned_records(
+        "sessions",
+        &layout::sessions_dir(),
+        |session: &Session| &session.email,
+        |user| &user.sessions,
+    );
+    fsck.owned_records(
+        "tokens",
+        &layout::tokens_dir(),
+        |token: &TokenRecord| &token.email,
+        |user| &user.tokens,
+    );
     fsck.logins();
     let catalog = fsck.packages();
     fsck.events(&catalog);
+    fsck.quarantine();
+    fsck.repositories(&catalog);
     let mut text = String::new();
     for (what, count) in &fsck.checked {
         text += &format!("checked {count} {what}\n");
@@ -182,8 +205,9 @@ impl Fsck<'_> {
             if path.is_dir() {
                 self.temp_files(&path);
             } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                // What a killed write leaves, by design: swept at start-up.
                 let fix = || fs::remove_file(&path);
-                self.found(format!("stray temporary file {}", self.relative(&path)), Some(&fix));
+                self.leftover(format!("stray temporary file {}", self.relative(&path)), &fix);
             }
         }
     }
@@ -243,29 +267,24 @@ impl Fsck<'_> {
             let Some(user) = self.parse::<User>(&path) else {
                 continue;
             };
-            let mut live = Vec::new();
-            let mut unknowable = false;
-            for hash in &user.sessions {
-                let Ok(path) = layout::session(hash) else { continue };
-                match self.present(&self.store.full_path(&path)) {
-                    Some(true) => live.push(hash.clone()),
-                    Some(false) => {}
-                    None => unknowable = true,
-                }
-            }
-            if unknowable {
+            let (Some(live), Some(live_tokens)) = (
+                self.present_hashes(&user.sessions, layout::session),
+                self.present_hashes(&user.tokens, layout::automation_token),
+            ) else {
                 // Repairing the index from what cannot be seen would revoke sessions.
                 continue;
-            }
+            };
             let members_of: Vec<String> = memberships
                 .get(user.email.as_str())
                 .map(|set| set.iter().cloned().collect())
                 .unwrap_or_default();
-            if live == user.sessions && user.identities.iter().collect::<BTreeSet<_>>() == members_of.iter().collect() {
+            let same_identities = user.identities.iter().collect::<BTreeSet<_>>() == members_of.iter().collect();
+            if live == user.sessions && live_tokens == user.tokens && same_identities {
                 continue;
             }
             let mut fixed = user.clone();
             fixed.sessions = live;
+            fixed.tokens = live_tokens;
             fixed.identities = members_of;
             let record = layout::user(&user.email);
             // The repair's failure is reported with its causes, as fs errors are.
@@ -282,7 +301,7 @@ impl Fsck<'_> {
             } else {
                 self.leftover(
                     format!(
-                        "user {}: the index names sessions or identities that are gone",
+                        "user {}: the index names sessions, tokens or identities that are gone",
                         user.email
                     ),
                     &fix,
@@ -291,37 +310,57 @@ impl Fsck<'_> {
         }
     }
 
-    fn sessions(&mut self) {
-        for path in self.json_files(&layout::sessions_dir()) {
-            self.count("sessions");
-            let Some(session) = self.parse::<Session>(&path) else {
+    /// The hashes of `hashes` whose records (at `path_of`) exist; `None`
+    /// when the system cannot say for one of them.
+    fn present_hashes(
+        &mut self,
+        hashes: &[String],
+        path_of: fn(&str) -> Result<RecordPath, StoreError>,
+    ) -> Option<Vec<String>> {
+        let mut live = Vec::new();
+        let mut unknowable = false;
+        for hash in hashes {
+            let Ok(path) = path_of(hash) else { continue };
+            match self.present(&self.store.full_path(&path)) {
+                Some(true) => live.push(hash.clone()),
+                Some(false) => {}
+                None => unknowable = true,
+            }
+        }
+        (!unknowable).then_some(live)
+    }
+
+    /// Checks the records of `dir` (sessions, automation tokens), each named
+    /// by its token's hash and owned by the user `owner` names, who must
+    /// list it in `listed`; one its user does not list is removed by
+    /// `--repair` (it authenticates nobody).
+    fn owned_records<T: DeserializeOwned>(
+        &mut self,
+        what: &'static str,
+        dir: &RecordPath,
+        owner: fn(&T) -> &Email,
+        listed: fn(&User) -> &Vec<String>,
+    ) {
+        let kind = what.trim_end_matches('s');
+        for path in self.json_files(dir) {
+            self.count(what);
+            let Some(record) = self.parse::<T>(&path) else {
                 continue;
             };
+            let email = owner(&record);
             let hash = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
-            let user: Option<User> = match self.store.read_json(&layout::user(&session.email)) {
+            let id = &hash[..16.min(hash.len())];
+            let user: Option<User> = match self.store.read_json(&layout::user(email)) {
                 Ok(user) => user,
                 Err(err) => {
-                    // Not "no user": deleting the session from that would revoke it.
-                    let problem = format!(
-                        "session {} of {}: {}",
-                        &hash[..16.min(hash.len())],
-                        session.email,
-                        Chain(&err)
-                    );
-                    self.found(problem, None);
+                    // Not "no user": deleting the record from that would revoke it.
+                    self.found(format!("{kind} {id} of {email}: {}", Chain(&err)), None);
                     continue;
                 }
             };
-            if !user.is_some_and(|user| user.sessions.contains(&hash)) {
+            if !user.is_some_and(|user| listed(&user).contains(&hash)) {
                 let fix = || fs::remove_file(&path);
-                self.found(
-                    format!(
-                        "session {} of {} is not listed by its user",
-                        &hash[..16.min(hash.len())],
-                        session.email
-                    ),
-                    Some(&fix),
-                );
+                self.found(format!("{kind} {id} of {email} is not listed by its user"), Some(&fix));
             }
         }
     }
@@ -346,7 +385,7 @@ impl Fsck<'_> {
         for (dir, found) in scanned {
             let record = match found {
                 Found::Uncommitted => {
-                    self.interrupted(dir.path(), "a package whose first version");
+                    self.without_record(&dir);
                     continue;
                 }
                 Found::NotADirectory => {
@@ -383,81 +422,187 @@ impl Fsck<'_> {
                     None,
                 ),
             }
-            self.versions(&dir, &record);
+            self.versions(&record);
+            self.package_files(&dir, &record);
+            self.package_history(&record);
             catalog.insert(record.name.key(), record);
         }
         catalog
     }
 
-    fn versions(&mut self, dir: &PackageDir, record: &PackageRecord) {
+    /// A package directory without `package.json`: an interrupted first
+    /// publish (a note) or something nothing explains (a problem).
+    fn without_record(&mut self, dir: &PackageDir) {
+        let names: Vec<String> = match dir.entries() {
+            Ok(entries) => entries.into_iter().map(|(name, _)| name).collect(),
+            Err(err) => {
+                self.found(format!("{} cannot be listed: {err}", self.relative(dir.path())), None);
+                return;
+            }
+        };
+        match dir.package_name() {
+            Some(name) if package::is_interrupted_first_publish(&name, &names) => {
+                self.interrupted(dir.path(), "a package whose first version")
+            }
+            _ => self.found(
+                format!(
+                    "{}: a package directory without package.json that no interrupted publish explains \
+                     (the server quarantines it at start; restore package.json from a backup)",
+                    self.relative(dir.path())
+                ),
+                None,
+            ),
+        }
+    }
+
+    /// Each live version's bundle is there and matches its record.
+    fn versions(&mut self, record: &PackageRecord) {
         for version in &record.versions {
             self.count("versions");
+            if version.revoked.is_some() {
+                continue;
+            }
             let bundle = self
                 .store
                 .full_path(&layout::version_bundle(&record.name, version.version));
-            if !self
-                .store
-                .full_path(&layout::version_outline(&record.name, version.version))
-                .exists()
-            {
-                self.found(
-                    format!("{} {}: outline.json is missing", record.name, version.version),
-                    None,
-                );
-            }
-            match (&version.revoked, fs::read(&bundle)) {
-                (None, Ok(bytes)) if sha256_hex(&bytes) == version.sha256 && bytes.len() as u64 == version.size => {}
-                (None, Ok(_)) => self.found(
+            match fs::read(&bundle) {
+                Ok(bytes) if sha256_hex(&bytes) == version.sha256 && bytes.len() as u64 == version.size => {}
+                Ok(_) => self.found(
                     format!(
                         "{} {}: the bundle does not match its SHA-256",
                         record.name, version.version
                     ),
                     None,
                 ),
-                (None, Err(_)) => self.found(
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => self.found(
                     format!("{} {}: the bundle is missing", record.name, version.version),
                     None,
                 ),
-                (Some(_), Ok(_)) => {
-                    let fix = || fs::remove_file(&bundle);
-                    self.found(
-                        format!(
-                            "{} {}: revoked, but its bundle is still on disk",
-                            record.name, version.version
-                        ),
-                        Some(&fix),
-                    );
-                }
-                (Some(_), Err(_)) => {}
-            }
-        }
-        for (name, path) in dir.version_dirs().unwrap_or_default() {
-            if !record.lists_version_dir(&name) {
-                let fix = || fs::remove_dir_all(&path);
-                self.found(
-                    format!("{} {name}: files of a version that was never committed", record.name),
-                    Some(&fix),
-                );
+                Err(err) => self.found(
+                    format!("{} {}: the bundle cannot be read: {err}", record.name, version.version),
+                    None,
+                ),
             }
         }
     }
 
-    fn events(&mut self, catalog: &BTreeMap<String, PackageRecord>) {
-        let head = self.event_head(catalog);
-        let mut announced = Announcements::new();
-        let mut private_in_log = BTreeMap::new();
-        for seq in 1..=head {
-            self.count("events");
-            let Some(event) = self.parse::<Event>(&self.store.full_path(&layout::event(seq))) else {
-                continue;
-            };
-            self.event(seq, &event, catalog);
-            note_announcement(&mut announced, &event);
-            if matches!(event.kind, EventKind::Private | EventKind::Public) {
-                private_in_log.insert(event.package.key(), event.kind == EventKind::Private);
+    /// What else is in the package's directory: the debris of interrupted
+    /// changes (a note; `--repair` removes it), or what nothing explains.
+    fn package_files(&mut self, dir: &PackageDir, record: &PackageRecord) {
+        let entries = match dir.entries() {
+            Ok(entries) => entries,
+            Err(err) => {
+                self.found(format!("{} cannot be listed: {err}", self.relative(dir.path())), None);
+                return;
+            }
+        };
+        for (name, path) in entries {
+            match package::classify(record, &name) {
+                Leftover::Expected => {}
+                Leftover::Debris => {
+                    let fix = || fs::remove_file(&path);
+                    self.leftover(
+                        format!("{}: the bundle of an interrupted publish or revocation", self.relative(&path)),
+                        &fix,
+                    );
+                }
+                Leftover::Unexplained => self.found(
+                    format!("{}: a file no package record explains", self.relative(&path)),
+                    None,
+                ),
             }
         }
-        self.announcements(catalog, &announced, &private_in_log);
+    }
+
+    /// The record's events and audit entries tell its versions' story: every
+    /// live version of a public package was announced, no revoked one is
+    /// still announced as published, no event names a version the record
+    /// lacks or another bundle, and every publish and revocation has its
+    /// audit entry.
+    fn package_history(&mut self, record: &PackageRecord) {
+        let name = &record.name;
+        for event in &record.events {
+            let recorded = event.version.map(|version| record.version(version));
+            let problem = if event.package.key() != name.key() {
+                Some(format!("event {} names {}", event.seq, event.package))
+            } else {
+                match recorded {
+                    Some(None) => Some(format!("event {} names {}, which does not exist", event.seq, event.subject())),
+                    Some(Some(version)) if version.sha256 != event.sha256 => Some(format!(
+                        "event {}: {} was announced with SHA-256 {}, but its record says {}",
+                        event.seq,
+                        event.subject(),
+                        event.sha256,
+                        version.sha256
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some(problem) = problem {
+                self.found(format!("{name}: {problem}"), None);
+            }
+        }
+        for version in &record.versions {
+            let (v, announced) = (version.version, record.announced(version.version));
+            let missing_event = match (&version.revoked, record.private) {
+                (None, false) => (announced != Some(EventKind::Publish)).then_some("publish"),
+                (Some(_), false) => (announced == Some(EventKind::Publish)).then_some("revoke"),
+                _ => None,
+            };
+            if let Some(kind) = missing_event {
+                self.found(format!("{name} {v}: no {kind} event tells mirrors what the record says"), None);
+            }
+            let audited = |wanted: &str| {
+                record.changes.iter().any(|change| match &change.action {
+                    Action::Published { version, .. } => wanted == "published" && *version == v.to_string(),
+                    Action::Revoked { version, .. } => wanted == "revoked" && *version == v.to_string(),
+                    _ => false,
+                })
+            };
+            for (needed, kind) in [(true, "published"), (version.revoked.is_some(), "revoked")] {
+                if needed && !audited(kind) {
+                    self.found(format!("{name} {v}: the audit entry of its being {kind} is missing"), None);
+                }
+            }
+        }
+        let last_privacy = record
+            .events
+            .iter()
+            .rev()
+            .find(|event| matches!(event.kind, EventKind::Private | EventKind::Public));
+        if last_privacy.is_some_and(|event| (event.kind == EventKind::Private) != record.private) {
+            self.found(
+                format!(
+                    "{name}: the record says it is {}, but its last privacy event says otherwise",
+                    if record.private { "private" } else { "public" }
+                ),
+                None,
+            );
+        }
+    }
+
+    /// The log gathered from every record numbers 1..N with no gap and no
+    /// number twice, and the packages site was told nothing beyond it.
+    fn events(&mut self, catalog: &BTreeMap<String, PackageRecord>) {
+        let mut seqs: Vec<(u64, String)> = catalog
+            .values()
+            .flat_map(|record| record.events.iter().map(|event| (event.seq, event.subject())))
+            .collect();
+        seqs.sort();
+        let mut expected = 1;
+        for (seq, subject) in &seqs {
+            self.count("events");
+            if *seq < expected {
+                self.found(format!("event {seq} ({subject}) is held by two records"), None);
+            } else if *seq > expected {
+                self.found(
+                    format!("the event log has a gap: events {expected} to {} are in no package record", seq - 1),
+                    None,
+                );
+            }
+            expected = seq + 1;
+        }
+        let head = expected - 1;
         let delivered = gren_registry_core::outbox::read_cursor(self.store)
             .map(|cursor| cursor.delivered)
             .unwrap_or(0);
@@ -467,115 +612,45 @@ impl Fsck<'_> {
                 None,
             );
         }
+        self.purge_cursors(head);
     }
 
-    /// The last committed event: checks the log has no gap, and finds (and
-    /// with `--repair` removes) trailing events whose record never counted
-    /// them, which a crash between the two leaves.
-    fn event_head(&mut self, catalog: &BTreeMap<String, PackageRecord>) -> u64 {
-        let files = self.json_files(&layout::events_dir());
-        let mut head = 0;
-        while self.store.full_path(&layout::event(head + 1)).exists() {
-            head += 1;
-        }
-        if files.len() as u64 != head {
-            self.found(
-                format!("the event log has a gap after event {head} ({} files)", files.len()),
-                None,
-            );
-        }
-        while head > 0 {
-            let path = self.store.full_path(&layout::event(head));
-            match self.store.read_json::<Event>(&layout::event(head)) {
-                Ok(Some(event)) if !committed(catalog, &event) => {
-                    let fix = || fs::remove_file(&path);
-                    self.found(
-                        format!("event {head} ({}) was never committed", event.subject()),
-                        Some(&fix),
-                    );
-                    head -= 1;
+    /// Each cache's purge cursor: readable, named by its URL's hash, not past
+    /// the last event.
+    fn purge_cursors(&mut self, head: u64) {
+        let Ok(cursors) = gren_registry_core::outbox::purge_cursors(self.store) else {
+            return;
+        };
+        for (file, cursor) in cursors {
+            self.count("purge cursors");
+            let problem = match cursor {
+                Err(err) => Some(format!("cannot be read: {err}")),
+                Ok(cursor) if cursor.delivered > head => {
+                    Some(format!("is past the last event ({} > {head})", cursor.delivered))
                 }
-                _ => break,
+                Ok(cursor) if cursor.url.as_deref().map(|url| sha256_hex(url.as_bytes())) != Some(file.clone()) => {
+                    Some("is not named by the SHA-256 of its url".to_string())
+                }
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                self.found(format!("the purge cursor outbox/purge/{file}.json {problem}"), None);
             }
         }
-        head
     }
 
-    /// One committed event against the records.
-    fn event(&mut self, seq: u64, event: &Event, catalog: &BTreeMap<String, PackageRecord>) {
-        if event.seq != seq {
-            self.found(format!("event {seq} says it is {}", event.seq), None);
-        } else if !committed(catalog, event) {
-            self.found(
-                format!("event {seq} names {}, which its record does not have", event.subject()),
-                None,
-            );
-        } else if let Some(recorded) = catalog
-            .get(&event.package.key())
-            .zip(event.version)
-            .and_then(|(record, version)| record.version(version))
-            && recorded.sha256 != event.sha256
-        {
+    /// What start-up moved aside: an operator's to look at.
+    fn quarantine(&mut self) {
+        let dir = self.store.full_path(&layout::quarantine_dir());
+        let held = fs::read_dir(&dir).map(|entries| entries.count()).unwrap_or(0);
+        if held > 0 {
             self.found(
                 format!(
-                    "event {seq}: {} was announced with SHA-256 {}, but its record says {}",
-                    event.subject(),
-                    event.sha256,
-                    recorded.sha256
+                    "{} holds what start-up could not explain ({held} batch(es)); see data/README.md, then remove it",
+                    self.relative(&dir)
                 ),
                 None,
             );
         }
     }
-
-    /// Each record says what mirrors were told (`announced`, privacy) as the
-    /// log does: going public again relies on it.
-    fn announcements(
-        &mut self,
-        catalog: &BTreeMap<String, PackageRecord>,
-        log: &Announcements,
-        private_in_log: &BTreeMap<String, bool>,
-    ) {
-        let none = BTreeMap::new();
-        for (key, record) in catalog {
-            let in_log = log.get(key).unwrap_or(&none);
-            if let Some(announced) = &record.announced
-                && announced != in_log
-            {
-                let show = |map: &BTreeMap<package::Version, EventKind>| {
-                    let list: Vec<String> = map.iter().map(|(v, kind)| format!("{v} {}", kind.as_str())).collect();
-                    format!("[{}]", list.join(", "))
-                };
-                self.found(
-                    format!(
-                        "{}: the record says mirrors were told {}, but the event log says {}",
-                        record.name,
-                        show(announced),
-                        show(in_log)
-                    ),
-                    None,
-                );
-            }
-            if private_in_log
-                .get(key)
-                .is_some_and(|private| *private != record.private)
-            {
-                self.found(
-                    format!(
-                        "{}: the record says it is {}, but the event log's last privacy event says otherwise",
-                        record.name,
-                        if record.private { "private" } else { "public" }
-                    ),
-                    None,
-                );
-            }
-        }
-    }
-}
-
-/// Whether the record of the event's package counts it (and has its version).
-fn committed(catalog: &BTreeMap<String, PackageRecord>, event: &Event) -> bool {
-    catalog.get(&event.package.key()).is_some_and(|record| {
-        record.last_event >= event.seq && event.version.is_none_or(|version| record.version(version).is_some())
-    })
 }

@@ -17,6 +17,7 @@ use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::{session, user};
 use gren_registry_core::error::Chain;
 use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
+use gren_registry_core::format::{self, FormatError};
 use gren_registry_core::outbox;
 use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
 use gren_registry_core::package::publish::{Packages, Published, Upload};
@@ -69,6 +70,8 @@ pub enum AdminError {
     #[error("{0}\nIf it is meant to be, run again with --allow-confusable.")]
     Confusable(IdentityError),
     #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -109,6 +112,9 @@ pub enum AdminCommand {
     },
     /// Copy the data directory (hard links) at one point in time.
     Snapshot { destination: PathBuf },
+    /// Upgrade the data directory to this release's data format, in place
+    /// (safe to interrupt: running it again finishes). Take a snapshot first.
+    Migrate,
     /// Add existing bundles (a package's history) without the successor rule.
     Import {
         #[arg(required = true)]
@@ -139,7 +145,8 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Notifications not yet delivered to the packages site.
+    /// Notifications not yet delivered to the packages site, and how far
+    /// each shared cache has been told to purge.
     Outbox,
     /// Counts of users, identities, packages, versions and bytes.
     Stats,
@@ -208,14 +215,44 @@ pub fn run_command(args: AdminArgs) -> Result<bool, Box<dyn std::error::Error>> 
 }
 
 /// Opens the data directory for changes: refuses while a server holds it.
+/// Opens the directory with its lock, in this release's format (a new one
+/// is stamped with it).
 fn open_for_changes(args: &AdminArgs) -> AdminResult<Store> {
-    let store = Store::open(&args.data_dir).map_err(AdminError::InUse)?;
+    let store = open_locked(args)?;
+    format::require_current(&store, true)?;
     store.sweep_temp_files()?;
     Ok(store)
 }
 
+fn open_locked(args: &AdminArgs) -> AdminResult<Store> {
+    Store::open(&args.data_dir).map_err(AdminError::InUse)
+}
+
 fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {
-    Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)
+    let store = Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)?;
+    format::require_current(&store, false)?;
+    Ok(store)
+}
+
+/// `admin migrate`: see [`format::migrate`].
+fn migrate(args: &AdminArgs) -> AdminResult<Report> {
+    let store = open_locked(args)?;
+    store.sweep_temp_files()?;
+    let done = format::migrate::migrate(&store)?;
+    let text = if done.from == format::CURRENT {
+        format!("{} is in data format {} already: nothing to do", args.data_dir.display(), format::CURRENT)
+    } else {
+        format!(
+            "migrated {} from data format {} to {}: {} package record(s) rewritten, holding {} event(s)",
+            args.data_dir.display(),
+            done.from,
+            format::CURRENT,
+            done.packages,
+            done.events
+        )
+    };
+    let json = json!({ "from": done.from, "to": format::CURRENT, "packages": done.packages, "events": done.events });
+    Ok(Report::ok(text, json))
 }
 
 /// Refuses to work on a data directory another user owns, unless allowed:
@@ -261,6 +298,7 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
             Ok(fsck::check(&store, false))
         }
         AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
+        AdminCommand::Migrate => migrate(args),
         AdminCommand::Import {
             bundles,
             private,
@@ -299,7 +337,7 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
             let name = PackageName::parse(package).ok_or_else(|| AdminError::InvalidPackageName(package.clone()))?;
             let version = Version::parse(version).ok_or_else(|| AdminError::InvalidVersion(version.clone()))?;
             let packages = Packages::open(&store)?;
-            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator)?;
+            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator, None)?;
             Ok(Report::ok(
                 format!("revoked {name} {version}: {reason}"),
                 json!({ "package": name, "version": version, "reason": reason }),
@@ -322,6 +360,7 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
                 let upload = Upload {
                     bytes: &bytes,
                     actor: &Actor::Operator,
+                    token: None,
                     private,
                     max_inflated: IMPORT_MAX_INFLATED,
                     kernel_authors,
@@ -415,7 +454,7 @@ fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
             if entry.private { " (private)" } else { "" }
         );
     }
-    let audit = identity::audit::read(store, &name, &found)?;
+    let audit = gren_registry_core::package::audit_log(store, &packages.catalog, &name, &found)?;
     Ok(Report::ok(
         text,
         json!({
@@ -478,7 +517,7 @@ fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
 fn outbox(store: &Store) -> AdminResult<Report> {
     let packages = Packages::open_read_only(store)?;
     let delivered = outbox::read_cursor(store)?.delivered;
-    let pending = packages.events.since(store, delivered, u64::MAX)?;
+    let pending = packages.events.since(delivered, u64::MAX);
     let mut text = format!(
         "delivered up to event {delivered} of {}; {} pending\n",
         packages.events.head(),
@@ -491,9 +530,21 @@ fn outbox(store: &Store) -> AdminResult<Report> {
         };
         text += &format!("  {} {} {subject} at {}\n", event.seq, event.kind.as_str(), event.at);
     }
+    let head = packages.events.head();
+    let mut caches = Vec::new();
+    for (file, cursor) in outbox::purge_cursors(store)? {
+        let cursor = cursor?;
+        let pending = head.saturating_sub(cursor.delivered);
+        let url = cursor.url.unwrap_or_default();
+        text += &format!(
+            "cache {url}: purged up to event {} of {head}; {pending} pending\n",
+            cursor.delivered
+        );
+        caches.push(json!({ "file": format!("{file}.json"), "url": url, "delivered": cursor.delivered, "pending": pending }));
+    }
     Ok(Report::ok(
         text,
-        json!({ "delivered": delivered, "head": packages.events.head(), "pending": pending }),
+        json!({ "caches": caches, "delivered": delivered, "head": head, "pending": pending }),
     ))
 }
 

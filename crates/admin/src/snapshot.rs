@@ -20,10 +20,13 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Not part of a snapshot: the running server's locks (linking them would
-/// share their lock with the original) and local development mail.
+/// share their lock with the original), local development mail, and the
+/// git repositories, which are derived from the bundles (and built again on
+/// demand) and written by git outside the writers' gate.
 fn skipped(top_level_name: &str) -> bool {
     [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE].contains(&top_level_name)
         || Path::new(top_level_name) == layout::mail_dir().as_path()
+        || Path::new(top_level_name) == layout::repositories_dir().as_path()
 }
 
 pub fn take(root: &Path, destination: &Path) -> AdminResult<Report> {

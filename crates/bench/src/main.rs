@@ -1,15 +1,20 @@
 //! The benchmark driver (`bench/run`): builds synthetic registries, starts
 //! the release binary, loads it with wrk on loopback against nginx serving
-//! the same bytes in the same run, and writes docs/PERFORMANCE.md.
+//! the same bytes in the same run, and writes docs/PERFORMANCE.md. The git
+//! rows ([`git`]) run git and the Gren compiler from npm; the CDN rows
+//! ([`cdn`]) run Varnish in front of the registry.
+
+mod cdn;
+mod git;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::user::User;
-use gren_registry_core::identity::{Identity, IdentityName, Member, Role};
+use gren_registry_core::identity::{Action, Identity, IdentityName, Member, Role};
 use gren_registry_core::package::events::{Event, EventKind};
-use gren_registry_core::package::{PackageName, PackageRecord, Range, Version, VersionRecord};
+use gren_registry_core::package::{PackageChange, PackageName, PackageRecord, Range, Version, VersionRecord};
 use gren_registry_core::store::{RecordPath, Store, layout};
 use gren_registry_core::time::Timestamp;
 use serde_json::{Value, json};
@@ -26,6 +31,8 @@ const AUTHORS: usize = 100;
 const VERSIONS_PER_PACKAGE: usize = 20;
 /// The package the publish benchmark publishes (removed before each run).
 const PUBLISH_BENCH: &str = "author-000/publish-bench";
+/// The packages of the CDN rows' own registry directory.
+const CDN_PACKAGES: usize = 6;
 
 struct Settings {
     packages: usize,
@@ -61,6 +68,40 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/release/gren-registry"));
     let real_bundles = root.join("tests/fixtures/bundles");
+    // Only the git rows, e.g. against a debug build:
+    // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --git-only
+    if std::env::args().any(|arg| arg == "--git-only") {
+        let ten = prepare(&work, &binary, &real_bundles, 10);
+        let server = RunningRegistry::start(&binary, &ten, &MailStub::start().url(), &work.join("server-git.log"));
+        let compiler = root.join("target/gren-compiler/node_modules/gren-lang/bin/compiler");
+        for row in [
+            git::fetch_row(&work, &server.url(""), &ten, 5),
+            git::install_row(&work, &server.url(""), &compiler, 1),
+        ] {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
+    // Only the storage rows (start-up, memory, publish), e.g. while changing
+    // the store: target/release/bench --store-only
+    if std::env::args().any(|arg| arg == "--store-only") {
+        let big = prepare(&work, &binary, &real_bundles, settings.packages);
+        for row in store_rows(&binary, &big, &work, &settings) {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
+    // Only the CDN rows, e.g. against a debug build:
+    // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --cdn-only
+    if std::env::args().any(|arg| arg == "--cdn-only") {
+        let own = prepare(&work, &binary, &real_bundles, CDN_PACKAGES);
+        let nginx = Nginx::start(&work, &real_bundles);
+        let mailer = MailStub::start();
+        for row in cdn::rows(&work, &binary, &own, &mailer.url(), &nginx, settings.seconds, 5) {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
     if uploads_only {
         let small = prepare(&work, &binary, &real_bundles, 5);
         let row = upload_burst(
@@ -168,16 +209,7 @@ fn main() {
 
     // 4. Publish, against write + fsync + rename + fsync(dir) of the same bytes.
     let (ours_ms, baseline_ms) = publish_vs_baseline(&server, &work, settings.publishes);
-    let ratio = ours_ms / baseline_ms;
-    rows.push([
-        format!("Publish, {} sequential versions: median latency", settings.publishes),
-        format!("{ours_ms:.2} ms"),
-        format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
-        format!(
-            "ratio {ratio:.2} (target ≤ 2: {})",
-            if ratio <= 2.0 { "met" } else { "missed" }
-        ),
-    ]);
+    rows.push(publish_row(settings.publishes, ours_ms, baseline_ms));
 
     // 6. Logins (stub Postmark, limits raised).
     let login = wrk(
@@ -195,30 +227,14 @@ fn main() {
 
     // 5. Start-up and memory at full size.
     let peak = server.rss_kib("VmHWM");
-    rows.push([
-        format!("Start-up with {versions} versions (spawn → listening)"),
-        format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
-        "—".into(),
-        format!(
-            "target < 1 s: {}",
-            if startup < Duration::from_secs(1) {
-                "met"
-            } else {
-                "missed"
-            }
-        ),
-    ]);
-    rows.push([
-        format!("Resident memory with {versions} versions"),
-        format!(
-            "{:.1} MB after start, {:.1} MB peak",
-            rss_after_start as f64 / 1024.0,
-            peak as f64 / 1024.0
-        ),
-        "—".into(),
-        format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
-    ]);
+    rows.push(startup_row(versions, startup));
+    rows.push(memory_row(versions, rss_after_start, peak));
     drop(server);
+
+    // 9. Through Varnish, on a directory of its own (it publishes and revokes).
+    let own = prepare(&work, &binary, &real_bundles, CDN_PACKAGES);
+    let purges = if quick { 5 } else { 20 };
+    rows.extend(cdn::rows(&work, &binary, &own, &mailer.url(), &nginx, settings.seconds, purges));
 
     // 7. Memory under a burst of worst-case uploads, on a fresh process.
     rows.push(upload_burst(
@@ -331,6 +347,7 @@ fn synthetic_bundle(name: &PackageName, version: Version, gren: &str, salt: usiz
 }
 
 fn generate(store: &Store, packages: usize) {
+    gren_registry_core::format::stamp(store).unwrap();
     let now = Timestamp::now();
     let email = Email::parse(EMAIL).unwrap();
     let mut identities = Vec::new();
@@ -360,6 +377,7 @@ fn generate(store: &Store, packages: usize) {
         created: now,
         sessions: vec![token_hash.clone()],
         identities,
+        tokens: Vec::new(),
     };
     write_json(store, &layout::user(&email), &user);
     let session = json!({
@@ -376,8 +394,9 @@ fn generate(store: &Store, packages: usize) {
             private: false,
             created: now,
             versions: Vec::new(),
-            last_event: 0,
-            announced: Some(Default::default()),
+            events: Vec::new(),
+            changes: Vec::new(),
+            revoked_outlines: Default::default(),
         };
         for step in 0..VERSIONS_PER_PACKAGE {
             let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
@@ -387,9 +406,8 @@ fn generate(store: &Store, packages: usize) {
             } else {
                 "0.6.0 <= v < 0.7.0"
             };
-            let (outline, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
+            let (_, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
             write_file(store, &layout::version_bundle(&name, version), &bytes);
-            write_json(store, &layout::version_outline(&name, version), &outline);
             seq += 1;
             let sha256 = sha256_hex(&bytes);
             let event = Event {
@@ -399,8 +417,18 @@ fn generate(store: &Store, packages: usize) {
                 package: name.clone(),
                 version: Some(version),
                 sha256: sha256.clone(),
+                token: None,
             };
-            write_json(store, &layout::event(seq), &event);
+            record.events.push(event);
+            record.changes.push(PackageChange {
+                at: now,
+                actor: EMAIL.to_string(),
+                token: None,
+                action: Action::Published {
+                    package: name.to_string(),
+                    version: version.to_string(),
+                },
+            });
             record.versions.push(VersionRecord {
                 version,
                 gren_version: Range::parse(gren).unwrap(),
@@ -412,14 +440,6 @@ fn generate(store: &Store, packages: usize) {
                 revoked: None,
             });
         }
-        record.last_event = seq;
-        record.announced = Some(
-            record
-                .versions
-                .iter()
-                .map(|v| (v.version, EventKind::Publish))
-                .collect(),
-        );
         write_json(store, &layout::package(&name), &record);
     }
 }
@@ -437,6 +457,11 @@ struct RunningRegistry {
 
 impl RunningRegistry {
     fn start(binary: &Path, data: &Path, postmark: &str, log: &Path) -> RunningRegistry {
+        RunningRegistry::start_with(binary, data, postmark, log, &[])
+    }
+
+    /// Like [`RunningRegistry::start`], with more settings.
+    fn start_with(binary: &Path, data: &Path, postmark: &str, log: &Path, env: &[(&str, &str)]) -> RunningRegistry {
         let port = free_port();
         let mut log_file = std::fs::File::create(log).unwrap();
         let mut child = Command::new(binary)
@@ -454,6 +479,7 @@ impl RunningRegistry {
             // wrk's connections all come from 127.0.0.1 and stand for as
             // many clients.
             .env("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "5000")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -942,4 +968,58 @@ fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String 
         let _ = writeln!(out, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
     }
     out
+}
+
+/// Start-up and memory at `dir`'s size, and publish against the durable
+/// write baseline, on a server of their own.
+fn store_rows(binary: &Path, dir: &Path, work: &Path, settings: &Settings) -> Vec<[String; 4]> {
+    let mailer = MailStub::start();
+    let started = Instant::now();
+    let server = RunningRegistry::start(binary, dir, &mailer.url(), &work.join("server-store.log"));
+    let startup = started.elapsed();
+    let rss_after_start = server.rss_kib("VmRSS");
+    let server = server.settle();
+    let versions = settings.packages * VERSIONS_PER_PACKAGE;
+    let (ours_ms, baseline_ms) = publish_vs_baseline(&server, work, settings.publishes);
+    let peak = server.rss_kib("VmHWM");
+    vec![
+        publish_row(settings.publishes, ours_ms, baseline_ms),
+        startup_row(versions, startup),
+        memory_row(versions, rss_after_start, peak),
+    ]
+}
+
+fn publish_row(publishes: usize, ours_ms: f64, baseline_ms: f64) -> [String; 4] {
+    let ratio = ours_ms / baseline_ms;
+    [
+        format!("Publish, {publishes} sequential versions: median latency"),
+        format!("{ours_ms:.2} ms"),
+        format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
+        format!("ratio {ratio:.2} (target ≤ 2: {})", if ratio <= 2.0 { "met" } else { "missed" }),
+    ]
+}
+
+fn startup_row(versions: usize, startup: Duration) -> [String; 4] {
+    [
+        format!("Start-up with {versions} versions (spawn → listening)"),
+        format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
+        "—".into(),
+        format!(
+            "target < 1 s: {}",
+            if startup < Duration::from_secs(1) { "met" } else { "missed" }
+        ),
+    ]
+}
+
+fn memory_row(versions: usize, rss_after_start: u64, peak: u64) -> [String; 4] {
+    [
+        format!("Resident memory with {versions} versions"),
+        format!(
+            "{:.1} MB after start, {:.1} MB peak",
+            rss_after_start as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
+        "—".into(),
+        format!("target < 150 MB: {}", if peak < 150 * 1024 { "met" } else { "missed" }),
+    ]
 }

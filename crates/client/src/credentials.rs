@@ -1,5 +1,7 @@
 //! `$HOME/.gren/user`: the session tokens the client holds, one entry per
-//! registry, readable only by the user (mode 0600).
+//! registry, readable only by the user (mode 0600). A token in
+//! `GREN_REGISTRY_TOKEN` (an automation token, in CI) wins over it, so a
+//! machine needs no login and no file.
 
 use super::{CliError, CliResult};
 use serde::{Deserialize, Serialize};
@@ -78,11 +80,31 @@ pub fn stored(registry: &str) -> CliResult<Option<Entry>> {
     Ok(load()?.into_iter().find(|entry| entry.registry == registry))
 }
 
+/// The environment variable holding a token (a CI secret) that the client
+/// uses instead of the stored login.
+pub const TOKEN_ENV: &str = "GREN_REGISTRY_TOKEN";
+
+/// `GREN_REGISTRY_TOKEN`, when set and not empty.
+fn token_from_env() -> Option<String> {
+    std::env::var(TOKEN_ENV)
+        .ok()
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty())
+}
+
+/// The token for `registry`: `GREN_REGISTRY_TOKEN`, else the stored login.
+pub fn optional_token(registry: &str) -> CliResult<Option<String>> {
+    match token_from_env() {
+        Some(token) => Ok(Some(token)),
+        None => Ok(stored(registry)?.map(|entry| entry.token)),
+    }
+}
+
 /// The token for `registry`, or an error telling how to get one.
 pub fn token_for(registry: &str) -> CliResult<String> {
-    stored(registry)?.map(|entry| entry.token).ok_or_else(|| {
+    optional_token(registry)?.ok_or_else(|| {
         CliError(format!(
-            "You are not logged in to {registry}.\nLog in with `gren-registry login`."
+            "You are not logged in to {registry}.\nLog in with `gren-registry login`, or set {TOKEN_ENV}."
         ))
     })
 }

@@ -1,12 +1,15 @@
 //! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
-//! `identity`, `private` and `install`, speaking the registry's HTTP API. It
+//! `identity`, `token`, `private`, `install` and `setup-git` (with its git
+//! credential helper), speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
 mod credentials;
+mod git;
 mod install;
 mod login;
 pub mod project;
 mod remote;
+mod token;
 
 use clap::{Args, Subcommand};
 use gren_registry_core::api::{
@@ -85,6 +88,9 @@ pub enum ClientCommand {
     /// Publishing identities and their members.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Automation tokens, for publishing from CI (GREN_REGISTRY_TOKEN).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Make a package private or public.
     Private {
         /// author/project
@@ -94,6 +100,18 @@ pub enum ClientCommand {
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
     Install { dir: Option<PathBuf> },
+    /// Let the Gren compiler install from this registry: adds to your global
+    /// git configuration an `insteadOf` sending https://github.com/ here, and
+    /// a credential helper (this program) for private packages.
+    SetupGit {
+        /// Take out what `setup-git` added.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// git's credential helper for this registry, which `setup-git` sets up:
+    /// `get` answers with the stored token, for this registry's host only.
+    #[command(hide = true)]
+    GitCredential { operation: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +169,7 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             Ok(())
         }
         ClientCommand::Identity(command) => identity(&registry, command),
+        ClientCommand::Token(command) => token::run(&registry, command),
         ClientCommand::Private { package, setting } => {
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
@@ -160,9 +179,12 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             Ok(())
         }
         ClientCommand::Install { dir } => {
-            let token = credentials::stored(&registry.url)?.map(|entry| entry.token);
+            let token = credentials::optional_token(&registry.url)?;
             install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
+        ClientCommand::SetupGit { remove: false } => git::set_up(&registry.url),
+        ClientCommand::SetupGit { remove: true } => git::remove(&registry.url),
+        ClientCommand::GitCredential { operation } => git::credential(&registry.url, &operation),
     }
 }
 

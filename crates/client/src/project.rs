@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const KERNEL_DIR: [&str; 2] = ["Gren", "Kernel"];
 
@@ -169,38 +169,18 @@ fn read_sources(src: &Path) -> CliResult<BTreeMap<String, String>> {
     Ok(sources)
 }
 
-/// Writes a bundle out as a project directory: `gren.json` and `src/`.
-/// (The inverse of [`build_bundle`], used to check it and to inspect bundles.)
+/// Writes a bundle out as a project directory: `gren.json` and `src/`
+/// (see [`gren_registry_core::bundle::project`]). The inverse of
+/// [`build_bundle`], used to check it and to inspect bundles.
 pub fn unpack(bundle: &[u8], dir: &Path) -> CliResult<()> {
     let decoded = gren_registry_core::bundle::read(bundle, 256 * 1024 * 1024)?;
-    let write = |path: PathBuf, text: &[u8]| -> CliResult<()> {
+    for file in gren_registry_core::bundle::project::project_files(&decoded)? {
+        let path = dir.join(&file.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|err| CliError(err.to_string()))?;
         }
-        std::fs::write(&path, text).map_err(|err| CliError(format!("Cannot write {}: {err}", path.display())))
-    };
-    let manifest =
-        serde_json::to_vec_pretty(&Value::Object(decoded.outline)).map_err(|err| CliError(err.to_string()))?;
-    write(dir.join("gren.json"), &manifest)?;
-    for (module, text) in &decoded.sources {
-        let parts: Vec<&str> = module.split('.').collect();
-        if parts
-            .iter()
-            .any(|part| gren_registry_core::store::check_component(part).is_err())
-        {
-            return Err(CliError(format!(
-                "The bundle has a module with an unsafe name: {module:?}"
-            )));
-        }
-        let extension = if module.starts_with("Gren.Kernel.") {
-            "js"
-        } else {
-            "gren"
-        };
-        let mut path = dir.join("src");
-        path.extend(&parts);
-        path.set_extension(extension);
-        write(path, text.as_bytes())?;
+        std::fs::write(&path, &file.bytes)
+            .map_err(|err| CliError(format!("Cannot write {}: {err}", path.display())))?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@
 
 use crate::auth::email::Email;
 use crate::auth::session::SessionView;
+use crate::auth::token::TokenView;
 use crate::identity::invitation::Received;
 use crate::identity::{AuditEntry, Invitation, Member, Role};
 use crate::package::events::Event;
@@ -123,6 +124,34 @@ pub struct SessionList {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InvitationList {
     pub invitations: Vec<Received>,
+}
+
+// --- Automation tokens: /user/tokens --------------------------------------
+
+/// `POST /user/tokens`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequest {
+    pub name: String,
+    /// `publish:<pattern>`, `revoke:<pattern>`, `download:<identity>`.
+    pub scopes: Vec<String>,
+    /// Required: 1 to 365.
+    pub expires_in_days: u64,
+}
+
+/// `POST /user/tokens` → 201 (sorted): the secret, this once, and what
+/// listings show of the token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token: String,
+    #[serde(flatten)]
+    pub view: TokenView,
+}
+
+/// `GET /user/tokens` → 200 (sorted).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
 }
 
 // --- Publishing identities: /publishing-identity ---------------------------

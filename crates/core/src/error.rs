@@ -52,6 +52,10 @@ error_codes! {
     InvalidQuery => "invalid_query",
     InvalidWait => "invalid_wait",
     InvalidReason => "invalid_reason",
+    /// An automation token's scope that is not `action:target`.
+    InvalidScope => "invalid_scope",
+    /// An automation token's lifetime outside 1 to 365 days.
+    InvalidExpiry => "invalid_expiry",
     LoginUsed => "login_used",
     LoginExpired => "login_expired",
     LoginLocked => "login_locked",
@@ -59,6 +63,10 @@ error_codes! {
     // 401, 403
     Unauthorized => "unauthorized",
     Forbidden => "forbidden",
+    /// An automation token used outside its scopes.
+    MissingScope => "missing_scope",
+    /// An automation token used where only a person's session will do.
+    SessionRequired => "session_required",
     // 404
     NotFound => "not_found",
     IdentityNotFound => "identity_not_found",
@@ -69,6 +77,7 @@ error_codes! {
     NoCompatibleVersion => "no_compatible_version",
     NoPreviousVersion => "no_previous_version",
     SessionNotFound => "session_not_found",
+    TokenNotFound => "token_not_found",
     // 405, 408
     MethodNotAllowed => "method_not_allowed",
     RequestTimeout => "request_timeout",
@@ -78,6 +87,7 @@ error_codes! {
     IdentityNameConfusable => "identity_name_confusable",
     LastAdmin => "last_admin",
     TooManyInvitations => "too_many_invitations",
+    TooManyTokens => "too_many_tokens",
     VersionExists => "version_exists",
     PrivacyMismatch => "privacy_mismatch",
     PackageNameCollision => "package_name_collision",

@@ -5,18 +5,23 @@
 //! the e-mails the domain sends ([`mail`]: the message and the mailer trait),
 //! and the [`store`] (files and locks) they all commit through; plus what
 //! they share: the [`error`] type, [`time`], rate limits, budgets, logging.
+//! Packages are also served as git repositories ([`repository`]), built
+//! and served by running [`git`].
 
 pub mod api;
 pub mod auth;
 pub mod budget;
 pub mod bundle;
 pub mod error;
+pub mod format;
+pub mod git;
 pub mod identity;
 pub mod logging;
 pub mod mail;
 pub mod outbox;
 pub mod package;
 pub mod ratelimit;
+pub mod repository;
 mod serde_text;
 pub mod store;
 pub mod time;

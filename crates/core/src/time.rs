@@ -36,6 +36,13 @@ impl Timestamp {
         self.0 <= SystemTime::now()
     }
 
+    /// Whole seconds since 1970 (zero before it).
+    pub fn unix_seconds(self) -> u64 {
+        self.0
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
+    }
+
     /// Time since `self`, zero when it is in the future.
     pub fn elapsed(self) -> Duration {
         SystemTime::now().duration_since(self.0).unwrap_or(Duration::ZERO)

@@ -9,6 +9,7 @@ use gren_registry_core::error::Chain;
 use gren_registry_core::identity::invitation;
 use gren_registry_core::package::publish::Packages;
 use gren_registry_core::ratelimit::RateLimiter;
+use gren_registry_core::repository::Repositories;
 use gren_registry_core::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct App {
     /// Membership e-mails per recipient address.
     pub member_mails_per_email: RateLimiter,
     pub packages: Packages,
+    /// The packages' git repositories, for `/git/…`.
+    pub repositories: Repositories,
+    /// git processes serving fetches.
+    pub git_processes: Budget,
     /// Who is invited where, for `GET /user/invitations`.
     pub invitations: invitation::Index,
     pub confirmations: Confirmations,
@@ -48,7 +53,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, store: Store, packages: Packages, public_url: String) -> App {
+    pub fn new(config: Config, store: Store, packages: Packages, repositories: Repositories, public_url: String) -> App {
         let mailer: Box<dyn Mailer> = match &config.postmark_server_token {
             Some(token) if !token.is_empty() => Box::new(Postmark::new(
                 &config.postmark_url,
@@ -67,7 +72,9 @@ impl App {
             inflations: Budget::new(config.max_inflations, "bundle checks"),
             member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
             member_mails_per_email: RateLimiter::new(config.member_mail_limit_per_email, HOUR),
+            git_processes: Budget::new(config.git_processes, "git fetches"),
             packages,
+            repositories,
             invitations: invitation::Index::default(),
             confirmations: Confirmations::new((config.max_handlers / WAITING_SHARE).max(1)),
             mailer,

@@ -19,6 +19,9 @@ pub const MAX_HANDLERS: usize = 1_000;
 /// Longer than any service manager waits for a stop (systemd: 90 s by default).
 pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 300;
 
+/// Where the Gren compiler fetches packages from when nobody redirects it.
+pub const DEFAULT_GIT_FALLBACK: &str = "https://github.com";
+
 /// Names that would confuse people or tools if a user owned them: the
 /// language's own identity (`gren-lang`, which ships the core packages and,
 /// by default, kernel code), the registry's own words, mail roles, and
@@ -141,6 +144,24 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_SECRET", hide_env_values = true)]
     pub package_site_secret: Option<String>,
 
+    /// Shared caches (Varnish, a CDN's purge API) to tell, after every
+    /// publish, revocation and privacy change, to drop the package's cached
+    /// answers and the listings (`POST <url>` with `Surrogate-Key`),
+    /// comma-separated; each gets every purge, in order, retried until it
+    /// answers 2xx. Unset: no cache is told.
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_URLS", value_delimiter = ',')]
+    pub cache_purge_urls: Vec<String>,
+
+    /// The shared secret purges carry (in GREN_REGISTRY_CACHE_PURGE_HEADER);
+    /// required with GREN_REGISTRY_CACHE_PURGE_URLS.
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_SECRET", hide_env_values = true)]
+    pub cache_purge_secret: Option<String>,
+
+    /// The header that carries the purge secret (`Fastly-Key` for Fastly's
+    /// purge API).
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_HEADER", default_value = "X-Purge-Secret")]
+    pub cache_purge_header: String,
+
     /// Reverse proxies (IP addresses, comma-separated) whose
     /// `X-Forwarded-For` names the real client, for per-IP limits and logs.
     #[arg(long, env = "GREN_REGISTRY_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -174,6 +195,20 @@ pub struct Config {
     /// they are abandoned and the process exits.
     #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+
+    /// Where `/git/<author>/<project>.git` requests for authors that are no
+    /// identity of this registry are redirected (302, same path); empty:
+    /// they are answered 404.
+    #[arg(long, env = "GREN_REGISTRY_GIT_FALLBACK", default_value = DEFAULT_GIT_FALLBACK)]
+    pub git_fallback: String,
+
+    /// git processes serving fetches at once; more wait up to 3 s, then 503.
+    #[arg(long, env = "GREN_REGISTRY_GIT_PROCESSES", default_value_t = 4)]
+    pub git_processes: u64,
+
+    /// Seconds a git process serving a fetch may run before it is stopped.
+    #[arg(long, env = "GREN_REGISTRY_GIT_TIMEOUT", default_value_t = 60)]
+    pub git_timeout_secs: u64,
 }
 
 impl Config {
@@ -223,6 +258,24 @@ impl Config {
             secret_set,
             || "must not be empty (unset it instead)",
         );
+        for url in &self.cache_purge_urls {
+            problems.http_url("GREN_REGISTRY_CACHE_PURGE_URLS", Some(url));
+            // The secret goes in a header; a URL is logged and stored.
+            problems.require("GREN_REGISTRY_CACHE_PURGE_URLS", !url.contains('@'), || {
+                "must not carry credentials (the secret goes in GREN_REGISTRY_CACHE_PURGE_SECRET)"
+            });
+        }
+        let purge_secret = self.cache_purge_secret.as_deref().unwrap_or_default();
+        problems.require(
+            "GREN_REGISTRY_CACHE_PURGE_SECRET",
+            self.cache_purge_urls.is_empty() || purge_secret.len() >= 16,
+            || "must be set, at least 16 characters, when GREN_REGISTRY_CACHE_PURGE_URLS is",
+        );
+        let header_ok = !self.cache_purge_header.is_empty()
+            && self.cache_purge_header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        problems.require("GREN_REGISTRY_CACHE_PURGE_HEADER", header_ok, || {
+            "must be a header name (letters, digits, `-`)"
+        });
         problems.at_least_one("GREN_REGISTRY_MAX_CONNECTIONS", self.max_connections as u64);
         problems.at_least_one("GREN_REGISTRY_MAX_HANDLERS", self.max_handlers as u64);
         problems.at_most(
@@ -262,6 +315,17 @@ impl Config {
         problems.at_least_one(
             "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT",
             self.max_connections_per_client as u64,
+        );
+        if !self.git_fallback.is_empty() {
+            problems.http_url("GREN_REGISTRY_GIT_FALLBACK", Some(&self.git_fallback));
+        }
+        problems.at_least_one("GREN_REGISTRY_GIT_PROCESSES", self.git_processes);
+        problems.at_least_one("GREN_REGISTRY_GIT_TIMEOUT", self.git_timeout_secs);
+        problems.at_most(
+            "GREN_REGISTRY_GIT_TIMEOUT",
+            self.git_timeout_secs,
+            MAX_REQUEST_TIMEOUT_SECS,
+            "seconds",
         );
         problems.at_most(
             "GREN_REGISTRY_SHUTDOWN_GRACE",
@@ -411,6 +475,8 @@ mod tests {
             ("--publish-limit-per-hour", "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR"),
             ("--max-connections", "GREN_REGISTRY_MAX_CONNECTIONS"),
             ("--max-handlers", "GREN_REGISTRY_MAX_HANDLERS"),
+            ("--git-processes", "GREN_REGISTRY_GIT_PROCESSES"),
+            ("--git-timeout-secs", "GREN_REGISTRY_GIT_TIMEOUT"),
         ] {
             refused(&[flag, "0"], variable);
             config(&[flag, "1"]).validate().unwrap();
@@ -428,6 +494,14 @@ mod tests {
     fn handlers_are_at_most_a_thousand() {
         config(&["--max-handlers", "1000"]).validate().unwrap();
         refused(&["--max-handlers", "1001"], "GREN_REGISTRY_MAX_HANDLERS");
+    }
+
+    #[test]
+    fn the_git_fallback_is_an_http_url_or_empty_for_none() {
+        config(&["--git-fallback", ""]).validate().unwrap();
+        config(&["--git-fallback", "https://git.example.org/base"]).validate().unwrap();
+        refused(&["--git-fallback", "github.com"], "GREN_REGISTRY_GIT_FALLBACK");
+        refused(&["--git-timeout-secs", "3601"], "GREN_REGISTRY_GIT_TIMEOUT");
     }
 
     #[test]
@@ -495,6 +569,31 @@ mod tests {
         assert!(unset.validate().unwrap_err().contains("GREN_REGISTRY_DATA_DIR"));
         refused(&["--package-site-secret", ""], "GREN_REGISTRY_PACKAGE_SITE_SECRET");
         config(&["--package-site-secret", "s3cret"]).validate().unwrap();
+    }
+
+    #[test]
+    fn cache_purges_need_http_urls_without_credentials_and_a_secret() {
+        let secret = "0123456789abcdef";
+        let urls = "http://127.0.0.1:6081/.gren-registry/purge,https://api.fastly.com/service/x/purge";
+        config(&["--cache-purge-urls", urls, "--cache-purge-secret", secret])
+            .validate()
+            .unwrap();
+        refused(&["--cache-purge-urls", urls], "GREN_REGISTRY_CACHE_PURGE_SECRET");
+        refused(
+            &["--cache-purge-urls", urls, "--cache-purge-secret", "short"],
+            "GREN_REGISTRY_CACHE_PURGE_SECRET",
+        );
+        for bad in ["varnish:6081", "http://user:pass@varnish/purge", "ftp://varnish/"] {
+            refused(
+                &["--cache-purge-urls", bad, "--cache-purge-secret", secret],
+                "GREN_REGISTRY_CACHE_PURGE_URLS",
+            );
+        }
+        refused(&["--cache-purge-header", "X Bad:"], "GREN_REGISTRY_CACHE_PURGE_HEADER");
+        let message = config(&["--cache-purge-urls", "http://a@b/", "--cache-purge-secret", "x"])
+            .validate()
+            .unwrap_err();
+        assert!(!message.contains("\"x\""), "the secret is not echoed: {message}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! gren-registry-http: the HTTP service on top of `gren_registry_core`: the
 //! server, routing and handlers ([`http`]), what every request shares
 //! ([`app`]), the `serve` configuration ([`config`]) and wiring ([`serve`]),
-//! the packages-site sender ([`notify`]), the mailers ([`mail`]: Postmark and
+//! the packages-site sender ([`notify`]), the caches' purger ([`purge`]), the mailers ([`mail`]: Postmark and
 //! the local sink), and the fuzz targets' entry points ([`fuzzing`]).
 
 pub mod app;
@@ -11,4 +11,5 @@ pub mod fuzzing;
 pub mod http;
 pub mod mail;
 pub mod notify;
+pub(crate) mod purge;
 pub mod serve;

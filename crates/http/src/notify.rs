@@ -11,14 +11,15 @@
 //! until the site answers 2xx, 3xx or 409 (the import job already exists).
 //!
 //! The cursor's record and reading it are in `gren_registry_core::outbox`,
-//! which `admin` reads too.
+//! which `admin` reads too. The delivery loop ([`Outbox`]) serves the
+//! caches' purges too (`crate::purge`).
 
 use crate::app::App;
 use gren_registry_core::auth::secret::hex;
 use gren_registry_core::error::Chain;
-use gren_registry_core::outbox::{Cursor, read_cursor};
+use gren_registry_core::outbox::{Cursor, read_cursor, read_cursor_at};
 use gren_registry_core::package::events::Event;
-use gren_registry_core::store::{StoreError, layout};
+use gren_registry_core::store::{RecordPath, StoreError, layout};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
@@ -29,66 +30,102 @@ pub const SIGNATURE_HEADER: &str = "X-Gren-Registry-Signature";
 
 /// The events not yet delivered, oldest first.
 pub fn pending(app: &App, limit: u64) -> Result<Vec<Event>, StoreError> {
-    app.packages
-        .events
-        .since(&app.store, read_cursor(&app.store)?.delivered, limit)
+    let delivered = read_cursor(&app.store)?.delivered;
+    Ok(app.packages.events.since(delivered, limit))
 }
 
-/// Delivers events to `site_url` until the app stops.
-pub fn deliver_until_stopped(app: &App, site_url: &str) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client for outbox deliveries: bounded waits, no redirects, every
+/// status an answer.
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_global(Some(Duration::from_secs(15)))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
-        .into();
+        .into()
+}
+
+/// Delivers events to `site_url` until the app stops.
+pub fn deliver_until_stopped(app: &App, site_url: &str) {
+    let agent = agent();
     let endpoint = format!("{}/import/init", site_url.trim_end_matches('/'));
     let secret = app
         .config
         .package_site_secret
         .as_deref()
         .filter(|secret| !secret.is_empty());
-    let mut backoff = FIRST_BACKOFF;
-    while !app.is_stopping() {
-        let batch = match pending(app, 100) {
-            Ok(batch) => batch,
-            Err(err) => {
-                log::error!("notify: cannot read the outbox: {}", Chain(&err));
-                pause(app, backoff);
-                continue;
-            }
-        };
-        let Some(first) = batch.first() else {
-            let delivered = read_cursor(&app.store).map(|cursor| cursor.delivered).unwrap_or(0);
-            // Short waits: a wake-up at shutdown may come before the wait starts.
-            app.packages.events.wait_beyond(delivered, Duration::from_secs(1));
-            continue;
-        };
+    let outbox = Outbox {
+        name: "notify",
+        cursor: layout::outbox_cursor(),
+        url: None,
+    };
+    outbox.follow_until_stopped(app, |batch| {
+        let first = &batch[0];
         let last = batch
             .iter()
             .take_while(|event| event.package == first.package)
             .last()
             .unwrap_or(first);
-        match deliver(&agent, &endpoint, secret, first) {
-            Ok(()) => {
-                backoff = FIRST_BACKOFF;
-                if let Err(err) = app
-                    .store
-                    .write_json(&layout::outbox_cursor(), &Cursor { delivered: last.seq })
-                {
-                    log::error!("notify: cannot move the outbox cursor: {err}");
+        deliver(&agent, &endpoint, secret, first)
+            .map(|()| last.seq)
+            .map_err(|reason| format!("telling the packages site about {} failed ({reason})", first.package))
+    });
+}
+
+/// One destination of the event log: its cursor, and the URL the cursor
+/// records (a cache's, whose file name only hashes it).
+pub(crate) struct Outbox {
+    /// For the log: `notify`, `purge`.
+    pub name: &'static str,
+    pub cursor: RecordPath,
+    pub url: Option<String>,
+}
+
+impl Outbox {
+    /// Hands the pending events, oldest first, to `deliver` until the app
+    /// stops. `deliver` delivers some of them, from the first, and answers
+    /// the number of the last one it delivered, which the cursor then
+    /// names; or why it failed, and the same events come again after a
+    /// backoff, so the destination gets every event, in order.
+    pub(crate) fn follow_until_stopped(&self, app: &App, mut deliver: impl FnMut(&[Event]) -> Result<u64, String>) {
+        let mut backoff = FIRST_BACKOFF;
+        while !app.is_stopping() {
+            let delivered = match read_cursor_at(&app.store, &self.cursor) {
+                Ok(cursor) => cursor.delivered,
+                Err(err) => {
+                    log::error!("{}: cannot read the outbox: {}", self.name, Chain(&err));
+                    pause(app, backoff);
+                    continue;
+                }
+            };
+            let batch = app.packages.events.since(delivered, 100);
+            if batch.is_empty() {
+                // Short waits: a wake-up at shutdown may come before the wait starts.
+                app.packages.events.wait_beyond(delivered, Duration::from_secs(1));
+                continue;
+            }
+            match deliver(&batch) {
+                Ok(last) => {
+                    backoff = FIRST_BACKOFF;
+                    self.move_cursor(app, last);
+                }
+                Err(reason) => {
+                    log::warn!("{}: {reason}; retrying in {}s", self.name, backoff.as_secs());
+                    pause(app, backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
-            Err(reason) => {
-                log::warn!(
-                    "notify: telling the packages site about {} failed ({reason}); retrying in {}s",
-                    first.package,
-                    backoff.as_secs()
-                );
-                pause(app, backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+        }
+    }
+
+    pub(crate) fn move_cursor(&self, app: &App, delivered: u64) {
+        let cursor = Cursor {
+            delivered,
+            url: self.url.clone(),
+        };
+        if let Err(err) = app.store.write_json(&self.cursor, &cursor) {
+            log::error!("{}: cannot move the outbox cursor: {err}", self.name);
         }
     }
 }
@@ -118,7 +155,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 /// Sleeps for `duration`, waking early when the app stops.
-fn pause(app: &App, duration: Duration) {
+pub(crate) fn pause(app: &App, duration: Duration) {
     let step = Duration::from_millis(100);
     let mut slept = Duration::ZERO;
     while slept < duration && !app.is_stopping() {

@@ -6,8 +6,10 @@ use crate::app::App;
 use crate::config::Config;
 use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
-use crate::notify;
+use crate::{notify, purge};
 use gren_registry_core::error::Chain;
+use gren_registry_core::git::Git;
+use gren_registry_core::repository::Repositories;
 use gren_registry_core::package::publish::Packages;
 use gren_registry_core::store::{self, Store, layout};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -18,7 +20,10 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Before anything is opened: a bad setting must not cost a data
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
+    let git = Git::default();
+    let git_version = git.check_installed()?;
     let store = Store::open(&config.data_dir)?;
+    gren_registry_core::format::require_current(&store, true)?;
     warn_about_exposure(&store);
     let limits = limits(&config);
     let server = Server::bind(&config.listen, limits.clone())
@@ -27,7 +32,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let public_url = config.public_url_for(bound);
     let mail_mode = mail_mode(&config, &store);
     let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", Chain(&err)))?;
-    let app = Arc::new(App::new(config, store, packages, public_url));
+    let app = Arc::new(App::new(config, store, packages, Repositories::new(git), public_url));
 
     let shutdown = server.shutdown_handle()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -52,6 +57,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    let purgers = purge::start(&app)?;
     sweep_in_the_background(&app)?;
     let housekeeping = {
         let app = app.clone();
@@ -61,7 +67,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     log::info!(
-        "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode})",
+        "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode}, {git_version})",
         env!("CARGO_PKG_VERSION"),
         app.store.root().display(),
         app.public_url,
@@ -77,6 +83,9 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _ = housekeeping.join();
     if let Some(notifier) = notifier {
         let _ = notifier.join();
+    }
+    for purger in purgers {
+        let _ = purger.join();
     }
     log::info!("stopped");
     Ok(())

@@ -387,41 +387,8 @@ impl Server {
         self.send_on(HttpConn::new(self.connect_from(from)), method, path, headers, body)
     }
 
-    fn send_on(&self, mut conn: HttpConn, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let given = |name: &str| headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name));
-        let mut head = format!("{method} {path} HTTP/1.1\r\n");
-        if !given("host") {
-            head.push_str(&format!("Host: {}\r\n", self.addr));
-        }
-        if !given("user-agent") {
-            head.push_str(&format!("User-Agent: {USER_AGENT}\r\n"));
-        }
-        if !given("connection") {
-            head.push_str("Connection: close\r\n");
-        }
-        if !given("content-length")
-            && !given("transfer-encoding")
-            && (!body.is_empty() || !matches!(method, "GET" | "HEAD"))
-        {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        for (key, value) in headers {
-            head.push_str(&format!("{key}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut message = head.into_bytes();
-        message.extend_from_slice(body);
-        conn.stream
-            .write_all(&message)
-            .unwrap_or_else(|err| panic!("cannot send {method} {path}: {err}"));
-        loop {
-            let reply = conn
-                .read_response(method == "HEAD")
-                .unwrap_or_else(|err| panic!("no response to {method} {path}: {err}"));
-            if !(100..200).contains(&reply.status) {
-                return reply;
-            }
-        }
+    fn send_on(&self, conn: HttpConn, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        send_request(conn, &self.addr.to_string(), method, path, headers, body)
     }
 
     /// The package listing at `path` (`/packages`, or a query of it) as
@@ -502,6 +469,61 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// One request on `conn` to the server known as `host` (see [`Server::send`]
+/// for the headers added): for the registry and for proxies in front of it.
+pub fn send_request(
+    mut conn: HttpConn,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let given = |name: &str| headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !given("host") {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
+    if !given("user-agent") {
+        head.push_str(&format!("User-Agent: {USER_AGENT}\r\n"));
+    }
+    if !given("connection") {
+        head.push_str("Connection: close\r\n");
+    }
+    if !given("content-length")
+        && !given("transfer-encoding")
+        && (!body.is_empty() || !matches!(method, "GET" | "HEAD"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (key, value) in headers {
+        head.push_str(&format!("{key}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    conn.stream
+        .write_all(&message)
+        .unwrap_or_else(|err| panic!("cannot send {method} {path}: {err}"));
+    loop {
+        let reply = conn
+            .read_response(method == "HEAD")
+            .unwrap_or_else(|err| panic!("no response to {method} {path}: {err}"));
+        if !(100..200).contains(&reply.status) {
+            return reply;
+        }
+    }
+}
+
+/// A loopback port nobody listens on (for a proxy a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `gren-registry serve`, under `umask` when one is given.
@@ -1176,6 +1198,13 @@ pub fn version_numbers(record: &serde_json::Value) -> Vec<&str> {
         .iter()
         .map(|entry| entry["version"].as_str().unwrap())
         .collect()
+}
+
+/// Marks a directory a test fills by hand as being in this release's data
+/// format (`format.json`), as the registry does when it first opens one;
+/// records planted without it look like an older format's.
+pub fn stamp_current_format(dir: &Path) {
+    std::fs::write(dir.join("format.json"), b"{\"format\": 2}\n").unwrap();
 }
 
 /// A JSON file's contents.

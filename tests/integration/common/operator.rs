@@ -61,6 +61,13 @@ impl Out {
     }
 
     #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) -> &Out {
+        let wrong = format!("stderr should mention {needle:?}");
+        assert!(self.stderr.contains(needle), "{}", self.report(&wrong));
+        self
+    }
+
+    #[track_caller]
     pub fn assert_stdout_has(&self, needle: &str) -> &Out {
         let wrong = format!("output should mention {needle:?}");
         assert!(self.stdout.contains(needle), "{}", self.report(&wrong));

@@ -16,6 +16,8 @@ pub enum AuthError {
     UnknownToken,
     #[error("The session has expired; log in again.")]
     SessionExpired,
+    #[error("The token {name:?} has expired; create a new one with `gren-registry token create`.")]
+    TokenExpired { name: String },
     /// A login token of the wrong shape, or naming no login.
     #[error("This login token is unknown; start a new login.")]
     UnknownLogin,

@@ -7,6 +7,10 @@ use subtle::ConstantTimeEq;
 /// Every session token starts with this, so that secret scanners and people
 /// can recognise a leaked Gren registry token.
 pub const SESSION_TOKEN_PREFIX: &str = "gren_";
+/// Every automation token starts with this instead: a leaked one is told
+/// from a person's session at a glance (and by secret scanners), and the
+/// registry knows which record to look for before hashing anything.
+pub const AUTOMATION_TOKEN_PREFIX: &str = "gren_token_";
 /// 192 random bits per token.
 const TOKEN_BYTES: usize = 24;
 /// No 0/O, 1/I/L: a code read aloud or retyped from a phone cannot be ambiguous.
@@ -37,12 +41,19 @@ pub fn new_session_token() -> String {
     format!("{SESSION_TOKEN_PREFIX}{}", random_secret())
 }
 
+pub fn new_automation_token() -> String {
+    format!("{AUTOMATION_TOKEN_PREFIX}{}", random_secret())
+}
+
 /// Whether `token` has the shape of a session token (checked before hashing,
 /// so garbage never reaches the store).
 pub fn is_session_token(token: &str) -> bool {
-    token
-        .strip_prefix(SESSION_TOKEN_PREFIX)
-        .is_some_and(|rest| rest.len() == TOKEN_BYTES * 2 && is_lower_hex(rest))
+    token.strip_prefix(SESSION_TOKEN_PREFIX).is_some_and(is_secret)
+}
+
+/// Whether `token` has the shape of an automation token.
+pub fn is_automation_token(token: &str) -> bool {
+    token.strip_prefix(AUTOMATION_TOKEN_PREFIX).is_some_and(is_secret)
 }
 
 pub fn is_lower_hex(text: &str) -> bool {
@@ -132,6 +143,16 @@ mod tests {
         assert!(!is_session_token("gren_xyz"));
         assert!(!is_session_token(&format!("grex_{}", random_secret())));
         assert!(!is_session_token(&format!("gren_{}", random_secret().to_uppercase())));
+    }
+
+    #[test]
+    fn automation_tokens_are_told_from_session_tokens_by_their_prefix() {
+        let token = new_automation_token();
+        assert!(token.starts_with("gren_token_"), "{token}");
+        assert!(is_automation_token(&token));
+        assert!(!is_session_token(&token), "no session look-up for an automation token");
+        assert!(!is_automation_token(&new_session_token()));
+        assert_ne!(new_automation_token(), token);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::email::Email;
 use super::secret;
 use super::user;
 use crate::ratelimit::client_network;
-use crate::store::{RecordPath, Store, StoreError, layout};
+use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub struct Session {
 pub struct Authenticated {
     pub email: Email,
     pub token_hash: String,
+    /// The automation token the request was made with; `None` for a session.
+    pub token: Option<super::token::ScopedToken>,
 }
 
 /// What `GET /user/sessions` shows of a session: never the token or its hash.
@@ -95,18 +97,14 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
     }
     let token_hash = secret::sha256_hex(token.as_bytes());
     let path = layout::session(&token_hash)?;
-    let session: Session = store.read_json(&path)?.ok_or(AuthError::UnknownToken)?;
-    // The user's list is the authority (it is written first and cleared by
-    // revocations): a session file alone, planted by a local user or left
-    // by a restore, proves nothing.
-    if !user::load(store, &session.email)?.is_some_and(|user| user.sessions.contains(&token_hash)) {
-        log::warn!(
-            "refused session {} of {}: its user does not list it",
-            session_id(&token_hash),
-            session.email
-        );
-        return Err(AuthError::UnknownToken);
-    }
+    let names = ("session", token_hash.as_str(), session_id(&token_hash));
+    let session: Session = super::listed_record(
+        store,
+        &path,
+        names,
+        |session: &Session| &session.email,
+        |user| &user.sessions,
+    )?;
     if session.expires.has_passed() {
         revoke(store, &session.email, &token_hash)?;
         return Err(AuthError::SessionExpired);
@@ -114,7 +112,9 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
     // Best-effort: a read must keep working on a full or read-only disk, and
     // `last_used` is only shown to people, never relied upon.
     if session.last_used.elapsed() >= LAST_USED_GRANULARITY
-        && let Err(err) = touch(store, &path)
+        && let Err(err) = super::touch(store, &path, |session: &mut Session| {
+            session.last_used = Timestamp::now()
+        })
     {
         log::warn!(
             "session {} used without refreshing its last use: {}",
@@ -125,17 +125,8 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
     Ok(Authenticated {
         email: session.email,
         token_hash,
+        token: None,
     })
-}
-
-fn touch(store: &Store, path: &RecordPath) -> Result<(), StoreError> {
-    let _guard = store.lock(path);
-    // Re-read under the lock: a revocation in between must not be undone.
-    if let Some(mut session) = store.read_json::<Session>(path)? {
-        session.last_used = Timestamp::now();
-        store.write_json(path, &session)?;
-    }
-    Ok(())
 }
 
 /// Revokes one session of a user. `false` when there was no such session.

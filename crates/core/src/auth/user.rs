@@ -1,4 +1,6 @@
-//! User records: one file per e-mail address, `users/<email>.json`.
+//! User records: one file per e-mail address, `users/<email>.json`, with
+//! the hashes of the user's sessions and automation tokens and an index of
+//! their identities.
 
 use super::email::Email;
 use crate::store::{Store, StoreError, layout};
@@ -17,6 +19,10 @@ pub struct User {
     /// `GET /user`, checked against the identity records when read.
     #[serde(default)]
     pub identities: Vec<String>,
+    /// SHA-256 (hex) of each automation token; the records are
+    /// `tokens/<hash>.json` (see [`super::token`]). Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
 }
 
 impl User {
@@ -26,6 +32,7 @@ impl User {
             created: Timestamp::now(),
             sessions: Vec::new(),
             identities: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@
 
 mod error;
 pub mod outline;
+pub mod project;
 
 use flate2::bufread::GzDecoder;
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
@@ -88,6 +89,19 @@ pub fn check<E: From<BundleError>>(
     Ok(Checked { manifest, outline })
 }
 
+/// Reads the outline of a stored bundle: inflating stops as soon as it is
+/// read, so the cost does not grow with the sources.
+pub fn read_outline(compressed: &[u8]) -> Result<Map<String, Value>, BundleError> {
+    let mut sink = OutlineOnly(None);
+    let read = parse(compressed, u64::MAX, &mut sink);
+    match (read, sink.0) {
+        (Err(OutlineRead::Stop), Some(outline)) => Ok(outline),
+        (Err(OutlineRead::Bundle(err)), _) => Err(err),
+        // Parsing reads the outline first, or fails.
+        (_, _) => Err(BundleError::Missing { member: "outline" }),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // What is done with the parts of a bundle as they are read
 // ---------------------------------------------------------------------------
@@ -127,6 +141,36 @@ impl Sink for Collect {
     fn source(&mut self, module: String, text: Option<String>) {
         self.sources.insert(module, text.unwrap_or_default());
     }
+}
+
+/// Keeps the outline, then stops the reading.
+struct OutlineOnly(Option<Map<String, Value>>);
+
+enum OutlineRead {
+    Stop,
+    Bundle(BundleError),
+}
+
+impl From<BundleError> for OutlineRead {
+    fn from(err: BundleError) -> OutlineRead {
+        OutlineRead::Bundle(err)
+    }
+}
+
+impl Sink for OutlineOnly {
+    const KEEPS_TEXT: bool = false;
+    type Error = OutlineRead;
+
+    fn outline(&mut self, outline: Map<String, Value>) -> Result<(), OutlineRead> {
+        self.0 = Some(outline);
+        Err(OutlineRead::Stop)
+    }
+
+    fn module(&mut self, _: &str) -> Result<(), OutlineRead> {
+        Ok(())
+    }
+
+    fn source(&mut self, _: String, _: Option<String>) {}
 }
 
 struct Checker<'k, F> {

@@ -1,5 +1,8 @@
-//! The audit log of an identity: `identities/<name>/audit/<seq>.json`, one
-//! entry per change, numbered from 1.
+//! The audit log of an identity's member changes:
+//! `identities/<name>/audit/<seq>.json`, one entry per change, numbered from
+//! 1. Changes to its packages are audited in their records, and the log an
+//! admin sees merges both ([`crate::package::audit_log`]); format-1
+//! directories also hold such entries here, which [`read`] skips.
 //!
 //! An entry is written before the identity record that counts it
 //! (`audit_seq`); the identity record is the commit point. After a crash
@@ -8,6 +11,7 @@
 
 use super::{Actor, Identity, IdentityName, Role};
 use crate::auth::email::Email;
+use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -62,6 +66,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The package a publish, revocation or privacy change is about.
+    pub fn package(&self) -> Option<&str> {
+        match self {
+            Action::Published { package, .. }
+            | Action::Revoked { package, .. }
+            | Action::PrivacyChanged { package, .. } => Some(package),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Created { .. } => "created",
@@ -83,6 +97,10 @@ pub struct AuditEntry {
     pub seq: u64,
     pub at: Timestamp,
     pub actor: String,
+    /// The automation token the actor used (by id and name, never its
+    /// secret); absent for a session's or an operator's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRef>,
     #[serde(flatten)]
     pub action: Action,
 }
@@ -100,6 +118,8 @@ pub fn commit(
         seq: identity.audit_seq + 1,
         at: Timestamp::now(),
         actor: actor.label(),
+        // Member changes need a session: no token ever makes one.
+        token: None,
         action,
     };
     store.write_json(&layout::audit_entry(name, entry.seq), &entry)?;
@@ -108,8 +128,16 @@ pub fn commit(
     Ok(())
 }
 
-/// The committed entries, oldest first.
+/// The committed member changes, oldest first (entries about packages,
+/// which format 1 wrote here, are in the package records).
 pub fn read(store: &Store, name: &IdentityName, identity: &Identity) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut entries = read_all(store, name, identity)?;
+    entries.retain(|entry| entry.action.package().is_none());
+    Ok(entries)
+}
+
+/// Every committed entry in the identity's files, oldest first.
+pub fn read_all(store: &Store, name: &IdentityName, identity: &Identity) -> Result<Vec<AuditEntry>, StoreError> {
     let mut entries = Vec::with_capacity(identity.audit_seq as usize);
     for seq in 1..=identity.audit_seq {
         if let Some(entry) = store.read_json(&layout::audit_entry(name, seq))? {

@@ -386,12 +386,6 @@ fn drop_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) ->
     Ok(index_membership(locked.store, email, locked.name, false)?)
 }
 
-/// Appends an entry to an identity's audit log (publishes, revocations,
-/// package settings: changes made elsewhere that the identity answers for).
-pub fn record_action(store: &Store, name: &IdentityName, actor: &Actor, action: Action) -> Result<(), IdentityError> {
-    Locked::open(store, name)?.commit(actor, action)
-}
-
 /// Refuses unless `actor` holds at least `needed` (operators hold all).
 pub fn require_role(identity: &Identity, actor: &Actor, needed: Role) -> Result<(), IdentityError> {
     let Actor::User(email) = actor else { return Ok(()) };

@@ -3,6 +3,7 @@
 //! of the identity and of the registry's load keep their own types.
 
 use super::{PackageName, Version};
+use crate::auth::token::TokenError;
 use crate::budget::Busy;
 use crate::bundle::BundleError;
 use crate::identity::IdentityError;
@@ -55,6 +56,9 @@ pub enum PackageError {
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// An automation token's scopes do not cover the change.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// The registry's load, not the upload, refused it.
     #[error(transparent)]
     Busy(#[from] Busy),

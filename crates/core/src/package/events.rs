@@ -1,24 +1,31 @@
-//! The public event log: `events/<seq>.json`, numbered 1, 2, 3... without
-//! gaps, for mirrors and the packages site to follow (`GET /events?since=N`).
-//! Kinds: `publish` and `revoke` of a version of a public package, and
-//! `private` and `public` when a package changes privacy. Nothing is logged
-//! about a package while it is private; when it goes public, `public` is
-//! followed by what mirrors missed (see [`PackageRecord::going_public`]), so
+//! The public event log, for mirrors and the packages site to follow
+//! (`GET /events?since=N`): events numbered 1, 2, 3... without gaps. Kinds:
+//! `publish` and `revoke` of a version of a public package, and `private`
+//! and `public` when a package changes privacy. Nothing is logged about a
+//! package while it is private; when it goes public, `public` is followed
+//! by what mirrors missed (see [`PackageRecord::going_public`]), so
 //! replaying the log always ends with what the registry serves. The log is
 //! history: it never changes once written, and is the same for everyone.
 //!
-//! Appends are serialized, and the event files of a change are written just
-//! before the package record that counts them (`last_event`) is committed.
-//! Only the newest events can therefore be dangling after a crash, and
-//! opening the log removes them, so the log never shows a change that did
-//! not happen and never has a gap.
+//! The log has no files of its own. Each package record carries the events
+//! its changes appended (`events` in `package.json`), so the record's write
+//! is the one commit point of a change and its events: there is nothing to
+//! lose or roll back between them. At start-up the log is gathered from the
+//! records into memory, and must number 1..N without a gap: a gap means a
+//! record was lost or edited by hand, and the registry refuses to start on
+//! it (see [`EventLog::open`]). Appends are serialized; a number is taken
+//! only when its record commits, so numbers are never reused while the
+//! records that hold them are on disk.
 
-use super::{Catalog, PackageName, PackageRecord, Version};
-use crate::store::{Store, StoreError, layout, lock_ignoring_poison};
+use super::{PackageName, Version};
+#[cfg(doc)]
+use super::{Catalog, PackageRecord};
+use crate::auth::token::TokenRef;
+use crate::store::{Store, StoreError, layout, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +68,10 @@ pub struct Event {
     /// absent when there is no version.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// The automation token that published or revoked the version (id and
+    /// name, never its secret); absent for a person's session or an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRef>,
 }
 
 impl Event {
@@ -79,6 +90,7 @@ pub struct NewEvent {
     pub kind: EventKind,
     pub version: Option<Version>,
     pub sha256: String,
+    pub token: Option<TokenRef>,
 }
 
 impl NewEvent {
@@ -88,106 +100,194 @@ impl NewEvent {
             kind,
             version: None,
             sha256: String::new(),
+            token: None,
+        }
+    }
+}
+
+/// An event as the log keeps it in memory: its package's name shared by
+/// all its events and its SHA-256 as bytes, so that a log of 100,000 events
+/// costs a few megabytes (measured in docs/PERFORMANCE.md).
+struct Logged {
+    at: Timestamp,
+    kind: EventKind,
+    package: Arc<PackageName>,
+    version: Option<Version>,
+    sha256: Digest,
+    token: Option<Box<TokenRef>>,
+}
+
+/// A SHA-256 as the event said it: bytes when it is the usual lower-case
+/// hex (so it reads back the same), else the text itself.
+enum Digest {
+    None,
+    Bytes([u8; 32]),
+    Text(Box<str>),
+}
+
+impl Digest {
+    fn of(text: &str) -> Digest {
+        if text.is_empty() {
+            return Digest::None;
+        }
+        let lower_hex = |byte: u8| match byte {
+            b'0'..=b'9' => Some(byte - b'0'),
+            b'a'..=b'f' => Some(byte - b'a' + 10),
+            _ => None,
+        };
+        let mut bytes = [0u8; 32];
+        let parsed = text.len() == 64
+            && text.as_bytes().chunks(2).zip(bytes.iter_mut()).all(|(pair, byte)| {
+                match (lower_hex(pair[0]), lower_hex(pair[1])) {
+                    (Some(high), Some(low)) => {
+                        *byte = high << 4 | low;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+        if parsed { Digest::Bytes(bytes) } else { Digest::Text(text.into()) }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Digest::None => String::new(),
+            Digest::Bytes(bytes) => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+            Digest::Text(text) => text.to_string(),
+        }
+    }
+}
+
+impl Logged {
+    /// Keeps `event`, sharing the name in `names` with its package's other events.
+    fn keep(event: Event, names: &mut HashMap<String, Arc<PackageName>>) -> Logged {
+        let package = names
+            .entry(event.package.key())
+            .or_insert_with(|| Arc::new(event.package.clone()))
+            .clone();
+        Logged {
+            at: event.at,
+            kind: event.kind,
+            package,
+            version: event.version,
+            sha256: Digest::of(&event.sha256),
+            token: event.token.map(Box::new),
+        }
+    }
+
+    fn event(&self, seq: u64) -> Event {
+        Event {
+            seq,
+            at: self.at,
+            kind: self.kind,
+            package: (*self.package).clone(),
+            version: self.version,
+            sha256: self.sha256.text(),
+            token: self.token.as_deref().cloned(),
         }
     }
 }
 
 pub struct EventLog {
-    /// Held for a whole append (event file and commit).
+    /// Held for a whole append (numbering and the record's commit).
     append: Mutex<()>,
-    /// The newest committed event.
+    /// Every committed event; `events[i]` has the number `i + 1`.
+    events: RwLock<Vec<Logged>>,
+    /// The newest committed event's number, for [`EventLog::wait_beyond`].
     head: Mutex<u64>,
     appended: Condvar,
 }
 
 impl EventLog {
-    /// Opens the log. Trailing events whose package record never committed
-    /// them (a crash between the two) are removed when `repair` is set, and
-    /// left out of the log either way.
-    pub fn open(store: &Store, catalog: &Catalog, repair: bool) -> Result<EventLog, StoreError> {
-        let exists = |seq: u64| store.full_path(&layout::event(seq)).exists();
-        // Events are numbered without gaps: find the last by doubling, then bisecting.
-        let mut high = 1;
-        while exists(high) {
-            high *= 2;
+    /// Makes the log of the package records' `events` ([`Catalog::load`]
+    /// returns them). A missing number stops
+    /// start-up with [`StoreError::Inconsistent`]; so does a packages-site
+    /// or cache purge cursor beyond the last event (the record holding the newest events
+    /// is gone, and their numbers would be given out again).
+    pub fn open(store: &Store, mut events: Vec<Event>) -> Result<EventLog, StoreError> {
+        events.sort_by_key(|event| event.seq);
+        let packages = store.full_path(&layout::packages_dir());
+        for (index, event) in events.iter().enumerate() {
+            let expected = index as u64 + 1;
+            if event.seq != expected {
+                let problem = if event.seq < expected {
+                    format!("event {} is claimed by two package records ({})", event.seq, event.package)
+                } else {
+                    format!(
+                        "the event log has a gap: no package record holds event {expected} (the next is {}, of {})",
+                        event.seq, event.package
+                    )
+                };
+                return Err(StoreError::Inconsistent { path: packages, problem });
+            }
         }
-        let mut low = high / 2; // exists (or is 0)
-        while high - low > 1 {
-            let middle = low + (high - low) / 2;
-            if exists(middle) { low = middle } else { high = middle }
-        }
-        let mut head = low;
-        while head > 0 {
-            let event: Option<Event> = store.read_json(&layout::event(head))?;
-            let committed = event.is_some_and(|event| {
-                catalog
-                    .get(&event.package)
-                    .is_some_and(|record| record.last_event >= event.seq)
+        let head = events.len() as u64;
+        let mut names = HashMap::new();
+        let events: Vec<Logged> = events.into_iter().map(|event| Logged::keep(event, &mut names)).collect();
+        let told = crate::outbox::read_cursor(store)?.delivered;
+        if told > head {
+            return Err(StoreError::Inconsistent {
+                path: store.full_path(&layout::outbox_cursor()),
+                problem: format!(
+                    "the packages site was told of events up to {told}, but the package records hold only {head}"
+                ),
             });
-            if committed {
-                break;
+        }
+        for (name, cursor) in crate::outbox::purge_cursors(store)? {
+            let told = cursor?.delivered;
+            if told > head {
+                return Err(StoreError::Inconsistent {
+                    path: store.full_path(&layout::purge_cursors_dir()).join(format!("{name}.json")),
+                    problem: format!(
+                        "a cache was told to purge for events up to {told}, but the package records hold only {head}"
+                    ),
+                });
             }
-            if repair {
-                store.remove(&layout::event(head))?;
-            }
-            head -= 1;
         }
         Ok(EventLog {
             append: Mutex::new(()),
+            events: RwLock::new(events),
             head: Mutex::new(head),
             appended: Condvar::new(),
         })
     }
 
-    /// Appends `events` about `package`, then runs `commit` with the last
-    /// new sequence number (which the package record must store as
-    /// `last_event`) before anyone can see them. If `commit` fails, the
-    /// events are withdrawn.
-    pub fn append<T, E: From<StoreError>>(
+    /// Numbers `events` about `package` after the log's head and runs
+    /// `commit` with them: the package record must carry them, and its
+    /// write is the commit. Only once it succeeded do they join the log; a
+    /// failed commit used no number.
+    pub fn append<T, E>(
         &self,
-        store: &Store,
         package: &PackageName,
         events: &[NewEvent],
-        commit: impl FnOnce(u64) -> Result<T, E>,
+        commit: impl FnOnce(Vec<Event>) -> Result<T, E>,
     ) -> Result<T, E> {
         let _serial = lock_ignoring_poison(&self.append);
         let first = self.head() + 1;
-        if events.is_empty() {
-            return commit(first - 1);
-        }
         let at = Timestamp::now();
-        let mut written = Vec::with_capacity(events.len());
-        let mut result = Ok(());
-        for (offset, new) in events.iter().enumerate() {
-            let event = Event {
+        let numbered: Vec<Event> = events
+            .iter()
+            .enumerate()
+            .map(|(offset, new)| Event {
                 seq: first + offset as u64,
                 at,
                 kind: new.kind,
                 package: package.clone(),
                 version: new.version,
                 sha256: new.sha256.clone(),
-            };
-            result = store.write_json(&layout::event(event.seq), &event);
-            if result.is_err() {
-                break;
-            }
-            written.push(event.seq);
+                token: new.token.clone(),
+            })
+            .collect();
+        let value = commit(numbered.clone())?;
+        if !numbered.is_empty() {
+            let mut log = write_ignoring_poison(&self.events);
+            let mut head = lock_ignoring_poison(&self.head);
+            *head += numbered.len() as u64;
+            let mut names = HashMap::new();
+            log.extend(numbered.into_iter().map(|event| Logged::keep(event, &mut names)));
+            self.appended.notify_all();
         }
-        let last = first + events.len() as u64 - 1;
-        let outcome = result.map_err(E::from).and_then(|()| commit(last));
-        match outcome {
-            Ok(value) => {
-                *lock_ignoring_poison(&self.head) = last;
-                self.appended.notify_all();
-                Ok(value)
-            }
-            Err(err) => {
-                for seq in written {
-                    store.remove(&layout::event(seq))?;
-                }
-                Err(err)
-            }
-        }
+        Ok(value)
     }
 
     pub fn head(&self) -> u64 {
@@ -195,22 +295,23 @@ impl EventLog {
     }
 
     /// Up to `limit` committed events after `after`, oldest first.
-    pub fn since(&self, store: &Store, after: u64, limit: u64) -> Result<Vec<Event>, StoreError> {
-        Ok(self.page(store, after, limit)?.0)
+    pub fn since(&self, after: u64, limit: u64) -> Vec<Event> {
+        self.page(after, limit).0
     }
 
     /// Up to `limit` committed events after `after`, oldest first, and the
-    /// head they were read below. Reads only those events' files: the cost of
-    /// a page is its length, not the log's.
-    pub fn page(&self, store: &Store, after: u64, limit: u64) -> Result<(Vec<Event>, u64), StoreError> {
-        let head = self.head();
-        let mut events = Vec::new();
-        for seq in after.saturating_add(1)..=head.min(after.saturating_add(limit)) {
-            if let Some(event) = store.read_json(&layout::event(seq))? {
-                events.push(event);
-            }
-        }
-        Ok((events, head))
+    /// head they were read below.
+    pub fn page(&self, after: u64, limit: u64) -> (Vec<Event>, u64) {
+        let log = read_ignoring_poison(&self.events);
+        let head = log.len() as u64;
+        let start = after.min(head) as usize;
+        let end = head.min(after.saturating_add(limit)) as usize;
+        let events = log[start..end.max(start)]
+            .iter()
+            .enumerate()
+            .map(|(offset, logged)| logged.event((start + offset) as u64 + 1))
+            .collect();
+        (events, head)
     }
 
     /// Sleeps until an event after `seq` is committed, or `timeout` passes.
@@ -227,93 +328,71 @@ impl EventLog {
     }
 }
 
-/// What the log has said about each version, by package key: the kind of
-/// the last `publish` or `revoke` event about it.
-pub type Announcements = HashMap<String, BTreeMap<Version, EventKind>>;
-
-/// Adds `event` (read in order) to `announced`.
-pub fn note_announcement(announced: &mut Announcements, event: &Event) {
-    if let Some(version) = event.version {
-        announced
-            .entry(event.package.key())
-            .or_default()
-            .insert(version, event.kind);
-    }
-}
-
-/// Fills in `announced` for package records written before it was kept,
-/// from the log (one pass over it, only when such a record exists). With
-/// `repair`, those records are rewritten, so that this happens once.
-pub fn learn_announcements(
-    store: &Store,
-    catalog: &Catalog,
-    events: &EventLog,
-    repair: bool,
-) -> Result<(), StoreError> {
-    let legacy: Vec<PackageRecord> = catalog
-        .all()
-        .iter()
-        .filter(|record| record.announced.is_none())
-        .map(|record| (**record).clone())
-        .collect();
-    if legacy.is_empty() {
-        return Ok(());
-    }
-    let mut announced = Announcements::new();
-    // One event at a time: the whole log need not fit in memory.
-    for seq in 1..=events.head() {
-        if let Some(event) = store.read_json::<Event>(&layout::event(seq))? {
-            note_announcement(&mut announced, &event);
-        }
-    }
-    for mut record in legacy {
-        record.announced = Some(announced.remove(&record.name.key()).unwrap_or_default());
-        if repair {
-            store.write_json(&layout::package(&record.name), &record)?;
-        }
-        catalog.put(record);
-    }
-    log::info!("read from the event log what mirrors were told about each version of older package records");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn log_of(count: u64) -> (tempfile::TempDir, Store, EventLog) {
+    fn log_of(count: u64) -> EventLog {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = EventLog::open(&store, &Catalog::default(), false).unwrap();
+        let log = EventLog::open(&store, Vec::new()).unwrap();
         let package = PackageName::parse("gren-lang/core").unwrap();
         let events: Vec<NewEvent> = (0..count)
             .map(|patch| NewEvent {
                 kind: EventKind::Publish,
                 version: Some(Version::new(1, 0, patch as u16)),
                 sha256: "0".repeat(64),
+                token: None,
             })
             .collect();
-        log.append(&store, &package, &events, |_| Ok::<(), StoreError>(()))
-            .unwrap();
-        (dir, store, log)
+        log.append(&package, &events, |_| Ok::<(), StoreError>(())).unwrap();
+        log
     }
 
     #[test]
-    fn a_page_reads_its_own_events_only() {
-        let (_dir, store, log) = log_of(5);
-        // Events outside the page are not even read.
-        for seq in [1, 2, 5] {
-            std::fs::write(store.full_path(&layout::event(seq)), b"not json").unwrap();
-        }
-        let (events, head) = log.page(&store, 2, 2).unwrap();
+    fn a_page_holds_the_events_after_its_start_up_to_its_limit() {
+        let log = log_of(5);
+        let (events, head) = log.page(2, 2);
         let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
         assert_eq!((seqs, head), (vec![3, 4], 5));
-        assert!(
-            log.page(&store, 0, 2).is_err(),
-            "a damaged event in the page is an error"
-        );
-        assert_eq!(log.page(&store, 5, 100).unwrap(), (vec![], 5));
-        assert_eq!(log.page(&store, u64::MAX, u64::MAX).unwrap(), (vec![], 5));
+        assert_eq!(log.page(5, 100), (vec![], 5));
+        assert_eq!(log.page(u64::MAX, u64::MAX), (vec![], 5));
+    }
+
+    #[test]
+    fn the_log_gives_back_each_event_as_it_was_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let package = PackageName::parse("Gren-Lang/core").unwrap();
+        let event = |seq, sha256: &str, token| Event {
+            seq,
+            at: Timestamp::now(),
+            kind: EventKind::Publish,
+            package: package.clone(),
+            version: Some(Version::new(1, 0, seq as u16)),
+            sha256: sha256.to_string(),
+            token,
+        };
+        let token = Some(TokenRef { id: "ab12".into(), name: "ci".into() });
+        let events = vec![
+            event(1, &"0a".repeat(32), None),
+            event(2, &"0A".repeat(32), token),
+            event(3, "", None),
+            event(4, "not hex", None),
+        ];
+        let log = EventLog::open(&store, events.clone()).unwrap();
+        assert_eq!(log.since(0, 10), events);
+    }
+
+    #[test]
+    fn a_failed_commit_uses_no_number() {
+        let log = log_of(2);
+        let package = PackageName::parse("gren-lang/url").unwrap();
+        let new = [NewEvent::about_package(EventKind::Private)];
+        let failed: Result<(), &str> = log.append(&package, &new, |_| Err("disk full"));
+        assert!(failed.is_err());
+        let seqs = log.append(&package, &new, |events| Ok::<_, ()>(events[0].seq));
+        assert_eq!((seqs, log.head()), (Ok(3), 3));
     }
 
     #[test]
@@ -325,6 +404,7 @@ mod tests {
             package: PackageName::parse("gren-lang/url").unwrap(),
             version: None,
             sha256: String::new(),
+            token: None,
         };
         let json = serde_json::to_value(&event).unwrap();
         let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();

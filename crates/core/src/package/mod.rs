@@ -6,16 +6,26 @@
 //! paths are [`layout`]'s):
 //!
 //! ```text
-//! packages/<author>/<project>/package.json              the record: privacy and every version
-//! packages/<author>/<project>/<version>/outline.json    the version's gren.json
-//! packages/<author>/<project>/<version>/<file>.pkg.gz   the bundle, bytes as uploaded
+//! packages/<author>/<project>/package.json       the record: privacy, every version, events, changes
+//! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, bytes as uploaded
 //! ```
 //!
-//! `package.json` is the commit point of a publish, revocation or privacy
-//! change: bundle and outline are written before it, and a bundle is deleted
-//! only after the record says the version is revoked. It also says what the
-//! public event log last said about each version (`announced`), so that a
-//! package going public again tells mirrors exactly what they missed.
+//! `package.json` is the one commit point of a publish, revocation or
+//! privacy change, and carries everything the change says: the version, the
+//! public events it appended ([`events`]) and who made it and when (the
+//! identity's audit entries for the package, `changes`). A publish stages its
+//! bundle beside the record before writing it, so one directory fsync
+//! commits both; a bundle is deleted only after the record says the version
+//! is revoked. What the outline of a version says is read from its bundle.
+//!
+//! At start-up, [`Catalog::load`] removes only what an interrupted change
+//! leaves: a bundle no record lists yet (a publish that never committed), the
+//! bundle of a revoked version (a revocation that committed but did not get
+//! to delete it), and the directory of a first publish holding its marker
+//! (`first-publish.pending`, written before the bundle, removed after the
+//! commit) and that bundle. Anything else it cannot explain is moved to
+//! `quarantine/` and reported, never deleted; and nothing is touched before
+//! the records were found consistent (an event log without a gap).
 
 pub mod bundle_cache;
 mod error;
@@ -28,11 +38,11 @@ pub use error::PackageError;
 pub use name::PackageName;
 pub use version::{Range, Version};
 
-use crate::identity::IdentityName;
+use crate::identity::{Action, AuditEntry, IdentityName};
 use crate::store::layout::{self, PackageDir};
 use crate::store::{Operation, Store, StoreError, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
-use events::{EventKind, NewEvent};
+use events::{Event, EventKind, NewEvent};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -47,17 +57,31 @@ pub struct PackageRecord {
     pub created: Timestamp,
     /// Ascending by version.
     pub versions: Vec<VersionRecord>,
-    /// The sequence number of the newest public event about this package:
-    /// events above it were never committed (see [`events`]).
-    #[serde(default)]
-    pub last_event: u64,
-    /// The kind of the last public event about each version (`publish` or
-    /// `revoke`): what mirrors were told. Versions the log never mentioned
-    /// (published while private) are absent. `None` only in records written
-    /// before this was kept, until [`events::learn_announcements`] reads it
-    /// from the log.
+    /// The public events this package's changes appended to the log,
+    /// oldest first ([`events`]): the log is gathered from these. Like
+    /// `changes`, the package's history: empty in the [`Catalog`]'s copies
+    /// (the log holds the events once; audit reads and changes read the
+    /// record from disk), so memory does not grow with history twice.
+    pub events: Vec<Event>,
+    /// Who published, revoked and changed privacy, and when: the entries
+    /// the identity's audit log shows for this package, oldest first.
+    pub changes: Vec<PackageChange>,
+    /// The outlines (`gren.json`) of revoked versions, kept from their
+    /// bundles when those were deleted: a live version's is in its bundle.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revoked_outlines: BTreeMap<Version, serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A change to a package as its identity's audit log tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageChange {
+    pub at: Timestamp,
+    pub actor: String,
+    /// The automation token the actor used (id and name), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub announced: Option<BTreeMap<Version, EventKind>>,
+    pub token: Option<crate::auth::token::TokenRef>,
+    #[serde(flatten)]
+    pub action: Action,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,41 +133,50 @@ impl PackageRecord {
         self.live().rev().find(|record| record.version < version)
     }
 
-    /// The kind of the last public event about `version`, if any.
+    /// The kind of the last public event about `version`, if any: what
+    /// mirrors were told.
     pub fn announced(&self, version: Version) -> Option<EventKind> {
-        self.announced.as_ref()?.get(&version).copied()
+        let about = |event: &&Event| event.version == Some(version);
+        self.events.iter().rev().find(about).map(|event| event.kind)
     }
 
-    /// The `kind` event announcing `version` (with its bundle's SHA-256),
-    /// noted as what mirrors now know; `None` for a version the record lacks.
-    pub fn announce(&mut self, kind: EventKind, version: Version) -> Option<NewEvent> {
+    /// The newest event about this package, if any.
+    pub fn last_event(&self) -> u64 {
+        self.events.last().map_or(0, |event| event.seq)
+    }
+
+    /// The `kind` event announcing `version` (with its bundle's SHA-256);
+    /// `None` for a version the record lacks.
+    pub fn announce(&self, kind: EventKind, version: Version) -> Option<NewEvent> {
         let sha256 = self.version(version)?.sha256.clone();
-        self.announced.get_or_insert_default().insert(version, kind);
         Some(NewEvent {
             kind,
             version: Some(version),
             sha256,
+            token: None,
         })
     }
 
     /// The events that bring mirrors up to date as the package goes public:
-    /// `public`, then a `revoke` for each version they saw published that was
-    /// revoked meanwhile, and a `publish` for each live one they never saw.
-    pub fn going_public(&mut self) -> Vec<NewEvent> {
+    /// `public`, then what they missed ([`PackageRecord::missed`]).
+    pub fn going_public(&self) -> Vec<NewEvent> {
         let mut events = vec![NewEvent::about_package(EventKind::Public)];
-        let versions: Vec<(Version, bool)> = self
-            .versions
-            .iter()
-            .map(|version| (version.version, version.revoked.is_some()))
-            .collect();
-        for (version, revoked) in versions {
-            let seen_live = self.announced(version) == Some(EventKind::Publish);
-            let missed = match (revoked, seen_live) {
+        events.extend(self.missed());
+        events
+    }
+
+    /// What mirrors missed: a `revoke` for each version they saw published
+    /// that is revoked, and a `publish` for each live one they never saw.
+    pub fn missed(&self) -> Vec<NewEvent> {
+        let mut events = Vec::new();
+        for version in &self.versions {
+            let seen_live = self.announced(version.version) == Some(EventKind::Publish);
+            let missed = match (version.revoked.is_some(), seen_live) {
                 (true, true) => Some(EventKind::Revoke),
                 (false, false) => Some(EventKind::Publish),
                 _ => None,
             };
-            events.extend(missed.and_then(|kind| self.announce(kind, version)));
+            events.extend(missed.and_then(|kind| self.announce(kind, version.version)));
         }
         events
     }
@@ -160,20 +193,27 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads every package record. With `repair`, also removes the debris of
-    /// interrupted changes: files of versions the record never committed, and
-    /// bundles of revoked versions (deleted just after their revocation).
-    pub fn load(store: &Store, repair: bool) -> Result<Catalog, StoreError> {
+    /// Loads every package record, and returns their events with it (see
+    /// [`PackageRecord::events`]). Changes nothing on disk: see
+    /// [`Catalog::clear_debris`].
+    pub fn load(store: &Store) -> Result<(Catalog, Vec<Event>), StoreError> {
         let catalog = Catalog::default();
-        let packages = store.full_path(&layout::packages_dir());
-        let scanned = Catalog::scan(store).map_err(StoreError::io(Operation::List, &packages))?;
-        for (dir, found) in scanned {
-            match found {
-                Found::Record(Ok(record)) => {
-                    if repair {
-                        remove_debris(store, &record)?;
-                    }
-                    catalog.put(record);
+        let loaded = in_parallel(store, |dirs| catalog.load_dirs(dirs))?;
+        let mut events = Vec::new();
+        for share in loaded {
+            events.extend(share?);
+        }
+        Ok((catalog, events))
+    }
+
+    /// Loads the package directories `dirs` into the catalog; returns their events.
+    fn load_dirs(&self, dirs: &[PackageDir]) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        for dir in dirs {
+            match Found::in_dir(dir, read_for_catalog) {
+                Found::Record(Ok(mut record)) => {
+                    events.append(&mut record.events);
+                    self.put(record);
                 }
                 Found::Record(Err(RecordError::Read(err))) => {
                     return Err(StoreError::io(Operation::Read, &dir.record())(err));
@@ -184,48 +224,55 @@ impl Catalog {
                         source,
                     });
                 }
-                // The first publish of a package was interrupted before its commit.
-                Found::Uncommitted if repair => {
-                    log::warn!(
-                        "removing {}: a package whose first version was never committed",
-                        dir.path().display()
-                    );
-                    std::fs::remove_dir_all(dir.path()).map_err(StoreError::io(Operation::Remove, dir.path()))?;
-                }
                 Found::Uncommitted | Found::NotADirectory => {}
             }
         }
-        Ok(catalog)
+        Ok(events)
+    }
+
+    /// Clears what interrupted changes left in the package directories (see
+    /// the module's header): removes what they exactly explain, quarantines
+    /// anything else. Best-effort; run once the loaded records were found
+    /// consistent (an event log without a gap), so that a start refused for
+    /// a lost record has touched nothing.
+    pub fn clear_debris(&self, store: &Store) -> Result<(), StoreError> {
+        in_parallel(store, |dirs| {
+            for dir in dirs.iter().filter(|dir| dir.path().is_dir()) {
+                let record = match dir.record().try_exists() {
+                    Ok(true) => dir.package_name().and_then(|name| self.get(&name)),
+                    Ok(false) => None,
+                    // Unknowable: left alone (fsck reports it).
+                    Err(_) => continue,
+                };
+                if record.is_none() && dir.record().exists() {
+                    continue;
+                }
+                clear_debris_or_log(store, dir, record.as_deref());
+            }
+        })?;
+        Ok(())
     }
 
     /// What each entry under `packages/<author>/` holds, sorted: the one walk
     /// of the package directories, which [`Catalog::load`] and `admin fsck`
-    /// share. Fails only when a directory cannot be listed.
-    pub fn scan(store: &Store) -> io::Result<Vec<(PackageDir, Found)>> {
+    /// share. Fails only when a directory cannot be listed. Each record is
+    /// read as the walk reaches it, so only one is whole in memory at a time.
+    pub fn scan(store: &Store) -> io::Result<impl Iterator<Item = (PackageDir, Found)>> {
         let dirs = layout::package_dirs(store)?;
-        Ok(dirs
-            .into_iter()
-            .map(|dir| {
-                let found = if !dir.path().is_dir() {
-                    Found::NotADirectory
-                } else if dir.record().try_exists().is_ok_and(|exists| !exists) {
-                    // Only a record known to be absent makes a directory
-                    // debris: an unreadable one (EACCES, EIO) is reported
-                    // by reading it, never deleted.
-                    Found::Uncommitted
-                } else {
-                    Found::Record(read_record(&dir.record()))
-                };
-                (dir, found)
-            })
-            .collect())
+        Ok(dirs.into_iter().map(|dir| {
+            let found = Found::in_dir(&dir, read_record);
+            (dir, found)
+        }))
     }
 
     pub fn get(&self, name: &PackageName) -> Option<Arc<PackageRecord>> {
         read_ignoring_poison(&self.packages).get(&name.key()).cloned()
     }
 
-    pub fn put(&self, record: PackageRecord) {
+    /// Keeps `record`, without its history (see [`PackageRecord::events`]).
+    pub fn put(&self, mut record: PackageRecord) {
+        record.events = Vec::new();
+        record.changes = Vec::new();
         let key = record.name.key();
         // Lock order, here and in `view`: packages, then views.
         let mut packages = write_ignoring_poison(&self.packages);
@@ -290,6 +337,21 @@ pub enum Found {
     Record(Result<PackageRecord, RecordError>),
 }
 
+impl Found {
+    fn in_dir(dir: &PackageDir, read: fn(&Path) -> Result<PackageRecord, RecordError>) -> Found {
+        if !dir.path().is_dir() {
+            Found::NotADirectory
+        } else if dir.record().try_exists().is_ok_and(|exists| !exists) {
+            // Only a record known to be absent makes a directory debris: an
+            // unreadable one (EACCES, EIO) is reported by reading it, never
+            // deleted.
+            Found::Uncommitted
+        } else {
+            Found::Record(read(&dir.record()))
+        }
+    }
+}
+
 /// Why a package record could not be read; the message names no path.
 #[derive(Debug)]
 pub enum RecordError {
@@ -311,25 +373,178 @@ fn read_record(path: &Path) -> Result<PackageRecord, RecordError> {
     serde_json::from_slice(&bytes).map_err(RecordError::Parse)
 }
 
-/// Removes version directories that `record` does not list and bundles of
-/// its revoked versions.
-fn remove_debris(store: &Store, record: &PackageRecord) -> Result<(), StoreError> {
-    let package = PackageDir::of(store, &record.name);
-    let versions = package
-        .version_dirs()
-        .map_err(StoreError::io(Operation::List, package.path()))?;
-    for (name, path) in versions {
-        if !record.lists_version_dir(&name) {
-            log::warn!("removing {}: a version that was never committed", path.display());
-            std::fs::remove_dir_all(&path).map_err(StoreError::io(Operation::Remove, &path))?;
-        }
+/// A record as start-up reads it for the catalog: its audit entries are
+/// passed over unparsed (the catalog keeps no history, and parsing them is
+/// a third of a start's work).
+#[derive(Deserialize)]
+struct CatalogRecord {
+    name: PackageName,
+    private: bool,
+    created: Timestamp,
+    versions: Vec<VersionRecord>,
+    events: Vec<Event>,
+    #[serde(rename = "changes")]
+    _changes: serde::de::IgnoredAny,
+    #[serde(default)]
+    revoked_outlines: BTreeMap<Version, serde_json::Map<String, serde_json::Value>>,
+}
+
+fn read_for_catalog(path: &Path) -> Result<PackageRecord, RecordError> {
+    let bytes = std::fs::read(path).map_err(RecordError::Read)?;
+    let record: CatalogRecord = serde_json::from_slice(&bytes).map_err(RecordError::Parse)?;
+    Ok(PackageRecord {
+        name: record.name,
+        private: record.private,
+        created: record.created,
+        versions: record.versions,
+        events: record.events,
+        changes: Vec::new(),
+        revoked_outlines: record.revoked_outlines,
+    })
+}
+
+/// What start-up makes of an entry of a package directory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Leftover {
+    /// A live version's bundle, or a temporary file (the store's sweep
+    /// takes those): nothing to do.
+    Expected,
+    /// A bundle the record does not list (a publish interrupted before its
+    /// commit) or lists as revoked (a revocation interrupted after it).
+    Debris,
+    /// Anything else: moved to `quarantine/` and reported.
+    Unexplained,
+}
+
+/// Runs `work` over the package directories, one share of them a core:
+/// reading them is most of a start.
+fn in_parallel<T: Send>(store: &Store, work: impl Fn(&[PackageDir]) -> T + Sync) -> Result<Vec<T>, StoreError> {
+    let packages = store.full_path(&layout::packages_dir());
+    let dirs = layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let share = dirs.len().div_ceil(workers).max(1);
+    Ok(std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs.chunks(share).map(|dirs| scope.spawn(|| work(dirs))).collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("reading package directories does not panic"))
+            .collect()
+    }))
+}
+
+/// Sorts the entry `file_name` of the directory of the package `record`.
+pub fn classify(record: &PackageRecord, file_name: &str) -> Leftover {
+    if file_name.starts_with(crate::store::TEMP_PREFIX) {
+        return Leftover::Expected;
     }
-    for version in record.versions.iter().filter(|version| version.revoked.is_some()) {
-        if store.remove(&layout::version_bundle(&record.name, version.version))? {
-            log::warn!("removed the bundle of revoked {} {}", record.name, version.version);
+    if file_name == layout::FIRST_PUBLISH_MARKER {
+        // The first publish committed; removing its marker did not happen.
+        return Leftover::Debris;
+    }
+    let Some(version) = record.name.version_of_bundle_file(file_name) else {
+        return Leftover::Unexplained;
+    };
+    match record.version(version) {
+        None => Leftover::Debris,
+        Some(version) if version.revoked.is_some() => Leftover::Debris,
+        Some(_) => Leftover::Expected,
+    }
+}
+
+/// Whether a package directory without a record holds exactly what an
+/// interrupted first publish of `name` leaves: its marker (a committed
+/// package that lost its record has none), one bundle at most, and
+/// temporary files.
+pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -> bool {
+    let marked = file_names.iter().any(|file| file == layout::FIRST_PUBLISH_MARKER);
+    let bundles = file_names
+        .iter()
+        .filter(|file| !file.starts_with(crate::store::TEMP_PREFIX) && *file != layout::FIRST_PUBLISH_MARKER)
+        .map(|file| name.version_of_bundle_file(file))
+        .collect::<Option<Vec<Version>>>();
+    marked && bundles.is_some_and(|bundles| bundles.len() <= 1)
+}
+
+/// Start-up's cleaning is best-effort: a disk that refuses it leaves the
+/// debris where it is (never served, noted by `admin fsck`) and the
+/// registry starts all the same.
+fn clear_debris_or_log(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>) {
+    if let Err(err) = clear_debris(store, dir, record) {
+        log::error!("cannot clear what an interrupted change left in {}: {}", dir.path().display(), crate::error::Chain(&err));
+    }
+}
+
+/// Removes the debris of interrupted changes from a package directory and
+/// quarantines what they do not explain.
+fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>) -> Result<(), StoreError> {
+    let entries = dir.entries().map_err(StoreError::io(Operation::List, dir.path()))?;
+    let Some(record) = record else {
+        let names: Vec<String> = entries.into_iter().map(|(name, _)| name).collect();
+        return match dir.package_name() {
+            Some(name) if is_interrupted_first_publish(&name, &names) => {
+                log::warn!("removing {}: a package whose first version was never committed", dir.path().display());
+                remove_path(store, dir.path(), true)
+            }
+            _ => quarantine(store, dir.path(), "a package directory without package.json (restore it from a backup)"),
+        };
+    };
+    for (file_name, path) in &entries {
+        match classify(record, file_name) {
+            Leftover::Expected => {}
+            Leftover::Debris => {
+                log::warn!("removing {}: the bundle of a change that was interrupted", path.display());
+                remove_path(store, path, false)?;
+            }
+            Leftover::Unexplained => quarantine(store, path, "a file no package record explains")?,
         }
     }
     Ok(())
+}
+
+fn remove_path(store: &Store, path: &Path, tree: bool) -> Result<(), StoreError> {
+    let relative = store.relative(path)?;
+    if tree { store.remove_tree(&relative) } else { store.remove(&relative) }.map(drop)
+}
+
+fn quarantine(store: &Store, path: &Path, why: &str) -> Result<(), StoreError> {
+    let moved = store.quarantine(path)?;
+    log::error!(
+        "moved {} to {}: {why}; see `gren-registry admin fsck` and data/README.md",
+        path.display(),
+        moved.display()
+    );
+    Ok(())
+}
+
+/// The audit log of an identity as its admins see it: its member changes
+/// (its own files) and the changes to its packages (their records), by
+/// time, numbered from 1.
+pub fn audit_log(
+    store: &Store,
+    catalog: &Catalog,
+    name: &IdentityName,
+    identity: &crate::identity::Identity,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut entries = crate::identity::audit::read(store, name, identity)?;
+    for listed in catalog.of_identity(name) {
+        // The catalog keeps no history: the record on disk has it.
+        let Some(record) = store.read_json::<PackageRecord>(&layout::package(&listed.name))? else {
+            continue;
+        };
+        entries.extend(record.changes.iter().map(|change| AuditEntry {
+            seq: 0,
+            at: change.at,
+            actor: change.actor.clone(),
+            token: change.token.clone(),
+            action: change.action.clone(),
+        }));
+    }
+    // Stable: entries of one time keep their order (member changes first).
+    entries.sort_by_key(|entry| entry.at);
+    for (index, entry) in entries.iter_mut().enumerate() {
+        entry.seq = index as u64 + 1;
+    }
+    Ok(entries)
 }
 
 /// Identity keys whose private packages a caller may see.
@@ -404,8 +619,25 @@ mod tests {
                     }),
                 })
                 .collect(),
-            last_event: 0,
-            announced: Some(BTreeMap::new()),
+            events: Vec::new(),
+            changes: Vec::new(),
+            revoked_outlines: BTreeMap::new(),
+        }
+    }
+
+    /// Appends numbered events, as the log does when the record commits.
+    fn told(record: &mut PackageRecord, events: &[NewEvent]) {
+        for new in events {
+            let seq = record.last_event() + 1;
+            record.events.push(Event {
+                seq,
+                at: Timestamp::now(),
+                kind: new.kind,
+                package: record.name.clone(),
+                version: new.version,
+                sha256: new.sha256.clone(),
+                token: None,
+            });
         }
     }
 
@@ -417,15 +649,36 @@ mod tests {
     }
 
     #[test]
-    fn the_loader_and_fsck_see_every_package_directory_the_same_way() {
+    fn start_up_removes_only_what_an_interrupted_change_leaves_and_quarantines_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let committed = record(&[("1.0.0", "0.6.0 <= v < 0.7.0", "common", false)]);
+        let committed = record(&[
+            ("1.0.0", "0.6.0 <= v < 0.7.0", "common", false),
+            ("1.0.1", "0.6.0 <= v < 0.7.0", "common", true),
+        ]);
         store.write_json(&layout::package(&committed.name), &committed).unwrap();
-        let debris = layout::version_dir(&committed.name, Version::new(9, 9, 9));
-        std::fs::create_dir_all(store.full_path(&debris)).unwrap();
+        let bundle = |name: &PackageName, v: &str| store.full_path(&layout::version_bundle(name, Version::parse(v).unwrap()));
+        let write = |path: &std::path::Path| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"bytes").unwrap();
+        };
+        let (live, revoked, unlisted) = (bundle(&committed.name, "1.0.0"), bundle(&committed.name, "1.0.1"), bundle(&committed.name, "9.9.9"));
+        let stranger = store.full_path(&layout::package_dir(&committed.name)).join("notes.txt");
+        for path in [&live, &revoked, &unlisted, &stranger] {
+            write(path);
+        }
+        // A first publish interrupted before its commit: its marker, one
+        // bundle, no record.
         let interrupted = PackageName::parse("blaix/ghost").unwrap();
-        std::fs::create_dir_all(store.full_path(&layout::package_dir(&interrupted))).unwrap();
+        write(&bundle(&interrupted, "1.0.0"));
+        write(&store.full_path(&layout::first_publish_marker(&interrupted)));
+        // A committed package that lost its record: the same, but no marker.
+        let unrecorded = PackageName::parse("blaix/lost").unwrap();
+        write(&bundle(&unrecorded, "1.0.0"));
+        // A directory that lost its record: more than a publish leaves.
+        let orphan = PackageName::parse("blaix/orphan").unwrap();
+        write(&bundle(&orphan, "1.0.0"));
+        write(&bundle(&orphan, "1.0.1"));
         std::fs::write(dir.path().join("packages/blaix/stray"), b"").unwrap();
         let found: Vec<(String, &str)> = Catalog::scan(&store)
             .unwrap()
@@ -444,24 +697,32 @@ mod tests {
         let expected = [
             ("ghost", "uncommitted"),
             ("gren-ws4sql", "record"),
+            ("lost", "uncommitted"),
+            ("orphan", "uncommitted"),
             ("stray", "not a directory"),
         ];
         assert_eq!(found, expected.map(|(name, kind)| (name.to_string(), kind)));
 
-        let catalog = Catalog::load(&store, true).unwrap();
+        let (catalog, _) = Catalog::load(&store).unwrap();
+        assert!(live.exists() && revoked.exists(), "loading changes nothing");
+        catalog.clear_debris(&store).unwrap();
         assert!(catalog.get(&committed.name).is_some());
-        assert!(
-            !store.full_path(&debris).exists(),
-            "a version never committed is removed"
-        );
+        assert!(live.exists(), "a live version's bundle stays");
+        assert!(!revoked.exists() && !unlisted.exists(), "debris of interrupted changes is removed");
         assert!(!store.full_path(&layout::package_dir(&interrupted)).exists());
+        let quarantined: Vec<String> = walk(&dir.path().join("quarantine"));
+        assert_eq!(quarantined.len(), 4, "{quarantined:?}");
+        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/lost/blaix_lost__1_0_0.pkg.gz")), "{quarantined:?}");
+        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/gren-ws4sql/notes.txt")), "{quarantined:?}");
+        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/orphan/blaix_orphan__1_0_1.pkg.gz")), "{quarantined:?}");
+        assert!(!stranger.exists() && !store.full_path(&layout::package_dir(&orphan)).exists());
         assert!(
             dir.path().join("packages/blaix/stray").exists(),
             "a stray file is passed by"
         );
 
         std::fs::write(store.full_path(&layout::package(&committed.name)), b"{").unwrap();
-        let err = Catalog::load(&store, false)
+        let err = Catalog::load(&store)
             .err()
             .expect("a damaged record stops the loader");
         assert!(
@@ -469,6 +730,19 @@ mod tests {
             "{err}"
         );
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    }
+
+    /// Every file below `dir`, as paths.
+    fn walk(dir: &std::path::Path) -> Vec<String> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                files.extend(walk(&entry.path()));
+            } else {
+                files.push(entry.path().display().to_string());
+            }
+        }
+        files
     }
 
     #[test]
@@ -486,7 +760,8 @@ mod tests {
             ("1.0.1", EventKind::Publish),
             ("1.0.2", EventKind::Revoke),
         ];
-        record.announced = Some(seen.iter().map(|(version, kind)| (v(version), *kind)).collect());
+        let seen: Vec<NewEvent> = seen.iter().map(|(version, kind)| record.announce(*kind, v(version)).unwrap()).collect();
+        told(&mut record, &seen);
         let events = record.going_public();
         assert_eq!(
             event_list(&events),
@@ -496,6 +771,7 @@ mod tests {
                 (EventKind::Publish, Some("1.0.4".to_string())),
             ]
         );
+        told(&mut record, &events);
         assert_eq!(record.announced(v("1.0.0")), Some(EventKind::Revoke));
         assert_eq!(record.announced(v("1.0.3")), None);
         assert_eq!(record.announced(v("1.0.4")), Some(EventKind::Publish));

@@ -44,6 +44,17 @@ impl PackageName {
         format!("{}__{}.pkg.gz", self.file_stem(), version.to_string().replace('.', "_"))
     }
 
+    /// The version whose bundle [`PackageName::bundle_file_name`] calls
+    /// `file` (authors compare without case, as package directories are
+    /// named in lower case).
+    pub fn version_of_bundle_file(&self, file: &str) -> Option<super::Version> {
+        let stem = format!("{}__", self.file_stem());
+        let rest = file.get(..stem.len()).filter(|start| start.eq_ignore_ascii_case(&stem))?;
+        let version = file[rest.len()..].strip_suffix(".pkg.gz")?;
+        let version = super::Version::parse(&version.replace('_', "."))?;
+        (self.bundle_file_name(version).eq_ignore_ascii_case(file)).then_some(version)
+    }
+
     /// The start of the compiler's file names for this package's bundles:
     /// `-`, `.` and `/` all become `_`, so `x/y-z` and `x-y/z` share it.
     pub fn file_stem(&self) -> String {

@@ -18,6 +18,25 @@ use std::path::Path;
 
 /// Writes `bytes` to `relative` below `root`, replacing any file there.
 pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (destination, dir) = place(root, relative, bytes)?;
+    if let Err(err) = faults::check(Point::CommitSync, relative).and_then(|()| sync_dir(&dir)) {
+        exit_after_commit(&destination, &err);
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `relative` as [`write`] does, but leaves its directory
+/// unsynced: the file is durable once a later [`write`] in the same
+/// directory (the change's commit) fsyncs it. A publish stages its bundle
+/// this way beside the package record, so one directory fsync covers both;
+/// the two renames reach the journal in order, so a record that survives a
+/// power loss has its bundle.
+pub(super) fn stage(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
+    place(root, relative, bytes).map(drop)
+}
+
+/// Temp file, fsync, rename: returns the destination and its directory.
+fn place(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<(std::path::PathBuf, std::path::PathBuf)> {
     let parent = relative
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a record needs a parent directory"))?;
@@ -41,10 +60,7 @@ pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(&destination).map_err(|err| err.error)?;
-    if let Err(err) = faults::check(Point::CommitSync, relative).and_then(|()| sync_dir(&dir)) {
-        exit_after_commit(&destination, &err);
-    }
-    Ok(())
+    Ok((destination, dir))
 }
 
 /// The exit status of a process that stopped because an fsync failed after a

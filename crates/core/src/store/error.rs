@@ -23,6 +23,11 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// Records that contradict each other in a way nothing but a lost or
+    /// edited file explains (a gap in the event log, say): start-up stops
+    /// rather than build on it.
+    #[error("{problem} (in {}); see `gren-registry admin fsck`, and restore the missing records from a backup", .path.display())]
+    Inconsistent { path: PathBuf, problem: String },
 }
 
 /// Disk trouble that is not a bug: the client may come back later.
@@ -46,6 +51,8 @@ pub enum Operation {
     Sweep,
     /// Taking the writers' gate for a snapshot or a check.
     HoldWriters,
+    /// Moving what start-up cannot explain to `quarantine/`.
+    Quarantine,
 }
 
 impl fmt::Display for Operation {
@@ -57,6 +64,7 @@ impl fmt::Display for Operation {
             Operation::List => "list",
             Operation::Sweep => "sweep the temporary files of",
             Operation::HoldWriters => "hold off the writers of",
+            Operation::Quarantine => "quarantine",
         })
     }
 }

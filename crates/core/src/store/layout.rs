@@ -4,19 +4,23 @@
 //! describes the same tree for operators.
 //!
 //! ```text
+//! format.json                                    the data format: {"format": 2}
 //! registry.lock                                  held by the running server
 //! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
 //! users/<email>.json                             one user (lower-cased address)
 //! sessions/<sha256 of token>.json                one session token
+//! tokens/<sha256 of token>.json                  one automation token (scopes, expiry, owner)
 //! logins/<login id>.json                         one pending e-mail login
 //! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
 //! identities/<name>/identity.json                a publishing identity and its members
-//! identities/<name>/audit/<seq>.json             its audit log, one entry per change
-//! packages/<author>/<project>/package.json       a package: privacy and all its versions
-//! packages/<author>/<project>/<v>/outline.json   the version's gren.json
-//! packages/<author>/<project>/<v>/<file>.pkg.gz  the bundle, exactly as uploaded
-//! events/<seq>.json                              the public event log (publish, revoke, private, public)
+//! identities/<name>/audit/<seq>.json             its member changes, one entry per change
+//! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
+//! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
+//! packages/<author>/<project>/first-publish.pending   only while its first publish is under way
 //! outbox/cursor.json                             the last event told to the packages site
+//! outbox/purge/<sha256 of cache URL>.json        the last event a cache was told to purge (and its URL)
+//! repositories/<author>/<project>/<stamp>.git    the package's git repository, derived from its bundles
+//! quarantine/<time>/...                          what start-up found and could not explain
 //! ```
 //!
 //! `<name>` and `<author>` are lower case (identity keys); `<seq>` has twelve
@@ -34,6 +38,7 @@ use super::{Operation, RecordPath, Store, StoreError};
 use crate::auth::email::Email;
 use crate::identity::IdentityName;
 use crate::package::{PackageName, Version};
+use crate::repository::RepositoryStamp;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,6 +49,7 @@ pub const TURNSTILE_FILE: &str = "snapshot.lock";
 
 const USERS: &str = "users";
 const SESSIONS: &str = "sessions";
+const TOKENS: &str = "tokens";
 const LOGINS: &str = "logins";
 const MAIL: &str = "mail";
 const IDENTITIES: &str = "identities";
@@ -51,11 +57,15 @@ const IDENTITY_RECORD: &str = "identity.json";
 const AUDIT: &str = "audit";
 const PACKAGES: &str = "packages";
 const PACKAGE_RECORD: &str = "package.json";
-const OUTLINE: &str = "outline.json";
-const EVENTS: &str = "events";
+/// Marks a package directory whose first publish has not committed yet.
+pub const FIRST_PUBLISH_MARKER: &str = "first-publish.pending";
+const FORMAT: &str = "format.json";
+const QUARANTINE: &str = "quarantine";
 const OUTBOX: &str = "outbox";
 const CURSOR: &str = "cursor.json";
+const PURGE: &str = "purge";
 const FILE_NAMES: &str = "file-names";
+const REPOSITORIES: &str = "repositories";
 
 /// A path from components that are safe by construction.
 fn safe<'a>(components: impl IntoIterator<Item = &'a str>) -> RecordPath {
@@ -87,6 +97,16 @@ pub fn sessions_dir() -> RecordPath {
 /// for text that is no safe file name.
 pub fn session(token_hash: &str) -> Result<RecordPath, StoreError> {
     checked(SESSIONS, &json(token_hash))
+}
+
+pub fn tokens_dir() -> RecordPath {
+    safe([TOKENS])
+}
+
+/// The automation token whose SHA-256 (hex) is `token_hash`; an error for
+/// text that is no safe file name.
+pub fn automation_token(token_hash: &str) -> Result<RecordPath, StoreError> {
+    checked(TOKENS, &json(token_hash))
 }
 
 pub fn logins_dir() -> RecordPath {
@@ -145,18 +165,16 @@ pub fn package(name: &PackageName) -> RecordPath {
     package_file(name, &[PACKAGE_RECORD])
 }
 
-pub fn version_dir(name: &PackageName, version: Version) -> RecordPath {
-    package_file(name, &[&version.to_string()])
-}
-
-pub fn version_outline(name: &PackageName, version: Version) -> RecordPath {
-    package_file(name, &[&version.to_string(), OUTLINE])
-}
-
-/// The bundle under the compiler's own file name, so that it can be copied
-/// straight into a project's `gren_packages/`.
+/// The bundle, beside its record (one directory fsync commits both), under
+/// the compiler's own file name, so that it can be copied straight into a
+/// project's `gren_packages/`.
 pub fn version_bundle(name: &PackageName, version: Version) -> RecordPath {
-    package_file(name, &[&version.to_string(), &name.bundle_file_name(version)])
+    package_file(name, &[&name.bundle_file_name(version)])
+}
+
+/// The marker of a first publish under way (see [`crate::package`]).
+pub fn first_publish_marker(name: &PackageName) -> RecordPath {
+    package_file(name, &[FIRST_PUBLISH_MARKER])
 }
 
 /// `below` inside the package's directory.
@@ -174,16 +192,111 @@ pub fn file_name_lock(name: &PackageName) -> RecordPath {
     safe([FILE_NAMES, &name.file_stem().to_ascii_lowercase()])
 }
 
-pub fn events_dir() -> RecordPath {
-    safe([EVENTS])
+/// `format.json`: which layout the directory has (see [`crate::format`]).
+pub fn format_file() -> RecordPath {
+    safe([FORMAT])
 }
 
-pub fn event(seq: u64) -> RecordPath {
-    safe([EVENTS, &numbered(seq)])
+/// Where start-up moves what it cannot explain, one directory a start.
+pub fn quarantine_dir() -> RecordPath {
+    safe([QUARANTINE])
+}
+
+pub fn quarantine(started_millis: u128) -> RecordPath {
+    safe([QUARANTINE, &started_millis.to_string()])
 }
 
 pub fn outbox_cursor() -> RecordPath {
     safe([OUTBOX, CURSOR])
+}
+
+pub fn purge_cursors_dir() -> RecordPath {
+    safe([OUTBOX, PURGE])
+}
+
+/// The purge cursor of the cache whose URL has the SHA-256 (hex) `url_hash`:
+/// the URL itself never becomes a path. An error for anything but 64
+/// lower-case hex digits (a file name `admin` listed, say).
+pub fn purge_cursor(url_hash: &str) -> Result<RecordPath, StoreError> {
+    let is_hash = url_hash.len() == 64 && url_hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let name = json(url_hash);
+    if !is_hash {
+        let path = Path::new(OUTBOX).join(PURGE).join(&name);
+        let refused = io::Error::new(io::ErrorKind::InvalidInput, "not the SHA-256 of a cache URL");
+        return Err(StoreError::io(Operation::Read, &path)(refused));
+    }
+    Ok(safe([OUTBOX, PURGE, &name]))
+}
+
+/// Where format 1 kept what format 2 moved or derives: read only by
+/// `admin migrate` (see [`crate::format`]).
+pub mod format1 {
+    use super::{PackageName, RecordPath, Version, numbered, package_file, safe};
+
+    const EVENTS: &str = "events";
+
+    /// `packages/<author>/<project>/<v>/`: the outline and the bundle.
+    pub fn version_dir(name: &PackageName, version: Version) -> RecordPath {
+        package_file(name, &[&version.to_string()])
+    }
+
+    pub fn version_bundle(name: &PackageName, version: Version) -> RecordPath {
+        package_file(name, &[&version.to_string(), &name.bundle_file_name(version)])
+    }
+
+    /// `events/`: one file an event.
+    pub fn events_dir() -> RecordPath {
+        safe([EVENTS])
+    }
+
+    pub fn event(seq: u64) -> RecordPath {
+        safe([EVENTS, &numbered(seq)])
+    }
+}
+
+pub fn repositories_dir() -> RecordPath {
+    safe([REPOSITORIES])
+}
+
+/// `repositories/<author>/<project>`: the generations of a package's git
+/// repository, the author in lower case as for `packages/`.
+pub fn repository_dir(name: &PackageName) -> RecordPath {
+    safe([REPOSITORIES, &name.author.to_ascii_lowercase(), &name.project])
+}
+
+/// The bare repository of `name` built from the live versions that `stamp`
+/// (hex digits) sums up.
+pub fn repository(name: &PackageName, stamp: &RepositoryStamp) -> RecordPath {
+    repository_entry(name, &format!("{stamp}.git"))
+}
+
+/// Where that repository is built before it is renamed into place.
+pub fn repository_scratch(name: &PackageName, stamp: &RepositoryStamp) -> RecordPath {
+    repository_entry(name, &format!("{stamp}.partial"))
+}
+
+/// The entry `entry` (a name listed in the directory) of the package's
+/// repository directory; `None` for a name that is no safe file name.
+pub fn repository_entry_checked(name: &PackageName, entry: &str) -> Option<RecordPath> {
+    RecordPath::new([REPOSITORIES, &name.author.to_ascii_lowercase(), &name.project, entry]).ok()
+}
+
+fn repository_entry(name: &PackageName, entry: &str) -> RecordPath {
+    repository_entry_checked(name, entry).expect("stamps are hex digits")
+}
+
+/// The package directories under `repositories/` (`<author>/<project>`,
+/// by name), sorted; none when there are none.
+pub fn repository_packages(store: &Store) -> Vec<String> {
+    let authors = entries(&store.full_path(&repositories_dir())).unwrap_or_default();
+    let mut found = Vec::new();
+    for author in authors {
+        for project in entries(&author).unwrap_or_default() {
+            let name = |path: &Path| path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            found.push(format!("{}/{}", name(&author), name(&project)));
+        }
+    }
+    found
 }
 
 // ---------------------------------------------------------------------------
@@ -252,18 +365,24 @@ impl PackageDir {
         self.0.join(PACKAGE_RECORD)
     }
 
-    /// The subdirectories (by name, and full path), sorted: one per version
-    /// ever written, committed or not. Links are not directories.
-    pub fn version_dirs(&self) -> io::Result<Vec<(String, PathBuf)>> {
-        let mut dirs = Vec::new();
-        for entry in fs::read_dir(&self.0)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                dirs.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+    /// The package this directory is named for, if it can be one.
+    pub fn package_name(&self) -> Option<PackageName> {
+        let project = self.0.file_name()?.to_str()?;
+        let author = self.0.parent()?.file_name()?.to_str()?;
+        PackageName::parse(&format!("{author}/{project}"))
+    }
+
+    /// Every entry but the record (by name, and full path), sorted:
+    /// bundles, and whatever else is there.
+    pub fn entries(&self) -> io::Result<Vec<(String, PathBuf)>> {
+        let mut found = Vec::new();
+        for path in entries(&self.0)? {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name != PACKAGE_RECORD {
+                found.push((name, path));
             }
         }
-        dirs.sort();
-        Ok(dirs)
+        Ok(found)
     }
 }
 
@@ -321,19 +440,28 @@ mod tests {
             (packages_dir(), "packages"),
             (package_dir(&package), "packages/gren-lang/core"),
             (self::package(&package), "packages/gren-lang/core/package.json"),
-            (version_dir(&package, version), "packages/gren-lang/core/7.0.0"),
-            (
-                version_outline(&package, version),
-                "packages/gren-lang/core/7.0.0/outline.json",
-            ),
             (
                 version_bundle(&package, version),
+                "packages/gren-lang/core/Gren_Lang_core__7_0_0.pkg.gz",
+            ),
+            (outbox_cursor(), "outbox/cursor.json"),
+            (purge_cursors_dir(), "outbox/purge"),
+            (purge_cursor(&hash).unwrap(), &format!("outbox/purge/{hash}.json")),
+            (format_file(), "format.json"),
+            (quarantine(1764097425401), "quarantine/1764097425401"),
+            (format1::version_dir(&package, version), "packages/gren-lang/core/7.0.0"),
+            (
+                format1::version_bundle(&package, version),
                 "packages/gren-lang/core/7.0.0/Gren_Lang_core__7_0_0.pkg.gz",
             ),
-            (events_dir(), "events"),
-            (event(12), "events/000000000012.json"),
-            (outbox_cursor(), "outbox/cursor.json"),
+            (format1::events_dir(), "events"),
+            (format1::event(12), "events/000000000012.json"),
             (file_name_lock(&package), "file-names/gren_lang_core"),
+            (repository_dir(&package), "repositories/gren-lang/core"),
+            (
+                repository(&package, &RepositoryStamp::of_text("0a1b")),
+                "repositories/gren-lang/core/0a1b.git",
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(text(path), expected);
@@ -357,6 +485,8 @@ mod tests {
     #[test]
     fn text_that_is_no_safe_file_name_makes_no_path() {
         for bad in ["../users/x", "a/b", ".tmp-x", ""] {
+            assert!(purge_cursor(bad).is_err(), "{bad:?}");
+            assert!(purge_cursor(&"9F".repeat(32)).is_err(), "upper case is no hash of ours");
             assert!(session(bad).is_err(), "{bad:?}");
             assert!(login(bad).is_err(), "{bad:?}");
         }
@@ -367,19 +497,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let root = dir.path();
-        for path in [
-            "packages/b/x/1.0.0",
-            "packages/a/y/2.0.0",
-            "packages/a/y/1.0.0",
-            "identities/z/audit",
-        ] {
+        for path in ["packages/b/x", "packages/a/y/1.0.0", "identities/z/audit"] {
             fs::create_dir_all(root.join(path)).unwrap();
         }
         fs::write(root.join("packages/a/stray"), b"").unwrap();
         fs::write(root.join("packages/a/y/package.json"), b"{}").unwrap();
-        fs::create_dir_all(root.join("events")).unwrap();
-        fs::write(root.join("events/000000000001.json"), b"{}").unwrap();
-        fs::write(root.join("events/.tmp-x"), b"").unwrap();
+        fs::write(root.join("packages/a/y/a_y__2_0_0.pkg.gz"), b"").unwrap();
+        fs::create_dir_all(root.join("sessions")).unwrap();
+        fs::write(root.join("sessions/ab.json"), b"{}").unwrap();
+        fs::write(root.join("sessions/.tmp-x"), b"").unwrap();
         let relative = |path: &Path| path.strip_prefix(root).unwrap().display().to_string();
         let packages: Vec<String> = package_dirs(&store)
             .unwrap()
@@ -389,8 +515,9 @@ mod tests {
         assert_eq!(packages, ["packages/a/stray", "packages/a/y", "packages/b/x"]);
         let y = PackageDir::of(&store, &PackageName::parse("a/y").unwrap());
         assert_eq!(relative(&y.record()), "packages/a/y/package.json");
-        let versions: Vec<String> = y.version_dirs().unwrap().into_iter().map(|(name, _)| name).collect();
-        assert_eq!(versions, ["1.0.0", "2.0.0"]);
+        let entries: Vec<String> = y.entries().unwrap().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(entries, ["1.0.0", "a_y__2_0_0.pkg.gz"], "everything but the record");
+        assert_eq!(y.package_name(), PackageName::parse("a/y"));
         let identities = identity_dirs(&store);
         assert_eq!(identities.len(), 1);
         assert_eq!(identities[0].key(), "z");
@@ -399,7 +526,7 @@ mod tests {
             "identities/z/audit/000000000002.json"
         );
         assert_eq!(identity_keys(&store).unwrap(), ["z"]);
-        let events: Vec<String> = json_files(&store, &events_dir()).iter().map(|p| relative(p)).collect();
-        assert_eq!(events, ["events/000000000001.json"]);
+        let sessions: Vec<String> = json_files(&store, &sessions_dir()).iter().map(|p| relative(p)).collect();
+        assert_eq!(sessions, ["sessions/ab.json"]);
     }
 }

@@ -118,6 +118,8 @@ impl std::error::Error for OpenError {}
 pub struct Store {
     root: PathBuf,
     locks: KeyedLocks,
+    /// When the store was opened (ms since 1970): names this run's quarantine.
+    opened: u128,
     // Held open for the lock it carries; released when the store is dropped.
     _lock_file: Option<File>,
 }
@@ -144,6 +146,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             locks: KeyedLocks::default(),
+            opened: now_millis(),
             _lock_file: Some(lock_file),
         })
     }
@@ -163,6 +166,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             locks: KeyedLocks::default(),
+            opened: now_millis(),
             _lock_file: None,
         })
     }
@@ -193,16 +197,25 @@ impl Store {
 
     /// Reads and parses a record; `None` when it does not exist.
     pub fn read_json<T: DeserializeOwned>(&self, path: &RecordPath) -> Result<Option<T>, StoreError> {
-        let full = self.full_path(path);
-        let mut bytes = Vec::new();
-        match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(StoreError::io(Operation::Read, &full)(err)),
-        }
+        let Some(bytes) = self.read_bytes(path)? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Corrupt { path: full, source })
+            .map_err(|source| StoreError::Corrupt {
+                path: self.full_path(path),
+                source,
+            })
+    }
+
+    /// Reads a file whole; `None` when it does not exist.
+    pub fn read_bytes(&self, path: &RecordPath) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut bytes = Vec::new();
+        match safe_fs::open_for_reading(&self.root, path.as_path()).and_then(|mut file| file.read_to_end(&mut bytes)) {
+            Ok(_) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io(Operation::Read, &self.full_path(path))(err)),
+        }
     }
 
     /// Atomically replaces (or creates) a record with pretty-printed JSON.
@@ -219,11 +232,81 @@ impl Store {
         write_file(&self.root, path, bytes)
     }
 
+    /// Writes a file that the next [`Store::write_json`] in the same
+    /// directory commits (see `atomic::stage`): until then a crash may leave
+    /// it or not, and start-up removes it if no record names it.
+    pub fn stage_bytes(&self, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        atomic::stage(&self.root, path.as_path(), bytes)
+            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))
+    }
+
     /// Removes a record durably; `false` when it did not exist. A link in
     /// its place is removed itself (unlink never follows one).
     pub fn remove(&self, path: &RecordPath) -> Result<bool, StoreError> {
         let parent = path.as_path().parent().unwrap_or(Path::new(""));
         self.remove_with(path, parent, |full| fs::remove_file(full))
+    }
+
+    /// Moves a file durably (the directories of both ends are fsynced);
+    /// `false` when `from` was not there.
+    pub fn rename(&self, from: &RecordPath, to: &RecordPath) -> Result<bool, StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let (source, destination) = (self.full_path(from), self.full_path(to));
+        let moved = (|| {
+            faults::check(faults::Point::Write, to.as_path())?;
+            safe_fs::refuse_symlinks(&self.root, from.as_path())?;
+            safe_fs::refuse_symlinks(&self.root, to.as_path().parent().unwrap_or(Path::new("")))?;
+            match fs::rename(&source, &destination) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(err) => return Err(err),
+            }
+            if let Err(err) = atomic::sync_parent(&destination).and_then(|()| atomic::sync_parent(&source)) {
+                atomic::exit_after_commit(&destination, &err);
+            }
+            Ok(true)
+        })();
+        moved.map_err(StoreError::io(Operation::Write, &destination))
+    }
+
+    /// `full`, a path below the data directory (as listings give them), as a
+    /// record path: its components pass the same checks.
+    pub fn relative(&self, full: &Path) -> Result<RecordPath, StoreError> {
+        let outside = || io::Error::new(io::ErrorKind::InvalidInput, "not a safe path inside the data directory");
+        let inside = full.strip_prefix(&self.root).map_err(|_| outside());
+        inside
+            .and_then(|inside| {
+                let parts: Option<Vec<&str>> = inside.iter().map(|part| part.to_str()).collect();
+                RecordPath::new(parts.ok_or_else(outside)?)
+            })
+            .map_err(StoreError::io(Operation::Remove, full))
+    }
+
+    /// Moves `full` (a file or directory below the data directory, whatever
+    /// its name) to the same place under `quarantine/<opened>/`, durably:
+    /// what start-up cannot explain is kept for an operator, never deleted.
+    /// Returns where it went.
+    pub fn quarantine(&self, full: &Path) -> Result<PathBuf, StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let moved = (|| {
+            let inside = full
+                .strip_prefix(&self.root)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "outside the data directory"))?;
+            // A link on the way would move what it points to, not this.
+            safe_fs::refuse_symlinks(&self.root, inside)?;
+            let relative = layout::quarantine(self.opened).as_path().join(inside);
+            let parent = relative.parent().unwrap_or(Path::new(""));
+            for created in safe_fs::create_dirs(&self.root, parent)? {
+                atomic::sync_parent(&created)?;
+            }
+            let destination = self.root.join(&relative);
+            fs::rename(full, &destination)?;
+            atomic::sync_parent(&destination)?;
+            atomic::sync_parent(full)?;
+            Ok(destination)
+        })();
+        moved.map_err(StoreError::io(Operation::Quarantine, full))
     }
 
     /// Removes a directory and everything in it, durably; `false` when it did
@@ -237,6 +320,35 @@ impl Store {
     /// error when it is not empty.
     pub fn remove_empty_dir(&self, path: &RecordPath) -> Result<bool, StoreError> {
         self.remove_with(path, path.as_path(), |full| fs::remove_dir(full))
+    }
+
+    /// Creates the directory `path` (and those on the way) `0700`, durably,
+    /// refusing links: for trees another program fills (git repositories).
+    pub fn create_dir(&self, path: &RecordPath) -> Result<(), StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let created = (|| {
+            for created in safe_fs::create_dirs(&self.root, path.as_path())? {
+                atomic::sync_parent(&created)?;
+            }
+            Ok(())
+        })();
+        created.map_err(StoreError::io(Operation::Write, &self.full_path(path)))
+    }
+
+    /// Renames the directory `from` to `to` (absent, or an empty directory)
+    /// in the same parent, durably: the commit of a tree built beside its
+    /// place. Only for derived trees, which can be built again: an fsync
+    /// failure is an error, not a reason to stop.
+    pub fn rename_dir(&self, from: &RecordPath, to: &RecordPath) -> Result<(), StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let full = self.full_path(to);
+        let renamed = (|| {
+            safe_fs::refuse_symlinks(&self.root, from.as_path())?;
+            safe_fs::refuse_symlinks(&self.root, to.as_path())?;
+            fs::rename(self.full_path(from), &full)?;
+            atomic::sync_parent(&full)
+        })();
+        renamed.map_err(StoreError::io(Operation::Write, &full))
     }
 
     /// Removes `path` with `remove`, as a writer, refusing links on the way
@@ -650,4 +762,10 @@ mod tests {
         }
         assert_eq!(store.read_json::<u64>(&path).unwrap(), Some(200));
     }
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }

@@ -1,5 +1,10 @@
-//! Who is asking: nobody, or a signed-in user with their session, as the
-//! request's bearer token says. The router makes one [`Caller`] per request
+//! Who is asking: nobody, or a signed-in user with their session or with
+//! an automation token, as the request's bearer token says. An automation
+//! token is let in only where a handler asks for it by name
+//! ([`Caller::publisher`], [`Caller::reader`]); everywhere else
+//! ([`Caller::user`], [`Caller::optional`]) it is refused with `403
+//! session_required`, so a route added later is closed to tokens unless its
+//! author opens it. The router makes one [`Caller`] per request
 //! and hands it to the handler; the token is looked up at most once, when a
 //! handler first asks, so it is checked at the same point of each handler
 //! as ever: a path that names nothing is still `404` before a bad token is
@@ -8,7 +13,8 @@
 //! before the body was read, and comes already resolved.
 
 use crate::http::{ApiError, ApiResult};
-use gren_registry_core::auth::session::{self, Authenticated};
+use gren_registry_core::auth::session::Authenticated;
+use gren_registry_core::auth::token::TokenError;
 use gren_registry_core::store::Store;
 use std::cell::OnceCell;
 
@@ -37,22 +43,36 @@ impl<'r> Caller<'r> {
         }
     }
 
-    /// The signed-in user; `401` without a valid token.
+    /// The user signed in with a session; `401` without a valid token,
+    /// `403` for an automation token.
     pub fn user(&self) -> ApiResult<Authenticated> {
-        self.resolve(self.token)
+        self.resolve(self.token).and_then(session_only)
     }
 
     /// Like [`Caller::user`], with `fallback` as the token when the request
     /// has no bearer token (the upstream Gren registry sends it in a body).
     pub fn user_or_token(&self, fallback: Option<&str>) -> ApiResult<Authenticated> {
-        self.resolve(self.token.or(fallback))
+        self.resolve(self.token.or(fallback)).and_then(session_only)
     }
 
-    /// The signed-in user when the request has a token (`401` when it is
-    /// bad), `None` for an anonymous request.
+    /// The user signed in with a session when the request has a token
+    /// (`401` when it is bad, `403` for an automation token), `None` for an
+    /// anonymous request.
     pub fn optional(&self) -> ApiResult<Option<Authenticated>> {
+        self.reader()?.map(session_only).transpose()
+    }
+
+    /// The signed-in user, by session or by automation token (whose scopes
+    /// the domain then checks): for publishing and revoking.
+    pub fn publisher(&self) -> ApiResult<Authenticated> {
+        self.resolve(self.token)
+    }
+
+    /// Like [`Caller::optional`], an automation token let in: for reads,
+    /// where its `download` scopes say what private packages it sees.
+    pub fn reader(&self) -> ApiResult<Option<Authenticated>> {
         match (self.token, self.resolved.get()) {
-            (Some(_), _) => self.user().map(Some),
+            (Some(_), _) => self.publisher().map(Some),
             // Admitted already, or signed in by a token from the body.
             (None, Some(Ok(user))) => Ok(Some(user.clone())),
             (None, _) => Ok(None),
@@ -63,9 +83,17 @@ impl<'r> Caller<'r> {
         if let Some(resolved) = self.resolved.get() {
             return again(resolved);
         }
-        let result = session::authenticate(self.store, token).map_err(ApiError::from);
+        let result = gren_registry_core::auth::authenticate(self.store, token).map_err(ApiError::from);
         let _ = self.resolved.set(again(&result));
         result
+    }
+}
+
+/// Refuses an automation token where only a person's session will do.
+fn session_only(user: Authenticated) -> ApiResult<Authenticated> {
+    match user.token {
+        Some(_) => Err(TokenError::SessionRequired.into()),
+        None => Ok(user),
     }
 }
 
@@ -82,7 +110,8 @@ fn again(resolved: &ApiResult<Authenticated>) -> ApiResult<Authenticated> {
 mod tests {
     use super::*;
     use gren_registry_core::auth::email::Email;
-    use gren_registry_core::auth::session::NewSession;
+    use gren_registry_core::auth::session::{self, NewSession};
+    use gren_registry_core::auth::token::{self, NewToken};
     use std::time::Duration;
 
     fn session(store: &Store, lifetime: Duration) -> String {
@@ -129,5 +158,31 @@ mod tests {
         assert_eq!(signed_in.email.as_str(), "me@example.com");
         let admitted = Caller::signed_in(&store, signed_in);
         assert_eq!(admitted.optional().unwrap().unwrap().email.as_str(), "me@example.com");
+    }
+
+    #[test]
+    fn an_automation_token_is_let_in_only_where_a_handler_asks_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let email = Email::parse("me@example.com").unwrap();
+        let scopes = ["publish:team/*".to_string()];
+        let new = NewToken {
+            email: &email,
+            name: "ci",
+            scopes: &scopes,
+            lifetime_days: 1,
+        };
+        let (secret, _) = token::create(&store, new).unwrap();
+        let caller = Caller::new(&store, Some(&secret));
+        assert_eq!(caller.publisher().unwrap().token.unwrap().name, "ci");
+        assert!(caller.reader().unwrap().unwrap().token.is_some());
+        for refused in [
+            caller.user(),
+            caller.user_or_token(None),
+            caller.optional().map(Option::unwrap),
+        ] {
+            let refused = refused.unwrap_err();
+            assert_eq!((refused.status, refused.code.as_str()), (403, "session_required"));
+        }
     }
 }

@@ -6,12 +6,15 @@
 //! something failed.
 
 use gren_registry_core::auth::AuthError;
+use gren_registry_core::auth::token::TokenError;
 use gren_registry_core::budget::{self, Busy};
 use gren_registry_core::bundle::BundleError;
 use gren_registry_core::error::{Chain, ErrorCode};
 use gren_registry_core::identity::IdentityError;
 use gren_registry_core::package::PackageError;
+use gren_registry_core::git::GitError;
 use gren_registry_core::ratelimit::RateLimited;
+use gren_registry_core::repository::RepositoryError;
 use gren_registry_core::store::{DiskFault, StoreError};
 use std::error::Error;
 use std::fmt;
@@ -179,7 +182,8 @@ impl From<AuthError> for ApiError {
             AuthError::MissingToken
             | AuthError::NotASessionToken
             | AuthError::UnknownToken
-            | AuthError::SessionExpired => return ApiError::unauthorized(err.to_string()),
+            | AuthError::SessionExpired
+            | AuthError::TokenExpired { .. } => return ApiError::unauthorized(err.to_string()),
             AuthError::UnknownLogin => (400, ErrorCode::InvalidToken),
             AuthError::LoginUsed => (400, ErrorCode::LoginUsed),
             AuthError::LoginLocked => (400, ErrorCode::LoginLocked),
@@ -215,6 +219,30 @@ impl From<IdentityError> for ApiError {
             IdentityError::Store(store) => return ApiError::storage(store.fault(), err),
         };
         ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> ApiError {
+        let (status, code, field) = match &err {
+            TokenError::InvalidName => (400, ErrorCode::InvalidName, Some("name")),
+            TokenError::InvalidScope { .. } | TokenError::ScopeCount => (400, ErrorCode::InvalidScope, Some("scopes")),
+            TokenError::InvalidLifetime { .. } => (400, ErrorCode::InvalidExpiry, Some("expiresInDays")),
+            TokenError::NameTaken { .. } => (409, ErrorCode::NameTaken, Some("name")),
+            TokenError::TooMany => (409, ErrorCode::TooManyTokens, None),
+            TokenError::NotFound { .. } => (404, ErrorCode::TokenNotFound, None),
+            TokenError::MissingScope { scope, .. } => {
+                let scope = scope.clone();
+                return ApiError::new(403, ErrorCode::MissingScope, err.to_string()).with_detail("scope", scope);
+            }
+            TokenError::SessionRequired => (403, ErrorCode::SessionRequired, None),
+            TokenError::Store(store) => return ApiError::storage(store.fault(), err),
+        };
+        let refused = ApiError::new(status, code, err.to_string());
+        match field {
+            Some(field) => refused.with_field(field),
+            None => refused,
+        }
     }
 }
 
@@ -256,6 +284,7 @@ impl From<PackageError> for ApiError {
         let (status, code, field) = match err {
             PackageError::Bundle(err) => return err.into(),
             PackageError::Identity(err) => return err.into(),
+            PackageError::Token(err) => return err.into(),
             PackageError::Busy(err) => return err.into(),
             PackageError::Store(ref store) => return ApiError::storage(store.fault(), err),
             PackageError::NotFound { .. } => (404, ErrorCode::PackageNotFound, None),
@@ -270,6 +299,35 @@ impl From<PackageError> for ApiError {
         match field {
             Some(field) => refused.with_field(field),
             None => refused,
+        }
+    }
+}
+
+/// A git process that ran out of time gave up for the registry's load; any
+/// other failure of git or of a repository build is ours.
+impl From<GitError> for ApiError {
+    fn from(err: GitError) -> ApiError {
+        match err {
+            GitError::TimedOut { .. } => ApiError {
+                cause: Some(err.into()),
+                ..ApiError::new(
+                    503,
+                    ErrorCode::ServerBusy,
+                    "The registry could not answer this git request in time; try again in a few seconds.",
+                )
+                .with_header("Retry-After", budget::RETRY_AFTER_SECS.to_string())
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<RepositoryError> for ApiError {
+    fn from(err: RepositoryError) -> ApiError {
+        match err {
+            RepositoryError::Store(store) => store.into(),
+            RepositoryError::Git(git) => git.into(),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -381,6 +439,40 @@ mod tests {
         ];
         for (err, expected) in cases {
             assert_eq!(status_and_code(err), expected);
+        }
+    }
+
+    #[test]
+    fn token_refusals_name_the_missing_scope_and_the_field_at_fault() {
+        let missing = ApiError::from(TokenError::MissingScope {
+            token: "ci".into(),
+            scope: "publish:team/core".into(),
+        });
+        assert_eq!((missing.status, missing.code.as_str()), (403, "missing_scope"));
+        assert!(missing.message.contains("publish:team/core"), "{}", missing.message);
+        assert_eq!(missing.details, vec![("scope", "publish:team/core".into())]);
+        assert_eq!(status_and_code(TokenError::SessionRequired), (403, "session_required"));
+        let expired = seen(AuthError::TokenExpired { name: "ci".into() });
+        assert_eq!((expired.0, expired.4), (401, Some("Bearer".into())));
+        let cases = [
+            (TokenError::InvalidName, (400, "invalid_name"), Some("name")),
+            (TokenError::ScopeCount, (400, "invalid_scope"), Some("scopes")),
+            (
+                TokenError::InvalidLifetime { days: 400 },
+                (400, "invalid_expiry"),
+                Some("expiresInDays"),
+            ),
+            (
+                TokenError::NameTaken { name: "ci".into() },
+                (409, "name_taken"),
+                Some("name"),
+            ),
+            (TokenError::TooMany, (409, "too_many_tokens"), None),
+            (TokenError::NotFound { id: "x".into() }, (404, "token_not_found"), None),
+        ];
+        for (err, expected, field) in cases {
+            let (status, code, _, seen_field, _) = seen(err);
+            assert_eq!(((status, code), seen_field.as_deref()), (expected, field));
         }
     }
 

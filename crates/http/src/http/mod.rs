@@ -1,9 +1,13 @@
-//! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
-//! handlers see, who is asking ([`Caller`]), the routing table ([`router`]),
+//! HTTP: the connection layer ([`server`]: hyper on tokio, handlers on a
+//! bounded thread pool), the request and response types
+//! handlers see, git's CGI program behind `/git/…` ([`cgi`]), who is asking ([`Caller`]), the routing table ([`router`]),
+//! what caches may keep of each answer ([`cache`]),
 //! and the mapping of the domain's errors to statuses, codes and messages
 //! ([`errors`]).
 
+pub(crate) mod cache;
 pub mod caller;
+pub mod cgi;
 pub mod errors;
 pub mod handlers;
 pub mod router;
@@ -280,6 +284,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         204 => "No Content",
+        302 => "Found",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",

@@ -1,8 +1,9 @@
 //! The route table: every method and path the registry answers, and the
 //! handler that answers it, in [`ROUTES`], read top to bottom. Dispatch,
 //! `404` for unknown paths, `405` with `Allow` for known paths (HEAD is
-//! implied by GET), each route's body limit and the router's fuzz target
-//! all come from it: adding a route is one line.
+//! implied by GET), each route's body limit, what shared caches may keep of
+//! its answers ([`Sharing`], applied by [`cache::apply`]) and the router's
+//! fuzz target all come from it: adding a route is one line.
 //!
 //! A path pattern is literal segments and `:name` parameters; segments are
 //! percent-decoded before they are matched, and a handler reads its
@@ -11,18 +12,23 @@
 //! over the parameter, whatever the order of the table; the order only sets
 //! the order of `Allow`.
 
-use super::handlers::{health, identity, invitation, package, session, user};
+use super::cache::{self, Sharing};
+use super::handlers::{git, health, identity, invitation, package, session, token, user};
 use super::server::{self, Allowance, Permit, Service};
 use super::{Caller, Request, Response};
 use crate::app::App;
 use crate::http::errors::{ApiError, ApiResult};
-use gren_registry_core::auth::session::{self as sessions, Authenticated};
+use gren_registry_core::auth::session::Authenticated;
 use gren_registry_core::budget::{self, Reservation};
 use gren_registry_core::error::ErrorCode;
 use std::sync::Arc;
 
 /// JSON bodies are small; anything larger is refused before it is read.
 pub const JSON_BODY_LIMIT: u64 = 64 * 1024;
+/// A git fetch's request (wants, haves): git sends at most its
+/// `http.postBuffer` (1 MiB by default) with a length, and larger ones
+/// chunked, which the server refuses (`411`).
+pub const GIT_BODY_LIMIT: u64 = 1024 * 1024;
 
 const GET: &str = "GET";
 const POST: &str = "POST";
@@ -31,7 +37,8 @@ const PATCH: &str = "PATCH";
 const DELETE: &str = "DELETE";
 
 /// Every route of the registry, one a line. `Allow` names a path's methods
-/// in this order.
+/// in this order. `shared` routes answer about the package of their path,
+/// `listing` routes about many; shared caches may keep their public answers.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
     route(GET,    "/health",                                      health::get),
@@ -46,6 +53,9 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/user",                                        user::get),
     route(GET,    "/user/sessions",                               user::sessions),
     route(DELETE, "/user/sessions/:id",                           user::revoke_session),
+    route(GET,    "/user/tokens",                                 token::list),
+    route(POST,   "/user/tokens",                                 token::create),
+    route(DELETE, "/user/tokens/:id",                             token::revoke),
     route(GET,    "/user/invitations",                            invitation::list),
     route(POST,   "/publishing-identity",                         identity::create),
     route(GET,    "/publishing-identity/:name",                   identity::show),
@@ -54,17 +64,21 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/publishing-identity/:name/audit",             identity::audit),
     route(POST,   "/publishing-identity/:name/invitation",        invitation::accept),
     route(DELETE, "/publishing-identity/:name/invitation",        invitation::decline),
-    route(GET,    "/packages",                                    package::list),
+    listing(GET,  "/packages",                                    package::list),
     upload(POST,  "/packages",                                    package::publish),
-    route(GET,    "/packages/:author/:project",                   package::show),
+    shared(GET,   "/packages/:author/:project",                   package::show),
     route(PATCH,  "/packages/:author/:project",                   package::settings),
-    route(GET,    "/packages/:author/:project/latest",            package::latest),
+    shared(GET,   "/packages/:author/:project/latest",            package::latest),
     route(POST,   "/packages/:author/:project/revoke",            package::revoke_package),
-    route(GET,    "/packages/:author/:project/:version",          package::show_version),
-    route(GET,    "/packages/:author/:project/:version/bundle",   package::bundle),
-    route(GET,    "/packages/:author/:project/:version/previous", package::previous),
+    shared(GET,   "/packages/:author/:project/:version",          package::show_version),
+    shared(GET,   "/packages/:author/:project/:version/bundle",   package::bundle),
+    shared(GET,   "/packages/:author/:project/:version/previous", package::previous),
     route(POST,   "/packages/:author/:project/:version/revoke",   package::revoke_version),
-    route(GET,    "/events",                                      package::events),
+    listing(GET,  "/events",                                      package::events),
+    // git's smart HTTP protocol, for fetching only (see handlers/git.rs).
+    route(GET,    "/git/:author/:repository/info/refs",           git::info_refs),
+    fetch(POST,   "/git/:author/:repository/git-upload-pack",     git::upload_pack),
+    route(POST,   "/git/:author/:repository/git-receive-pack",    git::receive_pack),
 ];
 
 type Handler = fn(&App, &Request, &Caller) -> ApiResult<Response>;
@@ -77,9 +91,20 @@ pub struct Route {
     pub method: &'static str,
     pub pattern: &'static str,
     handler: Handler,
+    body: BodyKind,
+    sharing: Sharing,
+}
+
+/// What a route's body is, which sets how it is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// Up to [`JSON_BODY_LIMIT`].
+    Json,
     /// A bundle upload: admitted from its head ([`upload_allowance`]), with
-    /// the bundle size limit instead of [`JSON_BODY_LIMIT`].
-    upload: bool,
+    /// the bundle size limit.
+    Bundle,
+    /// A git fetch request, up to [`GIT_BODY_LIMIT`].
+    GitFetch,
 }
 
 const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
@@ -87,13 +112,35 @@ const fn route(method: &'static str, pattern: &'static str, handler: Handler) ->
         method,
         pattern,
         handler,
-        upload: false,
+        body: BodyKind::Json,
+        sharing: Sharing::None,
+    }
+}
+
+const fn shared(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        sharing: Sharing::Package,
+        ..route(method, pattern, handler)
+    }
+}
+
+const fn listing(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        sharing: Sharing::Listing,
+        ..route(method, pattern, handler)
     }
 }
 
 const fn upload(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
     Route {
-        upload: true,
+        body: BodyKind::Bundle,
+        ..route(method, pattern, handler)
+    }
+}
+
+const fn fetch(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        body: BodyKind::GitFetch,
         ..route(method, pattern, handler)
     }
 }
@@ -203,16 +250,20 @@ pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
     }
 }
 
-/// Answers a request; `admitted` is the caller of an upload, authenticated
-/// from its head.
-fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> ApiResult<Response> {
-    let (route, params) = find(&request.method, &request.path)?;
+/// Answers a request, with the cache headers its route allows; `admitted`
+/// is the caller of an upload, authenticated from its head.
+fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> Response {
+    let (route, params) = match find(&request.method, &request.path) {
+        Ok(found) => found,
+        Err(refused) => return cache::apply(&request, Sharing::None, refused.into()),
+    };
     request.params = params;
     let caller = match admitted {
         Some(user) => Caller::signed_in(&app.store, user),
         None => Caller::new(&app.store, request.bearer_token()),
     };
-    (route.handler)(app, &request, &caller)
+    let answer = (route.handler)(app, &request, &caller).unwrap_or_else(Response::from);
+    cache::apply(&request, route.sharing, answer)
 }
 
 /// What an admitted upload holds until it is answered: its share of the
@@ -224,11 +275,12 @@ struct Admission {
 }
 
 /// A bundle upload, decided before its body is read, since bodies are large:
-/// only from a signed-in user, within the size limit and the user's publish
+/// only from a signed-in user (by session or automation token, whose scopes
+/// are checked once the bundle names its package), within the size limit and the user's publish
 /// limit, and with a share of the budget of upload bytes in flight, held
 /// until the upload is answered. A refusal here uses up no publish.
 fn upload_allowance(app: &App, headers: &[(String, String)]) -> ApiResult<Allowance> {
-    let user = sessions::authenticate(&app.store, super::bearer_token(headers))?;
+    let user = gren_registry_core::auth::authenticate(&app.store, super::bearer_token(headers))?;
     let length = server::declared_length(headers, app.config.max_bundle_bytes)?;
     let email = user.email.as_str();
     app.publishes_per_user.hit(email)?;
@@ -247,9 +299,10 @@ pub struct RegistryService(pub Arc<App>);
 
 impl Service for RegistryService {
     fn body_limit(&self, method: &str, path: &str, headers: &[(String, String)]) -> ApiResult<Allowance> {
-        match find(method, path) {
-            Ok((route, _)) if route.upload => upload_allowance(&self.0, headers),
-            _ => Ok(JSON_BODY_LIMIT.into()),
+        match find(method, path).map(|(route, _)| route.body) {
+            Ok(BodyKind::Bundle) => upload_allowance(&self.0, headers),
+            Ok(BodyKind::GitFetch) => Ok(GIT_BODY_LIMIT.into()),
+            Ok(BodyKind::Json) | Err(_) => Ok(JSON_BODY_LIMIT.into()),
         }
     }
 
@@ -257,7 +310,7 @@ impl Service for RegistryService {
         let admitted = permit
             .and_then(|permit| permit.downcast_ref::<Admission>())
             .map(|admission| admission.user.clone());
-        dispatch(&self.0, request, admitted).unwrap_or_else(Response::from)
+        dispatch(&self.0, request, admitted)
     }
 
     /// Anonymous reads of the health check and the packages (every `GET`

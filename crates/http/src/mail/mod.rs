@@ -9,3 +9,16 @@ mod postmark;
 pub use gren_registry_core::mail::{MailError, Mailer, Message};
 pub use local::LocalSink;
 pub use postmark::Postmark;
+
+use gren_registry_core::auth::login::escape_html;
+
+/// A message of plain text, its HTML made of its paragraphs (separated by
+/// blank lines), escaped.
+pub(crate) fn plain_message(to: &str, subject: String, text: String) -> Message {
+    Message {
+        to: to.to_string(),
+        subject,
+        html: format!("<p>{}</p>", escape_html(&text).replace("\n\n", "</p><p>")),
+        text,
+    }
+}

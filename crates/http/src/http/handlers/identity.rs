@@ -4,13 +4,12 @@
 use crate::app::App;
 use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
-use crate::mail::Message;
+use crate::mail::plain_message;
 use gren_registry_core::api::{
     AuditLog, IdentityPage, IdentityRequest, IdentityRole, MemberAnswer, MemberRequest, SortedKeys,
 };
 use gren_registry_core::auth::AuthError;
 use gren_registry_core::auth::email::Email;
-use gren_registry_core::auth::login::escape_html;
 use gren_registry_core::error::ErrorCode;
 use gren_registry_core::identity::{self, Actor, IdentityName, LookAlikes, MemberChange, Role};
 
@@ -52,7 +51,9 @@ pub fn create(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
 
 pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let name = parse_name(request.param("name"))?;
-    let caller = caller.optional()?;
+    // An automation token sees what anyone sees: it carries none of its
+    // owner's membership.
+    let caller = caller.reader()?.filter(|reader| reader.token.is_none());
     let found = identity::require(&app.store, &name)?;
     let role = caller.as_ref().and_then(|caller| found.role_of(&caller.email));
     let member = role.is_some();
@@ -122,7 +123,7 @@ pub fn audit(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respons
     let name = parse_name(request.param("name"))?;
     let found = identity::require(&app.store, &name)?;
     identity::require_role(&found, &Actor::User(caller.email), Role::Admin)?;
-    let entries = identity::audit::read(&app.store, &name, &found)?;
+    let entries = gren_registry_core::package::audit_log(&app.store, &app.packages.catalog, &name, &found)?;
     Ok(Response::json(
         200,
         &SortedKeys(AuditLog {
@@ -177,12 +178,7 @@ fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
         log::info!("membership e-mail about {name} not sent: its recipient's hourly limit is reached");
         return;
     }
-    let message = Message {
-        to: to.to_string(),
-        subject,
-        html: format!("<p>{}</p>", escape_html(&text).replace("\n\n", "</p><p>")),
-        text,
-    };
+    let message = plain_message(to.as_str(), subject, text);
     if let Err(err) = app.mailer.send(&message) {
         log::warn!("membership e-mail not sent: {err}");
     }

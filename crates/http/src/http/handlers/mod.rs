@@ -3,9 +3,11 @@
 //! ([`super::router::ROUTES`]) says which answers what, the request carries
 //! the path's parameters, and the [`super::Caller`] is who is asking.
 
+pub mod git;
 pub mod health;
 pub mod identity;
 pub mod invitation;
 pub mod package;
 pub mod session;
+pub mod token;
 pub mod user;

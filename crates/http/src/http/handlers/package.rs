@@ -1,13 +1,20 @@
-//! `/packages` and `/events`: publish, browse, download, revoke.
+//! `/packages` and `/events`: publish, browse, download, revoke. Publishing,
+//! revoking and reading take automation tokens too ([`Caller::publisher`],
+//! [`Caller::reader`]); a token sees the private packages of the identities
+//! its `download` scopes name, among its owner's. Answers about a private
+//! package are marked private here; the rest of their cache headers (and
+//! `304`s) come from the route table ([`crate::http::cache`]).
 
 use crate::app::App;
+use crate::http::cache::{self, IMMUTABLE, private_if};
 use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use gren_registry_core::api::{
     EventPage, PackageList, PrivacyAnswer, PrivacyRequest, PublishReceipt, RevokeRequest, RevokedPackage, SortedKeys,
     VersionAnswer, VersionPage,
 };
-use gren_registry_core::auth::secret::sha256_hex;
+use gren_registry_core::auth::session::Authenticated;
+use gren_registry_core::auth::token::ScopeAction;
 use gren_registry_core::bundle::outline::PLATFORMS;
 use gren_registry_core::error::ErrorCode;
 use gren_registry_core::identity::{self, Actor};
@@ -16,7 +23,6 @@ use gren_registry_core::package::{
     self, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible,
 };
 use gren_registry_core::store::layout;
-use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,13 +30,11 @@ use std::sync::Arc;
 /// Events per page of `GET /events`: without `limit`, and at most.
 const EVENT_PAGE: u64 = 100;
 const MAX_EVENT_PAGE: u64 = 1000;
-/// `Cache-Control` of what never changes: bundles, full pages of events.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// `POST /packages`. The caller was authenticated and counted against the
 /// publish limit before the body was read (`RegistryService::body_limit`).
 pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
-    let caller = caller.user()?;
+    let caller = caller.publisher()?;
     let email = caller.email.as_str().to_string();
     let private = match request.query_param("private").as_deref() {
         None | Some("false") => false,
@@ -45,6 +49,7 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
     let upload = Upload {
         bytes: &request.body,
         actor: &Actor::User(caller.email),
+        token: caller.token.as_ref(),
         private,
         max_inflated: app.config.max_inflated_bytes,
         kernel_authors: &app.config.kernel_code_authors,
@@ -75,19 +80,61 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
 
 /// Identity keys whose private packages the caller may see.
 fn visibility(app: &App, caller: &Caller) -> ApiResult<Visibility> {
-    let Some(caller) = caller.optional()? else {
+    visibility_of(app, caller.reader()?.as_ref(), None)
+}
+
+/// Identity keys whose private packages `reader` may see: a person's
+/// identities; of those, an automation token's `download` scopes name
+/// which it sees, and `also` one more (the package a scope lets it revoke).
+fn visibility_of(app: &App, reader: Option<&Authenticated>, also: Option<&str>) -> ApiResult<Visibility> {
+    let Some(reader) = reader else {
         return Ok(Visibility::new());
     };
-    Ok(identity::memberships(&app.store, &caller.email)?
+    let keys = identity::memberships(&app.store, &reader.email)?
         .into_iter()
-        .map(|(name, _)| name.to_ascii_lowercase())
-        .collect())
+        .map(|(name, _)| name.to_ascii_lowercase());
+    Ok(match &reader.token {
+        None => keys.collect(),
+        Some(token) => keys
+            .filter(|key| Some(key.as_str()) == also || token.download_identities().any(|scope| scope == key))
+            .collect(),
+    })
 }
 
 /// The package of the path (`:author/:project`), if the caller may see it.
 fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
     let name = package_name(request.param("author"), request.param("project"))?;
-    Ok(find_visible(&app.packages.catalog, &name, &visibility(app, caller)?)?)
+    let reader = caller.reader()?;
+    find_for(app, &name, reader.as_ref(), visibility_of(app, reader.as_ref(), None)?)
+}
+
+/// `name` if `visible` shows it. A private package hidden from an
+/// automation token whose owner may see it is refused naming the scope the
+/// token lacks: the token's holder is its owner's machine, which knows.
+fn find_for(
+    app: &App,
+    name: &PackageName,
+    reader: Option<&Authenticated>,
+    visible: Visibility,
+) -> ApiResult<Arc<PackageRecord>> {
+    let found = find_visible(&app.packages.catalog, name, &visible);
+    if found.is_err()
+        && let Some(reader) = reader
+        && let Some(token) = &reader.token
+        && app.packages.catalog.get(name).is_some()
+        && visibility_of(app, Some(&session_of(reader)), None)?.contains(&name.author.to_ascii_lowercase())
+    {
+        token.require(ScopeAction::Download, name)?;
+    }
+    Ok(found?)
+}
+
+/// What `reader`'s owner may do with a session: for comparing with a token.
+fn session_of(reader: &Authenticated) -> Authenticated {
+    Authenticated {
+        token: None,
+        ..reader.clone()
+    }
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
@@ -145,31 +192,31 @@ pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response
 
 pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
-    Ok(Response::json_bytes(200, app.packages.catalog.view(&record)))
+    let page = Response::json_bytes(200, app.packages.catalog.view(&record));
+    Ok(private_if(record.private, page))
 }
 
-fn version_answer(name: &PackageName, version: &VersionRecord) -> Response {
-    Response::json(
+fn version_answer(record: &PackageRecord, version: &VersionRecord) -> Response {
+    let answer = Response::json(
         200,
         &VersionAnswer {
-            name: Cow::Borrowed(name),
+            name: Cow::Borrowed(&record.name),
             version: Cow::Borrowed(version),
         },
-    )
+    );
+    private_if(record.private, answer)
 }
 
 pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
     let version = version_of(&record, request.param("version"))?;
-    let outline: Option<Value> = app
-        .store
-        .read_json(&layout::version_outline(&record.name, version.version))?;
+    let outline = app.packages.outline(&app.store, &record.name, version.version).map(Value::Object);
     let page = VersionPage {
         name: Cow::Borrowed(&record.name),
         outline,
         version: Cow::Borrowed(version),
     };
-    Ok(Response::json(200, &SortedKeys(page)))
+    Ok(private_if(record.private, Response::json(200, &SortedKeys(page))))
 }
 
 pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -190,7 +237,7 @@ pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
             format!("{} has no unrevoked version that fits.", record.name),
         )
     })?;
-    Ok(version_answer(&record.name, found))
+    Ok(version_answer(&record, found))
 }
 
 pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -202,7 +249,7 @@ pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Resp
             format!("{} has no unrevoked version below {version}.", record.name),
         )
     })?;
-    Ok(version_answer(&record.name, found))
+    Ok(version_answer(&record, found))
 }
 
 pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -211,9 +258,9 @@ pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
     if let Some(revoked) = &version.revoked {
         return Err(revoked_error(&record.name, version.version, revoked));
     }
+    // The bundle's own hash: its bytes need not be read to answer `304`.
     let etag = format!("\"{}\"", version.sha256);
-    let cache = if record.private { "private" } else { IMMUTABLE };
-    let response = if not_modified(request, &etag) {
+    let response = if cache::not_modified(request, &etag) {
         Response::no_content_with(304)
     } else {
         let path = layout::version_bundle(&record.name, version.version);
@@ -246,27 +293,7 @@ pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
             ),
         )
     };
-    Ok(response.with_header("ETag", etag).with_header("Cache-Control", cache))
-}
-
-/// Whether the request's `If-None-Match` names `etag`.
-fn not_modified(request: &Request, etag: &str) -> bool {
-    request
-        .header("if-none-match")
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
-}
-
-/// `value` as JSON with a strong `ETag` (its SHA-256) and `cache`, or `304`
-/// when the request already has it.
-fn json_with_etag(request: &Request, value: &impl Serialize, cache: &'static str) -> Response {
-    let body = serde_json::to_vec(value).expect("answers serialize");
-    let etag = format!("\"{}\"", sha256_hex(&body));
-    let response = if not_modified(request, &etag) {
-        Response::no_content_with(304)
-    } else {
-        Response::json_bytes(200, body)
-    };
-    response.with_header("ETag", etag).with_header("Cache-Control", cache)
+    Ok(private_if(record.private, response.with_header("ETag", etag)))
 }
 
 /// `410 {"error": "revoked", "reason"}`.
@@ -290,8 +317,17 @@ pub fn revoke_version(app: &App, request: &Request, caller: &Caller) -> ApiResul
 }
 
 fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) -> ApiResult<Response> {
-    let user = caller.user()?;
-    let record = visible_package(app, request, caller)?;
+    let user = caller.publisher()?;
+    let name = package_name(request.param("author"), request.param("project"))?;
+    // A token's revoke scope is checked first, so a private package it may
+    // revoke is found without a download scope, and one it may not is
+    // refused for the scope it lacks.
+    if let Some(token) = &user.token {
+        token.require(ScopeAction::Revoke, &name)?;
+    }
+    let also = user.token.as_ref().map(|_| name.author.to_ascii_lowercase());
+    let visible = visibility_of(app, Some(&user), also.as_deref())?;
+    let record = find_for(app, &name, Some(&user), visible)?;
     let body: RevokeRequest = request.json()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
@@ -302,16 +338,17 @@ fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) 
     }
     let version = version.map(version_param).transpose()?;
     app.publishes_per_user.hit(user.email.as_str())?;
+    let actor = Actor::User(user.email.clone());
     let versions = app
         .packages
-        .revoke(&app.store, &record.name, version, reason, &Actor::User(user.email))?;
+        .revoke(&app.store, &record.name, version, reason, &actor, user.token.as_ref())?;
     match version {
         Some(version) => {
             let revoked = versions
                 .iter()
                 .find(|record| record.version == version)
                 .expect("the version exists");
-            Ok(version_answer(&record.name, revoked))
+            Ok(version_answer(&record, revoked))
         }
         None => Ok(Response::json(
             200,
@@ -364,19 +401,17 @@ pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respo
     // The log is public history, the same for everyone: a package made
     // private since keeps its past events, and its `private` event tells
     // mirrors to stop serving it.
-    let (events, head) = app.packages.events.page(&app.store, since, limit)?;
+    let (events, head) = app.packages.events.page(since, limit);
     let next = head.min(since.saturating_add(limit)).max(since);
     // Events are never rewritten, so a full page never changes: cacheable
-    // for ever, and without the head, which moves. The last page is not.
+    // for ever, and without the head, which moves. The last page changes
+    // with the next event, which purges it from shared caches.
     let full = events.len() as u64 == limit;
     let page = EventPage {
         events,
         head: (!full).then_some(head),
         next,
     };
-    Ok(json_with_etag(
-        request,
-        &SortedKeys(page),
-        if full { IMMUTABLE } else { "no-cache" },
-    ))
+    let answer = Response::json(200, &SortedKeys(page));
+    Ok(if full { answer.with_header("Cache-Control", IMMUTABLE) } else { answer })
 }

@@ -1,0 +1,152 @@
+//! `setup-git [--remove]` and `git-credential`: the Gren compiler fetches
+//! every package from `https://github.com/<author>/<project>.git` with git;
+//! two entries in the user's global git configuration make it fetch from the
+//! registry instead, unchanged:
+//!
+//! ```text
+//! [url "<registry>/git/"]
+//!     insteadOf = https://github.com/
+//! [credential "<registry>"]
+//!     helper =
+//!     helper = !'<this program>' git-credential --registry '<registry>'
+//! ```
+//!
+//! The registry redirects authors it does not know to GitHub, so the rest of
+//! the ecosystem still installs. The empty `helper` clears helpers named
+//! before for this registry (a keychain must not answer with, or store, an
+//! old token); ours reads the token from `~/.gren/user` when git asks, so no
+//! token is ever written into `.gitconfig`. `setup-git` can run again
+//! (same result); `--remove` takes both out.
+
+use super::credentials;
+use super::{CliError, CliResult};
+use std::io::BufRead;
+use std::process::Command;
+
+const GITHUB: &str = "https://github.com/";
+
+pub fn set_up(registry: &str) -> CliResult<()> {
+    // For the registry one is logged in to: its token serves private packages.
+    credentials::token_for(registry)?;
+    let base = format!("{registry}/git/");
+    let insteadof = format!("url.{base}.insteadOf");
+    let helper = format!("credential.{registry}.helper");
+    git_config(&["--replace-all", &insteadof, GITHUB])?;
+    unset_all(&helper)?;
+    git_config(&["--add", &helper, ""])?;
+    git_config(&["--add", &helper, &helper_command(registry)?])?;
+    println!("Set up git (your global configuration, ~/.gitconfig or $GIT_CONFIG_GLOBAL):");
+    println!("  {insteadof} = {GITHUB}: the Gren compiler fetches packages from {registry};");
+    println!("    packages of authors it does not have come from GitHub through it.");
+    println!("  {helper}: `gren-registry git-credential` gives git your login for private packages;");
+    println!("    no token is written into the configuration.");
+    println!("Undo with `gren-registry setup-git --remove`.");
+    for other in other_github_rewrites(&base)? {
+        println!("Note: git also sends {GITHUB} to {other}; remove that to use this registry.");
+    }
+    Ok(())
+}
+
+pub fn remove(registry: &str) -> CliResult<()> {
+    let base = format!("{registry}/git/");
+    unset_all(&format!("url.{base}.insteadOf"))?;
+    unset_all(&format!("credential.{registry}.helper"))?;
+    remove_section_if_empty(&format!("url.{base}"))?;
+    remove_section_if_empty(&format!("credential.{registry}"))?;
+    println!("Removed from your global git configuration: the {GITHUB} rewrite to {registry} and its credential helper.");
+    Ok(())
+}
+
+/// git's credential-helper protocol: `get` reads `key=value` lines and
+/// answers `username` and `password` (the stored token) when they name
+/// this registry's scheme and host, and nothing otherwise; `store` and
+/// `erase` do nothing (the token lives in `~/.gren/user`).
+pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
+    let mut asked = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|err| CliError(format!("Cannot read git's question: {err}")))?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            asked.push((key.to_string(), value.to_string()));
+        }
+    }
+    if operation != "get" {
+        return Ok(());
+    }
+    let field = |name: &str| asked.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let Some((scheme, host)) = registry.split_once("://") else {
+        return Ok(());
+    };
+    let host = host.split('/').next().unwrap_or_default();
+    let ours = field("protocol") == Some(scheme) && field("host").is_some_and(|asked| asked.eq_ignore_ascii_case(host));
+    if let Some(entry) = credentials::stored(registry)?.filter(|_| ours) {
+        println!("username={}\npassword={}", entry.email, entry.token);
+    }
+    Ok(())
+}
+
+/// `!'<this program>' git-credential --registry '<registry>'`, quoted for
+/// the shell git runs it with.
+fn helper_command(registry: &str) -> CliResult<String> {
+    let program = std::env::current_exe().map_err(|err| CliError(format!("Cannot find this program: {err}")))?;
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    Ok(format!(
+        "!{} git-credential --registry {}",
+        quote(&program.to_string_lossy()),
+        quote(registry)
+    ))
+}
+
+/// `git config --global <args>`; its output.
+fn git_config(args: &[&str]) -> CliResult<std::process::Output> {
+    let output = Command::new("git")
+        .arg("config")
+        .arg("--global")
+        .args(args)
+        .output()
+        .map_err(|err| CliError(format!("Cannot run git ({err}). Install git first.")))?;
+    // 1: no such section or key; 5: nothing to unset. Both are fine here.
+    match output.status.code() {
+        Some(0 | 1 | 5) => Ok(output),
+        _ => Err(CliError(format!(
+            "git config {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
+    }
+}
+
+fn unset_all(key: &str) -> CliResult<()> {
+    git_config(&["--unset-all", key]).map(drop)
+}
+
+/// Removes `[section]` once no key is left in it (recent versions of git
+/// drop an emptied section themselves).
+fn remove_section_if_empty(section: &str) -> CliResult<()> {
+    let listed = git_config(&["--name-only", "--list"])?;
+    let prefix = format!("{}.", section.to_ascii_lowercase());
+    let used = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|key| key.to_ascii_lowercase().starts_with(&prefix));
+    if !used {
+        // Fails only when there is no such section: nothing to remove.
+        let _ = Command::new("git")
+            .args(["config", "--global", "--remove-section", section])
+            .output();
+    }
+    Ok(())
+}
+
+/// Other URLs that git sends https://github.com/ to.
+fn other_github_rewrites(base: &str) -> CliResult<Vec<String>> {
+    let listed = git_config(&["--get-regexp", r"^url\..*\.insteadof$"])?;
+    Ok(String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, value)| *value == GITHUB)
+        .filter_map(|(key, _)| key.strip_prefix("url.")?.strip_suffix(".insteadof").map(str::to_string))
+        .filter(|url| url != base)
+        .collect())
+}

@@ -1,0 +1,312 @@
+//! `gren-registry admin migrate`: upgrades a format-1 data directory to
+//! format 2 in place (see [`super`]). It runs with the directory's lock, as
+//! every changing command does, and is safe to kill anywhere: each step
+//! leaves what the next run recognises, and running it again finishes.
+//!
+//! Order, and what a crash after each step leaves:
+//! 1. For each package still in format 1 (`package.json` without `events`):
+//!    move each live bundle from `<v>/` to beside the record (a rename,
+//!    then the directory's fsync), then write the format-2 record, which
+//!    takes its events from `events/` (those the record counted), its audit
+//!    entries from its identity's audit log, and the outlines of revoked
+//!    versions from `<v>/outline.json`. The record's write is the package's
+//!    commit; until then the old record is still read the old way.
+//! 2. Remove each migrated package's `<v>/` directories.
+//! 3. After every package: remove `events/`.
+//! 4. Write `format.json`: the migration's commit. Until then the server
+//!    refuses the directory, so nobody sees it half done.
+//!
+//! The audit entries of publishes, revocations and privacy changes stay in
+//! `identities/<name>/audit/` as history; format 2 reads them from the
+//! package records and skips them there ([`crate::identity::audit::read`]).
+
+use super::{CURRENT, FormatError, Found, detect, stamp};
+use crate::identity::audit::{self, AuditEntry};
+use crate::identity::{Action, Identity, IdentityName};
+use crate::package::events::Event;
+use crate::package::{PackageChange, PackageName, PackageRecord, Version, VersionRecord};
+use crate::store::layout::{self, PackageDir};
+use crate::store::{Operation, Store, StoreError};
+use crate::time::Timestamp;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// The format found.
+    pub from: u32,
+    /// Package records rewritten by this run.
+    pub packages: usize,
+    /// Events moved into them.
+    pub events: usize,
+}
+
+/// A package record as format 1 wrote it (the fields format 2 keeps).
+#[derive(Deserialize)]
+struct Format1Record {
+    name: PackageName,
+    private: bool,
+    created: Timestamp,
+    versions: Vec<VersionRecord>,
+    /// Events above it were never committed.
+    #[serde(default)]
+    last_event: u64,
+}
+
+/// Upgrades the directory to [`CURRENT`]; nothing to do if it is there.
+pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
+    let dir = store.root().to_path_buf();
+    let from = match detect(store)? {
+        Found::Empty => {
+            stamp(store)?;
+            return Ok(Migration { from: CURRENT, ..Migration::default() });
+        }
+        Found::Format(CURRENT) => return Ok(Migration { from: CURRENT, ..Migration::default() }),
+        Found::Format(found) if found > CURRENT => return Err(FormatError::Newer { dir, found }),
+        Found::Format(found) => found,
+    };
+    let mut events = format1_events(store)?;
+    let (problems, head) = preflight(store, &events)?;
+    if !problems.is_empty() {
+        return Err(FormatError::MigrationRefused { dir, problems });
+    }
+    let mut next_seq = head + 1;
+    let mut changes = format1_changes(store)?;
+    let mut migration = Migration { from, ..Migration::default() };
+    let packages = store.full_path(&layout::packages_dir());
+    for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes, &mut next_seq)? {
+            migration.packages += 1;
+            migration.events += moved;
+        }
+        remove_version_dirs(store, &dir)?;
+    }
+    store.remove_tree(&layout::format1::events_dir())?;
+    stamp(store)?;
+    log::info!("migrated {} from data format {from} to {CURRENT}", store.root().display());
+    Ok(migration)
+}
+
+/// Finds, before anything is changed, what would make the migration lose
+/// data: a package directory without its record, a live version without
+/// its bundle, or an event log (the old files as each record counts them,
+/// and the events of records already migrated) with a gap or a number twice.
+/// Returns the problems, and the last event the records hold.
+fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec<String>, u64), StoreError> {
+    let mut problems = Vec::new();
+    let numbers = store.list_json(&layout::format1::events_dir())?;
+    let mut files: Vec<u64> = numbers.iter().filter_map(|name| name.parse().ok()).collect();
+    files.sort_unstable();
+    if let Some(missing) = (1..).zip(&files).find(|(expected, found)| expected != *found).map(|(expected, _)| expected) {
+        problems.push(format!("events/ lacks event {missing} (restore it from a backup)"));
+    }
+    let mut claimed: Vec<u64> = Vec::new();
+    let packages = store.full_path(&layout::packages_dir());
+    for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        if !dir.record().exists() {
+            problems.push(format!(
+                "{} has no package.json: restore it from a backup (or, if it is a first publish that never \
+                 committed, move the directory out of packages/)",
+                dir.path().display()
+            ));
+            continue;
+        }
+        let value: Value = read_json_file(store, &dir.record())?;
+        if let Some(migrated) = value.get("events") {
+            let seqs = migrated.as_array().into_iter().flatten().filter_map(|event| event["seq"].as_u64());
+            claimed.extend(seqs);
+            continue;
+        }
+        let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt { path: dir.record(), source })?;
+        let own = events.get(&old.name.key()).into_iter().flatten();
+        claimed.extend(own.map(|event| event.seq).filter(|seq| *seq <= old.last_event));
+        for version in old.versions.iter().filter(|version| version.revoked.is_none()) {
+            let (before, after) = (
+                layout::format1::version_bundle(&old.name, version.version),
+                layout::version_bundle(&old.name, version.version),
+            );
+            if !store.full_path(&before).exists() && !store.full_path(&after).exists() {
+                problems.push(format!("{} {}: the bundle is missing", old.name, version.version));
+            }
+        }
+    }
+    claimed.sort_unstable();
+    for (expected, seq) in (1..).zip(&claimed) {
+        if expected != *seq {
+            problems.push(format!(
+                "the package records do not hold event {expected} (a record lost, or edited): restore it from a backup"
+            ));
+            break;
+        }
+    }
+    Ok((problems, claimed.last().copied().unwrap_or(0)))
+}
+
+/// Rewrites one package record in format 2 (unless it already is), after
+/// moving its live bundles beside it. Returns how many events it took, or
+/// `None` if it was in format 2 already.
+fn migrate_package(
+    store: &Store,
+    dir: &PackageDir,
+    events: &mut HashMap<String, Vec<Event>>,
+    changes: &mut HashMap<String, Vec<PackageChange>>,
+    next_seq: &mut u64,
+) -> Result<Option<usize>, StoreError> {
+    let record = dir.record();
+    let value: Value = read_json_file(store, &record)?;
+    if value.get("events").is_some() {
+        return Ok(None);
+    }
+    let old: Format1Record =
+        serde_json::from_value(value).map_err(|source| StoreError::Corrupt { path: record.clone(), source })?;
+    let name = old.name.clone();
+    let mut revoked_outlines = BTreeMap::new();
+    for version in &old.versions {
+        if version.revoked.is_some() {
+            let outline = layout::format1::version_dir(&name, version.version);
+            let outline = store.full_path(&outline).join("outline.json");
+            if outline.exists() {
+                let outline: Map<String, Value> = read_json_file(store, &outline)?;
+                revoked_outlines.insert(version.version, outline);
+            }
+        } else {
+            let from = layout::format1::version_bundle(&name, version.version);
+            store.rename(&from, &layout::version_bundle(&name, version.version))?;
+        }
+    }
+    let key = name.key();
+    let mut own_events = events.remove(&key).unwrap_or_default();
+    own_events.retain(|event| event.seq <= old.last_event);
+    let moved_events = own_events.len();
+    let mut migrated = PackageRecord {
+        name,
+        private: old.private,
+        created: old.created,
+        versions: old.versions,
+        events: own_events,
+        changes: changes.remove(&key).unwrap_or_default(),
+        revoked_outlines,
+    };
+    make_up_for_format1_losses(&mut migrated, next_seq);
+    store.write_json(&layout::package(&migrated.name), &migrated)?;
+    Ok(Some(moved_events))
+}
+
+/// Format 1 could commit a change and lose what it said of it (issue 12: an
+/// event rolled back after its commit, an audit entry written after it and
+/// lost). What mirrors missed is announced now, numbered after the last
+/// event, as going public does; a lost audit entry is written again with
+/// the version's own time and `unknown` as its actor, so the log shows the
+/// change without inventing who made it.
+fn make_up_for_format1_losses(record: &mut PackageRecord, next_seq: &mut u64) {
+    if !record.private {
+        let at = Timestamp::now();
+        for missed in record.missed() {
+            record.events.push(Event {
+                seq: *next_seq,
+                at,
+                kind: missed.kind,
+                package: record.name.clone(),
+                version: missed.version,
+                sha256: missed.sha256,
+                token: None,
+            });
+            *next_seq += 1;
+        }
+    }
+    let audited = |record: &PackageRecord, kind: &str, version: Version| {
+        record.changes.iter().any(|change| {
+            change.action.kind() == kind
+                && matches!(&change.action, Action::Published { version: v, .. } | Action::Revoked { version: v, .. } if *v == version.to_string())
+        })
+    };
+    let mut lost = Vec::new();
+    for version in &record.versions {
+        if !audited(record, "published", version.version) {
+            lost.push((version.published, Action::Published { package: record.name.to_string(), version: version.version.to_string() }));
+        }
+        if let Some(revoked) = version.revoked.as_ref().filter(|_| !audited(record, "revoked", version.version)) {
+            let action = Action::Revoked {
+                package: record.name.to_string(),
+                version: version.version.to_string(),
+                reason: revoked.reason.clone(),
+            };
+            lost.push((revoked.at, action));
+        }
+    }
+    for (at, action) in lost {
+        record.changes.push(PackageChange { at, actor: LOST_ACTOR.to_string(), token: None, action });
+    }
+    record.changes.sort_by_key(|change| change.at);
+}
+
+/// The actor of an audit entry format 1 lost.
+pub const LOST_ACTOR: &str = "unknown (lost before format 2)";
+
+/// Removes a migrated package's format-1 version directories (outlines, and
+/// bundles already moved or of revoked versions); a live version's stays
+/// while its bundle is not beside the record.
+fn remove_version_dirs(store: &Store, dir: &PackageDir) -> Result<(), StoreError> {
+    let Some(name) = dir.package_name() else { return Ok(()) };
+    let entries = dir.entries().map_err(StoreError::io(Operation::List, dir.path()))?;
+    for (entry, path) in entries {
+        let Some(version) = Version::parse(&entry).filter(|_| path.is_dir()) else { continue };
+        let bundle = store.full_path(&layout::version_bundle(&name, version));
+        if path.join(name.bundle_file_name(version)).exists() && !bundle.exists() {
+            log::warn!("keeping {}: its bundle is not beside the record yet", path.display());
+            continue;
+        }
+        store.remove_tree(&layout::format1::version_dir(&name, version))?;
+    }
+    Ok(())
+}
+
+/// The format-1 event log (every file, whatever gaps there are), by
+/// package key, oldest first.
+fn format1_events(store: &Store) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+    let mut numbers: Vec<u64> = store
+        .list_json(&layout::format1::events_dir())?
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    let mut by_package: HashMap<String, Vec<Event>> = HashMap::new();
+    for seq in numbers {
+        if let Some(event) = store.read_json::<Event>(&layout::format1::event(seq))? {
+            by_package.entry(event.package.key()).or_default().push(event);
+        }
+    }
+    Ok(by_package)
+}
+
+/// The audit entries of publishes, revocations and privacy changes that
+/// format 1 kept in the identities' logs, by package key, oldest first.
+fn format1_changes(store: &Store) -> Result<HashMap<String, Vec<PackageChange>>, StoreError> {
+    let mut by_package: HashMap<String, Vec<PackageChange>> = HashMap::new();
+    for key in layout::identity_keys(store)? {
+        let Ok(name) = IdentityName::parse(&key) else { continue };
+        let Some(identity) = store.read_json::<Identity>(&layout::identity(&name))? else {
+            continue;
+        };
+        for entry in audit::read_all(store, &name, &identity)? {
+            let AuditEntry { at, actor, token, action, .. } = entry;
+            let Some(package) = action.package().and_then(PackageName::parse) else { continue };
+            by_package.entry(package.key()).or_default().push(PackageChange { at, actor, token, action });
+        }
+    }
+    Ok(by_package)
+}
+
+fn read_json_file<T: serde::de::DeserializeOwned>(store: &Store, path: &std::path::Path) -> Result<T, StoreError> {
+    let relative = store.relative(path)?;
+    let read = store.read_json(&relative)?;
+    read.ok_or_else(|| StoreError::io(Operation::Read, path)(std::io::ErrorKind::NotFound.into()))
+}

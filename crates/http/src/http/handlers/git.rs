@@ -1,0 +1,186 @@
+//! `/git/<author>/<project>.git/…`: packages served over git's smart HTTP
+//! protocol, so that the Gren compiler, told by one `insteadOf` line to
+//! fetch `https://github.com/` from here, installs from the registry
+//! unchanged. Fetching only; git itself answers (`git http-backend`, see
+//! [`crate::http::cgi`]) from the package's repository, brought up to date
+//! with the records first ([`gren_registry_core::repository`]).
+//!
+//! Who may fetch what:
+//! - an author that is no identity here: `302` to `GREN_REGISTRY_GIT_FALLBACK`
+//!   with the same path (GitHub by default), `404` when that is empty;
+//! - a public package: anyone;
+//! - a private package: members of its identity, with any role, by HTTP
+//!   Basic with a session token as the password (any user name). git sends
+//!   credentials only after a `401`; an anonymous request for a private
+//!   package and for a project that does not exist get the same `401`, so
+//!   strangers cannot tell which private packages exist; a signed-in
+//!   non-member gets `404` for both.
+//! - pushes: `403`.
+
+use crate::app::App;
+use crate::http::cgi;
+use crate::http::errors::{ApiError, ApiResult};
+use crate::http::{Caller, Request, Response};
+use base64::Engine;
+use gren_registry_core::auth::session::{self, Authenticated};
+use gren_registry_core::budget;
+use gren_registry_core::error::ErrorCode;
+use gren_registry_core::identity::{self, IdentityName};
+use gren_registry_core::package::PackageName;
+use std::time::Duration;
+
+const UPLOAD_PACK: &str = "git-upload-pack";
+
+/// `GET …/info/refs?service=git-upload-pack`: the refs (v0), or the
+/// capabilities (v2).
+pub fn info_refs(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    match request.query_param("service").as_deref() {
+        Some(UPLOAD_PACK) => fetch(app, request, "info/refs"),
+        Some("git-receive-pack") => Err(push_refused()),
+        _ => Err(ApiError::new(
+            403,
+            ErrorCode::Forbidden,
+            "Only git's smart HTTP protocol is served here (git 1.6.6 or newer).",
+        )),
+    }
+}
+
+/// `POST …/git-upload-pack`: what git fetches (refs in v2, then packs).
+pub fn upload_pack(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    fetch(app, request, UPLOAD_PACK)
+}
+
+/// `POST …/git-receive-pack`: never.
+pub fn receive_pack(_app: &App, _request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    Err(push_refused())
+}
+
+fn push_refused() -> ApiError {
+    ApiError::new(
+        403,
+        ErrorCode::Forbidden,
+        "The registry's repositories are made from published bundles and take no pushes; publish with `gren-registry publish`.",
+    )
+}
+
+/// Answers a fetch request for the path's package with git, once the
+/// caller may read it.
+fn fetch(app: &App, request: &Request, service: &str) -> ApiResult<Response> {
+    let author = request.param("author");
+    let repository = request.param("repository");
+    let project = repository.strip_suffix(".git").unwrap_or(repository);
+    if !is_registry_identity(app, author)? {
+        return fallback(app, request);
+    }
+    let name = PackageName::parse(&format!("{author}/{project}"));
+    let caller = basic_caller(app, request)?;
+    let readable = name.as_ref().is_some_and(|name| may_read(app, name, caller.as_ref()));
+    let name = match (name, readable) {
+        (Some(name), true) => name,
+        _ if caller.is_none() => return Err(credentials_needed()),
+        _ => return Err(not_found()),
+    };
+    let _slot = app.git_processes.reserve(1, budget::WAIT)?;
+    let repository = app
+        .repositories
+        .current(&app.store, &app.packages.catalog, &name)?
+        .ok_or_else(not_found)?;
+    let time_limit = Duration::from_secs(app.config.git_timeout_secs);
+    cgi::http_backend(&app.repositories.git, request, repository.path(), service, time_limit)
+}
+
+/// Whether `author` names an identity of this registry.
+fn is_registry_identity(app: &App, author: &str) -> ApiResult<bool> {
+    let Ok(name) = IdentityName::parse(author) else {
+        return Ok(false);
+    };
+    Ok(identity::load(&app.store, &name)?.is_some())
+}
+
+/// Whether `caller` may fetch the package `name`: it exists and is public,
+/// or they are a member of its identity.
+fn may_read(app: &App, name: &PackageName, caller: Option<&Authenticated>) -> bool {
+    let Some(record) = app.packages.catalog.get(name) else {
+        return false;
+    };
+    if !record.private {
+        return true;
+    }
+    let membership = |user: &Authenticated| {
+        let identity = name.identity().and_then(|identity| identity::load(&app.store, &identity).ok().flatten());
+        identity.is_some_and(|identity| identity.role_of(&user.email).is_some())
+    };
+    caller.is_some_and(membership)
+}
+
+/// The signed-in user of HTTP Basic credentials (the password is a session
+/// token) or a bearer token; `None` without credentials, `401` with bad
+/// ones (git then asks its credential helpers again).
+fn basic_caller(app: &App, request: &Request) -> ApiResult<Option<Authenticated>> {
+    let token = match request.header("authorization") {
+        None => return Ok(None),
+        Some(value) => basic_password(value).or_else(|| request.bearer_token().map(str::to_string)),
+    };
+    session::authenticate(&app.store, token.as_deref())
+        .map(Some)
+        .map_err(|err| credentials_needed().with_detail("reason", err.to_string()))
+}
+
+/// The password of an `Authorization: Basic` header.
+fn basic_password(value: &str) -> Option<String> {
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, password)| password.to_string())
+}
+
+fn credentials_needed() -> ApiError {
+    ApiError::new(
+        401,
+        ErrorCode::Unauthorized,
+        "This repository needs credentials: run `gren-registry setup-git` once you are logged in.",
+    )
+    .with_header("WWW-Authenticate", "Basic realm=\"gren-registry\"")
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found(
+        ErrorCode::PackageNotFound,
+        "There is no such package, or it is private and you are not a member of its identity.",
+    )
+}
+
+/// `302` to the same path at `GREN_REGISTRY_GIT_FALLBACK`, or `404`.
+fn fallback(app: &App, request: &Request) -> ApiResult<Response> {
+    let base = app.config.git_fallback.trim_end_matches('/');
+    if base.is_empty() {
+        return Err(not_found());
+    }
+    let path = request.path.trim_start_matches('/').strip_prefix("git").unwrap_or(&request.path);
+    let query = if request.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", request.query)
+    };
+    Ok(Response::no_content_with(302).with_header("Location", format!("{base}{path}{query}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_basic_password_is_the_token_whatever_the_user_name() {
+        let header = |credentials: &str| {
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
+        };
+        assert_eq!(basic_password(&header("me:gren_abc")), Some("gren_abc".into()));
+        assert_eq!(basic_password(&header(":gren_abc:d")), Some("gren_abc:d".into()));
+        assert_eq!(basic_password(&header("no password")), None);
+        assert_eq!(basic_password("Bearer gren_abc"), None);
+        assert_eq!(basic_password("Basic !!!"), None);
+    }
+}

@@ -1,0 +1,475 @@
+//! Packages over git's smart HTTP protocol (`/git/<author>/<project>.git`),
+//! as the unmodified Gren compiler fetches them once `setup-git` sent
+//! https://github.com/ to the registry: installs with the real compiler,
+//! private packages through the credential helper, revocations and fresh
+//! publishes as the next `ls-remote` sees them, the fallback for authors the
+//! registry does not have (a second registry here), refusals, and
+//! `admin fsck` on the repositories. Every git run has its own HOME and
+//! global configuration; nothing reaches the network.
+
+use crate::client::gren_compiler;
+use crate::common::bundles::{gunzip, real_bundle, synthetic};
+use crate::common::operator::admin;
+use crate::common::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Whether git is here; without it the registry does not start. Under CI
+/// its absence fails the test instead.
+fn git_installed() -> bool {
+    let found = Command::new("git").arg("--version").output().is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "git is required under CI");
+        eprintln!("note: git is not installed; skipping this test");
+    }
+    found
+}
+
+/// Someone with git and the Gren compiler: their own HOME (`~/.gren/user`)
+/// and global git configuration.
+struct Developer {
+    home: tempfile::TempDir,
+    registry: String,
+}
+
+impl Developer {
+    fn new(server: &Server) -> Developer {
+        Developer {
+            home: tempfile::tempdir().unwrap(),
+            registry: server.base.clone(),
+        }
+    }
+
+    fn gitconfig(&self) -> PathBuf {
+        self.home.path().join(".gitconfig")
+    }
+
+    /// `command` with this person's HOME and git configuration only.
+    fn env(&self, command: &mut Command) {
+        clear_registry_env(command);
+        command
+            .env("HOME", self.home.path())
+            .env("GIT_CONFIG_GLOBAL", self.gitconfig())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GREN_REGISTRY_URL", &self.registry)
+            .stdin(Stdio::null());
+    }
+
+    fn git(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("git");
+        self.env(&mut command);
+        command.args(args).current_dir(self.home.path()).output().unwrap()
+    }
+
+    fn registry_command(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+        self.env(&mut command);
+        command.args(args).output().unwrap()
+    }
+
+    /// Logged in as `email` with `token` (what `login` stores).
+    fn logged_in(&self, email: &str, token: &str) {
+        let dir = self.home.path().join(".gren");
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries = json!([{ "registry": self.registry, "email": email, "token": token }]);
+        write_json(&dir.join("user"), &entries);
+    }
+
+    fn setup_git(&self) -> String {
+        let out = self.registry_command(&["setup-git"]);
+        assert!(out.status.success(), "setup-git: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Only the rewrite, without the credential helper.
+    fn rewrite_github_only(&self) {
+        let key = format!("url.{}/git/.insteadOf", self.registry);
+        assert!(self.git(&["config", "--global", &key, "https://github.com/"]).status.success());
+    }
+
+    /// The tags `ls-remote` lists for `author/project`, as GitHub's URL.
+    fn remote_tags(&self, package: &str) -> Vec<String> {
+        let url = format!("https://github.com/{package}.git");
+        let out = self.git(&["ls-remote", "--tags", &url]);
+        assert!(out.status.success(), "ls-remote {package}: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter_map(|line| line.split_once("\trefs/tags/").map(|(_, tag)| tag.to_string()))
+            .collect()
+    }
+
+    /// `git clone --branch <version> --depth 1`, as the compiler runs it.
+    fn clone(&self, package: &str, version: &str) -> (Output, PathBuf) {
+        let dir = self.home.path().join(format!("clone-{}-{version}", package.replace('/', "_")));
+        let url = format!("https://github.com/{package}.git");
+        let out = self.git(&["clone", "--quiet", "--branch", version, "--depth", "1", &url, dir.to_str().unwrap()]);
+        (out, dir)
+    }
+
+    /// `gren package install` in `app`, with git as this person set it up.
+    fn compiler_install(&self, app: &Path) -> Output {
+        let mut command = Command::new("node");
+        self.env(&mut command);
+        command
+            .arg(gren_compiler())
+            .args(["package", "install"])
+            .current_dir(app)
+            // The backend binary is not needed to install: nothing is downloaded.
+            .env("GREN_BIN", "/bin/true")
+            .output()
+            .unwrap()
+    }
+}
+
+/// The bundle the compiler would make of `bundle`'s project: the published
+/// bytes an install must give back.
+fn compiler_made(bundle: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    gren_registry_client::project::unpack(bundle, dir.path()).unwrap();
+    gren_registry_client::project::build_bundle(dir.path()).unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A registry whose unknown authors are nobody's (no fallback).
+fn registry() -> Server {
+    Server::with_env(&[("GREN_REGISTRY_GIT_FALLBACK", "")])
+}
+
+/// Creates `identity` for a new user and returns their token.
+fn publisher(server: &Server, email: &str, identity: &str) -> String {
+    let token = server.login(email);
+    let created = server.post_json("/publishing-identity", &json!({ "name": identity }), Some(&token));
+    assert_eq!(created.status, 200, "{}", created.text());
+    token
+}
+
+/// A registry (without fallback) where the Gren team published `files`
+/// (`true`: privately), and the team's token; `None` without git.
+fn gren_lang_registry(files: &[(&str, bool)]) -> Option<(Server, String)> {
+    if !git_installed() {
+        return None;
+    }
+    let server = registry();
+    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
+    for (file, private) in files {
+        publish(&server, &token, file, *private);
+    }
+    Some((server, token))
+}
+
+fn publish(server: &Server, token: &str, file: &str, private: bool) {
+    let path = if private { "/packages?private=true" } else { "/packages" };
+    let headers = [("Authorization", &format!("Bearer {token}")[..]), ("Content-Type", "application/gzip")];
+    let published = server.send("POST", path, &headers, &real_bundle(file));
+    assert_eq!(published.status, 201, "{file}: {}", published.text());
+}
+
+/// A node application on compiler 0.6.3 needing `direct` and `indirect`.
+fn application(direct: serde_json::Value, indirect: serde_json::Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let outline = json!({
+        "type": "application",
+        "platform": "node",
+        "source-directories": ["src"],
+        "gren-version": "0.6.3",
+        "dependencies": { "direct": direct, "indirect": indirect }
+    });
+    write_json(&dir.path().join("gren.json"), &outline);
+    dir
+}
+
+#[track_caller]
+fn assert_installed_as_published(app: &Path, expected: &[(&str, Vec<u8>)]) {
+    for (file, published) in expected {
+        let installed = std::fs::read(app.join("gren_packages").join(file))
+            .unwrap_or_else(|err| panic!("gren_packages/{file}: {err}"));
+        assert!(gunzip(&installed) == gunzip(published), "{file} differs from the published bundle");
+    }
+}
+
+const CORE: &str = "gren_lang_core__7_0_0.pkg.gz";
+const URL: &str = "gren_lang_url__6_0_0.pkg.gz";
+const NODE: &str = "gren_lang_node__6_1_0.pkg.gz";
+
+fn core_node_and_url() -> tempfile::TempDir {
+    application(
+        json!({ "gren-lang/core": "7.0.0", "gren-lang/node": "6.1.0" }),
+        json!({ "gren-lang/url": "6.0.0" }),
+    )
+}
+
+#[test]
+fn the_compiler_installs_an_application_whose_dependencies_all_come_from_the_registry() {
+    let Some((server, token)) = gren_lang_registry(&[(CORE, false), (URL, false), (NODE, false)]) else {
+        return;
+    };
+    let developer = Developer::new(&server);
+    developer.logged_in("team@gren-lang.org", &token);
+    developer.setup_git();
+    let app = core_node_and_url();
+    let out = developer.compiler_install(app.path());
+    assert!(out.status.success(), "gren package install:\n{}{}", text(&out.stdout), text(&out.stderr));
+    let expected: Vec<(&str, Vec<u8>)> = [CORE, URL, NODE].map(|file| (file, real_bundle(file))).into();
+    assert_installed_as_published(app.path(), &expected);
+}
+
+#[test]
+fn a_private_dependency_installs_after_setup_git_and_fails_without_it() {
+    let Some((server, token)) = gren_lang_registry(&[(CORE, false), (URL, true), (NODE, false)]) else {
+        return;
+    };
+    let developer = Developer::new(&server);
+    developer.logged_in("team@gren-lang.org", &token);
+    developer.rewrite_github_only();
+    let app = core_node_and_url();
+    let refused = developer.compiler_install(app.path());
+    assert!(!refused.status.success(), "a private package needs credentials");
+    assert!(!app.path().join("gren_packages").join(URL).exists());
+
+    let said = developer.setup_git();
+    assert!(said.contains("credential"), "{said}");
+    assert!(
+        !std::fs::read_to_string(developer.gitconfig()).unwrap().contains(&token),
+        "no token in .gitconfig"
+    );
+    let out = developer.compiler_install(app.path());
+    assert!(out.status.success(), "after setup-git:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert_installed_as_published(app.path(), &[(URL, real_bundle(URL))]);
+
+    // Someone logged in who is no member of gren-lang: as if it did not exist.
+    let stranger = Developer::new(&server);
+    stranger.logged_in("stranger@example.com", &server.login("stranger@example.com"));
+    stranger.setup_git();
+    let out = stranger.git(&["ls-remote", "https://github.com/gren-lang/url.git"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_revoked_version_is_neither_listed_nor_clonable() {
+    let Some((server, token)) = gren_lang_registry(&[("gren_lang_core__6_0_1.pkg.gz", false), (CORE, false)]) else {
+        return;
+    };
+    let developer = Developer::new(&server);
+    developer.rewrite_github_only();
+    assert_eq!(developer.remote_tags("gren-lang/core"), ["6.0.1", "7.0.0"]);
+    let (cloned, old_clone) = developer.clone("gren-lang/core", "6.0.1");
+    assert!(cloned.status.success(), "{}", text(&cloned.stderr));
+    let head = developer.git(&["-C", old_clone.to_str().unwrap(), "rev-parse", "HEAD"]);
+    let old_commit = text(&head.stdout).trim().to_string();
+
+    let revoked = server.post_json(
+        "/packages/gren-lang/core/6.0.1/revoke",
+        &json!({ "reason": "test" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_eq!(developer.remote_tags("gren-lang/core"), ["7.0.0"]);
+    let (refused, _) = developer.clone("gren-lang/core", "6.0.1");
+    assert!(!refused.status.success(), "a revoked version cannot be cloned");
+    // Nor fetched by its commit id, which is in no repository any more.
+    let (cloned, clone) = developer.clone("gren-lang/core", "7.0.0");
+    assert!(cloned.status.success(), "{}", text(&cloned.stderr));
+    let fetch = developer.git(&["-C", clone.to_str().unwrap(), "fetch", "--depth", "1", "origin", &old_commit]);
+    assert!(!fetch.status.success(), "the revoked commit {old_commit} was fetched");
+}
+
+#[test]
+fn a_version_published_a_moment_ago_is_listed_and_clones_to_the_files_of_its_bundle() {
+    let Some((server, token)) = gren_lang_registry(&[("gren_lang_url__5_0_0.pkg.gz", false)]) else {
+        return;
+    };
+    let developer = Developer::new(&server);
+    developer.rewrite_github_only();
+    assert_eq!(developer.remote_tags("gren-lang/url"), ["5.0.0"]);
+    publish(&server, &token, URL, false);
+    assert_eq!(developer.remote_tags("gren-lang/url"), ["5.0.0", "6.0.0"]);
+    // The protocol before v2 (git's default since 2.26) is served too.
+    let v0 = developer.git(&["-c", "protocol.version=0", "ls-remote", "--tags", "https://github.com/gren-lang/url.git"]);
+    assert_eq!(text(&v0.stdout).lines().count(), 2, "{}", text(&v0.stderr));
+
+    let (cloned, dir) = developer.clone("gren-lang/url", "6.0.0");
+    assert!(cloned.status.success(), "{}", text(&cloned.stderr));
+    let rebuilt = gren_registry_client::project::bundle_json(&dir).unwrap();
+    assert!(rebuilt == gunzip(&real_bundle(URL)), "the clone rebuilds the bundle byte for byte");
+    let files = developer.git(&["-C", dir.to_str().unwrap(), "ls-files"]);
+    let files = text(&files.stdout);
+    assert!(files.lines().all(|file| file == "gren.json" || file.starts_with("src/")), "{files}");
+    let parents = developer.git(&["-C", dir.to_str().unwrap(), "log", "-1", "--format=%an %at %s"]);
+    assert!(text(&parents.stdout).starts_with("gren-lang "), "{}", text(&parents.stdout));
+}
+
+#[test]
+fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
+    if !git_installed() {
+        return;
+    }
+    // The "GitHub" of this test: a second registry holding blaix's package.
+    let elsewhere = registry();
+    let blaix = publisher(&elsewhere, "blaix@example.com", "blaix");
+    let tiny = compiler_made(&synthetic("blaix/tiny", "1.0.0", "x"));
+    let headers = [("Authorization", &format!("Bearer {blaix}")[..]), ("Content-Type", "application/gzip")];
+    assert_eq!(elsewhere.send("POST", "/packages", &headers, &tiny).status, 201);
+    let server = Server::with_env(&[("GREN_REGISTRY_GIT_FALLBACK", &format!("{}/git", elsewhere.base))]);
+    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
+    for file in [CORE, URL, NODE] {
+        publish(&server, &token, file, false);
+    }
+    let developer = Developer::new(&server);
+    developer.logged_in("team@gren-lang.org", &token);
+    developer.setup_git();
+    assert_eq!(developer.remote_tags("blaix/tiny"), ["1.0.0"]);
+    let app = application(
+        json!({ "gren-lang/core": "7.0.0", "gren-lang/node": "6.1.0", "blaix/tiny": "1.0.0" }),
+        json!({ "gren-lang/url": "6.0.0" }),
+    );
+    let out = developer.compiler_install(app.path());
+    assert!(out.status.success(), "gren package install:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert_installed_as_published(app.path(), &[("blaix_tiny__1_0_0.pkg.gz", tiny), (CORE, real_bundle(CORE))]);
+    let redirected = server.get("/git/blaix/tiny.git/info/refs?service=git-upload-pack", None);
+    assert_eq!(redirected.status, 302);
+    assert_eq!(
+        redirected.header("location"),
+        Some(&format!("{}/git/blaix/tiny.git/info/refs?service=git-upload-pack", elsewhere.base)[..])
+    );
+}
+
+#[test]
+fn strangers_cannot_tell_private_packages_from_missing_ones_and_pushes_are_refused() {
+    let Some((server, token)) = gren_lang_registry(&[(URL, true)]) else {
+        return;
+    };
+    let refs = |project: &str, token: Option<&str>| {
+        let path = format!("/git/gren-lang/{project}.git/info/refs?service=git-upload-pack");
+        let basic = token.map(|token| format!("Basic {}", base64_of(&format!("anyone:{token}"))));
+        let headers: Vec<(&str, &str)> = basic.iter().map(|value| ("Authorization", value.as_str())).collect();
+        server.send("GET", &path, &headers, b"")
+    };
+    let private = refs("url", None);
+    let missing = refs("nope", None);
+    assert_eq!(private.status, 401);
+    assert_eq!(private.header("www-authenticate"), Some("Basic realm=\"gren-registry\""));
+    assert_eq!((missing.status, missing.text()), (private.status, private.text()));
+    assert_eq!(refs("url", Some("gren_not-a-token")).status, 401);
+
+    let stranger = server.login("stranger@example.com");
+    let private = refs("url", Some(&stranger));
+    let missing = refs("nope", Some(&stranger));
+    private.assert_error(404, "package_not_found");
+    assert_eq!((missing.status, missing.text()), (private.status, private.text()));
+    let member = refs("url", Some(&token));
+    assert_eq!(member.status, 200, "{}", member.text());
+    assert_eq!(member.header("content-type"), Some("application/x-git-upload-pack-advertisement"));
+
+    let push = server.get("/git/gren-lang/url.git/info/refs?service=git-receive-pack", None);
+    push.assert_error(403, "forbidden");
+    server
+        .send("POST", "/git/gren-lang/url.git/git-receive-pack", &[], b"0000")
+        .assert_error(403, "forbidden");
+    // No fallback configured: an author the registry does not have is absent.
+    server
+        .get("/git/somebody/else.git/info/refs?service=git-upload-pack", None)
+        .assert_error(404, "package_not_found");
+}
+
+fn base64_of(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let bits = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| acc | (u32::from(*byte) << (16 - 8 * i)));
+        for i in 0..4 {
+            let sextet = (bits >> (18 - 6 * i)) & 63;
+            out.push(if i <= chunk.len() { ALPHABET[sextet as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+#[test]
+fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
+    if !git_installed() {
+        return;
+    }
+    let server = registry();
+    let developer = Developer::new(&server);
+    let refused = developer.registry_command(&["setup-git"]);
+    assert!(!refused.status.success(), "not logged in: nothing to set up");
+    assert!(!developer.gitconfig().exists());
+    let token = server.login("me@example.com");
+    developer.logged_in("me@example.com", &token);
+    developer.setup_git();
+    let once = std::fs::read_to_string(developer.gitconfig()).unwrap();
+    developer.setup_git();
+    assert_eq!(std::fs::read_to_string(developer.gitconfig()).unwrap(), once, "a second run changes nothing");
+    assert!(!once.contains(&token), "{once}");
+    let rewrite = developer.git(&["config", "--global", "--get-all", &format!("url.{}/git/.insteadof", server.base)]);
+    assert_eq!(text(&rewrite.stdout), "https://github.com/\n");
+
+    let ask = |operation: &str, question: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+        developer.env(&mut command);
+        let mut child = command
+            .args(["git-credential", operation])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), question.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        text(&out.stdout)
+    };
+    let host = server.base.strip_prefix("http://").unwrap();
+    let answer = ask("get", &format!("protocol=http\nhost={host}\npath=git/a/b.git\n\n"));
+    assert_eq!(answer, format!("username=me@example.com\npassword={token}\n"));
+    assert_eq!(ask("get", "protocol=https\nhost=github.com\n\n"), "", "nothing for another host");
+    assert_eq!(ask("get", &format!("protocol=https\nhost={host}\n\n")), "", "nor another scheme");
+    assert_eq!(ask("store", &format!("protocol=http\nhost={host}\nusername=x\npassword=y\n\n")), "");
+    assert_eq!(ask("erase", &format!("protocol=http\nhost={host}\n\n")), "");
+
+    let removed = developer.registry_command(&["setup-git", "--remove"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let left = std::fs::read_to_string(developer.gitconfig()).unwrap();
+    assert!(!left.contains(&server.base), "{left}");
+}
+
+#[test]
+fn fsck_checks_the_repositories_against_the_records_and_repair_rebuilds_them() {
+    if !git_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_in(&data, &[("GREN_REGISTRY_GIT_FALLBACK", "")]);
+    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
+    publish(&server, &token, CORE, false);
+    let developer = Developer::new(&server);
+    developer.rewrite_github_only();
+    assert_eq!(developer.remote_tags("gren-lang/core"), ["7.0.0"]);
+    server.stop();
+
+    let repositories = data.join("repositories/gren-lang/core");
+    let current = std::fs::read_dir(&repositories).unwrap().next().unwrap().unwrap().path();
+    admin(&data, &["fsck"]).success();
+    // A tag moved by hand, and a generation the records moved past.
+    let tag = Command::new("git")
+        .args(["update-ref", "refs/tags/7.0.0", "HEAD~0^{tree}"])
+        .current_dir(&current)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(tag.status.success(), "{}", text(&tag.stderr));
+    std::fs::create_dir(repositories.join("0123.git")).unwrap();
+    let found = admin(&data, &["fsck"]).failure();
+    found.assert_stdout_has("repositories/gren-lang/core");
+    let repaired = admin(&data, &["fsck", "--repair"]).success();
+    repaired.assert_stdout_has("repaired");
+    admin(&data, &["fsck"]).success();
+    assert!(!repositories.join("0123.git").exists());
+}

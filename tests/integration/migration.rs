@@ -1,0 +1,237 @@
+//! `admin migrate`: a data directory written in format 1 by the previous
+//! release (`tests/fixtures/format1/`) is upgraded in place, answers every
+//! request as that release did, passes fsck, and delivers its pending
+//! outbox; a migration stopped anywhere finishes when run again; servers
+//! and admin commands refuse a directory in an older or newer format.
+
+use crate::common::operator::*;
+use crate::common::*;
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format1"))
+}
+
+/// A private copy of the format-1 data directory.
+fn format1_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture().join("data"), dir.path());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// `lastUsed` moves with every use of a session: not part of what must match.
+fn without_last_used(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            map.remove("lastUsed");
+            for entry in map.values_mut() {
+                *entry = without_last_used(entry.take());
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                *item = without_last_used(item.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+/// Asserts that the server answers every request of `answers.json` as the
+/// format-1 release did.
+#[track_caller]
+fn assert_answers_as_before(server: &Server) {
+    let tokens = read_json(&fixture().join("tokens.json"));
+    let answers = read_json(&fixture().join("answers.json"));
+    let mut differences = Vec::new();
+    for expected in answers.as_array().unwrap() {
+        let path = expected["path"].as_str().unwrap();
+        let token = expected["as"].as_str().map(|who| tokens[who].as_str().unwrap());
+        let reply = server.get(path, token);
+        let body = if path.ends_with("/bundle") && reply.status == 200 {
+            json!({ "sha256": crate::common::bundles::sha256_hex(&reply.body) })
+        } else {
+            serde_json::from_slice(&reply.body).unwrap_or(Value::String(reply.text()))
+        };
+        let (want, got) = (without_last_used(expected["body"].clone()), without_last_used(body));
+        if reply.status != expected["status"] || want != got {
+            differences.push(format!(
+                "GET {path} as {}: {} {got}\n  format 1 answered {} {want}",
+                expected["as"], reply.status, expected["status"]
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{} answer(s) differ:\n{}", differences.len(), differences.join("\n"));
+}
+
+/// Migrates, checks fsck, then serves and compares every answer; the
+/// pending outbox reaches the packages site.
+fn assert_migrated_and_answering_as_before(dir: &Path) {
+    let site = StubServer::start("packages site", |_| tiny_http::Response::from_data(Vec::new()));
+    admin(dir, &["fsck"]).success().assert_stdout_has("clean");
+    let server = Server::start_in(dir, &[("GREN_REGISTRY_PACKAGE_SITE_URL", &site.url())]);
+    assert_answers_as_before(&server);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while admin_json(dir, &["outbox"]).success().json()["pending"].as_array().is_some_and(|p| !p.is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let outbox = admin_json(dir, &["outbox"]).success().json();
+    assert_eq!(outbox["delivered"], 15, "the pending outbox was delivered after the migration: {outbox}");
+    server.stop();
+}
+
+#[test]
+fn a_format1_directory_answers_every_request_the_same_after_migrate() {
+    let dir = format1_copy();
+    let refused = Server::try_start_in(dir.path(), &[]).err().expect("a server refuses format 1");
+    assert!(refused.log.contains("admin migrate"), "it says what to do: {}", refused.log);
+    admin(dir.path(), &["stats"]).failure().assert_stderr_has("admin migrate");
+
+    admin(dir.path(), &["migrate"])
+        .success()
+        .assert_stdout_has("from data format 1 to 2: 5 package record(s) rewritten, holding 15 event(s)");
+    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 2 }));
+    assert!(!dir.path().join("events").exists(), "the event log lives in the records now");
+    assert!(!dir.path().join("packages/acme/widgets/1.1.0").exists(), "version directories are gone");
+    assert_migrated_and_answering_as_before(dir.path());
+    admin(dir.path(), &["migrate"]).success().assert_stdout_has("nothing to do");
+}
+
+#[test]
+fn a_migration_stopped_anywhere_finishes_when_run_again() {
+    let faults = [
+        // Before the first record is rewritten, with a bundle moved.
+        "write:EIO@packages/acme/gadgets/package.json",
+        // Moving a bundle of a later package.
+        "write:EIO@packages/acme/tools/acme_tools__1_0_0.pkg.gz",
+        // Removing version directories after a record was rewritten.
+        "remove:EIO@packages/acme/secret/1.0.1",
+        // Removing the old event log, every record rewritten.
+        "remove:EIO@events",
+        // The commit of the migration.
+        "write:EIO@format.json",
+        // A rename whose fsync fails: the process stops there (exit 75).
+        "commit-sync:EIO@packages/acme/widgets/package.json",
+    ];
+    for fault in faults {
+        let dir = format1_copy();
+        let out = run_with_faults(dir.path(), fault);
+        assert!(!out.status.success(), "{fault}: the first run fails: {out:?}");
+        assert!(
+            Server::try_start_in(dir.path(), &[]).is_err(),
+            "{fault}: a half-migrated directory is refused"
+        );
+        admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 2");
+        assert_migrated_and_answering_as_before(dir.path());
+    }
+}
+
+fn run_with_faults(dir: &Path, faults: &str) -> std::process::Output {
+    let mut command: Command = admin_command(dir);
+    command.arg("migrate").env("GREN_REGISTRY_TEST_FAULTS", faults);
+    command.output().unwrap()
+}
+
+#[test]
+fn a_directory_of_a_newer_format_is_refused_by_servers_and_admin_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("format.json"), b"{\"format\": 3}").unwrap();
+    let refused = Server::try_start_in(dir.path(), &[]).err().expect("a server refuses format 3");
+    assert!(refused.log.contains("newer gren-registry (data format 3)"), "{}", refused.log);
+    for args in [&["migrate"][..], &["fsck"], &["identity", "create", "x", "--admin", "a@example.com"]] {
+        admin(dir.path(), args).failure().assert_stderr_has("newer gren-registry");
+    }
+}
+
+#[test]
+fn a_new_directory_is_stamped_with_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    server.stop();
+    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 2 }));
+}
+
+#[test]
+fn migrate_refuses_and_changes_nothing_when_it_would_lose_events_or_a_package() {
+    // A gap in the old event log, and a package directory that lost its record.
+    let dir = format1_copy();
+    std::fs::remove_file(dir.path().join("events/000000000005.json")).unwrap();
+    std::fs::remove_file(dir.path().join("packages/acme/tools/package.json")).unwrap();
+    let before = files_under(dir.path());
+    let out = admin(dir.path(), &["migrate"]).failure();
+    out.assert_stderr_has("nothing was changed")
+        .assert_stderr_has("events/ lacks event 5")
+        .assert_stderr_has("packages/acme/tools has no package.json");
+    assert_eq!(files_under(dir.path()), before, "not a file was added, moved or removed");
+
+    // Restored from the fixture, it migrates.
+    std::fs::copy(fixture().join("data/events/000000000005.json"), dir.path().join("events/000000000005.json")).unwrap();
+    std::fs::copy(
+        fixture().join("data/packages/acme/tools/package.json"),
+        dir.path().join("packages/acme/tools/package.json"),
+    )
+    .unwrap();
+    admin(dir.path(), &["migrate"]).success();
+    assert_migrated_and_answering_as_before(dir.path());
+}
+
+#[test]
+fn migrate_refuses_a_record_that_lost_events_other_records_do_not_hold() {
+    let dir = format1_copy();
+    // gadgets' record counts its events up to 10; at 4, events 5 to 10 are
+    // held by no record.
+    let path = dir.path().join("packages/acme/gadgets/package.json");
+    let mut record = read_json(&path);
+    record["last_event"] = json!(4);
+    write_json(&path, &record);
+    let out = admin(dir.path(), &["migrate"]).failure();
+    out.assert_stderr_has("the package records do not hold event 5");
+    assert!(dir.path().join("events").exists() && !dir.path().join("format.json").exists());
+}
+
+#[test]
+fn migrate_announces_what_format1_lost_after_a_commit_and_restores_lost_audit_entries_as_unknown() {
+    // As format 1 left a publish whose event was rolled back after its
+    // commit, and a publish whose audit entry was never written.
+    let dir = format1_copy();
+    std::fs::remove_file(dir.path().join("events/000000000015.json")).unwrap();
+    let path = dir.path().join("packages/acme/tools/package.json");
+    let mut record = read_json(&path);
+    record["last_event"] = json!(14);
+    write_json(&path, &record);
+    // Its audit entry was never written either: the identity counts 23.
+    std::fs::remove_file(dir.path().join("identities/acme/audit/000000000024.json")).unwrap();
+    let identity = dir.path().join("identities/acme/identity.json");
+    let mut counted = read_json(&identity);
+    counted["audit_seq"] = json!(23);
+    write_json(&identity, &counted);
+
+    admin(dir.path(), &["migrate"]).success();
+    admin(dir.path(), &["fsck"]).success().assert_stdout_has("clean");
+    let server = Server::start_in(dir.path(), &[]);
+    let events = server.get("/events?since=14", None).json();
+    let announced = &events["events"][0];
+    assert_eq!(
+        (&announced["seq"], &announced["type"], &announced["package"], &announced["version"]),
+        (&json!(15), &json!("publish"), &json!("acme/tools"), &json!("1.0.0")),
+        "{events}"
+    );
+    let tokens = read_json(&fixture().join("tokens.json"));
+    let audit = server.get("/publishing-identity/acme/audit", Some(tokens["alice"].as_str().unwrap())).json();
+    let restored: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "published" && entry["package"] == "acme/tools")
+        .collect();
+    assert_eq!(restored.len(), 1, "{audit}");
+    assert_eq!(restored[0]["actor"], "unknown (lost before format 2)");
+    server.stop();
+}

@@ -1,0 +1,360 @@
+//! The documented edge (docs/deploy/varnish.vcl), run for real: varnishd in
+//! front of the real binary on loopback ports, with a temporary working
+//! directory, the registry purging it. Needs varnishd and a C compiler for
+//! the VCL (.ci/run installs the Debian package `varnish`).
+
+use crate::cdn::{PURGE_SECRET, gren_lang_admin, publish_private_url, publish_real, revoke};
+use crate::common::bundles::real_bundle;
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const PURGE_PATH: &str = "/.gren-registry/purge";
+
+fn varnishd_or_skip() -> Option<PathBuf> {
+    let found = ["/usr/sbin/varnishd", "/usr/bin/varnishd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have varnishd: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: varnishd is not installed (apt-get install varnish, as .ci/run does)");
+    }
+    found
+}
+
+struct Varnish {
+    child: Child,
+    addr: SocketAddr,
+    /// The VCL and varnishd's working directory, removed with it.
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs docs/deploy/varnish.vcl on `port` with only the backend's port and
+/// the secret replaced, unjailed (the temporary directory is the test's).
+fn start_varnish(binary: &Path, port: u16, backend: SocketAddr) -> Varnish {
+    let dir = tempfile::tempdir().unwrap();
+    let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/varnish.vcl")).unwrap();
+    let vcl = documented
+        .replace(".port = \"3000\";", &format!(".port = \"{}\";", backend.port()))
+        .replace("CHANGE-ME-to-GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET);
+    assert!(
+        vcl.contains(PURGE_SECRET) && !vcl.contains("3000"),
+        "the documented VCL changed shape"
+    );
+    let vcl_path = dir.path().join("registry.vcl");
+    std::fs::write(&vcl_path, vcl).unwrap();
+    let child = Command::new(binary)
+        .args(["-F", "-j", "none", "-s", "malloc,64m", "-a"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-n")
+        .arg(dir.path().join("work"))
+        .arg("-f")
+        .arg(&vcl_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let varnish = Varnish {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(varnish.addr).is_err() {
+        assert!(Instant::now() < deadline, "varnishd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    varnish
+}
+
+impl Varnish {
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        send_request(
+            HttpConn::new(stream),
+            "registry.example.org",
+            method,
+            path,
+            headers,
+            body,
+        )
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|bearer| ("Authorization", bearer.as_str())).collect();
+        self.send("GET", path, &headers, b"")
+    }
+
+    /// Asks for `path` until the answer's status is `status`; how long that took.
+    #[track_caller]
+    fn time_until(&self, path: &str, status: u16, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let reply = self.get(path, None);
+            if reply.status == status {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{path} still answers {} after {within:?}",
+                reply.status
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn x_cache(reply: &Reply) -> &str {
+    reply.header("x-cache").unwrap_or("none")
+}
+
+/// A registry purging `purge_port` (where the edge, or the way to it, will
+/// listen), and varnishd in front of it on `edge_port`.
+fn registry_behind_varnish(binary: &Path, edge_port: u16, purge_port: u16) -> (Server, Varnish) {
+    let purge_url = format!("http://127.0.0.1:{purge_port}{PURGE_PATH}");
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_TRUSTED_PROXIES", "127.0.0.1"),
+        ("GREN_REGISTRY_CACHE_PURGE_URLS", &purge_url),
+        ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+    ]);
+    let varnish = start_varnish(binary, edge_port, server.addr);
+    (server, varnish)
+}
+
+#[test]
+fn through_varnish_a_second_download_is_a_hit_and_changes_reach_the_edge_within_a_second() {
+    let Some(binary) = varnishd_or_skip() else { return };
+    let port = free_port();
+    let (server, edge) = registry_behind_varnish(&binary, port, port);
+    let token = gren_lang_admin(&server);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    let bundle = "/packages/gren-lang/core/7.0.0/bundle";
+    // The publishes' purges reach the edge before it holds anything.
+    std::thread::sleep(Duration::from_millis(300));
+    let first = edge.get(bundle, None);
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"), "{}", first.text());
+    let second = edge.get(bundle, None);
+    assert_eq!((second.status, x_cache(&second)), (200, "HIT"));
+    assert!(
+        second.body == real_bundle("gren_lang_core__7_0_0.pkg.gz"),
+        "the bundle, byte-identical"
+    );
+    assert!(
+        second.header("surrogate-key").is_none(),
+        "the edge keeps its tags to itself"
+    );
+    let latest = "/packages/gren-lang/core/latest";
+    assert_eq!(edge.get(latest, None).json()["version"], "7.0.0");
+    assert_eq!(x_cache(&edge.get(latest, None)), "HIT");
+
+    // A revoke, sent through the edge (passed, with its token): the edge
+    // answers 410 within a second of the revoke's answer.
+    let bearer = format!("Bearer {token}");
+    let revoked = edge.send(
+        "POST",
+        "/packages/gren-lang/core/7.0.0/revoke",
+        &[("Authorization", &bearer), ("Content-Type", "application/json")],
+        br#"{"reason": "broken"}"#,
+    );
+    assert_eq!((revoked.status, x_cache(&revoked)), (200, "PASS"), "{}", revoked.text());
+    let took = edge.time_until(bundle, 410, Duration::from_secs(1));
+    eprintln!("from the revoke's answer to the edge's 410: {took:?}");
+    assert_eq!(edge.get(latest, None).json()["version"], "6.0.1");
+    assert_eq!(x_cache(&edge.get(bundle, None)), "HIT", "the 410 is cached too");
+
+    // A new version shows in `latest` through the edge within a second.
+    let node = "/packages/gren-lang/node/latest";
+    publish_real(&server, &token, "gren-lang/node", "6.0.0");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(edge.get(node, None).json()["version"], "6.0.0");
+    assert_eq!(x_cache(&edge.get(node, None)), "HIT");
+    publish_real(&server, &token, "gren-lang/node", "6.1.0");
+    let started = Instant::now();
+    while edge.get(node, None).json()["version"] != "6.1.0" {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "6.1.0 is not latest at the edge after a second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_the_edge_takes_purges_only_with_the_secret(&edge);
+    assert_git_and_posts_pass(&edge, &token);
+}
+
+/// Purges and bans without the secret are refused, and change nothing.
+fn assert_the_edge_takes_purges_only_with_the_secret(edge: &Varnish) {
+    let latest = "/packages/gren-lang/node/latest";
+    assert_eq!(x_cache(&edge.get(latest, None)), "HIT");
+    let keys = ("Surrogate-Key", "p:gren-lang/node listings");
+    for secret in [None, Some("wrong")] {
+        let mut headers = vec![keys];
+        headers.extend(secret.map(|secret| ("X-Purge-Secret", secret)));
+        assert_eq!(edge.send("POST", PURGE_PATH, &headers, b"").status, 403);
+        assert_eq!(edge.send("PURGE", latest, &headers[1..], b"").status, 403);
+        assert_eq!(edge.send("BAN", latest, &headers[1..], b"").status, 403);
+    }
+    assert_eq!(x_cache(&edge.get(latest, None)), "HIT", "nothing was purged");
+    let secret = ("X-Purge-Secret", PURGE_SECRET);
+    let injected = edge.send("POST", PURGE_PATH, &[secret, ("Surrogate-Key", ".*")], b"");
+    assert_eq!(injected.status, 400, "keys are the registry's, never a pattern");
+    assert_eq!(edge.send("PURGE", latest, &[secret], b"").status, 200);
+    assert_eq!(
+        x_cache(&edge.get(latest, None)),
+        "MISS",
+        "an operator's purge of one URL"
+    );
+}
+
+/// git and changes go to the registry every time.
+fn assert_git_and_posts_pass(edge: &Varnish, token: &str) {
+    let refs = "/git/gren-lang/core.git/info/refs?service=git-upload-pack";
+    for _ in 0..2 {
+        let reply = edge.get(refs, None);
+        assert_eq!((reply.status, x_cache(&reply)), (200, "PASS"), "{}", reply.text());
+    }
+    let login = edge.send(
+        "POST",
+        "/session",
+        &[("Content-Type", "application/json")],
+        br#"{"email": "edge@example.com"}"#,
+    );
+    assert_eq!((login.status, x_cache(&login)), (200, "PASS"), "{}", login.text());
+    let user = edge.get("/user", Some(token));
+    assert_eq!((user.status, x_cache(&user)), (200, "PASS"));
+}
+
+#[test]
+fn a_private_package_fetched_with_a_token_through_varnish_is_not_served_to_anonymous_requests() {
+    let Some(binary) = varnishd_or_skip() else { return };
+    let port = free_port();
+    let (server, edge) = registry_behind_varnish(&binary, port, port);
+    let token = gren_lang_admin(&server);
+    publish_private_url(&server, &token);
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    std::thread::sleep(Duration::from_millis(300));
+    let reads = [
+        "/packages/gren-lang/url",
+        "/packages/gren-lang/url/latest",
+        "/packages/gren-lang/url/5.0.0",
+        "/packages/gren-lang/url/5.0.0/bundle",
+    ];
+    for path in reads {
+        for _ in 0..2 {
+            let signed_in = edge.get(path, Some(&token));
+            assert_eq!((signed_in.status, x_cache(&signed_in)), (200, "PASS"), "{path}");
+        }
+        for _ in 0..2 {
+            assert_eq!(
+                edge.get(path, None).status,
+                404,
+                "{path} is not served to an anonymous request"
+            );
+        }
+        // The anonymous 404 at the edge is not served to the member either.
+        assert_eq!(edge.get(path, Some(&token)).status, 200, "{path}");
+    }
+    let listed = |token: Option<&str>| edge.get("/packages", token).text().contains("gren-lang/url");
+    assert!(listed(Some(&token)) && !listed(None) && !listed(None) && listed(Some(&token)));
+}
+
+/// A way to the edge for purges that can be cut: while down, every
+/// connection is closed at once, as a cache that is down or unreachable
+/// would; the edge itself keeps serving (and keeps what it holds, which a
+/// restarted varnishd would not).
+struct PurgeLine {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl PurgeLine {
+    fn to(edge: SocketAddr) -> PurgeLine {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let line = up.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if line.load(Ordering::SeqCst) {
+                    std::thread::spawn(move || forward(client, edge));
+                }
+            }
+        });
+        PurgeLine { port, up }
+    }
+}
+
+/// Copies bytes both ways between `client` and `to` until either closes.
+fn forward(mut client: TcpStream, to: SocketAddr) {
+    let Ok(mut server) = TcpStream::connect(to) else { return };
+    let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream = std::thread::spawn(move || copy_until_closed(&mut client, &mut server));
+    copy_until_closed(&mut server_back, &mut client_back);
+    let _ = upstream.join();
+}
+
+fn copy_until_closed(from: &mut TcpStream, to: &mut TcpStream) {
+    let mut buffer = [0u8; 16 * 1024];
+    while let Ok(read) = from.read(&mut buffer) {
+        if read == 0 || to.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn a_cache_that_was_down_during_a_revoke_is_purged_when_it_comes_back() {
+    let Some(binary) = varnishd_or_skip() else { return };
+    let edge_port = free_port();
+    let line = PurgeLine::to(format!("127.0.0.1:{edge_port}").parse().unwrap());
+    let (server, edge) = registry_behind_varnish(&binary, edge_port, line.port);
+    let token = gren_lang_admin(&server);
+    publish_real(&server, &token, "gren-lang/core", "6.0.1");
+    publish_real(&server, &token, "gren-lang/core", "7.0.0");
+    std::thread::sleep(Duration::from_millis(300));
+    let bundle = "/packages/gren-lang/core/7.0.0/bundle";
+    edge.get(bundle, None);
+    assert_eq!(x_cache(&edge.get(bundle, None)), "HIT");
+
+    line.up.store(false, Ordering::SeqCst);
+    revoke(&server, &token, "gren-lang/core", "7.0.0");
+    assert!(
+        server.wait_for_log("retrying", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    let stale = edge.get(bundle, None);
+    assert_eq!(
+        (stale.status, x_cache(&stale)),
+        (200, "HIT"),
+        "the edge was not told yet"
+    );
+
+    line.up.store(true, Ordering::SeqCst);
+    // The next try comes within the purger's backoff (1 s, then 2 s, ...).
+    let took = edge.time_until(bundle, 410, Duration::from_secs(10));
+    eprintln!("purged {took:?} after the cache came back");
+    assert_eq!(
+        edge.get("/packages/gren-lang/core/latest", None).json()["version"],
+        "6.0.1"
+    );
+}
