@@ -744,6 +744,14 @@ fn chunked_bodies_are_411() {
     let mut conn = open(&server, &request);
     let reply = conn.read_response(false).unwrap();
     reply.assert_error(411, "length_required");
+    // Also when the chunks come after the answer was sent: they are read
+    // and dropped for a moment, then the connection closes.
+    let mut conn = open(&server, &session_head("Transfer-Encoding: chunked\r\n"));
+    let reply = conn.read_response(false).unwrap();
+    reply.assert_error(411, "length_required");
+    let _ = conn.write(format!("{:x}\r\n", body.len()).as_bytes());
+    assert!(conn.closed_within(Duration::from_secs(3)), "closed after the 411");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
     // Alongside a Content-Length (the request-smuggling shape: a proxy in
     // front may frame the body by the other header) it is malformed.
     let both = format!("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n", body.len());
