@@ -744,34 +744,44 @@ fn chunked_bodies_are_411() {
     let mut conn = open(&server, &request);
     let reply = conn.read_response(false).unwrap();
     reply.assert_error(411, "length_required");
-    // Also alongside a Content-Length (the request-smuggling shape).
-    let mut request = session_head(&format!(
-        "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
-        body.len()
-    ));
-    request.extend_from_slice(body);
-    let mut conn = open(&server, &request);
-    conn.read_response(false).unwrap().assert_error(411, "length_required");
-    assert!(server.postmark.requests().is_empty(), "no login was started");
+    // Also when the chunks come after the answer was sent: they are read
+    // and dropped for a moment, then the connection closes.
+    let mut conn = open(&server, &session_head("Transfer-Encoding: chunked\r\n"));
+    let reply = conn.read_response(false).unwrap();
+    reply.assert_error(411, "length_required");
+    let _ = conn.write(format!("{:x}\r\n", body.len()).as_bytes());
+    assert!(conn.closed_within(Duration::from_secs(3)), "closed after the 411");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    // Alongside a Content-Length (the request-smuggling shape: a proxy in
+    // front may frame the body by the other header) it is malformed.
+    let both = format!("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n", body.len());
+    assert_login_is_malformed(&server, &both, body);
     assert_healthy(&server);
+}
+
+/// A login with the `extra` header lines and `body` is refused `400
+/// malformed_request` with the JSON body, and starts no login.
+#[track_caller]
+fn assert_login_is_malformed(server: &Server, extra: &str, body: &[u8]) {
+    let mut request = session_head(extra);
+    request.extend_from_slice(body);
+    let mut conn = open(server, &request);
+    conn.read_response(false)
+        .unwrap()
+        .assert_error(400, "malformed_request");
+    assert!(server.postmark.requests().is_empty(), "no login was started");
 }
 
 #[test]
 fn conflicting_content_lengths_are_400() {
     let server = Server::start();
     let body = br#"{"email": "me@example.com"}"#;
-    let mut request = session_head(&format!(
+    let two = format!(
         "Content-Length: {}\r\nContent-Length: {}\r\n",
         body.len(),
         body.len() + 1
-    ));
-    request.extend_from_slice(body);
-    request.push(b' ');
-    let mut conn = open(&server, &request);
-    conn.read_response(false)
-        .unwrap()
-        .assert_error(400, "malformed_request");
-    assert!(server.postmark.requests().is_empty());
+    );
+    assert_login_is_malformed(&server, &two, &[&body[..], b" "].concat());
 
     // Repeating the same length is harmless.
     let mut request = session_head(&format!(
@@ -807,5 +817,49 @@ fn expect_100_continue_gets_100_then_the_answer() {
         &session_head("Content-Length: 100000\r\nExpect: 100-continue\r\n"),
     );
     conn.read_response(false).unwrap().assert_error(413, "body_too_large");
+    assert_healthy(&server);
+}
+
+#[test]
+fn obs_folded_headers_are_400() {
+    let server = Server::start();
+    let body = br#"{"email": "me@example.com"}"#;
+    // A header continued on the next line: a proxy may join it to the line
+    // before or take it as a header of its own.
+    let folded = format!("X-Note: one\r\n two\r\nContent-Length: {}\r\n", body.len());
+    assert_login_is_malformed(&server, &folded, body);
+    assert_healthy(&server);
+}
+
+// ---------------------------------------------------------------------------
+// Handlers are bounded
+// ---------------------------------------------------------------------------
+
+#[test]
+fn requests_beyond_the_handlers_wait_briefly_then_get_503() {
+    // One handler, held by a long poll of 4 s: the next request waits for it
+    // (2 s), then is refused.
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_HANDLERS", "1")]);
+    let started = server.post_json("/session", &serde_json::json!({"email": "me@example.com"}), None);
+    assert_eq!(started.status, 200, "{}", started.text());
+    let token = started.json()["fetchSessionToken"].as_str().unwrap().to_string();
+    std::thread::scope(|scope| {
+        let poll = scope.spawn(|| {
+            let body = serde_json::json!({ "fetchSessionToken": token });
+            server.post_json("/session/fetch?wait=4", &body, None).status
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let began = Instant::now();
+        // (Not `/health`: anonymous reads are answered without a handler.)
+        let busy = server.get("/user", None);
+        let took = began.elapsed();
+        busy.assert_error(503, "server_busy");
+        assert!(busy.retry_after() >= 1);
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(3),
+            "waited {took:?} for a handler"
+        );
+        assert_eq!(poll.join().unwrap(), 202, "the long poll was answered");
+    });
     assert_healthy(&server);
 }

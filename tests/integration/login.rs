@@ -454,9 +454,10 @@ fn a_long_poll_without_confirmation_ends_pending_after_its_wait() {
 }
 
 #[test]
-fn at_most_a_quarter_of_the_connections_may_long_poll() {
-    // 8 connections: 2 may wait; a third poll is answered at once.
-    let server = Server::with_env(&[("GREN_REGISTRY_MAX_CONNECTIONS", "8")]);
+fn at_most_a_quarter_of_the_handlers_may_long_poll() {
+    // 8 handlers: 2 may wait (each holds a handler's thread); a third poll
+    // is answered at once.
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_HANDLERS", "8")]);
     let tokens: Vec<String> = (0..3)
         .map(|n| fetch_token(&start_login(&server, &format!("poll{n}@example.com"))))
         .collect();

@@ -24,6 +24,7 @@ mod git;
 mod http_hazards;
 mod identity;
 mod login;
+mod many_connections;
 mod migration;
 mod nginx_proxy;
 mod packages;

@@ -1,7 +1,7 @@
 //! Many connections that send their request head one byte at a time, or stop
 //! in the middle of a body, do not stop other clients from being served: the
 //! slow ones are cut off after `GREN_REGISTRY_REQUEST_TIMEOUT` (with a `408`
-//! or by closing), their threads end, and when they fill every connection
+//! or by closing; a slow connection costs a socket, never a thread), and when they fill every connection
 //! slot newcomers get a prompt `503` with `Retry-After` instead of hanging.
 
 use crate::common::{HttpConn, Reply, Server};
@@ -259,16 +259,25 @@ fn many_slow_connections_do_not_stop_other_clients_from_being_served() {
     let server = Server::with_env(&[
         ("GREN_REGISTRY_REQUEST_TIMEOUT", TIMEOUT_ENV),
         ("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "256"),
+        ("GREN_REGISTRY_MAX_HANDLERS", "8"),
     ]);
     let idle = idle_threads(&server);
+    let idle_files = server.open_files();
 
     let slow = SlowClients::open(&server, 100, 50);
     let opened = Instant::now();
-    // The server has taken them all in (one thread per connection).
-    let busy_threads = server.threads_up_to(idle + 150, Duration::from_secs(1));
+    // The server has taken them all in, and a connection costs no thread.
+    let open_files = server.open_files_up_to(idle_files + 150, Duration::from_secs(1));
     assert!(
-        busy_threads >= idle + 150,
-        "the 150 slow connections should be open on the server ({busy_threads} threads, {idle} idle)"
+        open_files >= idle_files + 150,
+        "the 150 slow connections should be open on the server ({open_files} files, {idle_files} idle)"
+    );
+    // Threads come from the handlers' pool alone (8, plus 4 spare), however
+    // many connections wait: the stalled bodies' heads were checked there.
+    assert!(
+        server.threads() <= idle + 8 + 4,
+        "slow connections cost no thread: {} threads, {idle} idle",
+        server.threads()
     );
 
     // Meanwhile a normal client is served promptly, request after request.
@@ -294,9 +303,9 @@ fn many_slow_connections_do_not_stop_other_clients_from_being_served() {
     }
     let served_by = Instant::now();
     assert!(
-        server.threads() >= idle + 100,
-        "the slow connections were still open while the normal client was served ({} threads)",
-        server.threads()
+        server.open_files() >= idle_files + 100,
+        "the slow connections were still open while the normal client was served ({} files)",
+        server.open_files()
     );
 
     let endings = slow.endings();
@@ -332,10 +341,11 @@ fn slow_clients_filling_every_slot_make_newcomers_get_503_promptly_until_they_ti
         ("GREN_REGISTRY_MAX_CONNECTIONS", "20"),
     ]);
     let idle = idle_threads(&server);
+    let idle_files = server.open_files();
 
     let slow = SlowClients::open(&server, CAP, 0);
     let opened = Instant::now();
-    server.threads_up_to(idle + CAP, Duration::from_secs(1));
+    server.open_files_up_to(idle_files + CAP, Duration::from_secs(1));
 
     // Every slot is taken: newcomers are refused at once, not queued.
     for i in 0..10 {

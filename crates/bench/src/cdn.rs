@@ -144,7 +144,7 @@ pub(crate) fn rows(
 }
 
 fn through(label: &str, hits: &Load, nginx: &Load) -> [String; 4] {
-    compare(label, hits, nginx, "≥ 0.7× nginx")
+    compare(label, hits, nginx, 0.7)
 }
 
 /// Median time from a revoke's answer to the edge's first `410` for a

@@ -135,8 +135,24 @@ fn main() {
         "Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections",
         &ours,
         &theirs,
-        "≥ 0.7× nginx",
+        0.9,
     ));
+    // Thousands of clients at once (a CI fleet): every answer a 2xx.
+    for connections in [256, 1000] {
+        let ours = wrk(&server.url(bundle), connections, settings.seconds, None);
+        let theirs = wrk(
+            &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
+            connections,
+            settings.seconds,
+            None,
+        );
+        rows.push(compare(
+            &format!("Bundle download (gren-lang/core 7.0.0, 103 KB), {connections} connections"),
+            &ours,
+            &theirs,
+            0.8,
+        ));
+    }
 
     // 2. Metadata, against nginx serving a static file of the same bytes.
     let index = settings.packages * 2 / 5 + 42;
@@ -154,16 +170,24 @@ fn main() {
         std::fs::write(nginx.root.join(&file[1..]), &body).unwrap();
         let ours = wrk(&server.url(&path), 16, settings.seconds, None);
         let theirs = wrk(&nginx.url(&file), 16, settings.seconds, None);
-        let target = format!(
-            "≥ 0.7× nginx, p99 < 2 ms (ours: {})",
-            if ours.p99_ms < 2.0 { "met" } else { "missed" }
-        );
-        rows.push(compare(
+        let mut row = compare(
             &format!("{label} ({} bytes), 16 connections", body.len()),
             &ours,
             &theirs,
-            &target,
-        ));
+            0.9,
+        );
+        row[3] = format!(
+            "{}, p99 < 2 ms: {}",
+            row[3],
+            if ours.p99_ms < 2.0 { "met" } else { "missed" }
+        );
+        rows.push(row);
+        if label == "GET /packages/<a>/<p>" {
+            let ours = wrk(&server.url(&path), 1000, settings.seconds, None);
+            let theirs = wrk(&nginx.url(&file), 1000, settings.seconds, None);
+            let label = format!("{label} ({} bytes), 1000 connections", body.len());
+            rows.push(compare(&label, &ours, &theirs, 0.8));
+        }
     }
 
     // 3. The same query at 100 versions and at the full size, one connection.
@@ -452,6 +476,9 @@ impl RunningRegistry {
             .env("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL_TOTAL", "100000000")
             .env("GREN_REGISTRY_LOGIN_LIMIT_PER_IP", "100000000")
             .env("GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR", "100000000")
+            // wrk's connections all come from 127.0.0.1 and stand for as
+            // many clients.
+            .env("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "5000")
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
@@ -534,7 +561,7 @@ impl Nginx {
         let d = dir.display();
         // Two workers for two cores, sendfile and keep-alive: nginx at its usual best.
         let config = format!(
-            "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 1024; }}\n\
+            "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
              http {{\n  access_log {d}/access.log;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
              client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
              uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
@@ -675,6 +702,8 @@ struct Load {
     requests_per_second: f64,
     mean_ms: f64,
     p99_ms: f64,
+    /// Non-2xx answers and socket errors.
+    failures: u64,
 }
 
 /// Runs wrk (2 threads) and reads its summary.
@@ -705,16 +734,33 @@ fn wrk(url: &str, connections: usize, seconds: u64, script: Option<&Path>) -> Lo
             .find(|line| line.starts_with(prefix))
             .and_then(|line| line.split_whitespace().nth(1))
     };
-    let load = Load {
+    Load {
         requests_per_second: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
         mean_ms: field("Latency").map(to_ms).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(to_ms).unwrap_or(f64::NAN),
-    };
-    assert!(
-        !text.contains("Non-2xx") || script.is_some(),
-        "wrk saw errors from {url}:\n{text}"
-    );
-    load
+        failures: failures(&text),
+    }
+}
+
+/// The non-2xx answers and socket errors (connect, read, write, timeout)
+/// of a wrk summary.
+fn failures(summary: &str) -> u64 {
+    summary
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| {
+            if let Some(count) = line.strip_prefix("Non-2xx or 3xx responses:") {
+                return count.trim().parse::<u64>().ok();
+            }
+            let errors = line.strip_prefix("Socket errors:")?;
+            Some(
+                errors
+                    .split(',')
+                    .filter_map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum(),
+            )
+        })
+        .sum()
 }
 
 fn to_ms(text: &str) -> f64 {
@@ -730,15 +776,25 @@ fn to_ms(text: &str) -> f64 {
     }
 }
 
-fn compare(label: &str, ours: &Load, theirs: &Load, target: &str) -> [String; 4] {
+/// A row comparing the registry with nginx: the target is `min` times
+/// nginx's throughput, and no answer but a 2xx (nor a socket error).
+fn compare(label: &str, ours: &Load, theirs: &Load, min: f64) -> [String; 4] {
     let ratio = ours.requests_per_second / theirs.requests_per_second;
+    let describe = |load: &Load| {
+        let mut text = format!("{:.0} req/s, p99 {:.2} ms", load.requests_per_second, load.p99_ms);
+        if load.failures > 0 {
+            text.push_str(&format!(", {} non-2xx or socket errors", load.failures));
+        }
+        text
+    };
+    let met = ratio >= min && ours.failures == 0;
     [
         label.to_string(),
-        format!("{:.0} req/s, p99 {:.2} ms", ours.requests_per_second, ours.p99_ms),
-        format!("{:.0} req/s, p99 {:.2} ms", theirs.requests_per_second, theirs.p99_ms),
+        describe(ours),
+        describe(theirs),
         format!(
-            "{ratio:.2}× ({target}{})",
-            if ratio >= 0.7 { "" } else { "; throughput target missed" }
+            "{ratio:.2}× (≥ {min}× nginx, no errors: {})",
+            if met { "met" } else { "missed" }
         ),
     ]
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-/// Long-polling fetches may occupy at most this share of the connections.
+/// Long-polling fetches may occupy at most this share of the handlers (each
+/// holds a handler's thread while it waits).
 const WAITING_SHARE: usize = 4;
 
 pub struct App {
@@ -75,7 +76,7 @@ impl App {
             packages,
             repositories,
             invitations: invitation::Index::default(),
-            confirmations: Confirmations::new((config.max_connections / WAITING_SHARE).max(1)),
+            confirmations: Confirmations::new((config.max_handlers / WAITING_SHARE).max(1)),
             mailer,
             public_url,
             store,

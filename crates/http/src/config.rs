@@ -13,6 +13,9 @@ pub const MAX_SESSION_DAYS: u64 = 36_500;
 /// Longest request timeout: an hour is already far beyond any real client,
 /// and deadlines computed from it can never overflow.
 pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 60 * 60;
+/// Handlers at once: each is a thread, and a thousand is far beyond what
+/// the registry's work needs.
+pub const MAX_HANDLERS: usize = 1_000;
 /// Longer than any service manager waits for a stop (systemd: 90 s by default).
 pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 300;
 
@@ -164,19 +167,29 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
-    /// Connections served at once; more are answered 503.
-    #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 256)]
+    /// Connections open at once, idle keep-alive ones included; more are
+    /// answered 503. Lowered at start to what the open-files limit allows.
+    #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Connections served at once to one client (an IPv4 address, an IPv6
+    /// Connections open at once from one client (an IPv4 address, an IPv6
     /// /64); trusted proxies are exempt. More are answered 503.
     #[arg(long, env = "GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 32)]
     pub max_connections_per_client: usize,
+
+    /// Requests in handlers at once, each on a thread of its own; more wait
+    /// up to 2 s for one, then are answered 503.
+    #[arg(long, env = "GREN_REGISTRY_MAX_HANDLERS", default_value_t = 64)]
+    pub max_handlers: usize,
 
     /// Seconds a request head may take from its first byte, and a body read
     /// may go without progress.
     #[arg(long, env = "GREN_REGISTRY_REQUEST_TIMEOUT", default_value_t = 10)]
     pub request_timeout_secs: u64,
+
+    /// Seconds an idle keep-alive connection is kept open for its next request.
+    #[arg(long, env = "GREN_REGISTRY_KEEP_ALIVE", default_value_t = 5)]
+    pub keep_alive_secs: u64,
 
     /// Seconds in-flight requests may go on after SIGTERM or SIGINT before
     /// they are abandoned and the process exits.
@@ -264,10 +277,24 @@ impl Config {
             "must be a header name (letters, digits, `-`)"
         });
         problems.at_least_one("GREN_REGISTRY_MAX_CONNECTIONS", self.max_connections as u64);
+        problems.at_least_one("GREN_REGISTRY_MAX_HANDLERS", self.max_handlers as u64);
+        problems.at_most(
+            "GREN_REGISTRY_MAX_HANDLERS",
+            self.max_handlers as u64,
+            MAX_HANDLERS as u64,
+            "(each is a thread)",
+        );
         problems.at_least_one("GREN_REGISTRY_REQUEST_TIMEOUT", self.request_timeout_secs);
         problems.at_most(
             "GREN_REGISTRY_REQUEST_TIMEOUT",
             self.request_timeout_secs,
+            MAX_REQUEST_TIMEOUT_SECS,
+            "seconds",
+        );
+        problems.at_least_one("GREN_REGISTRY_KEEP_ALIVE", self.keep_alive_secs);
+        problems.at_most(
+            "GREN_REGISTRY_KEEP_ALIVE",
+            self.keep_alive_secs,
             MAX_REQUEST_TIMEOUT_SECS,
             "seconds",
         );
@@ -447,12 +474,26 @@ mod tests {
             ("--max-inflated-bytes", "GREN_REGISTRY_MAX_INFLATED_BYTES"),
             ("--publish-limit-per-hour", "GREN_REGISTRY_PUBLISH_LIMIT_PER_HOUR"),
             ("--max-connections", "GREN_REGISTRY_MAX_CONNECTIONS"),
+            ("--max-handlers", "GREN_REGISTRY_MAX_HANDLERS"),
             ("--git-processes", "GREN_REGISTRY_GIT_PROCESSES"),
             ("--git-timeout-secs", "GREN_REGISTRY_GIT_TIMEOUT"),
         ] {
             refused(&[flag, "0"], variable);
             config(&[flag, "1"]).validate().unwrap();
         }
+    }
+
+    #[test]
+    fn the_keep_alive_is_one_second_to_an_hour() {
+        refused(&["--keep-alive-secs", "0"], "GREN_REGISTRY_KEEP_ALIVE");
+        refused(&["--keep-alive-secs", "3601"], "GREN_REGISTRY_KEEP_ALIVE");
+        config(&["--keep-alive-secs", "3600"]).validate().unwrap();
+    }
+
+    #[test]
+    fn handlers_are_at_most_a_thousand() {
+        config(&["--max-handlers", "1000"]).validate().unwrap();
+        refused(&["--max-handlers", "1001"], "GREN_REGISTRY_MAX_HANDLERS");
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&config.data_dir)?;
     gren_registry_core::format::require_current(&store, true)?;
     warn_about_exposure(&store);
-    let server = Server::bind(&config.listen, limits(&config))
+    let limits = limits(&config);
+    let server = Server::bind(&config.listen, limits.clone())
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let bound = server.local_addr()?;
     let public_url = config.public_url_for(bound);
@@ -71,6 +72,12 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         app.store.root().display(),
         app.public_url,
     );
+    log::info!(
+        "can hold {} connections at once ({} per client), {} requests in handlers",
+        limits.max_connections,
+        limits.max_connections_per_client,
+        limits.max_handlers
+    );
     server.serve_until_shut_down(Arc::new(RegistryService(app.clone())));
     app.stop();
     let _ = housekeeping.join();
@@ -96,17 +103,73 @@ fn warn_about_exposure(store: &Store) {
 }
 
 fn limits(config: &Config) -> Limits {
+    let max_connections = connections_the_files_allow(config.max_connections.max(1), config.max_handlers);
     Limits {
-        max_connections: config.max_connections.max(1),
+        max_connections,
         max_connections_per_client: config.max_connections_per_client.max(1),
+        max_handlers: config.max_handlers.max(1),
         trusted_proxies: config.trusted_proxies.clone(),
         request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        keep_alive: Duration::from_secs(config.keep_alive_secs.max(1)),
         // A proxy in front passes bodies up to the bundle limit: that much of
         // a refused body is read, so the proxy gets the answer.
         max_drain_bytes: config.max_bundle_bytes,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         ..Limits::default()
     }
+}
+
+/// Files the registry needs besides its connections: the listening socket,
+/// the log, the data directory's lock, and the files each handler may have
+/// open at once (a record, its temporary file, a directory to sync).
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+const FILES_PER_HANDLER: u64 = 4;
+
+/// Raises the soft open-files limit to the hard one (each connection is a
+/// file), and lowers `wanted` to the connections the limit leaves room for.
+fn connections_the_files_allow(wanted: usize, handlers: usize) -> usize {
+    let files = match raise_open_files_limit() {
+        Ok(files) => files,
+        Err(err) => {
+            log::warn!("cannot read or raise the open-files limit: {err}");
+            return wanted;
+        }
+    };
+    let reserved = FILES_BESIDES_CONNECTIONS + FILES_PER_HANDLER * handlers as u64;
+    let room = usize::try_from(files.saturating_sub(reserved))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if room < wanted {
+        log::warn!(
+            "the open-files limit ({files}) leaves room for {room} connections, fewer than \
+             GREN_REGISTRY_MAX_CONNECTIONS ({wanted}); raise the limit (LimitNOFILE= in systemd) to hold more"
+        );
+    }
+    wanted.min(room)
+}
+
+/// The open-files limit, raised to the hard limit first.
+fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// How e-mails leave, for the start-up line.

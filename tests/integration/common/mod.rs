@@ -224,16 +224,28 @@ impl Server {
         self.wait_for_threads(within, |now| now <= threads)
     }
 
-    /// Waits up to `within` for the thread count to reach `threads`; returns
-    /// the last count seen.
-    pub fn threads_up_to(&self, threads: usize, within: Duration) -> usize {
-        self.wait_for_threads(within, |now| now >= threads)
+    fn wait_for_threads(&self, within: Duration, enough: impl Fn(usize) -> bool) -> usize {
+        self.wait_for_count(within, Server::threads, enough)
     }
 
-    fn wait_for_threads(&self, within: Duration, enough: impl Fn(usize) -> bool) -> usize {
+    /// The number of files (sockets included) the process has open.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("cannot read the process's open files from /proc")
+            .count()
+    }
+
+    /// Waits up to `within` for the open files to reach `files` (connections
+    /// are accepted a moment after the client connects); returns the last
+    /// count seen.
+    pub fn open_files_up_to(&self, files: usize, within: Duration) -> usize {
+        self.wait_for_count(within, Server::open_files, |now| now >= files)
+    }
+
+    fn wait_for_count(&self, within: Duration, count: fn(&Server) -> usize, enough: impl Fn(usize) -> bool) -> usize {
         let deadline = Instant::now() + within;
         loop {
-            let now = self.threads();
+            let now = count(self);
             if enough(now) || Instant::now() >= deadline {
                 return now;
             }

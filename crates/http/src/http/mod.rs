@@ -1,4 +1,5 @@
-//! HTTP: a small HTTP/1.1 server ([`server`]), the request and response types
+//! HTTP: the connection layer ([`server`]: hyper on tokio, handlers on a
+//! bounded thread pool), the request and response types
 //! handlers see, git's CGI program behind `/git/…` ([`cgi`]), who is asking ([`Caller`]), the routing table ([`router`]),
 //! what caches may keep of each answer ([`cache`]),
 //! and the mapping of the domain's errors to statuses, codes and messages

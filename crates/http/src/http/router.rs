@@ -312,6 +312,18 @@ impl Service for RegistryService {
             .map(|admission| admission.user.clone());
         dispatch(&self.0, request, admitted)
     }
+
+    /// Anonymous reads of the health check and the packages (every `GET`
+    /// under `/packages`): the catalog in memory, a bundle from the cache or
+    /// one file read. Not with a token (a session is looked up and its last
+    /// use written), nor the long polls (`/events`, `/session/fetch`). A
+    /// string test, not a route lookup: this runs before every request, and
+    /// a path it misses (`/%70ackages`) is only answered on the pool.
+    fn answers_at_once(&self, method: &str, path: &str, headers: &[(String, String)]) -> bool {
+        matches!(method, GET | "HEAD")
+            && (path == "/health" || path == "/packages" || path.starts_with("/packages/"))
+            && super::bearer_token(headers).is_none()
+    }
 }
 
 #[cfg(test)]

@@ -1,47 +1,57 @@
-//! A small, defensive HTTP/1.1 server on `std::net`, with `httparse` for the
-//! request head.
+//! The connection layer: HTTP/1.1 by hyper on tokio, in front of a
+//! synchronous application (the [`Service`] trait) whose handlers run on a
+//! bounded pool of blocking threads.
 //!
-//! It exists because tiny_http 0.12 cannot be made safe from the application
-//! side (see README, "Why not tiny_http"): here every connection is bounded in
-//! count, in time and in size before a byte reaches a handler.
+//! A connection costs a socket, a task and a few KB, never a thread: ten
+//! thousand idle keep-alive connections or half-sent heads are cheap. What
+//! bounds them:
 //!
-//! - at most `max_connections` connections are served at once, one thread each,
-//!   and at most `max_connections_per_client` from one client network (an IPv4
-//!   address, an IPv6 /64; trusted proxies are exempt, they carry many
-//!   clients); beyond that a connection gets `503` with `Retry-After` and is
-//!   closed;
-//! - the request head must arrive within `request_timeout` of its first byte and
-//!   fit in `max_header_bytes` (`431` otherwise); body reads time out after
-//!   `request_timeout` without progress (`408`);
+//! - at most `max_connections` connections are open at once, and at most
+//!   `max_connections_per_client` from one client network (an IPv4 address,
+//!   an IPv6 /64; trusted proxies are exempt, they carry many clients);
+//!   beyond that a connection gets `503` with `Retry-After` and is closed;
+//! - every request head passes the [`gate`] before hyper sees a byte of it:
+//!   it must arrive within `request_timeout` of its first byte (`408`) and
+//!   fit in `max_header_bytes` (`431`), and the shapes hyper would take but
+//!   a proxy in front might read differently (`Content-Length` with
+//!   `Transfer-Encoding`, two different lengths, obs-folded lines) are `400`;
+//!   each refusal carries the registry's JSON error body;
+//! - a body must keep arriving (`request_timeout` without progress) and
+//!   average a minimum rate (`408`); a response must leave the same way;
 //! - a body larger than the route's limit is refused with `413` from its
-//!   declared `Content-Length`, before it is read or anything is allocated;
-//!   a refused body up to `max_drain_bytes` is then read and dropped, so that
-//!   a proxy still sending it gets the answer rather than a reset (`502`);
-//!   the application may refuse a request from its head alone, or hand back
-//!   a permit (an upload's share of a memory budget, who was admitted) that
-//!   its handler gets and that is held until it is answered;
-//! - a panicking handler costs one `500`, not a worker;
-//! - on shutdown, in-flight connections get `shutdown_grace` to finish, then
-//!   are abandoned ([`Server::serve_until_shut_down`] returns).
+//!   declared `Content-Length`, before it is read or anything is allocated
+//!   (see [`exchange`]); a refused body up to `max_drain_bytes` is then read
+//!   and dropped, so that a proxy still sending it gets the answer rather
+//!   than a reset (`502`); chunked bodies are refused (`411`);
+//! - at most `max_handlers` requests are in the application's handlers at
+//!   once; more wait up to `handler_wait`, then get `503` with
+//!   `Retry-After` (requests the service says are answered at once, such as
+//!   anonymous reads, run on the connection's task instead);
+//! - a panicking handler costs one `500`;
+//! - on shutdown, idle connections close, in-flight requests get
+//!   `shutdown_grace` to finish, then are abandoned
+//!   ([`Server::serve_until_shut_down`] returns).
 //!
 //! Every request that reaches a handler is one `info` line of the log; what
 //! the connection layer decides on its own (refusals, bad or slow heads,
 //! responses the client did not take in full) is a rate-limited warning
 //! ([`super::warnings`]). Every response says `X-Content-Type-Options: nosniff`.
 
+mod exchange;
+mod gate;
+
 use super::warnings::Warnings;
-use super::{Request, Response, reason_phrase};
+use super::{Request, Response};
 use crate::http::errors::ApiError;
 use gren_registry_core::error::ErrorCode;
 use gren_registry_core::ratelimit::client_network;
 use gren_registry_core::store::lock_ignoring_poison as lock;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What the server asks of the application.
 pub trait Service: Send + Sync + 'static {
@@ -51,6 +61,14 @@ pub trait Service: Send + Sync + 'static {
     /// Answers a request, with the permit of its [`Allowance`]: what was
     /// decided from the head reaches the answer.
     fn handle(&self, request: Request, permit: Option<&Permit>) -> Response;
+    /// Whether a request with this head (and no body) is answered at once,
+    /// from memory or a short file read: nothing it does waits (no network,
+    /// no fsync, no sleep, no lock held long). Such a request is answered on
+    /// the connection's task rather than a handler thread, which spares two
+    /// thread switches per request; anything else runs on the pool.
+    fn answers_at_once(&self, _method: &str, _path: &str, _headers: &[(String, String)]) -> bool {
+        false
+    }
 }
 
 /// Whatever the application keeps from a request's head to its answer.
@@ -74,13 +92,18 @@ impl From<u64> for Allowance {
 
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Connections open at once, idle ones included.
     pub max_connections: usize,
     /// Connections from one client network (see [`client_network`]).
     pub max_connections_per_client: usize,
     /// Peers exempt from the per-client cap: proxies carry many clients.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Requests in the application's handlers at once.
+    pub max_handlers: usize,
+    /// How long a request waits for a handler before it is answered `503`.
+    pub handler_wait: Duration,
     /// Deadline for a request head from its first byte, and the longest a body
-    /// read may go without progress.
+    /// read or a response write may go without progress.
     pub request_timeout: Duration,
     /// How long an idle keep-alive connection is kept open.
     pub keep_alive: Duration,
@@ -96,9 +119,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 256,
+            max_connections: 10_000,
             max_connections_per_client: 32,
             trusted_proxies: Vec::new(),
+            max_handlers: 64,
+            handler_wait: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
@@ -109,30 +134,27 @@ impl Default for Limits {
     }
 }
 
-/// How often an idle connection looks up from its socket to see whether the
-/// server is shutting down.
-const IDLE_POLL: Duration = Duration::from_millis(200);
-const READ_CHUNK: usize = 16 * 1024;
-/// How long, and how much, a refused request of unknown length is drained
-/// before closing, and the pause in its bytes that ends the draining early.
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1024 * 1024;
-const LINGER_PAUSE: Duration = Duration::from_millis(200);
 /// Bytes per second a request or response body must average (beyond the timeout).
 const MIN_BODY_RATE: u64 = 16 * 1024;
-const THREAD_STACK: usize = 512 * 1024;
+/// Connections waiting in the kernel to be accepted: a thousand clients
+/// connecting at once must not be dropped and retried a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+/// How long an idle handler thread is kept for the next request.
+const HANDLER_THREAD_IDLE: Duration = Duration::from_secs(1);
 
 pub struct Server {
-    listener: TcpListener,
+    runtime: tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
     limits: Limits,
     state: Arc<State>,
 }
 
-#[derive(Default)]
+/// What every connection shares.
 struct State {
     shutting_down: AtomicBool,
+    /// Tells the accept loop and idle connections that a shutdown began.
+    stop: tokio::sync::watch::Sender<bool>,
     open: Mutex<Open>,
-    idle: Condvar,
     warnings: Warnings,
 }
 
@@ -147,7 +169,6 @@ struct Open {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     state: Arc<State>,
-    wake_address: SocketAddr,
 }
 
 impl ShutdownHandle {
@@ -155,8 +176,7 @@ impl ShutdownHandle {
     /// to finish, idle connections close.
     pub fn shut_down(&self) {
         self.state.shutting_down.store(true, Ordering::SeqCst);
-        // `accept` cannot be interrupted portably: wake it with a connection.
-        let _ = TcpStream::connect_timeout(&self.wake_address, Duration::from_secs(1));
+        self.state.stop.send_replace(true);
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -165,12 +185,33 @@ impl ShutdownHandle {
 }
 
 impl Server {
+    /// Binds `address`, and starts the runtime the connections will run on
+    /// (its blocking pool sized for `limits.max_handlers`).
     pub fn bind(address: &str, limits: Limits) -> io::Result<Server> {
-        let listener = TcpListener::bind(address)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("connections")
+            // Handlers, the head checks of requests with a body, and a few
+            // spare for the moments a finished handler's thread is not back yet.
+            .max_blocking_threads(limits.max_handlers.max(1) + 4)
+            .thread_keep_alive(HANDLER_THREAD_IDLE)
+            .build()?;
+        let address = address
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on"))?;
+        let listener = runtime.block_on(async { listen(address) })?;
+        let (stop, _) = tokio::sync::watch::channel(false);
         Ok(Server {
+            runtime,
             listener,
             limits,
-            state: Arc::default(),
+            state: Arc::new(State {
+                shutting_down: AtomicBool::new(false),
+                stop,
+                open: Mutex::default(),
+                warnings: Warnings::default(),
+            }),
         })
     }
 
@@ -179,86 +220,95 @@ impl Server {
     }
 
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
-        let mut wake_address = self.local_addr()?;
-        if wake_address.ip().is_unspecified() {
-            wake_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
         Ok(ShutdownHandle {
             state: self.state.clone(),
-            wake_address,
         })
     }
 
     /// Serves until shut down, then waits for in-flight requests to finish,
     /// for at most the grace period.
     pub fn serve_until_shut_down(self, service: Arc<dyn Service>) {
-        let limits = Arc::new(self.limits.clone());
-        for stream in self.listener.incoming() {
-            if self.state.shutting_down.load(Ordering::SeqCst) {
-                break;
-            }
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(err) => {
-                    // Out of file descriptors, typically: breathe instead of spinning.
-                    log::error!("accept failed: {err}");
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            let Ok(remote) = stream.peer_addr() else {
-                continue;
-            };
-            let slot = match Slot::take(&self.state, &limits, remote.ip()) {
-                Ok(slot) => slot,
-                Err(error) => {
-                    refuse(stream, remote, &error, &self.state.warnings);
-                    continue;
-                }
-            };
-            let (service, limits) = (service.clone(), limits.clone());
-            // If the thread cannot start, the closure is dropped with the slot,
-            // which gives the slot back.
-            let _ = std::thread::Builder::new()
-                .name("connection".into())
-                .stack_size(THREAD_STACK)
-                .spawn(move || {
-                    Connection::new(stream, remote, &limits, &slot.state).serve(service.as_ref());
-                    drop(slot);
-                });
-        }
-        // Close the listening socket first: new connections are refused at
-        // once instead of waiting, unanswered, for in-flight requests.
-        drop(self.listener);
-        self.state.wait_for_connections(limits.shutdown_grace);
-        self.state.warnings.flush();
+        let Server {
+            runtime,
+            listener,
+            limits,
+            state,
+        } = self;
+        let limits = Arc::new(limits);
+        let shared = Arc::new(exchange::Shared::new(service, limits.clone(), state.clone()));
+        runtime.block_on(async {
+            accept_until_shut_down(listener, &shared).await;
+            wait_for_connections(&state, limits.shutdown_grace).await;
+        });
+        // Connections still open after the grace period, and handlers still
+        // running, are abandoned: the process is about to end, and the
+        // store's writes are atomic, so they leave nothing half-written.
+        runtime.shutdown_background();
+        state.warnings.flush();
     }
 }
 
-impl State {
-    /// Waits until no connection is open, or `grace` has passed. Connections
-    /// still open then are abandoned: the process is about to end, and the
-    /// store's writes are atomic, so they leave nothing half-written.
-    fn wait_for_connections(&self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        let mut open = lock(&self.open);
-        while open.total > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                log::warn!(
-                    "shutdown: {} connection(s) still open after the {:.0} s grace period are abandoned",
-                    open.total,
-                    grace.as_secs_f64()
-                );
-                return;
+fn listen(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's listener does: a restart must not wait for old connections'
+    // TIME_WAIT to pass.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+async fn accept_until_shut_down(listener: tokio::net::TcpListener, shared: &Arc<exchange::Shared>) {
+    let mut stop = shared.state.stop.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopping| *stopping) => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, typically: breathe instead of spinning.
+                log::error!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-            open = self.idle.wait_timeout(open, left).unwrap_or_else(|p| p.into_inner()).0;
+        };
+        match Slot::take(&shared.state, &shared.limits, remote.ip()) {
+            Ok(slot) => {
+                tokio::spawn(exchange::serve_connection(stream, remote, shared.clone(), slot));
+            }
+            Err(error) => refuse(stream, remote, &error, &shared.state.warnings),
         }
+    }
+    // Close the listening socket first: new connections are refused at once
+    // instead of waiting, unanswered, for in-flight requests.
+    drop(listener);
+}
+
+/// Waits until no connection is open, or `grace` has passed.
+async fn wait_for_connections(state: &State, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let open = lock(&state.open).total;
+        if open == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            log::warn!(
+                "shutdown: {open} connection(s) still open after the {:.0} s grace period are abandoned",
+                grace.as_secs_f64()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// A connection's share of the limits, given back when the connection's
-/// thread ends, however it ends.
+/// task ends, however it ends.
 struct Slot {
     state: Arc<State>,
     /// The client network counted, unless the peer is a trusted proxy.
@@ -310,8 +360,6 @@ impl Drop for Slot {
                 open.per_client.remove(client);
             }
         }
-        drop(open);
-        self.state.idle.notify_all();
     }
 }
 
@@ -319,24 +367,20 @@ fn busy(code: ErrorCode, message: impl Into<String>) -> ApiError {
     ApiError::new(503, code, message).with_header("Retry-After", "1")
 }
 
-/// Answers a connection that gets no slot, from the accepting thread: the
-/// short answer fits in the socket's buffer, so the write does not wait.
-fn refuse(mut stream: TcpStream, remote: SocketAddr, error: &ApiError, warnings: &Warnings) {
+/// Answers a connection that gets no slot, from the accepting task: the
+/// short answer fits in the socket's buffer, so the write does not wait
+/// (and a peer whose buffer is full gets nothing, rather than a task).
+fn refuse(stream: tokio::net::TcpStream, remote: SocketAddr, error: &ApiError, warnings: &Warnings) {
     warnings.warn(error.code.as_str(), || connection_line(remote, error));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = write_response(&mut stream, &Response::from_error(error), false, true);
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.try_write(&gate::serialize(&Response::from_error(error)));
+    if let Ok(stream) = stream.into_std() {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 /// The log line of a connection refused before it had a request line.
 fn connection_line(remote: SocketAddr, error: &ApiError) -> String {
     format!("connection from {}: {} {}", remote.ip(), error.status, error.code)
-}
-
-enum ReadOutcome {
-    /// The peer closed, went idle past the keep-alive, or the server is stopping.
-    Closed,
-    Fault(ApiError),
 }
 
 #[derive(Debug)]
@@ -349,283 +393,10 @@ pub struct Head {
     pub length: usize,
 }
 
-struct Connection<'a> {
-    stream: TcpStream,
-    remote: SocketAddr,
-    limits: &'a Limits,
-    state: &'a State,
-    /// Bytes read but not consumed yet (the start of the next request).
-    buffer: Vec<u8>,
-}
-
-impl<'a> Connection<'a> {
-    fn new(stream: TcpStream, remote: SocketAddr, limits: &'a Limits, state: &'a State) -> Connection<'a> {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(limits.request_timeout));
-        Connection {
-            stream,
-            remote,
-            limits,
-            state,
-            buffer: Vec::new(),
-        }
-    }
-
-    fn serve(mut self, service: &dyn Service) {
-        let mut idle_limit = self.limits.request_timeout;
-        loop {
-            let head = match self.read_head(idle_limit) {
-                Ok(head) => head,
-                Err(ReadOutcome::Closed) => break,
-                Err(ReadOutcome::Fault(error)) => {
-                    self.warn(&error, || connection_line(self.remote, &error));
-                    self.fail(&error, None);
-                    break;
-                }
-            };
-            if !self.exchange(service, head) {
-                break;
-            }
-            idle_limit = self.limits.keep_alive;
-        }
-        let _ = self.stream.shutdown(Shutdown::Both);
-    }
-
-    /// Reads the body of the request `head` starts, has `service` answer it
-    /// and writes the answer; whether the connection may carry another request.
-    fn exchange(&mut self, service: &dyn Service, head: Head) -> bool {
-        let started = Instant::now();
-        let (path, query) = match head.target.split_once('?') {
-            Some((path, query)) => (path.to_string(), query.to_string()),
-            None => (head.target.clone(), String::new()),
-        };
-        let seen = Seen {
-            line: format!("{} {path}", head.method),
-            client: super::client_ip(self.remote, &head.headers, &self.limits.trusted_proxies),
-            started,
-        };
-        // The permit (if any) is held until the response is written.
-        let (body, permit) = match service.body_limit(&head.method, &path, &head.headers) {
-            Ok(allowance) => (self.read_body(&head, allowance.max_body), allowance.permit),
-            Err(error) => {
-                // What follows the head is (the start of) the refused body.
-                self.buffer.drain(..head.length);
-                (Err(ReadOutcome::Fault(error)), None)
-            }
-        };
-        let body = match body {
-            Ok(body) => body,
-            Err(ReadOutcome::Closed) => return false,
-            Err(ReadOutcome::Fault(error)) => {
-                self.warn(&error, || {
-                    format!(
-                        "{} {} {} {}, from {}",
-                        seen.line,
-                        error.status,
-                        seen.took(),
-                        error.code,
-                        seen.client
-                    )
-                });
-                self.fail(&error, drainable_length(&head));
-                return false;
-            }
-        };
-        let keep_alive = head.keep_alive && !self.state.shutting_down.load(Ordering::SeqCst);
-        let head_only = head.method == "HEAD";
-        let request = Request {
-            method: head.method,
-            path,
-            query,
-            headers: head.headers,
-            body,
-            remote: self.remote,
-            params: Vec::new(),
-        };
-        let response =
-            catch_unwind(AssertUnwindSafe(|| service.handle(request, permit.as_deref()))).unwrap_or_else(|_| {
-                Response::from_error(&ApiError::internal(format!("handler panicked on {}", seen.line)))
-            });
-        self.respond(&seen, &response, head_only, keep_alive)
-    }
-
-    /// Writes a handler's response and logs it: one `info` line when it got
-    /// out whole, a warning saying how much did when not. Whether the
-    /// connection may carry another request.
-    fn respond(&mut self, seen: &Seen, response: &Response, head_only: bool, keep_alive: bool) -> bool {
-        let status = response.status;
-        match write_response(&mut self.stream, response, head_only, !keep_alive) {
-            Ok(()) => {
-                log::info!("{} {status} {}", seen.line, seen.took());
-                keep_alive
-            }
-            Err(cut) => {
-                let length = if head_only { 0 } else { response.body.len() };
-                self.state.warnings.warn("aborted", || {
-                    format!(
-                        "{} {status} aborted after {} of {length} bytes ({}), {}, from {}",
-                        seen.line,
-                        cut.body_sent,
-                        cut.error.kind(),
-                        seen.took(),
-                        seen.client
-                    )
-                });
-                false
-            }
-        }
-    }
-
-    /// Logs a refusal of the connection layer, at a bounded rate.
-    fn warn(&self, error: &ApiError, line: impl FnOnce() -> String) {
-        self.state.warnings.warn(error.code.as_str(), line);
-    }
-
-    /// Answers a request that could not be read, then the connection closes.
-    /// Unread request bytes would make the kernel reset the connection and
-    /// destroy the answer before the client reads it, so the rest of the
-    /// request is read and dropped first, within bounds ("lingering close"):
-    /// all of a body of known length up to `max_drain_bytes`, for a proxy
-    /// that sends what it buffered whatever the answer; otherwise what
-    /// arrives within [`LINGER`].
-    fn fail(&mut self, error: &ApiError, declared: Option<u64>) {
-        if write_response(&mut self.stream, &Response::from_error(error), false, true).is_err() || error.status == 408 {
-            // A client too slow to be served has nothing worth draining.
-            return;
-        }
-        let _ = self.stream.shutdown(Shutdown::Write);
-        match declared {
-            Some(length) if length <= self.limits.max_drain_bytes => self.drain(length),
-            _ => self.linger(),
-        }
-    }
-
-    /// Reads and drops the rest of a body of `length` bytes, at the pace
-    /// asked of bodies that are accepted.
-    fn drain(&mut self, length: u64) {
-        let mut left = length.saturating_sub(self.buffer.len() as u64);
-        self.buffer = Vec::new();
-        let deadline = transfer_deadline(self.limits.request_timeout, left);
-        let mut sink = [0u8; READ_CHUNK];
-        while left > 0 {
-            let wait = (Instant::now() + self.limits.request_timeout)
-                .min(deadline)
-                .saturating_duration_since(Instant::now());
-            if wait.is_zero() || self.stream.set_read_timeout(Some(wait)).is_err() {
-                return;
-            }
-            let chunk = left.min(READ_CHUNK as u64) as usize;
-            match self.stream.read(&mut sink[..chunk]) {
-                Ok(0) | Err(_) => return,
-                Ok(read) => left -= read as u64,
-            }
-        }
-    }
-
-    fn linger(&mut self) {
-        let deadline = Instant::now() + LINGER;
-        let mut drained = 0;
-        let mut sink = [0u8; READ_CHUNK];
-        while drained < LINGER_BYTES && Instant::now() < deadline {
-            // A client still sending keeps the bytes coming; one that pauses is done.
-            let wait = deadline.saturating_duration_since(Instant::now()).min(LINGER_PAUSE);
-            if self
-                .stream
-                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-                .is_err()
-            {
-                return;
-            }
-            match self.stream.read(&mut sink) {
-                Ok(0) | Err(_) => return,
-                Ok(read) => drained += read,
-            }
-        }
-    }
-
-    fn read_head(&mut self, idle_limit: Duration) -> Result<Head, ReadOutcome> {
-        let idle_until = Instant::now() + idle_limit;
-        // Set once the head has started: it must be complete by then, however
-        // its bytes trickle in.
-        let mut head_deadline = (!self.buffer.is_empty()).then(|| Instant::now() + self.limits.request_timeout);
-        loop {
-            if !self.buffer.is_empty() {
-                if let Some(head) = parse_head(&self.buffer, self.limits).map_err(ReadOutcome::Fault)? {
-                    return Ok(head);
-                }
-                if self.buffer.len() >= self.limits.max_header_bytes {
-                    return Err(ReadOutcome::Fault(header_too_large(self.limits)));
-                }
-            }
-            let now = Instant::now();
-            let wait_until = match head_deadline {
-                Some(deadline) if now >= deadline => {
-                    return Err(ReadOutcome::Fault(ApiError::new(
-                        408,
-                        ErrorCode::RequestTimeout,
-                        "The request head did not arrive in time.",
-                    )));
-                }
-                Some(deadline) => deadline,
-                None if self.state.shutting_down.load(Ordering::SeqCst) || now >= idle_until => {
-                    return Err(ReadOutcome::Closed);
-                }
-                // Idle: wake regularly to notice a shutdown.
-                None => idle_until.min(now + IDLE_POLL),
-            };
-            match self.read_more(wait_until) {
-                Ok(0) => return Err(ReadOutcome::Closed),
-                Ok(_) => {
-                    head_deadline.get_or_insert(Instant::now() + self.limits.request_timeout);
-                }
-                Err(err) if is_timeout(&err) => {}
-                Err(_) => return Err(ReadOutcome::Closed),
-            }
-        }
-    }
-
-    fn read_body(&mut self, head: &Head, limit: u64) -> Result<Vec<u8>, ReadOutcome> {
-        self.buffer.drain(..head.length);
-        let length = declared_length(&head.headers, limit).map_err(ReadOutcome::Fault)? as usize; // bounded by `limit`, which fits in memory
-        if expects_continue(&head.headers) && self.buffer.len() < length {
-            let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        // Each read must make progress within the timeout, and the whole body
-        // must come at a minimum average rate, so a drip cannot hold a slot.
-        let body_deadline = transfer_deadline(self.limits.request_timeout, length as u64);
-        while self.buffer.len() < length {
-            let deadline = (Instant::now() + self.limits.request_timeout).min(body_deadline);
-            let slow =
-                |message: &str| ReadOutcome::Fault(ApiError::new(408, ErrorCode::RequestTimeout, message.to_string()));
-            match self.read_more(deadline) {
-                Ok(0) => return Err(ReadOutcome::Closed),
-                Ok(_) if self.buffer.len() >= length => {}
-                Err(err) if !is_timeout(&err) => return Err(ReadOutcome::Closed),
-                _ if Instant::now() >= body_deadline => return Err(slow("The request body arrived too slowly.")),
-                Ok(_) => {}
-                Err(_) => return Err(slow("The request body stopped arriving.")),
-            }
-        }
-        let rest = self.buffer.split_off(length);
-        Ok(std::mem::replace(&mut self.buffer, rest))
-    }
-
-    /// One `read` into the buffer, giving up at `deadline`.
-    fn read_more(&mut self, deadline: Instant) -> io::Result<usize> {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        self.stream.set_read_timeout(Some(wait))?;
-        let start = self.buffer.len();
-        self.buffer.resize(start + READ_CHUNK, 0);
-        let result = self.stream.read(&mut self.buffer[start..]);
-        self.buffer.truncate(start + *result.as_ref().unwrap_or(&0));
-        result
-    }
-}
-
 /// Parses a request head from the start of `buffer`: `None` while it is
 /// incomplete, an error (400 or 431) when it can never be a valid head.
+/// Obs-folded lines (a header continued on the next line) are refused here:
+/// httparse does not take them in requests.
 pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiError> {
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut parsed = httparse::Request::new(&mut slots);
@@ -686,6 +457,7 @@ pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiErr
         length,
     }))
 }
+
 fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
@@ -747,127 +519,23 @@ fn header_too_large(limits: &Limits) -> ApiError {
     )
 }
 
-fn is_timeout(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-}
-
-/// Bodies up to this size go out in one write with the head; larger ones
-/// (bundles) are written after it, not copied next to it.
-const INLINE_BODY: usize = 16 * 1024;
-
-/// A response that did not get out whole.
-struct Cut {
-    error: io::Error,
-    /// Bytes of the body that did.
-    body_sent: usize,
-}
-
-fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool, close: bool) -> Result<(), Cut> {
-    let inline = !head_only && response.body.len() <= INLINE_BODY;
-    let mut out = Vec::with_capacity(256 + if inline { response.body.len() } else { 0 });
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", response.status, reason_phrase(response.status)).as_bytes());
-    for (name, value) in &response.headers {
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    // Browsers must not guess a type (say, HTML) for what is JSON or a bundle.
-    out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
-    // 204 and 304 carry no body and no length.
-    if !matches!(response.status, 204 | 304) {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", response.body.len()).as_bytes());
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    let head_length = out.len();
-    let body: &[u8] = if inline || head_only { &[] } else { &response.body };
-    if inline {
-        out.extend_from_slice(&response.body);
-    }
-    let mut sent = 0;
-    let result = write_both(stream, &out, body, &mut sent).and_then(|()| stream.flush());
-    result.map_err(|error| Cut {
-        error,
-        body_sent: sent.saturating_sub(head_length),
-    })
-}
-
-/// Writes `head` then `body` with vectored writes: one system call for both
-/// in the usual case, and no copy of the body next to the head. `sent`
-/// counts the bytes written, also when it fails.
-fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8], sent: &mut usize) -> io::Result<()> {
-    let timeout = stream.write_timeout()?.unwrap_or(Duration::from_secs(10));
-    let result = write_both_within(stream, head, body, timeout, sent);
-    stream.set_write_timeout(Some(timeout))?;
-    result
-}
-
-fn write_both_within(
-    stream: &mut TcpStream,
-    head: &[u8],
-    body: &[u8],
-    timeout: Duration,
-    sent: &mut usize,
-) -> io::Result<()> {
-    // Like request bodies, responses must leave at a minimum average rate:
-    // a client reading a bundle a byte at a time must not keep its slot.
-    let deadline = transfer_deadline(timeout, body.len() as u64);
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() || !body.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_write_timeout(Some(left.min(timeout)))?;
-        let written = stream.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        *sent += written;
-        let from_head = written.min(head.len());
-        head = &head[from_head..];
-        body = &body[written - from_head..];
-    }
-    Ok(())
-}
-
-/// When a transfer of `bytes` must be done: the progress timeout plus the
-/// time the bytes take at [`MIN_BODY_RATE`], so a drip cannot hold a slot.
-fn transfer_deadline(timeout: Duration, bytes: u64) -> Instant {
-    Instant::now() + timeout + Duration::from_secs(bytes.div_ceil(MIN_BODY_RATE))
-}
-
-/// The declared length of a body that is worth reading to its end after
-/// refusing it: not one that is chunked (its length is unknown), nor one
-/// whose client waits for `100 Continue` before sending it.
-fn drainable_length(head: &Head) -> Option<u64> {
-    if expects_continue(&head.headers) || header_value(&head.headers, "transfer-encoding").is_some() {
-        return None;
-    }
-    content_length(&head.headers).ok()
-}
-
 fn expects_continue(headers: &[(String, String)]) -> bool {
     header_value(headers, "expect").is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
 }
 
-/// What the log says about a request: its method and path (no query: it
-/// may hold secrets), the client, and when its head was read.
-struct Seen {
-    line: String,
-    client: IpAddr,
-    started: Instant,
-}
-
-impl Seen {
-    fn took(&self) -> String {
-        format!("{:.1}ms", self.started.elapsed().as_secs_f64() * 1000.0)
-    }
+/// When a transfer of `bytes` must be done, counted from its start: the
+/// progress timeout plus the time the bytes take at [`MIN_BODY_RATE`], so a
+/// drip cannot hold a connection.
+fn transfer_allowance(timeout: Duration, bytes: u64) -> Duration {
+    timeout + Duration::from_secs(bytes.div_ceil(MIN_BODY_RATE))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
 
     /// Panics on `/panic`, answers 200 elsewhere.
     struct Fragile;
@@ -899,15 +567,16 @@ mod tests {
     fn a_panicking_handler_costs_one_500_and_no_capacity() {
         let limits = Limits {
             max_connections: 2,
+            max_handlers: 2,
             ..Limits::default()
         };
         let server = Server::bind("127.0.0.1:0", limits).unwrap();
         let address = server.local_addr().unwrap();
         let shutdown = server.shutdown_handle().unwrap();
         let running = std::thread::spawn(move || server.serve_until_shut_down(Arc::new(Fragile)));
-        // More panics than connection slots: each must give its slot back.
-        // A connection's slot is given back when its thread ends, a moment
-        // after its answer: wait for the slots, each panic must not keep one.
+        // More panics than connection slots and handlers: each must give its
+        // slot and its handler back. A connection's slot is given back a
+        // moment after its answer: wait for the slots.
         let mut panics = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
         while panics < 5 && Instant::now() < deadline {
@@ -924,5 +593,21 @@ mod tests {
         }
         shutdown.shut_down();
         running.join().unwrap();
+    }
+
+    #[test]
+    fn the_gate_refuses_what_a_proxy_might_frame_differently() {
+        let limits = Limits::default();
+        let head = |extra: &str| format!("POST / HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        // Obs-folded lines never parse.
+        let folded = head("X-A: one\r\n two\r\nContent-Length: 1\r\n");
+        let error = parse_head(folded.as_bytes(), &limits).unwrap_err();
+        assert_eq!((error.status, error.code), (400, ErrorCode::MalformedRequest));
+        // Differing lengths are refused; equal ones are one length.
+        let parsed = parse_head(head("Content-Length: 1\r\nContent-Length: 2\r\n").as_bytes(), &limits);
+        let error = content_length(&parsed.unwrap().unwrap().headers).unwrap_err();
+        assert_eq!(error.status, 400);
+        let parsed = parse_head(head("Content-Length: 2\r\nContent-Length: 2\r\n").as_bytes(), &limits);
+        assert_eq!(content_length(&parsed.unwrap().unwrap().headers).unwrap(), 2);
     }
 }
