@@ -189,7 +189,7 @@ pub struct Catalog {
     packages: RwLock<BTreeMap<String, Arc<PackageRecord>>>,
     /// `GET /packages/<a>/<p>` answers, serialized once per change: the
     /// most frequent metadata request costs a copy, not a serialization.
-    views: RwLock<HashMap<String, Arc<Vec<u8>>>>,
+    views: RwLock<HashMap<String, PageView>>,
 }
 
 impl Catalog {
@@ -280,8 +280,9 @@ impl Catalog {
         packages.insert(key, Arc::new(record));
     }
 
-    /// The JSON of a package's page ([`crate::api::PackagePage`]).
-    pub fn view(&self, record: &PackageRecord) -> Arc<Vec<u8>> {
+    /// The JSON of a package's page ([`crate::api::PackagePage`]), with its
+    /// strong validator.
+    pub fn view(&self, record: &PackageRecord) -> PageView {
         let key = record.name.key();
         if let Some(view) = read_ignoring_poison(&self.views).get(&key) {
             return view.clone();
@@ -291,14 +292,18 @@ impl Catalog {
             private: record.private,
             versions: Cow::Borrowed(&record.versions),
         };
-        let bytes = Arc::new(serde_json::to_vec(&view).expect("records serialize"));
+        let bytes = serde_json::to_vec(&view).expect("records serialize");
+        let view = PageView {
+            etag: format!("\"{}\"", crate::auth::secret::sha256_hex(&bytes)).into(),
+            bytes: Arc::new(bytes),
+        };
         // Only cache what is still current: a put may have raced this view.
         // Holding the packages lock keeps the next put out until it is cached.
         let packages = read_ignoring_poison(&self.packages);
         if packages.get(&key).is_some_and(|now| std::ptr::eq(&**now, record)) {
-            write_ignoring_poison(&self.views).insert(key, bytes.clone());
+            write_ignoring_poison(&self.views).insert(key, view.clone());
         }
-        bytes
+        view
     }
 
     pub fn all(&self) -> Vec<Arc<PackageRecord>> {
@@ -324,6 +329,14 @@ impl Catalog {
             .map(|(_, record)| record.clone())
             .collect()
     }
+}
+
+/// A package page, serialized once per change, and its `ETag` (hashed
+/// once with it rather than for every request).
+#[derive(Clone)]
+pub struct PageView {
+    pub bytes: Arc<Vec<u8>>,
+    pub etag: Arc<str>,
 }
 
 /// What [`Catalog::scan`] found in one entry under `packages/<author>/`.

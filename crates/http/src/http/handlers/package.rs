@@ -192,7 +192,8 @@ pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response
 
 pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
-    let page = Response::json_bytes(200, app.packages.catalog.view(&record));
+    let view = app.packages.catalog.view(&record);
+    let page = Response::json_bytes(200, view.bytes).with_header("ETag", view.etag.to_string());
     Ok(private_if(record.private, page))
 }
 
