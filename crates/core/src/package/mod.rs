@@ -465,17 +465,21 @@ pub fn classify(record: &PackageRecord, file_name: &str) -> Leftover {
 }
 
 /// Whether a package directory without a record holds exactly what an
-/// interrupted first publish of `name` leaves: its marker (a committed
-/// package that lost its record has none), one bundle at most, and
-/// temporary files.
+/// interrupted first publish of `name` leaves: nothing but temporary files
+/// (killed before its marker landed), or its marker (a committed package
+/// that lost its record has none), one bundle at most, and temporary files.
 pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -> bool {
-    let marked = file_names.iter().any(|file| file == layout::FIRST_PUBLISH_MARKER);
-    let bundles = file_names
+    let lasting: Vec<&String> = file_names
         .iter()
-        .filter(|file| !file.starts_with(crate::store::TEMP_PREFIX) && *file != layout::FIRST_PUBLISH_MARKER)
+        .filter(|file| !file.starts_with(crate::store::TEMP_PREFIX))
+        .collect();
+    let marked = lasting.iter().any(|file| *file == layout::FIRST_PUBLISH_MARKER);
+    let bundles = lasting
+        .iter()
+        .filter(|file| **file != layout::FIRST_PUBLISH_MARKER)
         .map(|file| name.version_of_bundle_file(file))
         .collect::<Option<Vec<Version>>>();
-    marked && bundles.is_some_and(|bundles| bundles.len() <= 1)
+    lasting.is_empty() || (marked && bundles.is_some_and(|bundles| bundles.len() <= 1))
 }
 
 /// Start-up's cleaning is best-effort: a disk that refuses it leaves the
