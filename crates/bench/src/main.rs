@@ -29,7 +29,9 @@ const TOKEN: &str = "gren_0123456789abcdef0123456789abcdef0123456789abcdef";
 const EMAIL: &str = "bench@example.com";
 const AUTHORS: usize = 100;
 const VERSIONS_PER_PACKAGE: usize = 20;
-/// The package the publish benchmark publishes (removed before each run).
+/// The start of the name of the package each run of the publish benchmark
+/// publishes: a new package a run, since removing a package's directory
+/// would leave a gap in the event log, which the registry refuses.
 const PUBLISH_BENCH: &str = "author-000/publish-bench";
 /// The packages of the CDN rows' own registry directory.
 const CDN_PACKAGES: usize = 6;
@@ -264,13 +266,11 @@ fn main() {
 
 /// A data directory with `packages` synthetic packages of 20 versions each
 /// plus the real bundles; made once and reused (it is never written to
-/// except by the publish benchmark, which uses its own package).
+/// except by the publish benchmark, which adds a package of its own a run).
 fn prepare(work: &Path, binary: &Path, real: &Path, packages: usize) -> PathBuf {
     let dir = work.join(format!("registry-{packages}"));
     let done = dir.join(".bench-ready");
     if done.exists() {
-        let publish_bench = PackageName::parse(PUBLISH_BENCH).unwrap();
-        let _ = std::fs::remove_dir_all(dir.join(layout::package_dir(&publish_bench).as_path()));
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -808,7 +808,11 @@ fn median(mut samples: Vec<f64>) -> f64 {
 /// Median latency of sequential publishes, and of the baseline: the same
 /// bytes written to a temporary file, fsynced, renamed, directory fsynced.
 fn publish_vs_baseline(server: &RunningRegistry, work: &Path, count: usize) -> (f64, f64) {
-    let name = PackageName::parse(PUBLISH_BENCH).unwrap();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let name = PackageName::parse(&format!("{PUBLISH_BENCH}-{run}")).unwrap();
     let bundles: Vec<Vec<u8>> = (0..count)
         .map(|patch| synthetic_bundle(&name, Version::new(1, 0, patch as u16), "0.6.0 <= v < 0.7.0", patch).1)
         .collect();
