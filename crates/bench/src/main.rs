@@ -73,13 +73,7 @@ fn main() {
     // Only the git rows, e.g. against a debug build:
     // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --git-only
     if std::env::args().any(|arg| arg == "--git-only") {
-        let ten = prepare(&work, &binary, &real_bundles, 10);
-        let server = RunningRegistry::start(&binary, &ten, &MailStub::start().url(), &work.join("server-git.log"));
-        let compiler = root.join("target/gren-compiler/node_modules/gren-lang/bin/compiler");
-        for row in [
-            git::fetch_row(&work, &server.url(""), &ten, 5),
-            git::install_row(&work, &server.url(""), &compiler, 1),
-        ] {
+        for row in git_rows(&work, &binary, &real_bundles, &root) {
             println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
         }
         return;
@@ -238,6 +232,9 @@ fn main() {
     let own = prepare(&work, &binary, &real_bundles, CDN_PACKAGES);
     let purges = if quick { 5 } else { 20 };
     rows.extend(cdn::rows(&work, &binary, &own, &mailer.url(), &nginx, settings.seconds, purges));
+
+    // 10. The compiler's way in: git over HTTP.
+    rows.extend(git_rows(&work, &binary, &real_bundles, &root));
 
     // 7. Memory under a burst of worst-case uploads, on a fresh process.
     rows.push(upload_burst(
@@ -973,6 +970,19 @@ fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String 
         let _ = writeln!(out, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
     }
     out
+}
+
+/// `ls-remote` plus a shallow clone through the registry against the same
+/// over `file://`, and an install by the real compiler, on a registry of
+/// ten packages of their own.
+fn git_rows(work: &Path, binary: &Path, real_bundles: &Path, root: &Path) -> Vec<[String; 4]> {
+    let ten = prepare(work, binary, real_bundles, 10);
+    let server = RunningRegistry::start(binary, &ten, &MailStub::start().url(), &work.join("server-git.log"));
+    let compiler = root.join("target/gren-compiler/node_modules/gren-lang/bin/compiler");
+    vec![
+        git::fetch_row(work, &server.url(""), &ten, 5),
+        git::install_row(work, &server.url(""), &compiler, 1),
+    ]
 }
 
 /// Starts and stops a registry on `dir` once, so that the measured start
