@@ -1072,7 +1072,11 @@ fn edit_record(dir: &Dir, package: &str, edit: impl FnOnce(&mut Value)) {
 #[test]
 fn fsck_finds_a_gap_in_the_event_log() {
     check_damage(
-        |dir| edit_record(dir, "gren-lang/core", |record| record["events"].as_array_mut().unwrap().clear()),
+        |dir| {
+            edit_record(dir, "gren-lang/core", |record| {
+                record["events"].as_array_mut().unwrap().clear()
+            })
+        },
         "the event log has a gap",
         false,
     );
@@ -1081,10 +1085,16 @@ fn fsck_finds_a_gap_in_the_event_log() {
 #[test]
 fn a_server_refuses_to_start_on_a_gap_in_the_event_log() {
     let dir = fsck_base().copy();
-    edit_record(&dir, "gren-lang/core", |record| record["events"].as_array_mut().unwrap().clear());
+    edit_record(&dir, "gren-lang/core", |record| {
+        record["events"].as_array_mut().unwrap().clear()
+    });
     let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
     assert!(failure.log.contains("the event log has a gap"), "{}", failure.log);
-    assert!(failure.log.contains("admin fsck"), "it says what to do: {}", failure.log);
+    assert!(
+        failure.log.contains("admin fsck"),
+        "it says what to do: {}",
+        failure.log
+    );
 }
 
 #[test]
@@ -1119,12 +1129,20 @@ fn fsck_finds_a_missing_audit_entry() {
 #[test]
 fn fsck_finds_a_publish_or_revocation_without_its_audit_entry() {
     check_damage(
-        |dir| edit_record(dir, "gren-lang/url", |record| record["changes"].as_array_mut().unwrap().clear()),
+        |dir| {
+            edit_record(dir, "gren-lang/url", |record| {
+                record["changes"].as_array_mut().unwrap().clear()
+            })
+        },
         "gren-lang/url 5.0.0: the audit entry of its being revoked is missing",
         false,
     );
     check_damage(
-        |dir| edit_record(dir, "gren-lang/url", |record| record["changes"].as_array_mut().unwrap().clear()),
+        |dir| {
+            edit_record(dir, "gren-lang/url", |record| {
+                record["changes"].as_array_mut().unwrap().clear()
+            })
+        },
         "gren-lang/url 6.0.0: the audit entry of its being published is missing",
         false,
     );
@@ -1164,17 +1182,32 @@ fn check_debris(damage: impl Fn(&Dir), note: &str) {
     let dir = fsck_base().copy();
     damage(&dir);
     let out = admin(&dir.path, &["fsck"]).success();
-    assert!(out.stdout.lines().any(|line| line.starts_with("note: ") && line.contains(note)), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|line| line.starts_with("note: ") && line.contains(note)),
+        "{}",
+        out.stdout
+    );
     assert_eq!(out.stdout.lines().last(), Some("clean"), "{}", out.stdout);
     let out = admin(&dir.path, &["fsck", "--repair"]).success();
-    assert!(out.stdout.lines().any(|line| line.starts_with("repaired: ") && line.contains(note)), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|line| line.starts_with("repaired: ") && line.contains(note)),
+        "{}",
+        out.stdout
+    );
     let after = admin(&dir.path, &["fsck"]).success();
     assert!(!after.stdout.contains(note), "{}", after.stdout);
 }
 
 #[test]
 fn fsck_notes_and_repairs_the_bundle_of_a_publish_that_never_committed() {
-    check_debris(add_uncommitted_version, "gren_lang_core__9_9_9.pkg.gz: the bundle of an interrupted publish or revocation");
+    check_debris(
+        add_uncommitted_version,
+        "gren_lang_core__9_9_9.pkg.gz: the bundle of an interrupted publish or revocation",
+    );
     let dir = fsck_base().copy();
     add_uncommitted_version(&dir);
     admin(&dir.path, &["fsck", "--repair"]).success();
@@ -1195,7 +1228,10 @@ fn restore_revoked_bundle(dir: &Dir) {
 
 #[test]
 fn fsck_notes_and_repairs_a_revoked_bundle_left_on_disk() {
-    check_debris(restore_revoked_bundle, "gren_lang_url__5_0_0.pkg.gz: the bundle of an interrupted publish or revocation");
+    check_debris(
+        restore_revoked_bundle,
+        "gren_lang_url__5_0_0.pkg.gz: the bundle of an interrupted publish or revocation",
+    );
     let dir = fsck_base().copy();
     restore_revoked_bundle(&dir);
     admin(&dir.path, &["fsck", "--repair"]).success();
@@ -1308,7 +1344,11 @@ fn fsck_repair_fixes_what_it_can_and_leaves_a_sha_mismatch() {
 
     let report = admin_json(&dir.path, &["fsck"]).failure().json();
     assert_eq!(report["problems"].as_array().unwrap().len(), 2, "{report}");
-    assert_eq!(report["notes"].as_array().unwrap().len(), 3, "the debris of interrupted changes: {report}");
+    assert_eq!(
+        report["notes"].as_array().unwrap().len(),
+        3,
+        "the debris of interrupted changes: {report}"
+    );
 
     let out = admin(&dir.path, &["fsck", "--repair"]).failure();
     let repaired = out.stdout.lines().filter(|line| line.starts_with("repaired: ")).count();

@@ -289,7 +289,11 @@ fn assert_privacy_changes_hold(server: &Server, token: &str, model: &mut Model, 
         .map(|entry| entry["private"].as_bool().unwrap())
         .collect();
     let mut possible = vec![model.privacy.clone()];
-    possible.extend(model.privacy_in_flight.map(|private| [model.privacy.clone(), vec![private]].concat()));
+    possible.extend(
+        model
+            .privacy_in_flight
+            .map(|private| [model.privacy.clone(), vec![private]].concat()),
+    );
     assert!(
         possible.contains(&audited),
         "{context}: the audit log's privacy changes {audited:?}, acknowledged {:?} (in flight {:?})",
@@ -303,7 +307,11 @@ fn assert_privacy_changes_hold(server: &Server, token: &str, model: &mut Model, 
         .collect();
     assert_eq!(announced, audited, "{context}: every privacy change has its event");
     let record = server.get(&format!("/packages/{TOGGLED}"), Some(token)).json();
-    assert_eq!(record["private"], audited.last().copied().unwrap_or(false), "{context}: {record}");
+    assert_eq!(
+        record["private"],
+        audited.last().copied().unwrap_or(false),
+        "{context}: {record}"
+    );
     model.privacy = audited;
     model.privacy_in_flight = None;
 }
@@ -671,7 +679,11 @@ impl LoadRun {
                 .members
                 .insert(email.to_string(), "download".to_string());
         }
-        let created = server.post_json("/publishing-identity", &json!({ "name": TOGGLED_IDENTITY }), Some(&self.token));
+        let created = server.post_json(
+            "/publishing-identity",
+            &json!({ "name": TOGGLED_IDENTITY }),
+            Some(&self.token),
+        );
         assert_eq!(created.status, 200, "create identity: {}", created.text());
         let published = server.publish(&self.token, &synthetic(TOGGLED, "1.0.0", "toggled"));
         assert_eq!(published.status, 201, "{}", published.text());

@@ -95,14 +95,7 @@ fn every_file_and_directory_the_registry_writes_is_private_whatever_the_umask() 
     let root_mode = std::fs::metadata(&data_dir).unwrap().permissions().mode() & 0o7777;
     assert_eq!(root_mode, 0o700, "the data directory the registry created");
     let entries = modes_under(&data_dir);
-    for kind in [
-        "mail",
-        "users",
-        "sessions",
-        "logins",
-        "identities",
-        "packages",
-    ] {
+    for kind in ["mail", "users", "sessions", "logins", "identities", "packages"] {
         assert!(
             entries.iter().any(|(path, _, is_dir)| *is_dir && path.ends_with(kind)),
             "{kind}/ was written: {entries:#?}"

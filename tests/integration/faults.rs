@@ -106,7 +106,9 @@ fn a_failed_publish_removes_its_own_debris_so_fsck_is_clean_without_a_restart() 
         "the first publish's package directory is gone"
     );
     assert!(
-        !dir.path().join("packages/blaix/second/blaix_second__1_0_1.pkg.gz").exists(),
+        !dir.path()
+            .join("packages/blaix/second/blaix_second__1_0_1.pkg.gz")
+            .exists(),
         "the staged bundle is gone"
     );
     assert_fsck_clean(dir.path());
@@ -244,15 +246,27 @@ fn start_up_cleaning_is_best_effort_a_disk_refusing_it_still_lets_the_registry_s
     let debris = dir.path().join("packages/blaix/kept/blaix_kept__1_0_1.pkg.gz");
     std::fs::write(&debris, synthetic("blaix/kept", "1.0.1", "b")).unwrap();
 
-    let server = Server::start_in(dir.path(), &[(FAULTS, "remove:EIO@packages/blaix/kept/blaix_kept__1_0_1.pkg.gz")]);
+    let server = Server::start_in(
+        dir.path(),
+        &[(FAULTS, "remove:EIO@packages/blaix/kept/blaix_kept__1_0_1.pkg.gz")],
+    );
     assert!(
-        server.wait_for_log("cannot clear what an interrupted change left", std::time::Duration::from_secs(5)),
+        server.wait_for_log(
+            "cannot clear what an interrupted change left",
+            std::time::Duration::from_secs(5)
+        ),
         "{}",
         server.log()
     );
     assert!(debris.exists(), "the refused removal left it");
-    assert_eq!(server.get("/packages/blaix/kept/1.0.0/bundle", None).status, 200, "the registry serves");
-    server.get("/packages/blaix/kept/1.0.1", None).assert_error(404, "version_not_found");
+    assert_eq!(
+        server.get("/packages/blaix/kept/1.0.0/bundle", None).status,
+        200,
+        "the registry serves"
+    );
+    server
+        .get("/packages/blaix/kept/1.0.1", None)
+        .assert_error(404, "version_not_found");
     server.stop();
     let fsck = admin(dir.path(), &["fsck"]).success();
     fsck.assert_stdout_has("note: packages/blaix/kept/blaix_kept__1_0_1.pkg.gz: the bundle of an interrupted publish");

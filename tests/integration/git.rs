@@ -18,7 +18,10 @@ use std::process::{Command, Output, Stdio};
 /// Whether git is here; without it the registry does not start. Under CI
 /// its absence fails the test instead.
 fn git_installed() -> bool {
-    let found = Command::new("git").arg("--version").output().is_ok_and(|out| out.status.success());
+    let found = Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
     if !found {
         assert!(std::env::var_os("CI").is_none(), "git is required under CI");
         eprintln!("note: git is not installed; skipping this test");
@@ -86,7 +89,11 @@ impl Developer {
     /// Only the rewrite, without the credential helper.
     fn rewrite_github_only(&self) {
         let key = format!("url.{}/git/.insteadOf", self.registry);
-        assert!(self.git(&["config", "--global", &key, "https://github.com/"]).status.success());
+        assert!(
+            self.git(&["config", "--global", &key, "https://github.com/"])
+                .status
+                .success()
+        );
     }
 
     /// The tags `ls-remote` lists for `author/project`, as GitHub's URL.
@@ -102,9 +109,21 @@ impl Developer {
 
     /// `git clone --branch <version> --depth 1`, as the compiler runs it.
     fn clone(&self, package: &str, version: &str) -> (Output, PathBuf) {
-        let dir = self.home.path().join(format!("clone-{}-{version}", package.replace('/', "_")));
+        let dir = self
+            .home
+            .path()
+            .join(format!("clone-{}-{version}", package.replace('/', "_")));
         let url = format!("https://github.com/{package}.git");
-        let out = self.git(&["clone", "--quiet", "--branch", version, "--depth", "1", &url, dir.to_str().unwrap()]);
+        let out = self.git(&[
+            "clone",
+            "--quiet",
+            "--branch",
+            version,
+            "--depth",
+            "1",
+            &url,
+            dir.to_str().unwrap(),
+        ]);
         (out, dir)
     }
 
@@ -164,7 +183,10 @@ fn gren_lang_registry(files: &[(&str, bool)]) -> Option<(Server, String)> {
 
 fn publish(server: &Server, token: &str, file: &str, private: bool) {
     let path = if private { "/packages?private=true" } else { "/packages" };
-    let headers = [("Authorization", &format!("Bearer {token}")[..]), ("Content-Type", "application/gzip")];
+    let headers = [
+        ("Authorization", &format!("Bearer {token}")[..]),
+        ("Content-Type", "application/gzip"),
+    ];
     let published = server.send("POST", path, &headers, &real_bundle(file));
     assert_eq!(published.status, 201, "{file}: {}", published.text());
 }
@@ -189,7 +211,10 @@ fn assert_installed_as_published(app: &Path, expected: &[(&str, Vec<u8>)]) {
     for (file, published) in expected {
         let installed = std::fs::read(app.join("gren_packages").join(file))
             .unwrap_or_else(|err| panic!("gren_packages/{file}: {err}"));
-        assert!(gunzip(&installed) == gunzip(published), "{file} differs from the published bundle");
+        assert!(
+            gunzip(&installed) == gunzip(published),
+            "{file} differs from the published bundle"
+        );
     }
 }
 
@@ -214,7 +239,12 @@ fn the_compiler_installs_an_application_whose_dependencies_all_come_from_the_reg
     developer.setup_git();
     let app = core_node_and_url();
     let out = developer.compiler_install(app.path());
-    assert!(out.status.success(), "gren package install:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gren package install:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let expected: Vec<(&str, Vec<u8>)> = [CORE, URL, NODE].map(|file| (file, real_bundle(file))).into();
     assert_installed_as_published(app.path(), &expected);
 }
@@ -239,7 +269,12 @@ fn a_private_dependency_installs_after_setup_git_and_fails_without_it() {
         "no token in .gitconfig"
     );
     let out = developer.compiler_install(app.path());
-    assert!(out.status.success(), "after setup-git:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "after setup-git:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert_installed_as_published(app.path(), &[(URL, real_bundle(URL))]);
 
     // Someone logged in who is no member of gren-lang: as if it did not exist.
@@ -247,7 +282,11 @@ fn a_private_dependency_installs_after_setup_git_and_fails_without_it() {
     stranger.logged_in("stranger@example.com", &server.login("stranger@example.com"));
     stranger.setup_git();
     let out = stranger.git(&["ls-remote", "https://github.com/gren-lang/url.git"]);
-    assert!(!out.status.success() && text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -275,7 +314,15 @@ fn a_revoked_version_is_neither_listed_nor_clonable() {
     // Nor fetched by its commit id, which is in no repository any more.
     let (cloned, clone) = developer.clone("gren-lang/core", "7.0.0");
     assert!(cloned.status.success(), "{}", text(&cloned.stderr));
-    let fetch = developer.git(&["-C", clone.to_str().unwrap(), "fetch", "--depth", "1", "origin", &old_commit]);
+    let fetch = developer.git(&[
+        "-C",
+        clone.to_str().unwrap(),
+        "fetch",
+        "--depth",
+        "1",
+        "origin",
+        &old_commit,
+    ]);
     assert!(!fetch.status.success(), "the revoked commit {old_commit} was fetched");
 }
 
@@ -290,18 +337,36 @@ fn a_version_published_a_moment_ago_is_listed_and_clones_to_the_files_of_its_bun
     publish(&server, &token, URL, false);
     assert_eq!(developer.remote_tags("gren-lang/url"), ["5.0.0", "6.0.0"]);
     // The protocol before v2 (git's default since 2.26) is served too.
-    let v0 = developer.git(&["-c", "protocol.version=0", "ls-remote", "--tags", "https://github.com/gren-lang/url.git"]);
+    let v0 = developer.git(&[
+        "-c",
+        "protocol.version=0",
+        "ls-remote",
+        "--tags",
+        "https://github.com/gren-lang/url.git",
+    ]);
     assert_eq!(text(&v0.stdout).lines().count(), 2, "{}", text(&v0.stderr));
 
     let (cloned, dir) = developer.clone("gren-lang/url", "6.0.0");
     assert!(cloned.status.success(), "{}", text(&cloned.stderr));
     let rebuilt = gren_registry_client::project::bundle_json(&dir).unwrap();
-    assert!(rebuilt == gunzip(&real_bundle(URL)), "the clone rebuilds the bundle byte for byte");
+    assert!(
+        rebuilt == gunzip(&real_bundle(URL)),
+        "the clone rebuilds the bundle byte for byte"
+    );
     let files = developer.git(&["-C", dir.to_str().unwrap(), "ls-files"]);
     let files = text(&files.stdout);
-    assert!(files.lines().all(|file| file == "gren.json" || file.starts_with("src/")), "{files}");
+    assert!(
+        files
+            .lines()
+            .all(|file| file == "gren.json" || file.starts_with("src/")),
+        "{files}"
+    );
     let parents = developer.git(&["-C", dir.to_str().unwrap(), "log", "-1", "--format=%an %at %s"]);
-    assert!(text(&parents.stdout).starts_with("gren-lang "), "{}", text(&parents.stdout));
+    assert!(
+        text(&parents.stdout).starts_with("gren-lang "),
+        "{}",
+        text(&parents.stdout)
+    );
 }
 
 #[test]
@@ -313,7 +378,10 @@ fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
     let elsewhere = registry();
     let blaix = publisher(&elsewhere, "blaix@example.com", "blaix");
     let tiny = compiler_made(&synthetic("blaix/tiny", "1.0.0", "x"));
-    let headers = [("Authorization", &format!("Bearer {blaix}")[..]), ("Content-Type", "application/gzip")];
+    let headers = [
+        ("Authorization", &format!("Bearer {blaix}")[..]),
+        ("Content-Type", "application/gzip"),
+    ];
     assert_eq!(elsewhere.send("POST", "/packages", &headers, &tiny).status, 201);
     let server = Server::with_env(&[("GREN_REGISTRY_GIT_FALLBACK", &format!("{}/git", elsewhere.base))]);
     let token = publisher(&server, "team@gren-lang.org", "gren-lang");
@@ -329,13 +397,26 @@ fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
         json!({ "gren-lang/url": "6.0.0" }),
     );
     let out = developer.compiler_install(app.path());
-    assert!(out.status.success(), "gren package install:\n{}{}", text(&out.stdout), text(&out.stderr));
-    assert_installed_as_published(app.path(), &[("blaix_tiny__1_0_0.pkg.gz", tiny), (CORE, real_bundle(CORE))]);
+    assert!(
+        out.status.success(),
+        "gren package install:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_installed_as_published(
+        app.path(),
+        &[("blaix_tiny__1_0_0.pkg.gz", tiny), (CORE, real_bundle(CORE))],
+    );
     let redirected = server.get("/git/blaix/tiny.git/info/refs?service=git-upload-pack", None);
     assert_eq!(redirected.status, 302);
     assert_eq!(
         redirected.header("location"),
-        Some(&format!("{}/git/blaix/tiny.git/info/refs?service=git-upload-pack", elsewhere.base)[..])
+        Some(
+            &format!(
+                "{}/git/blaix/tiny.git/info/refs?service=git-upload-pack",
+                elsewhere.base
+            )[..]
+        )
     );
 }
 
@@ -353,7 +434,10 @@ fn strangers_cannot_tell_private_packages_from_missing_ones_and_pushes_are_refus
     let private = refs("url", None);
     let missing = refs("nope", None);
     assert_eq!(private.status, 401);
-    assert_eq!(private.header("www-authenticate"), Some("Basic realm=\"gren-registry\""));
+    assert_eq!(
+        private.header("www-authenticate"),
+        Some("Basic realm=\"gren-registry\"")
+    );
     assert_eq!((missing.status, missing.text()), (private.status, private.text()));
     assert_eq!(refs("url", Some("gren_not-a-token")).status, 401);
 
@@ -364,7 +448,10 @@ fn strangers_cannot_tell_private_packages_from_missing_ones_and_pushes_are_refus
     assert_eq!((missing.status, missing.text()), (private.status, private.text()));
     let member = refs("url", Some(&token));
     assert_eq!(member.status, 200, "{}", member.text());
-    assert_eq!(member.header("content-type"), Some("application/x-git-upload-pack-advertisement"));
+    assert_eq!(
+        member.header("content-type"),
+        Some("application/x-git-upload-pack-advertisement")
+    );
 
     let push = server.get("/git/gren-lang/url.git/info/refs?service=git-receive-pack", None);
     push.assert_error(403, "forbidden");
@@ -381,10 +468,17 @@ fn base64_of(text: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {
-        let bits = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| acc | (u32::from(*byte) << (16 - 8 * i)));
+        let bits = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, byte)| acc | (u32::from(*byte) << (16 - 8 * i)));
         for i in 0..4 {
             let sextet = (bits >> (18 - 6 * i)) & 63;
-            out.push(if i <= chunk.len() { ALPHABET[sextet as usize] as char } else { '=' });
+            out.push(if i <= chunk.len() {
+                ALPHABET[sextet as usize] as char
+            } else {
+                '='
+            });
         }
     }
     out
@@ -405,9 +499,18 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     developer.setup_git();
     let once = std::fs::read_to_string(developer.gitconfig()).unwrap();
     developer.setup_git();
-    assert_eq!(std::fs::read_to_string(developer.gitconfig()).unwrap(), once, "a second run changes nothing");
+    assert_eq!(
+        std::fs::read_to_string(developer.gitconfig()).unwrap(),
+        once,
+        "a second run changes nothing"
+    );
     assert!(!once.contains(&token), "{once}");
-    let rewrite = developer.git(&["config", "--global", "--get-all", &format!("url.{}/git/.insteadof", server.base)]);
+    let rewrite = developer.git(&[
+        "config",
+        "--global",
+        "--get-all",
+        &format!("url.{}/git/.insteadof", server.base),
+    ]);
     assert_eq!(text(&rewrite.stdout), "https://github.com/\n");
 
     let ask = |operation: &str, question: &str| {
@@ -427,9 +530,23 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     let host = server.base.strip_prefix("http://").unwrap();
     let answer = ask("get", &format!("protocol=http\nhost={host}\npath=git/a/b.git\n\n"));
     assert_eq!(answer, format!("username=me@example.com\npassword={token}\n"));
-    assert_eq!(ask("get", "protocol=https\nhost=github.com\n\n"), "", "nothing for another host");
-    assert_eq!(ask("get", &format!("protocol=https\nhost={host}\n\n")), "", "nor another scheme");
-    assert_eq!(ask("store", &format!("protocol=http\nhost={host}\nusername=x\npassword=y\n\n")), "");
+    assert_eq!(
+        ask("get", "protocol=https\nhost=github.com\n\n"),
+        "",
+        "nothing for another host"
+    );
+    assert_eq!(
+        ask("get", &format!("protocol=https\nhost={host}\n\n")),
+        "",
+        "nor another scheme"
+    );
+    assert_eq!(
+        ask(
+            "store",
+            &format!("protocol=http\nhost={host}\nusername=x\npassword=y\n\n")
+        ),
+        ""
+    );
     assert_eq!(ask("erase", &format!("protocol=http\nhost={host}\n\n")), "");
 
     let removed = developer.registry_command(&["setup-git", "--remove"]);
@@ -454,7 +571,12 @@ fn fsck_checks_the_repositories_against_the_records_and_repair_rebuilds_them() {
     server.stop();
 
     let repositories = data.join("repositories/gren-lang/core");
-    let current = std::fs::read_dir(&repositories).unwrap().next().unwrap().unwrap().path();
+    let current = std::fs::read_dir(&repositories)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     admin(&data, &["fsck"]).success();
     // A tag moved by hand, and a generation the records moved past.
     let tag = Command::new("git")

@@ -66,7 +66,12 @@ fn assert_answers_as_before(server: &Server) {
             ));
         }
     }
-    assert!(differences.is_empty(), "{} answer(s) differ:\n{}", differences.len(), differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} answer(s) differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
 }
 
 /// Migrates, checks fsck, then serves and compares every answer; the
@@ -77,31 +82,52 @@ fn assert_migrated_and_answering_as_before(dir: &Path) {
     let server = Server::start_in(dir, &[("GREN_REGISTRY_PACKAGE_SITE_URL", &site.url())]);
     assert_answers_as_before(&server);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while admin_json(dir, &["outbox"]).success().json()["pending"].as_array().is_some_and(|p| !p.is_empty())
+    while admin_json(dir, &["outbox"]).success().json()["pending"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let outbox = admin_json(dir, &["outbox"]).success().json();
-    assert_eq!(outbox["delivered"], 15, "the pending outbox was delivered after the migration: {outbox}");
+    assert_eq!(
+        outbox["delivered"], 15,
+        "the pending outbox was delivered after the migration: {outbox}"
+    );
     server.stop();
 }
 
 #[test]
 fn a_format1_directory_answers_every_request_the_same_after_migrate() {
     let dir = format1_copy();
-    let refused = Server::try_start_in(dir.path(), &[]).err().expect("a server refuses format 1");
-    assert!(refused.log.contains("admin migrate"), "it says what to do: {}", refused.log);
-    admin(dir.path(), &["stats"]).failure().assert_stderr_has("admin migrate");
+    let refused = Server::try_start_in(dir.path(), &[])
+        .err()
+        .expect("a server refuses format 1");
+    assert!(
+        refused.log.contains("admin migrate"),
+        "it says what to do: {}",
+        refused.log
+    );
+    admin(dir.path(), &["stats"])
+        .failure()
+        .assert_stderr_has("admin migrate");
 
     admin(dir.path(), &["migrate"])
         .success()
         .assert_stdout_has("from data format 1 to 2: 5 package record(s) rewritten, holding 15 event(s)");
     assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 2 }));
-    assert!(!dir.path().join("events").exists(), "the event log lives in the records now");
-    assert!(!dir.path().join("packages/acme/widgets/1.1.0").exists(), "version directories are gone");
+    assert!(
+        !dir.path().join("events").exists(),
+        "the event log lives in the records now"
+    );
+    assert!(
+        !dir.path().join("packages/acme/widgets/1.1.0").exists(),
+        "version directories are gone"
+    );
     assert_migrated_and_answering_as_before(dir.path());
-    admin(dir.path(), &["migrate"]).success().assert_stdout_has("nothing to do");
+    admin(dir.path(), &["migrate"])
+        .success()
+        .assert_stdout_has("nothing to do");
 }
 
 #[test]
@@ -143,10 +169,22 @@ fn run_with_faults(dir: &Path, faults: &str) -> std::process::Output {
 fn a_directory_of_a_newer_format_is_refused_by_servers_and_admin_commands() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("format.json"), b"{\"format\": 3}").unwrap();
-    let refused = Server::try_start_in(dir.path(), &[]).err().expect("a server refuses format 3");
-    assert!(refused.log.contains("newer gren-registry (data format 3)"), "{}", refused.log);
-    for args in [&["migrate"][..], &["fsck"], &["identity", "create", "x", "--admin", "a@example.com"]] {
-        admin(dir.path(), args).failure().assert_stderr_has("newer gren-registry");
+    let refused = Server::try_start_in(dir.path(), &[])
+        .err()
+        .expect("a server refuses format 3");
+    assert!(
+        refused.log.contains("newer gren-registry (data format 3)"),
+        "{}",
+        refused.log
+    );
+    for args in [
+        &["migrate"][..],
+        &["fsck"],
+        &["identity", "create", "x", "--admin", "a@example.com"],
+    ] {
+        admin(dir.path(), args)
+            .failure()
+            .assert_stderr_has("newer gren-registry");
     }
 }
 
@@ -169,10 +207,18 @@ fn migrate_refuses_and_changes_nothing_when_it_would_lose_events_or_a_package() 
     out.assert_stderr_has("nothing was changed")
         .assert_stderr_has("events/ lacks event 5")
         .assert_stderr_has("packages/acme/tools has no package.json");
-    assert_eq!(files_under(dir.path()), before, "not a file was added, moved or removed");
+    assert_eq!(
+        files_under(dir.path()),
+        before,
+        "not a file was added, moved or removed"
+    );
 
     // Restored from the fixture, it migrates.
-    std::fs::copy(fixture().join("data/events/000000000005.json"), dir.path().join("events/000000000005.json")).unwrap();
+    std::fs::copy(
+        fixture().join("data/events/000000000005.json"),
+        dir.path().join("events/000000000005.json"),
+    )
+    .unwrap();
     std::fs::copy(
         fixture().join("data/packages/acme/tools/package.json"),
         dir.path().join("packages/acme/tools/package.json"),
@@ -219,12 +265,22 @@ fn migrate_announces_what_format1_lost_after_a_commit_and_restores_lost_audit_en
     let events = server.get("/events?since=14", None).json();
     let announced = &events["events"][0];
     assert_eq!(
-        (&announced["seq"], &announced["type"], &announced["package"], &announced["version"]),
+        (
+            &announced["seq"],
+            &announced["type"],
+            &announced["package"],
+            &announced["version"]
+        ),
         (&json!(15), &json!("publish"), &json!("acme/tools"), &json!("1.0.0")),
         "{events}"
     );
     let tokens = read_json(&fixture().join("tokens.json"));
-    let audit = server.get("/publishing-identity/acme/audit", Some(tokens["alice"].as_str().unwrap())).json();
+    let audit = server
+        .get(
+            "/publishing-identity/acme/audit",
+            Some(tokens["alice"].as_str().unwrap()),
+        )
+        .json();
     let restored: Vec<&Value> = audit["entries"]
         .as_array()
         .unwrap()

@@ -502,7 +502,10 @@ impl Fsck<'_> {
                 Leftover::Debris => {
                     let fix = || fs::remove_file(&path);
                     self.leftover(
-                        format!("{}: the bundle of an interrupted publish or revocation", self.relative(&path)),
+                        format!(
+                            "{}: the bundle of an interrupted publish or revocation",
+                            self.relative(&path)
+                        ),
                         &fix,
                     );
                 }
@@ -527,7 +530,11 @@ impl Fsck<'_> {
                 Some(format!("event {} names {}", event.seq, event.package))
             } else {
                 match recorded {
-                    Some(None) => Some(format!("event {} names {}, which does not exist", event.seq, event.subject())),
+                    Some(None) => Some(format!(
+                        "event {} names {}, which does not exist",
+                        event.seq,
+                        event.subject()
+                    )),
                     Some(Some(version)) if version.sha256 != event.sha256 => Some(format!(
                         "event {}: {} was announced with SHA-256 {}, but its record says {}",
                         event.seq,
@@ -550,7 +557,10 @@ impl Fsck<'_> {
                 _ => None,
             };
             if let Some(kind) = missing_event {
-                self.found(format!("{name} {v}: no {kind} event tells mirrors what the record says"), None);
+                self.found(
+                    format!("{name} {v}: no {kind} event tells mirrors what the record says"),
+                    None,
+                );
             }
             let audited = |wanted: &str| {
                 record.changes.iter().any(|change| match &change.action {
@@ -561,7 +571,10 @@ impl Fsck<'_> {
             };
             for (needed, kind) in [(true, "published"), (version.revoked.is_some(), "revoked")] {
                 if needed && !audited(kind) {
-                    self.found(format!("{name} {v}: the audit entry of its being {kind} is missing"), None);
+                    self.found(
+                        format!("{name} {v}: the audit entry of its being {kind} is missing"),
+                        None,
+                    );
                 }
             }
         }
@@ -596,7 +609,10 @@ impl Fsck<'_> {
                 self.found(format!("event {seq} ({subject}) is held by two records"), None);
             } else if *seq > expected {
                 self.found(
-                    format!("the event log has a gap: events {expected} to {} are in no package record", seq - 1),
+                    format!(
+                        "the event log has a gap: events {expected} to {} are in no package record",
+                        seq - 1
+                    ),
                     None,
                 );
             }

@@ -16,8 +16,8 @@ use gren_registry_core::auth::AuthError;
 use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::{session, user};
 use gren_registry_core::error::Chain;
-use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
 use gren_registry_core::format::{self, FormatError};
+use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
 use gren_registry_core::outbox;
 use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
 use gren_registry_core::package::publish::{Packages, Published, Upload};
@@ -240,7 +240,11 @@ fn migrate(args: &AdminArgs) -> AdminResult<Report> {
     store.sweep_temp_files()?;
     let done = format::migrate::migrate(&store)?;
     let text = if done.from == format::CURRENT {
-        format!("{} is in data format {} already: nothing to do", args.data_dir.display(), format::CURRENT)
+        format!(
+            "{} is in data format {} already: nothing to do",
+            args.data_dir.display(),
+            format::CURRENT
+        )
     } else {
         format!(
             "migrated {} from data format {} to {}: {} package record(s) rewritten, holding {} event(s)",
@@ -540,7 +544,9 @@ fn outbox(store: &Store) -> AdminResult<Report> {
             "cache {url}: purged up to event {} of {head}; {pending} pending\n",
             cursor.delivered
         );
-        caches.push(json!({ "file": format!("{file}.json"), "url": url, "delivered": cursor.delivered, "pending": pending }));
+        caches.push(
+            json!({ "file": format!("{file}.json"), "url": url, "delivered": cursor.delivered, "pending": pending }),
+        );
     }
     Ok(Report::ok(
         text,

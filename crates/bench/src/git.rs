@@ -50,7 +50,11 @@ impl GitHome {
 
     fn git(&self, args: &[&str]) -> Output {
         let out = self.command("git").args(args).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 }
@@ -108,8 +112,10 @@ pub fn install_row(work: &Path, registry: &str, compiler: &Path, rounds: usize) 
     let app = work.join("git-app");
     let _ = std::fs::remove_dir_all(&app);
     std::fs::create_dir_all(app.join("src")).unwrap();
-    let direct: serde_json::Map<String, serde_json::Value> =
-        DIRECT.iter().map(|(name, version)| (name.to_string(), (*version).into())).collect();
+    let direct: serde_json::Map<String, serde_json::Value> = DIRECT
+        .iter()
+        .map(|(name, version)| (name.to_string(), (*version).into()))
+        .collect();
     let outline = serde_json::json!({
         "type": "application", "platform": "node", "source-directories": ["src"], "gren-version": "0.6.3",
         "dependencies": { "direct": direct, "indirect": { INDIRECT.0: INDIRECT.1 } }
@@ -126,7 +132,11 @@ pub fn install_row(work: &Path, registry: &str, compiler: &Path, rounds: usize) 
             .env("GREN_BIN", "/bin/true")
             .output()
             .unwrap();
-        assert!(out.status.success(), "gren package install: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gren package install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let first = timed(1, install);
     let warm = timed(rounds, |round| install(round + 1));

@@ -231,7 +231,15 @@ fn main() {
     // 9. Through Varnish, on a directory of its own (it publishes and revokes).
     let own = prepare(&work, &binary, &real_bundles, CDN_PACKAGES);
     let purges = if quick { 5 } else { 20 };
-    rows.extend(cdn::rows(&work, &binary, &own, &mailer.url(), &nginx, settings.seconds, purges));
+    rows.extend(cdn::rows(
+        &work,
+        &binary,
+        &own,
+        &mailer.url(),
+        &nginx,
+        settings.seconds,
+        purges,
+    ));
 
     // 10. The compiler's way in: git over HTTP.
     rows.extend(git_rows(&work, &binary, &real_bundles, &root));
@@ -990,7 +998,12 @@ fn git_rows(work: &Path, binary: &Path, real_bundles: &Path, root: &Path) -> Vec
 /// generated long ago may have been evicted: the machine's, not the
 /// registry's, cost).
 fn warm_up(binary: &Path, dir: &Path, mailer: &MailStub, work: &Path) {
-    drop(RunningRegistry::start(binary, dir, &mailer.url(), &work.join("server-warm-up.log")));
+    drop(RunningRegistry::start(
+        binary,
+        dir,
+        &mailer.url(),
+        &work.join("server-warm-up.log"),
+    ));
 }
 
 /// Start-up and memory at `dir`'s size, and publish against the durable
@@ -1019,7 +1032,10 @@ fn publish_row(publishes: usize, ours_ms: f64, baseline_ms: f64) -> [String; 4] 
         format!("Publish, {publishes} sequential versions: median latency"),
         format!("{ours_ms:.2} ms"),
         format!("{baseline_ms:.2} ms (write+fsync+rename+fsync dir)"),
-        format!("ratio {ratio:.2} (target ≤ 2: {})", if ratio <= 2.0 { "met" } else { "missed" }),
+        format!(
+            "ratio {ratio:.2} (target ≤ 2: {})",
+            if ratio <= 2.0 { "met" } else { "missed" }
+        ),
     ]
 }
 
@@ -1030,7 +1046,11 @@ fn startup_row(versions: usize, startup: Duration) -> [String; 4] {
         "—".into(),
         format!(
             "target < 1 s: {}",
-            if startup < Duration::from_secs(1) { "met" } else { "missed" }
+            if startup < Duration::from_secs(1) {
+                "met"
+            } else {
+                "missed"
+            }
         ),
     ]
 }

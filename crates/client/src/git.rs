@@ -53,7 +53,9 @@ pub fn remove(registry: &str) -> CliResult<()> {
     unset_all(&format!("credential.{registry}.helper"))?;
     remove_section_if_empty(&format!("url.{base}"))?;
     remove_section_if_empty(&format!("credential.{registry}"))?;
-    println!("Removed from your global git configuration: the {GITHUB} rewrite to {registry} and its credential helper.");
+    println!(
+        "Removed from your global git configuration: the {GITHUB} rewrite to {registry} and its credential helper."
+    );
     Ok(())
 }
 
@@ -75,7 +77,12 @@ pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
     if operation != "get" {
         return Ok(());
     }
-    let field = |name: &str| asked.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let field = |name: &str| {
+        asked
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
     let Some((scheme, host)) = registry.split_once("://") else {
         return Ok(());
     };

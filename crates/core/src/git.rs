@@ -205,7 +205,11 @@ struct Overflow;
 
 /// Feeds standard input and reads both outputs until standard output ends;
 /// `Ok(None)` when the deadline came first.
-fn collect(child: &mut Child, invocation: &Invocation, deadline: Instant) -> Result<Option<(Vec<u8>, Vec<u8>)>, Overflow> {
+fn collect(
+    child: &mut Child,
+    invocation: &Invocation,
+    deadline: Instant,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, Overflow> {
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -304,7 +308,10 @@ mod tests {
         init.cwd = Some(dir.path());
         git.run_ok(init).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("repo.git/config")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("repo.git/config"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "git's files are private: {mode:o}");
         let mut listed = Invocation::new(["config", "--list", "--show-origin"]);
         listed.cwd = Some(dir.path());
@@ -321,7 +328,10 @@ mod tests {
         let started = Instant::now();
         let err = sleeper.run(slow).unwrap_err();
         assert!(matches!(err, GitError::TimedOut { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5), "the helper's pipe did not hold it up");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the helper's pipe did not hold it up"
+        );
         let flood = Git { program: "yes".into() };
         let mut chatty = Invocation::new(["y"]);
         chatty.max_stdout = 100;

@@ -162,7 +162,12 @@ impl Repositories {
 
     /// The package's repository as its record stands now, built first when
     /// it is not yet, and leased to the caller; `None` for an unknown package.
-    pub fn current(&self, store: &Store, catalog: &Catalog, name: &PackageName) -> Result<Option<Lease<'_>>, RepositoryError> {
+    pub fn current(
+        &self,
+        store: &Store,
+        catalog: &Catalog,
+        name: &PackageName,
+    ) -> Result<Option<Lease<'_>>, RepositoryError> {
         let _guard = store.lock(&layout::package(name));
         let Some(record) = catalog.get(name) else {
             return Ok(None);
@@ -313,7 +318,10 @@ fn fast_import_stream(store: &Store, record: &PackageRecord) -> Result<Vec<u8>, 
     let author = &record.name.author;
     let mut stream = b"feature done\n".to_vec();
     for (mark, version) in (1..).zip(&versions) {
-        let ident = format!("{author} <{author}@{IDENT_HOST}> {} +0000", version.published.unix_seconds());
+        let ident = format!(
+            "{author} <{author}@{IDENT_HOST}> {} +0000",
+            version.published.unix_seconds()
+        );
         let message = format!("{} {}\n", record.name, version.version);
         let head = format!(
             "commit refs/heads/main\nmark :{mark}\nauthor {ident}\ncommitter {ident}\ndata {}\n{message}deleteall\n",
@@ -362,8 +370,14 @@ mod tests {
     use crate::time::Timestamp;
 
     const FIXTURES: [(&str, &[u8]); 2] = [
-        ("6.0.1", include_bytes!("../../../tests/fixtures/bundles/gren_lang_core__6_0_1.pkg.gz")),
-        ("7.0.0", include_bytes!("../../../tests/fixtures/bundles/gren_lang_core__7_0_0.pkg.gz")),
+        (
+            "6.0.1",
+            include_bytes!("../../../tests/fixtures/bundles/gren_lang_core__6_0_1.pkg.gz"),
+        ),
+        (
+            "7.0.0",
+            include_bytes!("../../../tests/fixtures/bundles/gren_lang_core__7_0_0.pkg.gz"),
+        ),
     ];
 
     fn git() -> Option<Git> {
@@ -379,7 +393,9 @@ mod tests {
         let mut versions = Vec::new();
         for (index, (version, bytes)) in FIXTURES.iter().enumerate() {
             let version = Version::parse(version).unwrap();
-            store.write_bytes(&layout::version_bundle(&name, version), bytes).unwrap();
+            store
+                .write_bytes(&layout::version_bundle(&name, version), bytes)
+                .unwrap();
             let published: Timestamp =
                 serde_json::from_value(serde_json::json!(format!("2025-0{}-01T00:00:00.000Z", index + 1))).unwrap();
             versions.push(VersionRecord {
@@ -420,7 +436,10 @@ mod tests {
         let Some(git) = git() else { return };
         let repositories = Repositories::new(git);
         let (_dir, store, record) = data_dir();
-        let first = repositories.current(&store, &catalog_of(&record), &record.name).unwrap().unwrap();
+        let first = repositories
+            .current(&store, &catalog_of(&record), &record.name)
+            .unwrap()
+            .unwrap();
         let listed = refs(&repositories, &first);
         let names: Vec<&str> = listed.lines().map(|line| line.split(' ').nth(1).unwrap()).collect();
         assert_eq!(names, ["refs/heads/main", "refs/tags/6.0.1", "refs/tags/7.0.0"]);
@@ -429,7 +448,11 @@ mod tests {
             .current(&other_store, &catalog_of(&other_record), &other_record.name)
             .unwrap()
             .unwrap();
-        assert_eq!(refs(&repositories, &again), listed, "object ids depend on the records alone");
+        assert_eq!(
+            refs(&repositories, &again),
+            listed,
+            "object ids depend on the records alone"
+        );
         assert_eq!(repositories.inspect(&store, &record).unwrap(), []);
     }
 
@@ -438,7 +461,10 @@ mod tests {
         let Some(git) = git() else { return };
         let repositories = Repositories::new(git);
         let (_dir, store, mut record) = data_dir();
-        let before = repositories.current(&store, &catalog_of(&record), &record.name).unwrap().unwrap();
+        let before = repositories
+            .current(&store, &catalog_of(&record), &record.name)
+            .unwrap()
+            .unwrap();
         let old_tip = refs(&repositories, &before);
         record.versions[0].revoked = Some(Revocation {
             at: Timestamp::now(),
@@ -447,7 +473,10 @@ mod tests {
         let catalog = catalog_of(&record);
         let after = repositories.current(&store, &catalog, &record.name).unwrap().unwrap();
         let listed = refs(&repositories, &after);
-        assert!(!listed.contains("refs/tags/6.0.1") && listed.contains("refs/tags/7.0.0"), "{listed}");
+        assert!(
+            !listed.contains("refs/tags/6.0.1") && listed.contains("refs/tags/7.0.0"),
+            "{listed}"
+        );
         assert_ne!(old_tip, listed, "7.0.0 has no parent any more");
         assert!(before.path().is_dir(), "a generation being read stays");
         let old = before.path().to_path_buf();
@@ -455,7 +484,9 @@ mod tests {
         drop(after);
         let _next = repositories.current(&store, &catalog, &record.name).unwrap().unwrap();
         assert!(!old.exists(), "an unread old generation is removed by the next request");
-        let stale = store.full_path(&layout::repository_dir(&record.name)).join("0000.partial");
+        let stale = store
+            .full_path(&layout::repository_dir(&record.name))
+            .join("0000.partial");
         std::fs::create_dir(&stale).unwrap();
         assert_eq!(
             repositories.inspect(&store, &record).unwrap(),

@@ -53,7 +53,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, store: Store, packages: Packages, repositories: Repositories, public_url: String) -> App {
+    pub fn new(
+        config: Config,
+        store: Store,
+        packages: Packages,
+        repositories: Repositories,
+        public_url: String,
+    ) -> App {
         let mailer: Box<dyn Mailer> = match &config.postmark_server_token {
             Some(token) if !token.is_empty() => Box::new(Postmark::new(
                 &config.postmark_url,

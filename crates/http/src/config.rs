@@ -261,9 +261,11 @@ impl Config {
         for url in &self.cache_purge_urls {
             problems.http_url("GREN_REGISTRY_CACHE_PURGE_URLS", Some(url));
             // The secret goes in a header; a URL is logged and stored.
-            problems.require("GREN_REGISTRY_CACHE_PURGE_URLS", !url.contains('@'), || {
-                "must not carry credentials (the secret goes in GREN_REGISTRY_CACHE_PURGE_SECRET)"
-            });
+            problems.require(
+                "GREN_REGISTRY_CACHE_PURGE_URLS",
+                !url.contains('@'),
+                || "must not carry credentials (the secret goes in GREN_REGISTRY_CACHE_PURGE_SECRET)",
+            );
         }
         let purge_secret = self.cache_purge_secret.as_deref().unwrap_or_default();
         problems.require(
@@ -272,10 +274,15 @@ impl Config {
             || "must be set, at least 16 characters, when GREN_REGISTRY_CACHE_PURGE_URLS is",
         );
         let header_ok = !self.cache_purge_header.is_empty()
-            && self.cache_purge_header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        problems.require("GREN_REGISTRY_CACHE_PURGE_HEADER", header_ok, || {
-            "must be a header name (letters, digits, `-`)"
-        });
+            && self
+                .cache_purge_header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        problems.require(
+            "GREN_REGISTRY_CACHE_PURGE_HEADER",
+            header_ok,
+            || "must be a header name (letters, digits, `-`)",
+        );
         problems.at_least_one("GREN_REGISTRY_MAX_CONNECTIONS", self.max_connections as u64);
         problems.at_least_one("GREN_REGISTRY_MAX_HANDLERS", self.max_handlers as u64);
         problems.at_most(
@@ -499,7 +506,9 @@ mod tests {
     #[test]
     fn the_git_fallback_is_an_http_url_or_empty_for_none() {
         config(&["--git-fallback", ""]).validate().unwrap();
-        config(&["--git-fallback", "https://git.example.org/base"]).validate().unwrap();
+        config(&["--git-fallback", "https://git.example.org/base"])
+            .validate()
+            .unwrap();
         refused(&["--git-fallback", "github.com"], "GREN_REGISTRY_GIT_FALLBACK");
         refused(&["--git-timeout-secs", "3601"], "GREN_REGISTRY_GIT_TIMEOUT");
     }

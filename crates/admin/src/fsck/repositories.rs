@@ -39,7 +39,10 @@ impl Fsck<'_> {
         let findings = match repositories.inspect(self.store, record) {
             Ok(findings) => findings,
             Err(err) => {
-                self.found(format!("{dir}: the repository cannot be checked: {err}"), Some(&rebuild));
+                self.found(
+                    format!("{dir}: the repository cannot be checked: {err}"),
+                    Some(&rebuild),
+                );
                 return;
             }
         };
@@ -56,7 +59,10 @@ impl Fsck<'_> {
                     self.leftover(format!("{dir}/{entry}: a repository the records moved past"), &remove);
                 }
                 Finding::Differs(why) => {
-                    self.found(format!("{dir}: the repository differs from its records: {why}"), Some(&rebuild));
+                    self.found(
+                        format!("{dir}: the repository differs from its records: {why}"),
+                        Some(&rebuild),
+                    );
                 }
             }
         }

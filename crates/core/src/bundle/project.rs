@@ -38,7 +38,11 @@ pub fn project_files(bundle: &Bundle) -> Result<Vec<ProjectFile>, BundleError> {
                 rule: "a module name must be dot-separated names of letters, digits and _".into(),
             });
         }
-        let extension = if module.starts_with(KERNEL_PREFIX) { "js" } else { "gren" };
+        let extension = if module.starts_with(KERNEL_PREFIX) {
+            "js"
+        } else {
+            "gren"
+        };
         files.push(ProjectFile {
             path: format!("src/{}.{extension}", parts.join("/")),
             bytes: text.as_bytes().to_vec(),

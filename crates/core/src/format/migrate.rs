@@ -61,9 +61,17 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
     let from = match detect(store)? {
         Found::Empty => {
             stamp(store)?;
-            return Ok(Migration { from: CURRENT, ..Migration::default() });
+            return Ok(Migration {
+                from: CURRENT,
+                ..Migration::default()
+            });
         }
-        Found::Format(CURRENT) => return Ok(Migration { from: CURRENT, ..Migration::default() }),
+        Found::Format(CURRENT) => {
+            return Ok(Migration {
+                from: CURRENT,
+                ..Migration::default()
+            });
+        }
         Found::Format(found) if found > CURRENT => return Err(FormatError::Newer { dir, found }),
         Found::Format(found) => found,
     };
@@ -74,7 +82,10 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
     }
     let mut next_seq = head + 1;
     let mut changes = format1_changes(store)?;
-    let mut migration = Migration { from, ..Migration::default() };
+    let mut migration = Migration {
+        from,
+        ..Migration::default()
+    };
     let packages = store.full_path(&layout::packages_dir());
     for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
         if !dir.path().is_dir() {
@@ -88,7 +99,10 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
     }
     store.remove_tree(&layout::format1::events_dir())?;
     stamp(store)?;
-    log::info!("migrated {} from data format {from} to {CURRENT}", store.root().display());
+    log::info!(
+        "migrated {} from data format {from} to {CURRENT}",
+        store.root().display()
+    );
     Ok(migration)
 }
 
@@ -102,7 +116,11 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
     let numbers = store.list_json(&layout::format1::events_dir())?;
     let mut files: Vec<u64> = numbers.iter().filter_map(|name| name.parse().ok()).collect();
     files.sort_unstable();
-    if let Some(missing) = (1..).zip(&files).find(|(expected, found)| expected != *found).map(|(expected, _)| expected) {
+    if let Some(missing) = (1..)
+        .zip(&files)
+        .find(|(expected, found)| expected != *found)
+        .map(|(expected, _)| expected)
+    {
         problems.push(format!("events/ lacks event {missing} (restore it from a backup)"));
     }
     let mut claimed: Vec<u64> = Vec::new();
@@ -121,11 +139,18 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
         }
         let value: Value = read_json_file(store, &dir.record())?;
         if let Some(migrated) = value.get("events") {
-            let seqs = migrated.as_array().into_iter().flatten().filter_map(|event| event["seq"].as_u64());
+            let seqs = migrated
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|event| event["seq"].as_u64());
             claimed.extend(seqs);
             continue;
         }
-        let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt { path: dir.record(), source })?;
+        let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt {
+            path: dir.record(),
+            source,
+        })?;
         let own = events.get(&old.name.key()).into_iter().flatten();
         claimed.extend(own.map(|event| event.seq).filter(|seq| *seq <= old.last_event));
         for version in old.versions.iter().filter(|version| version.revoked.is_none()) {
@@ -165,8 +190,10 @@ fn migrate_package(
     if value.get("events").is_some() {
         return Ok(None);
     }
-    let old: Format1Record =
-        serde_json::from_value(value).map_err(|source| StoreError::Corrupt { path: record.clone(), source })?;
+    let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt {
+        path: record.clone(),
+        source,
+    })?;
     let name = old.name.clone();
     let mut revoked_outlines = BTreeMap::new();
     for version in &old.versions {
@@ -231,9 +258,19 @@ fn make_up_for_format1_losses(record: &mut PackageRecord, next_seq: &mut u64) {
     let mut lost = Vec::new();
     for version in &record.versions {
         if !audited(record, "published", version.version) {
-            lost.push((version.published, Action::Published { package: record.name.to_string(), version: version.version.to_string() }));
+            lost.push((
+                version.published,
+                Action::Published {
+                    package: record.name.to_string(),
+                    version: version.version.to_string(),
+                },
+            ));
         }
-        if let Some(revoked) = version.revoked.as_ref().filter(|_| !audited(record, "revoked", version.version)) {
+        if let Some(revoked) = version
+            .revoked
+            .as_ref()
+            .filter(|_| !audited(record, "revoked", version.version))
+        {
             let action = Action::Revoked {
                 package: record.name.to_string(),
                 version: version.version.to_string(),
@@ -243,7 +280,12 @@ fn make_up_for_format1_losses(record: &mut PackageRecord, next_seq: &mut u64) {
         }
     }
     for (at, action) in lost {
-        record.changes.push(PackageChange { at, actor: LOST_ACTOR.to_string(), token: None, action });
+        record.changes.push(PackageChange {
+            at,
+            actor: LOST_ACTOR.to_string(),
+            token: None,
+            action,
+        });
     }
     record.changes.sort_by_key(|change| change.at);
 }
@@ -258,7 +300,9 @@ fn remove_version_dirs(store: &Store, dir: &PackageDir) -> Result<(), StoreError
     let Some(name) = dir.package_name() else { return Ok(()) };
     let entries = dir.entries().map_err(StoreError::io(Operation::List, dir.path()))?;
     for (entry, path) in entries {
-        let Some(version) = Version::parse(&entry).filter(|_| path.is_dir()) else { continue };
+        let Some(version) = Version::parse(&entry).filter(|_| path.is_dir()) else {
+            continue;
+        };
         let bundle = store.full_path(&layout::version_bundle(&name, version));
         if path.join(name.bundle_file_name(version)).exists() && !bundle.exists() {
             log::warn!("keeping {}: its bundle is not beside the record yet", path.display());
@@ -297,9 +341,22 @@ fn format1_changes(store: &Store) -> Result<HashMap<String, Vec<PackageChange>>,
             continue;
         };
         for entry in audit::read_all(store, &name, &identity)? {
-            let AuditEntry { at, actor, token, action, .. } = entry;
-            let Some(package) = action.package().and_then(PackageName::parse) else { continue };
-            by_package.entry(package.key()).or_default().push(PackageChange { at, actor, token, action });
+            let AuditEntry {
+                at,
+                actor,
+                token,
+                action,
+                ..
+            } = entry;
+            let Some(package) = action.package().and_then(PackageName::parse) else {
+                continue;
+            };
+            by_package.entry(package.key()).or_default().push(PackageChange {
+                at,
+                actor,
+                token,
+                action,
+            });
         }
     }
     Ok(by_package)

@@ -17,9 +17,9 @@
 //! only when its record commits, so numbers are never reused while the
 //! records that hold them are on disk.
 
-use super::{PackageName, Version};
 #[cfg(doc)]
 use super::{Catalog, PackageRecord};
+use super::{PackageName, Version};
 use crate::auth::token::TokenRef;
 use crate::store::{Store, StoreError, layout, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 use crate::time::Timestamp;
@@ -146,7 +146,11 @@ impl Digest {
                     _ => false,
                 }
             });
-        if parsed { Digest::Bytes(bytes) } else { Digest::Text(text.into()) }
+        if parsed {
+            Digest::Bytes(bytes)
+        } else {
+            Digest::Text(text.into())
+        }
     }
 
     fn text(&self) -> String {
@@ -211,19 +215,28 @@ impl EventLog {
             let expected = index as u64 + 1;
             if event.seq != expected {
                 let problem = if event.seq < expected {
-                    format!("event {} is claimed by two package records ({})", event.seq, event.package)
+                    format!(
+                        "event {} is claimed by two package records ({})",
+                        event.seq, event.package
+                    )
                 } else {
                     format!(
                         "the event log has a gap: no package record holds event {expected} (the next is {}, of {})",
                         event.seq, event.package
                     )
                 };
-                return Err(StoreError::Inconsistent { path: packages, problem });
+                return Err(StoreError::Inconsistent {
+                    path: packages,
+                    problem,
+                });
             }
         }
         let head = events.len() as u64;
         let mut names = HashMap::new();
-        let events: Vec<Logged> = events.into_iter().map(|event| Logged::keep(event, &mut names)).collect();
+        let events: Vec<Logged> = events
+            .into_iter()
+            .map(|event| Logged::keep(event, &mut names))
+            .collect();
         let told = crate::outbox::read_cursor(store)?.delivered;
         if told > head {
             return Err(StoreError::Inconsistent {
@@ -237,7 +250,9 @@ impl EventLog {
             let told = cursor?.delivered;
             if told > head {
                 return Err(StoreError::Inconsistent {
-                    path: store.full_path(&layout::purge_cursors_dir()).join(format!("{name}.json")),
+                    path: store
+                        .full_path(&layout::purge_cursors_dir())
+                        .join(format!("{name}.json")),
                     problem: format!(
                         "a cache was told to purge for events up to {told}, but the package records hold only {head}"
                     ),
@@ -373,7 +388,10 @@ mod tests {
             sha256: sha256.to_string(),
             token,
         };
-        let token = Some(TokenRef { id: "ab12".into(), name: "ci".into() });
+        let token = Some(TokenRef {
+            id: "ab12".into(),
+            name: "ci".into(),
+        });
         let events = vec![
             event(1, &"0a".repeat(32), None),
             event(2, &"0A".repeat(32), token),

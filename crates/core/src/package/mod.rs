@@ -487,7 +487,11 @@ pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -
 /// registry starts all the same.
 fn clear_debris_or_log(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>) {
     if let Err(err) = clear_debris(store, dir, record) {
-        log::error!("cannot clear what an interrupted change left in {}: {}", dir.path().display(), crate::error::Chain(&err));
+        log::error!(
+            "cannot clear what an interrupted change left in {}: {}",
+            dir.path().display(),
+            crate::error::Chain(&err)
+        );
     }
 }
 
@@ -499,17 +503,27 @@ fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>)
         let names: Vec<String> = entries.into_iter().map(|(name, _)| name).collect();
         return match dir.package_name() {
             Some(name) if is_interrupted_first_publish(&name, &names) => {
-                log::warn!("removing {}: a package whose first version was never committed", dir.path().display());
+                log::warn!(
+                    "removing {}: a package whose first version was never committed",
+                    dir.path().display()
+                );
                 remove_path(store, dir.path(), true)
             }
-            _ => quarantine(store, dir.path(), "a package directory without package.json (restore it from a backup)"),
+            _ => quarantine(
+                store,
+                dir.path(),
+                "a package directory without package.json (restore it from a backup)",
+            ),
         };
     };
     for (file_name, path) in &entries {
         match classify(record, file_name) {
             Leftover::Expected => {}
             Leftover::Debris => {
-                log::warn!("removing {}: the bundle of a change that was interrupted", path.display());
+                log::warn!(
+                    "removing {}: the bundle of a change that was interrupted",
+                    path.display()
+                );
                 remove_path(store, path, false)?;
             }
             Leftover::Unexplained => quarantine(store, path, "a file no package record explains")?,
@@ -520,7 +534,12 @@ fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>)
 
 fn remove_path(store: &Store, path: &Path, tree: bool) -> Result<(), StoreError> {
     let relative = store.relative(path)?;
-    if tree { store.remove_tree(&relative) } else { store.remove(&relative) }.map(drop)
+    if tree {
+        store.remove_tree(&relative)
+    } else {
+        store.remove(&relative)
+    }
+    .map(drop)
 }
 
 fn quarantine(store: &Store, path: &Path, why: &str) -> Result<(), StoreError> {
@@ -674,12 +693,17 @@ mod tests {
             ("1.0.1", "0.6.0 <= v < 0.7.0", "common", true),
         ]);
         store.write_json(&layout::package(&committed.name), &committed).unwrap();
-        let bundle = |name: &PackageName, v: &str| store.full_path(&layout::version_bundle(name, Version::parse(v).unwrap()));
+        let bundle =
+            |name: &PackageName, v: &str| store.full_path(&layout::version_bundle(name, Version::parse(v).unwrap()));
         let write = |path: &std::path::Path| {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, b"bytes").unwrap();
         };
-        let (live, revoked, unlisted) = (bundle(&committed.name, "1.0.0"), bundle(&committed.name, "1.0.1"), bundle(&committed.name, "9.9.9"));
+        let (live, revoked, unlisted) = (
+            bundle(&committed.name, "1.0.0"),
+            bundle(&committed.name, "1.0.1"),
+            bundle(&committed.name, "9.9.9"),
+        );
         let stranger = store.full_path(&layout::package_dir(&committed.name)).join("notes.txt");
         for path in [&live, &revoked, &unlisted, &stranger] {
             write(path);
@@ -725,13 +749,31 @@ mod tests {
         catalog.clear_debris(&store).unwrap();
         assert!(catalog.get(&committed.name).is_some());
         assert!(live.exists(), "a live version's bundle stays");
-        assert!(!revoked.exists() && !unlisted.exists(), "debris of interrupted changes is removed");
+        assert!(
+            !revoked.exists() && !unlisted.exists(),
+            "debris of interrupted changes is removed"
+        );
         assert!(!store.full_path(&layout::package_dir(&interrupted)).exists());
         let quarantined: Vec<String> = walk(&dir.path().join("quarantine"));
         assert_eq!(quarantined.len(), 4, "{quarantined:?}");
-        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/lost/blaix_lost__1_0_0.pkg.gz")), "{quarantined:?}");
-        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/gren-ws4sql/notes.txt")), "{quarantined:?}");
-        assert!(quarantined.iter().any(|path| path.ends_with("packages/blaix/orphan/blaix_orphan__1_0_1.pkg.gz")), "{quarantined:?}");
+        assert!(
+            quarantined
+                .iter()
+                .any(|path| path.ends_with("packages/blaix/lost/blaix_lost__1_0_0.pkg.gz")),
+            "{quarantined:?}"
+        );
+        assert!(
+            quarantined
+                .iter()
+                .any(|path| path.ends_with("packages/blaix/gren-ws4sql/notes.txt")),
+            "{quarantined:?}"
+        );
+        assert!(
+            quarantined
+                .iter()
+                .any(|path| path.ends_with("packages/blaix/orphan/blaix_orphan__1_0_1.pkg.gz")),
+            "{quarantined:?}"
+        );
         assert!(!stranger.exists() && !store.full_path(&layout::package_dir(&orphan)).exists());
         assert!(
             dir.path().join("packages/blaix/stray").exists(),
@@ -739,9 +781,7 @@ mod tests {
         );
 
         std::fs::write(store.full_path(&layout::package(&committed.name)), b"{").unwrap();
-        let err = Catalog::load(&store)
-            .err()
-            .expect("a damaged record stops the loader");
+        let err = Catalog::load(&store).err().expect("a damaged record stops the loader");
         assert!(
             err.to_string().contains("packages/blaix/gren-ws4sql/package.json"),
             "{err}"
@@ -777,7 +817,10 @@ mod tests {
             ("1.0.1", EventKind::Publish),
             ("1.0.2", EventKind::Revoke),
         ];
-        let seen: Vec<NewEvent> = seen.iter().map(|(version, kind)| record.announce(*kind, v(version)).unwrap()).collect();
+        let seen: Vec<NewEvent> = seen
+            .iter()
+            .map(|(version, kind)| record.announce(*kind, v(version)).unwrap())
+            .collect();
         told(&mut record, &seen);
         let events = record.going_public();
         assert_eq!(

@@ -49,7 +49,9 @@ impl PackageName {
     /// named in lower case).
     pub fn version_of_bundle_file(&self, file: &str) -> Option<super::Version> {
         let stem = format!("{}__", self.file_stem());
-        let rest = file.get(..stem.len()).filter(|start| start.eq_ignore_ascii_case(&stem))?;
+        let rest = file
+            .get(..stem.len())
+            .filter(|start| start.eq_ignore_ascii_case(&stem))?;
         let version = file[rest.len()..].strip_suffix(".pkg.gz")?;
         let version = super::Version::parse(&version.replace('_', "."))?;
         (self.bundle_file_name(version).eq_ignore_ascii_case(file)).then_some(version)

@@ -150,10 +150,15 @@ impl Packages {
         };
         let first = record.versions.is_empty();
         let token = upload.token.map(ScopedToken::reference);
-        record.changes.push(change(upload.actor, token.as_ref(), version.published, Action::Published {
-            package: name.to_string(),
-            version: version.version.to_string(),
-        }));
+        record.changes.push(change(
+            upload.actor,
+            token.as_ref(),
+            version.published,
+            Action::Published {
+                package: name.to_string(),
+                version: version.version.to_string(),
+            },
+        ));
         self.write_version(store, &mut record, &version, upload.bytes, token.as_ref())
             .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
         Ok((name, Published::Created(version)))
@@ -234,11 +239,16 @@ impl Packages {
             if let Some(outline) = self.live_outline(store, name, *version)? {
                 record.revoked_outlines.insert(*version, outline);
             }
-            record.changes.push(change(actor, token.as_ref(), revocation.at, Action::Revoked {
-                package: name.to_string(),
-                version: version.to_string(),
-                reason: reason.to_string(),
-            }));
+            record.changes.push(change(
+                actor,
+                token.as_ref(),
+                revocation.at,
+                Action::Revoked {
+                    package: name.to_string(),
+                    version: version.to_string(),
+                    reason: reason.to_string(),
+                },
+            ));
         }
         self.commit(store, &mut record, EventKind::Revoke, &targets, token.as_ref())?;
         for version in &targets {
@@ -273,18 +283,32 @@ impl Packages {
         } else {
             record.going_public()
         };
-        record.changes.push(change(actor, None, Timestamp::now(), Action::PrivacyChanged {
-            package: name.to_string(),
-            private,
-        }));
+        record.changes.push(change(
+            actor,
+            None,
+            Timestamp::now(),
+            Action::PrivacyChanged {
+                package: name.to_string(),
+                private,
+            },
+        ));
         self.commit_events(store, &mut record, &events)?;
         Ok(record)
     }
 
     /// The outline of `version` of `name`: from its bundle while it is live,
     /// from the record once revoked; `None` if it was lost.
-    pub fn outline(&self, store: &Store, name: &PackageName, version: Version) -> Option<serde_json::Map<String, serde_json::Value>> {
-        if let Some(kept) = self.catalog.get(name).and_then(|record| record.revoked_outlines.get(&version).cloned()) {
+    pub fn outline(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        version: Version,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        if let Some(kept) = self
+            .catalog
+            .get(name)
+            .and_then(|record| record.revoked_outlines.get(&version).cloned())
+        {
             return Some(kept);
         }
         self.live_outline(store, name, version).unwrap_or_else(|err| {
@@ -311,7 +335,10 @@ impl Packages {
         match bundle::read_outline(&bytes) {
             Ok(outline) => Ok(Some(outline)),
             Err(err) => {
-                log::error!("cannot read the outline of {name} {version} from {}: {err}", path.display());
+                log::error!(
+                    "cannot read the outline of {name} {version} from {}: {err}",
+                    path.display()
+                );
                 Ok(None)
             }
         }

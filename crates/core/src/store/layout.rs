@@ -526,7 +526,10 @@ mod tests {
             "identities/z/audit/000000000002.json"
         );
         assert_eq!(identity_keys(&store).unwrap(), ["z"]);
-        let sessions: Vec<String> = json_files(&store, &sessions_dir()).iter().map(|p| relative(p)).collect();
+        let sessions: Vec<String> = json_files(&store, &sessions_dir())
+            .iter()
+            .map(|p| relative(p))
+            .collect();
         assert_eq!(sessions, ["sessions/ab.json"]);
     }
 }

@@ -36,7 +36,12 @@ pub fn http_backend(
 ) -> ApiResult<Response> {
     let (root, dir) = match (repository.parent(), repository.file_name()) {
         (Some(root), Some(dir)) => (root, dir.to_string_lossy()),
-        _ => return Err(ApiError::internal(format!("not a repository path: {}", repository.display()))),
+        _ => {
+            return Err(ApiError::internal(format!(
+                "not a repository path: {}",
+                repository.display()
+            )));
+        }
     };
     let mut invocation = Invocation::new([
         // No pushes, no dumb-protocol file reads: fetching only.
@@ -119,7 +124,10 @@ fn parse_answer(output: &[u8]) -> ApiResult<Response> {
 /// The header block and the body, split at the first blank line (`\r\n` or
 /// `\n` line ends).
 fn split_head(output: &[u8]) -> Option<(&[u8], &[u8])> {
-    let crlf = output.windows(4).position(|window| window == b"\r\n\r\n").map(|at| (at, 4));
+    let crlf = output
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|at| (at, 4));
     let lf = output.windows(2).position(|window| window == b"\n\n").map(|at| (at, 2));
     let (at, skip) = match (crlf, lf) {
         (Some(crlf), Some(lf)) => crlf.min(lf),
@@ -134,15 +142,26 @@ mod tests {
 
     #[test]
     fn a_cgi_answer_gives_its_status_known_headers_and_body() {
-        let answer = parse_answer(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\nX-Other: 1\r\n\r\nno\n\nmore").unwrap();
+        let answer =
+            parse_answer(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\nX-Other: 1\r\n\r\nno\n\nmore").unwrap();
         assert_eq!(answer.status, 403);
         assert_eq!(answer.headers, vec![("Content-Type", "text/plain".to_string())]);
         assert_eq!(&*answer.body, b"no\n\nmore");
         let plain = parse_answer(b"Expires: Fri, 01 Jan 1980 00:00:00 GMT\n\nbody").unwrap();
         assert_eq!(plain.status, 200);
         assert_eq!(&*plain.body, b"body");
-        for bad in [&b"no blank line"[..], b"Status: banana\n\n", b"Status: 99 Low\n\n", b"no colon\n\n"] {
-            assert_eq!(parse_answer(bad).unwrap_err().status, 500, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"no blank line"[..],
+            b"Status: banana\n\n",
+            b"Status: 99 Low\n\n",
+            b"no colon\n\n",
+        ] {
+            assert_eq!(
+                parse_answer(bad).unwrap_err().status,
+                500,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

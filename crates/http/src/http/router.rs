@@ -409,7 +409,12 @@ mod tests {
     fn every_route_is_reachable_and_alone_with_its_method_and_pattern() {
         for (index, route) in ROUTES.iter().enumerate() {
             assert!(route.pattern.starts_with('/'), "{}", route.pattern);
-            assert_eq!(route.depth, route.pattern_segments().count(), "{}: no empty segment", route.pattern);
+            assert_eq!(
+                route.depth,
+                route.pattern_segments().count(),
+                "{}: no empty segment",
+                route.pattern
+            );
             let duplicate = ROUTES[..index]
                 .iter()
                 .any(|earlier| earlier.method == route.method && earlier.pattern == route.pattern);

@@ -107,7 +107,9 @@ fn may_read(app: &App, name: &PackageName, caller: Option<&Authenticated>) -> bo
         return true;
     }
     let membership = |user: &Authenticated| {
-        let identity = name.identity().and_then(|identity| identity::load(&app.store, &identity).ok().flatten());
+        let identity = name
+            .identity()
+            .and_then(|identity| identity::load(&app.store, &identity).ok().flatten());
         identity.is_some_and(|identity| identity.role_of(&user.email).is_some())
     };
     caller.is_some_and(membership)
@@ -159,7 +161,11 @@ fn fallback(app: &App, request: &Request) -> ApiResult<Response> {
     if base.is_empty() {
         return Err(not_found());
     }
-    let path = request.path.trim_start_matches('/').strip_prefix("git").unwrap_or(&request.path);
+    let path = request
+        .path
+        .trim_start_matches('/')
+        .strip_prefix("git")
+        .unwrap_or(&request.path);
     let query = if request.query.is_empty() {
         String::new()
     } else {
@@ -175,7 +181,10 @@ mod tests {
     #[test]
     fn the_basic_password_is_the_token_whatever_the_user_name() {
         let header = |credentials: &str| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
         };
         assert_eq!(basic_password(&header("me:gren_abc")), Some("gren_abc".into()));
         assert_eq!(basic_password(&header(":gren_abc:d")), Some("gren_abc:d".into()));

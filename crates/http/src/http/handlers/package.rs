@@ -211,7 +211,10 @@ fn version_answer(record: &PackageRecord, version: &VersionRecord) -> Response {
 pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
     let version = version_of(&record, request.param("version"))?;
-    let outline = app.packages.outline(&app.store, &record.name, version.version).map(Value::Object);
+    let outline = app
+        .packages
+        .outline(&app.store, &record.name, version.version)
+        .map(Value::Object);
     let page = VersionPage {
         name: Cow::Borrowed(&record.name),
         outline,
@@ -414,5 +417,9 @@ pub fn events(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respo
         next,
     };
     let answer = Response::json(200, &SortedKeys(page));
-    Ok(if full { answer.with_header("Cache-Control", IMMUTABLE) } else { answer })
+    Ok(if full {
+        answer.with_header("Cache-Control", IMMUTABLE)
+    } else {
+        answer
+    })
 }
