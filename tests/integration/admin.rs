@@ -1088,11 +1088,34 @@ fn a_server_refuses_to_start_on_a_gap_in_the_event_log() {
     edit_record(&dir, "gren-lang/core", |record| {
         record["events"].as_array_mut().unwrap().clear()
     });
+    // Debris it would clear on a sound directory.
+    add_uncommitted_version(&dir);
     let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
     assert!(failure.log.contains("the event log has a gap"), "{}", failure.log);
     assert!(
         failure.log.contains("admin fsck"),
         "it says what to do: {}",
+        failure.log
+    );
+    assert!(
+        bundle_file(&dir, "gren-lang/core", "9.9.9").exists(),
+        "a refused start changes nothing on disk"
+    );
+}
+
+#[test]
+fn a_server_refuses_to_start_when_the_packages_site_was_told_of_events_the_records_do_not_hold() {
+    // The record holding the newest events was lost: its numbers would be
+    // given out again, though the packages site has them.
+    let dir = fsck_base().copy();
+    std::fs::create_dir_all(dir.join("outbox")).unwrap();
+    write_json(&dir.join("outbox/cursor.json"), &json!({ "delivered": 99 }));
+    let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
+    assert!(
+        failure
+            .log
+            .contains("the packages site was told of events up to 99, but the package records hold only 13"),
+        "{}",
         failure.log
     );
 }

@@ -24,7 +24,7 @@ use gren_registry_core::auth::session::Session;
 use gren_registry_core::auth::token::TokenRecord;
 use gren_registry_core::auth::user::User;
 use gren_registry_core::error::Chain;
-use gren_registry_core::identity::{Action, Identity, Role};
+use gren_registry_core::identity::{Identity, Role};
 use gren_registry_core::package::events::EventKind;
 use gren_registry_core::package::{self, Catalog, Found, Leftover, PackageRecord};
 use gren_registry_core::store::layout::{self, PackageDir};
@@ -549,34 +549,24 @@ impl Fsck<'_> {
                 self.found(format!("{name}: {problem}"), None);
             }
         }
-        for version in &record.versions {
-            let (v, announced) = (version.version, record.announced(version.version));
-            let missing_event = match (&version.revoked, record.private) {
-                (None, false) => (announced != Some(EventKind::Publish)).then_some("publish"),
-                (Some(_), false) => (announced == Some(EventKind::Publish)).then_some("revoke"),
-                _ => None,
-            };
-            if let Some(kind) = missing_event {
-                self.found(
-                    format!("{name} {v}: no {kind} event tells mirrors what the record says"),
-                    None,
-                );
-            }
-            let audited = |wanted: &str| {
-                record.changes.iter().any(|change| match &change.action {
-                    Action::Published { version, .. } => wanted == "published" && *version == v.to_string(),
-                    Action::Revoked { version, .. } => wanted == "revoked" && *version == v.to_string(),
-                    _ => false,
-                })
-            };
-            for (needed, kind) in [(true, "published"), (version.revoked.is_some(), "revoked")] {
-                if needed && !audited(kind) {
-                    self.found(
-                        format!("{name} {v}: the audit entry of its being {kind} is missing"),
-                        None,
-                    );
-                }
-            }
+        // Nothing is told of a private package: going public catches up.
+        let unannounced = if record.private { Vec::new() } else { record.missed() };
+        for missed in unannounced {
+            let (kind, v) = (
+                missed.kind.as_str(),
+                missed.version.map(|v| v.to_string()).unwrap_or_default(),
+            );
+            self.found(
+                format!("{name} {v}: no {kind} event tells mirrors what the record says"),
+                None,
+            );
+        }
+        for (_, action) in record.missing_audit_entries() {
+            let (v, kind) = (action.version().unwrap_or_default(), action.kind());
+            self.found(
+                format!("{name} {v}: the audit entry of its being {kind} is missing"),
+                None,
+            );
         }
         let last_privacy = record
             .events

@@ -22,7 +22,7 @@
 
 use super::{CURRENT, FormatError, Found, detect, stamp};
 use crate::identity::audit::{self, AuditEntry};
-use crate::identity::{Action, Identity, IdentityName};
+use crate::identity::{Identity, IdentityName};
 use crate::package::events::Event;
 use crate::package::{PackageChange, PackageName, PackageRecord, Version, VersionRecord};
 use crate::store::layout::{self, PackageDir};
@@ -249,37 +249,7 @@ fn make_up_for_format1_losses(record: &mut PackageRecord, next_seq: &mut u64) {
             *next_seq += 1;
         }
     }
-    let audited = |record: &PackageRecord, kind: &str, version: Version| {
-        record.changes.iter().any(|change| {
-            change.action.kind() == kind
-                && matches!(&change.action, Action::Published { version: v, .. } | Action::Revoked { version: v, .. } if *v == version.to_string())
-        })
-    };
-    let mut lost = Vec::new();
-    for version in &record.versions {
-        if !audited(record, "published", version.version) {
-            lost.push((
-                version.published,
-                Action::Published {
-                    package: record.name.to_string(),
-                    version: version.version.to_string(),
-                },
-            ));
-        }
-        if let Some(revoked) = version
-            .revoked
-            .as_ref()
-            .filter(|_| !audited(record, "revoked", version.version))
-        {
-            let action = Action::Revoked {
-                package: record.name.to_string(),
-                version: version.version.to_string(),
-                reason: revoked.reason.clone(),
-            };
-            lost.push((revoked.at, action));
-        }
-    }
-    for (at, action) in lost {
+    for (at, action) in record.missing_audit_entries() {
         record.changes.push(PackageChange {
             at,
             actor: LOST_ACTOR.to_string(),
@@ -363,7 +333,7 @@ fn format1_changes(store: &Store) -> Result<HashMap<String, Vec<PackageChange>>,
 }
 
 fn read_json_file<T: serde::de::DeserializeOwned>(store: &Store, path: &std::path::Path) -> Result<T, StoreError> {
-    let relative = store.relative(path)?;
+    let relative = store.relative(path, Operation::Read)?;
     let read = store.read_json(&relative)?;
     read.ok_or_else(|| StoreError::io(Operation::Read, path)(std::io::ErrorKind::NotFound.into()))
 }

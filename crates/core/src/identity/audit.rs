@@ -76,6 +76,20 @@ impl Action {
         }
     }
 
+    /// Whether `self` and `other` record the same change: the same kind,
+    /// about the same package and version (a revocation's reason aside).
+    pub fn same_change(&self, other: &Action) -> bool {
+        self.kind() == other.kind() && self.package() == other.package() && self.version() == other.version()
+    }
+
+    /// The version a publish or revocation is about.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Action::Published { version, .. } | Action::Revoked { version, .. } => Some(version),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Created { .. } => "created",

@@ -109,12 +109,6 @@ impl PackageRecord {
         self.versions.iter().find(|record| record.version == version)
     }
 
-    /// Whether the version directory called `dir_name` holds a version this
-    /// record committed.
-    pub fn lists_version_dir(&self, dir_name: &str) -> bool {
-        Version::parse(dir_name).is_some_and(|version| self.version(version).is_some())
-    }
-
     fn live(&self) -> impl DoubleEndedIterator<Item = &VersionRecord> {
         self.versions.iter().filter(|record| record.revoked.is_none())
     }
@@ -140,9 +134,34 @@ impl PackageRecord {
         self.events.iter().rev().find(about).map(|event| event.kind)
     }
 
-    /// The newest event about this package, if any.
-    pub fn last_event(&self) -> u64 {
-        self.events.last().map_or(0, |event| event.seq)
+    /// The audit entries its versions' history needs and `changes` lacks
+    /// (each version's publish, and its revocation when revoked), with the
+    /// time each should have: what `admin fsck` reports and `admin migrate`
+    /// restores.
+    pub fn missing_audit_entries(&self) -> Vec<(Timestamp, Action)> {
+        let audited = |wanted: &Action| self.changes.iter().any(|change| change.action.same_change(wanted));
+        let mut missing = Vec::new();
+        for version in &self.versions {
+            let (package, number) = (self.name.to_string(), version.version.to_string());
+            let published = Action::Published {
+                package: package.clone(),
+                version: number.clone(),
+            };
+            missing.push((version.published, published));
+            if let Some(revoked) = &version.revoked {
+                let reason = revoked.reason.clone();
+                missing.push((
+                    revoked.at,
+                    Action::Revoked {
+                        package,
+                        version: number,
+                        reason,
+                    },
+                ));
+            }
+        }
+        missing.retain(|(_, action)| !audited(action));
+        missing
     }
 
     /// The `kind` event announcing `version` (with its bundle's SHA-256);
@@ -239,14 +258,16 @@ impl Catalog {
         in_parallel(store, |dirs| {
             for dir in dirs.iter().filter(|dir| dir.path().is_dir()) {
                 let record = match dir.record().try_exists() {
-                    Ok(true) => dir.package_name().and_then(|name| self.get(&name)),
+                    Ok(true) => match dir.package_name().and_then(|name| self.get(&name)) {
+                        Some(record) => Some(record),
+                        // A record the catalog does not hold under this
+                        // name: fsck reports it; nothing here is debris.
+                        None => continue,
+                    },
                     Ok(false) => None,
                     // Unknowable: left alone (fsck reports it).
                     Err(_) => continue,
                 };
-                if record.is_none() && dir.record().exists() {
-                    continue;
-                }
                 clear_debris_or_log(store, dir, record.as_deref());
             }
         })?;
@@ -533,7 +554,7 @@ fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>)
 }
 
 fn remove_path(store: &Store, path: &Path, tree: bool) -> Result<(), StoreError> {
-    let relative = store.relative(path)?;
+    let relative = store.relative(path, Operation::Remove)?;
     if tree {
         store.remove_tree(&relative)
     } else {
@@ -664,7 +685,7 @@ mod tests {
     /// Appends numbered events, as the log does when the record commits.
     fn told(record: &mut PackageRecord, events: &[NewEvent]) {
         for new in events {
-            let seq = record.last_event() + 1;
+            let seq = record.events.last().map_or(0, |event| event.seq) + 1;
             record.events.push(Event {
                 seq,
                 at: Timestamp::now(),

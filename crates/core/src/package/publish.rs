@@ -91,7 +91,6 @@ impl Packages {
         let checked = check_upload(store, &upload)?;
         let outline = checked.outline;
         let name = outline.name.clone();
-        owner(&name)?;
         let sha256 = sha256_hex(upload.bytes);
 
         let path = layout::package(&name);

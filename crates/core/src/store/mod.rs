@@ -271,8 +271,9 @@ impl Store {
     }
 
     /// `full`, a path below the data directory (as listings give them), as a
-    /// record path: its components pass the same checks.
-    pub fn relative(&self, full: &Path) -> Result<RecordPath, StoreError> {
+    /// record path: its components pass the same checks. The error names
+    /// `operation`, what the caller meant to do with it.
+    pub fn relative(&self, full: &Path, operation: Operation) -> Result<RecordPath, StoreError> {
         let outside = || io::Error::new(io::ErrorKind::InvalidInput, "not a safe path inside the data directory");
         let inside = full.strip_prefix(&self.root).map_err(|_| outside());
         inside
@@ -280,7 +281,7 @@ impl Store {
                 let parts: Option<Vec<&str>> = inside.iter().map(|part| part.to_str()).collect();
                 RecordPath::new(parts.ok_or_else(outside)?)
             })
-            .map_err(StoreError::io(Operation::Remove, full))
+            .map_err(StoreError::io(operation, full))
     }
 
     /// Moves `full` (a file or directory below the data directory, whatever
