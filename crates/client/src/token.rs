@@ -74,6 +74,13 @@ pub fn run(registry: &RemoteRegistry, command: TokenCommand) -> CliResult<()> {
             Ok(())
         }
         TokenCommand::Revoke { id } => {
+            // An id is what `token list` shows: 16 hex digits. Anything else
+            // would make another path, and a misleading answer.
+            if id.len() != 16 || !id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(CliError(format!(
+                    "{id:?} is not a token id: `gren-registry token list` shows them (16 hex digits)."
+                )));
+            }
             registry.delete(&format!("/user/tokens/{id}"), Some(&session))?;
             println!("Revoked the token {id}");
             Ok(())

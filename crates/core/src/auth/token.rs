@@ -318,7 +318,13 @@ pub fn create(store: &Store, new: NewToken) -> Result<(String, TokenView), Token
         .iter()
         .map(|text| Scope::parse(text.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    scopes.dedup();
+    // The first of each, in the order given: a repeat adds nothing.
+    let mut seen = Vec::new();
+    scopes.retain(|scope| {
+        let first = !seen.contains(scope);
+        seen.push(scope.clone());
+        first
+    });
     if !(1..=MAX_LIFETIME_DAYS).contains(&new.lifetime_days) {
         return Err(TokenError::InvalidLifetime {
             days: new.lifetime_days,
@@ -566,6 +572,22 @@ mod tests {
             revoke(&store, &email, &view.id),
             Err(TokenError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_scope_given_twice_is_kept_once_in_the_order_given() {
+        let (_dir, store) = store();
+        let email = Email::parse("me@example.com").unwrap();
+        let scopes = ["publish:team/a", "download:team", "publish:team/a", "download:team"].map(String::from);
+        let new = NewToken {
+            email: &email,
+            name: "ci",
+            scopes: &scopes,
+            lifetime_days: 30,
+        };
+        let (_, view) = create(&store, new).unwrap();
+        let texts: Vec<String> = view.scopes.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["publish:team/a", "download:team"]);
     }
 
     #[test]

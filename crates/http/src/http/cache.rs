@@ -60,11 +60,15 @@ pub(crate) fn purge_keys(name: &PackageName) -> [String; 2] {
     [package_key(name), LISTINGS_KEY.to_string()]
 }
 
-/// Whether the request's `If-None-Match` names `etag`.
+/// Whether the request's `If-None-Match` names `etag`. The comparison is
+/// weak (RFC 9110, 13.1.2): a cache or proxy that compressed an answer
+/// revalidates with `W/"…"`, and still gets its `304`.
 pub(crate) fn not_modified(request: &Request, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    let etag = opaque(etag);
     request
         .header("if-none-match")
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+        .is_some_and(|tags| tags.split(',').any(|tag| opaque(tag) == etag || tag.trim() == "*"))
 }
 
 /// `response` marked as depending on who asks, when `private` says so.
@@ -109,7 +113,10 @@ pub(crate) fn apply(request: &Request, sharing: Sharing, response: Response) -> 
         response = set(response, "ETag", etag);
     }
     // A path that names no package can never name one: nothing to purge.
-    if let Some(Some(key)) = key {
+    // An immutable answer (a full page of events) never goes stale either:
+    // tagging it would have every purge drop it for nothing.
+    let immutable = header(&response, "Cache-Control").is_some_and(|value| value.contains("immutable"));
+    if let Some(Some(key)) = key.filter(|_| !immutable) {
         response = set(response, SURROGATE_KEY, key);
     }
     let response = set(response, "Vary", "Authorization");
@@ -210,6 +217,26 @@ mod tests {
                 .iter()
                 .any(|(name, value)| *name == "ETag" && *value == etag)
         );
+    }
+
+    #[test]
+    fn a_weak_validator_from_a_compressing_proxy_still_revalidates() {
+        let body = b"{}".to_vec();
+        let etag = format!("\"{}\"", sha256_hex(&body));
+        let weak = format!("W/{etag}");
+        let again = get(&[("If-None-Match", weak.as_str())], &[("author", "a"), ("project", "b")]);
+        let answer = apply(&again, Sharing::Package, Response::json_bytes(200, body.clone()));
+        assert_eq!(answer.status, 304);
+        let other = get(&[("If-None-Match", "W/\"other\"")], &[("author", "a"), ("project", "b")]);
+        assert_eq!(apply(&other, Sharing::Package, Response::json_bytes(200, body)).status, 200);
+    }
+
+    #[test]
+    fn an_immutable_answer_is_shared_but_carries_no_key_to_purge() {
+        let immutable = Response::json_bytes(200, b"{}".to_vec()).with_header("Cache-Control", IMMUTABLE);
+        let headers = answered(&get(&[], &[]), Sharing::Listing, immutable);
+        assert!(headers.iter().all(|(name, _)| *name != SURROGATE_KEY), "{headers:?}");
+        assert!(headers.contains(&("Cache-Control", IMMUTABLE.to_string())), "{headers:?}");
     }
 
     #[test]

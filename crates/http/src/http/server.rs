@@ -49,7 +49,6 @@ use gren_registry_core::store::lock_ignoring_poison as lock;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -151,7 +150,6 @@ pub struct Server {
 
 /// What every connection shares.
 struct State {
-    shutting_down: AtomicBool,
     /// Tells the accept loop and idle connections that a shutdown began.
     stop: tokio::sync::watch::Sender<bool>,
     open: Mutex<Open>,
@@ -175,12 +173,7 @@ impl ShutdownHandle {
     /// Stops accepting connections; in-flight requests get the grace period
     /// to finish, idle connections close.
     pub fn shut_down(&self) {
-        self.state.shutting_down.store(true, Ordering::SeqCst);
         self.state.stop.send_replace(true);
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.state.shutting_down.load(Ordering::SeqCst)
     }
 }
 
@@ -207,7 +200,6 @@ impl Server {
             listener,
             limits,
             state: Arc::new(State {
-                shutting_down: AtomicBool::new(false),
                 stop,
                 open: Mutex::default(),
                 warnings: Warnings::default(),

@@ -21,7 +21,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -155,7 +154,7 @@ async fn exchange(shared: &Shared, link: &Arc<Link>, incoming: hyper::Request<In
         Ok((response, permit)) => {
             // Checked now, not at the head: a shutdown during a long poll
             // closes the connection after its answer.
-            let close = !keep_alive || shared.state.shutting_down.load(Ordering::SeqCst);
+            let close = !keep_alive || *shared.state.stop.borrow();
             let response = if close {
                 response.with_header("Connection", "close")
             } else {

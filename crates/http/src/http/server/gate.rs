@@ -247,7 +247,7 @@ impl Gate {
                     Ok(None) => {}
                     Err(error) => return self.refuse(error),
                 }
-            } else if self.state.shutting_down.load(Ordering::SeqCst) {
+            } else if *self.state.stop.borrow() {
                 return self.close();
             }
             match self.poll_read_held(cx) {
