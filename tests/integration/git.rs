@@ -260,6 +260,14 @@ fn a_private_dependency_installs_after_setup_git_and_fails_without_it() {
     let app = core_node_and_url();
     let refused = developer.compiler_install(app.path());
     assert!(!refused.status.success(), "a private package needs credentials");
+    // The rewrite works (the public packages came through the registry);
+    // only the private one failed.
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(
+        said.contains("gren-lang/core") && said.contains("gren-lang/node"),
+        "{said}"
+    );
+    assert!(said.contains("I was trying to install gren-lang/url"), "{said}");
     assert!(!app.path().join("gren_packages").join(URL).exists());
 
     let said = developer.setup_git();
@@ -418,6 +426,15 @@ fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
             )[..]
         )
     );
+    // What a request line carries beyond visible ASCII is passed on
+    // percent-encoded: a header cannot hold it as it is.
+    let odd = server.get("/git/blaix/tïny.git/info/refs?service=git-upload-pack", None);
+    assert_eq!(odd.status, 302, "{}", odd.text());
+    let expected = format!(
+        "{}/git/blaix/t%C3%AFny.git/info/refs?service=git-upload-pack",
+        elsewhere.base
+    );
+    assert_eq!(odd.header("location"), Some(expected.as_str()));
 }
 
 #[test]
@@ -465,23 +482,8 @@ fn strangers_cannot_tell_private_packages_from_missing_ones_and_pushes_are_refus
 }
 
 fn base64_of(text: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in text.as_bytes().chunks(3) {
-        let bits = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, byte)| acc | (u32::from(*byte) << (16 - 8 * i)));
-        for i in 0..4 {
-            let sextet = (bits >> (18 - 6 * i)) & 63;
-            out.push(if i <= chunk.len() {
-                ALPHABET[sextet as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 #[test]
@@ -494,6 +496,12 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     let refused = developer.registry_command(&["setup-git"]);
     assert!(!refused.status.success(), "not logged in: nothing to set up");
     assert!(!developer.gitconfig().exists());
+    let removed = developer.registry_command(&["setup-git", "--remove"]);
+    assert!(
+        removed.status.success(),
+        "removing from a machine with no global git configuration: {}",
+        text(&removed.stderr)
+    );
     let token = server.login("me@example.com");
     developer.logged_in("me@example.com", &token);
     developer.setup_git();
@@ -589,7 +597,9 @@ fn fsck_checks_the_repositories_against_the_records_and_repair_rebuilds_them() {
     assert!(tag.status.success(), "{}", text(&tag.stderr));
     std::fs::create_dir(repositories.join("0123.git")).unwrap();
     let found = admin(&data, &["fsck"]).failure();
-    found.assert_stdout_has("repositories/gren-lang/core");
+    found
+        .assert_stdout_has("repositories/gren-lang/core: the repository differs from its records")
+        .assert_stdout_has("repositories/gren-lang/core/0123.git: a repository the records moved past");
     let repaired = admin(&data, &["fsck", "--repair"]).success();
     repaired.assert_stdout_has("repaired");
     admin(&data, &["fsck"]).success();

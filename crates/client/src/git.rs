@@ -132,7 +132,11 @@ fn unset_all(key: &str) -> CliResult<()> {
 /// Removes `[section]` once no key is left in it (recent versions of git
 /// drop an emptied section themselves).
 fn remove_section_if_empty(section: &str) -> CliResult<()> {
-    let listed = git_config(&["--name-only", "--list"])?;
+    // Git cannot list a global file that does not exist (exit 128): then
+    // there is no section to remove either.
+    let Ok(listed) = git_config(&["--name-only", "--list"]) else {
+        return Ok(());
+    };
     let prefix = format!("{}.", section.to_ascii_lowercase());
     let used = String::from_utf8_lossy(&listed.stdout)
         .lines()

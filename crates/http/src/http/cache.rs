@@ -224,11 +224,20 @@ mod tests {
         let body = b"{}".to_vec();
         let etag = format!("\"{}\"", sha256_hex(&body));
         let weak = format!("W/{etag}");
-        let again = get(&[("If-None-Match", weak.as_str())], &[("author", "a"), ("project", "b")]);
+        let again = get(
+            &[("If-None-Match", weak.as_str())],
+            &[("author", "a"), ("project", "b")],
+        );
         let answer = apply(&again, Sharing::Package, Response::json_bytes(200, body.clone()));
         assert_eq!(answer.status, 304);
-        let other = get(&[("If-None-Match", "W/\"other\"")], &[("author", "a"), ("project", "b")]);
-        assert_eq!(apply(&other, Sharing::Package, Response::json_bytes(200, body)).status, 200);
+        let other = get(
+            &[("If-None-Match", "W/\"other\"")],
+            &[("author", "a"), ("project", "b")],
+        );
+        assert_eq!(
+            apply(&other, Sharing::Package, Response::json_bytes(200, body)).status,
+            200
+        );
     }
 
     #[test]
@@ -236,7 +245,10 @@ mod tests {
         let immutable = Response::json_bytes(200, b"{}".to_vec()).with_header("Cache-Control", IMMUTABLE);
         let headers = answered(&get(&[], &[]), Sharing::Listing, immutable);
         assert!(headers.iter().all(|(name, _)| *name != SURROGATE_KEY), "{headers:?}");
-        assert!(headers.contains(&("Cache-Control", IMMUTABLE.to_string())), "{headers:?}");
+        assert!(
+            headers.contains(&("Cache-Control", IMMUTABLE.to_string())),
+            "{headers:?}"
+        );
     }
 
     #[test]

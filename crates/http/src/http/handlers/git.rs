@@ -155,6 +155,14 @@ fn not_found() -> ApiError {
     )
 }
 
+/// Bytes a `Location` cannot carry as they are (non-ASCII is always encoded).
+const NOT_IN_A_LOCATION: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`');
+
 /// `302` to the same path at `GREN_REGISTRY_GIT_FALLBACK`, or `404`.
 fn fallback(app: &App, request: &Request) -> ApiResult<Response> {
     let base = app.config.git_fallback.trim_end_matches('/');
@@ -171,6 +179,10 @@ fn fallback(app: &App, request: &Request) -> ApiResult<Response> {
     } else {
         format!("?{}", request.query)
     };
+    // The path is passed on as sent, but a header value must be visible
+    // ASCII: what else the request line carried is percent-encoded.
+    let path = percent_encoding::utf8_percent_encode(path, NOT_IN_A_LOCATION);
+    let query = percent_encoding::utf8_percent_encode(&query, NOT_IN_A_LOCATION);
     Ok(Response::no_content_with(302).with_header("Location", format!("{base}{path}{query}")))
 }
 
