@@ -336,7 +336,9 @@ impl Service for RegistryService {
     /// one file read. Not with a token (a session is looked up and its last
     /// use written), nor the long polls (`/events`, `/session/fetch`). A
     /// string test, not a route lookup: this runs before every request, and
-    /// a path it misses (`/%70ackages`) is only answered on the pool.
+    /// a path it misses (`/%70ackages`) is only answered on the pool. Such
+    /// a request has no body and no credentials, so it is handled without
+    /// `body_limit`, and without a permit.
     fn answers_at_once(&self, method: &str, path: &str, headers: &[(String, String)]) -> bool {
         matches!(method, GET | "HEAD")
             && (path == "/health" || path == "/packages" || path.starts_with("/packages/"))

@@ -64,7 +64,8 @@ pub trait Service: Send + Sync + 'static {
     /// from memory or a short file read: nothing it does waits (no network,
     /// no fsync, no sleep, no lock held long). Such a request is answered on
     /// the connection's task rather than a handler thread, which spares two
-    /// thread switches per request; anything else runs on the pool.
+    /// thread switches per request; anything else runs on the pool. It is
+    /// handled without [`Service::body_limit`], and without a permit.
     fn answers_at_once(&self, _method: &str, _path: &str, _headers: &[(String, String)]) -> bool {
         false
     }

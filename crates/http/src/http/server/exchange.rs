@@ -187,10 +187,10 @@ async fn answer(
     let service = shared.service.clone();
     let bodiless = !chunked && content_length(&request.headers)? == 0;
     if bodiless && service.answers_at_once(&request.method, &request.path, &request.headers) {
+        // No body and no token: nothing to admit, so no permit and no
+        // second route lookup (`answers_at_once` promises as much).
         return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let allowance = service.body_limit(&request.method, &request.path, &request.headers)?;
-            let response = service.handle(request, allowance.permit.as_deref());
-            Ok((response, allowance.permit))
+            Ok((service.handle(request, None), None))
         }))
         .unwrap_or_else(|_| Err(ApiError::internal(format!("handler panicked on {}", seen.line))));
     }

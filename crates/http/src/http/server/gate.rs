@@ -173,6 +173,10 @@ pub(super) struct Gate {
     /// Bytes read and not passed on yet: a head being checked, and what
     /// came after it.
     held: Vec<u8>,
+    /// How much of `held` was there when it was last parsed: it is parsed
+    /// again only once a new line has arrived, so a client sending a byte
+    /// at a time costs a parse a line, not a parse a byte.
+    parsed_upto: usize,
     /// The refusal of a head, written by [`Gate::finish`].
     refusal: Option<ApiError>,
     /// A request was passed on and its response is not out yet.
@@ -214,6 +218,7 @@ impl Gate {
             state,
             phase: Phase::Head,
             held: Vec::new(),
+            parsed_upto: 0,
             refusal: None,
             awaiting_response: false,
             idle_since: now,
@@ -238,7 +243,7 @@ impl Gate {
             return Poll::Pending;
         }
         loop {
-            if !self.held.is_empty() {
+            if !self.held.is_empty() && self.line_arrived() {
                 match parse_head(&self.held, &self.limits) {
                     Ok(Some(head)) => return self.pass_on(head),
                     Ok(None) if self.held.len() >= self.limits.max_header_bytes => {
@@ -247,7 +252,9 @@ impl Gate {
                     Ok(None) => {}
                     Err(error) => return self.refuse(error),
                 }
-            } else if *self.state.stop.borrow() {
+            } else if self.held.len() >= self.limits.max_header_bytes {
+                return self.refuse(header_too_large(&self.limits));
+            } else if self.held.is_empty() && *self.state.stop.borrow() {
                 return self.close();
             }
             match self.poll_read_held(cx) {
@@ -258,6 +265,18 @@ impl Gate {
                 Poll::Pending => return self.wait_for_head(cx),
             }
         }
+    }
+
+    /// Whether a line end arrived in `held` since it was last parsed (after
+    /// a head was passed on, what is left is looked at afresh).
+    fn line_arrived(&mut self) -> bool {
+        let from = if self.parsed_upto > self.held.len() {
+            0
+        } else {
+            self.parsed_upto
+        };
+        self.parsed_upto = self.held.len();
+        self.held[from..].contains(&b'\n')
     }
 
     /// Pending until the head's deadline (`408`) or the idle limit (a quiet close).
@@ -319,6 +338,7 @@ impl Gate {
             Ok(body) => body,
             Err(error) => return self.refuse(error),
         };
+        self.parsed_upto = 0;
         let head_length = encode_target(&mut self.held, head.length);
         self.phase = if chunked {
             Phase::Rest
