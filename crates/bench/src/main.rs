@@ -87,6 +87,18 @@ fn main() {
         }
         return;
     }
+    // Only the publish row, on the small registry (quick to start, e.g.
+    // under strace): target/release/bench --publish-only
+    if std::env::args().any(|arg| arg == "--publish-only") {
+        let small = prepare(&work, &binary, &real_bundles, 5);
+        let mailer = MailStub::start();
+        let log = work.join("server-publish.log");
+        let server = RunningRegistry::start(&binary, &small, &mailer.url(), &log).settle();
+        let (ours_ms, baseline_ms) = publish_vs_baseline(&server, &work, settings.publishes);
+        let row = publish_row(settings.publishes, ours_ms, baseline_ms);
+        println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        return;
+    }
     // Only the CDN rows, e.g. against a debug build:
     // GREN_BENCH_BINARY=target/debug/gren-registry target/debug/bench --cdn-only
     if std::env::args().any(|arg| arg == "--cdn-only") {
@@ -469,7 +481,10 @@ impl RunningRegistry {
     /// Like [`RunningRegistry::start`], with more settings.
     fn start_with(binary: &Path, data: &Path, postmark: &str, log: &Path, env: &[(&str, &str)]) -> RunningRegistry {
         let port = free_port();
-        let mut log_file = std::fs::File::create(log).unwrap();
+        // The registry writes its log straight into the file, as nginx
+        // writes its access log: a pipe drained by this process would put
+        // a third busy process on the machine's cores during every wrk run.
+        let log_file = std::fs::File::create(log).unwrap();
         let mut child = Command::new(binary)
             .arg("serve")
             .env_clear()
@@ -486,23 +501,21 @@ impl RunningRegistry {
             // many clients.
             .env("GREN_REGISTRY_MAX_CONNECTIONS_PER_CLIENT", "5000")
             .envs(env.iter().copied())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(log_file))
             .spawn()
             .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        // The lines before "listening" go to the log too: the background
-        // sweep of a small directory may finish first.
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "the registry did not start");
-            log_file.write_all(line.as_bytes()).unwrap();
+        // Polled every millisecond: the start-up row times spawn → this line.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("listening on")
+        {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the registry did not start ({status}); see {}", log.display());
+            }
+            assert!(Instant::now() < deadline, "the registry did not start within 120 s");
+            std::thread::sleep(Duration::from_millis(1));
         }
-        // Keep draining the log into a file, as an operator's journal would.
-        std::thread::spawn(move || {
-            let mut log_file = log_file;
-            let _ = std::io::copy(&mut stderr, &mut log_file);
-        });
         RunningRegistry {
             child,
             port,

@@ -16,7 +16,38 @@
 //! `GREN_REGISTRY_LOG` sets the level (`off`, `error`, `warn`, `info`,
 //! `debug`; default `info`).
 
+use std::fmt::Write as _;
 use std::io::Write;
+use std::sync::LazyLock;
+
+/// Standard error as a plain `File`, written without std's lock. A copy of
+/// the descriptor, so dropping it never closes standard error; `None` when
+/// it cannot be copied (no descriptor left), and lines then go through std.
+static STDERR: LazyLock<StderrFile> = LazyLock::new(|| {
+    use std::os::fd::AsFd;
+    StderrFile(
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from),
+    )
+});
+
+struct StderrFile(Option<std::fs::File>);
+
+impl Write for &StderrFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(file) => (&*file).write(bytes),
+            None => std::io::stderr().lock().write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 struct StderrLogger;
 
@@ -34,13 +65,20 @@ impl log::Log for StderrLogger {
             log::Level::Warn => "WARN ",
             _ => "",
         };
-        let line = format!(
-            "{} {level}{}\n",
-            crate::time::Timestamp::now(),
-            escape_control(&record.args().to_string())
-        );
-        // One write call per line, so lines of concurrent requests do not mix.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let mut line = String::with_capacity(128);
+        let _ = write!(line, "{} {level}", crate::time::Timestamp::now());
+        let start = line.len();
+        let _ = write!(line, "{}", record.args());
+        if line[start..].chars().any(char::is_control) {
+            let escaped = escape_control(&line[start..]).into_owned();
+            line.truncate(start);
+            line.push_str(&escaped);
+        }
+        line.push('\n');
+        // One write call per line, so lines of concurrent requests do not
+        // mix; through a `File` on the same descriptor, because std's
+        // `Stderr` takes a lock the request threads would queue on.
+        let _ = (&*STDERR).write_all(line.as_bytes());
     }
 
     fn flush(&self) {

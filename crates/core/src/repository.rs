@@ -88,7 +88,7 @@ impl RepositoryStamp {
             );
         }
         let digest = Sha256::digest(summary.as_bytes());
-        RepositoryStamp(digest[..10].iter().map(|byte| format!("{byte:02x}")).collect())
+        RepositoryStamp(crate::auth::secret::hex(&digest[..10]))
     }
 
     #[cfg(test)]

@@ -156,7 +156,7 @@ impl Digest {
     fn text(&self) -> String {
         match self {
             Digest::None => String::new(),
-            Digest::Bytes(bytes) => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+            Digest::Bytes(bytes) => crate::auth::secret::hex(bytes),
             Digest::Text(text) => text.to_string(),
         }
     }
