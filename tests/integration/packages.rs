@@ -639,6 +639,14 @@ fn versions_are_immutable() {
     server.publish(&token, &regzipped).assert_error(409, "version_exists");
     let download = server.get(&bundle_url("gren-lang/url", "5.0.0"), None);
     assert!(download.body == bytes, "the first bytes stay");
+    // The refused bundles were written beside the record while it was read
+    // and checked: nothing of them is left.
+    let mut files: Vec<String> = std::fs::read_dir(server.data_dir.join("packages/gren-lang/url"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["gren_lang_url__5_0_0.pkg.gz", "package.json"]);
 
     let revoked = server.post_json(
         "/packages/gren-lang/url/5.0.0/revoke",

@@ -4,7 +4,9 @@
 //! (`changes`) and the events it announces (publishes and revocations of a
 //! public package, and every privacy change; see [`super::events`]). A
 //! publish stages its bundle beside the record first: three fsyncs in all
-//! (the bundle, the record, their directory).
+//! (the bundle, the record, their directory). The bundle of a package's next
+//! version is written and fsynced on a second thread while the record is
+//! read and checked, and renamed into place only once the checks pass.
 //! An automation token acts within its scopes ([`crate::auth::token`]) and
 //! its owner's role, both checked here; its id and name go on the events
 //! and audit entries of what it did.
@@ -22,7 +24,7 @@ use crate::bundle;
 use crate::bundle::outline::KernelCode;
 use crate::error::Chain;
 use crate::identity::{self, Action, Actor, IdentityError, IdentityName, Role};
-use crate::store::{Store, StoreError, layout};
+use crate::store::{PreparedFile, RecordGuard, Store, StoreError, layout};
 use crate::time::Timestamp;
 
 /// The identities whose packages may contain kernel JavaScript by default.
@@ -97,8 +99,9 @@ impl Packages {
         // Packages sharing a file name share this lock, taken before their
         // own: two of them cannot both pass the check below at once.
         let _file_name = store.lock(&layout::file_name_lock(&name));
-        let _guard = store.lock(&path);
-        let existing = self.read_record(store, &name)?;
+        let guard = store.lock(&path);
+        let (existing, prepared) = self.read_record_preparing(store, &guard, &name, outline.version, upload.bytes);
+        let existing = existing?;
         if existing.is_none()
             && let Some(twin) = self.catalog.file_name_twin(&name)
         {
@@ -158,9 +161,42 @@ impl Packages {
                 version: version.version.to_string(),
             },
         ));
-        self.write_version(store, &mut record, &version, upload.bytes, token.as_ref())
+        let bundle = prepared.unwrap_or_else(|| {
+            store.prepare_bytes(&guard, &layout::version_bundle(&name, version.version), upload.bytes)
+        });
+        self.write_version(store, &mut record, &version, bundle, token.as_ref())
             .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
         Ok((name, Published::Created(version)))
+    }
+
+    /// The package's record, read while another thread writes and fsyncs
+    /// the new bundle beside it (its fsync then costs no time of its own).
+    /// A package's first publish prepares nothing here: its directory is
+    /// made only once the publish passed every check.
+    #[allow(clippy::type_complexity)]
+    fn read_record_preparing(
+        &self,
+        store: &Store,
+        held: &RecordGuard,
+        name: &PackageName,
+        version: Version,
+        bytes: &[u8],
+    ) -> (
+        Result<Option<PackageRecord>, StoreError>,
+        Option<Result<PreparedFile, StoreError>>,
+    ) {
+        if self.catalog.get(name).is_none() {
+            return (self.read_record(store, name), None);
+        }
+        std::thread::scope(|scope| {
+            let bundle = layout::version_bundle(name, version);
+            let preparing = scope.spawn(move || store.prepare_bytes(held, &bundle, bytes));
+            let existing = self.read_record(store, name);
+            let prepared = preparing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (existing, Some(prepared))
+        })
     }
 
     /// Stages a new version's bundle beside `record`, then commits it there.
@@ -171,7 +207,7 @@ impl Packages {
         store: &Store,
         record: &mut PackageRecord,
         version: &VersionRecord,
-        bundle: &[u8],
+        bundle: Result<PreparedFile, StoreError>,
         token: Option<&TokenRef>,
     ) -> Result<(), StoreError> {
         let first = record.versions.is_empty();
@@ -179,7 +215,7 @@ impl Packages {
         if first {
             store.write_bytes(&marker, b"")?;
         }
-        store.stage_bytes(&layout::version_bundle(&record.name, version.version), bundle)?;
+        store.stage(bundle?)?;
         record.versions.push(version.clone());
         record.versions.sort_by_key(|version| version.version);
         self.commit(store, record, EventKind::Publish, &[version.version], token)?;

@@ -14,7 +14,7 @@ use super::faults::{self, Point};
 use super::safe_fs;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `relative` below `root`, replacing any file there.
 pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -25,18 +25,38 @@ pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()
     Ok(())
 }
 
-/// Writes `bytes` to `relative` as [`write`] does, but leaves its directory
-/// unsynced: the file is durable once a later [`write`] in the same
-/// directory (the change's commit) fsyncs it. A publish stages its bundle
-/// this way beside the package record, so one directory fsync covers both;
-/// the two renames reach the journal in order, so a record that survives a
-/// power loss has its bundle.
-pub(super) fn stage(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
-    place(root, relative, bytes).map(drop)
+/// A file written and fsynced under a temporary name in its destination's
+/// directory, not renamed yet: [`Prepared::stage`] puts it in place, and
+/// dropping it removes the temporary file. A publish prepares its bundle
+/// while it reads and checks the package record, so the bundle's fsync
+/// costs no time of its own.
+pub struct Prepared {
+    temp: tempfile::NamedTempFile,
+    destination: PathBuf,
+    dir: PathBuf,
+}
+
+impl Prepared {
+    /// Renames the file into place and leaves its directory unsynced: the
+    /// file is durable once a later [`write`] in the same directory (the
+    /// change's commit) fsyncs it. A publish stages its bundle this way
+    /// beside the package record, so one directory fsync covers both; the
+    /// two renames reach the disk in order, so a record that survives a
+    /// power loss has its bundle.
+    pub(super) fn stage(self) -> io::Result<(PathBuf, PathBuf)> {
+        self.temp.persist(&self.destination).map_err(|err| err.error)?;
+        Ok((self.destination, self.dir))
+    }
 }
 
 /// Temp file, fsync, rename: returns the destination and its directory.
-fn place(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+fn place(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
+    prepare(root, relative, bytes)?.stage()
+}
+
+/// Creates the directories on the way, then writes `bytes` to a temporary
+/// file beside `relative` and fsyncs it.
+pub(super) fn prepare(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<Prepared> {
     let parent = relative
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a record needs a parent directory"))?;
@@ -59,8 +79,7 @@ fn place(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<(std::path::P
     safe_fs::make_private(temp.as_file())?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
-    temp.persist(&destination).map_err(|err| err.error)?;
-    Ok((destination, dir))
+    Ok(Prepared { temp, destination, dir })
 }
 
 /// The exit status of a process that stopped because an fsync failed after a

@@ -232,13 +232,38 @@ impl Store {
         write_file(&self.root, path, bytes)
     }
 
-    /// Writes a file that the next [`Store::write_json`] in the same
-    /// directory commits (see `atomic::stage`): until then a crash may leave
-    /// it or not, and start-up removes it if no record names it.
-    pub fn stage_bytes(&self, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Writes and fsyncs `bytes` under a temporary name beside `path`, for
+    /// [`Store::stage`] to put in place later (see `atomic::Prepared`).
+    /// Called under the record lock `held`, perhaps from a thread the
+    /// lock's holder waits for: that lock carries the writers' gate, and
+    /// taking the gate again here, on another thread, could queue behind a
+    /// snapshot that waits for the holder.
+    pub fn prepare_bytes(
+        &self,
+        held: &RecordGuard,
+        path: &RecordPath,
+        bytes: &[u8],
+    ) -> Result<PreparedFile, StoreError> {
+        let _ = held;
+        let prepared = atomic::prepare(&self.root, path.as_path(), bytes)
+            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))?;
+        Ok(PreparedFile {
+            prepared,
+            path: path.clone(),
+        })
+    }
+
+    /// Puts a prepared file in place for the next [`Store::write_json`] in
+    /// the same directory to commit (see `atomic::Prepared::stage`): until
+    /// then a crash may leave it or not, and start-up removes it if no
+    /// record names it.
+    pub fn stage(&self, file: PreparedFile) -> Result<(), StoreError> {
         let _gate = WriterGate::enter(&self.root);
-        atomic::stage(&self.root, path.as_path(), bytes)
-            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))
+        let full = self.full_path(&file.path);
+        file.prepared
+            .stage()
+            .map(drop)
+            .map_err(StoreError::io(Operation::Write, &full))
     }
 
     /// Removes a record durably; `false` when it did not exist. A link in
@@ -448,6 +473,13 @@ impl Store {
 pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
     let _gate = WriterGate::enter(root);
     atomic::write(root, path.as_path(), bytes).map_err(StoreError::io(Operation::Write, &root.join(path.as_path())))
+}
+
+/// A file written and fsynced beside its destination, not yet in place
+/// ([`Store::prepare_bytes`]); dropped, it removes its temporary file.
+pub struct PreparedFile {
+    prepared: atomic::Prepared,
+    path: RecordPath,
 }
 
 /// A record lock plus the writers' gate.
