@@ -7,7 +7,9 @@
 //! published to, so removing that package before a run leaves the event
 //! log without a gap.
 
-use super::{Load, Nginx, RunningRegistry, TOKEN, compare, free_port, http, http_get, median, synthetic_bundle, wrk};
+use super::{
+    Load, Nginx, RunningRegistry, TOKEN, compare, free_port, http, http_get, median, synthetic_bundle, wrk_pair,
+};
 use gren_registry_core::package::{PackageName, Version};
 use gren_registry_core::store::layout;
 use std::net::TcpStream;
@@ -112,8 +114,12 @@ pub(crate) fn rows(
 
     let bundle = "/packages/gren-lang/core/7.0.0/bundle";
     http_get(varnish.port, bundle);
-    let hits = wrk(&varnish.url(bundle), 16, seconds, None);
-    let theirs = wrk(&nginx.url("/gren_lang_core__7_0_0.pkg.gz"), 16, seconds, None);
+    let (hits, theirs) = wrk_pair(
+        &varnish.url(bundle),
+        &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
+        16,
+        seconds,
+    );
     rows.push(through(
         "Bundle download through Varnish (hits), 16 connections",
         &hits,
@@ -123,8 +129,7 @@ pub(crate) fn rows(
     let page = "/packages/author-000/pkg-00000";
     let body = http_get(varnish.port, page);
     std::fs::write(nginx.root.join("static-cdn.json"), &body).unwrap();
-    let hits = wrk(&varnish.url(page), 16, seconds, None);
-    let theirs = wrk(&nginx.url("/static-cdn.json"), 16, seconds, None);
+    let (hits, theirs) = wrk_pair(&varnish.url(page), &nginx.url("/static-cdn.json"), 16, seconds);
     let label = format!(
         "GET /packages/<a>/<p> through Varnish (hits, {} bytes), 16 connections",
         body.len()

@@ -138,8 +138,12 @@ fn main() {
 
     // 1. Bundle download.
     let bundle = "/packages/gren-lang/core/7.0.0/bundle";
-    let ours = wrk(&server.url(bundle), 16, settings.seconds, None);
-    let theirs = wrk(&nginx.url("/gren_lang_core__7_0_0.pkg.gz"), 16, settings.seconds, None);
+    let (ours, theirs) = wrk_pair(
+        &server.url(bundle),
+        &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
+        16,
+        settings.seconds,
+    );
     rows.push(compare(
         "Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections",
         &ours,
@@ -148,12 +152,11 @@ fn main() {
     ));
     // Thousands of clients at once (a CI fleet): every answer a 2xx.
     for connections in [256, 1000] {
-        let ours = wrk(&server.url(bundle), connections, settings.seconds, None);
-        let theirs = wrk(
+        let (ours, theirs) = wrk_pair(
+            &server.url(bundle),
             &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
             connections,
             settings.seconds,
-            None,
         );
         rows.push(compare(
             &format!("Bundle download (gren-lang/core 7.0.0, 103 KB), {connections} connections"),
@@ -177,8 +180,7 @@ fn main() {
         let body = http_get(server.port, &path);
         let file = format!("/static-{}.json", rows.len());
         std::fs::write(nginx.root.join(&file[1..]), &body).unwrap();
-        let ours = wrk(&server.url(&path), 16, settings.seconds, None);
-        let theirs = wrk(&nginx.url(&file), 16, settings.seconds, None);
+        let (ours, theirs) = wrk_pair(&server.url(&path), &nginx.url(&file), 16, settings.seconds);
         let mut row = compare(
             &format!("{label} ({} bytes), 16 connections", body.len()),
             &ours,
@@ -192,8 +194,7 @@ fn main() {
         );
         rows.push(row);
         if label == "GET /packages/<a>/<p>" {
-            let ours = wrk(&server.url(&path), 1000, settings.seconds, None);
-            let theirs = wrk(&nginx.url(&file), 1000, settings.seconds, None);
+            let (ours, theirs) = wrk_pair(&server.url(&path), &nginx.url(&file), 1000, settings.seconds);
             let label = format!("{label} ({} bytes), 1000 connections", body.len());
             rows.push(compare(&label, &ours, &theirs, 0.8));
         }
@@ -725,6 +726,42 @@ struct Load {
     failures: u64,
 }
 
+/// Rounds of a comparison with nginx: see [`wrk_pair`].
+const ROUNDS: u64 = 3;
+
+/// wrk against `ours` and `theirs` in turn, [`ROUNDS`] times, each side
+/// for `seconds` in all (whole seconds a round), the side going first
+/// alternating: a loaded
+/// machine's drift (a noisy neighbour, a frequency change) then weighs on
+/// both sides alike, where one long run of each put all of it on one.
+/// Throughput and mean latency are the rounds' means, p99 their median.
+fn wrk_pair(ours: &str, theirs: &str, connections: usize, seconds: u64) -> (Load, Load) {
+    let round = (seconds / ROUNDS).max(1);
+    let (mut ours_runs, mut theirs_runs) = (Vec::new(), Vec::new());
+    for index in 0..ROUNDS {
+        if index % 2 == 0 {
+            ours_runs.push(wrk(ours, connections, round, None));
+            theirs_runs.push(wrk(theirs, connections, round, None));
+        } else {
+            theirs_runs.push(wrk(theirs, connections, round, None));
+            ours_runs.push(wrk(ours, connections, round, None));
+        }
+    }
+    (Load::merged(&ours_runs), Load::merged(&theirs_runs))
+}
+
+impl Load {
+    fn merged(runs: &[Load]) -> Load {
+        let mean = |field: fn(&Load) -> f64| runs.iter().map(field).sum::<f64>() / runs.len() as f64;
+        Load {
+            requests_per_second: mean(|run| run.requests_per_second),
+            mean_ms: mean(|run| run.mean_ms),
+            p99_ms: median(runs.iter().map(|run| run.p99_ms).collect()),
+            failures: runs.iter().map(|run| run.failures).sum(),
+        }
+    }
+}
+
 /// Runs wrk (2 threads) and reads its summary.
 fn wrk(url: &str, connections: usize, seconds: u64, script: Option<&Path>) -> Load {
     if let Some(script) = script {
@@ -976,9 +1013,10 @@ fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured by `bench/run` on {} ({} packages × {VERSIONS_PER_PACKAGE} versions = {versions} synthetic versions plus the 12 real bundles; wrk, 2 threads, {} s per run, on loopback; the registry's release build logging every request to a file, nginx with its access log on).\n",
+        "Measured by `bench/run` on {} ({} packages × {VERSIONS_PER_PACKAGE} versions = {versions} synthetic versions plus the 12 real bundles; wrk, 2 threads, on loopback; each comparison {ROUNDS} alternating rounds of {} s a side, the other rows {} s; the registry's release build writing its log, one line a request, straight to a file, nginx with its access log on).\n",
         Timestamp::now(),
         settings.packages,
+        (settings.seconds / ROUNDS).max(1),
         settings.seconds
     );
     let _ = writeln!(out, "Machine: {}\n", machine());

@@ -206,9 +206,44 @@ impl PackageRecord {
 #[derive(Default)]
 pub struct Catalog {
     packages: RwLock<BTreeMap<String, Arc<PackageRecord>>>,
-    /// `GET /packages/<a>/<p>` answers, serialized once per change: the
-    /// most frequent metadata request costs a copy, not a serialization.
-    views: RwLock<HashMap<String, PageView>>,
+    /// `GET /packages/<a>/<p>` answers and the version answers of `latest`
+    /// and `previous`, serialized once per change: the most frequent
+    /// metadata requests cost a copy, not a serialization and a hash.
+    views: RwLock<HashMap<String, PackageViews>>,
+}
+
+/// What [`Catalog`] keeps serialized of one package until it changes: its
+/// page, and the answer about each version a query has named (at most one
+/// per version, about 300 bytes each).
+#[derive(Default)]
+struct PackageViews {
+    page: Option<PageView>,
+    versions: HashMap<Version, PageView>,
+}
+
+/// Which of a package's [`PackageViews`].
+#[derive(Clone, Copy)]
+enum ViewOf {
+    Page,
+    Version(Version),
+}
+
+impl PackageViews {
+    fn get(&self, of: ViewOf) -> Option<&PageView> {
+        match of {
+            ViewOf::Page => self.page.as_ref(),
+            ViewOf::Version(version) => self.versions.get(&version),
+        }
+    }
+
+    fn set(&mut self, of: ViewOf, view: PageView) {
+        match of {
+            ViewOf::Page => self.page = Some(view),
+            ViewOf::Version(version) => {
+                self.versions.insert(version, view);
+            }
+        }
+    }
 }
 
 impl Catalog {
@@ -304,16 +339,35 @@ impl Catalog {
     /// The JSON of a package's page ([`crate::api::PackagePage`]), with its
     /// strong validator.
     pub fn view(&self, record: &PackageRecord) -> PageView {
-        let key = record.name.key();
-        if let Some(view) = read_ignoring_poison(&self.views).get(&key) {
-            return view.clone();
-        }
-        let view = crate::api::PackagePage {
+        let page = || crate::api::PackagePage {
             name: Cow::Borrowed(&record.name),
             private: record.private,
             versions: Cow::Borrowed(&record.versions),
         };
-        let bytes = serde_json::to_vec(&view).expect("records serialize");
+        self.cached(record, ViewOf::Page, page)
+    }
+
+    /// The JSON of the answer about `version` of `record` that `latest` and
+    /// `previous` give ([`crate::api::VersionAnswer`]), with its strong
+    /// validator.
+    pub fn version_view(&self, record: &PackageRecord, version: &VersionRecord) -> PageView {
+        let answer = || crate::api::VersionAnswer {
+            name: Cow::Borrowed(&record.name),
+            version: Cow::Borrowed(version),
+        };
+        self.cached(record, ViewOf::Version(version.version), answer)
+    }
+
+    /// `record`'s view `of`, made from `answer` unless cached.
+    fn cached<T: serde::Serialize>(&self, record: &PackageRecord, of: ViewOf, answer: impl FnOnce() -> T) -> PageView {
+        let key = record.name.key();
+        if let Some(view) = read_ignoring_poison(&self.views)
+            .get(&key)
+            .and_then(|views| views.get(of))
+        {
+            return view.clone();
+        }
+        let bytes = serde_json::to_vec(&answer()).expect("records serialize");
         let view = PageView {
             etag: format!("\"{}\"", crate::auth::secret::sha256_hex(&bytes)).into(),
             bytes: Arc::new(bytes),
@@ -322,7 +376,10 @@ impl Catalog {
         // Holding the packages lock keeps the next put out until it is cached.
         let packages = read_ignoring_poison(&self.packages);
         if packages.get(&key).is_some_and(|now| std::ptr::eq(&**now, record)) {
-            write_ignoring_poison(&self.views).insert(key, view.clone());
+            write_ignoring_poison(&self.views)
+                .entry(key)
+                .or_default()
+                .set(of, view.clone());
         }
         view
     }
@@ -887,5 +944,40 @@ mod tests {
             v("3.1.0"),
             "revoked versions are skipped"
         );
+    }
+
+    #[test]
+    fn version_answers_are_kept_serialized_until_the_package_changes() {
+        let catalog = Catalog::default();
+        let mut record = record(&[("1.0.0", "0.6.0 <= v < 0.7.0", "common", false)]);
+        catalog.put(record.clone());
+        let before = catalog.get(&record.name).unwrap();
+        let first = catalog.version_view(&before, &before.versions[0]);
+        let again = catalog.version_view(&before, &before.versions[0]);
+        assert!(
+            Arc::ptr_eq(&first.bytes, &again.bytes),
+            "the second answer is the kept one"
+        );
+        assert_eq!(
+            &*first.etag,
+            format!("\"{}\"", crate::auth::secret::sha256_hex(&first.bytes))
+        );
+
+        record.versions[0].revoked = Some(Revocation {
+            at: Timestamp::now(),
+            reason: "broken".into(),
+        });
+        catalog.put(record);
+        // A request still holding the old record gets its answer, which is
+        // not kept: it would hide the change from everyone after it.
+        let late = catalog.version_view(&before, &before.versions[0]);
+        assert_eq!(late.etag, first.etag);
+        let after = catalog.get(&before.name).unwrap();
+        let changed = catalog.version_view(&after, &after.versions[0]);
+        assert_ne!(changed.etag, first.etag);
+        let answer: serde_json::Value = serde_json::from_slice(&changed.bytes).unwrap();
+        assert_eq!(answer["revoked"]["reason"], "broken", "{answer}");
+        let now = catalog.version_view(&after, &after.versions[0]);
+        assert!(Arc::ptr_eq(&now.bytes, &changed.bytes));
     }
 }

@@ -197,7 +197,9 @@ pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response
     Ok(private_if(record.private, page))
 }
 
-fn version_answer(record: &PackageRecord, version: &VersionRecord) -> Response {
+/// A revocation's answer: the version as it is now. Serialized here, not
+/// cached: the catalog's view of the package changed with the revocation.
+fn revocation_answer(record: &PackageRecord, version: &VersionRecord) -> Response {
     let answer = Response::json(
         200,
         &VersionAnswer {
@@ -205,6 +207,14 @@ fn version_answer(record: &PackageRecord, version: &VersionRecord) -> Response {
             version: Cow::Borrowed(version),
         },
     );
+    private_if(record.private, answer)
+}
+
+/// The answer of `latest` and `previous`: serialized once per change, as
+/// the package's page is.
+fn version_answer(app: &App, record: &PackageRecord, version: &VersionRecord) -> Response {
+    let view = app.packages.catalog.version_view(record, version);
+    let answer = Response::json_bytes(200, view.bytes).with_header("ETag", view.etag.to_string());
     private_if(record.private, answer)
 }
 
@@ -241,7 +251,7 @@ pub fn latest(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
             format!("{} has no unrevoked version that fits.", record.name),
         )
     })?;
-    Ok(version_answer(&record, found))
+    Ok(version_answer(app, &record, found))
 }
 
 pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -253,7 +263,7 @@ pub fn previous(app: &App, request: &Request, caller: &Caller) -> ApiResult<Resp
             format!("{} has no unrevoked version below {version}.", record.name),
         )
     })?;
-    Ok(version_answer(&record, found))
+    Ok(version_answer(app, &record, found))
 }
 
 pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
@@ -352,7 +362,7 @@ fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) 
                 .iter()
                 .find(|record| record.version == version)
                 .expect("the version exists");
-            Ok(version_answer(&record, revoked))
+            Ok(revocation_answer(&record, revoked))
         }
         None => Ok(Response::json(
             200,
