@@ -30,7 +30,7 @@ pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()
 /// dropping it removes the temporary file. A publish prepares its bundle
 /// while it reads and checks the package record, so the bundle's fsync
 /// costs no time of its own.
-pub struct Prepared {
+pub(super) struct Prepared {
     temp: tempfile::NamedTempFile,
     destination: PathBuf,
     dir: PathBuf,
@@ -41,7 +41,7 @@ impl Prepared {
     /// file is durable once a later [`write`] in the same directory (the
     /// change's commit) fsyncs it. A publish stages its bundle this way
     /// beside the package record, so one directory fsync covers both; the
-    /// two renames reach the disk in order, so a record that survives a
+    /// two renames reach the journal in order, so a record that survives a
     /// power loss has its bundle.
     pub(super) fn stage(self) -> io::Result<(PathBuf, PathBuf)> {
         self.temp.persist(&self.destination).map_err(|err| err.error)?;

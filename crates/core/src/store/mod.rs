@@ -238,7 +238,7 @@ impl Store {
     /// lock's holder waits for: that lock carries the writers' gate, and
     /// taking the gate again here, on another thread, could queue behind a
     /// snapshot that waits for the holder.
-    pub fn prepare_bytes(
+    pub(crate) fn prepare_bytes(
         &self,
         held: &RecordGuard,
         path: &RecordPath,
@@ -257,7 +257,7 @@ impl Store {
     /// the same directory to commit (see `atomic::Prepared::stage`): until
     /// then a crash may leave it or not, and start-up removes it if no
     /// record names it.
-    pub fn stage(&self, file: PreparedFile) -> Result<(), StoreError> {
+    pub(crate) fn stage(&self, file: PreparedFile) -> Result<(), StoreError> {
         let _gate = WriterGate::enter(&self.root);
         let full = self.full_path(&file.path);
         file.prepared
@@ -477,7 +477,7 @@ pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> Result<(), St
 
 /// A file written and fsynced beside its destination, not yet in place
 /// ([`Store::prepare_bytes`]); dropped, it removes its temporary file.
-pub struct PreparedFile {
+pub(crate) struct PreparedFile {
     prepared: atomic::Prepared,
     path: RecordPath,
 }
