@@ -186,3 +186,28 @@ fn a_download_the_client_stops_reading_is_logged_as_aborted() {
         server.log()
     );
 }
+
+#[test]
+fn request_lines_reach_the_log_in_batches_in_order_and_all_by_the_stop() {
+    let server = Server::start();
+    for _ in 0..3 {
+        assert_eq!(server.get("/health", None).status, 200);
+    }
+    // Gathered, then written within a moment.
+    assert_logged(&server, &["GET /health 200"]);
+    assert_eq!(server.get("/packages/nobody/nothing", None).status, 404);
+    // The request line is logged once its answer is out: let it be.
+    std::thread::sleep(Duration::from_millis(20));
+    // A warning is written at once, after the request lines before it.
+    assert_eq!(answer_to(&server, 10, b"NOT HTTP\r\n\r\n"), 400);
+    assert_logged(&server, &["WARN", "400 malformed_request"]);
+    let log = server.log();
+    let request = log.find("GET /packages/nobody/nothing 404").expect("the request line");
+    let warning = log.find("400 malformed_request").unwrap();
+    assert!(request < warning, "the log keeps its order:\n{log}");
+    // Nothing gathered is lost when the registry stops.
+    assert_eq!(server.get("/health", None).status, 200);
+    let (status, log) = server.stop_with_log();
+    assert!(status.success(), "{log}");
+    assert_eq!(log.matches("GET /health 200").count(), 4, "{log}");
+}

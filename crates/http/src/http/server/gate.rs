@@ -592,7 +592,7 @@ impl hyper::rt::Write for Gate {
         ready!(Pin::new(&mut this.stream).poll_flush(cx))?;
         if let Some(outgoing) = this.link.take_if_complete() {
             if !outgoing.warned {
-                log::info!("{} {}", outgoing.line, outgoing.took());
+                log::info!(target: gren_registry_core::logging::ACCESS, "{} {}", outgoing.line, outgoing.took());
             }
             this.awaiting_response = false;
             this.served = true;
