@@ -557,10 +557,47 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     );
     assert_eq!(ask("erase", &format!("protocol=http\nhost={host}\n\n")), "");
 
+    // Fetches from GitHub go to the registry; pushes still go to GitHub.
+    let repository = developer.home.path().join("pushing");
+    assert!(
+        developer
+            .git(&["init", "--quiet", repository.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let in_repository = |args: &[&str]| {
+        let mut all = vec!["-C", repository.to_str().unwrap()];
+        all.extend_from_slice(args);
+        text(&developer.git(&all).stdout)
+    };
+    in_repository(&["remote", "add", "origin", "https://github.com/a/b.git"]);
+    let fetch_url = in_repository(&["remote", "get-url", "origin"]);
+    assert_eq!(fetch_url, format!("{}/git/a/b.git\n", server.base));
+    let push_url = in_repository(&["remote", "get-url", "--push", "origin"]);
+    assert_eq!(push_url, "https://github.com/a/b.git\n");
+
     let removed = developer.registry_command(&["setup-git", "--remove"]);
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     let left = std::fs::read_to_string(developer.gitconfig()).unwrap();
     assert!(!left.contains(&server.base), "{left}");
+    assert!(!left.to_ascii_lowercase().contains("pushinsteadof"), "{left}");
+
+    // Someone who pushes to GitHub over SSH keeps doing so: no rule of ours
+    // is added beside theirs, and removing ours leaves theirs.
+    let theirs = "url.git@github.com:.pushInsteadOf";
+    assert!(
+        developer
+            .git(&["config", "--global", theirs, "https://github.com/"])
+            .status
+            .success()
+    );
+    developer.setup_git();
+    let push_url = in_repository(&["remote", "get-url", "--push", "origin"]);
+    assert_eq!(push_url, "git@github.com:a/b.git\n");
+    let removed = developer.registry_command(&["setup-git", "--remove"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let kept = developer.git(&["config", "--global", "--get-all", theirs]);
+    assert_eq!(text(&kept.stdout), "https://github.com/\n");
 }
 
 #[test]

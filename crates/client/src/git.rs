@@ -6,13 +6,18 @@
 //! ```text
 //! [url "<registry>/git/"]
 //!     insteadOf = https://github.com/
+//! [url "https://github.com/"]
+//!     pushInsteadOf = https://github.com/
 //! [credential "<registry>"]
 //!     helper =
 //!     helper = !'<this program>' git-credential --registry '<registry>'
 //! ```
 //!
 //! The registry redirects authors it does not know to GitHub, so the rest of
-//! the ecosystem still installs. The empty `helper` clears helpers named
+//! the ecosystem still installs. The `pushInsteadOf` gives a push to GitHub
+//! a push URL of its own (itself), which git does not send through the
+//! fetch rewrite: pushes still go to GitHub. It is not added when another
+//! `pushInsteadOf` already sends GitHub's pushes somewhere (SSH, say). The empty `helper` clears helpers named
 //! before for this registry (a keychain must not answer with, or store, an
 //! old token); ours reads the token from `~/.gren/user` when git asks, so no
 //! token is ever written into `.gitconfig`. `setup-git` can run again
@@ -24,6 +29,9 @@ use std::io::BufRead;
 use std::process::Command;
 
 const GITHUB: &str = "https://github.com/";
+/// `GITHUB` as a value pattern of `git config`: only our own entry is
+/// replaced or removed, never another the user keeps under the same key.
+const GITHUB_EXACTLY: &str = r"^https://github\.com/$";
 
 pub fn set_up(registry: &str) -> CliResult<()> {
     // For the registry one is logged in to: its token serves private packages.
@@ -32,12 +40,19 @@ pub fn set_up(registry: &str) -> CliResult<()> {
     let insteadof = format!("url.{base}.insteadOf");
     let helper = format!("credential.{registry}.helper");
     git_config(&["--replace-all", &insteadof, GITHUB])?;
+    let pushes_elsewhere = !other_rewrites(GITHUB, "pushinsteadof")?.is_empty();
+    if !pushes_elsewhere {
+        git_config(&["--replace-all", &push_rewrite(), GITHUB, GITHUB_EXACTLY])?;
+    }
     unset_all(&helper)?;
     git_config(&["--add", &helper, ""])?;
     git_config(&["--add", &helper, &helper_command(registry)?])?;
     println!("Set up git (your global configuration, ~/.gitconfig or $GIT_CONFIG_GLOBAL):");
     println!("  {insteadof} = {GITHUB}: the Gren compiler fetches packages from {registry};");
     println!("    packages of authors it does not have come from GitHub through it.");
+    if !pushes_elsewhere {
+        println!("  {} = {GITHUB}: pushes to GitHub still go to GitHub.", push_rewrite());
+    }
     println!("  {helper}: `gren-registry git-credential` gives git your login for private packages;");
     println!("    no token is written into the configuration.");
     println!("Undo with `gren-registry setup-git --remove`.");
@@ -50,8 +65,10 @@ pub fn set_up(registry: &str) -> CliResult<()> {
 pub fn remove(registry: &str) -> CliResult<()> {
     let base = format!("{registry}/git/");
     unset_all(&format!("url.{base}.insteadOf"))?;
+    git_config(&["--unset-all", &push_rewrite(), GITHUB_EXACTLY])?;
     unset_all(&format!("credential.{registry}.helper"))?;
     remove_section_if_empty(&format!("url.{base}"))?;
+    remove_section_if_empty(&format!("url.{GITHUB}"))?;
     remove_section_if_empty(&format!("credential.{registry}"))?;
     println!(
         "Removed from your global git configuration: the {GITHUB} rewrite to {registry} and its credential helper."
@@ -152,12 +169,24 @@ fn remove_section_if_empty(section: &str) -> CliResult<()> {
 
 /// Other URLs that git sends https://github.com/ to.
 fn other_github_rewrites(base: &str) -> CliResult<Vec<String>> {
-    let listed = git_config(&["--get-regexp", r"^url\..*\.insteadof$"])?;
+    other_rewrites(base, "insteadof")
+}
+
+/// The URLs other than `base` whose rewrite `kind` (`insteadof`,
+/// `pushinsteadof`) takes https://github.com/.
+fn other_rewrites(base: &str, kind: &str) -> CliResult<Vec<String>> {
+    let listed = git_config(&["--get-regexp", &format!(r"^url\..*\.{kind}$")])?;
+    let suffix = format!(".{kind}");
     Ok(String::from_utf8_lossy(&listed.stdout)
         .lines()
         .filter_map(|line| line.split_once(' '))
         .filter(|(_, value)| *value == GITHUB)
-        .filter_map(|(key, _)| key.strip_prefix("url.")?.strip_suffix(".insteadof").map(str::to_string))
+        .filter_map(|(key, _)| key.strip_prefix("url.")?.strip_suffix(&suffix).map(str::to_string))
         .filter(|url| url != base)
         .collect())
+}
+
+/// The key of the rewrite that keeps pushes to GitHub going to GitHub.
+fn push_rewrite() -> String {
+    format!("url.{GITHUB}.pushInsteadOf")
 }
