@@ -18,7 +18,8 @@
 //! once the cache answered 2xx. A cache that is down gets its purges when it
 //! answers again, in order, and each cache has its own thread and backoff,
 //! so one that is down holds up no other. Pending events are purged in
-//! batches of up to 100 (one request, their packages' keys). A cache seen
+//! batches of up to 100 (one request, their packages' keys), cut shorter
+//! where their keys would pass [`MAX_KEYS_HEADER`] bytes. A cache seen
 //! for the first time starts at the log's head: an empty cache holds
 //! nothing stale.
 
@@ -70,14 +71,13 @@ fn purge_until_stopped(app: &App, url: &str) {
     let secret = app.config.cache_purge_secret.as_deref().unwrap_or_default();
     let header = app.config.cache_purge_header.as_str();
     outbox.follow_until_stopped(app, |batch| {
-        let keys = keys_of(batch);
+        let (keys, last) = keys_of(batch);
         let sent = agent
             .post(url)
             .header("Surrogate-Key", &keys)
             .header(header, secret)
             .send_empty()
             .map_err(|err| err.to_string());
-        let last = batch.last().map_or(0, |event| event.seq);
         match sent.map(|answer| answer.status().as_u16()) {
             Ok(200..=299) => Ok(last),
             Ok(status) => Err(format!(
@@ -90,8 +90,74 @@ fn purge_until_stopped(app: &App, url: &str) {
     });
 }
 
-/// The keys a batch of events makes stale, each once, space-separated.
-fn keys_of(batch: &[Event]) -> String {
-    let keys: BTreeSet<String> = batch.iter().flat_map(|event| purge_keys(&event.package)).collect();
-    keys.into_iter().collect::<Vec<_>>().join(" ")
+/// The longest `Surrogate-Key` header a purge sends: Varnish refuses a
+/// request header over 8 KB (`http_req_hdr_len`) by default, and a refused
+/// purge would be retried, refused, for ever.
+const MAX_KEYS_HEADER: usize = 4096;
+
+/// The keys the first events of `batch` make stale, each once,
+/// space-separated, and the sequence number of the last of those events:
+/// as many events as keep the keys within [`MAX_KEYS_HEADER`], and at least
+/// the first (a package's two keys are far shorter).
+fn keys_of(batch: &[Event]) -> (String, u64) {
+    let mut keys = BTreeSet::new();
+    let mut length = 0;
+    let mut last = None;
+    for event in batch {
+        let new: Vec<String> = purge_keys(&event.package)
+            .into_iter()
+            .filter(|key| !keys.contains(key))
+            .collect();
+        // Each key and the space before it (the first has none: hence + 1).
+        let added: usize = new.iter().map(|key| key.len() + 1).sum();
+        if last.is_some() && length + added > MAX_KEYS_HEADER + 1 {
+            break;
+        }
+        length += added;
+        keys.extend(new);
+        last = Some(event.seq);
+    }
+    let keys = keys.into_iter().collect::<Vec<_>>().join(" ");
+    (keys, last.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gren_registry_core::package::PackageName;
+    use gren_registry_core::package::events::EventKind;
+    use gren_registry_core::time::Timestamp;
+
+    fn event(seq: u64, package: &str) -> Event {
+        Event {
+            seq,
+            at: Timestamp::now(),
+            kind: EventKind::Private,
+            package: PackageName::parse(package).unwrap(),
+            version: None,
+            sha256: String::new(),
+            token: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_purges_each_key_once() {
+        let batch = [event(7, "a/x"), event(8, "b/y"), event(9, "a/x")];
+        assert_eq!(keys_of(&batch), ("listings p:a/x p:b/y".to_string(), 9));
+    }
+
+    #[test]
+    fn a_batch_whose_keys_would_not_fit_one_header_is_cut_short() {
+        let long = "p".repeat(90);
+        let batch: Vec<Event> = (1..=100)
+            .map(|seq| event(seq, &format!("author-{seq:03}/{long}")))
+            .collect();
+        let (keys, last) = keys_of(&batch);
+        assert!(keys.len() <= MAX_KEYS_HEADER, "{} bytes", keys.len());
+        assert!((30..100).contains(&last), "cut after event {last}");
+        // The events purged are exactly those up to `last`.
+        assert_eq!(keys.split(' ').count(), last as usize + 1);
+        assert!(keys.contains(&format!("p:author-{last:03}/")));
+        assert!(!keys.contains(&format!("p:author-{:03}/", last + 1)));
+    }
 }
