@@ -303,6 +303,7 @@ fn assert_all_timed_out(conns: &mut [HttpConn], began: Instant, within: Duration
 fn stalled_heads_and_bodies_are_cut_off_after_the_request_timeout() {
     let server = timeout_server();
     let idle_threads = server.threads();
+    let idle_files = server.open_files();
 
     // Eight heads that never end: every slot is taken...
     let began = Instant::now();
@@ -318,6 +319,12 @@ fn stalled_heads_and_bodies_are_cut_off_after_the_request_timeout() {
         server.threads(),
         idle_threads,
         "the timed-out connections' threads ended"
+    );
+    // A slot is given back once the server has seen its connection end.
+    let files = server.open_files_down_to(idle_files, Duration::from_secs(2));
+    assert!(
+        files <= idle_files,
+        "the timed-out connections closed: {files} files, {idle_files} before"
     );
 
     // ...and eight bodies that stop after 10 of 100 bytes.

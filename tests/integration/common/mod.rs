@@ -242,6 +242,13 @@ impl Server {
         self.wait_for_count(within, Server::open_files, |now| now >= files)
     }
 
+    /// Waits up to `within` for the open files to fall to `files` (a
+    /// connection's slot and socket go a moment after its client closed
+    /// it); returns the last count seen.
+    pub fn open_files_down_to(&self, files: usize, within: Duration) -> usize {
+        self.wait_for_count(within, Server::open_files, |now| now <= files)
+    }
+
     fn wait_for_count(&self, within: Duration, count: fn(&Server) -> usize, enough: impl Fn(usize) -> bool) -> usize {
         let deadline = Instant::now() + within;
         loop {
