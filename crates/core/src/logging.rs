@@ -26,7 +26,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The target of the request lines, which are written in batches.
@@ -39,35 +39,6 @@ pub const ACCESS_BUFFER: usize = 16 * 1024;
 /// Request lines not written yet; every write to the log holds it, so that
 /// lines leave in the order they were logged.
 static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-/// Standard error as a plain `File`, written without std's lock. A copy of
-/// the descriptor, so dropping it never closes standard error; `None` when
-/// it cannot be copied (no descriptor left), and lines then go through std.
-static STDERR: LazyLock<StderrFile> = LazyLock::new(|| {
-    use std::os::fd::AsFd;
-    StderrFile(
-        std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(std::fs::File::from),
-    )
-});
-
-struct StderrFile(Option<std::fs::File>);
-
-impl Write for &StderrFile {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match &self.0 {
-            Some(file) => (&*file).write(bytes),
-            None => std::io::stderr().lock().write(bytes),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 struct StderrLogger;
 
@@ -120,11 +91,10 @@ fn write_out(pending: &mut Vec<u8>) {
     }
 }
 
-/// One write call, so that nothing else's output lands inside a line;
-/// through a `File` on a copy of the descriptor, not std's `Stderr`, whose
-/// lock the caller already stands in for.
+/// One write call (standard error is unbuffered), made while holding
+/// [`PENDING`], so that no other line lands inside this one.
 fn write_line(bytes: &[u8]) {
-    let _ = (&*STDERR).write_all(bytes);
+    let _ = std::io::stderr().lock().write_all(bytes);
 }
 
 /// Writes the gathered request lines every [`ACCESS_FLUSH_EVERY`], for as
