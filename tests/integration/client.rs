@@ -704,7 +704,9 @@ fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environ
     let refused = publish(secret);
     assert!(!refused.status.success());
     assert!(
-        text(&refused.stderr).contains("unknown or has been revoked"),
+        text(&refused.stderr).contains(
+            "The automation token is unknown or has been revoked; create a new one with `gren-registry token create`."
+        ),
         "{}",
         text(&refused.stderr)
     );

@@ -496,6 +496,22 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     let refused = developer.registry_command(&["setup-git"]);
     assert!(!refused.status.success(), "not logged in: nothing to set up");
     assert!(!developer.gitconfig().exists());
+    // A CI secret in GREN_REGISTRY_TOKEN does not serve git: said at once,
+    // rather than after a set-up whose private fetches would all be 401.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+    developer.env(&mut command);
+    let with_ci_token = command
+        .args(["setup-git"])
+        .env("GREN_REGISTRY_TOKEN", format!("gren_token_{}", "0".repeat(48)))
+        .output()
+        .unwrap();
+    assert!(!with_ci_token.status.success());
+    assert!(
+        text(&with_ci_token.stderr).contains("Log in with `gren-registry login` first"),
+        "{}",
+        text(&with_ci_token.stderr)
+    );
+    assert!(!developer.gitconfig().exists());
     let removed = developer.registry_command(&["setup-git", "--remove"]);
     assert!(
         removed.status.success(),

@@ -34,8 +34,16 @@ const GITHUB: &str = "https://github.com/";
 const GITHUB_EXACTLY: &str = r"^https://github\.com/$";
 
 pub fn set_up(registry: &str) -> CliResult<()> {
-    // For the registry one is logged in to: its token serves private packages.
-    credentials::token_for(registry)?;
+    // For the registry one is logged in to: the stored session serves
+    // private packages through the credential helper. `GREN_REGISTRY_TOKEN`
+    // does not: git's `/git/` routes take a login only.
+    if credentials::stored(registry)?.is_none() {
+        return Err(CliError(format!(
+            "You are not logged in to {registry}.\nLog in with `gren-registry login` first: git fetches private \
+             packages with your login (an automation token in {} does not serve git).",
+            credentials::TOKEN_ENV
+        )));
+    }
     let base = format!("{registry}/git/");
     let insteadof = format!("url.{base}.insteadOf");
     let helper = format!("credential.{registry}.helper");

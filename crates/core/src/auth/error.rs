@@ -10,10 +10,17 @@ pub enum AuthError {
     InvalidEmail { input: String },
     #[error("This request needs an `Authorization: Bearer <token>` header.")]
     MissingToken,
-    #[error("The token is not a Gren registry session token.")]
+    #[error(
+        "The token is not a Gren registry token: a session token comes from `gren-registry login`, \
+         an automation token from `gren-registry token create`."
+    )]
     NotASessionToken,
     #[error("The token is unknown or has been revoked; log in again.")]
     UnknownToken,
+    /// An automation token nobody lists: revoked, or never created. Its
+    /// holder is a machine, which cannot log in.
+    #[error("The automation token is unknown or has been revoked; create a new one with `gren-registry token create`.")]
+    UnknownAutomationToken,
     #[error("The session has expired; log in again.")]
     SessionExpired,
     #[error("The token {name:?} has expired; create a new one with `gren-registry token create`.")]

@@ -25,7 +25,8 @@ fn listed_record<T: serde::de::DeserializeOwned>(
 ) -> Result<T, AuthError> {
     let record: T = store.read_json(path)?.ok_or(AuthError::UnknownToken)?;
     let email = owner(&record);
-    if !user::load(store, email)?.is_some_and(|user| listed(&user).iter().any(|listed| listed == hash)) {
+    let listed_by_owner = |user: user::User| listed(&user).iter().any(|listed| secret::same_secret(listed, hash));
+    if !user::load(store, email)?.is_some_and(listed_by_owner) {
         log::warn!("refused {kind} {id} of {email}: its user does not list it");
         return Err(AuthError::UnknownToken);
     }

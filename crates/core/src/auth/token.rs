@@ -24,7 +24,6 @@ use super::secret;
 use super::session::Authenticated;
 use super::user;
 use crate::identity::IdentityName;
-use crate::identity::name::is_valid_author;
 use crate::package::PackageName;
 use crate::package::name::is_valid_project;
 use crate::store::{Store, StoreError, layout};
@@ -76,17 +75,15 @@ pub struct PackagePattern {
 impl PackagePattern {
     fn parse(text: &str) -> Option<PackagePattern> {
         let (author, project) = text.split_once('/')?;
-        if !is_valid_author(author) {
-            return None;
-        }
         let identity = IdentityName::parse(author).ok()?;
         let (project, prefix) = match project.strip_suffix('*') {
             Some(start) => (start, true),
             None => (project, false),
         };
         let valid = if prefix {
-            // A prefix may end where a project's dash would be (`test-*`).
-            project.is_empty() || is_valid_project(project.trim_end_matches('-'))
+            // A prefix may end where a project's dash would be (`test-*`),
+            // but no project has two dashes in a row: `test--*` matches none.
+            project.is_empty() || is_valid_project(project.strip_suffix('-').unwrap_or(project))
         } else {
             is_valid_project(project)
         };
@@ -383,7 +380,11 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthErr
         names,
         |record: &TokenRecord| &record.email,
         |user| &user.tokens,
-    )?;
+    )
+    .map_err(|err| match err {
+        AuthError::UnknownToken => AuthError::UnknownAutomationToken,
+        other => other,
+    })?;
     if record.expires.has_passed() {
         return Err(AuthError::TokenExpired { name: record.name });
     }
@@ -520,6 +521,8 @@ mod tests {
             "download:gren-lang/core",
             "download:../x",
             "publish:../x/*",
+            // No project has two dashes in a row: this would match nothing.
+            "publish:team/test--*",
         ] {
             assert!(Scope::parse(bad).is_err(), "{bad}");
         }
@@ -561,13 +564,21 @@ mod tests {
         assert_eq!(found.email, email);
         let scoped = found.token.unwrap();
         assert_eq!((scoped.id.as_str(), scoped.name.as_str()), (view.id.as_str(), "ci"));
-        let on_disk = std::fs::read_to_string(store.full_path(&layout::automation_token(&found.token_hash).unwrap()));
-        assert!(!on_disk.unwrap().contains(&secret), "only the hash names it");
+        // Stored under its hash, which its owner lists; the secret itself
+        // is nowhere on disk (tests/integration/tokens.rs reads every file).
+        assert_eq!(found.token_hash, secret::sha256_hex(secret.as_bytes()));
+        let record = layout::automation_token(&found.token_hash).unwrap();
+        assert!(store.full_path(&record).is_file());
+        let user = crate::auth::user::load(&store, &email).unwrap().unwrap();
+        assert_eq!(user.tokens, [found.token_hash.clone()]);
         let listed = list(&store, &email).unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used.is_some(), "the use was noted");
         revoke(&store, &email, &view.id).unwrap();
-        assert!(matches!(authenticate(&store, &secret), Err(AuthError::UnknownToken)));
+        assert!(matches!(
+            authenticate(&store, &secret),
+            Err(AuthError::UnknownAutomationToken)
+        ));
         assert!(matches!(
             revoke(&store, &email, &view.id),
             Err(TokenError::NotFound { .. })
@@ -632,7 +643,10 @@ mod tests {
         let planted_path = layout::automation_token(&secret::sha256_hex(planted.as_bytes())).unwrap();
         record.expires = Timestamp::latest();
         store.write_json(&planted_path, &record).unwrap();
-        assert!(matches!(authenticate(&store, &planted), Err(AuthError::UnknownToken)));
+        assert!(matches!(
+            authenticate(&store, &planted),
+            Err(AuthError::UnknownAutomationToken)
+        ));
         assert!(matches!(
             authenticate(&store, "gren_token_../../x"),
             Err(AuthError::NotASessionToken)

@@ -182,6 +182,7 @@ impl From<AuthError> for ApiError {
             AuthError::MissingToken
             | AuthError::NotASessionToken
             | AuthError::UnknownToken
+            | AuthError::UnknownAutomationToken
             | AuthError::SessionExpired
             | AuthError::TokenExpired { .. } => return ApiError::unauthorized(err.to_string()),
             AuthError::UnknownLogin => (400, ErrorCode::InvalidToken),
@@ -418,6 +419,7 @@ mod tests {
         for err in [
             AuthError::NotASessionToken,
             AuthError::UnknownToken,
+            AuthError::UnknownAutomationToken,
             AuthError::SessionExpired,
         ] {
             assert_eq!(seen(err).4, bearer);
