@@ -457,6 +457,10 @@ fn strangers_cannot_tell_private_packages_from_missing_ones_and_pushes_are_refus
     );
     assert_eq!((missing.status, missing.text()), (private.status, private.text()));
     assert_eq!(refs("url", Some("gren_not-a-token")).status, 401);
+    // A name no package can have asks for no password.
+    let impossible = refs("no_such_name!", None);
+    impossible.assert_error(404, "package_not_found");
+    assert_eq!(impossible.header("www-authenticate"), None);
 
     let stranger = server.login("stranger@example.com");
     let private = refs("url", Some(&stranger));

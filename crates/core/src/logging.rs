@@ -60,8 +60,11 @@ impl log::Log for StderrLogger {
         let _ = write!(line, "{} {level}", crate::time::Timestamp::now());
         let start = line.len();
         let _ = write!(line, "{}", record.args());
-        if line[start..].chars().any(char::is_control) {
-            let escaped = escape_control(&line[start..]).into_owned();
+        let escaped = match escape_control(&line[start..]) {
+            std::borrow::Cow::Owned(escaped) => Some(escaped),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        if let Some(escaped) = escaped {
             line.truncate(start);
             line.push_str(&escaped);
         }

@@ -218,7 +218,7 @@ pub fn purge_cursors_dir() -> RecordPath {
 /// the URL itself never becomes a path. An error for anything but 64
 /// lower-case hex digits (a file name `admin` listed, say).
 pub fn purge_cursor(url_hash: &str) -> Result<RecordPath, StoreError> {
-    let is_hash = url_hash.len() == 64 && url_hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let is_hash = url_hash.len() == 64 && crate::auth::secret::is_lower_hex(url_hash);
     let name = json(url_hash);
     if !is_hash {
         let path = Path::new(OUTBOX).join(PURGE).join(&name);

@@ -331,24 +331,71 @@ impl Service for RegistryService {
         dispatch(&self.0, request, admitted)
     }
 
-    /// Anonymous reads of the health check and the packages (every `GET`
-    /// under `/packages`): the catalog in memory, a bundle from the cache or
-    /// one file read. Not with a token (a session is looked up and its last
-    /// use written), nor the long polls (`/events`, `/session/fetch`). A
-    /// string test, not a route lookup: this runs before every request, and
-    /// a path it misses (`/%70ackages`) is only answered on the pool. Such
-    /// a request has no body and no credentials, so it is handled without
-    /// `body_limit`, and without a permit.
+    /// Anonymous reads answered from memory or one file read: the health
+    /// check, a package's page, `latest`, `previous` (kept serialized) and a
+    /// bundle (cached, or one read). Not the listing (the whole catalog
+    /// serialized and hashed) nor a version's page (its outline inflated
+    /// from the bundle): they go to the pool, as does anything with a token
+    /// (a session is looked up and its last use written) and the long polls
+    /// (`/events`, `/session/fetch`). A string test, not a route lookup:
+    /// this runs before every request, and a path it misses (`/%70ackages`)
+    /// is only answered on the pool. Such a request has no body and no
+    /// credentials, so it is handled without `body_limit`, and without a
+    /// permit.
     fn answers_at_once(&self, method: &str, path: &str, headers: &[(String, String)]) -> bool {
-        matches!(method, GET | "HEAD")
-            && (path == "/health" || path == "/packages" || path.starts_with("/packages/"))
-            && super::bearer_token(headers).is_none()
+        matches!(method, GET | "HEAD") && answered_from_memory(path) && super::bearer_token(headers).is_none()
     }
+}
+
+/// Whether `path` is one of the reads [`RegistryService::answers_at_once`]
+/// takes, by its segments alone.
+fn answered_from_memory(path: &str) -> bool {
+    let mut parts = path.split('/');
+    let segments = [(); 6].map(|()| parts.next());
+    matches!(
+        segments,
+        [Some(""), Some("health"), None, ..]
+            | [Some(""), Some("packages"), Some(_), Some(_), None, _]
+            | [Some(""), Some("packages"), Some(_), Some(_), Some("latest"), None]
+            | [
+                Some(""),
+                Some("packages"),
+                Some(_),
+                Some(_),
+                Some(_),
+                Some("previous" | "bundle")
+            ]
+    ) && parts.next().is_none()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reads_from_memory_are_answered_on_the_connection() {
+        for path in [
+            "/health",
+            "/packages/a/p",
+            "/packages/a/p/latest",
+            "/packages/a/p/1.0.0/previous",
+            "/packages/a/p/1.0.0/bundle",
+        ] {
+            assert!(answered_from_memory(path), "{path}");
+        }
+        for path in [
+            "/packages",
+            "/packages/",
+            "/packages/a/p/1.0.0",
+            "/packages/a/p/1.0.0/bundle/x",
+            "/packages/a/p/1.0.0/revoke",
+            "/events",
+            "/healthz",
+            "/health/x",
+        ] {
+            assert!(!answered_from_memory(path), "{path}");
+        }
+    }
 
     fn found(method: &str, path: &str) -> Option<(&'static str, Params)> {
         find(method, path).ok().map(|(route, params)| (route.pattern, params))

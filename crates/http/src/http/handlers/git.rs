@@ -72,14 +72,18 @@ fn fetch(app: &App, request: &Request, service: &str) -> ApiResult<Response> {
     if !is_registry_identity(app, author)? {
         return fallback(app, request);
     }
-    let name = PackageName::parse(&format!("{author}/{project}"));
+    // A name that can never be a package is not worth a password prompt.
+    let name = PackageName::parse(&format!("{author}/{project}")).ok_or_else(not_found)?;
     let caller = basic_caller(app, request)?;
-    let readable = name.as_ref().is_some_and(|name| may_read(app, name, caller.as_ref()));
-    let name = match (name, readable) {
-        (Some(name), true) => name,
-        _ if caller.is_none() => return Err(credentials_needed()),
-        _ => return Err(not_found()),
-    };
+    if !may_read(app, &name, caller.as_ref()) {
+        // Hidden or absent: only a caller who gave no credentials may have
+        // one that would show it.
+        return Err(if caller.is_none() {
+            credentials_needed()
+        } else {
+            not_found()
+        });
+    }
     let _slot = app.git_processes.reserve(1, budget::WAIT)?;
     let repository = app
         .repositories
