@@ -159,6 +159,28 @@ fn a_migration_stopped_anywhere_finishes_when_run_again() {
     }
 }
 
+#[test]
+fn a_migration_stopped_halfway_through_removing_the_old_event_log_finishes_when_run_again() {
+    let dir = format1_copy();
+    let out = run_with_faults(dir.path(), "remove:EIO@events");
+    assert!(!out.status.success(), "{out:?}");
+    // What a kill part-way through the removal leaves: some event files,
+    // in no particular order, every record already rewritten.
+    let events = dir.path().join("events");
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&events).unwrap() {
+        let path = entry.unwrap().path();
+        let number: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        if number % 2 == 1 {
+            std::fs::remove_file(path).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 1);
+    admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 2");
+    assert_migrated_and_answering_as_before(dir.path());
+}
+
 fn run_with_faults(dir: &Path, faults: &str) -> std::process::Output {
     let mut command: Command = admin_command(dir);
     command.arg("migrate").env("GREN_REGISTRY_TEST_FAULTS", faults);

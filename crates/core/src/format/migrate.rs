@@ -116,13 +116,10 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
     let numbers = store.list_json(&layout::format1::events_dir())?;
     let mut files: Vec<u64> = numbers.iter().filter_map(|name| name.parse().ok()).collect();
     files.sort_unstable();
-    if let Some(missing) = (1..)
-        .zip(&files)
-        .find(|(expected, found)| expected != *found)
-        .map(|(expected, _)| expected)
-    {
-        problems.push(format!("events/ lacks event {missing} (restore it from a backup)"));
-    }
+    // Only a record still in format 1 takes its events from these files:
+    // once every record is rewritten, events/ is being removed (a run
+    // stopped part-way leaves any of its files), and is no longer read.
+    let mut format1_left = false;
     let mut claimed: Vec<u64> = Vec::new();
     let packages = store.full_path(&layout::packages_dir());
     for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
@@ -147,6 +144,7 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
             claimed.extend(seqs);
             continue;
         }
+        format1_left = true;
         let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt {
             path: dir.record(),
             source,
@@ -162,6 +160,14 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
                 problems.push(format!("{} {}: the bundle is missing", old.name, version.version));
             }
         }
+    }
+    if format1_left
+        && let Some(missing) = (1..)
+            .zip(&files)
+            .find(|(expected, found)| expected != *found)
+            .map(|(expected, _)| expected)
+    {
+        problems.insert(0, format!("events/ lacks event {missing} (restore it from a backup)"));
     }
     claimed.sort_unstable();
     for (expected, seq) in (1..).zip(&claimed) {
