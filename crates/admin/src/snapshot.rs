@@ -21,8 +21,10 @@ use std::time::Instant;
 
 /// Not part of a snapshot: the running server's locks (linking them would
 /// share their lock with the original), local development mail, and the
-/// git repositories, which are derived from the bundles (and built again on
-/// demand) and written by git outside the writers' gate.
+/// git repositories, which are derived from the bundles and built again on
+/// demand. (Their builds still take the writers' gate, as every change
+/// under the data directory does, so a fetch that builds waits for a
+/// snapshot in progress.)
 fn skipped(top_level_name: &str) -> bool {
     [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE].contains(&top_level_name)
         || Path::new(top_level_name) == layout::mail_dir().as_path()
