@@ -313,9 +313,14 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "git's files are private: {mode:o}");
+        // A home whose configuration would show: git must not read it.
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(".gitconfig"), "[user]\n\tname = planted\n").unwrap();
         let mut listed = Invocation::new(["config", "--list", "--show-origin"]);
         listed.cwd = Some(dir.path());
+        listed.env = vec![("HOME", home.path().into())];
         let listed = String::from_utf8(git.run_ok(listed).unwrap()).unwrap();
+        assert!(!listed.contains("planted"), "{listed}");
         assert!(!listed.contains(".gitconfig"), "{listed}");
     }
 
