@@ -87,6 +87,18 @@ fn main() {
         }
         return;
     }
+    // Only the rows against nginx (downloads and metadata), on the full-size
+    // registry: target/release/bench --nginx-only
+    if std::env::args().any(|arg| arg == "--nginx-only") {
+        let big = prepare(&work, &binary, &real_bundles, settings.packages);
+        let mailer = MailStub::start();
+        let server = RunningRegistry::start(&binary, &big, &mailer.url(), &work.join("server.log")).settle();
+        let nginx = Nginx::start(&work, &real_bundles);
+        for row in nginx_rows(&server, &nginx, &settings) {
+            println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+        return;
+    }
     // Only the publish row, on the small registry (quick to start, e.g.
     // under strace): target/release/bench --publish-only
     if std::env::args().any(|arg| arg == "--publish-only") {
@@ -136,69 +148,7 @@ fn main() {
     let server = server.settle();
     let nginx = Nginx::start(&work, &real_bundles);
 
-    // 1. Bundle download.
-    let bundle = "/packages/gren-lang/core/7.0.0/bundle";
-    let (ours, theirs) = wrk_pair(
-        &server.url(bundle),
-        &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
-        16,
-        settings.seconds,
-    );
-    rows.push(compare(
-        "Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections",
-        &ours,
-        &theirs,
-        0.9,
-    ));
-    // Thousands of clients at once (a CI fleet): every answer a 2xx.
-    for connections in [256, 1000] {
-        let (ours, theirs) = wrk_pair(
-            &server.url(bundle),
-            &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
-            connections,
-            settings.seconds,
-        );
-        rows.push(compare(
-            &format!("Bundle download (gren-lang/core 7.0.0, 103 KB), {connections} connections"),
-            &ours,
-            &theirs,
-            0.8,
-        ));
-    }
-
-    // 2. Metadata, against nginx serving a static file of the same bytes.
-    let index = settings.packages * 2 / 5 + 42;
-    let sample = format!("author-{:03}/pkg-{index:05}", index % AUTHORS);
-    for (label, path) in [
-        ("GET /packages/<a>/<p>", format!("/packages/{sample}")),
-        (
-            "GET …/latest?gren=0.6.3",
-            format!("/packages/{sample}/latest?gren=0.6.3"),
-        ),
-        ("GET …/<v>/previous", format!("/packages/{sample}/3.2.0/previous")),
-    ] {
-        let body = http_get(server.port, &path);
-        let file = format!("/static-{}.json", rows.len());
-        std::fs::write(nginx.root.join(&file[1..]), &body).unwrap();
-        let (ours, theirs) = wrk_pair(&server.url(&path), &nginx.url(&file), 16, settings.seconds);
-        let mut row = compare(
-            &format!("{label} ({} bytes), 16 connections", body.len()),
-            &ours,
-            &theirs,
-            0.9,
-        );
-        row[3] = format!(
-            "{}, p99 < 2 ms: {}",
-            row[3],
-            if ours.p99_ms < 2.0 { "met" } else { "missed" }
-        );
-        rows.push(row);
-        if label == "GET /packages/<a>/<p>" {
-            let (ours, theirs) = wrk_pair(&server.url(&path), &nginx.url(&file), 1000, settings.seconds);
-            let label = format!("{label} ({} bytes), 1000 connections", body.len());
-            rows.push(compare(&label, &ours, &theirs, 0.8));
-        }
-    }
+    rows.extend(nginx_rows(&server, &nginx, &settings));
 
     // 3. The same query at 100 versions and at the full size, one connection.
     let query = format!("/packages/{}/latest?gren=0.6.3", "author-000/pkg-00000");
@@ -276,6 +226,76 @@ fn main() {
         .unwrap();
         println!("written to docs/PERFORMANCE.md");
     }
+}
+
+/// Rows 1 and 2: downloads and metadata against nginx serving the same bytes.
+fn nginx_rows(server: &RunningRegistry, nginx: &Nginx, settings: &Settings) -> Vec<[String; 4]> {
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    // 1. Bundle download.
+    let bundle = "/packages/gren-lang/core/7.0.0/bundle";
+    let (ours, theirs) = wrk_pair(
+        &server.url(bundle),
+        &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
+        16,
+        settings.seconds,
+    );
+    rows.push(compare(
+        "Bundle download (gren-lang/core 7.0.0, 103 KB), 16 connections",
+        &ours,
+        &theirs,
+        0.9,
+    ));
+    // Thousands of clients at once (a CI fleet): every answer a 2xx.
+    for connections in [256, 1000] {
+        let (ours, theirs) = wrk_pair(
+            &server.url(bundle),
+            &nginx.url("/gren_lang_core__7_0_0.pkg.gz"),
+            connections,
+            settings.seconds,
+        );
+        rows.push(compare(
+            &format!("Bundle download (gren-lang/core 7.0.0, 103 KB), {connections} connections"),
+            &ours,
+            &theirs,
+            0.8,
+        ));
+    }
+
+    // 2. Metadata, against nginx serving a static file of the same bytes.
+    let index = settings.packages * 2 / 5 + 42;
+    let sample = format!("author-{:03}/pkg-{index:05}", index % AUTHORS);
+    for (label, path) in [
+        ("GET /packages/<a>/<p>", format!("/packages/{sample}")),
+        (
+            "GET …/latest?gren=0.6.3",
+            format!("/packages/{sample}/latest?gren=0.6.3"),
+        ),
+        ("GET …/<v>/previous", format!("/packages/{sample}/3.2.0/previous")),
+    ] {
+        let body = http_get(server.port, &path);
+        let file = format!("/static-{}.json", rows.len());
+        std::fs::write(nginx.root.join(&file[1..]), &body).unwrap();
+        let (ours, theirs) = wrk_pair(&server.url(&path), &nginx.url(&file), 16, settings.seconds);
+        let mut row = compare(
+            &format!("{label} ({} bytes), 16 connections", body.len()),
+            &ours,
+            &theirs,
+            0.9,
+        );
+        row[3] = format!(
+            "{}, p99 < 2 ms: {}",
+            row[3],
+            if ours.p99_ms < 2.0 { "met" } else { "missed" }
+        );
+        rows.push(row);
+        if label == "GET /packages/<a>/<p>" {
+            let (ours, theirs) = wrk_pair(&server.url(&path), &nginx.url(&file), 1000, settings.seconds);
+            let label = format!("{label} ({} bytes), 1000 connections", body.len());
+            rows.push(compare(&label, &ours, &theirs, 0.8));
+        }
+    }
+
+    rows
 }
 
 // ---------------------------------------------------------------------------

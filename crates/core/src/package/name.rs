@@ -17,6 +17,11 @@ pub struct PackageName {
 impl PackageName {
     pub fn parse(text: &str) -> Option<PackageName> {
         let (author, project) = text.split_once('/')?;
+        PackageName::from_parts(author, project)
+    }
+
+    /// The package `author/project`, when both parts are valid.
+    pub fn from_parts(author: &str, project: &str) -> Option<PackageName> {
         let valid = is_valid_author(author)
             && author.len() <= MAX_PART
             && is_valid_project(project)
@@ -36,7 +41,18 @@ impl PackageName {
     /// The case-insensitive key of the package: authors compare without case,
     /// projects are lower-case already.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.author.to_ascii_lowercase(), self.project)
+        self.key_after("")
+    }
+
+    /// `prefix` followed by the package's key, in one allocation: keys are
+    /// made on every read of a package.
+    pub fn key_after(&self, prefix: &str) -> String {
+        let mut key = String::with_capacity(prefix.len() + self.author.len() + 1 + self.project.len());
+        key.push_str(prefix);
+        key.extend(self.author.chars().map(|c| c.to_ascii_lowercase()));
+        key.push('/');
+        key.push_str(&self.project);
+        key
     }
 
     /// The name the compiler gives this version's bundle in `gren_packages/`.

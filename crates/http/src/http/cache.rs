@@ -19,7 +19,7 @@
 //! change of a package, `crate::purge` tells each cache to drop the
 //! objects tagged with [`purge_keys`].
 
-use super::{Request, Response};
+use super::{HeaderText, Request, Response};
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::package::PackageName;
 
@@ -52,7 +52,7 @@ pub(crate) enum Sharing {
 /// The tag of every cached answer about `name`: `p:<author>/<project>`, in
 /// lower case (authors compare without case), of the characters names allow.
 pub(crate) fn package_key(name: &PackageName) -> String {
-    format!("p:{}", name.key())
+    name.key_after("p:")
 }
 
 /// What a change of `name` makes stale: its answers and the listings.
@@ -64,11 +64,13 @@ pub(crate) fn purge_keys(name: &PackageName) -> [String; 2] {
 /// weak (RFC 9110, 13.1.2): a cache or proxy that compressed an answer
 /// revalidates with `W/"…"`, and still gets its `304`.
 pub(crate) fn not_modified(request: &Request, etag: &str) -> bool {
-    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
-    let etag = opaque(etag);
-    request
-        .header("if-none-match")
-        .is_some_and(|tags| tags.split(',').any(|tag| opaque(tag) == etag || tag.trim() == "*"))
+    fn opaque(tag: &str) -> &str {
+        tag.trim().trim_start_matches("W/")
+    }
+    request.header("if-none-match").is_some_and(|tags| {
+        let etag = opaque(etag);
+        tags.split(',').any(|tag| opaque(tag) == etag || tag.trim() == "*")
+    })
 }
 
 /// `response` marked as depending on who asks, when `private` says so.
@@ -135,7 +137,7 @@ fn package_of(request: &Request) -> Option<PackageName> {
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value)
     };
-    PackageName::parse(&format!("{}/{}", param("author")?, param("project")?))
+    PackageName::from_parts(param("author")?, param("project")?)
 }
 
 /// `304` with the validators and cache headers of the `200` it stands for.
@@ -158,11 +160,11 @@ fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
         .headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
+        .map(|(_, value)| &**value)
 }
 
 /// `response` with `name` set to `value`, in place of any earlier value.
-fn set(mut response: Response, name: &'static str, value: impl Into<String>) -> Response {
+fn set(mut response: Response, name: &'static str, value: impl Into<HeaderText>) -> Response {
     response.headers.retain(|(key, _)| !key.eq_ignore_ascii_case(name));
     response.with_header(name, value)
 }
@@ -184,8 +186,12 @@ mod tests {
     }
 
     fn answered(request: &Request, sharing: Sharing, response: Response) -> Vec<(&'static str, String)> {
-        let mut headers = apply(request, sharing, response).headers;
-        headers.retain(|(name, _)| *name != "Content-Type");
+        let mut headers: Vec<_> = apply(request, sharing, response)
+            .headers
+            .into_iter()
+            .filter(|(name, _)| *name != "Content-Type")
+            .map(|(name, value)| (name, value.into_owned()))
+            .collect();
         headers.sort();
         headers
     }

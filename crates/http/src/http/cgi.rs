@@ -114,7 +114,7 @@ fn parse_answer(output: &[u8]) -> ApiResult<Response> {
                 .filter(|code| (200..600).contains(code))
                 .ok_or_else(malformed)?;
         } else if let Some(passed) = PASSED_HEADERS.iter().find(|passed| passed.eq_ignore_ascii_case(name)) {
-            response.headers.push((passed, value.to_string()));
+            response.headers.push((passed, value.to_string().into()));
         }
     }
     response.body = body.to_vec().into();
@@ -145,7 +145,7 @@ mod tests {
         let answer =
             parse_answer(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\nX-Other: 1\r\n\r\nno\n\nmore").unwrap();
         assert_eq!(answer.status, 403);
-        assert_eq!(answer.headers, vec![("Content-Type", "text/plain".to_string())]);
+        assert_eq!(answer.headers, vec![("Content-Type", "text/plain".into())]);
         assert_eq!(&*answer.body, b"no\n\nmore");
         let plain = parse_answer(b"Expires: Fri, 01 Jan 1980 00:00:00 GMT\n\nbody").unwrap();
         assert_eq!(plain.status, 200);

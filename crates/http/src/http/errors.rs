@@ -33,7 +33,7 @@ pub struct ApiError {
     /// A sentence for people.
     pub message: String,
     /// Extra headers the status calls for (`Allow`, `Retry-After`, ...).
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, super::HeaderText)>,
     /// More members of the error body, such as `field` (the input field at
     /// fault) or `reason` (why a version was revoked).
     pub details: Vec<(&'static str, serde_json::Value)>,
@@ -69,7 +69,7 @@ impl ApiError {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<super::HeaderText>) -> ApiError {
         self.headers.push((name, value.into()));
         self
     }
@@ -349,7 +349,7 @@ mod tests {
             .headers
             .iter()
             .find(|(name, _)| ["Retry-After", "WWW-Authenticate"].contains(name))
-            .map(|(_, value)| value.clone());
+            .map(|(_, value)| value.to_string());
         let field = err.field().map(str::to_string);
         (err.status, err.code.as_str(), err.message, field, header)
     }

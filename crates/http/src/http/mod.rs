@@ -164,9 +164,17 @@ pub fn bearer_token(headers: &[(String, String)]) -> Option<&str> {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderText)>,
     pub body: Body,
 }
+
+/// A header's value: most are fixed texts (`application/json`, the cache
+/// policies), which an answer then carries without a copy.
+pub type HeaderText = std::borrow::Cow<'static, str>;
+
+/// Room for the headers of a typical answer (its type, the cache's four,
+/// `Connection`), so that they are added without growing the list.
+const TYPICAL_HEADERS: usize = 6;
 
 /// A response body: bytes of this response, or bytes shared with a cache
 /// (bundles, package pages) that are sent without being copied first.
@@ -209,11 +217,14 @@ impl Response {
 
     /// Already serialized JSON.
     pub fn json_bytes(status: u16, body: impl Into<Body>) -> Response {
-        Response {
-            status,
-            headers: vec![("Content-Type", "application/json".into())],
-            body: body.into(),
-        }
+        Response::no_content_with(status)
+            .with_header("Content-Type", "application/json")
+            .with_body(body)
+    }
+
+    pub fn with_body(mut self, body: impl Into<Body>) -> Response {
+        self.body = body.into();
+        self
     }
 
     pub fn html(status: u16, page: String) -> Response {
@@ -241,12 +252,12 @@ impl Response {
     pub fn no_content_with(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: Vec::with_capacity(TYPICAL_HEADERS),
             body: Vec::new().into(),
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<HeaderText>) -> Response {
         self.headers.push((name, value.into()));
         self
     }

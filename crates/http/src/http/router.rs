@@ -21,6 +21,7 @@ use crate::http::errors::{ApiError, ApiResult};
 use gren_registry_core::auth::session::Authenticated;
 use gren_registry_core::budget::{self, Reservation};
 use gren_registry_core::error::ErrorCode;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// JSON bodies are small; anything larger is refused before it is read.
@@ -96,6 +97,9 @@ pub struct Route {
     /// How many segments the pattern has: most routes are passed over on
     /// this alone, without splitting the pattern for every request.
     depth: usize,
+    /// Which segments are literal (see [`shape`]): between two patterns of
+    /// one depth, the larger is the more specific.
+    literals: u32,
 }
 
 /// What a route's body is, which sets how it is admitted.
@@ -111,28 +115,34 @@ enum BodyKind {
 }
 
 const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    let (depth, literals) = shape(pattern);
     Route {
         method,
         pattern,
         handler,
         body: BodyKind::Json,
         sharing: Sharing::None,
-        depth: depth(pattern),
+        depth,
+        literals,
     }
 }
 
-/// The segments of a pattern, counted at compile time (patterns start with
-/// `/` and have no empty segment: the table's test checks every one).
-const fn depth(pattern: &str) -> usize {
+/// A pattern's segment count, and which of its segments are literal, one
+/// bit a segment with the first segment highest; counted at compile time
+/// (patterns start with `/` and have no empty segment: the table's test
+/// checks every one).
+const fn shape(pattern: &str) -> (usize, u32) {
     let bytes = pattern.as_bytes();
-    let (mut index, mut slashes) = (0, 0);
+    let (mut index, mut depth, mut literals) = (0, 0, 0);
     while index < bytes.len() {
         if bytes[index] == b'/' {
-            slashes += 1;
+            depth += 1;
+            let literal = index + 1 < bytes.len() && bytes[index + 1] != b':';
+            literals = (literals << 1) | literal as u32;
         }
         index += 1;
     }
-    slashes
+    (depth, literals)
 }
 
 const fn shared(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
@@ -168,43 +178,31 @@ impl Route {
         self.pattern.split('/').filter(|segment| !segment.is_empty())
     }
 
-    /// The parameters of `segments` when this route's pattern matches them.
-    fn bind(&self, segments: &[String]) -> Option<Params> {
-        if self.depth != segments.len() {
-            return None;
-        }
-        let mut params = Vec::new();
-        for (pattern, segment) in self.pattern_segments().zip(segments) {
-            match pattern.strip_prefix(':') {
-                Some(name) => params.push((name, segment.clone())),
-                None if pattern == segment => {}
-                None => return None,
-            }
-        }
-        Some(params)
+    /// Whether this route's pattern matches `segments`.
+    fn matches(&self, segments: &[Cow<str>]) -> bool {
+        self.depth == segments.len()
+            && self
+                .pattern_segments()
+                .zip(segments)
+                .all(|(pattern, segment)| pattern.starts_with(':') || pattern == segment)
     }
 
-    /// How specific the pattern is: literal segments win over parameters,
-    /// from the first segment on.
-    fn specificity(&self) -> Vec<bool> {
+    /// The parameters of `segments`, which this route's pattern matches.
+    fn params(&self, segments: &[Cow<str>]) -> Params {
         self.pattern_segments()
-            .map(|segment| !segment.starts_with(':'))
+            .zip(segments)
+            .filter_map(|(pattern, segment)| Some((pattern.strip_prefix(':')?, segment.to_string())))
             .collect()
     }
 }
 
-/// Splits a path into percent-decoded segments; `None` when a segment does
-/// not decode to UTF-8.
-fn segments(path: &str) -> Option<Vec<String>> {
+/// Splits a path into percent-decoded segments (borrowed from the path
+/// unless one is encoded); `None` when a segment does not decode to UTF-8.
+fn segments(path: &str) -> Option<Vec<Cow<'_, str>>> {
     path.trim_matches('/')
         .split('/')
         .filter(|segment| !segment.is_empty())
-        .map(|segment| {
-            percent_encoding::percent_decode_str(segment)
-                .decode_utf8()
-                .ok()
-                .map(|s| s.into_owned())
-        })
+        .map(|segment| percent_encoding::percent_decode_str(segment).decode_utf8().ok())
         .collect()
 }
 
@@ -215,12 +213,13 @@ fn resource(path: &str) -> Option<(&'static str, Params)> {
 }
 
 /// The most specific pattern of `routes` that matches `segments`, with their
-/// parameters.
-fn most_specific<'r>(routes: impl Iterator<Item = &'r Route>, segments: &[String]) -> Option<(&'static str, Params)> {
+/// parameters. Routing runs before every request: nothing is allocated for
+/// the patterns that do not match.
+fn most_specific<'r>(routes: impl Iterator<Item = &'r Route>, segments: &[Cow<str>]) -> Option<(&'static str, Params)> {
     routes
-        .filter_map(|route| Some((route, route.bind(segments)?)))
-        .max_by_key(|(route, _)| route.specificity())
-        .map(|(route, params)| (route.pattern, params))
+        .filter(|route| route.matches(segments))
+        .max_by_key(|route| route.literals)
+        .map(|route| (route.pattern, route.params(segments)))
 }
 
 /// The methods of the resource `pattern`, in table order, HEAD after them
@@ -451,7 +450,7 @@ mod tests {
         assert_eq!(allowed_methods("/packages"), Some(vec!["GET", "POST", "HEAD"]));
         let refused = find("HEAD", "/session/fetch").unwrap_err();
         assert_eq!(refused.status, 405);
-        assert_eq!(refused.headers, vec![("Allow", "POST".to_string())]);
+        assert_eq!(refused.headers, vec![("Allow", "POST".into())]);
     }
 
     #[test]
@@ -464,6 +463,10 @@ mod tests {
                 "{}: no empty segment",
                 route.pattern
             );
+            let literals = route
+                .pattern_segments()
+                .fold(0, |bits, segment| (bits << 1) | u32::from(!segment.starts_with(':')));
+            assert_eq!(route.literals, literals, "{}", route.pattern);
             let duplicate = ROUTES[..index]
                 .iter()
                 .any(|earlier| earlier.method == route.method && earlier.pattern == route.pattern);

@@ -376,6 +376,10 @@ fn connection_line(remote: SocketAddr, error: &ApiError) -> String {
     format!("connection from {}: {} {}", remote.ip(), error.status, error.code)
 }
 
+/// Header slots a head is parsed into without an allocation: the default
+/// `max_headers`.
+const STACK_HEADER_SLOTS: usize = 64;
+
 #[derive(Debug)]
 pub struct Head {
     pub method: String,
@@ -391,8 +395,17 @@ pub struct Head {
 /// Obs-folded lines (a header continued on the next line) are refused here:
 /// httparse does not take them in requests.
 pub fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Head>, ApiError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut slots);
+    // Every request is parsed here: its header slots are on the stack
+    // unless the limit is raised beyond the usual.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
+    let mut on_heap;
+    let slots = if limits.max_headers <= STACK_HEADER_SLOTS {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut on_heap[..]
+    };
+    let mut parsed = httparse::Request::new(slots);
     let length = match parsed.parse(buffer) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(None),

@@ -138,7 +138,7 @@ fn session_of(reader: &Authenticated) -> Authenticated {
 }
 
 fn package_name(author: &str, project: &str) -> ApiResult<PackageName> {
-    PackageName::parse(&format!("{author}/{project}")).ok_or_else(|| {
+    PackageName::from_parts(author, project).ok_or_else(|| {
         ApiError::not_found(
             ErrorCode::PackageNotFound,
             // Not a valid name: quoted and escaped, as it is the client's input.

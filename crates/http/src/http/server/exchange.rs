@@ -11,11 +11,12 @@
 use super::gate::{Gate, Link, Outgoing};
 use super::{Limits, Permit, Service, Slot, State, busy, content_length, declared_length, header_value};
 use crate::http::errors::ApiError;
-use crate::http::{Body, Request, Response};
+use crate::http::{Body, HeaderText, Request, Response};
 use bytes::Bytes;
 use gren_registry_core::error::ErrorCode;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub(super) async fn serve_connection(stream: TcpStream, remote: SocketAddr, shar
         let (shared, link) = (shared.clone(), link.clone());
         hyper::service::service_fn(move |request| {
             let (shared, link) = (shared.clone(), link.clone());
+            // Boxed: hyper polls the connection without shutting it down
+            // (see below) only when the service's future is `Unpin`.
             Box::pin(async move { Ok::<_, Infallible>(exchange(&shared, &link, request).await) })
                 as Pin<Box<dyn Future<Output = Result<hyper::Response<Outbound>, Infallible>> + Send>>
         })
@@ -132,11 +135,16 @@ async fn exchange(shared: &Shared, link: &Arc<Link>, incoming: hyper::Request<In
     let Some(head) = link.take_head() else {
         // hyper read a request the gate did not pass on: cannot happen.
         let error = ApiError::internal("a request reached hyper without passing the gate");
-        return refusal(shared, link, &seen_of(shared, link, "? ?".into(), &[]), &error);
+        return refusal(shared, link, seen_of(shared, link, "? ?".into(), &[]), &error);
     };
-    let (path, query) = match head.target.split_once('?') {
-        Some((path, query)) => (path.to_string(), query.to_string()),
-        None => (head.target.clone(), String::new()),
+    let mut path = head.target;
+    let query = match path.split_once('?') {
+        Some((_, query)) => {
+            let query = query.to_string();
+            path.truncate(path.len() - query.len() - 1);
+            query
+        }
+        None => String::new(),
     };
     let seen = seen_of(shared, link, format!("{} {path}", head.method), &head.headers);
     let head_only = head.method == "HEAD";
@@ -160,9 +168,9 @@ async fn exchange(shared: &Shared, link: &Arc<Link>, incoming: hyper::Request<In
             } else {
                 response
             };
-            outbound(link, &seen, response, permit, head_only, false)
+            outbound(link, seen, response, permit, head_only, false)
         }
-        Err(error) => refusal(shared, link, &seen, &error),
+        Err(error) => refusal(shared, link, seen, &error),
     }
 }
 
@@ -251,7 +259,7 @@ async fn read_body(mut body: Incoming, length: u64, link: &Link) -> Result<Vec<u
 
 /// A request refused before or instead of its handler: a warning in the
 /// log, and the connection closes after the answer (its body may be unread).
-fn refusal(shared: &Shared, link: &Arc<Link>, seen: &Seen, error: &ApiError) -> hyper::Response<Outbound> {
+fn refusal(shared: &Shared, link: &Arc<Link>, seen: Seen, error: &ApiError) -> hyper::Response<Outbound> {
     if error.status != 500 {
         shared.state.warnings.warn(error.code.as_str(), || {
             format!(
@@ -273,13 +281,14 @@ fn refusal(shared: &Shared, link: &Arc<Link>, seen: &Seen, error: &ApiError) -> 
 /// out, unless it was `warned` about already.
 fn outbound(
     link: &Arc<Link>,
-    seen: &Seen,
+    seen: Seen,
     response: Response,
     permit: Option<Box<Permit>>,
     head_only: bool,
     warned: bool,
 ) -> hyper::Response<Outbound> {
-    let bytes = match response.body {
+    let Response { status, headers, body } = response;
+    let bytes = match body {
         Body::Owned(bytes) => Bytes::from(bytes),
         Body::Shared(bytes) => Bytes::from_owner(Cached(bytes)),
     };
@@ -289,24 +298,25 @@ fn outbound(
         link: link.clone(),
         _permit: permit,
     });
-    *answer.status_mut() =
-        hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = answer.headers_mut();
-    for (name, value) in &response.headers {
+    *answer.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut map = hyper::HeaderMap::with_capacity(headers.len() + 1);
+    for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (
             hyper::header::HeaderName::from_bytes(name.as_bytes()),
-            hyper::header::HeaderValue::from_str(value),
+            hyper_header_value(value),
         ) {
-            headers.append(name, value);
+            map.append(name, value);
         }
     }
     // Browsers must not guess a type (say, HTML) for what is JSON or a bundle.
-    headers.insert(
+    map.insert(
         hyper::header::X_CONTENT_TYPE_OPTIONS,
         hyper::header::HeaderValue::from_static("nosniff"),
     );
+    *answer.headers_mut() = map;
     link.start_response(Outgoing {
-        line: format!("{} {}", seen.line, response.status),
+        line: seen.line,
+        status,
         client: seen.client,
         started: seen.started,
         length: if head_only { 0 } else { bytes.len() },
@@ -315,6 +325,15 @@ fn outbound(
         warned,
     });
     answer
+}
+
+/// A header value as hyper takes it, without copying its text: a fixed
+/// text is borrowed, a made one handed over.
+fn hyper_header_value(text: HeaderText) -> Result<hyper::header::HeaderValue, hyper::header::InvalidHeaderValue> {
+    match text {
+        Cow::Borrowed(text) => hyper::header::HeaderValue::from_maybe_shared(Bytes::from_static(text.as_bytes())),
+        Cow::Owned(text) => hyper::header::HeaderValue::from_maybe_shared(Bytes::from(text)),
+    }
 }
 
 /// A response body as hyper takes it: in one frame, so that hyper writes it

@@ -62,8 +62,10 @@ pub(super) struct Link {
 
 /// A response on its way out.
 pub(super) struct Outgoing {
-    /// The log line's start (`GET /path 200`), the client and the start time.
+    /// The log line's start (`GET /path`), the status, the client and the
+    /// start time.
     pub(super) line: String,
+    pub(super) status: u16,
     pub(super) client: std::net::IpAddr,
     pub(super) started: std::time::Instant,
     /// Bytes of the body.
@@ -77,8 +79,9 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
-    fn took(&self) -> String {
-        format!("{:.1}ms", self.started.elapsed().as_secs_f64() * 1000.0)
+    /// Milliseconds since the head was taken.
+    fn took(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
     }
 }
 
@@ -134,8 +137,9 @@ impl Link {
             let sent = self.written().saturating_sub(outgoing.written_before);
             state.warnings.warn("aborted", || {
                 format!(
-                    "{} aborted after about {} of {} bytes ({why}), {}, from {}",
+                    "{} {} aborted after about {} of {} bytes ({why}), {:.1}ms, from {}",
                     outgoing.line,
+                    outgoing.status,
                     sent.min(outgoing.length as u64),
                     outgoing.length,
                     outgoing.took(),
@@ -592,7 +596,13 @@ impl hyper::rt::Write for Gate {
         ready!(Pin::new(&mut this.stream).poll_flush(cx))?;
         if let Some(outgoing) = this.link.take_if_complete() {
             if !outgoing.warned {
-                log::info!(target: gren_registry_core::logging::ACCESS, "{} {}", outgoing.line, outgoing.took());
+                log::info!(
+                    target: gren_registry_core::logging::ACCESS,
+                    "{} {} {:.1}ms",
+                    outgoing.line,
+                    outgoing.status,
+                    outgoing.took()
+                );
             }
             this.awaiting_response = false;
             this.served = true;
@@ -608,6 +618,11 @@ impl hyper::rt::Write for Gate {
     }
 }
 
+/// The characters of a URI path and query besides letters and digits
+/// (RFC 3986's unreserved, sub-delims, `:`, `@`, `/`, `?` and `%`): hyper
+/// takes an origin-form target made of them.
+const USUAL_TARGET_BYTES: &[u8] = b"-._~!$&'()*+,;=:@/?%";
+
 /// hyper (through the `http` crate) takes fewer characters in a request
 /// target than httparse does (`<`, `"`, `{`, …): such a target is passed to
 /// hyper percent-encoded, so that hyper takes the request and the handler
@@ -620,12 +635,15 @@ fn encode_target(held: &mut Vec<u8>, head_length: usize) -> usize {
     };
     let end = start + line[start..].iter().position(|&byte| byte == b' ').unwrap_or(0);
     let target = &held[start..end];
-    if hyper::Uri::try_from(target).is_ok() {
+    // A path of the usual characters is taken as it is, without parsing it
+    // a second time to find out.
+    let usual = |byte: &u8| byte.is_ascii_alphanumeric() || USUAL_TARGET_BYTES.contains(byte);
+    if (target.starts_with(b"/") && target.iter().all(usual)) || hyper::Uri::try_from(target).is_ok() {
         return head_length;
     }
     let mut encoded = Vec::with_capacity(target.len() * 3);
     for &byte in target {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&byte) {
+        if byte.is_ascii_alphanumeric() || USUAL_TARGET_BYTES.contains(&byte) {
             encoded.push(byte);
         } else {
             encoded.extend_from_slice(format!("%{byte:02X}").as_bytes());
@@ -652,4 +670,32 @@ pub(super) fn serialize(response: &Response) -> Vec<u8> {
     );
     out.extend_from_slice(&response.body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_takes_every_path_of_the_usual_characters_unchanged() {
+        // The fast path of `encode_target` trusts this without asking hyper.
+        let mut usual: Vec<u8> = b"/".to_vec();
+        usual.extend(USUAL_TARGET_BYTES);
+        usual.extend(b"azAZ09");
+        for target in [&usual[..], b"/%", b"/?%%??", b"//", b"/packages/a/p/latest?gren=0.6.3"] {
+            assert!(
+                hyper::Uri::try_from(target).is_ok(),
+                "{}",
+                String::from_utf8_lossy(target)
+            );
+            let mut held = [b"GET ", target, b" HTTP/1.1\r\n\r\n"].concat();
+            let length = held.len();
+            assert_eq!(encode_target(&mut held, length), length);
+        }
+        // Others are encoded until hyper takes them.
+        let mut held = b"GET /a<b>\"{} HTTP/1.1\r\n\r\n".to_vec();
+        let length = held.len();
+        let grown = encode_target(&mut held, length);
+        assert_eq!(&held[..grown], b"GET /a%3Cb%3E%22%7B%7D HTTP/1.1\r\n\r\n");
+    }
 }
