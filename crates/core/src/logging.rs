@@ -24,9 +24,10 @@
 //! `kill -9` can lose the request lines of the last moment, never a warning
 //! or an error.
 
+use crate::store::lock_ignoring_poison as lock;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The target of the request lines, which are written in batches.
@@ -36,9 +37,13 @@ pub const ACCESS_FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch of request lines is written once it is this large.
 pub const ACCESS_BUFFER: usize = 16 * 1024;
 
-/// Request lines not written yet; every write to the log holds it, so that
-/// lines leave in the order they were logged.
+/// Request lines not written yet.
 static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// The batch being written: every write to the log holds it, taken before
+/// [`PENDING`] is let go, so that lines leave in the order they were logged,
+/// while the threads serving requests go on gathering lines in the other
+/// buffer instead of waiting for the write.
+static WRITING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 struct StderrLogger;
 
@@ -69,33 +74,43 @@ impl log::Log for StderrLogger {
             line.push_str(&escaped);
         }
         line.push('\n');
-        let mut pending = crate::store::lock_ignoring_poison(&PENDING);
-        if record.target() == ACCESS {
+        let mut pending = lock(&PENDING);
+        if record.target() != ACCESS {
+            write_out(pending, Some(line.as_bytes()));
+        } else {
             pending.extend_from_slice(line.as_bytes());
             if pending.len() >= ACCESS_BUFFER {
-                write_out(&mut pending);
+                write_out(pending, None);
             }
-        } else {
-            write_out(&mut pending);
-            write_line(line.as_bytes());
         }
     }
 
     fn flush(&self) {
-        write_out(&mut crate::store::lock_ignoring_poison(&PENDING));
+        write_out(lock(&PENDING), None);
     }
 }
 
-/// Writes the request lines gathered in `pending`, and empties it.
-fn write_out(pending: &mut Vec<u8>) {
-    if !pending.is_empty() {
-        write_line(pending);
-        pending.clear();
+/// Writes the request lines gathered in `pending`, then `line`: `pending`
+/// is emptied and let go before the write (see [`WRITING`]).
+fn write_out(mut pending: MutexGuard<'_, Vec<u8>>, line: Option<&[u8]>) {
+    if pending.is_empty() && line.is_none() {
+        return;
+    }
+    let mut writing = lock(&WRITING);
+    // The written batch's buffer, empty, becomes the next one.
+    std::mem::swap(&mut *pending, &mut *writing);
+    drop(pending);
+    if !writing.is_empty() {
+        write_line(&writing);
+        writing.clear();
+    }
+    if let Some(line) = line {
+        write_line(line);
     }
 }
 
 /// One write call (standard error is unbuffered), made while holding
-/// [`PENDING`], so that no other line lands inside this one.
+/// [`WRITING`], so that no other line lands inside this one.
 fn write_line(bytes: &[u8]) {
     let _ = std::io::stderr().lock().write_all(bytes);
 }

@@ -4,6 +4,7 @@ use crate::identity::IdentityName;
 use crate::identity::name::is_valid_author;
 use crate::serde_text::serde_as_text;
 use std::fmt;
+use std::fmt::Write as _;
 
 /// The compiler refuses name parts of 256 bytes or more.
 const MAX_PART: usize = 255;
@@ -57,7 +58,10 @@ impl PackageName {
 
     /// The name the compiler gives this version's bundle in `gren_packages/`.
     pub fn bundle_file_name(&self, version: super::Version) -> String {
-        format!("{}__{}.pkg.gz", self.file_stem(), version.to_string().replace('.', "_"))
+        let mut name = self.file_stem();
+        let super::Version { major, minor, patch } = version;
+        let _ = write!(name, "__{major}_{minor}_{patch}.pkg.gz");
+        name
     }
 
     /// The version whose bundle [`PackageName::bundle_file_name`] calls
@@ -76,7 +80,13 @@ impl PackageName {
     /// The start of the compiler's file names for this package's bundles:
     /// `-`, `.` and `/` all become `_`, so `x/y-z` and `x-y/z` share it.
     pub fn file_stem(&self) -> String {
-        self.to_string().replace(['-', '.', '/'], "_")
+        // Made on every download (the bundle's path and file name): in one
+        // allocation, with room for the version that follows.
+        let mut stem = String::with_capacity(self.author.len() + self.project.len() + 32);
+        for part in [self.author.as_str(), "/", self.project.as_str()] {
+            stem.extend(part.chars().map(|c| if matches!(c, '-' | '.' | '/') { '_' } else { c }));
+        }
+        stem
     }
 }
 
