@@ -756,7 +756,12 @@ const ROUNDS: u64 = 3;
 /// machine's drift (a noisy neighbour, a frequency change) then weighs on
 /// both sides alike, where one long run of each put all of it on one.
 /// Throughput and mean latency are the rounds' means, p99 their median.
+/// Each side is first loaded for a second, unmeasured: the first round
+/// after a pause ran up to a fifth slower on this shared machine, for both
+/// servers, and would fall on whichever side went first.
 fn wrk_pair(ours: &str, theirs: &str, connections: usize, seconds: u64) -> (Load, Load) {
+    wrk(ours, connections, 1, None);
+    wrk(theirs, connections, 1, None);
     let round = (seconds / ROUNDS).max(1);
     let (mut ours_runs, mut theirs_runs) = (Vec::new(), Vec::new());
     for index in 0..ROUNDS {
@@ -1034,7 +1039,7 @@ fn render(settings: &Settings, versions: usize, rows: &[[String; 4]]) -> String 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured by `bench/run` on {} ({} packages × {VERSIONS_PER_PACKAGE} versions = {versions} synthetic versions plus the 12 real bundles; wrk, 2 threads, on loopback; each comparison {ROUNDS} alternating rounds of {} s a side, the other rows {} s; the registry's release build and nginx each writing a log line a request straight to a file, in batches within 50 ms).\n",
+        "Measured by `bench/run` on {} ({} packages × {VERSIONS_PER_PACKAGE} versions = {versions} synthetic versions plus the 12 real bundles; wrk, 2 threads, on loopback; each comparison a 1 s warm-up a side, then {ROUNDS} alternating rounds of {} s a side, the other rows {} s; the registry's release build and nginx each writing a log line a request straight to a file, in batches within 50 ms).\n",
         Timestamp::now(),
         settings.packages,
         (settings.seconds / ROUNDS).max(1),
