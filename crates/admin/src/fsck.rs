@@ -25,7 +25,7 @@ use gren_registry_core::auth::token::TokenRecord;
 use gren_registry_core::auth::user::User;
 use gren_registry_core::error::Chain;
 use gren_registry_core::identity::{Identity, Role};
-use gren_registry_core::package::events::EventKind;
+use gren_registry_core::package::events::{EventKind, NumberingFault, numbering_faults};
 use gren_registry_core::package::{self, Catalog, Found, Leftover, PackageRecord};
 use gren_registry_core::store::layout::{self, PackageDir};
 use gren_registry_core::store::{RecordPath, Store, StoreError, TEMP_PREFIX};
@@ -592,23 +592,20 @@ impl Fsck<'_> {
             .flat_map(|record| record.events.iter().map(|event| (event.seq, event.subject())))
             .collect();
         seqs.sort();
-        let mut expected = 1;
-        for (seq, subject) in &seqs {
-            self.count("events");
-            if *seq < expected {
-                self.found(format!("event {seq} ({subject}) is held by two records"), None);
-            } else if *seq > expected {
-                self.found(
-                    format!(
-                        "the event log has a gap: events {expected} to {} are in no package record",
-                        seq - 1
-                    ),
-                    None,
-                );
-            }
-            expected = seq + 1;
+        *self.checked.entry("events").or_default() += seqs.len();
+        let numbers: Vec<u64> = seqs.iter().map(|(seq, _)| *seq).collect();
+        for fault in numbering_faults(&numbers) {
+            let problem = match fault {
+                NumberingFault::Twice { index, seq } => {
+                    format!("event {seq} ({}) is held by two records", seqs[index].1)
+                }
+                NumberingFault::Missing { from, to, .. } => {
+                    format!("the event log has a gap: events {from} to {to} are in no package record")
+                }
+            };
+            self.found(problem, None);
         }
-        let head = expected - 1;
+        let head = numbers.last().copied().unwrap_or(0);
         let delivered = gren_registry_core::outbox::read_cursor(self.store)
             .map(|cursor| cursor.delivered)
             .unwrap_or(0);

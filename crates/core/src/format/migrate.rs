@@ -23,7 +23,7 @@
 use super::{CURRENT, FormatError, Found, detect, stamp};
 use crate::identity::audit::{self, AuditEntry};
 use crate::identity::{Identity, IdentityName};
-use crate::package::events::Event;
+use crate::package::events::{Event, NumberingFault, numbering_faults};
 use crate::package::{PackageChange, PackageName, PackageRecord, Version, VersionRecord};
 use crate::store::layout::{self, PackageDir};
 use crate::store::{Operation, Store, StoreError};
@@ -161,22 +161,23 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
             }
         }
     }
-    if format1_left
-        && let Some(missing) = (1..)
-            .zip(&files)
-            .find(|(expected, found)| expected != *found)
-            .map(|(expected, _)| expected)
-    {
-        problems.insert(0, format!("events/ lacks event {missing} (restore it from a backup)"));
+    if format1_left && let Some(fault) = numbering_faults(&files).next() {
+        let problem = match fault {
+            NumberingFault::Missing { from, .. } => format!("events/ lacks event {from} (restore it from a backup)"),
+            NumberingFault::Twice { seq, .. } => format!("events/ holds event {seq} in two files (remove one)"),
+        };
+        problems.insert(0, problem);
     }
     claimed.sort_unstable();
-    for (expected, seq) in (1..).zip(&claimed) {
-        if expected != *seq {
-            problems.push(format!(
-                "the package records do not hold event {expected} (a record lost, or edited): restore it from a backup"
-            ));
-            break;
-        }
+    if let Some(fault) = numbering_faults(&claimed).next() {
+        problems.push(match fault {
+            NumberingFault::Missing { from, .. } => format!(
+                "the package records do not hold event {from} (a record lost, or edited): restore it from a backup"
+            ),
+            NumberingFault::Twice { seq, .. } => {
+                format!("two package records hold event {seq} (a record edited): restore it from a backup")
+            }
+        });
     }
     Ok((problems, claimed.last().copied().unwrap_or(0)))
 }

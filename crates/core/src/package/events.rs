@@ -210,26 +210,22 @@ impl EventLog {
     /// is gone, and their numbers would be given out again).
     pub fn open(store: &Store, mut events: Vec<Event>) -> Result<EventLog, StoreError> {
         events.sort_by_key(|event| event.seq);
-        let packages = store.full_path(&layout::packages_dir());
-        for (index, event) in events.iter().enumerate() {
-            let expected = index as u64 + 1;
-            if event.seq != expected {
-                let problem = if event.seq < expected {
-                    format!(
-                        "event {} is claimed by two package records ({})",
-                        event.seq, event.package
-                    )
-                } else {
-                    format!(
-                        "the event log has a gap: no package record holds event {expected} (the next is {}, of {})",
-                        event.seq, event.package
-                    )
-                };
-                return Err(StoreError::Inconsistent {
-                    path: packages,
-                    problem,
-                });
-            }
+        let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
+        if let Some(fault) = numbering_faults(&seqs).next() {
+            let event = &events[fault.index()];
+            let problem = match fault {
+                NumberingFault::Twice { seq, .. } => {
+                    format!("event {seq} is claimed by two package records ({})", event.package)
+                }
+                NumberingFault::Missing { from, .. } => format!(
+                    "the event log has a gap: no package record holds event {from} (the next is {}, of {})",
+                    event.seq, event.package
+                ),
+            };
+            return Err(StoreError::Inconsistent {
+                path: store.full_path(&layout::packages_dir()),
+                problem,
+            });
         }
         let head = events.len() as u64;
         let mut names = HashMap::new();
@@ -343,9 +339,73 @@ impl EventLog {
     }
 }
 
+/// Where a sorted list of event numbers departs from 1, 2, 3, …
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberingFault {
+    /// The number at `index` of the list repeats the one before it.
+    Twice { index: usize, seq: u64 },
+    /// The numbers `from..=to` are missing before the one at `index`.
+    Missing { index: usize, from: u64, to: u64 },
+}
+
+impl NumberingFault {
+    /// The place in the list where the fault shows.
+    pub fn index(&self) -> usize {
+        match self {
+            NumberingFault::Twice { index, .. } | NumberingFault::Missing { index, .. } => *index,
+        }
+    }
+}
+
+/// Every fault of `sorted` (event numbers in ascending order), in order:
+/// the one check that start-up, `fsck` and the migration make of a log.
+pub fn numbering_faults(sorted: &[u64]) -> impl Iterator<Item = NumberingFault> + '_ {
+    let mut expected = 1;
+    sorted.iter().enumerate().filter_map(move |(index, &seq)| {
+        let fault = if seq < expected {
+            Some(NumberingFault::Twice { index, seq })
+        } else if seq > expected {
+            Some(NumberingFault::Missing {
+                index,
+                from: expected,
+                to: seq - 1,
+            })
+        } else {
+            None
+        };
+        expected = expected.max(seq + 1);
+        fault
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbering_faults_name_every_number_twice_and_every_run_missing() {
+        assert_eq!(numbering_faults(&[1, 2, 3]).count(), 0);
+        assert_eq!(numbering_faults(&[]).count(), 0);
+        let faults: Vec<_> = numbering_faults(&[2, 3, 3, 6, 7, 7, 7]).collect();
+        assert_eq!(
+            faults,
+            [
+                NumberingFault::Missing {
+                    index: 0,
+                    from: 1,
+                    to: 1
+                },
+                NumberingFault::Twice { index: 2, seq: 3 },
+                NumberingFault::Missing {
+                    index: 3,
+                    from: 4,
+                    to: 5
+                },
+                NumberingFault::Twice { index: 5, seq: 7 },
+                NumberingFault::Twice { index: 6, seq: 7 },
+            ]
+        );
+    }
 
     fn log_of(count: u64) -> EventLog {
         let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,7 @@
 //! an automation token, as the request's bearer token says. An automation
 //! token is let in only where a handler asks for it by name
 //! ([`Caller::publisher`], [`Caller::reader`]); everywhere else
-//! ([`Caller::user`], [`Caller::optional`]) it is refused with `403
-//! session_required`, so a route added later is closed to tokens unless its
+//! ([`Caller::user`]) it is refused with `403 session_required`, so a route added later is closed to tokens unless its
 //! author opens it. The router makes one [`Caller`] per request
 //! and hands it to the handler; the token is looked up at most once, when a
 //! handler first asks, so it is checked at the same point of each handler
@@ -55,21 +54,16 @@ impl<'r> Caller<'r> {
         self.resolve(self.token.or(fallback)).and_then(session_only)
     }
 
-    /// The user signed in with a session when the request has a token
-    /// (`401` when it is bad, `403` for an automation token), `None` for an
-    /// anonymous request.
-    pub fn optional(&self) -> ApiResult<Option<Authenticated>> {
-        self.reader()?.map(session_only).transpose()
-    }
-
     /// The signed-in user, by session or by automation token (whose scopes
     /// the domain then checks): for publishing and revoking.
     pub fn publisher(&self) -> ApiResult<Authenticated> {
         self.resolve(self.token)
     }
 
-    /// Like [`Caller::optional`], an automation token let in: for reads,
-    /// where its `download` scopes say what private packages it sees.
+    /// The signed-in user when the request has a token (`401` when it is
+    /// bad), `None` for an anonymous request; an automation token is let
+    /// in: for reads, where its `download` scopes say what private packages
+    /// it sees.
     pub fn reader(&self) -> ApiResult<Option<Authenticated>> {
         match (self.token, self.resolved.get()) {
             (Some(_), _) => self.publisher().map(Some),
@@ -137,7 +131,7 @@ mod tests {
         assert!(first.message.contains("expired"), "{first}");
         let answer = |error: ApiError| (error.status, error.code, error.message);
         assert_eq!(answer(caller.user().unwrap_err()), answer(first.replay()));
-        assert_eq!(answer(caller.optional().unwrap_err()), answer(first.replay()));
+        assert_eq!(answer(caller.reader().unwrap_err()), answer(first.replay()));
         assert!(
             session::authenticate(&store, Some(&token))
                 .unwrap_err()
@@ -147,17 +141,17 @@ mod tests {
     }
 
     #[test]
-    fn an_anonymous_caller_is_none_where_optional_and_401_where_required() {
+    fn an_anonymous_caller_is_none_to_a_reader_and_401_where_required() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let caller = Caller::new(&store, None);
-        assert!(caller.optional().unwrap().is_none());
+        assert!(caller.reader().unwrap().is_none());
         assert_eq!(caller.user().unwrap_err().status, 401);
         let token = session(&store, Duration::from_secs(60));
         let signed_in = Caller::new(&store, None).user_or_token(Some(&token)).unwrap();
         assert_eq!(signed_in.email.as_str(), "me@example.com");
         let admitted = Caller::signed_in(&store, signed_in);
-        assert_eq!(admitted.optional().unwrap().unwrap().email.as_str(), "me@example.com");
+        assert_eq!(admitted.reader().unwrap().unwrap().email.as_str(), "me@example.com");
     }
 
     #[test]
@@ -176,11 +170,7 @@ mod tests {
         let caller = Caller::new(&store, Some(&secret));
         assert_eq!(caller.publisher().unwrap().token.unwrap().name, "ci");
         assert!(caller.reader().unwrap().unwrap().token.is_some());
-        for refused in [
-            caller.user(),
-            caller.user_or_token(None),
-            caller.optional().map(Option::unwrap),
-        ] {
+        for refused in [caller.user(), caller.user_or_token(None)] {
             let refused = refused.unwrap_err();
             assert_eq!((refused.status, refused.code.as_str()), (403, "session_required"));
         }

@@ -330,9 +330,10 @@ fn outbound(
 /// A header value as hyper takes it, without copying its text: a fixed
 /// text is borrowed, a made one handed over.
 fn hyper_header_value(text: HeaderText) -> Result<hyper::header::HeaderValue, hyper::header::InvalidHeaderValue> {
+    use hyper::header::HeaderValue;
     match text {
-        Cow::Borrowed(text) => hyper::header::HeaderValue::from_maybe_shared(Bytes::from_static(text.as_bytes())),
-        Cow::Owned(text) => hyper::header::HeaderValue::from_maybe_shared(Bytes::from(text)),
+        Cow::Borrowed(text) => HeaderValue::from_maybe_shared(Bytes::from_static(text.as_bytes())),
+        Cow::Owned(text) => HeaderValue::from_maybe_shared(Bytes::from(text)),
     }
 }
 
@@ -373,5 +374,33 @@ struct Cached(Arc<Vec<u8>>);
 impl AsRef<[u8]> for Cached {
     fn as_ref(&self) -> &[u8] {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_taken_or_refused_as_hyper_takes_them_from_a_copy() {
+        let texts = [
+            "application/json",
+            "\"etag\"",
+            "caf\u{e9}",
+            "a\r\nSet-Cookie: x",
+            "a\u{7f}",
+            "a\tb",
+        ];
+        for text in texts {
+            let copied = hyper::header::HeaderValue::from_str(text);
+            for handed in [Cow::Borrowed(text), Cow::Owned(text.to_string())] {
+                let value = hyper_header_value(handed);
+                assert_eq!(value.is_ok(), copied.is_ok(), "{text:?}");
+                if let (Ok(value), Ok(copied)) = (value, &copied) {
+                    assert_eq!(value, copied);
+                }
+            }
+        }
+        assert!(hyper_header_value(Cow::Borrowed("a\r\nSet-Cookie: x")).is_err());
     }
 }
