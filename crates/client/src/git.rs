@@ -19,8 +19,10 @@
 //! fetch rewrite: pushes still go to GitHub. It is not added when another
 //! `pushInsteadOf` already sends GitHub's pushes somewhere (SSH, say). The empty `helper` clears helpers named
 //! before for this registry (a keychain must not answer with, or store, an
-//! old token); ours reads the token from `~/.gren/user` when git asks, so no
-//! token is ever written into `.gitconfig`. `setup-git` can run again
+//! old token); ours reads the token when git asks (`GREN_REGISTRY_TOKEN`, a
+//! CI job's automation token with the `download` scope of the private
+//! packages it installs, else the login in `~/.gren/user`), so no token is
+//! ever written into `.gitconfig`. `setup-git` can run again
 //! (same result); `--remove` takes both out.
 
 use super::credentials;
@@ -34,13 +36,13 @@ const GITHUB: &str = "https://github.com/";
 const GITHUB_EXACTLY: &str = r"^https://github\.com/$";
 
 pub fn set_up(registry: &str) -> CliResult<()> {
-    // For the registry one is logged in to: the stored session serves
-    // private packages through the credential helper. `GREN_REGISTRY_TOKEN`
-    // does not: git's `/git/` routes take a login only.
-    if credentials::stored(registry)?.is_none() {
+    // The credential helper answers with the token the client would use:
+    // without one, every private fetch would fail after the set-up.
+    if credentials::optional_token(registry)?.is_none() {
         return Err(CliError(format!(
-            "You are not logged in to {registry}.\nLog in with `gren-registry login` first: git fetches private \
-             packages with your login (an automation token in {} does not serve git).",
+            "You are not logged in to {registry}.\nLog in with `gren-registry login` first, or set {} (an \
+             automation token with the `download` scope of your private packages): git fetches private packages \
+             with it.",
             credentials::TOKEN_ENV
         )));
     }
@@ -61,7 +63,10 @@ pub fn set_up(registry: &str) -> CliResult<()> {
     if !pushes_elsewhere {
         println!("  {} = {GITHUB}: pushes to GitHub still go to GitHub.", push_rewrite());
     }
-    println!("  {helper}: `gren-registry git-credential` gives git your login for private packages;");
+    println!(
+        "  {helper}: `gren-registry git-credential` gives git {} or your login for private packages;",
+        credentials::TOKEN_ENV
+    );
     println!("    no token is written into the configuration.");
     println!("Undo with `gren-registry setup-git --remove`.");
     for other in other_github_rewrites(&base)? {
@@ -85,9 +90,10 @@ pub fn remove(registry: &str) -> CliResult<()> {
 }
 
 /// git's credential-helper protocol: `get` reads `key=value` lines and
-/// answers `username` and `password` (the stored token) when they name
-/// this registry's scheme and host, and nothing otherwise; `store` and
-/// `erase` do nothing (the token lives in `~/.gren/user`).
+/// answers `username` and `password` (the client's token: see
+/// [`credentials::optional_token`]) when they name this registry's scheme
+/// and host, and nothing otherwise; `store` and `erase` do nothing (the
+/// token lives in the environment or `~/.gren/user`).
 pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
     let mut asked = Vec::new();
     for line in std::io::stdin().lock().lines() {
@@ -113,8 +119,14 @@ pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
     };
     let host = host.split('/').next().unwrap_or_default();
     let ours = field("protocol") == Some(scheme) && field("host").is_some_and(|asked| asked.eq_ignore_ascii_case(host));
-    if let Some(entry) = credentials::stored(registry)?.filter(|_| ours) {
-        println!("username={}\npassword={}", entry.email, entry.token);
+    if !ours {
+        return Ok(());
+    }
+    // The registry takes any user name: the login's e-mail reads well in
+    // git's messages, and a CI job has none.
+    let username = credentials::stored(registry)?.map_or_else(|| "gren-registry".to_string(), |entry| entry.email);
+    if let Some(token) = credentials::optional_token(registry)? {
+        println!("username={username}\npassword={token}");
     }
     Ok(())
 }

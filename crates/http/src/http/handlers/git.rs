@@ -10,7 +10,11 @@
 //!   with the same path (GitHub by default), `404` when that is empty;
 //! - a public package: anyone;
 //! - a private package: members of its identity, with any role, by HTTP
-//!   Basic with a session token as the password (any user name). git sends
+//!   Basic with a token as the password (any user name): a session, or an
+//!   automation token with the identity's `download` scope (a CI job's,
+//!   given to git by `gren-registry git-credential` from
+//!   `GREN_REGISTRY_TOKEN`); a token without that scope is a non-member
+//!   here. git sends
 //!   credentials only after a `401`; an anonymous request for a private
 //!   package and for a project that does not exist get the same `401`, so
 //!   strangers cannot tell which private packages exist; a signed-in
@@ -22,7 +26,8 @@ use crate::http::cgi;
 use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use base64::Engine;
-use gren_registry_core::auth::session::{self, Authenticated};
+use gren_registry_core::auth::session::Authenticated;
+use gren_registry_core::auth::token::ScopeAction;
 use gren_registry_core::budget;
 use gren_registry_core::error::ErrorCode;
 use gren_registry_core::identity::{self, IdentityName};
@@ -102,7 +107,7 @@ fn is_registry_identity(app: &App, author: &str) -> ApiResult<bool> {
 }
 
 /// Whether `caller` may fetch the package `name`: it exists and is public,
-/// or they are a member of its identity.
+/// or they are a member of its identity (by a token that may download it).
 fn may_read(app: &App, name: &PackageName, caller: Option<&Authenticated>) -> bool {
     let Some(record) = app.packages.catalog.get(name) else {
         return false;
@@ -116,18 +121,23 @@ fn may_read(app: &App, name: &PackageName, caller: Option<&Authenticated>) -> bo
             .and_then(|identity| identity::load(&app.store, &identity).ok().flatten());
         identity.is_some_and(|identity| identity.role_of(&user.email).is_some())
     };
-    caller.is_some_and(membership)
+    let scoped = |user: &Authenticated| {
+        user.token
+            .as_ref()
+            .is_none_or(|token| token.allows(ScopeAction::Download, name))
+    };
+    caller.is_some_and(|user| scoped(user) && membership(user))
 }
 
 /// The signed-in user of HTTP Basic credentials (the password is a session
-/// token) or a bearer token; `None` without credentials, `401` with bad
-/// ones (git then asks its credential helpers again).
+/// or automation token) or a bearer token; `None` without credentials,
+/// `401` with bad ones (git then asks its credential helpers again).
 fn basic_caller(app: &App, request: &Request) -> ApiResult<Option<Authenticated>> {
     let token = match request.header("authorization") {
         None => return Ok(None),
         Some(value) => basic_password(value).or_else(|| request.bearer_token().map(str::to_string)),
     };
-    session::authenticate(&app.store, token.as_deref())
+    gren_registry_core::auth::authenticate(&app.store, token.as_deref())
         .map(Some)
         .map_err(|err| credentials_needed().with_detail("reason", err.to_string()))
 }
