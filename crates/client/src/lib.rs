@@ -109,7 +109,7 @@ pub enum ClientCommand {
         remove: bool,
     },
     /// git's credential helper for this registry, which `setup-git` sets up:
-    /// `get` answers with the stored token, for this registry's host only.
+    /// `get` answers with GREN_REGISTRY_TOKEN or the stored login, for this registry's host only.
     #[command(hide = true)]
     GitCredential { operation: String },
 }
