@@ -203,8 +203,17 @@ impl Git {
 /// Standard output went past its cap.
 struct Overflow;
 
-/// Feeds standard input and reads both outputs until standard output ends;
-/// `Ok(None)` when the deadline came first.
+/// What one of the threads serving the child's pipes finished with.
+enum Piped {
+    Stdin,
+    Stdout(Vec<u8>, bool),
+    Stderr(Vec<u8>),
+}
+
+/// Feeds standard input and reads both outputs to their ends, all within
+/// the deadline: `Ok(None)` when it came first (a child that closed its
+/// standard output but kept standard error, or its input, open would
+/// otherwise hold the caller for as long as it liked).
 fn collect(
     child: &mut Child,
     invocation: &Invocation,
@@ -216,27 +225,51 @@ fn collect(
     let input = invocation.stdin;
     let max = invocation.max_stdout;
     std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel();
         // A child that stops reading early makes this fail: what it says
         // about it is on its standard error, and in its exit status.
+        let to_stdin = sender.clone();
         scope.spawn(move || {
             let _ = stdin.write_all(input);
+            drop(stdin);
+            let _ = to_stdin.send(Piped::Stdin);
         });
-        let errors = scope.spawn(move || read_capped(stderr, MAX_STDERR).0);
-        let (sender, receiver) = mpsc::channel();
+        let from_stderr = sender.clone();
         scope.spawn(move || {
-            let _ = sender.send(read_capped(stdout, max));
+            let _ = from_stderr.send(Piped::Stderr(read_capped(stderr, MAX_STDERR).0));
         });
-        let left = deadline.saturating_duration_since(Instant::now());
-        let outcome = receiver.recv_timeout(left);
-        if outcome.is_err() || outcome.as_ref().is_ok_and(|(_, overflowed)| *overflowed) {
+        scope.spawn(move || {
+            let (bytes, overflowed) = read_capped(stdout, max);
+            let _ = sender.send(Piped::Stdout(bytes, overflowed));
+        });
+        let (mut out, mut errors, mut fed) = (None, None, false);
+        let mut cut_short = false;
+        while out.is_none() || errors.is_none() || !fed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(Piped::Stdin) => fed = true,
+                Ok(Piped::Stderr(bytes)) => errors = Some(bytes),
+                Ok(Piped::Stdout(bytes, overflowed)) => {
+                    out = Some((bytes, overflowed));
+                    if overflowed {
+                        cut_short = true;
+                        break;
+                    }
+                }
+                Err(_) => {
+                    cut_short = true;
+                    break;
+                }
+            }
+        }
+        if cut_short {
             // Ends the readers and the writer: their pipes close.
             kill_group(child);
         }
-        let stderr = errors.join().unwrap_or_default();
-        match outcome {
-            Ok((_, true)) => Err(Overflow),
-            Ok((stdout, false)) => Ok(Some((stdout, stderr))),
-            Err(_) => Ok(None),
+        match out {
+            Some((_, true)) => Err(Overflow),
+            Some((stdout, false)) if !cut_short => Ok(Some((stdout, errors.unwrap_or_default()))),
+            _ => Ok(None),
         }
     })
 }
@@ -337,6 +370,14 @@ mod tests {
             started.elapsed() < Duration::from_secs(5),
             "the helper's pipe did not hold it up"
         );
+        // Standard output closed early, standard error kept open: the
+        // deadline still holds.
+        let mut mute = Invocation::new(["-c", "exec >&-; sleep 30"]);
+        mute.time_limit = Duration::from_millis(300);
+        let started = Instant::now();
+        let err = sleeper.run(mute).unwrap_err();
+        assert!(matches!(err, GitError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "held by standard error");
         let flood = Git { program: "yes".into() };
         let mut chatty = Invocation::new(["y"]);
         chatty.max_stdout = 100;
