@@ -138,6 +138,25 @@ mod tests {
     }
 
     #[test]
+    fn a_name_from_parts_is_the_name_of_their_text_joined() {
+        // Path parameters are percent-decoded: a part may hold a slash.
+        for (author, project) in [
+            ("gren-lang", "core"),
+            ("a/b", "c"),
+            ("a", "b/c"),
+            ("A", "core"),
+            ("", "x"),
+        ] {
+            assert_eq!(
+                PackageName::from_parts(author, project),
+                PackageName::parse(&format!("{author}/{project}")),
+                "{author} {project}"
+            );
+        }
+        assert!(PackageName::from_parts("a", "b/c").is_none());
+    }
+
+    #[test]
     fn bundle_file_names_match_the_compiler() {
         let name = PackageName::parse("gren-lang/test-runner-node").unwrap();
         assert_eq!(

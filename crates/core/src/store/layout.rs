@@ -369,7 +369,7 @@ impl PackageDir {
     pub fn package_name(&self) -> Option<PackageName> {
         let project = self.0.file_name()?.to_str()?;
         let author = self.0.parent()?.file_name()?.to_str()?;
-        PackageName::parse(&format!("{author}/{project}"))
+        PackageName::from_parts(author, project)
     }
 
     /// Every entry but the record (by name, and full path), sorted:

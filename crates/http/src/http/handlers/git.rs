@@ -78,7 +78,7 @@ fn fetch(app: &App, request: &Request, service: &str) -> ApiResult<Response> {
         return fallback(app, request);
     }
     // A name that can never be a package is not worth a password prompt.
-    let name = PackageName::parse(&format!("{author}/{project}")).ok_or_else(not_found)?;
+    let name = PackageName::from_parts(author, project).ok_or_else(not_found)?;
     let caller = basic_caller(app, request)?;
     if !may_read(app, &name, caller.as_ref()) {
         // Hidden or absent: only a caller who gave no credentials may have
