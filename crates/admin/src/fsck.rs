@@ -592,7 +592,9 @@ impl Fsck<'_> {
             .flat_map(|record| record.events.iter().map(|event| (event.seq, event.subject())))
             .collect();
         seqs.sort();
-        *self.checked.entry("events").or_default() += seqs.len();
+        if !seqs.is_empty() {
+            *self.checked.entry("events").or_default() += seqs.len();
+        }
         let numbers: Vec<u64> = seqs.iter().map(|(seq, _)| *seq).collect();
         for fault in numbering_faults(&numbers) {
             let problem = match fault {

@@ -124,7 +124,10 @@ pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
     }
     // The registry takes any user name: the login's e-mail reads well in
     // git's messages, and a CI job has none.
-    let username = credentials::stored(registry)?.map_or_else(|| "gren-registry".to_string(), |entry| entry.email);
+    // A login file that cannot be read does not stand in the way of
+    // `GREN_REGISTRY_TOKEN`.
+    let stored = credentials::stored(registry).ok().flatten();
+    let username = stored.map_or_else(|| "gren-registry".to_string(), |entry| entry.email);
     if let Some(token) = credentials::optional_token(registry)? {
         println!("username={username}\npassword={token}");
     }

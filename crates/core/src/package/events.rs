@@ -342,7 +342,8 @@ impl EventLog {
 /// Where a sorted list of event numbers departs from 1, 2, 3, …
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumberingFault {
-    /// The number at `index` of the list repeats the one before it.
+    /// The number at `index` of the list was seen already (or is 0, which
+    /// no event has): two records hold it.
     Twice { index: usize, seq: u64 },
     /// The numbers `from..=to` are missing before the one at `index`.
     Missing { index: usize, from: u64, to: u64 },

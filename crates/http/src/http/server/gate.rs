@@ -682,7 +682,16 @@ mod tests {
         let mut usual: Vec<u8> = b"/".to_vec();
         usual.extend(USUAL_TARGET_BYTES);
         usual.extend(b"azAZ09");
-        for target in [&usual[..], b"/%", b"/?%%??", b"//", b"/packages/a/p/latest?gren=0.6.3"] {
+        // Every usual byte in the query too.
+        let in_query = [b"/p?".as_slice(), USUAL_TARGET_BYTES, b"azAZ09"].concat();
+        for target in [
+            &usual[..],
+            &in_query,
+            b"/%",
+            b"/?%%??",
+            b"//",
+            b"/packages/a/p/latest?gren=0.6.3",
+        ] {
             assert!(
                 hyper::Uri::try_from(target).is_ok(),
                 "{}",
