@@ -748,7 +748,7 @@ struct Load {
 }
 
 /// Rounds of a comparison with nginx: see [`wrk_pair`].
-const ROUNDS: u64 = 3;
+const ROUNDS: u64 = 5;
 
 /// wrk against `ours` and `theirs` in turn, [`ROUNDS`] times, each side
 /// for `seconds` in all (whole seconds a round), the side going first
