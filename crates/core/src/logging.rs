@@ -91,11 +91,10 @@ impl log::Log for StderrLogger {
 }
 
 /// Writes the request lines gathered in `pending`, then `line`: `pending`
-/// is emptied and let go before the write (see [`WRITING`]).
+/// is emptied and let go before the write (see [`WRITING`]). Returns once
+/// every line logged before it is written, a batch another thread is
+/// writing included: a flush at the stop leaves nothing behind.
 fn write_out(mut pending: MutexGuard<'_, Vec<u8>>, line: Option<&[u8]>) {
-    if pending.is_empty() && line.is_none() {
-        return;
-    }
     let mut writing = lock(&WRITING);
     // The written batch's buffer, empty, becomes the next one.
     std::mem::swap(&mut *pending, &mut *writing);
