@@ -856,6 +856,11 @@ fn requests_beyond_the_handlers_wait_briefly_then_get_503() {
             server.post_json("/session/fetch?wait=4", &body, None).status
         });
         std::thread::sleep(Duration::from_millis(300));
+        // A chunked body is refused from its head, without waiting for a handler.
+        let began = Instant::now();
+        let mut conn = open(&server, &session_head("Transfer-Encoding: chunked\r\n"));
+        conn.read_response(false).unwrap().assert_error(411, "length_required");
+        assert!(began.elapsed() < Duration::from_secs(1), "waited {:?}", began.elapsed());
         let began = Instant::now();
         // (Not `/health`: anonymous reads are answered without a handler.)
         let busy = server.get("/user", None);

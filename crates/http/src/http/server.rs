@@ -22,7 +22,8 @@
 //!   declared `Content-Length`, before it is read or anything is allocated
 //!   (see [`exchange`]); a refused body up to `max_drain_bytes` is then read
 //!   and dropped, so that a proxy still sending it gets the answer rather
-//!   than a reset (`502`); chunked bodies are refused (`411`);
+//!   than a reset (`502`); chunked bodies are refused (`411`), from the
+//!   head alone, without a handler;
 //! - at most `max_handlers` requests are in the application's handlers at
 //!   once; more wait up to `handler_wait`, then get `503` with
 //!   `Retry-After` (requests the service says are answered at once, such as
@@ -475,11 +476,7 @@ fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h s
 /// chunked body, `400` for a malformed length, `413` over the limit.
 pub fn declared_length(headers: &[(String, String)], limit: u64) -> Result<u64, ApiError> {
     if header_value(headers, "transfer-encoding").is_some() {
-        return Err(ApiError::new(
-            411,
-            ErrorCode::LengthRequired,
-            "Send the body with a Content-Length; chunked transfer encoding is not accepted.",
-        ));
+        return Err(length_required());
     }
     let length = content_length(headers)?;
     if length > limit {
@@ -488,6 +485,15 @@ pub fn declared_length(headers: &[(String, String)], limit: u64) -> Result<u64, 
         )));
     }
     Ok(length)
+}
+
+/// The refusal of a chunked body.
+fn length_required() -> ApiError {
+    ApiError::new(
+        411,
+        ErrorCode::LengthRequired,
+        "Send the body with a Content-Length; chunked transfer encoding is not accepted.",
+    )
 }
 
 /// The declared body length: absent means none; several must agree.

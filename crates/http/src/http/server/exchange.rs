@@ -6,7 +6,9 @@
 //! A request with a body takes two trips to the pool: one for
 //! [`Service::body_limit`] (which may wait for an upload budget), then,
 //! once the body is in, one for [`Service::handle`]; no thread waits for a
-//! body. A request without one takes a single trip.
+//! body. A request without one takes a single trip (none when the service
+//! answers it at once), and a chunked one none: it is refused (`411`) from
+//! its head.
 
 use super::gate::{Gate, Link, Outgoing};
 use super::{Limits, Permit, Service, Slot, State, busy, content_length, declared_length, header_value};
@@ -191,9 +193,12 @@ async fn answer(
     mut request: Request,
     body: Incoming,
 ) -> Result<(Response, Option<Box<Permit>>), ApiError> {
-    let chunked = header_value(&request.headers, "transfer-encoding").is_some();
+    if header_value(&request.headers, "transfer-encoding").is_some() {
+        // Refused whatever the route, so without a trip to the handlers.
+        return Err(super::length_required());
+    }
     let service = shared.service.clone();
-    let bodiless = !chunked && content_length(&request.headers)? == 0;
+    let bodiless = content_length(&request.headers)? == 0;
     if bodiless && service.answers_at_once(&request.method, &request.path, &request.headers) {
         // No body and no token: nothing to admit, so no permit and no
         // second route lookup (`answers_at_once` promises as much).
