@@ -20,7 +20,8 @@ use gren_registry_core::error::ErrorCode;
 use gren_registry_core::identity::{self, Actor};
 use gren_registry_core::package::publish::{Published, Upload, version_not_found};
 use gren_registry_core::package::{
-    self, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord, Visibility, find_visible,
+    self, PackageError, PackageName, PackageRecord, PageView, Revocation, Version, VersionRecord, Visibility,
+    find_visible,
 };
 use gren_registry_core::store::layout;
 use serde_json::Value;
@@ -192,9 +193,13 @@ pub fn list(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response
 
 pub fn show(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let record = visible_package(app, request, caller)?;
-    let view = app.packages.catalog.view(&record);
-    let page = Response::json_bytes(200, view.bytes).with_header("ETag", view.etag.to_string());
-    Ok(private_if(record.private, page))
+    Ok(kept_answer(&record, app.packages.catalog.view(&record)))
+}
+
+/// An answer the catalog keeps serialized, with its validator.
+fn kept_answer(record: &PackageRecord, view: PageView) -> Response {
+    let answer = Response::json_bytes(200, view.bytes).with_header("ETag", view.etag.to_string());
+    private_if(record.private, answer)
 }
 
 /// A revocation's answer: the version as it is now. Serialized here, not
@@ -213,9 +218,7 @@ fn revocation_answer(record: &PackageRecord, version: &VersionRecord) -> Respons
 /// The answer of `latest` and `previous`: serialized once per change, as
 /// the package's page is.
 fn version_answer(app: &App, record: &PackageRecord, version: &VersionRecord) -> Response {
-    let view = app.packages.catalog.version_view(record, version);
-    let answer = Response::json_bytes(200, view.bytes).with_header("ETag", view.etag.to_string());
-    private_if(record.private, answer)
+    kept_answer(record, app.packages.catalog.version_view(record, version))
 }
 
 pub fn show_version(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {

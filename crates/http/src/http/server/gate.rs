@@ -623,6 +623,10 @@ impl hyper::rt::Write for Gate {
 /// takes an origin-form target made of them.
 const USUAL_TARGET_BYTES: &[u8] = b"-._~!$&'()*+,;=:@/?%";
 
+fn usual_target_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || USUAL_TARGET_BYTES.contains(&byte)
+}
+
 /// hyper (through the `http` crate) takes fewer characters in a request
 /// target than httparse does (`<`, `"`, `{`, …): such a target is passed to
 /// hyper percent-encoded, so that hyper takes the request and the handler
@@ -637,13 +641,14 @@ fn encode_target(held: &mut Vec<u8>, head_length: usize) -> usize {
     let target = &held[start..end];
     // A path of the usual characters is taken as it is, without parsing it
     // a second time to find out.
-    let usual = |byte: &u8| byte.is_ascii_alphanumeric() || USUAL_TARGET_BYTES.contains(byte);
-    if (target.starts_with(b"/") && target.iter().all(usual)) || hyper::Uri::try_from(target).is_ok() {
+    if (target.starts_with(b"/") && target.iter().all(|&byte| usual_target_byte(byte)))
+        || hyper::Uri::try_from(target).is_ok()
+    {
         return head_length;
     }
     let mut encoded = Vec::with_capacity(target.len() * 3);
     for &byte in target {
-        if byte.is_ascii_alphanumeric() || USUAL_TARGET_BYTES.contains(&byte) {
+        if usual_target_byte(byte) {
             encoded.push(byte);
         } else {
             encoded.extend_from_slice(format!("%{byte:02X}").as_bytes());
