@@ -1083,6 +1083,18 @@ fn fsck_finds_a_gap_in_the_event_log() {
 }
 
 #[test]
+fn a_reading_command_reports_a_real_gap_in_the_event_log_after_looking_again() {
+    let dir = fsck_base().copy();
+    edit_record(&dir, "gren-lang/core", |record| {
+        record["events"].as_array_mut().unwrap().clear()
+    });
+    // The first load fails, as one read across a commit could; the second,
+    // with the writers held off, finds the gap again: it is real.
+    let out = admin(&dir.path, &["stats"]).failure();
+    assert!(out.stderr.contains("the event log has a gap"), "{}", out.stderr);
+}
+
+#[test]
 fn a_server_refuses_to_start_on_a_gap_in_the_event_log() {
     let dir = fsck_base().copy();
     edit_record(&dir, "gren-lang/core", |record| {

@@ -639,8 +639,9 @@ fn versions_are_immutable() {
     server.publish(&token, &regzipped).assert_error(409, "version_exists");
     let download = server.get(&bundle_url("gren-lang/url", "5.0.0"), None);
     assert!(download.body == bytes, "the first bytes stay");
-    // The refused bundles were written beside the record while it was read
-    // and checked: nothing of them is left.
+    // Nothing of the refused bundles is left beside the record (a version
+    // the catalog has is not even written; a new one that is refused after
+    // the checks is written while they run, then removed).
     let mut files: Vec<String> = std::fs::read_dir(server.data_dir.join("packages/gren-lang/url"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

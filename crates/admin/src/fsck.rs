@@ -165,7 +165,14 @@ impl Fsck<'_> {
     }
 
     fn count(&mut self, what: &'static str) {
-        *self.checked.entry(what).or_default() += 1;
+        self.count_n(what, 1);
+    }
+
+    /// Counts `n` checked `what`s; none leaves no entry.
+    fn count_n(&mut self, what: &'static str, n: usize) {
+        if n > 0 {
+            *self.checked.entry(what).or_default() += n;
+        }
     }
 
     fn parse<T: DeserializeOwned>(&mut self, path: &Path) -> Option<T> {
@@ -592,9 +599,7 @@ impl Fsck<'_> {
             .flat_map(|record| record.events.iter().map(|event| (event.seq, event.subject())))
             .collect();
         seqs.sort();
-        if !seqs.is_empty() {
-            *self.checked.entry("events").or_default() += seqs.len();
-        }
+        self.count_n("events", seqs.len());
         let numbers: Vec<u64> = seqs.iter().map(|(seq, _)| *seq).collect();
         for fault in numbering_faults(&numbers) {
             let problem = match fault {

@@ -164,7 +164,11 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
     if format1_left && let Some(fault) = numbering_faults(&files).next() {
         let problem = match fault {
             NumberingFault::Missing { from, .. } => format!("events/ lacks event {from} (restore it from a backup)"),
-            NumberingFault::Twice { seq, .. } => format!("events/ holds event {seq} in two files (remove one)"),
+            NumberingFault::Twice { seq, .. } => {
+                format!(
+                    "events/ holds event {seq} in two files (named alike, as 1.json and 01.json): restore events/ from a backup"
+                )
+            }
         };
         problems.insert(0, problem);
     }

@@ -73,8 +73,12 @@ impl Packages {
     /// real. A load that succeeds saw one moment of the data (events are
     /// numbered in commit order, and it found no gap), and held up no write.
     pub fn open_read_only(store: &Store) -> Result<Packages, StoreError> {
-        Packages::load(store, false).or_else(|_| {
-            let _held = crate::store::hold_writers(store.root())?;
+        Packages::load(store, false).or_else(|first| {
+            // Without the gate (another user's lock file, say), the first
+            // load's error is the one to show.
+            let Ok(_held) = crate::store::hold_writers(store.root()) else {
+                return Err(first);
+            };
             Packages::load(store, false)
         })
     }
@@ -174,9 +178,10 @@ impl Packages {
     }
 
     /// The package's record, read while another thread writes and fsyncs
-    /// the new bundle beside it (its fsync then costs no time of its own).
-    /// A package's first publish prepares nothing here: its directory is
-    /// made only once the publish passed every check.
+    /// the new bundle beside it (the write overlaps the record's read).
+    /// Nothing is prepared for a package's first publish (its directory is
+    /// made only once the publish passed every check), nor for a version
+    /// the catalog has already (a repeat, or a refusal): they touch no disk.
     #[allow(clippy::type_complexity)]
     fn read_record_preparing(
         &self,
@@ -189,7 +194,11 @@ impl Packages {
         Result<Option<PackageRecord>, StoreError>,
         Option<Result<PreparedFile, StoreError>>,
     ) {
-        if self.catalog.get(name).is_none() {
+        let new_version = self
+            .catalog
+            .get(name)
+            .is_some_and(|record| record.version(version).is_none());
+        if !new_version {
             return (self.read_record(store, name), None);
         }
         std::thread::scope(|scope| {

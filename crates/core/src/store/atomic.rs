@@ -28,8 +28,8 @@ pub(super) fn write(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()
 /// A file written and fsynced under a temporary name in its destination's
 /// directory, not renamed yet: [`Prepared::stage`] puts it in place, and
 /// dropping it removes the temporary file. A publish prepares its bundle
-/// while it reads and checks the package record, so the bundle's fsync
-/// costs no time of its own.
+/// while it reads and checks the package record, so the bundle's write
+/// and fsync overlap that read.
 pub(super) struct Prepared {
     temp: tempfile::NamedTempFile,
     destination: PathBuf,
