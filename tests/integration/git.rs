@@ -522,13 +522,24 @@ fn a_ci_job_fetches_a_private_package_with_an_automation_token_that_has_its_down
         "{}",
         text(&allowed.stdout)
     );
-    // Its owner's membership is not enough: the token must have the scope.
-    let unscoped = ci_job(&mint("publishes", &["publish:gren-lang/*"]));
+    // Its owner's membership is not enough: the token must have the scope,
+    // and is told which, as by the API.
+    let unscoped_token = mint("publishes", &["publish:gren-lang/*"]);
+    let unscoped = ci_job(&unscoped_token);
     assert!(
-        !unscoped.status.success() && text(&unscoped.stderr).contains("not found"),
+        !unscoped.status.success() && text(&unscoped.stderr).contains("403"),
         "{}",
         text(&unscoped.stderr)
     );
+    let basic = format!("Basic {}", base64_of(&format!("ci:{unscoped_token}")));
+    let refused = server.send(
+        "GET",
+        "/git/gren-lang/url.git/info/refs?service=git-upload-pack",
+        &[("Authorization", &basic)],
+        b"",
+    );
+    refused.assert_error(403, "missing_scope");
+    assert!(refused.text().contains("download:gren-lang"), "{}", refused.text());
 }
 
 fn base64_of(text: &str) -> String {
@@ -546,7 +557,7 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     let refused = developer.registry_command(&["setup-git"]);
     assert!(!refused.status.success(), "not logged in: nothing to set up");
     assert!(
-        text(&refused.stderr).contains("Log in with `gren-registry login` first, or set GREN_REGISTRY_TOKEN"),
+        text(&refused.stderr).contains("Log in with `gren-registry login`, or set GREN_REGISTRY_TOKEN"),
         "{}",
         text(&refused.stderr)
     );
@@ -576,10 +587,11 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     ]);
     assert_eq!(text(&rewrite.stdout), "https://github.com/\n");
 
-    let ask = |operation: &str, question: &str| {
+    let ask_with = |env: &[(&str, &str)], operation: &str, question: &str| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
         developer.env(&mut command);
         let mut child = command
+            .envs(env.iter().copied())
             .args(["git-credential", operation])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -587,12 +599,29 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
             .unwrap();
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), question.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
+        assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
+    let ask = |operation: &str, question: &str| ask_with(&[], operation, question);
     let host = server.base.strip_prefix("http://").unwrap();
     let answer = ask("get", &format!("protocol=http\nhost={host}\npath=git/a/b.git\n\n"));
     assert_eq!(answer, format!("username=me@example.com\npassword={token}\n"));
+    // A CI secret beside the login wins, whole, and a login file that
+    // cannot be read does not stand in its way.
+    let ci = [("GREN_REGISTRY_TOKEN", "gren_token_ci")];
+    let question = format!("protocol=http\nhost={host}\n\n");
+    assert_eq!(
+        ask_with(&ci, "get", &question),
+        "username=gren-registry\npassword=gren_token_ci\n"
+    );
+    let login_file = developer.home.path().join(".gren/user");
+    let login = std::fs::read(&login_file).unwrap();
+    std::fs::write(&login_file, b"not json").unwrap();
+    assert_eq!(
+        ask_with(&ci, "get", &question),
+        "username=gren-registry\npassword=gren_token_ci\n"
+    );
+    std::fs::write(&login_file, login).unwrap();
     assert_eq!(
         ask("get", "protocol=https\nhost=github.com\n\n"),
         "",

@@ -100,6 +100,16 @@ pub fn optional_token(registry: &str) -> CliResult<Option<String>> {
     }
 }
 
+/// What git's credential helper answers for `registry`, as a user name and
+/// a password: `GREN_REGISTRY_TOKEN` (a CI job's; the registry takes any
+/// user name) without reading the login file, else the login.
+pub fn git_credentials(registry: &str) -> CliResult<Option<(String, String)>> {
+    if let Some(token) = token_from_env() {
+        return Ok(Some(("gren-registry".to_string(), token)));
+    }
+    Ok(stored(registry)?.map(|entry| (entry.email, entry.token)))
+}
+
 /// The token for `registry`, or an error telling how to get one.
 pub fn token_for(registry: &str) -> CliResult<String> {
     optional_token(registry)?.ok_or_else(|| {

@@ -38,14 +38,7 @@ const GITHUB_EXACTLY: &str = r"^https://github\.com/$";
 pub fn set_up(registry: &str) -> CliResult<()> {
     // The credential helper answers with the token the client would use:
     // without one, every private fetch would fail after the set-up.
-    if credentials::optional_token(registry)?.is_none() {
-        return Err(CliError(format!(
-            "You are not logged in to {registry}.\nLog in with `gren-registry login` first, or set {} (an \
-             automation token with the `download` scope of your private packages): git fetches private packages \
-             with it.",
-            credentials::TOKEN_ENV
-        )));
-    }
+    credentials::token_for(registry)?;
     let base = format!("{registry}/git/");
     let insteadof = format!("url.{base}.insteadOf");
     let helper = format!("credential.{registry}.helper");
@@ -90,8 +83,8 @@ pub fn remove(registry: &str) -> CliResult<()> {
 }
 
 /// git's credential-helper protocol: `get` reads `key=value` lines and
-/// answers `username` and `password` (the client's token: see
-/// [`credentials::optional_token`]) when they name this registry's scheme
+/// answers `username` and `password` ([`credentials::git_credentials`])
+/// when they name this registry's scheme
 /// and host, and nothing otherwise; `store` and `erase` do nothing (the
 /// token lives in the environment or `~/.gren/user`).
 pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
@@ -122,14 +115,8 @@ pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
     if !ours {
         return Ok(());
     }
-    // The registry takes any user name: the login's e-mail reads well in
-    // git's messages, and a CI job has none.
-    // A login file that cannot be read does not stand in the way of
-    // `GREN_REGISTRY_TOKEN`.
-    let stored = credentials::stored(registry).ok().flatten();
-    let username = stored.map_or_else(|| "gren-registry".to_string(), |entry| entry.email);
-    if let Some(token) = credentials::optional_token(registry)? {
-        println!("username={username}\npassword={token}");
+    if let Some((username, password)) = credentials::git_credentials(registry)? {
+        println!("username={username}\npassword={password}");
     }
     Ok(())
 }

@@ -13,8 +13,8 @@
 //!   Basic with a token as the password (any user name): a session, or an
 //!   automation token with the identity's `download` scope (a CI job's,
 //!   given to git by `gren-registry git-credential` from
-//!   `GREN_REGISTRY_TOKEN`); a token without that scope is a non-member
-//!   here. git sends
+//!   `GREN_REGISTRY_TOKEN`; one without it gets `403 missing_scope`, as
+//!   from the API: the rule is the API's, [`package::readable`]). git sends
 //!   credentials only after a `401`; an anonymous request for a private
 //!   package and for a project that does not exist get the same `401`, so
 //!   strangers cannot tell which private packages exist; a signed-in
@@ -24,10 +24,10 @@
 use crate::app::App;
 use crate::http::cgi;
 use crate::http::errors::{ApiError, ApiResult};
+use crate::http::handlers::package;
 use crate::http::{Caller, Request, Response};
 use base64::Engine;
 use gren_registry_core::auth::session::Authenticated;
-use gren_registry_core::auth::token::ScopeAction;
 use gren_registry_core::budget;
 use gren_registry_core::error::ErrorCode;
 use gren_registry_core::identity::{self, IdentityName};
@@ -80,14 +80,19 @@ fn fetch(app: &App, request: &Request, service: &str) -> ApiResult<Response> {
     // A name that can never be a package is not worth a password prompt.
     let name = PackageName::from_parts(author, project).ok_or_else(not_found)?;
     let caller = basic_caller(app, request)?;
-    if !may_read(app, &name, caller.as_ref()) {
+    match package::readable(app, &name, caller.as_ref()) {
+        Ok(_) => {}
         // Hidden or absent: only a caller who gave no credentials may have
-        // one that would show it.
-        return Err(if caller.is_none() {
-            credentials_needed()
-        } else {
-            not_found()
-        });
+        // one that would show it. (A member's token without the download
+        // scope is told which scope it lacks, as by the API.)
+        Err(refused) if refused.code == ErrorCode::PackageNotFound => {
+            return Err(if caller.is_none() {
+                credentials_needed()
+            } else {
+                not_found()
+            });
+        }
+        Err(refused) => return Err(refused),
     }
     let _slot = app.git_processes.reserve(1, budget::WAIT)?;
     let repository = app
@@ -104,29 +109,6 @@ fn is_registry_identity(app: &App, author: &str) -> ApiResult<bool> {
         return Ok(false);
     };
     Ok(identity::load(&app.store, &name)?.is_some())
-}
-
-/// Whether `caller` may fetch the package `name`: it exists and is public,
-/// or they are a member of its identity (by a token that may download it).
-fn may_read(app: &App, name: &PackageName, caller: Option<&Authenticated>) -> bool {
-    let Some(record) = app.packages.catalog.get(name) else {
-        return false;
-    };
-    if !record.private {
-        return true;
-    }
-    let membership = |user: &Authenticated| {
-        let identity = name
-            .identity()
-            .and_then(|identity| identity::load(&app.store, &identity).ok().flatten());
-        identity.is_some_and(|identity| identity.role_of(&user.email).is_some())
-    };
-    let scoped = |user: &Authenticated| {
-        user.token
-            .as_ref()
-            .is_none_or(|token| token.allows(ScopeAction::Download, name))
-    };
-    caller.is_some_and(|user| scoped(user) && membership(user))
 }
 
 /// The signed-in user of HTTP Basic credentials (the password is a session

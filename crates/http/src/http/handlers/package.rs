@@ -105,8 +105,14 @@ fn visibility_of(app: &App, reader: Option<&Authenticated>, also: Option<&str>) 
 /// The package of the path (`:author/:project`), if the caller may see it.
 fn visible_package(app: &App, request: &Request, caller: &Caller) -> ApiResult<Arc<PackageRecord>> {
     let name = package_name(request.param("author"), request.param("project"))?;
-    let reader = caller.reader()?;
-    find_for(app, &name, reader.as_ref(), visibility_of(app, reader.as_ref(), None)?)
+    readable(app, &name, caller.reader()?.as_ref())
+}
+
+/// `name` if `reader` may read it: public, or private and `reader` a
+/// member of its identity (by a token with its `download` scope). The one
+/// rule of reads, the API's and git's.
+pub(crate) fn readable(app: &App, name: &PackageName, reader: Option<&Authenticated>) -> ApiResult<Arc<PackageRecord>> {
+    find_for(app, name, reader, visibility_of(app, reader, None)?)
 }
 
 /// `name` if `visible` shows it. A private package hidden from an
