@@ -14,7 +14,7 @@ pub enum AuthError {
         "The token is not a Gren registry token: a session token comes from `gren-registry login`, \
          an automation token from `gren-registry token create`."
     )]
-    NotASessionToken,
+    NotARegistryToken,
     #[error("The token is unknown or has been revoked; log in again.")]
     UnknownToken,
     /// An automation token nobody lists: revoked, or never created. Its

@@ -15,20 +15,22 @@ pub use error::AuthError;
 /// owner `owner` names lists it (`listed`): the user's list is the authority
 /// (written first and cleared by revocations), so a record alone, planted by
 /// a local user or left by a restore, proves nothing. `kind` and `id` name
-/// it in the log.
+/// it in the log; `unknown` is the refusal of a record missing or not
+/// listed.
 fn listed_record<T: serde::de::DeserializeOwned>(
     store: &crate::store::Store,
     path: &crate::store::RecordPath,
     (kind, hash, id): (&str, &str, &str),
     owner: fn(&T) -> &email::Email,
     listed: fn(&user::User) -> &Vec<String>,
+    unknown: fn() -> AuthError,
 ) -> Result<T, AuthError> {
-    let record: T = store.read_json(path)?.ok_or(AuthError::UnknownToken)?;
+    let record: T = store.read_json(path)?.ok_or_else(unknown)?;
     let email = owner(&record);
     let listed_by_owner = |user: user::User| listed(&user).iter().any(|listed| secret::same_secret(listed, hash));
     if !user::load(store, email)?.is_some_and(listed_by_owner) {
         log::warn!("refused {kind} {id} of {email}: its user does not list it");
-        return Err(AuthError::UnknownToken);
+        return Err(unknown());
     }
     Ok(record)
 }

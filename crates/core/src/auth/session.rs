@@ -93,7 +93,7 @@ pub fn create(store: &Store, new: NewSession) -> Result<String, StoreError> {
 pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated, AuthError> {
     let token = token.ok_or(AuthError::MissingToken)?;
     if !secret::is_session_token(token) {
-        return Err(AuthError::NotASessionToken);
+        return Err(AuthError::NotARegistryToken);
     }
     let token_hash = secret::sha256_hex(token.as_bytes());
     let path = layout::session(&token_hash)?;
@@ -104,6 +104,7 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
         names,
         |session: &Session| &session.email,
         |user| &user.sessions,
+        || AuthError::UnknownToken,
     )?;
     if session.expires.has_passed() {
         revoke(store, &session.email, &token_hash)?;
@@ -298,7 +299,7 @@ mod tests {
         for token in [None, Some(""), Some("gren_../../etc/passwd"), Some("Bearer x")] {
             assert!(matches!(
                 authenticate(&store, token),
-                Err(AuthError::MissingToken | AuthError::NotASessionToken)
+                Err(AuthError::MissingToken | AuthError::NotARegistryToken)
             ));
         }
     }

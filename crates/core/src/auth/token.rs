@@ -369,7 +369,7 @@ fn token_id(hash: &str) -> &str {
 /// as expired (kept, so that it keeps saying so until revoked or replaced).
 pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthError> {
     if !secret::is_automation_token(token) {
-        return Err(AuthError::NotASessionToken);
+        return Err(AuthError::NotARegistryToken);
     }
     let hash = secret::sha256_hex(token.as_bytes());
     let path = layout::automation_token(&hash)?;
@@ -380,11 +380,8 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthErr
         names,
         |record: &TokenRecord| &record.email,
         |user| &user.tokens,
-    )
-    .map_err(|err| match err {
-        AuthError::UnknownToken => AuthError::UnknownAutomationToken,
-        other => other,
-    })?;
+        || AuthError::UnknownAutomationToken,
+    )?;
     if record.expires.has_passed() {
         return Err(AuthError::TokenExpired { name: record.name });
     }
@@ -649,7 +646,7 @@ mod tests {
         ));
         assert!(matches!(
             authenticate(&store, "gren_token_../../x"),
-            Err(AuthError::NotASessionToken)
+            Err(AuthError::NotARegistryToken)
         ));
     }
 }

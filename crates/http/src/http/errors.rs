@@ -180,7 +180,7 @@ impl From<AuthError> for ApiError {
         let (status, code) = match &err {
             AuthError::InvalidEmail { .. } => (400, ErrorCode::InvalidEmail),
             AuthError::MissingToken
-            | AuthError::NotASessionToken
+            | AuthError::NotARegistryToken
             | AuthError::UnknownToken
             | AuthError::UnknownAutomationToken
             | AuthError::SessionExpired
@@ -417,7 +417,7 @@ mod tests {
             (401, "unauthorized", message.into(), None, bearer.clone())
         );
         for err in [
-            AuthError::NotASessionToken,
+            AuthError::NotARegistryToken,
             AuthError::UnknownToken,
             AuthError::UnknownAutomationToken,
             AuthError::SessionExpired,
