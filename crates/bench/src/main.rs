@@ -506,7 +506,7 @@ impl RunningRegistry {
         // writes its access log: a pipe drained by this process would put
         // a third busy process on the machine's cores during every wrk run.
         let log_file = std::fs::File::create(log).unwrap();
-        let mut child = Command::new(binary)
+        let child = Command::new(binary)
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -525,37 +525,44 @@ impl RunningRegistry {
             .stderr(Stdio::from(log_file))
             .spawn()
             .unwrap();
-        // Polled every millisecond: the start-up row times spawn → this line.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .contains("listening on")
-        {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the registry did not start ({status}); see {}", log.display());
-            }
-            assert!(Instant::now() < deadline, "the registry did not start within 120 s");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        RunningRegistry {
+        let mut registry = RunningRegistry {
             child,
             port,
             log: log.to_path_buf(),
-        }
+        };
+        // Polled every millisecond: the start-up row times spawn → this line.
+        registry.wait_for_log("listening on", Duration::from_secs(120), Duration::from_millis(1));
+        registry
     }
 
     /// Waits for the background sweep of the data directory that follows
     /// start-up, so that measurements see the steady state.
-    fn settle(self) -> RunningRegistry {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .contains("temporary-file sweep done")
-        {
-            assert!(Instant::now() < deadline, "the start-up sweep did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn settle(mut self) -> RunningRegistry {
+        self.wait_for_log(
+            "temporary-file sweep done",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+        );
         self
+    }
+
+    /// Waits until the log holds `line`, looking every `every`; panics when
+    /// the registry ended or `within` passed first.
+    fn wait_for_log(&mut self, line: &str, within: Duration, every: Duration) {
+        let deadline = Instant::now() + within;
+        while !std::fs::read_to_string(&self.log).unwrap_or_default().contains(line) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the registry ended ({status}) before {line:?}; see {}",
+                    self.log.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} in the registry's log within {within:?}"
+            );
+            std::thread::sleep(every);
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -751,7 +758,8 @@ struct Load {
 const ROUNDS: u64 = 5;
 
 /// wrk against `ours` and `theirs` in turn, [`ROUNDS`] times, each side
-/// for `seconds` in all (whole seconds a round), the side going first
+/// for about `seconds` in all (whole seconds a round, at least one: with
+/// `--quick`'s 3 s, five of 1 s), the side going first
 /// alternating: a loaded
 /// machine's drift (a noisy neighbour, a frequency change) then weighs on
 /// both sides alike, where one long run of each put all of it on one.
