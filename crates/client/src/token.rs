@@ -76,7 +76,7 @@ pub fn run(registry: &RemoteRegistry, command: TokenCommand) -> CliResult<()> {
         TokenCommand::Revoke { id } => {
             // An id is what `token list` shows: 16 hex digits. Anything else
             // would make another path, and a misleading answer.
-            if id.len() != 16 || !gren_registry_core::auth::secret::is_lower_hex(&id) {
+            if !gren_registry_core::auth::token::is_token_id(&id) {
                 return Err(CliError(format!(
                     "{id:?} is not a token id: `gren-registry token list` shows them (16 lower-case hex digits)."
                 )));

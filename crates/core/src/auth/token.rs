@@ -360,6 +360,12 @@ pub fn create(store: &Store, new: NewToken) -> Result<(String, TokenView), Token
 
 /// The public id of a token: the start of its hash (an operator finds its
 /// record with `ls tokens/<id>*`).
+/// Whether `text` has the shape of a token id ([`TokenView::id`]): what
+/// a client checks before asking to revoke one.
+pub fn is_token_id(text: &str) -> bool {
+    text.len() == TOKEN_ID_LENGTH && secret::is_lower_hex(text)
+}
+
 fn token_id(hash: &str) -> &str {
     &hash[..TOKEN_ID_LENGTH]
 }
@@ -596,6 +602,10 @@ mod tests {
         let (_, view) = create(&store, new).unwrap();
         let texts: Vec<String> = view.scopes.iter().map(ToString::to_string).collect();
         assert_eq!(texts, ["publish:team/a", "download:team"]);
+        // The id it shows has the shape clients check before a revocation.
+        assert!(is_token_id(&view.id), "{}", view.id);
+        assert!(!is_token_id(&view.id.to_ascii_uppercase()));
+        assert!(!is_token_id(&view.id[1..]));
     }
 
     #[test]
