@@ -15,8 +15,10 @@ vcl 4.1;
 # and every answer about a package carries `Surrogate-Key: p:<author>/<project>`
 # (listings: `listings`), so one ban drops every cached URL of the package.
 #
-# Run with the registry's trusted proxies naming this host
-# (GREN_REGISTRY_TRUSTED_PROXIES), as Varnish adds X-Forwarded-For.
+# Run with the registry's trusted proxies naming this host and the proxies in
+# front of it (GREN_REGISTRY_TRUSTED_PROXIES), as each appends to
+# X-Forwarded-For: the registry takes the first address from the right that
+# is not a trusted proxy as the client.
 
 import std;
 
@@ -42,7 +44,7 @@ sub vcl_recv {
     # Changes, git (which git's client sends with credentials, or not, as it
     # likes) and anything a person or a token asks: straight to the registry,
     # never stored, never answered from what someone else was given.
-    if ((req.method != "GET" && req.method != "HEAD") || req.http.Authorization || req.url ~ "^/git/") {
+    if ((req.method != "GET" && req.method != "HEAD") || req.http.Authorization || req.url ~ "^/git(hub)?/") {
         return (pass);
     }
     # The registry sets no cookies and reads none.
@@ -50,14 +52,22 @@ sub vcl_recv {
     return (hash);
 }
 
-# Purges need the secret and one of the purgers' addresses.
+# Purges need the secret and one of the purgers' addresses, on a connection
+# straight from the purger.
 #   POST /.gren-registry/purge with Surrogate-Key: keys -> bans every object
 #                                                        tagged with one of them
 #   PURGE <url>                                       -> drops that URL's objects
 # (VCL's string comparison does not take constant time: the ACL keeps
 # strangers from timing it.)
+#
+# Behind nginx, client.ip is nginx's, which is often the registry's own host
+# and so a purger: the ACL alone would take a purge from anyone nginx
+# forwards. Varnish has appended client.ip to X-Forwarded-For before
+# vcl_recv, so a request straight from the registry carries one address
+# there, and one that came through a proxy (nginx appends the client's) two
+# or more: those are refused.
 sub gren_purge {
-    if (client.ip !~ purgers || req.http.X-Purge-Secret != "CHANGE-ME-to-GREN_REGISTRY_CACHE_PURGE_SECRET") {
+    if (client.ip !~ purgers || req.http.X-Forwarded-For ~ "," || req.http.X-Purge-Secret != "CHANGE-ME-to-GREN_REGISTRY_CACHE_PURGE_SECRET") {
         return (synth(403, "Forbidden"));
     }
     if (req.method == "PURGE") {

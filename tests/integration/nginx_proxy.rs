@@ -283,3 +283,94 @@ fn uploads_the_registry_refuses_keep_their_status_through_nginx() {
         }
     }
 }
+
+/// The documented chain, client → nginx (TLS) → Varnish → registry, with
+/// both proxies on 127.0.0.1 and trusted, and clients on other loopback
+/// addresses: the registry sees each client (not nginx, whose address
+/// Varnish appends last to `X-Forwarded-For`), and Varnish takes no purge
+/// that came through nginx, although nginx's address is a purger's.
+#[test]
+fn behind_nginx_and_varnish_every_client_is_seen_and_only_the_registry_purges() {
+    let Some(nginx_binary) = nginx_or_skip() else { return };
+    let Some(varnish_binary) = crate::varnish::varnishd_or_skip() else {
+        return;
+    };
+    let edge_port = free_port();
+    let purge_url = format!("http://127.0.0.1:{edge_port}/.gren-registry/purge");
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_TRUSTED_PROXIES", "127.0.0.1"),
+        ("GREN_REGISTRY_LOGIN_LIMIT_PER_EMAIL", "2"),
+        ("GREN_REGISTRY_CACHE_PURGE_URLS", &purge_url),
+        ("GREN_REGISTRY_CACHE_PURGE_SECRET", crate::cdn::PURGE_SECRET),
+    ]);
+    let varnish = crate::varnish::start_varnish(&varnish_binary, edge_port, server.addr);
+    let nginx = start_nginx(&nginx_binary, &varnish.addr.to_string());
+    let login =
+        |from: &str, email: &str| post_json_through(&nginx, from, "/session", &format!("{{\"email\":\"{email}\"}}")).0;
+
+    // Someone on 127.0.0.2 uses up the victim's logins from their network…
+    assert_eq!(login("127.0.0.2", "victim@example.com"), 200);
+    assert_eq!(login("127.0.0.2", "victim@example.com"), 200);
+    assert_eq!(login("127.0.0.2", "victim@example.com"), 429);
+    // …and the victim, on another network, still logs in.
+    assert_eq!(
+        login("127.0.0.3", "victim@example.com"),
+        200,
+        "one network locked out another"
+    );
+    let recorded = logins_recorded_from(&server);
+    assert!(
+        recorded.contains("127.0.0.3") && !recorded.contains("127.0.0.1"),
+        "login records name the real clients: {recorded}"
+    );
+
+    // A purge with the secret from a client, through nginx: refused by Varnish.
+    let purge = |from: &str| {
+        curl(
+            &nginx,
+            from,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Surrogate-Key: listings",
+                "-H",
+                &format!("X-Purge-Secret: {}", crate::cdn::PURGE_SECRET),
+                &url(&nginx, "/.gren-registry/purge"),
+            ],
+        )
+    };
+    let (status, body) = purge("127.0.0.2");
+    assert_eq!(status, 403, "a purge through nginx: {}", String::from_utf8_lossy(&body));
+    let (status, _) = purge("127.0.0.1");
+    assert_eq!(status, 403, "even from nginx's own host");
+    // The registry's own purges, straight to Varnish, still go through.
+    let direct = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+        ])
+        .args(["-H", "Surrogate-Key: listings", "-H"])
+        .arg(format!("X-Purge-Secret: {}", crate::cdn::PURGE_SECRET))
+        .arg(&purge_url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&direct.stdout), "200");
+}
+
+/// The client addresses of the logins in the server's data directory.
+fn logins_recorded_from(server: &Server) -> String {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(server.data_dir.join("logins")).unwrap() {
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        found.push(record["client_ip"].as_str().unwrap_or_default().to_string());
+    }
+    found.join(" ")
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const PURGE_PATH: &str = "/.gren-registry/purge";
 
-fn varnishd_or_skip() -> Option<PathBuf> {
+pub(crate) fn varnishd_or_skip() -> Option<PathBuf> {
     let found = ["/usr/sbin/varnishd", "/usr/bin/varnishd"]
         .into_iter()
         .map(PathBuf::from)
@@ -31,9 +31,9 @@ fn varnishd_or_skip() -> Option<PathBuf> {
     found
 }
 
-struct Varnish {
+pub(crate) struct Varnish {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The VCL and varnishd's working directory, removed with it.
     _dir: tempfile::TempDir,
 }
@@ -47,7 +47,7 @@ impl Drop for Varnish {
 
 /// Runs docs/deploy/varnish.vcl on `port` with only the backend's port and
 /// the secret replaced, unjailed (the temporary directory is the test's).
-fn start_varnish(binary: &Path, port: u16, backend: SocketAddr) -> Varnish {
+pub(crate) fn start_varnish(binary: &Path, port: u16, backend: SocketAddr) -> Varnish {
     let dir = tempfile::tempdir().unwrap();
     let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/varnish.vcl")).unwrap();
     let vcl = documented

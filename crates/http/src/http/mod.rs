@@ -70,8 +70,8 @@ impl Request {
     }
 
     /// The client's address: the connection's peer, or, when the peer is a
-    /// trusted reverse proxy, the last address its `X-Forwarded-For` names
-    /// (the one the proxy itself saw; earlier ones are the client's word).
+    /// trusted reverse proxy, the first address from the right of
+    /// `X-Forwarded-For` that is not a trusted proxy (see [`client_ip`]).
     pub fn client_ip(&self, trusted_proxies: &[std::net::IpAddr]) -> std::net::IpAddr {
         client_ip(self.remote, &self.headers, trusted_proxies)
     }
@@ -129,25 +129,47 @@ impl Request {
     }
 }
 
-/// The client of a request from `remote` with `headers`: see [`Request::client_ip`].
+/// The client of a request from `remote` with `headers`.
+///
+/// Each proxy appends the address of the peer it saw to `X-Forwarded-For`
+/// (behind nginx → Varnish: `<client>, <nginx>`), so the list is read from
+/// the right: an entry appended by a trusted proxy is true, and the first
+/// that is not itself a trusted proxy is the client; everything left of it
+/// is that client's word. All trusted: the leftmost. Several header lines
+/// are one list, in order (RFC 9110, 5.3), so a line the client sent
+/// itself stays on the untrusted side. An entry that is not an address
+/// (nginx's `unix:`) ends the walk at the last proxy that vouched for it.
 pub fn client_ip(
     remote: SocketAddr,
     headers: &[(String, String)],
     trusted_proxies: &[std::net::IpAddr],
 ) -> std::net::IpAddr {
-    let peer = remote.ip();
-    if !trusted_proxies.contains(&peer) {
-        return peer;
-    }
-    // The last header line's last address: a proxy that adds a line of
-    // its own instead of appending must not let the client's line win.
-    headers
+    let mut client = remote.ip();
+    let entries = headers
         .iter()
         .rev()
-        .find(|(key, _)| key.eq_ignore_ascii_case("x-forwarded-for"))
-        .and_then(|(_, chain)| chain.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or(peer)
+        .filter(|(key, _)| key.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|(_, chain)| chain.rsplit(','));
+    for entry in entries {
+        if !trusted_proxies.contains(&client) {
+            break;
+        }
+        match forwarded_address(entry.trim()) {
+            Some(address) => client = address,
+            None => break,
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry's address: `192.0.2.1`, `2001:db8::1`, or one
+/// with a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`), as some proxies
+/// write them.
+fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if any.
@@ -339,9 +361,9 @@ mod tests {
     }
 
     #[test]
-    fn the_client_ip_comes_from_trusted_proxies_only_and_from_their_own_entry() {
-        let proxy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        let ip = |peer, forwarded: &[&str]| request(peer, forwarded).client_ip(&[proxy]).to_string();
+    fn the_client_ip_is_the_first_untrusted_address_from_the_right() {
+        let proxies: Vec<std::net::IpAddr> = ["127.0.0.1", "10.0.0.2"].iter().map(|ip| ip.parse().unwrap()).collect();
+        let ip = |peer, forwarded: &[&str]| request(peer, forwarded).client_ip(&proxies).to_string();
         assert_eq!(
             ip("127.0.0.1", &["6.6.6.6, 1.2.3.4"]),
             "1.2.3.4",
@@ -353,10 +375,36 @@ mod tests {
             "the client's own line does not win"
         );
         assert_eq!(
+            ip("127.0.0.1", &["6.6.6.6, 1.2.3.4, 127.0.0.1"]),
+            "1.2.3.4",
+            "behind nginx and then Varnish, nginx's entry is skipped"
+        );
+        assert_eq!(
+            ip("127.0.0.1", &["6.6.6.6, 1.2.3.4", "10.0.0.2, 127.0.0.1"]),
+            "1.2.3.4",
+            "two header lines are one list"
+        );
+        assert_eq!(
+            ip("127.0.0.1", &["10.0.0.2, 127.0.0.1"]),
+            "10.0.0.2",
+            "all trusted: the leftmost"
+        );
+        assert_eq!(
+            ip("127.0.0.1", &["[2001:db8::1]:4711, 10.0.0.2:80"]),
+            "2001:db8::1",
+            "ports are not part of the address"
+        );
+        assert_eq!(
             ip("10.0.0.9", &["1.2.3.4"]),
             "10.0.0.9",
             "untrusted peers cannot claim an address"
         );
         assert_eq!(ip("127.0.0.1", &["not an address"]), "127.0.0.1");
+        assert_eq!(
+            ip("127.0.0.1", &["1.2.3.4, unix:, 10.0.0.2"]),
+            "10.0.0.2",
+            "an entry that is no address ends the walk at the proxy that wrote it"
+        );
+        assert_eq!(ip("127.0.0.1", &[]), "127.0.0.1");
     }
 }
