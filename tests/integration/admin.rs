@@ -210,6 +210,57 @@ fn identity_create_works_on_fresh_and_existing_dirs_reserved_names_included() {
 }
 
 #[test]
+fn an_operator_links_an_identity_to_its_github_owner_and_unlinks_it() {
+    let dir = fresh();
+    let out = admin_json(
+        &dir.path,
+        &[
+            "identity",
+            "create",
+            "gren-lang",
+            "--admin",
+            ME,
+            "--github-owner-id",
+            "42",
+        ],
+    )
+    .success();
+    assert_eq!(
+        out.json(),
+        json!({ "name": "gren-lang", "admin": ME, "github_owner_id": 42 })
+    );
+    let shown = admin_json(&dir.path, &["identity", "show", "gren-lang"])
+        .success()
+        .json();
+    assert_eq!(shown["github"]["owner_id"], 42, "{shown}");
+    let kinds = |shown: &Value| -> Vec<String> {
+        shown["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["action"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&shown), ["created", "github_linked"]);
+    admin(&dir.path, &["identity", "link-github", "gren-lang", "--owner-id", "42"])
+        .success()
+        .assert_stdout_has("(as it was)");
+    admin(&dir.path, &["identity", "show", "gren-lang"])
+        .success()
+        .assert_stdout_has("github: owner id 42");
+    admin(&dir.path, &["identity", "unlink-github", "gren-lang"])
+        .success()
+        .assert_stdout_has("unlinked gren-lang from GitHub");
+    let shown = admin_json(&dir.path, &["identity", "show", "gren-lang"])
+        .success()
+        .json();
+    assert!(shown["github"].is_null(), "{shown}");
+    assert_eq!(kinds(&shown), ["created", "github_linked", "github_unlinked"]);
+    admin(&dir.path, &["identity", "link-github", "nobody", "--owner-id", "1"]).failure();
+    admin(&dir.path, &["identity", "link-github", "gren-lang", "--owner-id", "x"]).failure();
+}
+
+#[test]
 fn changing_commands_refuse_while_a_server_runs() {
     let dir = imported();
     let server = Server::start_in(&dir.path, &[]);

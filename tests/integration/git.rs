@@ -1,4 +1,4 @@
-//! Packages over git's smart HTTP protocol (`/git/<author>/<project>.git`),
+//! Packages over git's smart HTTP protocol (`/git/<author>/<project>.git`, and `/github/…` for linked identities),
 //! as the unmodified Gren compiler fetches them once `setup-git` sent
 //! https://github.com/ to the registry: installs with the real compiler,
 //! private packages through the credential helper, revocations and fresh
@@ -88,7 +88,7 @@ impl Developer {
 
     /// Only the rewrite, without the credential helper.
     fn rewrite_github_only(&self) {
-        let key = format!("url.{}/git/.insteadOf", self.registry);
+        let key = format!("url.{}/github/.insteadOf", self.registry);
         assert!(
             self.git(&["config", "--global", &key, "https://github.com/"])
                 .status
@@ -167,14 +167,40 @@ fn publisher(server: &Server, email: &str, identity: &str) -> String {
     token
 }
 
+/// The GitHub owner id an operator links `gren-lang` to in these tests.
+const GREN_LANG_OWNER_ID: &str = "12345";
+
+/// A registry with `env` whose `gren-lang` an operator created before it
+/// started, linked to the GitHub owner of that name (so that `setup-git`
+/// users get it for github.com/gren-lang/), with team@gren-lang.org its
+/// admin; and the admin's token.
+fn with_linked_gren_lang(env: &[(&str, &str)]) -> (Server, String) {
+    let server = Server::with_setup(env, |dir| {
+        admin(
+            dir,
+            &[
+                "identity",
+                "create",
+                "gren-lang",
+                "--admin",
+                "team@gren-lang.org",
+                "--github-owner-id",
+                GREN_LANG_OWNER_ID,
+            ],
+        )
+        .success();
+    });
+    let token = server.login("team@gren-lang.org");
+    (server, token)
+}
+
 /// A registry (without fallback) where the Gren team published `files`
 /// (`true`: privately), and the team's token; `None` without git.
 fn gren_lang_registry(files: &[(&str, bool)]) -> Option<(Server, String)> {
     if !git_installed() {
         return None;
     }
-    let server = registry();
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
+    let (server, token) = with_linked_gren_lang(&[("GREN_REGISTRY_GIT_FALLBACK", "")]);
     for (file, private) in files {
         publish(&server, &token, file, *private);
     }
@@ -183,12 +209,17 @@ fn gren_lang_registry(files: &[(&str, bool)]) -> Option<(Server, String)> {
 
 fn publish(server: &Server, token: &str, file: &str, private: bool) {
     let path = if private { "/packages?private=true" } else { "/packages" };
+    publish_to(server, token, path, &real_bundle(file));
+}
+
+#[track_caller]
+fn publish_to(server: &Server, token: &str, path: &str, bundle: &[u8]) {
     let headers = [
         ("Authorization", &format!("Bearer {token}")[..]),
         ("Content-Type", "application/gzip"),
     ];
-    let published = server.send("POST", path, &headers, &real_bundle(file));
-    assert_eq!(published.status, 201, "{file}: {}", published.text());
+    let published = server.send("POST", path, &headers, bundle);
+    assert_eq!(published.status, 201, "{path}: {}", published.text());
 }
 
 /// A node application on compiler 0.6.3 needing `direct` and `indirect`.
@@ -386,13 +417,8 @@ fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
     let elsewhere = registry();
     let blaix = publisher(&elsewhere, "blaix@example.com", "blaix");
     let tiny = compiler_made(&synthetic("blaix/tiny", "1.0.0", "x"));
-    let headers = [
-        ("Authorization", &format!("Bearer {blaix}")[..]),
-        ("Content-Type", "application/gzip"),
-    ];
-    assert_eq!(elsewhere.send("POST", "/packages", &headers, &tiny).status, 201);
-    let server = Server::with_env(&[("GREN_REGISTRY_GIT_FALLBACK", &format!("{}/git", elsewhere.base))]);
-    let token = publisher(&server, "team@gren-lang.org", "gren-lang");
+    publish_to(&elsewhere, &blaix, "/packages", &tiny);
+    let (server, token) = with_linked_gren_lang(&[("GREN_REGISTRY_GIT_FALLBACK", &format!("{}/git", elsewhere.base))]);
     for file in [CORE, URL, NODE] {
         publish(&server, &token, file, false);
     }
@@ -435,6 +461,90 @@ fn a_package_of_an_unknown_author_is_fetched_through_the_fallback() {
         elsewhere.base
     );
     assert_eq!(odd.header("location"), Some(expected.as_str()));
+}
+
+#[test]
+fn an_identity_that_only_took_a_github_name_is_not_served_for_it_unless_trusted_by_name() {
+    if !git_installed() {
+        return;
+    }
+    // The "GitHub" of this test: a second registry, where the real blaix
+    // published blaix/tiny.
+    let github = registry();
+    let blaix = publisher(&github, "blaix@example.com", "blaix");
+    publish_to(
+        &github,
+        &blaix,
+        "/packages",
+        &compiler_made(&synthetic("blaix/tiny", "1.0.0", "x")),
+    );
+    // Here someone else took the names blaix and torvalds first.
+    let (server, team) = with_linked_gren_lang(&[("GREN_REGISTRY_GIT_FALLBACK", &format!("{}/git", github.base))]);
+    publish(&server, &team, CORE, false);
+    let squatter = publisher(&server, "squatter@example.com", "blaix");
+    let forged = compiler_made(&synthetic("blaix/tiny", "2.0.0", "y"));
+    publish_to(&server, &squatter, "/packages", &forged);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "torvalds" }), Some(&squatter));
+    assert_eq!(created.status, 200, "{}", created.text());
+
+    let developer = Developer::new(&server);
+    developer.logged_in("team@gren-lang.org", &team);
+    let said = developer.setup_git();
+    assert!(said.contains("linked to the GitHub owner"), "{said}");
+    assert_eq!(
+        developer.remote_tags("blaix/tiny"),
+        ["1.0.0"],
+        "the real blaix's package, from GitHub"
+    );
+    assert_eq!(
+        developer.remote_tags("gren-lang/core"),
+        ["7.0.0"],
+        "a linked identity is served"
+    );
+    let refs = |tree: &str, package: &str| {
+        server.get(
+            &format!("/{tree}/{package}.git/info/refs?service=git-upload-pack"),
+            None,
+        )
+    };
+    let redirected = refs("github", "torvalds/linux");
+    assert_eq!(
+        redirected.status, 302,
+        "no password prompt for someone else's GitHub name"
+    );
+    assert_eq!(
+        redirected.header("location"),
+        Some(
+            &format!(
+                "{}/git/torvalds/linux.git/info/refs?service=git-upload-pack",
+                github.base
+            )[..]
+        )
+    );
+    assert_eq!(refs("github", "blaix/tiny").status, 302);
+    assert_eq!(
+        refs("git", "blaix/tiny").status,
+        200,
+        "the registry's own URLs are unchanged"
+    );
+    assert_eq!(refs("git", "torvalds/linux").status, 401);
+
+    // Trusting this registry's blaix, by name: its GitHub URLs come from here.
+    let trusted = developer.registry_command(&["setup-git", "--identity", "blaix"]);
+    assert!(trusted.status.success(), "{}", text(&trusted.stderr));
+    assert!(
+        text(&trusted.stdout).contains("you trust the identity blaix"),
+        "{}",
+        text(&trusted.stdout)
+    );
+    assert_eq!(developer.remote_tags("blaix/tiny"), ["2.0.0"]);
+    assert_eq!(developer.remote_tags("gren-lang/core"), ["7.0.0"]);
+    let refused = developer.registry_command(&["setup-git", "--identity", "not/a name"]);
+    assert!(!refused.status.success() && text(&refused.stderr).contains("--identity"));
+    let removed = developer.registry_command(&["setup-git", "--remove"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let left = std::fs::read_to_string(developer.gitconfig()).unwrap();
+    assert!(!left.contains(&server.base), "--remove takes the trust out too: {left}");
 }
 
 #[test]
@@ -570,8 +680,18 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     );
     let token = server.login("me@example.com");
     developer.logged_in("me@example.com", &token);
+    // What setup-git wrote before the /github/ tree (every identity for
+    // GitHub's names) is replaced.
+    let earlier = format!("url.{}/git/.insteadOf", server.base);
+    assert!(
+        developer
+            .git(&["config", "--global", &earlier, "https://github.com/"])
+            .status
+            .success()
+    );
     developer.setup_git();
     let once = std::fs::read_to_string(developer.gitconfig()).unwrap();
+    assert!(!once.contains(&format!("{}/git/", server.base)), "{once}");
     developer.setup_git();
     assert_eq!(
         std::fs::read_to_string(developer.gitconfig()).unwrap(),
@@ -583,7 +703,7 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
         "config",
         "--global",
         "--get-all",
-        &format!("url.{}/git/.insteadof", server.base),
+        &format!("url.{}/github/.insteadof", server.base),
     ]);
     assert_eq!(text(&rewrite.stdout), "https://github.com/\n");
 
@@ -656,7 +776,7 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     };
     in_repository(&["remote", "add", "origin", "https://github.com/a/b.git"]);
     let fetch_url = in_repository(&["remote", "get-url", "origin"]);
-    assert_eq!(fetch_url, format!("{}/git/a/b.git\n", server.base));
+    assert_eq!(fetch_url, format!("{}/github/a/b.git\n", server.base));
     let push_url = in_repository(&["remote", "get-url", "--push", "origin"]);
     assert_eq!(push_url, "https://github.com/a/b.git\n");
 
@@ -694,6 +814,22 @@ fn fsck_checks_the_repositories_against_the_records_and_repair_rebuilds_them() {
     let server = Server::start_in(&data, &[("GREN_REGISTRY_GIT_FALLBACK", "")]);
     let token = publisher(&server, "team@gren-lang.org", "gren-lang");
     publish(&server, &token, CORE, false);
+    // The registry's own URLs serve every identity, linked or not.
+    let developer = Developer::new(&server);
+    let url = format!("{}/git/gren-lang/core.git", server.base);
+    let listed = developer.git(&["ls-remote", "--tags", &url]);
+    assert!(
+        text(&listed.stdout).contains("refs/tags/7.0.0"),
+        "{}",
+        text(&listed.stderr)
+    );
+    server.stop();
+    admin(
+        &data,
+        &["identity", "link-github", "gren-lang", "--owner-id", GREN_LANG_OWNER_ID],
+    )
+    .success();
+    let server = Server::start_in(&data, &[("GREN_REGISTRY_GIT_FALLBACK", "")]);
     let developer = Developer::new(&server);
     developer.rewrite_github_only();
     assert_eq!(developer.remote_tags("gren-lang/core"), ["7.0.0"]);

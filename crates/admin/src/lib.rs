@@ -164,9 +164,28 @@ pub enum IdentityCommand {
         /// (`gren-1ang` beside `gren-lang`).
         #[arg(long)]
         allow_confusable: bool,
+        /// Link it at once to the GitHub owner of the same name, by that
+        /// owner's numeric id (see `link-github`).
+        #[arg(long, value_name = "ID")]
+        github_owner_id: Option<u64>,
     },
     /// Show an identity, its members, invitations and packages.
     Show { name: String },
+    /// Link an identity to the GitHub user or organization of the same
+    /// name, so that `setup-git` users get its packages for
+    /// `https://github.com/<name>/…` from the registry. Check first that
+    /// the identity's admins are that owner: the id is
+    /// `curl https://api.github.com/users/<name>`'s `id`.
+    LinkGithub {
+        name: String,
+        /// The GitHub owner's numeric id (it survives renames; a new
+        /// account with the same login gets another).
+        #[arg(long, value_name = "ID")]
+        owner_id: u64,
+    },
+    /// Remove an identity's GitHub link: `https://github.com/<name>/` then
+    /// goes to GitHub again for `setup-git` users.
+    UnlinkGithub { name: String },
     /// Add a member or change their role, directly: no invitation, no
     /// e-mail (for an identity left without an admin, for instance).
     SetMember {
@@ -312,7 +331,20 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
             name,
             admin,
             allow_confusable,
-        }) => identity_create(&open_for_changes(args)?, name, admin, *allow_confusable),
+            github_owner_id,
+        }) => identity_create(
+            &open_for_changes(args)?,
+            name,
+            admin,
+            *allow_confusable,
+            *github_owner_id,
+        ),
+        AdminCommand::Identity(IdentityCommand::LinkGithub { name, owner_id }) => {
+            identity_link_github(&open_for_changes(args)?, name, Some(*owner_id))
+        }
+        AdminCommand::Identity(IdentityCommand::UnlinkGithub { name }) => {
+            identity_link_github(&open_for_changes(args)?, name, None)
+        }
         AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
         AdminCommand::Identity(IdentityCommand::SetMember { name, email, role }) => {
             identity_set_member(&open_for_changes(args)?, name, email, role)
@@ -412,7 +444,13 @@ fn refusal(err: PackageError) -> (&'static str, String) {
     (err.code.as_str(), message)
 }
 
-fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: bool) -> AdminResult<Report> {
+fn identity_create(
+    store: &Store,
+    name: &str,
+    admin: &str,
+    allow_confusable: bool,
+    github_owner_id: Option<u64>,
+) -> AdminResult<Report> {
     let name = IdentityName::parse(name)?;
     let admin = Email::parse(admin)?;
     let look_alikes = if allow_confusable {
@@ -425,10 +463,38 @@ fn identity_create(store: &Store, name: &str, admin: &str, allow_confusable: boo
             IdentityError::Confusable { .. } => AdminError::Confusable(err),
             err => err.into(),
         })?;
+    let mut text = format!("created identity {} with admin {admin}", created.name);
+    let mut answer = json!({ "name": created.name, "admin": admin });
+    if let Some(id) = github_owner_id {
+        identity::link_github(store, &name, &Actor::Operator, github_owner_id)?;
+        text += &linked_text(&created.name, github_owner_id);
+        answer["github_owner_id"] = id.into();
+    }
+    Ok(Report::ok(text, answer))
+}
+
+/// `link-github` (`Some`) and `unlink-github` (`None`).
+fn identity_link_github(store: &Store, name: &str, owner_id: Option<u64>) -> AdminResult<Report> {
+    let name = IdentityName::parse(name)?;
+    let changed = identity::link_github(store, &name, &Actor::Operator, owner_id)?;
+    let mut text = linked_text(name.as_str(), owner_id);
+    if !changed {
+        text += " (as it was)";
+    }
     Ok(Report::ok(
-        format!("created identity {} with admin {admin}", created.name),
-        json!({ "name": created.name, "admin": admin }),
+        text.trim_start_matches('\n').to_string(),
+        json!({ "name": name.as_str(), "github_owner_id": owner_id, "changed": changed }),
     ))
+}
+
+/// What a link means for `setup-git` users, said once for both commands.
+fn linked_text(name: &str, owner_id: Option<u64>) -> String {
+    match owner_id {
+        Some(id) => format!(
+            "\nlinked {name} to the GitHub owner with id {id}: setup-git users now get https://github.com/{name}/… from the registry"
+        ),
+        None => format!("\nunlinked {name} from GitHub: setup-git users get https://github.com/{name}/… from GitHub"),
+    }
 }
 
 fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
@@ -436,7 +502,11 @@ fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
     let found = identity::require(store, &name)?;
     let packages = Packages::open_read_only(store)?;
     let listing = gren_registry_core::package::listing_for_identity(&packages.catalog, &name, true);
-    let mut text = format!("identity {} (created {})\nmembers:\n", found.name, found.created);
+    let mut text = format!("identity {} (created {})\n", found.name, found.created);
+    if let Some(link) = &found.github {
+        text += &format!("github: owner id {} (linked {})\n", link.owner_id, link.linked);
+    }
+    text += "members:\n";
     for member in &found.members {
         text += &format!("  {} {} (added {})\n", member.role.as_str(), member.email, member.added);
     }
@@ -464,6 +534,7 @@ fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
         json!({
             "name": found.name,
             "created": found.created,
+            "github": found.github,
             "members": found.members,
             "invitations": found.pending_invitations().collect::<Vec<_>>(),
             "packages": listing,

@@ -402,6 +402,7 @@ fn generate(store: &Store, packages: usize) {
             }],
             invitations: Vec::new(),
             audit_seq: 0,
+            github: None,
         };
         write_json(
             store,

@@ -1,11 +1,14 @@
-//! `setup-git [--remove]` and `git-credential`: the Gren compiler fetches
-//! every package from `https://github.com/<author>/<project>.git` with git;
-//! two entries in the user's global git configuration make it fetch from the
-//! registry instead, unchanged:
+//! `setup-git [--identity NAME]… [--remove]` and `git-credential`: the Gren
+//! compiler fetches every package from
+//! `https://github.com/<author>/<project>.git` with git; entries in the
+//! user's global git configuration make it fetch from the registry instead,
+//! unchanged:
 //!
 //! ```text
-//! [url "<registry>/git/"]
+//! [url "<registry>/github/"]
 //!     insteadOf = https://github.com/
+//! [url "<registry>/git/<NAME>/"]          # one per --identity NAME
+//!     insteadOf = https://github.com/<NAME>/
 //! [url "https://github.com/"]
 //!     pushInsteadOf = https://github.com/
 //! [credential "<registry>"]
@@ -13,8 +16,17 @@
 //!     helper = !'<this program>' git-credential --registry '<registry>'
 //! ```
 //!
-//! The registry redirects authors it does not know to GitHub, so the rest of
-//! the ecosystem still installs. The `pushInsteadOf` gives a push to GitHub
+//! The registry answers under `/github/` only for identities linked to the
+//! GitHub owner of their name, and redirects every other author to GitHub,
+//! so the rest of the ecosystem still installs and nobody who merely took
+//! an identity name here gets to answer for that GitHub account. Someone
+//! who trusts an unlinked identity anyway names it with `--identity`: git
+//! prefers the longest matching `insteadOf`, so that owner's URLs go to the
+//! registry's own `/git/<NAME>/`, where every identity is served. (Before
+//! the `/github/` tree existed, `setup-git` sent all of GitHub to `/git/`;
+//! running it again replaces that entry.)
+//!
+//! The `pushInsteadOf` gives a push to GitHub
 //! a push URL of its own (itself), which git does not send through the
 //! fetch rewrite: pushes still go to GitHub. It is not added when another
 //! `pushInsteadOf` already sends GitHub's pushes somewhere (SSH, say). The empty `helper` clears helpers named
@@ -23,10 +35,11 @@
 //! CI job's automation token with the `download` scope of the private
 //! packages it installs, else the login in `~/.gren/user`), so no token is
 //! ever written into `.gitconfig`. `setup-git` can run again
-//! (same result); `--remove` takes both out.
+//! (same result); `--remove` takes all of it out.
 
 use super::credentials;
 use super::{CliError, CliResult};
+use gren_registry_core::identity::IdentityName;
 use std::io::BufRead;
 use std::process::Command;
 
@@ -35,14 +48,36 @@ const GITHUB: &str = "https://github.com/";
 /// replaced or removed, never another the user keeps under the same key.
 const GITHUB_EXACTLY: &str = r"^https://github\.com/$";
 
-pub fn set_up(registry: &str) -> CliResult<()> {
+/// The registry's tree for `https://github.com/` (linked identities only).
+fn github_tree(registry: &str) -> String {
+    format!("{registry}/github/")
+}
+
+/// The registry's own tree, where every identity is served.
+fn registry_tree(registry: &str) -> String {
+    format!("{registry}/git/")
+}
+
+pub fn set_up(registry: &str, identities: &[String]) -> CliResult<()> {
+    let trusted = identities
+        .iter()
+        .map(|name| IdentityName::parse(name).map_err(|err| CliError(format!("--identity: {err}"))))
+        .collect::<CliResult<Vec<_>>>()?;
     // The credential helper answers with the token the client would use:
     // without one, every private fetch would fail after the set-up.
     credentials::token_for(registry)?;
-    let base = format!("{registry}/git/");
+    let base = github_tree(registry);
     let insteadof = format!("url.{base}.insteadOf");
     let helper = format!("credential.{registry}.helper");
     git_config(&["--replace-all", &insteadof, GITHUB])?;
+    remove_earlier_rewrite(registry)?;
+    for name in &trusted {
+        git_config(&[
+            "--replace-all",
+            &identity_rewrite(registry, name),
+            &format!("{GITHUB}{name}/"),
+        ])?;
+    }
     let pushes_elsewhere = !other_rewrites(GITHUB, "pushinsteadof")?.is_empty();
     if !pushes_elsewhere {
         git_config(&["--replace-all", &push_rewrite(), GITHUB, GITHUB_EXACTLY])?;
@@ -51,8 +86,15 @@ pub fn set_up(registry: &str) -> CliResult<()> {
     git_config(&["--add", &helper, ""])?;
     git_config(&["--add", &helper, &helper_command(registry)?])?;
     println!("Set up git (your global configuration, ~/.gitconfig or $GIT_CONFIG_GLOBAL):");
-    println!("  {insteadof} = {GITHUB}: the Gren compiler fetches packages from {registry};");
-    println!("    packages of authors it does not have come from GitHub through it.");
+    println!("  {insteadof} = {GITHUB}: the Gren compiler fetches packages through {registry};");
+    println!("    it answers for identities linked to the GitHub owner of their name and sends the rest to GitHub.");
+    for name in &trusted {
+        println!(
+            "  {} = {GITHUB}{name}/: you trust the identity {name} of {registry} with every github.com/{name}/ URL,",
+            identity_rewrite(registry, name)
+        );
+        println!("    whether or not it is that GitHub owner (undo with --remove).");
+    }
     if !pushes_elsewhere {
         println!("  {} = {GITHUB}: pushes to GitHub still go to GitHub.", push_rewrite());
     }
@@ -69,17 +111,50 @@ pub fn set_up(registry: &str) -> CliResult<()> {
 }
 
 pub fn remove(registry: &str) -> CliResult<()> {
-    let base = format!("{registry}/git/");
+    let base = github_tree(registry);
     unset_all(&format!("url.{base}.insteadOf"))?;
+    remove_earlier_rewrite(registry)?;
+    for url in identity_rewrites(registry)? {
+        unset_all(&format!("url.{url}.insteadOf"))?;
+        remove_section_if_empty(&format!("url.{url}"))?;
+    }
     git_config(&["--unset-all", &push_rewrite(), GITHUB_EXACTLY])?;
     unset_all(&format!("credential.{registry}.helper"))?;
     remove_section_if_empty(&format!("url.{base}"))?;
     remove_section_if_empty(&format!("url.{GITHUB}"))?;
     remove_section_if_empty(&format!("credential.{registry}"))?;
     println!(
-        "Removed from your global git configuration: the {GITHUB} rewrite to {registry} and its credential helper."
+        "Removed from your global git configuration: the {GITHUB} rewrites to {registry} and its credential helper."
     );
     Ok(())
+}
+
+/// The key sending `https://github.com/<name>/` to the registry's `/git/<name>/`.
+fn identity_rewrite(registry: &str, name: &IdentityName) -> String {
+    format!("url.{}{name}/.insteadOf", registry_tree(registry))
+}
+
+/// The URLs below the registry's own tree that an `--identity` rewrite
+/// sends a GitHub owner's URLs to.
+fn identity_rewrites(registry: &str) -> CliResult<Vec<String>> {
+    let tree = registry_tree(registry);
+    let listed = git_config(&["--get-regexp", r"^url\..*\.insteadof$"])?;
+    Ok(String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter_map(|(key, _)| key.strip_prefix("url.")?.strip_suffix(".insteadof"))
+        .filter(|url| url.len() > tree.len() && url.starts_with(&tree))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Takes out the rewrite of all of GitHub to `/git/` that `setup-git`
+/// wrote before the `/github/` tree existed (it gave every identity
+/// GitHub's names).
+fn remove_earlier_rewrite(registry: &str) -> CliResult<()> {
+    let tree = registry_tree(registry);
+    git_config(&["--unset-all", &format!("url.{tree}.insteadOf"), GITHUB_EXACTLY])?;
+    remove_section_if_empty(&format!("url.{tree}"))
 }
 
 /// git's credential-helper protocol: `get` reads `key=value` lines and

@@ -102,11 +102,18 @@ pub enum ClientCommand {
     Install { dir: Option<PathBuf> },
     /// Let the Gren compiler install from this registry: adds to your global
     /// git configuration an `insteadOf` sending https://github.com/ here, and
-    /// a credential helper (this program) for private packages.
+    /// a credential helper (this program) for private packages. The
+    /// registry answers there only for identities linked to the GitHub
+    /// owner of their name; everything else goes on to GitHub.
     SetupGit {
-        /// Take out what `setup-git` added.
+        /// Take out what `setup-git` added (every `--identity` included).
         #[arg(long)]
         remove: bool,
+        /// Also take https://github.com/<NAME>/… from this registry's
+        /// identity NAME although it is not linked to that GitHub owner:
+        /// you trust whoever holds NAME here with those URLs. Repeatable.
+        #[arg(long = "identity", value_name = "NAME", conflicts_with = "remove")]
+        identities: Vec<String>,
     },
     /// git's credential helper for this registry, which `setup-git` sets up:
     /// `get` answers with GREN_REGISTRY_TOKEN or the stored login, for this registry's host only.
@@ -182,8 +189,11 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             let token = credentials::optional_token(&registry.url)?;
             install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
-        ClientCommand::SetupGit { remove: false } => git::set_up(&registry.url),
-        ClientCommand::SetupGit { remove: true } => git::remove(&registry.url),
+        ClientCommand::SetupGit {
+            remove: false,
+            identities,
+        } => git::set_up(&registry.url, &identities),
+        ClientCommand::SetupGit { remove: true, .. } => git::remove(&registry.url),
         ClientCommand::GitCredential { operation } => git::credential(&registry.url, &operation),
     }
 }

@@ -196,9 +196,10 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
 
-    /// Where `/git/<author>/<project>.git` requests for authors that are no
-    /// identity of this registry are redirected (302, same path); empty:
-    /// they are answered 404.
+    /// Where git requests for authors the registry does not serve are
+    /// redirected (302, same path): `/git/<author>/…` of no identity, and
+    /// `/github/<author>/…` of no identity linked to that GitHub owner;
+    /// empty: they are answered 404.
     #[arg(long, env = "GREN_REGISTRY_GIT_FALLBACK", default_value = DEFAULT_GIT_FALLBACK)]
     pub git_fallback: String,
 

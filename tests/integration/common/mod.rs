@@ -80,6 +80,19 @@ impl Server {
         server
     }
 
+    /// Like [`Server::with_env`], on a new data directory that `setup`
+    /// prepares first (operator commands, say) and that the server owns.
+    pub fn with_setup(env: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("gren-registry-test-")
+            .tempdir()
+            .expect("cannot create a temporary data directory");
+        setup(dir.path());
+        let mut server = Server::start_in(dir.path(), env);
+        server._dir = Some(dir);
+        server
+    }
+
     /// Starts a server on an existing data directory, which it does not own.
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         match Server::try_start_in(data_dir, env) {

@@ -63,6 +63,16 @@ pub enum Action {
         package: String,
         private: bool,
     },
+    /// The identity was shown to be the GitHub owner with this id.
+    #[serde(rename = "github_linked")]
+    GitHubLinked {
+        owner_id: u64,
+    },
+    /// The link to that GitHub owner was removed.
+    #[serde(rename = "github_unlinked")]
+    GitHubUnlinked {
+        owner_id: u64,
+    },
 }
 
 impl Action {
@@ -102,6 +112,8 @@ impl Action {
             Action::Published { .. } => "published",
             Action::Revoked { .. } => "revoked",
             Action::PrivacyChanged { .. } => "privacy_changed",
+            Action::GitHubLinked { .. } => "github_linked",
+            Action::GitHubUnlinked { .. } => "github_unlinked",
         }
     }
 }

@@ -80,6 +80,24 @@ pub struct Identity {
     /// Number of audit entries committed (see [`audit`]).
     #[serde(default)]
     pub audit_seq: u64,
+    /// The GitHub account of the same name that this identity is known to
+    /// be (absent: not known). Identity names are first come, first
+    /// served, GitHub's belong to someone: only a linked identity is
+    /// served for `https://github.com/<name>/`, the path `setup-git` sends
+    /// the registry (see [`GitHubLink`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitHubLink>,
+}
+
+/// Proof that an identity is the GitHub owner (user or organization) whose
+/// login is the identity's name, case aside. The owner's numeric id is
+/// kept, not only the name: a GitHub account that is deleted frees its
+/// login for someone else, who gets a new id, so a later proof for the
+/// same name with another id does not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitHubLink {
+    pub owner_id: u64,
+    pub linked: Timestamp,
 }
 
 impl Identity {
@@ -184,6 +202,7 @@ pub fn create(
         }],
         invitations: Vec::new(),
         audit_seq: 0,
+        github: None,
     };
     index_membership(store, admin, name, true)?;
     audit::commit(
@@ -384,6 +403,36 @@ fn drop_member(locked: &mut Locked, actor: &Actor, email: &Email, role: Role) ->
     locked.commit(actor, action)?;
     // After the identity: the index may say too much, never too little.
     Ok(index_membership(locked.store, email, locked.name, false)?)
+}
+
+/// Links (or, with `None`, unlinks) `name` to the GitHub owner whose login
+/// it is ([`GitHubLink`]); `actor` must hold `admin`, and only operators
+/// may link today (a user's proof is a GitHub Actions ID token, checked
+/// before this is called). Linking again to the same owner changes
+/// nothing; `Ok(false)` says nothing was written.
+pub fn link_github(
+    store: &Store,
+    name: &IdentityName,
+    actor: &Actor,
+    owner_id: Option<u64>,
+) -> Result<bool, IdentityError> {
+    let mut locked = Locked::open(store, name)?;
+    require_role(&locked.identity, actor, Role::Admin)?;
+    let linked = locked.identity.github.as_ref().map(|link| link.owner_id);
+    if linked == owner_id {
+        return Ok(false);
+    }
+    let action = match (owner_id, linked) {
+        (Some(owner_id), _) => Action::GitHubLinked { owner_id },
+        (None, Some(owner_id)) => Action::GitHubUnlinked { owner_id },
+        (None, None) => return Ok(false),
+    };
+    locked.identity.github = owner_id.map(|owner_id| GitHubLink {
+        owner_id,
+        linked: Timestamp::now(),
+    });
+    locked.commit(actor, action)?;
+    Ok(true)
 }
 
 /// Refuses unless `actor` holds at least `needed` (operators hold all).
@@ -753,5 +802,48 @@ mod tests {
         let entries = audit::read(&store, &name, &require(&store, &name).unwrap()).unwrap();
         let actions: Vec<&str> = entries.iter().map(|entry| entry.action.kind()).collect();
         assert_eq!(actions, ["created", "invited", "member_added", "member_removed"]);
+    }
+
+    #[test]
+    fn a_github_link_is_an_admins_audited_change_and_linking_again_writes_nothing() {
+        let (_dir, store) = setup();
+        let name = create_by(&store, "blaix", "a@example.com", &[]).unwrap();
+        assert_eq!(require(&store, &name).unwrap().github, None, "not linked at creation");
+        join(&store, &name, &user("a@example.com"), "p@example.com", Role::Publish);
+        assert!(matches!(
+            link_github(&store, &name, &user("p@example.com"), Some(7)),
+            Err(IdentityError::RoleTooLow { .. })
+        ));
+        assert!(link_github(&store, &name, &Actor::Operator, Some(7)).unwrap());
+        assert_eq!(require(&store, &name).unwrap().github.unwrap().owner_id, 7);
+        assert!(
+            !link_github(&store, &name, &Actor::Operator, Some(7)).unwrap(),
+            "as it was"
+        );
+        assert!(
+            link_github(&store, &name, &Actor::Operator, Some(8)).unwrap(),
+            "another owner id"
+        );
+        assert!(link_github(&store, &name, &Actor::Operator, None).unwrap());
+        assert!(
+            !link_github(&store, &name, &Actor::Operator, None).unwrap(),
+            "nothing to unlink"
+        );
+        assert_eq!(require(&store, &name).unwrap().github, None);
+        let entries = audit::read(&store, &name, &require(&store, &name).unwrap()).unwrap();
+        let actions: Vec<&Action> = entries.iter().map(|entry| &entry.action).skip(3).collect();
+        assert_eq!(
+            actions,
+            [
+                &Action::GitHubLinked { owner_id: 7 },
+                &Action::GitHubLinked { owner_id: 8 },
+                &Action::GitHubUnlinked { owner_id: 8 }
+            ]
+        );
+        let json = serde_json::to_value(&entries[3]).unwrap();
+        assert_eq!(
+            (json["action"].as_str(), json["owner_id"].as_u64()),
+            (Some("github_linked"), Some(7))
+        );
     }
 }

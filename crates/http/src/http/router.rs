@@ -80,6 +80,11 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/git/:author/:repository/info/refs",           git::info_refs),
     fetch(POST,   "/git/:author/:repository/git-upload-pack",     git::upload_pack),
     route(POST,   "/git/:author/:repository/git-receive-pack",    git::receive_pack),
+    // The same for `https://github.com/`, which `setup-git` sends here:
+    // only identities linked to that GitHub owner (see handlers/git.rs).
+    route(GET,    "/github/:author/:repository/info/refs",        git::github_info_refs),
+    fetch(POST,   "/github/:author/:repository/git-upload-pack",  git::github_upload_pack),
+    route(POST,   "/github/:author/:repository/git-receive-pack", git::receive_pack),
 ];
 
 type Handler = fn(&App, &Request, &Caller) -> ApiResult<Response>;

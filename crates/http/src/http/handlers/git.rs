@@ -5,9 +5,21 @@
 //! [`crate::http::cgi`]) from the package's repository, brought up to date
 //! with the records first ([`gren_registry_core::repository`]).
 //!
+//! Two trees of the same repositories:
+//! - `/git/<author>/…`, the registry's own URLs: every identity's packages;
+//! - `/github/<author>/…`, where `setup-git` sends `https://github.com/`:
+//!   only identities linked to the GitHub owner of their name
+//!   ([`identity::GitHubLink`]). Identity names are first come, first
+//!   served, GitHub's belong to someone: an identity that merely took the
+//!   name `blaix` must not answer for `github.com/blaix/…`. Every other
+//!   author there is sent on as if unknown. (A person who trusts an
+//!   unlinked identity sends its GitHub names to `/git/<name>/` themself:
+//!   `setup-git --identity <name>`.)
+//!
 //! Who may fetch what:
-//! - an author that is no identity here: `302` to `GREN_REGISTRY_GIT_FALLBACK`
-//!   with the same path (GitHub by default), `404` when that is empty;
+//! - an author this tree does not serve: `302` to `GREN_REGISTRY_GIT_FALLBACK`
+//!   with the same path below the tree (GitHub by default), `404` when that
+//!   is empty;
 //! - a public package: anyone;
 //! - a private package: members of its identity, with any role, by HTTP
 //!   Basic with a token as the password (any user name): a session, or an
@@ -36,11 +48,39 @@ use std::time::Duration;
 
 const UPLOAD_PACK: &str = "git-upload-pack";
 
-/// `GET …/info/refs?service=git-upload-pack`: the refs (v0), or the
+/// Which authors a tree of git URLs serves (see the module's header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    /// `/git/`: every identity.
+    Registry,
+    /// `/github/`: identities linked to the GitHub owner of their name.
+    GitHub,
+}
+
+/// `GET /git/…/info/refs?service=git-upload-pack`: the refs (v0), or the
 /// capabilities (v2).
 pub fn info_refs(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    info_refs_in(Tree::Registry, app, request)
+}
+
+/// `POST /git/…/git-upload-pack`: what git fetches (refs in v2, then packs).
+pub fn upload_pack(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    fetch(Tree::Registry, app, request, UPLOAD_PACK)
+}
+
+/// `GET /github/…/info/refs`: as [`info_refs`], for linked identities.
+pub fn github_info_refs(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    info_refs_in(Tree::GitHub, app, request)
+}
+
+/// `POST /github/…/git-upload-pack`: as [`upload_pack`], for linked identities.
+pub fn github_upload_pack(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
+    fetch(Tree::GitHub, app, request, UPLOAD_PACK)
+}
+
+fn info_refs_in(tree: Tree, app: &App, request: &Request) -> ApiResult<Response> {
     match request.query_param("service").as_deref() {
-        Some(UPLOAD_PACK) => fetch(app, request, "info/refs"),
+        Some(UPLOAD_PACK) => fetch(tree, app, request, "info/refs"),
         Some("git-receive-pack") => Err(push_refused()),
         _ => Err(ApiError::new(
             403,
@@ -50,12 +90,7 @@ pub fn info_refs(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Re
     }
 }
 
-/// `POST …/git-upload-pack`: what git fetches (refs in v2, then packs).
-pub fn upload_pack(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Response> {
-    fetch(app, request, UPLOAD_PACK)
-}
-
-/// `POST …/git-receive-pack`: never.
+/// `POST …/git-receive-pack`, in either tree: never.
 pub fn receive_pack(_app: &App, _request: &Request, _caller: &Caller) -> ApiResult<Response> {
     Err(push_refused())
 }
@@ -70,11 +105,11 @@ fn push_refused() -> ApiError {
 
 /// Answers a fetch request for the path's package with git, once the
 /// caller may read it.
-fn fetch(app: &App, request: &Request, service: &str) -> ApiResult<Response> {
+fn fetch(tree: Tree, app: &App, request: &Request, service: &str) -> ApiResult<Response> {
     let author = request.param("author");
     let repository = request.param("repository");
     let project = repository.strip_suffix(".git").unwrap_or(repository);
-    if !is_registry_identity(app, author)? {
+    if !serves(tree, app, author)? {
         return fallback(app, request);
     }
     // A name that can never be a package is not worth a password prompt.
@@ -103,12 +138,16 @@ fn fetch(app: &App, request: &Request, service: &str) -> ApiResult<Response> {
     cgi::http_backend(&app.repositories.git, request, repository.path(), service, time_limit)
 }
 
-/// Whether `author` names an identity of this registry.
-fn is_registry_identity(app: &App, author: &str) -> ApiResult<bool> {
+/// Whether `tree` serves `author`'s packages: an identity of this
+/// registry, and for [`Tree::GitHub`] one linked to that GitHub owner.
+fn serves(tree: Tree, app: &App, author: &str) -> ApiResult<bool> {
     let Ok(name) = IdentityName::parse(author) else {
         return Ok(false);
     };
-    Ok(identity::load(&app.store, &name)?.is_some())
+    Ok(match identity::load(&app.store, &name)? {
+        None => false,
+        Some(found) => tree == Tree::Registry || found.github.is_some(),
+    })
 }
 
 /// The signed-in user of HTTP Basic credentials (the password is a session
@@ -159,17 +198,16 @@ const NOT_IN_A_LOCATION: &percent_encoding::AsciiSet = &percent_encoding::CONTRO
     .add(b'>')
     .add(b'`');
 
-/// `302` to the same path at `GREN_REGISTRY_GIT_FALLBACK`, or `404`.
+/// `302` to the same path below the tree (`/git` or `/github`) at
+/// `GREN_REGISTRY_GIT_FALLBACK`, or `404`.
 fn fallback(app: &App, request: &Request) -> ApiResult<Response> {
     let base = app.config.git_fallback.trim_end_matches('/');
     if base.is_empty() {
         return Err(not_found());
     }
-    let path = request
-        .path
-        .trim_start_matches('/')
-        .strip_prefix("git")
-        .unwrap_or(&request.path);
+    // The router matched `/<tree>/…`: what follows the first segment.
+    let below_tree = request.path.trim_start_matches('/');
+    let path = below_tree.find('/').map_or(below_tree, |slash| &below_tree[slash..]);
     let query = if request.query.is_empty() {
         String::new()
     } else {
