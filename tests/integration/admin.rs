@@ -670,7 +670,7 @@ fn user_show_and_revoke_sessions() {
     assert_eq!(identities, [("blaix", "admin"), ("gren-lang", "admin")]);
 
     let out = admin(&dir.path, &["user", "revoke-sessions", ME]).success();
-    out.assert_stdout_has(&format!("revoked 2 session(s) of {ME}"));
+    out.assert_stdout_has(&format!("revoked 2 session(s) and 0 automation token(s) of {ME}"));
     for hash in &hashes {
         assert!(
             !dir.join(&format!("sessions/{hash}.json")).exists(),
@@ -683,7 +683,7 @@ fn user_show_and_revoke_sessions() {
     );
     assert_eq!(
         admin_json(&dir.path, &["user", "revoke-sessions", ME]).success().json(),
-        json!({ "email": ME, "revoked": 0 })
+        json!({ "email": ME, "revoked": 0, "revoked_tokens": 0 })
     );
 
     let server = Server::start_in(&dir.path, &[]);
@@ -698,6 +698,67 @@ fn user_show_and_revoke_sessions() {
 
     let out = admin(&dir.path, &["user", "show", "stranger@example.com"]).failure();
     assert!(out.stderr.contains("stranger@example.com"), "{out:?}");
+}
+
+#[test]
+fn revoke_sessions_stops_the_users_automation_tokens_too_which_user_show_lists_and_fsck_counts() {
+    let dir = with_identities();
+    let server = Server::start_in(&dir.path, &[]);
+    let session = server.login(ME);
+    let body = json!({ "name": "nightly", "scopes": ["publish:blaix/*", "download:blaix"], "expiresInDays": 30 });
+    let created = server.post_json("/user/tokens", &body, Some(&session));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(server.get("/packages", Some(&token)).status, 200, "the token works");
+    server.stop();
+
+    // The operator sees the token (never its secret or its hash).
+    let hash = sha256_hex(token.as_bytes());
+    let out = admin(&dir.path, &["user", "show", ME]).success();
+    out.assert_stdout_has("automation tokens:")
+        .assert_stdout_has(&format!("{id} nightly"))
+        .assert_stdout_has("publish:blaix/*, download:blaix")
+        .assert_stdout_has("expires ");
+    let shown = admin_json(&dir.path, &["user", "show", ME]).success().json();
+    let tokens = shown["tokens"].as_array().expect("user show --json lists tokens");
+    assert_eq!(tokens.len(), 1, "{shown}");
+    assert_eq!(tokens[0]["id"], id.as_str());
+    assert_eq!(tokens[0]["name"], "nightly");
+    assert_eq!(tokens[0]["scopes"], json!(["publish:blaix/*", "download:blaix"]));
+    assert!(tokens[0]["expires"].is_string(), "{shown}");
+    assert_eq!(shown["sessions"].as_array().map(Vec::len), Some(1), "{shown}");
+    for said in [&out.stdout, &shown.to_string()] {
+        assert!(!said.contains(&token) && !said.contains(&hash), "{said}");
+    }
+    let fsck = admin(&dir.path, &["fsck"]).success();
+    fsck.assert_stdout_has("checked 1 tokens");
+    let checked = admin_json(&dir.path, &["fsck"]).success().json()["checked"].clone();
+    assert_eq!(checked["tokens"], 1, "{checked}");
+
+    let help = admin(&dir.path, &["user", "revoke-sessions", "--help"]).success();
+    help.assert_stdout_has("automation token");
+    let out = admin(&dir.path, &["user", "revoke-sessions", ME]).success();
+    out.assert_stdout_has(&format!("revoked 1 session(s) and 1 automation token(s) of {ME}"));
+    assert!(
+        !dir.join(&format!("tokens/{hash}.json")).exists(),
+        "the record is deleted"
+    );
+    let shown = admin_json(&dir.path, &["user", "show", ME]).success().json();
+    assert_eq!(
+        (shown["sessions"].clone(), shown["tokens"].clone()),
+        (json!([]), json!([]))
+    );
+    // `--json` keeps `revoked` (the sessions) and adds the tokens beside it.
+    assert_eq!(
+        admin_json(&dir.path, &["user", "revoke-sessions", ME]).success().json(),
+        json!({ "email": ME, "revoked": 0, "revoked_tokens": 0 })
+    );
+
+    let server = Server::start_in(&dir.path, &[]);
+    server.get("/packages", Some(&token)).assert_error(401, "unauthorized");
+    server.get("/user", Some(&session)).assert_error(401, "unauthorized");
+    server.stop();
 }
 
 #[test]

@@ -1923,13 +1923,117 @@ fn assert_signed_import(request: &SiteRequest, package: &str) {
     assert_eq!(
         request.header("X-Gren-Registry-Signature"),
         Some(expected.as_str()),
-        "the signature is the HMAC-SHA256 of the exact body"
+        "the deprecated signature is the HMAC-SHA256 of the exact body"
     );
+    let signature = request.header("Gren-Registry-Signature").unwrap_or_default();
+    let event = request.header("X-Gren-Registry-Event").unwrap_or_default();
+    let verified = verify_site_call("s3cret", signature, event, &request.received.body, unix_now(), 300);
+    assert_eq!(verified, Ok(()), "{request:?}");
     assert!(
         request
             .header("content-type")
             .is_some_and(|t| t.starts_with("application/json")),
         "{request:?}"
+    );
+}
+
+/// Why a packages-site call fails verification, as docs/API.md ("The
+/// packages site") tells the site to verify it.
+#[derive(Debug, PartialEq)]
+enum Unverified {
+    Malformed,
+    TooOld,
+    WrongSignature,
+}
+
+/// What the site does with a call: `Gren-Registry-Signature: t=<unix>,v1=<hex>`
+/// must be the HMAC-SHA256, under the shared secret, of `<t>.<event>.<body>`
+/// (`<event>` the `X-Gren-Registry-Event` header), and `t` within
+/// `tolerance` of the site's clock `now`.
+fn verify_site_call(
+    secret: &str,
+    signature: &str,
+    event: &str,
+    body: &[u8],
+    now: u64,
+    tolerance: u64,
+) -> Result<(), Unverified> {
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in signature.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = value.parse::<u64>().ok(),
+            Some(("v1", value)) => v1.push(value),
+            _ => {}
+        }
+    }
+    let t = t.ok_or(Unverified::Malformed)?;
+    if v1.is_empty() {
+        return Err(Unverified::Malformed);
+    }
+    if now.abs_diff(t) > tolerance {
+        return Err(Unverified::TooOld);
+    }
+    let mut signed = format!("{t}.{event}.").into_bytes();
+    signed.extend_from_slice(body);
+    let expected = hmac_hex(secret, &signed);
+    if v1.contains(&expected.as_str()) {
+        Ok(())
+    } else {
+        Err(Unverified::WrongSignature)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn the_packages_site_call_signs_its_time_and_event_with_the_body_so_a_replay_or_a_changed_event_fails() {
+    let site = SiteStub::start(200);
+    let env = site_env(&site);
+    let server = Server::with_env(&as_env(&env));
+    let token = prepare(&server);
+    let before = unix_now();
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    let call = site.wait_for_more_than(0, Duration::from_secs(5))[0].clone();
+    let after = unix_now();
+    let signature = call
+        .header("Gren-Registry-Signature")
+        .expect("the call carries Gren-Registry-Signature")
+        .to_string();
+    let event = call.header("X-Gren-Registry-Event").unwrap().to_string();
+    assert_eq!(event, "1");
+    let body = &call.received.body;
+    let t: u64 = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .and_then(|(t, _)| t.parse().ok())
+        .unwrap_or_else(|| panic!("t=<unix>,v1=<hex>: {signature}"));
+    assert!((before..=after).contains(&t), "t={t} is when it was sent");
+    let tolerance = 300;
+    let verify =
+        |signature: &str, event: &str, now: u64| verify_site_call("s3cret", signature, event, body, now, tolerance);
+    assert_eq!(verify(&signature, &event, after), Ok(()));
+    // Another event number, the same signature: refused.
+    assert_eq!(verify(&signature, "2", after), Err(Unverified::WrongSignature));
+    // Another time under the same signature: refused.
+    let moved = signature.replacen(&format!("t={t}"), &format!("t={}", t + 1), 1);
+    assert_eq!(verify(&moved, &event, after), Err(Unverified::WrongSignature));
+    // The captured call replayed past the tolerance: refused.
+    assert_eq!(verify(&signature, &event, t + tolerance + 1), Err(Unverified::TooOld));
+    // Another secret, another body: refused.
+    assert_eq!(
+        verify_site_call("other", &signature, &event, body, after, tolerance),
+        Err(Unverified::WrongSignature)
+    );
+    let other_body = br#"{"packageName":"gren-lang/core"}"#;
+    assert_eq!(
+        verify_site_call("s3cret", &signature, &event, other_body, after, tolerance),
+        Err(Unverified::WrongSignature)
     );
 }
 

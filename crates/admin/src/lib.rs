@@ -14,7 +14,7 @@ mod snapshot;
 use clap::{Args, Subcommand};
 use gren_registry_core::auth::AuthError;
 use gren_registry_core::auth::email::Email;
-use gren_registry_core::auth::{session, user};
+use gren_registry_core::auth::{session, token, user};
 use gren_registry_core::error::Chain;
 use gren_registry_core::format::{self, FormatError};
 use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
@@ -199,9 +199,10 @@ pub enum IdentityCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Show a user, their sessions and identities.
+    /// Show a user, their sessions, automation tokens and identities.
     Show { email: String },
-    /// Revoke every session of a user.
+    /// Revoke every session and every automation token of a user: they are
+    /// logged out everywhere, and their CI jobs' tokens stop working.
     RevokeSessions { email: String },
 }
 
@@ -350,20 +351,7 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
             identity_set_member(&open_for_changes(args)?, name, email, role)
         }
         AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
-        AdminCommand::User(UserCommand::RevokeSessions { email }) => {
-            let store = open_for_changes(args)?;
-            let email = Email::parse(email)?;
-            let hashes = user::load(&store, &email)?
-                .map(|user| user.sessions)
-                .unwrap_or_default();
-            for hash in &hashes {
-                session::revoke(&store, &email, hash)?;
-            }
-            Ok(Report::ok(
-                format!("revoked {} session(s) of {email}", hashes.len()),
-                json!({ "email": email, "revoked": hashes.len() }),
-            ))
-        }
+        AdminCommand::User(UserCommand::RevokeSessions { email }) => revoke_sessions(&open_for_changes(args)?, email),
         AdminCommand::Revoke {
             package,
             version,
@@ -560,6 +548,25 @@ fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> Ad
     ))
 }
 
+/// `admin user revoke-sessions`: every session, then every automation
+/// token, each stopping at once. `--json` keeps `revoked` for the sessions,
+/// as before tokens were revoked too.
+fn revoke_sessions(store: &Store, email: &str) -> AdminResult<Report> {
+    let email = Email::parse(email)?;
+    let hashes = user::load(store, &email)?.map(|user| user.sessions).unwrap_or_default();
+    for hash in &hashes {
+        session::revoke(store, &email, hash)?;
+    }
+    let tokens = token::revoke_all(store, &email)?;
+    Ok(Report::ok(
+        format!(
+            "revoked {} session(s) and {tokens} automation token(s) of {email}",
+            hashes.len()
+        ),
+        json!({ "email": email, "revoked": hashes.len(), "revoked_tokens": tokens }),
+    ))
+}
+
 fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
     let email = Email::parse(email)?;
     let found = user::load(store, &email)?.ok_or_else(|| AdminError::UserNotFound(email.clone()))?;
@@ -575,6 +582,20 @@ fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
             view.user_agent.as_deref().unwrap_or("unknown client")
         );
     }
+    let tokens = token::list(store, &email)?;
+    text += "automation tokens:\n";
+    for view in &tokens {
+        let scopes: Vec<String> = view.scopes.iter().map(ToString::to_string).collect();
+        let expired = if view.expires.has_passed() { " (expired)" } else { "" };
+        let last_used = view.last_used.map_or("never".to_string(), |used| used.to_string());
+        text += &format!(
+            "  {} {} ({}) expires {}{expired}, last used {last_used}\n",
+            view.id,
+            view.name,
+            scopes.join(", "),
+            view.expires
+        );
+    }
     text += "identities:\n";
     for (name, role) in &identities {
         text += &format!("  {name} ({})\n", role.as_str());
@@ -585,7 +606,7 @@ fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
         .collect();
     Ok(Report::ok(
         text,
-        json!({ "email": email, "created": found.created, "sessions": sessions, "identities": identities }),
+        json!({ "email": email, "created": found.created, "sessions": sessions, "tokens": tokens, "identities": identities }),
     ))
 }
 

@@ -140,7 +140,8 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_URL")]
     pub package_site_url: Option<String>,
 
-    /// Key for the `X-Gren-Registry-Signature` HMAC-SHA256 header on those calls.
+    /// Key of the HMAC-SHA256 `Gren-Registry-Signature` header (time, event
+    /// and body) on those calls.
     #[arg(long, env = "GREN_REGISTRY_PACKAGE_SITE_SECRET", hide_env_values = true)]
     pub package_site_secret: Option<String>,
 

@@ -10,6 +10,15 @@
 //! events of one package become one call), retried with exponential backoff
 //! until the site answers 2xx, 3xx or 409 (the import job already exists).
 //!
+//! With a secret, each call is signed as Stripe signs its webhooks:
+//! `Gren-Registry-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+//! "<t>.<event>.<body>">`, where `<event>` is the `X-Gren-Registry-Event`
+//! header. Signing the time lets the site refuse a captured call replayed
+//! later (docs/API.md: older than five minutes), and signing the event
+//! number stops it being changed. The body-only `X-Gren-Registry-Signature:
+//! sha256=…` is still sent, deprecated, for one release, so that a site can
+//! move to the new header at its own pace.
+//!
 //! The cursor's record and reading it are in `gren_registry_core::outbox`,
 //! which `admin` reads too. The delivery loop ([`Outbox`]) serves the
 //! caches' purges too (`crate::purge`).
@@ -20,13 +29,20 @@ use gren_registry_core::error::Chain;
 use gren_registry_core::outbox::{Cursor, read_cursor, read_cursor_at};
 use gren_registry_core::package::events::Event;
 use gren_registry_core::store::{RecordPath, StoreError, layout};
+use gren_registry_core::time::Timestamp;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-pub const SIGNATURE_HEADER: &str = "X-Gren-Registry-Signature";
+/// The event's number (`seq`), which the signature covers.
+pub const EVENT_HEADER: &str = "X-Gren-Registry-Event";
+/// `t=<unix>,v1=<hex>`: see [`signature`].
+pub const SIGNATURE_HEADER: &str = "Gren-Registry-Signature";
+/// Deprecated: the body's HMAC alone (replayable, the event unsigned); sent
+/// beside [`SIGNATURE_HEADER`] for one release.
+pub const BODY_SIGNATURE_HEADER: &str = "X-Gren-Registry-Signature";
 
 /// The events not yet delivered, oldest first.
 pub fn pending(app: &App, limit: u64) -> Result<Vec<Event>, StoreError> {
@@ -133,18 +149,32 @@ impl Outbox {
 fn deliver(agent: &ureq::Agent, endpoint: &str, secret: Option<&str>, event: &Event) -> Result<(), String> {
     let body =
         serde_json::to_vec(&serde_json::json!({ "packageName": event.package })).map_err(|err| err.to_string())?;
+    let seq = event.seq.to_string();
     let mut request = agent
         .post(endpoint)
         .header("Content-Type", "application/json")
-        .header("X-Gren-Registry-Event", event.seq.to_string());
+        .header(EVENT_HEADER, &seq);
     if let Some(secret) = secret {
-        request = request.header(SIGNATURE_HEADER, format!("sha256={}", sign(secret, &body)));
+        // Each attempt is signed anew: a retry carries the time it is sent.
+        let now = Timestamp::now().unix_seconds();
+        request = request
+            .header(SIGNATURE_HEADER, signature(secret, now, &seq, &body))
+            .header(BODY_SIGNATURE_HEADER, format!("sha256={}", sign(secret, &body)));
     }
     let response = request.send(&body[..]).map_err(|err| err.to_string())?;
     match response.status().as_u16() {
         200..=399 | 409 => Ok(()),
         status => Err(format!("HTTP {status}")),
     }
+}
+
+/// The [`SIGNATURE_HEADER`] of a call sent at `time` (Unix seconds) for
+/// the event `seq` with `body`: `t=<time>,v1=<hex HMAC-SHA256 of
+/// "<time>.<seq>.<body>">`.
+pub fn signature(secret: &str, time: u64, seq: &str, body: &[u8]) -> String {
+    let mut signed = format!("{time}.{seq}.").into_bytes();
+    signed.extend_from_slice(body);
+    format!("t={time},v1={}", sign(secret, &signed))
 }
 
 /// HMAC-SHA256 of `body` under `secret`, hex-encoded.
@@ -172,5 +202,25 @@ mod tests {
             super::sign("Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_signature_covers_the_time_the_event_and_the_body() {
+        let body = br#"{"packageName":"a/b"}"#;
+        let expected = super::sign("s", br#"1700000000.7.{"packageName":"a/b"}"#);
+        assert_eq!(
+            super::signature("s", 1_700_000_000, "7", body),
+            format!("t=1700000000,v1={expected}")
+        );
+        // The example of docs/API.md ("Verifying a call").
+        assert_eq!(
+            super::signature("s3cret", 1_767_225_600, "1", br#"{"packageName":"gren-lang/url"}"#),
+            "t=1767225600,v1=f4fabb38b32e83e94332577bd8995e6432fbfa17f1743116b774fee4fd69859c"
+        );
+        let other_event = super::signature("s", 1_700_000_000, "8", body);
+        let other_time = super::signature("s", 1_700_000_001, "7", body);
+        for other in [other_event, other_time] {
+            assert!(!other.ends_with(&expected), "{other}");
+        }
     }
 }

@@ -446,6 +446,28 @@ pub fn revoke(store: &Store, email: &Email, id: &str) -> Result<(), TokenError> 
     })
 }
 
+/// Revokes every token of the user (an operator stopping a person's
+/// machines), each record before the list, as [`revoke`] does; returns
+/// how many records there were.
+pub fn revoke_all(store: &Store, email: &Email) -> Result<usize, StoreError> {
+    if user::load(store, email)?.is_none_or(|user| user.tokens.is_empty()) {
+        // Nothing to revoke: no user record is written (or created).
+        return Ok(0);
+    }
+    user::update(store, email, |user| {
+        let mut revoked = 0;
+        for hash in &user.tokens {
+            let path = layout::automation_token(hash)?;
+            let _guard = store.lock(&path);
+            if store.remove(&path)? {
+                revoked += 1;
+            }
+        }
+        user.tokens.clear();
+        Ok(revoked)
+    })
+}
+
 /// Drops expired or missing tokens from a user's list (deleting their
 /// records) and returns the live ones.
 fn prune_dead(store: &Store, hashes: &mut Vec<String>) -> Result<Vec<TokenRecord>, StoreError> {
@@ -586,6 +608,26 @@ mod tests {
             revoke(&store, &email, &view.id),
             Err(TokenError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn revoking_all_of_a_users_tokens_stops_each_and_creates_no_user() {
+        let (_dir, store) = store();
+        let email = Email::parse("me@example.com").unwrap();
+        let (first, _) = mint(&store, &email, "ci", 30).unwrap();
+        let (second, _) = mint(&store, &email, "nightly", 30).unwrap();
+        assert_eq!(revoke_all(&store, &email).unwrap(), 2);
+        for secret in [&first, &second] {
+            assert!(matches!(
+                authenticate(&store, secret),
+                Err(AuthError::UnknownAutomationToken)
+            ));
+        }
+        assert!(list(&store, &email).unwrap().is_empty());
+        assert_eq!(revoke_all(&store, &email).unwrap(), 0);
+        let nobody = Email::parse("nobody@example.com").unwrap();
+        assert_eq!(revoke_all(&store, &nobody).unwrap(), 0);
+        assert!(crate::auth::user::load(&store, &nobody).unwrap().is_none());
     }
 
     #[test]
