@@ -4,7 +4,8 @@
 //! event log ([`package`]), the packages-site outbox's cursor ([`outbox`]),
 //! the e-mails the domain sends ([`mail`]: the message and the mailer trait),
 //! and the [`store`] (files and locks) they all commit through; plus what
-//! they share: the [`error`] type, [`time`], rate limits, budgets, logging.
+//! they share: the [`error`] type, [`time`], rate limits, budgets, logging,
+//! strict JSON ([`json`]: no repeated keys).
 //! Packages are also served as git repositories ([`repository`]), built
 //! and served by running [`git`].
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod git;
 pub mod identity;
+pub mod json;
 pub mod logging;
 pub mod mail;
 pub mod outbox;
