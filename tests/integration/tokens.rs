@@ -314,6 +314,30 @@ fn listed_tokens(server: &Server, session: &str) -> Vec<Value> {
 }
 
 #[test]
+fn a_token_name_with_a_bidi_override_or_an_invisible_character_is_refused() {
+    let (server, session) = team();
+    for name in [
+        "ci\u{202e}gnp.exe",
+        "ci\u{200b}",
+        "c\u{ad}i",
+        "\u{2066}ci\u{2069}",
+        "ci\u{feff}x",
+        "c\u{7}i",
+    ] {
+        let reply = create_token(&server, &session, name, &["publish:team/*"]);
+        reply.assert_error(400, "invalid_name");
+        assert!(reply.text().contains("invisible formatting"), "{}", reply.text());
+    }
+    assert!(listed_tokens(&server, &session).is_empty(), "nothing was minted");
+    mint(&server, &session, "déploiement 🚀 nightly", &["publish:team/*"]);
+    assert_eq!(
+        listed_tokens(&server, &session).len(),
+        1,
+        "visible text in any script is a name"
+    );
+}
+
+#[test]
 fn a_token_request_that_repeats_a_key_is_refused_naming_it_and_mints_nothing() {
     let (server, session) = team();
     let bearer = format!("Bearer {session}");
