@@ -448,6 +448,34 @@ fn look_alikes_of_reserved_names_are_refused() {
 }
 
 #[test]
+fn names_one_letter_or_one_look_alike_from_gren_lang_are_refused() {
+    // The registry's own default list, gren-lang included.
+    let server = Server::with_env(&[("GREN_REGISTRY_RESERVED_IDENTITIES", UNSET)]);
+    let token = server.login("me@example.com");
+    for look_alike in [
+        "gren-lanq",
+        "qren-lang",
+        "9ren-lang",
+        "gren-l4ng",
+        "gren-langs",
+        "gren-lnag",
+    ] {
+        let reply = create(&server, &token, look_alike);
+        reply.assert_error(409, "identity_name_confusable");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains("reserved name gren-lang"), "{look_alike}: {message}");
+        assert!(
+            !identity_dir(&server, look_alike).exists(),
+            "{look_alike} was not created"
+        );
+    }
+    // Longer names that contain it, and names near short reserved ones, are names of their own.
+    create_ok(&server, &token, "gren-lang-community");
+    create_ok(&server, &token, "green");
+    create_ok(&server, &token, "logan");
+}
+
+#[test]
 fn operators_are_refused_look_alikes_unless_they_insist() {
     let dir = tempfile::tempdir().unwrap();
     fn create(name: &str) -> Vec<&str> {

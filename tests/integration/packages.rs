@@ -1240,8 +1240,9 @@ fn revocation_removes_the_bundle_and_shows_everywhere() {
     revoke_all_of_url_and_see_it_gone(&server, &token);
 }
 
-/// A revocation without a reason, with a blank one, without JSON, or of a
-/// version that does not exist is refused.
+/// A revocation without a reason, with a blank one, one holding invisible
+/// or control characters, without JSON, or of a version that does not
+/// exist is refused.
 fn assert_bad_revocations_are_refused(server: &Server, token: &str, revoke_url: &str) {
     server
         .post_json(revoke_url, &json!({}), Some(token))
@@ -1252,6 +1253,11 @@ fn assert_bad_revocations_are_refused(server: &Server, token: &str, revoke_url: 
     server
         .post_json(revoke_url, &json!({ "reason": "   " }), Some(token))
         .assert_error(400, "invalid_reason");
+    for hidden in ["broken\u{202e}", "a\u{200b}b", "line one\nFAKE line"] {
+        let refused = server.post_json(revoke_url, &json!({ "reason": hidden }), Some(token));
+        refused.assert_error(400, "invalid_reason");
+        assert_eq!(refused.json()["field"], "reason");
+    }
     server
         .send("POST", revoke_url, &[("Authorization", &bearer(token))], b"")
         .assert_error(400, "invalid_json");

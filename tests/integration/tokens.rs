@@ -306,6 +306,54 @@ fn creating_a_token_checks_its_request_and_e_mails_the_owner() {
     assert!(!mail.text_body().contains(&token), "the e-mail never holds the secret");
 }
 
+fn listed_tokens(server: &Server, session: &str) -> Vec<Value> {
+    server.get("/user/tokens", Some(session)).json()["tokens"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_token_name_with_a_bidi_override_or_an_invisible_character_is_refused() {
+    let (server, session) = team();
+    for name in [
+        "ci\u{202e}gnp.exe",
+        "ci\u{200b}",
+        "c\u{ad}i",
+        "\u{2066}ci\u{2069}",
+        "ci\u{feff}x",
+        "c\u{7}i",
+    ] {
+        let reply = create_token(&server, &session, name, &["publish:team/*"]);
+        reply.assert_error(400, "invalid_name");
+        assert!(reply.text().contains("invisible formatting"), "{}", reply.text());
+    }
+    assert!(listed_tokens(&server, &session).is_empty(), "nothing was minted");
+    mint(&server, &session, "déploiement 🚀 nightly", &["publish:team/*"]);
+    assert_eq!(
+        listed_tokens(&server, &session).len(),
+        1,
+        "visible text in any script is a name"
+    );
+}
+
+#[test]
+fn a_token_request_that_repeats_a_key_is_refused_naming_it_and_mints_nothing() {
+    let (server, session) = team();
+    let bearer = format!("Bearer {session}");
+    let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let body = br#"{"name":"ci","scopes":["download:team"],"expiresInDays":30,"scopes":["publish:team/*"]}"#;
+    let reply = server.send("POST", "/user/tokens", &headers, body);
+    reply.assert_error(400, "invalid_json");
+    assert_eq!(reply.json()["field"], "scopes", "{}", reply.text());
+    assert!(
+        reply.text().contains(r#"\"scopes\""#),
+        "the message names the key: {}",
+        reply.text()
+    );
+    assert!(listed_tokens(&server, &session).is_empty(), "nothing was minted");
+}
+
 #[test]
 fn fsck_checks_token_records_against_their_owners_lists_and_repair_drops_strays() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,9 @@
 //! event log ([`package`]), the packages-site outbox's cursor ([`outbox`]),
 //! the e-mails the domain sends ([`mail`]: the message and the mailer trait),
 //! and the [`store`] (files and locks) they all commit through; plus what
-//! they share: the [`error`] type, [`time`], rate limits, budgets, logging.
+//! they share: the [`error`] type, [`time`], rate limits, budgets, logging,
+//! strict JSON ([`json`]: no repeated keys) and the check of text people
+//! choose ([`text`]).
 //! Packages are also served as git repositories ([`repository`]), built
 //! and served by running [`git`].
 
@@ -16,6 +18,7 @@ pub mod error;
 pub mod format;
 pub mod git;
 pub mod identity;
+pub mod json;
 pub mod logging;
 pub mod mail;
 pub mod outbox;
@@ -24,4 +27,5 @@ pub mod ratelimit;
 pub mod repository;
 mod serde_text;
 pub mod store;
+pub mod text;
 pub mod time;

@@ -261,7 +261,10 @@ impl From<TokenRecord> for TokenView {
 /// Why a token could not be created, found or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("A token's name is 1 to {MAX_NAME_CHARS} characters, none of them control characters.")]
+    #[error(
+        "A token's name is 1 to {MAX_NAME_CHARS} characters, none of them control or invisible formatting \
+         characters (such as U+202E, which turns text around, or U+200B, a zero-width space)."
+    )]
     InvalidName,
     /// `input` as given (shortened).
     #[error(
@@ -304,7 +307,7 @@ pub struct NewToken<'a> {
 /// and what listings show of it.
 pub fn create(store: &Store, new: NewToken) -> Result<(String, TokenView), TokenError> {
     let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || crate::text::check(name).is_err() {
         return Err(TokenError::InvalidName);
     }
     if new.scopes.is_empty() || new.scopes.len() > MAX_SCOPES {
@@ -656,6 +659,12 @@ mod tests {
         let email = Email::parse("me@example.com").unwrap();
         assert!(matches!(mint(&store, &email, "", 30), Err(TokenError::InvalidName)));
         assert!(matches!(mint(&store, &email, "a\nb", 30), Err(TokenError::InvalidName)));
+        for hidden in ["ci\u{202e}gnp.exe", "ci\u{200b}", "\u{feff}ci", "c\u{ad}i"] {
+            assert!(
+                matches!(mint(&store, &email, hidden, 30), Err(TokenError::InvalidName)),
+                "{hidden:?}"
+            );
+        }
         assert!(matches!(
             mint(&store, &email, "ci", 0),
             Err(TokenError::InvalidLifetime { .. })

@@ -9,9 +9,9 @@
 //! - The outline must come first, as the compiler writes it, and is read on
 //!   its own (at most [`MAX_OUTLINE_BYTES`]): a publish is refused from its
 //!   outline (name, owner, role) before a byte of the sources is inflated.
-//! - A key repeated anywhere is refused, with its path: a reader keeping the
-//!   last value would validate one document while the registry serves
-//!   another whose first value differs.
+//! - A key repeated anywhere is refused, with its path ([`crate::json`]): a
+//!   reader keeping the last value would validate one document while the
+//!   registry serves another whose first value differs.
 //! - Members other than `outline` and `sources` are refused, module names
 //!   longer than 255 bytes are refused before they are copied, and a bundle
 //!   has at most [`MAX_MODULES`] modules. Publishing ([`check`]) keeps no
@@ -21,8 +21,9 @@ mod error;
 pub mod outline;
 pub mod project;
 
+use crate::json::{Path, Strict};
 use flate2::bufread::GzDecoder;
-use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
@@ -276,6 +277,8 @@ impl<R: Read> Read for Metered<'_, R> {
 struct Context<'m> {
     meter: &'m Meter,
     failure: RefCell<Option<BundleError>>,
+    /// Where the outline repeated a key ([`Strict`] keeps it here).
+    repeated: RefCell<Option<String>>,
 }
 
 impl Context<'_> {
@@ -299,6 +302,7 @@ fn parse<S: Sink>(compressed: &[u8], max_inflated: u64, sink: &mut S) -> Result<
     let context = Context {
         meter: &meter,
         failure: RefCell::new(None),
+        repeated: RefCell::new(None),
     };
     let refused = RefCell::new(None);
     let parsed = {
@@ -330,6 +334,9 @@ fn parse_error(err: serde_json::Error, context: Context, max_inflated: u64, gzip
     if let Some(ours) = context.failure.into_inner() {
         return ours;
     }
+    if let Some(path) = context.repeated.into_inner() {
+        return BundleError::DuplicateKey { path };
+    }
     match context.meter.tripped.get() {
         Some(Overflow::Bundle) => return BundleError::TooLarge { max_inflated },
         Some(Overflow::Outline) => return BundleError::OutlineTooLarge,
@@ -341,30 +348,6 @@ fn parse_error(err: serde_json::Error, context: Context, max_inflated: u64, gzip
         BundleError::IncompleteGzip(err)
     } else {
         BundleError::NotABundle(err)
-    }
-}
-
-/// Where a value is in the document, for messages: `outline.dependencies`.
-#[derive(Clone, Copy)]
-enum Path<'a> {
-    Top,
-    Member(&'a Path<'a>, &'a str),
-    Item(&'a Path<'a>, usize),
-}
-
-impl fmt::Display for Path<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Path::Top => Ok(()),
-            Path::Member(parent, key) => {
-                if !matches!(parent, Path::Top) {
-                    write!(f, "{parent}.")?;
-                }
-                // Keys may be long; the start is enough to find them.
-                f.write_str(&key.chars().take(80).collect::<String>())
-            }
-            Path::Item(parent, index) => write!(f, "{parent}[{index}]"),
-        }
     }
 }
 
@@ -395,7 +378,7 @@ impl<'de, S: Sink> Visitor<'de> for Top<'_, '_, S> {
                     outline = true;
                     context.meter.outline_starts();
                     let path = Path::Member(&Path::Top, "outline");
-                    let value = map.next_value_seed(Strict { path: &path, context })?;
+                    let value = map.next_value_seed(Strict::new(&path, &context.repeated))?;
                     context.meter.outline_ends();
                     let Value::Object(value) = value else {
                         return Err(context.fail(BundleError::OutlineNotAnObject));
@@ -561,84 +544,6 @@ impl<'de> Visitor<'de> for Text {
 
     fn visit_string<E: de::Error>(self, text: String) -> Result<Option<String>, E> {
         Ok(self.keep.then_some(text))
-    }
-}
-
-/// Any JSON value, refusing repeated keys at every depth.
-#[derive(Clone, Copy)]
-struct Strict<'p, 'c, 'm> {
-    path: &'p Path<'p>,
-    context: &'c Context<'m>,
-}
-
-impl<'de> DeserializeSeed<'de> for Strict<'_, '_, '_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict<'_, '_, '_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_string()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Strict {
-            path: &Path::Item(self.path, items.len()),
-            context: self.context,
-        })? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = Path::Member(self.path, &key);
-            if object.contains_key(&key) {
-                return Err(self.context.fail(duplicate(&path)));
-            }
-            let value = map.next_value_seed(Strict {
-                path: &path,
-                context: self.context,
-            })?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
     }
 }
 

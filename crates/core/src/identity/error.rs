@@ -24,8 +24,9 @@ pub enum IdentityError {
     /// `original` says what the name looks like: `the identity gren-lang`,
     /// `the reserved name admin`.
     #[error(
-        "The name {name} looks like {original} (case, I, l and 1, O and 0, rn and m, vv and w, and dashes \
-         are easily mistaken); choose a name that is clearly different."
+        "The name {name} looks like {original} (case, I, l and 1, O and 0, g, q and 9, digits read as letters, \
+         rn and m, vv and w, and dashes are easily mistaken, and a long reserved name also covers names one \
+         letter away); choose a name that is clearly different."
     )]
     Confusable { name: String, original: String },
     #[error("This needs the {} role in {identity}; you have {}.", .needed.as_str(), .held.as_str())]

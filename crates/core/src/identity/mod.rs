@@ -219,8 +219,7 @@ fn refuse_reserved(name: &IdentityName, reserved: &[String]) -> Result<(), Ident
     if reserved.iter().any(|word| word.eq_ignore_ascii_case(name.as_str())) {
         return Err(IdentityError::NameReserved { name: name.to_string() });
     }
-    let skeleton = name.skeleton();
-    match reserved.iter().find(|word| name::skeleton(word) == skeleton) {
+    match reserved.iter().find(|word| name::imitates_reserved(name, word)) {
         Some(word) => Err(confusable(name, format!("the reserved name {word}"))),
         None => Ok(()),
     }

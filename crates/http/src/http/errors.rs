@@ -501,8 +501,9 @@ mod tests {
             held: Role::Publish,
         };
         assert_eq!(seen(too_low), (403, "forbidden", message.into(), None, None));
-        let message = "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, rn and m, \
-                       vv and w, and dashes are easily mistaken); choose a name that is clearly different.";
+        let message = "The name gren-1ang looks like the identity gren-lang (case, I, l and 1, O and 0, g, q and 9, \
+                       digits read as letters, rn and m, vv and w, and dashes are easily mistaken, and a long \
+                       reserved name also covers names one letter away); choose a name that is clearly different.";
         let confusable = IdentityError::Confusable {
             name: "gren-1ang".into(),
             original: "the identity gren-lang".into(),

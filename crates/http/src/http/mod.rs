@@ -18,6 +18,7 @@ pub use caller::Caller;
 pub use errors::{ApiError, ApiResult};
 
 use gren_registry_core::error::ErrorCode;
+use gren_registry_core::json::{self, StrictError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -80,7 +81,8 @@ impl Request {
         self.header("user-agent")
     }
 
-    /// Parses a JSON body into `T`, with errors a person can act on.
+    /// Parses a JSON body into `T`, with errors a person can act on. A key
+    /// repeated anywhere is refused ([`json`]): serde would take the last.
     ///
     /// Only `Content-Type: application/json` is read: a web page can make a
     /// visitor's browser post `text/plain`, form encodings or an untyped body
@@ -107,8 +109,15 @@ impl Request {
                 "The request needs a JSON body.",
             ));
         }
-        let value: serde_json::Value = serde_json::from_slice(&self.body).map_err(|err| {
-            ApiError::bad_request(ErrorCode::InvalidJson, format!("The body is not valid JSON: {err}."))
+        let value = json::from_slice(&self.body).map_err(|err| match err {
+            StrictError::RepeatedKey { path } => ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                format!("The body repeats the key {path:?}; give each key once."),
+            )
+            .with_field(path),
+            StrictError::Syntax(err) => {
+                ApiError::bad_request(ErrorCode::InvalidJson, format!("The body is not valid JSON: {err}."))
+            }
         })?;
         if !value.is_object() {
             return Err(ApiError::bad_request(
@@ -406,5 +415,35 @@ mod tests {
             "an entry that is no address ends the walk at the proxy that wrote it"
         );
         assert_eq!(ip("127.0.0.1", &[]), "127.0.0.1");
+    }
+
+    fn json_body(body: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+            ..request("127.0.0.1", &[])
+        }
+    }
+
+    #[test]
+    fn a_json_body_that_repeats_a_key_anywhere_is_refused_naming_the_key() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            #[allow(dead_code)]
+            scopes: Vec<String>,
+        }
+        for (body, path) in [
+            (r#"{"scopes":["download:a"],"scopes":["publish:a/*"]}"#, "scopes"),
+            (r#"{"scopes":[],"x":{"y":1,"y":1}}"#, "x.y"),
+        ] {
+            let err = json_body(body).json::<Body>().unwrap_err();
+            assert_eq!((err.status, err.code), (400, ErrorCode::InvalidJson), "{body}");
+            assert_eq!(err.field(), Some(path));
+            assert!(err.message.contains(&format!("{path:?}")), "{}", err.message);
+        }
+        assert_eq!(json_body(r#"{"scopes":["a"]}"#).json::<Body>().unwrap().scopes, ["a"]);
+        let err = json_body("{").json::<Body>().unwrap_err();
+        assert_eq!((err.status, err.field()), (400, None), "{}", err.message);
     }
 }

@@ -24,6 +24,7 @@ use gren_registry_core::package::{
     find_visible,
 };
 use gren_registry_core::store::layout;
+use gren_registry_core::text;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -339,6 +340,22 @@ pub fn revoke_version(app: &App, request: &Request, caller: &Caller) -> ApiResul
     revoke(app, request, caller, Some(request.param("version")))
 }
 
+/// A revocation's reason, trimmed: 1 to 500 characters of visible text (it
+/// is shown to everyone who asks for the version, and in its event).
+fn revocation_reason(reason: &str) -> ApiResult<&str> {
+    let reason = reason.trim();
+    let refusal = if reason.is_empty() || reason.chars().count() > 500 {
+        "Give a reason of 1 to 500 characters.".to_string()
+    } else if let Err(hidden) = text::check(reason) {
+        format!(
+            "The reason holds {hidden}, a control or invisible formatting character; give it as one line of visible text."
+        )
+    } else {
+        return Ok(reason);
+    };
+    Err(ApiError::bad_request(ErrorCode::InvalidReason, refusal).with_field("reason"))
+}
+
 fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) -> ApiResult<Response> {
     let user = caller.publisher()?;
     let name = package_name(request.param("author"), request.param("project"))?;
@@ -352,13 +369,7 @@ fn revoke(app: &App, request: &Request, caller: &Caller, version: Option<&str>) 
     let visible = visibility_of(app, Some(&user), also.as_deref())?;
     let record = find_for(app, &name, Some(&user), visible)?;
     let body: RevokeRequest = request.json()?;
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(
-            ApiError::bad_request(ErrorCode::InvalidReason, "Give a reason of 1 to 500 characters.")
-                .with_field("reason"),
-        );
-    }
+    let reason = revocation_reason(&body.reason)?;
     let version = version.map(version_param).transpose()?;
     app.publishes_per_user.hit(user.email.as_str())?;
     let actor = Actor::User(user.email.clone());
