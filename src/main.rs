@@ -68,7 +68,11 @@ fn main() -> ExitCode {
     let (cli, target) = parse();
     gren_registry_core::logging::init();
     let result = match cli.command {
-        Command::Serve(config) => gren_registry_http::serve::serve(*config).map(|()| true),
+        // The running server carries out admin commands sent to its control socket.
+        Command::Serve(config) => {
+            gren_registry_http::serve::serve(*config, Some(Box::new(gren_registry_admin::control::answer)))
+                .map(|()| true)
+        }
         Command::Admin(args) => gren_registry_admin::run_command(args),
         Command::Client(command) => {
             let target = target.expect("client commands have a target");

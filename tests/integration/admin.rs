@@ -260,44 +260,6 @@ fn an_operator_links_an_identity_to_its_github_owner_and_unlinks_it() {
     admin(&dir.path, &["identity", "link-github", "gren-lang", "--owner-id", "x"]).failure();
 }
 
-#[test]
-fn changing_commands_refuse_while_a_server_runs() {
-    let dir = imported();
-    let server = Server::start_in(&dir.path, &[]);
-    let core = real_path("gren_lang_core__7_0_0.pkg.gz");
-    let attempts: [&[&str]; 6] = [
-        &["identity", "create", "newcomer", "--admin", ME],
-        &["import", s(&core)],
-        &["revoke", "gren-lang/url", "5.0.0", "--reason", "no"],
-        &["user", "revoke-sessions", ME],
-        &["fsck", "--repair"],
-        &["identity", "create", "admin", "--admin", ME],
-    ];
-    for args in attempts {
-        let out = admin(&dir.path, args).failure();
-        assert!(
-            out.stderr.contains("in use") && out.stderr.contains("Stop the server"),
-            "`admin {}` should say the directory is in use and to stop the server; stderr:\n{}",
-            args.join(" "),
-            out.stderr
-        );
-    }
-    assert!(!dir.join("identities/newcomer").exists());
-    assert!(!dir.join("identities/admin").exists());
-    assert!(
-        bundle_file(&dir, "gren-lang/url", "5.0.0").exists(),
-        "nothing was revoked"
-    );
-    // The server was not disturbed.
-    assert_eq!(server.get("/health", None).status, 200);
-    assert_eq!(server.get("/packages/gren-lang/url/5.0.0/bundle", None).status, 200);
-    // Killed (no clean shutdown): the lock goes with the process, and the
-    // same command works.
-    server.kill();
-    admin(&dir.path, &["identity", "create", "newcomer", "--admin", ME]).success();
-    admin(&dir.path, &["fsck"]).success();
-}
-
 // ---------------------------------------------------------------------------
 // import
 // ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ mod fuzz_regressions;
 mod git;
 mod http_hazards;
 mod identity;
+mod live_admin;
 mod login;
 mod many_connections;
 mod migration;

@@ -1,13 +1,16 @@
 //! `gren-registry admin ...`: operator commands on the data directory.
 //!
 //! Commands that change records take the data directory's lock, like the
-//! server, so they refuse clearly while a server runs on it (the server keeps
-//! the catalog in memory and would not see their changes). Commands that only
-//! read work beside a running server; `snapshot` holds the server's writers
-//! off while it links files. Every command refuses to run as another user
+//! server. When a server holds it, they are carried out by that server
+//! instead ([`control`]: over its control socket, on its own store and
+//! in-memory catalog, by the same [`change`]), so its answers show them at
+//! once; `fsck --repair` and `migrate` still need it stopped. Commands that
+//! only read work beside a running server; `snapshot` holds the server's
+//! writers off while it links files. Every command refuses to run as another user
 //! than the data directory's owner (root included: its records would be
 //! unreadable by the server) unless given `--allow-other-user`.
 
+pub mod control;
 mod fsck;
 mod snapshot;
 
@@ -26,6 +29,7 @@ use gren_registry_core::store::{
     OpenError, RecordPath, Store, StoreError, current_uid, hold_writers, layout, user_name,
 };
 use gren_registry_http::http::errors::ApiError;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -38,6 +42,23 @@ pub enum AdminError {
     /// A changing command beside a running server (the message quotes the lock's error).
     #[error("{0}.\nStop the server first: this command changes records the running server keeps in memory.")]
     InUse(OpenError),
+    /// A changing command beside a running server that cannot be asked to
+    /// carry it out (its control socket is missing or refuses).
+    #[error(
+        "{locked}, and its control socket {} cannot be reached: {why}.\nA server of this release carries out admin commands while it runs; with an older one, stop it first.",
+        .socket.display()
+    )]
+    NoControl {
+        locked: OpenError,
+        socket: PathBuf,
+        why: std::io::Error,
+    },
+    /// The running server refused or failed the command (its message).
+    #[error("{0}")]
+    ByServer(String),
+    /// A command the running server does not carry out for another process.
+    #[error("the running server does not run `admin {0}`; stop it first")]
+    NotThroughServer(&'static str),
     /// A reading command on something that is not a data directory (the message quotes why).
     #[error("{0}")]
     NoDataDir(OpenError),
@@ -102,7 +123,7 @@ pub struct AdminArgs {
     pub command: AdminCommand,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum AdminCommand {
     /// Check every record, reference, bundle hash and the event log.
     Fsck {
@@ -152,7 +173,7 @@ pub enum AdminCommand {
     Stats,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum IdentityCommand {
     /// Create an identity, reserved names included.
     Create {
@@ -197,7 +218,7 @@ pub enum IdentityCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Show a user, their sessions, automation tokens and identities.
     Show { email: String },
@@ -206,8 +227,32 @@ pub enum UserCommand {
     RevokeSessions { email: String },
 }
 
+impl AdminCommand {
+    /// The command's words, for the server's log (no argument: those are
+    /// e-mail addresses and reasons, which the audit log keeps).
+    fn label(&self) -> &'static str {
+        match self {
+            AdminCommand::Fsck { .. } => "fsck",
+            AdminCommand::Snapshot { .. } => "snapshot",
+            AdminCommand::Migrate => "migrate",
+            AdminCommand::Import { .. } => "import",
+            AdminCommand::Identity(IdentityCommand::Create { .. }) => "identity create",
+            AdminCommand::Identity(IdentityCommand::Show { .. }) => "identity show",
+            AdminCommand::Identity(IdentityCommand::SetMember { .. }) => "identity set-member",
+            AdminCommand::Identity(IdentityCommand::LinkGithub { .. }) => "identity link-github",
+            AdminCommand::Identity(IdentityCommand::UnlinkGithub { .. }) => "identity unlink-github",
+            AdminCommand::User(UserCommand::Show { .. }) => "user show",
+            AdminCommand::User(UserCommand::RevokeSessions { .. }) => "user revoke-sessions",
+            AdminCommand::Revoke { .. } => "revoke",
+            AdminCommand::Outbox => "outbox",
+            AdminCommand::Stats => "stats",
+        }
+    }
+}
+
 /// What a command found: text for people, JSON for scripts, and whether it
 /// should exit non-zero.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub text: String,
     pub json: Value,
@@ -323,57 +368,104 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
         }
         AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
         AdminCommand::Migrate => migrate(args),
+        AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
+        AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
+        AdminCommand::Outbox => outbox(&open_for_reading(args)?),
+        AdminCommand::Stats => stats(&open_for_reading(args)?),
+        command => match open_for_changes(args) {
+            Ok(store) => change(&Workspace::local(&store), command),
+            // A server holds the directory: it carries the command out.
+            Err(AdminError::InUse(locked @ OpenError::Locked(_))) => control::ask(&args.data_dir, command, locked),
+            Err(err) => Err(err),
+        },
+    }
+}
+
+/// Where a changing command runs: on a data directory this process has
+/// opened with its lock, or inside the running server (through
+/// [`control`]), on the server's store and in-memory catalog, so that the
+/// server's answers show the change at once.
+pub(crate) struct Workspace<'a> {
+    store: &'a Store,
+    /// The running server's catalog; `None`: loaded from the records by
+    /// the commands that need one.
+    packages: Option<&'a Packages>,
+    /// The running server's `GREN_REGISTRY_KERNEL_CODE_AUTHORS`, which an
+    /// import beside it follows rather than the command's environment.
+    kernel_code_authors: Option<&'a [String]>,
+}
+
+impl<'a> Workspace<'a> {
+    fn local(store: &'a Store) -> Workspace<'a> {
+        Workspace {
+            store,
+            packages: None,
+            kernel_code_authors: None,
+        }
+    }
+
+    /// Runs `work` with the server's catalog, or one loaded for it.
+    fn with_packages<T>(&self, work: impl FnOnce(&Packages) -> AdminResult<T>) -> AdminResult<T> {
+        match self.packages {
+            Some(packages) => work(packages),
+            None => work(&Packages::open(self.store)?),
+        }
+    }
+}
+
+/// The commands that change records, wherever they run ([`Workspace`]):
+/// one implementation, the same audit entries and events either way.
+fn change(workspace: &Workspace, command: &AdminCommand) -> AdminResult<Report> {
+    let store = workspace.store;
+    match command {
         AdminCommand::Import {
             bundles,
             private,
             kernel_code_authors,
-        } => import(&open_for_changes(args)?, bundles, *private, kernel_code_authors),
+        } => {
+            let kernel_authors = workspace.kernel_code_authors.unwrap_or(kernel_code_authors);
+            workspace.with_packages(|packages| import(store, packages, bundles, *private, kernel_authors))
+        }
         AdminCommand::Identity(IdentityCommand::Create {
             name,
             admin,
             allow_confusable,
             github_owner_id,
-        }) => identity_create(
-            &open_for_changes(args)?,
-            name,
-            admin,
-            *allow_confusable,
-            *github_owner_id,
-        ),
+        }) => identity_create(store, name, admin, *allow_confusable, *github_owner_id),
         AdminCommand::Identity(IdentityCommand::LinkGithub { name, owner_id }) => {
-            identity_link_github(&open_for_changes(args)?, name, Some(*owner_id))
+            identity_link_github(store, name, Some(*owner_id))
         }
-        AdminCommand::Identity(IdentityCommand::UnlinkGithub { name }) => {
-            identity_link_github(&open_for_changes(args)?, name, None)
-        }
-        AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),
+        AdminCommand::Identity(IdentityCommand::UnlinkGithub { name }) => identity_link_github(store, name, None),
         AdminCommand::Identity(IdentityCommand::SetMember { name, email, role }) => {
-            identity_set_member(&open_for_changes(args)?, name, email, role)
+            identity_set_member(store, name, email, role)
         }
-        AdminCommand::User(UserCommand::Show { email }) => user_show(&open_for_reading(args)?, email),
-        AdminCommand::User(UserCommand::RevokeSessions { email }) => revoke_sessions(&open_for_changes(args)?, email),
+        AdminCommand::User(UserCommand::RevokeSessions { email }) => revoke_sessions(store, email),
         AdminCommand::Revoke {
             package,
             version,
             reason,
-        } => {
-            let store = open_for_changes(args)?;
-            let name = PackageName::parse(package).ok_or_else(|| AdminError::InvalidPackageName(package.clone()))?;
-            let version = Version::parse(version).ok_or_else(|| AdminError::InvalidVersion(version.clone()))?;
-            let packages = Packages::open(&store)?;
-            packages.revoke(&store, &name, Some(version), reason, &Actor::Operator, None)?;
-            Ok(Report::ok(
-                format!("revoked {name} {version}: {reason}"),
-                json!({ "package": name, "version": version, "reason": reason }),
-            ))
-        }
-        AdminCommand::Outbox => outbox(&open_for_reading(args)?),
-        AdminCommand::Stats => stats(&open_for_reading(args)?),
+        } => workspace.with_packages(|packages| revoke(store, packages, package, version, reason)),
+        other => Err(AdminError::NotThroughServer(other.label())),
     }
 }
 
-fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[String]) -> AdminResult<Report> {
-    let packages = Packages::open(store)?;
+fn revoke(store: &Store, packages: &Packages, package: &str, version: &str, reason: &str) -> AdminResult<Report> {
+    let name = PackageName::parse(package).ok_or_else(|| AdminError::InvalidPackageName(package.to_string()))?;
+    let version = Version::parse(version).ok_or_else(|| AdminError::InvalidVersion(version.to_string()))?;
+    packages.revoke(store, &name, Some(version), reason, &Actor::Operator, None)?;
+    Ok(Report::ok(
+        format!("revoked {name} {version}: {reason}"),
+        json!({ "package": name, "version": version, "reason": reason }),
+    ))
+}
+
+fn import(
+    store: &Store,
+    packages: &Packages,
+    bundles: &[PathBuf],
+    private: bool,
+    kernel_authors: &[String],
+) -> AdminResult<Report> {
     let mut lines = Vec::new();
     let mut results = Vec::new();
     let mut failed = false;

@@ -10,7 +10,7 @@
 
 use super::Report;
 use super::{AdminError, AdminResult};
-use gren_registry_core::store::layout::{self, LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
+use gren_registry_core::store::layout::{self, CONTROL_SOCKET, LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 use gren_registry_core::store::{DIR_MODE, FILE_MODE, TEMP_PREFIX, hold_writers};
 use serde_json::json;
 use std::fs::{self, DirBuilder, OpenOptions};
@@ -20,13 +20,13 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Not part of a snapshot: the running server's locks (linking them would
-/// share their lock with the original), local development mail, and the
+/// share their lock with the original) and its control socket, local development mail, and the
 /// git repositories, which are derived from the bundles and built again on
 /// demand. (Their builds still take the writers' gate, as every change
 /// under the data directory does, so a fetch that builds waits for a
 /// snapshot in progress.)
 fn skipped(top_level_name: &str) -> bool {
-    [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE].contains(&top_level_name)
+    [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, CONTROL_SOCKET].contains(&top_level_name)
         || Path::new(top_level_name) == layout::mail_dir().as_path()
         || Path::new(top_level_name) == layout::repositories_dir().as_path()
 }

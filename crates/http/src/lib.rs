@@ -2,10 +2,11 @@
 //! server, routing and handlers ([`http`]), what every request shares
 //! ([`app`]), the `serve` configuration ([`config`]) and wiring ([`serve`]),
 //! the packages-site sender ([`notify`]), the caches' purger ([`purge`]), the mailers ([`mail`]: Postmark and
-//! the local sink), and the fuzz targets' entry points ([`fuzzing`]).
+//! the local sink), the admin commands' socket ([`control`]), and the fuzz targets' entry points ([`fuzzing`]).
 
 pub mod app;
 pub mod config;
+pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

@@ -1,9 +1,11 @@
-//! `gren-registry serve`: wires the store, the app and the HTTP server
-//! together, and shuts down cleanly on SIGINT/SIGTERM: in-flight requests get
-//! `GREN_REGISTRY_SHUTDOWN_GRACE` seconds, then the process exits.
+//! `gren-registry serve`: wires the store, the app, the HTTP server and the
+//! admin commands' control socket together, and shuts down cleanly on
+//! SIGINT/SIGTERM: in-flight requests get `GREN_REGISTRY_SHUTDOWN_GRACE`
+//! seconds, then the process exits.
 
 use crate::app::App;
 use crate::config::Config;
+use crate::control;
 use crate::http::router::RegistryService;
 use crate::http::server::{Limits, Server};
 use crate::{notify, purge};
@@ -16,7 +18,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// Serves until a signal; `admin`, when given, carries out the admin
+/// commands that reach the control socket ([`control`]).
+pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<dyn std::error::Error>> {
     // Before anything is opened: a bad setting must not cost a data
     // directory lock, a port, or (later) a login it cannot complete.
     config.validate()?;
@@ -59,6 +63,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     let purgers = purge::start(&app)?;
     sweep_in_the_background(&app)?;
+    let _control = admin.and_then(|handler| control::start(&app, handler));
     let housekeeping = {
         let app = app.clone();
         std::thread::Builder::new()

@@ -7,6 +7,7 @@
 //! format.json                                    the data format: {"format": 2}
 //! registry.lock                                  held by the running server
 //! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
+//! control.sock                                   the running server's socket for admin commands (0600)
 //! users/<email>.json                             one user (lower-cased address)
 //! sessions/<sha256 of token>.json                one session token
 //! tokens/<sha256 of token>.json                  one automation token (scopes, expiry, owner)
@@ -46,6 +47,9 @@ use std::path::{Path, PathBuf};
 pub const LOCK_FILE: &str = "registry.lock";
 pub const WRITERS_LOCK_FILE: &str = "writers.lock";
 pub const TURNSTILE_FILE: &str = "snapshot.lock";
+/// The running server's Unix socket, through which `admin` commands change
+/// records while it serves (it holds [`LOCK_FILE`], so they cannot).
+pub const CONTROL_SOCKET: &str = "control.sock";
 
 const USERS: &str = "users";
 const SESSIONS: &str = "sessions";

@@ -26,7 +26,7 @@ mod safe_fs;
 
 pub use atomic::EXIT_COMMIT_UNSURE;
 pub use error::{DiskFault, Operation, StoreError};
-pub use layout::{LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
+pub use layout::{CONTROL_SOCKET, LOCK_FILE, TURNSTILE_FILE, WRITERS_LOCK_FILE};
 pub use locks::{KeyGuard, KeyedLocks, lock_ignoring_poison, read_ignoring_poison, write_ignoring_poison};
 pub use safe_fs::{DIR_MODE, FILE_MODE, current_uid, exposure, user_name};
 
