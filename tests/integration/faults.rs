@@ -85,6 +85,30 @@ fn a_read_only_or_failing_disk_answers_503_storage_unavailable_with_retry_after(
     );
 }
 
+/// The fault struck where the system would: creating the temporary file,
+/// inside `tempfile`, whose own calls hide the errno in an error of theirs.
+#[test]
+fn a_temporary_file_that_cannot_be_created_answers_503_for_eio_and_507_for_enospc() {
+    let server = Server::with_env(&[(FAULTS, "temp-file:EIO@identities/eio,temp-file:ENOSPC@tokens/")]);
+    let token = prepare(&server);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "eio" }), Some(&token));
+    assert_eq!(
+        (created.status, created.json()["error"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{}",
+        created.text()
+    );
+    assert!(created.retry_after() > 0);
+    let body = json!({ "name": "ci", "scopes": ["publish:blaix/*"], "expiresInDays": 1 });
+    let minted = server.post_json("/user/tokens", &body, Some(&token));
+    assert_eq!(
+        (minted.status, minted.json()["error"].as_str()),
+        (507, Some("storage_full")),
+        "{}",
+        minted.text()
+    );
+}
+
 #[test]
 fn a_failed_publish_removes_its_own_debris_so_fsck_is_clean_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();

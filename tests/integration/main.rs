@@ -19,6 +19,7 @@ mod connection_log;
 mod crash;
 mod data_dir;
 mod faults;
+mod full_disk;
 mod fuzz_regressions;
 mod git;
 mod http_hazards;

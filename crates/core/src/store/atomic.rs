@@ -14,6 +14,7 @@ use super::faults::{self, Point};
 use super::safe_fs;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `relative` below `root`, replacing any file there.
@@ -74,10 +75,21 @@ pub(super) fn prepare(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<
         return Err(safe_fs::symlink_refused(&destination));
     }
     let dir = root.join(parent);
-    let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&dir)?;
+    // The file is opened here and written through the `File` itself:
+    // `tempfile`'s own `tempfile_in` and `Write` wrap the system's error in
+    // one of theirs (adding the path), which hides its errno, and so a full
+    // disk (`ENOSPC`) would be answered `500` instead of `507`.
+    let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).make_in(&dir, |path| {
+        faults::check(Point::TempFile, relative)?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+    })?;
     // Created 0600 less the umask: made exact before any byte is written.
     safe_fs::make_private(temp.as_file())?;
-    temp.write_all(bytes)?;
+    temp.as_file_mut().write_all(bytes)?;
     temp.as_file().sync_all()?;
     Ok(Prepared { temp, destination, dir })
 }

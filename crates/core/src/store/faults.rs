@@ -8,8 +8,10 @@
 //! in its log.
 //!
 //! Syntax: `op:ERRNO@prefix`, several separated by `,`. `op` is `write`
-//! (before anything is written), `commit-sync` (the directory fsync after a
-//! rename or a removal) or `remove`; `ERRNO` is `ENOSPC`, `EDQUOT`, `EROFS` or `EIO`.
+//! (before anything is written), `temp-file` (the temporary file's creation,
+//! inside `tempfile`'s call, as the system would fail it), `commit-sync`
+//! (the directory fsync after a rename or a removal) or `remove`; `ERRNO`
+//! is `ENOSPC`, `EDQUOT`, `EROFS` or `EIO`.
 
 use std::io;
 use std::path::Path;
@@ -20,6 +22,7 @@ pub const ENV: &str = "GREN_REGISTRY_TEST_FAULTS";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Point {
     Write,
+    TempFile,
     CommitSync,
     Remove,
 }
@@ -52,6 +55,7 @@ fn parse(item: &str) -> Option<Fault> {
     let (errno, prefix) = rest.split_once('@')?;
     let point = match point {
         "write" => Point::Write,
+        "temp-file" => Point::TempFile,
         "commit-sync" => Point::CommitSync,
         "remove" => Point::Remove,
         _ => return None,
