@@ -1207,6 +1207,79 @@ fn a_server_refuses_to_start_when_the_packages_site_was_told_of_events_the_recor
 }
 
 #[test]
+fn a_lost_or_older_record_of_the_newest_events_stops_start_up_and_no_event_number_is_given_twice() {
+    let dir = fresh();
+    admin(&dir.path, &["identity", "create", "gren-lang", "--admin", ME]).success();
+    let server = Server::start_in(&dir.path, &[]);
+    let token = server.login(ME);
+    let core = dir.join("packages/gren-lang/core/package.json");
+    let older = dir.sibling("older-core.json");
+    for (file, keep_an_older_copy) in [
+        ("gren_lang_url__5_0_0.pkg.gz", false),
+        ("gren_lang_core__6_0_1.pkg.gz", true),
+        ("gren_lang_core__7_0_0.pkg.gz", false),
+    ] {
+        assert_eq!(server.publish(&token, &real_bundle(file)).status, 201);
+        if keep_an_older_copy {
+            std::fs::copy(&core, &older).unwrap();
+        }
+    }
+    server.stop();
+    let newest = dir.sibling("newest-core.json");
+    std::fs::copy(&core, &newest).unwrap();
+    assert_eq!(read_json(&dir.join("event-log.json")), json!({ "head": 3 }));
+
+    // The record holding events 2 and 3, lost: the log would end at 1.
+    std::fs::remove_file(&core).unwrap();
+    let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
+    assert!(
+        failure
+            .log
+            .contains("the event log reached event 3, but the package records hold only 1"),
+        "{}",
+        failure.log
+    );
+    assert!(
+        failure.log.contains("restore packages/ from the backup"),
+        "{}",
+        failure.log
+    );
+    assert!(
+        bundle_file(&dir, "gren-lang/core", "7.0.0").exists(),
+        "a refused start moves nothing aside"
+    );
+    admin(&dir.path, &["fsck"])
+        .failure()
+        .assert_stdout_has("event-log.json says the log reached event 3");
+
+    // Restored from an older copy (holding event 2 only).
+    std::fs::copy(&older, &core).unwrap();
+    let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
+    assert!(failure.log.contains("hold only 2"), "{}", failure.log);
+
+    // The right record back: the next publish is event 4, never 3 again.
+    std::fs::copy(&newest, &core).unwrap();
+    let server = Server::start_in(&dir.path, &[]);
+    let token = server.login(ME);
+    assert_eq!(
+        server
+            .publish(&token, &real_bundle("gren_lang_url__6_0_0.pkg.gz"))
+            .status,
+        201
+    );
+    let events = server.get("/events", None).json();
+    let seqs: Vec<u64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    server.stop();
+    admin(&dir.path, &["fsck"]).success();
+}
+
+#[test]
 fn fsck_notes_a_stray_temporary_file_as_crash_debris_and_repair_sweeps_it() {
     let stray = "packages/gren-lang/core/.tmp-x";
     let dir = fsck_base().copy();

@@ -622,6 +622,17 @@ impl Fsck<'_> {
                 None,
             );
         }
+        match gren_registry_core::package::events::read_mark(self.store) {
+            Ok(mark) if mark > head => self.found(
+                format!(
+                    "event-log.json says the log reached event {mark}, but the package records hold only {head}: \
+                     a record holding the newest events is missing or older than it was"
+                ),
+                None,
+            ),
+            Ok(_) => {}
+            Err(err) => self.found(format!("event-log.json cannot be read: {err}"), None),
+        }
         self.purge_cursors(head);
     }
 

@@ -404,11 +404,18 @@ impl<'a> Workspace<'a> {
         }
     }
 
-    /// Runs `work` with the server's catalog, or one loaded for it.
+    /// Runs `work` with the server's catalog, or one loaded for it (whose
+    /// new events' high-water mark this process then writes itself; the
+    /// server's thread keeps its own).
     fn with_packages<T>(&self, work: impl FnOnce(&Packages) -> AdminResult<T>) -> AdminResult<T> {
         match self.packages {
             Some(packages) => work(packages),
-            None => work(&Packages::open(self.store)?),
+            None => {
+                let packages = Packages::open(self.store)?;
+                let done = work(&packages);
+                packages.events.save_mark(self.store, 0)?;
+                done
+            }
         }
     }
 }

@@ -114,6 +114,25 @@ impl App {
         }
     }
 
+    /// Keeps the event log's high-water mark (`event-log.json`) up with
+    /// the log: written within a moment of each append, and once more at
+    /// the stop. Runs on the calling thread until [`App::stop`].
+    pub fn keep_the_event_mark(&self) {
+        let events = &self.packages.events;
+        let mut written = 0;
+        loop {
+            let stopping = self.is_stopping();
+            match events.save_mark(&self.store, written) {
+                Ok(head) => written = head,
+                Err(err) => log::warn!("cannot write the event log's high-water mark: {}", Chain(&err)),
+            }
+            if stopping {
+                return;
+            }
+            events.wait_beyond(written, Duration::from_secs(1));
+        }
+    }
+
     /// Ends housekeeping and wakes long-polling requests so they answer now.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);

@@ -70,6 +70,12 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
             .name("housekeeping".into())
             .spawn(move || app.housekeeping())?
     };
+    let event_mark = {
+        let app = app.clone();
+        std::thread::Builder::new()
+            .name("event-mark".into())
+            .spawn(move || app.keep_the_event_mark())?
+    };
 
     log::info!(
         "gren-registry {} listening on http://{bound} (data: {}, public URL: {}, mail: {mail_mode}, {git_version})",
@@ -86,6 +92,7 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
     server.serve_until_shut_down(Arc::new(RegistryService(app.clone())));
     app.stop();
     let _ = housekeeping.join();
+    let _ = event_mark.join();
     if let Some(notifier) = notifier {
         let _ = notifier.join();
     }

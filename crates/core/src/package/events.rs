@@ -16,6 +16,18 @@
 //! it (see [`EventLog::open`]). Appends are serialized; a number is taken
 //! only when its record commits, so numbers are never reused while the
 //! records that hold them are on disk.
+//!
+//! A lost record is not always a gap: when the record holding the newest
+//! events goes (deleted, or restored from an older copy), the log simply
+//! ends sooner, and its numbers would be given out again to other content,
+//! which mirrors and year-long caches of `/events` pages already hold. So
+//! the log's high-water mark is kept where a lost record cannot take it
+//! along: `event-log.json`, `{"head": N}`, rewritten atomically after
+//! appends ([`EventLog::save_mark`]: by a thread of the server within a
+//! moment, and by an operator command before it ends). Start-up refuses
+//! records that end below it. The mark trails the log by that moment, so a
+//! record lost together with a crash in it is not caught; every other
+//! loss is.
 
 #[cfg(doc)]
 use super::{Catalog, PackageRecord};
@@ -242,6 +254,18 @@ impl EventLog {
                 ),
             });
         }
+        let mark = read_mark(store)?;
+        if mark > head {
+            return Err(StoreError::Inconsistent {
+                path: store.full_path(&layout::event_mark()),
+                problem: format!(
+                    "the event log reached event {mark}, but the package records hold only {head}: the record \
+                     holding events {}..={mark} is missing or older than it was (a package.json deleted, or \
+                     restored from an older copy); restore packages/ from the backup that holds them",
+                    head + 1
+                ),
+            });
+        }
         for (name, cursor) in crate::outbox::purge_cursors(store)? {
             let told = cursor?.delivered;
             if told > head {
@@ -301,6 +325,17 @@ impl EventLog {
         Ok(value)
     }
 
+    /// Writes the high-water mark when the log has grown beyond
+    /// `written` (the head the last call returned; 0 at first), and
+    /// returns the head it now holds.
+    pub fn save_mark(&self, store: &Store, written: u64) -> Result<u64, StoreError> {
+        let head = self.head();
+        if head > written {
+            store.write_json(&layout::event_mark(), &Mark { head })?;
+        }
+        Ok(head.max(written))
+    }
+
     pub fn head(&self) -> u64 {
         *lock_ignoring_poison(&self.head)
     }
@@ -337,6 +372,17 @@ impl EventLog {
     pub fn wake(&self) {
         self.appended.notify_all();
     }
+}
+
+/// `event-log.json` (see the module's header).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Mark {
+    head: u64,
+}
+
+/// The high-water mark: 0 where none was written yet.
+pub fn read_mark(store: &Store) -> Result<u64, StoreError> {
+    Ok(store.read_json::<Mark>(&layout::event_mark())?.unwrap_or_default().head)
 }
 
 /// Where a sorted list of event numbers departs from 1, 2, 3, …
@@ -423,6 +469,35 @@ mod tests {
             .collect();
         log.append(&package, &events, |_| Ok::<(), StoreError>(())).unwrap();
         log
+    }
+
+    #[test]
+    fn the_mark_is_written_only_when_the_log_grew_and_records_below_it_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store, Vec::new()).unwrap();
+        assert_eq!(log.save_mark(&store, 0).unwrap(), 0);
+        assert!(!dir.path().join("event-log.json").exists(), "nothing to mark yet");
+        let package = PackageName::parse("gren-lang/core").unwrap();
+        let new = NewEvent {
+            kind: EventKind::Publish,
+            version: Some(Version::new(1, 0, 0)),
+            sha256: "0".repeat(64),
+            token: None,
+        };
+        let committed = log
+            .append(&package, &[new], |events| Ok::<_, StoreError>(events))
+            .unwrap();
+        assert_eq!(log.save_mark(&store, 0).unwrap(), 1);
+        assert_eq!(read_mark(&store).unwrap(), 1);
+        EventLog::open(&store, committed).unwrap();
+        let refused = EventLog::open(&store, Vec::new())
+            .err()
+            .expect("records below the mark");
+        assert!(
+            refused.to_string().contains("event-log.json"),
+            "names the mark: {refused}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! format.json                                    the data format: {"format": 2}
+//! event-log.json                                 the event log's high-water mark: {"head": N}
 //! registry.lock                                  held by the running server
 //! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
 //! control.sock                                   the running server's socket for admin commands (0600)
@@ -64,6 +65,7 @@ const PACKAGE_RECORD: &str = "package.json";
 /// Marks a package directory whose first publish has not committed yet.
 pub const FIRST_PUBLISH_MARKER: &str = "first-publish.pending";
 const FORMAT: &str = "format.json";
+const EVENT_MARK: &str = "event-log.json";
 const QUARANTINE: &str = "quarantine";
 const OUTBOX: &str = "outbox";
 const CURSOR: &str = "cursor.json";
@@ -199,6 +201,13 @@ pub fn file_name_lock(name: &PackageName) -> RecordPath {
 /// `format.json`: which layout the directory has (see [`crate::format`]).
 pub fn format_file() -> RecordPath {
     safe([FORMAT])
+}
+
+/// `event-log.json`: the newest event number known to be committed, kept
+/// apart from the package records that hold the events (see
+/// [`crate::package::events`]).
+pub fn event_mark() -> RecordPath {
+    safe([EVENT_MARK])
 }
 
 /// Where start-up moves what it cannot explain, one directory a start.
