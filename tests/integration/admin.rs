@@ -645,7 +645,7 @@ fn user_show_and_revoke_sessions() {
     );
     assert_eq!(
         admin_json(&dir.path, &["user", "revoke-sessions", ME]).success().json(),
-        json!({ "email": ME, "revoked": 0, "revoked_tokens": 0 })
+        json!({ "email": ME, "revoked": 0, "revoked_tokens": 0, "revoked_git_tokens": 0 })
     );
 
     let server = Server::start_in(&dir.path, &[]);
@@ -673,6 +673,9 @@ fn revoke_sessions_stops_the_users_automation_tokens_too_which_user_show_lists_a
     let token = created.json()["token"].as_str().unwrap().to_string();
     let id = created.json()["id"].as_str().unwrap().to_string();
     assert_eq!(server.get("/packages", Some(&token)).status, 200, "the token works");
+    // And what git is given (`gren-registry git-credential`), made from the session.
+    let minted = server.post_json("/user/git-token", &json!({}), Some(&session));
+    assert_eq!(minted.status, 201, "{}", minted.text());
     server.stop();
 
     // The operator sees the token (never its secret or its hash).
@@ -694,14 +697,17 @@ fn revoke_sessions_stops_the_users_automation_tokens_too_which_user_show_lists_a
         assert!(!said.contains(&token) && !said.contains(&hash), "{said}");
     }
     let fsck = admin(&dir.path, &["fsck"]).success();
-    fsck.assert_stdout_has("checked 1 tokens");
+    fsck.assert_stdout_has("checked 1 tokens")
+        .assert_stdout_has("checked 1 git tokens");
     let checked = admin_json(&dir.path, &["fsck"]).success().json()["checked"].clone();
     assert_eq!(checked["tokens"], 1, "{checked}");
 
     let help = admin(&dir.path, &["user", "revoke-sessions", "--help"]).success();
     help.assert_stdout_has("automation token");
     let out = admin(&dir.path, &["user", "revoke-sessions", ME]).success();
-    out.assert_stdout_has(&format!("revoked 1 session(s) and 1 automation token(s) of {ME}"));
+    out.assert_stdout_has(&format!(
+        "revoked 1 session(s) and 1 automation token(s) of {ME}, and 1 git token(s) made from them"
+    ));
     assert!(
         !dir.join(&format!("tokens/{hash}.json")).exists(),
         "the record is deleted"
@@ -714,7 +720,7 @@ fn revoke_sessions_stops_the_users_automation_tokens_too_which_user_show_lists_a
     // `--json` keeps `revoked` (the sessions) and adds the tokens beside it.
     assert_eq!(
         admin_json(&dir.path, &["user", "revoke-sessions", ME]).success().json(),
-        json!({ "email": ME, "revoked": 0, "revoked_tokens": 0 })
+        json!({ "email": ME, "revoked": 0, "revoked_tokens": 0, "revoked_git_tokens": 0 })
     );
 
     let server = Server::start_in(&dir.path, &[]);

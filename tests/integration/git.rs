@@ -652,6 +652,187 @@ fn a_ci_job_fetches_a_private_package_with_an_automation_token_that_has_its_down
     assert!(refused.text().contains("download:gren-lang"), "{}", refused.text());
 }
 
+/// `~/.git-credentials` of `developer`, as `credential.helper store` keeps
+/// it: one `<scheme>://<user>:<password>@<host>` a line (percent-encoded).
+fn stored_credentials(developer: &Developer) -> String {
+    std::fs::read_to_string(developer.home.path().join(".git-credentials")).unwrap_or_default()
+}
+
+/// The passwords of `stored_credentials` (as kept: tokens need no
+/// percent-encoding).
+fn stored_passwords(developer: &Developer) -> Vec<String> {
+    stored_credentials(developer)
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("://")?;
+            let (user_and_password, _) = rest.rsplit_once('@')?;
+            let (_, password) = user_and_password.split_once(':')?;
+            Some(password.to_string())
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_storing_credential_helper_after_setup_git_keeps_only_a_short_lived_git_token_that_cannot_use_the_api() {
+    let Some((server, session)) = gren_lang_registry(&[(URL, true)]) else {
+        return;
+    };
+    let developer = Developer::new(&server);
+    developer.logged_in("team@gren-lang.org", &session);
+    let said = developer.setup_git();
+    assert!(!said.contains("plain text"), "no storing helper yet: {said}");
+    // Configured after setup-git: git runs it after ours, and hands it what
+    // ours answered, to keep in ~/.git-credentials in plain text.
+    let store = developer.git(&["config", "--global", "credential.helper", "store"]);
+    assert!(store.status.success(), "{}", text(&store.stderr));
+    let before = unix_now();
+    let fetched = developer.git(&["ls-remote", "--tags", "https://github.com/gren-lang/url.git"]);
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    assert!(
+        text(&fetched.stdout).contains("refs/tags/6.0.0"),
+        "{}",
+        text(&fetched.stdout)
+    );
+    let kept = stored_credentials(&developer);
+    assert!(
+        !kept.contains(&session),
+        "the login token is in ~/.git-credentials: {kept}"
+    );
+    let passwords = stored_passwords(&developer);
+    assert_eq!(passwords.len(), 1, "{kept}");
+    let git_token = &passwords[0];
+    assert!(git_token.starts_with("gren_git_"), "{kept}");
+
+    // The helper says when it expires, minutes from now, so storing
+    // helpers that keep the expiry drop it.
+    let host = server.base.strip_prefix("http://").unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+    developer.env(&mut command);
+    let mut child = command
+        .args(["git-credential", "get"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let question = format!("protocol=http\nhost={host}\n\n");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), question.as_bytes()).unwrap();
+    let answer = text(&child.wait_with_output().unwrap().stdout);
+    let expiry: u64 = answer
+        .lines()
+        .find_map(|line| line.strip_prefix("password_expiry_utc="))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no password_expiry_utc: {answer}"));
+    assert!(
+        (before + 60..=unix_now() + 15 * 60).contains(&expiry),
+        "{expiry} is minutes from {before}"
+    );
+    assert!(!answer.contains(&session), "{answer}");
+
+    // What the file holds fetches (until it expires), and nothing else.
+    let basic = format!("Basic {}", base64_of(&format!("x:{git_token}")));
+    let refs = server.send(
+        "GET",
+        "/git/gren-lang/url.git/info/refs?service=git-upload-pack",
+        &[("Authorization", &basic)],
+        b"",
+    );
+    assert_eq!(refs.status, 200, "{}", refs.text());
+    server
+        .post_json("/publishing-identity", &json!({ "name": "stolen" }), Some(git_token))
+        .assert_error(401, "unauthorized");
+    server.get("/user", Some(git_token)).assert_error(401, "unauthorized");
+    let mint = json!({ "name": "stolen", "scopes": ["download:gren-lang"], "expiresInDays": 1 });
+    server
+        .post_json("/user/tokens", &mint, Some(git_token))
+        .assert_error(401, "unauthorized");
+    server
+        .post_json("/user/git-token", &json!({}), Some(git_token))
+        .assert_error(401, "unauthorized");
+    server
+        .publish(git_token, &real_bundle(CORE))
+        .assert_error(401, "unauthorized");
+
+    // setup-git, run again, warns of the storing helper.
+    let said = developer.setup_git();
+    assert!(
+        said.contains("credential.helper") && said.contains("store") && said.contains("plain text"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_git_token_fetches_what_its_owner_may_read_until_it_expires_or_its_login_ends() {
+    if !git_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("GREN_REGISTRY_GIT_FALLBACK", ""),
+        ("GREN_REGISTRY_GIT_TOKEN_SECONDS", "3"),
+    ];
+    let server = Server::start_in(dir.path(), &env);
+    let session = publisher(&server, "team@gren-lang.org", "gren-lang");
+    publish(&server, &session, URL, true);
+    let git_token = |bearer: &str| {
+        let minted = server.post_json("/user/git-token", &json!({}), Some(bearer));
+        assert_eq!(minted.status, 201, "{}", minted.text());
+        let answer = minted.json();
+        assert_eq!(answer["expiresIn"], 3, "{answer}");
+        assert!(answer["expires"].is_string(), "{answer}");
+        answer["token"].as_str().unwrap().to_string()
+    };
+    let refs = |token: &str| {
+        let basic = format!("Basic {}", base64_of(&format!("x:{token}")));
+        let path = "/git/gren-lang/url.git/info/refs?service=git-upload-pack";
+        server.send("GET", path, &[("Authorization", &basic)], b"")
+    };
+    let from_session = git_token(&session);
+    assert!(from_session.starts_with("gren_git_"), "{from_session}");
+    assert_eq!(refs(&from_session).status, 200);
+    // Stored hashed, as every token: the secret is in no file.
+    assert!(files_containing(dir.path(), &from_session).is_empty());
+    // A stranger's shows what the stranger may see.
+    let stranger = server.login("stranger@example.com");
+    refs(&git_token(&stranger)).assert_error(404, "package_not_found");
+    // One made from an automation token can do no more than it.
+    let make = |scopes: &[&str]| {
+        let body = json!({ "name": scopes[0], "scopes": scopes, "expiresInDays": 1 });
+        let reply = server.post_json("/user/tokens", &body, Some(&session));
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        reply.json()["token"].as_str().unwrap().to_string()
+    };
+    assert_eq!(refs(&git_token(&make(&["download:gren-lang"]))).status, 200);
+    refs(&git_token(&make(&["publish:gren-lang/*"]))).assert_error(403, "missing_scope");
+    // Its login ended, it stops at once.
+    let other_session = server.login("team@gren-lang.org");
+    let from_other = git_token(&other_session);
+    assert_eq!(refs(&from_other).status, 200);
+    assert_eq!(server.delete("/session", Some(&other_session)).status, 204);
+    refs(&from_other).assert_error(401, "unauthorized");
+    // And it expires.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let expired = refs(&from_session);
+    expired.assert_error(401, "unauthorized");
+    assert!(expired.text().contains("expired"), "{}", expired.text());
+    // Minting one per fetch accumulates none: expired ones are pruned, and
+    // a user holds a bounded number of live ones.
+    for _ in 0..30 {
+        git_token(&session);
+    }
+    let user = read_json(&dir.path().join("users/team@gren-lang.org.json"));
+    let listed = user["git_tokens"].as_array().unwrap().len();
+    assert_eq!(listed, 20, "{user}");
+    let records = files_under(&dir.path().join("git-tokens")).len();
+    assert_eq!(records, listed + 1, "the team's and the stranger's one");
+}
+
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -707,7 +888,7 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     ]);
     assert_eq!(text(&rewrite.stdout), "https://github.com/\n");
 
-    let ask_with = |env: &[(&str, &str)], operation: &str, question: &str| {
+    let run_helper = |env: &[(&str, &str)], operation: &str, question: &str| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
         developer.env(&mut command);
         let mut child = command
@@ -715,33 +896,54 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
             .args(["git-credential", operation])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), question.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ask_with = |env: &[(&str, &str)], operation: &str, question: &str| {
+        let out = run_helper(env, operation, question);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
     let ask = |operation: &str, question: &str| ask_with(&[], operation, question);
+    // The answer's user name, and its password: a git token, never the
+    // token it was made from, with its expiry.
+    let git_answer = |answer: &str, made_from: &str| {
+        let lines: Vec<&str> = answer.lines().collect();
+        assert_eq!(lines.len(), 3, "{answer}");
+        assert!(lines[1].starts_with("password=gren_git_"), "{answer}");
+        assert!(lines[2].starts_with("password_expiry_utc="), "{answer}");
+        assert!(!answer.contains(made_from), "{answer}");
+        lines[0].strip_prefix("username=").unwrap().to_string()
+    };
     let host = server.base.strip_prefix("http://").unwrap();
     let answer = ask("get", &format!("protocol=http\nhost={host}\npath=git/a/b.git\n\n"));
-    assert_eq!(answer, format!("username=me@example.com\npassword={token}\n"));
-    // A CI secret beside the login wins, whole, and a login file that
-    // cannot be read does not stand in its way.
-    let ci = [("GREN_REGISTRY_TOKEN", "gren_token_ci")];
+    assert_eq!(git_answer(&answer, &token), "me@example.com");
+    // A CI secret beside the login wins, and a login file that cannot be
+    // read does not stand in its way.
+    let body = json!({ "name": "ci", "scopes": ["download:me"], "expiresInDays": 1 });
+    let minted = server.post_json("/user/tokens", &body, Some(&token));
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let ci_token = minted.json()["token"].as_str().unwrap().to_string();
+    let ci = [("GREN_REGISTRY_TOKEN", ci_token.as_str())];
     let question = format!("protocol=http\nhost={host}\n\n");
-    assert_eq!(
-        ask_with(&ci, "get", &question),
-        "username=gren-registry\npassword=gren_token_ci\n"
-    );
+    assert_eq!(git_answer(&ask_with(&ci, "get", &question), &ci_token), "gren-registry");
     let login_file = developer.home.path().join(".gren/user");
     let login = std::fs::read(&login_file).unwrap();
     std::fs::write(&login_file, b"not json").unwrap();
-    assert_eq!(
-        ask_with(&ci, "get", &question),
-        "username=gren-registry\npassword=gren_token_ci\n"
-    );
+    assert_eq!(git_answer(&ask_with(&ci, "get", &question), &ci_token), "gren-registry");
     std::fs::write(&login_file, login).unwrap();
+    // A CI secret the registry refuses: no answer (git asks the next
+    // helper, or fails), and why on standard error, which git shows.
+    let refused = run_helper(&[("GREN_REGISTRY_TOKEN", "gren_token_ci")], "get", &question);
+    assert_eq!(text(&refused.stdout), "");
+    assert!(
+        text(&refused.stderr).contains("not a Gren registry token"),
+        "{}",
+        text(&refused.stderr)
+    );
     assert_eq!(
         ask("get", "protocol=https\nhost=github.com\n\n"),
         "",

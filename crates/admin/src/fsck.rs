@@ -6,9 +6,9 @@
 //! quarantine and no temporary file is left. The debris a stopped server
 //! leaves by design (interrupted publishes and revocations) is a note.
 //! `--repair` fixes what is safe to fix: stray temporary files, indexes
-//! derivable from records (users' session, automation token and identity
-//! lists), debris of interrupted writes (orphan sessions and automation
-//! tokens, bundles of revoked or unrecorded versions, an interrupted first
+//! derivable from records (users' session, automation token, git token and
+//! identity lists), debris of interrupted writes (orphan sessions,
+//! automation and git tokens, bundles of revoked or unrecorded versions, an interrupted first
 //! publish's directory), and git repositories, derived from the bundles, by
 //! building them again.
 //! A file or directory the system will not show (EACCES, EIO: anything but
@@ -19,6 +19,7 @@ mod repositories;
 
 use super::Report;
 use gren_registry_core::auth::email::Email;
+use gren_registry_core::auth::git_token::GitTokenRecord;
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::session::Session;
 use gren_registry_core::auth::token::TokenRecord;
@@ -69,6 +70,12 @@ pub fn check(store: &Store, repair: bool) -> Report {
         &layout::tokens_dir(),
         |token: &TokenRecord| &token.email,
         |user| &user.tokens,
+    );
+    fsck.owned_records(
+        "git tokens",
+        &layout::git_tokens_dir(),
+        |token: &GitTokenRecord| &token.email,
+        |user| &user.git_tokens,
     );
     fsck.logins();
     let catalog = fsck.packages();
@@ -274,9 +281,10 @@ impl Fsck<'_> {
             let Some(user) = self.parse::<User>(&path) else {
                 continue;
             };
-            let (Some(live), Some(live_tokens)) = (
+            let (Some(live), Some(live_tokens), Some(live_git_tokens)) = (
                 self.present_hashes(&user.sessions, layout::session),
                 self.present_hashes(&user.tokens, layout::automation_token),
+                self.present_hashes(&user.git_tokens, layout::git_token),
             ) else {
                 // Repairing the index from what cannot be seen would revoke sessions.
                 continue;
@@ -286,12 +294,14 @@ impl Fsck<'_> {
                 .map(|set| set.iter().cloned().collect())
                 .unwrap_or_default();
             let same_identities = user.identities.iter().collect::<BTreeSet<_>>() == members_of.iter().collect();
-            if live == user.sessions && live_tokens == user.tokens && same_identities {
+            let same_tokens = live_tokens == user.tokens && live_git_tokens == user.git_tokens;
+            if live == user.sessions && same_tokens && same_identities {
                 continue;
             }
             let mut fixed = user.clone();
             fixed.sessions = live;
             fixed.tokens = live_tokens;
+            fixed.git_tokens = live_git_tokens;
             fixed.identities = members_of;
             let record = layout::user(&user.email);
             // The repair's failure is reported with its causes, as fs errors are.

@@ -17,7 +17,7 @@ mod snapshot;
 use clap::{Args, Subcommand};
 use gren_registry_core::auth::AuthError;
 use gren_registry_core::auth::email::Email;
-use gren_registry_core::auth::{session, token, user};
+use gren_registry_core::auth::{git_token, session, token, user};
 use gren_registry_core::error::Chain;
 use gren_registry_core::format::{self, FormatError};
 use gren_registry_core::identity::{self, Actor, IdentityError, IdentityName, LookAlikes, MemberChange, Role};
@@ -648,8 +648,9 @@ fn identity_set_member(store: &Store, name: &str, email: &str, role: &str) -> Ad
 }
 
 /// `admin user revoke-sessions`: every session, then every automation
-/// token, each stopping at once. `--json` keeps `revoked` for the sessions,
-/// as before tokens were revoked too.
+/// token, each stopping at once (and the git tokens made from them, which
+/// would stop with them anyway). `--json` keeps `revoked` for the
+/// sessions, as before tokens were revoked too.
 fn revoke_sessions(store: &Store, email: &str) -> AdminResult<Report> {
     let email = Email::parse(email)?;
     let hashes = user::load(store, &email)?.map(|user| user.sessions).unwrap_or_default();
@@ -657,12 +658,13 @@ fn revoke_sessions(store: &Store, email: &str) -> AdminResult<Report> {
         session::revoke(store, &email, hash)?;
     }
     let tokens = token::revoke_all(store, &email)?;
+    let git_tokens = git_token::revoke_all(store, &email)?;
     Ok(Report::ok(
         format!(
-            "revoked {} session(s) and {tokens} automation token(s) of {email}",
+            "revoked {} session(s) and {tokens} automation token(s) of {email}, and {git_tokens} git token(s) made from them",
             hashes.len()
         ),
-        json!({ "email": email, "revoked": hashes.len(), "revoked_tokens": tokens }),
+        json!({ "email": email, "revoked": hashes.len(), "revoked_tokens": tokens, "revoked_git_tokens": git_tokens }),
     ))
 }
 

@@ -418,6 +418,7 @@ fn generate(store: &Store, packages: usize) {
         sessions: vec![token_hash.clone()],
         identities,
         tokens: Vec::new(),
+        git_tokens: Vec::new(),
     };
     write_json(store, &layout::user(&email), &user);
     let session = json!({

@@ -1,12 +1,16 @@
 //! `$HOME/.gren/user`: the session tokens the client holds, one entry per
 //! registry, readable only by the user (mode 0600). A token in
 //! `GREN_REGISTRY_TOKEN` (an automation token, in CI) wins over it, so a
-//! machine needs no login and no file.
+//! machine needs no login and no file. git is given neither: only git
+//! tokens made from them ([`git_credentials`]).
 
+use super::remote::RemoteRegistry;
 use super::{CliError, CliResult};
+use gren_registry_core::api::GitTokenAnswer;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -100,14 +104,48 @@ pub fn optional_token(registry: &str) -> CliResult<Option<String>> {
     }
 }
 
-/// What git's credential helper answers for `registry`, as a user name and
-/// a password: `GREN_REGISTRY_TOKEN` (a CI job's; the registry takes any
-/// user name) without reading the login file, else the login.
-pub fn git_credentials(registry: &str) -> CliResult<Option<(String, String)>> {
-    if let Some(token) = token_from_env() {
-        return Ok(Some(("gren-registry".to_string(), token)));
-    }
-    Ok(stored(registry)?.map(|entry| (entry.email, entry.token)))
+/// What git's credential helper answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitCredentials {
+    /// The login's address, or `gren-registry` for `GREN_REGISTRY_TOKEN`
+    /// (the registry takes any user name).
+    pub username: String,
+    /// A git token (`gren_git_…`).
+    pub password: String,
+    /// When it expires, in seconds since 1970 by this machine's clock
+    /// (git's `password_expiry_utc`).
+    pub expiry_utc: u64,
+}
+
+/// What git's credential helper answers for `registry`: a git token
+/// (`POST /user/git-token`: minutes long, good for git's fetches only, with
+/// the rights of what made it) made from `GREN_REGISTRY_TOKEN` (a CI job's,
+/// without reading the login file), else from the login; `None` with
+/// neither. Never the login or the automation token itself: git hands what
+/// a helper answers to every helper configured after it, and
+/// `credential.helper store` writes it to `~/.git-credentials` in plain
+/// text. One is minted for each question (the registry bounds how many a
+/// user holds), so no secret is kept beyond the login.
+pub fn git_credentials(registry: &str) -> CliResult<Option<GitCredentials>> {
+    let (username, token) = match token_from_env() {
+        Some(token) => ("gren-registry".to_string(), token),
+        None => match stored(registry)? {
+            Some(entry) => (entry.email, entry.token),
+            None => return Ok(None),
+        },
+    };
+    // The expiry by this machine's clock, from when it was asked: git
+    // compares it with this clock, which may not be the registry's.
+    let asked = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let answer: GitTokenAnswer =
+        RemoteRegistry::new(registry).post("/user/git-token", &serde_json::json!({}), Some(&token))?;
+    Ok(Some(GitCredentials {
+        username,
+        password: answer.token,
+        expiry_utc: asked + answer.expires_in,
+    }))
 }
 
 /// The token for `registry`, or an error telling how to get one.

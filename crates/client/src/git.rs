@@ -34,7 +34,10 @@
 //! old token); ours reads the token when git asks (`GREN_REGISTRY_TOKEN`, a
 //! CI job's automation token with the `download` scope of the private
 //! packages it installs, else the login in `~/.gren/user`), so no token is
-//! ever written into `.gitconfig`. `setup-git` can run again
+//! ever written into `.gitconfig`, and answers with a git token made from
+//! it, good for fetches only and for minutes: git hands the answer to the
+//! helpers configured after ours, and `store` writes it down in plain text
+//! (`setup-git` warns of such a helper). `setup-git` can run again
 //! (same result); `--remove` takes all of it out.
 
 use super::credentials;
@@ -99,14 +102,15 @@ pub fn set_up(registry: &str, identities: &[String]) -> CliResult<()> {
         println!("  {} = {GITHUB}: pushes to GitHub still go to GitHub.", push_rewrite());
     }
     println!(
-        "  {helper}: `gren-registry git-credential` gives git {} or your login for private packages;",
+        "  {helper}: `gren-registry git-credential` gives git, for private packages, tokens made from {} or your login",
         credentials::TOKEN_ENV
     );
-    println!("    no token is written into the configuration.");
+    println!("    that only fetch and expire in minutes; no token is written into the configuration.");
     println!("Undo with `gren-registry setup-git --remove`.");
     for other in other_github_rewrites(&base)? {
         println!("Note: git also sends {GITHUB} to {other}; remove that to use this registry.");
     }
+    warn_of_storing_helpers();
     Ok(())
 }
 
@@ -158,7 +162,9 @@ fn remove_earlier_rewrite(registry: &str) -> CliResult<()> {
 }
 
 /// git's credential-helper protocol: `get` reads `key=value` lines and
-/// answers `username` and `password` ([`credentials::git_credentials`])
+/// answers `username`, `password` (a git token, minutes long, for fetches
+/// only: [`credentials::git_credentials`]) and `password_expiry_utc` (so
+/// that git and the storing helpers that keep it drop it once expired)
 /// when they name this registry's scheme
 /// and host, and nothing otherwise; `store` and `erase` do nothing (the
 /// token lives in the environment or `~/.gren/user`).
@@ -190,8 +196,11 @@ pub fn credential(registry: &str, operation: &str) -> CliResult<()> {
     if !ours {
         return Ok(());
     }
-    if let Some((username, password)) = credentials::git_credentials(registry)? {
-        println!("username={username}\npassword={password}");
+    if let Some(answer) = credentials::git_credentials(registry)? {
+        println!(
+            "username={}\npassword={}\npassword_expiry_utc={}",
+            answer.username, answer.password, answer.expiry_utc
+        );
     }
     Ok(())
 }
@@ -274,4 +283,71 @@ fn other_rewrites(base: &str, kind: &str) -> CliResult<Vec<String>> {
 /// The key of the rewrite that keeps pushes to GitHub going to GitHub.
 fn push_rewrite() -> String {
     format!("url.{GITHUB}.pushInsteadOf")
+}
+
+/// Warns of credential helpers that write what git gives them to a file in
+/// plain text (git's `store`), which git hands our answer to when they come
+/// after ours. What they keep of this registry is a git token that only
+/// fetches and expires in minutes, but other sites' passwords are there too.
+/// `cache` (memory only, 15 minutes by default) and the system keychains
+/// (encrypted) are not warned of. Best effort, in every configuration file
+/// git reads here: a warning that cannot be made must not undo the set-up.
+fn warn_of_storing_helpers() {
+    let Ok(listed) = Command::new("git")
+        .args(["config", "--get-regexp", r"^credential\..*helper$"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        if writes_plain_text(value) {
+            println!(
+                "Warning: your git configuration has {key} = {value}, which writes the passwords git is given to a file in plain text (~/.git-credentials by default)."
+            );
+            println!(
+                "  From this registry it gets only tokens that fetch and expire in minutes, never your login; other sites' passwords are kept there too."
+            );
+            println!("  `git config --global credential.helper cache` keeps them in memory instead.");
+        }
+    }
+}
+
+/// Whether the credential helper `value` is git's `store` (`store`,
+/// `store --file …`, `git-credential-store` or a path to it, `!git
+/// credential-store …`).
+fn writes_plain_text(value: &str) -> bool {
+    let mut words = value.trim_start_matches('!').split_whitespace();
+    let program = words.next().unwrap_or_default();
+    let program = program.rsplit('/').next().unwrap_or(program);
+    matches!(program, "store" | "git-credential-store")
+        || (program == "git" && words.next() == Some("credential-store"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_plain_text;
+
+    #[test]
+    fn gits_store_helper_is_told_from_helpers_that_keep_nothing_in_plain_text() {
+        for store in [
+            "store",
+            "store --file ~/.my-credentials",
+            "/usr/lib/git-core/git-credential-store",
+            "!git credential-store --file x",
+        ] {
+            assert!(writes_plain_text(store), "{store}");
+        }
+        for other in [
+            "",
+            "cache",
+            "cache --timeout=900",
+            "osxkeychain",
+            "manager",
+            "libsecret",
+            "!gren-registry git-credential",
+        ] {
+            assert!(!writes_plain_text(other), "{other}");
+        }
+    }
 }

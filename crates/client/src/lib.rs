@@ -116,7 +116,8 @@ pub enum ClientCommand {
         identities: Vec<String>,
     },
     /// git's credential helper for this registry, which `setup-git` sets up:
-    /// `get` answers with GREN_REGISTRY_TOKEN or the stored login, for this registry's host only.
+    /// `get` answers, for this registry's host only, with a git token (minutes
+    /// long, for fetches only) made from GREN_REGISTRY_TOKEN or the stored login.
     #[command(hide = true)]
     GitCredential { operation: String },
 }

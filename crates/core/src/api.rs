@@ -154,6 +154,17 @@ pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
+/// `POST /user/git-token` → 201 (sorted): a git token (`gren_git_…`), for
+/// git's fetches only, and when it expires: at `expires`, `expires_in`
+/// seconds after it was made (what a client adds to its own clock).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitTokenAnswer {
+    pub token: String,
+    pub expires: Timestamp,
+    pub expires_in: u64,
+}
+
 // --- Publishing identities: /publishing-identity ---------------------------
 
 /// `POST /publishing-identity`.
@@ -336,6 +347,11 @@ mod tests {
 
     // The JSON below is what the registry answered before these types
     // existed (recorded from the binary), with times and hashes replaced.
+
+    #[test]
+    fn a_git_token_answer_reads_and_writes_its_documented_shape() {
+        sorted::<GitTokenAnswer>(r#"{"expires":"<T>","expiresIn":600,"token":"gren_git_0a1b"}"#);
+    }
 
     #[test]
     fn login_answers_keep_their_bytes() {

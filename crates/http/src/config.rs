@@ -2,6 +2,7 @@
 //! `gren-registry serve`. Every knob is documented in README.md.
 
 use clap::Args;
+use gren_registry_core::auth::git_token;
 use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
@@ -211,6 +212,11 @@ pub struct Config {
     /// Seconds a git process serving a fetch may run before it is stopped.
     #[arg(long, env = "GREN_REGISTRY_GIT_TIMEOUT", default_value_t = 60)]
     pub git_timeout_secs: u64,
+
+    /// Seconds a git token (what `gren-registry git-credential` gives git,
+    /// for fetches only) lasts.
+    #[arg(long, env = "GREN_REGISTRY_GIT_TOKEN_SECONDS", default_value_t = 600)]
+    pub git_token_secs: u64,
 }
 
 impl Config {
@@ -336,6 +342,13 @@ impl Config {
             MAX_REQUEST_TIMEOUT_SECS,
             "seconds",
         );
+        problems.at_least_one("GREN_REGISTRY_GIT_TOKEN_SECONDS", self.git_token_secs);
+        problems.at_most(
+            "GREN_REGISTRY_GIT_TOKEN_SECONDS",
+            self.git_token_secs,
+            git_token::MAX_LIFETIME.as_secs(),
+            "seconds",
+        );
         problems.at_most(
             "GREN_REGISTRY_SHUTDOWN_GRACE",
             self.shutdown_grace_secs,
@@ -454,6 +467,15 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         config(&[]).validate().unwrap();
+    }
+
+    #[test]
+    fn git_tokens_last_a_second_to_an_hour() {
+        assert_eq!(config(&[]).git_token_secs, 600);
+        config(&["--git-token-secs", "1"]).validate().unwrap();
+        config(&["--git-token-secs", "3600"]).validate().unwrap();
+        refused(&["--git-token-secs", "0"], "GREN_REGISTRY_GIT_TOKEN_SECONDS");
+        refused(&["--git-token-secs", "3601"], "GREN_REGISTRY_GIT_TOKEN_SECONDS");
     }
 
     #[test]

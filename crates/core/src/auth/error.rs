@@ -25,6 +25,16 @@ pub enum AuthError {
     SessionExpired,
     #[error("The token {name:?} has expired; create a new one with `gren-registry token create`.")]
     TokenExpired { name: String },
+    /// A git token nobody lists: revoked, replaced by newer ones, or never made.
+    #[error("The git token is unknown or has been revoked; git gets a new one from `gren-registry git-credential`.")]
+    UnknownGitToken,
+    #[error("The git token has expired; git gets a new one from `gren-registry git-credential`.")]
+    GitTokenExpired,
+    /// A git token anywhere but git's fetch routes.
+    #[error(
+        "A git token (gren_git_…) is only good for fetching packages with git; use your login or an automation token."
+    )]
+    GitTokenNotForApi,
     /// A login token of the wrong shape, or naming no login.
     #[error("This login token is unknown; start a new login.")]
     UnknownLogin,

@@ -1,8 +1,10 @@
 //! Who is calling: e-mail addresses, users, e-mail login, session tokens
-//! (a person's) and automation tokens (a machine's, scoped: [`token`]).
+//! (a person's), automation tokens (a machine's, scoped: [`token`]) and git
+//! tokens (minutes long, for git's fetches only: [`git_token`]).
 
 pub mod email;
 mod error;
+pub mod git_token;
 pub mod login;
 pub mod secret;
 pub mod session;
@@ -51,10 +53,24 @@ fn touch<T: serde::de::DeserializeOwned + serde::Serialize>(
 }
 
 /// Resolves a bearer token, a session's or an automation token's (told
-/// apart by their prefixes), to who is calling.
+/// apart by their prefixes), to who is calling. A git token is refused
+/// here, without a look-up: it is good for git's fetches only
+/// ([`authenticate_for_git`]).
 pub fn authenticate(store: &crate::store::Store, token: Option<&str>) -> Result<session::Authenticated, AuthError> {
     match token {
         Some(token) if token.starts_with(secret::AUTOMATION_TOKEN_PREFIX) => token::authenticate(store, token),
+        Some(token) if token.starts_with(secret::GIT_TOKEN_PREFIX) => Err(AuthError::GitTokenNotForApi),
         token => session::authenticate(store, token),
+    }
+}
+
+/// [`authenticate`], and git tokens too: for git's fetch routes.
+pub fn authenticate_for_git(
+    store: &crate::store::Store,
+    token: Option<&str>,
+) -> Result<session::Authenticated, AuthError> {
+    match token {
+        Some(token) if token.starts_with(secret::GIT_TOKEN_PREFIX) => git_token::authenticate(store, token),
+        token => authenticate(store, token),
     }
 }

@@ -11,6 +11,10 @@ pub const SESSION_TOKEN_PREFIX: &str = "gren_";
 /// from a person's session at a glance (and by secret scanners), and the
 /// registry knows which record to look for before hashing anything.
 pub const AUTOMATION_TOKEN_PREFIX: &str = "gren_token_";
+/// Every git token (`gren-registry git-credential`'s, minutes long, for
+/// fetches only) starts with this: a `~/.git-credentials` line holding one
+/// is told from a leaked login at a glance.
+pub const GIT_TOKEN_PREFIX: &str = "gren_git_";
 /// 192 random bits per token.
 const TOKEN_BYTES: usize = 24;
 /// No 0/O, 1/I/L: a code read aloud or retyped from a phone cannot be ambiguous.
@@ -53,6 +57,10 @@ pub fn new_automation_token() -> String {
     format!("{AUTOMATION_TOKEN_PREFIX}{}", random_secret())
 }
 
+pub fn new_git_token() -> String {
+    format!("{GIT_TOKEN_PREFIX}{}", random_secret())
+}
+
 /// Whether `token` has the shape of a session token (checked before hashing,
 /// so garbage never reaches the store).
 pub fn is_session_token(token: &str) -> bool {
@@ -62,6 +70,11 @@ pub fn is_session_token(token: &str) -> bool {
 /// Whether `token` has the shape of an automation token.
 pub fn is_automation_token(token: &str) -> bool {
     token.strip_prefix(AUTOMATION_TOKEN_PREFIX).is_some_and(is_secret)
+}
+
+/// Whether `token` has the shape of a git token.
+pub fn is_git_token(token: &str) -> bool {
+    token.strip_prefix(GIT_TOKEN_PREFIX).is_some_and(is_secret)
 }
 
 pub fn is_lower_hex(text: &str) -> bool {
@@ -171,6 +184,14 @@ mod tests {
         assert!(!is_session_token(&token), "no session look-up for an automation token");
         assert!(!is_automation_token(&new_session_token()));
         assert_ne!(new_automation_token(), token);
+    }
+
+    #[test]
+    fn git_tokens_are_told_from_sessions_and_automation_tokens_by_their_prefix() {
+        let token = new_git_token();
+        assert!(token.starts_with("gren_git_") && is_git_token(&token), "{token}");
+        assert!(!is_session_token(&token) && !is_automation_token(&token));
+        assert!(!is_git_token(&new_session_token()) && !is_git_token(&new_automation_token()));
     }
 
     #[test]

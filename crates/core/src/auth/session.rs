@@ -95,7 +95,12 @@ pub fn authenticate(store: &Store, token: Option<&str>) -> Result<Authenticated,
     if !secret::is_session_token(token) {
         return Err(AuthError::NotARegistryToken);
     }
-    let token_hash = secret::sha256_hex(token.as_bytes());
+    authenticate_hash(store, secret::sha256_hex(token.as_bytes()))
+}
+
+/// [`authenticate`] by the hash of the token: a git token's record names
+/// the session it was made from so ([`super::git_token`]).
+pub(super) fn authenticate_hash(store: &Store, token_hash: String) -> Result<Authenticated, AuthError> {
     let path = layout::session(&token_hash)?;
     let names = ("session", token_hash.as_str(), session_id(&token_hash));
     let session: Session = super::listed_record(

@@ -380,7 +380,12 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Authenticated, AuthErr
     if !secret::is_automation_token(token) {
         return Err(AuthError::NotARegistryToken);
     }
-    let hash = secret::sha256_hex(token.as_bytes());
+    authenticate_hash(store, secret::sha256_hex(token.as_bytes()))
+}
+
+/// [`authenticate`] by the hash of the token: a git token's record names
+/// the automation token it was made from so ([`super::git_token`]).
+pub(super) fn authenticate_hash(store: &Store, hash: String) -> Result<Authenticated, AuthError> {
     let path = layout::automation_token(&hash)?;
     let names = ("token", hash.as_str(), token_id(&hash));
     let record: TokenRecord = super::listed_record(

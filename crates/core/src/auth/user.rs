@@ -1,6 +1,6 @@
 //! User records: one file per e-mail address, `users/<email>.json`, with
-//! the hashes of the user's sessions and automation tokens and an index of
-//! their identities.
+//! the hashes of the user's sessions, automation tokens and git tokens and
+//! an index of their identities.
 
 use super::email::Email;
 use crate::store::{Store, StoreError, layout};
@@ -23,6 +23,10 @@ pub struct User {
     /// `tokens/<hash>.json` (see [`super::token`]). Absent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<String>,
+    /// SHA-256 (hex) of each git token; the records are
+    /// `git-tokens/<hash>.json` (see [`super::git_token`]). Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git_tokens: Vec<String>,
 }
 
 impl User {
@@ -33,6 +37,7 @@ impl User {
             sessions: Vec::new(),
             identities: Vec::new(),
             tokens: Vec::new(),
+            git_tokens: Vec::new(),
         }
     }
 }

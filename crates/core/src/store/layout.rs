@@ -12,6 +12,7 @@
 //! users/<email>.json                             one user (lower-cased address)
 //! sessions/<sha256 of token>.json                one session token
 //! tokens/<sha256 of token>.json                  one automation token (scopes, expiry, owner)
+//! git-tokens/<sha256 of token>.json              one git token (minutes long; owner, the login it came from)
 //! logins/<login id>.json                         one pending e-mail login
 //! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
 //! identities/<name>/identity.json                a publishing identity and its members
@@ -55,6 +56,7 @@ pub const CONTROL_SOCKET: &str = "control.sock";
 const USERS: &str = "users";
 const SESSIONS: &str = "sessions";
 const TOKENS: &str = "tokens";
+const GIT_TOKENS: &str = "git-tokens";
 const LOGINS: &str = "logins";
 const MAIL: &str = "mail";
 const IDENTITIES: &str = "identities";
@@ -113,6 +115,16 @@ pub fn tokens_dir() -> RecordPath {
 /// text that is no safe file name.
 pub fn automation_token(token_hash: &str) -> Result<RecordPath, StoreError> {
     checked(TOKENS, &json(token_hash))
+}
+
+pub fn git_tokens_dir() -> RecordPath {
+    safe([GIT_TOKENS])
+}
+
+/// The git token whose SHA-256 (hex) is `token_hash`; an error for text
+/// that is no safe file name.
+pub fn git_token(token_hash: &str) -> Result<RecordPath, StoreError> {
+    checked(GIT_TOKENS, &json(token_hash))
 }
 
 pub fn logins_dir() -> RecordPath {
@@ -443,6 +455,8 @@ mod tests {
             (user(&email), "users/me@example.com.json"),
             (sessions_dir(), "sessions"),
             (session(&hash).unwrap(), &format!("sessions/{hash}.json")),
+            (git_tokens_dir(), "git-tokens"),
+            (git_token(&hash).unwrap(), &format!("git-tokens/{hash}.json")),
             (logins_dir(), "logins"),
             (login(&id).unwrap(), &format!("logins/{id}.json")),
             (mail_dir(), "mail"),

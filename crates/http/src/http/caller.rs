@@ -1,7 +1,8 @@
 //! Who is asking: nobody, or a signed-in user with their session or with
 //! an automation token, as the request's bearer token says. An automation
 //! token is let in only where a handler asks for it by name
-//! ([`Caller::publisher`], [`Caller::reader`]); everywhere else
+//! ([`Caller::publisher`], [`Caller::reader`], [`Caller::git_fetcher`]);
+//! everywhere else
 //! ([`Caller::user`]) it is refused with `403 session_required`, so a route added later is closed to tokens unless its
 //! author opens it. The router makes one [`Caller`] per request
 //! and hands it to the handler; the token is looked up at most once, when a
@@ -57,6 +58,13 @@ impl<'r> Caller<'r> {
     /// The signed-in user, by session or by automation token (whose scopes
     /// the domain then checks): for publishing and revoking.
     pub fn publisher(&self) -> ApiResult<Authenticated> {
+        self.resolve(self.token)
+    }
+
+    /// The signed-in user, by session or by automation token: for minting
+    /// a git token, which fetches with the same rights (`POST
+    /// /user/git-token`).
+    pub fn git_fetcher(&self) -> ApiResult<Authenticated> {
         self.resolve(self.token)
     }
 

@@ -184,7 +184,10 @@ impl From<AuthError> for ApiError {
             | AuthError::UnknownToken
             | AuthError::UnknownAutomationToken
             | AuthError::SessionExpired
-            | AuthError::TokenExpired { .. } => return ApiError::unauthorized(err.to_string()),
+            | AuthError::TokenExpired { .. }
+            | AuthError::UnknownGitToken
+            | AuthError::GitTokenExpired
+            | AuthError::GitTokenNotForApi => return ApiError::unauthorized(err.to_string()),
             AuthError::UnknownLogin => (400, ErrorCode::InvalidToken),
             AuthError::LoginUsed => (400, ErrorCode::LoginUsed),
             AuthError::LoginLocked => (400, ErrorCode::LoginLocked),
@@ -421,6 +424,9 @@ mod tests {
             AuthError::UnknownToken,
             AuthError::UnknownAutomationToken,
             AuthError::SessionExpired,
+            AuthError::UnknownGitToken,
+            AuthError::GitTokenExpired,
+            AuthError::GitTokenNotForApi,
         ] {
             assert_eq!(seen(err).4, bearer);
         }

@@ -57,6 +57,7 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/user/tokens",                                 token::list),
     route(POST,   "/user/tokens",                                 token::create),
     route(DELETE, "/user/tokens/:id",                             token::revoke),
+    route(POST,   "/user/git-token",                              token::git_token),
     route(GET,    "/user/invitations",                            invitation::list),
     route(POST,   "/publishing-identity",                         identity::create),
     route(GET,    "/publishing-identity/:name",                   identity::show),

@@ -22,11 +22,13 @@
 //!   is empty;
 //! - a public package: anyone;
 //! - a private package: members of its identity, with any role, by HTTP
-//!   Basic with a token as the password (any user name): a session, or an
-//!   automation token with the identity's `download` scope (a CI job's,
-//!   given to git by `gren-registry git-credential` from
-//!   `GREN_REGISTRY_TOKEN`; one without it gets `403 missing_scope`, as
-//!   from the API: the rule is the API's, [`package::readable`]). git sends
+//!   Basic with a token as the password (any user name): a git token, which
+//!   `gren-registry git-credential` mints for git from the login or from
+//!   `GREN_REGISTRY_TOKEN` (a CI job's) and which only these routes take;
+//!   or, as older clients send them, a session or an automation token. An
+//!   automation token, or a git token made from one, needs the identity's
+//!   `download` scope (without it: `403 missing_scope`, as from the API:
+//!   the rule is the API's, [`package::readable`]). git sends
 //!   credentials only after a `401`; an anonymous request for a private
 //!   package and for a project that does not exist get the same `401`, so
 //!   strangers cannot tell which private packages exist; a signed-in
@@ -150,15 +152,16 @@ fn serves(tree: Tree, app: &App, author: &str) -> ApiResult<bool> {
     })
 }
 
-/// The signed-in user of HTTP Basic credentials (the password is a session
-/// or automation token) or a bearer token; `None` without credentials,
+/// The signed-in user of HTTP Basic credentials (the password is a git
+/// token, as `gren-registry git-credential` gives, or a session or
+/// automation token) or a bearer token; `None` without credentials,
 /// `401` with bad ones (git then asks its credential helpers again).
 fn basic_caller(app: &App, request: &Request) -> ApiResult<Option<Authenticated>> {
     let token = match request.header("authorization") {
         None => return Ok(None),
         Some(value) => basic_password(value).or_else(|| request.bearer_token().map(str::to_string)),
     };
-    gren_registry_core::auth::authenticate(&app.store, token.as_deref())
+    gren_registry_core::auth::authenticate_for_git(&app.store, token.as_deref())
         .map(Some)
         .map_err(|err| credentials_needed().with_detail("reason", err.to_string()))
 }

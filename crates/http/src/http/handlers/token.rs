@@ -1,14 +1,18 @@
 //! `/user/tokens`: a signed-in person creates, lists and revokes their
 //! automation tokens ([`gren_registry_core::auth::token`]). Only a session
 //! may: a token can never mint or revoke tokens (`Caller::user`).
+//! `/user/git-token`: a session or an automation token mints a git token
+//! ([`gren_registry_core::auth::git_token`]), minutes long, for git.
 
 use crate::app::App;
 use crate::http::errors::ApiResult;
 use crate::http::{Caller, Request, Response};
 use crate::mail::plain_message;
-use gren_registry_core::api::{SortedKeys, TokenCreated, TokenList, TokenRequest};
+use gren_registry_core::api::{GitTokenAnswer, SortedKeys, TokenCreated, TokenList, TokenRequest};
 use gren_registry_core::auth::email::Email;
+use gren_registry_core::auth::git_token;
 use gren_registry_core::auth::token::{self, NewToken, TokenView};
+use std::time::Duration;
 
 /// `POST /user/tokens` → 201 with the secret, shown this once; the owner
 /// is told by e-mail.
@@ -37,6 +41,21 @@ pub fn revoke(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
     let caller = caller.user()?;
     token::revoke(&app.store, &caller.email, request.param("id"))?;
     Ok(Response::no_content())
+}
+
+/// `POST /user/git-token` → 201: a git token with the caller's rights, for
+/// git's fetches only, lasting `GREN_REGISTRY_GIT_TOKEN_SECONDS`. No body
+/// is read. (A git token cannot ask: the API does not take it.)
+pub fn git_token(app: &App, _request: &Request, caller: &Caller) -> ApiResult<Response> {
+    let caller = caller.git_fetcher()?;
+    let lifetime = Duration::from_secs(app.config.git_token_secs);
+    let (token, expires) = git_token::mint(&app.store, &caller, lifetime)?;
+    let answer = GitTokenAnswer {
+        token,
+        expires,
+        expires_in: lifetime.as_secs(),
+    };
+    Ok(Response::json(201, &SortedKeys(answer)))
 }
 
 /// Tells the owner a token was created, so that one made with a stolen
