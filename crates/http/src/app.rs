@@ -39,7 +39,7 @@ pub struct App {
     pub inflations: Budget,
     /// Member changes per acting user.
     pub member_changes_per_user: RateLimiter,
-    /// Membership e-mails per recipient address.
+    /// Membership e-mails per recipient mailbox (`Email::mailbox`: no `+tag`).
     pub member_mails_per_email: RateLimiter,
     pub packages: Packages,
     /// The packages' git repositories, for `/git/…`.
