@@ -370,6 +370,7 @@ fn import(store: &Store, bundles: &[PathBuf], private: bool, kernel_authors: &[S
                     kernel_authors,
                     successor_rule: false,
                     inflations: None,
+                    name_probes: None,
                 };
                 packages.publish(store, upload).map_err(refusal)
             }
