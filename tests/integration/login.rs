@@ -274,7 +274,7 @@ fn a_login_writes_no_user_record_until_its_address_is_confirmed() {
     }
     assert_eq!(
         files_under(&users),
-        [known.clone()],
+        std::slice::from_ref(&known),
         "a started login writes no user record"
     );
     assert_eq!(std::fs::read(&known).unwrap(), known_before, "nor changes one");
