@@ -2,7 +2,7 @@
 //! umask, and no planted symbolic link is ever followed.
 
 use crate::common::bundles::{sha256_hex, synthetic};
-use crate::common::{Server, files_under, read_json, stamp_current_format};
+use crate::common::{Reply, Server, files_under, read_json, stamp_current_format};
 use serde_json::json;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,20 @@ fn login_with_local_mail(server: &Server, email: &str) -> String {
     let fetched = server.post_json("/session/fetch", &body, None);
     assert_eq!(fetched.status, 200, "{}", fetched.text());
     fetched.json()["sessionToken"].as_str().unwrap().to_string()
+}
+
+/// Starts a login for `email` and answers its code (from the Postmark
+/// stub): the reply of `POST /session/fetch`, which makes the session.
+fn confirm_login(server: &Server, email: &str) -> Reply {
+    let started = server.post_json("/session", &json!({ "email": email }), None);
+    assert_eq!(started.status, 200, "{}", started.text());
+    let phrase = started.json()["verification"].as_str().unwrap().to_string();
+    let mail = server
+        .postmark
+        .wait_for_message(|mail| mail.text_body().contains(&phrase));
+    let body =
+        json!({ "fetchSessionToken": started.json()["fetchSessionToken"], "emailConfirmationCode": mail.code() });
+    server.post_json("/session/fetch", &body, None)
 }
 
 /// Every entry below `dir` (not following links) with its mode bits.
@@ -174,10 +188,12 @@ fn a_planted_symlink_in_place_of_a_record_file_is_not_followed() {
     std::fs::create_dir(data_dir.path().join("users")).unwrap();
     symlink(&secret, data_dir.path().join("users/victim@example.com.json")).unwrap();
     let server = Server::start_in(data_dir.path(), &[]);
-    server
-        .post_json("/session", &json!({ "email": "victim@example.com" }), None)
-        .assert_error(500, "internal_error");
-    assert!(server.postmark.messages().is_empty(), "no login was started");
+    // A login starts without the user record; its session needs it.
+    confirm_login(&server, "victim@example.com").assert_error(500, "internal_error");
+    assert!(
+        files_under(&server.data_dir.join("sessions")).is_empty(),
+        "no session was made"
+    );
     assert_logged_refusal(&server, "users/victim@example.com.json ");
 }
 
@@ -190,9 +206,7 @@ fn a_storage_failure_is_logged_once_with_the_record_and_its_cause() {
     std::fs::create_dir_all(&record).unwrap();
     stamp_current_format(data_dir.path());
     let server = Server::start_in(data_dir.path(), &[]);
-    server
-        .post_json("/session", &json!({ "email": "victim@example.com" }), None)
-        .assert_error(500, "internal_error");
+    confirm_login(&server, "victim@example.com").assert_error(500, "internal_error");
     assert!(
         server.wait_for_log("internal error", Duration::from_secs(2)),
         "{}",

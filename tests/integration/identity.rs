@@ -988,6 +988,54 @@ fn a_role_toggle_storm_sends_at_most_five_emails_and_is_then_refused_429() {
 }
 
 #[test]
+fn invitations_to_tag_variants_of_one_mailbox_share_its_five_emails_an_hour() {
+    let server = Server::start();
+    let admin = server.login("admin@example.com");
+    create_ok(&server, &admin, "gren-lang");
+    for n in 0..8 {
+        invite_ok(
+            &server,
+            &admin,
+            "gren-lang",
+            &format!("victim+{n}@example.com"),
+            "download",
+        );
+    }
+    invite_ok(&server, &admin, "gren-lang", "victim@example.com", "download");
+    let to_victim = |server: &Server| {
+        let to: Vec<String> = (0..8).map(|n| format!("victim+{n}@example.com")).collect();
+        let to: Vec<&str> = to.iter().map(String::as_str).chain(["victim@example.com"]).collect();
+        to.iter()
+            .map(|address| membership_mails(server, address))
+            .sum::<usize>()
+    };
+    assert_eq!(to_victim(&server), 5, "one inbox, five e-mails");
+    assert_eq!(membership_mails(&server, "victim+4@example.com"), 1);
+    assert_eq!(
+        membership_mails(&server, "victim+5@example.com"),
+        0,
+        "past the mailbox's limit"
+    );
+    assert!(
+        server.wait_for_log(
+            "its recipient's hourly limit is reached",
+            std::time::Duration::from_secs(2)
+        ),
+        "{}",
+        server.log()
+    );
+    // The invitations were made all the same (as for a role toggle storm).
+    assert_eq!(invited(&show_ok(&server, "gren-lang", Some(&admin))).len(), 9);
+    invite_ok(&server, &admin, "gren-lang", "other+1@example.com", "download");
+    assert_eq!(
+        membership_mails(&server, "other+1@example.com"),
+        1,
+        "other mailboxes have their own"
+    );
+    assert_eq!(to_victim(&server), 5);
+}
+
+#[test]
 fn inviting_a_thousand_addresses_creates_no_user_records_and_stops_at_the_pending_bound() {
     let server = Server::start();
     let admin = server.login("admin@example.com");

@@ -254,6 +254,58 @@ fn the_code_gives_one_session_token_once() {
 }
 
 #[test]
+fn a_login_writes_no_user_record_until_its_address_is_confirmed() {
+    let server = Server::start();
+    let users = server.data_dir.join("users");
+    // A new address, and a known one with a live session.
+    server.login("known@example.com");
+    let known = users.join("known@example.com.json");
+    let known_before = std::fs::read(&known).unwrap();
+    for email in ["new@example.com", "known@example.com"] {
+        let started = start_login(&server, email);
+        fetch(&server, &fetch_token(&started), None);
+        let right = mail_for(&server, &started).code();
+        let wrong = if right.starts_with('A') {
+            "BBBB-BBBB"
+        } else {
+            "AAAA-AAAA"
+        };
+        fetch(&server, &fetch_token(&started), Some(wrong)).assert_error(400, "invalid_code");
+    }
+    assert_eq!(
+        files_under(&users),
+        std::slice::from_ref(&known),
+        "a started login writes no user record"
+    );
+    assert_eq!(std::fs::read(&known).unwrap(), known_before, "nor changes one");
+
+    // The code confirms the address: the record comes with the session.
+    let started = start_login(&server, "new@example.com");
+    let code = mail_for(&server, &started).code();
+    let reply = fetch(&server, &fetch_token(&started), Some(&code));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let session = reply.json()["sessionToken"].as_str().unwrap().to_string();
+    let record = read_json(&users.join("new@example.com.json"));
+    assert_eq!(record["email"], "new@example.com");
+    assert_eq!(record["sessions"], json!([sha256_hex(&session)]));
+    assert_eq!(server.get("/user", Some(&session)).json()["email"], "new@example.com");
+
+    // So does the link, once the confirmed login is fetched.
+    let started = start_login(&server, "linked@example.com");
+    let link_token = mail_for(&server, &started).link_token();
+    assert_html(&server.post_form("/session/confirm", &[("token", &link_token)]), 200);
+    let reply = fetch(&server, &fetch_token(&started), None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        read_json(&users.join("linked@example.com.json"))["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn wrong_codes_are_refused_and_five_lock_the_login() {
     let server = Server::start();
     let started = start_login(&server, "me@example.com");

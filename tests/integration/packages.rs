@@ -2466,8 +2466,8 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
         let reply = server.publish(&token, &synthetic("acme-tools/x", version, "b"));
         reply.assert_error(409, "package_name_collision");
         assert!(
-            reply.text().contains("acme/tools-x"),
-            "a public package is named: {}",
+            reply.text().contains("another package") && !reply.text().contains("acme/tools-x"),
+            "the other package is not named, public or not: {}",
             reply.text()
         );
     }
@@ -2486,4 +2486,79 @@ fn a_new_package_whose_file_name_another_has_is_refused() {
     let reply = server.publish(&other, &synthetic("acme-tools/y", "1.0.0", "b"));
     reply.assert_error(409, "package_name_collision");
     assert!(!reply.text().contains("tools-y"), "{}", reply.text());
+}
+
+/// A registry where `me@example.com` published `acme/tools-x` (private or
+/// not) and `other@example.com` may publish in `acme-tools` only; other's token.
+fn twin_of_acme_tools_x(private: bool, env: &[(&str, &str)]) -> (Server, String) {
+    let server = Server::with_env(env);
+    let token = server.login(ME);
+    for identity in ["acme", "acme-tools"] {
+        create_identity(&server, &token, identity);
+    }
+    let twin = rewrite(&synthetic("acme/tools-x", "1.0.0", "a"), |bundle| {
+        bundle["outline"]["private"] = json!(private);
+    });
+    publish_ok(&server, &token, &twin, 201);
+    let other = server.add_member("acme-tools", &token, "other@example.com", "publish");
+    (server, other)
+}
+
+#[test]
+fn a_private_twin_is_refused_exactly_as_a_public_twin_is() {
+    let answers: Vec<Reply> = [false, true]
+        .into_iter()
+        .map(|private| {
+            let (server, other) = twin_of_acme_tools_x(private, &[]);
+            let reply = server.publish(&other, &synthetic("acme-tools/x", "1.0.0", "b"));
+            reply.assert_error(409, "package_name_collision");
+            reply
+        })
+        .collect();
+    let (public, private) = (&answers[0], &answers[1]);
+    assert_eq!(private.body, public.body, "{} / {}", private.text(), public.text());
+    let without_date = |reply: &Reply| -> Vec<(String, String)> {
+        reply
+            .headers
+            .iter()
+            .filter(|(name, _)| name != "date")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(without_date(private), without_date(public));
+    assert_eq!(
+        public.json().as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["error", "message"],
+        "no member tells the two apart: {}",
+        public.text()
+    );
+}
+
+#[test]
+fn file_name_refusals_are_limited_per_user_and_then_every_new_name_is_429() {
+    let (server, other) = twin_of_acme_tools_x(true, &[("GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY", "2")]);
+    publish_ok(&server, &other, &synthetic("acme-tools/own", "1.0.0", "b"), 201);
+    for _ in 0..2 {
+        server
+            .publish(&other, &synthetic("acme-tools/x", "1.0.0", "b"))
+            .assert_error(409, "package_name_collision");
+    }
+    // Used up: a new name is refused whether it collides or not, so the
+    // answer no longer tells.
+    for name in ["acme-tools/x", "acme-tools/free"] {
+        let reply = server.publish(&other, &synthetic(name, "1.0.0", "b"));
+        reply.assert_error(429, "rate_limited");
+        assert!(
+            (86_000..=86_400).contains(&reply.retry_after()),
+            "a day: {}",
+            reply.retry_after()
+        );
+    }
+    server
+        .get("/packages/acme-tools/free", None)
+        .assert_error(404, "package_not_found");
+    // New versions of existing packages, and other users, go on.
+    publish_ok(&server, &other, &synthetic("acme-tools/own", "1.0.1", "b"), 201);
+    let me = server.login(ME);
+    publish_ok(&server, &me, &synthetic("acme-tools/free", "1.0.0", "a"), 201);
 }

@@ -489,6 +489,7 @@ fn import(
                     kernel_authors,
                     successor_rule: false,
                     inflations: None,
+                    name_probes: None,
                 };
                 packages.publish(store, upload).map_err(refusal)
             }

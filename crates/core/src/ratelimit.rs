@@ -37,8 +37,12 @@ impl RateLimiter {
 
     /// Whether a hit for `key` would be refused now; counts nothing.
     pub fn is_exhausted(&self, key: &str) -> bool {
+        self.peek(key).is_err()
+    }
+
+    /// The refusal a hit for `key` would get now, if any; counts nothing.
+    pub fn peek(&self, key: &str) -> Result<(), RateLimited> {
         self.check(&mut lock_ignoring_poison(&self.hits), key, Instant::now())
-            .is_err()
     }
 
     /// Takes back the newest hit of `key`: the request it counted did not
@@ -150,7 +154,8 @@ mod tests {
         assert!(!limiter.is_exhausted("a"));
         limiter.hit("a").unwrap();
         assert!(limiter.is_exhausted("a"));
-        assert!(!limiter.is_exhausted("b"));
+        assert!(limiter.peek("a").unwrap_err().retry_after_secs > 0);
+        assert!(!limiter.is_exhausted("b") && limiter.peek("b").is_ok());
     }
 
     #[test]

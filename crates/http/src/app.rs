@@ -33,13 +33,16 @@ pub struct App {
     pub login_per_ip: RateLimiter,
     pub identities_per_user: RateLimiter,
     pub publishes_per_user: RateLimiter,
+    /// Publishes refused because another package has the new one's file
+    /// names, per user: as many a day as identity creations.
+    pub name_collisions_per_user: RateLimiter,
     /// Bytes of upload bodies in flight.
     pub upload_bodies: Budget,
     /// Bundles being inflated.
     pub inflations: Budget,
     /// Member changes per acting user.
     pub member_changes_per_user: RateLimiter,
-    /// Membership e-mails per recipient address.
+    /// Membership e-mails per recipient mailbox (`Email::mailbox`: no `+tag`).
     pub member_mails_per_email: RateLimiter,
     pub packages: Packages,
     /// The packages' git repositories, for `/git/…`.
@@ -74,6 +77,7 @@ impl App {
             login_per_ip: RateLimiter::new(config.login_limit_per_ip, HOUR),
             identities_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
             publishes_per_user: RateLimiter::new(config.publish_limit_per_hour, HOUR),
+            name_collisions_per_user: RateLimiter::new(config.identity_limit_per_day, DAY),
             upload_bodies: Budget::new(config.upload_budget_bytes, "uploads"),
             inflations: Budget::new(config.max_inflations, "bundle checks"),
             member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
@@ -103,6 +107,7 @@ impl App {
             self.login_per_ip.prune();
             self.identities_per_user.prune();
             self.publishes_per_user.prune();
+            self.name_collisions_per_user.prune();
             self.member_changes_per_user.prune();
             self.member_mails_per_email.prune();
             for _ in 0..60 {

@@ -81,7 +81,8 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_LOGIN_LIMIT_PER_IP", default_value_t = 30)]
     pub login_limit_per_ip: u32,
 
-    /// Identities a user may create per day.
+    /// Identities a user may create per day; also the publishes refused per
+    /// day as file-name collisions, which tell of private packages too.
     #[arg(long, env = "GREN_REGISTRY_IDENTITY_LIMIT_PER_DAY", default_value_t = 10)]
     pub identity_limit_per_day: u32,
 
@@ -106,8 +107,9 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_MEMBER_CHANGE_LIMIT_PER_HOUR", default_value_t = 30)]
     pub member_change_limit_per_hour: u32,
 
-    /// Membership e-mails (invitations, role changes) one address may get per
-    /// hour; past it, changes are still made, without e-mail.
+    /// Membership e-mails (invitations, role changes) one mailbox (an address
+    /// without its `+tag`) may get per hour; past it, changes are still
+    /// made, without e-mail.
     #[arg(long, env = "GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL", default_value_t = 5)]
     pub member_mail_limit_per_email: u32,
 

@@ -1,6 +1,9 @@
 //! User records: one file per e-mail address, `users/<email>.json`, with
 //! the hashes of the user's sessions, automation tokens and git tokens and
-//! an index of their identities.
+//! an index of their identities. A record is written with the first session
+//! of a confirmed login ([`super::session::create`]), never when a login
+//! starts or an address is invited: an address without a record has not
+//! proven it is anyone's.
 
 use super::email::Email;
 use crate::store::{Store, StoreError, layout};
@@ -44,18 +47,6 @@ impl User {
 
 pub fn load(store: &Store, email: &Email) -> Result<Option<User>, StoreError> {
     store.read_json(&layout::user(email))
-}
-
-/// Loads a user, creating the record if this address was never seen.
-pub fn load_or_create(store: &Store, email: &Email) -> Result<User, StoreError> {
-    let path = layout::user(email);
-    let _guard = store.lock(&path);
-    if let Some(user) = store.read_json(&path)? {
-        return Ok(user);
-    }
-    let user = User::new(email);
-    store.write_json(&path, &user)?;
-    Ok(user)
 }
 
 /// Read-modify-write of a user record under its lock, creating it if needed.

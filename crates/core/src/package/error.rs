@@ -7,6 +7,7 @@ use crate::auth::token::TokenError;
 use crate::budget::Busy;
 use crate::bundle::BundleError;
 use crate::identity::IdentityError;
+use crate::ratelimit::RateLimited;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,17 +39,18 @@ pub enum PackageError {
         version: Version,
         allowed: Vec<Version>,
     },
-    /// Another package's bundles have the same file names: `other` names it
-    /// when it is public, `stem` is the shared start of the file names.
+    /// Another package's bundles have the same file names; `stem` is the
+    /// shared start of the file names. The other package is never named,
+    /// so that a private one answers exactly as a public one does.
     #[error(
-        "{name} cannot be published: its bundles would have the same file names as those of {other} \
+        "{name} cannot be published: its bundles would have the same file names as those of another package \
          (gren_packages/{stem}__<version>.pkg.gz), which the compiler cannot tell apart. Choose another name."
     )]
-    FileNameCollision {
-        name: PackageName,
-        other: String,
-        stem: String,
-    },
+    FileNameCollision { name: PackageName, stem: String },
+    /// The actor's refusals of new names for their file names are used up
+    /// (see [`super::publish::Upload::name_probes`]).
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
     /// The outline spells the identity otherwise than its creator did.
     #[error("outline.name: the publishing identity is spelled {owner}; use {owner}/{project}.")]
     OwnerSpelledOtherwise { owner: String, project: String },

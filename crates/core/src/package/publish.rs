@@ -24,6 +24,7 @@ use crate::bundle;
 use crate::bundle::outline::KernelCode;
 use crate::error::Chain;
 use crate::identity::{self, Action, Actor, IdentityError, IdentityName, Role};
+use crate::ratelimit::RateLimiter;
 use crate::store::{PreparedFile, RecordGuard, Store, StoreError, layout};
 use crate::time::Timestamp;
 
@@ -51,6 +52,12 @@ pub struct Upload<'a> {
     pub successor_rule: bool,
     /// The server's slots for inflating bundles; `None` for operators.
     pub inflations: Option<&'a Budget>,
+    /// Refusals of new package names for their file names, counted against
+    /// a limit with this key (the user); `None` for operators. A refusal
+    /// tells whether some package, private ones included, has those file
+    /// names: once the limit is used up, every new name is refused with it,
+    /// colliding or not, so the answer tells nothing more.
+    pub name_probes: Option<(&'a RateLimiter, &'a str)>,
 }
 
 #[derive(Debug)]
@@ -110,10 +117,8 @@ impl Packages {
         let guard = store.lock(&path);
         let (existing, prepared) = self.read_record_preparing(store, &guard, &name, outline.version, upload.bytes);
         let existing = existing?;
-        if existing.is_none()
-            && let Some(twin) = self.catalog.file_name_twin(&name)
-        {
-            return Err(file_name_collision(&name, &twin));
+        if existing.is_none() {
+            self.refuse_file_name_twin(&name, upload.name_probes)?;
         }
         if let Some(record) = &existing {
             if let Some(taken) = record.version(outline.version) {
@@ -410,6 +415,30 @@ impl Packages {
     /// Commits a publish or revocation of `versions`: public packages get a
     /// `kind` event for each, naming the automation `token` that did it, if
     /// any; nothing is said about private ones (going public makes up for it).
+    /// Refuses a new package whose bundles another package's file names
+    /// have, private or public alike (the same answer, taking the same path),
+    /// within the limit of such refusals `probes` keeps.
+    fn refuse_file_name_twin(
+        &self,
+        name: &PackageName,
+        probes: Option<(&RateLimiter, &str)>,
+    ) -> Result<(), PackageError> {
+        if let Some((limiter, key)) = probes {
+            limiter.peek(key)?;
+        }
+        if self.catalog.file_name_twin(name).is_none() {
+            return Ok(());
+        }
+        if let Some((limiter, key)) = probes {
+            // Counted; the refusal is answered whether or not this was the last.
+            let _ = limiter.hit(key);
+        }
+        Err(PackageError::FileNameCollision {
+            name: name.clone(),
+            stem: name.file_stem(),
+        })
+    }
+
     fn commit(
         &self,
         store: &Store,
@@ -516,20 +545,6 @@ fn check_upload(store: &Store, upload: &Upload) -> Result<bundle::Checked, Packa
         }
         may_publish(store, &outline.name, upload.actor)
     })
-}
-
-/// The refusal of `name` for `twin`'s file names, naming `twin` only if it is public.
-fn file_name_collision(name: &PackageName, twin: &PackageRecord) -> PackageError {
-    let other = if twin.private {
-        "another package".to_string()
-    } else {
-        twin.name.to_string()
-    };
-    PackageError::FileNameCollision {
-        name: name.clone(),
-        other,
-        stem: name.file_stem(),
-    }
 }
 
 /// Whether `actor` may publish `name`: its identity exists, is spelled as in

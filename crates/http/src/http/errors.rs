@@ -290,6 +290,7 @@ impl From<PackageError> for ApiError {
             PackageError::Identity(err) => return err.into(),
             PackageError::Token(err) => return err.into(),
             PackageError::Busy(err) => return err.into(),
+            PackageError::RateLimited(err) => return err.into(),
             PackageError::Store(ref store) => return ApiError::storage(store.fault(), err),
             PackageError::NotFound { .. } => (404, ErrorCode::PackageNotFound, None),
             PackageError::VersionNotFound { .. } => (404, ErrorCode::VersionNotFound, None),
@@ -630,7 +631,6 @@ mod tests {
         assert_eq!(seen(spelled), (400, "invalid_outline", message.into(), field, None));
         let collision = seen(PackageError::FileNameCollision {
             name: name(),
-            other: "another package".into(),
             stem: "gren_lang_url".into(),
         });
         assert_eq!((collision.0, collision.1), (409, "package_name_collision"));

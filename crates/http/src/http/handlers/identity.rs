@@ -144,9 +144,10 @@ pub fn parse_name(name: &str) -> ApiResult<IdentityName> {
 }
 
 /// Tells a person about an invitation or a new role. Best effort: the
-/// change is made whether or not the e-mail goes out, and an address gets
-/// at most `GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL` of these an hour, so
-/// nobody's inbox can be flooded by toggling their role.
+/// change is made whether or not the e-mail goes out, and a mailbox (an
+/// address without its `+tag`) gets at most
+/// `GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL` of these an hour, so nobody's
+/// inbox can be flooded by toggling their role or inviting its tag variants.
 fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
     let (to, subject, text) = match change {
         MemberChange::Invited(invitation) => (
@@ -174,7 +175,8 @@ fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
         ),
         _ => return,
     };
-    if app.member_mails_per_email.hit(to.as_str()).is_err() {
+    // Counted by mailbox, as logins are: `victim+1@` and `victim+2@` are one inbox.
+    if app.member_mails_per_email.hit(&to.mailbox()).is_err() {
         log::info!("membership e-mail about {name} not sent: its recipient's hourly limit is reached");
         return;
     }

@@ -57,6 +57,7 @@ pub fn publish(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respo
         kernel_authors: &app.config.kernel_code_authors,
         successor_rule: true,
         inflations: Some(&app.inflations),
+        name_probes: Some((&app.name_collisions_per_user, &email)),
     };
     let result = app.packages.publish(&app.store, upload);
     if matches!(result, Err(PackageError::Busy(_))) {

@@ -23,8 +23,10 @@ pub fn start(app: &App, request: &Request, _caller: &Caller) -> ApiResult<Respon
     let body: LoginRequest = request.json()?;
     let email = Email::parse(&body.email)?;
     let ip = request.client_ip(&app.config.trusted_proxies);
+    // No user record is written here, nor read unless a limit is reached:
+    // how long a login takes to start must not tell whether the address has
+    // an account. The record is made with the first session (`login::fetch`).
     count_login(app, &email, ip)?;
-    gren_registry_core::auth::user::load_or_create(&app.store, &email)?;
     let started = login::start(
         &app.store,
         &email,
