@@ -672,13 +672,6 @@ fn stored_passwords(developer: &Developer) -> Vec<String> {
         .collect()
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn a_storing_credential_helper_after_setup_git_keeps_only_a_short_lived_git_token_that_cannot_use_the_api() {
     let Some((server, session)) = gren_lang_registry(&[(URL, true)]) else {

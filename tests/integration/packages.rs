@@ -1990,13 +1990,6 @@ fn verify_site_call(
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn the_packages_site_call_signs_its_time_and_event_with_the_body_so_a_replay_or_a_changed_event_fails() {
     let site = SiteStub::start(200);

@@ -538,6 +538,14 @@ pub fn send_request(
 }
 
 /// A loopback port nobody listens on (for a proxy a test starts).
+/// Seconds since 1970, as signatures and credential expiries count them.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
