@@ -916,6 +916,8 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     assert_eq!(git_answer(&answer, &token), "me@example.com");
     // A CI secret beside the login wins, and a login file that cannot be
     // read does not stand in its way.
+    let created = server.post_json("/publishing-identity", &json!({ "name": "me" }), Some(&token));
+    assert_eq!(created.status, 200, "{}", created.text());
     let body = json!({ "name": "ci", "scopes": ["download:me"], "expiresInDays": 1 });
     let minted = server.post_json("/user/tokens", &body, Some(&token));
     assert_eq!(minted.status, 201, "{}", minted.text());

@@ -123,12 +123,24 @@ fn a_download_scope_shows_the_identitys_private_packages_and_nothing_else_does()
             .contains_key("team/secret")
     );
     server.get(bundle, None).assert_error(404, "package_not_found");
-    // A scope naming an identity its owner is not in shows nothing of it.
+}
+
+#[test]
+fn a_scope_naming_an_identity_its_owner_is_not_in_is_refused_and_nothing_is_minted() {
+    let (server, _) = team();
     let stranger = server.login("stranger@example.com");
-    let (outsider, _) = mint(&server, &stranger, "outsider", &["download:team"]);
-    server
-        .get(bundle, Some(&outsider))
-        .assert_error(404, "package_not_found");
+    for scopes in [&["download:team"][..], &["publish:team/*"], &["revoke:nobody-here/x"]] {
+        let refused = create_token(&server, &stranger, "outsider", scopes);
+        refused.assert_error(400, "invalid_scope");
+        let identity = scopes[0].split([':', '/']).nth(1).unwrap();
+        assert!(
+            refused.text().contains(&format!("not a member of {identity}")),
+            "{}",
+            refused.text()
+        );
+    }
+    // An identity that does not exist gets the same words as one that does.
+    assert!(listed_tokens(&server, &stranger).is_empty(), "nothing was minted");
 }
 
 #[test]
@@ -359,6 +371,8 @@ fn fsck_checks_token_records_against_their_owners_lists_and_repair_drops_strays(
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
     let session = server.login(OWNER);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "team" }), Some(&session));
+    assert_eq!(created.status, 200, "{}", created.text());
     let (_, id) = mint(&server, &session, "ci", &["download:team"]);
     server.stop();
     let tokens = dir.path().join("tokens");

@@ -244,6 +244,7 @@ mod tests {
             name: "ci",
             scopes: &scopes,
             lifetime_days: 1,
+            member_of: &["team".to_string()],
         };
         let (automation, view) = token::create(&store, new).unwrap();
         let parent = token::authenticate(&store, &automation).unwrap();

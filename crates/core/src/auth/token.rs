@@ -137,6 +137,14 @@ impl Scope {
         .ok_or_else(invalid)
     }
 
+    /// The identity whose packages the scope covers.
+    pub fn identity(&self) -> &IdentityName {
+        match self {
+            Scope::Publish(pattern) | Scope::Revoke(pattern) => &pattern.identity,
+            Scope::Download(identity) => identity,
+        }
+    }
+
     fn action(&self) -> ScopeAction {
         match self {
             Scope::Publish(_) => ScopeAction::Publish,
@@ -274,6 +282,12 @@ pub enum TokenError {
     InvalidScope { input: String },
     #[error("A token needs 1 to {MAX_SCOPES} scopes.")]
     ScopeCount,
+    /// A scope names an identity its owner is not a member of (or one that
+    /// does not exist: the same answer).
+    #[error(
+        "You are not a member of {identity}, so a token of yours cannot act for it; scopes name your own identities."
+    )]
+    NotAMember { identity: String },
     #[error("A token expires in 1 to {MAX_LIFETIME_DAYS} days; {days} is not allowed.")]
     InvalidLifetime { days: u64 },
     #[error("You already have a token named {name:?}; choose another name or revoke that one.")]
@@ -301,6 +315,9 @@ pub struct NewToken<'a> {
     pub name: &'a str,
     pub scopes: &'a [String],
     pub lifetime_days: u64,
+    /// The identities the owner is a member of, with any role (as
+    /// `identity::memberships` finds them): a scope may name no other.
+    pub member_of: &'a [String],
 }
 
 /// Creates a token; returns its secret (the only time it exists in clear)
@@ -325,6 +342,18 @@ pub fn create(store: &Store, new: NewToken) -> Result<(String, TokenView), Token
         seen.push(scope.clone());
         first
     });
+    // A scope for an identity its owner is not in could never be used, and
+    // would sit in listings looking like a right; one for an identity that
+    // does not exist gets the same answer, so strangers learn nothing.
+    if let Some(foreign) = scopes.iter().map(Scope::identity).find(|identity| {
+        !new.member_of
+            .iter()
+            .any(|member| member.eq_ignore_ascii_case(identity.as_str()))
+    }) {
+        return Err(TokenError::NotAMember {
+            identity: foreign.as_str().to_string(),
+        });
+    }
     if !(1..=MAX_LIFETIME_DAYS).contains(&new.lifetime_days) {
         return Err(TokenError::InvalidLifetime {
             days: new.lifetime_days,
@@ -528,6 +557,7 @@ mod tests {
             name,
             scopes: &scopes,
             lifetime_days: days,
+            member_of: &["team".to_string()],
         };
         create(store, new)
     }
@@ -648,6 +678,7 @@ mod tests {
             name: "ci",
             scopes: &scopes,
             lifetime_days: 30,
+            member_of: &["team".to_string()],
         };
         let (_, view) = create(&store, new).unwrap();
         let texts: Vec<String> = view.scopes.iter().map(ToString::to_string).collect();

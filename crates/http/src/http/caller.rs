@@ -173,6 +173,7 @@ mod tests {
             name: "ci",
             scopes: &scopes,
             lifetime_days: 1,
+            member_of: &["team".to_string()],
         };
         let (secret, _) = token::create(&store, new).unwrap();
         let caller = Caller::new(&store, Some(&secret));

@@ -230,7 +230,9 @@ impl From<TokenError> for ApiError {
     fn from(err: TokenError) -> ApiError {
         let (status, code, field) = match &err {
             TokenError::InvalidName => (400, ErrorCode::InvalidName, Some("name")),
-            TokenError::InvalidScope { .. } | TokenError::ScopeCount => (400, ErrorCode::InvalidScope, Some("scopes")),
+            TokenError::InvalidScope { .. } | TokenError::ScopeCount | TokenError::NotAMember { .. } => {
+                (400, ErrorCode::InvalidScope, Some("scopes"))
+            }
             TokenError::InvalidLifetime { .. } => (400, ErrorCode::InvalidExpiry, Some("expiresInDays")),
             TokenError::NameTaken { .. } => (409, ErrorCode::NameTaken, Some("name")),
             TokenError::TooMany => (409, ErrorCode::TooManyTokens, None),

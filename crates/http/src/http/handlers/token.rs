@@ -12,6 +12,7 @@ use gren_registry_core::api::{GitTokenAnswer, SortedKeys, TokenCreated, TokenLis
 use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::git_token;
 use gren_registry_core::auth::token::{self, NewToken, TokenView};
+use gren_registry_core::identity;
 use std::time::Duration;
 
 /// `POST /user/tokens` → 201 with the secret, shown this once; the owner
@@ -19,11 +20,16 @@ use std::time::Duration;
 pub fn create(app: &App, request: &Request, caller: &Caller) -> ApiResult<Response> {
     let caller = caller.user()?;
     let body: TokenRequest = request.json()?;
+    let member_of: Vec<String> = identity::memberships(&app.store, &caller.email)?
+        .into_iter()
+        .map(|(name, _role)| name)
+        .collect();
     let new = NewToken {
         email: &caller.email,
         name: &body.name,
         scopes: &body.scopes,
         lifetime_days: body.expires_in_days,
+        member_of: &member_of,
     };
     let (secret, view) = token::create(&app.store, new)?;
     tell_owner(app, &caller.email, &view);
