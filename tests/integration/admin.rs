@@ -247,7 +247,10 @@ fn an_operator_links_an_identity_to_its_github_owner_and_unlinks_it() {
         .assert_stdout_has("(as it was)");
     admin(&dir.path, &["identity", "show", "gren-lang"])
         .success()
-        .assert_stdout_has("github: owner id 42");
+        .assert_stdout_has("github: owner id 42")
+        .assert_stdout_has("audit log:\n  1 ")
+        .assert_stdout_has("operator: created admin=\"me@example.com\"")
+        .assert_stdout_has("operator: github_linked owner_id=42");
     admin(&dir.path, &["identity", "unlink-github", "gren-lang"])
         .success()
         .assert_stdout_has("unlinked gren-lang from GitHub");

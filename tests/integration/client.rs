@@ -703,6 +703,24 @@ fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environ
     cli.ok(&["token", "revoke", id]);
     let refused = publish(secret);
     assert!(!refused.status.success());
+    // By name too; a name that is not one of yours says so.
+    let args = [
+        "token",
+        "create",
+        "--name",
+        "nightly",
+        "--scope",
+        "download:gren-lang",
+        "--expires-in-days",
+        "1",
+    ];
+    cli.ok(&args);
+    let said = cli.ok(&["token", "revoke", "nightly"]);
+    assert!(said.starts_with("Revoked the token "), "{said}");
+    assert!(!cli.ok(&["token", "list"]).contains("nightly"));
+    let unknown = cli.fails(&["token", "revoke", "nightly"]);
+    assert!(unknown.contains("You have no token named \"nightly\""), "{unknown}");
+    assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains(
             "The automation token is unknown or has been revoked; create a new one with `gren-registry token create`."

@@ -979,9 +979,21 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
 
     let removed = developer.registry_command(&["setup-git", "--remove"]);
     assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(
+        text(&removed.stdout).starts_with("Removed"),
+        "{}",
+        text(&removed.stdout)
+    );
     let left = std::fs::read_to_string(developer.gitconfig()).unwrap();
     assert!(!left.contains(&server.base), "{left}");
     assert!(!left.to_ascii_lowercase().contains("pushinsteadof"), "{left}");
+    let again = developer.registry_command(&["setup-git", "--remove"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).starts_with("Nothing to remove"),
+        "a second --remove says nothing was there: {}",
+        text(&again.stdout)
+    );
 
     // Someone who pushes to GitHub over SSH keeps doing so: no rule of ours
     // is added beside theirs, and removing ours leaves theirs.

@@ -617,6 +617,10 @@ fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
         );
     }
     let audit = gren_registry_core::package::audit_log(store, &packages.catalog, &name, &found)?;
+    text += "audit log:\n";
+    for entry in &audit {
+        text += &format!("  {}\n", audit_line(entry));
+    }
     Ok(Report::ok(
         text,
         json!({
@@ -629,6 +633,25 @@ fn identity_show(store: &Store, name: &str) -> AdminResult<Report> {
             "audit": audit,
         }),
     ))
+}
+
+/// One audit entry as a line: `3 2026-12-07T… operator: member_added
+/// member=x@example.com role=publish (token ci)`, the fields in the order
+/// the entry's JSON has them.
+fn audit_line(entry: &gren_registry_core::identity::AuditEntry) -> String {
+    let mut line = format!("{} {} {}: {}", entry.seq, entry.at, entry.actor, entry.action.kind());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(&entry.action) {
+        for (key, value) in fields.iter().filter(|(key, _)| *key != "action") {
+            match value {
+                Value::String(text) => line += &format!(" {key}={text:?}"),
+                other => line += &format!(" {key}={other}"),
+            }
+        }
+    }
+    if let Some(token) = &entry.token {
+        line += &format!(" (token {} {})", token.id, token.name);
+    }
+    line
 }
 
 /// The operator is trusted: members are set directly, never invited.

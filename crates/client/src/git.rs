@@ -116,6 +116,17 @@ pub fn set_up(registry: &str, identities: &[String]) -> CliResult<()> {
 
 pub fn remove(registry: &str) -> CliResult<()> {
     let base = github_tree(registry);
+    let helper = format!("credential.{registry}.helper");
+    let ours = [
+        format!("url.{base}.insteadOf"),
+        format!("url.{}.insteadOf", registry_tree(registry)),
+        helper,
+    ];
+    let had_any = !identity_rewrites(registry)?.is_empty() || ours.iter().any(|key| is_set(key));
+    if !had_any {
+        println!("Nothing to remove: your global git configuration has no entry of setup-git for {registry}.");
+        return Ok(());
+    }
     unset_all(&format!("url.{base}.insteadOf"))?;
     remove_earlier_rewrite(registry)?;
     for url in identity_rewrites(registry)? {
@@ -131,6 +142,11 @@ pub fn remove(registry: &str) -> CliResult<()> {
         "Removed from your global git configuration: the {GITHUB} rewrites to {registry} and its credential helper."
     );
     Ok(())
+}
+
+/// Whether the global configuration has `key` (git's exit 1: it has not).
+fn is_set(key: &str) -> bool {
+    git_config(&["--get-all", key]).is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
 }
 
 /// The key sending `https://github.com/<name>/` to the registry's `/git/<name>/`.

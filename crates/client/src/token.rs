@@ -26,8 +26,11 @@ pub enum TokenCommand {
     },
     /// List your tokens (never their secrets).
     List,
-    /// Revoke a token by its id: it stops working at once.
-    Revoke { id: String },
+    /// Revoke a token by its id or its name: it stops working at once.
+    Revoke {
+        /// The token's id (16 hex digits, as `token list` shows) or its name.
+        token: String,
+    },
 }
 
 pub fn run(registry: &RemoteRegistry, command: TokenCommand) -> CliResult<()> {
@@ -73,17 +76,30 @@ pub fn run(registry: &RemoteRegistry, command: TokenCommand) -> CliResult<()> {
             }
             Ok(())
         }
-        TokenCommand::Revoke { id } => {
-            // An id is what `token list` shows: 16 hex digits. Anything else
-            // would make another path, and a misleading answer.
-            if !gren_registry_core::auth::token::is_token_id(&id) {
-                return Err(CliError(format!(
-                    "{id:?} is not a token id: `gren-registry token list` shows them (16 lower-case hex digits)."
-                )));
-            }
+        TokenCommand::Revoke { token } => {
+            let id = token_id_of(registry, &session, &token)?;
             registry.delete(&format!("/user/tokens/{id}"), Some(&session))?;
             println!("Revoked the token {id}");
             Ok(())
         }
     }
+}
+
+/// The id of the token `given` names: an id as it is (what `token list`
+/// shows: 16 lower-case hex digits, checked so that nothing else becomes a
+/// path), or the id of the caller's token of that name.
+fn token_id_of(registry: &RemoteRegistry, session: &str, given: &str) -> CliResult<String> {
+    if gren_registry_core::auth::token::is_token_id(given) {
+        return Ok(given.to_string());
+    }
+    let list: TokenList = registry.get("/user/tokens", Some(session))?;
+    list.tokens
+        .into_iter()
+        .find(|token| token.name == given)
+        .map(|token| token.id)
+        .ok_or_else(|| {
+            CliError(format!(
+                "You have no token named {given:?} (nor is it a token id); `gren-registry token list` shows them."
+            ))
+        })
 }
