@@ -7,8 +7,8 @@
 //! it and its events reach the packages site and the caches as the API's do.
 //!
 //! Only the data directory's owner can use it: the directory is `0700`, the
-//! socket `0600`, and a peer whose uid is not this process's is turned away
-//! before anything is read. One exchange a connection: the command writes
+//! socket `0600`, and a peer whose uid is neither the directory's owner's
+//! nor this process's is turned away before anything is read. One exchange a connection: the command writes
 //! its request and shuts its half down; the answer is written and the
 //! connection closed. What the bytes mean is the admin crate's
 //! ([`Handler`]); this module only carries them, one command at a time.
@@ -120,9 +120,15 @@ fn exchange(app: &App, mut stream: UnixStream, handler: &Handler) -> std::io::Re
     let peer = peer_uid(&stream)?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    if peer != me {
+    // The directory's owner is who admin commands run as (they refuse any
+    // other user); the server's own user is the same one, unless it was
+    // started as another (root, say), which may then speak for itself.
+    let owner = std::fs::metadata(app.store.root())
+        .map(|meta| std::os::unix::fs::MetadataExt::uid(&meta))
+        .unwrap_or(me);
+    if peer != me && peer != owner {
         return Err(std::io::Error::other(format!(
-            "refused a connection from uid {peer}: only the data directory's owner (uid {me}) may use it"
+            "refused a connection from uid {peer}: only the data directory's owner (uid {owner}) may use it"
         )));
     }
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
