@@ -21,6 +21,7 @@ mod data_dir;
 mod faults;
 mod fuzz_regressions;
 mod git;
+mod git_limits;
 mod http_hazards;
 mod identity;
 mod login;

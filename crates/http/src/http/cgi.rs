@@ -12,7 +12,7 @@
 
 use super::{Request, Response};
 use crate::http::{ApiError, ApiResult};
-use gren_registry_core::git::{Git, Invocation};
+use gren_registry_core::git::{Git, Invocation, Stdin};
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
@@ -62,7 +62,7 @@ pub fn http_backend(
         ("SERVER_PROTOCOL", "HTTP/1.1".into()),
     ];
     invocation.env.extend(passed_request_headers(request));
-    invocation.stdin = &request.body;
+    invocation.stdin = Stdin::Bytes(&request.body);
     invocation.time_limit = time_limit;
     invocation.max_stdout = MAX_ANSWER_BYTES;
     let finished = git.run(invocation)?;
