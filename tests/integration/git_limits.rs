@@ -1,12 +1,30 @@
 //! What serving git costs the registry, held to its bounds at the HTTP level
 //! through the real binary: building a package's repository holds one
-//! version in memory at a time.
+//! version in memory at a time; and git's standard error is one escaped
+//! log record per run, whatever a request made git say.
 
-use crate::common::bundles::inflating_at;
+use crate::common::bundles::{inflating_at, real_bundle};
 use crate::common::*;
 use crate::git::git_installed;
 use serde_json::json;
 use std::time::Duration;
+
+const CORE: &str = "gren_lang_core__7_0_0.pkg.gz";
+const UPLOAD_PACK: &str = "/git/gren-lang/core.git/git-upload-pack";
+
+/// A registry (started with `env`) where gren-lang/core 7.0.0 is public;
+/// `None` without git.
+fn core_registry(env: &[(&str, &str)]) -> Option<Server> {
+    if !git_installed() {
+        return None;
+    }
+    let mut env = env.to_vec();
+    env.push(("GREN_REGISTRY_GIT_FALLBACK", ""));
+    let server = Server::with_env(&env);
+    let token = identity_owner(&server, "gren-lang");
+    assert_eq!(server.publish(&token, &real_bundle(CORE)).status, 201);
+    Some(server)
+}
 
 /// The token of a new user who created `identity`.
 fn identity_owner(server: &Server, identity: &str) -> String {
@@ -14,6 +32,17 @@ fn identity_owner(server: &Server, identity: &str) -> String {
     let created = server.post_json("/publishing-identity", &json!({ "name": identity }), Some(&token));
     assert_eq!(created.status, 200, "{}", created.text());
     token
+}
+
+/// A pkt-line: its length in four hex digits (itself included), then `data`.
+fn pkt_line(data: &str) -> String {
+    format!("{:04x}{data}", data.len() + 4)
+}
+
+fn upload_pack(server: &Server, body: &[u8], encoding: Option<&str>) -> Reply {
+    let mut headers = vec![("Content-Type", "application/x-git-upload-pack-request")];
+    headers.extend(encoding.map(|encoding| ("Content-Encoding", encoding)));
+    server.send("POST", UPLOAD_PACK, &headers, body)
 }
 
 #[test]
@@ -52,5 +81,27 @@ fn building_a_repository_holds_one_version_in_memory_at_a_time() {
         peak / 1024,
         before / 1024,
         all_versions / 1024
+    );
+}
+
+#[test]
+fn git_standard_error_is_one_escaped_log_record_per_run() {
+    let Some(server) = core_registry(&[]) else { return };
+    // git quotes a bad `want` line in its error, embedded newline and all.
+    let forged = "2026-01-01T00:00:00.000Z ERROR forged line";
+    let body = format!("{}0000", pkt_line(&format!("want \n{forged}\n")));
+    let answered = upload_pack(&server, body.as_bytes(), None);
+    assert!(
+        server.wait_for_log("forged line", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let records: Vec<&str> = log.lines().filter(|line| line.contains("git http-backend")).collect();
+    assert_eq!(records.len(), 1, "status {}; {records:#?}", answered.status);
+    assert!(records[0].contains(&format!("\\n{forged}")), "{}", records[0]);
+    assert!(
+        !log.lines().any(|line| line.starts_with(forged)),
+        "a forged line in the log:\n{log}"
     );
 }

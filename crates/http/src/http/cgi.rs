@@ -8,7 +8,10 @@
 //! (every live version's sources, compressed: a few hundred kilobytes for
 //! real packages), and git processes are bounded
 //! (`GREN_REGISTRY_GIT_PROCESSES`, 4 by default, so at most 256 MiB at once).
-//! git's standard error goes to the log.
+//!
+//! git's standard error goes to the log, one record per run (the logger
+//! escapes its newlines: what a request made git say cannot pass for log
+//! lines of its own).
 
 use super::{Request, Response};
 use crate::http::{ApiError, ApiResult};
@@ -66,8 +69,9 @@ pub fn http_backend(
     invocation.time_limit = time_limit;
     invocation.max_stdout = MAX_ANSWER_BYTES;
     let finished = git.run(invocation)?;
-    for line in finished.stderr_text().lines() {
-        log::warn!("git http-backend ({dir}): {line}");
+    let stderr = finished.stderr_text();
+    if !stderr.is_empty() {
+        log::warn!("git http-backend ({dir}): {stderr}");
     }
     parse_answer(&finished.stdout)
 }
