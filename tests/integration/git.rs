@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Whether git is here; without it the registry does not start. Under CI
 /// its absence fails the test instead.
-fn git_installed() -> bool {
+pub(crate) fn git_installed() -> bool {
     let found = Command::new("git")
         .arg("--version")
         .output()

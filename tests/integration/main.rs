@@ -22,6 +22,7 @@ mod faults;
 mod full_disk;
 mod fuzz_regressions;
 mod git;
+mod git_limits;
 mod http_hazards;
 mod identity;
 mod live_admin;

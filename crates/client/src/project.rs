@@ -174,7 +174,7 @@ fn read_sources(src: &Path) -> CliResult<BTreeMap<String, String>> {
 /// [`build_bundle`], used to check it and to inspect bundles.
 pub fn unpack(bundle: &[u8], dir: &Path) -> CliResult<()> {
     let decoded = gren_registry_core::bundle::read(bundle, 256 * 1024 * 1024)?;
-    for file in gren_registry_core::bundle::project::project_files(&decoded)? {
+    for file in gren_registry_core::bundle::project::project_files(decoded)? {
         let path = dir.join(&file.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|err| CliError(err.to_string()))?;

@@ -4,7 +4,10 @@
 //! reservation is dropped); when the budget is spent it waits briefly, then
 //! is refused ([`Busy`]: `503 server_busy` with `Retry-After` at the HTTP
 //! edge), so a burst of uploads costs bounded memory instead of growing with
-//! the number of connections.
+//! the number of connections. A budget may also bound how many requests
+//! wait at once ([`Budget::with_waiting_limit`]): each waits on a handler
+//! thread, so past that limit a request is refused at once rather than
+//! taking a thread the rest of the registry needs.
 
 use crate::store::lock_ignoring_poison;
 use std::sync::{Arc, Condvar, Mutex};
@@ -31,8 +34,16 @@ struct Inner {
     total: u64,
     /// What is being rationed, for the refusal's message ("uploads", ...).
     what: &'static str,
-    used: Mutex<u64>,
+    /// Requests that may wait for their share at once.
+    max_waiting: usize,
+    state: Mutex<State>,
     freed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    used: u64,
+    waiting: usize,
 }
 
 /// A share of a [`Budget`], given back when dropped.
@@ -43,34 +54,50 @@ pub struct Reservation {
 
 impl Budget {
     pub fn new(total: u64, what: &'static str) -> Budget {
+        Budget::with_waiting_limit(total, usize::MAX, what)
+    }
+
+    /// A budget for which at most `max_waiting` requests wait at once; more
+    /// are refused without waiting.
+    pub fn with_waiting_limit(total: u64, max_waiting: usize, what: &'static str) -> Budget {
         Budget(Arc::new(Inner {
             total,
             what,
-            used: Mutex::new(0),
+            max_waiting,
+            state: Mutex::default(),
             freed: Condvar::new(),
         }))
     }
 
     /// Reserves `amount` (at most the whole budget: a request larger than
     /// the budget waits until it has the budget to itself), waiting up to
-    /// `wait` for others to give theirs back.
+    /// `wait` for others to give theirs back, unless as many requests as
+    /// may wait are waiting already.
     pub fn reserve(&self, amount: u64, wait: Duration) -> Result<Reservation, Busy> {
         let inner = &self.0;
         let amount = amount.min(inner.total);
-        let deadline = Instant::now() + wait;
-        let mut used = lock_ignoring_poison(&inner.used);
-        while *used + amount > inner.total {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        let fits = |state: &State| state.used + amount <= inner.total;
+        let mut state = lock_ignoring_poison(&inner.state);
+        if !fits(&state) {
+            if state.waiting >= inner.max_waiting {
                 return Err(Busy { what: inner.what });
             }
-            used = inner
-                .freed
-                .wait_timeout(used, left)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            state.waiting += 1;
+            let deadline = Instant::now() + wait;
+            while !fits(&state) && Instant::now() < deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                state = inner
+                    .freed
+                    .wait_timeout(state, left)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            }
+            state.waiting -= 1;
+            if !fits(&state) {
+                return Err(Busy { what: inner.what });
+            }
         }
-        *used += amount;
+        state.used += amount;
         Ok(Reservation {
             budget: inner.clone(),
             amount,
@@ -79,13 +106,13 @@ impl Budget {
 
     /// What is reserved now.
     pub fn in_use(&self) -> u64 {
-        *lock_ignoring_poison(&self.0.used)
+        lock_ignoring_poison(&self.0.state).used
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        *lock_ignoring_poison(&self.budget.used) -= self.amount;
+        lock_ignoring_poison(&self.budget.state).used -= self.amount;
         self.budget.freed.notify_all();
     }
 }
@@ -116,6 +143,29 @@ mod tests {
             .unwrap()
             .expect("the share given back lets the waiting request in");
         assert_eq!(budget.in_use(), 0, "every reservation was given back");
+    }
+
+    #[test]
+    fn past_the_waiting_limit_a_request_is_refused_without_waiting() {
+        let budget = Budget::with_waiting_limit(1, 1, "git fetches");
+        let held = budget.reserve(1, Duration::ZERO).unwrap();
+        let waiting = {
+            let budget = budget.clone();
+            std::thread::spawn(move || budget.reserve(1, Duration::from_secs(5)).map(|_| ()))
+        };
+        while lock_ignoring_poison(&budget.0.state).waiting == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        let refused = budget
+            .reserve(1, Duration::from_secs(5))
+            .err()
+            .expect("one waits already");
+        assert!(started.elapsed() < Duration::from_secs(1), "refused at once");
+        assert_eq!(refused, Busy { what: "git fetches" });
+        drop(held);
+        waiting.join().unwrap().expect("the one waiting gets the share");
+        assert_eq!(lock_ignoring_poison(&budget.0.state).waiting, 0);
     }
 
     #[test]

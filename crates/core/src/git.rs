@@ -14,6 +14,10 @@
 //! - **a cap on standard output**, which is kept in memory: past it, the
 //!   group is killed too; standard error is kept up to [`MAX_STDERR`] for the
 //!   log.
+//!
+//! Standard input is bytes in memory, or written by the caller as git reads
+//! it ([`Stdin::Stream`]: a repository build feeds `fast-import` one version
+//! at a time rather than the whole history at once).
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -49,12 +53,25 @@ pub enum GitError {
     },
 }
 
+/// What a run of git reads on its standard input.
+pub enum Stdin<'a> {
+    Bytes(&'a [u8]),
+    /// Written by the caller, on a thread of its own, while git runs; the
+    /// input ends when it returns. Its error (git stopped reading, or the
+    /// caller's own, which it keeps for itself) only ends the input early:
+    /// git judges a truncated input by its exit status.
+    Stream(Writer<'a>),
+}
+
+/// What writes a [`Stdin::Stream`].
+pub type Writer<'a> = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'a>;
+
 /// One run of git: its arguments, extra environment, input and limits.
 pub struct Invocation<'a> {
     pub args: Vec<OsString>,
     pub env: Vec<(&'static str, OsString)>,
     pub cwd: Option<&'a Path>,
-    pub stdin: &'a [u8],
+    pub stdin: Stdin<'a>,
     pub time_limit: Duration,
     pub max_stdout: usize,
 }
@@ -66,7 +83,7 @@ impl<'a> Invocation<'a> {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             cwd: None,
-            stdin: &[],
+            stdin: Stdin::Bytes(&[]),
             time_limit: Duration::from_secs(60),
             max_stdout: 1024 * 1024,
         }
@@ -142,7 +159,7 @@ impl Git {
 
     /// Runs git to the end, within the invocation's limits; a failing exit
     /// status is the caller's to judge.
-    pub fn run(&self, invocation: Invocation) -> Result<Finished, GitError> {
+    pub fn run(&self, mut invocation: Invocation) -> Result<Finished, GitError> {
         let what = invocation.what();
         let mut child = self.command(&invocation).spawn()?;
         let deadline = Instant::now() + invocation.time_limit;
@@ -150,7 +167,8 @@ impl Git {
             what: what.clone(),
             limit: invocation.time_limit,
         };
-        let (stdout, stderr) = match collect(&mut child, &invocation, deadline) {
+        let stdin = std::mem::replace(&mut invocation.stdin, Stdin::Bytes(&[]));
+        let (stdout, stderr) = match collect(&mut child, stdin, invocation.max_stdout, deadline) {
             Ok(Some(output)) => output,
             // The group was killed already.
             Ok(None) => return Err(timed_out()),
@@ -216,21 +234,23 @@ enum Piped {
 /// otherwise hold the caller for as long as it liked).
 fn collect(
     child: &mut Child,
-    invocation: &Invocation,
+    input: Stdin,
+    max: usize,
     deadline: Instant,
 ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Overflow> {
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let input = invocation.stdin;
-    let max = invocation.max_stdout;
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::channel();
         // A child that stops reading early makes this fail: what it says
         // about it is on its standard error, and in its exit status.
         let to_stdin = sender.clone();
         scope.spawn(move || {
-            let _ = stdin.write_all(input);
+            let _ = match input {
+                Stdin::Bytes(bytes) => stdin.write_all(bytes),
+                Stdin::Stream(write) => write(&mut stdin),
+            };
             drop(stdin);
             let _ = to_stdin.send(Piped::Stdin);
         });

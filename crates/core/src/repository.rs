@@ -32,14 +32,36 @@
 //! stay until it is done; the others are removed after each build.
 //! Repositories hold nothing that is not in the bundles: backups may leave
 //! them out, and `admin fsck --repair` rebuilds them.
+//!
+//! A build after a publish is an *update*: when the generation of the first
+//! live versions but the new ones is there (its stamp, made from those
+//! versions alone, names it), the new `<stamp>.partial` takes its packs
+//! (hard links: git never changes a pack) and its refs, and `fast-import`
+//! adds only the new versions' commits, whose ids are those a full build
+//! makes. The old generation is never written, so an update cut short is
+//! like a build cut short: a `.partial` without its `.git`, removed and done
+//! again by the next request. A revocation, or a version published below
+//! the highest, changes the chain: that is a full build, as is an update
+//! that would leave more than [`MAX_PACKS`] packs.
+//!
+//! Memory: `fast-import` reads its stream as it is written, one version at
+//! a time, so a build holds one version's files, never the history. Before
+//! it inflates a version it reserves [`HELD_PER_INFLATED_BYTE`] times the
+//! version's inflated size (its bundle's gzip trailer) from the builds'
+//! memory budget, shared by every build at once, and gives it back once the
+//! files are written: concurrent builds are bounded by the bytes they hold,
+//! and one that finds the budget spent for 3 s fails as
+//! [`RepositoryError::Busy`] (the next request builds again).
 
+use crate::budget::{self, Budget, Busy, Reservation};
 use crate::bundle::{self, BundleError};
-use crate::git::{Git, GitError, Invocation};
+use crate::git::{Git, GitError, Invocation, Stdin};
 use crate::package::{Catalog, PackageName, PackageRecord, Version, VersionRecord};
-use crate::store::{Store, StoreError, layout, lock_ignoring_poison};
+use crate::store::{RecordPath, Store, StoreError, layout, lock_ignoring_poison};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -54,6 +76,17 @@ const IDENT_HOST: &str = "registry.gren-lang.org";
 const MAX_INFLATED: u64 = 256 * 1024 * 1024;
 /// How long writing one repository may take.
 const BUILD_LIMIT: Duration = Duration::from_secs(300);
+/// The bytes a build holds per inflated byte of the version it writes: a
+/// module's text is in the JSON parser's buffer, then in its own string.
+pub const HELD_PER_INFLATED_BYTE: u64 = 2;
+/// The builds' memory budget when none is given: one version at the
+/// registry's default inflated cap (64 MiB).
+pub const DEFAULT_BUILD_MEMORY: u64 = HELD_PER_INFLATED_BYTE * 64 * 1024 * 1024;
+/// An update that would leave more packs than this is a full build instead,
+/// so that git reads a long history from few packs.
+const MAX_PACKS: usize = 32;
+/// `fast-import`'s input is written in pieces of this size at most.
+const STREAM_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
@@ -69,6 +102,9 @@ pub enum RepositoryError {
         version: Version,
         source: BundleError,
     },
+    /// The builds' memory budget stayed spent.
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
 
 /// What a repository is built from, summed up: see the module's header.
@@ -77,8 +113,13 @@ pub struct RepositoryStamp(String);
 
 impl RepositoryStamp {
     pub fn of(record: &PackageRecord) -> RepositoryStamp {
-        let mut summary = format!("{FORMAT}\n{}\n", record.name);
-        for version in live(record) {
+        RepositoryStamp::of_versions(&record.name, live(record))
+    }
+
+    /// The stamp of the repository of `versions` (live, in version order).
+    fn of_versions<'v>(name: &PackageName, versions: impl IntoIterator<Item = &'v VersionRecord>) -> RepositoryStamp {
+        let mut summary = format!("{FORMAT}\n{name}\n");
+        for version in versions {
             let _ = writeln!(
                 summary,
                 "{} {} {}",
@@ -114,6 +155,17 @@ type LeaseCounts = Mutex<HashMap<PathBuf, usize>>;
 pub struct Repositories {
     pub git: Git,
     leases: LeaseCounts,
+    /// Bytes the builds running now hold (see the module's header).
+    memory: Budget,
+}
+
+/// The generation an update starts from: the repository of the first
+/// `commits.len()` live versions.
+struct Base {
+    /// Its directory (`<stamp>.git`).
+    entry: RecordPath,
+    /// Each version's commit id, in version order.
+    commits: Vec<String>,
 }
 
 /// A repository a request reads: on disk until the lease is dropped.
@@ -157,6 +209,15 @@ impl Repositories {
         Repositories {
             git,
             leases: LeaseCounts::default(),
+            memory: Budget::new(DEFAULT_BUILD_MEMORY, "repository builds"),
+        }
+    }
+
+    /// With `bytes` as the builds' memory budget.
+    pub fn with_build_memory(self, bytes: u64) -> Repositories {
+        Repositories {
+            memory: Budget::new(bytes, "repository builds"),
+            ..self
         }
     }
 
@@ -208,7 +269,8 @@ impl Repositories {
             return Ok(findings);
         }
         let fresh = tempfile::tempdir().map_err(GitError::Io)?;
-        self.build_in(store, record, fresh.path())?;
+        self.init(fresh.path())?;
+        self.import(store, record, None, fresh.path())?;
         let expected = self.refs(fresh.path());
         let found = self.refs(&path);
         let mut fsck = Invocation::new(["fsck", "--no-dangling", "--no-progress"]);
@@ -231,32 +293,183 @@ impl Repositories {
     }
 
     /// Builds the repository of `record`'s live versions in its scratch
-    /// directory, then renames it to `<stamp>.git`.
+    /// directory, from the generation of all but the newest when there is
+    /// one, then renames it to `<stamp>.git`.
     fn build(&self, store: &Store, record: &PackageRecord, stamp: &RepositoryStamp) -> Result<(), RepositoryError> {
         let scratch = layout::repository_scratch(&record.name, stamp);
         store.remove_tree(&scratch)?;
         store.create_dir(&scratch)?;
-        self.build_in(store, record, &store.full_path(&scratch))?;
+        let dir = store.full_path(&scratch);
+        self.init(&dir)?;
+        let base = self.base(store, record);
+        if let Some(base) = &base {
+            store.link_files(
+                &layout::repository_packs(&base.entry),
+                &layout::repository_packs(&scratch),
+            )?;
+        }
+        self.import(store, record, base.as_ref(), &dir)?;
         store.rename_dir(&scratch, &layout::repository(&record.name, stamp))?;
         Ok(())
     }
 
-    /// Writes the repository of `record`'s live versions into the empty
-    /// directory `dir`.
-    fn build_in(&self, store: &Store, record: &PackageRecord, dir: &Path) -> Result<(), RepositoryError> {
+    /// Makes the empty directory `dir` an empty bare repository.
+    fn init(&self, dir: &Path) -> Result<(), GitError> {
         let mut init = Invocation::new(["init", "--bare", "--quiet", "--initial-branch=main", "."]);
         init.cwd = Some(dir);
-        self.git.run_ok(init)?;
-        let stream = fast_import_stream(store, record)?;
-        if !stream.is_empty() {
-            // Durable before the rename that commits it.
-            let mut import = Invocation::new(["-c", "core.fsync=all", "fast-import", "--quiet"]);
-            import.cwd = Some(dir);
-            import.stdin = &stream;
-            import.time_limit = BUILD_LIMIT;
-            self.git.run_ok(import)?;
+        self.git.run_ok(init).map(drop)
+    }
+
+    /// The generation to update: the longest run of `record`'s first live
+    /// versions (all but one at least) whose repository is there, when it
+    /// has the refs it should and few enough packs; `None` for a full build.
+    fn base(&self, store: &Store, record: &PackageRecord) -> Option<Base> {
+        let versions: Vec<&VersionRecord> = live(record).collect();
+        let name = &record.name;
+        let (entry, count) = (1..versions.len()).rev().find_map(|count| {
+            let stamp = RepositoryStamp::of_versions(name, versions[..count].iter().copied());
+            let entry = layout::repository(name, &stamp);
+            is_plain_dir(&store.full_path(&entry)).then_some((entry, count))
+        })?;
+        let dir = store.full_path(&entry);
+        if !in_few_packs(&dir) {
+            return None;
         }
-        Ok(())
+        match self.refs(&dir).map(|refs| commits_of(&refs, &versions[..count])) {
+            Ok(Some(commits)) => Some(Base { entry, commits }),
+            found => {
+                log::warn!(
+                    "the repository {} does not hold what its name says ({found:?}): building {name} anew",
+                    dir.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes the commits and tags of `record`'s live versions into the
+    /// bare repository `dir`, which holds `base`'s objects (or none).
+    fn import(
+        &self,
+        store: &Store,
+        record: &PackageRecord,
+        base: Option<&Base>,
+        dir: &Path,
+    ) -> Result<(), RepositoryError> {
+        let versions: Vec<&VersionRecord> = live(record).collect();
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let mut failure = None;
+        // Durable before the rename that commits it; always a pack (not
+        // loose objects, as for few), which the next update links.
+        let mut import = Invocation::new([
+            "-c",
+            "core.fsync=all",
+            "-c",
+            "fastimport.unpackLimit=0",
+            "fast-import",
+            "--quiet",
+        ]);
+        import.cwd = Some(dir);
+        import.time_limit = BUILD_LIMIT;
+        import.stdin = Stdin::Stream(Box::new(|input: &mut dyn Write| {
+            let mut out = BufWriter::with_capacity(STREAM_BUFFER, input);
+            let written = self.write_stream(&mut out, store, record, &versions, base);
+            let written = written.and_then(|()| out.flush().map_err(|err| GitError::Io(err).into()));
+            written.map_err(|err| match err {
+                // git stopped reading: its exit status says why.
+                RepositoryError::Git(GitError::Io(err)) => err,
+                other => {
+                    let stopped = io::Error::other(other.to_string());
+                    failure = Some(other);
+                    stopped
+                }
+            })
+        }));
+        let imported = self.git.run_ok(import);
+        // A stream cut short for a reason of ours fails git too: ours is the story.
+        match failure {
+            Some(err) => Err(err),
+            None => imported.map(drop).map_err(RepositoryError::from),
+        }
+    }
+
+    /// The `git fast-import` stream of the repository of `versions` (live,
+    /// in version order), written as it is made, one version at a time:
+    /// `base`'s tags as they are, then one commit per further version on
+    /// `main`, each the parent of the next (the first, of `base`'s newest),
+    /// each tagged. It ends with `done`, so that git refuses a stream cut
+    /// short.
+    fn write_stream(
+        &self,
+        out: &mut impl Write,
+        store: &Store,
+        record: &PackageRecord,
+        versions: &[&VersionRecord],
+        base: Option<&Base>,
+    ) -> Result<(), RepositoryError> {
+        let io = |err| RepositoryError::Git(GitError::Io(err));
+        let kept = base.map_or(&[][..], |base| &base.commits[..]);
+        out.write_all(b"feature done\n").map_err(io)?;
+        for (version, commit) in versions.iter().zip(kept) {
+            write!(out, "reset refs/tags/{}\nfrom {commit}\n\n", version.version).map_err(io)?;
+        }
+        let author = &record.name.author;
+        for (mark, version) in (1..).zip(&versions[kept.len()..]) {
+            let ident = format!(
+                "{author} <{author}@{IDENT_HOST}> {} +0000",
+                version.published.unix_seconds()
+            );
+            let message = format!("{} {}\n", record.name, version.version);
+            write!(
+                out,
+                "commit refs/heads/main\nmark :{mark}\nauthor {ident}\ncommitter {ident}\ndata {}\n{message}",
+                message.len()
+            )
+            .map_err(io)?;
+            if let (1, Some(parent)) = (mark, kept.last()) {
+                writeln!(out, "from {parent}").map_err(io)?;
+            }
+            out.write_all(b"deleteall\n").map_err(io)?;
+            let (_share, files) = self.version_files(store, &record.name, version.version)?;
+            for file in files {
+                // Paths are safe names joined by `/`: nothing to quote.
+                write!(out, "M 100644 inline {}\ndata {}\n", file.path, file.bytes.len()).map_err(io)?;
+                out.write_all(&file.bytes).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+            }
+            write!(out, "\nreset refs/tags/{}\nfrom :{mark}\n\n", version.version).map_err(io)?;
+        }
+        out.write_all(b"done\n").map_err(io)
+    }
+
+    /// The files of the version's bundle, and the share of the memory
+    /// budget they hold, reserved before the bundle is inflated.
+    fn version_files(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        version: Version,
+    ) -> Result<(Reservation, Vec<bundle::project::ProjectFile>), RepositoryError> {
+        let bytes = store
+            .read_bytes(&layout::version_bundle(name, version))?
+            .ok_or_else(|| RepositoryError::MissingBundle {
+                name: name.clone(),
+                version,
+            })?;
+        let failed = |source| RepositoryError::Bundle {
+            name: name.clone(),
+            version,
+            source,
+        };
+        let inflated = inflated_size(&bytes).min(MAX_INFLATED);
+        let share = self.memory.reserve(HELD_PER_INFLATED_BYTE * inflated, budget::WAIT)?;
+        // Inflating stops at the size reserved for: a trailer that lies fails the build.
+        let decoded = bundle::read(&bytes, inflated).map_err(failed)?;
+        drop(bytes);
+        let files = bundle::project::project_files(decoded).map_err(failed)?;
+        Ok((share, files))
     }
 
     fn lease(&self, path: PathBuf) -> Lease<'_> {
@@ -307,60 +520,55 @@ fn is_plain_dir(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
 }
 
-/// The `git fast-import` stream of the repository: one commit per live
-/// version on `main` (each the parent of the next), then the tags.
-/// Empty when no version is live.
-fn fast_import_stream(store: &Store, record: &PackageRecord) -> Result<Vec<u8>, RepositoryError> {
-    let versions: Vec<&VersionRecord> = live(record).collect();
-    if versions.is_empty() {
-        return Ok(Vec::new());
-    }
-    let author = &record.name.author;
-    let mut stream = b"feature done\n".to_vec();
-    for (mark, version) in (1..).zip(&versions) {
-        let ident = format!(
-            "{author} <{author}@{IDENT_HOST}> {} +0000",
-            version.published.unix_seconds()
-        );
-        let message = format!("{} {}\n", record.name, version.version);
-        let head = format!(
-            "commit refs/heads/main\nmark :{mark}\nauthor {ident}\ncommitter {ident}\ndata {}\n{message}deleteall\n",
-            message.len()
-        );
-        stream.extend(head.as_bytes());
-        for file in version_files(store, &record.name, version.version)? {
-            // Paths are safe names joined by `/`: nothing to quote.
-            stream.extend(format!("M 100644 inline {}\ndata {}\n", file.path, file.bytes.len()).as_bytes());
-            stream.extend(&file.bytes);
-            stream.push(b'\n');
-        }
-        stream.push(b'\n');
-    }
-    for (mark, version) in (1..).zip(&versions) {
-        stream.extend(format!("reset refs/tags/{}\nfrom :{mark}\n\n", version.version).as_bytes());
-    }
-    stream.extend(b"done\n");
-    Ok(stream)
+/// The commit ids of `versions` in the refs of their repository (`<id>
+/// <ref>` lines), when those are exactly one tag per version and `main` at
+/// the last.
+fn commits_of(refs: &str, versions: &[&VersionRecord]) -> Option<Vec<String>> {
+    let refs: HashMap<&str, &str> = refs
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(id, name)| (name, id))
+        .collect();
+    let commits: Vec<String> = versions
+        .iter()
+        .map(|version| {
+            refs.get(format!("refs/tags/{}", version.version).as_str())
+                .map(|id| id.to_string())
+        })
+        .collect::<Option<_>>()?;
+    let main = refs.get("refs/heads/main")?;
+    (refs.len() == versions.len() + 1 && commits.last().is_some_and(|last| last == main)).then_some(commits)
 }
 
-fn version_files(
-    store: &Store,
-    name: &PackageName,
-    version: Version,
-) -> Result<Vec<bundle::project::ProjectFile>, RepositoryError> {
-    let bytes = store
-        .read_bytes(&layout::version_bundle(name, version))?
-        .ok_or_else(|| RepositoryError::MissingBundle {
-            name: name.clone(),
-            version,
-        })?;
-    let failed = |source| RepositoryError::Bundle {
-        name: name.clone(),
-        version,
-        source,
+/// Whether every object of the bare repository `dir` is in a pack, and the
+/// packs are fewer than [`MAX_PACKS`]: what an update takes from it. (A
+/// repository an earlier release built may hold loose objects.)
+fn in_few_packs(dir: &Path) -> bool {
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|listing| {
+                listing
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let decoded = bundle::read(&bytes, MAX_INFLATED).map_err(failed)?;
-    bundle::project::project_files(&decoded).map_err(failed)
+    let packs = names(&dir.join("objects/pack"));
+    let packed = names(&dir.join("objects"))
+        .iter()
+        .all(|name| name == "pack" || name == "info");
+    packed && packs.iter().filter(|name| name.ends_with(".pack")).count() < MAX_PACKS
+}
+
+/// The inflated size of a bundle, from its gzip trailer: a bundle is one
+/// gzip member (checked when it was published) smaller than 4 GiB, so its
+/// last four bytes are its inflated size.
+fn inflated_size(bundle: &[u8]) -> u64 {
+    match bundle.len().checked_sub(4) {
+        Some(at) => u64::from(u32::from_le_bytes(bundle[at..].try_into().expect("four bytes"))),
+        None => 0,
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +662,122 @@ mod tests {
             "object ids depend on the records alone"
         );
         assert_eq!(repositories.inspect(&store, &record).unwrap(), []);
+    }
+
+    /// `record` with only its first `count` versions.
+    fn first_versions(record: &PackageRecord, count: usize) -> PackageRecord {
+        PackageRecord {
+            versions: record.versions[..count].to_vec(),
+            ..record.clone()
+        }
+    }
+
+    /// What `git <args>` says in the repository `dir`, trimmed.
+    fn git_says(repositories: &Repositories, dir: &Path, args: &[&str]) -> String {
+        let mut run = Invocation::new(args.iter().copied());
+        run.cwd = Some(dir);
+        let out = repositories.git.run_ok(run).unwrap();
+        String::from_utf8(out).unwrap().trim().to_string()
+    }
+
+    /// Moves the bundle of `record`'s version `index` away until the
+    /// returned guard is dropped.
+    fn hide_bundle(store: &Store, record: &PackageRecord, index: usize) -> impl Drop {
+        struct Hidden(PathBuf, PathBuf);
+        impl Drop for Hidden {
+            fn drop(&mut self) {
+                std::fs::rename(&self.1, &self.0).unwrap();
+            }
+        }
+        let bundle = store.full_path(&layout::version_bundle(&record.name, record.versions[index].version));
+        let hidden = bundle.with_extension("hidden");
+        std::fs::rename(&bundle, &hidden).unwrap();
+        Hidden(bundle, hidden)
+    }
+
+    #[test]
+    fn a_publish_adds_one_commit_to_the_repository_and_the_earlier_ids_stay() {
+        let Some(git) = git() else { return };
+        let repositories = Repositories::new(git);
+        let (_dir, store, record) = data_dir();
+        let before = repositories
+            .current(&store, &catalog_of(&first_versions(&record, 1)), &record.name)
+            .unwrap()
+            .unwrap();
+        let first = git_says(&repositories, before.path(), &["rev-parse", "refs/tags/6.0.1"]);
+        let old = before.path().to_path_buf();
+        drop(before);
+        // The update reads the new version's bundle alone.
+        let hidden = hide_bundle(&store, &record, 0);
+        let after = repositories
+            .current(&store, &catalog_of(&record), &record.name)
+            .unwrap()
+            .unwrap();
+        drop(hidden);
+        let says = |args: &[&str]| git_says(&repositories, after.path(), args);
+        assert_eq!(says(&["rev-parse", "refs/tags/6.0.1"]), first);
+        assert_eq!(
+            says(&["rev-parse", "refs/tags/7.0.0^"]),
+            first,
+            "the new commit's parent"
+        );
+        assert_eq!(says(&["rev-parse", "main"]), says(&["rev-parse", "refs/tags/7.0.0"]));
+        assert_eq!(says(&["rev-list", "--count", "main"]), "2");
+        assert!(!old.exists(), "the generation updated from goes once unread");
+        drop(after);
+        assert_eq!(
+            repositories.inspect(&store, &record).unwrap(),
+            [],
+            "sound, with the refs of a full build"
+        );
+    }
+
+    #[test]
+    fn an_update_cut_short_is_left_unfinished_and_done_again_by_the_next_request() {
+        let Some(git) = git() else { return };
+        let repositories = Repositories::new(git);
+        let (_dir, store, record) = data_dir();
+        let catalog = catalog_of(&record);
+        drop(repositories.current(&store, &catalog_of(&first_versions(&record, 1)), &record.name));
+        let stamp = RepositoryStamp::of(&record);
+        let done = store.full_path(&layout::repository(&record.name, &stamp));
+        let partial = store.full_path(&layout::repository_scratch(&record.name, &stamp));
+        {
+            // The new version's bundle cannot be read halfway through the update.
+            let _hidden = hide_bundle(&store, &record, 1);
+            let err = repositories
+                .current(&store, &catalog, &record.name)
+                .err()
+                .expect("cut short");
+            assert!(matches!(err, RepositoryError::MissingBundle { .. }), "{err}");
+        }
+        assert!(!done.exists(), "an unfinished update is not the repository");
+        assert!(partial.is_dir(), "it is left where the next build finds it");
+        let lease = repositories.current(&store, &catalog, &record.name).unwrap().unwrap();
+        assert_eq!(lease.path(), done);
+        assert!(!partial.exists());
+        let listed = refs(&repositories, &lease);
+        assert!(listed.contains("refs/tags/7.0.0"), "{listed}");
+        drop(lease);
+        assert_eq!(repositories.inspect(&store, &record).unwrap(), []);
+    }
+
+    #[test]
+    fn builds_share_a_memory_budget_and_one_that_finds_it_spent_is_busy() {
+        let Some(git) = git() else { return };
+        let repositories = Repositories::new(git).with_build_memory(1024);
+        let (_dir, store, record) = data_dir();
+        let catalog = catalog_of(&record);
+        let spent = repositories.memory.reserve(1024, Duration::ZERO).unwrap();
+        let err = repositories
+            .current(&store, &catalog, &record.name)
+            .err()
+            .expect("no memory");
+        assert!(matches!(err, RepositoryError::Busy(_)), "{err}");
+        drop(spent);
+        // A version larger than the whole budget waits for all of it.
+        repositories.current(&store, &catalog, &record.name).unwrap().unwrap();
+        assert_eq!(repositories.memory.in_use(), 0, "every share was given back");
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub struct App {
     pub packages: Packages,
     /// The packages' git repositories, for `/git/…`.
     pub repositories: Repositories,
-    /// git processes serving fetches.
+    /// git processes serving fetches. As many requests as there are
+    /// processes may wait for one; more are refused at once, since each
+    /// waits on a handler thread the API needs.
     pub git_processes: Budget,
     /// Who is invited where, for `GET /user/invitations`.
     pub invitations: invitation::Index,
@@ -82,7 +84,11 @@ impl App {
             inflations: Budget::new(config.max_inflations, "bundle checks"),
             member_changes_per_user: RateLimiter::new(config.member_change_limit_per_hour, HOUR),
             member_mails_per_email: RateLimiter::new(config.member_mail_limit_per_email, HOUR),
-            git_processes: Budget::new(config.git_processes, "git fetches"),
+            git_processes: Budget::with_waiting_limit(
+                config.git_processes,
+                usize::try_from(config.git_processes).unwrap_or(usize::MAX),
+                "git fetches",
+            ),
             packages,
             repositories,
             invitations: invitation::Index::default(),

@@ -207,7 +207,8 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_GIT_FALLBACK", default_value = DEFAULT_GIT_FALLBACK)]
     pub git_fallback: String,
 
-    /// git processes serving fetches at once; more wait up to 3 s, then 503.
+    /// git processes serving fetches at once; as many more requests wait up
+    /// to 3 s for one, then 503; past those, 503 at once.
     #[arg(long, env = "GREN_REGISTRY_GIT_PROCESSES", default_value_t = 4)]
     pub git_processes: u64,
 

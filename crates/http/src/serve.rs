@@ -12,7 +12,7 @@ use crate::{notify, purge};
 use gren_registry_core::error::Chain;
 use gren_registry_core::git::Git;
 use gren_registry_core::package::publish::Packages;
-use gren_registry_core::repository::Repositories;
+use gren_registry_core::repository::{self, Repositories};
 use gren_registry_core::store::{self, Store, layout};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
@@ -36,7 +36,12 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
     let public_url = config.public_url_for(bound);
     let mail_mode = mail_mode(&config, &store);
     let packages = Packages::open(&store).map_err(|err| format!("cannot load the packages: {}", Chain(&err)))?;
-    let app = Arc::new(App::new(config, store, packages, Repositories::new(git), public_url));
+    // Room for one version at the inflated cap: smaller ones build side by side.
+    let build_memory = config
+        .max_inflated_bytes
+        .saturating_mul(repository::HELD_PER_INFLATED_BYTE);
+    let repositories = Repositories::new(git).with_build_memory(build_memory);
+    let app = Arc::new(App::new(config, store, packages, repositories, public_url));
 
     let shutdown = server.shutdown_handle()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;

@@ -97,8 +97,13 @@ pub fn synthetic(name: &str, version: &str, salt: &str) -> Vec<u8> {
 /// one module whose text is `text_bytes` bytes of `a` (gzip shrinks it about
 /// a thousandfold), written to the encoder a chunk at a time.
 pub fn inflating(name: &str, text_bytes: usize) -> Vec<u8> {
+    inflating_at(name, "1.0.0", text_bytes)
+}
+
+/// Like [`inflating`], at `version`.
+pub fn inflating_at(name: &str, version: &str, text_bytes: usize) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-    let outline = synthetic_outline(name, "1.0.0");
+    let outline = synthetic_outline(name, version);
     write!(encoder, r#"{{"outline":{outline},"sources":{{"Synthetic":""#).unwrap();
     let chunk = vec![b'a'; 1 << 20];
     let mut left = text_bytes;

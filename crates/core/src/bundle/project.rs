@@ -21,16 +21,17 @@ pub struct ProjectFile {
     pub bytes: Vec<u8>,
 }
 
-/// The project's files, `gren.json` first, then the modules in name order.
-/// A module name that is no safe path is refused (the registry's checks
-/// already refuse it at publishing).
-pub fn project_files(bundle: &Bundle) -> Result<Vec<ProjectFile>, BundleError> {
+/// The project's files, `gren.json` first, then the modules in name order;
+/// the texts are moved, not copied (a module may be tens of MiB). A module
+/// name that is no safe path is refused (the registry's checks already
+/// refuse it at publishing).
+pub fn project_files(bundle: Bundle) -> Result<Vec<ProjectFile>, BundleError> {
     let manifest = serde_json::to_vec_pretty(&bundle.outline).expect("JSON values serialize");
     let mut files = vec![ProjectFile {
         path: "gren.json".into(),
         bytes: manifest,
     }];
-    for (module, text) in &bundle.sources {
+    for (module, text) in bundle.sources {
         let parts: Vec<&str> = module.split('.').collect();
         if parts.iter().any(|part| check_component(part).is_err()) {
             return Err(BundleError::InvalidSource {
@@ -45,7 +46,7 @@ pub fn project_files(bundle: &Bundle) -> Result<Vec<ProjectFile>, BundleError> {
         };
         files.push(ProjectFile {
             path: format!("src/{}.{extension}", parts.join("/")),
-            bytes: text.as_bytes().to_vec(),
+            bytes: text.into_bytes(),
         });
     }
     Ok(files)
@@ -65,7 +66,7 @@ mod tests {
 
     #[test]
     fn modules_become_files_under_src_and_kernel_modules_javascript() {
-        let files = project_files(&bundle(&[("Gren.Kernel.Json", "var x;"), ("A.B", "module A.B")])).unwrap();
+        let files = project_files(bundle(&[("Gren.Kernel.Json", "var x;"), ("A.B", "module A.B")])).unwrap();
         let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
         assert_eq!(paths, ["gren.json", "src/A/B.gren", "src/Gren/Kernel/Json.js"]);
         assert_eq!(files[1].bytes, b"module A.B");
@@ -76,7 +77,7 @@ mod tests {
     #[test]
     fn a_module_name_that_is_no_safe_path_is_refused() {
         for module in ["..", "A..B", "A/B", ".hidden"] {
-            let err = project_files(&bundle(&[(module, "")])).unwrap_err();
+            let err = project_files(bundle(&[(module, "")])).unwrap_err();
             assert!(matches!(err, BundleError::InvalidSource { .. }), "{module}: {err}");
         }
     }

@@ -300,6 +300,12 @@ pub fn repository_scratch(name: &PackageName, stamp: &RepositoryStamp) -> Record
     repository_entry(name, &format!("{stamp}.partial"))
 }
 
+/// The directory of git's packs in the repository entry `entry`
+/// (`<stamp>.git` or `<stamp>.partial`).
+pub fn repository_packs(entry: &RecordPath) -> RecordPath {
+    RecordPath(entry.0.join("objects").join("pack"))
+}
+
 /// The entry `entry` (a name listed in the directory) of the package's
 /// repository directory; `None` for a name that is no safe file name.
 pub fn repository_entry_checked(name: &PackageName, entry: &str) -> Option<RecordPath> {

@@ -377,6 +377,31 @@ impl Store {
         renamed.map_err(StoreError::io(Operation::Write, &full))
     }
 
+    /// Hard-links every file directly in the directory `from` into the
+    /// directory `to`, durably, refusing symbolic links: for derived trees
+    /// whose files are never changed once written (git's packs), so that a
+    /// new tree shares them. Returns how many were linked.
+    pub fn link_files(&self, from: &RecordPath, to: &RecordPath) -> Result<usize, StoreError> {
+        let _gate = WriterGate::enter(&self.root);
+        let target = self.full_path(to);
+        let linked = (|| {
+            safe_fs::refuse_symlinks(&self.root, from.as_path())?;
+            safe_fs::refuse_symlinks(&self.root, to.as_path())?;
+            let mut count = 0;
+            for entry in fs::read_dir(self.full_path(from))? {
+                let entry = entry?;
+                // A link's own type: a symbolic link is not followed, nor linked.
+                if entry.file_type()?.is_file() {
+                    fs::hard_link(entry.path(), target.join(entry.file_name()))?;
+                    count += 1;
+                }
+            }
+            atomic::sync_dir(&target)?;
+            Ok(count)
+        })();
+        linked.map_err(StoreError::io(Operation::Write, &target))
+    }
+
     /// Removes `path` with `remove`, as a writer, refusing links on the way
     /// to `checked`, and fsyncs the parent directory.
     fn remove_with(

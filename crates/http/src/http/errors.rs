@@ -334,6 +334,7 @@ impl From<RepositoryError> for ApiError {
         match err {
             RepositoryError::Store(store) => store.into(),
             RepositoryError::Git(git) => git.into(),
+            RepositoryError::Busy(busy) => busy.into(),
             other => ApiError::internal(other),
         }
     }
