@@ -246,3 +246,24 @@ fn every_write_route_on_a_full_disk_answers_507_loses_nothing_and_succeeds_once_
     assert_eq!(server.get(bundle, None).status, 404, "private now, to strangers");
     admin(&data, &["fsck"]).success();
 }
+#[test]
+fn a_repository_build_on_a_full_disk_answers_507_and_builds_once_freed() {
+    let Some(disk) = small_disk_or_skip(16) else { return };
+    let data = disk.path().join("data");
+    let server = Server::start_in(&data, &[("GREN_REGISTRY_GIT_FALLBACK", "")]);
+    prepare(&server);
+    let refs = "/git/gren-lang/url.git/info/refs?service=git-upload-pack";
+    let filler = disk.fill();
+    let reply = server.get(refs, None);
+    assert_eq!(
+        (reply.status, reply.json()["error"].clone()),
+        (507, Value::from("storage_full")),
+        "{}",
+        reply.text()
+    );
+    filler.free();
+    let reply = server.get(refs, None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("refs/tags/5.0.0"));
+    admin(&data, &["fsck"]).success();
+}

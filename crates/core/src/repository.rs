@@ -107,6 +107,47 @@ pub enum RepositoryError {
     Busy(#[from] Busy),
 }
 
+/// `err` as the full disk it was, when git failed for want of room in
+/// `dir`: git's own `ENOSPC` reaches us only as words in its standard error
+/// (git runs in the C locale), or as a file system with no room left; as
+/// the store's error with that errno, it answers `507`, not `500`.
+fn for_want_of_room(err: RepositoryError, dir: &Path) -> RepositoryError {
+    let said_so = |stderr: &str| {
+        ["No space left on device", "Disk quota exceeded"]
+            .iter()
+            .any(|words| stderr.contains(words))
+    };
+    let full = match &err {
+        RepositoryError::Git(GitError::Failed { stderr, .. }) => said_so(stderr) || no_room_left(dir),
+        RepositoryError::Git(GitError::Io(_)) => no_room_left(dir),
+        _ => false,
+    };
+    if !full {
+        return err;
+    }
+    log::warn!(
+        "building the repository in {} failed for want of room: {err}",
+        dir.display()
+    );
+    let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+    RepositoryError::Store(StoreError::io(crate::store::Operation::Write, dir)(enospc))
+}
+
+/// Whether the file system holding `dir` has less than a page left for us.
+fn no_room_left(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `stat` is plain data that statvfs fills in; `path` is a
+    // NUL-terminated string that outlives the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return false;
+    }
+    (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64) < 4096
+}
+
 /// What a repository is built from, summed up: see the module's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryStamp(String);
@@ -300,7 +341,7 @@ impl Repositories {
         store.remove_tree(&scratch)?;
         store.create_dir(&scratch)?;
         let dir = store.full_path(&scratch);
-        self.init(&dir)?;
+        self.init(&dir).map_err(|err| for_want_of_room(err.into(), &dir))?;
         let base = self.base(store, record);
         if let Some(base) = &base {
             store.link_files(
@@ -308,7 +349,8 @@ impl Repositories {
                 &layout::repository_packs(&scratch),
             )?;
         }
-        self.import(store, record, base.as_ref(), &dir)?;
+        self.import(store, record, base.as_ref(), &dir)
+            .map_err(|err| for_want_of_room(err, &dir))?;
         store.rename_dir(&scratch, &layout::repository(&record.name, stamp))?;
         Ok(())
     }
