@@ -150,6 +150,31 @@ fn the_api_is_answered_at_once_while_every_git_process_is_busy() {
 }
 
 #[test]
+fn a_git_process_past_its_time_limit_is_stopped_and_answered_503() {
+    let slow = slow_http_backend(30);
+    let path = format!("{}:{}", slow.path().display(), std::env::var("PATH").unwrap());
+    let Some(server) = core_registry(&[("PATH", &path), ("GREN_REGISTRY_GIT_TIMEOUT", "1")]) else {
+        return;
+    };
+    let started = Instant::now();
+    let reply = server.get(INFO_REFS, None);
+    reply.assert_error(503, "server_busy");
+    assert!(reply.retry_after() > 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped at its limit, not after its 30 s: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        server.wait_for_log("ran longer than 1 s and was stopped", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    // The next request, within the limit, is served.
+    drop(slow);
+}
+
+#[test]
 fn building_a_repository_holds_one_version_in_memory_at_a_time() {
     if !git_installed() {
         return;
