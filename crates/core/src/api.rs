@@ -37,6 +37,22 @@ impl<T: Serialize> Serialize for SortedKeys<T> {
     }
 }
 
+/// The registry the client talks to when nothing names another: a server
+/// run with the default settings (`serve` listens on 127.0.0.1:3000).
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:3000";
+
+/// A client command to show someone (`gren-registry <words>`), naming
+/// `registry` when it is not the default, so that it reaches the registry
+/// that said it from any machine. Pasted as shown, it works: `--registry`
+/// is taken after any client command.
+pub fn client_command(registry: &str, words: &str) -> String {
+    if registry.trim_end_matches('/') == DEFAULT_REGISTRY {
+        format!("gren-registry {words}")
+    } else {
+        format!("gren-registry {words} --registry {}", registry.trim_end_matches('/'))
+    }
+}
+
 /// Every error answer (sorted): `error` is the code
 /// ([`crate::error::ApiError::code`]); `details` holds the extra members some
 /// errors have (`field`, `reason`).
