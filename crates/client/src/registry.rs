@@ -82,6 +82,10 @@ pub fn check(url: &str) -> CliResult<String> {
     let Some(host) = parsed.host().filter(|host| !host.is_empty()) else {
         return Err(refused("it has no host. Give it as https://host[:port].".into()));
     };
+    let authority = parsed.authority().map_or(host, |authority| authority.as_str());
+    if authority.ends_with(':') {
+        return Err(refused("its port is empty. Give it as https://host[:port].".into()));
+    }
     if url.contains(['?', '#']) {
         return Err(refused(
             "a registry URL has no query or fragment. Leave out what follows ? or #.".into(),
@@ -91,7 +95,6 @@ pub fn check(url: &str) -> CliResult<String> {
     let mut segments = path.split('/');
     if let Some(at) = segments.position(|segment| ROUTE_ROOTS.contains(&segment)) {
         let prefix: Vec<&str> = path.split('/').take(at).collect();
-        let authority = parsed.authority().map_or(host, |authority| authority.as_str());
         let base = format!("{scheme}://{authority}{}", prefix.join("/"));
         return Err(refused(format!(
             "it names something under the registry at {base}. Give the registry's own URL: --registry {base}."
@@ -133,6 +136,7 @@ mod tests {
             ),
             ("https://", "no host"),
             ("https://r.example/?x=1", "no query or fragment"),
+            ("http://127.0.0.1:", "its port is empty"),
             (
                 "https://r.example/packages/gren-lang/core",
                 "it names something under the registry at https://r.example. Give the registry's own URL: --registry https://r.example.",

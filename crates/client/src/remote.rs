@@ -26,18 +26,22 @@ pub struct Failure {
     pub message: String,
 }
 
-/// The registry's own message is the sentence shown: a refused token's
-/// (401) already says what to do, once (log in again, or make a new
-/// automation token), so nothing is added to it.
+/// The registry's own message is the sentence shown: each already says
+/// what to do, once (a refused token: log in again, or make a new
+/// automation token; a limit: when to try again), so nothing is added to
+/// it. Only a bare status from something in front of it gets a step.
 impl From<Failure> for CliError {
     fn from(failure: Failure) -> CliError {
-        let hint = match failure.status {
-            429 => "\nWait a little and try again.",
+        let hint = match (failure.code.as_str(), failure.status) {
+            (HTTP_ERROR, 429) => "\nWait a little and try again.",
             _ => "",
         };
         CliError(format!("{}{hint}", failure.message))
     }
 }
+
+/// The code of an error answer that is not the registry's JSON.
+const HTTP_ERROR: &str = "http_error";
 
 impl RemoteRegistry {
     pub fn new(url: &str) -> RemoteRegistry {
@@ -103,7 +107,7 @@ impl RemoteRegistry {
             .map_err(|failure| match failure.code.as_str() {
                 LOST => CliError(format!(
                     "{}\nThe publish may or may not have happened; running it again is safe \
-                     (publishing the same version again changes nothing).",
+                     (publishing the same bundle again changes nothing).",
                     failure.message
                 )),
                 _ => failure.into(),
@@ -356,7 +360,7 @@ fn failure(status: u16, bytes: &[u8]) -> Failure {
         },
         Err(_) => Failure {
             status,
-            code: "http_error".into(),
+            code: HTTP_ERROR.into(),
             message: format!("The registry answered HTTP {status}."),
         },
     }

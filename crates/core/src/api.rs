@@ -354,6 +354,15 @@ mod tests {
         assert_eq!(serde_json::to_string(&SortedKeys(read)).unwrap(), json);
     }
 
+    #[test]
+    fn a_client_command_names_the_registry_unless_it_is_the_default() {
+        assert_eq!(client_command("http://127.0.0.1:3000/", "login"), "gren-registry login");
+        assert_eq!(
+            client_command("https://r.example/", "identity accept gren-lang"),
+            "gren-registry identity accept gren-lang --registry https://r.example"
+        );
+    }
+
     /// The same for an answer sent in field order.
     fn in_field_order<T: Serialize + DeserializeOwned>(json: &str) {
         let json = fill(json);
