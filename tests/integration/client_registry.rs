@@ -140,6 +140,10 @@ fn commands_the_client_and_the_e_mails_suggest_name_a_registry_that_is_not_the_d
     );
 }
 
+fn other_absent() -> std::path::PathBuf {
+    std::path::PathBuf::from("/nonexistent/gren-registry-test-ca.pem")
+}
+
 /// A client command of `cli` run against `url` with `SSL_CERT_FILE` as given.
 fn over_tls(cli: &Cli, url: &str, ca: Option<&std::path::Path>, args: &[&str]) -> Output {
     let mut command: Command = cli.command(args);
@@ -192,6 +196,14 @@ fn the_client_trusts_an_internal_ca_through_ssl_cert_file_and_names_a_certificat
     );
     assert!(!stderr.contains("Check the address"), "{stderr}");
     assert!(stderr.contains("set SSL_CERT_FILE to its PEM file"), "{stderr}");
+    // An SSL_CERT_FILE that is not there is named.
+    let absent = other_absent();
+    let refused = over_tls(&cli, &url, Some(&absent), &["whoami"]);
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("SSL_CERT_FILE ({}) cannot be read", absent.display())),
+        "{stderr}"
+    );
     // Another CA in SSL_CERT_FILE: that file is named.
     let other = tempfile::tempdir().unwrap();
     let other_ca = crate::nginx_proxy::make_ca(other.path());

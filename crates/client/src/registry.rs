@@ -61,6 +61,12 @@ pub fn command_for_others(registry: &str, words: &str) -> String {
 /// `url` if it can be a registry's (http or https, a host, no query, no
 /// path under a registry's routes), without its trailing slash.
 pub fn check(url: &str) -> CliResult<String> {
+    if url.trim().is_empty() {
+        return Err(CliError(
+            "The registry URL is empty (--registry or GREN_REGISTRY_URL): give one, such as https://registry.example.com, or unset it."
+                .into(),
+        ));
+    }
     let refused = |why: String| CliError(format!("{url:?} is not a registry URL: {why}"));
     let Some((scheme, rest)) = url.split_once("://") else {
         let guess = url.trim_start_matches('/');
@@ -137,6 +143,7 @@ mod tests {
             ("https://", "no host"),
             ("https://r.example/?x=1", "no query or fragment"),
             ("http://127.0.0.1:", "its port is empty"),
+            ("", "The registry URL is empty"),
             (
                 "https://r.example/packages/gren-lang/core",
                 "it names something under the registry at https://r.example. Give the registry's own URL: --registry https://r.example.",
@@ -147,8 +154,8 @@ mod tests {
             ),
         ] {
             let err = check(given).unwrap_err().0;
-            assert!(err.starts_with(&format!("{given:?} is not a registry URL: ")), "{err}");
-            assert!(err.contains(says), "{given}: {err}");
+            let named = given.is_empty() || err.starts_with(&format!("{given:?} is not a registry URL: "));
+            assert!(named && err.contains(says), "{given}: {err}");
         }
     }
 }

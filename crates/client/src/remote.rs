@@ -303,17 +303,28 @@ fn certificate_fault(why: &rustls::CertificateError) -> String {
     match why {
         Why::UnknownIssuer => "it is signed by an authority that is not in the trust store".into(),
         Why::BadSignature => "its signature does not verify".into(),
-        Why::Expired | Why::ExpiredContext { .. } => "it has expired".into(),
-        Why::NotValidYet | Why::NotValidYetContext { .. } => "it is not valid yet".into(),
-        Why::NotValidForName | Why::NotValidForNameContext { .. } => "it is not made out to this host name".into(),
+        Why::Expired => "it has expired".into(),
+        Why::NotValidYet => "it is not valid yet".into(),
+        Why::NotValidForName => "it is not made out to this host name".into(),
         Why::Revoked => "it has been revoked".into(),
-        other => format!("{other:?}"),
+        // The verifier's own reasons (a CA certificate served as the
+        // server's, say) and the variants with context read well as rustls
+        // words them.
+        Why::Other(other) => other.to_string(),
+        other => other.to_string(),
     }
 }
 
 /// The one thing to do about a refused certificate.
 fn certificate_step(why: &rustls::CertificateError) -> String {
     use rustls::CertificateError as Why;
+    // A file that cannot be read leaves nothing trusted: that comes first.
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE")
+        && let Err(err) = std::fs::metadata(&file)
+    {
+        let file = std::path::Path::new(&file).display();
+        return format!("SSL_CERT_FILE ({file}) cannot be read ({err}): point it at a PEM file of the CAs to trust.");
+    }
     match why {
         Why::UnknownIssuer | Why::BadSignature => match std::env::var_os("SSL_CERT_FILE") {
             Some(file) => format!(
