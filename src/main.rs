@@ -52,7 +52,7 @@ fn parse() -> (Cli, Option<Target>) {
     let (cli, mut target) = parsed.unwrap_or_else(|err| err.format(&mut command_line()).exit());
     match (&cli.registry, &mut target) {
         // Named before the command, it wins over GREN_REGISTRY_URL.
-        (Some(registry), Some(target)) => target.registry = registry.clone(),
+        (Some(registry), Some(target)) => target.registry = Some(registry.clone()),
         (Some(_), None) => command_line()
             .error(
                 ErrorKind::ArgumentConflict,

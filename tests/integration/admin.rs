@@ -828,7 +828,11 @@ fn outbox_lists_the_pending_events() {
 
     let outbox = admin_json(&dir.path, &["outbox"]).success().json();
     let keys: Vec<&String> = outbox.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["caches", "delivered", "head", "pending"], "{outbox}");
+    assert_eq!(
+        keys,
+        ["caches", "delivered", "head", "package_site", "pending"],
+        "{outbox}"
+    );
     assert_eq!(outbox["caches"], json!([]), "no cache was ever told to purge");
     assert_eq!((&outbox["delivered"], &outbox["head"]), (&json!(0), &json!(12)));
     let pending = outbox["pending"].as_array().unwrap();
@@ -861,6 +865,35 @@ fn outbox_lists_the_pending_events() {
     admin(&dir.path, &["outbox"])
         .success()
         .assert_stdout_has("delivered up to event 10 of 12; 2 pending");
+}
+
+#[test]
+fn outbox_says_which_packages_site_the_server_tells_or_that_none_is_configured() {
+    let dir = imported();
+    admin(&dir.path, &["outbox"]).success().assert_stdout_has(
+        "no packages site is configured (the server last started without GREN_REGISTRY_PACKAGE_SITE_URL)",
+    );
+    // Nothing answers there (the discard port): the events stay pending.
+    let site = "http://127.0.0.1:9";
+    let server = Server::start_in(&dir.path, &[("GREN_REGISTRY_PACKAGE_SITE_URL", site)]);
+    // Read beside the running server, whose environment this command lacks.
+    let out = admin(&dir.path, &["outbox"]).success();
+    out.assert_stdout_has(&format!("packages site {site}\n"));
+    assert!(!out.stdout.contains("no packages site"), "{}", out.stdout);
+    assert_eq!(
+        admin_json(&dir.path, &["outbox"]).success().json()["package_site"],
+        site
+    );
+    server.stop();
+    let server = Server::start_in(&dir.path, &[]);
+    admin(&dir.path, &["outbox"])
+        .success()
+        .assert_stdout_has("no packages site is configured");
+    assert_eq!(
+        admin_json(&dir.path, &["outbox"]).success().json()["package_site"],
+        Value::Null
+    );
+    server.stop();
 }
 
 #[test]

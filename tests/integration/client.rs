@@ -11,20 +11,20 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// A person at a terminal: their own HOME (for ~/.gren/user) and registry.
-struct Cli {
-    home: tempfile::TempDir,
-    registry: String,
+pub(crate) struct Cli {
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) registry: String,
 }
 
 impl Cli {
-    fn new(server: &Server) -> Cli {
+    pub(crate) fn new(server: &Server) -> Cli {
         Cli {
             home: tempfile::tempdir().unwrap(),
             registry: server.base.clone(),
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
         clear_registry_env(&mut command);
         command
@@ -34,12 +34,12 @@ impl Cli {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).stdin(Stdio::null()).output().unwrap()
     }
 
     /// Runs and asserts success, returning stdout.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(
             output.status.success(),
@@ -51,7 +51,7 @@ impl Cli {
     }
 
     /// Runs and asserts failure, returning stderr.
-    fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(
             !output.status.success(),
@@ -62,9 +62,13 @@ impl Cli {
     }
 
     /// `login`, typing the code from the e-mail at the prompt.
-    fn login(&self, server: &Server, email: &str) {
-        let mut child = self
-            .command(&["login", "--email", email])
+    pub(crate) fn login(&self, server: &Server, email: &str) {
+        self.login_with(self.command(&["login", "--email", email]), server, email);
+    }
+
+    /// `login` run as `command`, which names `--email` (and a registry).
+    pub(crate) fn login_with(&self, mut command: Command, server: &Server, email: &str) {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,22 +95,22 @@ impl Cli {
         let status = child.wait().unwrap();
         assert!(status.success(), "login failed: {rest}");
         assert!(
-            rest.contains(&format!("Logged in to {} as {email}", self.registry)),
+            rest.contains(&format!("Logged in to {} as {email}", server.base)),
             "{rest}"
         );
     }
 
-    fn credentials(&self) -> PathBuf {
+    pub(crate) fn credentials(&self) -> PathBuf {
         self.home.path().join(".gren/user")
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Unpacks a real bundle into a fresh project directory.
-fn project_of(file_name: &str) -> tempfile::TempDir {
+pub(crate) fn project_of(file_name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     gren_registry_client::project::unpack(&real_bundle(file_name), dir.path()).unwrap();
     dir
@@ -274,7 +278,10 @@ fn invitations_are_listed_accepted_declined_and_members_leave_from_the_command_l
         assert!(listed.contains(line), "{line:?} in:\n{listed}");
     }
     let out = friend.ok(&["identity", "accept", "gren-lang"]);
-    assert!(out.contains("You are now publish in gren-lang"), "{out}");
+    assert!(
+        out.contains("You are now a member of gren-lang with the publish role."),
+        "{out}"
+    );
     let out = friend.ok(&["identity", "decline", "blaix"]);
     assert!(out.contains("Declined the invitation to blaix"), "{out}");
     assert!(
@@ -287,7 +294,10 @@ fn invitations_are_listed_accepted_declined_and_members_leave_from_the_command_l
     assert!(err.contains("no pending invitation to blaix"), "{err}");
 
     let out = admin.ok(&["identity", "role", "gren-lang", "friend@example.com", "admin"]);
-    assert!(out.contains("friend@example.com is now admin in gren-lang"), "{out}");
+    assert!(
+        out.contains("friend@example.com is now a member of gren-lang with the admin role."),
+        "{out}"
+    );
     // Even the last admin may leave.
     admin.ok(&["identity", "leave", "gren-lang"]);
     let out = friend.ok(&["identity", "leave", "gren-lang"]);

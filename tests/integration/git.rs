@@ -841,7 +841,7 @@ fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     let refused = developer.registry_command(&["setup-git"]);
     assert!(!refused.status.success(), "not logged in: nothing to set up");
     assert!(
-        text(&refused.stderr).contains("Log in with `gren-registry login`, or set GREN_REGISTRY_TOKEN"),
+        text(&refused.stderr).contains("Log in with `gren-registry login`."),
         "{}",
         text(&refused.stderr)
     );

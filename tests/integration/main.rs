@@ -14,6 +14,8 @@ mod admin;
 mod backup;
 mod cdn;
 mod client;
+mod client_messages;
+mod client_registry;
 mod concurrency;
 mod connection_log;
 mod crash;

@@ -18,10 +18,93 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|path| path.exists())
 }
 
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// The certificate of the CA that signed nginx's certificate.
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let made = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl {args:?} failed");
+}
+
+/// A certificate authority, as an organisation's internal one: `ca.pem` and
+/// `ca.key` in `dir`; returns the certificate's path.
+pub(crate) fn make_ca(dir: &Path) -> PathBuf {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Test internal CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        dir,
+    );
+    dir.join("ca.pem")
+}
+
+/// A CA, and nginx's certificate (`cert.pem`, `key.pem`) signed by it, for
+/// the documented host name and for 127.0.0.1 (which needs no resolver).
+fn make_certificates(dir: &Path) {
+    make_ca(dir);
+    let extensions = format!(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=DNS:{HOST},DNS:localhost,IP:127.0.0.1\n"
+    );
+    std::fs::write(dir.join("leaf.ext"), extensions).unwrap();
+    let subject = format!("/CN={HOST}");
+    openssl(
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", "key.pem", "-out", "leaf.csr",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+        dir,
+    );
 }
 
 impl Drop for Nginx {
@@ -32,23 +115,12 @@ impl Drop for Nginx {
 }
 
 /// Runs docs/deploy/nginx.conf with only its ports, upstream and certificate
-/// paths replaced.
-fn start_nginx(binary: &Path, upstream: &str) -> Nginx {
+/// paths replaced; its certificate is signed by a CA of the test's
+/// ([`Nginx::ca`]), as behind an organisation's internal CA.
+pub(crate) fn start_nginx(binary: &Path, upstream: &str) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
-        .arg(format!("/CN={HOST}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{HOST}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success(), "openssl could not make a certificate");
+    make_certificates(dir.path());
     let (port, plain_port) = (free_port(), free_port());
     let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/nginx.conf")).unwrap();
     let site = documented
@@ -110,7 +182,7 @@ fn curl(nginx: &Nginx, from: &str, args: &[&str]) -> (u16, Vec<u8>) {
             from,
             "--cacert",
         ])
-        .arg(nginx.dir.path().join("cert.pem"))
+        .arg(nginx.ca())
         .arg("--resolve")
         .arg(format!("{HOST}:{}:127.0.0.1", nginx.port))
         .arg("-o")
@@ -127,7 +199,7 @@ fn url(nginx: &Nginx, path: &str) -> String {
     format!("https://{HOST}:{}{path}", nginx.port)
 }
 
-fn nginx_or_skip() -> Option<PathBuf> {
+pub(crate) fn nginx_or_skip() -> Option<PathBuf> {
     let found = nginx_binary();
     if found.is_none() {
         assert!(

@@ -737,9 +737,18 @@ fn user_show(store: &Store, email: &str) -> AdminResult<Report> {
 
 fn outbox(store: &Store) -> AdminResult<Report> {
     let packages = Packages::open_read_only(store)?;
-    let delivered = outbox::read_cursor(store)?.delivered;
+    let cursor = outbox::read_cursor(store)?;
+    let delivered = cursor.delivered;
     let pending = packages.events.since(delivered, u64::MAX);
-    let mut text = format!(
+    // The server records its site at each start: this command's own
+    // environment need not be the server's.
+    let mut text = match &cursor.url {
+        Some(url) => format!("packages site {url}\n"),
+        None => "no packages site is configured (the server last started without \
+                 GREN_REGISTRY_PACKAGE_SITE_URL): events are told to nobody, and wait here for one\n"
+            .to_string(),
+    };
+    text += &format!(
         "delivered up to event {delivered} of {}; {} pending\n",
         packages.events.head(),
         pending.len()
@@ -767,7 +776,7 @@ fn outbox(store: &Store) -> AdminResult<Report> {
     }
     Ok(Report::ok(
         text,
-        json!({ "caches": caches, "delivered": delivered, "head": head, "pending": pending }),
+        json!({ "caches": caches, "delivered": delivered, "head": head, "package_site": cursor.url, "pending": pending }),
     ))
 }
 

@@ -1,5 +1,10 @@
 //! `$HOME/.gren/user`: the session tokens the client holds, one entry per
-//! registry, readable only by the user (mode 0600). A token in
+//! registry, readable only by the user (mode 0600): a JSON array of
+//! `{"registry", "email", "token"}`, in the order of the logins, rewritten
+//! whole (temporary file, fsync, rename) at each login and logout. The last
+//! entry, the most recent login, is the default: the registry a command
+//! talks to when neither `--registry` nor `GREN_REGISTRY_URL` names one
+//! (`crate::registry`). A token in
 //! `GREN_REGISTRY_TOKEN` (an automation token, in CI) wins over it, so a
 //! machine needs no login and no file. git is given neither: only git
 //! tokens made from them ([`git_credentials`]).
@@ -23,6 +28,16 @@ fn path() -> CliResult<PathBuf> {
     let home = std::env::var_os("HOME")
         .ok_or_else(|| CliError("HOME is not set, so there is nowhere to keep the login.".into()))?;
     Ok(PathBuf::from(home).join(".gren").join("user"))
+}
+
+/// Every stored login, the oldest first: the last is the default.
+pub fn logins() -> CliResult<Vec<Entry>> {
+    load()
+}
+
+/// The registry of the most recent login, if there is one.
+pub fn default_registry() -> CliResult<Option<String>> {
+    Ok(load()?.pop().map(|entry| entry.registry))
 }
 
 fn load() -> CliResult<Vec<Entry>> {
@@ -152,11 +167,26 @@ pub fn git_credentials(registry: &str) -> CliResult<Option<GitCredentials>> {
 pub fn token_for(registry: &str) -> CliResult<String> {
     optional_token(registry)?.ok_or_else(|| {
         CliError(format!(
-            "You are not logged in to {registry}.\nLog in with `gren-registry login`, or set {TOKEN_ENV}."
+            "You are not logged in to {registry}.\n{}",
+            log_in_step(registry)
         ))
     })
 }
 
+/// What to do without a token: in CI (`CI` set, as every CI service
+/// does), set the automation token; elsewhere, log in.
+fn log_in_step(registry: &str) -> String {
+    if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) {
+        format!(
+            "Set {TOKEN_ENV} to an automation token (made with `{}`).",
+            crate::registry::command(registry, "token create")
+        )
+    } else {
+        format!("Log in with `{}`.", crate::registry::command(registry, "login"))
+    }
+}
+
+/// Stores a login as the most recent, hence the default.
 pub fn remember(entry: Entry) -> CliResult<()> {
     let mut entries = load()?;
     entries.retain(|existing| existing.registry != entry.registry);

@@ -8,6 +8,7 @@ mod git;
 mod install;
 mod login;
 pub mod project;
+mod registry;
 mod remote;
 mod token;
 
@@ -18,12 +19,13 @@ use gren_registry_core::api::{
 };
 use gren_registry_core::bundle::outline::KernelCode;
 use gren_registry_core::identity::Member;
+use gren_registry_core::package::{PackageName, Version};
 use remote::RemoteRegistry;
 use serde::de::IgnoredAny;
 use std::fmt;
 use std::path::PathBuf;
 
-pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:3000";
+pub use gren_registry_core::api::DEFAULT_REGISTRY;
 
 /// A failure, worded for the person at the terminal: what went wrong and,
 /// where there is one, what to do next.
@@ -51,9 +53,11 @@ pub type CliResult<T> = Result<T, CliError>;
 /// (global: below `identity` too), not to `serve` or `admin`.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The registry to talk to.
-    #[arg(long, env = "GREN_REGISTRY_URL", default_value = DEFAULT_REGISTRY, global = true)]
-    pub registry: String,
+    /// The registry to talk to [default: the one you last logged in to, else
+    /// http://127.0.0.1:3000].
+    // No default_value: whether it was given decides (see `registry::choose`).
+    #[arg(long, env = "GREN_REGISTRY_URL", global = true)]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,25 +155,21 @@ pub enum IdentityCommand {
 }
 
 pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
-    let registry = RemoteRegistry::new(&target.registry);
+    // The client speaks in sentences; its libraries' log lines would only
+    // repeat them (the certificate verifier logs every refusal as an error).
+    log::set_max_level(log::LevelFilter::Off);
+    let registry = RemoteRegistry::new(&registry::choose(target.registry.as_deref())?);
     match command {
         ClientCommand::Login { email } => login::log_in(&registry, email),
         ClientCommand::Logout => login::logout(&registry),
-        ClientCommand::Whoami => {
-            let token = credentials::token_for(&registry.url)?;
-            let user: UserAnswer = registry.get("/user", Some(&token))?;
-            println!("{} on {}", user.email, registry.url);
-            for identity in &user.identities {
-                println!("  {} ({})", identity.name, identity.role.as_str());
-            }
-            Ok(())
-        }
+        ClientCommand::Whoami => whoami(&registry),
         ClientCommand::Publish { path, dry_run, private } => publish(&registry, path, dry_run, private),
         ClientCommand::Revoke {
             package,
             version,
             reason,
         } => {
+            let (package, version) = (package_name(&package)?, version_number(&version)?);
             let token = credentials::token_for(&registry.url)?;
             let body = RevokeRequest { reason: reason.clone() };
             let _: IgnoredAny = registry.post(&format!("/packages/{package}/{version}/revoke"), &body, Some(&token))?;
@@ -179,6 +179,7 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
         ClientCommand::Identity(command) => identity(&registry, command),
         ClientCommand::Token(command) => token::run(&registry, command),
         ClientCommand::Private { package, setting } => {
+            let package = package_name(&package)?;
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
             let body = PrivacyRequest { private };
@@ -199,10 +200,56 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
     }
 }
 
+/// A package named on the command line, checked before it becomes a path.
+fn package_name(text: &str) -> CliResult<PackageName> {
+    PackageName::parse(text).ok_or_else(|| {
+        CliError(format!(
+            "{text:?} is not a package name: expected author/project, such as gren-lang/core."
+        ))
+    })
+}
+
+fn version_number(text: &str) -> CliResult<Version> {
+    Version::parse(text).ok_or_else(|| {
+        CliError(format!(
+            "{text:?} is not a version: expected major.minor.patch, such as 6.0.2."
+        ))
+    })
+}
+
+/// The user of the token for `registry`, and every stored login, marking
+/// the default (the one used when nothing names a registry).
+fn whoami(registry: &RemoteRegistry) -> CliResult<()> {
+    let token = credentials::token_for(&registry.url)?;
+    let user: UserAnswer = registry.get("/user", Some(&token))?;
+    println!("{} on {}", user.email, registry.url);
+    for identity in &user.identities {
+        println!("  {} ({})", identity.name, identity.role.as_str());
+    }
+    let logins = credentials::logins()?;
+    if logins.len() > 1 || logins.iter().all(|login| login.registry != registry.url) {
+        println!(
+            "Logins, the most recent last (*: the default, used unless --registry or GREN_REGISTRY_URL names another):"
+        );
+        for (at, login) in logins.iter().enumerate() {
+            let mark = if at + 1 == logins.len() { '*' } else { ' ' };
+            println!("{mark} {} {}", login.registry, login.email);
+        }
+    }
+    Ok(())
+}
+
 fn publish(registry: &RemoteRegistry, path: Option<PathBuf>, dry_run: bool, private: bool) -> CliResult<()> {
     let path = path.unwrap_or_else(|| PathBuf::from("."));
     let bytes = if path.is_dir() {
         project::build_bundle(&path)?
+    } else if path.file_name().is_some_and(|name| name == "gren.json") {
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+        return Err(CliError(format!(
+            "{} is a project's gren.json: pass the project directory, `gren-registry publish {}`.",
+            path.display(),
+            dir.map_or(".".into(), |dir| dir.display().to_string())
+        )));
     } else {
         std::fs::read(&path).map_err(|err| CliError(format!("Cannot read {}: {err}", path.display())))?
     };
@@ -224,11 +271,14 @@ fn publish(registry: &RemoteRegistry, path: Option<PathBuf>, dry_run: bool, priv
     }
     let token = credentials::token_for(&registry.url)?;
     let query = if private { "?private=true" } else { "" };
-    let published: PublishReceipt = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
-    println!(
-        "Published {} {} (sha256 {})",
-        outline.name, outline.version, published.sha256
-    );
+    let (status, published): (u16, PublishReceipt) = registry.upload(&format!("/packages{query}"), &bytes, &token)?;
+    let (name, version, sha256) = (&outline.name, &outline.version, &published.sha256);
+    // 200 rather than 201: these very bytes were published before.
+    if status == 200 {
+        println!("{name} {version} is already published (identical, sha256 {sha256}): nothing changed.");
+    } else {
+        println!("Published {name} {version} (sha256 {sha256})");
+    }
     Ok(())
 }
 
@@ -252,7 +302,7 @@ fn identity(registry: &RemoteRegistry, command: IdentityCommand) -> CliResult<()
         IdentityCommand::Add { name, email, role } | IdentityCommand::Role { name, email, role } => {
             let body = MemberRequest { role };
             let answer = registry.send("PUT", &member_path(&name, &email), &body, Some(&token))?;
-            print_member_change(&answer, &name);
+            print_member_change(&answer, &name, &registry.url);
         }
         IdentityCommand::Remove { name, email } => {
             registry.delete(&member_path(&name, &email), Some(&token))?;
@@ -260,11 +310,11 @@ fn identity(registry: &RemoteRegistry, command: IdentityCommand) -> CliResult<()
         }
         IdentityCommand::Invitations => {
             let answer: InvitationList = registry.get("/user/invitations", Some(&token))?;
-            print_invitations(&answer);
+            print_invitations(&answer, &registry.url);
         }
         IdentityCommand::Accept { name } => {
             let member: Member = registry.post(&invitation_path(&name), &Empty {}, Some(&token))?;
-            println!("You are now {} in {name}", member.role.as_str());
+            println!("You are now a member of {name} with the {} role.", member.role.as_str());
         }
         IdentityCommand::Decline { name } => {
             registry.delete(&invitation_path(&name), Some(&token))?;
@@ -280,31 +330,36 @@ fn identity(registry: &RemoteRegistry, command: IdentityCommand) -> CliResult<()
 }
 
 /// A `PUT …/members/<email>` answer: a member (role set) or an invitation.
-fn print_member_change(answer: &MemberAnswer, name: &str) {
+fn print_member_change(answer: &MemberAnswer, name: &str, url: &str) {
     match answer {
         MemberAnswer::Invited(invitation) => println!(
             "Invited {} to {name} as {}; they become a member once they run \
-             `gren-registry identity accept {name}` (the invitation expires {}).",
+             `{}` (the invitation expires {}).",
             invitation.email,
             invitation.role.as_str(),
+            registry::command_for_others(url, &format!("identity accept {name}")),
             invitation.expires
         ),
-        MemberAnswer::Member(member) => println!("{} is now {} in {name}", member.email, member.role.as_str()),
+        MemberAnswer::Member(member) => println!(
+            "{} is now a member of {name} with the {} role.",
+            member.email,
+            member.role.as_str()
+        ),
     }
 }
 
-fn print_invitations(answer: &InvitationList) {
+fn print_invitations(answer: &InvitationList, url: &str) {
     if answer.invitations.is_empty() {
         println!("No invitations are waiting for you.");
     }
     for received in &answer.invitations {
         println!(
-            "{} as {}, from {} (expires {}): `gren-registry identity accept {}`",
+            "{} as {}, from {} (expires {}): `{}`",
             received.identity,
             received.invitation.role.as_str(),
             received.invitation.invited_by,
             received.invitation.expires,
-            received.identity,
+            registry::command(url, &format!("identity accept {}", received.identity)),
         );
     }
 }

@@ -69,13 +69,15 @@ pub fn log_in(registry: &RemoteRegistry, email: Option<String>) -> CliResult<()>
             Ok(Event::Typed(code)) => match registry.fetch_session(&fetch_token, Some(&code), 0) {
                 Ok(Some(token)) => break token,
                 Ok(None) => continue,
-                Err(failure) if failure.code == ErrorCode::InvalidCode.as_str() => {
+                Err(failure)
+                    if failure.code == ErrorCode::InvalidCode.as_str() && !ends_the_login(&failure.message) =>
+                {
                     println!("{} Type it again:", failure.message);
                 }
-                Err(failure) => return Err(failure.into()),
+                Err(failure) => return Err(start_again(&registry.url, &failure.message)),
             },
             Ok(Event::Token(token)) => break token,
-            Ok(Event::Failed(message)) => return Err(CliError(format!("{message}\nRun `gren-registry login` again."))),
+            Ok(Event::Failed(message)) => return Err(start_again(&registry.url, &message)),
             Ok(Event::StdinClosed) => continue,
             Err(_) => return Err(CliError("The login was interrupted.".into())),
         }
@@ -105,6 +107,21 @@ pub fn logout(registry: &RemoteRegistry) -> CliResult<()> {
     credentials::forget(&registry.url)?;
     println!("Logged out of {}.", registry.url);
     Ok(())
+}
+
+/// The registry's sentence for a login that cannot go on ("…; start a new
+/// login.", the last wrong code included).
+fn ends_the_login(message: &str) -> bool {
+    message.ends_with("start a new login.")
+}
+
+/// A failed login: the registry's "start a new login" made the command to
+/// run again; any other failure already says what to do.
+fn start_again(registry: &str, message: &str) -> CliError {
+    CliError(match message.strip_suffix("start a new login.") {
+        Some(what) => format!("{what}run `{}` again.", crate::registry::command(registry, "login")),
+        None => message.to_string(),
+    })
 }
 
 fn prompt(question: &str) -> CliResult<String> {

@@ -1,6 +1,10 @@
 //! The registry the client talks to: requests with the API's typed bodies
 //! ([`gren_registry_core::api`]), answers read into them, and every error turned into a
-//! sentence for people.
+//! sentence for people, with one next step: a certificate that is not
+//! trusted, a server that does not speak TLS to `https://`, a registry that
+//! cannot be reached, and a connection lost mid-request are told apart
+//! ([`Trouble`]). Certificates are checked against the machine's trust
+//! store (`SSL_CERT_FILE` when set), not a bundled list.
 
 use super::{CliError, CliResult};
 use gren_registry_core::api::{ErrorBody, SessionFetchAnswer, SessionFetchRequest};
@@ -22,20 +26,30 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The registry's own message is the sentence shown: each already says
+/// what to do, once (a refused token: log in again, or make a new
+/// automation token; a limit: when to try again), so nothing is added to
+/// it. Only a bare status from something in front of it gets a step.
 impl From<Failure> for CliError {
     fn from(failure: Failure) -> CliError {
-        let hint = match failure.status {
-            401 => "\nLog in again with `gren-registry login`.",
-            429 => "\nWait a little and try again.",
+        let hint = match (failure.code.as_str(), failure.status) {
+            (HTTP_ERROR, 429) => "\nWait a little and try again.",
             _ => "",
         };
         CliError(format!("{}{hint}", failure.message))
     }
 }
 
+/// The code of an error answer that is not the registry's JSON.
+const HTTP_ERROR: &str = "http_error";
+
 impl RemoteRegistry {
     pub fn new(url: &str) -> RemoteRegistry {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
         let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
@@ -84,9 +98,21 @@ impl RemoteRegistry {
         parse(status, &bytes)
     }
 
-    pub fn upload<T: DeserializeOwned>(&self, path: &str, bytes: &[u8], token: &str) -> CliResult<T> {
-        let (status, body) = self.exchange("POST", path, Some(bytes.to_vec()), "application/gzip", Some(token))?;
-        Ok(parse(status, &body)?)
+    /// A bundle upload; the status (201 published, 200 the same bytes
+    /// were already) and the answer. A connection lost once the upload
+    /// began leaves the publish unknown, and says so.
+    pub fn upload<T: DeserializeOwned>(&self, path: &str, bytes: &[u8], token: &str) -> CliResult<(u16, T)> {
+        let (status, body) = self
+            .exchange("POST", path, Some(bytes.to_vec()), "application/gzip", Some(token))
+            .map_err(|failure| match failure.code.as_str() {
+                LOST => CliError(format!(
+                    "{}\nThe publish may or may not have happened; running it again is safe \
+                     (publishing the same bundle again changes nothing).",
+                    failure.message
+                )),
+                _ => failure.into(),
+            })?;
+        Ok((status, parse(status, &body)?))
     }
 
     /// Downloads a file, showing progress for large ones.
@@ -96,7 +122,9 @@ impl RemoteRegistry {
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = request.call().map_err(|err| unreachable(&self.url, err))?;
+        let mut response = request
+            .call()
+            .map_err(|err| CliError(Trouble::of(&self.url, &err).message(&self.url)))?;
         let status = response.status().as_u16();
         let total: Option<u64> = response
             .headers()
@@ -158,30 +186,160 @@ impl RemoteRegistry {
                 self.agent.run(request)
             }
         };
-        let mut response = result.map_err(|err| local_failure(unreachable(&self.url, err).0))?;
+        let mut response = result.map_err(|err| trouble_failure(&self.url, &err))?;
         let status = response.status().as_u16();
         let bytes = response
             .body_mut()
             .with_config()
             .limit(16 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|err| local_failure(format!("The registry's answer broke off: {err}")))?;
+            .map_err(|err| Failure {
+                status: 0,
+                code: LOST.into(),
+                message: format!("The registry's answer broke off: {err}."),
+            })?;
         Ok((status, bytes))
     }
 }
 
+/// A request that could not even be made (a path the URL cannot hold).
 fn local_failure(message: String) -> Failure {
     Failure {
         status: 0,
-        code: "unreachable".into(),
+        code: "unsent".into(),
         message,
     }
 }
 
-fn unreachable(url: &str, err: ureq::Error) -> CliError {
-    CliError(format!(
-        "Cannot reach the registry at {url}: {err}.\nCheck the address (--registry or GREN_REGISTRY_URL) and your connection."
-    ))
+/// The code of a [`Failure`] whose request may have reached the registry.
+const LOST: &str = "connection_lost";
+
+fn trouble_failure(url: &str, err: &ureq::Error) -> Failure {
+    let trouble = Trouble::of(url, err);
+    Failure {
+        status: 0,
+        code: match trouble {
+            Trouble::Lost(_) => LOST,
+            _ => "unreachable",
+        }
+        .into(),
+        message: trouble.message(url),
+    }
+}
+
+/// Why a request got no answer, each with its own next step.
+#[derive(Debug)]
+enum Trouble {
+    /// The registry's certificate was refused (not trusted, expired, for
+    /// another name).
+    Certificate(rustls::CertificateError),
+    /// `https://` given, and what answered does not speak TLS.
+    NotTls,
+    /// The connection was cut (reset, closed, timed out) once made: the
+    /// request may have been carried out.
+    Lost(String),
+    /// No connection: refused, no such host, nothing answered in time.
+    Unreachable(String),
+}
+
+impl Trouble {
+    fn of(url: &str, err: &ureq::Error) -> Trouble {
+        let tls = match err {
+            ureq::Error::Rustls(tls) => Some(tls),
+            ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+            _ => None,
+        };
+        match tls {
+            Some(rustls::Error::InvalidCertificate(why)) => return Trouble::Certificate(why.clone()),
+            Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. })
+                if url.starts_with("https://") =>
+            {
+                return Trouble::NotTls;
+            }
+            _ => {}
+        }
+        let lost = match err {
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            ureq::Error::Timeout(timeout) => !matches!(timeout, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+            ureq::Error::Protocol(_) => true,
+            _ => false,
+        };
+        if lost {
+            Trouble::Lost(err.to_string())
+        } else {
+            Trouble::Unreachable(err.to_string())
+        }
+    }
+
+    fn message(&self, url: &str) -> String {
+        match self {
+            Trouble::Certificate(why) => format!(
+                "The registry at {url} presented a TLS certificate this machine does not trust: {}. \
+                 This is a certificate problem, not an address problem.\n{}",
+                certificate_fault(why),
+                certificate_step(why)
+            ),
+            Trouble::NotTls => format!(
+                "{url:?} is not a registry URL for this server: it does not speak TLS there.\n\
+                 Use {} if it serves plain HTTP.",
+                url.replacen("https://", "http://", 1)
+            ),
+            Trouble::Lost(err) => format!("The connection to the registry at {url} was lost: {err}."),
+            Trouble::Unreachable(err) => format!(
+                "Cannot reach the registry at {url}: {err}.\nCheck the address (--registry or GREN_REGISTRY_URL) and your connection."
+            ),
+        }
+    }
+}
+
+fn certificate_fault(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as Why;
+    match why {
+        Why::UnknownIssuer => "it is signed by an authority that is not in the trust store".into(),
+        Why::BadSignature => "its signature does not verify".into(),
+        Why::Expired => "it has expired".into(),
+        Why::NotValidYet => "it is not valid yet".into(),
+        Why::NotValidForName => "it is not made out to this host name".into(),
+        Why::Revoked => "it has been revoked".into(),
+        // The verifier's own reasons (a CA certificate served as the
+        // server's, say) and the variants with context read well as rustls
+        // words them.
+        Why::Other(other) => other.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The one thing to do about a refused certificate.
+fn certificate_step(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as Why;
+    // A file that cannot be read leaves nothing trusted: that comes first.
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE")
+        && let Err(err) = std::fs::metadata(&file)
+    {
+        let file = std::path::Path::new(&file).display();
+        return format!("SSL_CERT_FILE ({file}) cannot be read ({err}): point it at a PEM file of the CAs to trust.");
+    }
+    match why {
+        Why::UnknownIssuer | Why::BadSignature => match std::env::var_os("SSL_CERT_FILE") {
+            Some(file) => format!(
+                "SSL_CERT_FILE ({}) holds no authority that signed it: point it at the PEM file of the CA that did.",
+                std::path::Path::new(&file).display()
+            ),
+            None => "If your organisation runs its own CA, add it to this machine's trust store \
+                     (update-ca-certificates), or set SSL_CERT_FILE to its PEM file."
+                .to_string(),
+        },
+        Why::NotValidForName | Why::NotValidForNameContext { .. } => {
+            "Use the name the certificate was made for in the URL.".to_string()
+        }
+        _ => "Tell the registry's operators: its certificate must be renewed or replaced.".to_string(),
+    }
 }
 
 fn encode(body: &impl Serialize) -> Vec<u8> {
@@ -213,7 +371,7 @@ fn failure(status: u16, bytes: &[u8]) -> Failure {
         },
         Err(_) => Failure {
             status,
-            code: "http_error".into(),
+            code: HTTP_ERROR.into(),
             message: format!("The registry answered HTTP {status}."),
         },
     }

@@ -37,6 +37,22 @@ impl<T: Serialize> Serialize for SortedKeys<T> {
     }
 }
 
+/// The registry the client talks to when nothing names another: a server
+/// run with the default settings (`serve` listens on 127.0.0.1:3000).
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:3000";
+
+/// A client command to show someone (`gren-registry <words>`), naming
+/// `registry` when it is not the default, so that it reaches the registry
+/// that said it from any machine. Pasted as shown, it works: `--registry`
+/// is taken after any client command.
+pub fn client_command(registry: &str, words: &str) -> String {
+    if registry.trim_end_matches('/') == DEFAULT_REGISTRY {
+        format!("gren-registry {words}")
+    } else {
+        format!("gren-registry {words} --registry {}", registry.trim_end_matches('/'))
+    }
+}
+
 /// Every error answer (sorted): `error` is the code
 /// ([`crate::error::ApiError::code`]); `details` holds the extra members some
 /// errors have (`field`, `reason`).
@@ -336,6 +352,15 @@ mod tests {
         let json = fill(json);
         let read: T = serde_json::from_str(&json).unwrap_or_else(|err| panic!("{json}: {err}"));
         assert_eq!(serde_json::to_string(&SortedKeys(read)).unwrap(), json);
+    }
+
+    #[test]
+    fn a_client_command_names_the_registry_unless_it_is_the_default() {
+        assert_eq!(client_command("http://127.0.0.1:3000/", "login"), "gren-registry login");
+        assert_eq!(
+            client_command("https://r.example/", "identity accept gren-lang"),
+            "gren-registry identity accept gren-lang --registry https://r.example"
+        );
     }
 
     /// The same for an answer sent in field order.

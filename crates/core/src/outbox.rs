@@ -1,7 +1,8 @@
 //! The outboxes' durable state. An outbox is the public event log itself
 //! ([`crate::package::events`]) plus a cursor naming the last event its
-//! destination took: `outbox/cursor.json` (`{"delivered": N}`) for the
-//! packages site, and `outbox/purge/<sha256 of URL>.json` (`{"delivered":
+//! destination took: `outbox/cursor.json` (`{"delivered": N, "url"}`) for
+//! the packages site (`url`: the site the server was last started with;
+//! absent: none), and `outbox/purge/<sha256 of URL>.json` (`{"delivered":
 //! N, "url"}`) for each shared cache told to purge. Only the senders
 //! (`gren_registry_http::notify` and `::purge`) write cursors, atomically
 //! through the store, after their destination took an event; `admin outbox`
@@ -15,8 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct Cursor {
     /// The last event delivered.
     pub delivered: u64,
-    /// A cache's purge URL, which the file name only hashes; absent for the
-    /// packages site.
+    /// A cache's purge URL, which the file name only hashes; for the
+    /// packages site, the site the server last started with (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }

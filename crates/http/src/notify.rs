@@ -62,6 +62,29 @@ pub(crate) fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Records in `outbox/cursor.json` (`url`) which packages site this server
+/// tells, absent for none, so that `admin outbox`, run apart from the
+/// server and its environment, can say so. Written only when it changes,
+/// before the notifier starts (which keeps the URL as it moves the cursor).
+pub fn record_site(app: &App, site_url: Option<&str>) {
+    let path = layout::outbox_cursor();
+    let cursor = match read_cursor_at(&app.store, &path) {
+        Ok(cursor) => cursor,
+        Err(err) => {
+            log::error!("notify: cannot read the outbox: {}", Chain(&err));
+            return;
+        }
+    };
+    let url = site_url.map(|url| url.trim_end_matches('/').to_string());
+    if cursor.url == url {
+        return;
+    }
+    let recorded = Cursor { url, ..cursor };
+    if let Err(err) = app.store.write_json(&path, &recorded) {
+        log::error!("notify: cannot record the packages site in the outbox: {err}");
+    }
+}
+
 /// Delivers events to `site_url` until the app stops.
 pub fn deliver_until_stopped(app: &App, site_url: &str) {
     let agent = agent();
@@ -74,7 +97,7 @@ pub fn deliver_until_stopped(app: &App, site_url: &str) {
     let outbox = Outbox {
         name: "notify",
         cursor: layout::outbox_cursor(),
-        url: None,
+        url: Some(site_url.trim_end_matches('/').to_string()),
     };
     outbox.follow_until_stopped(app, |batch| {
         let first = &batch[0];

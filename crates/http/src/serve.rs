@@ -55,6 +55,7 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
             }
         })?;
     }
+    notify::record_site(&app, app.config.package_site_url.as_deref());
     let notifier = match app.config.package_site_url.clone() {
         Some(url) => {
             let app = app.clone();

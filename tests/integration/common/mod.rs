@@ -648,11 +648,18 @@ fn listening_address(log: &str) -> Option<SocketAddr> {
 }
 
 /// Takes the registry's variables (and proxies) out of a child's environment,
-/// so that the developer's shell cannot change what a test sees.
+/// so that the developer's shell cannot change what a test sees; and `CI`,
+/// with which the client's advice is for a CI job rather than a person,
+/// and `SSL_CERT_FILE`, which changes whom the client trusts.
 pub fn clear_registry_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy().to_ascii_uppercase();
-        if name.starts_with("GREN_REGISTRY_") || name.starts_with("POSTMARK_") || name.ends_with("_PROXY") {
+        if name.starts_with("GREN_REGISTRY_")
+            || name.starts_with("POSTMARK_")
+            || name.ends_with("_PROXY")
+            || name == "CI"
+            || name == "SSL_CERT_FILE"
+        {
             command.env_remove(&key);
         }
     }

@@ -15,13 +15,13 @@ pub enum AuthError {
          an automation token from `gren-registry token create`."
     )]
     NotARegistryToken,
-    #[error("The token is unknown or has been revoked; log in again.")]
+    #[error("The token is unknown or has been revoked; log in again with `gren-registry login`.")]
     UnknownToken,
     /// An automation token nobody lists: revoked, or never created. Its
     /// holder is a machine, which cannot log in.
     #[error("The automation token is unknown or has been revoked; create a new one with `gren-registry token create`.")]
     UnknownAutomationToken,
-    #[error("The session has expired; log in again.")]
+    #[error("The session has expired; log in again with `gren-registry login`.")]
     SessionExpired,
     #[error("The token {name:?} has expired; create a new one with `gren-registry token create`.")]
     TokenExpired { name: String },

@@ -20,7 +20,7 @@
 //! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
 //! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
 //! packages/<author>/<project>/first-publish.pending   only while its first publish is under way
-//! outbox/cursor.json                             the last event told to the packages site
+//! outbox/cursor.json                             the last event told to the packages site (and its URL)
 //! outbox/purge/<sha256 of cache URL>.json        the last event a cache was told to purge (and its URL)
 //! repositories/<author>/<project>/<stamp>.git    the package's git repository, derived from its bundles
 //! quarantine/<time>/...                          what start-up found and could not explain

@@ -6,7 +6,7 @@ use crate::http::errors::{ApiError, ApiResult};
 use crate::http::{Caller, Request, Response};
 use crate::mail::plain_message;
 use gren_registry_core::api::{
-    AuditLog, IdentityPage, IdentityRequest, IdentityRole, MemberAnswer, MemberRequest, SortedKeys,
+    AuditLog, IdentityPage, IdentityRequest, IdentityRole, MemberAnswer, MemberRequest, SortedKeys, client_command,
 };
 use gren_registry_core::auth::AuthError;
 use gren_registry_core::auth::email::Email;
@@ -148,20 +148,26 @@ pub fn parse_name(name: &str) -> ApiResult<IdentityName> {
 /// address without its `+tag`) gets at most
 /// `GREN_REGISTRY_MEMBER_MAIL_LIMIT_PER_EMAIL` of these an hour, so nobody's
 /// inbox can be flooded by toggling their role or inviting its tag variants.
+/// The commands it names carry `--registry <public URL>` unless it is the
+/// client's default, so that they work wherever the reader last logged in.
 fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
+    let command = |words: &str| client_command(&app.public_url, words);
     let (to, subject, text) = match change {
         MemberChange::Invited(invitation) => (
             &invitation.email,
             format!("Gren: invitation to {name}"),
             format!(
                 "{by} invited you to the Gren publishing identity {name}, with the role {role}.\n\n\
-                 To accept, log in as {to} with `gren-registry login`, then run \
-                 `gren-registry identity accept {name}` (or `gren-registry identity decline {name}`). \
+                 To accept, log in as {to} with `{login}`, then run \
+                 `{accept}` (or `{decline}`). \
                  The invitation expires on {expires}.\n\n\
                  If you do not know {by}, ignore this e-mail: nothing changes unless you accept.\n",
                 role = invitation.role.as_str(),
                 to = invitation.email,
                 expires = invitation.expires,
+                login = command("login"),
+                accept = command(&format!("identity accept {name}")),
+                decline = command(&format!("identity decline {name}")),
             ),
         ),
         MemberChange::RoleChanged(member) => (
@@ -169,8 +175,9 @@ fn tell(app: &App, name: &IdentityName, change: &MemberChange, by: &Email) {
             format!("Gren: your role in {name}"),
             format!(
                 "{by} changed your role in the Gren publishing identity {name}. Your role is now: {role}.\n\n\
-                 If this is unexpected, contact {by}; you can leave with `gren-registry identity leave {name}`.\n",
+                 If this is unexpected, contact {by}; you can leave with `{leave}`.\n",
                 role = member.role.as_str(),
+                leave = command(&format!("identity leave {name}")),
             ),
         ),
         _ => return,

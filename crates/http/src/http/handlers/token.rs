@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::http::errors::ApiResult;
 use crate::http::{Caller, Request, Response};
 use crate::mail::plain_message;
-use gren_registry_core::api::{GitTokenAnswer, SortedKeys, TokenCreated, TokenList, TokenRequest};
+use gren_registry_core::api::{GitTokenAnswer, SortedKeys, TokenCreated, TokenList, TokenRequest, client_command};
 use gren_registry_core::auth::email::Email;
 use gren_registry_core::auth::git_token;
 use gren_registry_core::auth::token::{self, NewToken, TokenView};
@@ -71,10 +71,11 @@ fn tell_owner(app: &App, email: &Email, view: &TokenView) {
     let text = format!(
         "An automation token named \"{name}\" (id {id}) was created for your Gren registry account.\n\n\
          Scopes: {scopes}. It expires on {expires}.\n\n\
-         If you did not create it, revoke it with `gren-registry token revoke {id}`, and log out the \
+         If you did not create it, revoke it with `{revoke}`, and log out the \
          sessions you do not know (GET /user/sessions).\n",
         name = view.name,
         id = view.id,
+        revoke = client_command(&app.public_url, &format!("token revoke {}", view.id)),
         scopes = scopes.join(", "),
         expires = view.expires,
     );
