@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::control;
 use crate::http::router::RegistryService;
-use crate::http::server::{Limits, Server};
+use crate::http::server::{LINGERING_REFUSALS, Limits, Server};
 use crate::{notify, purge};
 use gren_registry_core::error::Chain;
 use gren_registry_core::git::Git;
@@ -133,8 +133,9 @@ fn limits(config: &Config) -> Limits {
 
 /// Files the registry needs besides its connections: the listening socket,
 /// the log, the data directory's lock, and the files each handler may have
-/// open at once (a record, its temporary file, a directory to sync).
-const FILES_BESIDES_CONNECTIONS: u64 = 64;
+/// open at once (a record, its temporary file, a directory to sync), and
+/// the refused connections read before they close.
+const FILES_BESIDES_CONNECTIONS: u64 = 64 + LINGERING_REFUSALS as u64;
 const FILES_PER_HANDLER: u64 = 4;
 
 /// Raises the soft open-files limit to the hard one (each connection is a
