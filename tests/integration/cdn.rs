@@ -291,3 +291,63 @@ fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_
     let (_, log) = server.stop_with_log();
     assert!(!log.contains(PURGE_SECRET), "the secret is never logged");
 }
+
+/// A cache's cursor says which purges it still needs: one that cannot be
+/// read or written at start-up would have the cache start over from event
+/// 1 (every purge of the log again) or lose its place; start-up refuses
+/// instead, naming the file, as it does for every unreadable record.
+#[test]
+fn a_purge_cursor_that_cannot_be_read_or_written_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let server = Server::start_in(dir.path(), &[]);
+        let token = gren_lang_admin(&server);
+        publish_real(&server, &token, "gren-lang/core", "6.0.1");
+        publish_real(&server, &token, "gren-lang/core", "7.0.0");
+        server.stop();
+    }
+    let cache = CacheStub::start(200);
+    let url = cache.url();
+    let cursor = format!("outbox/purge/{}.json", sha256_hex(&url));
+    let env = [
+        ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
+        ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+    ];
+    let refused = |extra: &[(&str, &str)], what: &str| {
+        let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
+        let failure = Server::try_start_in(dir.path(), &env)
+            .err()
+            .unwrap_or_else(|| panic!("the registry started with {what}"));
+        assert!(
+            failure.log.contains(&cursor),
+            "{what}: the log names {cursor}: {}",
+            failure.log
+        );
+    };
+
+    // The cache is new: its cursor, at the log's head, cannot be written.
+    refused(
+        &[("GREN_REGISTRY_TEST_FAULTS", "write:EIO@outbox/purge")],
+        "an unwritable cursor",
+    );
+    assert!(cache.keys(0).is_empty(), "no purge of the log's old events");
+
+    // A cursor that cannot be read.
+    std::fs::create_dir_all(dir.path().join("outbox/purge")).unwrap();
+    std::fs::write(dir.path().join(&cursor), "{\"delivered\": ").unwrap();
+    refused(&[], "a corrupt cursor");
+    crate::common::operator::admin(dir.path(), &["fsck"])
+        .failure()
+        .assert_stdout_has(&format!("the purge cursor {cursor} cannot be read"));
+
+    // Once it reads, the cache is told only of what comes next.
+    std::fs::write(
+        dir.path().join(&cursor),
+        serde_json::to_vec(&json!({ "delivered": 2, "url": url })).unwrap(),
+    )
+    .unwrap();
+    let server = Server::start_in(dir.path(), &env);
+    let token = server.login("me@example.com");
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    assert_eq!(cache.keys(1), ["listings p:gren-lang/url"]);
+}

@@ -121,12 +121,18 @@ impl Outbox {
                 app.packages.events.wait_beyond(delivered, Duration::from_secs(1));
                 continue;
             }
-            match deliver(&batch) {
-                Ok(last) => {
-                    backoff = FIRST_BACKOFF;
-                    self.move_cursor(app, last);
-                }
-                Err(reason) => {
+            let failure = match deliver(&batch) {
+                Ok(last) => match self.move_cursor(app, last) {
+                    Ok(()) => None,
+                    // The destination has them, the cursor does not say so:
+                    // they go again, after a pause rather than in a loop.
+                    Err(err) => Some(format!("cannot move the outbox cursor: {}", Chain(&err))),
+                },
+                Err(reason) => Some(reason),
+            };
+            match failure {
+                None => backoff = FIRST_BACKOFF,
+                Some(reason) => {
                     log::warn!("{}: {reason}; retrying in {}s", self.name, backoff.as_secs());
                     pause(app, backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -135,14 +141,12 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn move_cursor(&self, app: &App, delivered: u64) {
+    pub(crate) fn move_cursor(&self, app: &App, delivered: u64) -> Result<(), StoreError> {
         let cursor = Cursor {
             delivered,
             url: self.url.clone(),
         };
-        if let Err(err) = app.store.write_json(&self.cursor, &cursor) {
-            log::error!("{}: cannot move the outbox cursor: {err}", self.name);
-        }
+        app.store.write_json(&self.cursor, &cursor)
     }
 }
 

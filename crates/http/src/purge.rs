@@ -21,40 +21,53 @@
 //! batches of up to 100 (one request, their packages' keys), cut shorter
 //! where their keys would pass [`MAX_KEYS_HEADER`] bytes. A cache seen
 //! for the first time starts at the log's head: an empty cache holds
-//! nothing stale.
+//! nothing stale. A cursor that cannot be read, or a new one that cannot
+//! be written, stops start-up naming the file: without it the cache would
+//! be purged of the whole log again (or lose its place).
 
 use crate::app::App;
 use crate::http::cache::purge_keys;
 use crate::notify::{Outbox, agent};
 use gren_registry_core::error::Chain;
-use gren_registry_core::outbox::purge_cursor_path;
+use gren_registry_core::outbox::{Cursor, purge_cursor_path};
 use gren_registry_core::package::events::Event;
+use gren_registry_core::store::StoreError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Starts one purging thread per configured cache; they end when the app
 /// stops. A cache seen for the first time gets its cursor (at the log's
-/// head) here, before the first request can add an event.
-pub fn start(app: &Arc<App>) -> std::io::Result<Vec<JoinHandle<()>>> {
+/// head) here, before the first request can add an event. An error, naming
+/// the cursor's file, when a cursor cannot be read or that first one cannot
+/// be written: the registry must not start then (see the module's header).
+pub fn start(app: &Arc<App>) -> Result<Vec<JoinHandle<()>>, Box<dyn std::error::Error>> {
     for url in &app.config.cache_purge_urls {
         let outbox = outbox_of(url);
-        match app.store.read_bytes(&outbox.cursor) {
-            Ok(Some(_)) => {}
-            Ok(None) => outbox.move_cursor(app, app.packages.events.head()),
-            Err(err) => log::error!("purge: cannot read the cursor of {url}: {}", Chain(&err)),
+        let refused = |err: StoreError| {
+            format!(
+                "cannot purge the cache at {url}: {}; its cursor says which purges it still needs: restore the \
+                 file from a backup, or remove it to start the cache at the current event (then ban everything \
+                 it holds once)",
+                Chain(&err)
+            )
+        };
+        if app
+            .store
+            .read_json::<Cursor>(&outbox.cursor)
+            .map_err(refused)?
+            .is_none()
+        {
+            outbox.move_cursor(app, app.packages.events.head()).map_err(refused)?;
         }
     }
-    app.config
-        .cache_purge_urls
-        .iter()
-        .map(|url| {
-            let (app, url) = (app.clone(), url.clone());
-            std::thread::Builder::new()
-                .name("purge".into())
-                .spawn(move || purge_until_stopped(&app, &url))
-        })
-        .collect()
+    let threads = app.config.cache_purge_urls.iter().map(|url| {
+        let (app, url) = (app.clone(), url.clone());
+        std::thread::Builder::new()
+            .name("purge".into())
+            .spawn(move || purge_until_stopped(&app, &url))
+    });
+    Ok(threads.collect::<std::io::Result<_>>()?)
 }
 
 fn outbox_of(url: &str) -> Outbox {

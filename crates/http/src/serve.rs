@@ -50,6 +50,9 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
             }
         })?;
     }
+    // First: a cache's cursor that cannot be read or written stops start-up
+    // before any thread runs.
+    let purgers = purge::start(&app)?;
     let notifier = match app.config.package_site_url.clone() {
         Some(url) => {
             let app = app.clone();
@@ -61,7 +64,6 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
         }
         None => None,
     };
-    let purgers = purge::start(&app)?;
     sweep_in_the_background(&app)?;
     let _control = admin.and_then(|handler| control::start(&app, handler));
     let housekeeping = {
