@@ -66,14 +66,36 @@ fn get_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> Reply {
     server.send("GET", path, headers, b"")
 }
 
+/// A day in shared caches, which the registry purges; a minute in clients.
+const PURGED: &str = "public, max-age=60, s-maxage=86400";
+/// A minute everywhere: no cache is purged.
+const UNPURGED: &str = "public, max-age=60";
+
 #[test]
-fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() {
-    let server = Server::start();
-    let token = gren_lang_admin(&server);
-    publish_real(&server, &token, "gren-lang/core", "6.0.1");
-    publish_real(&server, &token, "gren-lang/core", "7.0.0");
-    publish_real(&server, &token, "gren-lang/url", "5.0.0");
-    revoke(&server, &token, "gren-lang/url", "5.0.0");
+fn without_purge_urls_public_answers_live_a_minute_in_every_cache_with_a_strong_etag_and_their_package_key() {
+    assert_public_answers(&Server::start(), UNPURGED);
+}
+
+#[test]
+fn with_purge_urls_public_answers_live_a_day_in_shared_caches_and_a_minute_in_clients() {
+    let cache = CacheStub::start(200);
+    let url = cache.url();
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
+        ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+    ]);
+    assert_public_answers(&server, PURGED);
+}
+
+/// Every public read of `server` (which this publishes to) says
+/// `Cache-Control: <public>`, carries its package's key and a strong
+/// `ETag`, and revalidates; what is not public is not shared.
+fn assert_public_answers(server: &Server, public: &str) {
+    let token = gren_lang_admin(server);
+    publish_real(server, &token, "gren-lang/core", "6.0.1");
+    publish_real(server, &token, "gren-lang/core", "7.0.0");
+    publish_real(server, &token, "gren-lang/url", "5.0.0");
+    revoke(server, &token, "gren-lang/url", "5.0.0");
     let missing = ["/packages/gren-lang/nothing", "/packages/gren-lang/url/5.0.0/bundle"];
     for path in READS.iter().chain(&missing) {
         let reply = server.get(path, None);
@@ -82,11 +104,7 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
         } else {
             "listings".to_string()
         };
-        let cache = reply.header("cache-control").unwrap_or_default();
-        assert!(
-            cache.starts_with("public") && cache.contains("max-age=60") && cache.contains("s-maxage=86400"),
-            "{path}: {cache:?}"
-        );
+        assert_eq!(reply.header("cache-control"), Some(public), "{path}");
         assert_eq!(reply.header("surrogate-key"), Some(key.as_str()), "{path}");
         assert_eq!(reply.header("vary"), Some("Authorization"), "{path}");
         let etag = reply.header("etag").unwrap_or_else(|| panic!("{path} has no ETag"));
@@ -104,7 +122,7 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
             format!("\"{}\"", sha256_hex(&reply.body)),
             "{path}: the body's SHA-256"
         );
-        let again = get_with(&server, path, &[("If-None-Match", etag)]);
+        let again = get_with(server, path, &[("If-None-Match", etag)]);
         assert_eq!((again.status, again.body.len()), (304, 0), "{path}");
         for header in ["etag", "cache-control", "surrogate-key", "vary"] {
             assert_eq!(
@@ -113,7 +131,7 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
                 "{path}: {header} of the 304"
             );
         }
-        let other = get_with(&server, path, &[("If-None-Match", "\"0000\"")]);
+        let other = get_with(server, path, &[("If-None-Match", "\"0000\"")]);
         assert_eq!(other.status, 200, "{path}: another tag gets the answer");
     }
     // A full page of the log never changes; git and sessions are not shared.

@@ -162,6 +162,7 @@ fn through_varnish_a_second_download_is_a_hit_and_changes_reach_the_edge_within_
         second.header("surrogate-key").is_none(),
         "the edge keeps its tags to itself"
     );
+    assert_the_edge_keeps_its_lifetime_to_itself(&server, &edge, bundle);
     let latest = "/packages/gren-lang/core/latest";
     assert_eq!(edge.get(latest, None).json()["version"], "7.0.0");
     assert_eq!(x_cache(&edge.get(latest, None)), "HIT");
@@ -198,6 +199,36 @@ fn through_varnish_a_second_download_is_a_hit_and_changes_reach_the_edge_within_
     }
     assert_the_edge_takes_purges_only_with_the_secret(&edge);
     assert_git_and_posts_pass(&edge, &token);
+}
+
+/// The registry gives the edge, which it purges, a day (`s-maxage`); the
+/// edge passes on only the minute clients get: a cache behind it (a CDN,
+/// a company's proxy) is purged by nobody. Checked on a miss, a hit, a
+/// listing and a `304`.
+fn assert_the_edge_keeps_its_lifetime_to_itself(server: &Server, edge: &Varnish, bundle: &str) {
+    let purged = "public, max-age=60, s-maxage=86400";
+    assert_eq!(server.get(bundle, None).header("cache-control"), Some(purged));
+    let listing = "/packages?gren=0.6.3";
+    let fresh = edge.get(listing, None);
+    let cached = edge.get(listing, None);
+    let hit = edge.get(bundle, None);
+    let etag = hit.header("etag").unwrap_or_default().to_string();
+    let revalidated = edge.send("GET", bundle, &[("If-None-Match", &etag)], b"");
+    assert_eq!(revalidated.status, 304);
+    for (what, reply) in [
+        ("miss", &fresh),
+        ("hit", &cached),
+        ("bundle hit", &hit),
+        ("304", &revalidated),
+    ] {
+        assert_eq!(
+            reply.header("cache-control"),
+            Some("public, max-age=60"),
+            "{what} ({})",
+            x_cache(reply)
+        );
+    }
+    assert_eq!((x_cache(&fresh), x_cache(&cached)), ("MISS", "HIT"));
 }
 
 /// Purges and bans without the secret are refused, and change nothing.
