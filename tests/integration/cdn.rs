@@ -256,9 +256,11 @@ impl CacheStub {
 fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_is_back() {
     let (up, down) = (CacheStub::start(200), CacheStub::start(503));
     let urls = format!("{},{}", up.url(), down.url());
+    // Each purge once: this counts them (repeats are tested below).
     let env = [
         ("GREN_REGISTRY_CACHE_PURGE_URLS", urls.as_str()),
         ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+        ("GREN_REGISTRY_CACHE_PURGE_REPEAT", "0"),
     ];
     let server = Server::with_env(&env);
     let token = gren_lang_admin(&server);
@@ -330,6 +332,7 @@ fn a_purge_cursor_that_cannot_be_read_or_written_stops_start_up_naming_it() {
     let env = [
         ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
         ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+        ("GREN_REGISTRY_CACHE_PURGE_REPEAT", "0"),
     ];
     let refused = |extra: &[(&str, &str)], what: &str| {
         let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
@@ -368,4 +371,33 @@ fn a_purge_cursor_that_cannot_be_read_or_written_stops_start_up_naming_it() {
     let token = server.login("me@example.com");
     publish_real(&server, &token, "gren-lang/url", "5.0.0");
     assert_eq!(cache.keys(1), ["listings p:gren-lang/url"]);
+}
+
+/// Each purge goes again GREN_REGISTRY_CACHE_PURGE_REPEAT seconds later
+/// (an answer that crossed it on its way to the cache is dropped then:
+/// varnish.rs shows the race), and only once with 0.
+#[test]
+fn each_purge_is_sent_again_after_the_repeat_delay_and_only_once_without_one() {
+    for (repeat, purges) in [("1", 2), ("0", 1)] {
+        let cache = CacheStub::start(200);
+        let url = cache.url();
+        let server = Server::with_env(&[
+            ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
+            ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+            ("GREN_REGISTRY_CACHE_PURGE_REPEAT", repeat),
+        ]);
+        let token = gren_lang_admin(&server);
+        publish_real(&server, &token, "gren-lang/core", "7.0.0");
+        let core = "listings p:gren-lang/core";
+        assert_eq!(cache.keys(1), [core], "the purge");
+        let first = Instant::now();
+        if purges == 2 {
+            assert_eq!(cache.keys(2), [core, core], "and its repeat");
+            let after = first.elapsed();
+            assert!(after >= Duration::from_millis(800), "repeated {after:?} after it");
+        } else {
+            std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(cache.keys(1), [core], "no repeat");
+        }
+    }
 }

@@ -34,8 +34,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
 
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The event's number (`seq`), which the signature covers.
 pub const EVENT_HEADER: &str = "X-Gren-Registry-Event";
 /// `t=<unix>,v1=<hex>`: see [`signature`].
