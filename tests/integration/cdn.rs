@@ -49,6 +49,20 @@ pub fn revoke(server: &Server, token: &str, name: &str, version: &str) {
     assert_eq!(reply.status, 200, "revoke {name} {version}: {}", reply.text());
 }
 
+/// Waits until the purge cursor of the cache at `purge_url` names event
+/// `seq`: the cache answered the purge of every event up to it.
+#[track_caller]
+pub fn wait_for_purges_up_to(server: &Server, purge_url: &str, seq: u64) {
+    let cursor = server
+        .data_dir
+        .join(format!("outbox/purge/{}.json", sha256_hex(purge_url)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_json(&cursor)["delivered"] != seq {
+        assert!(Instant::now() < deadline, "the cache took no purge of event {seq}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every read of the package `gren-lang/core` (6.0.1 and 7.0.0 published),
 /// and the listings.
 const READS: [&str; 8] = [
@@ -292,14 +306,8 @@ fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_
     );
     down.status.store(200, Ordering::SeqCst);
     assert_eq!(down.keys(1), ["listings p:gren-lang/core p:gren-lang/url"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while read_json(&cursor_of(&down.url()))["delivered"] != 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the cursor moves once the cache took the purge"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The cursor moves once the cache took the purge.
+    wait_for_purges_up_to(&server, &down.url(), 3);
     assert_eq!(
         read_json(&cursor_of(&up.url())),
         json!({ "delivered": 3, "url": up.url() })

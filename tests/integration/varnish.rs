@@ -3,8 +3,8 @@
 //! directory, the registry purging it. Needs varnishd and a C compiler for
 //! the VCL (.ci/run installs the Debian package `varnish`).
 
-use crate::cdn::{PURGE_SECRET, gren_lang_admin, publish_private_url, publish_real, revoke};
-use crate::common::bundles::{real_bundle, sha256_hex};
+use crate::cdn::{PURGE_SECRET, gren_lang_admin, publish_private_url, publish_real, revoke, wait_for_purges_up_to};
+use crate::common::bundles::real_bundle;
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -334,7 +334,7 @@ impl PurgeLine {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if line.load(Ordering::SeqCst) {
-                    std::thread::spawn(move || forward(client, edge));
+                    std::thread::spawn(move || forward(client, edge, None));
                 }
             }
         });
@@ -342,19 +342,32 @@ impl PurgeLine {
     }
 }
 
-/// Copies bytes both ways between `client` and `to` until either closes.
-fn forward(mut client: TcpStream, to: SocketAddr) {
+/// Copies bytes both ways between `client` and `to` until either closes;
+/// what comes back from `to` waits while `hold` says so ([`BackendLine`]).
+fn forward(mut client: TcpStream, to: SocketAddr, hold: Option<Arc<(Mutex<Hold>, Condvar)>>) {
     let Ok(mut server) = TcpStream::connect(to) else { return };
     let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let upstream = std::thread::spawn(move || copy_until_closed(&mut client, &mut server));
-    copy_until_closed(&mut server_back, &mut client_back);
+    let upstream = std::thread::spawn(move || copy_until_closed(&mut client, &mut server, None));
+    copy_until_closed(&mut server_back, &mut client_back, hold.as_deref());
     let _ = upstream.join();
 }
 
-fn copy_until_closed(from: &mut TcpStream, to: &mut TcpStream) {
+fn copy_until_closed(from: &mut TcpStream, to: &mut TcpStream, hold: Option<&(Mutex<Hold>, Condvar)>) {
     let mut buffer = [0u8; 16 * 1024];
     while let Ok(read) = from.read(&mut buffer) {
-        if read == 0 || to.write_all(&buffer[..read]).is_err() {
+        if read == 0 {
+            break;
+        }
+        if let Some((hold, changed)) = hold {
+            let mut state = hold.lock().unwrap();
+            if state.holding {
+                state.held = true;
+                changed.notify_all();
+                state = changed.wait_while(state, |state| state.holding).unwrap();
+            }
+            drop(state);
+        }
+        if to.write_all(&buffer[..read]).is_err() {
             break;
         }
     }
@@ -423,8 +436,8 @@ impl BackendLine {
         let line = hold.clone();
         std::thread::spawn(move || {
             for edge in listener.incoming().flatten() {
-                let hold = line.clone();
-                std::thread::spawn(move || forward_holding(edge, registry, &hold));
+                let hold = Some(line.clone());
+                std::thread::spawn(move || forward(edge, registry, hold));
             }
         });
         BackendLine { addr, hold }
@@ -451,49 +464,6 @@ impl BackendLine {
     fn release(&self) {
         self.hold.0.lock().unwrap().holding = false;
         self.hold.1.notify_all();
-    }
-}
-
-/// [`forward`], with what comes back from `to` held while `hold` says so.
-fn forward_holding(mut edge: TcpStream, to: SocketAddr, hold: &(Mutex<Hold>, Condvar)) {
-    let Ok(mut registry) = TcpStream::connect(to) else {
-        return;
-    };
-    let (mut edge_back, mut registry_back) = (edge.try_clone().unwrap(), registry.try_clone().unwrap());
-    let upstream = std::thread::spawn(move || copy_until_closed(&mut edge, &mut registry));
-    let mut buffer = [0u8; 16 * 1024];
-    while let Ok(read) = registry_back.read(&mut buffer) {
-        if read == 0 {
-            break;
-        }
-        let (hold, changed) = hold;
-        let mut state = hold.lock().unwrap();
-        if state.holding {
-            state.held = true;
-            changed.notify_all();
-            drop(changed.wait_while(state, |state| state.holding).unwrap());
-        } else {
-            drop(state);
-        }
-        if edge_back.write_all(&buffer[..read]).is_err() {
-            break;
-        }
-    }
-    let _ = edge_back.shutdown(std::net::Shutdown::Both);
-    let _ = upstream.join();
-}
-
-/// Waits until the cache's purge cursor names event `seq`: the cache
-/// answered the purge of every event up to it.
-#[track_caller]
-fn wait_for_purges_up_to(server: &Server, purge_url: &str, seq: u64) {
-    let cursor = server
-        .data_dir
-        .join(format!("outbox/purge/{}.json", sha256_hex(purge_url)));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while read_json(&cursor)["delivered"] != seq {
-        assert!(Instant::now() < deadline, "the edge took no purge of event {seq}");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -76,10 +76,10 @@ pub fn start(app: &Arc<App>) -> Result<Vec<JoinHandle<()>>, Box<dyn std::error::
     let delay = Duration::from_secs(app.config.cache_purge_repeat_secs);
     let mut threads = Vec::new();
     for url in &app.config.cache_purge_urls {
-        let (sender, receiver) = mpsc::channel();
-        let repeats = (!delay.is_zero()).then_some(Repeats { delay, sender });
-        let (app, url) = (app.clone(), url.clone());
-        if repeats.is_some() {
+        let repeats = if delay.is_zero() {
+            None
+        } else {
+            let (sender, receiver) = mpsc::channel();
             let (app, url) = (app.clone(), url.clone());
             let repeater = move || repeat_until_stopped(&app, &url, &receiver);
             threads.push(
@@ -87,7 +87,9 @@ pub fn start(app: &Arc<App>) -> Result<Vec<JoinHandle<()>>, Box<dyn std::error::
                     .name("purge-repeat".into())
                     .spawn(repeater)?,
             );
-        }
+            Some(Repeats { delay, sender })
+        };
+        let (app, url) = (app.clone(), url.clone());
         let purger = move || purge_until_stopped(&app, &url, repeats);
         threads.push(std::thread::Builder::new().name("purge".into()).spawn(purger)?);
     }
