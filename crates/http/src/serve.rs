@@ -51,7 +51,7 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
         })?;
     }
     // First: a cache's cursor that cannot be read or written stops start-up
-    // before any thread runs.
+    // before the notifier, the sweep or the control socket start.
     let purgers = purge::start(&app)?;
     let notifier = match app.config.package_site_url.clone() {
         Some(url) => {
