@@ -96,7 +96,9 @@ sub vcl_backend_response {
         set beresp.ttl = 120s;
         return (deliver);
     }
-    # The TTL is the registry's s-maxage (Varnish prefers it over max-age).
+    # The TTL is the registry's s-maxage (Varnish prefers it over max-age;
+    # the registry sends it only when it purges this cache, and vcl_deliver
+    # keeps it from caches further on).
     # After it, serve the old copy for a minute while asking the registry
     # again (with If-None-Match: a 304 refreshes it), and keep it a day to
     # revalidate.
@@ -115,4 +117,11 @@ sub vcl_deliver {
     }
     # The tags are for this cache's bans, not for clients.
     unset resp.http.Surrogate-Key;
+    # So is the day of s-maxage: it is this cache's, which the registry
+    # purges. A shared cache behind it (a CDN, a company's proxy) is purged
+    # by nobody, and gets the minute of max-age that clients get.
+    if (resp.http.Cache-Control ~ "s-maxage") {
+        set resp.http.Cache-Control = regsuball(resp.http.Cache-Control, "(^|,)[ \t]*s-maxage=[0-9]+[ \t]*(?=,|$)", "");
+        set resp.http.Cache-Control = regsub(resp.http.Cache-Control, "^[ \t]*,[ \t]*", "");
+    }
 }

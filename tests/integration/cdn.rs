@@ -49,6 +49,20 @@ pub fn revoke(server: &Server, token: &str, name: &str, version: &str) {
     assert_eq!(reply.status, 200, "revoke {name} {version}: {}", reply.text());
 }
 
+/// Waits until the purge cursor of the cache at `purge_url` names event
+/// `seq`: the cache answered the purge of every event up to it.
+#[track_caller]
+pub fn wait_for_purges_up_to(server: &Server, purge_url: &str, seq: u64) {
+    let cursor = server
+        .data_dir
+        .join(format!("outbox/purge/{}.json", sha256_hex(purge_url)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_json(&cursor)["delivered"] != seq {
+        assert!(Instant::now() < deadline, "the cache took no purge of event {seq}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every read of the package `gren-lang/core` (6.0.1 and 7.0.0 published),
 /// and the listings.
 const READS: [&str; 8] = [
@@ -66,14 +80,36 @@ fn get_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> Reply {
     server.send("GET", path, headers, b"")
 }
 
+/// A day in shared caches, which the registry purges; a minute in clients.
+const PURGED: &str = "public, max-age=60, s-maxage=86400";
+/// A minute everywhere: no cache is purged.
+const UNPURGED: &str = "public, max-age=60";
+
 #[test]
-fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() {
-    let server = Server::start();
-    let token = gren_lang_admin(&server);
-    publish_real(&server, &token, "gren-lang/core", "6.0.1");
-    publish_real(&server, &token, "gren-lang/core", "7.0.0");
-    publish_real(&server, &token, "gren-lang/url", "5.0.0");
-    revoke(&server, &token, "gren-lang/url", "5.0.0");
+fn without_purge_urls_public_answers_live_a_minute_in_every_cache_with_a_strong_etag_and_their_package_key() {
+    assert_public_answers(&Server::start(), UNPURGED);
+}
+
+#[test]
+fn with_purge_urls_public_answers_live_a_day_in_shared_caches_and_a_minute_in_clients() {
+    let cache = CacheStub::start(200);
+    let url = cache.url();
+    let server = Server::with_env(&[
+        ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
+        ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+    ]);
+    assert_public_answers(&server, PURGED);
+}
+
+/// Every public read of `server` (which this publishes to) says
+/// `Cache-Control: <public>`, carries its package's key and a strong
+/// `ETag`, and revalidates; what is not public is not shared.
+fn assert_public_answers(server: &Server, public: &str) {
+    let token = gren_lang_admin(server);
+    publish_real(server, &token, "gren-lang/core", "6.0.1");
+    publish_real(server, &token, "gren-lang/core", "7.0.0");
+    publish_real(server, &token, "gren-lang/url", "5.0.0");
+    revoke(server, &token, "gren-lang/url", "5.0.0");
     let missing = ["/packages/gren-lang/nothing", "/packages/gren-lang/url/5.0.0/bundle"];
     for path in READS.iter().chain(&missing) {
         let reply = server.get(path, None);
@@ -82,11 +118,7 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
         } else {
             "listings".to_string()
         };
-        let cache = reply.header("cache-control").unwrap_or_default();
-        assert!(
-            cache.starts_with("public") && cache.contains("max-age=60") && cache.contains("s-maxage=86400"),
-            "{path}: {cache:?}"
-        );
+        assert_eq!(reply.header("cache-control"), Some(public), "{path}");
         assert_eq!(reply.header("surrogate-key"), Some(key.as_str()), "{path}");
         assert_eq!(reply.header("vary"), Some("Authorization"), "{path}");
         let etag = reply.header("etag").unwrap_or_else(|| panic!("{path} has no ETag"));
@@ -104,7 +136,7 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
             format!("\"{}\"", sha256_hex(&reply.body)),
             "{path}: the body's SHA-256"
         );
-        let again = get_with(&server, path, &[("If-None-Match", etag)]);
+        let again = get_with(server, path, &[("If-None-Match", etag)]);
         assert_eq!((again.status, again.body.len()), (304, 0), "{path}");
         for header in ["etag", "cache-control", "surrogate-key", "vary"] {
             assert_eq!(
@@ -113,7 +145,7 @@ fn public_answers_carry_a_shared_lifetime_a_strong_etag_and_their_package_key() 
                 "{path}: {header} of the 304"
             );
         }
-        let other = get_with(&server, path, &[("If-None-Match", "\"0000\"")]);
+        let other = get_with(server, path, &[("If-None-Match", "\"0000\"")]);
         assert_eq!(other.status, 200, "{path}: another tag gets the answer");
     }
     // A full page of the log never changes; git and sessions are not shared.
@@ -238,9 +270,11 @@ impl CacheStub {
 fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_is_back() {
     let (up, down) = (CacheStub::start(200), CacheStub::start(503));
     let urls = format!("{},{}", up.url(), down.url());
+    // Each purge once: this counts them (repeats are tested below).
     let env = [
         ("GREN_REGISTRY_CACHE_PURGE_URLS", urls.as_str()),
         ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+        ("GREN_REGISTRY_CACHE_PURGE_REPEAT", "0"),
     ];
     let server = Server::with_env(&env);
     let token = gren_lang_admin(&server);
@@ -272,14 +306,8 @@ fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_
     );
     down.status.store(200, Ordering::SeqCst);
     assert_eq!(down.keys(1), ["listings p:gren-lang/core p:gren-lang/url"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while read_json(&cursor_of(&down.url()))["delivered"] != 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the cursor moves once the cache took the purge"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The cursor moves once the cache took the purge.
+    wait_for_purges_up_to(&server, &down.url(), 3);
     assert_eq!(
         read_json(&cursor_of(&up.url())),
         json!({ "delivered": 3, "url": up.url() })
@@ -290,4 +318,94 @@ fn each_cache_gets_every_purge_in_order_and_one_that_was_down_gets_them_when_it_
     assert_eq!(outbox["caches"].as_array().map(Vec::len), Some(2), "{outbox}");
     let (_, log) = server.stop_with_log();
     assert!(!log.contains(PURGE_SECRET), "the secret is never logged");
+}
+
+/// A cache's cursor says which purges it still needs: one that cannot be
+/// read or written at start-up would have the cache start over from event
+/// 1 (every purge of the log again) or lose its place; start-up refuses
+/// instead, naming the file, as it does for every unreadable record.
+#[test]
+fn a_purge_cursor_that_cannot_be_read_or_written_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let server = Server::start_in(dir.path(), &[]);
+        let token = gren_lang_admin(&server);
+        publish_real(&server, &token, "gren-lang/core", "6.0.1");
+        publish_real(&server, &token, "gren-lang/core", "7.0.0");
+        server.stop();
+    }
+    let cache = CacheStub::start(200);
+    let url = cache.url();
+    let cursor = format!("outbox/purge/{}.json", sha256_hex(&url));
+    let env = [
+        ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
+        ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+        ("GREN_REGISTRY_CACHE_PURGE_REPEAT", "0"),
+    ];
+    let refused = |extra: &[(&str, &str)], what: &str| {
+        let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
+        let failure = Server::try_start_in(dir.path(), &env)
+            .err()
+            .unwrap_or_else(|| panic!("the registry started with {what}"));
+        assert!(
+            failure.log.contains(&cursor),
+            "{what}: the log names {cursor}: {}",
+            failure.log
+        );
+    };
+
+    // The cache is new: its cursor, at the log's head, cannot be written.
+    refused(
+        &[("GREN_REGISTRY_TEST_FAULTS", "write:EIO@outbox/purge")],
+        "an unwritable cursor",
+    );
+    assert!(cache.keys(0).is_empty(), "no purge of the log's old events");
+
+    // A cursor that cannot be read.
+    std::fs::create_dir_all(dir.path().join("outbox/purge")).unwrap();
+    std::fs::write(dir.path().join(&cursor), "{\"delivered\": ").unwrap();
+    refused(&[], "a corrupt cursor");
+    crate::common::operator::admin(dir.path(), &["fsck"])
+        .failure()
+        .assert_stdout_has(&format!("the purge cursor {cursor} cannot be read"));
+
+    // Once it reads, the cache is told only of what comes next.
+    std::fs::write(
+        dir.path().join(&cursor),
+        serde_json::to_vec(&json!({ "delivered": 2, "url": url })).unwrap(),
+    )
+    .unwrap();
+    let server = Server::start_in(dir.path(), &env);
+    let token = server.login("me@example.com");
+    publish_real(&server, &token, "gren-lang/url", "5.0.0");
+    assert_eq!(cache.keys(1), ["listings p:gren-lang/url"]);
+}
+
+/// Each purge goes again GREN_REGISTRY_CACHE_PURGE_REPEAT seconds later
+/// (an answer that crossed it on its way to the cache is dropped then:
+/// varnish.rs shows the race), and only once with 0.
+#[test]
+fn each_purge_is_sent_again_after_the_repeat_delay_and_only_once_without_one() {
+    for (repeat, purges) in [("1", 2), ("0", 1)] {
+        let cache = CacheStub::start(200);
+        let url = cache.url();
+        let server = Server::with_env(&[
+            ("GREN_REGISTRY_CACHE_PURGE_URLS", url.as_str()),
+            ("GREN_REGISTRY_CACHE_PURGE_SECRET", PURGE_SECRET),
+            ("GREN_REGISTRY_CACHE_PURGE_REPEAT", repeat),
+        ]);
+        let token = gren_lang_admin(&server);
+        publish_real(&server, &token, "gren-lang/core", "7.0.0");
+        let core = "listings p:gren-lang/core";
+        assert_eq!(cache.keys(1), [core], "the purge");
+        let first = Instant::now();
+        if purges == 2 {
+            assert_eq!(cache.keys(2), [core, core], "and its repeat");
+            let after = first.elapsed();
+            assert!(after >= Duration::from_millis(800), "repeated {after:?} after it");
+        } else {
+            std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(cache.keys(1), [core], "no repeat");
+        }
+    }
 }

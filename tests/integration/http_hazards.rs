@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The registry's bound on refused connections read before they close
+/// (`http::server::LINGERING_REFUSALS`).
+const LINGERING_REFUSALS: usize = 32;
+
 /// A connection that has sent `bytes`.
 fn open(server: &Server, bytes: &[u8]) -> HttpConn {
     let mut conn = server.conn();
@@ -182,6 +186,64 @@ fn connections_beyond_the_cap_get_503_and_threads_stay_bounded() {
     assert_healthy_within(&server, Duration::from_secs(2));
     server.threads_down_to(idle_threads, Duration::from_secs(2));
     assert_eq!(server.threads(), idle_threads, "every connection thread ended");
+}
+
+/// A refusal at the cap closes a connection whose request the registry never
+/// read. Unless the registry reads what was sent before it closes, the
+/// kernel answers those bytes with a reset: the client's next write fails
+/// (and a client that fails to send never reads the answer), and a reset
+/// that overtakes the `503` on its way destroys it.
+#[test]
+fn a_client_over_the_connection_cap_that_sent_its_request_reads_the_503_every_time() {
+    let server = Server::with_env(&[("GREN_REGISTRY_MAX_CONNECTIONS", "1")]);
+    let _held = server.hold_connection(None);
+    let body = [b'x'; 4096];
+    let head = format!(
+        "POST /session HTTP/1.1\r\nHost: registry\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    for round in 0..50 {
+        let mut conn = server.conn();
+        // The head, then the body a moment later, as clients write them:
+        // the registry has refused the connection in between.
+        conn.write(head.as_bytes())
+            .unwrap_or_else(|err| panic!("round {round}: the head: {err}"));
+        std::thread::sleep(Duration::from_millis(20));
+        conn.write(&body)
+            .unwrap_or_else(|err| panic!("round {round}: the body: {err}"));
+        let reply = conn
+            .read_response(false)
+            .unwrap_or_else(|err| panic!("round {round}: no answer: {err}"));
+        reply.assert_error(503, "server_busy");
+        assert!(reply.retry_after() >= 1, "round {round}");
+        assert!(
+            conn.closed_within(Duration::from_secs(2)),
+            "round {round}: closed after the 503"
+        );
+    }
+    // A flood of refused clients that keep sending holds only a few more
+    // sockets, and only for a moment.
+    let idle_files = server.open_files();
+    let mut flood: Vec<HttpConn> = (0..100).map(|_| server.conn()).collect();
+    let mut most = 0;
+    for _ in 0..5 {
+        for conn in &mut flood {
+            let _ = conn.write(b"x");
+        }
+        most = most.max(server.open_files());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        most <= idle_files + LINGERING_REFUSALS + 8,
+        "{most} files open during the flood, {idle_files} before"
+    );
+    let files = server.open_files_down_to(idle_files, Duration::from_secs(3));
+    assert!(
+        files <= idle_files,
+        "the refused sockets are closed within the linger: {files} files open, {idle_files} before"
+    );
+    drop(flood);
+    assert!(server.is_alive());
 }
 
 /// Whether each connection holds a slot (no answer within `wait`: the server

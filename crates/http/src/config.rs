@@ -19,6 +19,9 @@ pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 60 * 60;
 pub const MAX_HANDLERS: usize = 1_000;
 /// Longer than any service manager waits for a stop (systemd: 90 s by default).
 pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 300;
+/// The second purge closes a window of one response's time: an hour is far
+/// beyond it, and a repeat held in memory longer is likelier lost to a restart.
+pub const MAX_PURGE_REPEAT_SECS: u64 = 60 * 60;
 
 /// Where the Gren compiler fetches packages from when nobody redirects it.
 pub const DEFAULT_GIT_FALLBACK: &str = "https://github.com";
@@ -166,6 +169,12 @@ pub struct Config {
     #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_HEADER", default_value = "X-Purge-Secret")]
     pub cache_purge_header: String,
 
+    /// Seconds after each purge that the cache is purged of the same keys
+    /// again: an answer the registry gave just before a change can reach
+    /// the cache just after the change's purge, and be kept. 0: purged once.
+    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_REPEAT", default_value_t = 5)]
+    pub cache_purge_repeat_secs: u64,
+
     /// Reverse proxies (IP addresses, comma-separated) whose
     /// `X-Forwarded-For` names the real client, for per-IP limits and logs.
     #[arg(long, env = "GREN_REGISTRY_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -293,6 +302,12 @@ impl Config {
             "GREN_REGISTRY_CACHE_PURGE_HEADER",
             header_ok,
             || "must be a header name (letters, digits, `-`)",
+        );
+        problems.at_most(
+            "GREN_REGISTRY_CACHE_PURGE_REPEAT",
+            self.cache_purge_repeat_secs,
+            MAX_PURGE_REPEAT_SECS,
+            "seconds",
         );
         problems.at_least_one("GREN_REGISTRY_MAX_CONNECTIONS", self.max_connections as u64);
         problems.at_least_one("GREN_REGISTRY_MAX_HANDLERS", self.max_handlers as u64);
@@ -626,6 +641,11 @@ mod tests {
             );
         }
         refused(&["--cache-purge-header", "X Bad:"], "GREN_REGISTRY_CACHE_PURGE_HEADER");
+        refused(
+            &["--cache-purge-repeat-secs", "3601"],
+            "GREN_REGISTRY_CACHE_PURGE_REPEAT",
+        );
+        config(&["--cache-purge-repeat-secs", "0"]).validate().unwrap();
         let message = config(&["--cache-purge-urls", "http://a@b/", "--cache-purge-secret", "x"])
             .validate()
             .unwrap_err();

@@ -34,8 +34,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
 
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The event's number (`seq`), which the signature covers.
 pub const EVENT_HEADER: &str = "X-Gren-Registry-Event";
 /// `t=<unix>,v1=<hex>`: see [`signature`].
@@ -144,12 +144,18 @@ impl Outbox {
                 app.packages.events.wait_beyond(delivered, Duration::from_secs(1));
                 continue;
             }
-            match deliver(&batch) {
-                Ok(last) => {
-                    backoff = FIRST_BACKOFF;
-                    self.move_cursor(app, last);
-                }
-                Err(reason) => {
+            let failure = match deliver(&batch) {
+                Ok(last) => match self.move_cursor(app, last) {
+                    Ok(()) => None,
+                    // The destination has them, the cursor does not say so:
+                    // they go again, after a pause rather than in a loop.
+                    Err(err) => Some(format!("cannot move the outbox cursor: {}", Chain(&err))),
+                },
+                Err(reason) => Some(reason),
+            };
+            match failure {
+                None => backoff = FIRST_BACKOFF,
+                Some(reason) => {
                     log::warn!("{}: {reason}; retrying in {}s", self.name, backoff.as_secs());
                     pause(app, backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -158,14 +164,12 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn move_cursor(&self, app: &App, delivered: u64) {
+    pub(crate) fn move_cursor(&self, app: &App, delivered: u64) -> Result<(), StoreError> {
         let cursor = Cursor {
             delivered,
             url: self.url.clone(),
         };
-        if let Err(err) = app.store.write_json(&self.cursor, &cursor) {
-            log::error!("{}: cannot move the outbox cursor: {err}", self.name);
-        }
+        app.store.write_json(&self.cursor, &cursor)
     }
 }
 

@@ -21,40 +21,79 @@
 //! batches of up to 100 (one request, their packages' keys), cut shorter
 //! where their keys would pass [`MAX_KEYS_HEADER`] bytes. A cache seen
 //! for the first time starts at the log's head: an empty cache holds
-//! nothing stale.
+//! nothing stale. A cursor that cannot be read, or a new one that cannot
+//! be written, stops start-up naming the file: without it the cache would
+//! be purged of the whole log again (or lose its place).
+//!
+//! A purge can cross a request: one that reached the registry before the
+//! change, and whose answer reaches the cache after the purge, is kept
+//! stale (a ban drops only what the cache held when it came). So each
+//! purge is sent again, with the same keys, `GREN_REGISTRY_CACHE_PURGE_REPEAT`
+//! seconds later (5; 0: never), by a second thread per cache
+//! ([`repeat_until_stopped`]): repeats due together go as one request,
+//! and a failed one is retried with the outbox's backoff. Repeats are held
+//! in memory only: one still due when the registry stops is not sent (its
+//! window was the moment of the change).
 
 use crate::app::App;
 use crate::http::cache::purge_keys;
-use crate::notify::{Outbox, agent};
+use crate::notify::{FIRST_BACKOFF, MAX_BACKOFF, Outbox, agent};
 use gren_registry_core::error::Chain;
-use gren_registry_core::outbox::purge_cursor_path;
+use gren_registry_core::outbox::{Cursor, purge_cursor_path};
 use gren_registry_core::package::events::Event;
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use gren_registry_core::store::StoreError;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Starts one purging thread per configured cache; they end when the app
-/// stops. A cache seen for the first time gets its cursor (at the log's
-/// head) here, before the first request can add an event.
-pub fn start(app: &Arc<App>) -> std::io::Result<Vec<JoinHandle<()>>> {
+/// Starts one purging thread per configured cache, and one repeating its
+/// purges; they end when the app stops. A cache seen for the first time
+/// gets its cursor (at the log's head) here, before the first request can
+/// add an event. An error, naming the cursor's file, when a cursor cannot
+/// be read or that first one cannot be written: the registry must not
+/// start then (see the module's header).
+pub fn start(app: &Arc<App>) -> Result<Vec<JoinHandle<()>>, Box<dyn std::error::Error>> {
     for url in &app.config.cache_purge_urls {
         let outbox = outbox_of(url);
-        match app.store.read_bytes(&outbox.cursor) {
-            Ok(Some(_)) => {}
-            Ok(None) => outbox.move_cursor(app, app.packages.events.head()),
-            Err(err) => log::error!("purge: cannot read the cursor of {url}: {}", Chain(&err)),
+        let refused = |err: StoreError| {
+            format!(
+                "cannot purge the cache at {url}: {}; its cursor says which purges it still needs: restore the \
+                 file from a backup, or remove it to start the cache at the current event (then ban everything \
+                 it holds once)",
+                Chain(&err)
+            )
+        };
+        if app
+            .store
+            .read_json::<Cursor>(&outbox.cursor)
+            .map_err(refused)?
+            .is_none()
+        {
+            outbox.move_cursor(app, app.packages.events.head()).map_err(refused)?;
         }
     }
-    app.config
-        .cache_purge_urls
-        .iter()
-        .map(|url| {
+    let delay = Duration::from_secs(app.config.cache_purge_repeat_secs);
+    let mut threads = Vec::new();
+    for url in &app.config.cache_purge_urls {
+        let repeats = if delay.is_zero() {
+            None
+        } else {
+            let (sender, receiver) = mpsc::channel();
             let (app, url) = (app.clone(), url.clone());
-            std::thread::Builder::new()
-                .name("purge".into())
-                .spawn(move || purge_until_stopped(&app, &url))
-        })
-        .collect()
+            let repeater = move || repeat_until_stopped(&app, &url, &receiver);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("purge-repeat".into())
+                    .spawn(repeater)?,
+            );
+            Some(Repeats { delay, sender })
+        };
+        let (app, url) = (app.clone(), url.clone());
+        let purger = move || purge_until_stopped(&app, &url, repeats);
+        threads.push(std::thread::Builder::new().name("purge".into()).spawn(purger)?);
+    }
+    Ok(threads)
 }
 
 fn outbox_of(url: &str) -> Outbox {
@@ -65,29 +104,130 @@ fn outbox_of(url: &str) -> Outbox {
     }
 }
 
-fn purge_until_stopped(app: &App, url: &str) {
-    let outbox = outbox_of(url);
-    let agent = agent();
-    let secret = app.config.cache_purge_secret.as_deref().unwrap_or_default();
-    let header = app.config.cache_purge_header.as_str();
-    outbox.follow_until_stopped(app, |batch| {
-        let (keys, last) = keys_of(batch);
-        let sent = agent
-            .post(url)
-            .header("Surrogate-Key", &keys)
-            .header(header, secret)
+/// One cache's purge endpoint, and how to reach it.
+struct Cache<'a> {
+    url: &'a str,
+    header: &'a str,
+    secret: &'a str,
+    agent: ureq::Agent,
+}
+
+impl<'a> Cache<'a> {
+    fn of(app: &'a App, url: &'a str) -> Cache<'a> {
+        Cache {
+            url,
+            header: app.config.cache_purge_header.as_str(),
+            secret: app.config.cache_purge_secret.as_deref().unwrap_or_default(),
+            agent: agent(),
+        }
+    }
+
+    /// Tells the cache to drop what is tagged with one of `keys`
+    /// (space-separated); why not, when it did not answer 2xx.
+    fn purge(&self, keys: &str) -> Result<(), String> {
+        let sent = self
+            .agent
+            .post(self.url)
+            .header("Surrogate-Key", keys)
+            .header(self.header, self.secret)
             .send_empty()
             .map_err(|err| err.to_string());
         match sent.map(|answer| answer.status().as_u16()) {
-            Ok(200..=299) => Ok(last),
+            Ok(200..=299) => Ok(()),
             Ok(status) => Err(format!(
-                "the cache at {url} answered HTTP {status} to the purge of {keys}"
+                "the cache at {} answered HTTP {status} to the purge of {keys}",
+                self.url
             )),
             Err(reason) => Err(format!(
-                "the purge of {keys} did not reach the cache at {url} ({reason})"
+                "the purge of {keys} did not reach the cache at {} ({reason})",
+                self.url
             )),
         }
+    }
+}
+
+/// Where a purger hands its purges to be sent again, `delay` later.
+struct Repeats {
+    delay: Duration,
+    sender: mpsc::Sender<Repeat>,
+}
+
+/// Keys (space-separated) to purge again at `due`.
+struct Repeat {
+    due: Instant,
+    keys: String,
+}
+
+fn purge_until_stopped(app: &App, url: &str, repeats: Option<Repeats>) {
+    let outbox = outbox_of(url);
+    let cache = Cache::of(app, url);
+    outbox.follow_until_stopped(app, |batch| {
+        let (keys, last) = keys_of(batch);
+        cache.purge(&keys)?;
+        if let Some(repeats) = &repeats {
+            let due = Instant::now() + repeats.delay;
+            // Only a stopping app has no repeater left to take it.
+            let _ = repeats.sender.send(Repeat { due, keys });
+        }
+        Ok(last)
     });
+}
+
+/// How often a repeater with nothing due looks whether the app stops.
+const STOP_CHECK: Duration = Duration::from_millis(250);
+
+/// Sends each purge of `repeats` again when it is due, until the app
+/// stops: the keys of all the purges due by then in as few requests as
+/// [`MAX_KEYS_HEADER`] allows; what a cache refused, again after a backoff.
+fn repeat_until_stopped(app: &App, url: &str, repeats: &mpsc::Receiver<Repeat>) {
+    let cache = Cache::of(app, url);
+    let mut pending: BTreeMap<Instant, BTreeSet<String>> = BTreeMap::new();
+    let mut backoff = FIRST_BACKOFF;
+    while !app.is_stopping() {
+        let first_due = pending.keys().next().copied();
+        let wait = first_due.map_or(STOP_CHECK, |due| due.saturating_duration_since(Instant::now()));
+        match repeats.recv_timeout(wait.min(STOP_CHECK)) {
+            Ok(Repeat { due, keys }) => {
+                pending
+                    .entry(due)
+                    .or_default()
+                    .extend(keys.split(' ').map(str::to_string));
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(STOP_CHECK)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let due = take_due(&mut pending, Instant::now());
+        let mut unsent = due.into_iter().peekable();
+        while unsent.peek().is_some() {
+            let keys = header_of(&mut unsent);
+            if let Err(reason) = cache.purge(&keys) {
+                log::warn!("purge: {reason} (a repeat); retrying in {}s", backoff.as_secs());
+                let retry = pending.entry(Instant::now() + backoff).or_default();
+                retry.extend(keys.split(' ').map(str::to_string).chain(unsent));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                break;
+            }
+            backoff = FIRST_BACKOFF;
+        }
+    }
+}
+
+/// The keys of every repeat due by `now`, each once, taken out of `pending`.
+fn take_due(pending: &mut BTreeMap<Instant, BTreeSet<String>>, now: Instant) -> BTreeSet<String> {
+    let later = pending.split_off(&(now + Duration::from_nanos(1)));
+    std::mem::replace(pending, later).into_values().flatten().collect()
+}
+
+/// The next keys of `keys`, space-separated, as many as fit in
+/// [`MAX_KEYS_HEADER`] (and at least one).
+fn header_of(keys: &mut std::iter::Peekable<impl Iterator<Item = String>>) -> String {
+    let mut header = keys.next().unwrap_or_default();
+    while let Some(key) = keys.next_if(|key| header.len() + 1 + key.len() <= MAX_KEYS_HEADER) {
+        header.push(' ');
+        header.push_str(&key);
+    }
+    header
 }
 
 /// The longest `Surrogate-Key` header a purge sends: Varnish refuses a
@@ -138,6 +278,35 @@ mod tests {
             sha256: String::new(),
             token: None,
         }
+    }
+
+    #[test]
+    fn repeats_due_by_now_are_taken_together_and_later_ones_wait() {
+        let now = Instant::now();
+        let keys = |keys: &[&str]| keys.iter().map(|key| key.to_string()).collect::<BTreeSet<_>>();
+        let mut pending = BTreeMap::from([
+            (now - Duration::from_secs(1), keys(&["listings", "p:a/x"])),
+            (now, keys(&["listings", "p:b/y"])),
+            (now + Duration::from_secs(1), keys(&["p:c/z"])),
+        ]);
+        assert_eq!(take_due(&mut pending, now), keys(&["listings", "p:a/x", "p:b/y"]));
+        assert_eq!(pending.into_values().collect::<Vec<_>>(), [keys(&["p:c/z"])]);
+    }
+
+    #[test]
+    fn repeated_keys_go_in_headers_that_fit() {
+        let keys: Vec<String> = (0..200)
+            .map(|n| format!("p:author-{n:03}/{}", "p".repeat(90)))
+            .collect();
+        let mut unsent = keys.clone().into_iter().peekable();
+        let mut headers = Vec::new();
+        while unsent.peek().is_some() {
+            headers.push(header_of(&mut unsent));
+        }
+        assert!(headers.len() > 1, "{} headers", headers.len());
+        assert!(headers.iter().all(|header| header.len() <= MAX_KEYS_HEADER));
+        let sent: Vec<&str> = headers.iter().flat_map(|header| header.split(' ')).collect();
+        assert_eq!(sent, keys, "every key, once, in order");
     }
 
     #[test]

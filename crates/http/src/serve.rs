@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::control;
 use crate::http::router::RegistryService;
-use crate::http::server::{Limits, Server};
+use crate::http::server::{LINGERING_REFUSALS, Limits, Server};
 use crate::{notify, purge};
 use gren_registry_core::error::Chain;
 use gren_registry_core::git::Git;
@@ -55,6 +55,9 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
             }
         })?;
     }
+    // First: a cache's cursor that cannot be read or written stops start-up
+    // before the notifier, the sweep or the control socket start.
+    let purgers = purge::start(&app)?;
     notify::record_site(&app, app.config.package_site_url.as_deref());
     let notifier = match app.config.package_site_url.clone() {
         Some(url) => {
@@ -67,7 +70,6 @@ pub fn serve(config: Config, admin: Option<control::Handler>) -> Result<(), Box<
         }
         None => None,
     };
-    let purgers = purge::start(&app)?;
     sweep_in_the_background(&app)?;
     let _control = admin.and_then(|handler| control::start(&app, handler));
     let housekeeping = {
@@ -139,8 +141,9 @@ fn limits(config: &Config) -> Limits {
 
 /// Files the registry needs besides its connections: the listening socket,
 /// the log, the data directory's lock, and the files each handler may have
-/// open at once (a record, its temporary file, a directory to sync).
-const FILES_BESIDES_CONNECTIONS: u64 = 64;
+/// open at once (a record, its temporary file, a directory to sync), and
+/// the refused connections read before they close.
+const FILES_BESIDES_CONNECTIONS: u64 = 64 + LINGERING_REFUSALS as u64;
 const FILES_PER_HANDLER: u64 = 4;
 
 /// Raises the soft open-files limit to the hard one (each connection is a

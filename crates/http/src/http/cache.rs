@@ -7,7 +7,7 @@
 //! handler:
 //! - a public answer (to a request without `Authorization`, on a shared
 //!   route, `200`, `404` or `410`) gets `Cache-Control` with a shared
-//!   lifetime ([`PUBLIC`], unless its handler chose one), a strong `ETag`,
+//!   lifetime ([`public`], unless its handler chose one), a strong `ETag`,
 //!   `Vary: Authorization`, a `Surrogate-Key` naming its package (or
 //!   `listings`), and `304` when `If-None-Match` names its tag;
 //! - an answer to anyone who sent credentials, or one its handler marked
@@ -15,17 +15,27 @@
 //! - everything else is `no-store` unless its handler said otherwise
 //!   (git's own headers).
 //!
-//! Shared lifetimes can be long because the registry purges: after every
-//! change of a package, `crate::purge` tells each cache to drop the
-//! objects tagged with [`purge_keys`].
+//! Shared lifetimes are long only where the registry purges: after every
+//! change of a package, `crate::purge` tells each cache of
+//! `GREN_REGISTRY_CACHE_PURGE_URLS` to drop the objects tagged with
+//! [`purge_keys`], and those answers say `s-maxage` of a day
+//! ([`PUBLIC_PURGED`]). `s-maxage` speaks to every shared cache on the way,
+//! purged or not (a CDN in front of the purged one, a company's proxy), so
+//! the purged cache keeps it for itself and takes it out of what it passes
+//! on (docs/deploy/varnish.vcl does). Without purge URLs no cache is ever
+//! told of a change, and every cache, shared or not, gets the lifetime
+//! clients get: a minute ([`PUBLIC_UNPURGED`]).
 
 use super::{HeaderText, Request, Response};
 use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::package::PackageName;
 
 /// A day in shared caches (which are purged on change), a minute in clients
-/// (which are not).
-pub(crate) const PUBLIC: &str = "public, max-age=60, s-maxage=86400";
+/// (which are not): for a registry that purges its caches.
+pub(crate) const PUBLIC_PURGED: &str = "public, max-age=60, s-maxage=86400";
+/// A minute in every cache: for a registry that purges none, where a minute
+/// is as stale as an answer gets anywhere.
+pub(crate) const PUBLIC_UNPURGED: &str = "public, max-age=60";
 /// What never changes: full pages of the event log.
 pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Depends on who asks: no cache may store it.
@@ -53,6 +63,12 @@ pub(crate) enum Sharing {
 /// lower case (authors compare without case), of the characters names allow.
 pub(crate) fn package_key(name: &PackageName) -> String {
     name.key_after("p:")
+}
+
+/// The `Cache-Control` of public answers, for a registry that purges shared
+/// caches or not (see the module's header).
+pub(crate) fn public(purged: bool) -> &'static str {
+    if purged { PUBLIC_PURGED } else { PUBLIC_UNPURGED }
 }
 
 /// What a change of `name` makes stale: its answers and the listings.
@@ -83,8 +99,9 @@ pub(crate) fn private_if(private: bool, response: Response) -> Response {
 }
 
 /// Settles the cache headers of the answer to `request` on a route with
-/// `sharing` (see the module's header).
-pub(crate) fn apply(request: &Request, sharing: Sharing, response: Response) -> Response {
+/// `sharing` (see the module's header); `public` is the `Cache-Control` of
+/// a public answer whose handler chose none ([`public`]).
+pub(crate) fn apply(request: &Request, sharing: Sharing, public: &'static str, response: Response) -> Response {
     if request.header("authorization").is_some() {
         return set(response, "Cache-Control", PRIVATE);
     }
@@ -108,7 +125,7 @@ pub(crate) fn apply(request: &Request, sharing: Sharing, response: Response) -> 
     }
     let mut response = response;
     if header(&response, "Cache-Control").is_none() {
-        response = set(response, "Cache-Control", PUBLIC);
+        response = set(response, "Cache-Control", public);
     }
     if header(&response, "ETag").is_none() && response.status != 304 {
         let etag = format!("\"{}\"", sha256_hex(&response.body));
@@ -186,7 +203,7 @@ mod tests {
     }
 
     fn answered(request: &Request, sharing: Sharing, response: Response) -> Vec<(&'static str, String)> {
-        let mut headers: Vec<_> = apply(request, sharing, response)
+        let mut headers: Vec<_> = apply(request, sharing, PUBLIC_PURGED, response)
             .headers
             .into_iter()
             .filter(|(name, _)| *name != "Content-Type")
@@ -205,7 +222,7 @@ mod tests {
         assert_eq!(
             headers,
             vec![
-                ("Cache-Control", PUBLIC.to_string()),
+                ("Cache-Control", PUBLIC_PURGED.to_string()),
                 ("ETag", etag.clone()),
                 ("Surrogate-Key", "p:gren-lang/core".to_string()),
                 ("Vary", "Authorization".to_string()),
@@ -215,7 +232,7 @@ mod tests {
             &[("If-None-Match", &etag)],
             &[("author", "gren-lang"), ("project", "core")],
         );
-        let revalidated = apply(&again, Sharing::Package, Response::json_bytes(200, body));
+        let revalidated = apply(&again, Sharing::Package, PUBLIC_PURGED, Response::json_bytes(200, body));
         assert_eq!((revalidated.status, revalidated.body.len()), (304, 0));
         assert!(
             revalidated
@@ -223,6 +240,22 @@ mod tests {
                 .iter()
                 .any(|(name, value)| *name == "ETag" && *value == etag)
         );
+    }
+
+    #[test]
+    fn only_a_registry_that_purges_gives_shared_caches_more_than_a_minute() {
+        let request = get(&[], &[("author", "a"), ("project", "b")]);
+        let lifetime = |purged| {
+            let answer = apply(
+                &request,
+                Sharing::Package,
+                public(purged),
+                Response::json_bytes(200, b"{}".to_vec()),
+            );
+            header(&answer, "Cache-Control").map(str::to_string)
+        };
+        assert_eq!(lifetime(true).as_deref(), Some("public, max-age=60, s-maxage=86400"));
+        assert_eq!(lifetime(false).as_deref(), Some("public, max-age=60"));
     }
 
     #[test]
@@ -234,14 +267,19 @@ mod tests {
             &[("If-None-Match", weak.as_str())],
             &[("author", "a"), ("project", "b")],
         );
-        let answer = apply(&again, Sharing::Package, Response::json_bytes(200, body.clone()));
+        let answer = apply(
+            &again,
+            Sharing::Package,
+            PUBLIC_PURGED,
+            Response::json_bytes(200, body.clone()),
+        );
         assert_eq!(answer.status, 304);
         let other = get(
             &[("If-None-Match", "W/\"other\"")],
             &[("author", "a"), ("project", "b")],
         );
         assert_eq!(
-            apply(&other, Sharing::Package, Response::json_bytes(200, body)).status,
+            apply(&other, Sharing::Package, PUBLIC_PURGED, Response::json_bytes(200, body)).status,
             200
         );
     }

@@ -276,9 +276,10 @@ pub fn find(method: &str, path: &str) -> ApiResult<(&'static Route, Params)> {
 /// Answers a request, with the cache headers its route allows; `admitted`
 /// is the caller of an upload, authenticated from its head.
 fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) -> Response {
+    let public = cache::public(!app.config.cache_purge_urls.is_empty());
     let (route, params) = match find(&request.method, &request.path) {
         Ok(found) => found,
-        Err(refused) => return cache::apply(&request, Sharing::None, refused.into()),
+        Err(refused) => return cache::apply(&request, Sharing::None, public, refused.into()),
     };
     request.params = params;
     let caller = match admitted {
@@ -286,7 +287,7 @@ fn dispatch(app: &App, mut request: Request, admitted: Option<Authenticated>) ->
         None => Caller::new(&app.store, request.bearer_token()),
     };
     let answer = (route.handler)(app, &request, &caller).unwrap_or_else(Response::from);
-    cache::apply(&request, route.sharing, answer)
+    cache::apply(&request, route.sharing, public, answer)
 }
 
 /// What an admitted upload holds until it is answered: its share of the

@@ -9,7 +9,10 @@
 //! - at most `max_connections` connections are open at once, and at most
 //!   `max_connections_per_client` from one client network (an IPv4 address,
 //!   an IPv6 /64; trusted proxies are exempt, they carry many clients);
-//!   beyond that a connection gets `503` with `Retry-After` and is closed;
+//!   beyond that a connection gets `503` with `Retry-After` and is closed
+//!   once what the client sent is read, so that no reset destroys the
+//!   answer (at most [`LINGERING_REFUSALS`] at once, each for a second at
+//!   most; beyond them a refusal closes at once);
 //! - every request head passes the [`gate`] before hyper sees a byte of it:
 //!   it must arrive within `request_timeout` of its first byte (`408`) and
 //!   fit in `max_header_bytes` (`431`), and the shapes hyper would take but
@@ -50,6 +53,7 @@ use gren_registry_core::store::lock_ignoring_poison as lock;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,6 +146,10 @@ const MIN_BODY_RATE: u64 = 16 * 1024;
 const LISTEN_BACKLOG: u32 = 4096;
 /// How long an idle handler thread is kept for the next request.
 const HANDLER_THREAD_IDLE: Duration = Duration::from_secs(1);
+/// Refused connections read to their end at once before they close (see
+/// [`refuse`]): each holds its socket for up to a second, so a flood of
+/// connections beyond the cap holds at most these few more files.
+pub const LINGERING_REFUSALS: usize = 32;
 
 pub struct Server {
     runtime: tokio::runtime::Runtime,
@@ -155,6 +163,8 @@ struct State {
     /// Tells the accept loop and idle connections that a shutdown began.
     stop: tokio::sync::watch::Sender<bool>,
     open: Mutex<Open>,
+    /// Refused connections being read before they close.
+    lingering: AtomicUsize,
     warnings: Warnings,
 }
 
@@ -204,6 +214,7 @@ impl Server {
             state: Arc::new(State {
                 stop,
                 open: Mutex::default(),
+                lingering: AtomicUsize::new(0),
                 warnings: Warnings::default(),
             }),
         })
@@ -274,7 +285,7 @@ async fn accept_until_shut_down(listener: tokio::net::TcpListener, shared: &Arc<
             Ok(slot) => {
                 tokio::spawn(exchange::serve_connection(stream, remote, shared.clone(), slot));
             }
-            Err(error) => refuse(stream, remote, &error, &shared.state.warnings),
+            Err(error) => refuse(stream, remote, &error, &shared.state),
         }
     }
     // Close the listening socket first: new connections are refused at once
@@ -364,12 +375,43 @@ fn busy(code: ErrorCode, message: impl Into<String>) -> ApiError {
 /// Answers a connection that gets no slot, from the accepting task: the
 /// short answer fits in the socket's buffer, so the write does not wait
 /// (and a peer whose buffer is full gets nothing, rather than a task).
-fn refuse(stream: tokio::net::TcpStream, remote: SocketAddr, error: &ApiError, warnings: &Warnings) {
-    warnings.warn(error.code.as_str(), || connection_line(remote, error));
-    let _ = stream.try_write(&gate::serialize(&Response::from_error(error)));
-    if let Ok(stream) = stream.into_std() {
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+///
+/// The client may have sent its request already, and more may be on its
+/// way: closing a socket with unread bytes, or receiving bytes after the
+/// close, makes the kernel send a reset, which breaks the client's next
+/// write and can overtake the answer and destroy it. So the answer is
+/// followed by a FIN, and what the client still sends is read and dropped
+/// ([`gate::linger`]) on a task of its own before the socket closes; at
+/// most [`LINGERING_REFUSALS`] at once, so that a flood of refusals costs a
+/// bounded number of files and tasks (beyond them the socket closes at once).
+fn refuse(stream: tokio::net::TcpStream, remote: SocketAddr, error: &ApiError, state: &Arc<State>) {
+    state
+        .warnings
+        .warn(error.code.as_str(), || connection_line(remote, error));
+    let answer = gate::serialize(&Response::from_error(error));
+    let written = stream.try_write(&answer).is_ok_and(|written| written == answer.len());
+    let lingering = written
+        && state
+            .lingering
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now < LINGERING_REFUSALS).then_some(now + 1)
+            })
+            .is_ok();
+    if !lingering {
+        if let Ok(stream) = stream.into_std() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        return;
     }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        if tokio::io::AsyncWriteExt::shutdown(&mut stream).await.is_ok() {
+            gate::linger(&mut stream).await;
+        }
+        drop(stream);
+        state.lingering.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// The log line of a connection refused before it had a request line.

@@ -515,7 +515,7 @@ impl Gate {
         let _ = self.stream.shutdown().await;
         match drain {
             Some(left) => self.drain(left).await,
-            None => self.linger().await,
+            None => linger(&mut self.stream).await,
         }
     }
 
@@ -534,18 +534,22 @@ impl Gate {
             }
         }
     }
+}
 
-    async fn linger(&mut self) {
-        let deadline = Instant::now() + LINGER;
-        let mut drained = 0;
-        let mut sink = vec![0u8; 16 * 1024];
-        while drained < LINGER_BYTES {
-            // A client still sending keeps the bytes coming; one that pauses is done.
-            let wait = deadline.min(Instant::now() + LINGER_PAUSE);
-            match tokio::time::timeout_at(wait, self.stream.read(&mut sink)).await {
-                Ok(Ok(read)) if read > 0 => drained += read,
-                _ => return,
-            }
+/// Reads and drops what the client of `stream` still sends, for up to
+/// [`LINGER`] and [`LINGER_BYTES`], until it pauses for [`LINGER_PAUSE`] or
+/// closes: the lingering close of a connection whose answer was written
+/// (and whose writing side, shut down, has sent its FIN).
+pub(super) async fn linger(stream: &mut TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut sink = vec![0u8; 16 * 1024];
+    while drained < LINGER_BYTES {
+        // A client still sending keeps the bytes coming; one that pauses is done.
+        let wait = deadline.min(Instant::now() + LINGER_PAUSE);
+        match tokio::time::timeout_at(wait, stream.read(&mut sink)).await {
+            Ok(Ok(read)) if read > 0 => drained += read,
+            _ => return,
         }
     }
 }
