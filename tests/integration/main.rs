@@ -13,6 +13,7 @@ mod common;
 mod admin;
 mod backup;
 mod cdn;
+mod cli_help;
 mod client;
 mod concurrency;
 mod connection_log;

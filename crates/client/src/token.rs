@@ -27,7 +27,10 @@ pub enum TokenCommand {
     /// List your tokens (never their secrets).
     List,
     /// Revoke a token by its id: it stops working at once.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+    },
 }
 
 pub fn run(registry: &RemoteRegistry, command: TokenCommand) -> CliResult<()> {
