@@ -112,6 +112,16 @@ fn every_command() -> Vec<(Vec<String>, Help)> {
     found
 }
 
+/// Every command path of the program, hidden ones included
+/// (`["admin", "migrate"]`), as its help texts list them.
+pub(crate) fn command_paths() -> Vec<Vec<String>> {
+    every_command()
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| !path.is_empty())
+        .collect()
+}
+
 #[test]
 fn every_command_has_a_summary_of_its_own_and_describes_each_argument() {
     let commands = every_command();
@@ -179,6 +189,8 @@ fn the_arguments_a_newcomer_asked_about_are_described() {
     assert!(described(&["serve"], "--postmark-url").contains("Postmark"));
     assert!(described(&["serve"], "--mail-from").contains("Sender"));
     assert!(described(&["admin"], "--data-dir").contains("data directory"));
+    // Global: taken after the subcommand too (`admin migrate --data-dir f1`).
+    assert!(described(&["admin", "migrate"], "--data-dir").contains("data directory"));
     assert!(described(&["login"], "--registry <URL>").contains("registry"));
 }
 

@@ -31,6 +31,7 @@ mod many_connections;
 mod migration;
 mod nginx_proxy;
 mod packages;
+mod printed_commands;
 mod slow_clients;
 mod tokens;
 mod varnish;

@@ -107,10 +107,19 @@ pub(crate) type AdminResult<T> = Result<T, AdminError>;
 /// The inflated-size cap for imports, as for uploads by default.
 const IMPORT_MAX_INFLATED: u64 = 64 * 1024 * 1024;
 
+/// Admin's options, taken before or after the subcommand (`global`), as
+/// `--registry` is by the client commands: the commands the registry prints
+/// (`gren-registry admin migrate --data-dir …`) run as printed.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The registry's data directory, as for `serve`.
-    #[arg(long, env = "GREN_REGISTRY_DATA_DIR", default_value = "./data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "GREN_REGISTRY_DATA_DIR",
+        default_value = "./data",
+        global = true,
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
@@ -370,7 +379,7 @@ fn refuse_other_user(args: &AdminArgs) -> AdminResult<()> {
         Some(name) => format!("{name} (uid {uid})"),
         None => format!("uid {uid}"),
     };
-    let command: Vec<String> = std::env::args().collect();
+    let command: Vec<String> = std::env::args().map(|arg| shell_quoted(&arg)).collect();
     Err(AdminError::OtherUser {
         dir: args.data_dir.clone(),
         owner: describe(owner),
@@ -378,6 +387,17 @@ fn refuse_other_user(args: &AdminArgs) -> AdminResult<()> {
         me: describe(me),
         command: command.join(" "),
     })
+}
+
+/// `arg` as a shell reads it back, so that a command printed for the
+/// operator to run (`--reason 'a leaked secret'`) pastes and works.
+fn shell_quoted(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 fn execute(args: &AdminArgs) -> AdminResult<Report> {
