@@ -19,6 +19,7 @@ mod concurrency;
 mod connection_log;
 mod crash;
 mod data_dir;
+mod docs_examples;
 mod faults;
 mod full_disk;
 mod fuzz_regressions;
