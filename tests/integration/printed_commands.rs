@@ -378,16 +378,6 @@ fn operator_commands_print_commands_that_work_as_printed() {
     assert_ran(&[&operator], OPERATOR);
 }
 
-/// Gives `path` and everything below it to `uid`.
-fn chown_tree(path: &Path, uid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid);
-        }
-    }
-}
-
 #[test]
 fn invitations_and_role_changes_print_commands_that_work_for_the_person_told() {
     let server = Server::start();

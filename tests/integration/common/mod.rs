@@ -679,6 +679,16 @@ impl BinaryForOthers {
     }
 }
 
+/// Gives `path` and everything below it to `uid`.
+pub fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid);
+        }
+    }
+}
+
 /// Takes the registry's variables (and proxies) out of a child's environment,
 /// so that the developer's shell cannot change what a test sees.
 pub fn clear_registry_env(command: &mut Command) {
