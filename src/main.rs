@@ -23,6 +23,18 @@ enum Command {
     Serve(Box<Config>),
     /// Operator commands on the data directory.
     Admin(gren_registry_admin::AdminArgs),
+    /// Print a shell completion script for this program (to stdout).
+    ///
+    /// Generated from the same definitions as `--help`, so it always offers
+    /// this release's commands and options. For example:
+    /// `gren-registry completions bash > /etc/bash_completion.d/gren-registry`,
+    /// `gren-registry completions zsh > ~/.zfunc/_gren-registry` (with
+    /// `~/.zfunc` in `fpath`), or
+    /// `gren-registry completions fish > ~/.config/fish/completions/gren-registry.fish`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -45,7 +57,7 @@ fn parse() -> (Cli, Option<Target>) {
                 let (_, command) = matches.subcommand().expect("a command was given");
                 Some(Target::from_arg_matches(command)?)
             }
-            Command::Serve(_) | Command::Admin(_) => None,
+            Command::Serve(_) | Command::Admin(_) | Command::Completions { .. } => None,
         };
         Ok((cli, target))
     });
@@ -56,12 +68,24 @@ fn parse() -> (Cli, Option<Target>) {
         (Some(_), None) => command_line()
             .error(
                 ErrorKind::ArgumentConflict,
-                "--registry is an option of the client commands; `serve` and `admin` do not take it",
+                "--registry is an option of the client commands; `serve`, `admin` and `completions` do not take it",
             )
             .exit(),
         (None, _) => {}
     }
     (cli, target)
+}
+
+/// Writes the completion script of `shell` for the whole command line (the
+/// client's options included) to stdout.
+fn completions(shell: clap_complete::Shell) -> Result<(), Box<dyn std::error::Error>> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command_line(), "gren-registry", &mut script);
+    match std::io::stdout().write_all(&script) {
+        // `completions bash | head`: the reader had enough.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => Ok(done?),
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,6 +98,7 @@ fn main() -> ExitCode {
                 .map(|()| true)
         }
         Command::Admin(args) => gren_registry_admin::run_command(args),
+        Command::Completions { shell } => completions(shell).map(|()| true),
         Command::Client(command) => {
             let target = target.expect("client commands have a target");
             gren_registry_client::run_command(&target, command)

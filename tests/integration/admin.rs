@@ -1926,16 +1926,6 @@ fn fsck_beside_a_busy_server_reports_no_problems() {
 /// `nobody`: another user than the one the tests run as (root).
 const OTHER_UID: u32 = 65534;
 
-/// Gives `path` and everything below it to `uid`.
-fn chown_tree(path: &Path, uid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid);
-        }
-    }
-}
-
 #[test]
 fn admin_commands_refuse_a_data_directory_owned_by_another_user_and_say_how_to_run_them() {
     let dir = with_identities();

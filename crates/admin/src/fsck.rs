@@ -245,7 +245,7 @@ impl Fsck<'_> {
             if !identity.members.iter().any(|member| member.role == Role::Admin) {
                 // Its last admin left, which members may always do.
                 self.notes.push(format!(
-                    "identity {} has no admin; name one with `admin identity set-member {} <email> --role admin`",
+                    "identity {} has no admin; name one with `gren-registry admin identity set-member {} <email> --role admin`",
                     identity.name, identity.name
                 ));
             }

@@ -107,9 +107,19 @@ pub(crate) type AdminResult<T> = Result<T, AdminError>;
 /// The inflated-size cap for imports, as for uploads by default.
 const IMPORT_MAX_INFLATED: u64 = 64 * 1024 * 1024;
 
+/// Admin's options, taken before or after the subcommand (`global`), as
+/// `--registry` is by the client commands: the commands the registry prints
+/// (`gren-registry admin migrate --data-dir …`) run as printed.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    #[arg(long, env = "GREN_REGISTRY_DATA_DIR", default_value = "./data")]
+    /// The registry's data directory, as for `serve`.
+    #[arg(
+        long,
+        env = "GREN_REGISTRY_DATA_DIR",
+        default_value = "./data",
+        global = true,
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
@@ -132,12 +142,18 @@ pub enum AdminCommand {
         repair: bool,
     },
     /// Copy the data directory (hard links) at one point in time.
-    Snapshot { destination: PathBuf },
-    /// Upgrade the data directory to this release's data format, in place
-    /// (safe to interrupt: running it again finishes). Take a snapshot first.
+    Snapshot {
+        /// Where the copy goes: a new directory (best on the same file system).
+        destination: PathBuf,
+    },
+    /// Upgrade the data directory to this release's data format, in place.
+    ///
+    /// Safe to interrupt: running it again finishes. Take a snapshot first,
+    /// and stop the server.
     Migrate,
     /// Add existing bundles (a package's history) without the successor rule.
     Import {
+        /// Bundle files (`.pkg.gz`, as the compiler writes them), oldest version first.
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
         /// Make newly created packages private.
@@ -152,20 +168,24 @@ pub enum AdminCommand {
         )]
         kernel_code_authors: Vec<String>,
     },
-    /// Publishing identities.
+    /// Create, show and link publishing identities; set their members.
     #[command(subcommand)]
     Identity(IdentityCommand),
-    /// Users.
+    /// Show users; log them out everywhere.
     #[command(subcommand)]
     User(UserCommand),
     /// Revoke a version.
     Revoke {
-        /// author/project
+        /// The package, as author/project.
         package: String,
+        /// The version to revoke, X.Y.Z.
         version: String,
+        /// Why, for the people who depend on it (shown with the version).
         #[arg(long)]
         reason: String,
     },
+    /// Show what the packages site and the shared caches have not been told yet.
+    ///
     /// Notifications not yet delivered to the packages site, and how far
     /// each shared cache has been told to purge.
     Outbox,
@@ -177,6 +197,7 @@ pub enum AdminCommand {
 pub enum IdentityCommand {
     /// Create an identity, reserved names included.
     Create {
+        /// The identity's name: the author part of its package names.
         name: String,
         /// The first admin's e-mail address.
         #[arg(long)]
@@ -190,14 +211,19 @@ pub enum IdentityCommand {
         #[arg(long, value_name = "ID")]
         github_owner_id: Option<u64>,
     },
-    /// Show an identity, its members, invitations and packages.
-    Show { name: String },
-    /// Link an identity to the GitHub user or organization of the same
-    /// name, so that `setup-git` users get its packages for
+    /// Show an identity, its members, invitations, packages and audit log.
+    Show {
+        /// The identity's name.
+        name: String,
+    },
+    /// Link an identity to the GitHub owner (user or organization) of its name.
+    ///
+    /// `setup-git` users then get its packages for
     /// `https://github.com/<name>/…` from the registry. Check first that
     /// the identity's admins are that owner: the id is
     /// `curl https://api.github.com/users/<name>`'s `id`.
     LinkGithub {
+        /// The identity's name (and the GitHub owner's login).
         name: String,
         /// The GitHub owner's numeric id (it survives renames; a new
         /// account with the same login gets another).
@@ -206,14 +232,20 @@ pub enum IdentityCommand {
     },
     /// Remove an identity's GitHub link: `https://github.com/<name>/` then
     /// goes to GitHub again for `setup-git` users.
-    UnlinkGithub { name: String },
+    UnlinkGithub {
+        /// The identity's name.
+        name: String,
+    },
     /// Add a member or change their role, directly: no invitation, no
     /// e-mail (for an identity left without an admin, for instance).
     SetMember {
+        /// The identity's name.
         name: String,
+        /// The member's e-mail address.
         email: String,
-        /// download, publish or admin.
-        #[arg(long)]
+        /// What they may do: download its private packages, publish, or
+        /// also manage its members (admin).
+        #[arg(long, value_parser = Role::ALL.map(Role::as_str))]
         role: String,
     },
 }
@@ -221,10 +253,16 @@ pub enum IdentityCommand {
 #[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Show a user, their sessions, automation tokens and identities.
-    Show { email: String },
+    Show {
+        /// The user's e-mail address.
+        email: String,
+    },
     /// Revoke every session and every automation token of a user: they are
     /// logged out everywhere, and their CI jobs' tokens stop working.
-    RevokeSessions { email: String },
+    RevokeSessions {
+        /// The user's e-mail address.
+        email: String,
+    },
 }
 
 impl AdminCommand {
@@ -341,7 +379,7 @@ fn refuse_other_user(args: &AdminArgs) -> AdminResult<()> {
         Some(name) => format!("{name} (uid {uid})"),
         None => format!("uid {uid}"),
     };
-    let command: Vec<String> = std::env::args().collect();
+    let command: Vec<String> = std::env::args().map(|arg| shell_quoted(&arg)).collect();
     Err(AdminError::OtherUser {
         dir: args.data_dir.clone(),
         owner: describe(owner),
@@ -349,6 +387,17 @@ fn refuse_other_user(args: &AdminArgs) -> AdminResult<()> {
         me: describe(me),
         command: command.join(" "),
     })
+}
+
+/// `arg` as a shell reads it back, so that a command printed for the
+/// operator to run (`--reason 'a leaked secret'`) pastes and works.
+fn shell_quoted(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 fn execute(args: &AdminArgs) -> AdminResult<Report> {

@@ -18,7 +18,7 @@ use gren_registry_core::api::{
     RevokeRequest, UserAnswer,
 };
 use gren_registry_core::bundle::outline::KernelCode;
-use gren_registry_core::identity::Member;
+use gren_registry_core::identity::{Member, Role};
 use gren_registry_core::package::{PackageName, Version};
 use remote::RemoteRegistry;
 use serde::de::IgnoredAny;
@@ -49,14 +49,16 @@ impl From<gren_registry_core::bundle::BundleError> for CliError {
 
 pub type CliResult<T> = Result<T, CliError>;
 
-/// The client's options. The command line gives them to each client command
-/// (global: below `identity` too), not to `serve` or `admin`.
+// The client's options. The command line gives them to each client command
+// (global: below `identity` too), not to `serve` or `admin`. Not a doc
+// comment: clap would make it the `about` of every command it is given to,
+// hiding each command's own summary in `--help`.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The registry to talk to [default: the one you last logged in to, else
-    /// http://127.0.0.1:3000].
+    /// The registry to talk to (its base URL) [default: the one you last
+    /// logged in to, else http://127.0.0.1:3000].
     // No default_value: whether it was given decides (see `registry::choose`).
-    #[arg(long, env = "GREN_REGISTRY_URL", global = true)]
+    #[arg(long, env = "GREN_REGISTRY_URL", global = true, value_name = "URL")]
     pub registry: Option<String>,
 }
 
@@ -64,6 +66,7 @@ pub struct Target {
 pub enum ClientCommand {
     /// Log in by e-mail (a code or a link) and store the token in ~/.gren/user.
     Login {
+        /// Your e-mail address (asked for when not given); the code and link go there.
         #[arg(long)]
         email: Option<String>,
     },
@@ -73,6 +76,7 @@ pub enum ClientCommand {
     Whoami,
     /// Publish a bundle file, or a package project directory (default: .).
     Publish {
+        /// A project directory (with gren.json) or a bundle file [default: .].
         path: Option<PathBuf>,
         /// Validate and show what would be published, then stop.
         #[arg(long)]
@@ -83,9 +87,11 @@ pub enum ClientCommand {
     },
     /// Revoke a version: it stays listed, its content is removed.
     Revoke {
-        /// author/project
+        /// The package, as author/project.
         package: String,
+        /// The version to revoke, X.Y.Z.
         version: String,
+        /// Why, for the people who depend on it (shown with the version).
         #[arg(long)]
         reason: String,
     },
@@ -97,18 +103,25 @@ pub enum ClientCommand {
     Token(token::TokenCommand),
     /// Make a package private or public.
     Private {
-        /// author/project
+        /// The package, as author/project.
         package: String,
+        /// on: only the identity's members (and tokens with its download
+        /// scope) see it; off: everyone does.
         #[arg(value_parser = ["on", "off"])]
         setting: String,
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
-    Install { dir: Option<PathBuf> },
-    /// Let the Gren compiler install from this registry: adds to your global
-    /// git configuration an `insteadOf` sending https://github.com/ here, and
-    /// a credential helper (this program) for private packages. The
-    /// registry answers there only for identities linked to the GitHub
-    /// owner of their name; everything else goes on to GitHub.
+    Install {
+        /// The application or package project (with gren.json) [default: .].
+        dir: Option<PathBuf>,
+    },
+    /// Let the Gren compiler install from this registry (git configuration).
+    ///
+    /// Adds to your global git configuration an `insteadOf` sending
+    /// https://github.com/ here, and a credential helper (this program) for
+    /// private packages. The registry answers there only for identities
+    /// linked to the GitHub owner of their name; everything else goes on to
+    /// GitHub.
     SetupGit {
         /// Take out what `setup-git` added (every `--identity` included).
         #[arg(long)]
@@ -123,35 +136,69 @@ pub enum ClientCommand {
     /// `get` answers, for this registry's host only, with a git token (minutes
     /// long, for fetches only) made from GREN_REGISTRY_TOKEN or the stored login.
     #[command(hide = true)]
-    GitCredential { operation: String },
+    GitCredential {
+        /// What git asks: get, store or erase (only get answers).
+        operation: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum IdentityCommand {
     /// Create an identity; you become its admin.
-    Create { name: String },
-    /// Show an identity, its members and packages (and, to admins, its pending invitations).
-    Show { name: String },
-    /// Invite someone with a role (download, publish or admin); they become a
-    /// member once they accept.
-    Add {
+    Create {
+        /// The identity's name: the author part of its package names.
         name: String,
+    },
+    /// Show an identity, its members and packages (and, to admins, its pending invitations).
+    Show {
+        /// The identity's name.
+        name: String,
+    },
+    /// Invite someone with a role; they become a member once they accept.
+    Add {
+        /// The identity's name.
+        name: String,
+        /// The e-mail address of the person to invite.
         email: String,
-        #[arg(long, default_value = "publish")]
+        /// What they may do: download its private packages, publish, or
+        /// also manage its members (admin).
+        #[arg(long, default_value = "publish", value_parser = Role::ALL.map(Role::as_str))]
         role: String,
     },
     /// Remove a member, or cancel their invitation.
-    Remove { name: String, email: String },
+    Remove {
+        /// The identity's name.
+        name: String,
+        /// The member's (or the invited person's) e-mail address.
+        email: String,
+    },
     /// Change a member's role (or the role an invitation offers).
-    Role { name: String, email: String, role: String },
+    Role {
+        /// The identity's name.
+        name: String,
+        /// The member's (or the invited person's) e-mail address.
+        email: String,
+        /// The new role.
+        #[arg(value_parser = Role::ALL.map(Role::as_str))]
+        role: String,
+    },
     /// List the invitations waiting for you.
     Invitations,
     /// Accept an invitation: you become a member of the identity.
-    Accept { name: String },
+    Accept {
+        /// The identity that invited you.
+        name: String,
+    },
     /// Decline an invitation.
-    Decline { name: String },
+    Decline {
+        /// The identity that invited you.
+        name: String,
+    },
     /// Leave an identity (even as its last admin).
-    Leave { name: String },
+    Leave {
+        /// The identity's name.
+        name: String,
+    },
 }
 
 pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {

@@ -35,6 +35,8 @@ pub const DEFAULT_RESERVED: &str = "gren-lang,admin,administrator,api,registry,w
     publishing-identity,identity,static,assets,con,prn,aux,nul,com1,com2,com3,com4,com5,com6,com7,com8,com9,\
     lpt1,lpt2,lpt3,lpt4,lpt5,lpt6,lpt7,lpt8,lpt9";
 
+// Each flag is named after its variable (`--request-timeout` for
+// GREN_REGISTRY_REQUEST_TIMEOUT); names it had before are hidden aliases.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Directory holding every record and bundle.
@@ -54,6 +56,7 @@ pub struct Config {
     #[arg(long, env = "POSTMARK_SERVER_TOKEN", hide_env_values = true)]
     pub postmark_server_token: Option<String>,
 
+    /// Base URL of Postmark's API (a stub's, in tests).
     #[arg(
         long,
         env = "GREN_REGISTRY_POSTMARK_URL",
@@ -61,6 +64,8 @@ pub struct Config {
     )]
     pub postmark_url: String,
 
+    /// Sender of every e-mail: an address, with an optional name
+    /// (`Gren <no-reply@gren-lang.org>`).
     #[arg(long, env = "GREN_REGISTRY_MAIL_FROM", default_value = "no-reply@gren-lang.org")]
     pub mail_from: String,
 
@@ -197,16 +202,34 @@ pub struct Config {
 
     /// Seconds a request head may take from its first byte, and a body read
     /// may go without progress.
-    #[arg(long, env = "GREN_REGISTRY_REQUEST_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "request-timeout",
+        alias = "request-timeout-secs",
+        env = "GREN_REGISTRY_REQUEST_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
     pub request_timeout_secs: u64,
 
     /// Seconds an idle keep-alive connection is kept open for its next request.
-    #[arg(long, env = "GREN_REGISTRY_KEEP_ALIVE", default_value_t = 5)]
+    #[arg(
+        long = "keep-alive",
+        alias = "keep-alive-secs",
+        env = "GREN_REGISTRY_KEEP_ALIVE",
+        default_value_t = 5,
+        value_name = "SECONDS"
+    )]
     pub keep_alive_secs: u64,
 
     /// Seconds in-flight requests may go on after SIGTERM or SIGINT before
     /// they are abandoned and the process exits.
-    #[arg(long, env = "GREN_REGISTRY_SHUTDOWN_GRACE", default_value_t = 5)]
+    #[arg(
+        long = "shutdown-grace",
+        alias = "shutdown-grace-secs",
+        env = "GREN_REGISTRY_SHUTDOWN_GRACE",
+        default_value_t = 5,
+        value_name = "SECONDS"
+    )]
     pub shutdown_grace_secs: u64,
 
     /// Where git requests for authors the registry does not serve are
@@ -222,12 +245,24 @@ pub struct Config {
     pub git_processes: u64,
 
     /// Seconds a git process serving a fetch may run before it is stopped.
-    #[arg(long, env = "GREN_REGISTRY_GIT_TIMEOUT", default_value_t = 60)]
+    #[arg(
+        long = "git-timeout",
+        alias = "git-timeout-secs",
+        env = "GREN_REGISTRY_GIT_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
     pub git_timeout_secs: u64,
 
     /// Seconds a git token (what `gren-registry git-credential` gives git,
     /// for fetches only) lasts.
-    #[arg(long, env = "GREN_REGISTRY_GIT_TOKEN_SECONDS", default_value_t = 600)]
+    #[arg(
+        long = "git-token-seconds",
+        alias = "git-token-secs",
+        env = "GREN_REGISTRY_GIT_TOKEN_SECONDS",
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
     pub git_token_secs: u64,
 }
 

@@ -647,6 +647,56 @@ fn listening_address(log: &str) -> Option<SocketAddr> {
     rest[..end].parse().ok()
 }
 
+/// The binary where any user can run it, for tests that run it as another
+/// user than the one running the tests: the build's own may lie below a
+/// directory only its owner can enter (a clone under `/root`, or in a
+/// `mktemp -d`). A hard link (a copy on another file system) in a new
+/// temporary directory opened to all, removed when this is dropped.
+pub struct BinaryForOthers {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BinaryForOthers {
+    #[track_caller]
+    pub fn new() -> BinaryForOthers {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("gren-registry-bin-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some(closed) = dir
+            .path()
+            .ancestors()
+            .find(|ancestor| std::fs::metadata(ancestor).is_ok_and(|meta| meta.permissions().mode() & 0o001 == 0))
+        {
+            panic!(
+                "{} cannot be entered by other users, so the binary cannot be given to one: \
+                 set TMPDIR to a directory every user can reach",
+                closed.display()
+            );
+        }
+        let built = Path::new(env!("CARGO_BIN_EXE_gren-registry"));
+        let path = dir.path().join("gren-registry");
+        if std::fs::hard_link(built, &path).is_err() {
+            std::fs::copy(built, &path).expect("cannot copy the binary");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        BinaryForOthers { path, _dir: dir }
+    }
+}
+
+/// Gives `path` and everything below it to `uid`.
+pub fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid);
+        }
+    }
+}
+
 /// Takes the registry's variables (and proxies) out of a child's environment,
 /// so that the developer's shell cannot change what a test sees; and `CI`,
 /// with which the client's advice is for a CI job rather than a person,

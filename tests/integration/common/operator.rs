@@ -81,7 +81,8 @@ pub fn admin(dir: &Path, args: &[&str]) -> Out {
     run(dir, false, None, args)
 }
 
-/// Like [`admin`], run as the user `uid` (the tests run as root).
+/// Like [`admin`], run as the user `uid` (the tests run as root), from a
+/// copy of the binary that user can reach ([`super::BinaryForOthers`]).
 pub fn admin_as(uid: u32, dir: &Path, args: &[&str]) -> Out {
     run(dir, false, Some(uid), args)
 }
@@ -94,7 +95,11 @@ pub fn admin_json(dir: &Path, args: &[&str]) -> Out {
 /// `gren-registry admin --data-dir <dir>`, for a command a test runs in the
 /// background; the caller adds the rest.
 pub fn admin_command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
+    admin_command_of(Path::new(env!("CARGO_BIN_EXE_gren-registry")), dir)
+}
+
+fn admin_command_of(program: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(program);
     super::clear_registry_env(&mut command);
     command.arg("admin").arg("--data-dir").arg(dir);
     command
@@ -108,7 +113,12 @@ fn run(dir: &Path, json: bool, uid: Option<u32>, args: &[&str]) -> Out {
         .collect();
     let mut all: Vec<String> = vec!["--data-dir".into(), dir.display().to_string()];
     all.extend(args.iter().map(|arg| arg.to_string()));
-    let mut command = admin_command(dir);
+    // Another user may not reach the build's binary (a clone under /root).
+    let for_others = uid.map(|_| super::BinaryForOthers::new());
+    let program = for_others
+        .as_ref()
+        .map_or(Path::new(env!("CARGO_BIN_EXE_gren-registry")), |copy| &copy.path);
+    let mut command = admin_command_of(program, dir);
     if let Some(uid) = uid {
         std::os::unix::process::CommandExt::uid(&mut command, uid);
     }

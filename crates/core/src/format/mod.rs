@@ -29,7 +29,8 @@ pub struct FormatFile {
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     #[error(
-        "{} holds data in format {found}, which this gren-registry no longer reads.\nStop the server, take a snapshot (`gren-registry admin snapshot`), then run `gren-registry admin migrate --data-dir {}`.",
+        "{} holds data in format {found}, which this gren-registry no longer reads.\nStop the server, take a snapshot (`gren-registry admin snapshot --data-dir {} <new directory>`), then run `gren-registry admin migrate --data-dir {}`.",
+        .dir.display(),
         .dir.display(),
         .dir.display()
     )]
@@ -40,9 +41,10 @@ pub enum FormatError {
     )]
     Newer { dir: PathBuf, found: u32 },
     #[error(
-        "cannot migrate {}; nothing was changed:\n{}\nThen run `gren-registry admin migrate` again.",
+        "cannot migrate {}; nothing was changed:\n{}\nThen run `gren-registry admin migrate --data-dir {}` again.",
         .dir.display(),
-        .problems.iter().map(|problem| format!("- {problem}")).collect::<Vec<_>>().join("\n")
+        .problems.iter().map(|problem| format!("- {problem}")).collect::<Vec<_>>().join("\n"),
+        .dir.display()
     )]
     MigrationRefused { dir: PathBuf, problems: Vec<String> },
     #[error(transparent)]

@@ -45,6 +45,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, weakest first (what the command line offers).
+    pub const ALL: [Role; 3] = [Role::Download, Role::Publish, Role::Admin];
+
     pub fn parse(text: &str) -> Result<Role, IdentityError> {
         serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| IdentityError::InvalidRole {
             input: text.to_string(),
