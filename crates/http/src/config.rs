@@ -177,7 +177,12 @@ pub struct Config {
     /// Seconds after each purge that the cache is purged of the same keys
     /// again: an answer the registry gave just before a change can reach
     /// the cache just after the change's purge, and be kept. 0: purged once.
-    #[arg(long, env = "GREN_REGISTRY_CACHE_PURGE_REPEAT", default_value_t = 5)]
+    #[arg(
+        long = "cache-purge-repeat",
+        env = "GREN_REGISTRY_CACHE_PURGE_REPEAT",
+        default_value_t = 5,
+        value_name = "SECONDS"
+    )]
     pub cache_purge_repeat_secs: u64,
 
     /// Reverse proxies (IP addresses, comma-separated) whose
@@ -676,11 +681,8 @@ mod tests {
             );
         }
         refused(&["--cache-purge-header", "X Bad:"], "GREN_REGISTRY_CACHE_PURGE_HEADER");
-        refused(
-            &["--cache-purge-repeat-secs", "3601"],
-            "GREN_REGISTRY_CACHE_PURGE_REPEAT",
-        );
-        config(&["--cache-purge-repeat-secs", "0"]).validate().unwrap();
+        refused(&["--cache-purge-repeat", "3601"], "GREN_REGISTRY_CACHE_PURGE_REPEAT");
+        config(&["--cache-purge-repeat", "0"]).validate().unwrap();
         let message = config(&["--cache-purge-urls", "http://a@b/", "--cache-purge-secret", "x"])
             .validate()
             .unwrap_err();
