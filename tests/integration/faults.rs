@@ -301,3 +301,69 @@ fn start_up_cleaning_is_best_effort_a_disk_refusing_it_still_lets_the_registry_s
     server.stop();
     assert_fsck_clean(dir.path());
 }
+
+/// A bit flipped on the disk (the server stopped) in one version's bundle:
+/// its downloads answer `503 storage_corrupt` with `Retry-After`, never the
+/// wrong bytes, and the log names the file; the package's other version is
+/// served; git builds no repository of other content (`503` too). Once the
+/// file is restored from a copy, both are served again, without a restart.
+#[test]
+fn a_bundle_damaged_on_disk_is_never_served_and_the_log_names_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let (good, damaged) = (
+        synthetic("blaix/flip", "1.0.0", "a"),
+        synthetic("blaix/flip", "1.0.1", "b"),
+    );
+    for bytes in [&good, &damaged] {
+        let reply = server.publish(&token, bytes);
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
+    server.stop();
+    let file = bundle_file_name("blaix/flip", "1.0.1");
+    let path = dir.path().join("packages/blaix/flip").join(&file);
+    let mut flipped = std::fs::read(&path).unwrap();
+    assert_eq!(flipped, damaged);
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    std::fs::write(&path, &flipped).unwrap();
+
+    let server = Server::start_in(dir.path(), &[]);
+    for _ in 0..2 {
+        let reply = server.get("/packages/blaix/flip/1.0.1/bundle", None);
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(reply.json()["error"], "storage_corrupt", "{}", reply.text());
+        assert!(reply.retry_after() > 0, "Retry-After is set");
+        assert!(
+            !reply.text().contains("packages/"),
+            "no path in the answer: {}",
+            reply.text()
+        );
+    }
+    assert!(
+        server.wait_for_log(
+            &format!("packages/blaix/flip/{file} is damaged"),
+            Duration::from_secs(5)
+        ),
+        "the log names the file:\n{}",
+        server.log()
+    );
+    let other = server.get("/packages/blaix/flip/1.0.0/bundle", None);
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(other.body, good, "the other version is served as published");
+    let refs = "/git/blaix/flip.git/info/refs?service=git-upload-pack";
+    let git = server.get(refs, None);
+    assert_eq!(
+        git.status,
+        503,
+        "git builds no repository of the damaged bundle: {}",
+        git.text()
+    );
+
+    std::fs::write(&path, &damaged).unwrap();
+    let restored = server.get("/packages/blaix/flip/1.0.1/bundle", None);
+    assert_eq!(restored.status, 200, "{}", restored.text());
+    assert_eq!(restored.body, damaged);
+    assert_eq!(server.get(refs, None).status, 200, "and git serves the package again");
+}
