@@ -367,3 +367,140 @@ fn a_bundle_damaged_on_disk_is_never_served_and_the_log_names_its_file() {
     assert_eq!(restored.body, damaged);
     assert_eq!(server.get(refs, None).status, 200, "and git serves the package again");
 }
+
+/// The identity's record cannot be written (its audit entry was): the
+/// creation answers `507`, and neither its admin's index nor an identity
+/// directory is left to say it happened; the same request succeeds later.
+#[test]
+fn an_identity_creation_that_fails_at_its_record_leaves_no_index_entry_and_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "write:ENOSPC@identities/late/identity.json")]);
+    let token = prepare(&server);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "late" }), Some(&token));
+    assert_eq!(created.status, 507, "{}", created.text());
+    let user: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("users/{ME}.json"))).unwrap()).unwrap();
+    assert_eq!(user["identities"], json!(["blaix"]), "no stale index entry: {user}");
+    assert!(!dir.path().join("identities/late").exists(), "nor its audit entry");
+    server.stop();
+    assert_fsck_clean(dir.path());
+    let server = Server::start_in(dir.path(), &[]);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "late" }), Some(&token));
+    assert_eq!(created.status, 200, "{}", created.text());
+}
+
+/// An fsync failure after a file written before its change's commit point
+/// (an identity's first audit entry, a first publish's marker) stops the
+/// server, whose last line does not claim the change was committed: it was
+/// not, and after the restart it is not there.
+#[test]
+fn an_fsync_failure_before_the_commit_point_stops_the_server_without_claiming_the_change_was_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    server.stop();
+    let faults = "commit-sync:EIO@identities/synced/audit/,commit-sync:EIO@packages/blaix/marked/first-publish.pending";
+    type Attempt<'a> = (&'a str, &'a dyn Fn(&Server) -> Reply);
+    let attempts: [Attempt; 2] = [
+        ("identities/synced/audit/", &|server| {
+            server.post_json("/publishing-identity", &json!({ "name": "synced" }), Some(&token))
+        }),
+        ("packages/blaix/marked/first-publish.pending", &|server| {
+            server.publish(&token, &synthetic("blaix/marked", "1.0.0", "a"))
+        }),
+    ];
+    for (file, attempt) in attempts {
+        let server = Server::start_in(dir.path(), &[(FAULTS, faults)]);
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&server)));
+        assert!(
+            reply.is_err() || reply.unwrap().status >= 500,
+            "{file}: not acknowledged"
+        );
+        let (status, log) = server.wait_with_log(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(75), "{file}:\n{log}");
+        assert!(log.contains(file), "the log names the file:\n{log}");
+        assert!(
+            !log.contains("the change is committed"),
+            "nothing claims a commit:\n{log}"
+        );
+        assert!(log.contains("if it comes before one"), "{log}");
+    }
+    let server = Server::start_in(dir.path(), &[]);
+    server
+        .get("/publishing-identity/synced", Some(&token))
+        .assert_error(404, "identity_not_found");
+    server
+        .get("/packages/blaix/marked", None)
+        .assert_error(404, "package_not_found");
+    assert!(
+        !dir.path().join("packages/blaix/marked").exists(),
+        "start-up removed the interrupted first publish"
+    );
+}
+
+/// Without Postmark, a login e-mail whose directory's fsync fails after its
+/// rename costs at most that e-mail: a warning, not a stop; the login goes on.
+#[test]
+fn the_local_mail_sinks_fsync_failure_is_a_warning_and_the_registry_serves_on() {
+    let server = Server::with_env(&[(FAULTS, "commit-sync:EIO@mail/"), ("POSTMARK_SERVER_TOKEN", UNSET)]);
+    let reply = server.post_json("/session", &json!({ "email": ME }), None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        server.wait_for_log("may not survive a power loss", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("/mail/"),
+        "the warning names the file:\n{}",
+        server.log()
+    );
+    assert!(server.is_alive(), "the registry serves on");
+    assert_eq!(server.get("/health", None).status, 200);
+}
+
+/// A directory's fsync that fails when a first publish creates its
+/// package's directory is logged as that: the directory is named, not the
+/// marker or bundle being written in it.
+#[test]
+fn a_failed_directory_fsync_is_logged_naming_the_directory_not_the_file_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "dir-sync:EIO@packages/blaix/newdir")]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/newdir", "1.0.0", "a"));
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let parent = format!(
+        "cannot fsync the directory {}",
+        dir.path().join("packages/blaix").display()
+    );
+    assert!(server.wait_for_log(&parent, Duration::from_secs(5)), "{}", server.log());
+    assert!(!server.log().contains("cannot write"), "{}", server.log());
+    server.stop();
+    assert_fsck_clean(dir.path());
+}
+
+/// A first publish's marker left after its commit (its removal failed) is
+/// called a marker, not a bundle, by `fsck` and by the start-up that
+/// removes it.
+#[test]
+fn a_first_publish_marker_left_after_its_commit_is_called_a_marker_by_fsck_and_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "packages/blaix/kept/first-publish.pending";
+    let server = Server::start_in(dir.path(), &[(FAULTS, &format!("remove:EIO@{marker}"))]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/kept", "1.0.0", "a"));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    server.stop();
+    assert!(dir.path().join(marker).exists(), "its removal failed");
+    admin(dir.path(), &["fsck"])
+        .success()
+        .assert_stdout_has(&format!("note: {marker}: the marker of a first publish that committed"));
+    let server = Server::start_in(dir.path(), &[]);
+    let removing = format!("removing {}: the marker", dir.path().join(marker).display());
+    assert!(
+        server.wait_for_log(&removing, Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(!dir.path().join(marker).exists());
+}

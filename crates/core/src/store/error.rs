@@ -61,6 +61,8 @@ pub enum Operation {
     Write,
     Remove,
     List,
+    /// Making a directory's entries durable (after creating a directory in it).
+    SyncDir,
     /// Removing the temporary files of interrupted writes.
     Sweep,
     /// Taking the writers' gate for a snapshot or a check.
@@ -76,6 +78,7 @@ impl fmt::Display for Operation {
             Operation::Write => "write",
             Operation::Remove => "remove",
             Operation::List => "list",
+            Operation::SyncDir => "fsync the directory",
             Operation::Sweep => "sweep the temporary files of",
             Operation::HoldWriters => "hold off the writers of",
             Operation::Quarantine => "quarantine",

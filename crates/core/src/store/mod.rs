@@ -256,7 +256,8 @@ impl Store {
 
     /// Atomically replaces (or creates) a file with the given bytes.
     pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
-        write_file(&self.root, path, bytes)
+        let _gate = WriterGate::enter(&self.root);
+        atomic::write(&self.root, path.as_path(), bytes, atomic::AfterRename::Stop)
     }
 
     /// Writes and fsyncs `bytes` under a temporary name beside `path`, for
@@ -272,8 +273,7 @@ impl Store {
         bytes: &[u8],
     ) -> Result<PreparedFile, StoreError> {
         let _ = held;
-        let prepared = atomic::prepare(&self.root, path.as_path(), bytes)
-            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))?;
+        let prepared = atomic::prepare(&self.root, path.as_path(), bytes)?;
         Ok(PreparedFile {
             prepared,
             path: path.clone(),
@@ -314,8 +314,11 @@ impl Store {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(err) => return Err(err),
             }
-            if let Err(err) = atomic::sync_parent(&destination).and_then(|()| atomic::sync_parent(&source)) {
-                atomic::exit_after_commit(&destination, &err);
+            for end in [&destination, &source] {
+                if let Err(err) = atomic::sync_parent(end) {
+                    let dir = end.parent().unwrap_or(&self.root);
+                    atomic::exit_after_commit(&destination, dir, atomic::Change::Renamed, &err);
+                }
             }
             Ok(true)
         })();
@@ -447,7 +450,8 @@ impl Store {
                 Ok(()) => {
                     let synced = faults::check(faults::Point::CommitSync, path.as_path());
                     if let Err(err) = synced.and_then(|()| atomic::sync_parent(&full)) {
-                        atomic::exit_after_commit(&full, &err);
+                        let dir = full.parent().unwrap_or(&self.root);
+                        atomic::exit_after_commit(&full, dir, atomic::Change::Removed, &err);
                     }
                     Ok(true)
                 }
@@ -532,10 +536,12 @@ fn first_entry(dir: &Path) -> io::Result<Option<String>> {
 
 /// Atomically replaces (or creates) the file `path` below the data directory
 /// `root`, as a writer: for writers that hold no [`Store`] (the local mail
-/// sink).
+/// sink). Such a file is no record: a directory fsync that fails after its
+/// rename is logged as a warning (the file may be lost in a power cut), not
+/// a reason to stop the registry.
 pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
     let _gate = WriterGate::enter(root);
-    atomic::write(root, path.as_path(), bytes).map_err(StoreError::io(Operation::Write, &root.join(path.as_path())))
+    atomic::write(root, path.as_path(), bytes, atomic::AfterRename::Warn)
 }
 
 /// A file written and fsynced beside its destination, not yet in place
