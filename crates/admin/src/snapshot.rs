@@ -90,7 +90,7 @@ fn copy_into(gate: WritersHeld, root: &Path, to: &Path) -> Result<(Counts, Durat
         .mode(FILE_MODE)
         .open(&lock)
         .and_then(|file| file.sync_all())
-        .map_err(|err| Failure::new(&lock, err))?;
+        .map_err(at(&lock))?;
     sync_tree(to)?;
     Ok((counts, held_for))
 }
