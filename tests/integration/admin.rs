@@ -7,6 +7,7 @@
 //! `--json` output.
 
 use crate::common::bundles::*;
+use crate::common::disk::small_disk_or_skip;
 use crate::common::operator::*;
 use crate::common::*;
 use serde_json::{Value, json};
@@ -1714,6 +1715,60 @@ fn assert_snapshots_go_to_new_directories_only(dir: &Dir, snapshot: &Path) {
     assert!(!nothing.sibling("snap").exists());
 }
 
+#[test]
+fn a_snapshot_to_a_full_file_system_fails_saying_so_and_leaves_nothing_there() {
+    let Some(disk) = small_disk_or_skip(4) else { return };
+    let dir = imported();
+    let destination = disk.path().join("snap");
+    let filler = disk.fill();
+    let out = admin(&dir.path, &["snapshot", s(&destination)]).failure();
+    out.assert_stderr_has("No space left on device");
+    out.assert_stderr_has("The partial copy was removed");
+    let left: Vec<String> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["filler"], "nothing of the snapshot is left");
+    // With room, the same command makes a whole copy (copied: another file system).
+    filler.free();
+    let report = admin_json(&dir.path, &["snapshot", s(&destination)]).success().json();
+    assert!(report["copied"].as_u64().unwrap() > 12, "{report}");
+    admin(&destination, &["fsck"]).success().assert_stdout_has("clean");
+}
+
+/// What the snapshot of earlier releases left on a full target: the files
+/// copied so far, without the lock file it wrote last; with or without
+/// `format.json` (which made `serve` take it for a whole registry, and
+/// its absence for format 1, which `migrate` would have "migrated").
+#[test]
+fn serve_and_migrate_refuse_a_partial_copy_without_the_lock_file_every_data_directory_has() {
+    let dir = imported();
+    for keep_format in [true, false] {
+        let partial = dir.sibling(&format!("partial-{keep_format}"));
+        copy_tree(&dir.path, &partial);
+        for lock in ["registry.lock", "writers.lock", "snapshot.lock"] {
+            let _ = std::fs::remove_file(partial.join(lock));
+        }
+        if !keep_format {
+            std::fs::remove_file(partial.join("format.json")).unwrap();
+        }
+        // Not yet copied when the target filled up.
+        std::fs::remove_dir_all(partial.join("identities")).unwrap();
+        std::fs::remove_file(partial.join("event-log.json")).unwrap();
+        let refusal = "is not a whole gren-registry data directory";
+        match Server::try_start_in(&partial, &[]) {
+            Ok(server) => panic!(
+                "serve took a partial copy (format.json: {keep_format}):\n{}",
+                server.log()
+            ),
+            Err(failure) => assert!(failure.log.contains(refusal), "{}", failure.log),
+        }
+        admin(&partial, &["migrate"]).failure().assert_stderr_has(refusal);
+        assert!(!partial.join("registry.lock").exists(), "still refused next time");
+        assert_eq!(partial.join("format.json").exists(), keep_format, "nothing was stamped");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Output formats
 // ---------------------------------------------------------------------------
@@ -2013,7 +2068,21 @@ fn a_snapshot_to_another_file_system_fsyncs_every_file_and_directory_it_copies()
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["copied"].as_u64().unwrap() > 3, "copied, not linked: {report}");
     let trace = std::fs::read_to_string(&trace).unwrap();
-    let synced = |path: &Path| trace.contains(&format!("<{}>) = 0", path.display()));
+    // The copy is fsynced under its temporary name, then renamed into place
+    // and its directory fsynced.
+    let prefix = format!("{}/.snapshot.partial-", other_fs.path().display());
+    let start = trace.find(&prefix).expect("fsyncs under the temporary name") + prefix.len();
+    let suffix: String = trace[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let partial = other_fs.path().join(format!(".snapshot.partial-{suffix}"));
+    let synced_at = |path: &Path| trace.contains(&format!("<{}>) = 0", path.display()));
+    let synced = |path: &Path| match path.strip_prefix(&snapshot).unwrap() {
+        inside if inside.as_os_str().is_empty() => synced_at(&partial),
+        inside => synced_at(&partial.join(inside)),
+    };
+    assert!(synced_at(other_fs.path()), "the rename was not made durable:\n{trace}");
     let mut pending = vec![snapshot.clone()];
     while let Some(at) = pending.pop() {
         assert!(synced(&at), "{} was not fsynced:\n{trace}", at.display());

@@ -127,6 +127,7 @@ fn every_file_and_directory_the_registry_writes_is_private_whatever_the_umask() 
 fn a_planted_mail_directory_symlink_is_not_followed() {
     let data_dir = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
+    stamp_current_format(data_dir.path());
     symlink(elsewhere.path(), data_dir.path().join("mail")).unwrap();
     let server = Server::start_in(data_dir.path(), &[LOCAL_SINK]);
     server

@@ -301,3 +301,206 @@ fn start_up_cleaning_is_best_effort_a_disk_refusing_it_still_lets_the_registry_s
     server.stop();
     assert_fsck_clean(dir.path());
 }
+
+/// A bit flipped on the disk (the server stopped) in one version's bundle:
+/// its downloads answer `503 storage_corrupt` with `Retry-After`, never the
+/// wrong bytes, and the log names the file; the package's other version is
+/// served; git builds no repository of other content (`503` too). Once the
+/// file is restored from a copy, both are served again, without a restart.
+#[test]
+fn a_bundle_damaged_on_disk_is_never_served_and_the_log_names_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let (good, damaged) = (
+        synthetic("blaix/flip", "1.0.0", "a"),
+        synthetic("blaix/flip", "1.0.1", "b"),
+    );
+    for bytes in [&good, &damaged] {
+        let reply = server.publish(&token, bytes);
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
+    server.stop();
+    let file = bundle_file_name("blaix/flip", "1.0.1");
+    let path = dir.path().join("packages/blaix/flip").join(&file);
+    let mut flipped = std::fs::read(&path).unwrap();
+    assert_eq!(flipped, damaged);
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    std::fs::write(&path, &flipped).unwrap();
+
+    let server = Server::start_in(dir.path(), &[]);
+    for _ in 0..2 {
+        let reply = server.get("/packages/blaix/flip/1.0.1/bundle", None);
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(reply.json()["error"], "storage_corrupt", "{}", reply.text());
+        assert!(reply.retry_after() > 0, "Retry-After is set");
+        assert!(
+            !reply.text().contains("packages/"),
+            "no path in the answer: {}",
+            reply.text()
+        );
+    }
+    assert!(
+        server.wait_for_log(
+            &format!("packages/blaix/flip/{file} is damaged"),
+            Duration::from_secs(5)
+        ),
+        "the log names the file:\n{}",
+        server.log()
+    );
+    let other = server.get("/packages/blaix/flip/1.0.0/bundle", None);
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(other.body, good, "the other version is served as published");
+    let refs = "/git/blaix/flip.git/info/refs?service=git-upload-pack";
+    let git = server.get(refs, None);
+    assert_eq!(
+        git.status,
+        503,
+        "git builds no repository of the damaged bundle: {}",
+        git.text()
+    );
+
+    std::fs::write(&path, &damaged).unwrap();
+    let restored = server.get("/packages/blaix/flip/1.0.1/bundle", None);
+    assert_eq!(restored.status, 200, "{}", restored.text());
+    assert_eq!(restored.body, damaged);
+    assert_eq!(server.get(refs, None).status, 200, "and git serves the package again");
+}
+
+/// The identity's record cannot be written (its audit entry was): the
+/// creation answers `507`, and neither its admin's index nor an identity
+/// directory is left to say it happened; the same request succeeds later.
+#[test]
+fn an_identity_creation_that_fails_at_its_record_leaves_no_index_entry_and_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "write:ENOSPC@identities/late/identity.json")]);
+    let token = prepare(&server);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "late" }), Some(&token));
+    assert_eq!(created.status, 507, "{}", created.text());
+    let user: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("users/{ME}.json"))).unwrap()).unwrap();
+    assert_eq!(user["identities"], json!(["blaix"]), "no stale index entry: {user}");
+    assert!(!dir.path().join("identities/late").exists(), "nor its audit entry");
+    server.stop();
+    assert_fsck_clean(dir.path());
+    let server = Server::start_in(dir.path(), &[]);
+    let created = server.post_json("/publishing-identity", &json!({ "name": "late" }), Some(&token));
+    assert_eq!(created.status, 200, "{}", created.text());
+}
+
+/// An fsync failure after a file written before its change's commit point
+/// (an identity's first audit entry, a first publish's marker) stops the
+/// server, whose last line does not claim the change was committed: it was
+/// not, and after the restart it is not there.
+#[test]
+fn an_fsync_failure_before_the_commit_point_stops_the_server_without_claiming_the_change_was_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    server.stop();
+    let faults = "commit-sync:EIO@identities/synced/audit/,commit-sync:EIO@packages/blaix/marked/first-publish.pending";
+    type Attempt<'a> = (&'a str, &'a dyn Fn(&Server) -> Reply);
+    let attempts: [Attempt; 2] = [
+        ("identities/synced/audit/", &|server| {
+            server.post_json("/publishing-identity", &json!({ "name": "synced" }), Some(&token))
+        }),
+        ("packages/blaix/marked/first-publish.pending", &|server| {
+            server.publish(&token, &synthetic("blaix/marked", "1.0.0", "a"))
+        }),
+    ];
+    for (file, attempt) in attempts {
+        let server = Server::start_in(dir.path(), &[(FAULTS, faults)]);
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&server)));
+        assert!(
+            reply.is_err() || reply.unwrap().status >= 500,
+            "{file}: not acknowledged"
+        );
+        let (status, log) = server.wait_with_log(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(75), "{file}:\n{log}");
+        assert!(log.contains(file), "the log names the file:\n{log}");
+        assert!(
+            !log.contains("the change is committed"),
+            "nothing claims a commit:\n{log}"
+        );
+        assert!(log.contains("if it comes before one"), "{log}");
+    }
+    let server = Server::start_in(dir.path(), &[]);
+    server
+        .get("/publishing-identity/synced", Some(&token))
+        .assert_error(404, "identity_not_found");
+    server
+        .get("/packages/blaix/marked", None)
+        .assert_error(404, "package_not_found");
+    assert!(
+        !dir.path().join("packages/blaix/marked").exists(),
+        "start-up removed the interrupted first publish"
+    );
+}
+
+/// Without Postmark, a login e-mail whose directory's fsync fails after its
+/// rename costs at most that e-mail: a warning, not a stop; the login goes on.
+#[test]
+fn the_local_mail_sinks_fsync_failure_is_a_warning_and_the_registry_serves_on() {
+    let server = Server::with_env(&[(FAULTS, "commit-sync:EIO@mail/"), ("POSTMARK_SERVER_TOKEN", UNSET)]);
+    let reply = server.post_json("/session", &json!({ "email": ME }), None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        server.wait_for_log("may not survive a power loss", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("/mail/"),
+        "the warning names the file:\n{}",
+        server.log()
+    );
+    assert!(server.is_alive(), "the registry serves on");
+    assert_eq!(server.get("/health", None).status, 200);
+}
+
+/// A directory's fsync that fails when a first publish creates its
+/// package's directory is logged as that: the directory is named, not the
+/// marker or bundle being written in it.
+#[test]
+fn a_failed_directory_fsync_is_logged_naming_the_directory_not_the_file_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[(FAULTS, "dir-sync:EIO@packages/blaix/newdir")]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/newdir", "1.0.0", "a"));
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let parent = format!(
+        "cannot fsync the directory {}",
+        dir.path().join("packages/blaix").display()
+    );
+    assert!(server.wait_for_log(&parent, Duration::from_secs(5)), "{}", server.log());
+    assert!(!server.log().contains("cannot write"), "{}", server.log());
+    server.stop();
+    assert_fsck_clean(dir.path());
+}
+
+/// A first publish's marker left after its commit (its removal failed) is
+/// called a marker, not a bundle, by `fsck` and by the start-up that
+/// removes it.
+#[test]
+fn a_first_publish_marker_left_after_its_commit_is_called_a_marker_by_fsck_and_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "packages/blaix/kept/first-publish.pending";
+    let server = Server::start_in(dir.path(), &[(FAULTS, &format!("remove:EIO@{marker}"))]);
+    let token = prepare(&server);
+    let reply = server.publish(&token, &synthetic("blaix/kept", "1.0.0", "a"));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    server.stop();
+    assert!(dir.path().join(marker).exists(), "its removal failed");
+    admin(dir.path(), &["fsck"])
+        .success()
+        .assert_stdout_has(&format!("note: {marker}: the marker of a first publish that committed"));
+    let server = Server::start_in(dir.path(), &[]);
+    let removing = format!("removing {}: the marker", dir.path().join(marker).display());
+    assert!(
+        server.wait_for_log(&removing, Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(!dir.path().join(marker).exists());
+}

@@ -190,6 +190,7 @@ fn run_with_faults(dir: &Path, faults: &str) -> std::process::Output {
 #[test]
 fn a_directory_of_a_newer_format_is_refused_by_servers_and_admin_commands() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("registry.lock"), b"").unwrap();
     std::fs::write(dir.path().join("format.json"), b"{\"format\": 3}").unwrap();
     let refused = Server::try_start_in(dir.path(), &[])
         .err()

@@ -519,10 +519,7 @@ impl Fsck<'_> {
                 Leftover::Debris => {
                     let fix = || fs::remove_file(&path);
                     self.leftover(
-                        format!(
-                            "{}: the bundle of an interrupted publish or revocation",
-                            self.relative(&path)
-                        ),
+                        format!("{}: {}", self.relative(&path), package::debris_description(&name)),
                         &fix,
                     );
                 }

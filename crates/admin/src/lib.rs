@@ -66,8 +66,15 @@ pub enum AdminError {
     NotADataDir(PathBuf),
     #[error("{} already exists; snapshots go to a new directory.", .0.display())]
     DestinationExists(PathBuf),
-    #[error("snapshot failed")]
-    Snapshot(#[source] std::io::Error),
+    /// A snapshot that could not be finished: where it failed, what the
+    /// system said, and what became of the partial copy.
+    #[error("snapshot to {} failed at {}: {cause}.\n{outcome}", .destination.display(), .at.display())]
+    Snapshot {
+        destination: PathBuf,
+        at: PathBuf,
+        cause: std::io::Error,
+        outcome: String,
+    },
     /// Run as another user than the data directory's owner: what it writes
     /// could be unreadable by the registry (root's records, say).
     #[error(
@@ -328,7 +335,11 @@ fn open_for_changes(args: &AdminArgs) -> AdminResult<Store> {
 }
 
 fn open_locked(args: &AdminArgs) -> AdminResult<Store> {
-    Store::open(&args.data_dir).map_err(AdminError::InUse)
+    Store::open(&args.data_dir).map_err(|err| match err {
+        OpenError::Locked(_) => AdminError::InUse(err),
+        // Not a whole data directory, or not one at all: no server to stop.
+        other => AdminError::NoDataDir(other),
+    })
 }
 
 fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {

@@ -104,6 +104,9 @@ error_codes! {
     EmailFailed => "email_failed",
     ServerBusy => "server_busy",
     StorageUnavailable => "storage_unavailable",
+    /// A stored file no longer matches its recorded SHA-256 (a bundle
+    /// damaged on disk): it is not served.
+    StorageCorrupt => "storage_corrupt",
     StorageFull => "storage_full",
     TooManyConnections => "too_many_connections",
 }

@@ -474,7 +474,7 @@ impl Repositories {
                 writeln!(out, "from {parent}").map_err(io)?;
             }
             out.write_all(b"deleteall\n").map_err(io)?;
-            let (_share, files) = self.version_files(store, &record.name, version.version)?;
+            let (_share, files) = self.version_files(store, &record.name, version.version, &version.sha256)?;
             for file in files {
                 // Paths are safe names joined by `/`: nothing to quote.
                 write!(out, "M 100644 inline {}\ndata {}\n", file.path, file.bytes.len()).map_err(io)?;
@@ -493,6 +493,7 @@ impl Repositories {
         store: &Store,
         name: &PackageName,
         version: Version,
+        sha256: &str,
     ) -> Result<(Reservation, Vec<bundle::project::ProjectFile>), RepositoryError> {
         let bytes = store
             .read_bytes(&layout::version_bundle(name, version))?
@@ -500,6 +501,9 @@ impl Repositories {
                 name: name.clone(),
                 version,
             })?;
+        // Never a repository of other content than was published.
+        let path = store.full_path(&layout::version_bundle(name, version));
+        crate::package::bundle_cache::verify(&path, &bytes, sha256)?;
         let failed = |source| RepositoryError::Bundle {
             name: name.clone(),
             version,

@@ -4,6 +4,7 @@
 //! control).
 
 pub mod bundles;
+pub mod disk;
 pub mod operator;
 pub mod proofs;
 
@@ -1287,8 +1288,11 @@ pub fn version_numbers(record: &serde_json::Value) -> Vec<&str> {
 
 /// Marks a directory a test fills by hand as being in this release's data
 /// format (`format.json`), as the registry does when it first opens one;
-/// records planted without it look like an older format's.
+/// records planted without it look like an older format's. It gets the
+/// `registry.lock` every data directory has too: without it, files in a
+/// directory make it a partial copy, which the registry refuses.
 pub fn stamp_current_format(dir: &Path) {
+    std::fs::write(dir.join("registry.lock"), b"").unwrap();
     std::fs::write(dir.join("format.json"), b"{\"format\": 2}\n").unwrap();
 }
 

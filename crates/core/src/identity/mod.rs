@@ -10,8 +10,10 @@
 //! `GET /user`, which is only trusted after checking it against the identity
 //! (see [`memberships`]). The index is written before the identity record
 //! when someone joins and after it when someone leaves, so it may say too
-//! much, never too little. Invitations touch no user record: people who were
-//! only invited have none until they log in.
+//! much, never too little; a creation that fails before its commit takes
+//! its entry out again, with the identity's directory ([`create`]).
+//! Invitations touch no user record: people who were only invited have
+//! none until they log in.
 //!
 //! Nobody becomes a member without consent: an admin's `set_member` for a
 //! non-member records an invitation ([`invitation`]), which the invitee
@@ -208,14 +210,37 @@ pub fn create(
         github: None,
     };
     index_membership(store, admin, name, true)?;
-    audit::commit(
+    let committed = audit::commit(
         store,
         name,
         &mut identity,
         actor,
         Action::Created { admin: admin.clone() },
-    )?;
+    );
+    if let Err(err) = committed {
+        undo_creation(store, name, admin);
+        return Err(err.into());
+    }
     Ok(identity)
+}
+
+/// After a creation that failed before its commit (`identity.json`): takes
+/// the identity out of its admin's index and removes its directory (its
+/// audit entry), as if it had never been tried. The caller holds the
+/// creation's locks, and nothing else refers to an identity without its
+/// record. A failure here is logged: readers check the index against the
+/// identity records, and `admin fsck --repair` removes both leftovers.
+fn undo_creation(store: &Store, name: &IdentityName, admin: &Email) {
+    let undone = index_membership(store, admin, name, false).and_then(|()| {
+        let dir = layout::identity_dir(name);
+        store.remove_tree(&dir).map(drop)
+    });
+    if let Err(err) = undone {
+        log::error!(
+            "cannot undo the failed creation of the identity {name}: {}",
+            crate::error::Chain(&err)
+        );
+    }
 }
 
 fn refuse_reserved(name: &IdentityName, reserved: &[String]) -> Result<(), IdentityError> {

@@ -542,6 +542,16 @@ pub fn classify(record: &PackageRecord, file_name: &str) -> Leftover {
     }
 }
 
+/// What the [`Leftover::Debris`] entry `file_name` of a package directory
+/// is, for the log and `fsck`.
+pub fn debris_description(file_name: &str) -> &'static str {
+    if file_name == layout::FIRST_PUBLISH_MARKER {
+        "the marker of a first publish that committed"
+    } else {
+        "the bundle of an interrupted publish or revocation"
+    }
+}
+
 /// Whether a package directory without a record holds exactly what an
 /// interrupted first publish of `name` leaves: nothing but temporary files
 /// (killed before its marker landed), or its marker (a committed package
@@ -598,10 +608,7 @@ fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>)
         match classify(record, file_name) {
             Leftover::Expected => {}
             Leftover::Debris => {
-                log::warn!(
-                    "removing {}: the bundle of a change that was interrupted",
-                    path.display()
-                );
+                log::warn!("removing {}: {}", path.display(), debris_description(file_name));
                 remove_path(store, path, false)?;
             }
             Leftover::Unexplained => quarantine(store, path, "a file no package record explains")?,

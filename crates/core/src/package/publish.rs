@@ -289,8 +289,9 @@ impl Packages {
         }
         for version in &targets {
             // The version page still shows what the version was.
-            if let Some(outline) = self.live_outline(store, name, *version)? {
-                record.revoked_outlines.insert(*version, outline);
+            let live = record.version(*version).cloned();
+            if let Some(outline) = live.and_then(|live| self.live_outline(store, name, &live).transpose()) {
+                record.revoked_outlines.insert(*version, outline?);
             }
             record.changes.push(change(
                 actor,
@@ -357,39 +358,45 @@ impl Packages {
         name: &PackageName,
         version: Version,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
-        if let Some(kept) = self
-            .catalog
-            .get(name)
-            .and_then(|record| record.revoked_outlines.get(&version).cloned())
-        {
-            return Some(kept);
+        let record = self.catalog.get(name)?;
+        if let Some(kept) = record.revoked_outlines.get(&version) {
+            return Some(kept.clone());
         }
-        self.live_outline(store, name, version).unwrap_or_else(|err| {
-            log::error!("{}", Chain(&err));
-            None
-        })
+        self.live_outline(store, name, record.version(version)?)
+            .unwrap_or_else(|err| {
+                log::error!("{}", Chain(&err));
+                None
+            })
     }
 
     /// The outline in a live version's bundle: `None` when the bundle is
-    /// gone or unreadable as a bundle (logged), an error when the disk would
-    /// not give it (a revocation then stops: it would lose the outline).
+    /// gone, damaged or unreadable as a bundle (logged), an error when the
+    /// disk would not give it (a revocation then stops: it would lose the
+    /// outline).
     fn live_outline(
         &self,
         store: &Store,
         name: &PackageName,
-        version: Version,
+        version: &VersionRecord,
     ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError> {
-        let path = store.full_path(&layout::version_bundle(name, version));
-        let bytes = match self.bundles.read(&path) {
+        let path = store.full_path(&layout::version_bundle(name, version.version));
+        let bytes = match self.bundles.read(&path, &version.sha256) {
             Ok(bytes) => bytes,
             Err(err) if err.is_not_found() => return Ok(None),
+            // What it holds is not what was published: no outline is better
+            // than a wrong one (and a revocation of it must not be stopped).
+            Err(err @ StoreError::Damaged { .. }) => {
+                log::error!("cannot read the outline of {name} {}: {}", version.version, Chain(&err));
+                return Ok(None);
+            }
             Err(err) => return Err(err),
         };
         match bundle::read_outline(&bytes) {
             Ok(outline) => Ok(Some(outline)),
             Err(err) => {
                 log::error!(
-                    "cannot read the outline of {name} {version} from {}: {err}",
+                    "cannot read the outline of {name} {} from {}: {err}",
+                    version.version,
                     path.display()
                 );
                 Ok(None)

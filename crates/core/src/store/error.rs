@@ -28,6 +28,17 @@ pub enum StoreError {
     /// rather than build on it.
     #[error("{problem} (in {}); see `gren-registry admin fsck`, and restore the missing records from a backup", .path.display())]
     Inconsistent { path: PathBuf, problem: String },
+    /// A file whose bytes no longer match the SHA-256 its record holds (a
+    /// bit flipped on the disk, say): its bytes are never used.
+    #[error(
+        "{} is damaged: its SHA-256 is {found}, but its record says {expected}; it is not served. Restore it from a backup (see `gren-registry admin fsck`)",
+        .path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
 }
 
 /// Disk trouble that is not a bug: the client may come back later.
@@ -38,6 +49,9 @@ pub enum DiskFault {
     /// `EROFS`, `EIO`: the file system refuses writes (remounted read-only
     /// after errors, say).
     Unavailable,
+    /// A file read back is not what was written ([`StoreError::Damaged`]):
+    /// unavailable until an operator restores it.
+    Damaged,
 }
 
 /// What the store was doing when the file system failed it.
@@ -47,6 +61,8 @@ pub enum Operation {
     Write,
     Remove,
     List,
+    /// Making a directory's entries durable (after creating a directory in it).
+    SyncDir,
     /// Removing the temporary files of interrupted writes.
     Sweep,
     /// Taking the writers' gate for a snapshot or a check.
@@ -62,6 +78,7 @@ impl fmt::Display for Operation {
             Operation::Write => "write",
             Operation::Remove => "remove",
             Operation::List => "list",
+            Operation::SyncDir => "fsync the directory",
             Operation::Sweep => "sweep the temporary files of",
             Operation::HoldWriters => "hold off the writers of",
             Operation::Quarantine => "quarantine",
@@ -81,8 +98,10 @@ impl StoreError {
 
     /// What kind of disk trouble this is, for the answer a client gets.
     pub fn fault(&self) -> Option<DiskFault> {
-        let StoreError::Io { source, .. } = self else {
-            return None;
+        let source = match self {
+            StoreError::Io { source, .. } => source,
+            StoreError::Damaged { .. } => return Some(DiskFault::Damaged),
+            _ => return None,
         };
         match source.raw_os_error()? {
             libc::ENOSPC | libc::EDQUOT => Some(DiskFault::Full),

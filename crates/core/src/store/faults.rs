@@ -10,8 +10,10 @@
 //! Syntax: `op:ERRNO@prefix`, several separated by `,`. `op` is `write`
 //! (before anything is written), `temp-file` (the temporary file's creation,
 //! inside `tempfile`'s call, as the system would fail it), `commit-sync`
-//! (the directory fsync after a rename or a removal) or `remove`; `ERRNO`
-//! is `ENOSPC`, `EDQUOT`, `EROFS` or `EIO`.
+//! (the directory fsync after a rename or a removal), `dir-sync` (the fsync
+//! of the parent of a directory the store created, the prefix matching the
+//! new directory) or `remove`; `ERRNO` is `ENOSPC`, `EDQUOT`, `EROFS` or
+//! `EIO`.
 
 use std::io;
 use std::path::Path;
@@ -24,6 +26,7 @@ pub(super) enum Point {
     Write,
     TempFile,
     CommitSync,
+    DirSync,
     Remove,
 }
 
@@ -57,6 +60,7 @@ fn parse(item: &str) -> Option<Fault> {
         "write" => Point::Write,
         "temp-file" => Point::TempFile,
         "commit-sync" => Point::CommitSync,
+        "dir-sync" => Point::DirSync,
         "remove" => Point::Remove,
         _ => return None,
     };

@@ -161,6 +161,11 @@ pub fn identity_creation_lock() -> RecordPath {
     identities_dir()
 }
 
+/// `identities/<key>/`: the record and its audit entries.
+pub fn identity_dir(name: &IdentityName) -> RecordPath {
+    safe([IDENTITIES, name.key()])
+}
+
 pub fn identity(name: &IdentityName) -> RecordPath {
     safe([IDENTITIES, name.key(), IDENTITY_RECORD])
 }

@@ -92,6 +92,12 @@ fn invalid_path(message: &str) -> io::Error {
 pub enum OpenError {
     /// Another process holds the data directory's lock.
     Locked(PathBuf),
+    /// A directory that holds something (`found`) but no [`LOCK_FILE`]:
+    /// not a whole data directory ([`Store::open`]).
+    NotADataDir {
+        dir: PathBuf,
+        found: String,
+    },
     Io(PathBuf, io::Error),
 }
 
@@ -103,6 +109,13 @@ impl std::fmt::Display for OpenError {
                 "the data directory {} is in use by another gren-registry process (lock held on {})",
                 path.parent().unwrap_or(path).display(),
                 path.display()
+            ),
+            OpenError::NotADataDir { dir, found } => write!(
+                f,
+                "{} is not a whole gren-registry data directory: it holds {found:?} but no {LOCK_FILE}, which every \
+                 data directory has from its first start and a snapshot writes last. It may be a snapshot or a copy \
+                 that did not finish: use a complete snapshot instead (or, for a new registry, an empty directory)",
+                dir.display()
             ),
             OpenError::Io(path, err) => {
                 write!(f, "cannot open data directory {}: {err}", path.display())
@@ -128,6 +141,12 @@ impl Store {
     /// Opens (creating if needed) the data directory and takes its exclusive
     /// lock. Temporary files left by interrupted writes are swept by
     /// [`Store::sweep_temp_files`], which the caller runs when it suits it.
+    ///
+    /// [`LOCK_FILE`] is the first file written in a new data directory, and
+    /// the last of a snapshot: a directory without it is new (empty, but
+    /// for a file system's `lost+found`) or is refused
+    /// ([`OpenError::NotADataDir`]), so a partial copy is never served or
+    /// migrated as if it were whole.
     pub fn open(root: &Path) -> Result<Store, OpenError> {
         faults::load();
         let io_err = |err| OpenError::Io(root.to_path_buf(), err);
@@ -137,6 +156,14 @@ impl Store {
             .create(root)
             .map_err(io_err)?;
         let lock_path = root.join(LOCK_FILE);
+        if !lock_path.try_exists().map_err(io_err)?
+            && let Some(found) = first_entry(root).map_err(io_err)?
+        {
+            return Err(OpenError::NotADataDir {
+                dir: root.to_path_buf(),
+                found,
+            });
+        }
         let lock_file = safe_fs::open_lock_file(&lock_path).map_err(io_err)?;
         match lock_file.try_lock() {
             Ok(()) => {}
@@ -229,7 +256,8 @@ impl Store {
 
     /// Atomically replaces (or creates) a file with the given bytes.
     pub fn write_bytes(&self, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
-        write_file(&self.root, path, bytes)
+        let _gate = WriterGate::enter(&self.root);
+        atomic::write(&self.root, path.as_path(), bytes, atomic::AfterRename::Stop)
     }
 
     /// Writes and fsyncs `bytes` under a temporary name beside `path`, for
@@ -245,8 +273,7 @@ impl Store {
         bytes: &[u8],
     ) -> Result<PreparedFile, StoreError> {
         let _ = held;
-        let prepared = atomic::prepare(&self.root, path.as_path(), bytes)
-            .map_err(StoreError::io(Operation::Write, &self.full_path(path)))?;
+        let prepared = atomic::prepare(&self.root, path.as_path(), bytes)?;
         Ok(PreparedFile {
             prepared,
             path: path.clone(),
@@ -287,8 +314,11 @@ impl Store {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(err) => return Err(err),
             }
-            if let Err(err) = atomic::sync_parent(&destination).and_then(|()| atomic::sync_parent(&source)) {
-                atomic::exit_after_commit(&destination, &err);
+            for end in [&destination, &source] {
+                if let Err(err) = atomic::sync_parent(end) {
+                    let dir = end.parent().unwrap_or(&self.root);
+                    atomic::exit_after_commit(&destination, dir, atomic::Change::Renamed, &err);
+                }
             }
             Ok(true)
         })();
@@ -420,7 +450,8 @@ impl Store {
                 Ok(()) => {
                     let synced = faults::check(faults::Point::CommitSync, path.as_path());
                     if let Err(err) = synced.and_then(|()| atomic::sync_parent(&full)) {
-                        atomic::exit_after_commit(&full, &err);
+                        let dir = full.parent().unwrap_or(&self.root);
+                        atomic::exit_after_commit(&full, dir, atomic::Change::Removed, &err);
                     }
                     Ok(true)
                 }
@@ -492,12 +523,25 @@ impl Store {
     }
 }
 
+/// The name of an entry of `dir` other than a file system's `lost+found`.
+fn first_entry(dir: &Path) -> io::Result<Option<String>> {
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if name != "lost+found" {
+            return Ok(Some(name.to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
+}
+
 /// Atomically replaces (or creates) the file `path` below the data directory
 /// `root`, as a writer: for writers that hold no [`Store`] (the local mail
-/// sink).
+/// sink). Such a file is no record: a directory fsync that fails after its
+/// rename is logged as a warning (the file may be lost in a power cut), not
+/// a reason to stop the registry.
 pub fn write_file(root: &Path, path: &RecordPath, bytes: &[u8]) -> Result<(), StoreError> {
     let _gate = WriterGate::enter(root);
-    atomic::write(root, path.as_path(), bytes).map_err(StoreError::io(Operation::Write, &root.join(path.as_path())))
+    atomic::write(root, path.as_path(), bytes, atomic::AfterRename::Warn)
 }
 
 /// A file written and fsynced beside its destination, not yet in place
@@ -745,6 +789,23 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_with_files_but_no_lock_file_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("lost+found")).unwrap();
+        drop(Store::open(dir.path()).expect("a new file system's mount point is a new directory"));
+        let partial = tempfile::tempdir().unwrap();
+        fs::create_dir_all(partial.path().join("packages/a/b")).unwrap();
+        match Store::open(partial.path()) {
+            Err(err @ OpenError::NotADataDir { .. }) => {
+                let text = err.to_string();
+                assert!(text.contains("\"packages\"") && text.contains(LOCK_FILE), "{text}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+        assert!(!partial.path().join(LOCK_FILE).exists(), "refused again next time");
+    }
+
+    #[test]
     fn holding_writers_blocks_record_locks_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
@@ -787,6 +848,7 @@ mod tests {
     #[test]
     fn start_up_sweeps_temporary_files() {
         let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LOCK_FILE), b"").unwrap();
         fs::create_dir_all(dir.path().join("users")).unwrap();
         fs::write(dir.path().join("users").join(".tmp-abc"), b"half").unwrap();
         fs::write(dir.path().join("users").join("kept.json"), b"{}").unwrap();

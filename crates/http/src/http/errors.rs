@@ -121,8 +121,8 @@ impl ApiError {
     }
 
     /// A failure of the data directory: disk trouble says so (`507` for a
-    /// full disk, `503` with `Retry-After` for one refusing writes), anything
-    /// else is internal. The path and cause go to the log, never to the
+    /// full disk, `503` with `Retry-After` for one refusing writes or a file
+    /// damaged on it), anything else is internal. The path and cause go to the log, never to the
     /// client.
     pub fn storage(fault: Option<DiskFault>, cause: impl Into<Cause>) -> ApiError {
         let answer = match fault {
@@ -136,6 +136,12 @@ impl ApiError {
                 503,
                 ErrorCode::StorageUnavailable,
                 "The registry's storage is not accepting changes; the change was not made. Try again later.",
+            )
+            .with_header("Retry-After", STORAGE_RETRY_AFTER_SECS.to_string()),
+            Some(DiskFault::Damaged) => ApiError::new(
+                503,
+                ErrorCode::StorageCorrupt,
+                "The registry's stored copy of this is damaged and is not served; it has been logged. Try again later.",
             )
             .with_header("Retry-After", STORAGE_RETRY_AFTER_SECS.to_string()),
         };
@@ -413,6 +419,24 @@ mod tests {
                 .contains("/data/users/me@example.com.json")
         );
         assert_eq!(status_and_code(failing(libc::EACCES)), (500, "internal_error"));
+    }
+
+    #[test]
+    fn a_damaged_file_is_503_storage_corrupt_with_retry_after_and_named_only_in_the_log() {
+        let damaged = StoreError::Damaged {
+            path: "/data/packages/a/b/a_b__1_0_0.pkg.gz".into(),
+            expected: "00".repeat(32),
+            found: "11".repeat(32),
+        };
+        let err = ApiError::from(damaged);
+        assert!(
+            Chain(err.cause.as_deref().unwrap())
+                .to_string()
+                .contains("a_b__1_0_0.pkg.gz")
+        );
+        let (status, code, message, _, header) = seen(err);
+        assert_eq!((status, code, header), (503, "storage_corrupt", Some("60".into())));
+        assert!(!message.contains("/data"), "{message}");
     }
 
     #[test]

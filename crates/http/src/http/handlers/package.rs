@@ -289,7 +289,9 @@ pub fn bundle(app: &App, request: &Request, caller: &Caller) -> ApiResult<Respon
         Response::no_content_with(304)
     } else {
         let path = layout::version_bundle(&record.name, version.version);
-        let bytes = match app.packages.bundles.read(&app.store.full_path(&path)) {
+        // Checked against `sha256` when first read: a damaged bundle is `503
+        // storage_corrupt`, never wrong bytes.
+        let bytes = match app.packages.bundles.read(&app.store.full_path(&path), &version.sha256) {
             Ok(bytes) => bytes,
             // Revoked between the look-up and the read: answer as revoked.
             Err(err) if err.is_not_found() => {
