@@ -1,5 +1,7 @@
 //! A package's documentation, read from the sources of its bundle, without
-//! the compiler: the `docs.json` that `gren docs` writes.
+//! the compiler: the `docs.json` that `gren docs` writes, and the API
+//! difference between two versions with the magnitude `gren package bump`
+//! would give it ([`diff`]).
 //!
 //! ## Format
 //!
@@ -21,7 +23,8 @@
 //! - **Types are the source's text**, with comments removed and spaces
 //!   collapsed to one (`Dict k v -> Maybe v`); the compiler writes its
 //!   canonical type, with every name qualified (`Dict.Dict k v -> Maybe.Maybe v`)
-//!   and aliases as named.
+//!   and aliases as named. So a change of the text alone is a warning to
+//!   [`diff`], never a breaking change.
 //! - A declaration without a doc comment has `""`, an exposed value without
 //!   an annotation `""` as its type, a module without a doc comment `""`,
 //!   and `exposing (..)` exposes every top-level declaration; the compiler
@@ -43,6 +46,7 @@
 //!
 //! Nothing here is stored: the caller keeps [`Docs::to_json`]'s bytes.
 
+mod diff;
 mod lex;
 mod read;
 #[cfg(test)]
@@ -53,6 +57,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 
+pub use diff::{ApiDiff, Changes, Magnitude, ModuleDiff, Warning, diff};
 pub use read::{MAX_DECLARATION_TOKENS, MAX_DOCS_PER_SOURCE_BYTE, MAX_DOCS_SLACK};
 
 /// A package's documentation: its exposed modules by name.

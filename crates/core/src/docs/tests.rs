@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::bundle;
+use crate::package::Version;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -185,4 +186,94 @@ fn a_bundle_whose_exposed_module_is_missing_or_unreadable_has_no_docs() {
     );
     let err = of_bundle(b"not gzip", 1 << 20).unwrap_err();
     assert!(matches!(err, DocsError::Bundle(bundle::BundleError::NotGzip)), "{err}");
+}
+
+/// The successive versions among the fixtures: (older, newer).
+const HISTORY: [(&str, &str); 6] = [
+    ("gren_lang_core__6_0_1", "gren_lang_core__7_0_0"),
+    ("gren_lang_node__5_0_2", "gren_lang_node__6_0_0"),
+    ("gren_lang_node__6_0_0", "gren_lang_node__6_1_0"),
+    ("gren_lang_url__5_0_0", "gren_lang_url__6_0_0"),
+    ("blaix_gren_ws4sql__2_0_0", "blaix_gren_ws4sql__3_0_0"),
+    ("gren_lang_test_runner_node__6_0_0", "gren_lang_test_runner_node__7_0_0"),
+];
+
+fn version_of(fixture_name: &str) -> Version {
+    let (_, version) = fixture_name.split_once("__").unwrap();
+    Version::parse(&version.replace('_', ".")).unwrap()
+}
+
+#[test]
+fn the_real_histories_need_no_bigger_bump_than_the_one_they_took() {
+    for (old, new) in HISTORY {
+        let needed = diff(&docs_of(old), &docs_of(new)).magnitude;
+        let taken = Magnitude::between(version_of(old), version_of(new));
+        assert!(needed <= taken, "{old} -> {new} needs {needed:?}, took {taken:?}");
+    }
+}
+
+#[test]
+fn core_7_removes_names_and_so_needs_a_major_version() {
+    let changes = diff(&docs_of(HISTORY[0].0), &docs_of(HISTORY[0].1));
+    assert_eq!(changes.magnitude, Magnitude::Major);
+    assert_eq!(changes.added, ["Stream.Log"]);
+    assert!(changes.removed.is_empty());
+    let major = changes.names_needing(Magnitude::Major);
+    for name in [
+        "Task.map4",
+        "Crypto.RsaOaepEncryptionError",
+        "Crypto.RsaSsaPkcs1V1_5SigningError",
+    ] {
+        assert!(major.contains(&name.to_string()), "{name} in {major:?}");
+    }
+    assert_eq!(changes.changed["Crypto"].types.removed.len(), 2);
+    // Crypto's functions took their arguments in another order: the texts
+    // changed, which is a warning (the text is not the canonical type).
+    let swapped = changes
+        .warnings
+        .iter()
+        .find(|warning| warning.name == "generateAesCbcKey")
+        .unwrap();
+    assert_eq!(swapped.module, "Crypto");
+    assert_eq!(
+        swapped.new,
+        "generateAesCbcKey : SecureContext -> AesKeyParams -> Task x (Key AesCbcKey AesKeyParams)"
+    );
+    assert!(changes.changed["Crypto"].values.changed.is_empty());
+}
+
+#[test]
+fn node_6_1_only_adds_and_so_needs_a_minor_version() {
+    let changes = diff(&docs_of(HISTORY[2].0), &docs_of(HISTORY[2].1));
+    assert_eq!(changes.magnitude, Magnitude::Minor);
+    assert!(changes.names_needing(Magnitude::Major).is_empty());
+    assert_eq!(
+        changes.names_needing(Magnitude::Minor),
+        ["HttpClient.expectStream", "HttpClient.withStreamBody"]
+    );
+    assert!(changes.warnings.is_empty());
+}
+
+#[test]
+fn node_6_changes_types_whose_arguments_and_kind_changed() {
+    let changes = diff(&docs_of(HISTORY[1].0), &docs_of(HISTORY[1].1));
+    assert_eq!(changes.magnitude, Magnitude::Major);
+    // `type Connection` became `type Connection msg`, `type Error body`
+    // became `type Error`, and the alias FailedRun became a custom type.
+    assert_eq!(changes.changed["ChildProcess"].types.changed, ["Connection"]);
+    assert_eq!(changes.changed["ChildProcess"].types.added, ["FailedRun"]);
+    assert_eq!(changes.changed["ChildProcess"].aliases.removed, ["FailedRun"]);
+    assert_eq!(changes.changed["HttpClient"].types.changed, ["Error"]);
+    assert_eq!(changes.changed["Node"].magnitude, Magnitude::Minor);
+}
+
+#[test]
+fn identical_apis_under_other_dependencies_need_only_a_patch() {
+    // url 6, ws4sql 3 and test-runner-node 7 changed their dependencies and
+    // compiler version, not their API: their major bumps were a choice.
+    for (old, new) in &HISTORY[3..] {
+        let changes = diff(&docs_of(old), &docs_of(new));
+        assert_eq!(changes.magnitude, Magnitude::Patch, "{old} -> {new}");
+        assert!(changes.changed.is_empty() && changes.warnings.is_empty());
+    }
 }
