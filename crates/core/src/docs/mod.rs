@@ -47,6 +47,7 @@
 //! Nothing here is stored: the caller keeps [`Docs::to_json`]'s bytes.
 
 mod diff;
+pub mod fuzzing;
 mod lex;
 mod read;
 #[cfg(test)]
