@@ -277,3 +277,52 @@ fn identical_apis_under_other_dependencies_need_only_a_patch() {
         assert!(changes.changed.is_empty() && changes.warnings.is_empty());
     }
 }
+
+/// The issue's target: documentation of gren-lang/core 7.0.0 (45 sources,
+/// 410 KiB inflated) computed from its bundle in under 20 ms, in a release
+/// build (`cargo test --release -p gren-registry-core documenting_core --
+/// --nocapture` prints it). Only a loose bound is asserted: debug builds
+/// and a shared machine are slower.
+#[test]
+fn documenting_core_7_from_its_bundle_takes_milliseconds() {
+    let bytes = fixture("gren_lang_core__7_0_0");
+    let runs = 10;
+    let start = std::time::Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(of_bundle(&bytes, 64 << 20).unwrap());
+    }
+    let whole = start.elapsed() / runs;
+    let bundle = bundle::read(&bytes, 64 << 20).unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(of_sources(&bundle.outline, &bundle.sources).unwrap());
+    }
+    let reading = start.elapsed() / runs;
+    println!("gren-lang/core 7.0.0: {whole:?} from the bundle, {reading:?} of it reading the sources");
+    assert!(whole < std::time::Duration::from_secs(2), "{whole:?}");
+}
+
+/// Sources built to make a reader go back or nest deeply: each megabyte
+/// is read in one pass, well under a second even in a debug build.
+#[test]
+fn pathological_sources_are_read_in_linear_time() {
+    let megabyte = 1 << 20;
+    let header = "module M exposing (..)\n";
+    let cases = [
+        format!("{header}{}", "{-".repeat(megabyte / 2)),
+        format!("{header}a =\n{}", "  \"\"\"\\".repeat(megabyte / 6)),
+        format!("{header}a : {}", "(".repeat(megabyte)),
+        format!("{header}a =\n{}", " (".repeat(megabyte / 2)),
+        format!("{header}{}", "a : Int\n".repeat(megabyte / 8)),
+        format!("{header}type T = {}", "A | ".repeat(megabyte / 4)),
+        format!("module M exposing ({})\n", "a, ".repeat(megabyte / 3)),
+        "\u{e9}".repeat(megabyte / 2),
+    ];
+    for source in &cases {
+        let start = std::time::Instant::now();
+        let _ = of_module("M", source);
+        let took = start.elapsed();
+        let start: String = source.chars().take(40).collect();
+        assert!(took < std::time::Duration::from_secs(1), "{took:?} for {start:?}…");
+    }
+}
