@@ -44,6 +44,9 @@
 //! output and one declaration, whatever the bundle holds (its inflated size
 //! is capped by [`bundle::read`]).
 //!
+//! A bundle the compiler built always reads; [`DocsError`] is for the
+//! others (an exposed module missing or without its header, a name exposed
+//! but not declared, a cap passed). [`fuzzing`] is the fuzz target's entry.
 //! Nothing here is stored: the caller keeps [`Docs::to_json`]'s bytes.
 
 mod diff;
