@@ -9,11 +9,13 @@
 //! choose ([`text`]).
 //! Packages are also served as git repositories ([`repository`]), built
 //! and served by running [`git`].
+//! A bundle's documentation and API difference are read from its sources ([`docs`]).
 
 pub mod api;
 pub mod auth;
 pub mod budget;
 pub mod bundle;
+pub mod docs;
 pub mod error;
 pub mod format;
 pub mod git;
