@@ -100,14 +100,19 @@ fn a_gzip_fetch_request_is_inflated_by_the_registry_and_refused_past_its_cap() {
 /// A directory holding a `git` that, for `http-backend`, first sleeps
 /// `seconds`, then runs the real git: a git process that holds its slot.
 fn slow_http_backend(seconds: u32) -> tempfile::TempDir {
+    slow_git("http-backend", seconds)
+}
+
+/// A directory holding a `git` that, for the git command `slow`, first
+/// sleeps `seconds`, then runs the real git.
+fn slow_git(slow: &str, seconds: u32) -> tempfile::TempDir {
     let real = std::process::Command::new("sh")
         .args(["-c", "command -v git"])
         .output()
         .unwrap();
     let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let script =
-        format!("#!/bin/sh\nfor arg; do [ \"$arg\" = http-backend ] && sleep {seconds}; done\nexec {real} \"$@\"\n");
+    let script = format!("#!/bin/sh\nfor arg; do [ \"$arg\" = {slow} ] && sleep {seconds}; done\nexec {real} \"$@\"\n");
     let path = dir.path().join("git");
     std::fs::write(&path, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -147,6 +152,82 @@ fn the_api_is_answered_at_once_while_every_git_process_is_busy() {
         busy.assert_error(503, "server_busy");
         assert!(busy.retry_after() > 0);
     }
+}
+
+/// A build of a repository takes as long as git does; a snapshot that
+/// waits for every writer must not wait for it, nor must the writers queued
+/// behind the snapshot.
+#[test]
+fn a_slow_repository_build_holds_up_neither_a_snapshot_nor_the_writes_behind_it() {
+    let slow = slow_git("fast-import", 4);
+    let path = format!("{}:{}", slow.path().display(), std::env::var("PATH").unwrap());
+    let Some(server) = core_registry(&[("PATH", &path)]) else {
+        return;
+    };
+    let token = identity_owner(&server, "team");
+    let server = Arc::new(server);
+    let building = {
+        let server = server.clone();
+        std::thread::spawn(move || server.get(INFO_REFS, None).status)
+    };
+    // The build is under way (its fast-import sleeps), then a snapshot.
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    let destination = tempfile::tempdir().unwrap().path().join("snap");
+    let snapshot = crate::common::operator::admin(&server.data_dir, &["snapshot", destination.to_str().unwrap()]);
+    assert!(snapshot.succeeded(), "{}", snapshot.all());
+    let snapshot_took = started.elapsed();
+    let published = server.publish(&token, &crate::common::bundles::synthetic("team/quick", "1.0.0", "a"));
+    assert_eq!(published.status, 201, "{}", published.text());
+    let both_took = started.elapsed();
+    assert!(
+        both_took < Duration::from_secs(2),
+        "the snapshot ({snapshot_took:?}) and a publish after it ({both_took:?}) waited for the build"
+    );
+    assert_eq!(building.join().unwrap(), 200, "the build itself finished");
+}
+
+/// `admin fsck` beside a server looks again with the writers held off when
+/// it finds a problem; its fresh builds of every repository (as slow as
+/// git) must not be part of that held look.
+#[test]
+fn fsck_beside_a_server_holds_writers_off_only_for_the_records_not_for_the_repositories() {
+    let Some(server) = core_registry(&[]) else {
+        return;
+    };
+    let token = identity_owner(&server, "team");
+    assert_eq!(server.get(INFO_REFS, None).status, 200, "built once");
+    // A problem, so that fsck looks again with the writers held off.
+    std::fs::write(server.data_dir.join("users/broken@example.com.json"), b"{ not json").unwrap();
+    let slow = slow_git("fast-import", 3);
+    let path = format!("{}:{}", slow.path().display(), std::env::var("PATH").unwrap());
+    let fsck = {
+        let mut command = crate::common::operator::admin_command(&server.data_dir);
+        command.arg("fsck").env("PATH", &path);
+        std::thread::spawn(move || command.output().unwrap())
+    };
+    let mut slowest = Duration::ZERO;
+    let mut patch = 0;
+    while !fsck.is_finished() {
+        let started = Instant::now();
+        let bundle = crate::common::bundles::synthetic("team/busy", &format!("1.0.{patch}"), "a");
+        assert_eq!(server.publish(&token, &bundle).status, 201);
+        slowest = slowest.max(started.elapsed());
+        patch += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = fsck.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("broken@example.com"), "fsck found the problem: {said}");
+    assert!(
+        said.contains("checked 2 repositories"),
+        "and checked the repositories: {said}"
+    );
+    assert!(patch > 10, "publishes went on all through fsck ({patch})");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a publish waited {slowest:?} for fsck"
+    );
 }
 
 #[test]

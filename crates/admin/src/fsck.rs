@@ -48,62 +48,102 @@ struct Fsck<'a> {
 
 /// Checks the data directory (and repairs what is safe to when `repair`).
 pub fn check(store: &Store, repair: bool) -> Report {
-    let mut fsck = Fsck {
-        store,
-        repair,
-        problems: Vec::new(),
-        notes: Vec::new(),
-        repaired: Vec::new(),
-        checked: BTreeMap::new(),
-    };
-    fsck.temp_files(store.root());
-    let memberships = fsck.identities();
-    fsck.users(&memberships);
-    fsck.owned_records(
-        "sessions",
-        &layout::sessions_dir(),
-        |session: &Session| &session.email,
-        |user| &user.sessions,
-    );
-    fsck.owned_records(
-        "tokens",
-        &layout::tokens_dir(),
-        |token: &TokenRecord| &token.email,
-        |user| &user.tokens,
-    );
-    fsck.owned_records(
-        "git tokens",
-        &layout::git_tokens_dir(),
-        |token: &GitTokenRecord| &token.email,
-        |user| &user.git_tokens,
-    );
-    fsck.logins();
-    let catalog = fsck.packages();
-    fsck.events(&catalog);
-    fsck.quarantine();
+    let mut fsck = Fsck::new(store, repair);
+    let catalog = fsck.records();
     fsck.repositories(&catalog);
-    let mut text = String::new();
-    for (what, count) in &fsck.checked {
-        text += &format!("checked {count} {what}\n");
+    fsck.report()
+}
+
+/// Checks the data directory beside a running server, without repairing:
+/// first holding nothing up; only when that finds a problem, the records
+/// again with the server's writers held off (a change it was making can
+/// look like one). The repositories are not checked while writers are held:
+/// each is compared with a fresh build, which would stall every write for
+/// as long, and they are derived data that a change half-made cannot make
+/// look wrong; their findings come from a pass of their own, unheld.
+pub fn check_beside_a_server(store: &Store) -> Result<Report, StoreError> {
+    let first = check(store, false);
+    if !first.failed {
+        return Ok(first);
     }
-    for line in &fsck.repaired {
-        text += &format!("repaired: {line}\n");
+    let mut fsck = Fsck::new(store, false);
+    {
+        let _held = gren_registry_core::store::hold_writers(store.root())?;
+        fsck.records();
     }
-    for line in &fsck.notes {
-        text += &format!("note: {line}\n");
+    // The catalog again, outside the gate: its own findings were counted
+    // by the held pass.
+    let catalog = Fsck::new(store, false).packages();
+    fsck.repositories(&catalog);
+    Ok(fsck.report())
+}
+
+impl<'a> Fsck<'a> {
+    fn new(store: &'a Store, repair: bool) -> Fsck<'a> {
+        Fsck {
+            store,
+            repair,
+            problems: Vec::new(),
+            notes: Vec::new(),
+            repaired: Vec::new(),
+            checked: BTreeMap::new(),
+        }
     }
-    for line in &fsck.problems {
-        text += &format!("problem: {line}\n");
+
+    /// Every check but the repositories'; the package records it read.
+    fn records(&mut self) -> BTreeMap<String, PackageRecord> {
+        self.temp_files(self.store.root());
+        let memberships = self.identities();
+        self.users(&memberships);
+        self.owned_records(
+            "sessions",
+            &layout::sessions_dir(),
+            |session: &Session| &session.email,
+            |user| &user.sessions,
+        );
+        self.owned_records(
+            "tokens",
+            &layout::tokens_dir(),
+            |token: &TokenRecord| &token.email,
+            |user| &user.tokens,
+        );
+        self.owned_records(
+            "git tokens",
+            &layout::git_tokens_dir(),
+            |token: &GitTokenRecord| &token.email,
+            |user| &user.git_tokens,
+        );
+        self.logins();
+        let catalog = self.packages();
+        self.events(&catalog);
+        self.quarantine();
+        catalog
     }
-    text += &if fsck.problems.is_empty() {
-        "clean\n".to_string()
-    } else {
-        format!("{} problem(s)\n", fsck.problems.len())
-    };
-    Report {
-        text,
-        json: json!({ "checked": fsck.checked, "repaired": fsck.repaired, "notes": fsck.notes, "problems": fsck.problems, "clean": fsck.problems.is_empty() }),
-        failed: !fsck.problems.is_empty(),
+
+    fn report(self) -> Report {
+        let mut text = String::new();
+        for (what, count) in &self.checked {
+            text += &format!("checked {count} {what}\n");
+        }
+        for line in &self.repaired {
+            text += &format!("repaired: {line}\n");
+        }
+        for line in &self.notes {
+            text += &format!("note: {line}\n");
+        }
+        for line in &self.problems {
+            text += &format!("problem: {line}\n");
+        }
+        text += &if self.problems.is_empty() {
+            "clean\n".to_string()
+        } else {
+            format!("{} problem(s)\n", self.problems.len())
+        };
+        Report {
+            text,
+            json: json!({ "checked": self.checked, "repaired": self.repaired, "notes": self.notes, "problems": self.problems, "clean": self.problems.is_empty() }),
+            failed: !self.problems.is_empty(),
+        }
     }
 }
 

@@ -25,9 +25,7 @@ use gren_registry_core::outbox;
 use gren_registry_core::package::publish::DEFAULT_KERNEL_CODE_AUTHORS;
 use gren_registry_core::package::publish::{Packages, Published, Upload};
 use gren_registry_core::package::{PackageError, PackageName, Version};
-use gren_registry_core::store::{
-    OpenError, RecordPath, Store, StoreError, current_uid, hold_writers, layout, user_name,
-};
+use gren_registry_core::store::{OpenError, RecordPath, Store, StoreError, current_uid, layout, user_name};
 use gren_registry_http::http::errors::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -415,17 +413,7 @@ fn execute(args: &AdminArgs) -> AdminResult<Report> {
     refuse_other_user(args)?;
     match &args.command {
         AdminCommand::Fsck { repair: true } => Ok(fsck::check(&open_for_changes(args)?, true)),
-        AdminCommand::Fsck { repair: false } => {
-            let store = open_for_reading(args)?;
-            let report = fsck::check(&store, false);
-            if !report.failed {
-                return Ok(report);
-            }
-            // A running server may have been mid-change: look again with its
-            // writers held off, so only real problems are reported.
-            let _gate = hold_writers(&args.data_dir)?;
-            Ok(fsck::check(&store, false))
-        }
+        AdminCommand::Fsck { repair: false } => Ok(fsck::check_beside_a_server(&open_for_reading(args)?)?),
         AdminCommand::Snapshot { destination } => snapshot::take(&args.data_dir, destination),
         AdminCommand::Migrate => migrate(args),
         AdminCommand::Identity(IdentityCommand::Show { name }) => identity_show(&open_for_reading(args)?, name),

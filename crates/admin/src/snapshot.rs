@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 /// Not part of a snapshot: the running server's locks (linking them would
 /// share their lock with the original) and its control socket, local development mail, and the
 /// git repositories, which are derived from the bundles and built again on
-/// demand. (Their builds still take the writers' gate, as every change
-/// under the data directory does, so a fetch that builds waits for a
-/// snapshot in progress.)
+/// demand. (A build holds no writers' gate while git works, only for the
+/// instant of each of its own directory changes: a snapshot never waits
+/// for a build, and a build waits for a snapshot only at those steps.)
 fn skipped(top_level_name: &str) -> bool {
     [LOCK_FILE, WRITERS_LOCK_FILE, TURNSTILE_FILE, CONTROL_SOCKET].contains(&top_level_name)
         || Path::new(top_level_name) == layout::mail_dir().as_path()

@@ -270,24 +270,40 @@ impl Repositories {
         catalog: &Catalog,
         name: &PackageName,
     ) -> Result<Option<Lease<'_>>, RepositoryError> {
-        let _guard = store.lock(&layout::package(name));
-        let Some(record) = catalog.get(name) else {
-            return Ok(None);
-        };
-        let stamp = RepositoryStamp::of(&record);
-        let path = store.full_path(&layout::repository(name, &stamp));
-        if !is_plain_dir(&path) {
-            self.build(store, &record, &stamp)?;
+        // Not the package's record lock, which carries the writers' gate
+        // (see `Store::lock_derived`): a revocation may then commit while a
+        // build reads the bundles, and remove one; the build for the new
+        // record, taken again, needs it no more.
+        let _guard = store.lock_derived(&layout::repository_dir(name));
+        let mut revoked_meanwhile = false;
+        loop {
+            let Some(record) = catalog.get(name) else {
+                return Ok(None);
+            };
+            let stamp = RepositoryStamp::of(&record);
+            let path = store.full_path(&layout::repository(name, &stamp));
+            if !is_plain_dir(&path) {
+                match self.build(store, &record, &stamp) {
+                    Err(RepositoryError::MissingBundle { .. })
+                        if !revoked_meanwhile
+                            && catalog.get(name).is_some_and(|now| RepositoryStamp::of(&now) != stamp) =>
+                    {
+                        revoked_meanwhile = true;
+                        continue;
+                    }
+                    built => built?,
+                }
+            }
+            let lease = self.lease(path);
+            self.remove_unused(store, name, &stamp);
+            return Ok(Some(lease));
         }
-        let lease = self.lease(path);
-        self.remove_unused(store, name, &stamp);
-        Ok(Some(lease))
     }
 
     /// Removes every generation of the package's repository and builds the
     /// current one (`admin fsck --repair`, with no server running).
     pub fn rebuild(&self, store: &Store, record: &PackageRecord) -> Result<(), RepositoryError> {
-        let _guard = store.lock(&layout::package(&record.name));
+        let _guard = store.lock_derived(&layout::repository_dir(&record.name));
         store.remove_tree(&layout::repository_dir(&record.name))?;
         self.build(store, record, &RepositoryStamp::of(record))
     }

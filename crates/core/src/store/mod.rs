@@ -510,6 +510,18 @@ impl Store {
         listed.map_err(StoreError::io(Operation::List, &full))
     }
 
+    /// Serializes work on derived data that snapshots leave out (the git
+    /// repositories) under `path`'s key, without the writers' gate: a build
+    /// can take seconds, and a snapshot waiting for the gate, and every
+    /// writer queued behind it, must not wait for it. Its own store calls
+    /// take the gate for their instant each, as every write does. Never
+    /// the key of a record: a record's writer holds the gate while it waits
+    /// for that key, so one waiting for the gate while holding it would
+    /// deadlock behind a snapshot.
+    pub fn lock_derived(&self, path: &RecordPath) -> KeyGuard<'_> {
+        self.locks.lock(path.lock_key())
+    }
+
     /// Serializes read-modify-write cycles on one record. One server holds the
     /// data directory, so in-process locks are enough between writers; the
     /// guard also holds the writers' gate (see [`hold_writers`]).
