@@ -265,9 +265,16 @@ fn building_a_repository_holds_one_version_in_memory_at_a_time() {
     // Ten versions of a 16 MiB module: 160 MiB in all, a few KiB each on the wire.
     const MODULE: usize = 16 << 20;
     const VERSIONS: usize = 10;
+    // Each publish checks 16 MiB of source: in a debug build on a busy
+    // machine (the whole suite runs at once), longer than a client's usual
+    // 20 s.
+    let bearer = format!("Bearer {token}");
     for patch in 0..VERSIONS {
         let bundle = inflating_at("acme/huge", &format!("1.0.{patch}"), MODULE);
-        let published = server.publish(&token, &bundle);
+        let conn = server.conn();
+        conn.stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/gzip")];
+        let published = send_request(conn, &server.addr.to_string(), "POST", "/packages", &headers, &bundle);
         assert_eq!(published.status, 201, "{}", published.text());
     }
     let before = server.peak_rss_kib();
