@@ -2421,7 +2421,15 @@ fn thirty_two_concurrent_worst_case_uploads_keep_the_peak_memory_under_300_mb() 
     let uploads: Vec<JoinHandle<u16>> = (0..32)
         .map(|_| {
             let (server, bundle, token) = (server.clone(), bundle.clone(), token.clone());
-            std::thread::spawn(move || server.publish(&token, &bundle).status)
+            std::thread::spawn(move || {
+                // A debug build inflating 64 MiB on a machine running the
+                // whole suite can take longer than a client's usual 20 s.
+                let conn = server.conn();
+                conn.stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+                let bearer = format!("Bearer {token}");
+                let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/gzip")];
+                send_request(conn, &server.addr.to_string(), "POST", "/packages", &headers, &bundle).status
+            })
         })
         .collect();
     let statuses: Vec<u16> = uploads.into_iter().map(|upload| upload.join().unwrap()).collect();
