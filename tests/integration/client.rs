@@ -347,6 +347,25 @@ fn private_packages_install_with_the_stored_token_only() {
 }
 
 #[test]
+fn private_without_on_or_off_shows_the_current_setting() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    cli.ok(&["publish", "--private", core.path().to_str().unwrap()]);
+    assert_eq!(cli.ok(&["private", "gren-lang/core"]), "gren-lang/core is private\n");
+    cli.ok(&["private", "gren-lang/core", "off"]);
+    assert_eq!(cli.ok(&["private", "gren-lang/core"]), "gren-lang/core is public\n");
+    // A public package's setting needs no login.
+    let stranger = Cli::new(&server);
+    assert_eq!(
+        stranger.ok(&["private", "gren-lang/core"]),
+        "gren-lang/core is public\n"
+    );
+}
+
+#[test]
 fn install_reports_conflicts_and_incompatibilities_clearly() {
     let server = Server::start();
     let cli = Cli::new(&server);

@@ -14,8 +14,8 @@ mod token;
 
 use clap::{Args, Subcommand};
 use gren_registry_core::api::{
-    Empty, IdentityPage, IdentityRequest, InvitationList, MemberAnswer, MemberRequest, PrivacyRequest, PublishReceipt,
-    RevokeRequest, UserAnswer,
+    Empty, IdentityPage, IdentityRequest, InvitationList, MemberAnswer, MemberRequest, PackagePage, PrivacyRequest,
+    PublishReceipt, RevokeRequest, UserAnswer,
 };
 use gren_registry_core::bundle::outline::KernelCode;
 use gren_registry_core::identity::{Member, Role};
@@ -101,14 +101,14 @@ pub enum ClientCommand {
     /// Automation tokens, for publishing from CI (GREN_REGISTRY_TOKEN).
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Make a package private or public.
+    /// Make a package private or public, or show which it is.
     Private {
         /// The package, as author/project.
         package: String,
         /// on: only the identity's members (and tokens with its download
-        /// scope) see it; off: everyone does.
+        /// scope) see it; off: everyone does [default: show the current setting].
         #[arg(value_parser = ["on", "off"])]
-        setting: String,
+        setting: Option<String>,
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
     Install {
@@ -225,7 +225,17 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
         }
         ClientCommand::Identity(command) => identity(&registry, command),
         ClientCommand::Token(command) => token::run(&registry, command),
-        ClientCommand::Private { package, setting } => {
+        ClientCommand::Private { package, setting: None } => {
+            let package = package_name(&package)?;
+            let token = credentials::optional_token(&registry.url)?;
+            let page: PackagePage = registry.get(&format!("/packages/{package}"), token.as_deref())?;
+            println!("{package} is {}", if page.private { "private" } else { "public" });
+            Ok(())
+        }
+        ClientCommand::Private {
+            package,
+            setting: Some(setting),
+        } => {
             let package = package_name(&package)?;
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
