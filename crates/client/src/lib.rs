@@ -1,8 +1,9 @@
 //! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
-//! `identity`, `token`, `private`, `install` and `setup-git` (with its git
+//! `identity`, `token`, `private`, `info`, `install` and `setup-git` (with its git
 //! credential helper), speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
+mod browse;
 mod credentials;
 mod git;
 mod install;
@@ -109,6 +110,15 @@ pub enum ClientCommand {
         /// scope) see it; off: everyone does [default: show the current setting].
         #[arg(value_parser = ["on", "off"])]
         setting: Option<String>,
+    },
+    /// Show a package: its versions (revoked ones marked), latest version and summary.
+    Info {
+        /// The package, as author/project.
+        package: String,
+        /// The compiler version to find the latest version for, X.Y.Z
+        /// [default: the latest version for any compiler].
+        #[arg(long, value_name = "X.Y.Z")]
+        gren: Option<String>,
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
     Install {
@@ -243,6 +253,10 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             let _: IgnoredAny = registry.send("PATCH", &format!("/packages/{package}"), &body, Some(&token))?;
             println!("{package} is now {}", if private { "private" } else { "public" });
             Ok(())
+        }
+        ClientCommand::Info { package, gren } => {
+            let gren = gren.as_deref().map(version_number).transpose()?;
+            browse::info(&registry, &package, gren)
         }
         ClientCommand::Install { dir } => {
             let token = credentials::optional_token(&registry.url)?;
