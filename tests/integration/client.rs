@@ -413,6 +413,37 @@ fn info_shows_versions_with_revoked_ones_marked_the_latest_for_a_compiler_and_th
 }
 
 #[test]
+fn search_finds_packages_by_name_or_summary_ignoring_case() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    cli.ok(&["publish", core.path().to_str().unwrap()]);
+    let url = project_of("gren_lang_url__6_0_0.pkg.gz");
+    cli.ok(&["publish", "--private", url.path().to_str().unwrap()]);
+
+    let stranger = Cli::new(&server);
+    // By summary ("Gren's core modules"), in another case, all words needed.
+    assert_eq!(
+        stranger.ok(&["search", "CORE", "modules"]),
+        "gren-lang/core 7.0.0 Gren's core modules\n"
+    );
+    assert!(
+        stranger
+            .ok(&["search", "core", "nothing-like-this"])
+            .starts_with("No package")
+    );
+    // By name; a private package only for those who may see it.
+    assert!(stranger.ok(&["search", "url"]).starts_with("No package"));
+    let said = cli.ok(&["search", "gren-lang/"]);
+    assert!(
+        said.starts_with("gren-lang/core 7.0.0 ") && said.lines().nth(1).unwrap().starts_with("gren-lang/url 6.0.0 "),
+        "{said}"
+    );
+}
+
+#[test]
 fn install_reports_conflicts_and_incompatibilities_clearly() {
     let server = Server::start();
     let cli = Cli::new(&server);

@@ -1,12 +1,12 @@
-//! `info <author/project>`: what the registry knows of a package, read from
-//! `GET /packages/<a>/<p>` and `…/latest`, with the caller's token when there
-//! is one (so that their private packages are included) and without a login
+//! `info <author/project>` and `search <words>`: what the registry knows of
+//! its packages, read from `GET /packages/<a>/<p>` and `…/latest`, and from
+//! the listing `GET /packages`, with the caller's token when there is one (so that their private packages are included) and without a login
 //! otherwise.
 //! Read only: nothing is written.
 
 use super::remote::RemoteRegistry;
 use super::{CliResult, credentials, package_name};
-use gren_registry_core::api::{PackagePage, VersionAnswer};
+use gren_registry_core::api::{PackageList, PackagePage, VersionAnswer};
 use gren_registry_core::package::Version;
 
 /// Prints a package's versions (revoked ones marked, with why), its latest
@@ -34,6 +34,27 @@ pub fn info(registry: &RemoteRegistry, package: &str, gren: Option<Version>) -> 
         }
         Err(failure) if failure.status == 404 => println!("latest{compiler}: none (no unrevoked version fits)"),
         Err(failure) => return Err(failure.into()),
+    }
+    Ok(())
+}
+
+/// Prints the packages whose name or summary contains every one of `words`
+/// (ignoring case). The whole listing is fetched and filtered here: the
+/// registry has no search of its own yet.
+pub fn search(registry: &RemoteRegistry, words: &[String]) -> CliResult<()> {
+    let token = credentials::optional_token(&registry.url)?;
+    let listing: PackageList = registry.get("/packages", token.as_deref())?;
+    let words: Vec<String> = words.iter().map(|word| word.to_lowercase()).collect();
+    let mut found = 0;
+    for entry in &listing.packages {
+        let text = format!("{} {}", entry.name, entry.summary).to_lowercase();
+        if words.iter().all(|word| text.contains(word.as_str())) {
+            println!("{} {} {}", entry.name, entry.latest, entry.summary);
+            found += 1;
+        }
+    }
+    if found == 0 {
+        println!("No package's name or summary contains {}.", words.join(" "));
     }
     Ok(())
 }

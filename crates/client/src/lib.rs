@@ -1,5 +1,5 @@
 //! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
-//! `identity`, `token`, `private`, `info`, `install` and `setup-git` (with its git
+//! `identity`, `token`, `private`, `info`, `search`, `install` and `setup-git` (with its git
 //! credential helper), speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
@@ -119,6 +119,16 @@ pub enum ClientCommand {
         /// [default: the latest version for any compiler].
         #[arg(long, value_name = "X.Y.Z")]
         gren: Option<String>,
+    },
+    /// Find packages whose name or summary contains all the given words.
+    ///
+    /// Ignores case, and includes the private packages you may see. For now
+    /// the client fetches the registry's whole listing (GET /packages) and
+    /// filters it itself.
+    Search {
+        /// The words to look for.
+        #[arg(required = true)]
+        words: Vec<String>,
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
     Install {
@@ -258,6 +268,7 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             let gren = gren.as_deref().map(version_number).transpose()?;
             browse::info(&registry, &package, gren)
         }
+        ClientCommand::Search { words } => browse::search(&registry, &words),
         ClientCommand::Install { dir } => {
             let token = credentials::optional_token(&registry.url)?;
             install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))
