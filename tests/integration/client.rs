@@ -347,6 +347,103 @@ fn private_packages_install_with_the_stored_token_only() {
 }
 
 #[test]
+fn private_without_on_or_off_shows_the_current_setting() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    cli.ok(&["publish", "--private", core.path().to_str().unwrap()]);
+    assert_eq!(cli.ok(&["private", "gren-lang/core"]), "gren-lang/core is private\n");
+    cli.ok(&["private", "gren-lang/core", "off"]);
+    assert_eq!(cli.ok(&["private", "gren-lang/core"]), "gren-lang/core is public\n");
+    // A public package's setting needs no login.
+    let stranger = Cli::new(&server);
+    assert_eq!(
+        stranger.ok(&["private", "gren-lang/core"]),
+        "gren-lang/core is public\n"
+    );
+}
+
+#[test]
+fn info_shows_versions_with_revoked_ones_marked_the_latest_for_a_compiler_and_the_summary() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles");
+    for file in ["gren_lang_core__6_0_1.pkg.gz", "gren_lang_core__7_0_0.pkg.gz"] {
+        cli.ok(&["publish", bundles.join(file).to_str().unwrap()]);
+    }
+    cli.ok(&["revoke", "gren-lang/core", "6.0.1", "--reason", "use 7"]);
+    let url = project_of("gren_lang_url__6_0_0.pkg.gz");
+    cli.ok(&["publish", "--private", url.path().to_str().unwrap()]);
+
+    // Public: no login needed.
+    let stranger = Cli::new(&server);
+    let said = stranger.ok(&["info", "gren-lang/core"]);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines[0], "gren-lang/core (public)", "{said}");
+    assert!(
+        lines[2].starts_with("  6.0.1 (Gren ") && lines[2].ends_with(" revoked: use 7"),
+        "{said}"
+    );
+    assert!(
+        lines[3].starts_with("  7.0.0 (Gren ") && !lines[3].contains("revoked"),
+        "{said}"
+    );
+    assert_eq!(lines[4], "latest: 7.0.0", "{said}");
+    assert!(
+        lines[5].starts_with("summary: ") && lines[5].len() > "summary: ".len(),
+        "{said}"
+    );
+    let for_old = stranger.ok(&["info", "gren-lang/core", "--gren", "0.5.0"]);
+    assert!(for_old.contains("latest for Gren 0.5.0: none"), "{for_old}");
+    let for_current = stranger.ok(&["info", "gren-lang/core", "--gren", "0.6.3"]);
+    assert!(for_current.contains("latest for Gren 0.6.3: 7.0.0"), "{for_current}");
+
+    // Private: only with a login that may see it.
+    let err = stranger.fails(&["info", "gren-lang/url"]);
+    assert!(err.contains("gren-lang/url"), "{err}");
+    let said = cli.ok(&["info", "gren-lang/url"]);
+    assert!(
+        said.starts_with("gren-lang/url (private)\n") && said.contains("latest: 6.0.0"),
+        "{said}"
+    );
+}
+
+#[test]
+fn search_finds_packages_by_name_or_summary_ignoring_case() {
+    let server = Server::start();
+    let cli = Cli::new(&server);
+    cli.login(&server, "me@example.com");
+    cli.ok(&["identity", "create", "gren-lang"]);
+    let core = project_of("gren_lang_core__7_0_0.pkg.gz");
+    cli.ok(&["publish", core.path().to_str().unwrap()]);
+    let url = project_of("gren_lang_url__6_0_0.pkg.gz");
+    cli.ok(&["publish", "--private", url.path().to_str().unwrap()]);
+
+    let stranger = Cli::new(&server);
+    // By summary ("Gren's core modules"), in another case, all words needed.
+    assert_eq!(
+        stranger.ok(&["search", "CORE", "modules"]),
+        "gren-lang/core 7.0.0 Gren's core modules\n"
+    );
+    assert!(
+        stranger
+            .ok(&["search", "core", "nothing-like-this"])
+            .starts_with("No package")
+    );
+    // By name; a private package only for those who may see it.
+    assert!(stranger.ok(&["search", "url"]).starts_with("No package"));
+    let said = cli.ok(&["search", "gren-lang/"]);
+    assert!(
+        said.starts_with("gren-lang/core 7.0.0 ") && said.lines().nth(1).unwrap().starts_with("gren-lang/url 6.0.0 "),
+        "{said}"
+    );
+}
+
+#[test]
 fn install_reports_conflicts_and_incompatibilities_clearly() {
     let server = Server::start();
     let cli = Cli::new(&server);

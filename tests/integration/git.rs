@@ -832,25 +832,45 @@ fn base64_of(text: &str) -> String {
 }
 
 #[test]
+fn setup_git_without_a_login_fetches_public_packages_of_a_linked_identity() {
+    let Some((server, _token)) = gren_lang_registry(&[(URL, false)]) else {
+        return;
+    };
+    let developer = Developer::new(&server);
+    let said = developer.setup_git();
+    assert!(said.contains("private ones will need one"), "{said}");
+    let config = std::fs::read_to_string(developer.gitconfig()).unwrap();
+    assert!(config.contains(&format!("{}/github/", server.base)), "{config}");
+    assert!(config.contains("git-credential"), "the helper is set up too: {config}");
+    let out = developer.git(&["ls-remote", "https://github.com/gren-lang/url.git"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("refs/tags/6.0.0"), "{}", text(&out.stdout));
+}
+
+#[test]
 fn setup_git_is_idempotent_never_writes_the_token_and_remove_undoes_it() {
     if !git_installed() {
         return;
     }
     let server = registry();
     let developer = Developer::new(&server);
-    let refused = developer.registry_command(&["setup-git"]);
-    assert!(!refused.status.success(), "not logged in: nothing to set up");
-    assert!(
-        text(&refused.stderr).contains("Log in with `gren-registry login`."),
-        "{}",
-        text(&refused.stderr)
-    );
-    assert!(!developer.gitconfig().exists());
     let removed = developer.registry_command(&["setup-git", "--remove"]);
     assert!(
         removed.status.success(),
         "removing from a machine with no global git configuration: {}",
         text(&removed.stderr)
+    );
+    // Not logged in: set up all the same, for public packages.
+    let said = developer.setup_git();
+    assert!(
+        said.contains("private ones will need one.\nLog in with `gren-registry login`."),
+        "{said}"
+    );
+    let removed = developer.registry_command(&["setup-git", "--remove"]);
+    assert!(
+        text(&removed.stdout).starts_with("Removed"),
+        "{}",
+        text(&removed.stdout)
     );
     let token = server.login("me@example.com");
     developer.logged_in("me@example.com", &token);

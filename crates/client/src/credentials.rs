@@ -175,7 +175,7 @@ pub fn token_for(registry: &str) -> CliResult<String> {
 
 /// What to do without a token: in CI (`CI` set, as every CI service
 /// does), set the automation token; elsewhere, log in.
-fn log_in_step(registry: &str) -> String {
+pub fn log_in_step(registry: &str) -> String {
     if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) {
         format!(
             "Set {TOKEN_ENV} to an automation token (made with `{}`).",

@@ -66,9 +66,10 @@ pub fn set_up(registry: &str, identities: &[String]) -> CliResult<()> {
         .iter()
         .map(|name| IdentityName::parse(name).map_err(|err| CliError(format!("--identity: {err}"))))
         .collect::<CliResult<Vec<_>>>()?;
-    // The credential helper answers with the token the client would use:
-    // without one, every private fetch would fail after the set-up.
-    credentials::token_for(registry)?;
+    // Public packages need no login; the credential helper answers nothing
+    // until there is one (so git asks no one else for this host's private
+    // packages either), hence only a word here, not a refusal.
+    let logged_in = credentials::optional_token(registry)?.is_some();
     let base = github_tree(registry);
     let insteadof = format!("url.{base}.insteadOf");
     let helper = format!("credential.{registry}.helper");
@@ -109,6 +110,12 @@ pub fn set_up(registry: &str, identities: &[String]) -> CliResult<()> {
     println!("Undo with `gren-registry setup-git --remove`.");
     for other in other_github_rewrites(&base)? {
         println!("Note: git also sends {GITHUB} to {other}; remove that to use this registry.");
+    }
+    if !logged_in {
+        println!(
+            "You are not logged in to {registry}: public packages install without a login, private ones will need one.\n{}",
+            credentials::log_in_step(registry)
+        );
     }
     warn_of_storing_helpers();
     Ok(())

@@ -1,8 +1,9 @@
 //! The command-line client: `login`, `logout`, `whoami`, `publish`, `revoke`,
-//! `identity`, `token`, `private`, `install` and `setup-git` (with its git
+//! `identity`, `token`, `private`, `info`, `search`, `install` and `setup-git` (with its git
 //! credential helper), speaking the registry's HTTP API. It
 //! is the reference for how the `gren` CLI talks to a registry.
 
+mod browse;
 mod credentials;
 mod git;
 mod install;
@@ -14,8 +15,8 @@ mod token;
 
 use clap::{Args, Subcommand};
 use gren_registry_core::api::{
-    Empty, IdentityPage, IdentityRequest, InvitationList, MemberAnswer, MemberRequest, PrivacyRequest, PublishReceipt,
-    RevokeRequest, UserAnswer,
+    Empty, IdentityPage, IdentityRequest, InvitationList, MemberAnswer, MemberRequest, PackagePage, PrivacyRequest,
+    PublishReceipt, RevokeRequest, UserAnswer,
 };
 use gren_registry_core::bundle::outline::KernelCode;
 use gren_registry_core::identity::{Member, Role};
@@ -101,14 +102,33 @@ pub enum ClientCommand {
     /// Automation tokens, for publishing from CI (GREN_REGISTRY_TOKEN).
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Make a package private or public.
+    /// Make a package private or public, or show which it is.
     Private {
         /// The package, as author/project.
         package: String,
         /// on: only the identity's members (and tokens with its download
-        /// scope) see it; off: everyone does.
+        /// scope) see it; off: everyone does [default: show the current setting].
         #[arg(value_parser = ["on", "off"])]
-        setting: String,
+        setting: Option<String>,
+    },
+    /// Show a package: its versions (revoked ones marked), latest version and summary.
+    Info {
+        /// The package, as author/project.
+        package: String,
+        /// The compiler version to find the latest version for, X.Y.Z
+        /// [default: the latest version for any compiler].
+        #[arg(long, value_name = "X.Y.Z")]
+        gren: Option<String>,
+    },
+    /// Find packages whose name or summary contains all the given words.
+    ///
+    /// Ignores case, and includes the private packages you may see. For now
+    /// the client fetches the registry's whole listing (GET /packages) and
+    /// filters it itself.
+    Search {
+        /// The words to look for.
+        #[arg(required = true)]
+        words: Vec<String>,
     },
     /// Download a project's dependencies into <DIR>/gren_packages.
     Install {
@@ -225,7 +245,17 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
         }
         ClientCommand::Identity(command) => identity(&registry, command),
         ClientCommand::Token(command) => token::run(&registry, command),
-        ClientCommand::Private { package, setting } => {
+        ClientCommand::Private { package, setting: None } => {
+            let package = package_name(&package)?;
+            let token = credentials::optional_token(&registry.url)?;
+            let page: PackagePage = registry.get(&format!("/packages/{package}"), token.as_deref())?;
+            println!("{package} is {}", if page.private { "private" } else { "public" });
+            Ok(())
+        }
+        ClientCommand::Private {
+            package,
+            setting: Some(setting),
+        } => {
             let package = package_name(&package)?;
             let token = credentials::token_for(&registry.url)?;
             let private = setting == "on";
@@ -234,6 +264,11 @@ pub fn run_command(target: &Target, command: ClientCommand) -> CliResult<()> {
             println!("{package} is now {}", if private { "private" } else { "public" });
             Ok(())
         }
+        ClientCommand::Info { package, gren } => {
+            let gren = gren.as_deref().map(version_number).transpose()?;
+            browse::info(&registry, &package, gren)
+        }
+        ClientCommand::Search { words } => browse::search(&registry, &words),
         ClientCommand::Install { dir } => {
             let token = credentials::optional_token(&registry.url)?;
             install::install(&registry, token.as_deref(), &dir.unwrap_or_else(|| PathBuf::from(".")))

@@ -66,6 +66,11 @@ impl RemoteRegistry {
         Ok(self.request("GET", path, None, token)?)
     }
 
+    /// A GET whose refusal the caller looks at (its status and code).
+    pub fn try_get<T: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> Result<T, Failure> {
+        self.request("GET", path, None, token)
+    }
+
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize, token: Option<&str>) -> CliResult<T> {
         self.send("POST", path, body, token)
     }
