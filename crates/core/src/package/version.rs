@@ -60,7 +60,7 @@ impl Version {
                 allowed.push(Version::new(version.major, version.minor, patch));
             }
         }
-        allowed.retain(|version| !sorted.contains(version));
+        allowed.retain(|version| sorted.binary_search(version).is_err());
         allowed.sort();
         allowed.dedup();
         allowed
