@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 /// A package as its files tell it ([`records::assemble`]). Serialized, it
@@ -305,15 +305,14 @@ impl Catalog {
     pub fn clear_debris(&self, store: &Store) -> Result<(), StoreError> {
         in_parallel(store, |dirs| {
             for dir in dirs.iter().filter(|dir| dir.path().is_dir()) {
-                let entries = match dir.entries() {
-                    Ok(entries) => entries,
+                let names = match dir.file_names() {
+                    Ok(names) => names,
                     Err(err) => {
                         // Unknowable: left alone (fsck reports it).
                         log::error!("cannot list {}: {err}", dir.path().display());
                         continue;
                     }
                 };
-                let names: Vec<String> = entries.iter().map(|(name, _)| name.clone()).collect();
                 let record = match Found::committed(dir, &names) {
                     Some(true) => match dir.package_name().and_then(|name| self.get(&name)) {
                         Some(record) => Some(record),
@@ -325,7 +324,7 @@ impl Catalog {
                     // Unknowable: left alone (fsck reports it).
                     None => continue,
                 };
-                clear_debris_or_log(store, dir, &entries, record.as_deref());
+                clear_debris_or_log(store, dir, &names, record.as_deref());
             }
         })?;
         Ok(())
@@ -532,8 +531,8 @@ pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -
 /// Start-up's cleaning is best-effort: a disk that refuses it leaves the
 /// debris where it is (never served, noted by `admin fsck`) and the
 /// registry starts all the same.
-fn clear_debris_or_log(store: &Store, dir: &PackageDir, entries: &[(String, PathBuf)], record: Option<&PackageRecord>) {
-    if let Err(err) = clear_debris(store, dir, entries, record) {
+fn clear_debris_or_log(store: &Store, dir: &PackageDir, names: &[String], record: Option<&PackageRecord>) {
+    if let Err(err) = clear_debris(store, dir, names, record) {
         log::error!(
             "cannot clear what an interrupted change left in {}: {}",
             dir.path().display(),
@@ -543,17 +542,17 @@ fn clear_debris_or_log(store: &Store, dir: &PackageDir, entries: &[(String, Path
 }
 
 /// Removes the debris of interrupted changes from a package directory (its
-/// `entries` but `package.json`) and quarantines what they do not explain.
+/// entries but `package.json` are `names`) and quarantines what they do not
+/// explain.
 fn clear_debris(
     store: &Store,
     dir: &PackageDir,
-    entries: &[(String, PathBuf)],
+    names: &[String],
     record: Option<&PackageRecord>,
 ) -> Result<(), StoreError> {
     let Some(record) = record else {
-        let names: Vec<String> = entries.iter().map(|(name, _)| name.clone()).collect();
         return match dir.package_name() {
-            Some(name) if is_interrupted_first_publish(&name, &names) => {
+            Some(name) if is_interrupted_first_publish(&name, names) => {
                 log::warn!(
                     "removing {}: a package whose first version was never committed",
                     dir.path().display()
@@ -567,7 +566,8 @@ fn clear_debris(
             ),
         };
     };
-    for (file_name, path) in entries {
+    for file_name in names {
+        let path = dir.path().join(file_name);
         match classify(record, file_name) {
             Leftover::Expected => {}
             Leftover::Debris => {
@@ -575,9 +575,9 @@ fn clear_debris(
                     "removing {}: the bundle of a change that was interrupted",
                     path.display()
                 );
-                remove_path(store, path, false)?;
+                remove_path(store, &path, false)?;
             }
-            Leftover::Unexplained => quarantine(store, path, "a file no package record explains")?,
+            Leftover::Unexplained => quarantine(store, &path, "a file no package record explains")?,
         }
     }
     Ok(())

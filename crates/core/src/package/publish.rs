@@ -134,13 +134,13 @@ impl Packages {
                 if (upload.private || outline.private) && !record.private {
                     return Err(PackageError::PrivacyMismatch { name });
                 }
-                let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
-                let allowed = Version::successors(&taken);
-                if upload.successor_rule && !taken.is_empty() && !allowed.contains(&outline.version) {
+                let follows = outline.version.follows(&record.versions, |version| version.version);
+                if upload.successor_rule && !record.versions.is_empty() && !follows {
+                    let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
                     return Err(PackageError::NotASuccessor {
                         name,
                         version: outline.version,
-                        allowed,
+                        allowed: Version::successors(&taken),
                     });
                 }
             }

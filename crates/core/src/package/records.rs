@@ -30,7 +30,7 @@ use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// `package.json`. `Changes` is [`IgnoredAny`] where the audit entries are
@@ -155,13 +155,13 @@ impl Found {
         if !dir.path().is_dir() {
             return Found::NotADirectory;
         }
-        let entries = match dir.entries() {
-            Ok(entries) => entries,
+        let names = match dir.file_names() {
+            Ok(names) => names,
             Err(err) => return Found::Record(Err(RecordError::Read(dir.path().to_path_buf(), err))),
         };
-        let versions: Vec<(Version, PathBuf)> = entries
+        let versions: Vec<(Version, String)> = names
             .into_iter()
-            .filter_map(|(file_name, path)| Some((layout::version_of_record_file(&file_name)?, path)))
+            .filter_map(|name| Some((layout::version_of_record_file(&name)?, name)))
             .collect();
         match dir.record().try_exists() {
             Ok(false) => return Found::Uncommitted,
@@ -182,22 +182,73 @@ impl Found {
 }
 
 /// `package.json` and the version files `versions`, put together.
-fn read_files<C: History>(dir: &PackageDir, versions: &[(Version, PathBuf)]) -> Result<PackageRecord, RecordError> {
-    let package: PackageFile<C> = parse(&dir.record())?;
+fn read_files<C: History>(dir: &PackageDir, versions: &[(Version, String)]) -> Result<PackageRecord, RecordError> {
+    let opened = OpenDir::open(dir.path()).map_err(|err| RecordError::Read(dir.path().to_path_buf(), err))?;
+    let package: PackageFile<C> = opened.parse(layout::PACKAGE_RECORD)?;
     let mut files = Vec::with_capacity(versions.len());
-    for (version, path) in versions {
-        let file: VersionFile<C> = parse(path)?;
+    for (version, file_name) in versions {
+        let file: VersionFile<C> = opened.parse(file_name)?;
         if file.version.version != *version {
-            return Err(RecordError::Misfiled(path.clone(), file.version.version));
+            return Err(RecordError::Misfiled(dir.path().join(file_name), file.version.version));
         }
         files.push(file);
     }
     Ok(assemble(package, files))
 }
 
-fn parse<T: DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
-    let bytes = std::fs::read(path).map_err(|err| RecordError::Read(path.to_path_buf(), err))?;
-    serde_json::from_slice(&bytes).map_err(|err| RecordError::Parse(path.to_path_buf(), err))
+/// A package directory, open: start-up reads every record of the registry
+/// (100,000 files for as many versions), each opened by its name in this
+/// directory rather than by its whole path, into one buffer a thread. Records are opened with
+/// `O_NOFOLLOW`, as the store opens them: a link in their place is refused.
+struct OpenDir {
+    dir: std::fs::File,
+    path: PathBuf,
+}
+
+impl OpenDir {
+    fn open(path: &Path) -> io::Result<OpenDir> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)?;
+        Ok(OpenDir {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reads and parses the record `file_name` of the directory.
+    fn parse<T: DeserializeOwned>(&self, file_name: &str) -> Result<T, RecordError> {
+        thread_local! {
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let path = || self.path.join(file_name);
+        BYTES.with_borrow_mut(|bytes| {
+            bytes.clear();
+            self.read(file_name, bytes)
+                .map_err(|err| RecordError::Read(path(), err))?;
+            serde_json::from_slice(bytes).map_err(|err| RecordError::Parse(path(), err))
+        })
+    }
+
+    fn read(&self, file_name: &str, bytes: &mut Vec<u8>) -> io::Result<()> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let name = std::ffi::CString::new(file_name).map_err(io::Error::other)?;
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        // SAFETY: the directory's descriptor is open while `self` lives and
+        // `name` is NUL-terminated.
+        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and nothing else owns it: the `File`
+        // closes it.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        // Through `take`, which asks no size of the file: `File`'s own
+        // `read_to_end` costs an `fstat` a file, and the buffer is big enough.
+        file.take(u64::MAX).read_to_end(bytes).map(drop)
+    }
 }
 
 /// The record a package's files make.
