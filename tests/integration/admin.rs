@@ -766,9 +766,10 @@ fn revoke_makes_downloads_410_with_the_reason_and_deletes_the_bundle() {
     let out = admin(&dir.path, &["revoke", "gren-lang/url", "5.0.0", "--reason", reason]).success();
     out.assert_stdout_has(&format!("revoked gren-lang/url 5.0.0: {reason}"));
     assert!(!bundle.exists(), "the revoked bundle is deleted");
-    let record = read_json(&dir.join("packages/gren-lang/url/package.json"));
-    assert_eq!(record["versions"][0]["revoked"]["reason"], reason, "{record}");
-    assert_eq!(record["versions"][1]["revoked"], Value::Null, "{record}");
+    let record = read_json(&dir.join("packages/gren-lang/url/5.0.0.json"));
+    assert_eq!(record["version"]["revoked"]["reason"], reason, "{record}");
+    let other = read_json(&dir.join("packages/gren-lang/url/6.0.0.json"));
+    assert_eq!(other["version"]["revoked"], Value::Null, "{other}");
 
     let stats = admin_json(&dir.path, &["stats"]).success().json();
     let total: u64 = reals().iter().map(|real| real.bytes.len() as u64).sum();
@@ -1178,9 +1179,10 @@ fn fsck_finds_a_file_where_a_package_directory_belongs() {
     );
 }
 
-/// Edits a package record in place, as a person with an editor would.
-fn edit_record(dir: &Dir, package: &str, edit: impl FnOnce(&mut Value)) {
-    let path = dir.join(&format!("packages/{package}/package.json"));
+/// Edits the record of `version` of `package` (`<version>.json`) in place,
+/// as a person with an editor would.
+fn edit_version_record(dir: &Dir, package: &str, version: &str, edit: impl FnOnce(&mut Value)) {
+    let path = dir.join(&format!("packages/{package}/{version}.json"));
     let mut record = read_json(&path);
     edit(&mut record);
     write_json(&path, &record);
@@ -1190,7 +1192,7 @@ fn edit_record(dir: &Dir, package: &str, edit: impl FnOnce(&mut Value)) {
 fn fsck_finds_a_gap_in_the_event_log() {
     check_damage(
         |dir| {
-            edit_record(dir, "gren-lang/core", |record| {
+            edit_version_record(dir, "gren-lang/core", "6.0.1", |record| {
                 record["events"].as_array_mut().unwrap().clear()
             })
         },
@@ -1202,7 +1204,7 @@ fn fsck_finds_a_gap_in_the_event_log() {
 #[test]
 fn a_reading_command_reports_a_real_gap_in_the_event_log_after_looking_again() {
     let dir = fsck_base().copy();
-    edit_record(&dir, "gren-lang/core", |record| {
+    edit_version_record(&dir, "gren-lang/core", "6.0.1", |record| {
         record["events"].as_array_mut().unwrap().clear()
     });
     // The first load fails, as one read across a commit could; the second,
@@ -1214,7 +1216,7 @@ fn a_reading_command_reports_a_real_gap_in_the_event_log_after_looking_again() {
 #[test]
 fn a_server_refuses_to_start_on_a_gap_in_the_event_log() {
     let dir = fsck_base().copy();
-    edit_record(&dir, "gren-lang/core", |record| {
+    edit_version_record(&dir, "gren-lang/core", "6.0.1", |record| {
         record["events"].as_array_mut().unwrap().clear()
     });
     // Debris it would clear on a sound directory.
@@ -1255,30 +1257,27 @@ fn a_lost_or_older_record_of_the_newest_events_stops_start_up_and_no_event_numbe
     admin(&dir.path, &["identity", "create", "gren-lang", "--admin", ME]).success();
     let server = Server::start_in(&dir.path, &[]);
     let token = server.login(ME);
-    let core = dir.join("packages/gren-lang/core/package.json");
-    let older = dir.sibling("older-core.json");
-    for (file, keep_an_older_copy) in [
-        ("gren_lang_url__5_0_0.pkg.gz", false),
-        ("gren_lang_core__6_0_1.pkg.gz", true),
-        ("gren_lang_core__7_0_0.pkg.gz", false),
+    for file in [
+        "gren_lang_url__5_0_0.pkg.gz",
+        "gren_lang_core__6_0_1.pkg.gz",
+        "gren_lang_core__7_0_0.pkg.gz",
     ] {
         assert_eq!(server.publish(&token, &real_bundle(file)).status, 201);
-        if keep_an_older_copy {
-            std::fs::copy(&core, &older).unwrap();
-        }
     }
     server.stop();
-    let newest = dir.sibling("newest-core.json");
-    std::fs::copy(&core, &newest).unwrap();
+    // The record of core 7.0.0 holds event 3, the newest.
+    let core_7 = dir.join("packages/gren-lang/core/7.0.0.json");
+    let older = dir.sibling("older-core-7.json");
+    std::fs::copy(&core_7, &older).unwrap();
     assert_eq!(read_json(&dir.join("event-log.json")), json!({ "head": 3 }));
 
-    // The record holding events 2 and 3, lost: the log would end at 1.
-    std::fs::remove_file(&core).unwrap();
+    // Lost: the log would end at 2.
+    std::fs::remove_file(&core_7).unwrap();
     let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
     assert!(
         failure
             .log
-            .contains("the event log reached event 3, but the package records hold only 1"),
+            .contains("the event log reached event 3, but the package records hold only 2"),
         "{}",
         failure.log
     );
@@ -1295,13 +1294,30 @@ fn a_lost_or_older_record_of_the_newest_events_stops_start_up_and_no_event_numbe
         .failure()
         .assert_stdout_has("event-log.json says the log reached event 3");
 
-    // Restored from an older copy (holding event 2 only).
-    std::fs::copy(&older, &core).unwrap();
+    // Back, then revoked (event 4), then restored from the older copy,
+    // which holds event 3 only.
+    std::fs::copy(&older, &core_7).unwrap();
+    let server = Server::start_in(&dir.path, &[]);
+    let token = server.login(ME);
+    let revoked = server.post_json(
+        "/packages/gren-lang/core/7.0.0/revoke",
+        &json!({ "reason": "broken" }),
+        Some(&token),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    server.stop();
+    let newest = dir.sibling("newest-core-7.json");
+    std::fs::copy(&core_7, &newest).unwrap();
+    std::fs::copy(&older, &core_7).unwrap();
     let failure = Server::try_start_in(&dir.path, &[]).err().expect("it refuses to start");
-    assert!(failure.log.contains("hold only 2"), "{}", failure.log);
+    assert!(
+        failure.log.contains("reached event 4") && failure.log.contains("hold only 3"),
+        "{}",
+        failure.log
+    );
 
-    // The right record back: the next publish is event 4, never 3 again.
-    std::fs::copy(&newest, &core).unwrap();
+    // The right record back: the next publish is event 5, never 4 again.
+    std::fs::copy(&newest, &core_7).unwrap();
     let server = Server::start_in(&dir.path, &[]);
     let token = server.login(ME);
     assert_eq!(
@@ -1317,7 +1333,7 @@ fn a_lost_or_older_record_of_the_newest_events_stops_start_up_and_no_event_numbe
         .iter()
         .map(|event| event["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
     server.stop();
     admin(&dir.path, &["fsck"]).success();
 }
@@ -1355,7 +1371,7 @@ fn fsck_finds_a_missing_audit_entry() {
 fn fsck_finds_a_publish_or_revocation_without_its_audit_entry() {
     check_damage(
         |dir| {
-            edit_record(dir, "gren-lang/url", |record| {
+            edit_version_record(dir, "gren-lang/url", "5.0.0", |record| {
                 record["changes"].as_array_mut().unwrap().clear()
             })
         },
@@ -1364,7 +1380,7 @@ fn fsck_finds_a_publish_or_revocation_without_its_audit_entry() {
     );
     check_damage(
         |dir| {
-            edit_record(dir, "gren-lang/url", |record| {
+            edit_version_record(dir, "gren-lang/url", "6.0.0", |record| {
                 record["changes"].as_array_mut().unwrap().clear()
             })
         },
@@ -1461,9 +1477,9 @@ fn fsck_notes_and_repairs_a_revoked_bundle_left_on_disk() {
     restore_revoked_bundle(&dir);
     admin(&dir.path, &["fsck", "--repair"]).success();
     assert!(!bundle_file(&dir, "gren-lang/url", "5.0.0").exists());
-    let record = read_json(&dir.join("packages/gren-lang/url/package.json"));
+    let record = read_json(&dir.join("packages/gren-lang/url/5.0.0.json"));
     assert_eq!(
-        record["revoked_outlines"]["5.0.0"]["version"], "5.0.0",
+        record["outline"]["version"], "5.0.0",
         "the outline of a revoked version stays in its record: {record}"
     );
 }
@@ -1520,7 +1536,7 @@ fn fsck_understands_privacy_events_and_checks_the_records_against_them() {
 }
 
 fn tell_mirrors_core_7_was_revoked(dir: &Dir) {
-    edit_record(dir, "gren-lang/core", |record| {
+    edit_version_record(dir, "gren-lang/core", "7.0.0", |record| {
         let events = record["events"].as_array_mut().unwrap();
         let event = events.iter_mut().find(|event| event["version"] == "7.0.0").unwrap();
         event["type"] = json!("revoke");
@@ -1537,7 +1553,7 @@ fn fsck_finds_a_live_version_whose_events_do_not_announce_it() {
 }
 
 fn announce_a_version_that_does_not_exist(dir: &Dir) {
-    edit_record(dir, "gren-lang/core", |record| {
+    edit_version_record(dir, "gren-lang/core", "7.0.0", |record| {
         let events = record["events"].as_array_mut().unwrap();
         let mut event = events[0].clone();
         event["seq"] = json!(14);

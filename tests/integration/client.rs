@@ -580,11 +580,13 @@ fn forge_package(data: &Path, original: &str, twin: &str) {
     std::fs::write(to.join(bundles::bundle_file_name(twin, "1.0.0")), &bytes).unwrap();
     let mut record = read_json(&from.join("package.json"));
     record["name"] = json!(twin);
-    // Its events would be the original's numbers twice: mirrors never heard of it.
-    record["events"] = json!([]);
-    record["versions"][0]["sha256"] = json!(bundles::sha256_hex(&bytes));
-    record["versions"][0]["size"] = json!(bytes.len());
     std::fs::write(to.join("package.json"), record.to_string()).unwrap();
+    let mut version = read_json(&from.join("1.0.0.json"));
+    // Its events would be the original's numbers twice: mirrors never heard of it.
+    version["events"] = json!([]);
+    version["version"]["sha256"] = json!(bundles::sha256_hex(&bytes));
+    version["version"]["size"] = json!(bytes.len());
+    std::fs::write(to.join("1.0.0.json"), version.to_string()).unwrap();
 }
 
 #[test]

@@ -788,12 +788,13 @@ impl LoadRun {
 // Kills at exact moments, laid out by hand
 // ---------------------------------------------------------------------------
 
-/// A SIGKILL during the first publish of a package, after the bundle and
-/// outline were written and before `package.json` (the commit point) was:
-/// `packages/<a>/<p>/<v>/` exists without `packages/<a>/<p>/package.json`.
+/// A SIGKILL during the first publish of a package, after the bundle was
+/// staged and before the version's record (the commit point) was written:
+/// `first-publish.pending` and the bundle, with `package.json` or not yet.
 /// The restarted server must not show the version, and the directory must
-/// pass fsck (data/README.md: "A bundle without a version in package.json is
-/// the debris of a crash and is never served"; start-up removes debris).
+/// pass fsck (data/README.md: a package directory without a version record
+/// that holds what a first publish writes before its commit is debris, never
+/// served; start-up removes debris).
 #[test]
 fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     let dir = tempfile::Builder::new().prefix("gren-crash-first-").tempdir().unwrap();
@@ -808,27 +809,43 @@ fn sigkill_during_the_first_publish_of_a_package_leaves_fsck_clean() {
     server.kill();
 
     // Exactly what `Packages::publish` has written when the kill lands
-    // between staging the bundle and the commit.
-    let bytes = synthetic("crash/ghost", "1.0.0", "never committed");
-    let package_dir = dir.path().join("packages/crash/ghost");
-    std::fs::create_dir_all(&package_dir).unwrap();
-    std::fs::write(package_dir.join("first-publish.pending"), b"").unwrap();
-    std::fs::write(package_dir.join("crash_ghost__1_0_0.pkg.gz"), &bytes).unwrap();
-    std::fs::write(package_dir.join(".tmp-record"), b"{\"name\": ").unwrap();
+    // between staging the bundle and the commit: before `package.json`
+    // (ghost) and after it (staged, its record copied from the committed
+    // package's, as the publish writes one).
+    let mut ghosts = Vec::new();
+    for (ghost, with_package_json) in [("ghost", false), ("staged", true)] {
+        let name = format!("{IDENTITY}/{ghost}");
+        let bytes = synthetic(&name, "1.0.0", "never committed");
+        let package_dir = dir.path().join("packages").join(&name);
+        std::fs::create_dir_all(&package_dir).unwrap();
+        std::fs::write(package_dir.join("first-publish.pending"), b"").unwrap();
+        std::fs::write(package_dir.join(format!("crash_{ghost}__1_0_0.pkg.gz")), &bytes).unwrap();
+        std::fs::write(package_dir.join(".tmp-record"), b"{\"name\": ").unwrap();
+        if with_package_json {
+            let mut record = read_json(&dir.path().join("packages/crash/other/package.json"));
+            record["name"] = json!(name);
+            std::fs::write(package_dir.join("package.json"), record.to_string()).unwrap();
+        }
+        ghosts.push((name, package_dir));
+    }
 
     let server = Server::start_in(dir.path(), &PROOF_ENV);
-    server
-        .get("/packages/crash/ghost", None)
-        .assert_error(404, "package_not_found");
-    server
-        .get("/packages/crash/ghost/1.0.0/bundle", None)
-        .assert_error(404, "package_not_found");
+    for (name, _) in &ghosts {
+        server
+            .get(&format!("/packages/{name}"), None)
+            .assert_error(404, "package_not_found");
+        server
+            .get(&format!("/packages/{name}/1.0.0/bundle"), None)
+            .assert_error(404, "package_not_found");
+    }
     let status = server.stop();
     assert!(status.success());
 
-    assert!(!package_dir.exists(), "start-up removed exactly what the publish left");
+    for (_, package_dir) in &ghosts {
+        assert!(!package_dir.exists(), "start-up removed exactly what the publish left");
+    }
     assert!(!dir.path().join("quarantine").exists(), "and quarantined nothing");
-    let left = files_under(&dir.path().join("packages/crash/ghost"));
+    let left = files_under(&dir.path().join("packages/crash"));
     assert_fsck_clean(
         dir.path(),
         &format!(

@@ -117,18 +117,26 @@ fn a_failed_publish_removes_its_own_debris_so_fsck_is_clean_without_a_restart() 
     let reply = server.publish(&token, &synthetic("blaix/second", "1.0.0", "a"));
     assert_eq!(reply.status, 201, "{}", reply.text());
     server.stop();
-    // The record write fails after the bundle was staged: on a
-    // first publish (`first`) and on a later version (`second`).
-    let faults = "write:ENOSPC@packages/blaix/first/package.json,write:ENOSPC@packages/blaix/second/package.json";
+    // A record's write fails after the bundle was staged: on a first
+    // publish, package.json (`first`) or the version's record, its commit,
+    // after package.json (`third`); on a later version, its record (`second`).
+    let faults = "write:ENOSPC@packages/blaix/first/package.json,write:ENOSPC@packages/blaix/second/1.0.1.json,\
+                  write:ENOSPC@packages/blaix/third/1.0.0.json";
     let server = Server::start_in(dir.path(), &[(FAULTS, faults)]);
-    for (name, version) in [("blaix/first", "1.0.0"), ("blaix/second", "1.0.1")] {
+    for (name, version) in [
+        ("blaix/first", "1.0.0"),
+        ("blaix/second", "1.0.1"),
+        ("blaix/third", "1.0.0"),
+    ] {
         let reply = server.publish(&token, &synthetic(name, version, "a"));
         assert_eq!(reply.status, 507, "{name}: {}", reply.text());
     }
-    assert!(
-        !dir.path().join("packages/blaix/first").exists(),
-        "the first publish's package directory is gone"
-    );
+    for first in ["first", "third"] {
+        assert!(
+            !dir.path().join("packages/blaix").join(first).exists(),
+            "the first publish's package directory is gone ({first})"
+        );
+    }
     assert!(
         !dir.path()
             .join("packages/blaix/second/blaix_second__1_0_1.pkg.gz")
@@ -213,7 +221,7 @@ fn a_publish_whose_directory_fsync_fails_after_the_rename_stops_the_server_and_i
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(
         dir.path(),
-        &[(FAULTS, "commit-sync:EIO@packages/blaix/synced/package.json")],
+        &[(FAULTS, "commit-sync:EIO@packages/blaix/synced/1.0.0.json")],
     );
     let token = prepare(&server);
     let bytes = synthetic("blaix/synced", "1.0.0", "a");
@@ -223,7 +231,7 @@ fn a_publish_whose_directory_fsync_fails_after_the_rename_stops_the_server_and_i
     let (status, log) = server.wait_with_log(Duration::from_secs(10));
     assert_eq!(status.code(), Some(75), "a distinct exit status:\n{log}");
     assert!(
-        log.contains("packages/blaix/synced/package.json"),
+        log.contains("packages/blaix/synced/1.0.0.json"),
         "the log names the path:\n{log}"
     );
     let server = Server::start_in(dir.path(), &[]);

@@ -1,8 +1,9 @@
-//! `admin migrate`: a data directory written in format 1 by the previous
-//! release (`tests/fixtures/format1/`) is upgraded in place, answers every
-//! request as that release did, passes fsck, and delivers its pending
-//! outbox; a migration stopped anywhere finishes when run again; servers
-//! and admin commands refuse a directory in an older or newer format.
+//! `admin migrate`: data directories written in format 1 and in format 2 by
+//! the releases that wrote them (`tests/fixtures/format1/`,
+//! `tests/fixtures/format2/`) are upgraded in place, answer every request
+//! as those releases did, pass fsck, and deliver their pending outbox; a
+//! migration stopped anywhere finishes when run again; servers and admin
+//! commands refuse a directory in an older or newer format.
 
 use crate::common::operator::*;
 use crate::common::*;
@@ -12,13 +13,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format1"))
+    fixture_of(1)
+}
+
+/// `tests/fixtures/format<format>`.
+fn fixture_of(format: u32) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).join(format!("format{format}"))
 }
 
 /// A private copy of the format-1 data directory.
 fn format1_copy() -> tempfile::TempDir {
+    copy_of(1)
+}
+
+/// A private copy of the data directory in `format`.
+fn copy_of(format: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture().join("data"), dir.path());
+    copy_tree(&fixture_of(format).join("data"), dir.path());
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     dir
 }
@@ -42,12 +53,12 @@ fn without_last_used(mut value: Value) -> Value {
     value
 }
 
-/// Asserts that the server answers every request of `answers.json` as the
-/// format-1 release did.
+/// Asserts that the server answers every request of the `answers.json` of
+/// `fixture` as the release that wrote it did.
 #[track_caller]
-fn assert_answers_as_before(server: &Server) {
-    let tokens = read_json(&fixture().join("tokens.json"));
-    let answers = read_json(&fixture().join("answers.json"));
+fn assert_answers_as_before(server: &Server, fixture: &Path) {
+    let tokens = read_json(&fixture.join("tokens.json"));
+    let answers = read_json(&fixture.join("answers.json"));
     let mut differences = Vec::new();
     for expected in answers.as_array().unwrap() {
         let path = expected["path"].as_str().unwrap();
@@ -61,8 +72,11 @@ fn assert_answers_as_before(server: &Server) {
         let (want, got) = (without_last_used(expected["body"].clone()), without_last_used(body));
         if reply.status != expected["status"] || want != got {
             differences.push(format!(
-                "GET {path} as {}: {} {got}\n  format 1 answered {} {want}",
-                expected["as"], reply.status, expected["status"]
+                "GET {path} as {}: {} {got}\n  {} answered {} {want}",
+                expected["as"],
+                reply.status,
+                fixture.display(),
+                expected["status"]
             ));
         }
     }
@@ -74,13 +88,20 @@ fn assert_answers_as_before(server: &Server) {
     );
 }
 
-/// Migrates, checks fsck, then serves and compares every answer; the
-/// pending outbox reaches the packages site.
+/// Checks fsck on a migrated copy of the format-1 fixture, then serves and
+/// compares every answer; the pending outbox reaches the packages site.
 fn assert_migrated_and_answering_as_before(dir: &Path) {
+    assert_answering_as(dir, 1, 15);
+}
+
+/// Checks fsck on a migrated copy of the fixture in `format`, then serves
+/// and compares every answer; the pending outbox reaches the packages site
+/// (`delivered` events in all).
+fn assert_answering_as(dir: &Path, format: u32, delivered: u64) {
     let site = StubServer::start("packages site", |_| tiny_http::Response::from_data(Vec::new()));
     admin(dir, &["fsck"]).success().assert_stdout_has("clean");
     let server = Server::start_in(dir, &[("GREN_REGISTRY_PACKAGE_SITE_URL", &site.url())]);
-    assert_answers_as_before(&server);
+    assert_answers_as_before(&server, &fixture_of(format));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while admin_json(dir, &["outbox"]).success().json()["pending"]
         .as_array()
@@ -91,7 +112,7 @@ fn assert_migrated_and_answering_as_before(dir: &Path) {
     }
     let outbox = admin_json(dir, &["outbox"]).success().json();
     assert_eq!(
-        outbox["delivered"], 15,
+        outbox["delivered"], delivered,
         "the pending outbox was delivered after the migration: {outbox}"
     );
     server.stop();
@@ -114,8 +135,8 @@ fn a_format1_directory_answers_every_request_the_same_after_migrate() {
 
     admin(dir.path(), &["migrate"])
         .success()
-        .assert_stdout_has("from data format 1 to 2: 5 package record(s) rewritten, holding 15 event(s)");
-    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 2 }));
+        .assert_stdout_has("from data format 1 to 3: 5 package record(s) rewritten, holding 15 event(s)");
+    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 3 }));
     assert!(
         !dir.path().join("events").exists(),
         "the event log lives in the records now"
@@ -154,7 +175,7 @@ fn a_migration_stopped_anywhere_finishes_when_run_again() {
             Server::try_start_in(dir.path(), &[]).is_err(),
             "{fault}: a half-migrated directory is refused"
         );
-        admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 2");
+        admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 3");
         assert_migrated_and_answering_as_before(dir.path());
     }
 }
@@ -177,7 +198,7 @@ fn a_migration_stopped_halfway_through_removing_the_old_event_log_finishes_when_
         }
     }
     assert!(removed > 1);
-    admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 2");
+    admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 3");
     assert_migrated_and_answering_as_before(dir.path());
 }
 
@@ -191,12 +212,12 @@ fn run_with_faults(dir: &Path, faults: &str) -> std::process::Output {
 fn a_directory_of_a_newer_format_is_refused_by_servers_and_admin_commands() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("registry.lock"), b"").unwrap();
-    std::fs::write(dir.path().join("format.json"), b"{\"format\": 3}").unwrap();
+    std::fs::write(dir.path().join("format.json"), b"{\"format\": 4}").unwrap();
     let refused = Server::try_start_in(dir.path(), &[])
         .err()
-        .expect("a server refuses format 3");
+        .expect("a server refuses format 4");
     assert!(
-        refused.log.contains("newer gren-registry (data format 3)"),
+        refused.log.contains("newer gren-registry (data format 4)"),
         "{}",
         refused.log
     );
@@ -216,7 +237,7 @@ fn a_new_directory_is_stamped_with_the_current_format() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
     server.stop();
-    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 2 }));
+    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 3 }));
 }
 
 #[test]
@@ -313,4 +334,75 @@ fn migrate_announces_what_format1_lost_after_a_commit_and_restores_lost_audit_en
     assert_eq!(restored.len(), 1, "{audit}");
     assert_eq!(restored[0]["actor"], "unknown (lost before format 2)");
     server.stop();
+}
+
+#[test]
+fn a_format2_directory_gets_a_record_a_version_and_answers_every_request_the_same() {
+    let dir = copy_of(2);
+    let refused = Server::try_start_in(dir.path(), &[])
+        .err()
+        .expect("a server refuses format 2");
+    assert!(refused.log.contains("admin migrate"), "{}", refused.log);
+
+    admin(dir.path(), &["migrate"])
+        .success()
+        .assert_stdout_has("from data format 2 to 3: 5 package record(s) rewritten, holding 21 event(s)");
+    assert_eq!(read_json(&dir.path().join("format.json")), json!({ "format": 3 }));
+    let gadgets = dir.path().join("packages/acme/gadgets");
+    let package = read_json(&gadgets.join("package.json"));
+    assert!(package.get("versions").is_none(), "{package}");
+    let kinds: Vec<&str> = package["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["private", "public", "private", "public"],
+        "its own events stay: {package}"
+    );
+    let revoked_while_private = read_json(&gadgets.join("1.0.1.json"));
+    let seqs: Vec<u64> = revoked_while_private["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [6, 20], "its publish, and its revocation told on going public");
+    assert_eq!(revoked_while_private["version"]["revoked"]["reason"], "while private");
+    assert_eq!(revoked_while_private["changes"].as_array().unwrap().len(), 2);
+    let by_ci = read_json(&dir.path().join("packages/acme/tools/1.0.1.json"));
+    assert_eq!(by_ci["events"][1]["token"]["name"], "ci", "{by_ci}");
+    assert_eq!(by_ci["outline"]["version"], "1.0.1", "the revoked outline: {by_ci}");
+
+    assert_answering_as(dir.path(), 2, 21);
+    admin(dir.path(), &["migrate"])
+        .success()
+        .assert_stdout_has("nothing to do");
+}
+
+#[test]
+fn a_migration_from_format2_stopped_anywhere_finishes_when_run_again() {
+    let faults = [
+        // A version's record of the first package.
+        "write:EIO@packages/acme/gadgets/1.1.0.json",
+        // The commit of a later package, its versions' records written.
+        "write:EIO@packages/acme/tools/package.json",
+        // A rename whose fsync fails: the process stops there (exit 75).
+        "commit-sync:EIO@packages/acme/widgets/package.json",
+        // The commit of the migration.
+        "write:EIO@format.json",
+    ];
+    for fault in faults {
+        let dir = copy_of(2);
+        let out = run_with_faults(dir.path(), fault);
+        assert!(!out.status.success(), "{fault}: the first run fails: {out:?}");
+        assert!(
+            Server::try_start_in(dir.path(), &[]).is_err(),
+            "{fault}: a half-migrated directory is refused"
+        );
+        admin(dir.path(), &["migrate"]).success().assert_stdout_has("to 3");
+        assert_answering_as(dir.path(), 2, 21);
+    }
 }

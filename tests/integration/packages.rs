@@ -644,7 +644,7 @@ fn versions_are_immutable() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["gren_lang_url__5_0_0.pkg.gz", "package.json"]);
+    assert_eq!(files, ["5.0.0.json", "gren_lang_url__5_0_0.pkg.gz", "package.json"]);
 
     let revoked = server.post_json(
         "/packages/gren-lang/url/5.0.0/revoke",
@@ -2560,4 +2560,139 @@ fn file_name_refusals_are_limited_per_user_and_then_every_new_name_is_429() {
     publish_ok(&server, &other, &synthetic("acme-tools/own", "1.0.1", "b"), 201);
     let me = server.login(ME);
     publish_ok(&server, &me, &synthetic("acme-tools/free", "1.0.0", "a"), 201);
+}
+
+// ---------------------------------------------------------------------------
+// One record a version (data format 3)
+// ---------------------------------------------------------------------------
+
+/// Every answer about `names` a reader can ask for (as `token`'s user, and
+/// anonymously): the listings, each package, each version, its bundle's
+/// hash, latest and previous, the event log, and each identity's audit log.
+fn everything_read(server: &Server, token: &str, names: &[&str]) -> BTreeMap<String, Value> {
+    let mut answers = BTreeMap::new();
+    let mut get = |path: String, as_member: bool| {
+        let reply = server.get(&path, as_member.then_some(token));
+        let body = if path.ends_with("/bundle") && reply.status == 200 {
+            json!(sha256_hex(&reply.body))
+        } else {
+            reply.json()
+        };
+        answers.insert(format!("{path} (member: {as_member})"), json!([reply.status, body]));
+    };
+    for as_member in [false, true] {
+        get("/packages".into(), as_member);
+        get("/events?since=0&limit=1000".into(), as_member);
+        for name in names {
+            get(format!("/packages/{name}"), as_member);
+            get(format!("/packages/{name}/latest"), as_member);
+            for version in ["1.0.0", "1.0.1", "1.1.0", "1.1.1", "2.0.0"] {
+                for below in ["", "/bundle", "/previous"] {
+                    get(format!("/packages/{name}/{version}{below}"), as_member);
+                }
+            }
+        }
+    }
+    get("/publishing-identity/blaix/audit".into(), true);
+    answers
+}
+
+#[test]
+fn publishes_revocations_and_privacy_changes_read_the_same_after_a_restart() {
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let (open, hidden) = ("blaix/open", "blaix/hidden");
+    for version in ["1.0.0", "1.0.1", "1.1.0"] {
+        publish_ok(&server, &token, &synthetic(open, version, "a"), 201);
+    }
+    revoke_version(&server, &token, open, "1.0.1");
+    publish_private(&server, &token, "gren-lang/url", "5.0.0");
+    publish_ok(&server, &token, &synthetic(hidden, "1.0.0", "b"), 201);
+    set_private(&server, &token, hidden, true);
+    // While private: a revocation and a publish, announced on going public.
+    revoke_version(&server, &token, hidden, "1.0.0");
+    publish_ok(&server, &token, &synthetic(hidden, "1.0.1", "b"), 201);
+    set_private(&server, &token, hidden, false);
+    set_private(&server, &token, open, true);
+    let names = [open, hidden, "gren-lang/url"];
+    let before = everything_read(&server, &token, &names);
+    server.stop();
+
+    // On disk: one record a version, package.json keeps no versions.
+    let package = dir.path().join("packages/blaix/open");
+    let mut files: Vec<String> = std::fs::read_dir(&package)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "1.0.0.json",
+            "1.0.1.json",
+            "1.1.0.json",
+            "blaix_open__1_0_0.pkg.gz",
+            "blaix_open__1_1_0.pkg.gz",
+            "package.json"
+        ]
+    );
+    let record = read_json(&package.join("package.json"));
+    assert!(record.get("versions").is_none(), "{record}");
+    assert_eq!(
+        record["events"].as_array().unwrap().len(),
+        1,
+        "its privacy change: {record}"
+    );
+    let revoked = read_json(&package.join("1.0.1.json"));
+    assert_eq!(revoked["version"]["revoked"]["reason"], "broken", "{revoked}");
+    let kinds: Vec<&str> = revoked["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["publish", "revoke"], "{revoked}");
+    assert_eq!(revoked["outline"]["version"], "1.0.1", "{revoked}");
+
+    let server = Server::start_in(dir.path(), &[]);
+    let after = everything_read(&server, &token, &names);
+    for (request, answer) in &before {
+        assert_eq!(Some(answer), after.get(request), "{request}");
+    }
+    assert_eq!(before.len(), after.len());
+    server.stop();
+    let fsck = crate::common::operator::admin(dir.path(), &["fsck"]).success();
+    assert_eq!(fsck.stdout.lines().last(), Some("clean"), "{}", fsck.stdout);
+}
+
+#[test]
+fn a_publish_writes_its_own_version_record_and_rewrites_no_other() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir();
+    let server = Server::start_in(dir.path(), &[]);
+    let token = prepare(&server);
+    let name = "blaix/growing";
+    for version in ["1.0.0", "1.0.1"] {
+        publish_ok(&server, &token, &synthetic(name, version, "a"), 201);
+    }
+    let package = dir.path().join("packages/blaix/growing");
+    // A rewrite is a rename of a new file over the old: a new inode.
+    let inodes = |files: &[&str]| -> Vec<u64> {
+        files
+            .iter()
+            .map(|file| std::fs::metadata(package.join(file)).unwrap().ino())
+            .collect()
+    };
+    let untouched = ["package.json", "1.0.0.json", "1.0.1.json"];
+    let before = inodes(&untouched);
+    publish_ok(&server, &token, &synthetic(name, "1.0.2", "a"), 201);
+    assert_eq!(inodes(&untouched), before, "no other record was written");
+    assert!(package.join("1.0.2.json").exists());
+    revoke_version(&server, &token, name, "1.0.0");
+    let after_revoke = inodes(&untouched);
+    assert_eq!(after_revoke[0], before[0], "package.json stays");
+    assert_ne!(after_revoke[1], before[1], "the revoked version's record is rewritten");
+    assert_eq!(after_revoke[2], before[2], "and no other");
+    server.stop();
 }

@@ -27,7 +27,7 @@ use gren_registry_core::auth::user::User;
 use gren_registry_core::error::Chain;
 use gren_registry_core::identity::{Identity, Role};
 use gren_registry_core::package::events::{EventKind, NumberingFault, numbering_faults};
-use gren_registry_core::package::{self, Catalog, Found, Leftover, PackageRecord};
+use gren_registry_core::package::{self, Catalog, Found, Leftover, PackageRecord, RecordError};
 use gren_registry_core::store::layout::{self, PackageDir};
 use gren_registry_core::store::{RecordPath, Store, StoreError, TEMP_PREFIX};
 use serde::de::DeserializeOwned;
@@ -456,7 +456,11 @@ impl Fsck<'_> {
                 }
                 Found::Record(Err(err)) => {
                     self.count("packages");
-                    self.found(format!("{} does not parse: {err}", self.relative(&dir.record())), None);
+                    let problem = match err {
+                        RecordError::Misfiled(..) => format!("{}: {err}", self.relative(err.path())),
+                        _ => format!("{} does not parse: {err}", self.relative(err.path())),
+                    };
+                    self.found(problem, None);
                     continue;
                 }
                 Found::Record(Ok(record)) => record,
@@ -487,8 +491,9 @@ impl Fsck<'_> {
         catalog
     }
 
-    /// A package directory without `package.json`: an interrupted first
-    /// publish (a note) or something nothing explains (a problem).
+    /// A package directory without `package.json` or without a version's
+    /// record: an interrupted first publish (a note) or something nothing
+    /// explains (a problem).
     fn without_record(&mut self, dir: &PackageDir) {
         let names: Vec<String> = match dir.entries() {
             Ok(entries) => entries.into_iter().map(|(name, _)| name).collect(),
@@ -501,14 +506,20 @@ impl Fsck<'_> {
             Some(name) if package::is_interrupted_first_publish(&name, &names) => {
                 self.interrupted(dir.path(), "a package whose first version")
             }
-            _ => self.found(
-                format!(
-                    "{}: a package directory without package.json that no interrupted publish explains \
-                     (the server quarantines it at start; restore package.json from a backup)",
-                    self.relative(dir.path())
-                ),
-                None,
-            ),
+            _ => {
+                let lacks = match self.present(&dir.record()) {
+                    Some(true) => "a version record",
+                    _ => "package.json",
+                };
+                self.found(
+                    format!(
+                        "{}: a package directory without {lacks} that no interrupted publish explains \
+                         (the server quarantines it at start; restore its records from a backup)",
+                        self.relative(dir.path())
+                    ),
+                    None,
+                )
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use gren_registry_core::auth::secret::sha256_hex;
 use gren_registry_core::auth::user::User;
 use gren_registry_core::identity::{Action, Identity, IdentityName, Member, Role};
 use gren_registry_core::package::events::{Event, EventKind};
-use gren_registry_core::package::{PackageChange, PackageName, PackageRecord, Range, Version, VersionRecord};
+use gren_registry_core::package::{PackageChange, PackageName, PackageRecord, Range, Version, VersionRecord, records};
 use gren_registry_core::store::{RecordPath, Store, layout};
 use gren_registry_core::time::Timestamp;
 use serde_json::{Value, json};
@@ -40,6 +40,8 @@ struct Settings {
     packages: usize,
     seconds: u64,
     publishes: usize,
+    /// Publishes of each size in the publish-growth row.
+    growth_publishes: usize,
     quick: bool,
 }
 
@@ -53,6 +55,7 @@ fn main() {
             packages: 500,
             seconds: 3,
             publishes: 20,
+            growth_publishes: 15,
             quick,
         }
     } else {
@@ -60,6 +63,7 @@ fn main() {
             packages: 5000,
             seconds: 10,
             publishes: 100,
+            growth_publishes: 40,
             quick,
         }
     };
@@ -108,6 +112,13 @@ fn main() {
         let server = RunningRegistry::start(&binary, &small, &mailer.url(), &log).settle();
         let (ours_ms, baseline_ms) = publish_vs_baseline(&server, &work, settings.publishes);
         let row = publish_row(settings.publishes, ours_ms, baseline_ms);
+        println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        return;
+    }
+    // Only the row of a publish's cost against the package's versions:
+    // target/release/bench --growth-only (with --quick: fewer publishes)
+    if std::env::args().any(|arg| arg == "--growth-only") {
+        let row = publish_growth_row(&work, &binary, settings.growth_publishes);
         println!("| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
         return;
     }
@@ -170,6 +181,7 @@ fn main() {
     // 4. Publish, against write + fsync + rename + fsync(dir) of the same bytes.
     let (ours_ms, baseline_ms) = publish_vs_baseline(&server, &work, settings.publishes);
     rows.push(publish_row(settings.publishes, ours_ms, baseline_ms));
+    rows.push(publish_growth_row(&work, &binary, settings.growth_publishes));
 
     // 6. Logins (stub Postmark, limits raised).
     let login = wrk(
@@ -386,11 +398,32 @@ fn synthetic_bundle(name: &PackageName, version: Version, gren: &str, salt: usiz
 }
 
 fn generate(store: &Store, packages: usize) {
+    generate_people(store, AUTHORS.min(packages));
+    let mut seq = 0u64;
+    for index in 0..packages {
+        let name = PackageName::parse(&format!("author-{:03}/pkg-{index:05}", index % AUTHORS)).unwrap();
+        let versions = (0..VERSIONS_PER_PACKAGE).map(|step| {
+            let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
+            // The older half is for Gren 0.5, the newer for 0.6.
+            let gren = if step < VERSIONS_PER_PACKAGE / 2 {
+                "0.5.0 <= v < 0.6.0"
+            } else {
+                "0.6.0 <= v < 0.7.0"
+            };
+            (version, gren, index * 100 + step)
+        });
+        generate_package(store, &name, versions, &mut seq);
+    }
+}
+
+/// The format stamp, `authors` identities (`author-000`, …) and the
+/// benchmark's user, admin of all of them, with its session token.
+fn generate_people(store: &Store, authors: usize) {
     gren_registry_core::format::stamp(store).unwrap();
     let now = Timestamp::now();
     let email = Email::parse(EMAIL).unwrap();
     let mut identities = Vec::new();
-    for author in 0..AUTHORS.min(packages) {
+    for author in 0..authors {
         let name = format!("author-{author:03}");
         let identity = Identity {
             name: name.clone(),
@@ -426,63 +459,69 @@ fn generate(store: &Store, packages: usize) {
         "last_used": now, "user_agent": "bench", "ip": "127.0.0.1"
     });
     write_json(store, &layout::session(&token_hash).unwrap(), &session);
+}
 
-    let mut seq = 0u64;
-    for index in 0..packages {
-        let name = PackageName::parse(&format!("author-{:03}/pkg-{index:05}", index % AUTHORS)).unwrap();
-        let mut record = PackageRecord {
-            name: name.clone(),
-            private: false,
-            created: now,
-            versions: Vec::new(),
-            events: Vec::new(),
-            changes: Vec::new(),
-            revoked_outlines: Default::default(),
-        };
-        for step in 0..VERSIONS_PER_PACKAGE {
-            let version = Version::new(1 + (step / 5) as u16, (step % 5) as u16, 0);
-            // The older half is for Gren 0.5, the newer for 0.6.
-            let gren = if step < VERSIONS_PER_PACKAGE / 2 {
-                "0.5.0 <= v < 0.6.0"
-            } else {
-                "0.6.0 <= v < 0.7.0"
-            };
-            let (_, bytes) = synthetic_bundle(&name, version, gren, index * 100 + step);
-            write_file(store, &layout::version_bundle(&name, version), &bytes);
-            seq += 1;
-            let sha256 = sha256_hex(&bytes);
-            let event = Event {
-                seq,
-                at: now,
-                kind: EventKind::Publish,
-                package: name.clone(),
-                version: Some(version),
-                sha256: sha256.clone(),
-                token: None,
-            };
-            record.events.push(event);
-            record.changes.push(PackageChange {
-                at: now,
-                actor: EMAIL.to_string(),
-                token: None,
-                action: Action::Published {
-                    package: name.to_string(),
-                    version: version.to_string(),
-                },
-            });
-            record.versions.push(VersionRecord {
-                version,
-                gren_version: Range::parse(gren).unwrap(),
-                platform: "common".into(),
-                summary: "A generated package for the benchmark".into(),
-                published: now,
-                sha256,
-                size: bytes.len() as u64,
-                revoked: None,
-            });
-        }
-        write_json(store, &layout::package(&name), &record);
+/// A public package `name` with `versions` (number, compiler range, the
+/// salt of its bundle), as publishes would have left it: the bundles, and
+/// the records (each version's with its event, numbered after `seq`, and
+/// its audit entry).
+fn generate_package(
+    store: &Store,
+    name: &PackageName,
+    versions: impl Iterator<Item = (Version, &'static str, usize)>,
+    seq: &mut u64,
+) {
+    let now = Timestamp::now();
+    let mut record = PackageRecord {
+        name: name.clone(),
+        private: false,
+        created: now,
+        versions: Vec::new(),
+        events: Vec::new(),
+        changes: Vec::new(),
+        revoked_outlines: Default::default(),
+    };
+    for (version, gren, salt) in versions {
+        let (_, bytes) = synthetic_bundle(name, version, gren, salt);
+        write_file(store, &layout::version_bundle(name, version), &bytes);
+        *seq += 1;
+        let sha256 = sha256_hex(&bytes);
+        record.events.push(Event {
+            seq: *seq,
+            at: now,
+            kind: EventKind::Publish,
+            package: name.clone(),
+            version: Some(version),
+            sha256: sha256.clone(),
+            token: None,
+        });
+        record.changes.push(PackageChange {
+            at: now,
+            actor: EMAIL.to_string(),
+            token: None,
+            action: Action::Published {
+                package: name.to_string(),
+                version: version.to_string(),
+            },
+        });
+        record.versions.push(VersionRecord {
+            version,
+            gren_version: Range::parse(gren).unwrap(),
+            platform: "common".into(),
+            summary: "A generated package for the benchmark".into(),
+            published: now,
+            sha256,
+            size: bytes.len() as u64,
+            revoked: None,
+        });
     }
+    // Written as the registry writes them, without its fsyncs: generating
+    // 100,000 versions would otherwise take minutes.
+    let (package, versions) = records::split(record);
+    for file in &versions {
+        write_json(store, &layout::version_record(name, file.version.version), file);
+    }
+    write_json(store, &layout::package(name), &package);
 }
 
 // ---------------------------------------------------------------------------
@@ -932,6 +971,69 @@ fn publish_vs_baseline(server: &RunningRegistry, work: &Path, count: usize) -> (
     (median(ours), median(baseline))
 }
 
+/// The sizes of the one package the publish-growth row publishes into.
+const GROWTH_SIZES: [usize; 3] = [10, 1_000, 10_000];
+/// Publishes of each size before the measured ones (connections, caches).
+const GROWTH_WARM_UP: usize = 3;
+
+/// A publish's median latency into a package of 10, 1,000 and 10,000
+/// versions, each on a registry of its own holding only that package,
+/// regenerated every run (the row's publishes grow it). One publish on each
+/// in turn, so that a drift of the machine weighs on all three alike.
+fn publish_growth_row(work: &Path, binary: &Path, publishes: usize) -> [String; 4] {
+    let mailer = MailStub::start();
+    let name = PackageName::parse("author-000/growth").unwrap();
+    let gren = "0.6.0 <= v < 0.7.0";
+    let servers: Vec<RunningRegistry> = GROWTH_SIZES
+        .iter()
+        .map(|&versions| {
+            let dir = work.join(format!("growth-{versions}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = Store::open(&dir).unwrap();
+            generate_people(&store, 1);
+            // 1.0.0 … 1.0.<n-1>: the next publish is 1.0.<n>, its successor.
+            let existing = (0..versions).map(|patch| (Version::new(1, 0, patch as u16), gren, patch));
+            generate_package(&store, &name, existing, &mut 0);
+            drop(store);
+            let log = work.join(format!("server-growth-{versions}.log"));
+            RunningRegistry::start(binary, &dir, &mailer.url(), &log).settle()
+        })
+        .collect();
+    let headers = format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/gzip\r\n");
+    let mut latencies = vec![Vec::new(); servers.len()];
+    for round in 0..GROWTH_WARM_UP + publishes {
+        for (index, server) in servers.iter().enumerate() {
+            let patch = GROWTH_SIZES[index] + round;
+            let (_, bytes) = synthetic_bundle(&name, Version::new(1, 0, patch as u16), gren, patch);
+            let started = Instant::now();
+            let (status, body) = http(server.port, "POST", "/packages", &headers, &bytes);
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            assert_eq!(status, 201, "publish: {}", String::from_utf8_lossy(&body));
+            if round >= GROWTH_WARM_UP {
+                latencies[index].push(elapsed);
+            }
+        }
+    }
+    let medians: Vec<f64> = latencies.into_iter().map(median).collect();
+    let ratio = medians[2] / medians[0];
+    let sizes: Vec<String> = GROWTH_SIZES.iter().map(|size| size.to_string()).collect();
+    let times: Vec<String> = medians.iter().map(|ms| format!("{ms:.2} ms")).collect();
+    [
+        format!(
+            "Publish into one package of {} versions ({publishes} each, in turn): median latency",
+            sizes.join(" / ")
+        ),
+        times.join(" / "),
+        "—".into(),
+        format!(
+            "{} vs {}: ratio {ratio:.2} (target < 2: {})",
+            sizes[2],
+            sizes[0],
+            if ratio < 2.0 { "met" } else { "missed" }
+        ),
+    ]
+}
+
 /// Concurrent uploads of the burst, and the registry's default inflated cap.
 const BURST_UPLOADS: usize = 32;
 const DEFAULT_MAX_INFLATED: usize = 64 << 20;
@@ -1094,7 +1196,8 @@ fn warm_up(binary: &Path, dir: &Path, mailer: &MailStub, work: &Path) {
 }
 
 /// Start-up and memory at `dir`'s size, and publish against the durable
-/// write baseline, on a server of their own.
+/// write baseline, on a server of their own; and a publish's cost against
+/// the package's versions.
 fn store_rows(binary: &Path, dir: &Path, work: &Path, settings: &Settings) -> Vec<[String; 4]> {
     let mailer = MailStub::start();
     warm_up(binary, dir, &mailer, work);
@@ -1106,8 +1209,10 @@ fn store_rows(binary: &Path, dir: &Path, work: &Path, settings: &Settings) -> Ve
     let versions = settings.packages * VERSIONS_PER_PACKAGE;
     let (ours_ms, baseline_ms) = publish_vs_baseline(&server, work, settings.publishes);
     let peak = server.rss_kib("VmHWM");
+    drop(server);
     vec![
         publish_row(settings.publishes, ours_ms, baseline_ms),
+        publish_growth_row(work, binary, settings.growth_publishes),
         startup_row(versions, startup),
         memory_row(versions, rss_after_start, peak),
     ]

@@ -1,9 +1,11 @@
-//! `gren-registry admin migrate`: upgrades a format-1 data directory to
-//! format 2 in place (see [`super`]). It runs with the directory's lock, as
-//! every changing command does, and is safe to kill anywhere: each step
+//! `gren-registry admin migrate`: upgrades an older data directory to the
+//! current format in place (see [`super`]), one format at a time: from 1 to
+//! 2 here, then from 2 to 3 ([`super::split_versions`]); each step ends by
+//! writing its format to `format.json`. It runs with the directory's lock,
+//! as every changing command does, and is safe to kill anywhere: each step
 //! leaves what the next run recognises, and running it again finishes.
 //!
-//! Order, and what a crash after each step leaves:
+//! From format 1 to 2, in order, and what a crash after each step leaves:
 //! 1. For each package still in format 1 (`package.json` without `events`):
 //!    move each live bundle from `<v>/` to beside the record (a rename,
 //!    then the directory's fsync), then write the format-2 record, which
@@ -13,14 +15,15 @@
 //!    commit; until then the old record is still read the old way.
 //! 2. Remove each migrated package's `<v>/` directories.
 //! 3. After every package: remove `events/`.
-//! 4. Write `format.json`: the migration's commit. Until then the server
-//!    refuses the directory, so nobody sees it half done.
+//! 4. Write `format.json` (`{"format": 2}`): the step's commit. Until the
+//!    last step's, the server refuses the directory, so nobody sees it half
+//!    done.
 //!
 //! The audit entries of publishes, revocations and privacy changes stay in
 //! `identities/<name>/audit/` as history; format 2 reads them from the
 //! package records and skips them there ([`crate::identity::audit::read`]).
 
-use super::{CURRENT, FormatError, Found, detect, stamp};
+use super::{CURRENT, FormatError, Found, detect, split_versions, stamp, stamp_as};
 use crate::identity::audit::{self, AuditEntry};
 use crate::identity::{Identity, IdentityName};
 use crate::package::events::{Event, NumberingFault, numbering_faults};
@@ -37,9 +40,9 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Migration {
     /// The format found.
     pub from: u32,
-    /// Package records rewritten by this run.
+    /// Package records rewritten into the current format by this run.
     pub packages: usize,
-    /// Events moved into them.
+    /// The events they hold.
     pub events: usize,
 }
 
@@ -75,6 +78,20 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
         Found::Format(found) if found > CURRENT => return Err(FormatError::Newer { dir, found }),
         Found::Format(found) => found,
     };
+    if from == 1 {
+        format1_to_2(store)?;
+    }
+    let split = split_versions::migrate(store)?;
+    log::info!(
+        "migrated {} from data format {from} to {CURRENT}",
+        store.root().display()
+    );
+    Ok(Migration { from, ..split })
+}
+
+/// The step from format 1 to 2 (see the module's header).
+fn format1_to_2(store: &Store) -> Result<(), FormatError> {
+    let dir = store.root().to_path_buf();
     let mut events = format1_events(store)?;
     let (problems, head) = preflight(store, &events)?;
     if !problems.is_empty() {
@@ -82,28 +99,16 @@ pub fn migrate(store: &Store) -> Result<Migration, FormatError> {
     }
     let mut next_seq = head + 1;
     let mut changes = format1_changes(store)?;
-    let mut migration = Migration {
-        from,
-        ..Migration::default()
-    };
     let packages = store.full_path(&layout::packages_dir());
     for dir in layout::package_dirs(store).map_err(StoreError::io(Operation::List, &packages))? {
         if !dir.path().is_dir() {
             continue;
         }
-        if let Some(moved) = migrate_package(store, &dir, &mut events, &mut changes, &mut next_seq)? {
-            migration.packages += 1;
-            migration.events += moved;
-        }
+        migrate_package(store, &dir, &mut events, &mut changes, &mut next_seq)?;
         remove_version_dirs(store, &dir)?;
     }
     store.remove_tree(&layout::format1::events_dir())?;
-    stamp(store)?;
-    log::info!(
-        "migrated {} from data format {from} to {CURRENT}",
-        store.root().display()
-    );
-    Ok(migration)
+    Ok(stamp_as(store, 2)?)
 }
 
 /// Finds, before anything is changed, what would make the migration lose
@@ -187,24 +192,25 @@ fn preflight(store: &Store, events: &HashMap<String, Vec<Event>>) -> Result<(Vec
 }
 
 /// Rewrites one package record in format 2 (unless it already is), after
-/// moving its live bundles beside it. Returns how many events it took, or
-/// `None` if it was in format 2 already.
+/// moving its live bundles beside it.
 fn migrate_package(
     store: &Store,
     dir: &PackageDir,
     events: &mut HashMap<String, Vec<Event>>,
     changes: &mut HashMap<String, Vec<PackageChange>>,
     next_seq: &mut u64,
-) -> Result<Option<usize>, StoreError> {
+) -> Result<(), StoreError> {
     let record = dir.record();
     let value: Value = read_json_file(store, &record)?;
     if value.get("events").is_some() {
-        return Ok(None);
+        return Ok(());
     }
-    let old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt {
+    let mut old: Format1Record = serde_json::from_value(value).map_err(|source| StoreError::Corrupt {
         path: record.clone(),
         source,
     })?;
+    // Ascending, as records are (`PackageRecord::version` relies on it).
+    old.versions.sort_by_key(|version| version.version);
     let name = old.name.clone();
     let mut revoked_outlines = BTreeMap::new();
     for version in &old.versions {
@@ -223,7 +229,6 @@ fn migrate_package(
     let key = name.key();
     let mut own_events = events.remove(&key).unwrap_or_default();
     own_events.retain(|event| event.seq <= old.last_event);
-    let moved_events = own_events.len();
     let mut migrated = PackageRecord {
         name,
         private: old.private,
@@ -235,7 +240,7 @@ fn migrate_package(
     };
     make_up_for_format1_losses(&mut migrated, next_seq);
     store.write_json(&layout::package(&migrated.name), &migrated)?;
-    Ok(Some(moved_events))
+    Ok(())
 }
 
 /// Format 1 could commit a change and lose what it said of it (issue 12: an

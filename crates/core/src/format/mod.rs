@@ -1,25 +1,29 @@
-//! The data directory's format: `format.json` at its root, `{"format": 2}`.
+//! The data directory's format: `format.json` at its root, `{"format": 3}`.
 //!
 //! Format 1 (releases up to the end of 2026) had no such file: it kept the
 //! event log in `events/<seq>.json`, each version's outline and bundle in a
 //! directory of its own, and wrote the audit entries of publishes after
-//! their commit. Format 2 keeps all of a package's changes in its record
-//! (see [`crate::package`]). `serve` and every `admin` command but
-//! `migrate` run only on the current format ([`require_current`]): an older
-//! directory is upgraded by [`migrate`] (`gren-registry admin migrate`), a
-//! newer one belongs to a newer release.
+//! their commit. Format 2 kept all of a package's changes in its record,
+//! `package.json`, rewritten whole by every publish. Format 3 gives each
+//! version a record of its own beside it (see [`crate::package::records`]),
+//! so that a change costs the same however many versions the package has.
+//! `serve` and every `admin` command but `migrate` run only on the current
+//! format ([`require_current`]): an older directory is upgraded by
+//! [`migrate`] (`gren-registry admin migrate`), one step a format, a newer
+//! one belongs to a newer release.
 //!
 //! A new, empty directory is stamped with the current format when the
 //! server first opens it; `format.json` is written like every record.
 
 pub mod migrate;
+pub mod split_versions;
 
 use crate::store::{Store, StoreError, layout};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The format this release reads and writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FormatFile {
@@ -92,5 +96,10 @@ pub fn require_current(store: &Store, stamp_empty: bool) -> Result<(), FormatErr
 
 /// Writes `format.json` saying [`CURRENT`].
 pub fn stamp(store: &Store) -> Result<(), StoreError> {
-    store.write_json(&layout::format_file(), &FormatFile { format: CURRENT })
+    stamp_as(store, CURRENT)
+}
+
+/// Writes `format.json` saying `format`: the commit of a migration's step.
+fn stamp_as(store: &Store, format: u32) -> Result<(), StoreError> {
+    store.write_json(&layout::format_file(), &FormatFile { format })
 }

@@ -8,9 +8,11 @@
 //! history: it never changes once written, and is the same for everyone.
 //!
 //! The log has no files of its own. Each package record carries the events
-//! its changes appended (`events` in `package.json`), so the record's write
-//! is the one commit point of a change and its events: there is nothing to
-//! lose or roll back between them. At start-up the log is gathered from the
+//! its changes appended (`events` in a version's `<version>.json` for its
+//! publish and revocation, in `package.json` for privacy changes; see
+//! [`super::records`]), so the record's write is the one commit point of a
+//! change and its events: there is nothing to lose or roll back between
+//! them. At start-up the log is gathered from the
 //! records into memory, and must number 1..N without a gap: a gap means a
 //! record was lost or edited by hand, and the registry refuses to start on
 //! it (see [`EventLog::open`]). Appends are serialized; a number is taken
@@ -18,7 +20,8 @@
 //! records that hold them are on disk.
 //!
 //! A lost record is not always a gap: when the record holding the newest
-//! events goes (deleted, or restored from an older copy), the log simply
+//! events goes (deleted, or restored from an older copy: a version's,
+//! most often, the newest version's), the log simply
 //! ends sooner, and its numbers would be given out again to other content,
 //! which mirrors and year-long caches of `/events` pages already hold. So
 //! the log's high-water mark is kept where a lost record cannot take it
@@ -112,6 +115,16 @@ impl NewEvent {
             kind,
             version: None,
             sha256: String::new(),
+            token: None,
+        }
+    }
+
+    /// A `kind` event about `version`, with its bundle's SHA-256.
+    pub fn about_version(kind: EventKind, version: &super::VersionRecord) -> NewEvent {
+        NewEvent {
+            kind,
+            version: Some(version.version),
+            sha256: version.sha256.clone(),
             token: None,
         }
     }
@@ -260,7 +273,7 @@ impl EventLog {
                 path: store.full_path(&layout::event_mark()),
                 problem: format!(
                     "the event log reached event {mark}, but the package records hold only {head}: the record \
-                     holding events {}..={mark} is missing or older than it was (a package.json deleted, or \
+                     holding events {}..={mark} is missing or older than it was (a package's record deleted, or \
                      restored from an older copy); restore packages/ from the backup that holds them",
                     head + 1
                 ),

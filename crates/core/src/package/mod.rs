@@ -3,39 +3,47 @@
 //! ([`events`]).
 //!
 //! On disk, per package (author in lower case, as identity keys are; the
-//! paths are [`layout`]'s):
+//! paths are [`layout`]'s, the files [`records`]'):
 //!
 //! ```text
-//! packages/<author>/<project>/package.json       the record: privacy, every version, events, changes
+//! packages/<author>/<project>/package.json       the package: privacy; its privacy changes' events and audit entries
+//! packages/<author>/<project>/<version>.json     a version: its record; its publish's and revocation's events and audit entries
 //! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, bytes as uploaded
 //! ```
 //!
-//! `package.json` is the one commit point of a publish, revocation or
-//! privacy change, and carries everything the change says: the version, the
-//! public events it appended ([`events`]) and who made it and when (the
-//! identity's audit entries for the package, `changes`). A publish stages its
-//! bundle beside the record before writing it, so one directory fsync
-//! commits both; a bundle is deleted only after the record says the version
-//! is revoked. What the outline of a version says is read from its bundle.
+//! Each change has one commit point, which carries everything the change
+//! says: the version, the public events it appended ([`events`]) and who
+//! made it and when (the identity's audit entries for the package,
+//! `changes`). A publish commits by writing the new version's record, a
+//! revocation by rewriting it, a privacy change by rewriting `package.json`;
+//! none reads or writes the other versions' records, so a change costs the
+//! same at 10 versions as at 10,000. A publish stages its bundle beside the
+//! record before writing it, so one directory fsync commits both; a bundle
+//! is deleted only after its record says the version is revoked. What the
+//! outline of a version says is read from its bundle.
 //!
-//! At start-up, [`Catalog::load`] removes only what an interrupted change
+//! At start-up, [`Catalog::load`] reads every record, and
+//! [`Catalog::clear_debris`] removes only what an interrupted change
 //! leaves: a bundle no record lists yet (a publish that never committed), the
 //! bundle of a revoked version (a revocation that committed but did not get
 //! to delete it), and the directory of a first publish holding its marker
-//! (`first-publish.pending`, written before the bundle, removed after the
-//! commit) and that bundle. Anything else it cannot explain is moved to
-//! `quarantine/` and reported, never deleted; and nothing is touched before
-//! the records were found consistent (an event log without a gap).
+//! (`first-publish.pending`, written before the bundle and `package.json`,
+//! removed after the commit), that bundle and that `package.json`. Anything
+//! else it cannot explain is moved to `quarantine/` and reported, never
+//! deleted; and nothing is touched before the records were found consistent
+//! (an event log without a gap).
 
 pub mod bundle_cache;
 mod error;
 pub mod events;
 pub mod name;
 pub mod publish;
+pub mod records;
 pub mod version;
 
 pub use error::PackageError;
 pub use name::PackageName;
+pub use records::{Found, RecordError};
 pub use version::{Range, Version};
 
 use crate::identity::{Action, AuditEntry, IdentityName};
@@ -50,6 +58,9 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+/// A package as its files tell it ([`records::assemble`]). Serialized, it
+/// is the `package.json` of data format 2, which held all of it: only
+/// `admin migrate` reads and writes that.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageRecord {
     pub name: PackageName,
@@ -61,7 +72,7 @@ pub struct PackageRecord {
     /// oldest first ([`events`]): the log is gathered from these. Like
     /// `changes`, the package's history: empty in the [`Catalog`]'s copies
     /// (the log holds the events once; audit reads and changes read the
-    /// record from disk), so memory does not grow with history twice.
+    /// records from disk), so memory does not grow with history twice.
     pub events: Vec<Event>,
     /// Who published, revoked and changed privacy, and when: the entries
     /// the identity's audit log shows for this package, oldest first.
@@ -106,7 +117,20 @@ pub struct Revocation {
 
 impl PackageRecord {
     pub fn version(&self, version: Version) -> Option<&VersionRecord> {
-        self.versions.iter().find(|record| record.version == version)
+        let found = self.versions.binary_search_by_key(&version, |record| record.version);
+        found.ok().map(|index| &self.versions[index])
+    }
+
+    /// Adds `version` in its place (or puts it over the record of the same
+    /// number), keeping the versions ascending.
+    pub fn put_version(&mut self, version: VersionRecord) {
+        match self
+            .versions
+            .binary_search_by_key(&version.version, |record| record.version)
+        {
+            Ok(index) => self.versions[index] = version,
+            Err(index) => self.versions.insert(index, version),
+        }
     }
 
     fn live(&self) -> impl DoubleEndedIterator<Item = &VersionRecord> {
@@ -167,13 +191,8 @@ impl PackageRecord {
     /// The `kind` event announcing `version` (with its bundle's SHA-256);
     /// `None` for a version the record lacks.
     pub fn announce(&self, kind: EventKind, version: Version) -> Option<NewEvent> {
-        let sha256 = self.version(version)?.sha256.clone();
-        Some(NewEvent {
-            kind,
-            version: Some(version),
-            sha256,
-            token: None,
-        })
+        self.version(version)
+            .map(|record| NewEvent::about_version(kind, record))
     }
 
     /// The events that bring mirrors up to date as the package goes public:
@@ -264,20 +283,14 @@ impl Catalog {
     fn load_dirs(&self, dirs: &[PackageDir]) -> Result<Vec<Event>, StoreError> {
         let mut events = Vec::new();
         for dir in dirs {
-            match Found::in_dir(dir, read_for_catalog) {
+            // The audit entries are passed over unparsed: the catalog keeps
+            // no history, and parsing them is a third of a start's work.
+            match Found::in_dir::<serde::de::IgnoredAny>(dir) {
                 Found::Record(Ok(mut record)) => {
                     events.append(&mut record.events);
                     self.put(record);
                 }
-                Found::Record(Err(RecordError::Read(err))) => {
-                    return Err(StoreError::io(Operation::Read, &dir.record())(err));
-                }
-                Found::Record(Err(RecordError::Parse(source))) => {
-                    return Err(StoreError::Corrupt {
-                        path: dir.record(),
-                        source,
-                    });
-                }
+                Found::Record(Err(err)) => return Err(err.into_store_error()),
                 Found::Uncommitted | Found::NotADirectory => {}
             }
         }
@@ -292,18 +305,26 @@ impl Catalog {
     pub fn clear_debris(&self, store: &Store) -> Result<(), StoreError> {
         in_parallel(store, |dirs| {
             for dir in dirs.iter().filter(|dir| dir.path().is_dir()) {
-                let record = match dir.record().try_exists() {
-                    Ok(true) => match dir.package_name().and_then(|name| self.get(&name)) {
+                let names = match dir.file_names() {
+                    Ok(names) => names,
+                    Err(err) => {
+                        // Unknowable: left alone (fsck reports it).
+                        log::error!("cannot list {}: {err}", dir.path().display());
+                        continue;
+                    }
+                };
+                let record = match Found::committed(dir, &names) {
+                    Some(true) => match dir.package_name().and_then(|name| self.get(&name)) {
                         Some(record) => Some(record),
                         // A record the catalog does not hold under this
                         // name: fsck reports it; nothing here is debris.
                         None => continue,
                     },
-                    Ok(false) => None,
+                    Some(false) => None,
                     // Unknowable: left alone (fsck reports it).
-                    Err(_) => continue,
+                    None => continue,
                 };
-                clear_debris_or_log(store, dir, record.as_deref());
+                clear_debris_or_log(store, dir, &names, record.as_deref());
             }
         })?;
         Ok(())
@@ -316,7 +337,7 @@ impl Catalog {
     pub fn scan(store: &Store) -> io::Result<impl Iterator<Item = (PackageDir, Found)>> {
         let dirs = layout::package_dirs(store)?;
         Ok(dirs.into_iter().map(|dir| {
-            let found = Found::in_dir(&dir, read_record);
+            let found = Found::in_dir::<Vec<PackageChange>>(&dir);
             (dir, found)
         }))
     }
@@ -334,6 +355,21 @@ impl Catalog {
         let mut packages = write_ignoring_poison(&self.packages);
         write_ignoring_poison(&self.views).remove(&key);
         packages.insert(key, Arc::new(record));
+    }
+
+    /// Changes the kept record of `name` by `change` (a version published or
+    /// revoked, its privacy): in place when no request holds it, else on a
+    /// copy that replaces it. So a change to a package of 10,000 versions
+    /// does not copy them all each time; and a view made from the record a
+    /// request holds is still never kept for the changed one (see
+    /// [`Catalog::cached`]: it holds a copy, so this changes another).
+    pub fn update(&self, name: &PackageName, change: impl FnOnce(&mut PackageRecord)) {
+        let key = name.key();
+        let mut packages = write_ignoring_poison(&self.packages);
+        write_ignoring_poison(&self.views).remove(&key);
+        if let Some(record) = packages.get_mut(&key) {
+            change(Arc::make_mut(record));
+        }
     }
 
     /// The JSON of a package's page ([`crate::api::PackagePage`]), with its
@@ -417,88 +453,11 @@ pub struct PageView {
     pub etag: Arc<str>,
 }
 
-/// What [`Catalog::scan`] found in one entry under `packages/<author>/`.
-pub enum Found {
-    /// A directory without `package.json`: the first publish of a package,
-    /// interrupted before its commit.
-    Uncommitted,
-    /// A file where a package directory belongs: no package lives there.
-    NotADirectory,
-    /// `package.json`, or why it could not be read.
-    Record(Result<PackageRecord, RecordError>),
-}
-
-impl Found {
-    fn in_dir(dir: &PackageDir, read: fn(&Path) -> Result<PackageRecord, RecordError>) -> Found {
-        if !dir.path().is_dir() {
-            Found::NotADirectory
-        } else if dir.record().try_exists().is_ok_and(|exists| !exists) {
-            // Only a record known to be absent makes a directory debris: an
-            // unreadable one (EACCES, EIO) is reported by reading it, never
-            // deleted.
-            Found::Uncommitted
-        } else {
-            Found::Record(read(&dir.record()))
-        }
-    }
-}
-
-/// Why a package record could not be read; the message names no path.
-#[derive(Debug)]
-pub enum RecordError {
-    Read(io::Error),
-    Parse(serde_json::Error),
-}
-
-impl std::fmt::Display for RecordError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RecordError::Read(err) => err.fmt(f),
-            RecordError::Parse(err) => err.fmt(f),
-        }
-    }
-}
-
-fn read_record(path: &Path) -> Result<PackageRecord, RecordError> {
-    let bytes = std::fs::read(path).map_err(RecordError::Read)?;
-    serde_json::from_slice(&bytes).map_err(RecordError::Parse)
-}
-
-/// A record as start-up reads it for the catalog: its audit entries are
-/// passed over unparsed (the catalog keeps no history, and parsing them is
-/// a third of a start's work).
-#[derive(Deserialize)]
-struct CatalogRecord {
-    name: PackageName,
-    private: bool,
-    created: Timestamp,
-    versions: Vec<VersionRecord>,
-    events: Vec<Event>,
-    #[serde(rename = "changes")]
-    _changes: serde::de::IgnoredAny,
-    #[serde(default)]
-    revoked_outlines: BTreeMap<Version, serde_json::Map<String, serde_json::Value>>,
-}
-
-fn read_for_catalog(path: &Path) -> Result<PackageRecord, RecordError> {
-    let bytes = std::fs::read(path).map_err(RecordError::Read)?;
-    let record: CatalogRecord = serde_json::from_slice(&bytes).map_err(RecordError::Parse)?;
-    Ok(PackageRecord {
-        name: record.name,
-        private: record.private,
-        created: record.created,
-        versions: record.versions,
-        events: record.events,
-        changes: Vec::new(),
-        revoked_outlines: record.revoked_outlines,
-    })
-}
-
 /// What start-up makes of an entry of a package directory.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Leftover {
-    /// A live version's bundle, or a temporary file (the store's sweep
-    /// takes those): nothing to do.
+    /// A version's record, a live version's bundle, or a temporary file
+    /// (the store's sweep takes those): nothing to do.
     Expected,
     /// A bundle the record does not list (a publish interrupted before its
     /// commit) or lists as revoked (a revocation interrupted after it).
@@ -532,6 +491,13 @@ pub fn classify(record: &PackageRecord, file_name: &str) -> Leftover {
         // The first publish committed; removing its marker did not happen.
         return Leftover::Debris;
     }
+    if let Some(version) = layout::version_of_record_file(file_name) {
+        // Every version file was read into the record, or it was refused.
+        return match record.version(version) {
+            Some(_) => Leftover::Expected,
+            None => Leftover::Unexplained,
+        };
+    }
     let Some(version) = record.name.version_of_bundle_file(file_name) else {
         return Leftover::Unexplained;
     };
@@ -552,10 +518,12 @@ pub fn debris_description(file_name: &str) -> &'static str {
     }
 }
 
-/// Whether a package directory without a record holds exactly what an
-/// interrupted first publish of `name` leaves: nothing but temporary files
-/// (killed before its marker landed), or its marker (a committed package
-/// that lost its record has none), one bundle at most, and temporary files.
+/// Whether a package directory without a committed version (whose entries
+/// but `package.json` are `file_names`) holds exactly what an interrupted
+/// first publish of `name` leaves: nothing but temporary files (killed
+/// before its marker landed), or its marker (a committed package that lost
+/// its records has none), one bundle at most, and temporary files (and
+/// `package.json`, written before the commit).
 pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -> bool {
     let lasting: Vec<&String> = file_names
         .iter()
@@ -573,8 +541,8 @@ pub fn is_interrupted_first_publish(name: &PackageName, file_names: &[String]) -
 /// Start-up's cleaning is best-effort: a disk that refuses it leaves the
 /// debris where it is (never served, noted by `admin fsck`) and the
 /// registry starts all the same.
-fn clear_debris_or_log(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>) {
-    if let Err(err) = clear_debris(store, dir, record) {
+fn clear_debris_or_log(store: &Store, dir: &PackageDir, names: &[String], record: Option<&PackageRecord>) {
+    if let Err(err) = clear_debris(store, dir, names, record) {
         log::error!(
             "cannot clear what an interrupted change left in {}: {}",
             dir.path().display(),
@@ -583,14 +551,18 @@ fn clear_debris_or_log(store: &Store, dir: &PackageDir, record: Option<&PackageR
     }
 }
 
-/// Removes the debris of interrupted changes from a package directory and
-/// quarantines what they do not explain.
-fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>) -> Result<(), StoreError> {
-    let entries = dir.entries().map_err(StoreError::io(Operation::List, dir.path()))?;
+/// Removes the debris of interrupted changes from a package directory (its
+/// entries but `package.json` are `names`) and quarantines what they do not
+/// explain.
+fn clear_debris(
+    store: &Store,
+    dir: &PackageDir,
+    names: &[String],
+    record: Option<&PackageRecord>,
+) -> Result<(), StoreError> {
     let Some(record) = record else {
-        let names: Vec<String> = entries.into_iter().map(|(name, _)| name).collect();
         return match dir.package_name() {
-            Some(name) if is_interrupted_first_publish(&name, &names) => {
+            Some(name) if is_interrupted_first_publish(&name, names) => {
                 log::warn!(
                     "removing {}: a package whose first version was never committed",
                     dir.path().display()
@@ -600,18 +572,19 @@ fn clear_debris(store: &Store, dir: &PackageDir, record: Option<&PackageRecord>)
             _ => quarantine(
                 store,
                 dir.path(),
-                "a package directory without package.json (restore it from a backup)",
+                "a package directory without package.json or without a version record (restore them from a backup)",
             ),
         };
     };
-    for (file_name, path) in &entries {
+    for file_name in names {
+        let path = dir.path().join(file_name);
         match classify(record, file_name) {
             Leftover::Expected => {}
             Leftover::Debris => {
                 log::warn!("removing {}: {}", path.display(), debris_description(file_name));
-                remove_path(store, path, false)?;
+                remove_path(store, &path, false)?;
             }
-            Leftover::Unexplained => quarantine(store, path, "a file no package record explains")?,
+            Leftover::Unexplained => quarantine(store, &path, "a file no package record explains")?,
         }
     }
     Ok(())
@@ -648,8 +621,8 @@ pub fn audit_log(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let mut entries = crate::identity::audit::read(store, name, identity)?;
     for listed in catalog.of_identity(name) {
-        // The catalog keeps no history: the record on disk has it.
-        let Some(record) = store.read_json::<PackageRecord>(&layout::package(&listed.name))? else {
+        // The catalog keeps no history: the records on disk have it.
+        let Some(record) = records::read_history(store, &listed.name)? else {
             continue;
         };
         entries.extend(record.changes.iter().map(|change| AuditEntry {
@@ -777,7 +750,7 @@ mod tests {
             ("1.0.0", "0.6.0 <= v < 0.7.0", "common", false),
             ("1.0.1", "0.6.0 <= v < 0.7.0", "common", true),
         ]);
-        store.write_json(&layout::package(&committed.name), &committed).unwrap();
+        records::write_all(&store, committed.clone()).unwrap();
         let bundle =
             |name: &PackageName, v: &str| store.full_path(&layout::version_bundle(name, Version::parse(v).unwrap()));
         let write = |path: &std::path::Path| {
@@ -794,13 +767,28 @@ mod tests {
             write(path);
         }
         // A first publish interrupted before its commit: its marker, one
-        // bundle, no record.
+        // bundle, no record; and one killed later, with its package.json
+        // but not its version's record.
         let interrupted = PackageName::parse("blaix/ghost").unwrap();
         write(&bundle(&interrupted, "1.0.0"));
         write(&store.full_path(&layout::first_publish_marker(&interrupted)));
+        let staged = PackageName::parse("blaix/staged").unwrap();
+        write(&bundle(&staged, "1.0.0"));
+        write(&store.full_path(&layout::first_publish_marker(&staged)));
+        let staged_record = records::PackageFile::new(staged.clone(), false);
+        store.write_json(&layout::package(&staged), &staged_record).unwrap();
         // A committed package that lost its record: the same, but no marker.
         let unrecorded = PackageName::parse("blaix/lost").unwrap();
         write(&bundle(&unrecorded, "1.0.0"));
+        // One that lost its versions' records: package.json, a bundle, no marker.
+        let versionless = PackageName::parse("blaix/versionless").unwrap();
+        write(&bundle(&versionless, "1.0.0"));
+        store
+            .write_json(
+                &layout::package(&versionless),
+                &records::PackageFile::new(versionless.clone(), false),
+            )
+            .unwrap();
         // A directory that lost its record: more than a publish leaves.
         let orphan = PackageName::parse("blaix/orphan").unwrap();
         write(&bundle(&orphan, "1.0.0"));
@@ -825,7 +813,9 @@ mod tests {
             ("gren-ws4sql", "record"),
             ("lost", "uncommitted"),
             ("orphan", "uncommitted"),
+            ("staged", "uncommitted"),
             ("stray", "not a directory"),
+            ("versionless", "uncommitted"),
         ];
         assert_eq!(found, expected.map(|(name, kind)| (name.to_string(), kind)));
 
@@ -839,8 +829,15 @@ mod tests {
             "debris of interrupted changes is removed"
         );
         assert!(!store.full_path(&layout::package_dir(&interrupted)).exists());
+        assert!(!store.full_path(&layout::package_dir(&staged)).exists());
         let quarantined: Vec<String> = walk(&dir.path().join("quarantine"));
-        assert_eq!(quarantined.len(), 4, "{quarantined:?}");
+        assert_eq!(quarantined.len(), 6, "{quarantined:?}");
+        assert!(
+            quarantined
+                .iter()
+                .any(|path| path.ends_with("packages/blaix/versionless/package.json")),
+            "{quarantined:?}"
+        );
         assert!(
             quarantined
                 .iter()
@@ -865,6 +862,14 @@ mod tests {
             "a stray file is passed by"
         );
 
+        let version_record = store.full_path(&layout::version_record(&committed.name, Version::new(1, 0, 1)));
+        std::fs::write(&version_record, b"{").unwrap();
+        let err = Catalog::load(&store).err().expect("a damaged record stops the loader");
+        assert!(
+            err.to_string().contains("packages/blaix/gren-ws4sql/1.0.1.json"),
+            "{err}"
+        );
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
         std::fs::write(store.full_path(&layout::package(&committed.name)), b"{").unwrap();
         let err = Catalog::load(&store).err().expect("a damaged record stops the loader");
         assert!(
@@ -951,6 +956,42 @@ mod tests {
             v("3.1.0"),
             "revoked versions are skipped"
         );
+    }
+
+    #[test]
+    fn an_update_changes_the_kept_record_in_place_unless_a_request_holds_it() {
+        let catalog = Catalog::default();
+        let record = record(&[("1.0.0", "0.6.0 <= v < 0.7.0", "common", false)]);
+        let name = record.name.clone();
+        catalog.put(record);
+        let before = Arc::as_ptr(&catalog.get(&name).unwrap());
+        catalog.update(&name, |record| record.private = true);
+        let after = catalog.get(&name).unwrap();
+        assert!(after.private);
+        assert_eq!(Arc::as_ptr(&after), before, "nobody held it: changed in place");
+
+        let held = after;
+        let view = catalog.view(&held);
+        catalog.update(&name, |record| record.put_version(record_version("1.0.1")));
+        let changed = catalog.get(&name).unwrap();
+        assert_eq!(held.versions.len(), 1, "the request's copy is as it was");
+        assert_eq!(changed.versions.len(), 2);
+        assert!(!Arc::ptr_eq(&held, &changed));
+        assert_ne!(
+            catalog.view(&changed).etag,
+            view.etag,
+            "the kept view went with the change"
+        );
+        assert_eq!(
+            changed.version(Version::new(1, 0, 1)).unwrap().version,
+            Version::new(1, 0, 1)
+        );
+    }
+
+    fn record_version(number: &str) -> VersionRecord {
+        record(&[(number, "0.6.0 <= v < 0.7.0", "common", false)])
+            .versions
+            .remove(0)
     }
 
     #[test]

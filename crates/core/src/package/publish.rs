@@ -1,12 +1,17 @@
 //! Changing packages: publishing a version, revoking versions, changing a
 //! package's privacy. Each runs under the package's lock and commits by
-//! writing `package.json` once, with the change itself, its audit entries
-//! (`changes`) and the events it announces (publishes and revocations of a
-//! public package, and every privacy change; see [`super::events`]). A
-//! publish stages its bundle beside the record first: three fsyncs in all
-//! (the bundle, the record, their directory). The bundle of a package's next
-//! version is written and fsynced on a second thread while the record is
-//! read and checked, and renamed into place only once the checks pass.
+//! writing one record ([`super::records`]) with the change itself, its audit
+//! entries (`changes`) and the events it announces (publishes and
+//! revocations of a public package, and every privacy change; see
+//! [`super::events`]): a publish writes the new version's record, a
+//! revocation rewrites the version's, a privacy change `package.json`. What
+//! a publish or revocation checks, it checks against the catalog, which
+//! holds every record as committed (every change commits through here,
+//! under the package's lock): neither reads the package's other versions.
+//! A publish stages its bundle beside the records first: three fsyncs in
+//! all (the bundle, the version's record, their directory). A package's
+//! first publish writes `first-publish.pending` first and `package.json`
+//! before the version's record, and removes the marker after the commit.
 //! An automation token acts within its scopes ([`crate::auth::token`]) and
 //! its owner's role, both checked here; its id and name go on the events
 //! and audit entries of what it did.
@@ -16,6 +21,7 @@
 
 use super::bundle_cache::BundleCache;
 use super::events::{EventKind, EventLog, NewEvent};
+use super::records::{self, PackageFile, VersionFile};
 use super::{Catalog, PackageChange, PackageError, PackageName, PackageRecord, Revocation, Version, VersionRecord};
 use crate::auth::secret::sha256_hex;
 use crate::auth::token::{ScopeAction, ScopedToken, TokenRef};
@@ -25,7 +31,7 @@ use crate::bundle::outline::KernelCode;
 use crate::error::Chain;
 use crate::identity::{self, Action, Actor, IdentityError, IdentityName, Role};
 use crate::ratelimit::RateLimiter;
-use crate::store::{PreparedFile, RecordGuard, Store, StoreError, layout};
+use crate::store::{PreparedFile, Store, StoreError, layout};
 use crate::time::Timestamp;
 
 /// The identities whose packages may contain kernel JavaScript by default.
@@ -110,49 +116,40 @@ impl Packages {
         let name = outline.name.clone();
         let sha256 = sha256_hex(upload.bytes);
 
-        let path = layout::package(&name);
         // Packages sharing a file name share this lock, taken before their
         // own: two of them cannot both pass the check below at once.
         let _file_name = store.lock(&layout::file_name_lock(&name));
-        let guard = store.lock(&path);
-        let (existing, prepared) = self.read_record_preparing(store, &guard, &name, outline.version, upload.bytes);
-        let existing = existing?;
-        if existing.is_none() {
-            self.refuse_file_name_twin(&name, upload.name_probes)?;
-        }
-        if let Some(record) = &existing {
-            if let Some(taken) = record.version(outline.version) {
-                if taken.sha256 == sha256 && taken.revoked.is_none() {
-                    return Ok((name, Published::Existing(taken.clone())));
+        let guard = store.lock(&layout::package(&name));
+        let existing = self.catalog.get(&name);
+        match &existing {
+            None => {
+                self.refuse_file_name_twin(&name, upload.name_probes)?;
+            }
+            Some(record) => {
+                if let Some(taken) = record.version(outline.version) {
+                    if taken.sha256 == sha256 && taken.revoked.is_none() {
+                        return Ok((name, Published::Existing(taken.clone())));
+                    }
+                    return Err(PackageError::VersionExists {
+                        name,
+                        version: outline.version,
+                        revoked: taken.revoked.is_some(),
+                    });
                 }
-                return Err(PackageError::VersionExists {
-                    name,
-                    version: outline.version,
-                    revoked: taken.revoked.is_some(),
-                });
-            }
-            if (upload.private || outline.private) && !record.private {
-                return Err(PackageError::PrivacyMismatch { name });
-            }
-            let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
-            let allowed = Version::successors(&taken);
-            if upload.successor_rule && !taken.is_empty() && !allowed.contains(&outline.version) {
-                return Err(PackageError::NotASuccessor {
-                    name,
-                    version: outline.version,
-                    allowed,
-                });
+                if (upload.private || outline.private) && !record.private {
+                    return Err(PackageError::PrivacyMismatch { name });
+                }
+                let follows = outline.version.follows(&record.versions, |version| version.version);
+                if upload.successor_rule && !record.versions.is_empty() && !follows {
+                    let taken: Vec<Version> = record.versions.iter().map(|version| version.version).collect();
+                    return Err(PackageError::NotASuccessor {
+                        name,
+                        version: outline.version,
+                        allowed: Version::successors(&taken),
+                    });
+                }
             }
         }
-        let mut record = existing.unwrap_or_else(|| PackageRecord {
-            name: name.clone(),
-            private: upload.private || outline.private,
-            created: Timestamp::now(),
-            versions: Vec::new(),
-            events: Vec::new(),
-            changes: Vec::new(),
-            revoked_outlines: Default::default(),
-        });
         let version = VersionRecord {
             version: outline.version,
             gren_version: outline.gren_version,
@@ -163,9 +160,8 @@ impl Packages {
             size: upload.bytes.len() as u64,
             revoked: None,
         };
-        let first = record.versions.is_empty();
         let token = upload.token.map(ScopedToken::reference);
-        record.changes.push(change(
+        let published = change(
             upload.actor,
             token.as_ref(),
             version.published,
@@ -173,71 +169,72 @@ impl Packages {
                 package: name.to_string(),
                 version: version.version.to_string(),
             },
-        ));
-        let bundle = prepared.unwrap_or_else(|| {
-            store.prepare_bytes(&guard, &layout::version_bundle(&name, version.version), upload.bytes)
-        });
-        self.write_version(store, &mut record, &version, bundle, token.as_ref())
+        );
+        let new_package = match &existing {
+            None => Some(PackageFile::new(name.clone(), upload.private || outline.private)),
+            Some(_) => None,
+        };
+        let private = existing
+            .as_ref()
+            .map_or(upload.private || outline.private, |record| record.private);
+        // Let go before the commit: the catalog changes its record in place
+        // only when no one holds it, and copying 10,000 versions costs more
+        // than the rest of a publish.
+        drop(existing);
+        let bundle = store.prepare_bytes(&guard, &layout::version_bundle(&name, version.version), upload.bytes);
+        let first = new_package.is_some();
+        let file = VersionFile {
+            version: version.clone(),
+            events: Vec::new(),
+            changes: vec![published],
+            outline: None,
+        };
+        self.write_version(store, &name, new_package, private, file, bundle, token.as_ref())
             .inspect_err(|_| remove_uncommitted(store, &name, version.version, first))?;
         Ok((name, Published::Created(version)))
     }
 
-    /// The package's record, read while another thread writes and fsyncs
-    /// the new bundle beside it (the write overlaps the record's read).
-    /// Nothing is prepared for a package's first publish (its directory is
-    /// made only once the publish passed every check), nor for a version
-    /// the catalog has already (a repeat, or a refusal): they touch no disk.
-    #[allow(clippy::type_complexity)]
-    fn read_record_preparing(
-        &self,
-        store: &Store,
-        held: &RecordGuard,
-        name: &PackageName,
-        version: Version,
-        bytes: &[u8],
-    ) -> (
-        Result<Option<PackageRecord>, StoreError>,
-        Option<Result<PreparedFile, StoreError>>,
-    ) {
-        let new_version = self
-            .catalog
-            .get(name)
-            .is_some_and(|record| record.version(version).is_none());
-        if !new_version {
-            return (self.read_record(store, name), None);
-        }
-        std::thread::scope(|scope| {
-            let bundle = layout::version_bundle(name, version);
-            let preparing = scope.spawn(move || store.prepare_bytes(held, &bundle, bytes));
-            let existing = self.read_record(store, name);
-            let prepared = preparing
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (existing, Some(prepared))
-        })
-    }
-
-    /// Stages a new version's bundle beside `record`, then commits it there.
-    /// A first publish marks the new directory first, so that start-up can
-    /// tell its debris from a committed package that lost its record.
+    /// Stages a new version's bundle beside the package's records, then
+    /// commits the version's record `file` there, with its `publish` event
+    /// unless the package is `private`. A first publish (`new_package`)
+    /// marks the new directory first, so that start-up can tell its debris
+    /// from a committed package that lost its records, and writes
+    /// `package.json` before the commit.
+    #[allow(clippy::too_many_arguments)]
     fn write_version(
         &self,
         store: &Store,
-        record: &mut PackageRecord,
-        version: &VersionRecord,
+        name: &PackageName,
+        new_package: Option<PackageFile>,
+        private: bool,
+        mut file: VersionFile,
         bundle: Result<PreparedFile, StoreError>,
         token: Option<&TokenRef>,
     ) -> Result<(), StoreError> {
-        let first = record.versions.is_empty();
-        let marker = layout::first_publish_marker(&record.name);
-        if first {
+        let marker = layout::first_publish_marker(name);
+        if new_package.is_some() {
             store.write_bytes(&marker, b"")?;
         }
         store.stage(bundle?)?;
-        record.versions.push(version.clone());
-        record.versions.sort_by_key(|version| version.version);
-        self.commit(store, record, EventKind::Publish, &[version.version], token)?;
-        if first {
+        if let Some(package) = &new_package {
+            store.write_json(&layout::package(name), package)?;
+        }
+        let events = announcing(private, EventKind::Publish, &file.version, token);
+        let path = layout::version_record(name, file.version.version);
+        self.events.append(name, &events, |numbered| {
+            file.events = numbered;
+            store.write_json(&path, &file)?;
+            // Before the events join the log: whoever they wake (the
+            // notifier, cache purgers) must find the change made.
+            match &new_package {
+                Some(package) => self.catalog.put(records::assemble(package.clone(), vec![file.clone()])),
+                None => self
+                    .catalog
+                    .update(name, |record| record.put_version(file.version.clone())),
+            }
+            Ok::<(), StoreError>(())
+        })?;
+        if new_package.is_some() {
             // Committed: a marker left behind is debris start-up removes.
             after_commit("first-publish marker removal", store.remove(&marker).map(drop));
         }
@@ -245,7 +242,10 @@ impl Packages {
     }
 
     /// Revokes `versions` (all of them when `None`). Already revoked versions
-    /// stay as they are, so revoking is idempotent. Returns the package's
+    /// stay as they are, so revoking is idempotent. Each version's
+    /// revocation is a change of its own, committed by its record: revoking
+    /// a whole package that fails part-way has revoked some of its versions,
+    /// and revoking it again revokes the rest. Returns the package's
     /// version records afterwards.
     pub fn revoke(
         &self,
@@ -263,37 +263,27 @@ impl Packages {
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Publish)?;
         let token = token.map(ScopedToken::reference);
         let _guard = store.lock(&layout::package(name));
-        let mut record = self.require(store, name)?;
+        let record = self.require(name)?;
         if let Some(version) = versions
             && record.version(version).is_none()
         {
             return Err(version_not_found(name, version));
         }
+        let revocation = Revocation {
+            at: Timestamp::now(),
+            reason: reason.to_string(),
+        };
         let targets: Vec<Version> = record
             .versions
             .iter()
             .filter(|record| record.revoked.is_none() && versions.is_none_or(|version| version == record.version))
             .map(|record| record.version)
             .collect();
-        if targets.is_empty() {
-            return Ok(record.versions);
-        }
-        let revocation = Revocation {
-            at: Timestamp::now(),
-            reason: reason.to_string(),
-        };
-        for version in &mut record.versions {
-            if targets.contains(&version.version) {
-                version.revoked = Some(revocation.clone());
-            }
-        }
-        for version in &targets {
-            // The version page still shows what the version was.
-            let live = record.version(*version).cloned();
-            if let Some(outline) = live.and_then(|live| self.live_outline(store, name, &live).transpose()) {
-                record.revoked_outlines.insert(*version, outline?);
-            }
-            record.changes.push(change(
+        let private = record.private;
+        // Let go before the commits (see `publish`).
+        drop(record);
+        for version in targets {
+            let revoked = change(
                 actor,
                 token.as_ref(),
                 revocation.at,
@@ -302,21 +292,60 @@ impl Packages {
                     version: version.to_string(),
                     reason: reason.to_string(),
                 },
-            ));
+            );
+            self.revoke_version(store, name, private, version, &revocation, revoked, token.as_ref())?;
         }
-        self.commit(store, &mut record, EventKind::Revoke, &targets, token.as_ref())?;
-        for version in &targets {
-            // After the commit: the record already says the content is gone.
-            let path = layout::version_bundle(name, *version);
-            self.bundles.forget(&store.full_path(&path));
-            after_commit("bundle removal", store.remove(&path).map(drop));
-        }
-        Ok(record.versions)
+        Ok(self.require(name)?.versions.clone())
+    }
+
+    /// Commits the revocation of `version` of `name` by rewriting the
+    /// version's record with it, its audit entry `revoked`, its `revoke`
+    /// event (unless the package is `private`) and its outline; then
+    /// deletes its bundle.
+    #[allow(clippy::too_many_arguments)]
+    fn revoke_version(
+        &self,
+        store: &Store,
+        name: &PackageName,
+        private: bool,
+        version: Version,
+        revocation: &Revocation,
+        revoked: PackageChange,
+        token: Option<&TokenRef>,
+    ) -> Result<(), StoreError> {
+        let path = layout::version_record(name, version);
+        let mut file = records::read_version(store, name, version)?.ok_or_else(|| {
+            StoreError::io(crate::store::Operation::Read, &store.full_path(&path))(std::io::ErrorKind::NotFound.into())
+        })?;
+        // The version page still shows what the version was.
+        file.outline = self.live_outline(store, name, &file.version)?;
+        file.version.revoked = Some(revocation.clone());
+        file.changes.push(revoked);
+        let events = announcing(private, EventKind::Revoke, &file.version, token);
+        self.events.append(name, &events, |numbered| {
+            file.events.extend(numbered);
+            store.write_json(&path, &file)?;
+            self.catalog.update(name, |kept| {
+                if let Some(outline) = &file.outline {
+                    kept.revoked_outlines.insert(version, outline.clone());
+                }
+                kept.put_version(file.version.clone());
+            });
+            Ok::<(), StoreError>(())
+        })?;
+        // After the commit: the record already says the content is gone.
+        let bundle = layout::version_bundle(name, version);
+        self.bundles.forget(&store.full_path(&bundle));
+        after_commit("bundle removal", store.remove(&bundle).map(drop));
+        Ok(())
     }
 
     /// Makes a package private or public (identity admins), with a `private`
-    /// or `public` event. Going public also announces what mirrors missed
-    /// while it was private ([`PackageRecord::going_public`]).
+    /// or `public` event, committed by rewriting `package.json`. Going
+    /// public also announces what mirrors missed while it was private
+    /// ([`PackageRecord::going_public`]): those events are in `package.json`
+    /// too. Only this change reads every version's record (for what
+    /// mirrors were told of each).
     pub fn set_private(
         &self,
         store: &Store,
@@ -327,17 +356,19 @@ impl Packages {
         let identity_name = owner(name)?;
         identity::require_role(&identity::require(store, &identity_name)?, actor, Role::Admin)?;
         let _guard = store.lock(&layout::package(name));
-        let mut record = self.require(store, name)?;
+        self.require(name)?;
+        let not_found = || PackageError::NotFound { name: name.clone() };
+        let mut record = records::read_history(store, name)?.ok_or_else(not_found)?;
         if record.private == private {
             return Ok(record);
         }
-        record.private = private;
+        let mut package: PackageFile = store.read_json(&layout::package(name))?.ok_or_else(not_found)?;
         let events = if private {
             vec![NewEvent::about_package(EventKind::Private)]
         } else {
             record.going_public()
         };
-        record.changes.push(change(
+        let changed = change(
             actor,
             None,
             Timestamp::now(),
@@ -345,8 +376,18 @@ impl Packages {
                 package: name.to_string(),
                 private,
             },
-        ));
-        self.commit_events(store, &mut record, &events)?;
+        );
+        package.private = private;
+        package.changes.push(changed.clone());
+        self.events.append(name, &events, |numbered| {
+            package.events.extend(numbered.iter().cloned());
+            store.write_json(&layout::package(name), &package)?;
+            self.catalog.update(name, |kept| kept.private = private);
+            record.events.extend(numbered);
+            Ok::<(), StoreError>(())
+        })?;
+        record.private = private;
+        record.changes.push(changed);
         Ok(record)
     }
 
@@ -404,24 +445,6 @@ impl Packages {
         }
     }
 
-    /// The whole record of a package the catalog lists, history included,
-    /// from disk: the catalog's copy has none (see [`PackageRecord::events`]).
-    /// The caller holds the package's lock.
-    fn read_record(&self, store: &Store, name: &PackageName) -> Result<Option<PackageRecord>, StoreError> {
-        match self.catalog.get(name) {
-            Some(_) => store.read_json(&layout::package(name)),
-            None => Ok(None),
-        }
-    }
-
-    fn require(&self, store: &Store, name: &PackageName) -> Result<PackageRecord, PackageError> {
-        let record = self.read_record(store, name)?;
-        record.ok_or_else(|| PackageError::NotFound { name: name.clone() })
-    }
-
-    /// Commits a publish or revocation of `versions`: public packages get a
-    /// `kind` event for each, naming the automation `token` that did it, if
-    /// any; nothing is said about private ones (going public makes up for it).
     /// Refuses a new package whose bundles another package's file names
     /// have, private or public alike (the same answer, taking the same path),
     /// within the limit of such refusals `probes` keeps.
@@ -445,45 +468,26 @@ impl Packages {
             stem: name.file_stem(),
         })
     }
-
-    fn commit(
-        &self,
-        store: &Store,
-        record: &mut PackageRecord,
-        kind: EventKind,
-        versions: &[Version],
-        token: Option<&TokenRef>,
-    ) -> Result<(), StoreError> {
-        let events: Vec<NewEvent> = if record.private {
-            Vec::new()
-        } else {
-            versions
-                .iter()
-                .filter_map(|version| record.announce(kind, *version))
-                .map(|event| NewEvent {
-                    token: token.cloned(),
-                    ..event
-                })
-                .collect()
-        };
-        self.commit_events(store, record, &events)
+    /// The catalog's record of `name`: under the package's lock, the
+    /// committed one.
+    fn require(&self, name: &PackageName) -> Result<std::sync::Arc<PackageRecord>, PackageError> {
+        self.catalog
+            .get(name)
+            .ok_or_else(|| PackageError::NotFound { name: name.clone() })
     }
+}
 
-    /// Writes the record with its new `events` (the one commit point) and
-    /// updates the catalog.
-    fn commit_events(&self, store: &Store, record: &mut PackageRecord, events: &[NewEvent]) -> Result<(), StoreError> {
-        let path = layout::package(&record.name);
-        let name = record.name.clone();
-        self.events.append(&name, events, |numbered| {
-            record.events.extend(numbered);
-            store.write_json(&path, &*record)?;
-            // Before the events join the log: whoever they wake (the
-            // notifier, cache purgers) must find the change made.
-            self.catalog.put(record.clone());
-            Ok::<(), StoreError>(())
-        })?;
-        Ok(())
+/// The `kind` event about `version`, naming the automation `token` that
+/// made the change, if any; none for a `private` package (going public
+/// makes up for it).
+fn announcing(private: bool, kind: EventKind, version: &VersionRecord, token: Option<&TokenRef>) -> Vec<NewEvent> {
+    if private {
+        return Vec::new();
     }
+    vec![NewEvent {
+        token: token.cloned(),
+        ..NewEvent::about_version(kind, version)
+    }]
 }
 
 /// Gives the memory freed while loading back to the system: reading every
@@ -500,12 +504,17 @@ fn release_freed_memory() {
 }
 
 /// Removes what a publish that failed before its commit wrote: its staged
-/// bundle and, for a first publish, the package's directory if nothing else
-/// is in it (what else is there is not this publish's to judge). So `admin
-/// fsck` is clean at once; if this fails too (a disk refusing removals),
-/// the start-up repair removes the same debris.
+/// bundle and, for a first publish, its `package.json`, its marker (last:
+/// until then start-up takes what is left for an interrupted first
+/// publish) and the package's directory if nothing else is in it (what
+/// else is there is not this publish's to judge). So `admin fsck` is clean
+/// at once; if this fails too (a disk refusing removals), the start-up
+/// repair removes the same debris.
 fn remove_uncommitted(store: &Store, name: &PackageName, version: Version, first: bool) {
     let mut removed = store.remove(&layout::version_bundle(name, version)).map(drop);
+    if first && removed.is_ok() {
+        removed = store.remove(&layout::package(name)).map(drop);
+    }
     if first && removed.is_ok() {
         removed = store.remove(&layout::first_publish_marker(name)).map(drop);
     }

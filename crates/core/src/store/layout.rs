@@ -4,7 +4,7 @@
 //! describes the same tree for operators.
 //!
 //! ```text
-//! format.json                                    the data format: {"format": 2}
+//! format.json                                    the data format: {"format": 3}
 //! event-log.json                                 the event log's high-water mark: {"head": N}
 //! registry.lock                                  held by the running server
 //! writers.lock, snapshot.lock                    writers' gate and its turnstile (see Backups)
@@ -17,7 +17,8 @@
 //! mail/<time>-<n>.txt                            e-mails, only when no Postmark token is set (written like records)
 //! identities/<name>/identity.json                a publishing identity and its members
 //! identities/<name>/audit/<seq>.json             its member changes, one entry per change
-//! packages/<author>/<project>/package.json       a package: privacy, versions, its events and audit entries
+//! packages/<author>/<project>/package.json       a package: its privacy, and the events and audit entries of its changes
+//! packages/<author>/<project>/<version>.json     a version: its record, and the events and audit entries of its publish and revocation
 //! packages/<author>/<project>/<file>.pkg.gz      a live version's bundle, exactly as uploaded
 //! packages/<author>/<project>/first-publish.pending   only while its first publish is under way
 //! outbox/cursor.json                             the last event told to the packages site (and its URL)
@@ -63,7 +64,8 @@ const IDENTITIES: &str = "identities";
 const IDENTITY_RECORD: &str = "identity.json";
 const AUDIT: &str = "audit";
 const PACKAGES: &str = "packages";
-const PACKAGE_RECORD: &str = "package.json";
+/// A package's own record, in its directory.
+pub const PACKAGE_RECORD: &str = "package.json";
 /// Marks a package directory whose first publish has not committed yet.
 pub const FIRST_PUBLISH_MARKER: &str = "first-publish.pending";
 const FORMAT: &str = "format.json";
@@ -183,9 +185,27 @@ pub fn package_dir(name: &PackageName) -> RecordPath {
     package_file(name, &[])
 }
 
-/// `package.json`, the commit point of every change to a package.
+/// `package.json`, the package's own record (its privacy), the commit
+/// point of a privacy change; also the lock key of every change to the
+/// package.
 pub fn package(name: &PackageName) -> RecordPath {
     package_file(name, &[PACKAGE_RECORD])
+}
+
+/// `<version>.json`, the version's record beside the package's: the commit
+/// point of its publish and of its revocation.
+pub fn version_record(name: &PackageName, version: Version) -> RecordPath {
+    package_file(name, &[&version_record_file_name(version)])
+}
+
+fn version_record_file_name(version: Version) -> String {
+    json(&version.to_string())
+}
+
+/// The version whose record an entry of a package directory named
+/// `file_name` is, if it is one (`7.0.0.json`, spelled as versions are).
+pub fn version_of_record_file(file_name: &str) -> Option<Version> {
+    Version::parse(file_name.strip_suffix(".json")?)
 }
 
 /// The bundle, beside its record (one directory fsync commits both), under
@@ -396,7 +416,7 @@ impl PackageDir {
         &self.0
     }
 
-    /// Its commit record, `package.json`.
+    /// The package's own record, `package.json`.
     pub fn record(&self) -> PathBuf {
         self.0.join(PACKAGE_RECORD)
     }
@@ -408,17 +428,31 @@ impl PackageDir {
         PackageName::from_parts(author, project)
     }
 
-    /// Every entry but the record (by name, and full path), sorted:
-    /// bundles, and whatever else is there.
+    /// Every entry but `package.json` (by name, and full path), sorted:
+    /// version records, bundles, and whatever else is there.
     pub fn entries(&self) -> io::Result<Vec<(String, PathBuf)>> {
-        let mut found = Vec::new();
-        for path in entries(&self.0)? {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let names = self.file_names()?.into_iter();
+        Ok(names
+            .map(|name| {
+                let path = self.0.join(&name);
+                (name, path)
+            })
+            .collect())
+    }
+
+    /// The names of [`PackageDir::entries`], sorted: what start-up lists
+    /// of every package twice, so it sorts names, not paths (comparing
+    /// paths component by component was a tenth of a start).
+    pub fn file_names(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.0)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
             if name != PACKAGE_RECORD {
-                found.push((name, path));
+                names.push(name);
             }
         }
-        Ok(found)
+        names.sort_unstable();
+        Ok(names)
     }
 }
 
@@ -478,6 +512,7 @@ mod tests {
             (packages_dir(), "packages"),
             (package_dir(&package), "packages/gren-lang/core"),
             (self::package(&package), "packages/gren-lang/core/package.json"),
+            (version_record(&package, version), "packages/gren-lang/core/7.0.0.json"),
             (
                 version_bundle(&package, version),
                 "packages/gren-lang/core/Gren_Lang_core__7_0_0.pkg.gz",
@@ -527,6 +562,21 @@ mod tests {
             assert!(purge_cursor(&"9F".repeat(32)).is_err(), "upper case is no hash of ours");
             assert!(session(bad).is_err(), "{bad:?}");
             assert!(login(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_version_spelled_as_versions_are_names_a_version_record() {
+        assert_eq!(version_of_record_file("7.0.10.json"), Some(Version::new(7, 0, 10)));
+        for other in [
+            "package.json",
+            "07.0.0.json",
+            "7.0.json",
+            "7.0.0.pkg.gz",
+            "7.0.0",
+            ".tmp-7.0.0.json",
+        ] {
+            assert_eq!(version_of_record_file(other), None, "{other}");
         }
     }
 

@@ -247,11 +247,26 @@ impl Store {
 
     /// Atomically replaces (or creates) a record with pretty-printed JSON.
     pub fn write_json<T: Serialize>(&self, path: &RecordPath, value: &T) -> Result<(), StoreError> {
+        self.write_bytes(path, &self.json_bytes(path, value)?)
+    }
+
+    /// The bytes of the record `value` at `path`: pretty-printed JSON.
+    fn json_bytes<T: Serialize>(&self, path: &RecordPath, value: &T) -> Result<Vec<u8>, StoreError> {
         let mut bytes = serde_json::to_vec_pretty(value)
             .map_err(io::Error::other)
             .map_err(StoreError::io(Operation::Write, &self.full_path(path)))?;
         bytes.push(b'\n');
-        self.write_bytes(path, &bytes)
+        Ok(bytes)
+    }
+
+    /// [`Store::prepare_bytes`] of the record `value`, as [`Store::write_json`] writes it.
+    pub(crate) fn prepare_json<T: Serialize>(
+        &self,
+        held: &RecordGuard,
+        path: &RecordPath,
+        value: &T,
+    ) -> Result<PreparedFile, StoreError> {
+        self.prepare_bytes(held, path, &self.json_bytes(path, value)?)
     }
 
     /// Atomically replaces (or creates) a file with the given bytes.
