@@ -1293,7 +1293,7 @@ pub fn version_numbers(record: &serde_json::Value) -> Vec<&str> {
 /// directory make it a partial copy, which the registry refuses.
 pub fn stamp_current_format(dir: &Path) {
     std::fs::write(dir.join("registry.lock"), b"").unwrap();
-    std::fs::write(dir.join("format.json"), b"{\"format\": 2}\n").unwrap();
+    std::fs::write(dir.join("format.json"), b"{\"format\": 3}\n").unwrap();
 }
 
 /// A JSON file's contents.
