@@ -153,17 +153,26 @@ fn an_import_beside_the_server_is_listed_at_once_and_users_it_logs_out_are_logge
 }
 
 #[test]
-fn commands_that_need_the_server_stopped_still_say_so_and_change_nothing() {
+fn repair_still_needs_the_server_stopped_and_migrate_beside_it_has_nothing_to_do() {
     let server = serving_gren_lang();
-    for args in [&["fsck", "--repair"][..], &["migrate"]] {
-        let out = admin(&server.data_dir, args).failure();
-        assert!(
-            out.stderr.contains("in use") && out.stderr.contains("Stop the server"),
-            "`admin {}`: {}",
-            args.join(" "),
-            out.stderr
-        );
-    }
+    let out = admin(&server.data_dir, &["fsck", "--repair"]).failure();
+    assert!(
+        out.stderr.contains("in use") && out.stderr.contains("Stop the server"),
+        "`admin fsck --repair`: {}",
+        out.stderr
+    );
+    // A running server of this release runs only on its format.
+    admin(&server.data_dir, &["migrate"])
+        .success()
+        .assert_stdout_has("already (a server is running on it): nothing to do");
+    // One that runs on an older format (the binary upgraded, the server
+    // not restarted) must be stopped first.
+    let format = server.data_dir.join("format.json");
+    let current = std::fs::read(&format).unwrap();
+    std::fs::write(&format, b"{\"format\": 2}").unwrap();
+    let out = admin(&server.data_dir, &["migrate"]).failure();
+    assert!(out.stderr.contains("Stop the server"), "{}", out.stderr);
+    std::fs::write(&format, current).unwrap();
     // A refusal of the domain comes back as the command's own error.
     let out = admin(
         &server.data_dir,

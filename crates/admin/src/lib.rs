@@ -348,7 +348,27 @@ fn open_for_reading(args: &AdminArgs) -> AdminResult<Store> {
 
 /// `admin migrate`: see [`format::migrate`].
 fn migrate(args: &AdminArgs) -> AdminResult<Report> {
-    let store = open_locked(args)?;
+    let store = match open_locked(args) {
+        Ok(store) => store,
+        // A server holds the directory: one of this release runs only on
+        // the current format, so there is nothing to do; an older one (the
+        // binary upgraded, the server not yet restarted) must be stopped.
+        Err(AdminError::InUse(locked @ OpenError::Locked(_))) => {
+            let beside = Store::inspect(&args.data_dir).map_err(AdminError::NoDataDir)?;
+            if format::detect(&beside)? != format::Found::Format(format::CURRENT) {
+                return Err(AdminError::InUse(locked));
+            }
+            return Ok(Report::ok(
+                format!(
+                    "{} is in data format {} already (a server is running on it): nothing to do",
+                    args.data_dir.display(),
+                    format::CURRENT
+                ),
+                json!({ "from": format::CURRENT, "to": format::CURRENT, "packages": 0, "events": 0 }),
+            ));
+        }
+        Err(err) => return Err(err),
+    };
     store.sweep_temp_files()?;
     let done = format::migrate::migrate(&store)?;
     let text = if done.from == format::CURRENT {
