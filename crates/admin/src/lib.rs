@@ -4,7 +4,7 @@
 //! server. When a server holds it, they are carried out by that server
 //! instead ([`control`]: over its control socket, on its own store and
 //! in-memory catalog, by the same [`change`]), so its answers show them at
-//! once; `fsck --repair` and `migrate` still need it stopped. Commands that
+//! once; `fsck --repair` still needs it stopped. Commands that
 //! only read work beside a running server; `snapshot` holds the server's
 //! writers off while it links files. Every command refuses to run as another user
 //! than the data directory's owner (root included: its records would be
