@@ -881,7 +881,14 @@ impl HttpConn {
 
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
+        // A signal delivered to the test process (a child's end, say) can
+        // interrupt a long read: that is no answer, so read again.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
         self.buffer.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
