@@ -24,6 +24,15 @@ impl Cli {
         }
     }
 
+    /// Someone logged in to `server` as me@example.com, admin of the
+    /// identity `gren-lang` they created: the start of most client tests.
+    pub(crate) fn gren_lang_admin(server: &Server) -> Cli {
+        let cli = Cli::new(server);
+        cli.login(server, "me@example.com");
+        cli.ok(&["identity", "create", "gren-lang"]);
+        cli
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gren-registry"));
         clear_registry_env(&mut command);
@@ -312,9 +321,7 @@ fn invitations_are_listed_accepted_declined_and_members_leave_from_the_command_l
 #[test]
 fn private_packages_install_with_the_stored_token_only() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     let core = project_of("gren_lang_core__7_0_0.pkg.gz");
     cli.ok(&["publish", "--private", core.path().to_str().unwrap()]);
     let url = project_of("gren_lang_url__6_0_0.pkg.gz");
@@ -349,9 +356,7 @@ fn private_packages_install_with_the_stored_token_only() {
 #[test]
 fn private_without_on_or_off_shows_the_current_setting() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     let core = project_of("gren_lang_core__7_0_0.pkg.gz");
     cli.ok(&["publish", "--private", core.path().to_str().unwrap()]);
     assert_eq!(cli.ok(&["private", "gren-lang/core"]), "gren-lang/core is private\n");
@@ -368,9 +373,7 @@ fn private_without_on_or_off_shows_the_current_setting() {
 #[test]
 fn info_shows_versions_with_revoked_ones_marked_the_latest_for_a_compiler_and_the_summary() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles");
     for file in ["gren_lang_core__6_0_1.pkg.gz", "gren_lang_core__7_0_0.pkg.gz"] {
         cli.ok(&["publish", bundles.join(file).to_str().unwrap()]);
@@ -415,9 +418,7 @@ fn info_shows_versions_with_revoked_ones_marked_the_latest_for_a_compiler_and_th
 #[test]
 fn search_finds_packages_by_name_or_summary_ignoring_case() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     let core = project_of("gren_lang_core__7_0_0.pkg.gz");
     cli.ok(&["publish", core.path().to_str().unwrap()]);
     let url = project_of("gren_lang_url__6_0_0.pkg.gz");
@@ -446,9 +447,7 @@ fn search_finds_packages_by_name_or_summary_ignoring_case() {
 #[test]
 fn install_reports_conflicts_and_incompatibilities_clearly() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     for file in [
         "gren_lang_core__6_0_1.pkg.gz",
         "gren_lang_core__7_0_0.pkg.gz",
@@ -684,9 +683,7 @@ fn compiler_package_install(compiler: &Path, project: &Path) -> Output {
 fn the_real_compiler_accepts_what_install_wrote() {
     let compiler = gren_compiler();
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     for file in [
         "gren_lang_core__7_0_0.pkg.gz",
         "gren_lang_url__6_0_0.pkg.gz",
@@ -766,9 +763,7 @@ fn the_registry_option_belongs_to_the_client_commands_and_serve_and_admin_refuse
 #[test]
 fn token_create_prints_only_the_secret_and_ci_publishes_with_it_from_the_environment() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     let args = [
         "token",
         "create",

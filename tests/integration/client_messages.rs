@@ -159,9 +159,7 @@ fn a_refused_token_says_what_to_do_once() {
 #[test]
 fn publish_and_revoke_name_arguments_of_the_wrong_shape_and_an_identical_republish() {
     let server = Server::start();
-    let cli = Cli::new(&server);
-    cli.login(&server, "me@example.com");
-    cli.ok(&["identity", "create", "gren-lang"]);
+    let cli = Cli::gren_lang_admin(&server);
     let project = project_of("gren_lang_url__6_0_0.pkg.gz");
     let dir = project.path().to_str().unwrap();
 
