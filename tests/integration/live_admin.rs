@@ -7,6 +7,7 @@ use crate::common::bundles::{bundle_file_name, real_bundle, real_bundles_dir, sy
 use crate::common::operator::{admin, admin_json};
 use crate::common::*;
 use serde_json::json;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 const OPERATOR: &str = "ops@example.com";
@@ -244,7 +245,7 @@ fn admin_commands_beside_api_writes_lose_nothing() {
 
 #[test]
 fn the_control_socket_answers_nobody_but_the_data_directorys_owner() {
-    if unsafe_uid() != 0 {
+    if effective_uid() != 0 {
         eprintln!("SKIPPED: needs root, to open the directory to another user");
         return;
     }
@@ -280,9 +281,7 @@ fn the_control_socket_answers_nobody_but_the_data_directorys_owner() {
     );
 }
 
-use std::os::unix::process::CommandExt;
-
-fn unsafe_uid() -> u32 {
+fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }

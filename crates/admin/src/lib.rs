@@ -481,8 +481,11 @@ impl<'a> Workspace<'a> {
             None => {
                 let packages = Packages::open(self.store)?;
                 let done = work(&packages);
-                packages.events.save_mark(self.store, 0)?;
-                done
+                let marked = packages.events.save_mark(self.store, 0);
+                // The command's own failure is the one to report.
+                let report = done?;
+                marked?;
+                Ok(report)
             }
         }
     }
